@@ -1,0 +1,4 @@
+//! corecache: a memcached-compatible cache with a thread-per-core io_uring
+//! engine and a segment store.
+
+pub mod store;

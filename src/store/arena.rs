@@ -1,0 +1,104 @@
+//! The memory that segments are carved from: one anonymous mapping per
+//! shard, backed by 2 MiB hugetlb pages when the host has them reserved,
+//! by transparent huge pages (madvise) otherwise, by plain pages last.
+
+use memmap2::{MmapMut, MmapOptions};
+
+const HUGE_PAGE: usize = 2 << 20;
+/// log2 of the huge page size, as MAP_HUGETLB wants it.
+const HUGE_PAGE_SHIFT: u8 = 21;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageKind {
+    /// Explicit 2 MiB hugetlb pages.
+    HugeTlb,
+    /// Transparent huge pages requested with madvise.
+    Transparent,
+    /// Ordinary 4 KiB pages.
+    Plain,
+}
+
+impl PageKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PageKind::HugeTlb => "hugetlb",
+            PageKind::Transparent => "thp",
+            PageKind::Plain => "plain",
+        }
+    }
+}
+
+pub struct Arena {
+    map: MmapMut,
+    kind: PageKind,
+}
+
+impl Arena {
+    /// Maps `len` bytes. Hugetlb is only tried when `len` is a whole number
+    /// of huge pages, so the mapping is never larger than asked.
+    pub fn new(len: usize, allow_huge: bool) -> std::io::Result<Arena> {
+        let len = len.max(1);
+        if allow_huge && len % HUGE_PAGE == 0 {
+            if let Ok(map) = MmapOptions::new()
+                .len(len)
+                .huge(Some(HUGE_PAGE_SHIFT))
+                .map_anon()
+            {
+                return Ok(Arena {
+                    map,
+                    kind: PageKind::HugeTlb,
+                });
+            }
+        }
+        let map = MmapOptions::new().len(len).map_anon()?;
+        let kind = if allow_huge && thp_available() && map.advise(memmap2::Advice::HugePage).is_ok()
+        {
+            PageKind::Transparent
+        } else {
+            PageKind::Plain
+        };
+        Ok(Arena { map, kind })
+    }
+
+    pub fn kind(&self) -> PageKind {
+        self.kind
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn base(&mut self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+}
+
+fn thp_available() -> bool {
+    match std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled") {
+        Ok(s) => !s.contains("[never]"),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_requested_length_and_is_writable() {
+        let mut a = Arena::new(4 << 20, true).unwrap();
+        assert_eq!(a.len(), 4 << 20);
+        let p = a.base();
+        unsafe {
+            p.write(7);
+            p.add((4 << 20) - 1).write(9);
+            assert_eq!(p.read(), 7);
+        }
+        let plain = Arena::new(1 << 20, false).unwrap();
+        assert_eq!(plain.kind(), PageKind::Plain);
+    }
+}

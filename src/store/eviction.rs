@@ -1,0 +1,268 @@
+//! Segment eviction. When no segment is free, one policy picks what goes:
+//! merge (Segcache's default), or whole-segment FIFO, random,
+//! closest-to-expire, least-utilized, volatile-only, or none at all.
+
+use super::index;
+use super::item::{self, ItemMeta, RawItem, DELETED};
+use super::segment::NONE;
+use super::ttl;
+use super::Store;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Eviction {
+    /// Merge a run of segments of one TTL bucket into one, keeping the most
+    /// frequently read items.
+    Merge,
+    /// Evict the oldest segment.
+    Fifo,
+    Random,
+    /// Closest to expire.
+    Cte,
+    /// Least utilized (fewest live bytes).
+    Util,
+    /// Only segments whose items have a TTL, closest to expire first.
+    Volatile,
+    /// Never evict: a full store refuses writes (memcached `-M`).
+    None,
+}
+
+impl std::str::FromStr for Eviction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "merge" => Eviction::Merge,
+            "fifo" => Eviction::Fifo,
+            "random" => Eviction::Random,
+            "cte" => Eviction::Cte,
+            "util" => Eviction::Util,
+            "volatile" => Eviction::Volatile,
+            "none" => Eviction::None,
+            _ => {
+                return Err(format!(
+                    "unknown eviction policy '{s}' (merge, fifo, random, cte, util, volatile, none)"
+                ))
+            }
+        })
+    }
+}
+
+/// Segments merged in one pass, as in Segcache.
+const MERGE_RUN: usize = 4;
+
+impl Store {
+    /// Frees at least one segment; false if the policy allows none.
+    pub(super) fn evict(&mut self) -> bool {
+        let victim = match self.cfg.eviction {
+            Eviction::None => return false,
+            Eviction::Merge => {
+                if self.merge() {
+                    return true;
+                }
+                self.pick(|h| Some(h.seq))
+            }
+            Eviction::Fifo => self.pick(|h| Some(h.seq)),
+            Eviction::Random => {
+                let r = self.rand();
+                self.pick(move |h| Some(h.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ r))
+            }
+            Eviction::Cte => self.pick(|h| {
+                Some(if h.expire_at == 0 {
+                    u64::MAX
+                } else {
+                    h.expire_at as u64
+                })
+            }),
+            Eviction::Util => self.pick(|h| Some(h.live_bytes as u64)),
+            Eviction::Volatile => {
+                self.pick(|h| (h.ttl_bucket != ttl::NEVER).then_some(h.expire_at as u64))
+            }
+        };
+        match victim {
+            Some(id) => {
+                self.drop_segment(id, false);
+                self.stats.evicted_segments += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The in-use segment with the lowest score.
+    fn pick(&self, score: impl Fn(&super::segment::SegHeader) -> Option<u64>) -> Option<u32> {
+        let mut best: Option<(u64, u32)> = None;
+        for (id, h) in self.segs.headers.iter().enumerate() {
+            if h.seq == 0 || id as u32 == self.reserve {
+                continue;
+            }
+            if let Some(s) = score(h) {
+                if best.is_none_or(|(b, _)| s < b) {
+                    best = Some((s, id as u32));
+                }
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
+    /// One merge pass: picks a TTL bucket with a run of at least two
+    /// sealed segments at its head, copies the most frequently read items
+    /// of the run into the reserve segment, and frees the run. Net gain:
+    /// run length - 1 segments.
+    fn merge(&mut self) -> bool {
+        let n = ttl::COUNT;
+        for step in 0..n {
+            let b = (self.merge_cursor + step) % n;
+            // A run excludes the tail, which is still being written.
+            if self.ttl.chains[b].len as usize >= 3 {
+                self.merge_cursor = (b + 1) % n;
+                self.merge_bucket(b as u16);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn merge_bucket(&mut self, b: u16) {
+        let mut run = Vec::with_capacity(MERGE_RUN);
+        let mut id = self.ttl.chains[b as usize].head;
+        let tail = self.ttl.chains[b as usize].tail;
+        while id != NONE && id != tail && run.len() < MERGE_RUN {
+            run.push(id);
+            id = self.segs.header(id).next;
+        }
+        let after = id;
+
+        // Pick a frequency cut-off so the kept items fit one segment.
+        let mut hist = [0usize; 256];
+        for &s in &run {
+            self.for_each_live(s, |st, it, slot| {
+                hist[index::slot_freq(st.index.get(slot)) as usize] += it.size() + 8;
+            });
+        }
+        let budget = self.segs.seg_size;
+        let mut cut = 256;
+        let mut kept = 0;
+        while cut > 1 && kept + hist[cut - 1] <= budget {
+            cut -= 1;
+            kept += hist[cut];
+        }
+        // Items never read since they arrived are not worth a copy.
+        let cut = cut.clamp(1, 255) as u8;
+
+        let dest = self.reserve;
+        let now = self.clock.now();
+        self.segs.renew(dest, b, now);
+        let create_at = self.segs.header(run[0]).create_at;
+        self.segs.header_mut(dest).create_at = create_at;
+        for &s in &run {
+            let mut off = 0;
+            let end = self.segs.header(s).write_off as usize;
+            while off < end {
+                let it = self.item_at(s, (off / 8) as u32);
+                let size = it.size();
+                if it.iflags() & DELETED == 0 {
+                    self.merge_item(s, off, it, dest, cut);
+                }
+                off += size;
+            }
+        }
+        for &s in &run {
+            self.drop_segment(s, false);
+        }
+        self.ttl
+            .insert_before(&mut self.segs, b, dest, after_head(&self.ttl, b, after));
+        self.reserve = self
+            .segs
+            .take(ttl::NEVER, now)
+            .expect("a merge frees at least two segments");
+        self.stats.merges += 1;
+    }
+
+    /// Moves one live record into the merge destination if it is hot enough
+    /// and fits; otherwise leaves it to be evicted with its segment.
+    fn merge_item(&mut self, seg: u32, off: usize, it: RawItem, dest: u32, cut: u8) {
+        let key = it.key();
+        let hash = self.hash(key);
+        let target = (seg, (off / 8) as u32);
+        let Some(r) = self.index.find(hash, |s| {
+            (index::slot_seg(s), index::slot_off8(s)) == target
+        }) else {
+            return;
+        };
+        let slot = self.index.get(r);
+        let freq = index::slot_freq(slot);
+        if freq < cut {
+            return;
+        }
+        // Keep the item's CAS across the move: it has not changed.
+        let cas = it
+            .stored_cas()
+            .unwrap_or((self.segs.header(seg).seq << index::SEG_SHIFT) | target.1 as u64);
+        let meta = ItemMeta {
+            expire: it.expire(),
+            flags: it.flags(),
+            cas: Some(cas),
+            iflags: it.iflags(),
+        };
+        let size = item::record_size(key.len(), it.vlen(), &meta);
+        if self.segs.room(dest) < size {
+            return;
+        }
+        let h = self.segs.header_mut(dest);
+        let doff = h.write_off;
+        h.write_off += size as u32;
+        h.live_items += 1;
+        h.live_bytes += size as u32;
+        if meta.expire != 0 {
+            h.expire_at = h.expire_at.max(meta.expire);
+        }
+        let atime = it.atime();
+        // SAFETY: dest is the reserve segment, distinct from `seg`, and
+        // `doff..doff+size` was just reserved in it.
+        let new = unsafe {
+            RawItem::write(
+                self.segs.ptr(dest, doff as usize),
+                key,
+                it.value(),
+                &[],
+                &meta,
+                atime,
+            )
+        };
+        self.live_bytes += size;
+        self.retire(seg, it);
+        self.index.set(
+            r,
+            index::with_location(index::with_freq(slot, freq / 2), dest, doff / 8),
+        );
+        let _ = new;
+    }
+
+    /// Calls `f` on each live, linked record of a segment.
+    fn for_each_live(&self, seg: u32, mut f: impl FnMut(&Store, RawItem, index::SlotRef)) {
+        let end = self.segs.header(seg).write_off as usize;
+        let mut off = 0;
+        while off < end {
+            let it = self.item_at(seg, (off / 8) as u32);
+            if it.iflags() & DELETED == 0 {
+                let hash = self.hash(it.key());
+                let target = (seg, (off / 8) as u32);
+                if let Some(r) = self.index.find(hash, |s| {
+                    (index::slot_seg(s), index::slot_off8(s)) == target
+                }) {
+                    f(self, it, r);
+                }
+            }
+            off += it.size();
+        }
+    }
+}
+
+/// The segment the merged one goes before: the first one after the run, or
+/// the chain's head if the run's successor was dropped meanwhile.
+fn after_head(t: &ttl::TtlBuckets, b: u16, after: u32) -> u32 {
+    if after == NONE {
+        t.chains[b as usize].head
+    } else {
+        after
+    }
+}

@@ -1,0 +1,351 @@
+//! The item record as it lies in a segment.
+//!
+//! Every item starts with one 8-byte header word, followed by optional
+//! fields that only items needing them pay for, then the key and the value.
+//! The record is padded so the next one starts 8-byte aligned.
+//!
+//! ```text
+//!  header word (u64, little endian)
+//!  63            40 39      32 31                 8 7        0
+//! +----------------+----------+--------------------+----------+
+//! | atime (24 bit) | iflags   | value length (24)  | key len  |
+//! +----------------+----------+--------------------+----------+
+//!
+//!  record
+//! +--------+-----------+-----------+-----------+-----+-------+-----+
+//! | header | [expire]  | [flags]   | [cas]     | key | value | pad |
+//! |  8 B   | u32 if    | u32 if    | u64 if    |     |       | to 8|
+//! |        | HAS_EXPIRE| HAS_FLAGS | HAS_CAS   |     |       |     |
+//! +--------+-----------+-----------+-----------+-----+-------+-----+
+//! ```
+//!
+//! A 15-byte key with a 100-byte value and no client flags takes
+//! 8 + 15 + 100 = 123 bytes, padded to 128, with or without a TTL.
+//!
+//! The CAS value is not stored unless it has to be (see `HAS_CAS`): items are
+//! never modified in place, so the pair (segment incarnation, offset) already
+//! identifies one version of one item and serves as its CAS.
+
+pub const HEADER_SIZE: usize = 8;
+pub const ALIGN: usize = 8;
+
+pub const KLEN_MASK: u64 = 0xff;
+pub const KLEN_SHIFT: u32 = 0;
+pub const VLEN_MASK: u64 = 0xff_ffff;
+pub const VLEN_SHIFT: u32 = 8;
+pub const IFLAGS_MASK: u64 = 0xff;
+pub const IFLAGS_SHIFT: u32 = 32;
+pub const ATIME_MASK: u64 = 0xff_ffff;
+pub const ATIME_SHIFT: u32 = 40;
+
+/// Largest value length the header can describe.
+pub const MAX_VALUE_LEN: usize = VLEN_MASK as usize;
+/// memcached's key limit.
+pub const MAX_KEY_LEN: usize = 250;
+
+/// The item was replaced, deleted, evicted or expired; its bytes are dead.
+pub const DELETED: u8 = 1 << 0;
+/// A u32 absolute expiry (store clock) follows the header.
+pub const HAS_EXPIRE: u8 = 1 << 1;
+/// A u32 of client flags follows.
+pub const HAS_FLAGS: u8 = 1 << 2;
+/// A u64 CAS value follows: the item kept its CAS across a move (touch,
+/// merge) or the client chose it (meta `E`).
+pub const HAS_CAS: u8 = 1 << 3;
+/// The item has been read at least once (meta `h`, `expired_unfetched`).
+pub const FETCHED: u8 = 1 << 4;
+/// The item was invalidated by meta `I` and is served as stale (meta `X`).
+pub const STALE: u8 = 1 << 5;
+/// A client already got the win token for this item (meta `W` / `Z`).
+pub const WIN_SENT: u8 = 1 << 6;
+
+/// The fields a writer supplies for a new record.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ItemMeta {
+    /// Absolute expiry in store-clock seconds, 0 = never.
+    pub expire: u32,
+    pub flags: u32,
+    /// Some = store this CAS explicitly.
+    pub cas: Option<u64>,
+    /// Extra iflags to set (STALE, WIN_SENT, FETCHED).
+    pub iflags: u8,
+}
+
+impl ItemMeta {
+    fn iflags(&self) -> u8 {
+        let mut f = self.iflags & (FETCHED | STALE | WIN_SENT);
+        if self.expire != 0 {
+            f |= HAS_EXPIRE;
+        }
+        if self.flags != 0 {
+            f |= HAS_FLAGS;
+        }
+        if self.cas.is_some() {
+            f |= HAS_CAS;
+        }
+        f
+    }
+}
+
+#[inline]
+fn optional_len(iflags: u8) -> usize {
+    let mut n = 0;
+    if iflags & HAS_EXPIRE != 0 {
+        n += 4;
+    }
+    if iflags & HAS_FLAGS != 0 {
+        n += 4;
+    }
+    if iflags & HAS_CAS != 0 {
+        n += 8;
+    }
+    n
+}
+
+#[inline]
+pub const fn align_up(n: usize) -> usize {
+    (n + ALIGN - 1) & !(ALIGN - 1)
+}
+
+/// Bytes a record with these fields takes in a segment, padding included.
+pub fn record_size(klen: usize, vlen: usize, meta: &ItemMeta) -> usize {
+    align_up(HEADER_SIZE + optional_len(meta.iflags()) + klen + vlen)
+}
+
+/// A view of one record in segment memory.
+///
+/// Holds a raw pointer because records live in the mmap arena owned by the
+/// store; the store hands these out only while it holds `&self`/`&mut self`.
+#[derive(Clone, Copy)]
+pub struct RawItem {
+    ptr: *mut u8,
+}
+
+impl RawItem {
+    /// # Safety
+    /// `ptr` must point at a record header written by `write` inside a live
+    /// arena mapping, 8-byte aligned.
+    #[inline]
+    pub unsafe fn at(ptr: *mut u8) -> Self {
+        RawItem { ptr }
+    }
+
+    #[inline]
+    fn header(&self) -> u64 {
+        // SAFETY: `at` requires an aligned header inside the arena.
+        unsafe { (self.ptr as *const u64).read() }
+    }
+
+    #[inline]
+    fn set_header(&self, h: u64) {
+        // SAFETY: as in `header`; the store is the only writer of its arena.
+        unsafe { (self.ptr as *mut u64).write(h) }
+    }
+
+    #[inline]
+    pub fn klen(&self) -> usize {
+        ((self.header() >> KLEN_SHIFT) & KLEN_MASK) as usize
+    }
+
+    #[inline]
+    pub fn vlen(&self) -> usize {
+        ((self.header() >> VLEN_SHIFT) & VLEN_MASK) as usize
+    }
+
+    #[inline]
+    pub fn iflags(&self) -> u8 {
+        ((self.header() >> IFLAGS_SHIFT) & IFLAGS_MASK) as u8
+    }
+
+    #[inline]
+    pub fn atime(&self) -> u32 {
+        ((self.header() >> ATIME_SHIFT) & ATIME_MASK) as u32
+    }
+
+    #[inline]
+    pub fn set_iflags(&self, set: u8, clear: u8) {
+        let f = (self.iflags() | set) & !clear;
+        let h = self.header() & !(IFLAGS_MASK << IFLAGS_SHIFT);
+        self.set_header(h | ((f as u64) << IFLAGS_SHIFT));
+    }
+
+    #[inline]
+    pub fn set_atime(&self, now: u32) {
+        let h = self.header() & !(ATIME_MASK << ATIME_SHIFT);
+        self.set_header(h | (((now as u64) & ATIME_MASK) << ATIME_SHIFT));
+    }
+
+    /// Seconds since the last access, given the store clock; the 24-bit
+    /// field wraps after 194 days, which only matters for meta `l`.
+    #[inline]
+    pub fn idle_secs(&self, now: u32) -> u32 {
+        (now.wrapping_sub(self.atime())) & ATIME_MASK as u32
+    }
+
+    #[inline]
+    fn opt_ptr(&self, which: u8) -> *mut u8 {
+        let f = self.iflags();
+        let mut off = HEADER_SIZE;
+        if which == HAS_EXPIRE {
+            return self.ptr.wrapping_add(off);
+        }
+        if f & HAS_EXPIRE != 0 {
+            off += 4;
+        }
+        if which == HAS_FLAGS {
+            return self.ptr.wrapping_add(off);
+        }
+        if f & HAS_FLAGS != 0 {
+            off += 4;
+        }
+        self.ptr.wrapping_add(off)
+    }
+
+    #[inline]
+    pub fn expire(&self) -> u32 {
+        if self.iflags() & HAS_EXPIRE == 0 {
+            return 0;
+        }
+        // SAFETY: HAS_EXPIRE says the writer reserved these 4 bytes.
+        unsafe { (self.opt_ptr(HAS_EXPIRE) as *const u32).read_unaligned() }
+    }
+
+    /// Only valid for records written with an expiry; callers check first.
+    #[inline]
+    pub fn set_expire_in_place(&self, expire: u32) {
+        debug_assert!(self.iflags() & HAS_EXPIRE != 0 && expire != 0);
+        // SAFETY: HAS_EXPIRE says the writer reserved these 4 bytes.
+        unsafe { (self.opt_ptr(HAS_EXPIRE) as *mut u32).write_unaligned(expire) }
+    }
+
+    #[inline]
+    pub fn flags(&self) -> u32 {
+        if self.iflags() & HAS_FLAGS == 0 {
+            return 0;
+        }
+        // SAFETY: HAS_FLAGS says the writer reserved these 4 bytes.
+        unsafe { (self.opt_ptr(HAS_FLAGS) as *const u32).read_unaligned() }
+    }
+
+    /// The stored CAS, if the record carries one.
+    #[inline]
+    pub fn stored_cas(&self) -> Option<u64> {
+        if self.iflags() & HAS_CAS == 0 {
+            return None;
+        }
+        // SAFETY: HAS_CAS says the writer reserved these 8 bytes.
+        Some(unsafe { (self.opt_ptr(HAS_CAS) as *const u64).read_unaligned() })
+    }
+
+    #[inline]
+    fn key_offset(&self) -> usize {
+        HEADER_SIZE + optional_len(self.iflags())
+    }
+
+    #[inline]
+    pub fn key<'a>(&self) -> &'a [u8] {
+        // SAFETY: the writer put klen key bytes at key_offset; the arena
+        // outlives every borrow the store hands out.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(self.key_offset()), self.klen()) }
+    }
+
+    #[inline]
+    pub fn value<'a>(&self) -> &'a [u8] {
+        // SAFETY: as for `key`; the value follows the key.
+        unsafe {
+            std::slice::from_raw_parts(self.ptr.add(self.key_offset() + self.klen()), self.vlen())
+        }
+    }
+
+    /// Size of the whole record, padding included.
+    #[inline]
+    pub fn size(&self) -> usize {
+        align_up(self.key_offset() + self.klen() + self.vlen())
+    }
+
+    /// Writes a record at `ptr` from the given parts; the value may be given
+    /// in up to two pieces (append and prepend build it that way).
+    ///
+    /// # Safety
+    /// `ptr` must be 8-byte aligned with `record_size` writable bytes, and
+    /// not overlap `key` or the value pieces.
+    pub unsafe fn write(
+        ptr: *mut u8,
+        key: &[u8],
+        v1: &[u8],
+        v2: &[u8],
+        meta: &ItemMeta,
+        now: u32,
+    ) -> RawItem {
+        let f = meta.iflags();
+        let vlen = v1.len() + v2.len();
+        debug_assert!(key.len() <= MAX_KEY_LEN && vlen <= MAX_VALUE_LEN);
+        let h = ((key.len() as u64) << KLEN_SHIFT)
+            | ((vlen as u64) << VLEN_SHIFT)
+            | ((f as u64) << IFLAGS_SHIFT)
+            | (((now as u64) & ATIME_MASK) << ATIME_SHIFT);
+        (ptr as *mut u64).write(h);
+        let mut off = HEADER_SIZE;
+        if f & HAS_EXPIRE != 0 {
+            (ptr.add(off) as *mut u32).write_unaligned(meta.expire);
+            off += 4;
+        }
+        if f & HAS_FLAGS != 0 {
+            (ptr.add(off) as *mut u32).write_unaligned(meta.flags);
+            off += 4;
+        }
+        if let Some(cas) = meta.cas {
+            (ptr.add(off) as *mut u64).write_unaligned(cas);
+            off += 8;
+        }
+        std::ptr::copy_nonoverlapping(key.as_ptr(), ptr.add(off), key.len());
+        off += key.len();
+        std::ptr::copy_nonoverlapping(v1.as_ptr(), ptr.add(off), v1.len());
+        off += v1.len();
+        std::ptr::copy_nonoverlapping(v2.as_ptr(), ptr.add(off), v2.len());
+        RawItem { ptr }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_item_is_128_bytes() {
+        let m = ItemMeta::default();
+        assert_eq!(record_size(15, 100, &m), 128);
+        let m = ItemMeta {
+            expire: 100,
+            ..Default::default()
+        };
+        assert_eq!(record_size(15, 100, &m), 128);
+    }
+
+    #[test]
+    fn roundtrip_all_fields() {
+        let mut buf = vec![0u64; 64];
+        let meta = ItemMeta {
+            expire: 77,
+            flags: 0xdead_beef,
+            cas: Some(0x0123_4567_89ab_cdef),
+            iflags: FETCHED,
+        };
+        let it =
+            unsafe { RawItem::write(buf.as_mut_ptr() as *mut u8, b"key", b"val", b"ue", &meta, 5) };
+        assert_eq!(it.key(), b"key");
+        assert_eq!(it.value(), b"value");
+        assert_eq!(it.expire(), 77);
+        assert_eq!(it.flags(), 0xdead_beef);
+        assert_eq!(it.stored_cas(), Some(0x0123_4567_89ab_cdef));
+        assert_eq!(it.atime(), 5);
+        assert!(it.iflags() & FETCHED != 0);
+        assert_eq!(it.size(), record_size(3, 5, &meta));
+        it.set_iflags(STALE, FETCHED);
+        assert!(it.iflags() & STALE != 0 && it.iflags() & FETCHED == 0);
+        assert_eq!(it.value(), b"value");
+        it.set_expire_in_place(99);
+        assert_eq!(it.expire(), 99);
+        assert_eq!(it.flags(), 0xdead_beef);
+    }
+}

@@ -1,0 +1,529 @@
+//! The segment store: one per shard, used by one thread, no locks.
+//!
+//! Items are appended to fixed-size segments (see `item` for the record
+//! layout), found through a bucketed hash index (`index`), grouped by TTL
+//! (`ttl`) so expired segments are freed whole, and evicted a segment at a
+//! time (`eviction`). The memcached operations live in `ops`.
+
+pub mod arena;
+pub mod clock;
+pub mod eviction;
+pub mod index;
+pub mod item;
+pub mod ops;
+pub mod segment;
+pub mod ttl;
+
+pub use arena::PageKind;
+pub use clock::Clock;
+pub use eviction::Eviction;
+pub use item::RawItem;
+pub use ops::*;
+
+use index::{Index, SlotRef};
+use item::{ItemMeta, DELETED, FETCHED};
+use segment::{Segments, NONE};
+use ttl::TtlBuckets;
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Bytes of item memory this shard may hold.
+    pub memory: usize,
+    pub segment_size: usize,
+    /// memcached's `-I`: the largest record, header included.
+    pub item_size_max: usize,
+    pub eviction: Eviction,
+    pub huge_pages: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            memory: 64 << 20,
+            segment_size: 1 << 20,
+            item_size_max: 1 << 20,
+            eviction: Eviction::Merge,
+            huge_pages: true,
+        }
+    }
+}
+
+/// Counters memcached reports from its item layer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreStats {
+    pub total_items: u64,
+    pub evictions: u64,
+    pub evicted_unfetched: u64,
+    pub expired_unfetched: u64,
+    pub reclaimed: u64,
+    pub expired_segments: u64,
+    pub evicted_segments: u64,
+    pub merges: u64,
+}
+
+/// A found item: where its slot is and its record.
+#[derive(Clone, Copy)]
+pub struct Found {
+    pub slot: SlotRef,
+    pub item: RawItem,
+    pub hash: u64,
+}
+
+pub struct Store {
+    segs: Segments,
+    index: Index,
+    ttl: TtlBuckets,
+    clock: Clock,
+    hasher: ahash::RandomState,
+    cfg: StoreConfig,
+    rng: u64,
+    /// Scratch space for values rebuilt from old ones (append, incr), so a
+    /// write never reads from a segment the same write may evict.
+    scratch: Vec<u8>,
+    /// A segment kept free for merge eviction to copy into.
+    reserve: u32,
+    /// Pending `flush_all <delay>`: store time at which everything goes.
+    flush_at: u32,
+    live_bytes: usize,
+    pub stats: StoreStats,
+    merge_cursor: usize,
+}
+
+#[derive(Debug)]
+pub enum ConfigError {
+    SegmentSize,
+    TooLittleMemory,
+    Map(std::io::Error),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::SegmentSize => write!(
+                f,
+                "segment size must be a multiple of 8 between 4 KiB and {} bytes",
+                index::MAX_SEGMENT_SIZE
+            ),
+            ConfigError::TooLittleMemory => {
+                write!(f, "memory per shard must hold at least 3 segments")
+            }
+            ConfigError::Map(e) => write!(f, "cannot map item memory: {e}"),
+        }
+    }
+}
+
+impl Store {
+    pub fn new(cfg: StoreConfig, clock: Clock) -> Result<Store, ConfigError> {
+        if cfg.segment_size % 8 != 0
+            || cfg.segment_size < 4096
+            || cfg.segment_size > index::MAX_SEGMENT_SIZE
+        {
+            return Err(ConfigError::SegmentSize);
+        }
+        let nseg = cfg.memory / cfg.segment_size;
+        if nseg < 3 || nseg > index::MAX_SEGMENTS {
+            return Err(ConfigError::TooLittleMemory);
+        }
+        let arena =
+            arena::Arena::new(nseg * cfg.segment_size, cfg.huge_pages).map_err(ConfigError::Map)?;
+        let mut segs = Segments::new(arena, cfg.segment_size);
+        let reserve = segs.take(ttl::NEVER, clock.now()).expect("nseg >= 3");
+        // Size the index for small items (~100 bytes each).
+        let index = Index::with_capacity(cfg.memory / 112);
+        Ok(Store {
+            segs,
+            index,
+            ttl: TtlBuckets::new(),
+            clock,
+            hasher: ahash::RandomState::with_seeds(
+                0x243f_6a88_85a3_08d3,
+                0x1319_8a2e_0370_7344,
+                0xa409_3822_299f_31d0,
+                0x082e_fa98_ec4e_6c89,
+            ),
+            cfg,
+            rng: 0x9e37_79b9_7f4a_7c15,
+            scratch: Vec::new(),
+            reserve,
+            flush_at: 0,
+            live_bytes: 0,
+            stats: StoreStats::default(),
+            merge_cursor: 0,
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    pub fn page_kind(&self) -> PageKind {
+        self.segs.arena().kind()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn clock_mut(&mut self) -> &mut Clock {
+        &mut self.clock
+    }
+
+    #[inline]
+    pub fn now(&self) -> u32 {
+        self.clock.now()
+    }
+
+    /// Items currently linked (expired ones not yet reclaimed included).
+    pub fn curr_items(&self) -> usize {
+        self.index.items
+    }
+
+    /// Bytes of live records.
+    pub fn bytes(&self) -> usize {
+        self.live_bytes
+    }
+
+    /// Item memory mapped for this shard.
+    pub fn memory_bytes(&self) -> usize {
+        self.segs.count() * self.segs.seg_size
+    }
+
+    /// Bytes of the hash index (outside the item memory budget, as
+    /// memcached's hash table is).
+    pub fn index_bytes(&self) -> usize {
+        self.index.bytes()
+    }
+
+    pub fn segments_total(&self) -> usize {
+        self.segs.count()
+    }
+
+    pub fn segments_free(&self) -> usize {
+        self.segs.free_count()
+    }
+
+    #[inline]
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn rand(&mut self) -> u64 {
+        // xorshift64*: cheap, and only steers frequency counting and random eviction.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    #[inline]
+    fn item_at(&self, seg: u32, off8: u32) -> RawItem {
+        // SAFETY: slots only ever hold locations of records written by
+        // `write_record`, inside the arena, 8-byte aligned.
+        unsafe { RawItem::at(self.segs.ptr(seg, off8 as usize * 8)) }
+    }
+
+    #[inline]
+    fn slot_item(&self, slot: u64) -> RawItem {
+        self.item_at(index::slot_seg(slot), index::slot_off8(slot))
+    }
+
+    /// The CAS of the item a slot points at.
+    #[inline]
+    pub fn cas_of(&self, f: &Found) -> u64 {
+        if let Some(c) = f.item.stored_cas() {
+            return c;
+        }
+        let s = self.index.get(f.slot);
+        (self.segs.header(index::slot_seg(s)).seq << index::SEG_SHIFT) | index::slot_off8(s) as u64
+    }
+
+    /// Runs the pending delayed flush if its time has come.
+    #[inline]
+    fn check_flush(&mut self) {
+        if self.flush_at != 0 && self.clock.now() >= self.flush_at {
+            self.flush_now();
+        }
+    }
+
+    /// Looks a key up without counting an access; expired items are
+    /// reclaimed on the way and reported as missing.
+    pub fn find(&mut self, key: &[u8]) -> Option<Found> {
+        self.check_flush();
+        let hash = self.hash(key);
+        let segs = &self.segs;
+        let slot = self.index.find(hash, |s| {
+            // SAFETY: see `item_at`.
+            let it = unsafe {
+                RawItem::at(segs.ptr(index::slot_seg(s), index::slot_off8(s) as usize * 8))
+            };
+            it.key() == key
+        })?;
+        let item = self.slot_item(self.index.get(slot));
+        let exp = item.expire();
+        if exp != 0 && exp <= self.clock.now() {
+            if item.iflags() & FETCHED == 0 {
+                self.stats.expired_unfetched += 1;
+            }
+            self.stats.reclaimed += 1;
+            self.unlink(slot, hash);
+            return None;
+        }
+        Some(Found { slot, item, hash })
+    }
+
+    /// Counts an access: frequency for merge eviction, last-access time,
+    /// fetched bit.
+    #[inline]
+    pub fn bump(&mut self, f: &Found) {
+        let s = self.index.get(f.slot);
+        let freq = index::slot_freq(s);
+        // Segcache's counter: +1 up to 16, then with probability 1/freq, capped at 127.
+        if freq < 16 || (freq < 127 && self.rand() % freq as u64 == 0) {
+            self.index.set(f.slot, index::with_freq(s, freq + 1));
+        }
+        f.item.set_atime(self.clock.now());
+        f.item.set_iflags(FETCHED, 0);
+    }
+
+    /// Drops the item a slot points at from the index.
+    fn unlink(&mut self, slot: SlotRef, hash: u64) {
+        let s = self.index.get(slot);
+        let it = self.slot_item(s);
+        self.retire(index::slot_seg(s), it);
+        self.index.clear(slot, hash);
+        self.index.items -= 1;
+    }
+
+    /// Marks a record dead and takes it off its segment's live counts.
+    fn retire(&mut self, seg: u32, it: RawItem) {
+        it.set_iflags(DELETED, 0);
+        let size = it.size();
+        let h = self.segs.header_mut(seg);
+        h.live_items -= 1;
+        h.live_bytes -= size as u32;
+        self.live_bytes -= size;
+    }
+
+    /// Removes a found item.
+    pub fn remove(&mut self, f: &Found) {
+        self.unlink(f.slot, f.hash);
+    }
+
+    /// Whether a record of this size fits the item size limit.
+    pub fn fits(&self, klen: usize, vlen: usize, meta: &ItemMeta) -> bool {
+        klen <= item::MAX_KEY_LEN
+            && vlen <= item::MAX_VALUE_LEN
+            && item::record_size(klen, vlen, meta)
+                <= self.cfg.item_size_max.min(self.cfg.segment_size)
+    }
+
+    /// Space for a record in the TTL bucket `bucket`: the bucket's tail
+    /// segment if it has room, else a fresh segment, evicting if needed.
+    fn alloc(&mut self, bucket: u16, size: usize) -> Option<(u32, u32)> {
+        loop {
+            if let Some(tail) = self.ttl.tail(bucket) {
+                if self.segs.room(tail) >= size {
+                    let h = self.segs.header_mut(tail);
+                    let off = h.write_off;
+                    h.write_off += size as u32;
+                    return Some((tail, off));
+                }
+            }
+            if let Some(id) = self.segs.take(bucket, self.clock.now()) {
+                self.ttl.push_back(&mut self.segs, bucket, id);
+                continue;
+            }
+            self.expire(usize::MAX);
+            if self.segs.free_count() > 0 {
+                continue;
+            }
+            if !self.evict() {
+                return None;
+            }
+        }
+    }
+
+    /// Writes a new version of `key` and links it in place of the old one.
+    /// The value is `v1` followed by `v2`. Returns the new item.
+    pub fn write(
+        &mut self,
+        key: &[u8],
+        v1: &[u8],
+        v2: &[u8],
+        meta: ItemMeta,
+    ) -> Result<Found, WriteError> {
+        let vlen = v1.len() + v2.len();
+        if !self.fits(key.len(), vlen, &meta) {
+            return Err(WriteError::TooLarge);
+        }
+        let size = item::record_size(key.len(), vlen, &meta);
+        let now = self.clock.now();
+        let bucket = if meta.expire == 0 {
+            ttl::NEVER
+        } else {
+            ttl::bucket_of(meta.expire.saturating_sub(now).max(1))
+        };
+        let (seg, off) = self.alloc(bucket, size).ok_or(WriteError::NoMemory)?;
+        let ptr = self.segs.ptr(seg, off as usize);
+        // SAFETY: `alloc` reserved `size` bytes at an aligned offset in a
+        // segment; the inputs are client buffers or `scratch`, never arena
+        // memory, so they cannot overlap.
+        let it = unsafe { item::RawItem::write(ptr, key, v1, v2, &meta, now) };
+        let h = self.segs.header_mut(seg);
+        h.live_items += 1;
+        h.live_bytes += size as u32;
+        if meta.expire != 0 {
+            h.expire_at = h.expire_at.max(meta.expire);
+        }
+        self.live_bytes += size;
+        self.stats.total_items += 1;
+        let hash = self.hash(key);
+        Ok(self.link(key, hash, seg, off / 8, it))
+    }
+
+    /// Points the key's slot at a new record, retiring the old one.
+    fn link(&mut self, key: &[u8], hash: u64, seg: u32, off8: u32, it: RawItem) -> Found {
+        let segs = &self.segs;
+        let old = self.index.find(hash, |s| {
+            // SAFETY: see `item_at`.
+            let o = unsafe {
+                RawItem::at(segs.ptr(index::slot_seg(s), index::slot_off8(s) as usize * 8))
+            };
+            o.key() == key
+        });
+        let slot = match old {
+            Some(r) => {
+                let s = self.index.get(r);
+                let o = self.slot_item(s);
+                self.retire(index::slot_seg(s), o);
+                self.index.set(r, index::with_location(s, seg, off8));
+                r
+            }
+            None => {
+                let r = self.index.empty_slot(hash);
+                self.index
+                    .set(r, index::pack(index::tag_of(hash), 0, seg, off8));
+                self.index.items += 1;
+                r
+            }
+        };
+        Found {
+            slot,
+            item: it,
+            hash,
+        }
+    }
+
+    /// Copies a value into the scratch buffer (see `scratch`).
+    fn take_scratch(&mut self, parts: &[&[u8]]) -> Vec<u8> {
+        let mut v = std::mem::take(&mut self.scratch);
+        v.clear();
+        for p in parts {
+            v.extend_from_slice(p);
+        }
+        v
+    }
+
+    fn give_scratch(&mut self, v: Vec<u8>) {
+        if v.capacity() <= 2 * self.cfg.item_size_max {
+            self.scratch = v;
+        }
+    }
+
+    /// Frees whole segments whose items have all expired, at most `max`
+    /// of them: the bounded unit of work the worker loop calls between
+    /// batches of requests.
+    pub fn expire(&mut self, max: usize) -> usize {
+        self.check_flush();
+        let now = self.clock.now();
+        let mut freed = 0;
+        for b in 0..ttl::NEVER as usize {
+            while freed < max {
+                let head = self.ttl.chains[b].head;
+                if head == NONE {
+                    break;
+                }
+                let e = self.segs.header(head).expire_at;
+                if e == 0 || e > now {
+                    break;
+                }
+                self.drop_segment(head, true);
+                self.stats.expired_segments += 1;
+                freed += 1;
+            }
+            if freed >= max {
+                break;
+            }
+        }
+        freed
+    }
+
+    /// Unlinks every live record of a segment from the index and frees it.
+    fn drop_segment(&mut self, id: u32, expired: bool) {
+        let end = self.segs.header(id).write_off as usize;
+        let mut off = 0;
+        while off < end {
+            let it = self.item_at(id, (off / 8) as u32);
+            let size = it.size();
+            if it.iflags() & DELETED == 0 {
+                let key = it.key();
+                let hash = self.hash(key);
+                let target = (id, (off / 8) as u32);
+                if let Some(r) = self.index.find(hash, |s| {
+                    (index::slot_seg(s), index::slot_off8(s)) == target
+                }) {
+                    let unfetched = it.iflags() & FETCHED == 0;
+                    if expired {
+                        self.stats.reclaimed += 1;
+                        self.stats.expired_unfetched += unfetched as u64;
+                    } else {
+                        self.stats.evictions += 1;
+                        self.stats.evicted_unfetched += unfetched as u64;
+                    }
+                    self.unlink(r, hash);
+                }
+            }
+            off += size;
+        }
+        self.ttl.unlink(&mut self.segs, id);
+        self.segs.release(id);
+    }
+
+    /// `flush_all`: with `delay` 0 everything goes now, otherwise at
+    /// now + delay (a later call replaces the pending time).
+    pub fn flush(&mut self, delay: i64) {
+        if delay <= 0 {
+            self.flush_at = 0;
+            self.flush_now();
+        } else {
+            self.flush_at = self.clock.expire_at(delay).max(self.clock.now() + 1);
+        }
+    }
+
+    fn flush_now(&mut self) {
+        self.flush_at = 0;
+        self.index.reset();
+        self.ttl.reset();
+        self.segs.release_all();
+        self.live_bytes = 0;
+        self.reserve = self
+            .segs
+            .take(ttl::NEVER, self.clock.now())
+            .expect("nseg >= 3");
+    }
+
+    /// Advances the store clock from its source.
+    pub fn tick(&mut self) -> u32 {
+        let t = self.clock.tick();
+        self.check_flush();
+        t
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteError {
+    TooLarge,
+    NoMemory,
+}

@@ -1,0 +1,375 @@
+//! memcached's operations on top of the store's primitives, with its exact
+//! semantics (see memcached's `do_store_item` and `do_add_delta`).
+
+use super::item::{ItemMeta, FETCHED, STALE, WIN_SENT};
+use super::{Found, Store, WriteError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetMode {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct SetArgs<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub flags: u32,
+    /// The client's exptime (0 never, negative expired, ≤ 30 days relative).
+    pub exptime: i64,
+    /// 0 = no CAS check.
+    pub cas: u64,
+    pub mode: SetMode,
+    /// Meta `I` with `C`: a CAS lower than the item's stores the value as
+    /// stale instead of failing.
+    pub invalidate: bool,
+    /// Meta `E`: the CAS the new item gets.
+    pub new_cas: Option<u64>,
+    /// Meta `N` on append/prepend: create the item if missing, with this exptime.
+    pub vivify: Option<i64>,
+}
+
+impl<'a> SetArgs<'a> {
+    pub fn new(mode: SetMode, key: &'a [u8], value: &'a [u8], flags: u32, exptime: i64) -> Self {
+        SetArgs {
+            key,
+            value,
+            flags,
+            exptime,
+            cas: 0,
+            mode,
+            invalidate: false,
+            new_cas: None,
+            vivify: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetOutcome {
+    Stored { cas: u64 },
+    NotStored,
+    Exists,
+    NotFound,
+    TooLarge,
+    NoMemory,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    NotFound,
+    Exists,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeltaOutcome {
+    Value { value: u64, cas: u64 },
+    NotFound,
+    NonNumeric,
+    Exists,
+    NoMemory,
+}
+
+/// memcached's `safe_strtoull` on an item's value: optional leading white
+/// space, an optional sign, digits, then the end or more white space; a
+/// negative number or an overflow is not numeric.
+pub fn parse_counter(v: &[u8]) -> Option<u64> {
+    let mut i = 0;
+    while i < v.len() && is_c_space(v[i]) {
+        i += 1;
+    }
+    let neg = match v.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let start = i;
+    let mut n: u64 = 0;
+    while i < v.len() && v[i].is_ascii_digit() {
+        n = n.checked_mul(10)?.checked_add((v[i] - b'0') as u64)?;
+        i += 1;
+    }
+    if i == start {
+        return None;
+    }
+    // The stored data is followed by "\r\n" in memcached, so the end of the
+    // value counts as white space.
+    if i < v.len() && !is_c_space(v[i]) {
+        return None;
+    }
+    if neg {
+        if n == 0 {
+            return Some(0);
+        }
+        // strtoull negates; memcached refuses what then looks negative.
+        let r = n.wrapping_neg();
+        return if (r as i64) < 0 { None } else { Some(r) };
+    }
+    Some(n)
+}
+
+fn is_c_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+impl Store {
+    /// A read that counts as an access.
+    pub fn get(&mut self, key: &[u8]) -> Option<Found> {
+        let f = self.find(key)?;
+        self.bump(&f);
+        Some(f)
+    }
+
+    /// set, add, replace, append, prepend and cas.
+    pub fn set(&mut self, a: &SetArgs) -> SetOutcome {
+        let expire = self.clock.expire_at(a.exptime);
+        let mut meta = ItemMeta {
+            expire,
+            flags: a.flags,
+            cas: a.new_cas,
+            iflags: 0,
+        };
+        if !self.fits(a.key.len(), a.value.len(), &meta) {
+            // memcached drops the old value when a set is refused for size.
+            if a.mode == SetMode::Set {
+                if let Some(old) = self.find(a.key) {
+                    self.remove(&old);
+                }
+            }
+            return SetOutcome::TooLarge;
+        }
+        let old = self.find(a.key);
+        let Some(old) = old else {
+            if a.cas != 0 {
+                return SetOutcome::NotFound;
+            }
+            return match (a.mode, a.vivify) {
+                (SetMode::Set | SetMode::Add, _) => self.store_new(a.key, a.value, &[], meta),
+                (SetMode::Append | SetMode::Prepend, Some(exptime)) => {
+                    meta.expire = self.clock.expire_at(exptime);
+                    self.store_new(a.key, a.value, &[], meta)
+                }
+                _ => SetOutcome::NotStored,
+            };
+        };
+        let old_cas = self.cas_of(&old);
+        let mut stale_store = false;
+        if a.cas != 0 && a.cas != old_cas {
+            if a.invalidate && a.cas < old_cas && matches!(a.mode, SetMode::Set | SetMode::Replace)
+            {
+                stale_store = true;
+            } else {
+                return SetOutcome::Exists;
+            }
+        }
+        match a.mode {
+            SetMode::Add => {
+                self.bump(&old);
+                SetOutcome::NotStored
+            }
+            SetMode::Set | SetMode::Replace => {
+                if stale_store {
+                    meta.expire = old.item.expire();
+                    meta.iflags |= STALE | (old.item.iflags() & WIN_SENT);
+                }
+                self.store_new(a.key, a.value, &[], meta)
+            }
+            SetMode::Append | SetMode::Prepend => {
+                let meta = ItemMeta {
+                    expire: old.item.expire(),
+                    flags: old.item.flags(),
+                    cas: a.new_cas,
+                    iflags: 0,
+                };
+                if !self.fits(a.key.len(), old.item.vlen() + a.value.len(), &meta) {
+                    return SetOutcome::NotStored;
+                }
+                let oldv = self.take_scratch(&[old.item.value()]);
+                let r = if a.mode == SetMode::Append {
+                    self.write(a.key, &oldv, a.value, meta)
+                } else {
+                    self.write(a.key, a.value, &oldv, meta)
+                };
+                self.give_scratch(oldv);
+                match r {
+                    Ok(f) => SetOutcome::Stored {
+                        cas: self.cas_of(&f),
+                    },
+                    Err(WriteError::NoMemory) => SetOutcome::NotStored,
+                    Err(WriteError::TooLarge) => SetOutcome::NotStored,
+                }
+            }
+        }
+    }
+
+    fn store_new(&mut self, key: &[u8], v1: &[u8], v2: &[u8], meta: ItemMeta) -> SetOutcome {
+        if meta.expire == super::clock::EXPIRED {
+            // Stored already expired: invisible at once, so only the old goes.
+            if let Some(old) = self.find(key) {
+                self.remove(&old);
+            }
+            return SetOutcome::Stored { cas: 0 };
+        }
+        match self.write(key, v1, v2, meta) {
+            Ok(f) => SetOutcome::Stored {
+                cas: self.cas_of(&f),
+            },
+            Err(WriteError::TooLarge) => SetOutcome::TooLarge,
+            Err(WriteError::NoMemory) => {
+                if let Some(old) = self.find(key) {
+                    self.remove(&old);
+                }
+                SetOutcome::NoMemory
+            }
+        }
+    }
+
+    /// delete, with an optional CAS (binary protocol, meta `C`).
+    pub fn delete(&mut self, key: &[u8], cas: u64) -> DeleteOutcome {
+        match self.find(key) {
+            None => DeleteOutcome::NotFound,
+            Some(f) => {
+                if cas != 0 && cas != self.cas_of(&f) {
+                    return DeleteOutcome::Exists;
+                }
+                self.remove(&f);
+                DeleteOutcome::Deleted
+            }
+        }
+    }
+
+    /// Meta `md ... I`: marks an item stale instead of deleting it, drops
+    /// its win token, and optionally gives it a new TTL.
+    pub fn invalidate(&mut self, key: &[u8], cas: u64, exptime: Option<i64>) -> DeleteOutcome {
+        let Some(f) = self.find(key) else {
+            return DeleteOutcome::NotFound;
+        };
+        if cas != 0 && cas != self.cas_of(&f) {
+            return DeleteOutcome::Exists;
+        }
+        f.item.set_iflags(STALE, WIN_SENT);
+        if let Some(e) = exptime {
+            self.touch_found(&f, e);
+        }
+        DeleteOutcome::Deleted
+    }
+
+    /// touch / gat: a new exptime for an existing item. The item keeps its CAS.
+    pub fn touch(&mut self, key: &[u8], exptime: i64) -> Option<Found> {
+        let f = self.find(key)?;
+        self.touch_found(&f, exptime)
+    }
+
+    /// Sets a found item's exptime; returns the item as it now stands, or
+    /// None if the new exptime made it expire (or memory ran out moving it).
+    pub fn touch_found(&mut self, f: &Found, exptime: i64) -> Option<Found> {
+        let expire = self.clock.expire_at(exptime);
+        if expire == super::clock::EXPIRED {
+            self.remove(f);
+            return None;
+        }
+        let it = f.item;
+        let seg = super::index::slot_seg(self.index.get(f.slot));
+        let seg_expire = self.segs.header(seg).expire_at;
+        // In place if the record has room for an expiry and its segment will
+        // not be freed before the new time.
+        if it.expire() != 0 && expire != 0 && expire <= seg_expire {
+            it.set_expire_in_place(expire);
+            return Some(*f);
+        }
+        let meta = ItemMeta {
+            expire,
+            flags: it.flags(),
+            cas: Some(self.cas_of(f)),
+            iflags: it.iflags() & (FETCHED | STALE | WIN_SENT),
+        };
+        let atime = it.atime();
+        let v = self.take_scratch(&[it.key(), it.value()]);
+        let klen = it.klen();
+        let r = self.write(&v[..klen], &v[klen..], &[], meta);
+        self.give_scratch(v);
+        match r {
+            Ok(nf) => {
+                nf.item.set_atime(atime);
+                Some(nf)
+            }
+            Err(_) => {
+                if let Some(old) = self.find_by_hash_key(f) {
+                    self.remove(&old);
+                }
+                None
+            }
+        }
+    }
+
+    fn find_by_hash_key(&mut self, f: &Found) -> Option<Found> {
+        let key = self.take_scratch(&[f.item.key()]);
+        let r = self.find(&key);
+        self.give_scratch(key);
+        r
+    }
+
+    /// incr / decr. `cas` 0 = no check.
+    pub fn delta(&mut self, key: &[u8], incr: bool, delta: u64, cas: u64) -> DeltaOutcome {
+        let Some(f) = self.find(key) else {
+            return DeltaOutcome::NotFound;
+        };
+        if cas != 0 && cas != self.cas_of(&f) {
+            return DeltaOutcome::Exists;
+        }
+        let Some(cur) = parse_counter(f.item.value()).filter(|_| f.item.vlen() > 0) else {
+            return DeltaOutcome::NonNumeric;
+        };
+        let value = if incr {
+            cur.wrapping_add(delta)
+        } else {
+            cur.saturating_sub(delta)
+        };
+        let mut buf = itoa::Buffer::new();
+        let digits = buf.format(value).as_bytes();
+        // memcached rewrites in place when the number still fits, padding
+        // with spaces, so the value keeps its length; we write a new record
+        // (new CAS) with the same bytes memcached would hold.
+        let old_len = f.item.vlen();
+        let mut v = self.take_scratch(&[digits]);
+        if digits.len() < old_len {
+            v.resize(old_len, b' ');
+        }
+        let meta = ItemMeta {
+            expire: f.item.expire(),
+            flags: f.item.flags(),
+            cas: None,
+            iflags: f.item.iflags() & FETCHED,
+        };
+        let r = self.write(key, &v, &[], meta);
+        self.give_scratch(v);
+        match r {
+            Ok(nf) => {
+                self.bump(&nf);
+                DeltaOutcome::Value {
+                    value,
+                    cas: self.cas_of(&nf),
+                }
+            }
+            Err(_) => DeltaOutcome::NoMemory,
+        }
+    }
+
+    /// Seconds an item has left (-1 = never), as meta `t` reports it.
+    pub fn ttl_left(&self, f: &Found) -> i64 {
+        match f.item.expire() {
+            0 => -1,
+            e => e.saturating_sub(self.clock.now()) as i64,
+        }
+    }
+}

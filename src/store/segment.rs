@@ -1,0 +1,139 @@
+//! Fixed-size segments carved from the arena, and their headers, which are
+//! kept apart from the data so scanning headers never touches item memory.
+
+use super::arena::Arena;
+
+pub const NONE: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+pub struct SegHeader {
+    /// Incarnation number, unique for the store's lifetime; 0 = free.
+    /// Together with an item's offset it forms the item's CAS.
+    pub seq: u64,
+    /// Bytes written so far.
+    pub write_off: u32,
+    /// Records not yet replaced, deleted or evicted.
+    pub live_items: u32,
+    pub live_bytes: u32,
+    pub create_at: u32,
+    /// Latest expiry of any item written here; 0 = some item never expires.
+    pub expire_at: u32,
+    pub ttl_bucket: u16,
+    /// Neighbours in the TTL bucket's chain (or the free list).
+    pub prev: u32,
+    pub next: u32,
+}
+
+impl SegHeader {
+    const FREE: SegHeader = SegHeader {
+        seq: 0,
+        write_off: 0,
+        live_items: 0,
+        live_bytes: 0,
+        create_at: 0,
+        expire_at: 0,
+        ttl_bucket: 0,
+        prev: NONE,
+        next: NONE,
+    };
+}
+
+pub struct Segments {
+    pub headers: Vec<SegHeader>,
+    free: Vec<u32>,
+    pub seg_size: usize,
+    base: *mut u8,
+    next_seq: u64,
+    arena: Arena,
+}
+
+impl Segments {
+    pub fn new(mut arena: Arena, seg_size: usize) -> Segments {
+        let n = arena.len() / seg_size;
+        let base = arena.base();
+        Segments {
+            headers: vec![SegHeader::FREE; n],
+            // Pop order hands out low ids first, which keeps touched memory dense.
+            free: (0..n as u32).rev().collect(),
+            seg_size,
+            base,
+            next_seq: 1,
+            arena,
+        }
+    }
+
+    pub fn arena(&self) -> &Arena {
+        &self.arena
+    }
+
+    pub fn count(&self) -> usize {
+        self.headers.len()
+    }
+
+    pub fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Takes a free segment and gives it a new incarnation.
+    pub fn take(&mut self, ttl_bucket: u16, now: u32) -> Option<u32> {
+        let id = self.free.pop()?;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.headers[id as usize] = SegHeader {
+            seq,
+            create_at: now,
+            ttl_bucket,
+            ..SegHeader::FREE
+        };
+        Some(id)
+    }
+
+    pub fn release(&mut self, id: u32) {
+        self.headers[id as usize] = SegHeader::FREE;
+        self.free.push(id);
+    }
+
+    /// Returns every segment to the free list (flush_all).
+    pub fn release_all(&mut self) {
+        let n = self.headers.len();
+        self.headers.iter_mut().for_each(|h| *h = SegHeader::FREE);
+        self.free = (0..n as u32).rev().collect();
+    }
+
+    #[inline]
+    pub fn ptr(&self, seg: u32, off: usize) -> *mut u8 {
+        debug_assert!((seg as usize) < self.headers.len() && off < self.seg_size);
+        self.base.wrapping_add(seg as usize * self.seg_size + off)
+    }
+
+    #[inline]
+    pub fn header(&self, seg: u32) -> &SegHeader {
+        &self.headers[seg as usize]
+    }
+
+    #[inline]
+    pub fn header_mut(&mut self, seg: u32) -> &mut SegHeader {
+        &mut self.headers[seg as usize]
+    }
+
+    /// Room left at the end of a segment.
+    #[inline]
+    pub fn room(&self, seg: u32) -> usize {
+        self.seg_size - self.headers[seg as usize].write_off as usize
+    }
+}
+
+impl Segments {
+    /// Gives a segment that is already out of the free list a new
+    /// incarnation (the merge destination).
+    pub fn renew(&mut self, id: u32, ttl_bucket: u16, now: u32) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.headers[id as usize] = SegHeader {
+            seq,
+            create_at: now,
+            ttl_bucket,
+            ..SegHeader::FREE
+        };
+    }
+}

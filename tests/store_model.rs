@@ -1,0 +1,482 @@
+//! The store against a plain model: random operation sequences must agree
+//! on every result, expiry, CAS and incr/decr edge cases included; and a
+//! fill far past the memory budget must only ever return what was stored.
+
+use corecache::store::*;
+use proptest::prelude::*;
+use std::collections::HashMap;
+
+fn store(memory: usize, seg: usize, policy: Eviction) -> Store {
+    let cfg = StoreConfig {
+        memory,
+        segment_size: seg,
+        item_size_max: seg,
+        eviction: policy,
+        huge_pages: false,
+    };
+    Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
+}
+
+#[derive(Clone, Debug)]
+struct MItem {
+    value: Vec<u8>,
+    flags: u32,
+    expire: u32,
+    version: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Set(SetMode, u8, Vec<u8>, u32, i64),
+    Cas(u8, Vec<u8>, bool),
+    Get(u8),
+    Delete(u8),
+    Incr(u8, u64),
+    Decr(u8, u64),
+    Touch(u8, i64),
+    Advance(u32),
+    Flush(i64),
+}
+
+fn value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        "[0-9]{1,20}".prop_map(|s| s.into_bytes()),
+        "[a-z ]{0,40}".prop_map(|s| s.into_bytes()),
+        Just(b"18446744073709551615".to_vec()),
+        prop::collection::vec(any::<u8>(), 0..300),
+    ]
+}
+
+fn exptime() -> impl Strategy<Value = i64> {
+    prop_oneof![Just(0i64), 1i64..20, Just(-1i64)]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let mode = prop_oneof![
+        Just(SetMode::Set),
+        Just(SetMode::Add),
+        Just(SetMode::Replace),
+        Just(SetMode::Append),
+        Just(SetMode::Prepend)
+    ];
+    prop_oneof![
+        4 => (mode, 0u8..12, value(), any::<u32>(), exptime()).prop_map(|(m, k, v, f, e)| Op::Set(m, k, v, f, e)),
+        2 => (0u8..12, value(), any::<bool>()).prop_map(|(k, v, good)| Op::Cas(k, v, good)),
+        4 => (0u8..12).prop_map(Op::Get),
+        1 => (0u8..12).prop_map(Op::Delete),
+        1 => (0u8..12, prop_oneof![0u64..10, Just(u64::MAX)]).prop_map(|(k, d)| Op::Incr(k, d)),
+        1 => (0u8..12, prop_oneof![0u64..10, Just(u64::MAX)]).prop_map(|(k, d)| Op::Decr(k, d)),
+        1 => (0u8..12, exptime()).prop_map(|(k, e)| Op::Touch(k, e)),
+        1 => (0u32..8).prop_map(Op::Advance),
+        1 => prop_oneof![Just(0i64), 1i64..5].prop_map(Op::Flush),
+    ]
+}
+
+fn key(k: u8) -> Vec<u8> {
+    format!("key:{k}").into_bytes()
+}
+
+/// An independent reading of memcached's rule: optional white space, an
+/// optional sign, digits, then the end or white space; anything negative or
+/// over 64 bits is not a number.
+fn model_numeric(v: &[u8]) -> Option<u64> {
+    let s = String::from_utf8_lossy(v).to_string();
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (neg, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let digits: String = t.chars().take_while(|c| c.is_ascii_digit()).collect();
+    if digits.is_empty() {
+        return None;
+    }
+    if let Some(c) = t[digits.len()..].chars().next() {
+        if !matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c') {
+            return None;
+        }
+    }
+    let n: u128 = digits.parse().ok()?;
+    if n > u64::MAX as u128 {
+        return None;
+    }
+    if !neg || n == 0 {
+        return Some(n as u64);
+    }
+    let r = (1u128 << 64) - n;
+    (r < 1u128 << 63).then_some(r as u64)
+}
+
+struct Model {
+    items: HashMap<Vec<u8>, MItem>,
+    now: u32,
+    next_version: u64,
+    flush_at: u32,
+    /// Last CAS the store returned for a key, with the model version then.
+    seen_cas: HashMap<Vec<u8>, (u64, u64)>,
+}
+
+impl Model {
+    fn expire_at(&self, e: i64) -> u32 {
+        if e == 0 {
+            0
+        } else if e < 0 {
+            1
+        } else {
+            self.now + e as u32
+        }
+    }
+    fn apply_flush(&mut self) {
+        if self.flush_at != 0 && self.now >= self.flush_at {
+            self.items.clear();
+            self.flush_at = 0;
+        }
+    }
+    fn live(&mut self, k: &[u8]) -> Option<&mut MItem> {
+        self.apply_flush();
+        let now = self.now;
+        if let Some(it) = self.items.get(k) {
+            if it.expire != 0 && it.expire <= now {
+                self.items.remove(k);
+            }
+        }
+        self.items.get_mut(k)
+    }
+    fn put(&mut self, k: Vec<u8>, value: Vec<u8>, flags: u32, expire: u32) {
+        self.next_version += 1;
+        if expire == 1 {
+            self.items.remove(&k);
+            return;
+        }
+        let version = self.next_version;
+        self.items.insert(
+            k,
+            MItem {
+                value,
+                flags,
+                expire,
+                version,
+            },
+        );
+    }
+}
+
+fn run(ops: Vec<Op>) {
+    let mut s = store(64 << 20, 1 << 20, Eviction::Merge);
+    let mut m = Model {
+        items: HashMap::new(),
+        now: s.now(),
+        next_version: 0,
+        flush_at: 0,
+        seen_cas: HashMap::new(),
+    };
+    for op in ops {
+        match op {
+            Op::Set(mode, k, v, flags, e) => {
+                let k = key(k);
+                let got = s.set(&SetArgs::new(mode, &k, &v, flags, e));
+                let exists = m.live(&k).is_some();
+                let expire = m.expire_at(e);
+                let want_stored = match mode {
+                    SetMode::Set => true,
+                    SetMode::Add => !exists,
+                    _ => exists,
+                };
+                assert_eq!(
+                    matches!(got, SetOutcome::Stored { .. }),
+                    want_stored,
+                    "{mode:?} {got:?}"
+                );
+                if want_stored {
+                    match mode {
+                        SetMode::Append | SetMode::Prepend => {
+                            let old = m.live(&k).unwrap().clone();
+                            let nv = if mode == SetMode::Append {
+                                [old.value.clone(), v].concat()
+                            } else {
+                                [v, old.value.clone()].concat()
+                            };
+                            m.put(k.clone(), nv, old.flags, old.expire);
+                        }
+                        _ => m.put(k.clone(), v, flags, expire),
+                    }
+                } else {
+                    assert_eq!(got, SetOutcome::NotStored);
+                }
+            }
+            Op::Cas(k, v, good) => {
+                let k = key(k);
+                let (cas, ver) = m.seen_cas.get(&k).copied().unwrap_or((12345, u64::MAX));
+                let cas = if good { cas } else { cas ^ 0x5555 };
+                let mut a = SetArgs::new(SetMode::Set, &k, &v, 7, 0);
+                a.cas = cas;
+                let got = s.set(&a);
+                match m.live(&k).map(|i| i.version) {
+                    None => assert_eq!(got, SetOutcome::NotFound),
+                    Some(cur) if good && cur == ver => {
+                        assert!(matches!(got, SetOutcome::Stored { .. }), "{got:?}");
+                        m.put(k.clone(), v, 7, 0);
+                    }
+                    Some(_) => assert_eq!(
+                        got,
+                        SetOutcome::Exists,
+                        "cas must not succeed on a changed item"
+                    ),
+                }
+            }
+            Op::Get(k) => {
+                let k = key(k);
+                let got = s
+                    .get(&k)
+                    .map(|f| (f.item.value().to_vec(), f.item.flags(), s.cas_of(&f)));
+                let want = m.live(&k).cloned();
+                match (got, want) {
+                    (None, None) => {}
+                    (Some((v, f, cas)), Some(w)) => {
+                        assert_eq!(v, w.value);
+                        assert_eq!(f, w.flags);
+                        if let Some((c, ver)) = m.seen_cas.get(&k) {
+                            assert_eq!(
+                                *c == cas,
+                                *ver == w.version,
+                                "cas changes exactly when the item does"
+                            );
+                        }
+                        m.seen_cas.insert(k, (cas, w.version));
+                    }
+                    (g, w) => panic!(
+                        "get {:?}: store {g:?} model {w:?}",
+                        String::from_utf8_lossy(&k)
+                    ),
+                }
+            }
+            Op::Delete(k) => {
+                let k = key(k);
+                let got = s.delete(&k, 0);
+                let had = m.live(&k).is_some();
+                m.items.remove(&k);
+                assert_eq!(got == DeleteOutcome::Deleted, had);
+            }
+            Op::Incr(k, d) | Op::Decr(k, d) => {
+                let incr = matches!(op, Op::Incr(..));
+                let k = key(k);
+                let got = s.delta(&k, incr, d, 0);
+                match m.live(&k).cloned() {
+                    None => assert_eq!(got, DeltaOutcome::NotFound),
+                    Some(it) => match model_numeric(&it.value) {
+                        None => assert_eq!(got, DeltaOutcome::NonNumeric, "{:?}", it.value),
+                        Some(cur) => {
+                            let nv = if incr {
+                                cur.wrapping_add(d)
+                            } else {
+                                cur.saturating_sub(d)
+                            };
+                            assert!(
+                                matches!(got, DeltaOutcome::Value { value, .. } if value == nv),
+                                "{got:?} want {nv}"
+                            );
+                            let mut bytes = nv.to_string().into_bytes();
+                            if bytes.len() < it.value.len() {
+                                bytes.resize(it.value.len(), b' ');
+                            }
+                            m.put(k, bytes, it.flags, it.expire);
+                        }
+                    },
+                }
+            }
+            Op::Touch(k, e) => {
+                let k = key(k);
+                let got = s.touch(&k, e).is_some();
+                let expire = m.expire_at(e);
+                match m.live(&k) {
+                    None => assert!(!got),
+                    Some(it) => {
+                        if expire == 1 {
+                            m.items.remove(&k);
+                        } else {
+                            it.expire = expire;
+                            assert!(got);
+                        }
+                    }
+                }
+            }
+            Op::Advance(n) => {
+                s.clock_mut().advance(n);
+                m.now += n;
+                m.apply_flush();
+                s.expire(usize::MAX);
+            }
+            Op::Flush(d) => {
+                s.flush(d);
+                if d == 0 {
+                    m.items.clear();
+                    m.flush_at = 0;
+                } else {
+                    m.flush_at = m.now + d as u32;
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #[test]
+    fn store_agrees_with_model(ops in prop::collection::vec(op(), 1..200)) {
+        run(ops);
+    }
+}
+
+/// Writes far more than fits, under each policy, and checks that every hit
+/// is exactly the latest value written under that key.
+#[test]
+fn fill_past_budget_never_returns_wrong_data() {
+    for policy in [
+        Eviction::Merge,
+        Eviction::Fifo,
+        Eviction::Random,
+        Eviction::Cte,
+        Eviction::Util,
+        Eviction::Volatile,
+        Eviction::None,
+    ] {
+        let mut s = store(8 * 65536, 65536, policy);
+        let mut latest: HashMap<u32, Vec<u8>> = HashMap::new();
+        let mut rng = 0x1234_5678_9abc_def1u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let (mut hits, mut stored, mut refused) = (0, 0, 0);
+        for i in 0..200_000u32 {
+            let r = next();
+            let k = ((r >> 8) % 5000) as u32;
+            let key = format!("fill:{k}");
+            if r % 4 == 0 {
+                let v = format!("{key}|v{i}|{}", "x".repeat((r >> 20) as usize % 200));
+                let ttl = if policy == Eviction::Volatile && r % 8 != 0 {
+                    0
+                } else {
+                    [0i64, 100, 500][(r >> 40) as usize % 3]
+                };
+                match s.set(&SetArgs::new(
+                    SetMode::Set,
+                    key.as_bytes(),
+                    v.as_bytes(),
+                    k,
+                    ttl,
+                )) {
+                    SetOutcome::Stored { .. } => {
+                        stored += 1;
+                        latest.insert(k, v.into_bytes());
+                    }
+                    SetOutcome::NoMemory => {
+                        refused += 1;
+                        latest.remove(&k);
+                    }
+                    o => panic!("{o:?}"),
+                }
+            } else if let Some(f) = s.get(key.as_bytes()) {
+                hits += 1;
+                assert_eq!(
+                    Some(&f.item.value().to_vec()),
+                    latest.get(&k),
+                    "{policy:?} key {k}"
+                );
+                assert_eq!(f.item.flags(), k);
+            }
+            if i % 1000 == 0 {
+                s.clock_mut().advance(1);
+            }
+        }
+        assert!(s.bytes() <= s.memory_bytes());
+        assert!(hits > 1000, "{policy:?}: {hits} hits");
+        if policy == Eviction::None {
+            assert!(refused > 0);
+        } else {
+            assert!(
+                stored > 40_000 && s.stats.evictions > 0 || policy == Eviction::Volatile,
+                "{policy:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn merge_keeps_hot_items_and_their_cas() {
+    let mut s = store(6 * 65536, 65536, Eviction::Merge);
+    let hot = b"hot-key";
+    s.set(&SetArgs::new(SetMode::Set, hot, b"hot-value", 3, 0));
+    let cas0 = {
+        let f = s.get(hot).unwrap();
+        s.cas_of(&f)
+    };
+    for i in 0..20_000u32 {
+        let k = format!("cold:{i}");
+        s.set(&SetArgs::new(
+            SetMode::Set,
+            k.as_bytes(),
+            &[b'c'; 100],
+            0,
+            0,
+        ));
+        if i % 50 == 0 {
+            assert!(s.get(hot).is_some(), "hot item lost at {i}");
+        }
+    }
+    assert!(s.stats.merges > 0);
+    let f = s.get(hot).unwrap();
+    assert_eq!(f.item.value(), b"hot-value");
+    assert_eq!(
+        s.cas_of(&f),
+        cas0,
+        "an unchanged item keeps its CAS across merges"
+    );
+}
+
+#[test]
+fn expired_segments_are_freed_whole() {
+    let mut s = store(16 * 65536, 65536, Eviction::Merge);
+    for i in 0..5000 {
+        let k = format!("t:{i}");
+        s.set(&SetArgs::new(
+            SetMode::Set,
+            k.as_bytes(),
+            &[b'v'; 100],
+            0,
+            5,
+        ));
+    }
+    let used = s.segments_total() - s.segments_free();
+    assert!(used > 5);
+    s.clock_mut().advance(20);
+    assert!(s.expire(2) <= 2, "bounded work per call");
+    s.expire(usize::MAX);
+    assert_eq!(
+        s.segments_total() - s.segments_free(),
+        1,
+        "only the merge reserve remains"
+    );
+    assert_eq!(s.curr_items(), 0);
+}
+
+#[test]
+fn huge_values_and_limits() {
+    let mut s = store(8 << 20, 1 << 20, Eviction::Merge);
+    let big = vec![b'z'; (1 << 20) - 100];
+    assert!(matches!(
+        s.set(&SetArgs::new(SetMode::Set, b"big", &big, 0, 0)),
+        SetOutcome::Stored { .. }
+    ));
+    let too = vec![b'z'; 1 << 20];
+    assert_eq!(
+        s.set(&SetArgs::new(SetMode::Set, b"big", &too, 0, 0)),
+        SetOutcome::TooLarge
+    );
+    assert!(
+        s.get(b"big").is_none(),
+        "a refused set drops the old value, as memcached does"
+    );
+}
