@@ -2,3 +2,5 @@
 //! engine and a segment store.
 
 pub mod store;
+pub mod engine;
+pub mod protocol;

@@ -1,0 +1,404 @@
+//! Executes meta commands (`mg ms md ma mn me`), anti-stampede flags
+//! included, following memcached's `proto_parser.c`.
+
+use super::shard::{push_line, push_num, Shard};
+use crate::protocol::meta::{base64_decode, base64_encode, MetaCmd, MetaRequest};
+use crate::protocol::text::{self, tokens};
+use crate::protocol::KEY_MAX;
+use crate::store::item::{FETCHED, STALE, WIN_SENT};
+use crate::store::{DeleteOutcome, DeltaOutcome, SetArgs, SetMode, SetOutcome};
+
+/// The key a meta request names, base64-decoded when flagged.
+pub fn meta_key<'a>(m: &MetaRequest<'a>, buf: &'a mut [u8; KEY_MAX + 6]) -> Option<&'a [u8]> {
+    if m.f.base64 {
+        base64_decode(m.key, buf)
+    } else {
+        Some(m.key)
+    }
+}
+
+/// Echoes the flags every reply carries: opaque, key, base64 marker.
+fn echo_common(m: &MetaRequest, out: &mut Vec<u8>) {
+    for t in tokens(m.flag_tokens) {
+        match t[0] {
+            b'O' => {
+                out.push(b' ');
+                out.extend_from_slice(t);
+            }
+            b'k' => push_key(m, out),
+            b'b' if m.f.base64 && has_flag(m, b'k') => out.extend_from_slice(b" b"),
+            _ => {}
+        }
+    }
+}
+
+fn has_flag(m: &MetaRequest, c: u8) -> bool {
+    tokens(m.flag_tokens).any(|t| t[0] == c)
+}
+
+fn push_key(m: &MetaRequest, out: &mut Vec<u8>) {
+    out.extend_from_slice(b" k");
+    out.extend_from_slice(m.key);
+}
+
+fn status(out: &mut Vec<u8>, code: &str, m: &MetaRequest) {
+    out.extend_from_slice(code.as_bytes());
+    echo_common(m, out);
+    out.extend_from_slice(b"\r\n");
+}
+
+pub fn exec(sh: &mut Shard, m: &MetaRequest, out: &mut Vec<u8>) {
+    sh.c.cmd_meta += 1;
+    if m.cmd == MetaCmd::Noop {
+        return push_line(out, "MN");
+    }
+    let mut kbuf = [0u8; KEY_MAX + 6];
+    let Some(key) = meta_key(m, &mut kbuf) else {
+        return push_line(out, "CLIENT_ERROR error decoding key");
+    };
+    let start = out.len();
+    let quiet_ok = match m.cmd {
+        MetaCmd::Get => get(sh, m, key, out),
+        MetaCmd::Set => set(sh, m, key, out),
+        MetaCmd::Delete => delete(sh, m, key, out),
+        MetaCmd::Arith => arith(sh, m, key, out),
+        MetaCmd::Debug => {
+            debug(sh, key, m, out);
+            false
+        }
+        MetaCmd::Noop => unreachable!(),
+    };
+    // Quiet mode hides the nominal reply; errors always go out.
+    if m.f.quiet && quiet_ok {
+        out.truncate(start);
+    }
+}
+
+/// mg. Returns true if the reply is one quiet mode hides (a miss).
+fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
+    let f = m.f;
+    let mut won = false;
+    let mut created = false;
+    let mut found = sh.store.find(key);
+    if found.is_none() {
+        if let Some(ttl) = f.vivify {
+            let mut a = SetArgs::new(SetMode::Add, key, b"", 0, ttl);
+            a.new_cas = f.new_cas;
+            if let SetOutcome::Stored { .. } = sh.store.set(&a) {
+                found = sh.store.find(key);
+                created = found.is_some();
+                won = created;
+            }
+        }
+    }
+    let Some(mut it) = found else {
+        if f.touch.is_some() {
+            sh.c.cmd_touch += 1;
+            sh.c.touch_misses += 1;
+        } else {
+            sh.c.cmd_get += 1;
+            sh.c.get_misses += 1;
+        }
+        status(out, "EN", m);
+        return true;
+    };
+    if f.touch.is_some() {
+        sh.c.cmd_touch += 1;
+        sh.c.touch_hits += 1;
+    } else {
+        sh.c.cmd_get += 1;
+        sh.c.get_hits += 1;
+    }
+    // Fetched and last-access are reported as they were before this read.
+    let was_fetched = it.item.iflags() & FETCHED != 0;
+    let idle = it.item.idle_secs(sh.store.now());
+    if let Some(t) = f.touch {
+        match sh.store.touch_found(&it, t) {
+            Some(n) => it = n,
+            None => {
+                status(out, "EN", m);
+                return true;
+            }
+        }
+    }
+    let iflags = it.item.iflags();
+    if let Some(r) = f.recache {
+        let exp = it.item.expire();
+        let token = sh.store.clock().expire_at(r);
+        if iflags & WIN_SENT == 0 && !created && exp != 0 && exp < token {
+            won = true;
+        }
+    }
+    let cas = sh.store.cas_of(&it);
+    let send_value = f.value && f.cas != Some(cas);
+    if send_value {
+        out.extend_from_slice(b"VA ");
+        push_num(out, it.item.vlen());
+    } else {
+        out.extend_from_slice(b"HD");
+    }
+    for t in tokens(m.flag_tokens) {
+        match t[0] {
+            b's' => {
+                out.extend_from_slice(b" s");
+                push_num(out, it.item.vlen());
+            }
+            b't' => {
+                out.extend_from_slice(b" t");
+                push_num(out, sh.store.ttl_left(&it));
+            }
+            b'c' => {
+                out.extend_from_slice(b" c");
+                push_num(out, cas);
+            }
+            b'f' => {
+                out.extend_from_slice(b" f");
+                push_num(out, it.item.flags());
+            }
+            b'l' => {
+                out.extend_from_slice(b" l");
+                push_num(out, idle);
+            }
+            b'h' => out.extend_from_slice(if was_fetched { b" h1" } else { b" h0" }),
+            b'O' => {
+                out.push(b' ');
+                out.extend_from_slice(t);
+            }
+            b'k' => push_key(m, out),
+            b'b' if has_flag(m, b'k') => out.extend_from_slice(b" b"),
+            _ => {}
+        }
+    }
+    if iflags & WIN_SENT != 0 {
+        out.extend_from_slice(b" Z");
+    }
+    if iflags & STALE != 0 {
+        out.extend_from_slice(b" X");
+        if iflags & WIN_SENT == 0 {
+            won = true;
+        }
+    }
+    if won {
+        out.extend_from_slice(b" W");
+        it.item.set_iflags(WIN_SENT, 0);
+    }
+    out.extend_from_slice(b"\r\n");
+    if send_value {
+        out.extend_from_slice(it.item.value());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !f.no_bump {
+        sh.store.bump(&it);
+    }
+    false
+}
+
+/// ms. Returns true on success (hidden by quiet mode).
+fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
+    let f = m.f;
+    sh.c.cmd_set += 1;
+    let mode = match f.mode.unwrap_or(b'S') {
+        b'S' | b's' => SetMode::Set,
+        b'E' | b'e' => SetMode::Add,
+        b'A' | b'a' => SetMode::Append,
+        b'P' | b'p' => SetMode::Prepend,
+        b'R' | b'r' => SetMode::Replace,
+        _ => {
+            push_line(out, "CLIENT_ERROR invalid mode for ms STORE");
+            return false;
+        }
+    };
+    let mut a = SetArgs::new(mode, key, m.value, f.client_flags.unwrap_or(0), f.touch.unwrap_or(0));
+    a.cas = f.cas.unwrap_or(0);
+    a.invalidate = f.invalidate;
+    a.new_cas = f.new_cas;
+    a.vivify = f.vivify;
+    let r = sh.store.set(&a);
+    let code = match r {
+        SetOutcome::Stored { .. } => "HD",
+        SetOutcome::NotStored => "NS",
+        SetOutcome::Exists => "EX",
+        SetOutcome::NotFound => "NF",
+        SetOutcome::TooLarge => {
+            sh.c.store_too_large += 1;
+            push_line(out, text::TOO_LARGE);
+            return false;
+        }
+        SetOutcome::NoMemory => {
+            sh.c.store_no_memory += 1;
+            push_line(out, text::NO_MEMORY);
+            return false;
+        }
+    };
+    out.extend_from_slice(code.as_bytes());
+    for t in tokens(m.flag_tokens) {
+        match t[0] {
+            b'O' => {
+                out.push(b' ');
+                out.extend_from_slice(t);
+            }
+            b'k' => push_key(m, out),
+            b'b' if has_flag(m, b'k') => out.extend_from_slice(b" b"),
+            b'c' => {
+                if let SetOutcome::Stored { cas } = r {
+                    out.extend_from_slice(b" c");
+                    push_num(out, cas);
+                }
+            }
+            _ => {}
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    matches!(r, SetOutcome::Stored { .. })
+}
+
+/// md. Returns true for HD and NF (hidden by quiet mode).
+fn delete(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
+    let f = m.f;
+    let cas = f.cas.unwrap_or(0);
+    let r = if f.invalidate {
+        sh.store.invalidate(key, cas, f.touch)
+    } else if f.remove_value {
+        match sh.store.find(key) {
+            None => DeleteOutcome::NotFound,
+            Some(it) if cas != 0 && cas != sh.store.cas_of(&it) => DeleteOutcome::Exists,
+            Some(it) => {
+                let (flags, ttl) = (it.item.flags(), sh.store.ttl_left(&it));
+                let a = SetArgs::new(SetMode::Set, key, b"", flags, if ttl < 0 { 0 } else { ttl.max(1) });
+                sh.store.set(&a);
+                DeleteOutcome::Deleted
+            }
+        }
+    } else {
+        sh.store.delete(key, cas)
+    };
+    let code = match r {
+        DeleteOutcome::Deleted => {
+            sh.c.delete_hits += 1;
+            "HD"
+        }
+        DeleteOutcome::NotFound => {
+            sh.c.delete_misses += 1;
+            "NF"
+        }
+        DeleteOutcome::Exists => "EX",
+    };
+    status(out, code, m);
+    r != DeleteOutcome::Exists
+}
+
+/// ma. Returns true for HD and NF (hidden by quiet mode).
+fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
+    let f = m.f;
+    let incr = match f.mode.unwrap_or(b'I') {
+        b'I' | b'i' | b'+' => true,
+        b'D' | b'd' | b'-' => false,
+        _ => {
+            push_line(out, "CLIENT_ERROR invalid mode for ma MODE");
+            return false;
+        }
+    };
+    let delta = f.delta.unwrap_or(1);
+    let mut r = sh.store.delta(key, incr, delta, f.cas.unwrap_or(0));
+    if r == DeltaOutcome::NotFound {
+        if let Some(ttl) = f.vivify {
+            let mut b = itoa::Buffer::new();
+            let init = f.initial.unwrap_or(0);
+            let mut a = SetArgs::new(SetMode::Add, key, b.format(init).as_bytes(), 0, ttl);
+            a.new_cas = f.new_cas;
+            if let SetOutcome::Stored { cas } = sh.store.set(&a) {
+                r = DeltaOutcome::Value { value: init, cas };
+            }
+        }
+    } else if let (DeltaOutcome::Value { .. }, Some(t)) = (r, f.touch) {
+        sh.store.touch(key, t);
+    }
+    let (code, value) = match r {
+        DeltaOutcome::Value { value, .. } => {
+            if incr {
+                sh.c.incr_hits += 1;
+            } else {
+                sh.c.decr_hits += 1;
+            }
+            (if f.value { "VA" } else { "HD" }, Some(value))
+        }
+        DeltaOutcome::NotFound => {
+            if incr {
+                sh.c.incr_misses += 1;
+            } else {
+                sh.c.decr_misses += 1;
+            }
+            ("NF", None)
+        }
+        DeltaOutcome::Exists => ("EX", None),
+        DeltaOutcome::NonNumeric => {
+            push_line(out, text::NON_NUMERIC);
+            return false;
+        }
+        DeltaOutcome::NoMemory => {
+            push_line(out, "SERVER_ERROR out of memory");
+            return false;
+        }
+    };
+    let mut num = itoa::Buffer::new();
+    let digits = value.map(|v| num.format(v).to_owned());
+    out.extend_from_slice(code.as_bytes());
+    if code == "VA" {
+        out.push(b' ');
+        push_num(out, digits.as_ref().map_or(0, |d| d.len()));
+    }
+    let item = value.and_then(|_| sh.store.find(key));
+    for t in tokens(m.flag_tokens) {
+        match t[0] {
+            b'O' => {
+                out.push(b' ');
+                out.extend_from_slice(t);
+            }
+            b'k' => push_key(m, out),
+            b'b' if has_flag(m, b'k') => out.extend_from_slice(b" b"),
+            b'c' => {
+                if let Some(it) = &item {
+                    out.extend_from_slice(b" c");
+                    push_num(out, sh.store.cas_of(it));
+                }
+            }
+            b't' => {
+                if let Some(it) = &item {
+                    out.extend_from_slice(b" t");
+                    push_num(out, sh.store.ttl_left(it));
+                }
+            }
+            _ => {}
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    if let (true, Some(d)) = (code == "VA", digits) {
+        out.extend_from_slice(d.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    code != "EX"
+}
+
+/// me: item metadata in memcached's debug format.
+fn debug(sh: &mut Shard, key: &[u8], m: &MetaRequest, out: &mut Vec<u8>) {
+    let Some(it) = sh.store.find(key) else {
+        return push_line(out, "EN");
+    };
+    out.extend_from_slice(b"ME ");
+    if m.f.base64 {
+        base64_encode(key, out);
+    } else {
+        out.extend_from_slice(key);
+    }
+    out.extend_from_slice(b" exp=");
+    push_num(out, sh.store.ttl_left(&it));
+    out.extend_from_slice(b" la=");
+    push_num(out, it.item.idle_secs(sh.store.now()));
+    out.extend_from_slice(b" cas=");
+    push_num(out, sh.store.cas_of(&it));
+    out.extend_from_slice(if it.item.iflags() & FETCHED != 0 { b" fetch=yes" } else { b" fetch=no" });
+    out.extend_from_slice(b" cls=1 size=");
+    push_num(out, it.item.size());
+    out.extend_from_slice(b"\r\n");
+}
+

@@ -1,0 +1,46 @@
+//! What one worker owns: its store shard and its counters.
+
+use super::counters::Counters;
+use crate::store::Store;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub struct Shard {
+    pub store: Store,
+    pub c: Counters,
+}
+
+impl Shard {
+    pub fn new(store: Store) -> Shard {
+        Shard {
+            store,
+            c: Counters::default(),
+        }
+    }
+
+    /// The counters with the store's item figures filled in.
+    pub fn counters(&self) -> Counters {
+        let mut c = self.c;
+        let s = &self.store;
+        c.curr_items = s.curr_items() as u64;
+        c.bytes = s.bytes() as u64;
+        c.total_items = s.stats.total_items;
+        c.evictions = s.stats.evictions;
+        c.evicted_unfetched = s.stats.evicted_unfetched;
+        c.expired_unfetched = s.stats.expired_unfetched;
+        c.reclaimed = s.stats.reclaimed;
+        c
+    }
+}
+
+/// Appends a decimal number without going through `format!`.
+#[inline]
+pub fn push_num(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+#[inline]
+pub fn push_line(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}

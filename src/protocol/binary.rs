@@ -1,0 +1,244 @@
+//! memcached's binary protocol (memcached `doc/protocol-binary.txt`).
+//!
+//! ```text
+//!  request header, 24 bytes, big endian
+//!  0        1        2        3        4        5        6        7
+//! +--------+--------+--------+--------+--------+--------+--------+--------+
+//! | magic  | opcode | key length      | extras | dtype  | vbucket         |
+//! +--------+--------+--------+--------+--------+--------+--------+--------+
+//! | total body length                 | opaque                            |
+//! +--------+--------+--------+--------+--------+--------+--------+--------+
+//! | cas                                                                   |
+//! +--------+--------+--------+--------+--------+--------+--------+--------+
+//!  body: extras, key, value
+//! ```
+
+use super::{Parse, KEY_MAX};
+
+pub const REQ_MAGIC: u8 = 0x80;
+pub const RES_MAGIC: u8 = 0x81;
+pub const HEADER_LEN: usize = 24;
+
+pub mod op {
+    pub const GET: u8 = 0x00;
+    pub const SET: u8 = 0x01;
+    pub const ADD: u8 = 0x02;
+    pub const REPLACE: u8 = 0x03;
+    pub const DELETE: u8 = 0x04;
+    pub const INCREMENT: u8 = 0x05;
+    pub const DECREMENT: u8 = 0x06;
+    pub const QUIT: u8 = 0x07;
+    pub const FLUSH: u8 = 0x08;
+    pub const GETQ: u8 = 0x09;
+    pub const NOOP: u8 = 0x0a;
+    pub const VERSION: u8 = 0x0b;
+    pub const GETK: u8 = 0x0c;
+    pub const GETKQ: u8 = 0x0d;
+    pub const APPEND: u8 = 0x0e;
+    pub const PREPEND: u8 = 0x0f;
+    pub const STAT: u8 = 0x10;
+    pub const SETQ: u8 = 0x11;
+    pub const ADDQ: u8 = 0x12;
+    pub const REPLACEQ: u8 = 0x13;
+    pub const DELETEQ: u8 = 0x14;
+    pub const INCREMENTQ: u8 = 0x15;
+    pub const DECREMENTQ: u8 = 0x16;
+    pub const QUITQ: u8 = 0x17;
+    pub const FLUSHQ: u8 = 0x18;
+    pub const APPENDQ: u8 = 0x19;
+    pub const PREPENDQ: u8 = 0x1a;
+    pub const VERBOSITY: u8 = 0x1b;
+    pub const TOUCH: u8 = 0x1c;
+    pub const GAT: u8 = 0x1d;
+    pub const GATQ: u8 = 0x1e;
+    pub const SASL_LIST_MECHS: u8 = 0x20;
+    pub const SASL_AUTH: u8 = 0x21;
+    pub const SASL_STEP: u8 = 0x22;
+    pub const GATK: u8 = 0x23;
+    pub const GATKQ: u8 = 0x24;
+}
+
+pub mod status {
+    pub const OK: u16 = 0x00;
+    pub const KEY_ENOENT: u16 = 0x01;
+    pub const KEY_EEXISTS: u16 = 0x02;
+    pub const E2BIG: u16 = 0x03;
+    pub const EINVAL: u16 = 0x04;
+    pub const NOT_STORED: u16 = 0x05;
+    pub const DELTA_BADVAL: u16 = 0x06;
+    pub const AUTH_ERROR: u16 = 0x20;
+    pub const AUTH_CONTINUE: u16 = 0x21;
+    pub const UNKNOWN_COMMAND: u16 = 0x81;
+    pub const ENOMEM: u16 = 0x82;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub opcode: u8,
+    pub key_len: u16,
+    pub extras_len: u8,
+    pub body_len: u32,
+    pub opaque: u32,
+    pub cas: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub h: Header,
+    pub extras: &'a [u8],
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+impl Request<'_> {
+    pub fn extra_u32(&self, at: usize) -> u32 {
+        u32::from_be_bytes(self.extras[at..at + 4].try_into().unwrap())
+    }
+    pub fn extra_u64(&self, at: usize) -> u64 {
+        u64::from_be_bytes(self.extras[at..at + 8].try_into().unwrap())
+    }
+}
+
+/// Whether a quiet opcode (replies suppressed on success or miss).
+pub fn is_quiet(opcode: u8) -> bool {
+    matches!(
+        opcode,
+        op::GETQ
+            | op::GETKQ
+            | op::SETQ
+            | op::ADDQ
+            | op::REPLACEQ
+            | op::DELETEQ
+            | op::INCREMENTQ
+            | op::DECREMENTQ
+            | op::QUITQ
+            | op::FLUSHQ
+            | op::APPENDQ
+            | op::PREPENDQ
+            | op::GATQ
+            | op::GATKQ
+    )
+}
+
+/// What each opcode requires of its extras, key and value; None = any.
+fn shape(opcode: u8) -> Option<(Option<u8>, bool, Option<bool>)> {
+    // (extras length, key required, value allowed: Some(false) = must be empty)
+    use op::*;
+    Some(match opcode {
+        GET | GETQ | GETK | GETKQ => (Some(0), true, Some(false)),
+        SET | SETQ | ADD | ADDQ | REPLACE | REPLACEQ => (Some(8), true, None),
+        DELETE | DELETEQ => (Some(0), true, Some(false)),
+        INCREMENT | DECREMENT | INCREMENTQ | DECREMENTQ => (Some(20), true, Some(false)),
+        QUIT | QUITQ | NOOP | VERSION => (Some(0), false, Some(false)),
+        FLUSH | FLUSHQ => (None, false, Some(false)),
+        APPEND | PREPEND | APPENDQ | PREPENDQ => (Some(0), true, None),
+        STAT => (Some(0), false, Some(false)),
+        VERBOSITY => (Some(4), false, Some(false)),
+        TOUCH | GAT | GATQ | GATK | GATKQ => (Some(4), true, Some(false)),
+        _ => return None,
+    })
+}
+
+/// Outcome of a malformed header: reply EINVAL (or unknown command) and close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invalid {
+    Args(Header),
+    Unknown(Header),
+}
+
+/// Parses one binary request. `item_max` bounds what is buffered: a larger
+/// storage body is answered E2BIG and skipped; any other oversized body
+/// closes the connection.
+pub fn parse(buf: &[u8], item_max: usize) -> Parse<Result<Request<'_>, Invalid>> {
+    if buf.len() < HEADER_LEN {
+        return Parse::NeedMore(HEADER_LEN - buf.len());
+    }
+    if buf[0] != REQ_MAGIC {
+        return Parse::Close;
+    }
+    let h = Header {
+        opcode: buf[1],
+        key_len: u16::from_be_bytes([buf[2], buf[3]]),
+        extras_len: buf[4],
+        body_len: u32::from_be_bytes(buf[8..12].try_into().unwrap()),
+        opaque: u32::from_be_bytes(buf[12..16].try_into().unwrap()),
+        cas: u64::from_be_bytes(buf[16..24].try_into().unwrap()),
+    };
+    let body = h.body_len as usize;
+    let kx = h.key_len as usize + h.extras_len as usize;
+    if kx > body || h.key_len as usize > KEY_MAX {
+        return Parse::Done(Err(Invalid::Args(h)), HEADER_LEN);
+    }
+    let known = shape(h.opcode);
+    let is_storage = matches!(known, Some((_, true, None)));
+    if body > item_max + 1024 {
+        if is_storage {
+            // Skip the body unbuffered; the executor answers E2BIG.
+            return Parse::Skip(
+                Ok(Request {
+                    h,
+                    extras: &[],
+                    key: &[],
+                    value: &[],
+                }),
+                HEADER_LEN,
+                body,
+            );
+        }
+        if known.is_some() || body > 64 * 1024 {
+            return Parse::Done(Err(Invalid::Args(h)), HEADER_LEN);
+        }
+    }
+    let total = HEADER_LEN + body;
+    if buf.len() < total {
+        return Parse::NeedMore(total - buf.len());
+    }
+    let b = &buf[HEADER_LEN..total];
+    let req = Request {
+        h,
+        extras: &b[..h.extras_len as usize],
+        key: &b[h.extras_len as usize..kx],
+        value: &b[kx..],
+    };
+    let Some((ext, key_req, val_ok)) = known else {
+        return Parse::Done(Err(Invalid::Unknown(h)), total);
+    };
+    let ext_ok = match (h.opcode, ext) {
+        (op::FLUSH | op::FLUSHQ, _) => h.extras_len == 0 || h.extras_len == 4,
+        (_, Some(n)) => h.extras_len == n,
+        (_, None) => true,
+    };
+    let key_ok = if key_req { h.key_len > 0 } else { h.key_len == 0 };
+    let value_ok = val_ok != Some(false) || req.value.is_empty();
+    if !ext_ok || !key_ok || !value_ok {
+        return Parse::Done(Err(Invalid::Args(h)), total);
+    }
+    Parse::Done(Ok(req), total)
+}
+
+/// Writes a response header and body parts.
+pub fn write_response(
+    out: &mut Vec<u8>,
+    opcode: u8,
+    status: u16,
+    opaque: u32,
+    cas: u64,
+    extras: &[u8],
+    key: &[u8],
+    value: &[u8],
+) {
+    let body = extras.len() + key.len() + value.len();
+    out.reserve(HEADER_LEN + body);
+    out.push(RES_MAGIC);
+    out.push(opcode);
+    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    out.push(extras.len() as u8);
+    out.push(0);
+    out.extend_from_slice(&status.to_be_bytes());
+    out.extend_from_slice(&(body as u32).to_be_bytes());
+    out.extend_from_slice(&opaque.to_be_bytes());
+    out.extend_from_slice(&cas.to_be_bytes());
+    out.extend_from_slice(extras);
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+}

@@ -1,0 +1,224 @@
+//! memcached's meta protocol: `mg`, `ms`, `md`, `ma`, `mn`, `me`.
+//! Flags are single letters, some with a token right after them; the
+//! executor walks them again in request order to build the reply.
+
+use super::text::{parse_i32, parse_u32, parse_u64, tokens, Request, BAD_FORMAT};
+use super::{Parse, KEY_MAX};
+
+pub const MAX_OPAQUE: usize = 32;
+/// memcached's limit on tokens in a meta command.
+pub const MAX_TOKENS: usize = 24;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaCmd {
+    Get,
+    Set,
+    Delete,
+    Arith,
+    Noop,
+    Debug,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetaFlags<'a> {
+    pub base64: bool,
+    pub quiet: bool,
+    pub value: bool,
+    pub no_bump: bool,
+    pub invalidate: bool,
+    pub remove_value: bool,
+    pub opaque: Option<&'a [u8]>,
+    pub touch: Option<i64>,
+    pub new_cas: Option<u64>,
+    pub cas: Option<u64>,
+    pub vivify: Option<i64>,
+    pub recache: Option<i64>,
+    pub mode: Option<u8>,
+    pub client_flags: Option<u32>,
+    pub initial: Option<u64>,
+    pub delta: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetaRequest<'a> {
+    pub cmd: MetaCmd,
+    /// As sent: base64 when `f.base64`.
+    pub key: &'a [u8],
+    /// The flag tokens, in request order, for building the reply.
+    pub flag_tokens: &'a [u8],
+    pub value: &'a [u8],
+    pub f: MetaFlags<'a>,
+}
+
+const BAD_TOKEN: &str = "CLIENT_ERROR bad token in command line format";
+
+fn parse_flags(toks: &[u8]) -> Result<MetaFlags<'_>, &'static str> {
+    let mut f = MetaFlags::default();
+    let mut seen = [false; 128];
+    for t in tokens(toks) {
+        let c = t[0];
+        if c >= 128 || seen[c as usize] {
+            return Err("CLIENT_ERROR duplicate flag");
+        }
+        seen[c as usize] = true;
+        let arg = &t[1..];
+        match c {
+            b'b' => f.base64 = true,
+            b'q' => f.quiet = true,
+            b'v' => f.value = true,
+            b'u' => f.no_bump = true,
+            b'I' => f.invalidate = true,
+            b'x' => f.remove_value = true,
+            b'k' | b's' | b't' | b'c' | b'f' | b'h' | b'l' | b'P' | b'L' => {}
+            b'O' => {
+                if arg.len() > MAX_OPAQUE {
+                    return Err("CLIENT_ERROR opaque token too long");
+                }
+                f.opaque = Some(arg);
+            }
+            b'T' => f.touch = Some(parse_i32(arg).ok_or(BAD_TOKEN)?),
+            b'N' => f.vivify = Some(parse_i32(arg).ok_or(BAD_TOKEN)?),
+            b'R' => f.recache = Some(parse_i32(arg).ok_or(BAD_TOKEN)?),
+            b'E' => f.new_cas = Some(parse_u64(arg).ok_or(BAD_TOKEN)?),
+            b'C' => f.cas = Some(parse_u64(arg).ok_or(BAD_TOKEN)?),
+            b'F' => f.client_flags = Some(parse_u32(arg).ok_or(BAD_TOKEN)?),
+            b'J' => f.initial = Some(parse_u64(arg).ok_or("CLIENT_ERROR invalid numeric initial value")?),
+            b'D' => f.delta = Some(parse_u64(arg).ok_or("CLIENT_ERROR invalid numeric delta value")?),
+            b'M' => f.mode = arg.first().copied(),
+            _ => return Err("CLIENT_ERROR invalid flag"),
+        }
+    }
+    Ok(f)
+}
+
+pub fn parse<'a>(cmd: &[u8], line: &'a [u8], used: usize, buf: &'a [u8], item_max: usize) -> Parse<Request<'a>> {
+    let cmd = match cmd {
+        b"mg" => MetaCmd::Get,
+        b"ms" => MetaCmd::Set,
+        b"md" => MetaCmd::Delete,
+        b"ma" => MetaCmd::Arith,
+        b"mn" => MetaCmd::Noop,
+        _ => MetaCmd::Debug,
+    };
+    let done = |r| Parse::Done(r, used);
+    if cmd == MetaCmd::Noop {
+        return done(Request::Meta(MetaRequest {
+            cmd,
+            key: b"",
+            flag_tokens: b"",
+            value: b"",
+            f: MetaFlags::default(),
+        }));
+    }
+    let mut it = tokens(line).skip(1);
+    let Some(key) = it.next() else {
+        return done(Request::Error(BAD_FORMAT));
+    };
+    if key.len() > KEY_MAX || (key.len() > KEY_MAX * 4 / 3 + 4) {
+        return done(Request::Error(BAD_FORMAT));
+    }
+    if tokens(line).count() > MAX_TOKENS {
+        return done(Request::Error("CLIENT_ERROR options flags are too long"));
+    }
+    let mut vlen = None;
+    if cmd == MetaCmd::Set {
+        match it.next().map(parse_i32) {
+            Some(Some(n)) if n >= 0 => vlen = Some(n as usize),
+            _ => return done(Request::Error(BAD_FORMAT)),
+        }
+    }
+    let rest = match it.next() {
+        Some(t) => {
+            let start = t.as_ptr() as usize - line.as_ptr() as usize;
+            &line[start..]
+        }
+        None => b"",
+    };
+    let f = match parse_flags(rest) {
+        Ok(f) => f,
+        Err(e) => {
+            return match vlen {
+                Some(n) => Parse::Skip(Request::Error(e), used, n + 2),
+                None => done(Request::Error(e)),
+            };
+        }
+    };
+    let mut value: &[u8] = b"";
+    let mut total = used;
+    if let Some(n) = vlen {
+        if n > item_max {
+            return Parse::Skip(
+                Request::TooLarge {
+                    key,
+                    set: false,
+                    noreply: false,
+                },
+                used,
+                n + 2,
+            );
+        }
+        total = used + n + 2;
+        if buf.len() < total {
+            return Parse::NeedMore(total - buf.len());
+        }
+        if &buf[used + n..total] != b"\r\n" {
+            return Parse::Done(Request::Error(super::text::BAD_CHUNK), total);
+        }
+        value = &buf[used..used + n];
+    }
+    Parse::Done(
+        Request::Meta(MetaRequest {
+            cmd,
+            key,
+            flag_tokens: rest,
+            value,
+            f,
+        }),
+        total,
+    )
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Decodes standard base64 into `out`; None if malformed or too long.
+pub fn base64_decode<'o>(input: &[u8], out: &'o mut [u8; KEY_MAX + 6]) -> Option<&'o [u8]> {
+    if input.is_empty() || input.len() % 4 != 0 {
+        return None;
+    }
+    let val = |c: u8| -> Option<u32> { B64.iter().position(|&b| b == c).map(|p| p as u32) };
+    let mut n = 0;
+    for chunk in input.chunks(4) {
+        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 {
+            return None;
+        }
+        let mut acc = 0u32;
+        for &c in &chunk[..4 - pad] {
+            acc = (acc << 6) | val(c)?;
+        }
+        acc <<= 6 * pad as u32;
+        let bytes = [(acc >> 16) as u8, (acc >> 8) as u8, acc as u8];
+        for &b in &bytes[..3 - pad] {
+            if n >= out.len() {
+                return None;
+            }
+            out[n] = b;
+            n += 1;
+        }
+    }
+    (n <= KEY_MAX).then_some(&out[..n])
+}
+
+pub fn base64_encode(input: &[u8], out: &mut Vec<u8>) {
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let acc = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[((acc >> (18 - 6 * i)) & 63) as usize]);
+            } else {
+                out.push(b'=');
+            }
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! memcached's text protocol (memcached `doc/protocol.txt`), and the entry
+//! point that hands meta commands to `meta`.
+
+use super::meta::{self, MetaRequest};
+use super::{Parse, SetMode, Storage, KEY_MAX, LINE_MAX};
+
+pub const ERROR: &str = "ERROR";
+pub const BAD_FORMAT: &str = "CLIENT_ERROR bad command line format";
+pub const BAD_CHUNK: &str = "CLIENT_ERROR bad data chunk";
+pub const BAD_EXPTIME: &str = "CLIENT_ERROR invalid exptime argument";
+pub const BAD_DELTA: &str = "CLIENT_ERROR invalid numeric delta argument";
+pub const NON_NUMERIC: &str = "CLIENT_ERROR cannot increment or decrement non-numeric value";
+pub const TOO_LARGE: &str = "SERVER_ERROR object too large for cache";
+pub const NO_MEMORY: &str = "SERVER_ERROR out of memory storing object";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// get/gets/gat/gats; `keys` is the rest of the line (space separated).
+    Get {
+        keys: &'a [u8],
+        cas: bool,
+        touch: Option<i64>,
+    },
+    Store(Storage<'a>),
+    Delete {
+        key: &'a [u8],
+        noreply: bool,
+    },
+    Delta {
+        key: &'a [u8],
+        incr: bool,
+        delta: u64,
+        noreply: bool,
+    },
+    Touch {
+        key: &'a [u8],
+        exptime: i64,
+        noreply: bool,
+    },
+    Flush {
+        delay: i64,
+        noreply: bool,
+    },
+    Version,
+    Verbosity {
+        noreply: bool,
+    },
+    Quit,
+    Stats {
+        arg: &'a [u8],
+    },
+    Meta(MetaRequest<'a>),
+    /// A storage command whose data is over the item size limit; a `set`
+    /// also drops the key's old value.
+    TooLarge {
+        key: &'a [u8],
+        set: bool,
+        noreply: bool,
+    },
+    /// A request that is answered with an error line.
+    Error(&'static str),
+}
+
+/// Space-separated tokens, as memcached's tokenizer splits them.
+pub fn tokens(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|&c| c == b' ').filter(|t| !t.is_empty())
+}
+
+/// memcached's `safe_strtoul`-style parsers: decimal, the whole token.
+pub fn parse_u64(t: &[u8]) -> Option<u64> {
+    if t.is_empty() || t.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &c in t {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add((c - b'0') as u64)?;
+    }
+    Some(n)
+}
+
+pub fn parse_u32(t: &[u8]) -> Option<u32> {
+    parse_u64(t).and_then(|n| u32::try_from(n).ok())
+}
+
+/// A signed 32-bit number, as memcached's `safe_strtol` takes exptimes.
+pub fn parse_i32(t: &[u8]) -> Option<i64> {
+    let (neg, d) = match t.first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let n = parse_u64(d)? as i64;
+    let n = if neg { -n } else { n };
+    (i32::MIN as i64..=i32::MAX as i64).contains(&n).then_some(n)
+}
+
+/// Parses one text or meta request from the front of `buf`.
+pub fn parse(buf: &[u8], item_max: usize) -> Parse<Request<'_>> {
+    let Some(nl) = memchr(b'\n', buf) else {
+        if buf.len() > LINE_MAX && !is_get_prefix(buf) {
+            return Parse::Close;
+        }
+        return Parse::NeedMore(1);
+    };
+    let used = nl + 1;
+    let mut line = &buf[..nl];
+    if line.last() == Some(&b'\r') {
+        line = &line[..line.len() - 1];
+    }
+    if nl > LINE_MAX && !is_get_prefix(buf) {
+        return Parse::Close;
+    }
+    let mut it = tokens(line);
+    let Some(cmd) = it.next() else {
+        return Parse::Done(Request::Error(ERROR), used);
+    };
+    let req = match cmd {
+        b"get" | b"gets" => {
+            let rest = rest_after(line, cmd);
+            if tokens(rest).next().is_none() {
+                Request::Error(ERROR)
+            } else {
+                Request::Get {
+                    keys: rest,
+                    cas: cmd == b"gets",
+                    touch: None,
+                }
+            }
+        }
+        b"gat" | b"gats" => {
+            let Some(exp) = it.next() else {
+                return Parse::Done(Request::Error(ERROR), used);
+            };
+            let rest = rest_after(line, exp);
+            match (parse_i32(exp), tokens(rest).next()) {
+                (_, None) => Request::Error(ERROR),
+                (None, _) => Request::Error(BAD_EXPTIME),
+                (Some(e), _) => Request::Get {
+                    keys: rest,
+                    cas: cmd == b"gats",
+                    touch: Some(e),
+                },
+            }
+        }
+        b"set" | b"add" | b"replace" | b"append" | b"prepend" | b"cas" => {
+            return parse_storage(cmd, line, used, buf, item_max);
+        }
+        b"delete" => {
+            let key = it.next();
+            let next = it.next();
+            // memcached accepts a legacy "0" time and noreply.
+            let (noreply, ok) = match (next, it.next()) {
+                (None, None) => (false, true),
+                (Some(b"noreply"), None) => (true, true),
+                (Some(b"0"), None) => (false, true),
+                (Some(b"0"), Some(b"noreply")) => (true, true),
+                _ => (false, false),
+            };
+            match key {
+                None => Request::Error(ERROR),
+                Some(k) if k.len() > KEY_MAX => Request::Error(BAD_FORMAT),
+                Some(_) if !ok => Request::Error(
+                    "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]",
+                ),
+                Some(k) => Request::Delete { key: k, noreply },
+            }
+        }
+        b"incr" | b"decr" => {
+            let (key, delta) = (it.next(), it.next());
+            let noreply = it.next() == Some(b"noreply");
+            match (key, delta) {
+                (Some(k), Some(d)) => {
+                    if k.len() > KEY_MAX {
+                        Request::Error(BAD_FORMAT)
+                    } else {
+                        match parse_u64(d) {
+                            Some(delta) => Request::Delta {
+                                key: k,
+                                incr: cmd == b"incr",
+                                delta,
+                                noreply,
+                            },
+                            None => Request::Error(BAD_DELTA),
+                        }
+                    }
+                }
+                _ => Request::Error(ERROR),
+            }
+        }
+        b"touch" => {
+            let (key, exp) = (it.next(), it.next());
+            let noreply = it.next() == Some(b"noreply");
+            match (key, exp) {
+                (Some(k), Some(e)) => {
+                    if k.len() > KEY_MAX {
+                        Request::Error(BAD_FORMAT)
+                    } else {
+                        match parse_i32(e) {
+                            Some(exptime) => Request::Touch { key: k, exptime, noreply },
+                            None => Request::Error(BAD_EXPTIME),
+                        }
+                    }
+                }
+                _ => Request::Error(ERROR),
+            }
+        }
+        b"flush_all" => {
+            let a = it.next();
+            let b = it.next();
+            match (a, b) {
+                (None, _) => Request::Flush { delay: 0, noreply: false },
+                (Some(b"noreply"), None) => Request::Flush { delay: 0, noreply: true },
+                (Some(d), nr) => match parse_i32(d) {
+                    Some(delay) if nr.is_none() || nr == Some(b"noreply") => Request::Flush {
+                        delay,
+                        noreply: nr.is_some(),
+                    },
+                    _ => Request::Error(BAD_FORMAT),
+                },
+            }
+        }
+        b"version" => Request::Version,
+        b"verbosity" => match it.next() {
+            Some(_) => Request::Verbosity {
+                noreply: line.ends_with(b" noreply"),
+            },
+            None => Request::Error(ERROR),
+        },
+        b"quit" => Request::Quit,
+        b"stats" => Request::Stats {
+            arg: rest_after(line, cmd),
+        },
+        b"mg" | b"ms" | b"md" | b"ma" | b"mn" | b"me" => {
+            return meta::parse(cmd, line, used, buf, item_max);
+        }
+        _ => {
+            // A request line ending in " HTTP/..." is a web client: close.
+            if let Some(last) = tokens(line).last() {
+                if last.starts_with(b"HTTP/") && tokens(line).count() > 1 {
+                    return Parse::Close;
+                }
+            }
+            Request::Error(ERROR)
+        }
+    };
+    Parse::Done(req, used)
+}
+
+fn parse_storage<'a>(cmd: &[u8], line: &'a [u8], used: usize, buf: &'a [u8], item_max: usize) -> Parse<Request<'a>> {
+    let mut it = tokens(line).skip(1);
+    let is_cas = cmd == b"cas";
+    let (key, flags, exp, len) = (it.next(), it.next(), it.next(), it.next());
+    let cas_tok = if is_cas { it.next() } else { None };
+    let noreply = it.next() == Some(b"noreply");
+    let (Some(key), Some(flags), Some(exp), Some(len)) = (key, flags, exp, len) else {
+        return Parse::Done(Request::Error(ERROR), used);
+    };
+    if is_cas && cas_tok.is_none() {
+        return Parse::Done(Request::Error(ERROR), used);
+    }
+    let Some(vlen) = parse_i32(len).filter(|n| *n >= 0) else {
+        return Parse::Done(Request::Error(BAD_FORMAT), used);
+    };
+    let vlen = vlen as usize;
+    let fields = (
+        parse_u32(flags),
+        parse_i32(exp),
+        if is_cas { cas_tok.and_then(parse_u64) } else { Some(0) },
+    );
+    let (Some(flags), Some(exptime), Some(cas)) = fields else {
+        return Parse::Skip(Request::Error(BAD_FORMAT), used, vlen + 2);
+    };
+    if key.len() > KEY_MAX {
+        return Parse::Skip(Request::Error(BAD_FORMAT), used, vlen + 2);
+    }
+    if vlen > item_max {
+        let req = Request::TooLarge {
+            key,
+            set: cmd == b"set",
+            noreply,
+        };
+        return Parse::Skip(req, used, vlen + 2);
+    }
+    let need = used + vlen + 2;
+    if buf.len() < need {
+        return Parse::NeedMore(need - buf.len());
+    }
+    if &buf[used + vlen..need] != b"\r\n" {
+        return Parse::Done(Request::Error(BAD_CHUNK), need);
+    }
+    let mode = match cmd {
+        b"set" | b"cas" => SetMode::Set,
+        b"add" => SetMode::Add,
+        b"replace" => SetMode::Replace,
+        b"append" => SetMode::Append,
+        _ => SetMode::Prepend,
+    };
+    Parse::Done(
+        Request::Store(Storage {
+            mode,
+            key,
+            flags,
+            exptime,
+            value: &buf[used..used + vlen],
+            cas,
+            noreply,
+        }),
+        need,
+    )
+}
+
+/// The part of `line` after token `tok` (which must be a subslice of it).
+fn rest_after<'a>(line: &'a [u8], tok: &[u8]) -> &'a [u8] {
+    let end = tok.as_ptr() as usize - line.as_ptr() as usize + tok.len();
+    &line[end..]
+}
+
+fn is_get_prefix(buf: &[u8]) -> bool {
+    let start = buf.iter().take(100).position(|&c| c != b' ').unwrap_or(0);
+    let b = &buf[start..];
+    b.starts_with(b"get ") || b.starts_with(b"gets ")
+}
+
+#[inline]
+pub fn memchr(c: u8, buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|&b| b == c)
+}
+
+#[cfg(test)]
+mod tests;
