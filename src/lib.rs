@@ -1,6 +1,7 @@
 //! corecache: a memcached-compatible cache with a thread-per-core io_uring
 //! engine and a segment store.
 
-pub mod store;
+pub mod config;
 pub mod engine;
 pub mod protocol;
+pub mod store;

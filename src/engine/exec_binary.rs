@@ -20,7 +20,16 @@ pub fn error_text(st: u16) -> &'static str {
 }
 
 pub fn error(out: &mut Vec<u8>, opcode: u8, st: u16, opaque: u32) {
-    write_response(out, opcode, st, opaque, 0, &[], &[], error_text(st).as_bytes());
+    write_response(
+        out,
+        opcode,
+        st,
+        opaque,
+        0,
+        &[],
+        &[],
+        error_text(st).as_bytes(),
+    );
 }
 
 /// Executes one request; the engine handles Quit, Stat and Flush
@@ -72,7 +81,15 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
                 None => error(out, h.opcode, status::KEY_ENOENT, h.opaque),
             }
         }
-        op::SET | op::SETQ | op::ADD | op::ADDQ | op::REPLACE | op::REPLACEQ | op::APPEND | op::APPENDQ | op::PREPEND
+        op::SET
+        | op::SETQ
+        | op::ADD
+        | op::ADDQ
+        | op::REPLACE
+        | op::REPLACEQ
+        | op::APPEND
+        | op::APPENDQ
+        | op::PREPEND
         | op::PREPENDQ => {
             sh.c.cmd_set += 1;
             let mode = match h.opcode {
@@ -82,7 +99,8 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
                 op::APPEND | op::APPENDQ => SetMode::Append,
                 _ => SetMode::Prepend,
             };
-            if r.extras.len() < 8 && matches!(mode, SetMode::Set | SetMode::Add | SetMode::Replace) {
+            if r.extras.len() < 8 && matches!(mode, SetMode::Set | SetMode::Add | SetMode::Replace)
+            {
                 // A body too large to buffer arrives without its parts.
                 sh.c.store_too_large += 1;
                 if mode == SetMode::Set {
@@ -152,9 +170,18 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
             let mut res = sh.store.delta(r.key, incr, delta, h.cas);
             if res == DeltaOutcome::NotFound && exptime != u32::MAX && h.cas == 0 {
                 let mut b = itoa::Buffer::new();
-                let a = SetArgs::new(SetMode::Add, r.key, b.format(initial).as_bytes(), 0, exptime as i32 as i64);
+                let a = SetArgs::new(
+                    SetMode::Add,
+                    r.key,
+                    b.format(initial).as_bytes(),
+                    0,
+                    exptime as i32 as i64,
+                );
                 if let SetOutcome::Stored { cas } = sh.store.set(&a) {
-                    res = DeltaOutcome::Value { value: initial, cas };
+                    res = DeltaOutcome::Value {
+                        value: initial,
+                        cas,
+                    };
                 }
             }
             match res {
@@ -199,7 +226,11 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
         op::VERBOSITY => ok(out, 0, &[], &[], &[]),
         op::FLUSH | op::FLUSHQ => {
             sh.c.cmd_flush += 1;
-            let delay = if r.extras.len() == 4 { r.extra_u32(0) as i32 as i64 } else { 0 };
+            let delay = if r.extras.len() == 4 {
+                r.extra_u32(0) as i32 as i64
+            } else {
+                0
+            };
             sh.store.flush(delay);
             if !quiet {
                 ok(out, 0, &[], &[], &[]);

@@ -208,7 +208,13 @@ fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
             return false;
         }
     };
-    let mut a = SetArgs::new(mode, key, m.value, f.client_flags.unwrap_or(0), f.touch.unwrap_or(0));
+    let mut a = SetArgs::new(
+        mode,
+        key,
+        m.value,
+        f.client_flags.unwrap_or(0),
+        f.touch.unwrap_or(0),
+    );
     a.cas = f.cas.unwrap_or(0);
     a.invalidate = f.invalidate;
     a.new_cas = f.new_cas;
@@ -264,7 +270,13 @@ fn delete(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> boo
             Some(it) if cas != 0 && cas != sh.store.cas_of(&it) => DeleteOutcome::Exists,
             Some(it) => {
                 let (flags, ttl) = (it.item.flags(), sh.store.ttl_left(&it));
-                let a = SetArgs::new(SetMode::Set, key, b"", flags, if ttl < 0 { 0 } else { ttl.max(1) });
+                let a = SetArgs::new(
+                    SetMode::Set,
+                    key,
+                    b"",
+                    flags,
+                    if ttl < 0 { 0 } else { ttl.max(1) },
+                );
                 sh.store.set(&a);
                 DeleteOutcome::Deleted
             }
@@ -396,9 +408,12 @@ fn debug(sh: &mut Shard, key: &[u8], m: &MetaRequest, out: &mut Vec<u8>) {
     push_num(out, it.item.idle_secs(sh.store.now()));
     out.extend_from_slice(b" cas=");
     push_num(out, sh.store.cas_of(&it));
-    out.extend_from_slice(if it.item.iflags() & FETCHED != 0 { b" fetch=yes" } else { b" fetch=no" });
+    out.extend_from_slice(if it.item.iflags() & FETCHED != 0 {
+        b" fetch=yes"
+    } else {
+        b" fetch=no"
+    });
     out.extend_from_slice(b" cls=1 size=");
     push_num(out, it.item.size());
     out.extend_from_slice(b"\r\n");
 }
-

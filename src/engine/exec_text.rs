@@ -146,7 +146,11 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
             }
             noreply
         }
-        Request::Touch { key, exptime, noreply } => {
+        Request::Touch {
+            key,
+            exptime,
+            noreply,
+        } => {
             sh.c.cmd_touch += 1;
             if sh.store.touch(key, exptime).is_some() {
                 sh.c.touch_hits += 1;

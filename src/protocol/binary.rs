@@ -208,7 +208,11 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Result<Request<'_>, Invalid>>
         (_, Some(n)) => h.extras_len == n,
         (_, None) => true,
     };
-    let key_ok = if key_req { h.key_len > 0 } else { h.key_len == 0 };
+    let key_ok = if key_req {
+        h.key_len > 0
+    } else {
+        h.key_len == 0
+    };
     let value_ok = val_ok != Some(false) || req.value.is_empty();
     if !ext_ok || !key_ok || !value_ok {
         return Parse::Done(Err(Invalid::Args(h)), total);

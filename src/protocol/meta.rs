@@ -82,8 +82,13 @@ fn parse_flags(toks: &[u8]) -> Result<MetaFlags<'_>, &'static str> {
             b'E' => f.new_cas = Some(parse_u64(arg).ok_or(BAD_TOKEN)?),
             b'C' => f.cas = Some(parse_u64(arg).ok_or(BAD_TOKEN)?),
             b'F' => f.client_flags = Some(parse_u32(arg).ok_or(BAD_TOKEN)?),
-            b'J' => f.initial = Some(parse_u64(arg).ok_or("CLIENT_ERROR invalid numeric initial value")?),
-            b'D' => f.delta = Some(parse_u64(arg).ok_or("CLIENT_ERROR invalid numeric delta value")?),
+            b'J' => {
+                f.initial =
+                    Some(parse_u64(arg).ok_or("CLIENT_ERROR invalid numeric initial value")?)
+            }
+            b'D' => {
+                f.delta = Some(parse_u64(arg).ok_or("CLIENT_ERROR invalid numeric delta value")?)
+            }
             b'M' => f.mode = arg.first().copied(),
             _ => return Err("CLIENT_ERROR invalid flag"),
         }
@@ -91,7 +96,13 @@ fn parse_flags(toks: &[u8]) -> Result<MetaFlags<'_>, &'static str> {
     Ok(f)
 }
 
-pub fn parse<'a>(cmd: &[u8], line: &'a [u8], used: usize, buf: &'a [u8], item_max: usize) -> Parse<Request<'a>> {
+pub fn parse<'a>(
+    cmd: &[u8],
+    line: &'a [u8],
+    used: usize,
+    buf: &'a [u8],
+    item_max: usize,
+) -> Parse<Request<'a>> {
     let cmd = match cmd {
         b"mg" => MetaCmd::Get,
         b"ms" => MetaCmd::Set,
@@ -211,7 +222,11 @@ pub fn base64_decode<'o>(input: &[u8], out: &'o mut [u8; KEY_MAX + 6]) -> Option
 
 pub fn base64_encode(input: &[u8], out: &mut Vec<u8>) {
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let acc = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
         for i in 0..4 {
             if i <= chunk.len() {

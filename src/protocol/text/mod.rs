@@ -94,7 +94,9 @@ pub fn parse_i32(t: &[u8]) -> Option<i64> {
     };
     let n = parse_u64(d)? as i64;
     let n = if neg { -n } else { n };
-    (i32::MIN as i64..=i32::MAX as i64).contains(&n).then_some(n)
+    (i32::MIN as i64..=i32::MAX as i64)
+        .contains(&n)
+        .then_some(n)
 }
 
 /// Parses one text or meta request from the front of `buf`.
@@ -199,7 +201,11 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Request<'_>> {
                         Request::Error(BAD_FORMAT)
                     } else {
                         match parse_i32(e) {
-                            Some(exptime) => Request::Touch { key: k, exptime, noreply },
+                            Some(exptime) => Request::Touch {
+                                key: k,
+                                exptime,
+                                noreply,
+                            },
                             None => Request::Error(BAD_EXPTIME),
                         }
                     }
@@ -211,8 +217,14 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Request<'_>> {
             let a = it.next();
             let b = it.next();
             match (a, b) {
-                (None, _) => Request::Flush { delay: 0, noreply: false },
-                (Some(b"noreply"), None) => Request::Flush { delay: 0, noreply: true },
+                (None, _) => Request::Flush {
+                    delay: 0,
+                    noreply: false,
+                },
+                (Some(b"noreply"), None) => Request::Flush {
+                    delay: 0,
+                    noreply: true,
+                },
                 (Some(d), nr) => match parse_i32(d) {
                     Some(delay) if nr.is_none() || nr == Some(b"noreply") => Request::Flush {
                         delay,
@@ -249,7 +261,13 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Request<'_>> {
     Parse::Done(req, used)
 }
 
-fn parse_storage<'a>(cmd: &[u8], line: &'a [u8], used: usize, buf: &'a [u8], item_max: usize) -> Parse<Request<'a>> {
+fn parse_storage<'a>(
+    cmd: &[u8],
+    line: &'a [u8],
+    used: usize,
+    buf: &'a [u8],
+    item_max: usize,
+) -> Parse<Request<'a>> {
     let mut it = tokens(line).skip(1);
     let is_cas = cmd == b"cas";
     let (key, flags, exp, len) = (it.next(), it.next(), it.next(), it.next());
@@ -268,7 +286,11 @@ fn parse_storage<'a>(cmd: &[u8], line: &'a [u8], used: usize, buf: &'a [u8], ite
     let fields = (
         parse_u32(flags),
         parse_i32(exp),
-        if is_cas { cas_tok.and_then(parse_u64) } else { Some(0) },
+        if is_cas {
+            cas_tok.and_then(parse_u64)
+        } else {
+            Some(0)
+        },
     );
     let (Some(flags), Some(exptime), Some(cas)) = fields else {
         return Parse::Skip(Request::Error(BAD_FORMAT), used, vlen + 2);

@@ -1,0 +1,129 @@
+//! One client connection's buffers and its in-order reply queue.
+
+use crate::protocol::Proto;
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+
+/// Input buffers start this large and grow only for large requests.
+pub const READ_CHUNK: usize = 16 * 1024;
+/// Stop reading from a client whose unsent replies exceed this.
+pub const OUT_CAP: usize = 4 << 20;
+
+/// A reply that must wait: either for another shard, or behind one that does.
+pub enum Slot {
+    Waiting(u64),
+    Ready(Vec<u8>),
+}
+
+pub struct Conn {
+    pub fd: RawFd,
+    pub gen: u32,
+    pub proto: Option<Proto>,
+    pub inbuf: Vec<u8>,
+    pub in_start: usize,
+    /// Replies ready to send, in order.
+    pub out: Vec<u8>,
+    /// The buffer of the send in flight.
+    pub sending: Vec<u8>,
+    pub send_off: usize,
+    pub send_inflight: bool,
+    pub recv_inflight: bool,
+    /// Replies behind a cross-shard request, in request order.
+    pub pending: VecDeque<Slot>,
+    pub next_seq: u64,
+    /// Bytes of a refused data block still to drop.
+    pub skip: usize,
+    /// Close once the output is flushed (quit, protocol error, peer gone).
+    pub closing: bool,
+    pub queued_for_send: bool,
+}
+
+impl Conn {
+    pub fn new(fd: RawFd, gen: u32) -> Conn {
+        Conn {
+            fd,
+            gen,
+            proto: None,
+            inbuf: Vec::with_capacity(READ_CHUNK),
+            in_start: 0,
+            out: Vec::new(),
+            sending: Vec::new(),
+            send_off: 0,
+            send_inflight: false,
+            recv_inflight: false,
+            pending: VecDeque::new(),
+            next_seq: 0,
+            skip: 0,
+            closing: false,
+            queued_for_send: false,
+        }
+    }
+
+    /// Where a locally produced reply goes: straight to `out` unless
+    /// earlier replies are still waiting on another shard.
+    pub fn reply_buf(&mut self) -> &mut Vec<u8> {
+        if self.pending.is_empty() {
+            &mut self.out
+        } else {
+            if !matches!(self.pending.back(), Some(Slot::Ready(_))) {
+                self.pending.push_back(Slot::Ready(Vec::new()));
+            }
+            match self.pending.back_mut() {
+                Some(Slot::Ready(v)) => v,
+                _ => unreachable!(),
+            }
+        }
+    }
+
+    /// Reserves a slot for a reply another shard will produce.
+    pub fn wait_slot(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.push_back(Slot::Waiting(seq));
+        seq
+    }
+
+    /// Fills a waiting slot and moves every reply now in order to `out`.
+    pub fn fill(&mut self, seq: u64, bytes: Vec<u8>) {
+        for s in self.pending.iter_mut() {
+            if matches!(s, Slot::Waiting(q) if *q == seq) {
+                *s = Slot::Ready(bytes);
+                break;
+            }
+        }
+        while let Some(Slot::Ready(_)) = self.pending.front() {
+            if let Some(Slot::Ready(v)) = self.pending.pop_front() {
+                self.out.extend_from_slice(&v);
+            }
+        }
+    }
+
+    pub fn unsent(&self) -> usize {
+        self.out.len() + self.sending.len() - self.send_off
+    }
+
+    /// Whether nothing is left to send or waiting.
+    pub fn drained(&self) -> bool {
+        self.out.is_empty() && !self.send_inflight && self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_leave_in_request_order() {
+        let mut c = Conn::new(-1, 0);
+        c.reply_buf().extend_from_slice(b"a");
+        let s1 = c.wait_slot();
+        c.reply_buf().extend_from_slice(b"c");
+        let s2 = c.wait_slot();
+        c.reply_buf().extend_from_slice(b"e");
+        c.fill(s2, b"d".to_vec());
+        assert_eq!(c.out, b"a");
+        c.fill(s1, b"b".to_vec());
+        assert_eq!(c.out, b"abcde");
+        assert!(c.pending.is_empty());
+    }
+}

@@ -1,0 +1,164 @@
+//! The cross-shard hop: one single-producer single-consumer queue per
+//! ordered pair of workers. A worker that finds a request for a key another
+//! worker owns pushes it on its queue to that worker; the reply comes back
+//! on the reverse queue. A sleeping owner is woken with an io_uring
+//! MSG_RING message (see `worker`).
+
+use crossbeam_utils::CachePadded;
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// A bounded lock-free SPSC ring.
+pub struct Spsc<T> {
+    head: CachePadded<AtomicUsize>,
+    tail: CachePadded<AtomicUsize>,
+    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
+    mask: usize,
+}
+
+// SAFETY: one producer and one consumer, each touching only the slots the
+// head/tail protocol hands it; T moves between threads, so T: Send.
+unsafe impl<T: Send> Sync for Spsc<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for Spsc<T> {}
+
+impl<T> Spsc<T> {
+    pub fn new(cap: usize) -> Spsc<T> {
+        let cap = cap.next_power_of_two();
+        Spsc {
+            head: CachePadded::new(AtomicUsize::new(0)),
+            tail: CachePadded::new(AtomicUsize::new(0)),
+            slots: (0..cap)
+                .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+                .collect(),
+            mask: cap - 1,
+        }
+    }
+
+    /// Producer side. Gives the value back if the ring is full.
+    pub fn push(&self, v: T) -> Result<(), T> {
+        let tail = self.tail.load(Ordering::Relaxed);
+        let head = self.head.load(Ordering::Acquire);
+        if tail.wrapping_sub(head) > self.mask {
+            return Err(v);
+        }
+        // SAFETY: slot `tail` is outside [head, tail), so the consumer does
+        // not read it until the Release store below publishes it.
+        unsafe { (*self.slots[tail & self.mask].get()).write(v) };
+        self.tail.store(tail.wrapping_add(1), Ordering::Release);
+        Ok(())
+    }
+
+    /// Consumer side.
+    pub fn pop(&self) -> Option<T> {
+        let head = self.head.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Acquire);
+        if head == tail {
+            return None;
+        }
+        // SAFETY: slot `head` was published by the producer's Release store
+        // and is not written again until we advance head.
+        let v = unsafe { (*self.slots[head & self.mask].get()).assume_init_read() };
+        self.head.store(head.wrapping_add(1), Ordering::Release);
+        Some(v)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.head.load(Ordering::Acquire) == self.tail.load(Ordering::Acquire)
+    }
+}
+
+impl<T> Drop for Spsc<T> {
+    fn drop(&mut self) {
+        while self.pop().is_some() {}
+    }
+}
+
+/// What crosses between workers.
+pub enum Msg {
+    /// Execute on the owner; reply to (`from`, `conn`, `seq`) unless `seq` is NO_REPLY.
+    Job {
+        from: usize,
+        conn: u64,
+        seq: u64,
+        job: Job,
+    },
+    /// A reply for slot `seq` of connection `conn` on the receiving worker.
+    Reply { conn: u64, seq: u64, bytes: Vec<u8> },
+}
+
+pub const NO_REPLY: u64 = u64::MAX;
+
+pub enum Job {
+    /// One whole single-key request, as received (text, meta or binary).
+    Raw { binary: bool, bytes: Vec<u8> },
+    /// One key of a text multi-get.
+    GetKey {
+        key: Vec<u8>,
+        cas: bool,
+        touch: Option<i64>,
+    },
+}
+
+/// All queues and wake-up state, shared by the workers.
+pub struct Mesh {
+    pub n: usize,
+    /// queues[from * n + to]
+    queues: Vec<Spsc<Msg>>,
+    /// Set by a worker about to block; a producer that sees it wakes it.
+    pub sleeping: Vec<CachePadded<AtomicBool>>,
+    /// Each worker's io_uring fd, for MSG_RING.
+    pub ring_fds: Vec<AtomicUsize>,
+}
+
+impl Mesh {
+    pub fn new(n: usize, cap: usize) -> Mesh {
+        Mesh {
+            n,
+            queues: (0..n * n).map(|_| Spsc::new(cap)).collect(),
+            sleeping: (0..n)
+                .map(|_| CachePadded::new(AtomicBool::new(false)))
+                .collect(),
+            ring_fds: (0..n).map(|_| AtomicUsize::new(usize::MAX)).collect(),
+        }
+    }
+
+    pub fn queue(&self, from: usize, to: usize) -> &Spsc<Msg> {
+        &self.queues[from * self.n + to]
+    }
+
+    pub fn inbox_empty(&self, to: usize) -> bool {
+        (0..self.n).all(|from| self.queue(from, to).is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn spsc_delivers_in_order_across_threads() {
+        let q = Arc::new(Spsc::new(64));
+        let p = q.clone();
+        let t = std::thread::spawn(move || {
+            for i in 0..100_000u64 {
+                let mut v = i;
+                while let Err(back) = p.push(v) {
+                    v = back;
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let mut want = 0;
+        while want < 100_000u64 {
+            if let Some(v) = q.pop() {
+                assert_eq!(v, want);
+                want += 1;
+            }
+        }
+        t.join().unwrap();
+        assert!(q.pop().is_none());
+    }
+}
