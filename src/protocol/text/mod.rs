@@ -234,14 +234,17 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Request<'_>> {
                 },
             }
         }
+        b"version" | b"quit" if it.next().is_some() => Request::Error(ERROR),
         b"version" => Request::Version,
-        b"verbosity" => match it.next() {
-            Some(_) => Request::Verbosity {
-                noreply: line.ends_with(b" noreply"),
-            },
-            None => Request::Error(ERROR),
-        },
         b"quit" => Request::Quit,
+        // As memcached: one or two arguments, the level is not checked,
+        // and a trailing noreply (even alone) silences the reply.
+        b"verbosity" => match (it.next(), it.next(), it.next()) {
+            (Some(a), b, None) => Request::Verbosity {
+                noreply: b.unwrap_or(a) == b"noreply",
+            },
+            _ => Request::Error(ERROR),
+        },
         b"stats" => Request::Stats {
             arg: rest_after(line, cmd),
         },
