@@ -1,0 +1,67 @@
+"""Starts the real corecache binary on free ports for the client suites."""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.environ.get("CORECACHE_BIN", os.path.join(ROOT, "target", "release", "corecache"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, *args):
+        self.port = free_port()
+        self.proc = subprocess.Popen([BINARY, "-p", str(self.port), *args], stderr=subprocess.PIPE)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(self.proc.stderr.read().decode())
+                time.sleep(0.05)
+        raise RuntimeError("corecache did not start")
+
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=10)
+        assert code == 0, f"corecache exited {code}"
+
+    def raw(self, data, expect_close=False, timeout=2.0):
+        """Sends bytes on a fresh connection, returns what came back."""
+        s = socket.create_connection(("127.0.0.1", self.port))
+        s.settimeout(timeout)
+        s.sendall(data)
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+                if not expect_close and out.endswith(b"\r\n") and len(out) > 0:
+                    s.settimeout(0.3)
+        except socket.timeout:
+            pass
+        s.close()
+        return out
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = Server("-t", "2", "-m", "64")
+    yield srv
+    srv.stop()
