@@ -12,7 +12,11 @@ struct Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -63,7 +67,11 @@ fn read_until(s: &mut TcpStream, end: &[u8]) -> Vec<u8> {
     let mut buf = [0u8; 65536];
     while !out.ends_with(end) {
         let n = s.read(&mut buf).expect("reply");
-        assert!(n > 0, "closed early; got {:?}", String::from_utf8_lossy(&out));
+        assert!(
+            n > 0,
+            "closed early; got {:?}",
+            String::from_utf8_lossy(&out)
+        );
         out.extend_from_slice(&buf[..n]);
     }
     out
@@ -91,7 +99,13 @@ fn pipelined_requests_split_at_every_byte_boundary() {
         let text = String::from_utf8(got).unwrap();
         let masked: Vec<u8> = text
             .lines()
-            .map(|l| if l.starts_with("VALUE a 1 4 ") { "VALUE a 1 4 <cas>".to_string() } else { l.to_string() })
+            .map(|l| {
+                if l.starts_with("VALUE a 1 4 ") {
+                    "VALUE a 1 4 <cas>".to_string()
+                } else {
+                    l.to_string()
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n")
             .into_bytes();
@@ -112,24 +126,38 @@ fn multiget_across_shards_keeps_request_order() {
     let mut s = srv.connect();
     let mut req = Vec::new();
     for i in 0..200 {
-        req.extend_from_slice(format!("set key{i} {i} 0 {}\r\nval{i}\r\n", format!("val{i}").len()).as_bytes());
+        req.extend_from_slice(
+            format!("set key{i} {i} 0 {}\r\nval{i}\r\n", format!("val{i}").len()).as_bytes(),
+        );
     }
     s.write_all(&req).unwrap();
     let stored = read_until(&mut s, &b"STORED\r\n".repeat(200));
     assert_eq!(stored, b"STORED\r\n".repeat(200));
     let keys: Vec<String> = (0..200).map(|i| format!("key{i}")).collect();
-    s.write_all(format!("get {}\r\n", keys.join(" ")).as_bytes()).unwrap();
+    s.write_all(format!("get {}\r\n", keys.join(" ")).as_bytes())
+        .unwrap();
     let got = read_until(&mut s, b"END\r\n");
     let mut want = Vec::new();
     for i in 0..200 {
-        want.extend_from_slice(format!("VALUE key{i} {i} {}\r\nval{i}\r\n", format!("val{i}").len()).as_bytes());
+        want.extend_from_slice(
+            format!("VALUE key{i} {i} {}\r\nval{i}\r\n", format!("val{i}").len()).as_bytes(),
+        );
     }
     want.extend_from_slice(b"END\r\n");
-    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
     // Some keys must have crossed shards for this test to mean anything.
     s.write_all(b"stats\r\n").unwrap();
     let st = String::from_utf8(read_until(&mut s, b"END\r\n")).unwrap();
-    let sent: u64 = st.lines().find_map(|l| l.strip_prefix("STAT cross_shard_sent ")).unwrap().trim().parse().unwrap();
+    let sent: u64 = st
+        .lines()
+        .find_map(|l| l.strip_prefix("STAT cross_shard_sent "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(sent > 50, "{sent}");
     assert_eq!(srv.stop(), 0);
 }
@@ -147,7 +175,9 @@ fn many_connections_interleave_without_mixing_replies() {
                     let mut req = Vec::new();
                     for k in 0..10 {
                         let v = format!("c{c}r{round}k{k}");
-                        req.extend_from_slice(format!("set c{c}k{k} 0 0 {}\r\n{v}\r\n", v.len()).as_bytes());
+                        req.extend_from_slice(
+                            format!("set c{c}k{k} 0 0 {}\r\n{v}\r\n", v.len()).as_bytes(),
+                        );
                     }
                     for k in 0..10 {
                         req.extend_from_slice(format!("get c{c}k{k}\r\n").as_bytes());
@@ -157,7 +187,10 @@ fn many_connections_interleave_without_mixing_replies() {
                     let text = String::from_utf8(got).unwrap();
                     for k in 0..10 {
                         let v = format!("c{c}r{round}k{k}");
-                        assert!(text.contains(&format!("VALUE c{c}k{k} 0 {}\r\n{v}\r\nEND", v.len())), "{text}");
+                        assert!(
+                            text.contains(&format!("VALUE c{c}k{k} 0 {}\r\n{v}\r\nEND", v.len())),
+                            "{text}"
+                        );
                     }
                 }
             })
@@ -174,11 +207,26 @@ fn bad_input_gets_memcached_errors_and_server_survives() {
     let srv = Server::start(&["-t", "2", "-I", "64k"]);
     let cases: &[(&[u8], &[u8])] = &[
         (b"bogus\r\n", b"ERROR\r\n"),
-        (b"set k 0 0 -1\r\n", b"CLIENT_ERROR bad command line format\r\n"),
-        (b"set k 0 0 abc\r\n", b"CLIENT_ERROR bad command line format\r\n"),
-        (b"set k 0 0 3\r\nabcde\r\n", b"CLIENT_ERROR bad data chunk\r\nERROR\r\n"),
-        (b"incr k abc\r\n", b"CLIENT_ERROR invalid numeric delta argument\r\n"),
-        (b"touch k abc\r\n", b"CLIENT_ERROR invalid exptime argument\r\n"),
+        (
+            b"set k 0 0 -1\r\n",
+            b"CLIENT_ERROR bad command line format\r\n",
+        ),
+        (
+            b"set k 0 0 abc\r\n",
+            b"CLIENT_ERROR bad command line format\r\n",
+        ),
+        (
+            b"set k 0 0 3\r\nabcde\r\n",
+            b"CLIENT_ERROR bad data chunk\r\nERROR\r\n",
+        ),
+        (
+            b"incr k abc\r\n",
+            b"CLIENT_ERROR invalid numeric delta argument\r\n",
+        ),
+        (
+            b"touch k abc\r\n",
+            b"CLIENT_ERROR invalid exptime argument\r\n",
+        ),
     ];
     for (req, want) in cases {
         let got = exchange(&srv, req, b"\r\n");
@@ -210,9 +258,16 @@ fn bad_input_gets_memcached_errors_and_server_survives() {
     s.write_all(&h).unwrap();
     let mut resp = [0u8; 64];
     let n = s.read(&mut resp).unwrap();
-    assert!(n >= 24 && resp[0] == 0x81 && resp[7] == 0x04, "{:?}", &resp[..n]);
+    assert!(
+        n >= 24 && resp[0] == 0x81 && resp[7] == 0x04,
+        "{:?}",
+        &resp[..n]
+    );
     // Everyone else is still served.
-    assert_eq!(exchange(&srv, b"version\r\n", b"\r\n"), b"VERSION 0.1.0\r\n");
+    assert_eq!(
+        exchange(&srv, b"version\r\n", b"\r\n"),
+        b"VERSION 0.1.0\r\n"
+    );
     assert_eq!(srv.stop(), 0);
 }
 
@@ -235,7 +290,10 @@ fn connection_limit_is_enforced() {
     assert_eq!(buf, b"ERROR Too many open connections\r\n");
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(exchange(&srv, b"version\r\n", b"\r\n"), b"VERSION 0.1.0\r\n");
+    assert_eq!(
+        exchange(&srv, b"version\r\n", b"\r\n"),
+        b"VERSION 0.1.0\r\n"
+    );
     assert_eq!(srv.stop(), 0);
 }
 

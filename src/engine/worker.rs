@@ -428,10 +428,7 @@ impl Worker {
         let mut inbuf = std::mem::take(&mut c.inbuf);
         let mut pos = c.in_start;
         let item_max = self.shared.settings.item_max;
-        loop {
-            let Some(c) = self.conns[idx as usize].as_mut() else {
-                break;
-            };
+        while let Some(c) = self.conns[idx as usize].as_mut() {
             if c.closing || c.unsent() >= OUT_CAP {
                 break;
             }
@@ -718,22 +715,19 @@ impl Worker {
             Request::TooLarge { key, .. } => Some(key),
             Request::Meta(m) if m.cmd != MetaCmd::Noop => {
                 let mut kb = [0u8; KEY_MAX + 6];
-                match meta_key(&m, &mut kb) {
-                    Some(k) => {
-                        let to = owner(&self.route, n, k);
-                        if to != self.id {
-                            self.forward(
-                                idx,
-                                to,
-                                Job::Raw {
-                                    binary: false,
-                                    bytes: raw.to_vec(),
-                                },
-                            );
-                            return;
-                        }
+                if let Some(k) = meta_key(&m, &mut kb) {
+                    let to = owner(&self.route, n, k);
+                    if to != self.id {
+                        self.forward(
+                            idx,
+                            to,
+                            Job::Raw {
+                                binary: false,
+                                bytes: raw.to_vec(),
+                            },
+                        );
+                        return;
                     }
-                    None => {}
                 }
                 None
             }

@@ -221,6 +221,7 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Result<Request<'_>, Invalid>>
 }
 
 /// Writes a response header and body parts.
+#[allow(clippy::too_many_arguments)]
 pub fn write_response(
     out: &mut Vec<u8>,
     opcode: u8,

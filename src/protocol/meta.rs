@@ -193,7 +193,7 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 /// Decodes standard base64 into `out`; None if malformed or too long.
 pub fn base64_decode<'o>(input: &[u8], out: &'o mut [u8; KEY_MAX + 6]) -> Option<&'o [u8]> {
-    if input.is_empty() || input.len() % 4 != 0 {
+    if input.is_empty() || !input.len().is_multiple_of(4) {
         return None;
     }
     let val = |c: u8| -> Option<u32> { B64.iter().position(|&b| b == c).map(|p| p as u32) };

@@ -38,7 +38,7 @@ impl Arena {
     /// of huge pages, so the mapping is never larger than asked.
     pub fn new(len: usize, allow_huge: bool) -> std::io::Result<Arena> {
         let len = len.max(1);
-        if allow_huge && len % HUGE_PAGE == 0 {
+        if allow_huge && len.is_multiple_of(HUGE_PAGE) {
             if let Ok(map) = MmapOptions::new()
                 .len(len)
                 .huge(Some(HUGE_PAGE_SHIFT))

@@ -114,14 +114,14 @@ impl std::fmt::Display for ConfigError {
 
 impl Store {
     pub fn new(cfg: StoreConfig, clock: Clock) -> Result<Store, ConfigError> {
-        if cfg.segment_size % 8 != 0
+        if !cfg.segment_size.is_multiple_of(8)
             || cfg.segment_size < 4096
             || cfg.segment_size > index::MAX_SEGMENT_SIZE
         {
             return Err(ConfigError::SegmentSize);
         }
         let nseg = cfg.memory / cfg.segment_size;
-        if nseg < 3 || nseg > index::MAX_SEGMENTS {
+        if !(3..=index::MAX_SEGMENTS).contains(&nseg) {
             return Err(ConfigError::TooLittleMemory);
         }
         let arena =
@@ -280,7 +280,7 @@ impl Store {
         let s = self.index.get(f.slot);
         let freq = index::slot_freq(s);
         // Segcache's counter: +1 up to 16, then with probability 1/freq, capped at 127.
-        if freq < 16 || (freq < 127 && self.rand() % freq as u64 == 0) {
+        if freq < 16 || (freq < 127 && self.rand().is_multiple_of(freq as u64)) {
             self.index.set(f.slot, index::with_freq(s, freq + 1));
         }
         f.item.set_atime(self.clock.now());
