@@ -1,0 +1,67 @@
+//! Store micro-benchmarks: get hit, get miss, set, and a 90/10 get/set mix
+//! with 15-byte keys and 100-byte values. Run: cargo bench --bench store
+
+use corecache::store::*;
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+
+const KEYS: u32 = 100_000;
+
+fn key(i: u32) -> [u8; 15] {
+    let mut k = *b"key:00000000000";
+    let mut n = i;
+    for b in k[4..].iter_mut().rev() {
+        *b = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    k
+}
+
+fn filled() -> Store {
+    let cfg = StoreConfig {
+        memory: 64 << 20,
+        ..StoreConfig::default()
+    };
+    let mut s = Store::new(cfg, Clock::manual(1_700_000_000)).unwrap();
+    for i in 0..KEYS {
+        s.set(&SetArgs::new(SetMode::Set, &key(i), &[b'v'; 100], 0, 0));
+    }
+    s
+}
+
+fn bench(c: &mut Criterion) {
+    let mut s = filled();
+    let mut i = 0u32;
+    c.bench_function("get_hit", |b| {
+        b.iter(|| {
+            i = (i + 7919) % KEYS;
+            black_box(s.get(&key(i)).map(|f| f.item.vlen()))
+        })
+    });
+    c.bench_function("get_miss", |b| {
+        b.iter(|| {
+            i = (i + 7919) % KEYS;
+            black_box(s.get(&key(i + KEYS)).is_some())
+        })
+    });
+    c.bench_function("set", |b| {
+        b.iter(|| {
+            i = (i + 7919) % KEYS;
+            black_box(s.set(&SetArgs::new(SetMode::Set, &key(i), &[b'w'; 100], 0, 0)))
+        })
+    });
+    let mut n = 0u32;
+    c.bench_function("mixed_90_get_10_set", |b| {
+        b.iter(|| {
+            i = (i + 7919) % KEYS;
+            n += 1;
+            if n % 10 == 0 {
+                black_box(s.set(&SetArgs::new(SetMode::Set, &key(i), &[b'x'; 100], 0, 0)));
+            } else {
+                black_box(s.get(&key(i)).map(|f| f.item.vlen()));
+            }
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
