@@ -54,7 +54,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % KEYS;
             n += 1;
-            if n % 10 == 0 {
+            if n.is_multiple_of(10) {
                 black_box(s.set(&SetArgs::new(SetMode::Set, &key(i), &[b'x'; 100], 0, 0)));
             } else {
                 black_box(s.get(&key(i)).map(|f| f.item.vlen()));
