@@ -5,6 +5,8 @@ use corecache::store::*;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 const KEYS: u32 = 100_000;
+/// A working set that stays in cache: the store's own cost per operation.
+const HOT_KEYS: u32 = 1_000;
 
 fn key(i: u32) -> [u8; 15] {
     let mut k = *b"key:00000000000";
@@ -16,21 +18,28 @@ fn key(i: u32) -> [u8; 15] {
     k
 }
 
-fn filled() -> Store {
+fn filled(keys: u32, memory: usize) -> Store {
     let cfg = StoreConfig {
-        memory: 64 << 20,
+        memory,
         ..StoreConfig::default()
     };
     let mut s = Store::new(cfg, Clock::manual(1_700_000_000)).unwrap();
-    for i in 0..KEYS {
+    for i in 0..keys {
         s.set(&SetArgs::new(SetMode::Set, &key(i), &[b'v'; 100], 0, 0));
     }
     s
 }
 
 fn bench(c: &mut Criterion) {
-    let mut s = filled();
+    let mut hot = filled(HOT_KEYS, 4 << 20);
     let mut i = 0u32;
+    c.bench_function("get_hit_hot_1k", |b| {
+        b.iter(|| {
+            i = (i + 7919) % HOT_KEYS;
+            black_box(hot.get(&key(i)).map(|f| f.item.vlen()))
+        })
+    });
+    let mut s = filled(KEYS, 64 << 20);
     c.bench_function("get_hit", |b| {
         b.iter(|| {
             i = (i + 7919) % KEYS;
