@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Runs memtier_benchmark against corecache and memcached side by side.
+
+Each server runs with the same thread count and memory, pinned with taskset
+to its own CPUs, memtier pinned to the others; rounds alternate between the
+servers and the table shows medians and ours/memcached ratios. With
+--cpu-budget F each server runs in a cgroup capped at F of one core, so the
+server, not memtier, is the bottleneck on a small host.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICK = os.sysconf("SC_CLK_TCK")
+
+WORKLOADS = {
+    "c50": ["--clients=50", "--threads=1"],
+    "p16": ["--clients=4", "--threads=1", "--pipeline=16"],
+    "c500": ["--clients=500", "--threads=1"],
+    "binary": ["--clients=50", "--threads=1", "--protocol=memcache_binary"],
+    "mget10_zipf": ["--clients=50", "--threads=1", "--multi-key-get=10", "--key-pattern=Z:Z"],
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+class Cgroup:
+    """A CPU quota for one server (cgroup v2 if mounted as such, else v1)."""
+
+    def __init__(self, name, fraction):
+        self.path = None
+        if fraction is None:
+            return
+        quota, period = int(100000 * fraction), 100000
+        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            self.path = f"/sys/fs/cgroup/{name}"
+            os.makedirs(self.path, exist_ok=True)
+            open(f"{self.path}/cpu.max", "w").write(f"{quota} {period}")
+        else:
+            self.path = f"/sys/fs/cgroup/cpu/{name}"
+            os.makedirs(self.path, exist_ok=True)
+            open(f"{self.path}/cpu.cfs_period_us", "w").write(str(period))
+            open(f"{self.path}/cpu.cfs_quota_us", "w").write(str(quota))
+
+    def add(self, pid):
+        if self.path:
+            open(f"{self.path}/cgroup.procs", "w").write(str(pid))
+
+    def remove(self):
+        if self.path:
+            try:
+                os.rmdir(self.path)
+            except OSError:
+                pass
+
+
+def start(kind, port, args, cg):
+    cpus = args.server_cpus
+    if kind == "corecache":
+        cmd = [os.path.join(ROOT, "target/release/corecache"), "-p", str(port), "-t", str(args.threads), "-m", str(args.memory)]
+    else:
+        cmd = ["memcached", "-p", str(port), "-t", str(args.threads), "-m", str(args.memory), "-U", "0", "-u", "nobody", "-c", "4096"]
+    if kind == "corecache":
+        cmd += ["-c", "4096"]
+    full = ["taskset", "-c", cpus] + cmd
+    p = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cg.add(p.pid)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return p, full
+        except OSError:
+            time.sleep(0.05)
+    p.kill()
+    raise RuntimeError(f"{kind} did not start")
+
+
+def memtier(args, port, extra, json_path):
+    cmd = ["taskset", "-c", args.client_cpus, args.memtier, "-s", "127.0.0.1", "-p", str(port),
+           "--protocol=memcache_text", f"--data-size={args.value_size}", f"--key-maximum={args.keys}",
+           "--ratio=1:9", "--hide-histogram", f"--json-out-file={json_path}"] + extra
+    # later options win in memtier, so workload options can override the defaults
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=args.duration * 10 + 120)
+    return cmd
+
+
+def parse(json_path):
+    with open(json_path) as f:
+        j = json.load(f)
+    tot = j["ALL STATS"]["Totals"]
+    pct = tot.get("Percentile Latencies", {})
+
+    def p(name):
+        for k, v in pct.items():
+            if k.startswith(name):
+                return float(v)
+        return float("nan")
+
+    return {"ops": float(tot["Ops/sec"]), "p50": p("p50"), "p99": p("p99.00") if "p99.00" in pct else p("p99"), "p999": p("p99.90")}
+
+
+def run_one(args, kind, name, extra, rate=None):
+    port = free_port()
+    cg = Cgroup(f"ccbench_{kind}_{os.getpid()}", args.cpu_budget)
+    proc, server_cmd = start(kind, port, args, cg)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            pre = os.path.join(d, "pre.json")
+            memtier(args, port, ["--ratio=1:0", "--key-pattern=P:P", f"--requests={args.keys // 50 + 1}", "--clients=50", "--threads=1"], pre)
+            j = os.path.join(d, "run.json")
+            t0 = cpu_ticks(proc.pid)
+            limit = [f"--rate-limiting={rate}"] if rate else []
+            mt_cmd = memtier(args, port, [f"--test-time={args.duration}"] + extra + limit, j)
+            ticks = cpu_ticks(proc.pid) - t0
+            r = parse(j)
+            r["cpu_us_per_req"] = ticks / TICK * 1e6 / max(1.0, r["ops"] * args.duration)
+            r["server_cmd"] = " ".join(server_cmd)
+            r["memtier_cmd"] = " ".join(mt_cmd)
+            return r
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        cg.remove()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--memtier", required=True)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--memory", type=int, default=1024)
+    ap.add_argument("--keys", type=int, default=100000)
+    ap.add_argument("--value-size", type=int, default=100)
+    ap.add_argument("--server-cpus", default="0")
+    ap.add_argument("--client-cpus", default="1")
+    ap.add_argument("--cpu-budget", type=float, default=None, help="cap each server at this fraction of one core, e.g. 0.25")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS) + ",rate_half")
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks"))
+    args = ap.parse_args()
+
+    names = args.workloads.split(",")
+    results = {}  # (workload, server) -> list of runs
+    for rnd in range(args.rounds):
+        for name in names:
+            order = ["corecache", "memcached"] if rnd % 2 == 0 else ["memcached", "corecache"]
+            for kind in order:
+                if name == "rate_half":
+                    # tails at equal offered load: half of memcached's c50 peak
+                    peak = statistics.median(r["ops"] for r in results.get(("c50", "memcached"), [{"ops": 20000}]))
+                    rate = max(1, int(peak / 2 / 50))
+                    r = run_one(args, kind, name, WORKLOADS["c50"], rate)
+                else:
+                    r = run_one(args, kind, name, WORKLOADS[name])
+                results.setdefault((name, kind), []).append(r)
+                print(f"round {rnd + 1} {name:12} {kind:9} {r['ops']:>10.0f} ops/s  p99.9 {r['p999']:.3f} ms  cpu/req {r['cpu_us_per_req']:.2f} us", file=sys.stderr)
+
+    mode = f"cpu budget {args.cpu_budget:.2f} core" if args.cpu_budget else "unthrottled"
+    lines = [f"# corecache vs memcached, {mode}, -t {args.threads}, {args.value_size}-byte values, {args.keys} keys, 1:9 set:get, medians of {args.rounds} rounds", "",
+             "| workload | server | ops/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | ops ratio | CPU/req ratio |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    summary = {}
+    for name in names:
+        med = {}
+        for kind in ("corecache", "memcached"):
+            rs = results[(name, kind)]
+            med[kind] = {k: statistics.median(r[k] for r in rs) for k in ("ops", "p50", "p99", "p999", "cpu_us_per_req")}
+        summary[name] = med
+        for kind in ("corecache", "memcached"):
+            m = med[kind]
+            ratio = m["ops"] / med["memcached"]["ops"] if kind == "corecache" else 1.0
+            cratio = m["cpu_us_per_req"] / med["memcached"]["cpu_us_per_req"] if kind == "corecache" else 1.0
+            lines.append(f"| {name} | {kind} | {m['ops']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} | {m['p999']:.3f} | {m['cpu_us_per_req']:.2f} | {ratio:.2f} | {cratio:.2f} |")
+    lines += ["", "Commands (last round):", ""]
+    for name in names:
+        for kind in ("corecache", "memcached"):
+            r = results[(name, kind)][-1]
+            lines.append(f"- {name}/{kind}: `{r['server_cmd']}` ; `{r['memtier_cmd']}`")
+    table = "\n".join(lines)
+    print(table)
+    os.makedirs(args.out, exist_ok=True)
+    tag = f"cpu{int(args.cpu_budget * 100)}" if args.cpu_budget else "unthrottled"
+    with open(os.path.join(args.out, f"memtier-{tag}-t{args.threads}.md"), "w") as f:
+        f.write(table + "\n")
+    with open(os.path.join(args.out, f"memtier-{tag}-t{args.threads}.json"), "w") as f:
+        json.dump({n: v for n, v in summary.items()}, f, indent=1)
+    plot(summary, os.path.join(args.out, f"memtier-{tag}-t{args.threads}.png"), mode)
+
+
+def plot(summary, path, mode):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no chart written (pip install matplotlib)", file=sys.stderr)
+        return
+    names = list(summary)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = range(len(names))
+    for i, kind in enumerate(("corecache", "memcached")):
+        axes[0].bar([p + i * 0.4 for p in x], [summary[n][kind]["ops"] for n in names], 0.4, label=kind)
+        axes[1].bar([p + i * 0.4 for p in x], [summary[n][kind]["p999"] for n in names], 0.4, label=kind)
+    for ax, title in zip(axes, ("throughput (ops/s)", "p99.9 latency (ms)")):
+        ax.set_xticks([p + 0.2 for p in x])
+        ax.set_xticklabels(names, rotation=20)
+        ax.set_title(f"{title}, {mode}")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+if __name__ == "__main__":
+    main()
