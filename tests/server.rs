@@ -317,3 +317,55 @@ fn sigterm_finishes_in_flight_work_and_exits_zero() {
     read_until(&mut s, b"STORED\r\n");
     assert_eq!(srv.stop(), 0);
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn client_that_does_not_read_is_paused_not_buffered() {
+    let srv = Server::start(&["-t", "2", "-m", "64"]);
+    let value = vec![b'z'; 500_000];
+    let mut s = srv.connect();
+    let mut req = format!("set big 0 0 {}\r\n", value.len()).into_bytes();
+    req.extend_from_slice(&value);
+    req.extend_from_slice(b"\r\n");
+    s.write_all(&req).unwrap();
+    read_until(&mut s, b"STORED\r\n");
+    let before = rss_kib(srv.child.id());
+    // 400 gets = 200 MB of replies, sent without reading any.
+    let gets = b"get big\r\n".repeat(400);
+    let writer = {
+        let mut w = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = w.write_all(&gets);
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let grown = rss_kib(srv.child.id()).saturating_sub(before);
+    assert!(
+        grown < 64 * 1024,
+        "server grew {grown} KiB for a client that does not read"
+    );
+    // Others are still served meanwhile.
+    assert_eq!(
+        exchange(&srv, b"version\r\n", b"\r\n"),
+        b"VERSION 0.1.0\r\n"
+    );
+    // Reading now delivers every reply, complete and in order.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let want = 400 * (b"VALUE big 0 500000\r\n".len() + 500_002 + 5);
+    while got < want {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got += n;
+    }
+    assert_eq!(got, want);
+    writer.join().unwrap();
+    assert_eq!(srv.stop(), 0);
+}

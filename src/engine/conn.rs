@@ -8,6 +8,8 @@ use std::os::fd::RawFd;
 pub const READ_CHUNK: usize = 16 * 1024;
 /// Stop reading from a client whose unsent replies exceed this.
 pub const OUT_CAP: usize = 4 << 20;
+/// ... or that has this many replies outstanding on other shards.
+pub const MAX_WAITING: usize = 64;
 
 /// A reply that must wait: either for another shard, or behind one that does.
 pub enum Slot {
@@ -31,11 +33,15 @@ pub struct Conn {
     /// Replies behind a cross-shard request, in request order.
     pub pending: VecDeque<Slot>,
     pub next_seq: u64,
+    /// Slots still waiting for another shard.
+    pub waiting: usize,
     /// Bytes of a refused data block still to drop.
     pub skip: usize,
     /// Close once the output is flushed (quit, protocol error, peer gone).
     pub closing: bool,
     pub queued_for_send: bool,
+    /// Not reading: the client has too many unsent replies.
+    pub paused: bool,
 }
 
 impl Conn {
@@ -44,7 +50,7 @@ impl Conn {
             fd,
             gen,
             proto: None,
-            inbuf: Vec::with_capacity(READ_CHUNK),
+            inbuf: Vec::new(),
             in_start: 0,
             out: Vec::new(),
             sending: Vec::new(),
@@ -53,9 +59,11 @@ impl Conn {
             recv_inflight: false,
             pending: VecDeque::new(),
             next_seq: 0,
+            waiting: 0,
             skip: 0,
             closing: false,
             queued_for_send: false,
+            paused: false,
         }
     }
 
@@ -79,6 +87,7 @@ impl Conn {
     pub fn wait_slot(&mut self) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.waiting += 1;
         self.pending.push_back(Slot::Waiting(seq));
         seq
     }
@@ -87,6 +96,7 @@ impl Conn {
     pub fn fill(&mut self, seq: u64, bytes: Vec<u8>) {
         for s in self.pending.iter_mut() {
             if matches!(s, Slot::Waiting(q) if *q == seq) {
+                self.waiting -= 1;
                 *s = Slot::Ready(bytes);
                 break;
             }
@@ -100,6 +110,23 @@ impl Conn {
 
     pub fn unsent(&self) -> usize {
         self.out.len() + self.sending.len() - self.send_off
+    }
+
+    /// Whether to stop reading: too many reply bytes not yet sent (ready
+    /// ones included), or too many replies outstanding on other shards.
+    pub fn over_cap(&self) -> bool {
+        if self.pending.is_empty() {
+            return self.unsent() >= OUT_CAP;
+        }
+        let held: usize = self
+            .pending
+            .iter()
+            .map(|s| match s {
+                Slot::Ready(v) => v.len(),
+                Slot::Waiting(_) => 0,
+            })
+            .sum();
+        self.waiting >= MAX_WAITING || self.unsent() + held >= OUT_CAP
     }
 
     /// Whether nothing is left to send or waiting.
@@ -124,6 +151,7 @@ mod tests {
         assert_eq!(c.out, b"a");
         c.fill(s1, b"b".to_vec());
         assert_eq!(c.out, b"abcde");
+        assert_eq!(c.waiting, 0);
         assert!(c.pending.is_empty());
     }
 }

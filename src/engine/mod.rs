@@ -39,3 +39,4 @@ pub struct Shared {
     pub started: std::time::Instant,
     pub page_kind: Mutex<String>,
 }
+pub mod buf_ring;

@@ -5,7 +5,8 @@
 //! at most one send per connection with everything that connection has
 //! ready, and block in the kernel until something happens.
 
-use super::conn::{Conn, OUT_CAP, READ_CHUNK};
+use super::buf_ring::BufRing;
+use super::conn::{Conn, READ_CHUNK};
 use super::counters::Counters;
 use super::exec_binary;
 use super::exec_meta::meta_key;
@@ -30,6 +31,11 @@ const ACCEPT: u64 = 1;
 const RECV: u64 = 2;
 const SEND: u64 = 3;
 const WAKE: u64 = 4;
+const CANCEL: u64 = 5;
+
+/// Receive buffers per worker, and their size.
+const RECV_BUFS: u16 = 1024;
+const RECV_BUF_SIZE: usize = 8 * 1024;
 
 fn ud(kind: u64, gen: u32, idx: u32) -> u64 {
     (kind << KIND_SHIFT) | (((gen & 0xff_ffff) as u64) << GEN_SHIFT) | idx as u64
@@ -44,6 +50,10 @@ pub struct Worker {
     shared: Arc<Shared>,
     shard: Shard,
     ring: IoUring,
+    /// Declared after `ring` so the ring is dropped before the buffers it uses.
+    bufs: Option<BufRing>,
+    /// Connections whose multishot recv ran out of buffers; re-armed next turn.
+    rearm: Vec<u32>,
     listeners: Vec<RawFd>,
     conns: Vec<Option<Conn>>,
     free: Vec<u32>,
@@ -87,12 +97,15 @@ impl Worker {
             .setup_coop_taskrun()
             .build(4096)?;
         shared.mesh.ring_fds[id].store(ring.as_raw_fd() as usize, SeqCst);
+        let bufs = BufRing::new(&ring, RECV_BUFS, RECV_BUF_SIZE, 0)?;
         let n = shared.mesh.n;
         Ok(Worker {
             id,
             shared,
             shard,
             ring,
+            bufs: Some(bufs),
+            rearm: Vec::new(),
             listeners,
             conns: Vec::new(),
             free: Vec::new(),
@@ -126,6 +139,9 @@ impl Worker {
         loop {
             self.drain_inbox();
             self.reap();
+            for idx in std::mem::take(&mut self.rearm) {
+                self.arm_recv(idx);
+            }
             self.flush_backlog();
             self.issue_sends();
             self.maintain();
@@ -211,7 +227,7 @@ impl Worker {
                 let idx = (u & 0xffff_ffff) as u32;
                 match kind {
                     ACCEPT => self.on_accept(idx, res, flags),
-                    RECV => self.on_recv(idx, gen, res),
+                    RECV => self.on_recv(idx, gen, res, flags),
                     SEND => self.on_send(idx, gen, res),
                     _ => {}
                 }
@@ -266,19 +282,15 @@ impl Worker {
     }
 
     fn arm_recv(&mut self, idx: u32) {
+        let bgid = self.bufs.as_ref().map_or(0, |b| b.bgid);
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };
-        if c.recv_inflight || c.closing {
+        if c.recv_inflight || c.closing || c.paused {
             return;
         }
-        if c.inbuf.capacity() - c.inbuf.len() < READ_CHUNK / 2 {
-            c.inbuf.reserve(READ_CHUNK);
-        }
-        let spare = c.inbuf.capacity() - c.inbuf.len();
-        let ptr = c.inbuf.as_mut_ptr().wrapping_add(c.inbuf.len());
         c.recv_inflight = true;
-        let e = opcode::Recv::new(types::Fd(c.fd), ptr, spare as u32)
+        let e = opcode::RecvMulti::new(types::Fd(c.fd), bgid)
             .build()
             .user_data(ud(RECV, c.gen, idx));
         self.push_sqe(e);
@@ -291,11 +303,40 @@ impl Worker {
             .filter(|c| c.gen & 0xff_ffff == gen)
     }
 
-    fn on_recv(&mut self, idx: u32, gen: u32, res: i32) {
+    fn on_recv(&mut self, idx: u32, gen: u32, res: i32, flags: u32) {
+        let bid = cqueue::buffer_select(flags);
+        let more = cqueue::more(flags);
+        let mut bufs = self.bufs.take().expect("buffer ring");
+        self.recv_data(idx, gen, res, bid, more, &bufs);
+        if let Some(b) = bid {
+            bufs.recycle(b);
+        }
+        self.bufs = Some(bufs);
+    }
+
+    fn recv_data(
+        &mut self,
+        idx: u32,
+        gen: u32,
+        res: i32,
+        bid: Option<u16>,
+        more: bool,
+        bufs: &BufRing,
+    ) {
         let Some(c) = self.conn_mut(idx, gen) else {
             return;
         };
-        c.recv_inflight = false;
+        if !more {
+            c.recv_inflight = false;
+        }
+        if res == -libc::ENOBUFS || res == -libc::ECANCELED {
+            // Out of receive buffers, or cancelled for backpressure: the
+            // connection is re-armed once there is room.
+            if !c.paused && !c.closing {
+                self.rearm.push(idx);
+            }
+            return;
+        }
         if res <= 0 {
             // Peer closed or failed: nothing more can be delivered.
             c.closing = true;
@@ -304,14 +345,37 @@ impl Worker {
             self.try_close(idx);
             return;
         }
-        // SAFETY: the kernel wrote `res` bytes into the spare capacity.
-        unsafe { c.inbuf.set_len(c.inbuf.len() + res as usize) };
+        let Some(bid) = bid else { return };
+        let data = bufs.data(bid, res as usize);
         self.shard.c.bytes_read += res as u64;
-        self.process(idx);
+        let c = self.conns[idx as usize].as_mut().expect("live connection");
+        if c.closing {
+            return;
+        }
+        if c.paused || c.inbuf.len() > c.in_start {
+            // Behind earlier bytes: queue, then parse from the connection's buffer.
+            c.inbuf.extend_from_slice(data);
+            if !c.paused {
+                self.process(idx);
+            }
+        } else {
+            // The common case: parse straight from the kernel's buffer and
+            // keep only an incomplete tail.
+            c.inbuf.clear();
+            c.in_start = 0;
+            let used = self.parse_loop(idx, data);
+            if let Some(c) = self.conns[idx as usize].as_mut() {
+                c.inbuf.extend_from_slice(&data[used..]);
+            }
+        }
         self.after_process(idx);
+        if !more {
+            self.arm_recv(idx);
+        }
     }
 
-    /// Re-arms the receive unless the client must first read its replies.
+    /// Queues the connection's output, and stops reading from a client
+    /// whose unsent replies are over the cap until it reads them.
     fn after_process(&mut self, idx: u32) {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
@@ -322,8 +386,14 @@ impl Worker {
         }
         if c.closing {
             self.try_close(idx);
-        } else if c.unsent() < OUT_CAP {
-            self.arm_recv(idx);
+        } else if c.over_cap() && !c.paused {
+            c.paused = true;
+            if c.recv_inflight {
+                let e = opcode::AsyncCancel::new(ud(RECV, c.gen, idx))
+                    .build()
+                    .user_data(ud(CANCEL, 0, idx));
+                self.push_sqe(e);
+            }
         }
     }
 
@@ -351,12 +421,22 @@ impl Worker {
         }
         c.sending.clear();
         c.send_off = 0;
-        let backpressured = !c.recv_inflight && !c.closing;
-        if backpressured && c.unsent() < OUT_CAP {
-            // Input left unparsed while the client was not reading.
-            self.process(idx);
-        }
+        self.maybe_resume(idx);
         self.after_process(idx);
+    }
+
+    /// A paused client that caught up: parse what waited, then read again.
+    fn maybe_resume(&mut self, idx: u32) {
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return;
+        };
+        if c.paused && !c.over_cap() && !c.closing {
+            c.paused = false;
+            self.process(idx);
+            // Parsing may have filled the cap again, pausing once more.
+            self.after_process(idx);
+            self.arm_recv(idx);
+        }
     }
 
     fn issue_sends(&mut self) {
@@ -420,16 +500,38 @@ impl Worker {
         self.shared.conns.fetch_sub(1, SeqCst);
     }
 
-    /// Parses and executes everything complete in a connection's input.
+    /// Parses and executes what is complete in a connection's own buffer.
     fn process(&mut self, idx: u32) {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };
         let mut inbuf = std::mem::take(&mut c.inbuf);
         let mut pos = c.in_start;
+        pos += self.parse_loop(idx, &inbuf[pos..]);
+        if let Some(c) = self.conns[idx as usize].as_mut() {
+            if pos == inbuf.len() {
+                inbuf.clear();
+                pos = 0;
+                if inbuf.capacity() > 4 * READ_CHUNK {
+                    inbuf = Vec::new();
+                }
+            } else if pos > 0 && pos > inbuf.len() / 2 {
+                inbuf.drain(..pos);
+                pos = 0;
+            }
+            c.inbuf = inbuf;
+            c.in_start = pos;
+        }
+    }
+
+    /// Parses and executes whole requests from `inbuf`; returns the bytes
+    /// used. Stops at an incomplete request, a closing connection, or when
+    /// the client has too many unsent replies.
+    fn parse_loop(&mut self, idx: u32, inbuf: &[u8]) -> usize {
+        let mut pos = 0;
         let item_max = self.shared.settings.item_max;
         while let Some(c) = self.conns[idx as usize].as_mut() {
-            if c.closing || c.unsent() >= OUT_CAP {
+            if c.closing || c.over_cap() {
                 break;
             }
             if c.skip > 0 {
@@ -460,7 +562,7 @@ impl Worker {
                     }
                     Parse::NeedMore(_) => break,
                     Parse::Close => {
-                        self.conns[idx as usize].as_mut().unwrap().closing = true;
+                        self.conn(idx).closing = true;
                         break;
                     }
                 },
@@ -478,29 +580,14 @@ impl Worker {
                     }
                     Parse::NeedMore(_) => break,
                     Parse::Close => {
-                        self.conns[idx as usize].as_mut().unwrap().closing = true;
+                        self.conn(idx).closing = true;
                         break;
                     }
                 },
             };
             pos += used;
         }
-        if let Some(c) = self.conns[idx as usize].as_mut() {
-            if pos == inbuf.len() {
-                inbuf.clear();
-                pos = 0;
-                if inbuf.capacity() > 4 * READ_CHUNK {
-                    inbuf = Vec::with_capacity(READ_CHUNK);
-                }
-            } else if pos > 0
-                && (pos > inbuf.len() / 2 || inbuf.capacity() - inbuf.len() < READ_CHUNK / 2)
-            {
-                inbuf.drain(..pos);
-                pos = 0;
-            }
-            c.inbuf = inbuf;
-            c.in_start = pos;
-        }
+        pos
     }
 
     fn conn(&mut self, idx: u32) -> &mut Conn {
@@ -599,6 +686,7 @@ impl Worker {
                         let (gen, idx) = ((conn >> 32) as u32, conn as u32);
                         if let Some(c) = self.conn_mut(idx, gen) {
                             c.fill(seq, bytes);
+                            self.maybe_resume(idx);
                             self.after_reply(idx);
                         }
                     }
