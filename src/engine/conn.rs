@@ -10,6 +10,8 @@ pub const READ_CHUNK: usize = 16 * 1024;
 pub const OUT_CAP: usize = 4 << 20;
 /// ... or that has this many replies outstanding on other shards.
 pub const MAX_WAITING: usize = 64;
+/// Ready output held back while cross-shard replies are due, at most.
+pub const HOLD_MAX: usize = 64 * 1024;
 
 /// A reply that must wait: either for another shard, or behind one that does.
 pub enum Slot {
@@ -106,6 +108,13 @@ impl Conn {
                 self.out.extend_from_slice(&v);
             }
         }
+    }
+
+    /// Whether `out` should go now: yes unless replies for the same batch
+    /// are still due from another shard (then one send carries them all),
+    /// within a bound.
+    pub fn send_ready(&self) -> bool {
+        !self.out.is_empty() && (self.waiting == 0 || self.out.len() >= HOLD_MAX || self.closing)
     }
 
     pub fn unsent(&self) -> usize {

@@ -380,7 +380,7 @@ impl Worker {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };
-        if !c.out.is_empty() && !c.queued_for_send {
+        if c.send_ready() && !c.queued_for_send {
             c.queued_for_send = true;
             self.to_send.push(idx);
         }
@@ -446,7 +446,7 @@ impl Worker {
                 continue;
             };
             c.queued_for_send = false;
-            if c.send_inflight || c.out.is_empty() {
+            if c.send_inflight || !c.send_ready() {
                 continue;
             }
             std::mem::swap(&mut c.out, &mut c.sending);
@@ -706,7 +706,7 @@ impl Worker {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };
-        if !c.out.is_empty() && !c.queued_for_send {
+        if c.send_ready() && !c.queued_for_send {
             c.queued_for_send = true;
             self.to_send.push(idx);
         }

@@ -71,7 +71,7 @@ def test_touch_and_gat(mc):
     assert mc.touch("missing", 10) is False
     assert mc.raw_command(b"gat 0 t", b"END\r\n") == b"VALUE t 0 1\r\nv\r\n"
     gats = mc.raw_command(b"gats 50 t missing", b"END\r\n")
-    assert gats.startswith(b"VALUE t 0 1 ") and gats.endswith(b"\r\nv\r\n")
+    assert gats.startswith(b"VALUE t 0 1 ") and gats.endswith(b"\r\nv\r\n"), gats
 
 
 def test_multiget_100_keys(mc):
