@@ -40,3 +40,6 @@ pub struct Shared {
     pub page_kind: Mutex<String>,
 }
 pub mod buf_ring;
+
+#[cfg(test)]
+mod exec_tests;

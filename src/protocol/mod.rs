@@ -60,3 +60,6 @@ pub struct Storage<'a> {
     pub cas: u64,
     pub noreply: bool,
 }
+
+#[cfg(test)]
+mod binary_tests;

@@ -1,1 +1,298 @@
+//! Text and meta parser tests, from memcached's doc/protocol.txt rules.
 
+use super::*;
+use crate::protocol::meta::{base64_decode, base64_encode, MetaCmd};
+use crate::protocol::Parse;
+
+const MAX: usize = 1 << 20;
+
+fn done(buf: &[u8]) -> (Request<'_>, usize) {
+    match parse(buf, MAX) {
+        Parse::Done(r, n) => (r, n),
+        other => panic!("{:?}: {other:?}", String::from_utf8_lossy(buf)),
+    }
+}
+
+fn err(buf: &[u8]) -> &'static str {
+    match done(buf).0 {
+        Request::Error(e) => e,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn storage_commands() {
+    let (r, n) = done(b"set k 5 10 3\r\nabc\r\nget k\r\n");
+    assert_eq!(n, 19);
+    let Request::Store(s) = r else { panic!() };
+    assert_eq!(
+        (s.mode, s.key, s.flags, s.exptime, s.value, s.cas, s.noreply),
+        (SetMode::Set, &b"k"[..], 5, 10, &b"abc"[..], 0, false)
+    );
+    let Request::Store(s) = done(b"cas k 0 0 1 99 noreply\r\nx\r\n").0 else {
+        panic!()
+    };
+    assert_eq!((s.cas, s.noreply), (99, true));
+    for (cmd, mode) in [
+        ("add", SetMode::Add),
+        ("replace", SetMode::Replace),
+        ("append", SetMode::Append),
+        ("prepend", SetMode::Prepend),
+    ] {
+        let line = format!("{cmd} k 0 -1 1\r\nx\r\n");
+        let Request::Store(s) = done(line.as_bytes()).0 else {
+            panic!()
+        };
+        assert_eq!((s.mode, s.exptime), (mode, -1));
+    }
+    // flags are 32-bit unsigned
+    assert_eq!(
+        done(b"set k 4294967295 0 0\r\n\r\n").0,
+        Request::Store(Storage {
+            mode: SetMode::Set,
+            key: b"k",
+            flags: u32::MAX,
+            exptime: 0,
+            value: b"",
+            cas: 0,
+            noreply: false
+        })
+    );
+}
+
+#[test]
+fn incomplete_input_asks_for_more() {
+    assert!(matches!(parse(b"get k", MAX), Parse::NeedMore(_)));
+    assert!(matches!(
+        parse(b"set k 0 0 10\r\nabc", MAX),
+        Parse::NeedMore(9)
+    ));
+    assert!(matches!(parse(b"", MAX), Parse::NeedMore(_)));
+}
+
+#[test]
+fn storage_errors() {
+    assert_eq!(err(b"set k 0 0 -1\r\n"), BAD_FORMAT);
+    assert_eq!(err(b"set k 0 0 x\r\n"), BAD_FORMAT);
+    assert_eq!(err(b"set k 0 0\r\n"), ERROR);
+    assert_eq!(err(b"cas k 0 0 1\r\n"), ERROR);
+    // bad flags: the data block is swallowed
+    assert!(matches!(
+        parse(b"set k x 0 1\r\n", MAX),
+        Parse::Skip(Request::Error(BAD_FORMAT), 13, 3)
+    ));
+    assert!(matches!(
+        parse(b"set k -1 0 1\r\n", MAX),
+        Parse::Skip(Request::Error(BAD_FORMAT), _, 3)
+    ));
+    let long = format!("set {} 0 0 1\r\nx\r\n", "k".repeat(251));
+    assert!(matches!(
+        parse(long.as_bytes(), MAX),
+        Parse::Skip(Request::Error(BAD_FORMAT), _, 3)
+    ));
+    // too large: skipped without buffering, set drops the old value
+    assert!(matches!(
+        parse(b"set k 0 0 2000000\r\n", MAX),
+        Parse::Skip(Request::TooLarge { set: true, .. }, 19, 2_000_002)
+    ));
+    assert!(matches!(
+        parse(b"append k 0 0 2000000\r\n", MAX),
+        Parse::Skip(Request::TooLarge { set: false, .. }, _, _)
+    ));
+    // data not followed by \r\n
+    assert!(matches!(
+        parse(b"set k 0 0 1\r\nxyz\r\n", MAX),
+        Parse::Done(Request::Error(BAD_CHUNK), 16)
+    ));
+}
+
+#[test]
+fn retrieval() {
+    let Request::Get { keys, cas, touch } = done(b"gets a b  c\r\n").0 else {
+        panic!()
+    };
+    assert_eq!(
+        tokens(keys).collect::<Vec<_>>(),
+        vec![&b"a"[..], b"b", b"c"]
+    );
+    assert!(cas && touch.is_none());
+    let Request::Get { touch, cas, .. } = done(b"gat 100 a\r\n").0 else {
+        panic!()
+    };
+    assert_eq!((touch, cas), (Some(100), false));
+    assert_eq!(err(b"get\r\n"), ERROR);
+    assert_eq!(err(b"gat abc k\r\n"), BAD_EXPTIME);
+    assert_eq!(err(b"gat 10\r\n"), ERROR);
+    // bare \n line endings are accepted, as memcached does
+    assert!(matches!(done(b"get a\n").0, Request::Get { .. }));
+}
+
+#[test]
+fn other_commands_and_their_errors() {
+    assert_eq!(
+        done(b"delete k noreply\r\n").0,
+        Request::Delete {
+            key: b"k",
+            noreply: true
+        }
+    );
+    assert_eq!(
+        done(b"delete k 0\r\n").0,
+        Request::Delete {
+            key: b"k",
+            noreply: false
+        }
+    );
+    assert!(err(b"delete a b c\r\n").starts_with("CLIENT_ERROR bad command line format"));
+    assert_eq!(err(b"delete\r\n"), ERROR);
+    assert_eq!(
+        done(b"incr k 18446744073709551615\r\n").0,
+        Request::Delta {
+            key: b"k",
+            incr: true,
+            delta: u64::MAX,
+            noreply: false
+        }
+    );
+    assert_eq!(err(b"decr k -1\r\n"), BAD_DELTA);
+    assert_eq!(err(b"incr k 18446744073709551616\r\n"), BAD_DELTA);
+    assert_eq!(
+        done(b"touch k -5 noreply\r\n").0,
+        Request::Touch {
+            key: b"k",
+            exptime: -5,
+            noreply: true
+        }
+    );
+    assert_eq!(err(b"touch k x\r\n"), BAD_EXPTIME);
+    assert_eq!(
+        done(b"flush_all\r\n").0,
+        Request::Flush {
+            delay: 0,
+            noreply: false
+        }
+    );
+    assert_eq!(
+        done(b"flush_all 10 noreply\r\n").0,
+        Request::Flush {
+            delay: 10,
+            noreply: true
+        }
+    );
+    assert_eq!(
+        done(b"flush_all noreply\r\n").0,
+        Request::Flush {
+            delay: 0,
+            noreply: true
+        }
+    );
+    assert_eq!(err(b"flush_all x\r\n"), BAD_FORMAT);
+    assert_eq!(done(b"version\r\n").0, Request::Version);
+    assert_eq!(err(b"version x\r\n"), ERROR);
+    assert_eq!(done(b"quit\r\n").0, Request::Quit);
+    assert_eq!(
+        done(b"verbosity 1\r\n").0,
+        Request::Verbosity { noreply: false }
+    );
+    assert_eq!(
+        done(b"verbosity noreply\r\n").0,
+        Request::Verbosity { noreply: true }
+    );
+    assert_eq!(err(b"verbosity\r\n"), ERROR);
+    assert_eq!(
+        done(b"stats settings\r\n").0,
+        Request::Stats { arg: b" settings" }
+    );
+    assert_eq!(err(b"\r\n"), ERROR);
+    assert_eq!(err(b"frobnicate\r\n"), ERROR);
+}
+
+#[test]
+fn closes_on_long_lines_and_http() {
+    assert!(matches!(parse(&[b'x'; 2049], MAX), Parse::Close));
+    let mut g = b"get ".to_vec();
+    g.extend(std::iter::repeat_n(b'k', 5000));
+    assert!(
+        matches!(parse(&g, MAX), Parse::NeedMore(_)),
+        "large multigets are legal"
+    );
+    assert!(matches!(parse(b"GET / HTTP/1.1\r\n", MAX), Parse::Close));
+    assert!(matches!(parse(b"POST /x HTTP/1.0\r\n", MAX), Parse::Close));
+}
+
+#[test]
+fn meta_commands() {
+    let Request::Meta(m) = done(b"mg key v c f t Oabc q\r\n").0 else {
+        panic!()
+    };
+    assert_eq!((m.cmd, m.key), (MetaCmd::Get, &b"key"[..]));
+    assert!(m.f.value && m.f.quiet);
+    assert_eq!(m.f.opaque, Some(&b"abc"[..]));
+    let Request::Meta(m) = done(b"ms key 2 T60 F5 C99 MA I\r\nhi\r\n").0 else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            m.cmd,
+            m.value,
+            m.f.touch,
+            m.f.client_flags,
+            m.f.cas,
+            m.f.mode,
+            m.f.invalidate
+        ),
+        (
+            MetaCmd::Set,
+            &b"hi"[..],
+            Some(60),
+            Some(5),
+            Some(99),
+            Some(b'A'),
+            true
+        )
+    );
+    let Request::Meta(m) = done(b"ma n N0 J10 D5 MD\r\n").0 else {
+        panic!()
+    };
+    assert_eq!(
+        (m.f.vivify, m.f.initial, m.f.delta, m.f.mode),
+        (Some(0), Some(10), Some(5), Some(b'D'))
+    );
+    assert!(matches!(done(b"mn\r\n").0, Request::Meta(m) if m.cmd == MetaCmd::Noop));
+    assert_eq!(err(b"mg\r\n"), BAD_FORMAT);
+    assert_eq!(err(b"mg k v v\r\n"), "CLIENT_ERROR duplicate flag");
+    assert_eq!(err(b"mg k !\r\n"), "CLIENT_ERROR invalid flag");
+    assert_eq!(
+        err(b"mg k Tx\r\n"),
+        "CLIENT_ERROR bad token in command line format"
+    );
+    let long = format!("mg k O{}\r\n", "o".repeat(33));
+    assert_eq!(err(long.as_bytes()), "CLIENT_ERROR opaque token too long");
+    assert!(matches!(
+        parse(b"ms k 2\r\nhiX\r\n", MAX),
+        Parse::Done(Request::Error(BAD_CHUNK), _)
+    ));
+    assert!(matches!(
+        parse(b"ms k 5000000 T1\r\n", MAX),
+        Parse::Skip(Request::TooLarge { .. }, _, 5_000_002)
+    ));
+}
+
+#[test]
+fn base64_keys_roundtrip() {
+    let mut out = Vec::new();
+    base64_encode(b"\x00binary\xffkey", &mut out);
+    let mut buf = [0u8; 256];
+    assert_eq!(base64_decode(&out, &mut buf).unwrap(), b"\x00binary\xffkey");
+    assert!(base64_decode(b"abc", &mut buf).is_none());
+    assert!(base64_decode(b"a*==", &mut buf).is_none());
+}
+
+#[test]
+fn parse_numbers_like_memcached() {
+    assert_eq!(parse_i32(b"-2147483648"), Some(-2147483648));
+    assert_eq!(parse_i32(b"2147483648"), None);
+    assert_eq!(parse_u32(b"4294967296"), None);
+    assert_eq!(parse_u64(b"12a"), None);
+    assert_eq!(parse_u64(b""), None);
+}
