@@ -1,0 +1,410 @@
+//! Data-integrity torture: many pipelined connections drive random set,
+//! get, gets/cas, append, incr and delete over a key space far larger than
+//! `-m`, with `-t 2` so requests cross shards and eviction never stops.
+//!
+//! Every value is made of self-checking records (key, version, padding,
+//! checksum). The test fails on a value returned under the wrong key, a torn
+//! or corrupted value, a value older than the last one this connection wrote
+//! (each connection owns its keys), a CAS that succeeds on a changed item or
+//! fails on an unchanged one, or a reply that does not answer its request.
+//! Seeded and repeatable: TORTURE_SEED, TORTURE_OPS, TORTURE_CONNS.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn fnv(data: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in data {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// One self-checking record: key#version#padlen#pad#checksum;
+fn record(key: &str, ver: u64, pad: usize) -> Vec<u8> {
+    let fill = b'a' + (fnv(format!("{key}{ver}").as_bytes()) % 26) as u8;
+    let body = format!(
+        "{key}#{ver}#{pad}#{}",
+        (fill as char).to_string().repeat(pad)
+    );
+    format!("{body}#{:08x};", fnv(body.as_bytes())).into_bytes()
+}
+
+/// Checks every record of a value; returns the error if any.
+fn check_records(key: &str, value: &[u8]) -> Result<(), String> {
+    if value.is_empty() || *value.last().unwrap() != b';' {
+        return Err(format!(
+            "torn value for {key}: {:?}",
+            String::from_utf8_lossy(value)
+        ));
+    }
+    for rec in value[..value.len() - 1].split(|&c| c == b';') {
+        let text = std::str::from_utf8(rec).map_err(|_| format!("non-utf8 record under {key}"))?;
+        let (body, sum) = text
+            .rsplit_once('#')
+            .ok_or_else(|| format!("bad record under {key}: {text}"))?;
+        if format!("{:08x}", fnv(body.as_bytes())) != sum {
+            return Err(format!("corrupt record under {key}: {text}"));
+        }
+        let rkey = body.split('#').next().unwrap();
+        if rkey != key {
+            return Err(format!("value of {rkey} returned under {key}"));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum State {
+    /// The server holds exactly this, or (after eviction) nothing.
+    Known(Vec<u8>, u64),
+    /// Deleted: the server must not return anything.
+    Absent,
+}
+
+enum Op {
+    Set(String, Vec<u8>),
+    Get(String, bool, Option<State>),
+    Gets(String, u64),
+    Cas(String, Vec<u8>, u64, bool),
+    Append(String, Vec<u8>),
+    Incr(String, u64, Option<u64>),
+    Delete(String),
+}
+
+struct Tally {
+    ops: u64,
+    hits: u64,
+    cas_ok: u64,
+    cas_refused: u64,
+}
+
+fn run_conn(port: u16, conn: usize, seed: u64, ops_target: u64, deadline: Instant) -> Tally {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut rng = Rng(seed ^ (conn as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut model: HashMap<String, State> = HashMap::new();
+    let mut version: HashMap<String, u64> = HashMap::new();
+    let mut tokens: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut counters: HashMap<String, u64> = HashMap::new();
+    let mut t = Tally {
+        ops: 0,
+        hits: 0,
+        cas_ok: 0,
+        cas_refused: 0,
+    };
+    let nconns = 8;
+    while t.ops < ops_target && Instant::now() < deadline {
+        let mut batch = Vec::new();
+        let mut wire = Vec::new();
+        for _ in 0..32 {
+            let own = format!("k{conn}:{}", rng.below(3_000));
+            let roll = rng.below(100);
+            let op = if roll < 30 {
+                let ver = version.entry(own.clone()).or_insert(0);
+                *ver += 1;
+                let v = record(&own, *ver, rng.below(1500) as usize);
+                model.insert(own.clone(), State::Known(v.clone(), *ver));
+                Op::Set(own, v)
+            } else if roll < 65 {
+                if rng.below(3) == 0 {
+                    let other = format!("k{}:{}", rng.below(nconns), rng.below(3_000));
+                    Op::Get(other, false, None)
+                } else {
+                    let st = model.get(&own).cloned();
+                    Op::Get(own, true, st)
+                }
+            } else if roll < 72 {
+                let ver = match model.get(&own) {
+                    Some(State::Known(_, v)) => *v,
+                    _ => 0,
+                };
+                Op::Gets(own, ver)
+            } else if roll < 80 {
+                match tokens.remove(&own) {
+                    Some((cas, seen)) => {
+                        let cur = match model.get(&own) {
+                            Some(State::Known(_, v)) => *v,
+                            _ => u64::MAX,
+                        };
+                        let unchanged = cur == seen;
+                        let ver = version.entry(own.clone()).or_insert(0);
+                        *ver += 1;
+                        let v = record(&own, *ver, rng.below(200) as usize);
+                        if unchanged {
+                            model.insert(own.clone(), State::Known(v.clone(), *ver));
+                        }
+                        Op::Cas(own, v, cas, unchanged)
+                    }
+                    None => Op::Get(own.clone(), true, model.get(&own).cloned()),
+                }
+            } else if roll < 88 {
+                let ver = version.entry(own.clone()).or_insert(0);
+                *ver += 1;
+                let rec = record(&own, *ver, rng.below(100) as usize);
+                if let Some(State::Known(v, _)) = model.get(&own).cloned() {
+                    let mut nv = v;
+                    nv.extend_from_slice(&rec);
+                    model.insert(own.clone(), State::Known(nv, *ver));
+                }
+                Op::Append(own, rec)
+            } else if roll < 96 {
+                let c = format!("c{conn}:{}", rng.below(50));
+                let d = rng.below(1000);
+                let expect = counters.get(&c).map(|n| n.wrapping_add(d));
+                if let Some(e) = expect {
+                    counters.insert(c.clone(), e);
+                }
+                Op::Incr(c, d, expect)
+            } else {
+                model.insert(own.clone(), State::Absent);
+                tokens.remove(&own);
+                Op::Delete(own)
+            };
+            match &op {
+                Op::Set(k, v) => {
+                    wire.extend_from_slice(format!("set {k} {conn} 0 {}\r\n", v.len()).as_bytes());
+                    wire.extend_from_slice(v);
+                    wire.extend_from_slice(b"\r\n");
+                }
+                Op::Get(k, ..) => wire.extend_from_slice(format!("get {k}\r\n").as_bytes()),
+                Op::Gets(k, _) => wire.extend_from_slice(format!("gets {k}\r\n").as_bytes()),
+                Op::Cas(k, v, cas, _) => {
+                    wire.extend_from_slice(
+                        format!("cas {k} {conn} 0 {} {cas}\r\n", v.len()).as_bytes(),
+                    );
+                    wire.extend_from_slice(v);
+                    wire.extend_from_slice(b"\r\n");
+                }
+                Op::Append(k, v) => {
+                    wire.extend_from_slice(format!("append {k} 0 0 {}\r\n", v.len()).as_bytes());
+                    wire.extend_from_slice(v);
+                    wire.extend_from_slice(b"\r\n");
+                }
+                Op::Incr(k, d, _) => wire.extend_from_slice(format!("incr {k} {d}\r\n").as_bytes()),
+                Op::Delete(k) => wire.extend_from_slice(format!("delete {k}\r\n").as_bytes()),
+            }
+            batch.push(op);
+        }
+        w.write_all(&wire).unwrap();
+        let mut resets = Vec::new();
+        for op in batch {
+            t.ops += 1;
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            match op {
+                Op::Set(k, _) => assert_eq!(line, "STORED\r\n", "set {k}"),
+                Op::Get(k, own, expect) => {
+                    if line == "END\r\n" {
+                        continue;
+                    }
+                    let v = read_value(&mut r, &line, &k, false).0;
+                    t.hits += 1;
+                    check_records(&k, &v).unwrap();
+                    if own {
+                        match expect {
+                            Some(State::Known(want, _)) => {
+                                assert!(v == want, "stale or wrong value for {k}")
+                            }
+                            Some(State::Absent) => panic!("deleted {k} came back"),
+                            None => panic!("{k} was never written by its owner"),
+                        }
+                    }
+                }
+                Op::Gets(k, ver) => {
+                    if line == "END\r\n" {
+                        continue;
+                    }
+                    let (v, cas) = read_value(&mut r, &line, &k, true);
+                    check_records(&k, &v).unwrap();
+                    if let Some(State::Known(want, _)) = model.get(&k) {
+                        if *want == v {
+                            tokens.insert(k, (cas, ver));
+                        }
+                    }
+                }
+                Op::Cas(k, _, _, unchanged) => match line.as_str() {
+                    "STORED\r\n" => {
+                        assert!(unchanged, "cas on {k} succeeded against a changed item");
+                        t.cas_ok += 1;
+                    }
+                    "EXISTS\r\n" => {
+                        assert!(!unchanged, "cas on unchanged {k} refused");
+                        t.cas_refused += 1;
+                    }
+                    // Evicted meanwhile. The model keeps "exact or nothing".
+                    "NOT_FOUND\r\n" => {}
+                    other => panic!("cas {k}: {other:?}"),
+                },
+                Op::Append(k, _) => match line.as_str() {
+                    "STORED\r\n" => {}
+                    // Evicted: later ops of this batch were generated
+                    // already, so the model keeps "exact or nothing".
+                    "NOT_STORED\r\n" => {}
+                    other => panic!("append {k}: {other:?}"),
+                },
+                Op::Incr(k, _, expect) => {
+                    if line == "NOT_FOUND\r\n" {
+                        // Evicted or never set: start it afresh after this batch.
+                        counters.remove(&k);
+                        resets.push(k);
+                        continue;
+                    }
+                    let n: u64 = line
+                        .trim()
+                        .parse()
+                        .unwrap_or_else(|_| panic!("incr {k}: {line:?}"));
+                    if let Some(e) = expect {
+                        assert_eq!(n, e, "incr {k}");
+                    }
+                    counters.insert(k, n);
+                }
+                Op::Delete(k) => assert!(
+                    line == "DELETED\r\n" || line == "NOT_FOUND\r\n",
+                    "delete {k}: {line:?}"
+                ),
+            }
+        }
+        for k in resets {
+            w.write_all(format!("set {k} 0 0 1\r\n0\r\n").as_bytes())
+                .unwrap();
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            assert_eq!(l, "STORED\r\n");
+            counters.insert(k, 0);
+        }
+    }
+    t
+}
+
+/// Reads one VALUE block and its END; checks it answers `key`.
+fn read_value(r: &mut BufReader<TcpStream>, line: &str, key: &str, cas: bool) -> (Vec<u8>, u64) {
+    let parts: Vec<&str> = line.trim_end().split(' ').collect();
+    assert!(
+        parts.len() == if cas { 5 } else { 4 } && parts[0] == "VALUE",
+        "reply out of order for {key}: {line:?}"
+    );
+    assert_eq!(parts[1], key, "reply for another key");
+    let len: usize = parts[3].parse().unwrap();
+    let mut data = vec![0u8; len + 2];
+    r.read_exact(&mut data).unwrap();
+    assert_eq!(
+        &data[len..],
+        b"\r\n",
+        "value for {key} not followed by CRLF"
+    );
+    data.truncate(len);
+    let mut end = String::new();
+    r.read_line(&mut end).unwrap();
+    assert_eq!(end, "END\r\n", "single-key get for {key} not terminated");
+    (data, if cas { parts[4].parse().unwrap() } else { 0 })
+}
+
+fn stat(port: u16, name: &str) -> u64 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"stats\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line.starts_with("END") {
+            return 0;
+        }
+        if let Some(v) = line.strip_prefix(&format!("STAT {name} ")) {
+            return v.trim().parse().unwrap();
+        }
+    }
+}
+
+#[test]
+fn torture_integrity_under_eviction_across_shards() {
+    let seed: u64 = std::env::var("TORTURE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261122);
+    let ops: u64 = std::env::var("TORTURE_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000_000);
+    let conns: usize = std::env::var("TORTURE_CONNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_corecache"))
+        .args(["-p", &port.to_string(), "-t", "2", "-m", "8"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let per = ops / conns as u64;
+    let handles: Vec<_> = (0..conns)
+        .map(|c| std::thread::spawn(move || run_conn(port, c, seed, per, deadline)))
+        .collect();
+    let mut total = Tally {
+        ops: 0,
+        hits: 0,
+        cas_ok: 0,
+        cas_refused: 0,
+    };
+    let mut failure = None;
+    for h in handles {
+        match h.join() {
+            Ok(t) => {
+                total.ops += t.ops;
+                total.hits += t.hits;
+                total.cas_ok += t.cas_ok;
+                total.cas_refused += t.cas_refused;
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    let evictions = stat(port, "evictions");
+    let crossed = stat(port, "cross_shard_sent");
+    let _ = child.kill();
+    if let Some(e) = failure {
+        std::panic::resume_unwind(e);
+    }
+    println!(
+        "torture: seed {seed}, {} ops over {conns} connections, {} hits, cas {} stored / {} refused, {evictions} evictions, {crossed} cross-shard requests",
+        total.ops, total.hits, total.cas_ok, total.cas_refused
+    );
+    assert!(
+        total.ops >= per * conns as u64 / 2,
+        "too few ops completed in time: {}",
+        total.ops
+    );
+    assert!(
+        evictions > 1000,
+        "eviction must run constantly: {evictions}"
+    );
+    assert!(crossed > 1000, "requests must cross shards: {crossed}");
+    assert!(total.cas_ok > 0 && total.hits > 0);
+}
