@@ -369,3 +369,104 @@ fn client_that_does_not_read_is_paused_not_buffered() {
     writer.join().unwrap();
     assert_eq!(srv.stop(), 0);
 }
+
+#[test]
+fn hostile_clients_leave_the_server_bounded_and_serving() {
+    let srv = Server::start(&["-t", "2", "-m", "64"]);
+    let pid = srv.child.id();
+    std::thread::sleep(Duration::from_millis(200));
+    let base = rss_kib(pid);
+
+    // A 1 MB line with no newline: closed, not buffered.
+    let mut s = srv.connect();
+    let _ = s.write_all(&vec![b'x'; 1 << 20]);
+    let mut buf = [0u8; 64];
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
+
+    // 10,000 keys in one get is legal and answered in full.
+    let keys: Vec<String> = (0..10_000).map(|i| format!("many{i}")).collect();
+    let mut s = srv.connect();
+    s.write_all(b"set many7 0 0 2\r\nhi\r\n").unwrap();
+    read_until(&mut s, b"STORED\r\n");
+    s.write_all(format!("get {}\r\n", keys.join(" ")).as_bytes())
+        .unwrap();
+    assert_eq!(
+        read_until(&mut s, b"END\r\n"),
+        b"VALUE many7 0 2\r\nhi\r\nEND\r\n"
+    );
+
+    // Lying and hostile lengths.
+    assert_eq!(
+        exchange(&srv, b"set k 0 0 99999999999999999999\r\n", b"\r\n"),
+        b"CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        exchange(&srv, b"set k 0 0 4294967296\r\n", b"\r\n"),
+        b"CLIENT_ERROR bad command line format\r\n"
+    );
+    // Binary: a body length that lies (far more than sent) just waits; a huge
+    // one on a non-storage opcode is refused and closed.
+    let mut s = srv.connect();
+    let mut h = vec![0x80u8, 0x00, 0, 1, 0, 0, 0, 0];
+    h.extend_from_slice(&u32::MAX.to_be_bytes());
+    h.extend_from_slice(&[0; 12]);
+    s.write_all(&h).unwrap();
+    let mut resp = [0u8; 64];
+    let n = s.read(&mut resp).unwrap();
+    assert!(n >= 24 && resp[0] == 0x81 && u16::from_be_bytes([resp[6], resp[7]]) == 0x04);
+    assert_eq!(s.read(&mut resp).unwrap_or(0), 0);
+    // Truncated binary header, then the client goes away.
+    let mut s = srv.connect();
+    s.write_all(&[0x80, 0x01, 0x00]).unwrap();
+    drop(s);
+    // Binary garbage after a valid magic byte, and random bytes as text.
+    let mut junk = vec![0x80u8];
+    let mut x = 0x1234_5678u32;
+    for _ in 0..4096 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        junk.push(x as u8);
+    }
+    let mut s = srv.connect();
+    let _ = s.write_all(&junk);
+    let _ = s.read(&mut resp);
+    let mut s = srv.connect();
+    let _ = s.write_all(&junk[1..]);
+    let _ = s.read(&mut resp);
+
+    // A client sending one byte at a time does not hold up others.
+    let slow_port = srv.port;
+    let slow = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", slow_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for b in b"set slow 0 0 1\r\nz\r\n" {
+            s.write_all(&[*b]).unwrap();
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        read_until(&mut s, b"STORED\r\n");
+    });
+    for _ in 0..20 {
+        assert_eq!(
+            exchange(&srv, b"version\r\n", b"\r\n"),
+            b"VERSION 0.1.0\r\n"
+        );
+    }
+    slow.join().unwrap();
+
+    // A thousand connections opened and dropped.
+    for _ in 0..1000 {
+        let s = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        drop(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut s = srv.connect();
+    s.write_all(b"get slow\r\n").unwrap();
+    assert_eq!(
+        read_until(&mut s, b"END\r\n"),
+        b"VALUE slow 0 1\r\nz\r\nEND\r\n"
+    );
+    let grown = rss_kib(pid).saturating_sub(base);
+    assert!(grown < 48 * 1024, "RSS grew {grown} KiB");
+    assert_eq!(srv.stop(), 0);
+}
