@@ -1,0 +1,52 @@
+//! Parse and execute arbitrary requests against one small shard, so the
+//! executors and the store see hostile input too: no panic, and the store's
+//! accounting stays within its memory.
+#![no_main]
+use corecache::engine::{exec_binary, exec_text, shard::Shard};
+use corecache::protocol::{binary, text, Parse};
+use corecache::store::{Clock, Eviction, Store, StoreConfig};
+use libfuzzer_sys::fuzz_target;
+use std::cell::RefCell;
+
+thread_local! {
+    static SHARD: RefCell<Shard> = RefCell::new(Shard::new(
+        Store::new(
+            StoreConfig { memory: 1 << 20, segment_size: 64 << 10, item_size_max: 64 << 10, eviction: Eviction::Merge, huge_pages: false },
+            Clock::manual(1_700_000_000),
+        )
+        .unwrap(),
+    ));
+}
+
+fuzz_target!(|data: &[u8]| {
+    SHARD.with(|sh| {
+        let mut sh = sh.borrow_mut();
+        let mut out = Vec::new();
+        let mut buf = data;
+        let is_binary = data.first() == Some(&binary::REQ_MAGIC);
+        while !buf.is_empty() {
+            let used = if is_binary {
+                match binary::parse(buf, 64 << 10) {
+                    Parse::Done(Ok(r), used) | Parse::Skip(Ok(r), used, _) => {
+                        exec_binary::exec(&mut sh, &r, &mut out);
+                        used
+                    }
+                    Parse::Done(Err(_), used) => used,
+                    _ => break,
+                }
+            } else {
+                match text::parse(buf, 64 << 10) {
+                    Parse::Done(r, used) | Parse::Skip(r, used, _) => {
+                        exec_text::exec(&mut sh, &r, &mut out);
+                        used
+                    }
+                    _ => break,
+                }
+            };
+            buf = &buf[used..];
+            sh.store.clock_mut().advance(1);
+            out.clear();
+        }
+        assert!(sh.store.bytes() <= sh.store.memory_bytes());
+    });
+});
