@@ -54,12 +54,15 @@ pub struct Args {
     #[arg(short = 'A', long = "enable-shutdown")]
     pub enable_shutdown: bool,
     /// Extended options: segment_size=1m, eviction=merge|fifo|random|cte|util|volatile|none,
-    /// hugepages=on|off, backlog=N.
+    /// hugepages=on|off, backlog=N, idle_timeout=SECONDS.
     #[arg(short = 'o', long = "extended", action = ArgAction::Append)]
     pub extended: Vec<String>,
     /// Read flags from a Debian-style conf file (one per line).
     #[arg(long = "conf")]
     pub conf: Option<String>,
+    /// Read settings from a TOML file (keys are the long flag names).
+    #[arg(long = "config")]
+    pub config: Option<String>,
     /// Print help.
     #[arg(short = 'h', long = "help", action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -98,12 +101,48 @@ pub fn conf_args(path: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// Flags from a TOML file: `key = value` per long flag name, arrays for
+/// repeatable flags, `true` for switches.
+pub fn toml_args(path: &str) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let table: toml::Table = text.parse().map_err(|e| format!("{path}: {e}"))?;
+    let mut out = Vec::new();
+    for (k, v) in table {
+        let flag = format!("--{k}");
+        let scalar = |v: &toml::Value| -> Result<String, String> {
+            match v {
+                toml::Value::String(s) => Ok(s.clone()),
+                toml::Value::Integer(i) => Ok(i.to_string()),
+                toml::Value::Float(f) => Ok(f.to_string()),
+                other => Err(format!("{path}: unsupported value for {k}: {other:?}")),
+            }
+        };
+        match &v {
+            toml::Value::Boolean(true) => out.push(flag),
+            toml::Value::Boolean(false) => {}
+            toml::Value::Array(items) => {
+                for i in items {
+                    out.push(flag.clone());
+                    out.push(scalar(i)?);
+                }
+            }
+            other => {
+                out.push(flag);
+                out.push(scalar(other)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone)]
 pub struct Extended {
     pub segment_size: usize,
     pub eviction: String,
     pub hugepages: bool,
     pub backlog: i32,
+    /// Close connections idle this many seconds (0 = never).
+    pub idle_timeout: u32,
 }
 
 pub fn parse_extended(opts: &[String]) -> Result<Extended, String> {
@@ -112,6 +151,7 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, String> {
         eviction: "merge".into(),
         hugepages: true,
         backlog: 1024,
+        idle_timeout: 0,
     };
     for o in opts.iter().flat_map(|s| s.split(',')) {
         let (k, v) = o.split_once('=').unwrap_or((o, ""));
@@ -120,6 +160,11 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, String> {
             "eviction" => x.eviction = v.to_string(),
             "hugepages" => x.hugepages = !matches!(v, "off" | "no" | "0" | "false"),
             "backlog" => x.backlog = v.parse().map_err(|_| format!("invalid backlog '{v}'"))?,
+            "idle_timeout" => {
+                x.idle_timeout = v
+                    .parse()
+                    .map_err(|_| format!("invalid idle_timeout '{v}'"))?
+            }
             _ => return Err(format!("unknown -o option '{k}'")),
         }
     }
@@ -129,6 +174,19 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_becomes_flags() {
+        let dir = std::env::temp_dir().join(format!("cc-toml-{}", std::process::id()));
+        std::fs::write(&dir, "port = 1234\nlisten = [\"127.0.0.1\", \"::1\"]\ndisable-evictions = true\nextended = [\"eviction=fifo\"]\n").unwrap();
+        let a = toml_args(dir.to_str().unwrap()).unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        let args = Args::try_parse_from(std::iter::once("corecache".to_string()).chain(a)).unwrap();
+        assert_eq!(args.port, 1234);
+        assert_eq!(args.listen, vec!["127.0.0.1", "::1"]);
+        assert!(args.no_evict);
+        assert_eq!(args.extended, vec!["eviction=fifo"]);
+    }
 
     #[test]
     fn sizes() {

@@ -22,13 +22,21 @@ fn fail(msg: impl std::fmt::Display) -> ! {
 
 fn main() {
     let mut argv: Vec<String> = std::env::args().collect();
-    if let Some(i) = argv.iter().position(|a| a == "--conf") {
-        let path = argv
-            .get(i + 1)
-            .cloned()
-            .unwrap_or_else(|| fail("--conf needs a file"));
-        let extra = config::conf_args(&path).unwrap_or_else(|e| fail(e));
-        argv.splice(1..1, extra);
+    // File settings go first, so the command line's own flags win.
+    type Reader = fn(&str) -> Result<Vec<String>, String>;
+    let readers: [(&str, Reader); 2] = [
+        ("--conf", config::conf_args),
+        ("--config", config::toml_args),
+    ];
+    for (flag, read) in readers {
+        if let Some(i) = argv.iter().position(|a| a == flag) {
+            let path = argv
+                .get(i + 1)
+                .cloned()
+                .unwrap_or_else(|| fail(format!("{flag} needs a file")));
+            let extra = read(&path).unwrap_or_else(|e| fail(e));
+            argv.splice(1..1, extra);
+        }
     }
     let args = match Args::try_parse_from(&argv) {
         Ok(a) => a,
@@ -128,6 +136,7 @@ fn run(args: Args) -> Result<(), String> {
             evict: policy != Eviction::None,
             policy: x.eviction.clone(),
             flush_enabled: !args.no_flush,
+            idle_timeout: x.idle_timeout,
         },
         started: std::time::Instant::now(),
         page_kind: Mutex::new(String::new()),

@@ -25,6 +25,7 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_corecache"))
             .args(["-p", &port.to_string()])
             .args(args)
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
@@ -59,6 +60,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -469,4 +471,68 @@ fn hostile_clients_leave_the_server_bounded_and_serving() {
     let grown = rss_kib(pid).saturating_sub(base);
     assert!(grown < 48 * 1024, "RSS grew {grown} KiB");
     assert_eq!(srv.stop(), 0);
+}
+
+#[test]
+fn toml_config_and_idle_timeout() {
+    let port = free_port();
+    let path = std::env::temp_dir().join(format!("corecache-test-{port}.toml"));
+    std::fs::write(
+        &path,
+        format!("port = {port}\nthreads = 1\nmemory-limit = 16\nextended = [\"idle_timeout=1\"]\n"),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_corecache"))
+        .args(["--config", path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The guard kills the child even if the server never comes up.
+    let srv = Server { child, port };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "server did not start on the configured port"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut s = srv.connect();
+    s.write_all(b"stats settings\r\n").unwrap();
+    let st = String::from_utf8(read_until(&mut s, b"END\r\n")).unwrap();
+    assert!(st.contains("STAT maxbytes 16777216\r\n"), "{st}");
+    assert!(st.contains("STAT num_threads 1\r\n"));
+    // Silent for over a second: the server hangs up.
+    let mut buf = [0u8; 8];
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t0 = Instant::now();
+    assert_eq!(s.read(&mut buf).unwrap(), 0);
+    assert!(t0.elapsed() < Duration::from_secs(4));
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(srv.stop(), 0);
+}
+
+#[test]
+fn bad_flags_exit_2_with_a_message() {
+    for args in [
+        &["-m", "abc"][..],
+        &["-o", "eviction=lru"],
+        &["-U", "11211"],
+        &["--no-such-flag"],
+        &["-I", "2m", "-o", "segment_size=1m"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_corecache"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_corecache"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--memory-limit"));
 }

@@ -336,6 +336,15 @@ fn stat(port: u16, name: &str) -> u64 {
     }
 }
 
+/// Stops the server however the test ends.
+struct KillOnDrop(Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn torture_integrity_under_eviction_across_shards() {
     let seed: u64 = std::env::var("TORTURE_SEED")
@@ -355,11 +364,13 @@ fn torture_integrity_under_eviction_across_shards() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_corecache"))
+    let child: Child = Command::new(env!("CARGO_BIN_EXE_corecache"))
         .args(["-p", &port.to_string(), "-t", "2", "-m", "8"])
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let _guard = KillOnDrop(child);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -388,7 +399,6 @@ fn torture_integrity_under_eviction_across_shards() {
     }
     let evictions = stat(port, "evictions");
     let crossed = stat(port, "cross_shard_sent");
-    let _ = child.kill();
     if let Some(e) = failure {
         std::panic::resume_unwind(e);
     }

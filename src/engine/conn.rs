@@ -44,6 +44,8 @@ pub struct Conn {
     pub queued_for_send: bool,
     /// Not reading: the client has too many unsent replies.
     pub paused: bool,
+    /// Store-clock second of the last bytes received.
+    pub last_active: u32,
 }
 
 impl Conn {
@@ -66,6 +68,7 @@ impl Conn {
             closing: false,
             queued_for_send: false,
             paused: false,
+            last_active: 0,
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Settings {
     pub evict: bool,
     pub policy: String,
     pub flush_enabled: bool,
+    /// Seconds of silence after which a connection is closed; 0 = never.
+    pub idle_timeout: u32,
 }
 
 /// State shared by all workers.

@@ -185,8 +185,26 @@ impl Worker {
         if now != self.last_sec {
             self.last_sec = now;
             self.shard.store.expire(16);
+            self.close_idle(now);
         }
         self.publish();
+    }
+
+    /// `-o idle_timeout`: closes connections silent for that long, once
+    /// their replies are out.
+    fn close_idle(&mut self, now: u32) {
+        let limit = self.shared.settings.idle_timeout;
+        if limit == 0 {
+            return;
+        }
+        for i in 0..self.conns.len() {
+            if let Some(c) = self.conns[i].as_mut() {
+                if now.saturating_sub(c.last_active) >= limit && c.pending.is_empty() {
+                    c.closing = true;
+                    self.try_close(i as u32);
+                }
+            }
+        }
     }
 
     fn publish(&mut self) {
@@ -277,7 +295,9 @@ impl Worker {
             }
         };
         self.gens[idx as usize] = self.gens[idx as usize].wrapping_add(1) & 0xff_ffff;
-        self.conns[idx as usize] = Some(Conn::new(fd, self.gens[idx as usize]));
+        let mut conn = Conn::new(fd, self.gens[idx as usize]);
+        conn.last_active = self.last_sec;
+        self.conns[idx as usize] = Some(conn);
         self.arm_recv(idx);
     }
 
@@ -348,7 +368,9 @@ impl Worker {
         let Some(bid) = bid else { return };
         let data = bufs.data(bid, res as usize);
         self.shard.c.bytes_read += res as u64;
+        let now = self.last_sec;
         let c = self.conns[idx as usize].as_mut().expect("live connection");
+        c.last_active = now;
         if c.closing {
             return;
         }

@@ -20,7 +20,7 @@ def free_port():
 class Server:
     def __init__(self, *args):
         self.port = free_port()
-        self.proc = subprocess.Popen([BINARY, "-p", str(self.port), *args], stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen([BINARY, "-p", str(self.port), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
