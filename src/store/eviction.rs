@@ -108,17 +108,26 @@ impl Store {
     /// of the run into the reserve segment, and frees the run. Net gain:
     /// run length - 1 segments.
     fn merge(&mut self) -> bool {
-        let n = ttl::COUNT;
-        for step in 0..n {
-            let b = (self.merge_cursor + step) % n;
+        // The bucket whose head segment is oldest: merging follows the
+        // order data arrived in across buckets, so a large bucket gives up
+        // memory in proportion to its size.
+        let mut best: Option<(u64, usize)> = None;
+        for (b, c) in self.ttl.chains.iter().enumerate() {
             // A run excludes the tail, which is still being written.
-            if self.ttl.chains[b].len as usize >= 3 {
-                self.merge_cursor = (b + 1) % n;
-                self.merge_bucket(b as u16);
-                return true;
+            if c.len as usize >= 3 {
+                let seq = self.segs.header(c.head).seq;
+                if best.is_none_or(|(s, _)| seq < s) {
+                    best = Some((seq, b));
+                }
             }
         }
-        false
+        match best {
+            Some((_, b)) => {
+                self.merge_bucket(b as u16);
+                true
+            }
+            None => false,
+        }
     }
 
     fn merge_bucket(&mut self, b: u16) {
@@ -131,7 +140,8 @@ impl Store {
         }
         let after = id;
 
-        // Pick a frequency cut-off so the kept items fit one segment.
+        // Frequency classes that fit the destination whole are kept whole;
+        // the class at the boundary fills what room is left, newest first.
         let mut hist = [0usize; 256];
         for &s in &run {
             self.for_each_live(s, |st, it, slot| {
@@ -139,30 +149,28 @@ impl Store {
             });
         }
         let budget = self.segs.seg_size;
-        let mut cut = 256;
+        let mut boundary = None;
         let mut kept = 0;
-        while cut > 1 && kept + hist[cut - 1] <= budget {
-            cut -= 1;
-            kept += hist[cut];
+        for level in (0..256).rev() {
+            kept += hist[level];
+            if kept > budget {
+                boundary = Some(level as u8);
+                break;
+            }
         }
-        // Items never read since they arrived are not worth a copy.
-        let cut = cut.clamp(1, 255) as u8;
 
         let dest = self.reserve;
         let now = self.clock.now();
         self.segs.renew(dest, b, now);
         let create_at = self.segs.header(run[0]).create_at;
         self.segs.header_mut(dest).create_at = create_at;
+        let whole = |f: u8| boundary.is_none_or(|b| f > b);
         for &s in &run {
-            let mut off = 0;
-            let end = self.segs.header(s).write_off as usize;
-            while off < end {
-                let it = self.item_at(s, (off / 8) as u32);
-                let size = it.size();
-                if it.iflags() & DELETED == 0 {
-                    self.merge_item(s, off, it, dest, cut);
-                }
-                off += size;
+            self.merge_pass(s, dest, &whole);
+        }
+        if let Some(b) = boundary {
+            for &s in run.iter().rev() {
+                self.merge_pass(s, dest, &|f| f == b);
             }
         }
         for &s in &run {
@@ -177,9 +185,32 @@ impl Store {
         self.stats.merges += 1;
     }
 
-    /// Moves one live record into the merge destination if it is hot enough
-    /// and fits; otherwise leaves it to be evicted with its segment.
-    fn merge_item(&mut self, seg: u32, off: usize, it: RawItem, dest: u32, cut: u8) {
+    /// Moves the live records of `seg` whose frequency `keep` accepts into
+    /// the merge destination, while they fit.
+    fn merge_pass(&mut self, seg: u32, dest: u32, keep: &dyn Fn(u8) -> bool) {
+        let mut off = 0;
+        let end = self.segs.header(seg).write_off as usize;
+        while off < end {
+            let it = self.item_at(seg, (off / 8) as u32);
+            let size = it.size();
+            if it.iflags() & DELETED == 0 {
+                self.merge_item(seg, off, it, dest, keep);
+            }
+            off += size;
+        }
+    }
+
+    /// Moves one live record into the merge destination if `keep` accepts
+    /// its frequency and it fits; otherwise leaves it to be evicted with its
+    /// segment.
+    fn merge_item(
+        &mut self,
+        seg: u32,
+        off: usize,
+        it: RawItem,
+        dest: u32,
+        keep: &dyn Fn(u8) -> bool,
+    ) {
         let key = it.key();
         let hash = self.hash(key);
         let target = (seg, (off / 8) as u32);
@@ -190,7 +221,7 @@ impl Store {
         };
         let slot = self.index.get(r);
         let freq = index::slot_freq(slot);
-        if freq < cut {
+        if !keep(freq) {
             return;
         }
         // Keep the item's CAS across the move: it has not changed.
@@ -232,7 +263,11 @@ impl Store {
         self.retire(seg, it);
         self.index.set(
             r,
-            index::with_location(index::with_freq(slot, freq / 2), dest, doff / 8),
+            index::with_location(
+                index::with_freq(slot, freq.saturating_sub(1)),
+                dest,
+                doff / 8,
+            ),
         );
         let _ = new;
     }

@@ -86,7 +86,6 @@ pub struct Store {
     flush_at: u32,
     live_bytes: usize,
     pub stats: StoreStats,
-    merge_cursor: usize,
 }
 
 #[derive(Debug)]
@@ -148,7 +147,6 @@ impl Store {
             flush_at: 0,
             live_bytes: 0,
             stats: StoreStats::default(),
-            merge_cursor: 0,
         })
     }
 
