@@ -76,7 +76,8 @@ class Cgroup:
 def start(kind, port, args, cg):
     cpus = args.server_cpus
     if kind == "corecache":
-        cmd = [os.path.join(ROOT, "target/release/corecache"), "-p", str(port), "-t", str(args.threads), "-m", str(args.memory)]
+        binary = os.environ.get("CORECACHE_BIN", os.path.join(ROOT, "target/release/corecache"))
+        cmd = [binary, "-p", str(port), "-t", str(args.threads), "-m", str(args.memory)]
     else:
         cmd = ["memcached", "-p", str(port), "-t", str(args.threads), "-m", str(args.memory), "-U", "0", "-u", "nobody", "-c", "4096"]
     if kind == "corecache":
@@ -119,6 +120,22 @@ def parse(json_path):
     return {"ops": float(tot["Ops/sec"]), "p50": p("p50"), "p99": p("p99.00") if "p99.00" in pct else p("p99"), "p999": p("p99.90")}
 
 
+def cross_shard_share(port):
+    """Share of requests that crossed to another shard (corecache stats)."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"stats\r\n")
+        buf = b""
+        while not buf.endswith(b"END\r\n"):
+            buf += s.recv(65536)
+    st = {}
+    for line in buf.decode().splitlines():
+        p = line.split(" ")
+        if len(p) == 3:
+            st[p[1]] = p[2]
+    total = int(st.get("cmd_get", 0)) + int(st.get("cmd_set", 0)) + int(st.get("cmd_touch", 0))
+    return int(st.get("cross_shard_sent", 0)) / max(1, total)
+
+
 def run_one(args, kind, name, extra, rate=None):
     port = free_port()
     cg = Cgroup(f"ccbench_{kind}_{os.getpid()}", args.cpu_budget)
@@ -133,6 +150,7 @@ def run_one(args, kind, name, extra, rate=None):
             mt_cmd = memtier(args, port, [f"--test-time={args.duration}"] + extra + limit, j)
             ticks = cpu_ticks(proc.pid) - t0
             r = parse(j)
+            r["crossed"] = cross_shard_share(port) if kind == "corecache" else float("nan")
             r["cpu_us_per_req"] = ticks / TICK * 1e6 / max(1.0, r["ops"] * args.duration)
             r["server_cmd"] = " ".join(server_cmd)
             r["memtier_cmd"] = " ".join(mt_cmd)
@@ -180,20 +198,21 @@ def main():
 
     mode = f"cpu budget {args.cpu_budget:.2f} core" if args.cpu_budget else "unthrottled"
     lines = [f"# corecache vs memcached, {mode}, -t {args.threads}, {args.value_size}-byte values, {args.keys} keys, 1:9 set:get, medians of {args.rounds} rounds", "",
-             "| workload | server | ops/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | ops ratio | CPU/req ratio |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| workload | server | ops/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | ops ratio | CPU/req ratio | crossed shards |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     summary = {}
     for name in names:
         med = {}
         for kind in ("corecache", "memcached"):
             rs = results[(name, kind)]
-            med[kind] = {k: statistics.median(r[k] for r in rs) for k in ("ops", "p50", "p99", "p999", "cpu_us_per_req")}
+            med[kind] = {k: statistics.median(r[k] for r in rs) for k in ("ops", "p50", "p99", "p999", "cpu_us_per_req", "crossed")}
         summary[name] = med
         for kind in ("corecache", "memcached"):
             m = med[kind]
             ratio = m["ops"] / med["memcached"]["ops"] if kind == "corecache" else 1.0
             cratio = m["cpu_us_per_req"] / med["memcached"]["cpu_us_per_req"] if kind == "corecache" else 1.0
-            lines.append(f"| {name} | {kind} | {m['ops']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} | {m['p999']:.3f} | {m['cpu_us_per_req']:.2f} | {ratio:.2f} | {cratio:.2f} |")
+            crossed = f"{m['crossed'] * 100:.0f}%" if kind == "corecache" else "-"
+            lines.append(f"| {name} | {kind} | {m['ops']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} | {m['p999']:.3f} | {m['cpu_us_per_req']:.2f} | {ratio:.2f} | {cratio:.2f} | {crossed} |")
     lines += ["", "Commands (last round):", ""]
     for name in names:
         for kind in ("corecache", "memcached"):
@@ -202,7 +221,7 @@ def main():
     table = "\n".join(lines)
     print(table)
     os.makedirs(args.out, exist_ok=True)
-    tag = f"cpu{int(args.cpu_budget * 100)}" if args.cpu_budget else "unthrottled"
+    tag = f"cpu{round(args.cpu_budget * 100)}" if args.cpu_budget else "unthrottled"
     with open(os.path.join(args.out, f"memtier-{tag}-t{args.threads}.md"), "w") as f:
         f.write(table + "\n")
     with open(os.path.join(args.out, f"memtier-{tag}-t{args.threads}.json"), "w") as f:
