@@ -50,7 +50,7 @@ pub struct Args {
     /// Disable flush_all.
     #[arg(short = 'F', long = "disable-flush-all")]
     pub no_flush: bool,
-    /// Enable `shutdown` (accepted for compatibility).
+    /// Enable the `shutdown` command.
     #[arg(short = 'A', long = "enable-shutdown")]
     pub enable_shutdown: bool,
     /// Extended options: segment_size=1m, eviction=merge|fifo|random|cte|util|volatile|none,

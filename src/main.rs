@@ -137,6 +137,7 @@ fn run(args: Args) -> Result<(), String> {
             policy: x.eviction.clone(),
             flush_enabled: !args.no_flush,
             idle_timeout: x.idle_timeout,
+            shutdown_enabled: args.enable_shutdown,
         },
         started: std::time::Instant::now(),
         page_kind: Mutex::new(String::new()),

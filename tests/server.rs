@@ -536,3 +536,27 @@ fn bad_flags_exit_2_with_a_message() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--memory-limit"));
 }
+
+#[test]
+fn shutdown_command_needs_dash_a() {
+    let srv = Server::start(&["-t", "2"]);
+    assert_eq!(
+        exchange(&srv, b"shutdown\r\n", b"\r\n"),
+        b"ERROR: shutdown not enabled\r\n"
+    );
+    assert_eq!(srv.stop(), 0);
+    let mut srv = Server::start(&["-t", "2", "-A"]);
+    let mut s = srv.connect();
+    s.write_all(b"shutdown\r\n").unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(st) = srv.child.try_wait().unwrap() {
+            assert_eq!(st.code(), Some(0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no exit after shutdown");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -51,6 +51,13 @@ pub fn get_key(sh: &mut Shard, key: &[u8], cas: bool, touch: Option<i64>, out: &
 pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
     let start = out.len();
     let noreply = match *req {
+        Request::Get { keys, .. }
+            if text::tokens(keys).any(|k| k.len() > crate::protocol::KEY_MAX) =>
+        {
+            // memcached answers a get with an over-long key with the error alone.
+            push_line(out, text::BAD_FORMAT);
+            false
+        }
         Request::Get { keys, cas, touch } => {
             for key in text::tokens(keys) {
                 get_key(sh, key, cas, touch, out);
@@ -177,6 +184,10 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
             noreply
         }
         Request::Quit | Request::Stats { .. } => false,
+        Request::Shutdown => {
+            push_line(out, "ERROR: shutdown not enabled");
+            false
+        }
         Request::Meta(m) => {
             super::exec_meta::exec(sh, &m, out);
             false

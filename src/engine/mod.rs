@@ -29,6 +29,8 @@ pub struct Settings {
     pub flush_enabled: bool,
     /// Seconds of silence after which a connection is closed; 0 = never.
     pub idle_timeout: u32,
+    /// `-A`: the `shutdown` command stops the server.
+    pub shutdown_enabled: bool,
 }
 
 /// State shared by all workers.

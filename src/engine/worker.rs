@@ -797,7 +797,11 @@ impl Worker {
                 let mut it = text::tokens(keys);
                 let first = it.next();
                 let single = it.next().is_none();
-                if n == 1 || single && first.is_some_and(|k| owner(&self.route, n, k) == self.id) {
+                let too_long = text::tokens(keys).any(|k| k.len() > KEY_MAX);
+                if n == 1
+                    || too_long
+                    || single && first.is_some_and(|k| owner(&self.route, n, k) == self.id)
+                {
                     let out = self.conns[idx as usize].as_mut().unwrap().reply_buf();
                     return exec_text::exec(&mut self.shard, req, out);
                 }
@@ -861,6 +865,12 @@ impl Worker {
                 return;
             }
             Request::Quit => {
+                self.conn(idx).closing = true;
+                return;
+            }
+            Request::Shutdown if self.shared.settings.shutdown_enabled => {
+                // As memcached with -A: no reply; every worker winds down.
+                self.shared.stop.store(true, SeqCst);
                 self.conn(idx).closing = true;
                 return;
             }

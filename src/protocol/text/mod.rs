@@ -46,6 +46,8 @@ pub enum Request<'a> {
         noreply: bool,
     },
     Quit,
+    /// `shutdown [graceful]`; only honoured when enabled with `-A`.
+    Shutdown,
     Stats {
         arg: &'a [u8],
     },
@@ -236,6 +238,10 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Request<'_>> {
         }
         b"version" | b"quit" if it.next().is_some() => Request::Error(ERROR),
         b"version" => Request::Version,
+        b"shutdown" => match (it.next(), it.next()) {
+            (None, _) | (Some(b"graceful"), None) => Request::Shutdown,
+            _ => Request::Error(ERROR),
+        },
         b"quit" => Request::Quit,
         // As memcached: one or two arguments, the level is not checked,
         // and a trailing noreply (even alone) silences the reply.
