@@ -17,18 +17,25 @@ pub fn meta_key<'a>(m: &MetaRequest<'a>, buf: &'a mut [u8; KEY_MAX + 6]) -> Opti
     }
 }
 
-/// Echoes the flags every reply carries: opaque, key, base64 marker.
+/// Echoes a flag every reply carries (opaque, key, base64 marker);
+/// false if `t` is not one of them.
+fn echo_flag(m: &MetaRequest, t: &[u8], out: &mut Vec<u8>) -> bool {
+    match t[0] {
+        b'O' => {
+            out.push(b' ');
+            out.extend_from_slice(t);
+        }
+        b'k' => push_key(m, out),
+        b'b' if has_flag(m, b'k') => out.extend_from_slice(b" b"),
+        b'b' => {}
+        _ => return false,
+    }
+    true
+}
+
 fn echo_common(m: &MetaRequest, out: &mut Vec<u8>) {
     for t in tokens(m.flag_tokens) {
-        match t[0] {
-            b'O' => {
-                out.push(b' ');
-                out.extend_from_slice(t);
-            }
-            b'k' => push_key(m, out),
-            b'b' if m.f.base64 && has_flag(m, b'k') => out.extend_from_slice(b" b"),
-            _ => {}
-        }
+        echo_flag(m, t, out);
     }
 }
 
@@ -160,13 +167,9 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
                 push_num(out, idle);
             }
             b'h' => out.extend_from_slice(if was_fetched { b" h1" } else { b" h0" }),
-            b'O' => {
-                out.push(b' ');
-                out.extend_from_slice(t);
+            _ => {
+                echo_flag(m, t, out);
             }
-            b'k' => push_key(m, out),
-            b'b' if has_flag(m, b'k') => out.extend_from_slice(b" b"),
-            _ => {}
         }
     }
     if iflags & WIN_SENT != 0 {
@@ -238,20 +241,12 @@ fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     };
     out.extend_from_slice(code.as_bytes());
     for t in tokens(m.flag_tokens) {
-        match t[0] {
-            b'O' => {
-                out.push(b' ');
-                out.extend_from_slice(t);
-            }
-            b'k' => push_key(m, out),
-            b'b' if has_flag(m, b'k') => out.extend_from_slice(b" b"),
-            b'c' => {
-                if let SetOutcome::Stored { cas } = r {
-                    out.extend_from_slice(b" c");
-                    push_num(out, cas);
-                }
-            }
-            _ => {}
+        if echo_flag(m, t, out) {
+            continue;
+        }
+        if let (b'c', SetOutcome::Stored { cas }) = (t[0], r) {
+            out.extend_from_slice(b" c");
+            push_num(out, cas);
         }
     }
     out.extend_from_slice(b"\r\n");
@@ -361,13 +356,10 @@ fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool
     }
     let item = value.and_then(|_| sh.store.find(key));
     for t in tokens(m.flag_tokens) {
+        if echo_flag(m, t, out) {
+            continue;
+        }
         match t[0] {
-            b'O' => {
-                out.push(b' ');
-                out.extend_from_slice(t);
-            }
-            b'k' => push_key(m, out),
-            b'b' if has_flag(m, b'k') => out.extend_from_slice(b" b"),
             b'c' => {
                 if let Some(it) = &item {
                     out.extend_from_slice(b" c");

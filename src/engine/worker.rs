@@ -397,7 +397,8 @@ impl Worker {
     }
 
     /// Queues the connection's output, and stops reading from a client
-    /// whose unsent replies are over the cap until it reads them.
+    /// whose unsent replies are over the cap until it reads them. Called
+    /// after parsing and after a reply from another shard arrives.
     fn after_process(&mut self, idx: u32) {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
@@ -709,7 +710,7 @@ impl Worker {
                         if let Some(c) = self.conn_mut(idx, gen) {
                             c.fill(seq, bytes);
                             self.maybe_resume(idx);
-                            self.after_reply(idx);
+                            self.after_process(idx);
                         }
                     }
                 }
@@ -721,19 +722,6 @@ impl Worker {
             for (to, m) in replies {
                 self.send_msg(to, m);
             }
-        }
-    }
-
-    fn after_reply(&mut self, idx: u32) {
-        let Some(c) = self.conns[idx as usize].as_mut() else {
-            return;
-        };
-        if c.send_ready() && !c.queued_for_send {
-            c.queued_for_send = true;
-            self.to_send.push(idx);
-        }
-        if c.closing {
-            self.try_close(idx);
         }
     }
 
