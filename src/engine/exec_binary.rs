@@ -117,11 +117,10 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
             };
             let mut a = SetArgs::new(mode, r.key, r.value, flags, exptime);
             a.cas = h.cas;
-            let st = match sh.store.set(&a) {
+            let r = sh.store.set(&a);
+            sh.count_set(&r, h.cas != 0);
+            let st = match r {
                 SetOutcome::Stored { cas } => {
-                    if h.cas != 0 {
-                        sh.c.cas_hits += 1;
-                    }
                     if !quiet {
                         ok(out, cas, &[], &[], &[]);
                     }
@@ -132,22 +131,10 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
                     SetMode::Replace => status::KEY_ENOENT,
                     _ => status::NOT_STORED,
                 },
-                SetOutcome::Exists => {
-                    sh.c.cas_badval += 1;
-                    status::KEY_EEXISTS
-                }
-                SetOutcome::NotFound => {
-                    sh.c.cas_misses += 1;
-                    status::KEY_ENOENT
-                }
-                SetOutcome::TooLarge => {
-                    sh.c.store_too_large += 1;
-                    status::E2BIG
-                }
-                SetOutcome::NoMemory => {
-                    sh.c.store_no_memory += 1;
-                    status::ENOMEM
-                }
+                SetOutcome::Exists => status::KEY_EEXISTS,
+                SetOutcome::NotFound => status::KEY_ENOENT,
+                SetOutcome::TooLarge => status::E2BIG,
+                SetOutcome::NoMemory => status::ENOMEM,
             };
             error(out, h.opcode, st, h.opaque);
         }

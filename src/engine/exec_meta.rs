@@ -223,18 +223,17 @@ fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     a.new_cas = f.new_cas;
     a.vivify = f.vivify;
     let r = sh.store.set(&a);
+    sh.count_set(&r, f.cas.is_some());
     let code = match r {
         SetOutcome::Stored { .. } => "HD",
         SetOutcome::NotStored => "NS",
         SetOutcome::Exists => "EX",
         SetOutcome::NotFound => "NF",
         SetOutcome::TooLarge => {
-            sh.c.store_too_large += 1;
             push_line(out, text::TOO_LARGE);
             return false;
         }
         SetOutcome::NoMemory => {
-            sh.c.store_no_memory += 1;
             push_line(out, text::NO_MEMORY);
             return false;
         }

@@ -71,30 +71,14 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
             a.cas = s.cas;
             let is_cas = s.cas != 0;
             let r = sh.store.set(&a);
+            sh.count_set(&r, is_cas);
             let line = match r {
-                SetOutcome::Stored { .. } => {
-                    if is_cas {
-                        sh.c.cas_hits += 1;
-                    }
-                    "STORED"
-                }
+                SetOutcome::Stored { .. } => "STORED",
                 SetOutcome::NotStored => "NOT_STORED",
-                SetOutcome::Exists => {
-                    sh.c.cas_badval += 1;
-                    "EXISTS"
-                }
-                SetOutcome::NotFound => {
-                    sh.c.cas_misses += 1;
-                    "NOT_FOUND"
-                }
-                SetOutcome::TooLarge => {
-                    sh.c.store_too_large += 1;
-                    text::TOO_LARGE
-                }
-                SetOutcome::NoMemory => {
-                    sh.c.store_no_memory += 1;
-                    text::NO_MEMORY
-                }
+                SetOutcome::Exists => "EXISTS",
+                SetOutcome::NotFound => "NOT_FOUND",
+                SetOutcome::TooLarge => text::TOO_LARGE,
+                SetOutcome::NoMemory => text::NO_MEMORY,
             };
             push_line(out, line);
             s.noreply

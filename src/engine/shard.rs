@@ -33,6 +33,21 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// Counts a storage outcome the way memcached's stats do.
+    pub fn count_set(&mut self, r: &crate::store::SetOutcome, with_cas: bool) {
+        use crate::store::SetOutcome::*;
+        match r {
+            Stored { .. } if with_cas => self.c.cas_hits += 1,
+            Exists => self.c.cas_badval += 1,
+            NotFound => self.c.cas_misses += 1,
+            TooLarge => self.c.store_too_large += 1,
+            NoMemory => self.c.store_no_memory += 1,
+            _ => {}
+        }
+    }
+}
+
 /// Appends a decimal number without going through `format!`.
 #[inline]
 pub fn push_num(out: &mut Vec<u8>, n: impl itoa::Integer) {

@@ -634,6 +634,12 @@ impl Worker {
         );
     }
 
+    /// Forwards one whole single-key request, as received, to its owner.
+    fn forward_raw(&mut self, idx: u32, to: usize, binary: bool, raw: &[u8]) {
+        let bytes = raw.to_vec();
+        self.forward(idx, to, Job::Raw { binary, bytes });
+    }
+
     fn send_msg(&mut self, to: usize, m: Msg) {
         if !self.backlog[to].is_empty() {
             self.backlog[to].push_back(m);
@@ -820,15 +826,7 @@ impl Worker {
                 if let Some(k) = meta_key(&m, &mut kb) {
                     let to = owner(&self.route, n, k);
                     if to != self.id {
-                        self.forward(
-                            idx,
-                            to,
-                            Job::Raw {
-                                binary: false,
-                                bytes: raw.to_vec(),
-                            },
-                        );
-                        return;
+                        return self.forward_raw(idx, to, false, raw);
                     }
                 }
                 None
@@ -867,15 +865,7 @@ impl Worker {
         if let Some(k) = key {
             let to = owner(&self.route, n, k);
             if to != self.id && k.len() <= KEY_MAX {
-                self.forward(
-                    idx,
-                    to,
-                    Job::Raw {
-                        binary: false,
-                        bytes: raw.to_vec(),
-                    },
-                );
-                return;
+                return self.forward_raw(idx, to, false, raw);
             }
         }
         let out = self.conns[idx as usize].as_mut().unwrap().reply_buf();
@@ -994,15 +984,7 @@ impl Worker {
         if !r.key.is_empty() {
             let to = owner(&self.route, n, r.key);
             if to != self.id {
-                self.forward(
-                    idx,
-                    to,
-                    Job::Raw {
-                        binary: true,
-                        bytes: raw.to_vec(),
-                    },
-                );
-                return;
+                return self.forward_raw(idx, to, true, raw);
             }
         }
         let out = self.conns[idx as usize].as_mut().unwrap().reply_buf();
