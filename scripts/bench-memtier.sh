@@ -11,4 +11,11 @@ if [ -z "$MEMTIER" ] || [ ! -x "$MEMTIER" ]; then
 fi
 command -v memcached >/dev/null || { echo "memcached not found: apt-get install memcached" >&2; exit 2; }
 cargo build --release -q
-exec python3 scripts/bench.py --memtier "$MEMTIER" "$@"
+# Charts need matplotlib: use the test venv, installing it there if missing.
+PY=python3
+if ! $PY -c 'import matplotlib' 2>/dev/null; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/python -c 'import matplotlib' 2>/dev/null || .venv/bin/pip install -q matplotlib
+  PY=.venv/bin/python
+fi
+exec $PY scripts/bench.py --memtier "$MEMTIER" "$@"
