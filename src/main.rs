@@ -188,7 +188,9 @@ fn run(args: Args) -> Result<(), String> {
             if verbose > 0 {
                 eprintln!("worker {id}: {} MiB item memory on {} pages", store.memory_bytes() >> 20, store.page_kind().name());
             }
-            let w = match Worker::new(id, shared, Shard::new(store), listeners) {
+            let mut shard = Shard::new(store);
+            shard.shards = threads;
+            let w = match Worker::new(id, shared, shard, listeners) {
                 Ok(w) => w,
                 Err(e) => {
                     let _ = ready.send(Err(format!(

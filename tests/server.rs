@@ -560,3 +560,36 @@ fn shutdown_command_needs_dash_a() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn cache_memlimit_adjusts_every_shard_within_m() {
+    let srv = Server::start(&["-t", "2", "-m", "64"]);
+    let stat = |srv: &Server| -> u64 {
+        let st = String::from_utf8(exchange(srv, b"stats\r\n", b"END\r\n")).unwrap();
+        st.lines()
+            .find_map(|l| l.strip_prefix("STAT limit_maxbytes "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(stat(&srv), 64 << 20);
+    assert_eq!(exchange(&srv, b"cache_memlimit 32\r\n", b"\r\n"), b"OK\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(stat(&srv), 32 << 20);
+    assert_eq!(
+        exchange(&srv, b"cache_memlimit 128\r\n", b"\r\n"),
+        b"MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust\r\n"
+    );
+    assert_eq!(
+        exchange(&srv, b"cache_memlimit 4\r\n", b"\r\n"),
+        b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n"
+    );
+    assert_eq!(
+        exchange(&srv, b"cache_memlimit 64 noreply\r\nversion\r\n", b"\r\n"),
+        b"VERSION 0.1.0\r\n"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(stat(&srv), 64 << 20);
+    assert_eq!(srv.stop(), 0);
+}

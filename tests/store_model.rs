@@ -480,3 +480,59 @@ fn huge_values_and_limits() {
         "a refused set drops the old value, as memcached does"
     );
 }
+
+#[test]
+fn memory_limit_shrinks_and_restores_within_the_mapping() {
+    let mut s = store(16 * 65536, 65536, Eviction::Merge);
+    for i in 0..20_000u32 {
+        let k = format!("m:{i}");
+        s.set(&SetArgs::new(
+            SetMode::Set,
+            k.as_bytes(),
+            &[b'v'; 100],
+            0,
+            0,
+        ));
+    }
+    assert!(
+        s.segments_free() <= 3,
+        "full but for what the last merge freed"
+    );
+    assert!(s.set_memory_limit(6 * 65536));
+    assert_eq!(s.memory_limit(), 6 * 65536);
+    assert!(
+        s.segments_total() - s.segments_free() <= 6,
+        "shrinking evicts now"
+    );
+    for i in 0..20_000u32 {
+        let k = format!("n:{i}");
+        s.set(&SetArgs::new(
+            SetMode::Set,
+            k.as_bytes(),
+            &[b'v'; 100],
+            0,
+            0,
+        ));
+        assert!(s.segments_total() - s.segments_free() <= 6);
+    }
+    assert!(
+        !s.set_memory_limit(17 * 65536),
+        "cannot grow past the mapping"
+    );
+    assert!(!s.set_memory_limit(2 * 65536), "at least three segments");
+    assert!(s.set_memory_limit(16 * 65536));
+    for i in 0..20_000u32 {
+        let k = format!("o:{i}");
+        s.set(&SetArgs::new(
+            SetMode::Set,
+            k.as_bytes(),
+            &[b'v'; 100],
+            0,
+            0,
+        ));
+    }
+    assert!(
+        s.segments_total() - s.segments_free() > 12,
+        "the restored limit is used again"
+    );
+}

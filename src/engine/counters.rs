@@ -71,4 +71,5 @@ counters!(
     evicted_unfetched,
     expired_unfetched,
     reclaimed,
+    limit_maxbytes,
 );

@@ -168,6 +168,18 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
             noreply
         }
         Request::Quit | Request::Stats { .. } => false,
+        Request::CacheMemlimit { mb, noreply } => {
+            let share = (mb as usize) * (1 << 20) / sh.shards.max(1);
+            if sh.store.set_memory_limit(share) {
+                push_line(out, "OK");
+            } else {
+                push_line(
+                    out,
+                    "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust",
+                );
+            }
+            noreply
+        }
         Request::Shutdown => {
             push_line(out, "ERROR: shutdown not enabled");
             false

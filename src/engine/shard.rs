@@ -8,6 +8,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct Shard {
     pub store: Store,
     pub c: Counters,
+    /// How many shards share `-m` (for `cache_memlimit`).
+    pub shards: usize,
 }
 
 impl Shard {
@@ -15,6 +17,7 @@ impl Shard {
         Shard {
             store,
             c: Counters::default(),
+            shards: 1,
         }
     }
 
@@ -29,6 +32,7 @@ impl Shard {
         c.evicted_unfetched = s.stats.evicted_unfetched;
         c.expired_unfetched = s.stats.expired_unfetched;
         c.reclaimed = s.stats.reclaimed;
+        c.limit_maxbytes = s.memory_limit() as u64;
         c
     }
 }

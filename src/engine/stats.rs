@@ -39,13 +39,14 @@ pub fn general(shared: &Shared, totals: &Counters) -> Vec<(&'static str, String)
         "evicted_unfetched",
         "expired_unfetched",
         "reclaimed",
+        "limit_maxbytes",
     ];
     for (k, n) in totals.fields() {
         if !skip_items.contains(&k) {
             v.push((k, n.to_string()));
         }
     }
-    v.push(("limit_maxbytes", shared.settings.memory.to_string()));
+    v.push(("limit_maxbytes", totals.limit_maxbytes.to_string()));
     v.push(("threads", shared.mesh.n.to_string()));
     v.push(("bytes", totals.bytes.to_string()));
     v.push(("curr_items", totals.curr_items.to_string()));

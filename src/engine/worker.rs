@@ -846,6 +846,16 @@ impl Worker {
                 });
                 None
             }
+            Request::CacheMemlimit { .. } => {
+                // Every shard takes its share; they all check the same
+                // bounds, so the local answer stands for all.
+                let bytes = raw.to_vec();
+                self.broadcast(|| Job::Raw {
+                    binary: false,
+                    bytes: bytes.clone(),
+                });
+                None
+            }
             Request::Stats { arg } => {
                 self.stats_text(idx, arg);
                 return;

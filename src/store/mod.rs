@@ -85,6 +85,9 @@ pub struct Store {
     /// Pending `flush_all <delay>`: store time at which everything goes.
     flush_at: u32,
     live_bytes: usize,
+    /// Segments that may be in use at once, the merge reserve included
+    /// (`cache_memlimit` lowers it; it never exceeds the mapping).
+    seg_limit: usize,
     pub stats: StoreStats,
 }
 
@@ -146,6 +149,7 @@ impl Store {
             reserve,
             flush_at: 0,
             live_bytes: 0,
+            seg_limit: nseg,
             stats: StoreStats::default(),
         })
     }
@@ -329,18 +333,47 @@ impl Store {
                     return Some((tail, off));
                 }
             }
-            if let Some(id) = self.segs.take(bucket, self.clock.now()) {
-                self.ttl.push_back(&mut self.segs, bucket, id);
-                continue;
+            if self.may_take() {
+                if let Some(id) = self.segs.take(bucket, self.clock.now()) {
+                    self.ttl.push_back(&mut self.segs, bucket, id);
+                    continue;
+                }
             }
             self.expire(usize::MAX);
-            if self.segs.free_count() > 0 {
+            if self.may_take() && self.segs.free_count() > 0 {
                 continue;
             }
             if !self.evict() {
                 return None;
             }
         }
+    }
+
+    #[inline]
+    fn may_take(&self) -> bool {
+        self.segs.count() - self.segs.free_count() < self.seg_limit
+    }
+
+    /// `cache_memlimit`: the item memory this shard may use, at most what
+    /// was mapped and at least three segments. Lowering it evicts now.
+    pub fn set_memory_limit(&mut self, bytes: usize) -> bool {
+        let segs = bytes / self.segs.seg_size;
+        if segs < 3 || segs > self.segs.count() {
+            return false;
+        }
+        self.seg_limit = segs;
+        while self.segs.count() - self.segs.free_count() > self.seg_limit {
+            self.expire(usize::MAX);
+            if self.segs.count() - self.segs.free_count() <= self.seg_limit || !self.evict() {
+                break;
+            }
+        }
+        true
+    }
+
+    /// Item memory this shard may use now.
+    pub fn memory_limit(&self) -> usize {
+        self.seg_limit * self.segs.seg_size
     }
 
     /// Writes a new version of `key` and links it in place of the old one.

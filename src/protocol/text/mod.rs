@@ -48,6 +48,11 @@ pub enum Request<'a> {
     Quit,
     /// `shutdown [graceful]`; only honoured when enabled with `-A`.
     Shutdown,
+    /// `cache_memlimit <MB> [noreply]`.
+    CacheMemlimit {
+        mb: u32,
+        noreply: bool,
+    },
     Stats {
         arg: &'a [u8],
     },
@@ -238,6 +243,19 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Request<'_>> {
         }
         b"version" | b"quit" if it.next().is_some() => Request::Error(ERROR),
         b"version" => Request::Version,
+        b"cache_memlimit" => match it.next().map(parse_u32) {
+            Some(Some(mb)) if mb < 8 => {
+                Request::Error("MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m")
+            }
+            Some(Some(mb)) if mb > 1_000_000_000 => {
+                Request::Error("MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes")
+            }
+            Some(Some(mb)) => Request::CacheMemlimit {
+                mb,
+                noreply: it.next() == Some(b"noreply"),
+            },
+            _ => Request::Error(ERROR),
+        },
         b"shutdown" => match (it.next(), it.next()) {
             (None, _) | (Some(b"graceful"), None) => Request::Shutdown,
             _ => Request::Error(ERROR),

@@ -205,6 +205,24 @@ fn other_commands_and_their_errors() {
     );
     assert_eq!(err(b"\r\n"), ERROR);
     assert_eq!(err(b"frobnicate\r\n"), ERROR);
+    assert_eq!(
+        done(b"cache_memlimit 64 noreply\r\n").0,
+        Request::CacheMemlimit {
+            mb: 64,
+            noreply: true
+        }
+    );
+    assert_eq!(
+        err(b"cache_memlimit 7\r\n"),
+        "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m"
+    );
+    assert_eq!(
+        err(b"cache_memlimit 1000000001\r\n"),
+        "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes"
+    );
+    assert_eq!(err(b"cache_memlimit x\r\n"), ERROR);
+    assert_eq!(done(b"shutdown graceful\r\n").0, Request::Shutdown);
+    assert_eq!(err(b"shutdown now please\r\n"), ERROR);
 }
 
 #[test]
