@@ -571,46 +571,50 @@ impl Worker {
             let proto = *c.proto.get_or_insert(Proto::detect(inbuf[pos]));
             let buf = &inbuf[pos..];
             let used = match proto {
-                Proto::Text => match text::parse(buf, item_max) {
-                    Parse::Done(req, used) => {
-                        self.dispatch_text(idx, &req, &buf[..used]);
-                        used
-                    }
-                    Parse::Skip(req, used, skip) => {
-                        self.dispatch_text(idx, &req, &buf[..used]);
-                        if let Some(c) = self.conns[idx as usize].as_mut() {
-                            c.skip = skip;
-                        }
-                        used
-                    }
-                    Parse::NeedMore(_) => break,
-                    Parse::Close => {
-                        self.conn(idx).closing = true;
-                        break;
-                    }
-                },
-                Proto::Binary => match binary::parse(buf, item_max) {
-                    Parse::Done(r, used) => {
-                        self.dispatch_binary(idx, r, &buf[..used]);
-                        used
-                    }
-                    Parse::Skip(r, used, skip) => {
-                        self.dispatch_binary(idx, r, &buf[..used]);
-                        if let Some(c) = self.conns[idx as usize].as_mut() {
-                            c.skip = skip;
-                        }
-                        used
-                    }
-                    Parse::NeedMore(_) => break,
-                    Parse::Close => {
-                        self.conn(idx).closing = true;
-                        break;
-                    }
-                },
+                Proto::Text => self.step(idx, text::parse(buf, item_max), buf, |w, req, raw| {
+                    w.dispatch_text(idx, &req, raw)
+                }),
+                Proto::Binary => {
+                    self.step(idx, binary::parse(buf, item_max), buf, |w, req, raw| {
+                        w.dispatch_binary(idx, req, raw)
+                    })
+                }
             };
+            let Some(used) = used else { break };
             pos += used;
         }
         pos
+    }
+
+    /// Acts on one parse result, for either protocol: dispatches a whole
+    /// request (arranging to drop a refused data block), or says to stop
+    /// (more bytes needed, or the connection must close). Returns the bytes
+    /// used.
+    fn step<T>(
+        &mut self,
+        idx: u32,
+        parsed: Parse<T>,
+        buf: &[u8],
+        dispatch: impl FnOnce(&mut Self, T, &[u8]),
+    ) -> Option<usize> {
+        match parsed {
+            Parse::Done(req, used) => {
+                dispatch(self, req, &buf[..used]);
+                Some(used)
+            }
+            Parse::Skip(req, used, skip) => {
+                dispatch(self, req, &buf[..used]);
+                if let Some(c) = self.conns[idx as usize].as_mut() {
+                    c.skip = skip;
+                }
+                Some(used)
+            }
+            Parse::NeedMore(_) => None,
+            Parse::Close => {
+                self.conn(idx).closing = true;
+                None
+            }
+        }
     }
 
     fn conn(&mut self, idx: u32) -> &mut Conn {
@@ -791,17 +795,17 @@ impl Worker {
                 let mut it = text::tokens(keys);
                 let first = it.next();
                 let single = it.next().is_none();
-                let too_long = text::tokens(keys).any(|k| k.len() > KEY_MAX);
+                // A get with an over-long key is answered with the error alone.
                 if n == 1
-                    || too_long
                     || single && first.is_some_and(|k| owner(&self.route, n, k) == self.id)
+                    || text::tokens(keys).any(|k| k.len() > KEY_MAX)
                 {
                     let out = self.conns[idx as usize].as_mut().unwrap().reply_buf();
                     return exec_text::exec(&mut self.shard, req, out);
                 }
                 for k in text::tokens(keys) {
                     let to = owner(&self.route, n, k);
-                    if to == self.id || k.len() > KEY_MAX {
+                    if to == self.id {
                         let out = self.conns[idx as usize].as_mut().unwrap().reply_buf();
                         exec_text::get_key(&mut self.shard, k, cas, touch, out);
                     } else {

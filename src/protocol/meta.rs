@@ -125,7 +125,7 @@ pub fn parse<'a>(
     let Some(key) = it.next() else {
         return done(Request::Error(BAD_FORMAT));
     };
-    if key.len() > KEY_MAX || (key.len() > KEY_MAX * 4 / 3 + 4) {
+    if key.len() > KEY_MAX {
         return done(Request::Error(BAD_FORMAT));
     }
     if tokens(line).count() > MAX_TOKENS {

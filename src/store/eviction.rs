@@ -138,6 +138,8 @@ impl Store {
             run.push(id);
             id = self.segs.header(id).next;
         }
+        // The merged segment takes the run's place: before the first
+        // segment after it (at least the tail, which a run never includes).
         let after = id;
 
         // Frequency classes that fit the destination whole are kept whole;
@@ -176,8 +178,7 @@ impl Store {
         for &s in &run {
             self.drop_segment(s, false);
         }
-        self.ttl
-            .insert_before(&mut self.segs, b, dest, after_head(&self.ttl, b, after));
+        self.ttl.insert_before(&mut self.segs, b, dest, after);
         self.reserve = self
             .segs
             .take(ttl::NEVER, now)
@@ -213,10 +214,8 @@ impl Store {
     ) {
         let key = it.key();
         let hash = self.hash(key);
-        let target = (seg, (off / 8) as u32);
-        let Some(r) = self.index.find(hash, |s| {
-            (index::slot_seg(s), index::slot_off8(s)) == target
-        }) else {
+        let off8 = (off / 8) as u32;
+        let Some(r) = self.slot_at(hash, seg, off8) else {
             return;
         };
         let slot = self.index.get(r);
@@ -227,7 +226,7 @@ impl Store {
         // Keep the item's CAS across the move: it has not changed.
         let cas = it
             .stored_cas()
-            .unwrap_or((self.segs.header(seg).seq << index::SEG_SHIFT) | target.1 as u64);
+            .unwrap_or((self.segs.header(seg).seq << index::SEG_SHIFT) | off8 as u64);
         let meta = ItemMeta {
             expire: it.expire(),
             flags: it.flags(),
@@ -280,24 +279,11 @@ impl Store {
             let it = self.item_at(seg, (off / 8) as u32);
             if it.iflags() & DELETED == 0 {
                 let hash = self.hash(it.key());
-                let target = (seg, (off / 8) as u32);
-                if let Some(r) = self.index.find(hash, |s| {
-                    (index::slot_seg(s), index::slot_off8(s)) == target
-                }) {
+                if let Some(r) = self.slot_at(hash, seg, (off / 8) as u32) {
                     f(self, it, r);
                 }
             }
             off += it.size();
         }
-    }
-}
-
-/// The segment the merged one goes before: the first one after the run, or
-/// the chain's head if the run's successor was dropped meanwhile.
-fn after_head(t: &ttl::TtlBuckets, b: u16, after: u32) -> u32 {
-    if after == NONE {
-        t.chains[b as usize].head
-    } else {
-        after
     }
 }

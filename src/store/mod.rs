@@ -249,19 +249,31 @@ impl Store {
         }
     }
 
-    /// Looks a key up without counting an access; expired items are
-    /// reclaimed on the way and reported as missing.
-    pub fn find(&mut self, key: &[u8]) -> Option<Found> {
-        self.check_flush();
-        let hash = self.hash(key);
+    /// The slot of the item linked under `key`.
+    fn slot_for_key(&self, hash: u64, key: &[u8]) -> Option<SlotRef> {
         let segs = &self.segs;
-        let slot = self.index.find(hash, |s| {
+        self.index.find(hash, |s| {
             // SAFETY: see `item_at`.
             let it = unsafe {
                 RawItem::at(segs.ptr(index::slot_seg(s), index::slot_off8(s) as usize * 8))
             };
             it.key() == key
-        })?;
+        })
+    }
+
+    /// The slot pointing at the record at (`seg`, `off8`), if it is linked.
+    fn slot_at(&self, hash: u64, seg: u32, off8: u32) -> Option<SlotRef> {
+        self.index.find(hash, |s| {
+            (index::slot_seg(s), index::slot_off8(s)) == (seg, off8)
+        })
+    }
+
+    /// Looks a key up without counting an access; expired items are
+    /// reclaimed on the way and reported as missing.
+    pub fn find(&mut self, key: &[u8]) -> Option<Found> {
+        self.check_flush();
+        let hash = self.hash(key);
+        let slot = self.slot_for_key(hash, key)?;
         let item = self.slot_item(self.index.get(slot));
         let exp = item.expire();
         if exp != 0 && exp <= self.clock.now() {
@@ -416,15 +428,7 @@ impl Store {
 
     /// Points the key's slot at a new record, retiring the old one.
     fn link(&mut self, key: &[u8], hash: u64, seg: u32, off8: u32, it: RawItem) -> Found {
-        let segs = &self.segs;
-        let old = self.index.find(hash, |s| {
-            // SAFETY: see `item_at`.
-            let o = unsafe {
-                RawItem::at(segs.ptr(index::slot_seg(s), index::slot_off8(s) as usize * 8))
-            };
-            o.key() == key
-        });
-        let slot = match old {
+        let slot = match self.slot_for_key(hash, key) {
             Some(r) => {
                 let s = self.index.get(r);
                 let o = self.slot_item(s);
@@ -501,10 +505,7 @@ impl Store {
             if it.iflags() & DELETED == 0 {
                 let key = it.key();
                 let hash = self.hash(key);
-                let target = (id, (off / 8) as u32);
-                if let Some(r) = self.index.find(hash, |s| {
-                    (index::slot_seg(s), index::slot_off8(s)) == target
-                }) {
+                if let Some(r) = self.slot_at(hash, id, (off / 8) as u32) {
                     let unfetched = it.iflags() & FETCHED == 0;
                     if expired {
                         self.stats.reclaimed += 1;
