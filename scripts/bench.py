@@ -20,7 +20,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TICK = os.sysconf("SC_CLK_TCK")
 
 WORKLOADS = {
     "c50": ["--clients=50", "--threads=1"],
@@ -37,10 +36,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
+def cpu_ns(pid):
+    """Nanoseconds on CPU of all the server's threads, from the scheduler's
+    own accounting (/proc/PID/task/*/schedstat). utime+stime in /proc/PID/stat
+    are sampled at the tick and were off by tens of percent for servers
+    that sleep and wake thousands of times a second."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total
 
 
 class Cgroup:
@@ -145,13 +153,13 @@ def run_one(args, kind, name, extra, rate=None):
             pre = os.path.join(d, "pre.json")
             memtier(args, port, ["--ratio=1:0", "--key-pattern=P:P", f"--requests={args.keys // 50 + 1}", "--clients=50", "--threads=1"], pre)
             j = os.path.join(d, "run.json")
-            t0 = cpu_ticks(proc.pid)
+            t0 = cpu_ns(proc.pid)
             limit = [f"--rate-limiting={rate}"] if rate else []
             mt_cmd = memtier(args, port, [f"--test-time={args.duration}"] + extra + limit, j)
-            ticks = cpu_ticks(proc.pid) - t0
+            ns = cpu_ns(proc.pid) - t0
             r = parse(j)
             r["crossed"] = cross_shard_share(port) if kind == "corecache" else float("nan")
-            r["cpu_us_per_req"] = ticks / TICK * 1e6 / max(1.0, r["ops"] * args.duration)
+            r["cpu_us_per_req"] = ns / 1e3 / max(1.0, r["ops"] * args.duration)
             r["server_cmd"] = " ".join(server_cmd)
             r["memtier_cmd"] = " ".join(mt_cmd)
             return r

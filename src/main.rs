@@ -122,6 +122,7 @@ fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("cannot write pidfile {p}: {e}"))?;
     }
 
+    raise_nofile(args.max_conns);
     let shared = Arc::new(Shared {
         mesh: Mesh::new(threads, 4096),
         published: (0..threads).map(|_| Published::default()).collect(),
@@ -231,4 +232,21 @@ fn run(args: Args) -> Result<(), String> {
         let _ = std::fs::remove_file(p);
     }
     Ok(())
+}
+
+/// Lifts the soft RLIMIT_NOFILE towards what `-c` needs, as memcached
+/// does, so `-c 10000` works without a wrapper raising `ulimit -n`.
+fn raise_nofile(max_conns: usize) {
+    let want = (max_conns as u64 + 128) as libc::rlim_t;
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/setrlimit with a valid, initialised struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < want {
+            r.rlim_cur = want.min(r.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
 }

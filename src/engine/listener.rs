@@ -49,6 +49,17 @@ pub fn listen(addr: &SocketAddr, backlog: i32) -> io::Result<RawFd> {
             p,
             l,
         ))?;
+        // Accepted sockets inherit TCP_NODELAY from their listener (the
+        // kernel clones the listener's socket state), which matters for
+        // direct descriptors: they have no fd to setsockopt on. Replies
+        // are batched by the engine already; Nagle would only add latency.
+        check(libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            p,
+            l,
+        ))?;
         let r = match addr {
             SocketAddr::V4(a) => {
                 let mut sa: libc::sockaddr_in = std::mem::zeroed();
@@ -86,21 +97,5 @@ pub fn listen(addr: &SocketAddr, backlog: i32) -> io::Result<RawFd> {
         }
         check(libc::listen(fd, backlog))?;
         Ok(fd)
-    }
-}
-
-/// Sets TCP_NODELAY on an accepted socket: replies are batched by the
-/// engine already, Nagle would only add latency.
-pub fn tune_accepted(fd: RawFd) {
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt on a socket we own with a valid option value.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            &one as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
     }
 }

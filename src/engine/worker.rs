@@ -59,6 +59,8 @@ pub struct Worker {
     free: Vec<u32>,
     gens: Vec<u32>,
     to_send: Vec<u32>,
+    /// Completions taken from the ring, reused every turn.
+    batch: Vec<(u64, i32, u32)>,
     /// Messages a full queue refused, per destination, retried each turn.
     backlog: Vec<VecDeque<Msg>>,
     route: ahash::RandomState,
@@ -111,6 +113,7 @@ impl Worker {
             free: Vec::new(),
             gens: Vec::new(),
             to_send: Vec::new(),
+            batch: Vec::with_capacity(256),
             backlog: (0..n).map(|_| VecDeque::new()).collect(),
             route: route_hasher(),
             stopping: false,
@@ -227,7 +230,7 @@ impl Worker {
     }
 
     fn reap(&mut self) {
-        let mut batch: Vec<(u64, i32, u32)> = Vec::with_capacity(256);
+        let mut batch = std::mem::take(&mut self.batch);
         loop {
             batch.clear();
             batch.extend(
@@ -237,6 +240,7 @@ impl Worker {
                     .map(|c| (c.user_data(), c.result(), c.flags())),
             );
             if batch.is_empty() {
+                self.batch = batch;
                 return;
             }
             for &(u, res, flags) in &batch {
@@ -283,7 +287,6 @@ impl Worker {
             }
             return;
         }
-        super::listener::tune_accepted(fd);
         self.shard.c.curr_connections += 1;
         self.shard.c.total_connections += 1;
         let idx = match self.free.pop() {
@@ -681,8 +684,8 @@ impl Worker {
             let e = opcode::MsgRingData::new(types::Fd(fd), 0, ud(WAKE, 0, 0), None)
                 .build()
                 .user_data(ud(WAKE, 0, 1));
+            // Goes out with this turn's submit, which always follows.
             self.push_sqe(e);
-            let _ = self.ring.submit();
         }
     }
 

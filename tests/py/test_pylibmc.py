@@ -59,3 +59,17 @@ def test_ketama_across_three_instances():
     finally:
         for s in servers:
             s.stop()
+
+
+def test_connection_churn(server):
+    """Hundreds of short connections, each with a flush broadcast to the
+    other worker, as libmemcached opens and quits them: every one must be
+    served. (A stale socket operation landing on a reused descriptor shows
+    up here as a connection closed before its first reply.)"""
+    for i in range(300):
+        for binary in (False, True):
+            c = pylibmc.Client([server.addr()], binary=binary)
+            c.flush_all()
+            c.set("churn", i)
+            assert c.get("churn") == i
+            c.disconnect_all()
