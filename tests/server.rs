@@ -593,3 +593,44 @@ fn cache_memlimit_adjusts_every_shard_within_m() {
     assert_eq!(stat(&srv), 64 << 20);
     assert_eq!(srv.stop(), 0);
 }
+
+#[test]
+fn large_values_survive_odd_splits_and_buffer_reuse() {
+    // Large sets arrive over many receive buffers and reuse one spare
+    // input buffer per worker; each value must come back byte for byte,
+    // on both workers, whatever the write sizes.
+    let srv = Server::start(&["-t", "2", "-m", "64"]);
+    let mut s = srv.connect();
+    let sizes = [70_000usize, 300_000, 131_072, 900_000, 65_537, 500_000];
+    let value = |i: usize, n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|j| b'a' + ((i * 7 + j * 13) % 26) as u8)
+            .collect()
+    };
+    let mut req = Vec::new();
+    for (i, &n) in sizes.iter().enumerate() {
+        req.extend_from_slice(format!("set big{i} 0 0 {n}\r\n").as_bytes());
+        req.extend_from_slice(&value(i, n));
+        req.extend_from_slice(b"\r\n");
+    }
+    // Odd write sizes, so headers and values straddle reads.
+    let mut pos = 0;
+    let mut step = 1;
+    while pos < req.len() {
+        let end = (pos + step).min(req.len());
+        s.write_all(&req[pos..end]).unwrap();
+        pos = end;
+        step = step * 3 % 65_521 + 1;
+    }
+    let stored = read_until(&mut s, &b"STORED\r\n".repeat(sizes.len()));
+    assert_eq!(stored, b"STORED\r\n".repeat(sizes.len()));
+    for (i, &n) in sizes.iter().enumerate() {
+        s.write_all(format!("get big{i}\r\n").as_bytes()).unwrap();
+        let got = read_until(&mut s, b"END\r\n");
+        let mut want = format!("VALUE big{i} 0 {n}\r\n").into_bytes();
+        want.extend_from_slice(&value(i, n));
+        want.extend_from_slice(b"\r\nEND\r\n");
+        assert!(got == want, "value {i} ({n} bytes) came back different");
+    }
+    assert_eq!(srv.stop(), 0);
+}

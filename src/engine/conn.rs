@@ -37,6 +37,8 @@ pub struct Conn {
     pub next_seq: u64,
     /// Slots still waiting for another shard.
     pub waiting: usize,
+    /// Bytes the parser said are still missing from the request at hand.
+    pub need: usize,
     /// Bytes of a refused data block still to drop.
     pub skip: usize,
     /// Close once the output is flushed (quit, protocol error, peer gone).
@@ -64,6 +66,7 @@ impl Conn {
             pending: VecDeque::new(),
             next_seq: 0,
             waiting: 0,
+            need: 0,
             skip: 0,
             closing: false,
             queued_for_send: false,

@@ -59,6 +59,8 @@ pub struct Worker {
     free: Vec<u32>,
     gens: Vec<u32>,
     to_send: Vec<u32>,
+    /// The largest input buffer a finished large request left (keep_tail).
+    spare_in: Vec<u8>,
     /// Completions taken from the ring, reused every turn.
     batch: Vec<(u64, i32, u32)>,
     /// Messages a full queue refused, per destination, retried each turn.
@@ -114,6 +116,7 @@ impl Worker {
             gens: Vec::new(),
             to_send: Vec::new(),
             batch: Vec::with_capacity(256),
+            spare_in: Vec::new(),
             backlog: (0..n).map(|_| VecDeque::new()).collect(),
             route: route_hasher(),
             stopping: false,
@@ -389,8 +392,8 @@ impl Worker {
             c.inbuf.clear();
             c.in_start = 0;
             let used = self.parse_loop(idx, data);
-            if let Some(c) = self.conns[idx as usize].as_mut() {
-                c.inbuf.extend_from_slice(&data[used..]);
+            if used < data.len() {
+                self.keep_tail(idx, &data[used..]);
             }
         }
         self.after_process(idx);
@@ -526,6 +529,24 @@ impl Worker {
         self.shared.conns.fetch_sub(1, SeqCst);
     }
 
+    /// Keeps the incomplete start of a request. Room for the rest the
+    /// parser said is missing is made once (from the worker's spare large
+    /// buffer when it fits), so a large value is not copied again at each
+    /// doubling of the buffer.
+    fn keep_tail(&mut self, idx: u32, tail: &[u8]) {
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return;
+        };
+        let want = tail.len() + c.need;
+        c.need = 0;
+        if want > 4 * READ_CHUNK && c.inbuf.is_empty() && self.spare_in.capacity() >= want {
+            c.inbuf = std::mem::take(&mut self.spare_in);
+            c.in_start = 0;
+        }
+        c.inbuf.reserve(want);
+        c.inbuf.extend_from_slice(tail);
+    }
+
     /// Parses and executes what is complete in a connection's own buffer.
     fn process(&mut self, idx: u32) {
         let Some(c) = self.conns[idx as usize].as_mut() else {
@@ -539,7 +560,12 @@ impl Worker {
                 inbuf.clear();
                 pos = 0;
                 if inbuf.capacity() > 4 * READ_CHUNK {
-                    inbuf = Vec::new();
+                    // Large requests are done: keep the biggest buffer for
+                    // the next one on this worker, not on this connection.
+                    let big = std::mem::take(&mut inbuf);
+                    if big.capacity() > self.spare_in.capacity() {
+                        self.spare_in = big;
+                    }
                 }
             } else if pos > 0 && pos > inbuf.len() / 2 {
                 inbuf.drain(..pos);
@@ -612,7 +638,12 @@ impl Worker {
                 }
                 Some(used)
             }
-            Parse::NeedMore(_) => None,
+            Parse::NeedMore(n) => {
+                if let Some(c) = self.conns[idx as usize].as_mut() {
+                    c.need = n;
+                }
+                None
+            }
             Parse::Close => {
                 self.conn(idx).closing = true;
                 None
