@@ -634,3 +634,105 @@ fn large_values_survive_odd_splits_and_buffer_reuse() {
     }
     assert_eq!(srv.stop(), 0);
 }
+
+/// A client socket whose receive buffer is set small before it connects,
+/// so the server cannot hand it much: most of a large reply stays queued
+/// on the server side until the client reads.
+fn connect_with_small_rcvbuf(port: u16) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let small: libc::c_int = 4096;
+    // SAFETY: a fresh socket we own; option and address structs are fully
+    // initialised; the fd is handed to TcpStream only once connected.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &small as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as u16;
+        sa.sin_port = port.to_be();
+        sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let r = libc::connect(
+            fd,
+            &sa as *const _ as *const libc::sockaddr,
+            std::mem::size_of_val(&sa) as u32,
+        );
+        assert_eq!(r, 0, "connect");
+        let s = TcpStream::from_raw_fd(fd);
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+}
+
+#[test]
+fn large_value_in_flight_survives_overwrite_flush_and_eviction() {
+    // A large value is sent from segment memory (zero-copy). While a slow
+    // client has not read it, the key is overwritten, deleted, flushed and
+    // the whole cache is churned past -m: the slow client must still get
+    // exactly the bytes it asked for, and the server must keep serving.
+    let srv = Server::start(&["-t", "1", "-m", "8"]);
+    let n = 900_000;
+    let old: Vec<u8> = (0..n).map(|j| b'a' + (j % 23) as u8).collect();
+    let mut w = srv.connect();
+    w.write_all(format!("set big 0 0 {n}\r\n").as_bytes())
+        .unwrap();
+    w.write_all(&old).unwrap();
+    w.write_all(b"\r\n").unwrap();
+    assert_eq!(read_until(&mut w, b"\r\n"), b"STORED\r\n");
+
+    let mut slow = connect_with_small_rcvbuf(srv.port);
+    // Four gets: 3.6 MB, far more than the socket buffers take while the
+    // client reads nothing, and under the 4 MiB output cap, so all four
+    // run now (more would wait, paused, and rightly miss after the delete).
+    for _ in 0..4 {
+        slow.write_all(b"get big\r\n").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+
+    let new: Vec<u8> = vec![b'Z'; n];
+    for round in 0..3 {
+        w.write_all(format!("set big 0 0 {n}\r\n").as_bytes())
+            .unwrap();
+        w.write_all(&new).unwrap();
+        w.write_all(b"\r\n").unwrap();
+        assert_eq!(read_until(&mut w, b"\r\n"), b"STORED\r\n");
+        w.write_all(b"delete big\r\nflush_all\r\n").unwrap();
+        assert_eq!(read_until(&mut w, b"OK\r\n"), b"DELETED\r\nOK\r\n");
+        // Churn: three times the memory limit in fresh 100 KB values.
+        let filler = vec![b'0' + round as u8; 100_000];
+        let mut req = Vec::new();
+        for i in 0..240 {
+            req.extend_from_slice(format!("set fill{i} 0 0 100000 noreply\r\n").as_bytes());
+            req.extend_from_slice(&filler);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"mn\r\n");
+        w.write_all(&req).unwrap();
+        assert_eq!(read_until(&mut w, b"MN\r\n"), b"MN\r\n");
+    }
+
+    let mut want = Vec::new();
+    for _ in 0..4 {
+        want.extend_from_slice(format!("VALUE big 0 {n}\r\n").as_bytes());
+        want.extend_from_slice(&old);
+        want.extend_from_slice(b"\r\nEND\r\n");
+    }
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while got.len() < want.len() {
+        let k = slow
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("reply after {} of {} bytes: {e}", got.len(), want.len()));
+        assert!(k > 0, "closed early");
+        got.extend_from_slice(&buf[..k]);
+    }
+    assert!(got == want, "a value in flight changed under the reader");
+    w.write_all(b"get big\r\n").unwrap();
+    assert_eq!(read_until(&mut w, b"END\r\n"), b"END\r\n");
+    assert_eq!(srv.stop(), 0);
+}

@@ -536,3 +536,77 @@ fn memory_limit_shrinks_and_restores_within_the_mapping() {
         "the restored limit is used again"
     );
 }
+
+#[test]
+fn pinned_values_keep_their_bytes_through_churn_under_every_policy() {
+    // What the engine relies on for zero-copy sends: bytes of a pinned
+    // value never change, whatever happens to the key, and memory pinned
+    // this way comes back once unpinned.
+    for policy in [
+        Eviction::Merge,
+        Eviction::Fifo,
+        Eviction::Random,
+        Eviction::Cte,
+        Eviction::Util,
+        Eviction::Volatile,
+        Eviction::None,
+    ] {
+        let mut s = store(16 * 65536, 65536, policy);
+        let mut pinned = Vec::new();
+        for round in 0..40u32 {
+            let key = format!("pin{round}");
+            let v = vec![b'a' + (round % 26) as u8; 20_000];
+            s.set(&SetArgs::new(SetMode::Set, key.as_bytes(), &v, 0, 0));
+            if s.may_pin() {
+                if let Some(f) = s.get(key.as_bytes()) {
+                    let val = f.item.value();
+                    let seg = s.pin(val);
+                    pinned.push((seg, val.as_ptr(), v));
+                }
+            }
+            // Churn: overwrite, delete, flush now and then, fill past -m.
+            for i in 0..60u32 {
+                let k = format!("churn{i}");
+                let filler = vec![b'0' + (i % 10) as u8; 9_000];
+                s.set(&SetArgs::new(SetMode::Set, k.as_bytes(), &filler, 0, 0));
+            }
+            s.set(&SetArgs::new(
+                SetMode::Set,
+                key.as_bytes(),
+                &[b'Z'; 20_000],
+                0,
+                0,
+            ));
+            s.delete(key.as_bytes(), 0);
+            if round % 7 == 3 {
+                s.flush(0);
+            }
+            for (_, ptr, want) in &pinned {
+                // SAFETY: the segment is pinned, so its memory is neither
+                // unmapped nor reused while we look.
+                let now = unsafe { std::slice::from_raw_parts(*ptr, want.len()) };
+                assert!(now == &want[..], "{policy:?}: pinned bytes changed");
+            }
+            // At most a quarter of the segments stay pinned; release the oldest.
+            if pinned.len() > 2 {
+                let (seg, _, _) = pinned.remove(0);
+                s.unpin(seg);
+            }
+        }
+        for (seg, _, _) in pinned.drain(..) {
+            s.unpin(seg);
+        }
+        // Everything unpinned: the store still fills and serves.
+        for i in 0..500u32 {
+            let k = format!("after{i}");
+            s.set(&SetArgs::new(SetMode::Set, k.as_bytes(), b"v", 0, 0));
+        }
+        assert!(s.bytes() <= s.memory_bytes(), "{policy:?}");
+        if policy != Eviction::None {
+            assert_eq!(
+                s.get(b"after499").map(|f| f.item.value().to_vec()),
+                Some(b"v".to_vec())
+            );
+        }
+    }
+}

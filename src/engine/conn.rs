@@ -1,5 +1,6 @@
 //! One client connection's buffers and its in-order reply queue.
 
+use super::zerocopy::{MsgBuf, Refs};
 use crate::protocol::Proto;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -27,8 +28,12 @@ pub struct Conn {
     pub in_start: usize,
     /// Replies ready to send, in order.
     pub out: Vec<u8>,
-    /// The buffer of the send in flight.
+    /// Large values spliced into `out` by reference (zerocopy.rs).
+    pub out_refs: Refs,
+    /// The buffer of the send in flight, and its references.
     pub sending: Vec<u8>,
+    pub sending_refs: Refs,
+    pub msg: MsgBuf,
     pub send_off: usize,
     pub send_inflight: bool,
     pub recv_inflight: bool,
@@ -59,7 +64,10 @@ impl Conn {
             inbuf: Vec::new(),
             in_start: 0,
             out: Vec::new(),
+            out_refs: Refs::default(),
             sending: Vec::new(),
+            sending_refs: Refs::default(),
+            msg: MsgBuf::default(),
             send_off: 0,
             send_inflight: false,
             recv_inflight: false,
@@ -124,7 +132,12 @@ impl Conn {
     }
 
     pub fn unsent(&self) -> usize {
-        self.out.len() + self.sending.len() - self.send_off
+        self.out.len() + self.out_refs.bytes + self.sending_len() - self.send_off
+    }
+
+    /// Bytes of the send in flight, referenced values included.
+    pub fn sending_len(&self) -> usize {
+        self.sending.len() + self.sending_refs.bytes
     }
 
     /// Whether to stop reading: too many reply bytes not yet sent (ready

@@ -11,6 +11,7 @@ pub mod listener;
 pub mod shard;
 pub mod stats;
 pub mod worker;
+pub mod zerocopy;
 
 use counters::Published;
 use std::sync::atomic::{AtomicBool, AtomicUsize};

@@ -1,6 +1,7 @@
 //! What one worker owns: its store shard and its counters.
 
 use super::counters::Counters;
+use super::zerocopy::Refs;
 use crate::store::Store;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -10,6 +11,10 @@ pub struct Shard {
     pub c: Counters,
     /// How many shards share `-m` (for `cache_memlimit`).
     pub shards: usize,
+    /// Set while executing straight into a connection's output: large
+    /// values may then go by reference, collected in `zc_refs`.
+    pub zc_on: bool,
+    pub zc_refs: Refs,
 }
 
 impl Shard {
@@ -18,6 +23,8 @@ impl Shard {
             store,
             c: Counters::default(),
             shards: 1,
+            zc_on: false,
+            zc_refs: Refs::default(),
         }
     }
 

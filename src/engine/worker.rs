@@ -103,7 +103,7 @@ impl Worker {
         shared.mesh.ring_fds[id].store(ring.as_raw_fd() as usize, SeqCst);
         let bufs = BufRing::new(&ring, RECV_BUFS, RECV_BUF_SIZE, 0)?;
         let n = shared.mesh.n;
-        Ok(Worker {
+        let mut w = Worker {
             id,
             shared,
             shard,
@@ -121,7 +121,11 @@ impl Worker {
             route: route_hasher(),
             stopping: false,
             last_sec: 0,
-        })
+        };
+        // Before the server reports ready: a `stats` served by another
+        // worker sums this one's figures (limit_maxbytes among them).
+        w.publish();
+        Ok(w)
     }
 
     fn push_sqe(&mut self, e: squeue::Entry) {
@@ -364,12 +368,7 @@ impl Worker {
             return;
         }
         if res <= 0 {
-            // Peer closed or failed: nothing more can be delivered.
-            c.closing = true;
-            c.out.clear();
-            c.pending.clear();
-            self.try_close(idx);
-            return;
+            return self.abandon(idx);
         }
         let Some(bid) = bid else { return };
         let data = bufs.data(bid, res as usize);
@@ -426,20 +425,32 @@ impl Worker {
         }
     }
 
+    /// The peer is gone or failed: nothing more can be delivered.
+    fn abandon(&mut self, idx: u32) {
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return;
+        };
+        c.closing = true;
+        c.out.clear();
+        c.pending.clear();
+        c.out_refs.release(&mut self.shard.store);
+        if !c.send_inflight {
+            // A send in flight still reads them; its completion lets go.
+            c.sending_refs.release(&mut self.shard.store);
+        }
+        self.try_close(idx);
+    }
+
     fn on_send(&mut self, idx: u32, gen: u32, res: i32) {
         let Some(c) = self.conn_mut(idx, gen) else {
             return;
         };
         c.send_inflight = false;
         if res < 0 {
-            c.closing = true;
-            c.out.clear();
-            c.pending.clear();
-            self.try_close(idx);
-            return;
+            return self.abandon(idx);
         }
         c.send_off += res as usize;
-        let more = c.send_off < c.sending.len();
+        let more = c.send_off < c.sending_len();
         self.shard.c.bytes_written += res as u64;
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
@@ -449,6 +460,7 @@ impl Worker {
             return;
         }
         c.sending.clear();
+        c.sending_refs.release(&mut self.shard.store);
         c.send_off = 0;
         self.maybe_resume(idx);
         self.after_process(idx);
@@ -479,6 +491,7 @@ impl Worker {
                 continue;
             }
             std::mem::swap(&mut c.out, &mut c.sending);
+            std::mem::swap(&mut c.out_refs, &mut c.sending_refs);
             c.send_off = 0;
             self.submit_send(idx);
         }
@@ -490,13 +503,21 @@ impl Worker {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };
-        let rest = &c.sending[c.send_off..];
         c.send_inflight = true;
-        let e = opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), rest.len() as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(ud(SEND, c.gen, idx));
-        self.push_sqe(e);
+        let user = ud(SEND, c.gen, idx);
+        let e = if c.sending_refs.is_empty() {
+            let rest = &c.sending[c.send_off..];
+            opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), rest.len() as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        } else {
+            // Large values straight from their pinned segments.
+            let msg = c.msg.build(&c.sending, &c.sending_refs, c.send_off);
+            opcode::SendMsg::new(types::Fd(c.fd), msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()
+        };
+        self.push_sqe(e.user_data(user));
     }
 
     /// Closes a connection that is marked closing once its output is out
@@ -834,14 +855,12 @@ impl Worker {
                     || single && first.is_some_and(|k| owner(&self.route, n, k) == self.id)
                     || text::tokens(keys).any(|k| k.len() > KEY_MAX)
                 {
-                    let out = self.conns[idx as usize].as_mut().unwrap().reply_buf();
-                    return exec_text::exec(&mut self.shard, req, out);
+                    return self.exec_local(idx, |sh, out| exec_text::exec(sh, req, out));
                 }
                 for k in text::tokens(keys) {
                     let to = owner(&self.route, n, k);
                     if to == self.id {
-                        let out = self.conns[idx as usize].as_mut().unwrap().reply_buf();
-                        exec_text::get_key(&mut self.shard, k, cas, touch, out);
+                        self.exec_local(idx, |sh, out| exec_text::get_key(sh, k, cas, touch, out));
                     } else {
                         let job = Job::GetKey {
                             key: k.to_vec(),
@@ -916,8 +935,22 @@ impl Worker {
                 return self.forward_raw(idx, to, false, raw);
             }
         }
-        let out = self.conns[idx as usize].as_mut().unwrap().reply_buf();
-        exec_text::exec(&mut self.shard, req, out);
+        self.exec_local(idx, |sh, out| exec_text::exec(sh, req, out));
+    }
+
+    /// Runs a text request on this shard into the connection's replies.
+    /// When they go straight to the output (nothing waits on another
+    /// shard before them), large values may be sent by reference.
+    fn exec_local(&mut self, idx: u32, f: impl FnOnce(&mut Shard, &mut Vec<u8>)) {
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return;
+        };
+        self.shard.zc_on = c.pending.is_empty();
+        f(&mut self.shard, c.reply_buf());
+        self.shard.zc_on = false;
+        if !self.shard.zc_refs.is_empty() {
+            c.out_refs.append(&mut self.shard.zc_refs);
+        }
     }
 
     fn stats_text(&mut self, idx: u32, arg: &[u8]) {

@@ -91,7 +91,7 @@ impl Store {
     fn pick(&self, score: impl Fn(&super::segment::SegHeader) -> Option<u64>) -> Option<u32> {
         let mut best: Option<(u64, u32)> = None;
         for (id, h) in self.segs.headers.iter().enumerate() {
-            if h.seq == 0 || id as u32 == self.reserve {
+            if h.seq == 0 || id as u32 == self.reserve || self.segs.is_pinned(id as u32) {
                 continue;
             }
             if let Some(s) = score(h) {
@@ -122,21 +122,23 @@ impl Store {
             }
         }
         match best {
-            Some((_, b)) => {
-                self.merge_bucket(b as u16);
-                true
-            }
+            Some((_, b)) => self.merge_bucket(b as u16),
             None => false,
         }
     }
 
-    fn merge_bucket(&mut self, b: u16) {
+    fn merge_bucket(&mut self, b: u16) -> bool {
         let mut run = Vec::with_capacity(MERGE_RUN);
         let mut id = self.ttl.chains[b as usize].head;
         let tail = self.ttl.chains[b as usize].tail;
-        while id != NONE && id != tail && run.len() < MERGE_RUN {
+        // A pinned segment (a send reads from it) ends the run: merging it
+        // would free nothing until the send is done.
+        while id != NONE && id != tail && run.len() < MERGE_RUN && !self.segs.is_pinned(id) {
             run.push(id);
             id = self.segs.header(id).next;
+        }
+        if run.len() < 2 {
+            return false;
         }
         // The merged segment takes the run's place: before the first
         // segment after it (at least the tail, which a run never includes).
@@ -184,6 +186,7 @@ impl Store {
             .take(ttl::NEVER, now)
             .expect("a merge frees at least two segments");
         self.stats.merges += 1;
+        true
     }
 
     /// Moves the live records of `seg` whose frequency `keep` accepts into

@@ -361,6 +361,27 @@ impl Store {
         }
     }
 
+    /// Whether a reply may read a value straight from segment memory:
+    /// pinned segments stay out of reuse, so at most a quarter of them may
+    /// be pinned at once and eviction always has the rest to work with.
+    pub fn may_pin(&self) -> bool {
+        self.segs.pinned_count() < self.segs.count() / 4
+    }
+
+    /// Pins the segment holding `value` (a slice of a record this store
+    /// returned) until `unpin`: its bytes stay as they are even if the
+    /// item is replaced, deleted, expired, evicted or flushed meanwhile.
+    /// Returns the segment id to unpin with.
+    pub fn pin(&mut self, value: &[u8]) -> u32 {
+        let id = self.segs.id_of(value.as_ptr());
+        self.segs.pin(id);
+        id
+    }
+
+    pub fn unpin(&mut self, seg: u32) {
+        self.segs.unpin(seg);
+    }
+
     #[inline]
     fn may_take(&self) -> bool {
         self.segs.count() - self.segs.free_count() < self.seg_limit

@@ -41,6 +41,13 @@ impl SegHeader {
 pub struct Segments {
     pub headers: Vec<SegHeader>,
     free: Vec<u32>,
+    /// Sends in flight that read straight from each segment's memory
+    /// (zero-copy replies of large values). A pinned segment that is
+    /// dropped is parked: out of every chain and the index, its bytes
+    /// untouched, and back on the free list only when its last pin goes.
+    pins: Vec<u32>,
+    parked: Vec<bool>,
+    pinned: usize,
     pub seg_size: usize,
     base: *mut u8,
     next_seq: u64,
@@ -55,6 +62,9 @@ impl Segments {
             headers: vec![SegHeader::FREE; n],
             // Pop order hands out low ids first, which keeps touched memory dense.
             free: (0..n as u32).rev().collect(),
+            pins: vec![0; n],
+            parked: vec![false; n],
+            pinned: 0,
             seg_size,
             base,
             next_seq: 1,
@@ -90,14 +100,60 @@ impl Segments {
 
     pub fn release(&mut self, id: u32) {
         self.headers[id as usize] = SegHeader::FREE;
-        self.free.push(id);
+        if self.pins[id as usize] > 0 {
+            self.parked[id as usize] = true;
+        } else {
+            self.free.push(id);
+        }
     }
 
-    /// Returns every segment to the free list (flush_all).
+    /// Returns every segment to the free list (flush_all), parking pinned ones.
     pub fn release_all(&mut self) {
         let n = self.headers.len();
         self.headers.iter_mut().for_each(|h| *h = SegHeader::FREE);
-        self.free = (0..n as u32).rev().collect();
+        self.free = (0..n as u32)
+            .rev()
+            .filter(|&i| self.pins[i as usize] == 0)
+            .collect();
+        for (p, &pins) in self.parked.iter_mut().zip(&self.pins) {
+            *p = pins > 0;
+        }
+    }
+
+    pub fn pin(&mut self, id: u32) {
+        let p = &mut self.pins[id as usize];
+        if *p == 0 {
+            self.pinned += 1;
+        }
+        *p += 1;
+    }
+
+    pub fn unpin(&mut self, id: u32) {
+        let p = &mut self.pins[id as usize];
+        debug_assert!(*p > 0, "unpin without pin");
+        *p -= 1;
+        if *p == 0 {
+            self.pinned -= 1;
+            if std::mem::take(&mut self.parked[id as usize]) {
+                self.free.push(id);
+            }
+        }
+    }
+
+    #[inline]
+    pub fn is_pinned(&self, id: u32) -> bool {
+        self.pins[id as usize] > 0
+    }
+
+    /// Segments with at least one pin.
+    pub fn pinned_count(&self) -> usize {
+        self.pinned
+    }
+
+    /// The segment a pointer into the arena falls in.
+    #[inline]
+    pub fn id_of(&self, p: *const u8) -> u32 {
+        ((p as usize - self.base as usize) / self.seg_size) as u32
     }
 
     #[inline]

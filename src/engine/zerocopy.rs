@@ -1,0 +1,162 @@
+//! Zero-copy replies: a large value leaves straight from segment memory.
+//!
+//! A get for a value of `ZC_MIN` bytes or more does not copy the value
+//! into the connection's output. It pins the value's segment and records a
+//! `ValueRef`: "the value's bytes go here, at byte `at` of the output". The
+//! send then becomes a `sendmsg` whose iovecs alternate between the output
+//! buffer and segment memory, and the pin is dropped when the kernel has
+//! taken every byte. Pinned segments are never reused (see
+//! `store::segment::Segments::release`), so the bytes sent are the bytes
+//! that were stored under that key when the get ran, whatever happens to
+//! the item meanwhile.
+//!
+//! ```text
+//!   out:   | VALUE k 0 100000\r\n | \r\nEND\r\n |
+//!                                ^ at
+//!   refs:  [ValueRef { at, ptr ─────────► segment memory, len: 100000 }]
+//!   iovecs: out[..at], value, out[at..]
+//! ```
+
+use crate::store::Store;
+
+/// Values at least this large are sent by reference. Measured here (c50 or
+/// c20, 1:9, server CPU per request): 16 KiB values cost the same either
+/// way; 100 KB values 0.80x by reference. Smaller values are copied: the
+/// copy is cheap, and it keeps segments free of pins.
+pub const ZC_MIN: usize = 32 * 1024;
+
+/// Iovecs handed to one sendmsg, at most (the kernel's UIO_MAXIOV);
+/// a longer output simply takes more sends.
+const IOV_MAX: usize = 1024;
+
+pub struct ValueRef {
+    /// Where in the output buffer the value's bytes belong.
+    pub at: usize,
+    pub ptr: *const u8,
+    pub len: usize,
+    /// The pinned segment holding them.
+    pub seg: u32,
+}
+
+/// The value references of one output buffer, in order of `at`.
+#[derive(Default)]
+pub struct Refs {
+    pub list: Vec<ValueRef>,
+    /// Their total length.
+    pub bytes: usize,
+}
+
+impl Refs {
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn push(&mut self, r: ValueRef) {
+        self.bytes += r.len;
+        self.list.push(r);
+    }
+
+    pub fn append(&mut self, other: &mut Refs) {
+        self.bytes += std::mem::take(&mut other.bytes);
+        self.list.append(&mut other.list);
+    }
+
+    /// Drops every pin: the bytes are sent, or will never be.
+    pub fn release(&mut self, store: &mut Store) {
+        for r in self.list.drain(..) {
+            store.unpin(r.seg);
+        }
+        self.bytes = 0;
+    }
+}
+
+/// A sendmsg header and its iovecs, kept at a fixed heap address while the
+/// kernel reads them.
+pub struct MsgBuf {
+    hdr: Box<libc::msghdr>,
+    iov: Vec<libc::iovec>,
+}
+
+impl Default for MsgBuf {
+    fn default() -> Self {
+        // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+        let hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        MsgBuf {
+            hdr: Box::new(hdr),
+            iov: Vec::new(),
+        }
+    }
+}
+
+impl MsgBuf {
+    /// Points the header at `bytes` with `refs` spliced in, skipping the
+    /// first `skip` bytes of that stream (already sent).
+    pub fn build(&mut self, bytes: &[u8], refs: &Refs, mut skip: usize) -> *const libc::msghdr {
+        let iov = &mut self.iov;
+        iov.clear();
+        let mut push = |p: *const u8, n: usize| {
+            if skip >= n {
+                skip -= n;
+                return;
+            }
+            if iov.len() < IOV_MAX {
+                iov.push(libc::iovec {
+                    iov_base: p.wrapping_add(skip) as *mut libc::c_void,
+                    iov_len: n - skip,
+                });
+            }
+            skip = 0;
+        };
+        let mut pos = 0;
+        for r in &refs.list {
+            push(bytes[pos..r.at].as_ptr(), r.at - pos);
+            push(r.ptr, r.len);
+            pos = r.at;
+        }
+        push(bytes[pos..].as_ptr(), bytes.len() - pos);
+        self.hdr.msg_iov = self.iov.as_mut_ptr();
+        self.hdr.msg_iovlen = self.iov.len() as _;
+        &*self.hdr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gather(m: &MsgBuf) -> Vec<u8> {
+        let mut v = Vec::new();
+        for io in &m.iov {
+            // SAFETY: every iovec points into the live buffers of the test.
+            v.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(io.iov_base as *const u8, io.iov_len)
+            });
+        }
+        v
+    }
+
+    #[test]
+    fn iovecs_splice_values_and_skip_what_was_sent() {
+        let bytes = b"VALUE a 0 3\r\n\r\nVALUE b 0 2\r\n\r\nEND\r\n";
+        let (va, vb) = (b"xyz".to_vec(), b"pq".to_vec());
+        let mut refs = Refs::default();
+        refs.push(ValueRef {
+            at: 13,
+            ptr: va.as_ptr(),
+            len: 3,
+            seg: 0,
+        });
+        refs.push(ValueRef {
+            at: 28,
+            ptr: vb.as_ptr(),
+            len: 2,
+            seg: 0,
+        });
+        let whole = b"VALUE a 0 3\r\nxyz\r\nVALUE b 0 2\r\npq\r\nEND\r\n".to_vec();
+        let mut m = MsgBuf::default();
+        for skip in 0..=whole.len() {
+            m.build(bytes, &refs, skip);
+            assert_eq!(gather(&m), &whole[skip..], "skip {skip}");
+        }
+    }
+}
