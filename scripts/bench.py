@@ -89,7 +89,7 @@ def start(kind, port, args, cg):
     else:
         cmd = ["memcached", "-p", str(port), "-t", str(args.threads), "-m", str(args.memory), "-U", "0", "-u", "nobody", "-c", "4096"]
     if kind == "corecache":
-        cmd += ["-c", "4096"]
+        cmd += ["-c", "4096"] + args.corecache_args.split()
     full = ["taskset", "-c", cpus] + cmd
     p = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cg.add(p.pid)
@@ -184,6 +184,7 @@ def main():
     ap.add_argument("--server-cpus", default="0")
     ap.add_argument("--client-cpus", default="1")
     ap.add_argument("--cpu-budget", type=float, default=None, help="cap each server at this fraction of one core, e.g. 0.25")
+    ap.add_argument("--corecache-args", default="", help="extra corecache flags, e.g. '-o prefault'")
     ap.add_argument("--workloads", default=",".join(WORKLOADS) + ",rate_half")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks"))
     args = ap.parse_args()

@@ -54,7 +54,8 @@ pub struct Args {
     #[arg(short = 'A', long = "enable-shutdown")]
     pub enable_shutdown: bool,
     /// Extended options: segment_size=1m, eviction=merge|fifo|random|cte|util|volatile|none,
-    /// hugepages=on|off, backlog=N, idle_timeout=SECONDS.
+    /// hugepages=on|off, prefault (touch all item memory at start),
+    /// backlog=N, idle_timeout=SECONDS.
     #[arg(short = 'o', long = "extended", action = ArgAction::Append)]
     pub extended: Vec<String>,
     /// Read flags from a Debian-style conf file (one per line).
@@ -143,6 +144,8 @@ pub struct Extended {
     pub backlog: i32,
     /// Close connections idle this many seconds (0 = never).
     pub idle_timeout: u32,
+    /// Fault all item memory in at start.
+    pub prefault: bool,
 }
 
 pub fn parse_extended(opts: &[String]) -> Result<Extended, String> {
@@ -152,6 +155,7 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, String> {
         hugepages: true,
         backlog: 1024,
         idle_timeout: 0,
+        prefault: false,
     };
     for o in opts.iter().flat_map(|s| s.split(',')) {
         let (k, v) = o.split_once('=').unwrap_or((o, ""));
@@ -159,6 +163,7 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, String> {
             "segment_size" => x.segment_size = parse_size(v)?,
             "eviction" => x.eviction = v.to_string(),
             "hugepages" => x.hugepages = !matches!(v, "off" | "no" | "0" | "false"),
+            "prefault" => x.prefault = !matches!(v, "off" | "no" | "0" | "false"),
             "backlog" => x.backlog = v.parse().map_err(|_| format!("invalid backlog '{v}'"))?,
             "idle_timeout" => {
                 x.idle_timeout = v

@@ -172,17 +172,22 @@ fn run(args: Args) -> Result<(), String> {
             huge_pages: x.hugepages,
         };
         let verbose = args.verbose;
+        let prefault = x.prefault;
         handles.push(std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || {
             if let Some(c) = core {
                 core_affinity::set_for_current(c);
             }
-            let store = match Store::new(cfg, Clock::system()) {
+            let mut store = match Store::new(cfg, Clock::system()) {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = ready.send(Err(e.to_string()));
                     return;
                 }
             };
+            if prefault {
+                // On the worker's own (pinned) thread, so pages come from its node.
+                store.prefault();
+            }
             if id == 0 {
                 *shared.page_kind.lock().unwrap() = store.page_kind().name().to_string();
             }

@@ -736,3 +736,22 @@ fn large_value_in_flight_survives_overwrite_flush_and_eviction() {
     assert_eq!(read_until(&mut w, b"END\r\n"), b"END\r\n");
     assert_eq!(srv.stop(), 0);
 }
+
+#[test]
+fn prefault_touches_all_item_memory_at_start() {
+    // The listener takes connections before the worker runs: the first
+    // reply shows the worker (and its prefault) is done.
+    let srv = Server::start(&["-t", "1", "-m", "32", "-o", "prefault"]);
+    let r = exchange(&srv, b"set k 0 0 1\r\nv\r\nget k\r\n", b"END\r\n");
+    assert_eq!(r, b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n");
+    let rss = rss_kib(srv.child.id());
+    assert!(rss >= 32 * 1024, "RSS {rss} KiB after prefaulting -m 32");
+    let lazy = Server::start(&["-t", "1", "-m", "32"]);
+    exchange(&lazy, b"version\r\n", b"\r\n");
+    let rss_lazy = rss_kib(lazy.child.id());
+    assert!(
+        rss_lazy < rss,
+        "without prefault RSS {rss_lazy} KiB should stay below {rss}"
+    );
+    assert_eq!(srv.stop(), 0);
+}

@@ -158,6 +158,11 @@ impl Store {
         &self.cfg
     }
 
+    /// Touches all item memory now; see `Arena::prefault`.
+    pub fn prefault(&mut self) {
+        self.segs.prefault();
+    }
+
     pub fn page_kind(&self) -> PageKind {
         self.segs.arena().kind()
     }

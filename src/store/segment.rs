@@ -72,6 +72,10 @@ impl Segments {
         }
     }
 
+    pub fn prefault(&mut self) {
+        self.arena.prefault();
+    }
+
     pub fn arena(&self) -> &Arena {
         &self.arena
     }
