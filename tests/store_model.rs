@@ -327,19 +327,21 @@ proptest! {
     }
 }
 
+const ALL_POLICIES: [Eviction; 7] = [
+    Eviction::Merge,
+    Eviction::Fifo,
+    Eviction::Random,
+    Eviction::Cte,
+    Eviction::Util,
+    Eviction::Volatile,
+    Eviction::None,
+];
+
 /// Writes far more than fits, under each policy, and checks that every hit
 /// is exactly the latest value written under that key.
 #[test]
 fn fill_past_budget_never_returns_wrong_data() {
-    for policy in [
-        Eviction::Merge,
-        Eviction::Fifo,
-        Eviction::Random,
-        Eviction::Cte,
-        Eviction::Util,
-        Eviction::Volatile,
-        Eviction::None,
-    ] {
+    for policy in ALL_POLICIES {
         let mut s = store(8 * 65536, 65536, policy);
         let mut latest: HashMap<u32, Vec<u8>> = HashMap::new();
         let mut rng = 0x1234_5678_9abc_def1u64;
@@ -542,15 +544,7 @@ fn pinned_values_keep_their_bytes_through_churn_under_every_policy() {
     // What the engine relies on for zero-copy sends: bytes of a pinned
     // value never change, whatever happens to the key, and memory pinned
     // this way comes back once unpinned.
-    for policy in [
-        Eviction::Merge,
-        Eviction::Fifo,
-        Eviction::Random,
-        Eviction::Cte,
-        Eviction::Util,
-        Eviction::Volatile,
-        Eviction::None,
-    ] {
+    for policy in ALL_POLICIES {
         let mut s = store(16 * 65536, 65536, policy);
         let mut pinned = Vec::new();
         for round in 0..40u32 {
