@@ -153,6 +153,9 @@ fn run(args: Args) -> Result<(), String> {
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    // No worker serves before every worker exists: a request may cross to
+    // any shard (its ring must be there to wake) and `stats` sums them all.
+    let all_ready = Arc::new(std::sync::Barrier::new(threads));
     let mut handles = Vec::new();
     for id in 0..threads {
         let mut listeners = Vec::new();
@@ -164,6 +167,7 @@ fn run(args: Args) -> Result<(), String> {
         let shared = shared.clone();
         let core = cores.get(id % cores.len().max(1)).copied();
         let ready = ready_tx.clone();
+        let all_ready = all_ready.clone();
         let cfg = StoreConfig {
             memory: memory / threads + if id < memory % threads { 1 } else { 0 },
             segment_size: seg,
@@ -206,6 +210,8 @@ fn run(args: Args) -> Result<(), String> {
                 }
             };
             let _ = ready.send(Ok(()));
+            // If another worker fails instead, the process exits from main.
+            all_ready.wait();
             if let Err(e) = w.run() {
                 eprintln!("corecache: worker {id}: {e}");
             }

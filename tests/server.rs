@@ -686,12 +686,12 @@ fn large_value_in_flight_survives_overwrite_flush_and_eviction() {
     assert_eq!(read_until(&mut w, b"\r\n"), b"STORED\r\n");
 
     let mut slow = connect_with_small_rcvbuf(srv.port);
-    // Four gets: 3.6 MB, far more than the socket buffers take while the
-    // client reads nothing, and under the 4 MiB output cap, so all four
-    // run now (more would wait, paused, and rightly miss after the delete).
-    for _ in 0..4 {
-        slow.write_all(b"get big\r\n").unwrap();
-    }
+    // Four reads, two text gets and two meta gets: 3.6 MB, far more than
+    // the socket buffers take while the client reads nothing, and under
+    // the 4 MiB output cap, so all four run now (more would wait, paused,
+    // and rightly miss after the delete).
+    slow.write_all(b"get big\r\nmg big v\r\nget big\r\nmg big v\r\n")
+        .unwrap();
     std::thread::sleep(Duration::from_millis(200));
 
     let new: Vec<u8> = vec![b'Z'; n];
@@ -717,10 +717,13 @@ fn large_value_in_flight_survives_overwrite_flush_and_eviction() {
     }
 
     let mut want = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..2 {
         want.extend_from_slice(format!("VALUE big 0 {n}\r\n").as_bytes());
         want.extend_from_slice(&old);
         want.extend_from_slice(b"\r\nEND\r\n");
+        want.extend_from_slice(format!("VA {n}\r\n").as_bytes());
+        want.extend_from_slice(&old);
+        want.extend_from_slice(b"\r\n");
     }
     let mut got = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -753,5 +756,44 @@ fn prefault_touches_all_item_memory_at_start() {
         rss_lazy < rss,
         "without prefault RSS {rss_lazy} KiB should stay below {rss}"
     );
+    assert_eq!(srv.stop(), 0);
+}
+
+#[test]
+fn binary_get_of_a_large_value_is_exact() {
+    // The binary protocol's get also sends large values by reference.
+    let srv = Server::start(&["-t", "1", "-m", "64"]);
+    let n = 300_000;
+    let v: Vec<u8> = (0..n).map(|j| (j % 251) as u8).collect();
+    let mut t = srv.connect();
+    t.write_all(format!("set bk 7 0 {n}\r\n").as_bytes())
+        .unwrap();
+    t.write_all(&v).unwrap();
+    t.write_all(b"\r\n").unwrap();
+    assert_eq!(read_until(&mut t, b"\r\n"), b"STORED\r\n");
+    let mut b = srv.connect();
+    let mut req = vec![
+        0x80, 0x00, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2, 0xaa, 0xbb, 0xcc, 0xdd,
+    ];
+    req.extend_from_slice(&[0; 8]);
+    req.extend_from_slice(b"bk");
+    b.write_all(&req).unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while got.len() < 24 + 4 + n {
+        let k = b.read(&mut buf).expect("reply");
+        assert!(k > 0, "closed early");
+        got.extend_from_slice(&buf[..k]);
+    }
+    assert_eq!(got.len(), 24 + 4 + n);
+    assert_eq!(&got[..2], &[0x81, 0x00]);
+    assert_eq!(&got[6..8], &[0, 0], "status");
+    assert_eq!(
+        u32::from_be_bytes(got[8..12].try_into().unwrap()) as usize,
+        4 + n
+    );
+    assert_eq!(&got[12..16], &[0xaa, 0xbb, 0xcc, 0xdd], "opaque");
+    assert_eq!(&got[24..28], &7u32.to_be_bytes(), "flags");
+    assert!(got[28..] == v[..], "value bytes differ");
     assert_eq!(srv.stop(), 0);
 }

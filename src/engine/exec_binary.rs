@@ -1,7 +1,7 @@
 //! Executes binary-protocol requests against a shard.
 
-use super::shard::{Shard, VERSION};
-use crate::protocol::binary::{is_quiet, op, status, write_response, Request};
+use super::shard::{push_value, Shard, VERSION};
+use crate::protocol::binary::{is_quiet, op, status, write_head, write_response, Request};
 use crate::store::{DeleteOutcome, DeltaOutcome, SetArgs, SetMode, SetOutcome};
 
 /// memcached's error bodies, by status.
@@ -65,7 +65,18 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
                 Some(f) => {
                     let flags = f.item.flags().to_be_bytes();
                     let key = if with_key { r.key } else { &[] };
-                    ok(out, sh.store.cas_of(&f), &flags, key, f.item.value());
+                    let (cas, v) = (sh.store.cas_of(&f), f.item.value());
+                    write_head(
+                        out,
+                        h.opcode,
+                        status::OK,
+                        h.opaque,
+                        cas,
+                        &flags,
+                        key,
+                        v.len(),
+                    );
+                    push_value(sh, out, v);
                 }
                 None if quiet => {}
                 None if with_key => write_response(

@@ -1,7 +1,7 @@
 //! Executes meta commands (`mg ms md ma mn me`), anti-stampede flags
 //! included, following memcached's `proto_parser.c`.
 
-use super::shard::{push_line, push_num, Shard};
+use super::shard::{push_line, push_num, push_value, Shard};
 use crate::protocol::meta::{base64_decode, base64_encode, MetaCmd, MetaRequest};
 use crate::protocol::text::{self, tokens};
 use crate::protocol::KEY_MAX;
@@ -187,7 +187,7 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     }
     out.extend_from_slice(b"\r\n");
     if send_value {
-        out.extend_from_slice(it.item.value());
+        push_value(sh, out, it.item.value());
         out.extend_from_slice(b"\r\n");
     }
     if !f.no_bump {

@@ -1,7 +1,6 @@
 //! Executes text-protocol requests against a shard and writes the replies.
 
-use super::shard::{push_line, push_num, Shard, VERSION};
-use super::zerocopy::{ValueRef, ZC_MIN};
+use super::shard::{push_line, push_num, push_value, Shard, VERSION};
 use crate::protocol::text::{self, Request};
 use crate::store::{DeleteOutcome, DeltaOutcome, SetArgs, SetOutcome};
 
@@ -43,18 +42,7 @@ pub fn get_key(sh: &mut Shard, key: &[u8], cas: bool, touch: Option<i64>, out: &
         push_num(out, sh.store.cas_of(&f));
     }
     out.extend_from_slice(b"\r\n");
-    let v = it.value();
-    if sh.zc_on && v.len() >= ZC_MIN && sh.store.may_pin() {
-        let seg = sh.store.pin(v);
-        sh.zc_refs.push(ValueRef {
-            at: out.len(),
-            ptr: v.as_ptr(),
-            len: v.len(),
-            seg,
-        });
-    } else {
-        out.extend_from_slice(v);
-    }
+    push_value(sh, out, it.value());
     out.extend_from_slice(b"\r\n");
 }
 

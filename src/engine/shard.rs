@@ -1,7 +1,7 @@
 //! What one worker owns: its store shard and its counters.
 
 use super::counters::Counters;
-use super::zerocopy::Refs;
+use super::zerocopy::{Refs, ValueRef, ZC_MIN};
 use crate::store::Store;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -69,4 +69,21 @@ pub fn push_num(out: &mut Vec<u8>, n: impl itoa::Integer) {
 pub fn push_line(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a stored value to a reply: by reference when it is large and
+/// the reply goes straight to a connection's output (zerocopy.rs), else
+/// by copy.
+pub fn push_value(sh: &mut Shard, out: &mut Vec<u8>, v: &[u8]) {
+    if sh.zc_on && v.len() >= ZC_MIN && sh.store.may_pin() {
+        let seg = sh.store.pin(v);
+        sh.zc_refs.push(ValueRef {
+            at: out.len(),
+            ptr: v.as_ptr(),
+            len: v.len(),
+            seg,
+        });
+    } else {
+        out.extend_from_slice(v);
+    }
 }

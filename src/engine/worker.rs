@@ -938,7 +938,7 @@ impl Worker {
         self.exec_local(idx, |sh, out| exec_text::exec(sh, req, out));
     }
 
-    /// Runs a text request on this shard into the connection's replies.
+    /// Runs a request on this shard into the connection's replies.
     /// When they go straight to the output (nothing waits on another
     /// shard before them), large values may be sent by reference.
     fn exec_local(&mut self, idx: u32, f: impl FnOnce(&mut Shard, &mut Vec<u8>)) {
@@ -1068,8 +1068,7 @@ impl Worker {
                 return self.forward_raw(idx, to, true, raw);
             }
         }
-        let out = self.conns[idx as usize].as_mut().unwrap().reply_buf();
-        exec_binary::exec(&mut self.shard, &r, out);
+        self.exec_local(idx, |sh, out| exec_binary::exec(sh, &r, out));
     }
 }
 

@@ -232,7 +232,23 @@ pub fn write_response(
     key: &[u8],
     value: &[u8],
 ) {
-    let body = extras.len() + key.len() + value.len();
+    write_head(out, opcode, status, opaque, cas, extras, key, value.len());
+    out.extend_from_slice(value);
+}
+
+/// A response up to its value, which the caller appends (`value_len` bytes).
+#[allow(clippy::too_many_arguments)]
+pub fn write_head(
+    out: &mut Vec<u8>,
+    opcode: u8,
+    status: u16,
+    opaque: u32,
+    cas: u64,
+    extras: &[u8],
+    key: &[u8],
+    value_len: usize,
+) {
+    let body = extras.len() + key.len() + value_len;
     out.reserve(HEADER_LEN + body);
     out.push(RES_MAGIC);
     out.push(opcode);
@@ -245,5 +261,4 @@ pub fn write_response(
     out.extend_from_slice(&cas.to_be_bytes());
     out.extend_from_slice(extras);
     out.extend_from_slice(key);
-    out.extend_from_slice(value);
 }
