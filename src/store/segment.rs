@@ -91,14 +91,7 @@ impl Segments {
     /// Takes a free segment and gives it a new incarnation.
     pub fn take(&mut self, ttl_bucket: u16, now: u32) -> Option<u32> {
         let id = self.free.pop()?;
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.headers[id as usize] = SegHeader {
-            seq,
-            create_at: now,
-            ttl_bucket,
-            ..SegHeader::FREE
-        };
+        self.renew(id, ttl_bucket, now);
         Some(id)
     }
 
