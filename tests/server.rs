@@ -693,6 +693,18 @@ fn large_value_in_flight_survives_overwrite_flush_and_eviction() {
     slow.write_all(b"get big\r\nmg big v\r\nget big\r\nmg big v\r\n")
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
+    let pinned = |srv: &Server| -> u64 {
+        let st = String::from_utf8(exchange(srv, b"stats\r\n", b"END\r\n")).unwrap();
+        st.lines()
+            .find_map(|l| l.strip_prefix("STAT pinned_segments "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // The replies really are in flight by reference (the kernel's socket
+    // buffers take part of the 3.6 MB; the rest waits, pinned).
+    assert!(pinned(&srv) >= 1, "large values were not sent by reference");
 
     let new: Vec<u8> = vec![b'Z'; n];
     for round in 0..3 {
@@ -735,6 +747,36 @@ fn large_value_in_flight_survives_overwrite_flush_and_eviction() {
         got.extend_from_slice(&buf[..k]);
     }
     assert!(got == want, "a value in flight changed under the reader");
+    // Every pin is let go once the bytes are out (stats are published
+    // each loop turn).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pinned(&srv) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "pins leaked after the sends completed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A reader that hangs up mid-reply must not leave its pins behind.
+    w.write_all(format!("set big2 0 0 {n}\r\n").as_bytes())
+        .unwrap();
+    w.write_all(&old).unwrap();
+    w.write_all(b"\r\n").unwrap();
+    assert_eq!(read_until(&mut w, b"\r\n"), b"STORED\r\n");
+    let mut gone = connect_with_small_rcvbuf(srv.port);
+    // As above: 3.6 MB, more than the kernel takes for a reader this slow.
+    gone.write_all(&b"get big2\r\n".repeat(4)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(pinned(&srv) >= 1);
+    drop(gone);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pinned(&srv) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "pins leaked after the reader hung up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     w.write_all(b"get big\r\n").unwrap();
     assert_eq!(read_until(&mut w, b"END\r\n"), b"END\r\n");
     assert_eq!(srv.stop(), 0);

@@ -64,6 +64,7 @@ counters!(
     bytes_written,
     cross_shard_sent,
     cross_shard_served,
+    pinned_segments,
     curr_items,
     total_items,
     bytes,

@@ -387,6 +387,11 @@ impl Store {
         self.segs.unpin(seg);
     }
 
+    /// Segments a send in flight still reads from (`stats pinned_segments`).
+    pub fn pinned_segments(&self) -> usize {
+        self.segs.pinned_count()
+    }
+
     #[inline]
     fn may_take(&self) -> bool {
         self.segs.count() - self.segs.free_count() < self.seg_limit
