@@ -394,7 +394,7 @@ impl Store {
 
     #[inline]
     fn may_take(&self) -> bool {
-        self.segs.count() - self.segs.free_count() < self.seg_limit
+        self.segs.in_use() < self.seg_limit
     }
 
     /// `cache_memlimit`: the item memory this shard may use, at most what
@@ -405,9 +405,9 @@ impl Store {
             return false;
         }
         self.seg_limit = segs;
-        while self.segs.count() - self.segs.free_count() > self.seg_limit {
+        while self.segs.in_use() > self.seg_limit {
             self.expire(usize::MAX);
-            if self.segs.count() - self.segs.free_count() <= self.seg_limit || !self.evict() {
+            if self.segs.in_use() <= self.seg_limit || !self.evict() {
                 break;
             }
         }

@@ -45,8 +45,8 @@ pub struct Segments {
     /// (zero-copy replies of large values). A pinned segment that is
     /// dropped is parked: out of every chain and the index, its bytes
     /// untouched, and back on the free list only when its last pin goes.
+    /// (Parked = pinned with a FREE header: nothing else has both.)
     pins: Vec<u32>,
-    parked: Vec<bool>,
     pinned: usize,
     pub seg_size: usize,
     base: *mut u8,
@@ -63,7 +63,6 @@ impl Segments {
             // Pop order hands out low ids first, which keeps touched memory dense.
             free: (0..n as u32).rev().collect(),
             pins: vec![0; n],
-            parked: vec![false; n],
             pinned: 0,
             seg_size,
             base,
@@ -88,6 +87,11 @@ impl Segments {
         self.free.len()
     }
 
+    /// Segments not on the free list: live, the merge reserve, or parked.
+    pub fn in_use(&self) -> usize {
+        self.count() - self.free_count()
+    }
+
     /// Takes a free segment and gives it a new incarnation.
     pub fn take(&mut self, ttl_bucket: u16, now: u32) -> Option<u32> {
         let id = self.free.pop()?;
@@ -97,9 +101,7 @@ impl Segments {
 
     pub fn release(&mut self, id: u32) {
         self.headers[id as usize] = SegHeader::FREE;
-        if self.pins[id as usize] > 0 {
-            self.parked[id as usize] = true;
-        } else {
+        if self.pins[id as usize] == 0 {
             self.free.push(id);
         }
     }
@@ -112,9 +114,6 @@ impl Segments {
             .rev()
             .filter(|&i| self.pins[i as usize] == 0)
             .collect();
-        for (p, &pins) in self.parked.iter_mut().zip(&self.pins) {
-            *p = pins > 0;
-        }
     }
 
     pub fn pin(&mut self, id: u32) {
@@ -131,7 +130,9 @@ impl Segments {
         *p -= 1;
         if *p == 0 {
             self.pinned -= 1;
-            if std::mem::take(&mut self.parked[id as usize]) {
+            // Parked (dropped while pinned): free at last. A live
+            // segment's header has a sequence number; a parked one's is FREE.
+            if self.headers[id as usize].seq == 0 {
                 self.free.push(id);
             }
         }
