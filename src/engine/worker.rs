@@ -817,14 +817,19 @@ impl Worker {
         }
     }
 
-    fn broadcast(&mut self, job: impl Fn() -> Job) {
+    /// Sends a whole request, as received, to every other worker to run
+    /// there too (flush_all, cache_memlimit); nothing comes back.
+    fn broadcast(&mut self, binary: bool, raw: &[u8]) {
         for to in 0..self.shared.mesh.n {
             if to != self.id {
                 let m = Msg::Job {
                     from: self.id,
                     conn: 0,
                     seq: NO_REPLY,
-                    job: job(),
+                    job: Job::Raw {
+                        binary,
+                        bytes: raw.to_vec(),
+                    },
                 };
                 self.send_msg(to, m);
             }
@@ -896,21 +901,13 @@ impl Worker {
                     );
                     return;
                 }
-                let bytes = raw.to_vec();
-                self.broadcast(|| Job::Raw {
-                    binary: false,
-                    bytes: bytes.clone(),
-                });
+                self.broadcast(false, raw);
                 None
             }
             Request::CacheMemlimit { .. } => {
                 // Every shard takes its share; they all check the same
                 // bounds, so the local answer stands for all.
-                let bytes = raw.to_vec();
-                self.broadcast(|| Job::Raw {
-                    binary: false,
-                    bytes: bytes.clone(),
-                });
+                self.broadcast(false, raw);
                 None
             }
             Request::Stats { arg } => {
@@ -1052,13 +1049,7 @@ impl Worker {
                 binary::write_response(out, op::STAT, 0, h.opaque, 0, &[], &[], &[]);
                 return;
             }
-            op::FLUSH | op::FLUSHQ => {
-                let bytes = raw.to_vec();
-                self.broadcast(|| Job::Raw {
-                    binary: true,
-                    bytes: bytes.clone(),
-                });
-            }
+            op::FLUSH | op::FLUSHQ => self.broadcast(true, raw),
             _ => {}
         }
         let n = self.shared.mesh.n;
