@@ -1,5 +1,6 @@
-//! Store micro-benchmarks: get hit, get miss, set, and a 90/10 get/set mix
-//! with 15-byte keys and 100-byte values. Run: cargo bench --bench store
+//! Store micro-benchmarks: get hit, get miss, set, a batch of 16 gets with
+//! and without prefetching, and a 90/10 get/set mix with 15-byte keys and
+//! 100-byte values. Run: cargo bench --bench store
 
 use corecache::store::*;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
@@ -56,6 +57,31 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % KEYS;
             black_box(s.set(&SetArgs::new(SetMode::Set, &key(i), &[b'w'; 100], 0, 0)))
+        })
+    });
+    // A pipelined read's worth of gets, looked up one by one, then with
+    // the two prefetch stages the engine runs first (store::prefetch).
+    let batch = |i: &mut u32| -> [[u8; 15]; 16] {
+        std::array::from_fn(|_| {
+            *i = (*i + 7919) % KEYS;
+            key(*i)
+        })
+    };
+    c.bench_function("get_hit_batch16", |b| {
+        b.iter(|| {
+            for k in &batch(&mut i) {
+                black_box(s.get(k).map(|f| f.item.vlen()));
+            }
+        })
+    });
+    c.bench_function("get_hit_batch16_prefetched", |b| {
+        b.iter(|| {
+            let keys = batch(&mut i);
+            let hashes: [u64; 16] = std::array::from_fn(|j| s.prefetch_bucket(&keys[j]));
+            hashes.iter().for_each(|&h| s.prefetch_items(h));
+            for k in &keys {
+                black_box(s.get(k).map(|f| f.item.vlen()));
+            }
         })
     });
     let mut n = 0u32;

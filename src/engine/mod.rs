@@ -8,6 +8,7 @@ pub mod exec_meta;
 pub mod exec_text;
 pub mod hop;
 pub mod listener;
+pub mod prefetch;
 pub mod shard;
 pub mod stats;
 pub mod worker;

@@ -12,6 +12,7 @@ use super::exec_binary;
 use super::exec_meta::meta_key;
 use super::exec_text;
 use super::hop::{Job, Msg, NO_REPLY};
+use super::prefetch::{Prefetcher, PREFETCH_MAX};
 use super::shard::{push_line, Shard};
 use super::{stats, Shared};
 use crate::protocol::binary::{self, op, status};
@@ -63,6 +64,8 @@ pub struct Worker {
     spare_in: Vec<u8>,
     /// Completions taken from the ring, reused every turn.
     batch: Vec<(u64, i32, u32)>,
+    /// Hashes of the keys prefetched for the batch being reaped.
+    hashes: Vec<u64>,
     /// Messages a full queue refused, per destination, retried each turn.
     backlog: Vec<VecDeque<Msg>>,
     route: ahash::RandomState,
@@ -116,6 +119,7 @@ impl Worker {
             gens: Vec::new(),
             to_send: Vec::new(),
             batch: Vec::with_capacity(256),
+            hashes: Vec::with_capacity(PREFETCH_MAX),
             spare_in: Vec::new(),
             backlog: (0..n).map(|_| VecDeque::new()).collect(),
             route: route_hasher(),
@@ -250,6 +254,7 @@ impl Worker {
                 self.batch = batch;
                 return;
             }
+            self.prefetch(&batch);
             for &(u, res, flags) in &batch {
                 let kind = u >> KIND_SHIFT;
                 let gen = ((u >> GEN_SHIFT) & 0xff_ffff) as u32;
@@ -261,6 +266,53 @@ impl Worker {
                     _ => {}
                 }
             }
+        }
+    }
+
+    /// Starts loading the index buckets and items the batch's requests
+    /// will look up, when there are several to overlap.
+    fn prefetch(&mut self, batch: &[(u64, i32, u32)]) {
+        let Some(bufs) = self.bufs.as_ref() else {
+            return;
+        };
+        let p = Prefetcher {
+            store: &self.shard.store,
+            route: &self.route,
+            shards: self.shared.mesh.n,
+            me: self.id,
+            item_max: self.shared.settings.item_max,
+        };
+        let hashes = &mut self.hashes;
+        hashes.clear();
+        for &(u, res, flags) in batch {
+            let (Some(bid), RECV) = (cqueue::buffer_select(flags), u >> KIND_SHIFT) else {
+                continue;
+            };
+            let gen = ((u >> GEN_SHIFT) & 0xff_ffff) as u32;
+            let Some(c) = self
+                .conns
+                .get((u & 0xffff_ffff) as usize)
+                .and_then(|c| c.as_ref())
+            else {
+                continue;
+            };
+            // Only the common case: whole requests at the buffer's start.
+            if res <= 0
+                || c.gen & 0xff_ffff != gen
+                || c.paused
+                || c.skip > 0
+                || c.inbuf.len() > c.in_start
+            {
+                continue;
+            }
+            let data = bufs.data(bid, res as usize);
+            p.buckets(c.proto.unwrap_or(Proto::detect(data[0])), data, hashes);
+            if hashes.len() >= PREFETCH_MAX {
+                break;
+            }
+        }
+        if hashes.len() > 1 {
+            p.items(hashes);
         }
     }
 

@@ -128,6 +128,12 @@ impl Index {
         (hash & self.mask) as u32
     }
 
+    /// The first bucket of `hash`'s chain, where nearly every key sits.
+    #[inline]
+    pub fn home_bucket(&self, hash: u64) -> &Bucket {
+        &self.buckets[self.home(hash) as usize]
+    }
+
     #[inline]
     pub fn get(&self, r: SlotRef) -> u64 {
         self.buckets[r.bucket as usize].slots[r.slot as usize]

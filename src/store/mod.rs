@@ -11,6 +11,7 @@ pub mod eviction;
 pub mod index;
 pub mod item;
 pub mod ops;
+pub mod prefetch;
 pub mod segment;
 pub mod ttl;
 

@@ -1,0 +1,167 @@
+//! Before a batch of received requests runs, start loading what their
+//! lookups will touch (see `store::prefetch`): under pipelining or many
+//! busy connections the index and item misses then overlap instead of
+//! being paid one request at a time.
+
+use super::worker::owner;
+use crate::protocol::{binary, text, Parse, Proto};
+use crate::store::Store;
+
+/// At most this many keys per batch: enough to cover the fill buffers'
+/// worth of parallel misses, small enough that lines prefetched first are
+/// still in L1 when their request runs.
+pub const PREFETCH_MAX: usize = 32;
+
+/// Where the batch's keys live and who owns them.
+pub struct Prefetcher<'a> {
+    pub store: &'a Store,
+    pub route: &'a ahash::RandomState,
+    pub shards: usize,
+    pub me: usize,
+    pub item_max: usize,
+}
+
+impl Prefetcher<'_> {
+    /// Stage one for the whole requests at the start of `data`: prefetches
+    /// the index bucket of each key this shard owns, recording its hash.
+    /// Stops at the first incomplete request, or when `hashes` is full.
+    pub fn buckets(&self, proto: Proto, data: &[u8], hashes: &mut Vec<u64>) {
+        let mut pos = 0;
+        while pos < data.len() && hashes.len() < PREFETCH_MAX {
+            let buf = &data[pos..];
+            let used = match proto {
+                Proto::Text => match text::parse(buf, self.item_max) {
+                    Parse::Done(req, used) => {
+                        text_keys(&req, |k| self.bucket(k, hashes));
+                        used
+                    }
+                    _ => return,
+                },
+                Proto::Binary => match binary::parse(buf, self.item_max) {
+                    Parse::Done(Ok(req), used) if !req.key.is_empty() => {
+                        self.bucket(req.key, hashes);
+                        used
+                    }
+                    Parse::Done(_, used) => used,
+                    _ => return,
+                },
+            };
+            pos += used;
+        }
+    }
+
+    fn bucket(&self, key: &[u8], hashes: &mut Vec<u64>) {
+        if hashes.len() < PREFETCH_MAX
+            && (self.shards == 1 || owner(self.route, self.shards, key) == self.me)
+        {
+            hashes.push(self.store.prefetch_bucket(key));
+        }
+    }
+
+    /// Stage two, after every bucket was asked for: the candidate items.
+    pub fn items(&self, hashes: &[u64]) {
+        for &h in hashes {
+            self.store.prefetch_items(h);
+        }
+    }
+}
+
+/// The keys a text request looks up (meta requests are left out: their
+/// keys may need decoding first).
+fn text_keys(req: &text::Request, mut f: impl FnMut(&[u8])) {
+    match *req {
+        text::Request::Get { keys, .. } => text::tokens(keys).for_each(f),
+        text::Request::Store(ref s) => f(s.key),
+        text::Request::Delete { key, .. }
+        | text::Request::Delta { key, .. }
+        | text::Request::Touch { key, .. } => f(key),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::binary::{op, REQ_MAGIC};
+    use crate::store::{Clock, StoreConfig};
+
+    fn store() -> Store {
+        let cfg = StoreConfig {
+            memory: 8 << 20,
+            huge_pages: false,
+            ..StoreConfig::default()
+        };
+        Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
+    }
+
+    fn hashes_of(store: &Store, keys: &[&str]) -> Vec<u64> {
+        keys.iter().map(|k| store.hash(k.as_bytes())).collect()
+    }
+
+    #[test]
+    fn text_batch_yields_every_key_of_whole_requests_only() {
+        let s = store();
+        let route = crate::engine::worker::route_hasher();
+        let p = Prefetcher {
+            store: &s,
+            route: &route,
+            shards: 1,
+            me: 0,
+            item_max: 1 << 20,
+        };
+        let mut got = Vec::new();
+        let input = b"get a\r\nset b 0 0 1\r\nx\r\ngets c d\r\nversion\r\nincr e 1\r\nget f";
+        p.buckets(Proto::Text, input, &mut got);
+        assert_eq!(got, hashes_of(&s, &["a", "b", "c", "d", "e"]));
+    }
+
+    #[test]
+    fn keys_of_other_shards_are_left_out_and_the_batch_is_bounded() {
+        let s = store();
+        let route = crate::engine::worker::route_hasher();
+        let p = Prefetcher {
+            store: &s,
+            route: &route,
+            shards: 2,
+            me: 1,
+            item_max: 1 << 20,
+        };
+        let keys: Vec<String> = (0..100).map(|i| format!("key{i}")).collect();
+        let input: String = keys.iter().map(|k| format!("get {k}\r\n")).collect();
+        let mut got = Vec::new();
+        p.buckets(Proto::Text, input.as_bytes(), &mut got);
+        let mine: Vec<&str> = keys
+            .iter()
+            .map(|k| k.as_str())
+            .filter(|k| owner(&route, 2, k.as_bytes()) == 1)
+            .take(PREFETCH_MAX)
+            .collect();
+        assert_eq!(mine.len(), PREFETCH_MAX, "enough keys to fill the batch");
+        assert_eq!(got, hashes_of(&s, &mine));
+    }
+
+    #[test]
+    fn binary_batch_yields_keys() {
+        let s = store();
+        let route = crate::engine::worker::route_hasher();
+        let p = Prefetcher {
+            store: &s,
+            route: &route,
+            shards: 1,
+            me: 0,
+            item_max: 1 << 20,
+        };
+        let mut input = Vec::new();
+        for (opcode, key) in [(op::GET, "k1"), (op::NOOP, ""), (op::GETK, "k2")] {
+            input.extend_from_slice(&[REQ_MAGIC, opcode]);
+            input.extend_from_slice(&(key.len() as u16).to_be_bytes());
+            input.extend_from_slice(&[0; 4]);
+            input.extend_from_slice(&(key.len() as u32).to_be_bytes());
+            input.extend_from_slice(&[0; 12]);
+            input.extend_from_slice(key.as_bytes());
+        }
+        let mut got = Vec::new();
+        p.buckets(Proto::Binary, &input, &mut got);
+        assert_eq!(got, hashes_of(&s, &["k1", "k2"]));
+    }
+}
