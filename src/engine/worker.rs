@@ -254,8 +254,11 @@ impl Worker {
                 self.batch = batch;
                 return;
             }
-            self.prefetch(&batch);
-            for &(u, res, flags) in &batch {
+            let mut prefetched = 0;
+            for (i, &(u, res, flags)) in batch.iter().enumerate() {
+                if i == prefetched {
+                    prefetched = i + self.prefetch(&batch[i..]);
+                }
                 let kind = u >> KIND_SHIFT;
                 let gen = ((u >> GEN_SHIFT) & 0xff_ffff) as u32;
                 let idx = (u & 0xffff_ffff) as u32;
@@ -269,11 +272,12 @@ impl Worker {
         }
     }
 
-    /// Starts loading the index buckets and items the batch's requests
-    /// will look up, when there are several to overlap.
-    fn prefetch(&mut self, batch: &[(u64, i32, u32)]) {
+    /// Starts loading the index buckets and items that the requests at
+    /// the front of `batch` will look up, up to `PREFETCH_MAX` keys, so
+    /// their misses overlap. Returns how many completions it covered.
+    fn prefetch(&mut self, batch: &[(u64, i32, u32)]) -> usize {
         let Some(bufs) = self.bufs.as_ref() else {
-            return;
+            return batch.len();
         };
         let p = Prefetcher {
             store: &self.shard.store,
@@ -284,7 +288,12 @@ impl Worker {
         };
         let hashes = &mut self.hashes;
         hashes.clear();
+        let mut covered = 0;
         for &(u, res, flags) in batch {
+            if hashes.len() >= PREFETCH_MAX {
+                break;
+            }
+            covered += 1;
             let (Some(bid), RECV) = (cqueue::buffer_select(flags), u >> KIND_SHIFT) else {
                 continue;
             };
@@ -307,13 +316,11 @@ impl Worker {
             }
             let data = bufs.data(bid, res as usize);
             p.buckets(c.proto.unwrap_or(Proto::detect(data[0])), data, hashes);
-            if hashes.len() >= PREFETCH_MAX {
-                break;
-            }
         }
         if hashes.len() > 1 {
             p.items(hashes);
         }
+        covered
     }
 
     fn on_accept(&mut self, li: u32, res: i32, flags: u32) {

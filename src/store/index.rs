@@ -99,11 +99,18 @@ pub struct Index {
 }
 
 impl Index {
-    /// An index sized for about `expected_items` without chaining.
-    pub fn with_capacity(expected_items: usize) -> Index {
+    /// An index sized for about `expected_items` without chaining, on
+    /// transparent huge pages if `huge_pages`.
+    pub fn with_capacity(expected_items: usize, huge_pages: bool) -> Index {
         let want = (expected_items / 6).max(64).next_power_of_two();
+        let mut buckets = Vec::with_capacity(want);
+        if huge_pages {
+            let bytes = want * std::mem::size_of::<Bucket>();
+            super::arena::advise_huge(buckets.as_ptr() as *const u8, bytes);
+        }
+        buckets.resize(want, Bucket::default());
         Index {
-            buckets: vec![Bucket::default(); want],
+            buckets,
             primary: want,
             mask: (want - 1) as u64,
             free_overflow: Vec::new(),
@@ -264,7 +271,7 @@ mod tests {
 
     #[test]
     fn chains_when_a_bucket_is_full_and_unlinks_when_empty() {
-        let mut ix = Index::with_capacity(0);
+        let mut ix = Index::with_capacity(0, false);
         let hash = 0x5000_0000_0000_0001u64; // every insert lands in one bucket
         let mut refs = vec![];
         for i in 0..20u32 {

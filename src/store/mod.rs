@@ -132,7 +132,7 @@ impl Store {
         let mut segs = Segments::new(arena, cfg.segment_size);
         let reserve = segs.take(ttl::NEVER, clock.now()).expect("nseg >= 3");
         // Size the index for small items (~100 bytes each).
-        let index = Index::with_capacity(cfg.memory / 112);
+        let index = Index::with_capacity(cfg.memory / 112, cfg.huge_pages);
         Ok(Store {
             segs,
             index,
