@@ -5,7 +5,9 @@ Each server runs with the same thread count and memory, pinned with taskset
 to its own CPUs, memtier pinned to the others; rounds alternate between the
 servers and the table shows medians and ours/memcached ratios. With
 --cpu-budget F each server runs in a cgroup capped at F of one core, so the
-server, not memtier, is the bottleneck on a small host.
+server, not memtier, is the bottleneck on a small host. With --concurrent
+(and a budget) both servers run at the same time, each with its own memtier,
+so noise from the host hits both alike.
 """
 import argparse
 import json
@@ -104,13 +106,42 @@ def start(kind, port, args, cg):
     raise RuntimeError(f"{kind} did not start")
 
 
-def memtier(args, port, extra, json_path):
-    cmd = ["taskset", "-c", args.client_cpus, args.memtier, "-s", "127.0.0.1", "-p", str(port),
-           "--protocol=memcache_text", f"--data-size={args.value_size}", f"--key-maximum={args.keys}",
-           "--ratio=1:9", "--hide-histogram", f"--json-out-file={json_path}"] + extra
+def memtier_cmd(args, port, extra, json_path):
     # later options win in memtier, so workload options can override the defaults
+    return ["taskset", "-c", args.client_cpus, args.memtier, "-s", "127.0.0.1", "-p", str(port),
+            "--protocol=memcache_text", f"--data-size={args.value_size}", f"--key-maximum={args.keys}",
+            "--ratio=1:9", "--hide-histogram", f"--json-out-file={json_path}"] + extra
+
+
+def memtier(args, port, extra, json_path):
+    cmd = memtier_cmd(args, port, extra, json_path)
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=args.duration * 10 + 120)
     return cmd
+
+
+def cpu_ticks(cpus):
+    """(steal, total) jiffies of the given CPUs, from /proc/stat. Steal is
+    time the hypervisor ran something else while this guest wanted the CPU:
+    on a shared host it is charged to whatever was running, CPU quotas
+    included, and it was the main source of round-to-round spread here."""
+    want = {f"cpu{c}" for c in expand_cpus(cpus)}
+    steal = total = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            p = line.split()
+            if p[0] in want:
+                v = [int(x) for x in p[1:]]
+                steal += v[7] if len(v) > 7 else 0
+                total += sum(v[:8])
+    return steal, total
+
+
+def expand_cpus(spec):
+    out = []
+    for part in spec.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b or a) + 1))
+    return out
 
 
 def parse(json_path):
@@ -144,32 +175,76 @@ def cross_shard_share(port):
     return int(st.get("cross_shard_sent", 0)) / max(1, total)
 
 
-def run_one(args, kind, name, extra, rate=None):
-    port = free_port()
-    cg = Cgroup(f"ccbench_{kind}_{os.getpid()}", args.cpu_budget)
-    proc, server_cmd = start(kind, port, args, cg)
-    try:
-        with tempfile.TemporaryDirectory() as d:
-            pre = os.path.join(d, "pre.json")
-            memtier(args, port, ["--ratio=1:0", "--key-pattern=P:P", f"--requests={args.keys // 50 + 1}", "--clients=50", "--threads=1"], pre)
-            j = os.path.join(d, "run.json")
-            t0 = cpu_ns(proc.pid)
-            limit = [f"--rate-limiting={rate}"] if rate else []
-            mt_cmd = memtier(args, port, [f"--test-time={args.duration}"] + extra + limit, j)
-            ns = cpu_ns(proc.pid) - t0
-            r = parse(j)
-            r["crossed"] = cross_shard_share(port) if kind == "corecache" else float("nan")
-            r["cpu_us_per_req"] = ns / 1e3 / max(1.0, r["ops"] * args.duration)
-            r["server_cmd"] = " ".join(server_cmd)
-            r["memtier_cmd"] = " ".join(mt_cmd)
-            return r
-    finally:
-        proc.send_signal(signal.SIGTERM)
+class Server:
+    """One server started in its own cgroup, with the keys preloaded."""
+
+    def __init__(self, args, kind):
+        self.kind = kind
+        self.port = free_port()
+        self.cg = Cgroup(f"ccbench_{kind}_{os.getpid()}", args.cpu_budget)
+        self.proc, self.cmd = start(kind, self.port, args, self.cg)
+        self.dir = tempfile.TemporaryDirectory()
         try:
-            proc.wait(timeout=10)
+            pre = os.path.join(self.dir.name, "pre.json")
+            memtier(args, self.port, ["--ratio=1:0", "--key-pattern=P:P", f"--requests={args.keys // 50 + 1}", "--clients=50", "--threads=1"], pre)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-        cg.remove()
+            self.proc.kill()
+        self.cg.remove()
+        self.dir.cleanup()
+
+
+def measure(args, servers, extra, rate=None):
+    """Runs one memtier per server, all at the same time, and returns each
+    server's figures."""
+    limit = [f"--rate-limiting={rate}"] if rate else []
+    runs = []
+    for sv in servers:
+        j = os.path.join(sv.dir.name, "run.json")
+        cmd = memtier_cmd(args, sv.port, [f"--test-time={args.duration}"] + extra + limit, j)
+        runs.append((sv, j, cmd))
+    t0 = [cpu_ns(sv.proc.pid) for sv in servers]
+    st0 = cpu_ticks(args.server_cpus)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _, _, cmd in runs]
+    for p in procs:
+        if p.wait(timeout=args.duration * 10 + 120) != 0:
+            raise RuntimeError("memtier failed")
+    st1 = cpu_ticks(args.server_cpus)
+    out = []
+    for (sv, j, cmd), c0 in zip(runs, t0):
+        ns = cpu_ns(sv.proc.pid) - c0
+        r = parse(j)
+        r["crossed"] = cross_shard_share(sv.port) if sv.kind == "corecache" else float("nan")
+        r["cpu_us_per_req"] = ns / 1e3 / max(1.0, r["ops"] * args.duration)
+        r["steal"] = (st1[0] - st0[0]) / max(1, st1[1] - st0[1])
+        r["server_cmd"] = " ".join(sv.cmd)
+        r["memtier_cmd"] = " ".join(cmd)
+        out.append(r)
+    return out
+
+
+def run_round(args, kinds, extra, rate=None):
+    """One round: each server in turn, or with --concurrent both at once."""
+    results = {}
+    groups = [kinds] if args.concurrent else [[k] for k in kinds]
+    for group in groups:
+        servers = []
+        try:
+            for kind in group:
+                servers.append(Server(args, kind))
+            for sv, r in zip(servers, measure(args, servers, extra, rate)):
+                results[sv.kind] = r
+        finally:
+            for sv in servers:
+                sv.stop()
+    return results
 
 
 def main():
@@ -187,41 +262,56 @@ def main():
     ap.add_argument("--corecache-args", default="", help="extra corecache flags, e.g. '-o prefault'")
     ap.add_argument("--workloads", default=",".join(WORKLOADS) + ",rate_half")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks"))
+    ap.add_argument("--concurrent", action="store_true",
+                    help="run both servers at the same time, each with its own memtier and cgroup, "
+                    "so host noise (steal) hits both alike; needs --cpu-budget")
     args = ap.parse_args()
+    if args.concurrent and args.cpu_budget is None:
+        ap.error("--concurrent needs --cpu-budget: unthrottled, the two would share the client CPU")
 
     names = args.workloads.split(",")
     results = {}  # (workload, server) -> list of runs
     for rnd in range(args.rounds):
         for name in names:
             order = ["corecache", "memcached"] if rnd % 2 == 0 else ["memcached", "corecache"]
+            if name == "rate_half":
+                # tails at equal offered load: half of memcached's c50 peak
+                peak = statistics.median(r["ops"] for r in results.get(("c50", "memcached"), [{"ops": 20000}]))
+                rate = max(1, int(peak / 2 / 50))
+                rr = run_round(args, order, WORKLOADS["c50"], rate)
+            else:
+                rr = run_round(args, order, WORKLOADS[name])
             for kind in order:
-                if name == "rate_half":
-                    # tails at equal offered load: half of memcached's c50 peak
-                    peak = statistics.median(r["ops"] for r in results.get(("c50", "memcached"), [{"ops": 20000}]))
-                    rate = max(1, int(peak / 2 / 50))
-                    r = run_one(args, kind, name, WORKLOADS["c50"], rate)
-                else:
-                    r = run_one(args, kind, name, WORKLOADS[name])
+                r = rr[kind]
                 results.setdefault((name, kind), []).append(r)
-                print(f"round {rnd + 1} {name:12} {kind:9} {r['ops']:>10.0f} ops/s  p99.9 {r['p999']:.3f} ms  cpu/req {r['cpu_us_per_req']:.2f} us", file=sys.stderr)
+                print(f"round {rnd + 1} {name:12} {kind:9} {r['ops']:>10.0f} ops/s  p99.9 {r['p999']:.3f} ms  cpu/req {r['cpu_us_per_req']:.2f} us  steal {r['steal'] * 100:.0f}%", file=sys.stderr)
 
     mode = f"cpu budget {args.cpu_budget:.2f} core" if args.cpu_budget else "unthrottled"
-    lines = [f"# corecache vs memcached, {mode}, -t {args.threads}, {args.value_size}-byte values, {args.keys} keys, 1:9 set:get, medians of {args.rounds} rounds", "",
-             "| workload | server | ops/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | ops ratio | CPU/req ratio | crossed shards |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    how = "both servers at once in each round" if args.concurrent else "servers alternating"
+    lines = [f"# corecache vs memcached, {mode}, -t {args.threads}, {args.value_size}-byte values, {args.keys} keys, 1:9 set:get, medians of {args.rounds} rounds, {how}", "",
+             "ops ratio and CPU/req ratio are ratios of the medians; *per round* is the median of the rounds' own ops ratios "
+             "(each round's two runs are closest in time). Steal: share of the server CPUs' time the hypervisor took.", "",
+             "| workload | server | ops/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | ops ratio | per round | CPU/req ratio | steal | crossed shards |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     summary = {}
     for name in names:
         med = {}
         for kind in ("corecache", "memcached"):
             rs = results[(name, kind)]
-            med[kind] = {k: statistics.median(r[k] for r in rs) for k in ("ops", "p50", "p99", "p999", "cpu_us_per_req", "crossed")}
+            med[kind] = {k: statistics.median(r[k] for r in rs) for k in ("ops", "p50", "p99", "p999", "cpu_us_per_req", "crossed", "steal")}
+        pairs = zip(results[(name, "corecache")], results[(name, "memcached")])
+        round_ratios = [a["ops"] / b["ops"] for a, b in pairs]
+        med["corecache"]["round_ratios"] = round_ratios
         summary[name] = med
         for kind in ("corecache", "memcached"):
             m = med[kind]
             ratio = m["ops"] / med["memcached"]["ops"] if kind == "corecache" else 1.0
+            per_round = f"{statistics.median(round_ratios):.2f}" if kind == "corecache" else "-"
             cratio = m["cpu_us_per_req"] / med["memcached"]["cpu_us_per_req"] if kind == "corecache" else 1.0
             crossed = f"{m['crossed'] * 100:.0f}%" if kind == "corecache" else "-"
-            lines.append(f"| {name} | {kind} | {m['ops']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} | {m['p999']:.3f} | {m['cpu_us_per_req']:.2f} | {ratio:.2f} | {cratio:.2f} | {crossed} |")
+            lines.append(f"| {name} | {kind} | {m['ops']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} | {m['p999']:.3f} | {m['cpu_us_per_req']:.2f} | {ratio:.2f} | {per_round} | {cratio:.2f} | {m['steal'] * 100:.0f}% | {crossed} |")
+    lines += ["", "Per-round ops ratios: " + "; ".join(
+        f"{n} " + " ".join(f"{x:.2f}" for x in summary[n]["corecache"]["round_ratios"]) for n in names)]
     lines += ["", "Commands (last round):", ""]
     for name in names:
         for kind in ("corecache", "memcached"):
@@ -231,6 +321,8 @@ def main():
     print(table)
     os.makedirs(args.out, exist_ok=True)
     tag = f"cpu{round(args.cpu_budget * 100)}" if args.cpu_budget else "unthrottled"
+    if args.concurrent:
+        tag += "-concurrent"
     with open(os.path.join(args.out, f"memtier-{tag}-t{args.threads}.md"), "w") as f:
         f.write(table + "\n")
     with open(os.path.join(args.out, f"memtier-{tag}-t{args.threads}.json"), "w") as f:
