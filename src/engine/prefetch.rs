@@ -94,6 +94,22 @@ mod tests {
         Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
     }
 
+    /// Worker `me` of `shards`, over the store `s`.
+    fn prefetcher<'a>(
+        s: &'a Store,
+        route: &'a ahash::RandomState,
+        shards: usize,
+        me: usize,
+    ) -> Prefetcher<'a> {
+        Prefetcher {
+            store: s,
+            route,
+            shards,
+            me,
+            item_max: 1 << 20,
+        }
+    }
+
     fn hashes_of(store: &Store, keys: &[&str]) -> Vec<u64> {
         keys.iter().map(|k| store.hash(k.as_bytes())).collect()
     }
@@ -102,13 +118,7 @@ mod tests {
     fn text_batch_yields_every_key_of_whole_requests_only() {
         let s = store();
         let route = crate::engine::worker::route_hasher();
-        let p = Prefetcher {
-            store: &s,
-            route: &route,
-            shards: 1,
-            me: 0,
-            item_max: 1 << 20,
-        };
+        let p = prefetcher(&s, &route, 1, 0);
         let mut got = Vec::new();
         let input = b"get a\r\nset b 0 0 1\r\nx\r\ngets c d\r\nversion\r\nincr e 1\r\nget f";
         p.buckets(Proto::Text, input, &mut got);
@@ -119,13 +129,7 @@ mod tests {
     fn keys_of_other_shards_are_left_out_and_the_batch_is_bounded() {
         let s = store();
         let route = crate::engine::worker::route_hasher();
-        let p = Prefetcher {
-            store: &s,
-            route: &route,
-            shards: 2,
-            me: 1,
-            item_max: 1 << 20,
-        };
+        let p = prefetcher(&s, &route, 2, 1);
         let keys: Vec<String> = (0..100).map(|i| format!("key{i}")).collect();
         let input: String = keys.iter().map(|k| format!("get {k}\r\n")).collect();
         let mut got = Vec::new();
@@ -144,13 +148,7 @@ mod tests {
     fn binary_batch_yields_keys() {
         let s = store();
         let route = crate::engine::worker::route_hasher();
-        let p = Prefetcher {
-            store: &s,
-            route: &route,
-            shards: 1,
-            me: 0,
-            item_max: 1 << 20,
-        };
+        let p = prefetcher(&s, &route, 1, 0);
         let mut input = Vec::new();
         for (opcode, key) in [(op::GET, "k1"), (op::NOOP, ""), (op::GETK, "k2")] {
             input.extend_from_slice(&[REQ_MAGIC, opcode]);
