@@ -131,6 +131,12 @@ impl Conn {
         !self.out.is_empty() && (self.waiting == 0 || self.out.len() >= HOLD_MAX || self.closing)
     }
 
+    /// Whether newly received bytes can be parsed where the kernel put
+    /// them: nothing unparsed is queued before them and reading is on.
+    pub fn parses_in_place(&self) -> bool {
+        !self.paused && self.inbuf.len() <= self.in_start
+    }
+
     pub fn unsent(&self) -> usize {
         self.out.len() + self.out_refs.bytes + self.sending_len() - self.send_off
     }

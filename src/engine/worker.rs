@@ -42,6 +42,15 @@ fn ud(kind: u64, gen: u32, idx: u32) -> u64 {
     (kind << KIND_SHIFT) | (((gen & 0xff_ffff) as u64) << GEN_SHIFT) | idx as u64
 }
 
+/// The (kind, generation, connection index) that `ud` packed.
+fn parts(u: u64) -> (u64, u32, u32) {
+    (
+        u >> KIND_SHIFT,
+        ((u >> GEN_SHIFT) & 0xff_ffff) as u32,
+        (u & 0xffff_ffff) as u32,
+    )
+}
+
 fn token(gen: u32, idx: u32) -> u64 {
     ((gen as u64) << 32) | idx as u64
 }
@@ -259,9 +268,7 @@ impl Worker {
                 if i == prefetched {
                     prefetched = i + self.prefetch(&batch[i..]);
                 }
-                let kind = u >> KIND_SHIFT;
-                let gen = ((u >> GEN_SHIFT) & 0xff_ffff) as u32;
-                let idx = (u & 0xffff_ffff) as u32;
+                let (kind, gen, idx) = parts(u);
                 match kind {
                     ACCEPT => self.on_accept(idx, res, flags),
                     RECV => self.on_recv(idx, gen, res, flags),
@@ -294,24 +301,15 @@ impl Worker {
                 break;
             }
             covered += 1;
-            let (Some(bid), RECV) = (cqueue::buffer_select(flags), u >> KIND_SHIFT) else {
+            let (kind, gen, idx) = parts(u);
+            let (Some(bid), RECV) = (cqueue::buffer_select(flags), kind) else {
                 continue;
             };
-            let gen = ((u >> GEN_SHIFT) & 0xff_ffff) as u32;
-            let Some(c) = self
-                .conns
-                .get((u & 0xffff_ffff) as usize)
-                .and_then(|c| c.as_ref())
-            else {
+            let Some(c) = self.conns.get(idx as usize).and_then(|c| c.as_ref()) else {
                 continue;
             };
             // Only the common case: whole requests at the buffer's start.
-            if res <= 0
-                || c.gen & 0xff_ffff != gen
-                || c.paused
-                || c.skip > 0
-                || c.inbuf.len() > c.in_start
-            {
+            if res <= 0 || c.gen & 0xff_ffff != gen || !c.parses_in_place() || c.skip > 0 {
                 continue;
             }
             let data = bufs.data(bid, res as usize);
@@ -438,7 +436,7 @@ impl Worker {
         if c.closing {
             return;
         }
-        if c.paused || c.inbuf.len() > c.in_start {
+        if !c.parses_in_place() {
             // Behind earlier bytes: queue, then parse from the connection's buffer.
             c.inbuf.extend_from_slice(data);
             if !c.paused {
