@@ -20,21 +20,47 @@ fn free_port() -> u16 {
 }
 
 impl Server {
+    /// Starts the binary on a free port. A port picked free can be taken
+    /// again before the server binds it (tests run in parallel, and the
+    /// listeners use SO_REUSEPORT, so two servers may even share one): the
+    /// server is only used once `stats` on that port reports its own pid.
     fn start(args: &[&str]) -> Server {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_corecache"))
-            .args(["-p", &port.to_string()])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(env!("CARGO_BIN_EXE_corecache"))
+                .args(["-p", &port.to_string()])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut srv = Server { child, port };
+            if srv.answers_as_itself() {
+                return srv;
+            }
+        }
+        panic!("server did not start on any of 5 ports");
+    }
+
+    fn answers_as_itself(&mut self) -> bool {
+        let want = format!("STAT pid {}\r\n", self.child.id());
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                // Exit 1 is a start-up error such as the port being taken;
+                // anything else (a panic, a signal) is a failure to report.
+                assert_eq!(st.code(), Some(1), "server died at start: {st}");
+                return false;
+            }
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s.write_all(b"stats\r\n").unwrap();
+                let stats = read_until(&mut s, b"END\r\n");
+                return String::from_utf8_lossy(&stats).contains(&want);
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Server { child, port }
+        false
     }
 
     fn connect(&self) -> TcpStream {
