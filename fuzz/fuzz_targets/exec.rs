@@ -1,8 +1,11 @@
 //! Parse and execute arbitrary requests against one small shard, so the
 //! executors and the store see hostile input too: no panic, and the store's
-//! accounting stays within its memory.
+//! accounting stays within its memory. The engine's prefetch pass runs over
+//! the same bytes first, as it does before a batch.
 #![no_main]
-use corecache::engine::{exec_binary, exec_text, shard::Shard};
+use corecache::engine::prefetch::{Prefetcher, PREFETCH_MAX};
+use corecache::engine::{exec_binary, exec_text, shard::Shard, worker::route_hasher};
+use corecache::protocol::Proto;
 use corecache::protocol::{binary, text, Parse};
 use corecache::store::{Clock, Eviction, Store, StoreConfig};
 use libfuzzer_sys::fuzz_target;
@@ -21,6 +24,14 @@ thread_local! {
 fuzz_target!(|data: &[u8]| {
     SHARD.with(|sh| {
         let mut sh = sh.borrow_mut();
+        if let Some(&first) = data.first() {
+            let route = route_hasher();
+            let p = Prefetcher { store: &sh.store, route: &route, shards: 2, me: 0, item_max: 64 << 10 };
+            let mut hashes = Vec::new();
+            p.buckets(Proto::detect(first), data, &mut hashes);
+            assert!(hashes.len() <= PREFETCH_MAX);
+            p.items(&hashes);
+        }
         let mut out = Vec::new();
         let mut buf = data;
         let is_binary = data.first() == Some(&binary::REQ_MAGIC);
