@@ -52,10 +52,8 @@ impl Server {
                 assert_eq!(st.code(), Some(1), "server died at start: {st}");
                 return false;
             }
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                s.write_all(b"stats\r\n").unwrap();
-                let stats = read_until(&mut s, b"END\r\n");
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                let stats = exchange(self, b"stats\r\n", b"END\r\n");
                 return String::from_utf8_lossy(&stats).contains(&want);
             }
             std::thread::sleep(Duration::from_millis(20));
