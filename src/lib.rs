@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod engine;
+pub mod exec;
 pub mod protocol;
 pub mod store;

@@ -4,7 +4,8 @@
 //! the same bytes first, as it does before a batch.
 #![no_main]
 use corecache::engine::prefetch::{Prefetcher, PREFETCH_MAX};
-use corecache::engine::{exec_binary, exec_text, shard::Shard, worker::route_hasher};
+use corecache::engine::route::route_hasher;
+use corecache::exec::{binary as exec_binary, text as exec_text, Shard};
 use corecache::protocol::Proto;
 use corecache::protocol::{binary, text, Parse};
 use corecache::store::{Clock, Eviction, Store, StoreConfig};

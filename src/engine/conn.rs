@@ -1,6 +1,7 @@
 //! One client connection's buffers and its in-order reply queue.
 
-use super::zerocopy::{MsgBuf, Refs};
+use super::zerocopy::MsgBuf;
+use crate::exec::value_ref::Refs;
 use crate::protocol::Proto;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;

@@ -90,7 +90,10 @@ pub enum Msg {
 
 pub const NO_REPLY: u64 = u64::MAX;
 
+/// Work for another worker.
 pub enum Job {
+    /// `stats reset`: zero this worker's counters.
+    ResetStats,
     /// One whole single-key request, as received (text, meta or binary).
     Raw { binary: bool, bytes: Vec<u8> },
     /// One key of a text multi-get.

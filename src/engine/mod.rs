@@ -1,18 +1,29 @@
 //! The thread-per-core engine: workers, their io_uring loops, connections,
-//! the cross-shard hop, and request execution.
+//! the one dispatch point, and the cross-shard hop. Execution against a
+//! shard is the execution layer's (`crate::exec`).
 
+pub mod accept;
+pub mod buf_ring;
+pub mod close;
 pub mod conn;
-pub mod counters;
-pub mod exec_binary;
-pub mod exec_meta;
-pub mod exec_text;
+pub mod dispatch;
+pub mod framing;
 pub mod hop;
+pub mod hop_io;
 pub mod listener;
 pub mod prefetch;
-pub mod shard;
+pub mod reap;
+pub mod recv;
+pub mod route;
+pub mod send;
+pub mod server_cmd;
 pub mod stats;
+pub mod user_data;
 pub mod worker;
 pub mod zerocopy;
+
+pub use crate::exec::counters;
+pub use crate::exec::shard;
 
 use counters::Published;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -45,7 +56,3 @@ pub struct Shared {
     pub started: std::time::Instant,
     pub page_kind: Mutex<String>,
 }
-pub mod buf_ring;
-
-#[cfg(test)]
-mod exec_tests;

@@ -3,7 +3,7 @@
 //! busy connections the index and item misses then overlap instead of
 //! being paid one request at a time.
 
-use super::worker::owner;
+use super::route::owner;
 use crate::protocol::{binary, text, Parse, Proto};
 use crate::store::Store;
 
@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn text_batch_yields_every_key_of_whole_requests_only() {
         let s = store();
-        let route = crate::engine::worker::route_hasher();
+        let route = crate::engine::route::route_hasher();
         let p = prefetcher(&s, &route, 1, 0);
         let mut got = Vec::new();
         let input = b"get a\r\nset b 0 0 1\r\nx\r\ngets c d\r\nversion\r\nincr e 1\r\nget f";
@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn keys_of_other_shards_are_left_out_and_the_batch_is_bounded() {
         let s = store();
-        let route = crate::engine::worker::route_hasher();
+        let route = crate::engine::route::route_hasher();
         let p = prefetcher(&s, &route, 2, 1);
         let keys: Vec<String> = (0..100).map(|i| format!("key{i}")).collect();
         let input: String = keys.iter().map(|k| format!("get {k}\r\n")).collect();
@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn binary_batch_yields_keys() {
         let s = store();
-        let route = crate::engine::worker::route_hasher();
+        let route = crate::engine::route::route_hasher();
         let p = prefetcher(&s, &route, 1, 0);
         let mut input = Vec::new();
         for (opcode, key) in [(op::GET, "k1"), (op::NOOP, ""), (op::GETK, "k2")] {

@@ -13,7 +13,7 @@
 //!  body: extras, key, value
 //! ```
 
-use super::{Parse, KEY_MAX};
+use super::{Parse, SetMode, KEY_MAX};
 
 pub const REQ_MAGIC: u8 = 0x80;
 pub const RES_MAGIC: u8 = 0x81;
@@ -82,12 +82,94 @@ pub struct Header {
     pub cas: u64,
 }
 
+/// One binary request, its body borrowed from the input buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request<'a> {
+    /// The header as sent.
     pub h: Header,
+    /// What the opcode is, decoded once.
+    pub cmd: Command,
+    /// Extras (flags, exptime, delta...), by opcode.
     pub extras: &'a [u8],
+    /// The key; empty for opcodes without one.
     pub key: &'a [u8],
+    /// The value; empty when `oversized`.
     pub value: &'a [u8],
+    /// A storage body over the item size limit: dropped unread, so
+    /// `extras` and `value` are empty (the key is kept).
+    pub oversized: bool,
+}
+
+/// What an opcode does, whatever its quiet or key-returning variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// GET, GETQ, GETK, GETKQ.
+    Get,
+    /// GAT, GATQ, GATK, GATKQ: get and touch.
+    Gat,
+    /// TOUCH.
+    Touch,
+    /// SET..PREPEND and their quiet variants.
+    Store(SetMode),
+    /// DELETE, DELETEQ.
+    Delete,
+    /// INCREMENT, DECREMENT and quiet variants; `true` = increment.
+    Arith(bool),
+    /// QUIT, QUITQ.
+    Quit,
+    /// FLUSH, FLUSHQ.
+    Flush,
+    /// NOOP.
+    Noop,
+    /// VERSION.
+    Version,
+    /// STAT, with an optional group key.
+    Stat,
+    /// VERBOSITY.
+    Verbosity,
+}
+
+/// An opcode decoded: what it does and how it replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// What it does.
+    pub kind: Kind,
+    /// Quiet: no reply on success (and for gets, none on a miss).
+    pub quiet: bool,
+    /// The reply carries the key (GETK, GATK and their quiet variants).
+    pub with_key: bool,
+}
+
+impl Command {
+    /// Decodes an opcode; None for one this server does not implement.
+    pub fn decode(opcode: u8) -> Option<Command> {
+        use op::*;
+        let kind = match opcode {
+            GET | GETQ | GETK | GETKQ => Kind::Get,
+            GAT | GATQ | GATK | GATKQ => Kind::Gat,
+            TOUCH => Kind::Touch,
+            SET | SETQ => Kind::Store(SetMode::Set),
+            ADD | ADDQ => Kind::Store(SetMode::Add),
+            REPLACE | REPLACEQ => Kind::Store(SetMode::Replace),
+            APPEND | APPENDQ => Kind::Store(SetMode::Append),
+            PREPEND | PREPENDQ => Kind::Store(SetMode::Prepend),
+            DELETE | DELETEQ => Kind::Delete,
+            INCREMENT | INCREMENTQ => Kind::Arith(true),
+            DECREMENT | DECREMENTQ => Kind::Arith(false),
+            QUIT | QUITQ => Kind::Quit,
+            FLUSH | FLUSHQ => Kind::Flush,
+            NOOP => Kind::Noop,
+            VERSION => Kind::Version,
+            STAT => Kind::Stat,
+            VERBOSITY => Kind::Verbosity,
+            _ => return None,
+        };
+        Some(Command {
+            kind,
+            quiet: is_quiet(opcode),
+            with_key: matches!(opcode, GETK | GETKQ | GATK | GATKQ),
+        })
+    }
 }
 
 impl Request<'_> {
@@ -170,20 +252,37 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Result<Request<'_>, Invalid>>
         return Parse::Done(Err(Invalid::Args(h)), HEADER_LEN);
     }
     let known = shape(h.opcode);
-    let is_storage = matches!(known, Some((_, true, None)));
+    let cmd = Command::decode(h.opcode);
     if body > item_max + 1024 {
-        if is_storage {
-            // Skip the body unbuffered; the executor answers E2BIG.
-            return Parse::Skip(
-                Ok(Request {
-                    h,
-                    extras: &[],
-                    key: &[],
-                    value: &[],
-                }),
-                HEADER_LEN,
-                body,
-            );
+        if let (
+            Some(
+                cmd @ Command {
+                    kind: Kind::Store(_),
+                    ..
+                },
+            ),
+            Some((ext, ..)),
+        ) = (cmd, known)
+        {
+            // Read up to the key, then drop the value unbuffered; the
+            // executor answers E2BIG (and a SET drops the old value, which
+            // is why the key is read).
+            if h.key_len == 0 || ext.is_some_and(|n| n != h.extras_len) {
+                return Parse::Done(Err(Invalid::Args(h)), HEADER_LEN);
+            }
+            let head = HEADER_LEN + kx;
+            if buf.len() < head {
+                return Parse::NeedMore(head - buf.len());
+            }
+            let req = Request {
+                h,
+                cmd,
+                extras: &[],
+                key: &buf[HEADER_LEN + h.extras_len as usize..head],
+                value: &[],
+                oversized: true,
+            };
+            return Parse::Skip(Ok(req), head, body - kx);
         }
         if known.is_some() || body > 64 * 1024 {
             return Parse::Done(Err(Invalid::Args(h)), HEADER_LEN);
@@ -193,25 +292,28 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Result<Request<'_>, Invalid>>
     if buf.len() < total {
         return Parse::NeedMore(total - buf.len());
     }
+    let (Some((ext, key_req, val_ok)), Some(cmd)) = (known, cmd) else {
+        return Parse::Done(Err(Invalid::Unknown(h)), total);
+    };
     let b = &buf[HEADER_LEN..total];
     let req = Request {
         h,
+        cmd,
         extras: &b[..h.extras_len as usize],
         key: &b[h.extras_len as usize..kx],
         value: &b[kx..],
-    };
-    let Some((ext, key_req, val_ok)) = known else {
-        return Parse::Done(Err(Invalid::Unknown(h)), total);
+        oversized: false,
     };
     let ext_ok = match (h.opcode, ext) {
         (op::FLUSH | op::FLUSHQ, _) => h.extras_len == 0 || h.extras_len == 4,
         (_, Some(n)) => h.extras_len == n,
         (_, None) => true,
     };
-    let key_ok = if key_req {
-        h.key_len > 0
-    } else {
-        h.key_len == 0
+    let key_ok = match (h.opcode, key_req) {
+        // STAT's key, when present, names a group ("settings", "items").
+        (op::STAT, _) => true,
+        (_, true) => h.key_len > 0,
+        (_, false) => h.key_len == 0,
     };
     let value_ok = val_ok != Some(false) || req.value.is_empty();
     if !ext_ok || !key_ok || !value_ok {

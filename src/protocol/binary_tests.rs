@@ -80,9 +80,45 @@ fn malformed_requests() {
     bad[0] = 0x81;
     assert!(matches!(parse(&bad, 1 << 20), Parse::Close));
     // a body over the item limit: storage is skipped unbuffered, others invalid
+    // (the key is read first: a refused SET still drops the old value)
     assert!(matches!(
         parse(&header(op::SET, 1, 8, 10_000_000, 0, 0), 1 << 20),
-        Parse::Skip(Ok(_), 24, 10_000_000)
+        Parse::NeedMore(9)
+    ));
+    let mut big = header(op::SET, 1, 8, 10_000_000, 0, 0);
+    big.extend_from_slice(&[0; 8]);
+    big.push(b'k');
+    match parse(&big, 1 << 20) {
+        Parse::Skip(Ok(r), 33, 9_999_991) => {
+            assert!(r.oversized);
+            assert_eq!(r.key, b"k");
+            assert!(r.value.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    // an oversized APPEND is refused too (not stored empty)
+    let mut big = header(op::APPENDQ, 2, 0, 5_000_000, 0, 0);
+    big.extend_from_slice(b"ab");
+    assert!(matches!(
+        parse(&big, 1 << 20),
+        Parse::Skip(
+            Ok(Request {
+                oversized: true,
+                key: b"ab",
+                ..
+            }),
+            26,
+            4_999_998
+        )
+    ));
+    // an oversized storage body with no key, or bad extras, is invalid
+    assert!(matches!(
+        parse(&header(op::SET, 0, 8, 10_000_000, 0, 0), 1 << 20),
+        Parse::Done(Err(Invalid::Args(_)), 24)
+    ));
+    assert!(matches!(
+        parse(&header(op::SET, 1, 4, 10_000_000, 0, 0), 1 << 20),
+        Parse::Done(Err(Invalid::Args(_)), 24)
     ));
     assert!(matches!(
         parse(&header(op::GET, 1, 0, 10_000_000, 0, 0), 1 << 20),

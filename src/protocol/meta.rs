@@ -3,7 +3,7 @@
 //! executor walks them again in request order to build the reply.
 
 use super::text::{parse_i32, parse_u32, parse_u64, tokens, Request, BAD_FORMAT};
-use super::{Parse, KEY_MAX};
+use super::{Oversized, Parse, SetMode, StoreCmd, KEY_MAX};
 
 pub const MAX_OPAQUE: usize = 32;
 /// memcached's limit on tokens in a meta command.
@@ -158,15 +158,22 @@ pub fn parse<'a>(
     let mut total = used;
     if let Some(n) = vlen {
         if n > item_max {
-            return Parse::Skip(
-                Request::TooLarge {
-                    key,
-                    set: false,
-                    noreply: false,
-                },
-                used,
-                n + 2,
-            );
+            let mode = match f.mode {
+                Some(b'E' | b'e') => SetMode::Add,
+                Some(b'A' | b'a') => SetMode::Append,
+                Some(b'P' | b'p') => SetMode::Prepend,
+                Some(b'R' | b'r') => SetMode::Replace,
+                _ => SetMode::Set,
+            };
+            // Errors go out even in quiet mode, so noreply stays false.
+            let req = Request::TooLarge(Oversized {
+                key,
+                base64: f.base64,
+                mode,
+                cmd: StoreCmd::Meta,
+                noreply: false,
+            });
+            return Parse::Skip(req, used, n + 2);
         }
         total = used + n + 2;
         if buf.len() < total {

@@ -9,8 +9,6 @@ pub mod binary;
 pub mod meta;
 pub mod text;
 
-pub use crate::store::SetMode;
-
 /// memcached's key length limit.
 pub const KEY_MAX: usize = 250;
 /// A text line without "\r\n" within this many bytes closes the connection
@@ -46,6 +44,54 @@ pub enum Parse<T> {
     Skip(T, usize, usize),
     /// The connection must be closed.
     Close,
+}
+
+/// How a storage command combines its value with what the key holds
+/// (memcached's `set`, `add`, `replace`, `append`, `prepend`; `cas` is a
+/// `Set` with a CAS unique).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetMode {
+    /// Store whatever the key holds.
+    Set,
+    /// Store only if the key holds nothing.
+    Add,
+    /// Store only if the key holds an item.
+    Replace,
+    /// Add the value after the item's.
+    Append,
+    /// Add the value before the item's.
+    Prepend,
+}
+
+/// A storage command whose data block is over the item size limit (`-I`):
+/// the parser drops the block as it arrives, unbuffered, and the executor
+/// refuses the store (memcached: `SERVER_ERROR object too large for cache`,
+/// binary status 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Oversized<'a> {
+    /// The key as sent (base64 when `base64`).
+    pub key: &'a [u8],
+    /// Meta `b` flag: the key is base64.
+    pub base64: bool,
+    /// The store's mode.
+    pub mode: SetMode,
+    /// Which command asked: the text `cas` command, a meta `ms`, or any
+    /// other (text set/add/.., binary SET..PREPEND).
+    pub cmd: StoreCmd,
+    /// Suppress the reply (text `noreply`, binary quiet opcodes).
+    pub noreply: bool,
+}
+
+/// Which family of storage command a store came from, where memcached's
+/// semantics differ by command rather than by mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreCmd {
+    /// Text `set`/`add`/`replace`/`append`/`prepend`, binary SET..PREPEND.
+    Plain,
+    /// Text `cas`.
+    Cas,
+    /// Meta `ms`.
+    Meta,
 }
 
 /// A text-protocol storage command, shared by the text and meta parsers.

@@ -2,7 +2,7 @@
 //! point that hands meta commands to `meta`.
 
 use super::meta::{self, MetaRequest};
-use super::{Parse, SetMode, Storage, KEY_MAX, LINE_MAX};
+use super::{Oversized, Parse, SetMode, Storage, StoreCmd, KEY_MAX, LINE_MAX};
 
 pub const ERROR: &str = "ERROR";
 pub const BAD_FORMAT: &str = "CLIENT_ERROR bad command line format";
@@ -57,13 +57,8 @@ pub enum Request<'a> {
         arg: &'a [u8],
     },
     Meta(MetaRequest<'a>),
-    /// A storage command whose data is over the item size limit; a `set`
-    /// also drops the key's old value.
-    TooLarge {
-        key: &'a [u8],
-        set: bool,
-        noreply: bool,
-    },
+    /// A storage command whose data is over the item size limit.
+    TooLarge(Oversized<'a>),
     /// A request that is answered with an error line.
     Error(&'static str),
 }
@@ -325,12 +320,25 @@ fn parse_storage<'a>(
     if key.len() > KEY_MAX {
         return Parse::Skip(Request::Error(BAD_FORMAT), used, vlen + 2);
     }
+    let mode = match cmd {
+        b"set" | b"cas" => SetMode::Set,
+        b"add" => SetMode::Add,
+        b"replace" => SetMode::Replace,
+        b"append" => SetMode::Append,
+        _ => SetMode::Prepend,
+    };
     if vlen > item_max {
-        let req = Request::TooLarge {
+        let req = Request::TooLarge(Oversized {
             key,
-            set: cmd == b"set",
+            base64: false,
+            mode,
+            cmd: if cmd == b"cas" {
+                StoreCmd::Cas
+            } else {
+                StoreCmd::Plain
+            },
             noreply,
-        };
+        });
         return Parse::Skip(req, used, vlen + 2);
     }
     let need = used + vlen + 2;
@@ -340,13 +348,6 @@ fn parse_storage<'a>(
     if &buf[used + vlen..need] != b"\r\n" {
         return Parse::Done(Request::Error(BAD_CHUNK), need);
     }
-    let mode = match cmd {
-        b"set" | b"cas" => SetMode::Set,
-        b"add" => SetMode::Add,
-        b"replace" => SetMode::Replace,
-        b"append" => SetMode::Append,
-        _ => SetMode::Prepend,
-    };
     Parse::Done(
         Request::Store(Storage {
             mode,

@@ -90,14 +90,40 @@ fn storage_errors() {
         parse(long.as_bytes(), MAX),
         Parse::Skip(Request::Error(BAD_FORMAT), _, 3)
     ));
-    // too large: skipped without buffering, set drops the old value
+    // too large: skipped without buffering, the command named
     assert!(matches!(
         parse(b"set k 0 0 2000000\r\n", MAX),
-        Parse::Skip(Request::TooLarge { set: true, .. }, 19, 2_000_002)
+        Parse::Skip(
+            Request::TooLarge(Oversized {
+                mode: SetMode::Set,
+                cmd: StoreCmd::Plain,
+                ..
+            }),
+            19,
+            2_000_002
+        )
     ));
     assert!(matches!(
         parse(b"append k 0 0 2000000\r\n", MAX),
-        Parse::Skip(Request::TooLarge { set: false, .. }, _, _)
+        Parse::Skip(
+            Request::TooLarge(Oversized {
+                mode: SetMode::Append,
+                ..
+            }),
+            _,
+            _
+        )
+    ));
+    assert!(matches!(
+        parse(b"cas k 0 0 2000000 5\r\n", MAX),
+        Parse::Skip(
+            Request::TooLarge(Oversized {
+                cmd: StoreCmd::Cas,
+                ..
+            }),
+            _,
+            _
+        )
     ));
     // data not followed by \r\n
     assert!(matches!(
@@ -292,7 +318,27 @@ fn meta_commands() {
     ));
     assert!(matches!(
         parse(b"ms k 5000000 T1\r\n", MAX),
-        Parse::Skip(Request::TooLarge { .. }, _, 5_000_002)
+        Parse::Skip(
+            Request::TooLarge(Oversized {
+                cmd: StoreCmd::Meta,
+                mode: SetMode::Set,
+                ..
+            }),
+            _,
+            5_000_002
+        )
+    ));
+    assert!(matches!(
+        parse(b"ms k 5000000 MA b\r\n", MAX),
+        Parse::Skip(
+            Request::TooLarge(Oversized {
+                mode: SetMode::Append,
+                base64: true,
+                ..
+            }),
+            _,
+            _
+        )
     ));
 }
 

@@ -2,8 +2,8 @@
 //! manual clock: the meta protocol's anti-stampede flows and memcached's
 //! reply strings.
 
-use super::exec_text;
 use super::shard::Shard;
+use super::text as exec_text;
 use crate::protocol::text::{self, Request};
 use crate::protocol::Parse;
 use crate::store::{Clock, Store, StoreConfig};

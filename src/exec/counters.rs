@@ -5,24 +5,31 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 macro_rules! counters {
     ($($name:ident),* $(,)?) => {
-        /// Counters one worker owns.
+        /// Counters one worker owns. The field names are memcached's
+        /// `stats` names (protocol.txt, "General-purpose statistics").
+        #[allow(missing_docs)]
         #[derive(Clone, Copy, Debug, Default)]
         pub struct Counters { $(pub $name: u64,)* }
 
         /// The published copy other threads read.
+        #[allow(missing_docs)]
         #[derive(Debug, Default)]
         pub struct Published { $(pub $name: AtomicU64,)* }
 
         impl Published {
+            /// Stores a worker's current counters (Relaxed: each figure
+            /// stands alone; `stats` sums whatever each worker last wrote).
             pub fn publish(&self, c: &Counters) {
                 $(self.$name.store(c.$name, Relaxed);)*
             }
+            /// The figures last published.
             pub fn snapshot(&self) -> Counters {
                 Counters { $($name: self.$name.load(Relaxed),)* }
             }
         }
 
         impl Counters {
+            /// Adds another worker's figures to these.
             pub fn add(&mut self, o: &Counters) {
                 $(self.$name += o.$name;)*
             }

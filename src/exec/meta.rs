@@ -1,10 +1,12 @@
 //! Executes meta commands (`mg ms md ma mn me`), anti-stampede flags
 //! included, following memcached's `proto_parser.c`.
 
-use super::shard::{push_line, push_num, push_value, Shard};
+use super::ops::{store_mode, AutoCreate};
+use super::reply::{push_line, push_num, push_value};
+use super::shard::Shard;
 use crate::protocol::meta::{base64_decode, base64_encode, MetaCmd, MetaRequest};
 use crate::protocol::text::{self, tokens};
-use crate::protocol::KEY_MAX;
+use crate::protocol::{SetMode as Mode, StoreCmd, KEY_MAX};
 use crate::store::item::{FETCHED, STALE, WIN_SENT};
 use crate::store::{DeleteOutcome, DeltaOutcome, SetArgs, SetMode, SetOutcome};
 
@@ -54,6 +56,8 @@ fn status(out: &mut Vec<u8>, code: &str, m: &MetaRequest) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Executes one meta command whose key this shard owns (`mn` included)
+/// and writes its reply; quiet mode hides the nominal one.
 pub fn exec(sh: &mut Shard, m: &MetaRequest, out: &mut Vec<u8>) {
     sh.c.cmd_meta += 1;
     if m.cmd == MetaCmd::Noop {
@@ -98,24 +102,11 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
             }
         }
     }
+    sh.count_fetch(found.is_some(), f.touch.is_some());
     let Some(mut it) = found else {
-        if f.touch.is_some() {
-            sh.c.cmd_touch += 1;
-            sh.c.touch_misses += 1;
-        } else {
-            sh.c.cmd_get += 1;
-            sh.c.get_misses += 1;
-        }
         status(out, "EN", m);
         return true;
     };
-    if f.touch.is_some() {
-        sh.c.cmd_touch += 1;
-        sh.c.touch_hits += 1;
-    } else {
-        sh.c.cmd_get += 1;
-        sh.c.get_hits += 1;
-    }
     // Fetched and last-access are reported as they were before this read.
     let was_fetched = it.item.iflags() & FETCHED != 0;
     let idle = it.item.idle_secs(sh.store.now());
@@ -199,20 +190,19 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
 /// ms. Returns true on success (hidden by quiet mode).
 fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     let f = m.f;
-    sh.c.cmd_set += 1;
     let mode = match f.mode.unwrap_or(b'S') {
-        b'S' | b's' => SetMode::Set,
-        b'E' | b'e' => SetMode::Add,
-        b'A' | b'a' => SetMode::Append,
-        b'P' | b'p' => SetMode::Prepend,
-        b'R' | b'r' => SetMode::Replace,
+        b'S' | b's' => Mode::Set,
+        b'E' | b'e' => Mode::Add,
+        b'A' | b'a' => Mode::Append,
+        b'P' | b'p' => Mode::Prepend,
+        b'R' | b'r' => Mode::Replace,
         _ => {
             push_line(out, "CLIENT_ERROR invalid mode for ms STORE");
             return false;
         }
     };
     let mut a = SetArgs::new(
-        mode,
+        store_mode(mode),
         key,
         m.value,
         f.client_flags.unwrap_or(0),
@@ -222,8 +212,7 @@ fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     a.invalidate = f.invalidate;
     a.new_cas = f.new_cas;
     a.vivify = f.vivify;
-    let r = sh.store.set(&a);
-    sh.count_set(&r, f.cas.is_some());
+    let r = sh.store_item(&a, StoreCmd::Meta, mode);
     let code = match r {
         SetOutcome::Stored { .. } => "HD",
         SetOutcome::NotStored => "NS",
@@ -278,15 +267,10 @@ fn delete(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> boo
     } else {
         sh.store.delete(key, cas)
     };
+    sh.count_delete(r);
     let code = match r {
-        DeleteOutcome::Deleted => {
-            sh.c.delete_hits += 1;
-            "HD"
-        }
-        DeleteOutcome::NotFound => {
-            sh.c.delete_misses += 1;
-            "NF"
-        }
+        DeleteOutcome::Deleted => "HD",
+        DeleteOutcome::NotFound => "NF",
         DeleteOutcome::Exists => "EX",
     };
     status(out, code, m);
@@ -305,37 +289,19 @@ fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool
         }
     };
     let delta = f.delta.unwrap_or(1);
-    let mut r = sh.store.delta(key, incr, delta, f.cas.unwrap_or(0));
-    if r == DeltaOutcome::NotFound {
-        if let Some(ttl) = f.vivify {
-            let mut b = itoa::Buffer::new();
-            let init = f.initial.unwrap_or(0);
-            let mut a = SetArgs::new(SetMode::Add, key, b.format(init).as_bytes(), 0, ttl);
-            a.new_cas = f.new_cas;
-            if let SetOutcome::Stored { cas } = sh.store.set(&a) {
-                r = DeltaOutcome::Value { value: init, cas };
-            }
-        }
-    } else if let (DeltaOutcome::Value { .. }, Some(t)) = (r, f.touch) {
+    let create = f.vivify.map(|exptime| AutoCreate {
+        initial: f.initial.unwrap_or(0),
+        exptime,
+        new_cas: f.new_cas,
+    });
+    let found_before = sh.store.find(key).is_some();
+    let r = sh.arith(key, incr, delta, f.cas.unwrap_or(0), create);
+    if let (DeltaOutcome::Value { .. }, Some(t), true) = (r, f.touch, found_before) {
         sh.store.touch(key, t);
     }
     let (code, value) = match r {
-        DeltaOutcome::Value { value, .. } => {
-            if incr {
-                sh.c.incr_hits += 1;
-            } else {
-                sh.c.decr_hits += 1;
-            }
-            (if f.value { "VA" } else { "HD" }, Some(value))
-        }
-        DeltaOutcome::NotFound => {
-            if incr {
-                sh.c.incr_misses += 1;
-            } else {
-                sh.c.decr_misses += 1;
-            }
-            ("NF", None)
-        }
+        DeltaOutcome::Value { value, .. } => (if f.value { "VA" } else { "HD" }, Some(value)),
+        DeltaOutcome::NotFound => ("NF", None),
         DeltaOutcome::Exists => ("EX", None),
         DeltaOutcome::NonNumeric => {
             push_line(out, text::NON_NUMERIC);

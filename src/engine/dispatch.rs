@@ -1,0 +1,279 @@
+//! The one dispatch point. Every request of every protocol is classified
+//! here into what it does (`Op`) and where it runs (`Route`), the server's
+//! policies are applied once for all protocols (`-F`, `-A`, key length;
+//! item size is the parsers', which must not buffer what they refuse), and
+//! the request goes to this shard, its key's owner, every shard, or the
+//! server commands (`server_cmd.rs`).
+
+use super::route::owner;
+use super::worker::Worker;
+use crate::exec;
+use crate::exec::reply::push_line;
+use crate::protocol::binary::{self, status, Kind};
+use crate::protocol::meta::{base64_decode, MetaCmd};
+use crate::protocol::text;
+use crate::protocol::KEY_MAX;
+
+/// A parsed request of either wire protocol (meta travels as text).
+#[derive(Debug)]
+pub enum Request<'a> {
+    /// A text or meta request.
+    Text(text::Request<'a>),
+    /// A binary request, or the header of a malformed one.
+    Binary(Result<binary::Request<'a>, binary::Invalid>),
+}
+
+/// What a request does, whatever protocol carried it: the unit of policy,
+/// and later of authorisation and latency accounting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// get, gets, mg, binary GET*.
+    Get,
+    /// gat, gats, touch, binary GAT*/TOUCH.
+    Touch,
+    /// set, add, replace, append, prepend, cas, ms, binary SET..PREPEND.
+    Store,
+    /// delete, md, binary DELETE.
+    Delete,
+    /// incr, decr, ma, binary INCREMENT/DECREMENT.
+    Arith,
+    /// flush_all, binary FLUSH.
+    Flush,
+    /// cache_memlimit.
+    MemLimit,
+    /// stats, binary STAT.
+    Stats,
+    /// quit, binary QUIT.
+    Quit,
+    /// shutdown.
+    Shutdown,
+    /// version, verbosity, mn, me, binary NOOP/VERSION/VERBOSITY.
+    Other,
+    /// A request the parser already answered with an error.
+    Invalid,
+}
+
+/// Where a request runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route<'k> {
+    /// Here: no key, or an error answered where it arrived.
+    Local,
+    /// On the worker that owns this key (maybe this one).
+    Key(&'k [u8]),
+    /// A text multi-key get: each key on its owner, replies in order.
+    Split(&'k [u8]),
+    /// On every worker; this one's reply answers.
+    Broadcast,
+    /// Concerns the connection or the whole server, not a shard.
+    Server,
+}
+
+/// Why the dispatcher refuses a request before it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `-F`: flush_all is disabled.
+    FlushDisabled,
+    /// shutdown without `-A`.
+    ShutdownDisabled,
+    /// A get naming a key over 250 bytes.
+    KeyTooLong,
+}
+
+/// Classifies a request. `kbuf` holds a meta key decoded from base64.
+pub fn classify<'k>(req: &Request<'k>, kbuf: &'k mut [u8; KEY_MAX + 6]) -> (Op, Route<'k>) {
+    use text::Request as T;
+    match *req {
+        Request::Text(ref t) => match *t {
+            T::Get { keys, touch, .. } => {
+                let op = if touch.is_some() { Op::Touch } else { Op::Get };
+                (op, Route::Split(keys))
+            }
+            T::Store(s) => (Op::Store, Route::Key(s.key)),
+            T::TooLarge(o) => {
+                let key = if o.base64 {
+                    base64_decode(o.key, kbuf)
+                } else {
+                    Some(o.key)
+                };
+                (Op::Store, key.map_or(Route::Local, Route::Key))
+            }
+            T::Delete { key, .. } => (Op::Delete, Route::Key(key)),
+            T::Delta { key, .. } => (Op::Arith, Route::Key(key)),
+            T::Touch { key, .. } => (Op::Touch, Route::Key(key)),
+            T::Meta(ref m) => {
+                let op = match m.cmd {
+                    MetaCmd::Get if m.f.touch.is_some() => Op::Touch,
+                    MetaCmd::Get => Op::Get,
+                    MetaCmd::Set => Op::Store,
+                    MetaCmd::Delete => Op::Delete,
+                    MetaCmd::Arith => Op::Arith,
+                    MetaCmd::Noop => return (Op::Other, Route::Local),
+                    MetaCmd::Debug => Op::Other,
+                };
+                let key = if m.f.base64 {
+                    base64_decode(m.key, kbuf)
+                } else {
+                    Some(m.key)
+                };
+                // An undecodable key is answered here, by the executor.
+                (op, key.map_or(Route::Local, Route::Key))
+            }
+            T::Flush { .. } => (Op::Flush, Route::Broadcast),
+            T::CacheMemlimit { .. } => (Op::MemLimit, Route::Broadcast),
+            T::Stats { .. } => (Op::Stats, Route::Server),
+            T::Quit => (Op::Quit, Route::Server),
+            T::Shutdown => (Op::Shutdown, Route::Server),
+            T::Version | T::Verbosity { .. } => (Op::Other, Route::Local),
+            T::Error(_) => (Op::Invalid, Route::Local),
+        },
+        Request::Binary(Err(_)) => (Op::Invalid, Route::Local),
+        Request::Binary(Ok(ref r)) => match r.cmd.kind {
+            Kind::Get => (Op::Get, Route::Key(r.key)),
+            Kind::Gat | Kind::Touch => (Op::Touch, Route::Key(r.key)),
+            Kind::Store(_) => (Op::Store, Route::Key(r.key)),
+            Kind::Delete => (Op::Delete, Route::Key(r.key)),
+            Kind::Arith(_) => (Op::Arith, Route::Key(r.key)),
+            Kind::Flush => (Op::Flush, Route::Broadcast),
+            Kind::Stat => (Op::Stats, Route::Server),
+            Kind::Quit => (Op::Quit, Route::Server),
+            Kind::Noop | Kind::Version | Kind::Verbosity => (Op::Other, Route::Local),
+        },
+    }
+}
+
+impl Worker {
+    /// Dispatches one whole request of connection `idx`; `raw` is its
+    /// bytes as received (what a forward or broadcast carries).
+    pub(super) fn dispatch(&mut self, idx: u32, req: Request, raw: &[u8]) {
+        let mut kbuf = [0u8; KEY_MAX + 6];
+        let (op, route) = classify(&req, &mut kbuf);
+        if let Some(why) = self.policy(op, route) {
+            return self.refuse(idx, why, &req);
+        }
+        let binary = matches!(req, Request::Binary(_));
+        match route {
+            Route::Local => self.exec_local(idx, &req),
+            Route::Key(k) => {
+                let to = owner(&self.route, self.shared.mesh.n, k);
+                if to == self.id {
+                    self.exec_local(idx, &req);
+                } else {
+                    self.forward_raw(idx, to, binary, raw);
+                }
+            }
+            Route::Split(keys) => self.split_get(idx, &req, keys),
+            Route::Broadcast => {
+                self.broadcast(binary, raw);
+                self.exec_local(idx, &req);
+            }
+            Route::Server => self.server_cmd(idx, op, &req),
+        }
+    }
+
+    /// The server's policies, the same for every protocol.
+    fn policy(&self, op: Op, route: Route) -> Option<Refusal> {
+        let s = &self.shared.settings;
+        match (op, route) {
+            (Op::Flush, _) if !s.flush_enabled => Some(Refusal::FlushDisabled),
+            (Op::Shutdown, _) if !s.shutdown_enabled => Some(Refusal::ShutdownDisabled),
+            (_, Route::Split(keys)) if text::tokens(keys).any(|k| k.len() > KEY_MAX) => {
+                Some(Refusal::KeyTooLong)
+            }
+            _ => None,
+        }
+    }
+
+    /// Answers a refused request as memcached does in its protocol.
+    fn refuse(&mut self, idx: u32, why: Refusal, req: &Request) {
+        match req {
+            Request::Text(t) => {
+                let noreply = matches!(t, text::Request::Flush { noreply: true, .. });
+                if why == Refusal::FlushDisabled {
+                    // memcached counts the refused flush (proto_text.c
+                    // process_flush_all_command); binary does not.
+                    self.shard.c.cmd_flush += 1;
+                }
+                if !noreply {
+                    let out = self.conn(idx).reply_buf();
+                    push_line(
+                        out,
+                        match why {
+                            Refusal::FlushDisabled => "CLIENT_ERROR flush_all not allowed",
+                            Refusal::ShutdownDisabled => "ERROR: shutdown not enabled",
+                            Refusal::KeyTooLong => text::BAD_FORMAT,
+                        },
+                    );
+                }
+            }
+            Request::Binary(Ok(r)) => {
+                // memcached's process_bin_flush: an auth error, data kept.
+                let out = self.conn(idx).reply_buf();
+                exec::binary::error(out, r.h.opcode, status::AUTH_ERROR, r.h.opaque);
+            }
+            Request::Binary(Err(_)) => {}
+        }
+    }
+
+    /// Runs a request on this shard into the connection's replies.
+    /// When they go straight to the output (nothing waits on another
+    /// shard before them), large values may be sent by reference.
+    pub(super) fn exec_local(&mut self, idx: u32, req: &Request) {
+        self.exec_with(idx, |sh, out| match req {
+            Request::Text(t) => exec::text::exec(sh, t, out),
+            Request::Binary(Ok(r)) => exec::binary::exec(sh, r, out),
+            Request::Binary(Err(binary::Invalid::Args(h))) => {
+                exec::binary::error(out, h.opcode, status::EINVAL, h.opaque)
+            }
+            Request::Binary(Err(binary::Invalid::Unknown(h))) => {
+                exec::binary::error(out, h.opcode, status::UNKNOWN_COMMAND, h.opaque)
+            }
+        });
+        if let Request::Binary(Err(binary::Invalid::Args(_))) = req {
+            // memcached closes after invalid arguments: the rest of the
+            // stream cannot be framed with confidence.
+            self.conn(idx).closing = true;
+        }
+    }
+
+    /// Runs `f` on this shard with the connection's reply buffer.
+    pub(super) fn exec_with(&mut self, idx: u32, f: impl FnOnce(&mut exec::Shard, &mut Vec<u8>)) {
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return;
+        };
+        self.shard.zc_on = c.pending.is_empty();
+        f(&mut self.shard, c.reply_buf());
+        self.shard.zc_on = false;
+        if !self.shard.zc_refs.is_empty() {
+            c.out_refs.append(&mut self.shard.zc_refs);
+        }
+    }
+
+    /// A text get/gets/gat/gats: one key, or all keys, here when this
+    /// worker owns them; otherwise each key on its owner, in order.
+    fn split_get(&mut self, idx: u32, req: &Request, keys: &[u8]) {
+        let Request::Text(text::Request::Get { cas, touch, .. }) = *req else {
+            return self.exec_local(idx, req);
+        };
+        let n = self.shared.mesh.n;
+        let mut it = text::tokens(keys);
+        let first = it.next();
+        let single = it.next().is_none();
+        if n == 1 || single && first.is_some_and(|k| owner(&self.route, n, k) == self.id) {
+            return self.exec_local(idx, req);
+        }
+        for k in text::tokens(keys) {
+            let to = owner(&self.route, n, k);
+            if to == self.id {
+                self.exec_with(idx, |sh, out| exec::text::get_key(sh, k, cas, touch, out));
+            } else {
+                let job = super::hop::Job::GetKey {
+                    key: k.to_vec(),
+                    cas,
+                    touch,
+                };
+                self.forward(idx, to, job);
+            }
+        }
+        self.conn(idx).reply_buf().extend_from_slice(b"END\r\n");
+    }
+}

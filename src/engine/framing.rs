@@ -1,0 +1,83 @@
+//! Framing: cuts a connection's bytes into whole requests of its protocol
+//! (chosen from the first byte), drops refused data blocks as they arrive,
+//! and hands each request to the dispatcher.
+use super::dispatch::Request;
+use super::worker::Worker;
+use crate::protocol::{binary, text, Parse, Proto};
+
+impl Worker {
+    /// Parses and executes whole requests from `inbuf`; returns the bytes
+    /// used. Stops at an incomplete request, a closing connection, or when
+    /// the client has too many unsent replies.
+    pub(super) fn parse_loop(&mut self, idx: u32, inbuf: &[u8]) -> usize {
+        let mut pos = 0;
+        let item_max = self.shared.settings.item_max;
+        while let Some(c) = self.conns[idx as usize].as_mut() {
+            if c.closing || c.over_cap() {
+                break;
+            }
+            if c.skip > 0 {
+                let n = c.skip.min(inbuf.len() - pos);
+                c.skip -= n;
+                pos += n;
+                if c.skip > 0 {
+                    break;
+                }
+            }
+            if pos >= inbuf.len() {
+                break;
+            }
+            let proto = *c.proto.get_or_insert(Proto::detect(inbuf[pos]));
+            let buf = &inbuf[pos..];
+            let used = match proto {
+                Proto::Text => self.step(idx, text::parse(buf, item_max), buf, |w, req, raw| {
+                    w.dispatch(idx, Request::Text(req), raw)
+                }),
+                Proto::Binary => {
+                    self.step(idx, binary::parse(buf, item_max), buf, |w, req, raw| {
+                        w.dispatch(idx, Request::Binary(req), raw)
+                    })
+                }
+            };
+            let Some(used) = used else { break };
+            pos += used;
+        }
+        pos
+    }
+
+    /// Acts on one parse result, for either protocol: dispatches a whole
+    /// request (arranging to drop a refused data block), or says to stop
+    /// (more bytes needed, or the connection must close). Returns the bytes
+    /// used.
+    pub(super) fn step<T>(
+        &mut self,
+        idx: u32,
+        parsed: Parse<T>,
+        buf: &[u8],
+        dispatch: impl FnOnce(&mut Self, T, &[u8]),
+    ) -> Option<usize> {
+        match parsed {
+            Parse::Done(req, used) => {
+                dispatch(self, req, &buf[..used]);
+                Some(used)
+            }
+            Parse::Skip(req, used, skip) => {
+                dispatch(self, req, &buf[..used]);
+                if let Some(c) = self.conns[idx as usize].as_mut() {
+                    c.skip = skip;
+                }
+                Some(used)
+            }
+            Parse::NeedMore(n) => {
+                if let Some(c) = self.conns[idx as usize].as_mut() {
+                    c.need = n;
+                }
+                None
+            }
+            Parse::Close => {
+                self.conn(idx).closing = true;
+                None
+            }
+        }
+    }
+}

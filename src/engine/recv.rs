@@ -1,0 +1,140 @@
+//! Receiving: multishot receives into the worker's buffer ring, parsing
+//! in place from the kernel's buffer when nothing waits before the new
+//! bytes, and the connection's own input buffer otherwise.
+use super::buf_ring::BufRing;
+use super::conn::READ_CHUNK;
+use super::user_data::{ConnId, Kind, UserData};
+use super::worker::Worker;
+use io_uring::{cqueue, opcode, types};
+
+impl Worker {
+    pub(super) fn arm_recv(&mut self, idx: u32) {
+        let bgid = self.bufs.as_ref().map_or(0, |b| b.bgid);
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return;
+        };
+        if c.recv_inflight || c.closing || c.paused {
+            return;
+        }
+        c.recv_inflight = true;
+        let e = opcode::RecvMulti::new(types::Fd(c.fd), bgid)
+            .build()
+            .user_data(UserData::new(Kind::Recv, ConnId { idx, gen: c.gen }).0);
+        self.push_sqe(e);
+    }
+
+    pub(super) fn on_recv(&mut self, idx: u32, gen: u32, res: i32, flags: u32) {
+        let bid = cqueue::buffer_select(flags);
+        let more = cqueue::more(flags);
+        let mut bufs = self.bufs.take().expect("buffer ring");
+        self.recv_data(idx, gen, res, bid, more, &bufs);
+        if let Some(b) = bid {
+            bufs.recycle(b);
+        }
+        self.bufs = Some(bufs);
+    }
+
+    pub(super) fn recv_data(
+        &mut self,
+        idx: u32,
+        gen: u32,
+        res: i32,
+        bid: Option<u16>,
+        more: bool,
+        bufs: &BufRing,
+    ) {
+        let Some(c) = self.conn_mut(idx, gen) else {
+            return;
+        };
+        if !more {
+            c.recv_inflight = false;
+        }
+        if res == -libc::ENOBUFS || res == -libc::ECANCELED {
+            // Out of receive buffers, or cancelled for backpressure: the
+            // connection is re-armed once there is room.
+            if !c.paused && !c.closing {
+                self.rearm.push(idx);
+            }
+            return;
+        }
+        if res <= 0 {
+            return self.abandon(idx);
+        }
+        let Some(bid) = bid else { return };
+        let data = bufs.data(bid, res as usize);
+        self.shard.c.bytes_read += res as u64;
+        let now = self.last_sec;
+        let c = self.conns[idx as usize].as_mut().expect("live connection");
+        c.last_active = now;
+        if c.closing {
+            return;
+        }
+        if !c.parses_in_place() {
+            // Behind earlier bytes: queue, then parse from the connection's buffer.
+            c.inbuf.extend_from_slice(data);
+            if !c.paused {
+                self.process(idx);
+            }
+        } else {
+            // The common case: parse straight from the kernel's buffer and
+            // keep only an incomplete tail.
+            c.inbuf.clear();
+            c.in_start = 0;
+            let used = self.parse_loop(idx, data);
+            if used < data.len() {
+                self.keep_tail(idx, &data[used..]);
+            }
+        }
+        self.after_process(idx);
+        if !more {
+            self.arm_recv(idx);
+        }
+    }
+
+    /// Keeps the incomplete start of a request. Room for the rest the
+    /// parser said is missing is made once (from the worker's spare large
+    /// buffer when it fits), so a large value is not copied again at each
+    /// doubling of the buffer.
+    pub(super) fn keep_tail(&mut self, idx: u32, tail: &[u8]) {
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return;
+        };
+        let want = tail.len() + c.need;
+        c.need = 0;
+        if want > 4 * READ_CHUNK && c.inbuf.is_empty() && self.spare_in.capacity() >= want {
+            c.inbuf = std::mem::take(&mut self.spare_in);
+            c.in_start = 0;
+        }
+        c.inbuf.reserve(want);
+        c.inbuf.extend_from_slice(tail);
+    }
+
+    /// Parses and executes what is complete in a connection's own buffer.
+    pub(super) fn process(&mut self, idx: u32) {
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return;
+        };
+        let mut inbuf = std::mem::take(&mut c.inbuf);
+        let mut pos = c.in_start;
+        pos += self.parse_loop(idx, &inbuf[pos..]);
+        if let Some(c) = self.conns[idx as usize].as_mut() {
+            if pos == inbuf.len() {
+                inbuf.clear();
+                pos = 0;
+                if inbuf.capacity() > 4 * READ_CHUNK {
+                    // Large requests are done: keep the biggest buffer for
+                    // the next one on this worker, not on this connection.
+                    let big = std::mem::take(&mut inbuf);
+                    if big.capacity() > self.spare_in.capacity() {
+                        self.spare_in = big;
+                    }
+                }
+            } else if pos > 0 && pos > inbuf.len() / 2 {
+                inbuf.drain(..pos);
+                pos = 0;
+            }
+            c.inbuf = inbuf;
+            c.in_start = pos;
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Commands that concern the connection or the whole server rather than a
+//! shard: `stats` (every group, text and binary), `quit`, `shutdown`.
+
+use super::dispatch::{Op, Request};
+use super::hop::Job;
+use super::stats;
+use super::worker::Worker;
+use crate::exec::counters::Counters;
+use crate::exec::reply::push_line;
+use crate::protocol::binary::{self, status};
+use crate::protocol::text;
+use std::sync::atomic::Ordering::SeqCst;
+
+/// What a `stats` group answers.
+enum StatsReply {
+    /// Name/value rows, then the end marker.
+    Rows(Vec<(&'static str, String)>),
+    /// `stats reset` done (text `RESET`; binary: the end marker alone).
+    Reset,
+    /// No such group (text `ERROR`; binary "Not found").
+    Unknown,
+}
+
+impl Worker {
+    /// Runs a server command for connection `idx`.
+    pub(super) fn server_cmd(&mut self, idx: u32, op: Op, req: &Request) {
+        match (op, req) {
+            (Op::Stats, Request::Text(text::Request::Stats { arg })) => {
+                let group = text::tokens(arg).next().unwrap_or(b"");
+                let reply = self.stats_group(idx, group);
+                let out = self.conn(idx).reply_buf();
+                match reply {
+                    StatsReply::Rows(rows) => {
+                        for (k, v) in rows {
+                            out.extend_from_slice(b"STAT ");
+                            out.extend_from_slice(k.as_bytes());
+                            out.push(b' ');
+                            out.extend_from_slice(v.as_bytes());
+                            out.extend_from_slice(b"\r\n");
+                        }
+                        out.extend_from_slice(b"END\r\n");
+                    }
+                    StatsReply::Reset => push_line(out, "RESET"),
+                    StatsReply::Unknown => push_line(out, "ERROR"),
+                }
+            }
+            (Op::Stats, Request::Binary(Ok(r))) => {
+                let reply = self.stats_group(idx, r.key);
+                let (op, opaque) = (r.h.opcode, r.h.opaque);
+                let out = self.conn(idx).reply_buf();
+                let end = |out: &mut Vec<u8>| {
+                    binary::write_response(out, op, 0, opaque, 0, &[], &[], &[])
+                };
+                match reply {
+                    StatsReply::Rows(rows) => {
+                        for (k, v) in rows {
+                            let (k, v) = (k.as_bytes(), v.as_bytes());
+                            binary::write_response(out, op, 0, opaque, 0, &[], k, v);
+                        }
+                        end(out);
+                    }
+                    StatsReply::Reset => end(out),
+                    StatsReply::Unknown => {
+                        crate::exec::binary::error(out, op, status::KEY_ENOENT, opaque)
+                    }
+                }
+            }
+            (Op::Quit, Request::Binary(Ok(r))) => {
+                if !r.cmd.quiet {
+                    let out = self.conn(idx).reply_buf();
+                    binary::write_response(out, r.h.opcode, 0, r.h.opaque, 0, &[], &[], &[]);
+                }
+                self.conn(idx).closing = true;
+            }
+            (Op::Quit, _) => self.conn(idx).closing = true,
+            (Op::Shutdown, _) => {
+                // As memcached with -A: no reply; every worker winds down.
+                self.shared.stop.store(true, SeqCst);
+                self.conn(idx).closing = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// One `stats` group, the same for both protocols.
+    fn stats_group(&mut self, idx: u32, group: &[u8]) -> StatsReply {
+        match group {
+            b"" => StatsReply::Rows(stats::general(&self.shared, &self.totals())),
+            b"settings" => StatsReply::Rows(stats::settings(&self.shared)),
+            b"items" | b"slabs" | b"sizes" | b"conns" => StatsReply::Rows(Vec::new()),
+            b"reset" => {
+                // Every worker's counters, as memcached's one set. The
+                // reply waits for the others' (empty) replies, so a `stats`
+                // after it sees every worker reset.
+                self.shard.reset_counters();
+                for to in 0..self.shared.mesh.n {
+                    if to != self.id {
+                        self.forward(idx, to, Job::ResetStats);
+                    }
+                }
+                StatsReply::Reset
+            }
+            _ => StatsReply::Unknown,
+        }
+    }
+
+    /// Every worker's counters summed, this one's current.
+    pub(super) fn totals(&self) -> Counters {
+        let mut t = Counters::default();
+        for (i, p) in self.shared.published.iter().enumerate() {
+            if i == self.id {
+                t.add(&self.shard.counters());
+            } else {
+                t.add(&p.snapshot());
+            }
+        }
+        t
+    }
+}

@@ -1,0 +1,169 @@
+//! Binary-protocol replies (memcached `doc/protocol-binary.txt`): runs a
+//! request through the shared operations (`ops.rs`) and writes response
+//! packets. The opcode was decoded once by the parser (`binary::Command`).
+
+use super::ops::{store_mode, AutoCreate};
+use super::reply::push_value;
+use super::shard::{Shard, VERSION};
+use crate::protocol::binary::{status, write_head, write_response, Kind, Request};
+use crate::protocol::StoreCmd;
+use crate::store::{DeleteOutcome, DeltaOutcome, SetArgs, SetOutcome};
+
+/// memcached's error bodies, by status.
+pub fn error_text(st: u16) -> &'static str {
+    match st {
+        status::KEY_ENOENT => "Not found",
+        status::KEY_EEXISTS => "Data exists for key.",
+        status::E2BIG => "Too large.",
+        status::EINVAL => "Invalid arguments",
+        status::NOT_STORED => "Not stored.",
+        status::DELTA_BADVAL => "Non-numeric server-side value for incr or decr",
+        status::AUTH_ERROR => "Auth failure.",
+        status::ENOMEM => "Out of memory",
+        _ => "Unknown command",
+    }
+}
+
+/// Writes an error response: status `st` with memcached's text as body.
+pub fn error(out: &mut Vec<u8>, opcode: u8, st: u16, opaque: u32) {
+    write_response(
+        out,
+        opcode,
+        st,
+        opaque,
+        0,
+        &[],
+        &[],
+        error_text(st).as_bytes(),
+    );
+}
+
+/// Binary exptimes are unsigned 32-bit seconds (protocol-binary.txt);
+/// memcached reads values past 2^31 as absolute times after 2038.
+fn exptime(v: u32) -> i64 {
+    v as i64
+}
+
+/// Executes one request whose key (if any) this shard owns. Quit, Stat,
+/// and the policy on Flush are the dispatcher's.
+pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
+    let h = r.h;
+    let quiet = r.cmd.quiet;
+    let ok = |out: &mut Vec<u8>, cas: u64, value: &[u8]| {
+        write_response(out, h.opcode, status::OK, h.opaque, cas, &[], &[], value)
+    };
+    match r.cmd.kind {
+        Kind::Get | Kind::Gat => {
+            let touch = (r.cmd.kind == Kind::Gat).then(|| exptime(r.extra_u32(0)));
+            let key = if r.cmd.with_key { r.key } else { &[] };
+            match sh.fetch(r.key, touch) {
+                Some(f) => {
+                    let flags = f.item.flags().to_be_bytes();
+                    let (cas, v) = (sh.store.cas_of(&f), f.item.value());
+                    write_head(
+                        out,
+                        h.opcode,
+                        status::OK,
+                        h.opaque,
+                        cas,
+                        &flags,
+                        key,
+                        v.len(),
+                    );
+                    push_value(sh, out, v);
+                }
+                None if quiet => {}
+                None if r.cmd.with_key => write_response(
+                    out,
+                    h.opcode,
+                    status::KEY_ENOENT,
+                    h.opaque,
+                    0,
+                    &[],
+                    r.key,
+                    b"",
+                ),
+                None => error(out, h.opcode, status::KEY_ENOENT, h.opaque),
+            }
+        }
+        Kind::Store(mode) => {
+            if r.oversized {
+                sh.refuse_oversized(r.key, StoreCmd::Plain, mode);
+                return error(out, h.opcode, status::E2BIG, h.opaque);
+            }
+            let (flags, exp) = if r.extras.len() >= 8 {
+                (r.extra_u32(0), exptime(r.extra_u32(4)))
+            } else {
+                (0, 0)
+            };
+            let mut a = SetArgs::new(store_mode(mode), r.key, r.value, flags, exp);
+            a.cas = h.cas;
+            let st = match sh.store_item(&a, StoreCmd::Plain, mode) {
+                SetOutcome::Stored { cas } => {
+                    if !quiet {
+                        ok(out, cas, &[]);
+                    }
+                    return;
+                }
+                SetOutcome::NotStored => match mode {
+                    crate::protocol::SetMode::Add => status::KEY_EEXISTS,
+                    crate::protocol::SetMode::Replace => status::KEY_ENOENT,
+                    _ => status::NOT_STORED,
+                },
+                SetOutcome::Exists => status::KEY_EEXISTS,
+                SetOutcome::NotFound => status::KEY_ENOENT,
+                SetOutcome::TooLarge => status::E2BIG,
+                SetOutcome::NoMemory => status::ENOMEM,
+            };
+            error(out, h.opcode, st, h.opaque);
+        }
+        Kind::Delete => match sh.delete(r.key, h.cas) {
+            DeleteOutcome::Deleted => {
+                if !quiet {
+                    ok(out, 0, &[]);
+                }
+            }
+            DeleteOutcome::NotFound => error(out, h.opcode, status::KEY_ENOENT, h.opaque),
+            DeleteOutcome::Exists => error(out, h.opcode, status::KEY_EEXISTS, h.opaque),
+        },
+        Kind::Arith(incr) => {
+            let (delta, initial, exp) = (r.extra_u64(0), r.extra_u64(8), r.extra_u32(16));
+            // exptime 0xffffffff: "do not create" (protocol-binary.txt).
+            let create = (exp != u32::MAX && h.cas == 0).then(|| AutoCreate {
+                initial,
+                exptime: exptime(exp),
+                new_cas: None,
+            });
+            match sh.arith(r.key, incr, delta, h.cas, create) {
+                DeltaOutcome::Value { value, cas } => {
+                    if !quiet {
+                        ok(out, cas, &value.to_be_bytes());
+                    }
+                }
+                DeltaOutcome::NotFound => error(out, h.opcode, status::KEY_ENOENT, h.opaque),
+                DeltaOutcome::Exists => error(out, h.opcode, status::KEY_EEXISTS, h.opaque),
+                DeltaOutcome::NonNumeric => error(out, h.opcode, status::DELTA_BADVAL, h.opaque),
+                DeltaOutcome::NoMemory => error(out, h.opcode, status::ENOMEM, h.opaque),
+            }
+        }
+        Kind::Touch => match sh.touch(r.key, exptime(r.extra_u32(0))) {
+            Some(f) => ok(out, sh.store.cas_of(&f), &[]),
+            None => error(out, h.opcode, status::KEY_ENOENT, h.opaque),
+        },
+        Kind::Noop | Kind::Verbosity => ok(out, 0, &[]),
+        Kind::Version => ok(out, 0, VERSION.as_bytes()),
+        Kind::Flush => {
+            let delay = if r.extras.len() == 4 {
+                exptime(r.extra_u32(0))
+            } else {
+                0
+            };
+            sh.flush(delay);
+            if !quiet {
+                ok(out, 0, &[]);
+            }
+        }
+        // The dispatcher's (see the function's comment).
+        Kind::Quit | Kind::Stat => {}
+    }
+}

@@ -1,0 +1,221 @@
+//! memcached's semantics, once for all three protocols: what each
+//! operation does to the store and how `stats` counts it. The renderers
+//! (`text.rs`, `meta.rs`, `binary.rs`) call these and only write replies.
+//!
+//! Counting follows memcached 1.6's `proto_text.c`/`proto_bin.c`: a get
+//! counts `cmd_get` and a hit or a miss; a get-and-touch or touch counts
+//! `cmd_touch` and a touch hit or miss; a store counts `cmd_set`, and a
+//! CAS store a `cas_hits`, `cas_badval` or `cas_misses`; incr/decr count a
+//! hit or a miss, and an auto-created counter neither.
+
+use super::shard::Shard;
+use crate::protocol::{SetMode as Mode, StoreCmd};
+use crate::store::{DeleteOutcome, DeltaOutcome, Found, SetArgs, SetMode, SetOutcome};
+
+/// The store's mode for a protocol's.
+pub fn store_mode(m: Mode) -> SetMode {
+    match m {
+        Mode::Set => SetMode::Set,
+        Mode::Add => SetMode::Add,
+        Mode::Replace => SetMode::Replace,
+        Mode::Append => SetMode::Append,
+        Mode::Prepend => SetMode::Prepend,
+    }
+}
+
+/// Whether a refused store (too large, or out of memory) removes the
+/// key's old value, so that a reader never sees the value the client
+/// meant to replace. memcached: a text `set` does ("Avoid stale data
+/// persisting in cache because we failed alloc", `process_update_command`),
+/// a binary SET/SETQ does (`process_bin_update`), and an `ms` does in every
+/// mode (`process_mset_command`); `add`, `replace`, `append`, `prepend` and
+/// `cas` in text and binary leave it.
+pub fn refusal_drops_old(cmd: StoreCmd, mode: Mode) -> bool {
+    match cmd {
+        StoreCmd::Meta => true,
+        StoreCmd::Cas => false,
+        StoreCmd::Plain => mode == Mode::Set,
+    }
+}
+
+/// An incr/decr's fallback when the key is missing (binary INCREMENT with
+/// an exptime other than 0xffffffff, meta `ma` with `N`): store `initial`
+/// as the counter, with `exptime`.
+#[derive(Clone, Copy, Debug)]
+pub struct AutoCreate {
+    /// The counter's first value.
+    pub initial: u64,
+    /// Its exptime: relative seconds up to 30 days, absolute Unix time
+    /// beyond, 0 = never.
+    pub exptime: i64,
+    /// Meta `E`: the CAS unique to give it; None = the next one.
+    pub new_cas: Option<u64>,
+}
+
+impl Shard {
+    /// Looks up one key for a get (`touch` None) or a get-and-touch
+    /// (`touch` = the new exptime, as `AutoCreate::exptime`), counted.
+    /// A touched item is also bumped, as a read.
+    pub fn fetch(&mut self, key: &[u8], touch: Option<i64>) -> Option<Found> {
+        let found = match touch {
+            None => self.store.get(key),
+            Some(e) => {
+                let f = self.store.touch(key, e);
+                if let Some(f) = &f {
+                    self.store.bump(f);
+                }
+                f
+            }
+        };
+        self.count_fetch(found.is_some(), touch.is_some());
+        found
+    }
+
+    /// Counts a read that was (`touch`) or was not also a touch.
+    pub fn count_fetch(&mut self, hit: bool, touch: bool) {
+        let c = &mut self.c;
+        match (touch, hit) {
+            (false, true) => c.get_hits += 1,
+            (false, false) => c.get_misses += 1,
+            (true, true) => c.touch_hits += 1,
+            (true, false) => c.touch_misses += 1,
+        }
+        if touch {
+            c.cmd_touch += 1;
+        } else {
+            c.cmd_get += 1;
+        }
+    }
+
+    /// `touch`: sets a key's exptime, counted. None if missing.
+    pub fn touch(&mut self, key: &[u8], exptime: i64) -> Option<Found> {
+        let f = self.store.touch(key, exptime);
+        self.count_fetch(f.is_some(), true);
+        f
+    }
+
+    /// A storage command, counted. `cmd` says which command asked (for
+    /// the refusal rule and CAS counting: a `cas` or a store carrying a
+    /// CAS unique counts as a CAS).
+    pub fn store_item(&mut self, a: &SetArgs, cmd: StoreCmd, mode: Mode) -> SetOutcome {
+        self.c.cmd_set += 1;
+        let r = self.store.set(a);
+        self.count_set(&r, a.cas != 0);
+        if matches!(r, SetOutcome::TooLarge | SetOutcome::NoMemory) && refusal_drops_old(cmd, mode)
+        {
+            self.drop_key(a.key);
+        }
+        r
+    }
+
+    /// A storage command whose data was over the item size limit and was
+    /// never read: counts `store_too_large` and applies the refusal rule.
+    pub fn refuse_oversized(&mut self, key: &[u8], cmd: StoreCmd, mode: Mode) {
+        self.c.store_too_large += 1;
+        if refusal_drops_old(cmd, mode) {
+            self.drop_key(key);
+        }
+    }
+
+    fn drop_key(&mut self, key: &[u8]) {
+        if let Some(f) = self.store.find(key) {
+            self.store.remove(&f);
+        }
+    }
+
+    /// Counts a storage outcome the way memcached's stats do.
+    pub fn count_set(&mut self, r: &SetOutcome, with_cas: bool) {
+        match r {
+            SetOutcome::Stored { .. } if with_cas => self.c.cas_hits += 1,
+            SetOutcome::Exists => self.c.cas_badval += 1,
+            SetOutcome::NotFound => self.c.cas_misses += 1,
+            SetOutcome::TooLarge => self.c.store_too_large += 1,
+            SetOutcome::NoMemory => self.c.store_no_memory += 1,
+            _ => {}
+        }
+    }
+
+    /// Counts a delete's outcome (an `EXISTS` counts nothing).
+    pub fn count_delete(&mut self, r: DeleteOutcome) {
+        match r {
+            DeleteOutcome::Deleted => self.c.delete_hits += 1,
+            DeleteOutcome::NotFound => self.c.delete_misses += 1,
+            DeleteOutcome::Exists => {}
+        }
+    }
+
+    /// `delete`, with a CAS unique to match (0 = none), counted.
+    pub fn delete(&mut self, key: &[u8], cas: u64) -> DeleteOutcome {
+        let r = self.store.delete(key, cas);
+        self.count_delete(r);
+        r
+    }
+
+    /// incr (`incr` true) or decr by `delta`, with a CAS unique to match
+    /// (0 = none); when the key is missing and `create` is given, stores
+    /// its initial value instead. Counted.
+    pub fn arith(
+        &mut self,
+        key: &[u8],
+        incr: bool,
+        delta: u64,
+        cas: u64,
+        create: Option<AutoCreate>,
+    ) -> DeltaOutcome {
+        let r = self.store.delta(key, incr, delta, cas);
+        match (r, create) {
+            (DeltaOutcome::NotFound, Some(cr)) => {
+                let mut b = itoa::Buffer::new();
+                let mut a = SetArgs::new(
+                    SetMode::Add,
+                    key,
+                    b.format(cr.initial).as_bytes(),
+                    0,
+                    cr.exptime,
+                );
+                a.new_cas = cr.new_cas;
+                match self.store.set(&a) {
+                    SetOutcome::Stored { cas } => DeltaOutcome::Value {
+                        value: cr.initial,
+                        cas,
+                    },
+                    SetOutcome::NoMemory | SetOutcome::TooLarge => DeltaOutcome::NoMemory,
+                    // Created by no one else on this shard: unreachable
+                    // in practice, but a miss is the honest answer.
+                    _ => DeltaOutcome::NotFound,
+                }
+            }
+            (DeltaOutcome::Value { .. }, _) => {
+                if incr {
+                    self.c.incr_hits += 1;
+                } else {
+                    self.c.decr_hits += 1;
+                }
+                r
+            }
+            (DeltaOutcome::NotFound, None) => {
+                if incr {
+                    self.c.incr_misses += 1;
+                } else {
+                    self.c.decr_misses += 1;
+                }
+                r
+            }
+            _ => r,
+        }
+    }
+
+    /// `flush_all [delay]`: everything stored up to now (or up to `delay`
+    /// seconds from now, as an exptime) becomes invisible. Counted.
+    pub fn flush(&mut self, delay: i64) {
+        self.c.cmd_flush += 1;
+        self.store.flush(delay);
+    }
+
+    /// `cache_memlimit <mb>`: this shard's share of the new limit. False
+    /// if the store cannot take it.
+    pub fn set_memlimit(&mut self, mb: u32) -> bool {
+        let share = (mb as usize) * (1 << 20) / self.shards.max(1);
+        self.store.set_memory_limit(share)
+    }
+}

@@ -1,0 +1,62 @@
+//! What one worker owns: its store shard, its counters, and the zero-copy
+//! state of the reply being written.
+
+use super::counters::Counters;
+use super::value_ref::Refs;
+use crate::store::Store;
+
+/// The version every protocol's `version` command answers.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One worker's shard of the cache.
+pub struct Shard {
+    /// The items this worker owns.
+    pub store: Store,
+    /// Command counters, written only by the owning worker.
+    pub c: Counters,
+    /// How many shards share `-m` (for `cache_memlimit`).
+    pub shards: usize,
+    /// Set while executing straight into a connection's output: large
+    /// values may then go by reference, collected in `zc_refs`.
+    pub zc_on: bool,
+    /// The values referenced by the reply being written.
+    pub zc_refs: Refs,
+}
+
+impl Shard {
+    /// A shard over `store`, alone (`shards` = 1) until the engine says
+    /// otherwise.
+    pub fn new(store: Store) -> Shard {
+        Shard {
+            store,
+            c: Counters::default(),
+            shards: 1,
+            zc_on: false,
+            zc_refs: Refs::default(),
+        }
+    }
+
+    /// The counters with the store's item figures filled in.
+    pub fn counters(&self) -> Counters {
+        let mut c = self.c;
+        let s = &self.store;
+        c.curr_items = s.curr_items() as u64;
+        c.bytes = s.bytes() as u64;
+        c.total_items = s.stats.total_items;
+        c.evictions = s.stats.evictions;
+        c.evicted_unfetched = s.stats.evicted_unfetched;
+        c.expired_unfetched = s.stats.expired_unfetched;
+        c.reclaimed = s.stats.reclaimed;
+        c.limit_maxbytes = s.memory_limit() as u64;
+        c.pinned_segments = s.pinned_segments() as u64;
+        c
+    }
+
+    /// `stats reset`: zeroes the command counters, keeping the connection
+    /// gauges (memcached keeps `curr_connections` and `total_connections`).
+    pub fn reset_counters(&mut self) {
+        let keep = (self.c.curr_connections, self.c.total_connections);
+        self.c = Counters::default();
+        (self.c.curr_connections, self.c.total_connections) = keep;
+    }
+}
