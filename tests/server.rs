@@ -3,111 +3,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Server {
-    /// Starts the binary on a free port. A port picked free can be taken
-    /// again before the server binds it (tests run in parallel, and the
-    /// listeners use SO_REUSEPORT, so two servers may even share one): the
-    /// server is only used once `stats` on that port reports its own pid.
-    fn start(args: &[&str]) -> Server {
-        for _ in 0..5 {
-            let port = free_port();
-            let child = Command::new(env!("CARGO_BIN_EXE_corecache"))
-                .args(["-p", &port.to_string()])
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut srv = Server { child, port };
-            if srv.answers_as_itself() {
-                return srv;
-            }
-        }
-        panic!("server did not start on any of 5 ports");
-    }
-
-    fn answers_as_itself(&mut self) -> bool {
-        let want = format!("STAT pid {}\r\n", self.child.id());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                // Exit 1 is a start-up error such as the port being taken;
-                // anything else (a panic, a signal) is a failure to report.
-                assert_eq!(st.code(), Some(1), "server died at start: {st}");
-                return false;
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                let stats = exchange(self, b"stats\r\n", b"END\r\n");
-                return String::from_utf8_lossy(&stats).contains(&want);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s
-    }
-
-    fn stop(mut self) -> i32 {
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn read_until(s: &mut TcpStream, end: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    while !out.ends_with(end) {
-        let n = s.read(&mut buf).expect("reply");
-        assert!(
-            n > 0,
-            "closed early; got {:?}",
-            String::from_utf8_lossy(&out)
-        );
-        out.extend_from_slice(&buf[..n]);
-    }
-    out
-}
-
-fn exchange(srv: &Server, req: &[u8], end: &[u8]) -> Vec<u8> {
-    let mut s = srv.connect();
-    s.write_all(req).unwrap();
-    read_until(&mut s, end)
-}
+mod common;
+use common::*;
 
 #[test]
 fn pipelined_requests_split_at_every_byte_boundary() {

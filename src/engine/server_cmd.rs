@@ -92,12 +92,13 @@ impl Worker {
                 // Every worker's counters, as memcached's one set. The
                 // reply waits for the others' (empty) replies, so a `stats`
                 // after it sees every worker reset.
-                self.shard.reset_counters();
                 for to in 0..self.shared.mesh.n {
                     if to != self.id {
                         self.forward(idx, to, Job::ResetStats);
                     }
                 }
+                // After the forwards, which count themselves.
+                self.shard.reset_counters();
                 StatsReply::Reset
             }
             _ => StatsReply::Unknown,

@@ -4,8 +4,9 @@
 use super::ops::store_mode;
 use super::reply::{push_line, push_num, push_value};
 use super::shard::{Shard, VERSION};
+use crate::protocol::meta::base64_decode;
 use crate::protocol::text::{self, Request};
-use crate::protocol::StoreCmd;
+use crate::protocol::{StoreCmd, KEY_MAX};
 use crate::store::{DeleteOutcome, DeltaOutcome, SetArgs, SetOutcome};
 
 /// One key of a get/gets/gat/gats: writes its VALUE block if found.
@@ -63,7 +64,15 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
             s.noreply
         }
         Request::TooLarge(o) => {
-            sh.refuse_oversized(o.key, o.cmd, o.mode);
+            let mut kbuf = [0u8; KEY_MAX + 6];
+            let key = if o.base64 {
+                base64_decode(o.key, &mut kbuf)
+            } else {
+                Some(o.key)
+            };
+            if let Some(key) = key {
+                sh.refuse_oversized(key, o.cmd, o.mode);
+            }
             push_line(out, text::TOO_LARGE);
             o.noreply
         }
