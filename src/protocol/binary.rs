@@ -15,10 +15,16 @@
 
 use super::{Parse, SetMode, KEY_MAX};
 
+/// First byte of a request (and what selects binary on a connection).
 pub const REQ_MAGIC: u8 = 0x80;
+/// First byte of a response.
 pub const RES_MAGIC: u8 = 0x81;
+/// Header length in bytes, requests and responses alike.
 pub const HEADER_LEN: usize = 24;
 
+/// Opcodes, named as in protocol-binary.txt ("Q" = quiet, "K" = returns
+/// the key).
+#[allow(missing_docs)]
 pub mod op {
     pub const GET: u8 = 0x00;
     pub const SET: u8 = 0x01;
@@ -58,6 +64,8 @@ pub mod op {
     pub const GATKQ: u8 = 0x24;
 }
 
+/// Response status codes, named as in protocol-binary.txt.
+#[allow(missing_docs)]
 pub mod status {
     pub const OK: u16 = 0x00;
     pub const KEY_ENOENT: u16 = 0x01;
@@ -72,13 +80,20 @@ pub mod status {
     pub const ENOMEM: u16 = 0x82;
 }
 
+/// A request header, decoded (the layout is drawn at the top of this file).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// See `op`.
     pub opcode: u8,
+    /// Key length in bytes.
     pub key_len: u16,
+    /// Extras length in bytes.
     pub extras_len: u8,
+    /// Extras, key and value together, in bytes.
     pub body_len: u32,
+    /// Echoed in the response, untouched.
     pub opaque: u32,
+    /// CAS unique to match; 0 = no check (protocol-binary.txt).
     pub cas: u64,
 }
 
@@ -173,9 +188,12 @@ impl Command {
 }
 
 impl Request<'_> {
+    /// The big-endian u32 of the extras at byte `at`. Panics if the
+    /// extras are shorter: the parser checks each opcode's extras length.
     pub fn extra_u32(&self, at: usize) -> u32 {
         u32::from_be_bytes(self.extras[at..at + 4].try_into().unwrap())
     }
+    /// The big-endian u64 of the extras at byte `at` (as `extra_u32`).
     pub fn extra_u64(&self, at: usize) -> u64 {
         u64::from_be_bytes(self.extras[at..at + 8].try_into().unwrap())
     }
@@ -224,7 +242,10 @@ fn shape(opcode: u8) -> Option<(Option<u8>, bool, Option<bool>)> {
 /// Outcome of a malformed header: reply EINVAL (or unknown command) and close.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Invalid {
+    /// Lengths that do not fit the opcode (or a key over 250 bytes):
+    /// status 4 "Invalid arguments", then the connection closes.
     Args(Header),
+    /// An opcode this server does not implement: status 0x81.
     Unknown(Header),
 }
 

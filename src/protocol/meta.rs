@@ -1,6 +1,7 @@
 //! memcached's meta protocol: `mg`, `ms`, `md`, `ma`, `mn`, `me`.
 //! Flags are single letters, some with a token right after them; the
 //! executor walks them again in request order to build the reply.
+#![allow(missing_docs)] // documented after the parser fixes in flight land
 
 use super::text::{parse_i32, parse_u32, parse_u64, tokens, Request, BAD_FORMAT};
 use super::{Oversized, Parse, SetMode, StoreCmd, KEY_MAX};

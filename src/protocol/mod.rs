@@ -5,6 +5,8 @@
 //! are borrowed from the input buffer. The protocol of a connection is chosen
 //! from its first byte (0x80 = binary), as memcached's `-B auto`.
 
+#![warn(missing_docs)]
+
 pub mod binary;
 pub mod meta;
 pub mod text;
@@ -15,13 +17,17 @@ pub const KEY_MAX: usize = 250;
 /// (unless it is a get, whose key lists may be long).
 pub const LINE_MAX: usize = 2048;
 
+/// A connection's wire protocol, fixed by its first byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Proto {
+    /// memcached's text protocol, meta commands included.
     Text,
+    /// memcached's binary protocol.
     Binary,
 }
 
 impl Proto {
+    /// The protocol a connection whose first byte is `first` speaks.
     pub fn detect(first: u8) -> Proto {
         if first == binary::REQ_MAGIC {
             Proto::Binary
@@ -97,13 +103,20 @@ pub enum StoreCmd {
 /// A text-protocol storage command, shared by the text and meta parsers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Storage<'a> {
+    /// How the value combines with the key's item.
     pub mode: SetMode,
+    /// The key, at most `KEY_MAX` bytes.
     pub key: &'a [u8],
+    /// Client flags, stored and returned opaque.
     pub flags: u32,
+    /// Relative seconds up to 30 days, absolute Unix time beyond, 0 =
+    /// never, negative = already expired (protocol.txt "Expiration times").
     pub exptime: i64,
+    /// The data block, without its "\r\n".
     pub value: &'a [u8],
     /// `cas` command's unique; 0 for the others.
     pub cas: u64,
+    /// `noreply`: no reply at all, errors included.
     pub noreply: bool,
 }
 
