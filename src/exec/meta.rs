@@ -111,7 +111,7 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     let was_fetched = it.item.iflags() & FETCHED != 0;
     let idle = it.item.idle_secs(sh.store.now());
     if let Some(t) = f.touch {
-        match sh.store.touch_found(&it, t) {
+        match sh.retouch(&it, t) {
             Some(n) => it = n,
             None => {
                 status(out, "EN", m);
@@ -212,7 +212,11 @@ fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     a.invalidate = f.invalidate;
     a.new_cas = f.new_cas;
     a.vivify = f.vivify;
-    let r = sh.store_item(&a, StoreCmd::Meta, mode);
+    let r = if f.cas == Some(0) {
+        sh.store_cas_zero(key)
+    } else {
+        sh.store_item(&a, StoreCmd::Meta, mode)
+    };
     let code = match r {
         SetOutcome::Stored { .. } => "HD",
         SetOutcome::NotStored => "NS",
@@ -241,11 +245,16 @@ fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     matches!(r, SetOutcome::Stored { .. })
 }
 
-/// md. Returns true for HD and NF (hidden by quiet mode).
+/// md. Returns true for HD (hidden by quiet mode).
 fn delete(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     let f = m.f;
     let cas = f.cas.unwrap_or(0);
-    let r = if f.invalidate {
+    let r = if cas == 0 && f.cas.is_some() {
+        match sh.cas_zero_present(key) {
+            true => DeleteOutcome::Exists,
+            false => DeleteOutcome::NotFound,
+        }
+    } else if f.invalidate {
         sh.store.invalidate(key, cas, f.touch)
     } else if f.remove_value {
         match sh.store.find(key) {
@@ -274,10 +283,12 @@ fn delete(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> boo
         DeleteOutcome::Exists => "EX",
     };
     status(out, code, m);
-    r != DeleteOutcome::Exists
+    // Quiet mode hides only HD (memcached: "q: noreply semantics for
+    // return codes" suppresses the success code; NF and EX still go).
+    r == DeleteOutcome::Deleted
 }
 
-/// ma. Returns true for HD and NF (hidden by quiet mode).
+/// ma. Returns true for HD (hidden by quiet mode).
 fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     let f = m.f;
     let incr = match f.mode.unwrap_or(b'I') {
@@ -295,6 +306,7 @@ fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool
         new_cas: f.new_cas,
     });
     let found_before = sh.store.find(key).is_some();
+    // Unlike ms and md, memcached 1.6's ma takes C0 as "no check".
     let r = sh.arith(key, incr, delta, f.cas.unwrap_or(0), create);
     if let (DeltaOutcome::Value { .. }, Some(t), true) = (r, f.touch, found_before) {
         sh.store.touch(key, t);
@@ -345,7 +357,8 @@ fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool
         out.extend_from_slice(d.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    code != "EX"
+    // As md: quiet hides only HD.
+    code == "HD"
 }
 
 /// me: item metadata in memcached's debug format.

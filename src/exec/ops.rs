@@ -10,6 +10,7 @@
 
 use super::shard::Shard;
 use crate::protocol::{SetMode as Mode, StoreCmd};
+use crate::store::clock::EXPIRED;
 use crate::store::{DeleteOutcome, DeltaOutcome, Found, SetArgs, SetMode, SetOutcome};
 
 /// The store's mode for a protocol's.
@@ -60,7 +61,7 @@ impl Shard {
         let found = match touch {
             None => self.store.get(key),
             Some(e) => {
-                let f = self.store.touch(key, e);
+                let f = self.store.find(key).and_then(|f| self.retouch(&f, e));
                 if let Some(f) = &f {
                     self.store.bump(f);
                 }
@@ -69,6 +70,41 @@ impl Shard {
         };
         self.count_fetch(found.is_some(), touch.is_some());
         found
+    }
+
+    /// A new exptime for a found item (touch, gat, `mg T`). An exptime
+    /// already past (negative, or an absolute time before now) still
+    /// answers as a hit, as memcached's `item_touch` does: the item is
+    /// unlinked and its bytes stay readable until the store's next write,
+    /// long enough for this reply (gat returns the value once). None only
+    /// if moving the item ran out of memory.
+    pub fn retouch(&mut self, f: &Found, exptime: i64) -> Option<Found> {
+        if self.store.clock().expire_at(exptime) == EXPIRED {
+            self.store.remove(f);
+            return Some(*f);
+        }
+        self.store.touch_found(f, exptime)
+    }
+
+    /// Whether a key holds a live item, for a CAS unique of 0 in text and
+    /// meta: memcached hands out no 0, so such a unique matches nothing
+    /// (NOT_FOUND / NF when missing, EXISTS / EX when present). Binary's 0
+    /// means "no check" and never comes here.
+    pub fn cas_zero_present(&mut self, key: &[u8]) -> bool {
+        self.store.find(key).is_some()
+    }
+
+    /// A store with a CAS unique of 0 (see `cas_zero_present`), counted
+    /// as a CAS that missed or mismatched.
+    pub fn store_cas_zero(&mut self, key: &[u8]) -> SetOutcome {
+        self.c.cmd_set += 1;
+        let r = if self.cas_zero_present(key) {
+            SetOutcome::Exists
+        } else {
+            SetOutcome::NotFound
+        };
+        self.count_set(&r, true);
+        r
     }
 
     /// Counts a read that was (`touch`) or was not also a touch.
@@ -89,7 +125,7 @@ impl Shard {
 
     /// `touch`: sets a key's exptime, counted. None if missing.
     pub fn touch(&mut self, key: &[u8], exptime: i64) -> Option<Found> {
-        let f = self.store.touch(key, exptime);
+        let f = self.store.find(key).and_then(|f| self.retouch(&f, exptime));
         self.count_fetch(f.is_some(), true);
         f
     }

@@ -108,9 +108,10 @@ fn meta_get_flags_and_quiet_mode() {
         run(&mut sh, "mg missing v q\r\nmg missing v Oab k\r\nmn\r\n"),
         "EN Oab kmissing\r\nMN\r\n"
     );
+    // quiet hides md's HD, not its NF (memcached 1.6.18, measured)
     assert_eq!(
         run(&mut sh, "ms k 1 q\r\nz\r\nmd k q\r\nmd k q\r\nmd k\r\n"),
-        "NF\r\n"
+        "NF\r\nNF\r\n"
     );
     assert_eq!(run(&mut sh, "me nope\r\n"), "EN\r\n");
 }
@@ -188,4 +189,63 @@ fn anti_stampede_vivify_recache_and_stale() {
         run(&mut sh, "ms s 3 I C1\r\nnew\r\nmg s v\r\n"),
         "HD\r\nVA 3 Z X\r\nnew\r\n"
     );
+}
+
+/// A CAS unique of 0 matches nothing in text `cas`, `ms` and `md`
+/// (memcached hands out no 0); replies as Debian's memcached 1.6.18 gave
+/// them for the same bytes.
+#[test]
+fn cas_unique_zero_never_matches_in_text_and_meta() {
+    let mut sh = shard();
+    // missing key: not found, and nothing is created
+    assert_eq!(run(&mut sh, "cas k 0 0 1 0\r\nx\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(run(&mut sh, "ms k 1 C0\r\nx\r\n"), "NF\r\n");
+    assert_eq!(run(&mut sh, "md k C0\r\n"), "NF\r\n");
+    assert_eq!(run(&mut sh, "ma k C0\r\n"), "NF\r\n");
+    assert_eq!(run(&mut sh, "get k\r\n"), "END\r\n");
+    // present key: exists, and the value stays
+    run(&mut sh, "set k 0 0 1\r\n5\r\n");
+    assert_eq!(run(&mut sh, "cas k 0 0 1 0\r\nx\r\n"), "EXISTS\r\n");
+    assert_eq!(run(&mut sh, "ms k 1 C0\r\nx\r\n"), "EX\r\n");
+    assert_eq!(run(&mut sh, "md k C0\r\n"), "EX\r\n");
+    assert_eq!(run(&mut sh, "get k\r\n"), "VALUE k 0 1\r\n5\r\nEND\r\n");
+    // ... but memcached 1.6.18's ma takes C0 as no check (measured).
+    assert_eq!(run(&mut sh, "ma k C0\r\n"), "HD\r\n");
+    // counted as memcached counts a CAS that misses or mismatches
+    assert_eq!(sh.c.cas_misses, 2);
+    assert_eq!(sh.c.cas_badval, 2);
+}
+
+/// An exptime already past still finds the item: touch answers TOUCHED,
+/// gat returns the value once, and the item is gone after.
+#[test]
+fn touching_into_the_past_is_a_hit_then_the_item_expires() {
+    let mut sh = shard();
+    run(
+        &mut sh,
+        "set a 0 0 1\r\n1\r\nset b 0 0 1\r\n2\r\nset c 0 0 1\r\n3\r\n",
+    );
+    assert_eq!(run(&mut sh, "touch a -1\r\n"), "TOUCHED\r\n");
+    assert_eq!(run(&mut sh, "get a\r\n"), "END\r\n");
+    assert_eq!(run(&mut sh, "gat -1 b\r\n"), "VALUE b 0 1\r\n2\r\nEND\r\n");
+    assert_eq!(run(&mut sh, "gat 100 b\r\n"), "END\r\n");
+    // an absolute time in the past is the same class
+    assert_eq!(run(&mut sh, "mg c v T1000000000\r\n"), "VA 1\r\n3\r\n");
+    assert_eq!(run(&mut sh, "mg c v\r\n"), "EN\r\n");
+    assert_eq!(run(&mut sh, "touch zz -1\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(sh.c.touch_hits, 3);
+}
+
+/// Quiet mode hides only the success code: a miss of md or ma still
+/// answers NF with its opaque, a mismatch EX; mg hides its miss.
+#[test]
+fn quiet_mode_hides_only_success() {
+    let mut sh = shard();
+    assert_eq!(run(&mut sh, "md x q O1\r\n"), "NF O1\r\n");
+    assert_eq!(run(&mut sh, "ma x q O2\r\n"), "NF O2\r\n");
+    assert_eq!(run(&mut sh, "mg x v q O3\r\nmn\r\n"), "MN\r\n");
+    assert_eq!(run(&mut sh, "ms x 1 q\r\n7\r\nmn\r\n"), "MN\r\n");
+    assert_eq!(run(&mut sh, "ma x q\r\nmn\r\n"), "MN\r\n");
+    assert_eq!(run(&mut sh, "md x q C999\r\n"), "EX\r\n");
+    assert_eq!(run(&mut sh, "md x q\r\nmn\r\n"), "MN\r\n");
 }

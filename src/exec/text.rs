@@ -46,13 +46,18 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
         }
         Request::Store(s) => {
             let mut a = SetArgs::new(store_mode(s.mode), s.key, s.value, s.flags, s.exptime);
-            a.cas = s.cas;
-            let cmd = if s.cas != 0 {
+            a.cas = s.cas.unwrap_or(0);
+            let cmd = if s.cas.is_some() {
                 StoreCmd::Cas
             } else {
                 StoreCmd::Plain
             };
-            let line = match sh.store_item(&a, cmd, s.mode) {
+            let r = if s.cas == Some(0) {
+                sh.store_cas_zero(s.key)
+            } else {
+                sh.store_item(&a, cmd, s.mode)
+            };
+            let line = match r {
                 SetOutcome::Stored { .. } => "STORED",
                 SetOutcome::NotStored => "NOT_STORED",
                 SetOutcome::Exists => "EXISTS",

@@ -114,8 +114,9 @@ pub struct Storage<'a> {
     pub exptime: i64,
     /// The data block, without its "\r\n".
     pub value: &'a [u8],
-    /// `cas` command's unique; 0 for the others.
-    pub cas: u64,
+    /// The `cas` command's unique (0 included, which matches nothing);
+    /// None for the other commands.
+    pub cas: Option<u64>,
     /// `noreply`: no reply at all, errors included.
     pub noreply: bool,
 }

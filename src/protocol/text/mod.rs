@@ -356,7 +356,7 @@ fn parse_storage<'a>(
             flags,
             exptime,
             value: &buf[used..used + vlen],
-            cas,
+            cas: is_cas.then_some(cas),
             noreply,
         }),
         need,

@@ -27,12 +27,12 @@ fn storage_commands() {
     let Request::Store(s) = r else { panic!() };
     assert_eq!(
         (s.mode, s.key, s.flags, s.exptime, s.value, s.cas, s.noreply),
-        (SetMode::Set, &b"k"[..], 5, 10, &b"abc"[..], 0, false)
+        (SetMode::Set, &b"k"[..], 5, 10, &b"abc"[..], None, false)
     );
     let Request::Store(s) = done(b"cas k 0 0 1 99 noreply\r\nx\r\n").0 else {
         panic!()
     };
-    assert_eq!((s.cas, s.noreply), (99, true));
+    assert_eq!((s.cas, s.noreply), (Some(99), true));
     for (cmd, mode) in [
         ("add", SetMode::Add),
         ("replace", SetMode::Replace),
@@ -54,7 +54,7 @@ fn storage_commands() {
             flags: u32::MAX,
             exptime: 0,
             value: b"",
-            cas: 0,
+            cas: None,
             noreply: false
         })
     );
