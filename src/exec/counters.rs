@@ -37,6 +37,15 @@ macro_rules! counters {
             pub fn fields(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name),)*]
             }
+            /// Sets the field called `name` (as `fields` names it); false
+            /// if there is none.
+            pub fn set(&mut self, name: &str, v: u64) -> bool {
+                match name {
+                    $(stringify!($name) => self.$name = v,)*
+                    _ => return false,
+                }
+                true
+            }
         }
     };
 }
@@ -80,4 +89,21 @@ counters!(
     expired_unfetched,
     reclaimed,
     limit_maxbytes,
+    // memcached's: accepts refused by the kernel for want of descriptors
+    // (EMFILE/ENFILE), memcached's listener pauses.
+    listen_disabled_num,
+    // memcached's name for the index's bytes (the store's index_bytes).
+    hash_bytes,
+    // Segments freed whole by TTL expiry, and by the eviction policy;
+    // merge-eviction passes.
+    expired_segments,
+    evicted_segments,
+    segment_merges,
+    // The worker loop, for the admin port: turns of the loop, io_uring_enter
+    // calls, returns from sleeping in io_uring_enter, and MsgRing wake-ups
+    // sent to sleeping peers.
+    loop_turns,
+    uring_submits,
+    wakeups,
+    wakes_sent,
 );
