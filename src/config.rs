@@ -64,6 +64,8 @@ pub struct Args {
     /// Read settings from a TOML file (keys are the long flag names).
     #[arg(long = "config")]
     pub config: Option<String>,
+    #[command(flatten)]
+    pub admin: crate::admin::AdminArgs,
     /// Print help.
     #[arg(short = 'h', long = "help", action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -94,7 +96,9 @@ pub fn conf_args(path: &str) -> Result<Vec<String>, String> {
             continue;
         }
         let mut parts = line.splitn(2, char::is_whitespace);
-        out.push(parts.next().unwrap().to_string());
+        let flag = parts.next().unwrap();
+        // Debian's memcached.conf names its log file without a dash.
+        out.push(if flag == "logfile" { "--logfile" } else { flag }.to_string());
         if let Some(v) = parts.next() {
             out.push(v.trim().to_string());
         }

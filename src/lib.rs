@@ -1,6 +1,7 @@
 //! corecache: a memcached-compatible cache with a thread-per-core io_uring
 //! engine and a segment store.
 
+pub mod admin;
 pub mod config;
 pub mod engine;
 pub mod exec;

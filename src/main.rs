@@ -53,6 +53,8 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    let a = &args.admin;
+    corecache::admin::logging::init(args.verbose, a.logfile.as_deref(), a.audit_log.as_deref())?;
     if args.udp_port != 0 {
         fail("UDP is not supported; use -U 0");
     }
@@ -123,6 +125,7 @@ fn run(args: Args) -> Result<(), String> {
     }
 
     raise_nofile(args.max_conns);
+    let admin = corecache::admin::bind(&args.admin)?;
     let shared = Arc::new(Shared {
         mesh: Mesh::new(threads, 4096),
         published: (0..threads).map(|_| Published::default()).collect(),
@@ -142,6 +145,7 @@ fn run(args: Args) -> Result<(), String> {
         },
         started: std::time::Instant::now(),
         page_kind: Mutex::new(String::new()),
+        telemetry: corecache::admin::Telemetry::new(threads, admin.as_ref()),
     });
 
     // SAFETY: installing an async-signal-safe handler that only stores an atomic.
@@ -200,7 +204,7 @@ fn run(args: Args) -> Result<(), String> {
             }
             let mut shard = Shard::new(store);
             shard.shards = threads;
-            let w = match Worker::new(id, shared, shard, listeners) {
+            let w = match Worker::new(id, shared.clone(), shard, listeners) {
                 Ok(w) => w,
                 Err(e) => {
                     let _ = ready.send(Err(format!(
@@ -212,9 +216,11 @@ fn run(args: Args) -> Result<(), String> {
             let _ = ready.send(Ok(()));
             // If another worker fails instead, the process exits from main.
             all_ready.wait();
+            shared.telemetry.worker_started(id);
             if let Err(e) = w.run() {
                 eprintln!("corecache: worker {id}: {e}");
             }
+            shared.telemetry.worker_stopped(id);
         }).map_err(|e| e.to_string())?);
     }
     drop(ready_tx);
@@ -224,6 +230,9 @@ fn run(args: Args) -> Result<(), String> {
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err("a worker failed to start".into()),
         }
+    }
+    if let Some(l) = admin {
+        corecache::admin::server::spawn(l, shared.clone())?;
     }
     if args.verbose > 0 {
         eprintln!(

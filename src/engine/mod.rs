@@ -55,4 +55,6 @@ pub struct Shared {
     pub settings: Settings,
     pub started: std::time::Instant,
     pub page_kind: Mutex<String>,
+    /// Latency histograms and liveness the admin port reads (admin/).
+    pub telemetry: crate::admin::Telemetry,
 }

@@ -82,5 +82,6 @@ pub fn settings(shared: &Shared) -> Vec<(&'static str, String)> {
             "flush_enabled",
             if s.flush_enabled { "yes" } else { "no" }.to_string(),
         ),
+        ("admin", crate::admin::settings_value(&shared.telemetry)),
     ]
 }

@@ -1,0 +1,201 @@
+//! Leveled logs through `tracing`, with memcached's `-v` levels:
+//!
+//! | flag   | what is logged                                        | level  |
+//! |--------|-------------------------------------------------------|--------|
+//! | none   | errors, and the audit trail                           | ERROR  |
+//! | `-v`   | also warnings                                         | WARN   |
+//! | `-vv`  | also connections opened and closed, client errors     | INFO   |
+//! | `-vvv` | also every command                                    | DEBUG  |
+//! | `-vvvv`| everything                                            | TRACE  |
+//!
+//! The audit trail (target [`AUDIT_TARGET`]) is logged at every level, and
+//! is the only thing at the default level besides errors: there is never a
+//! line per request unless `-vvv` asks for it.
+//!
+//! Lines go to stderr, or appended to `--logfile`. Under systemd (stderr is
+//! the journal: `JOURNAL_STREAM` is set) each line starts with its
+//! sd-daemon priority (`<3>` error ... `<7>` debug) and has no timestamp,
+//! which the journal adds; elsewhere lines carry an RFC 3339 UTC time.
+//! `--audit-log` also writes the audit trail to a file of its own.
+
+use std::fs::{File, OpenOptions};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Mutex;
+use tracing::level_filters::LevelFilter;
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::fmt::format::{DefaultFields, Format, Full, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+/// The `tracing` target of audit events (see `audit.rs`).
+pub const AUDIT_TARGET: &str = "audit";
+
+/// The current `-v` count; the filter reads it, `set_verbosity` changes it.
+static VERBOSITY: AtomicU8 = AtomicU8::new(0);
+
+/// The most detailed level `-v` repeated `v` times lets through.
+pub fn level_for(v: u8) -> LevelFilter {
+    match v {
+        0 => LevelFilter::ERROR,
+        1 => LevelFilter::WARN,
+        2 => LevelFilter::INFO,
+        3 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    }
+}
+
+/// Whether an event passes at verbosity `v`: the audit trail always does.
+pub fn passes(meta: &Metadata<'_>, v: u8) -> bool {
+    meta.target() == AUDIT_TARGET || level_for(v) >= *meta.level()
+}
+
+/// The verbosity filter. Interest is decided per call site and cached by
+/// `tracing`, so a disabled `debug!` on the hot path costs one load of the
+/// global max level; `set_verbosity` rebuilds that cache.
+struct Verbosity;
+
+impl<S> Filter<S> for Verbosity {
+    fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        passes(meta, VERBOSITY.load(Relaxed))
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if passes(meta, VERBOSITY.load(Relaxed)) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        // Audit events are INFO, so INFO call sites stay worth asking about.
+        Some(level_for(VERBOSITY.load(Relaxed)).max(LevelFilter::INFO))
+    }
+}
+
+/// Lets only the audit trail through (for `--audit-log`).
+struct AuditOnly;
+
+impl<S> Filter<S> for AuditOnly {
+    fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        meta.target() == AUDIT_TARGET
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if meta.target() == AUDIT_TARGET {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+}
+
+/// Prefixes each line with its sd-daemon priority for the journal.
+struct Journald(Format<Full, ()>);
+
+/// sd-daemon(3) priority of a level; the audit trail is a notice.
+fn priority(meta: &Metadata<'_>) -> u8 {
+    if meta.target() == AUDIT_TARGET {
+        return 5;
+    }
+    match *meta.level() {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        _ => 7,
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for Journald
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "<{}>", priority(event.metadata()))?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+fn append(path: &str) -> Result<File, String> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open log file {path}: {e}"))
+}
+
+/// Installs the global subscriber: `verbose` is the `-v` count, `logfile`
+/// and `audit_log` optional files (appended). Call once, before anything
+/// logs. Errors: a file that cannot be opened; a subscriber already set.
+pub fn init(verbose: u8, logfile: Option<&str>, audit_log: Option<&str>) -> Result<(), String> {
+    VERBOSITY.store(verbose, Relaxed);
+    let journal = logfile.is_none() && std::env::var_os("JOURNAL_STREAM").is_some();
+    let main = match logfile {
+        Some(p) => {
+            let f = Mutex::new(append(p)?);
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(f)
+                .boxed()
+        }
+        None if journal => tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .event_format(Journald(Format::default().without_time()))
+            .fmt_fields(DefaultFields::new())
+            .boxed(),
+        None => tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    }
+    .with_filter(Verbosity);
+    let audit = match audit_log {
+        Some(p) => {
+            let f = Mutex::new(append(p)?);
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(f)
+                    .with_filter(AuditOnly),
+            )
+        }
+        None => None,
+    };
+    let subscriber = tracing_subscriber::registry().with(main).with(audit);
+    tracing::subscriber::set_global_default(subscriber).map_err(|e| e.to_string())
+}
+
+/// The current `-v` count.
+pub fn verbosity() -> u8 {
+    VERBOSITY.load(Relaxed)
+}
+
+/// Changes the `-v` count at run time (memcached's `verbosity N`).
+pub fn set_verbosity(v: u8) {
+    VERBOSITY.store(v, Relaxed);
+    tracing::callsite::rebuild_interest_cache();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_follow_memcached_v() {
+        assert_eq!(level_for(0), LevelFilter::ERROR);
+        assert_eq!(level_for(1), LevelFilter::WARN);
+        assert_eq!(level_for(2), LevelFilter::INFO);
+        assert_eq!(level_for(3), LevelFilter::DEBUG);
+        assert_eq!(level_for(9), LevelFilter::TRACE);
+    }
+}

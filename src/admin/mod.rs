@@ -1,0 +1,238 @@
+//! The admin side: an HTTP port (Prometheus `/metrics`, `/healthz`,
+//! `/readyz`, `/stats` as JSON) served on its own small runtime and thread,
+//! leveled logging, the audit trail, and the latency histograms the workers
+//! record into.
+//!
+//! Workers only publish (their counters, their own histogram, a flag that
+//! they serve); everything here reads, off the workers' hot path.
+
+pub mod audit;
+pub mod cpu;
+pub mod figures;
+pub mod health;
+pub mod histogram;
+pub mod json;
+pub mod logging;
+pub mod metrics;
+pub mod server;
+
+use clap::Args;
+use histogram::Latency;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::Relaxed};
+
+/// Where the admin port listens when `--admin` is not given.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:11212";
+
+/// The admin and logging flags, flattened into the command line.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AdminArgs {
+    /// Admin HTTP port (/metrics, /healthz, /readyz, /stats): ADDR:PORT, or
+    /// `off`. Default 127.0.0.1:11212; loopback only unless
+    /// --admin-allow-remote.
+    #[arg(long = "admin", value_name = "ADDR")]
+    pub admin: Option<String>,
+    /// Turn the admin port (and the latency histograms) off.
+    #[arg(long = "no-admin")]
+    pub no_admin: bool,
+    /// Allow the admin port on a non-loopback address.
+    #[arg(long = "admin-allow-remote")]
+    pub allow_remote: bool,
+    /// Write logs to this file (appended) instead of stderr.
+    #[arg(long = "logfile", value_name = "PATH")]
+    pub logfile: Option<String>,
+    /// Also write the audit trail (administrative actions) to this file.
+    #[arg(long = "audit-log", value_name = "PATH")]
+    pub audit_log: Option<String>,
+}
+
+impl AdminArgs {
+    /// Whether the admin port is wanted at all.
+    pub fn enabled(&self) -> bool {
+        !self.no_admin && self.admin.as_deref() != Some("off")
+    }
+}
+
+/// Binds the admin port, before the workers start, so a bad or taken
+/// address given with `--admin` stops start-up. Returns `None` when the
+/// port is off, or when the default address is taken (then a warning is
+/// logged and the cache serves without it: a second instance on one host
+/// must not fail for want of the default admin port).
+///
+/// Errors: an address that does not resolve, a non-loopback address
+/// without `--admin-allow-remote` (the port has no authentication), or an
+/// explicit address that cannot be bound.
+pub fn bind(a: &AdminArgs) -> Result<Option<TcpListener>, String> {
+    if !a.enabled() {
+        return Ok(None);
+    }
+    let explicit = a.admin.is_some();
+    let spec = a.admin.as_deref().unwrap_or(DEFAULT_ADDR);
+    let addrs: Vec<SocketAddr> = spec
+        .to_socket_addrs()
+        .map_err(|e| format!("invalid --admin '{spec}': {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("--admin '{spec}' resolves to no address"));
+    }
+    if !a.allow_remote {
+        if let Some(r) = addrs.iter().find(|s| !s.ip().is_loopback()) {
+            return Err(format!(
+                "refusing the admin port on non-loopback {r}: it has no authentication; \
+                 add --admin-allow-remote to serve it there"
+            ));
+        }
+    }
+    match TcpListener::bind(&addrs[..]) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if !explicit => {
+            tracing::warn!("admin port {spec} unavailable ({e}); serving without it");
+            Ok(None)
+        }
+        Err(e) => Err(format!("cannot listen on admin port {spec}: {e}")),
+    }
+}
+
+/// What a worker publishes for the admin side, besides its counters.
+#[derive(Debug, Default)]
+struct WorkerSlot {
+    /// The worker thread's Linux thread id (for its CPU time), 0 before start.
+    tid: AtomicI32,
+    /// Set from the moment the worker serves until its loop returns.
+    serving: AtomicBool,
+}
+
+/// The admin side's handle in `Shared`: per-worker latency histograms and
+/// liveness, and the admin port's address.
+#[derive(Debug)]
+pub struct Telemetry {
+    latency: Vec<Latency>,
+    workers: Vec<WorkerSlot>,
+    addr: Option<SocketAddr>,
+}
+
+impl Telemetry {
+    /// Slots for `workers` workers. `admin` is the bound admin port, if
+    /// any; without one the histograms are off too (nothing would read
+    /// them), which is also the "metrics off" side of an overhead run.
+    pub fn new(workers: usize, admin: Option<&TcpListener>) -> Telemetry {
+        let addr = admin.and_then(|l| l.local_addr().ok());
+        let hist = if addr.is_some() { workers } else { 0 };
+        Telemetry {
+            latency: (0..hist).map(|_| Latency::default()).collect(),
+            workers: (0..workers).map(|_| WorkerSlot::default()).collect(),
+            addr,
+        }
+    }
+
+    /// Worker `id`'s histogram, or `None` when histograms are off. The
+    /// engine records with `if let Some(h) = telemetry.latency(id) { .. }`.
+    #[inline]
+    pub fn latency(&self, id: usize) -> Option<&Latency> {
+        self.latency.get(id)
+    }
+
+    /// Whether histograms are being recorded.
+    pub fn histograms_on(&self) -> bool {
+        !self.latency.is_empty()
+    }
+
+    /// The admin port's bound address, if it is on.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// How many worker slots there are.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Called on worker `id`'s own thread once it serves.
+    pub fn worker_started(&self, id: usize) {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        self.workers[id].tid.store(tid, Relaxed);
+        self.workers[id].serving.store(true, Relaxed);
+    }
+
+    /// Called on worker `id`'s thread when its loop has returned.
+    pub fn worker_stopped(&self, id: usize) {
+        self.workers[id].serving.store(false, Relaxed);
+    }
+
+    /// Whether worker `id` is serving.
+    pub fn serving(&self, id: usize) -> bool {
+        self.workers[id].serving.load(Relaxed)
+    }
+
+    /// Worker `id`'s thread id, once started.
+    pub fn tid(&self, id: usize) -> Option<i32> {
+        match self.workers[id].tid.load(Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+}
+
+/// The `admin` row of `stats settings`: the port's address, or `off`.
+pub fn settings_value(t: &Telemetry) -> String {
+    t.addr()
+        .map_or_else(|| "off".to_string(), |a| a.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(admin: Option<&str>) -> AdminArgs {
+        AdminArgs {
+            admin: admin.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn off_by_flag_or_value() {
+        assert!(bind(&args(Some("off"))).unwrap().is_none());
+        let a = AdminArgs {
+            no_admin: true,
+            ..Default::default()
+        };
+        assert!(bind(&a).unwrap().is_none());
+    }
+
+    #[test]
+    fn non_loopback_needs_permission() {
+        for spec in ["0.0.0.0:0", "[::]:0", "192.0.2.1:0"] {
+            let e = bind(&args(Some(spec))).unwrap_err();
+            assert!(e.contains("--admin-allow-remote"), "{spec}: {e}");
+        }
+        let a = AdminArgs {
+            admin: Some("0.0.0.0:0".into()),
+            allow_remote: true,
+            ..Default::default()
+        };
+        assert!(bind(&a).unwrap().is_some());
+    }
+
+    #[test]
+    fn loopback_binds_and_explicit_conflict_fails() {
+        let l = bind(&args(Some("127.0.0.1:0"))).unwrap().unwrap();
+        let at = l.local_addr().unwrap().to_string();
+        let e = bind(&args(Some(&at))).unwrap_err();
+        assert!(e.contains("cannot listen"), "{e}");
+        assert!(bind(&args(Some("[::1]:0"))).is_ok());
+        assert!(bind(&args(Some("nonsense"))).is_err());
+    }
+
+    #[test]
+    fn histograms_follow_the_port() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let on = Telemetry::new(3, Some(&l));
+        assert!(on.latency(2).is_some() && on.latency(3).is_none());
+        let off = Telemetry::new(3, None);
+        assert!(off.latency(0).is_none());
+        assert_eq!(settings_value(&off), "off");
+        assert_eq!(settings_value(&on), l.local_addr().unwrap().to_string());
+    }
+}
