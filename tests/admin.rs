@@ -1,0 +1,564 @@
+//! The admin port of the real binary over real sockets: exact counters in
+//! a Prometheus scrape after a known workload, `promtool check metrics` on
+//! the live scrape, /stats JSON, /healthz and /readyz, the bind policy
+//! (loopback only unless asked), and the log levels.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Counts every byte sent to and received from the memcached port, so the
+/// server's bytes_read/bytes_written can be checked exactly.
+#[derive(Default)]
+struct Traffic {
+    sent: u64,
+    received: u64,
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    admin: String,
+    traffic: Traffic,
+}
+
+impl Server {
+    /// Starts the binary on a free port with its admin port on an
+    /// ephemeral loopback port, found through `stats settings`. A port
+    /// picked free may be taken again before the server binds it; the
+    /// server is used only once `stats` there reports its own pid.
+    fn start(args: &[&str]) -> Server {
+        for _ in 0..5 {
+            let port = free_port();
+            let own = args
+                .iter()
+                .any(|a| a.starts_with("--admin") || *a == "--no-admin");
+            let admin: &[&str] = if own {
+                &[]
+            } else {
+                &["--admin", "127.0.0.1:0"]
+            };
+            let child = Command::new(env!("CARGO_BIN_EXE_corecache"))
+                .args(["-p", &port.to_string()])
+                .args(admin)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut srv = Server {
+                child,
+                port,
+                admin: String::new(),
+                traffic: Traffic::default(),
+            };
+            if srv.answers_as_itself() {
+                let settings = srv.ask(b"stats settings\r\n");
+                srv.admin = stat(&settings, "admin").expect("admin row");
+                return srv;
+            }
+        }
+        panic!("server did not start on any of 5 ports");
+    }
+
+    fn answers_as_itself(&mut self) -> bool {
+        let want = self.child.id().to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert_eq!(st.code(), Some(1), "server died at start: {st}");
+                return false;
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return stat(&self.ask(b"stats\r\n"), "pid") == Some(want);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+
+    /// One request on its own connection, read up to `END\r\n`.
+    fn ask(&mut self, req: &[u8]) -> String {
+        let mut s = self.connect();
+        self.send(&mut s, req, b"END\r\n")
+    }
+
+    /// Writes `req` on `s` and reads until the reply ends with `end`.
+    fn send(&mut self, s: &mut TcpStream, req: &[u8], end: &[u8]) -> String {
+        s.write_all(req).unwrap();
+        self.traffic.sent += req.len() as u64;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while !out.ends_with(end) {
+            let n = s.read(&mut buf).expect("reply");
+            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&out));
+            out.extend_from_slice(&buf[..n]);
+        }
+        self.traffic.received += out.len() as u64;
+        String::from_utf8(out).unwrap()
+    }
+
+    fn stop(mut self) -> i32 {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of `STAT name value` in a stats reply.
+fn stat(reply: &str, name: &str) -> Option<String> {
+    reply.lines().find_map(|l| {
+        let mut it = l.split(' ');
+        (it.next() == Some("STAT") && it.next() == Some(name)).then(|| it.next().unwrap().into())
+    })
+}
+
+/// An HTTP/1.1 GET on the admin port: (status, headers, body).
+fn http_get(addr: &str, path: &str, accept: Option<&str>) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("http response");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}
+
+/// Sample lines of a classic-format scrape: series (name{labels}) → value.
+fn samples(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// Scrapes until every `(series, value)` in `want` holds, or fails after
+/// 5 s with what differed. Workers publish once per loop turn, just after
+/// sending, so a reply can arrive a moment before its counts are visible.
+fn scrape_until(admin: &str, want: &[(String, String)]) -> HashMap<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, body) = http_get(admin, "/metrics", None);
+        assert_eq!(status, 200);
+        let got = samples(&body);
+        let wrong: Vec<String> = want
+            .iter()
+            .filter(|(k, v)| got.get(k) != Some(v))
+            .map(|(k, v)| format!("{k}: want {v}, got {:?}", got.get(k)))
+            .collect();
+        if wrong.is_empty() {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "{}", wrong.join("\n"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn cmd(command: &str, status: &str) -> String {
+    format!(r#"memcached_commands_total{{command="{command}",status="{status}"}}"#)
+}
+
+fn pairs(v: &[(&str, u64)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(k, n)| (k.to_string(), n.to_string()))
+        .collect()
+}
+
+/// The known workload: its replies are checked as it goes.
+fn workload(srv: &mut Server, s: &mut TcpStream) {
+    for i in 0..10 {
+        let r = srv.send(s, format!("set k{i} 0 0 2\r\nv{i}\r\n").as_bytes(), b"\r\n");
+        assert_eq!(r, "STORED\r\n");
+    }
+    for i in 0..5 {
+        let r = srv.send(s, format!("get k{i}\r\n").as_bytes(), b"END\r\n");
+        assert_eq!(r, format!("VALUE k{i} 0 2\r\nv{i}\r\nEND\r\n"));
+    }
+    for i in 0..3 {
+        let r = srv.send(s, format!("get m{i}\r\n").as_bytes(), b"END\r\n");
+        assert_eq!(r, "END\r\n");
+    }
+    let r = srv.send(s, b"get k5 k6 zz\r\n", b"END\r\n");
+    assert_eq!(r, "VALUE k5 0 2\r\nv5\r\nVALUE k6 0 2\r\nv6\r\nEND\r\n");
+    assert_eq!(srv.send(s, b"delete k9\r\n", b"\r\n"), "DELETED\r\n");
+    assert_eq!(srv.send(s, b"delete nope\r\n", b"\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(srv.send(s, b"set n 0 0 1\r\n5\r\n", b"\r\n"), "STORED\r\n");
+    assert_eq!(srv.send(s, b"incr n 3\r\n", b"\r\n"), "8\r\n");
+    assert_eq!(srv.send(s, b"incr nope 1\r\n", b"\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(srv.send(s, b"decr n 2\r\n", b"\r\n"), "6\r\n");
+    assert_eq!(srv.send(s, b"decr nope 1\r\n", b"\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(srv.send(s, b"touch k0 100\r\n", b"\r\n"), "TOUCHED\r\n");
+    assert_eq!(srv.send(s, b"touch nope 100\r\n", b"\r\n"), "NOT_FOUND\r\n");
+    let r = srv.send(s, b"gets k1\r\n", b"END\r\n");
+    let cas = r
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let req = format!("cas k1 0 0 2 {cas}\r\nw1\r\n");
+    assert_eq!(srv.send(s, req.as_bytes(), b"\r\n"), "STORED\r\n");
+    assert_eq!(srv.send(s, req.as_bytes(), b"\r\n"), "EXISTS\r\n");
+    let r = srv.send(s, b"cas nope 0 0 1 1\r\nx\r\n", b"\r\n");
+    assert_eq!(r, "NOT_FOUND\r\n");
+}
+
+#[test]
+fn scrape_after_a_known_workload_has_exact_counts() {
+    let mut srv = Server::start(&["-t", "2", "-m", "64"]);
+    let mut s = srv.connect();
+    workload(&mut srv, &mut s);
+    // The same bytes give these figures in memcached 1.6's `stats` (checked
+    // by hand); 10 sets + set n + 3 cas, and the exporter's set/hit leaves
+    // cas out.
+    let want = pairs(&[
+        (&cmd("get", "hit"), 5 + 2 + 1),
+        (&cmd("get", "miss"), 3 + 1),
+        (&cmd("set", "hit"), 11),
+        (&cmd("delete", "hit"), 1),
+        (&cmd("delete", "miss"), 1),
+        (&cmd("incr", "hit"), 1),
+        (&cmd("incr", "miss"), 1),
+        (&cmd("decr", "hit"), 1),
+        (&cmd("decr", "miss"), 1),
+        (&cmd("touch", "hit"), 1),
+        (&cmd("touch", "miss"), 1),
+        (&cmd("cas", "hit"), 1),
+        (&cmd("cas", "badval"), 1),
+        (&cmd("cas", "miss"), 1),
+        (&cmd("flush", "hit"), 0),
+        (r#"corecache_cmd_total{command="get"}"#, 12),
+        (r#"corecache_cmd_total{command="set"}"#, 14),
+        (r#"corecache_cmd_total{command="touch"}"#, 2),
+        // k0..k8 and n.
+        ("memcached_current_items", 10),
+        ("memcached_current_connections", 1),
+        ("memcached_limit_bytes", 64 << 20),
+        ("memcached_max_connections", 1024),
+        ("memcached_items_evicted_total", 0),
+        ("memcached_up", 1),
+        ("memcached_accepting_connections", 1),
+        ("corecache_workers", 2),
+        (r#"corecache_worker_serving{worker="0"}"#, 1),
+        (r#"corecache_worker_serving{worker="1"}"#, 1),
+        (r#"memcached_version{version="0.1.0"}"#, 1),
+    ]);
+    let got = scrape_until(&srv.admin, &want);
+    // Per-worker figures add up to the totals.
+    let per_worker: u64 = (0..2)
+        .map(|w| {
+            got[&format!(r#"corecache_worker_current_items{{worker="{w}"}}"#)]
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(per_worker, 10);
+    for w in 0..2 {
+        for mode in ["user", "system"] {
+            let k = format!(r#"corecache_worker_cpu_seconds_total{{worker="{w}",mode="{mode}"}}"#);
+            assert!(got[&k].parse::<f64>().unwrap() >= 0.0, "{k}");
+        }
+    }
+    // The figures the server's own `stats` gives agree with the scrape.
+    let st = srv.send(&mut s, b"stats\r\n", b"END\r\n");
+    for (series, name) in [
+        ("memcached_current_bytes", "bytes"),
+        ("corecache_index_bytes", "hash_bytes"),
+    ] {
+        assert_eq!(got[series], stat(&st, name).unwrap(), "{series}");
+        assert_ne!(got[series], "0", "{series}");
+    }
+    // Every byte this test sent and received on the memcached port, the
+    // stats reply just read included (its own count is published after).
+    let want = pairs(&[
+        ("memcached_read_bytes_total", srv.traffic.sent),
+        ("memcached_written_bytes_total", srv.traffic.received),
+    ]);
+    scrape_until(&srv.admin, &want);
+    drop(s);
+    scrape_until(&srv.admin, &pairs(&[("memcached_current_connections", 0)]));
+    assert_eq!(srv.stop(), 0);
+}
+
+#[test]
+fn promtool_accepts_the_live_scrape() {
+    let mut srv = Server::start(&["-t", "2"]);
+    let mut s = srv.connect();
+    workload(&mut srv, &mut s);
+    let (status, head, body) = http_get(&srv.admin, "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test.sh installs it)");
+    p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Prometheus asks for OpenMetrics, and gets it, with the same samples.
+    let om = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let (status, head, om_body) = http_get(&srv.admin, "/metrics", Some(om));
+    assert_eq!(status, 200);
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(om_body.ends_with("# EOF\n"));
+    let names = |t: &str| -> Vec<String> {
+        let mut v: Vec<String> = samples(t).into_keys().collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&body), names(&om_body));
+    assert_eq!(srv.stop(), 0);
+}
+
+#[test]
+fn stats_json_matches_the_stats_command() {
+    let mut srv = Server::start(&["-t", "2"]);
+    let mut s = srv.connect();
+    workload(&mut srv, &mut s);
+    scrape_until(&srv.admin, &pairs(&[(&cmd("cas", "miss"), 1)]));
+    let (status, head, body) = http_get(&srv.admin, "/stats", None);
+    assert_eq!(status, 200);
+    assert!(head.contains("application/json"), "{head}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let st = &doc["stats"];
+    assert_eq!(st["get_hits"], 8);
+    assert_eq!(st["get_misses"], 4);
+    assert_eq!(st["cmd_set"], 14);
+    assert_eq!(st["cas_badval"], 1);
+    assert_eq!(st["curr_items"], 10);
+    assert_eq!(st["version"], "0.1.0");
+    assert_eq!(doc["settings"]["admin"], srv.admin.as_str());
+    assert_eq!(doc["settings"]["maxconns"], 1024);
+    let workers = doc["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2);
+    let items: u64 = workers
+        .iter()
+        .map(|w| w["curr_items"].as_u64().unwrap())
+        .sum();
+    assert_eq!(items, 10);
+    assert!(workers.iter().all(|w| w["serving"] == true));
+    assert!(workers.iter().all(|w| w["cpu_user_seconds"].is_number()));
+    let lat = &doc["latency"];
+    for fam in ["get", "set", "delete", "arith", "touch", "other"] {
+        assert_eq!(lat[fam]["buckets"].as_array().unwrap().len(), 21, "{fam}");
+    }
+    assert_eq!(srv.stop(), 0);
+}
+
+#[test]
+fn health_and_readiness() {
+    let mut srv = Server::start(&["-t", "2"]);
+    let (status, _, body) = http_get(&srv.admin, "/healthz", None);
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, _, body) = http_get(&srv.admin, "/readyz", None);
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    let (status, _, _) = http_get(&srv.admin, "/nope", None);
+    assert_eq!(status, 404);
+    // The memcached side still answers while the admin side is used.
+    assert!(srv.ask(b"stats\r\n").contains("STAT pid "));
+    assert_eq!(srv.stop(), 0);
+}
+
+/// Runs the binary to completion (it must fail to start) and returns its
+/// exit code and stderr.
+fn start_fails(args: &[&str]) -> (Option<i32>, String) {
+    let port = free_port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_corecache"))
+        .args(["-p", &port])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn a_non_loopback_admin_port_is_refused_unless_asked() {
+    for addr in ["0.0.0.0:0", "[::]:0"] {
+        let (code, err) = start_fails(&["--admin", addr]);
+        assert_eq!(code, Some(1), "{addr}: {err}");
+        assert!(err.contains("--admin-allow-remote"), "{addr}: {err}");
+    }
+    // Asked, it serves there.
+    let mut srv = Server::start(&["--admin", "0.0.0.0:0", "--admin-allow-remote"]);
+    assert!(srv.admin.starts_with("0.0.0.0:"), "{}", srv.admin);
+    let port = srv.admin.rsplit(':').next().unwrap();
+    let (status, _, _) = http_get(&format!("127.0.0.1:{port}"), "/healthz", None);
+    assert_eq!(status, 200);
+    assert!(srv.ask(b"stats\r\n").contains("STAT pid "));
+    assert_eq!(srv.stop(), 0);
+}
+
+#[test]
+fn an_explicit_admin_port_that_is_taken_stops_start_up() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = taken.local_addr().unwrap().to_string();
+    let (code, err) = start_fails(&["--admin", &at]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot listen on admin port"), "{err}");
+}
+
+#[test]
+fn the_admin_port_turns_off() {
+    for off in [&["--admin", "off"][..], &["--no-admin"][..]] {
+        let srv = Server::start(off);
+        assert_eq!(srv.admin, "off", "{off:?}");
+        assert_eq!(srv.stop(), 0);
+    }
+}
+
+/// Starts the binary with stderr piped, waits for it to serve, stops it,
+/// and returns everything it wrote to stderr.
+fn stderr_of(args: &[&str], env: &[(&str, &str)]) -> String {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corecache"))
+        .args(["-p", &port.to_string(), "--admin", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "no start");
+        assert!(child.try_wait().unwrap().is_none(), "exited at start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Give the admin thread time to log that it listens, if it will.
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    String::from_utf8_lossy(&out.stderr).into()
+}
+
+#[test]
+fn log_levels_follow_v() {
+    let line = "admin port listening on http://127.0.0.1:";
+    // Default and -v: no INFO lines. -vv: INFO, with an RFC 3339 time.
+    assert!(!stderr_of(&[], &[]).contains(line));
+    assert!(!stderr_of(&["-v"], &[]).contains(line));
+    let vv = stderr_of(&["-vv"], &[]);
+    let l = vv.lines().find(|l| l.contains(line)).expect(&vv);
+    assert!(l.contains(" INFO ") && l.as_bytes()[4] == b'-', "{l}");
+    // Under systemd the journal gets sd-daemon priorities and no time.
+    let j = stderr_of(&["-vv"], &[("JOURNAL_STREAM", "8:12345")]);
+    let l = j.lines().find(|l| l.contains(line)).expect(&j);
+    assert!(
+        l.starts_with("<6>INFO ") || l.starts_with("<6> INFO "),
+        "{l}"
+    );
+}
+
+#[test]
+fn logfile_takes_the_lines_from_stderr() {
+    let path = std::env::temp_dir().join(format!("cc-admin-log-{}", std::process::id()));
+    let p = path.to_str().unwrap();
+    let err = stderr_of(&["-vv", "--logfile", p], &[]);
+    let file = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(file.contains("admin port listening"), "{file}");
+    assert!(!err.contains("admin port listening"), "{err}");
+}
+
+/// Requests per command family this test sent, in the engine's terms: one
+/// request each, a multi-key get included.
+#[test]
+#[ignore = "needs the engine's Latency::record calls (issue 17 wiring by the lead); un-ignore then"]
+fn histogram_counts_match_the_workload() {
+    let mut srv = Server::start(&["-t", "2"]);
+    let mut s = srv.connect();
+    workload(&mut srv, &mut s);
+    let n = "corecache_request_duration_seconds";
+    let want: Vec<(String, String)> = [
+        ("get", 5 + 3 + 1 + 1),
+        ("set", 10 + 1 + 3),
+        ("delete", 2),
+        ("arith", 4),
+        ("touch", 2),
+    ]
+    .iter()
+    .flat_map(|(f, c)| {
+        [
+            (format!(r#"{n}_count{{family="{f}"}}"#), c.to_string()),
+            (
+                format!(r#"{n}_bucket{{le="+Inf",family="{f}"}}"#),
+                c.to_string(),
+            ),
+        ]
+    })
+    .collect();
+    let got = scrape_until(&srv.admin, &want);
+    // Loopback replies take well under a second.
+    let top = format!(r#"{n}_bucket{{le="1.048576",family="get"}}"#);
+    assert_eq!(got[&top], "10");
+    assert_eq!(srv.stop(), 0);
+}
+
+/// Figures where corecache and memcached 1.6 part on the same bytes.
+#[test]
+#[ignore = "engine: total_items also counts incr/decr/touch rewrites (15, memcached 12), and flush_all counts once per shard (2 with -t 2, memcached 1); lead fixes in the restructure"]
+fn total_items_and_cmd_flush_as_memcached_counts_them() {
+    let mut srv = Server::start(&["-t", "2"]);
+    let mut s = srv.connect();
+    workload(&mut srv, &mut s);
+    assert_eq!(srv.send(&mut s, b"flush_all\r\n", b"\r\n"), "OK\r\n");
+    let want = pairs(&[("memcached_items_total", 12), (&cmd("flush", "hit"), 1)]);
+    scrape_until(&srv.admin, &want);
+    assert_eq!(srv.stop(), 0);
+}
