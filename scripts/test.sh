@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: the Rust unit, model and server tests, then the client
+# Runs every test: deploy/'s alert rules (promtool), the Rust unit, model,
+# server and admin-port tests, then the client
 # suites (pymemcache, python-binary-memcached, pylibmc, memccapable) against
 # the release binary. Installs what those need on a fresh Debian machine.
 set -euo pipefail
@@ -10,6 +11,8 @@ command -v memccapable >/dev/null 2>&1 || need_apt+=(libmemcached-tools)
 [ -f /usr/include/libmemcached/memcached.h ] || need_apt+=(libmemcached-dev)
 [ -f /usr/include/zlib.h ] || need_apt+=(zlib1g-dev)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# promtool, for the admin port's scrape and deploy/'s alert rules.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
@@ -20,6 +23,12 @@ if [ ! -x .venv/bin/pytest ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q -r tests/py/requirements.txt
+
+# deploy/: the alert rules parse, and each alert fires and clears on
+# synthetic series.
+(cd deploy/prometheus &&
+  promtool check rules corecache-alerts.yml &&
+  promtool test rules corecache-alerts.test.yml)
 
 cargo build --release
 cargo test --release
