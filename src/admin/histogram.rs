@@ -9,51 +9,9 @@
 //! `_count` from the buckets, so `_count` always equals the `+Inf` bucket.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
 
-/// Command families the histograms are kept for (issue 17).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Family {
-    /// get, gets, gat, gats, mg, binary GET*.
-    Get = 0,
-    /// set, add, replace, append, prepend, cas, ms, binary SET* etc.
-    Set = 1,
-    /// delete, md.
-    Delete = 2,
-    /// incr, decr, ma.
-    Arith = 3,
-    /// touch, binary TOUCH (gat counts as a get).
-    Touch = 4,
-    /// Everything else: stats, version, flush_all, mn, noop, errors...
-    Other = 5,
-}
-
-impl Family {
-    /// Every family, in index order.
-    pub const ALL: [Family; FAMILIES] = [
-        Family::Get,
-        Family::Set,
-        Family::Delete,
-        Family::Arith,
-        Family::Touch,
-        Family::Other,
-    ];
-
-    /// The `family` label value in the exposition.
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Get => "get",
-            Family::Set => "set",
-            Family::Delete => "delete",
-            Family::Arith => "arith",
-            Family::Touch => "touch",
-            Family::Other => "other",
-        }
-    }
-}
-
-/// How many command families there are.
-pub const FAMILIES: usize = 6;
+pub use super::family::{Family, FAMILIES};
 
 /// Finite bucket bounds: 2^k microseconds for k = 0..=20, so 1 µs up to
 /// 1.048576 s. Powers of two make the bucket a leading-zero count.
@@ -130,6 +88,53 @@ impl Latency {
                 std::array::from_fn(|b| self.counts[f][b].load(Relaxed))
             }),
             sums_ns: std::array::from_fn(|f| self.sums_ns[f].load(Relaxed)),
+        }
+    }
+}
+
+/// One connection's requests parsed but not yet answered: a count per
+/// family and the parse time of the earliest. A worker keeps one per
+/// connection, notes each request as it dispatches it, and records them
+/// all when it hands the connection's replies to the kernel. Every request
+/// is recorded with the time since the earliest parse among them, so a
+/// recorded duration is never below the true one (at pipeline depth the
+/// batch shares one parse time anyway) and the clock is read once per
+/// batch and once per send, not per request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pending {
+    since: Option<Instant>,
+    n: [u32; FAMILIES],
+}
+
+impl Pending {
+    /// A request of `family` was parsed at `now`: pass one `Instant` for a
+    /// whole received batch.
+    #[inline]
+    pub fn parsed(&mut self, family: Family, now: Instant) {
+        if self.since.is_none() {
+            self.since = Some(now);
+        }
+        let n = &mut self.n[family as usize];
+        *n = n.saturating_add(1);
+    }
+
+    /// Whether any request waits to be recorded.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.since.is_none()
+    }
+
+    /// The replies to every request noted so far were handed to the
+    /// kernel at `now`: records them into `h` and starts over.
+    #[inline]
+    pub fn sent(&mut self, h: &Latency, now: Instant) {
+        let Some(t) = self.since.take() else { return };
+        let ns = now.saturating_duration_since(t).as_nanos() as u64;
+        for (f, n) in self.n.iter_mut().enumerate() {
+            if *n > 0 {
+                h.record_n(Family::ALL[f], ns, u64::from(*n));
+                *n = 0;
+            }
         }
     }
 }
@@ -260,6 +265,31 @@ mod tests {
         assert_eq!(b.len(), BUCKETS);
         assert_eq!(b[FINITE_BUCKETS], (f64::INFINITY, 1));
         assert_eq!(s.buckets(Family::Get)[2], (4e-6, 4));
+    }
+
+    #[test]
+    fn pending_records_a_batch_at_send() {
+        let h = Latency::default();
+        let mut p = Pending::default();
+        let t0 = Instant::now();
+        p.sent(&h, t0); // nothing noted: nothing recorded
+        assert_eq!(h.snapshot(), Snapshot::default());
+        p.parsed(Family::Get, t0);
+        p.parsed(Family::Get, t0 + std::time::Duration::from_micros(1));
+        p.parsed(Family::Set, t0);
+        assert!(!p.is_empty());
+        p.sent(&h, t0 + std::time::Duration::from_micros(3));
+        assert!(p.is_empty());
+        let s = h.snapshot();
+        assert_eq!(s.count(Family::Get), 2);
+        assert_eq!(s.count(Family::Set), 1);
+        // Both gets at the earliest parse's 3 µs: the le 4 µs bucket.
+        assert_eq!(s.counts[Family::Get as usize][2], 2);
+        assert_eq!(s.sums_ns[Family::Get as usize], 6000);
+        // A later batch starts from its own parse time.
+        p.parsed(Family::Delete, t0 + std::time::Duration::from_secs(1));
+        p.sent(&h, t0 + std::time::Duration::from_secs(1));
+        assert_eq!(h.snapshot().counts[Family::Delete as usize][0], 1);
     }
 
     #[test]

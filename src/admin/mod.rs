@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod cpu;
+pub mod family;
 pub mod figures;
 pub mod health;
 pub mod histogram;
