@@ -99,3 +99,11 @@ def make_pair():
     yield make
     for p in made:
         p.stop()
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    """memcached and corecache for one client's module of the matrix."""
+    p = Pair("-t", "2", "-m", "64")
+    yield p
+    p.stop()
