@@ -45,9 +45,10 @@ case 'stats':
             $o['version_ok'] = version_ok($entry['version'] ?? null);
             $o['curr_items'] = $entry['curr_items'] ?? null;
         } elseif ($name === 'settings' && is_array($entry)) {
-            foreach (['maxbytes', 'maxconns', 'tcpport', 'evictions', 'cas_enabled', 'item_size_max', 'num_threads'] as $k) {
+            foreach (['maxbytes', 'maxconns', 'evictions', 'cas_enabled', 'item_size_max', 'num_threads'] as $k) {
                 $o['fields'][$k] = $entry[$k] ?? null;
             }
+            $o['tcpport_is_ours'] = (int)($entry['tcpport'] ?? 0) === (int)$GLOBALS['port'];
         } elseif (is_array($entry)) {
             // items/slabs: the class ids and field names tools read.
             $o['fields'] = array_values(array_filter(array_keys($entry), fn($k) => !preg_match('/^(total_malloced|active_slabs)$/', $k)));
