@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test: deploy/'s alert rules (promtool), the Rust unit, model,
 # server and admin-port tests, then the client
-# suites (pymemcache, python-binary-memcached, pylibmc, memccapable) against
-# the release binary. Installs what those need on a fresh Debian machine.
+# suites (pymemcache, python-binary-memcached, pylibmc, memccapable), the
+# memcached-oracle tests (tests/py/test_oracle_*.py: the same bytes to
+# Debian's memcached and to corecache) and the client matrix
+# (tests/py/test_client_*.py: php-memcached, libmemcached's tools,
+# memcached-tool, Perl, Ruby dalli, node memjs, meta-memcache, aiomcache)
+# against the release binary. Installs what those need on a fresh Debian
+# machine; quick when all is there already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 need_apt=()
 command -v memccapable >/dev/null 2>&1 || need_apt+=(libmemcached-tools)
 [ -f /usr/include/libmemcached/memcached.h ] || need_apt+=(libmemcached-dev)
@@ -13,11 +19,39 @@ command -v memccapable >/dev/null 2>&1 || need_apt+=(libmemcached-tools)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # promtool, for the admin port's scrape and deploy/'s alert rules.
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# The oracle and the client matrix.
+[ -x /usr/bin/memcached ] || need_apt+=(memcached)
+command -v php >/dev/null 2>&1 || need_apt+=(php-cli)
+php -r 'exit(class_exists("Memcached") ? 0 : 1);' >/dev/null 2>&1 || need_apt+=(php-memcached)
+command -v ruby >/dev/null 2>&1 || need_apt+=(ruby)
+ruby -e 'require "dalli"' >/dev/null 2>&1 || need_apt+=(ruby-dalli)
+installed libcache-memcached-perl || need_apt+=(libcache-memcached-perl)
+installed libcache-memcached-fast-perl || need_apt+=(libcache-memcached-fast-perl)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  # Debian's memcached package starts a service on 11211; the tests use free
+  # ports and must not leave a server on 11211, so no service is started
+  # while installing (policy-rc.d 101 = "action forbidden").
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" pkg-config >/dev/null
+  [ -z "$policy" ] || $SUDO rm -f "$policy"
 fi
+
+# node clients: npm ci from the committed lock, again only when it changed.
+(
+  cd tests/clients/node
+  if [ ! node_modules/.package-lock.json -nt package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+)
 
 if [ ! -x .venv/bin/pytest ]; then
   python3 -m venv .venv

@@ -3,7 +3,7 @@
 //! executor walks them again in request order to build the reply.
 #![allow(missing_docs)] // documented after the parser fixes in flight land
 
-use super::text::{parse_i32, parse_u32, parse_u64, tokens, Request, BAD_FORMAT};
+use super::text::{parse_i32, parse_u32, parse_u64, tokens, Request, BAD_FORMAT, ERROR};
 use super::{Oversized, Parse, SetMode, StoreCmd, KEY_MAX};
 
 pub const MAX_OPAQUE: usize = 32;
@@ -82,7 +82,8 @@ fn parse_flags(toks: &[u8]) -> Result<MetaFlags<'_>, &'static str> {
             b'R' => f.recache = Some(parse_i32(arg).ok_or(BAD_TOKEN)?),
             b'E' => f.new_cas = Some(parse_u64(arg).ok_or(BAD_TOKEN)?),
             b'C' => f.cas = Some(parse_u64(arg).ok_or(BAD_TOKEN)?),
-            b'F' => f.client_flags = Some(parse_u32(arg).ok_or(BAD_TOKEN)?),
+            // memcached sets no message of its own for a bad F token.
+            b'F' => f.client_flags = Some(parse_u32(arg).ok_or(BAD_FORMAT)?),
             b'J' => {
                 f.initial =
                     Some(parse_u64(arg).ok_or("CLIENT_ERROR invalid numeric initial value")?)
@@ -90,6 +91,7 @@ fn parse_flags(toks: &[u8]) -> Result<MetaFlags<'_>, &'static str> {
             b'D' => {
                 f.delta = Some(parse_u64(arg).ok_or("CLIENT_ERROR invalid numeric delta value")?)
             }
+            b'M' if arg.len() != 1 => return Err("CLIENT_ERROR incorrect length for M token"),
             b'M' => f.mode = arg.first().copied(),
             _ => return Err("CLIENT_ERROR invalid flag"),
         }
@@ -123,8 +125,9 @@ pub fn parse<'a>(
         }));
     }
     let mut it = tokens(line).skip(1);
+    // memcached wants at least a key: fewer tokens are an unknown command.
     let Some(key) = it.next() else {
-        return done(Request::Error(BAD_FORMAT));
+        return done(Request::Error(ERROR));
     };
     if key.len() > KEY_MAX {
         return done(Request::Error(BAD_FORMAT));
@@ -149,6 +152,13 @@ pub fn parse<'a>(
     let f = match parse_flags(rest) {
         Ok(f) => f,
         Err(e) => {
+            // md and ma answer every flag they cannot read alike.
+            let e = match cmd {
+                MetaCmd::Delete | MetaCmd::Arith if e != "CLIENT_ERROR opaque token too long" => {
+                    "CLIENT_ERROR invalid or duplicate flag"
+                }
+                _ => e,
+            };
             return match vlen {
                 Some(n) => Parse::Skip(Request::Error(e), used, n + 2),
                 None => done(Request::Error(e)),

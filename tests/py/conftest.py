@@ -65,3 +65,45 @@ def server():
     srv = Server("-t", "2", "-m", "64")
     yield srv
     srv.stop()
+
+
+# memcached as the oracle (tests/py/oracle.py): both servers side by side.
+from oracle import Pair  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def oracle_pair():
+    """memcached and corecache, both `-t 2 -m 64`, for one test module."""
+    p = Pair("-t", "2", "-m", "64")
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def pair(oracle_pair):
+    """The module's pair, flushed before each test."""
+    oracle_pair.flush()
+    return oracle_pair
+
+
+@pytest.fixture
+def make_pair():
+    """Starts pairs with a test's own arguments; stops them afterwards."""
+    made = []
+
+    def make(*args, **kw):
+        p = Pair(*args, **kw)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    """memcached and corecache for one client's module of the matrix."""
+    p = Pair("-t", "2", "-m", "64")
+    yield p
+    p.stop()

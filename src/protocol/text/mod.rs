@@ -69,33 +69,62 @@ pub fn tokens(line: &[u8]) -> impl Iterator<Item = &[u8]> {
     line.split(|&c| c == b' ').filter(|t| !t.is_empty())
 }
 
-/// memcached's `safe_strtoul`-style parsers: decimal, the whole token.
-pub fn parse_u64(t: &[u8]) -> Option<u64> {
-    if t.is_empty() || t.len() > 20 {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &c in t {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add((c - b'0') as u64)?;
-    }
-    Some(n)
+/// C's `isspace` in the "C" locale.
+fn c_isspace(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
+/// A token read as C's `strtoull`/`strtol` read it in memcached's
+/// `safe_strto*` (util.c): leading whitespace, one optional sign, decimal
+/// digits, and then either the end of the token or a whitespace byte after
+/// which the rest is ignored. Returns the sign and the magnitude; None for
+/// no digits, other trailing bytes, or a magnitude over 64 bits (ERANGE).
+fn c_number(t: &[u8]) -> Option<(bool, u64)> {
+    let mut i = t.iter().take_while(|&&c| c_isspace(c)).count();
+    let neg = match t.get(i) {
+        Some(b'-') => true,
+        Some(b'+') => false,
+        _ => {
+            i = i.wrapping_sub(1);
+            false
+        }
+    };
+    i = i.wrapping_add(1);
+    let start = i;
+    let mut n: u64 = 0;
+    while let Some(&c) = t.get(i).filter(|c| c.is_ascii_digit()) {
+        n = n.checked_mul(10)?.checked_add((c - b'0') as u64)?;
+        i += 1;
+    }
+    if i == start || t.get(i).is_some_and(|&c| !c_isspace(c)) {
+        return None;
+    }
+    Some((neg, n))
+}
+
+/// memcached's `safe_strtoull`: `+5` and `5<TAB>` are 5; a minus sign is
+/// refused unless the negated value still reads as non-negative (so `-0`
+/// is 0), as memcached checks it.
+pub fn parse_u64(t: &[u8]) -> Option<u64> {
+    match c_number(t)? {
+        (false, n) => Some(n),
+        (true, n) => Some(n.wrapping_neg()).filter(|v| (*v as i64) >= 0),
+    }
+}
+
+/// memcached's `safe_strtoul` for 32-bit fields (flags, verbosity). Where
+/// memcached 1.6.18 silently truncates a larger number to 32 bits, this
+/// refuses it (as later memcached releases do for flags).
 pub fn parse_u32(t: &[u8]) -> Option<u32> {
     parse_u64(t).and_then(|n| u32::try_from(n).ok())
 }
 
-/// A signed 32-bit number, as memcached's `safe_strtol` takes exptimes.
+/// A signed 32-bit number, as memcached's `safe_strtol` takes exptimes and
+/// lengths; out of the 32-bit range it is refused (memcached 1.6.18
+/// truncates the 64-bit `long`).
 pub fn parse_i32(t: &[u8]) -> Option<i64> {
-    let (neg, d) = match t.first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let n = parse_u64(d)? as i64;
+    let (neg, d) = c_number(t)?;
+    let n = i64::try_from(d).ok()?;
     let n = if neg { -n } else { n };
     (i32::MIN as i64..=i32::MAX as i64)
         .contains(&n)
@@ -114,6 +143,10 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Request<'_>> {
     let mut line = &buf[..nl];
     if line.last() == Some(&b'\r') {
         line = &line[..line.len() - 1];
+    }
+    // memcached reads a command line as a C string: it ends at a NUL.
+    if let Some(z) = memchr(0, line) {
+        line = &line[..z];
     }
     if nl > LINE_MAX && !is_get_prefix(buf) {
         return Parse::Close;
@@ -257,12 +290,17 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Request<'_>> {
             _ => Request::Error(ERROR),
         },
         b"quit" => Request::Quit,
-        // As memcached: one or two arguments, the level is not checked,
-        // and a trailing noreply (even alone) silences the reply.
+        // As memcached: one or two arguments, and a trailing noreply (even
+        // alone) silences the reply, the error for a bad level included.
         b"verbosity" => match (it.next(), it.next(), it.next()) {
-            (Some(a), b, None) => Request::Verbosity {
-                noreply: b.unwrap_or(a) == b"noreply",
-            },
+            (Some(a), b, None) => {
+                let noreply = b.unwrap_or(a) == b"noreply";
+                if parse_u32(a).is_none() && !noreply {
+                    Request::Error(BAD_FORMAT)
+                } else {
+                    Request::Verbosity { noreply }
+                }
+            }
             _ => Request::Error(ERROR),
         },
         b"stats" => Request::Stats {

@@ -303,7 +303,21 @@ fn meta_commands() {
         (Some(0), Some(10), Some(5), Some(b'D'))
     );
     assert!(matches!(done(b"mn\r\n").0, Request::Meta(m) if m.cmd == MetaCmd::Noop));
-    assert_eq!(err(b"mg\r\n"), BAD_FORMAT);
+    assert_eq!(err(b"mg\r\n"), ERROR);
+    assert_eq!(err(b"ms\r\n"), ERROR);
+    assert_eq!(
+        err(b"md k zz\r\n"),
+        "CLIENT_ERROR invalid or duplicate flag"
+    );
+    assert_eq!(
+        err(b"ma k D1 D2\r\n"),
+        "CLIENT_ERROR invalid or duplicate flag"
+    );
+    assert_eq!(err(b"mg k Fx\r\n"), BAD_FORMAT);
+    assert_eq!(
+        err(b"mg k MSS\r\n"),
+        "CLIENT_ERROR incorrect length for M token"
+    );
     assert_eq!(err(b"mg k v v\r\n"), "CLIENT_ERROR duplicate flag");
     assert_eq!(err(b"mg k !\r\n"), "CLIENT_ERROR invalid flag");
     assert_eq!(
@@ -359,4 +373,57 @@ fn parse_numbers_like_memcached() {
     assert_eq!(parse_u32(b"4294967296"), None);
     assert_eq!(parse_u64(b"12a"), None);
     assert_eq!(parse_u64(b""), None);
+    // safe_strtoull: a sign, whitespace around, "-0", and only the minus
+    // values that still read as non-negative.
+    assert_eq!(parse_u64(b"+1"), Some(1));
+    assert_eq!(parse_u64(b"-0"), Some(0));
+    assert_eq!(parse_u64(b"-1"), None);
+    assert_eq!(parse_u64(b"-18446744073709551615"), Some(1));
+    assert_eq!(parse_u64(b"1\t"), Some(1));
+    assert_eq!(parse_u64(b"1\tjunk"), Some(1));
+    assert_eq!(parse_u64(b"\t7"), Some(7));
+    assert_eq!(parse_u64(b"+"), None);
+    assert_eq!(parse_u64(b"+-1"), None);
+    assert_eq!(parse_u64(b"18446744073709551616"), None);
+    assert_eq!(parse_u32(b"+5"), Some(5));
+    assert_eq!(parse_u32(b"-0"), Some(0));
+    assert_eq!(parse_i32(b"+0"), Some(0));
+    assert_eq!(parse_i32(b"-1\t"), Some(-1));
+    assert_eq!(parse_i32(b"--1"), None);
+}
+
+#[test]
+fn a_nul_byte_ends_the_command_line() {
+    // memcached reads the line as a C string.
+    assert_eq!(
+        done(b"get z\x00junk\r\n").0,
+        Request::Get {
+            keys: b" z",
+            cas: false,
+            touch: None
+        }
+    );
+    assert_eq!(err(b"set a\x00b 0 0 1\r\n"), ERROR);
+    assert!(matches!(
+        done(b"set y 0 0 1\x00xx\r\ny\r\n"),
+        (Request::Store(Storage { key: b"y", .. }), 19)
+    ));
+    assert_eq!(err(b"\x00\r\n"), ERROR);
+}
+
+#[test]
+fn verbosity_checks_its_level_unless_noreply() {
+    assert_eq!(err(b"verbosity x\r\n"), BAD_FORMAT);
+    assert_eq!(
+        done(b"verbosity +1\r\n").0,
+        Request::Verbosity { noreply: false }
+    );
+    assert_eq!(
+        done(b"verbosity x noreply\r\n").0,
+        Request::Verbosity { noreply: true }
+    );
+    assert_eq!(
+        done(b"verbosity noreply\r\n").0,
+        Request::Verbosity { noreply: true }
+    );
 }

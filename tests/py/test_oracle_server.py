@@ -1,0 +1,279 @@
+"""Server-wide behaviour, memcached as the oracle (issue 15): counters in
+`stats` after the same traffic, `stats reset` across workers,
+`cache_memlimit`, `-F` (flush disabled), `-I` (oversized values in every
+protocol), and which `stats` fields exist. Each test starts its own pair
+so counters start from the same zero."""
+import pytest
+
+from oracle import (
+    OP_ADD, OP_APPEND, OP_FLUSH, OP_FLUSHQ, OP_GET, OP_SETQ, TIMEOUT, bin_request, bin_set,
+)
+
+
+def xfail(reason):
+    return pytest.mark.xfail(strict=True, reason="issue 15: " + reason)
+
+
+COUNTERS = [
+    "cmd_get", "cmd_set", "cmd_flush", "cmd_touch", "get_hits", "get_misses", "get_expired", "get_flushed",
+    "delete_misses", "delete_hits", "incr_misses", "incr_hits", "decr_misses", "decr_hits", "cas_misses",
+    "cas_hits", "cas_badval", "touch_hits", "touch_misses", "store_too_large", "store_no_memory",
+    "curr_items", "total_items",
+]
+
+
+def counters(c, names=COUNTERS):
+    """The named counters, asked on a new text connection to c's server."""
+    with c.server.connect() as t:
+        st = t.stats()
+    return {n: st.get(n) for n in names}
+
+
+TRAFFIC = [
+    b"set a 0 0 1\r\n1\r\n", b"get a b\r\n", b"gets a\r\n", b"add a 0 0 1\r\n2\r\n", b"add b 0 0 1\r\n2\r\n",
+    b"replace c 0 0 1\r\n3\r\n", b"append a 0 0 1\r\n0\r\n", b"prepend z 0 0 1\r\n0\r\n", b"incr a 5\r\n",
+    b"incr z 5\r\n", b"decr a 1\r\n", b"decr z 1\r\n", b"touch a 100\r\n", b"touch z 100\r\n",
+    b"gat 100 a z\r\n", b"cas a 0 0 1 99999999\r\n9\r\n", b"cas z 0 0 1 99999999\r\n9\r\n", b"delete b\r\n", b"delete b\r\n",
+    b"set e 0 -1 1\r\n1\r\n", b"get e\r\n", b"mg a v\r\n", b"mg z v\r\n", b"ms m 1\r\nx\r\n", b"md m\r\n",
+    b"md m\r\n", b"ma a\r\n", b"ma z\r\n", b"mg a T30\r\n",
+]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15: counters after the same traffic differ (see the per-command test)")
+def test_counters_after_traffic(make_pair):
+    p = make_pair("-t", "2", "-m", "64")
+
+    def script(c):
+        for cmd in TRAFFIC:
+            c.text(cmd)
+        return counters(c)
+    p.same(script)
+
+
+def total_items_after(cmd):
+    def script(c):
+        c.text(b"set a 0 0 1\r\n1\r\n")
+        before = counters(c, ["total_items", "curr_items"])
+        c.text(cmd)
+        return before, counters(c, ["total_items", "curr_items"])
+    return script
+
+
+TOTAL_ITEMS = [
+    pytest.param(b"touch a 100\r\n", id="touch", marks=xfail("total_items after touch on a hit: memcached unchanged, corecache +1")),
+    pytest.param(b"gat 100 a\r\n", id="gat", marks=xfail("total_items after gat on a hit: memcached unchanged, corecache +1")),
+    pytest.param(b"mg a T100\r\n", id="mg_T", marks=xfail("total_items after mg_T on a hit: memcached unchanged, corecache +1")),
+    pytest.param(b"incr a 1\r\n", id="incr", marks=xfail("total_items after incr on a hit: memcached unchanged, corecache +1")),
+    pytest.param(b"decr a 1\r\n", id="decr", marks=xfail("total_items after decr on a hit: memcached unchanged, corecache +1")),
+    pytest.param(b"ma a\r\n", id="ma", marks=xfail("total_items after ma on a hit: memcached unchanged, corecache +1")),
+    pytest.param(b"append a 0 0 1\r\n0\r\n", id="append"),
+    pytest.param(b"set a 0 0 1\r\n2\r\n", id="set"),
+    pytest.param(b"incr z 1\r\n", id="incr_miss"),
+    pytest.param(b"ma z N0 J1\r\n", id="ma_autovivify"),
+    pytest.param(b"mg z N30\r\n", id="mg_autovivify"),
+    pytest.param(b"delete a\r\n", id="delete"),
+]
+
+
+@pytest.mark.parametrize("cmd", TOTAL_ITEMS)
+def test_total_items(make_pair, cmd):
+    p = make_pair("-t", "2", "-m", "64")
+    p.same(total_items_after(cmd))
+
+
+def per_command_counters(cmd):
+    names = COUNTERS
+    if b" -1 " in cmd:
+        # memcached's curr_items still holds an expired item until its LRU
+        # crawler reclaims it, at a time of its own: not compared.
+        names = [n for n in COUNTERS if n != "curr_items"]
+
+    def script(c):
+        before = counters(c, names)
+        c.text(cmd)
+        after = counters(c, names)
+        return {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+    return script
+
+
+COUNTER_DIFFERENCES = {
+    b"incr a 5": "incr on a hit: memcached leaves total_items, corecache +1",
+    b"decr a 1": "decr on a hit: memcached leaves total_items, corecache +1",
+    b"touch a 100": "touch on a hit: memcached leaves total_items, corecache +1",
+    b"gat 100 a z": "gat on a hit: memcached leaves total_items, corecache +1",
+    b"ma a": "ma on a hit: memcached leaves total_items, corecache +1",
+    b"mg a T30": "mg T30 on a hit: memcached leaves total_items, corecache +1",
+    b"set e 0 -1 1": "set with exptime -1: memcached counts the (dead) item in total_items, corecache does not",
+}
+
+
+def traffic_param(c):
+    line = c.split(b"\r\n")[0]
+    why = COUNTER_DIFFERENCES.get(line)
+    return pytest.param(c, id=line.decode(), marks=xfail(why) if why else ())
+
+
+@pytest.mark.parametrize("cmd", [traffic_param(c) for c in TRAFFIC])
+def test_counters_per_command(make_pair, cmd):
+    """Which counters one command moves, on a server that holds `a`=1."""
+    p = make_pair("-t", "2", "-m", "64")
+
+    def script(c):
+        c.text(b"set a 0 0 1\r\n1\r\n")
+        return per_command_counters(cmd)(c)
+    p.same(script)
+
+
+def test_stats_reset_reaches_every_worker(make_pair):
+    p = make_pair("-t", "2", "-m", "64")
+
+    def script(c):
+        # Several connections, so both workers see traffic.
+        conns = [c.server.connect() for _ in range(6)]
+        for i, k in enumerate(conns):
+            k.text(b"set k%d 0 0 1\r\n1\r\nget k%d nope\r\n" % (i, i))
+        out = [c.text(b"stats reset\r\n")]
+        for k in conns:
+            out.append(counters(k, ["cmd_get", "cmd_set", "get_hits", "get_misses", "total_items", "curr_items"]))
+            k.close()
+        return out
+    p.same(script)
+
+
+test_stats_reset_reaches_every_worker = xfail(
+    "stats reset: memcached zeroes every worker's counters, corecache only the receiving worker's")(test_stats_reset_reaches_every_worker)
+
+
+def test_cache_memlimit(make_pair):
+    p = make_pair("-t", "2", "-m", "64")
+
+    def script(c):
+        out = []
+        for cmd in [b"cache_memlimit 128\r\n", b"cache_memlimit 32\r\n", b"cache_memlimit 7\r\n",
+                    b"cache_memlimit x\r\n", b"cache_memlimit 96 noreply\r\n", b"cache_memlimit\r\n"]:
+            out.append(c.text(cmd))
+            out.append(c.stats().get("limit_maxbytes"))
+            out.append(c.stats(b"settings").get("maxbytes"))
+        return out
+    p.same(script)
+
+
+test_cache_memlimit = xfail(
+    "cache_memlimit 128 on -m 64: memcached OK and maxbytes/limit_maxbytes 134217728, corecache refuses growth; "
+    "stats settings maxbytes keeps the start-up value")(test_cache_memlimit)
+
+
+# --- -F: flush disabled in every protocol; the data stays. ---
+
+@xfail("-F: flush_all noreply: memcached silent, corecache CLIENT_ERROR flush_all not allowed; binary FLUSH/FLUSHQ: "
+       "memcached status 0x20 'Auth failure.' and keeps the data, corecache status 0 and flushes; cmd_flush 3 vs 4")
+def test_flush_disabled(make_pair):
+    p = make_pair("-t", "2", "-m", "64", "-F")
+
+    def script(c):
+        return [c.text(b"set k 0 0 1\r\na\r\n"), c.text(b"flush_all\r\n"), c.text(b"flush_all 0\r\n"),
+                c.text(b"flush_all noreply\r\n"), c.text(b"get k\r\n"),
+                c.server.connect().binary(bin_request(OP_FLUSH), bin_request(OP_FLUSHQ), bin_request(OP_GET, b"k")),
+                c.text(b"get k\r\n"), counters(c, ["cmd_flush", "curr_items"])]
+    out = p.same(script)
+    assert out[4].startswith(b"VALUE k")
+
+
+# --- -I: a value over the limit is refused in every protocol; a set
+# --- (text, meta ms in set mode, binary SET) also removes the old value.
+
+BIG = 4000
+# memcached refuses an -I below its slab_chunk_max (512 KiB by default), so
+# it is given a smaller one; it changes no reply.
+SMALL_I = dict(args=("-t", "2", "-m", "64", "-I", "2k"), mc_args=("-o", "slab_chunk_max=1024"))
+
+
+def oversize_text(cmds):
+    def script(c):
+        out = [c.text(b"set k 0 0 1\r\na\r\n")]
+        for cmd in cmds:
+            out.append(c.text(cmd))
+        out.append(c.text(b"get k\r\n"))
+        out.append(counters(c, ["store_too_large", "curr_items"]))
+        return out
+    return script
+
+
+def store(cmd, n=BIG, extra=b""):
+    return cmd + b" k 0 0 %d%s\r\n" % (n, extra) + b"x" * n + b"\r\n"
+
+
+MS_TOO_LARGE = "ms over -I: memcached SERVER_ERROR object too large for cache and removes the old value (any mode), corecache keeps it"
+OVERSIZE_TEXT = [
+    pytest.param([store(b"set")], id="set"),
+    pytest.param([store(b"set", extra=b" noreply")], id="set_noreply"),
+    pytest.param([store(b"add")], id="add"),
+    pytest.param([store(b"replace")], id="replace"),
+    pytest.param([store(b"append")], id="append"),
+    pytest.param([store(b"prepend")], id="prepend"),
+    pytest.param([b"cas k 0 0 %d 1\r\n" % BIG + b"x" * BIG + b"\r\n"], id="cas"),
+    pytest.param([b"set k 0 0 1500\r\n" + b"y" * 1500 + b"\r\n", b"append k 0 0 1500\r\n" + b"z" * 1500 + b"\r\n"], id="append_grows_past"),
+    pytest.param([b"ms k %d\r\n" % BIG + b"x" * BIG + b"\r\n"], id="ms", marks=xfail(MS_TOO_LARGE)),
+    pytest.param([b"ms k %d MA\r\n" % BIG + b"x" * BIG + b"\r\n"], id="ms_append", marks=xfail(MS_TOO_LARGE)),
+    pytest.param([b"ms k %d q O5\r\n" % BIG + b"x" * BIG + b"\r\n"], id="ms_quiet", marks=xfail(MS_TOO_LARGE)),
+    pytest.param([b"ms k %d ME\r\n" % BIG + b"x" * BIG + b"\r\n"], id="ms_add", marks=xfail(MS_TOO_LARGE)),
+]
+
+
+@pytest.mark.parametrize("cmds", OVERSIZE_TEXT)
+def test_oversize_text_and_meta(make_pair, cmds):
+    p = make_pair(*SMALL_I["args"], mc_args=SMALL_I["mc_args"])
+    out = p.same(oversize_text(cmds))
+    assert TIMEOUT not in b"".join(x for x in out if isinstance(x, bytes))
+
+
+BIN_SET_TOO_LARGE = xfail("binary SET over -I: memcached status 3 and removes the old value (store_too_large stays 0), "
+                          "corecache status 3, keeps the old value and counts store_too_large")
+OVERSIZE_BIN = [
+    pytest.param([bin_set(b"k", b"x" * BIG)], id="set", marks=BIN_SET_TOO_LARGE),
+    pytest.param([bin_set(b"k", b"x" * BIG, op=OP_SETQ)], id="setq", marks=BIN_SET_TOO_LARGE),
+    pytest.param([bin_set(b"k", b"x" * BIG, op=OP_ADD)], id="add", marks=xfail(
+        "binary ADD over -I on an existing key: memcached store_too_large stays 0, corecache counts it")),
+    pytest.param([bin_request(OP_APPEND, b"k", value=b"x" * BIG)], id="append", marks=xfail(
+        "binary APPEND over -I: memcached status 3 'Too large.', corecache status 5 'Not stored.'")),
+    pytest.param([bin_set(b"k", b"x" * 100000)], id="set_100k", marks=BIN_SET_TOO_LARGE),
+]
+
+
+@pytest.mark.parametrize("reqs", OVERSIZE_BIN)
+def test_oversize_binary(make_pair, reqs):
+    p = make_pair(*SMALL_I["args"], mc_args=SMALL_I["mc_args"])
+
+    def script(c):
+        return [c.binary(bin_set(b"k", b"a")), c.binary(*reqs), c.binary(bin_request(OP_GET, b"k")),
+                counters(c, ["store_too_large", "curr_items"])]
+    p.same(script)
+
+
+# --- Which stats fields exist (values differ by nature; names must not). ---
+
+def names_missing(p, group):
+    def script(c):
+        c.text(b"set k 0 0 100\r\n" + b"v" * 100 + b"\r\n")
+        return sorted(c.stats(group))
+    mc, cc = p.run(script)
+    return sorted(set(mc) - set(cc))
+
+
+@pytest.mark.parametrize("group", [
+    pytest.param(b"", id="general", marks=xfail("stats: memcached fields missing in corecache")),
+    pytest.param(b"settings", id="settings", marks=xfail("stats settings: most of memcached's fields missing in corecache")),
+    pytest.param(b"items", id="items", marks=xfail("stats items: corecache answers a bare END")),
+    pytest.param(b"slabs", id="slabs", marks=xfail("stats slabs: corecache answers a bare END")),
+    pytest.param(b"conns", id="conns", marks=xfail("stats conns: corecache answers a bare END")),
+])
+def test_stats_field_names(make_pair, group):
+    p = make_pair("-t", "2", "-m", "64")
+    missing = names_missing(p, group)
+    assert not missing, f"missing in corecache: {missing}"
+
+
+@xfail("stats sizes: memcached STAT sizes_status disabled, corecache a bare END")
+def test_stats_sizes(make_pair):
+    p = make_pair("-t", "2", "-m", "64")
+    p.same(lambda c: c.lines_until(b"stats sizes\r\n"))
