@@ -34,6 +34,27 @@ def free_port():
         return s.getsockname()[1]
 
 
+def port_is_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def fixed_ports(n, bases=range(21101, 22000, 100)):
+    """The first block of `n` consecutive free ports among fixed blocks.
+    A libmemcached ring hashes "host:port", so with random ports every run
+    would measure a different ring; these blocks give the same rings on
+    every host (and the same ring to corecache and to memcached)."""
+    for base in bases:
+        ports = list(range(base, base + n))
+        if all(port_is_free(p) for p in ports):
+            return ports
+    raise RuntimeError("no fixed port block is free")
+
+
 def wait_port(port, proc, what, timeout=10.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -52,11 +73,11 @@ class Node:
     """One cache server, corecache or memcached, that can be killed and
     started again on the same port (empty, as a replaced host would be)."""
 
-    def __init__(self, kind, memory_mb=32):
+    def __init__(self, kind, memory_mb=32, port=None):
         assert kind in KINDS, kind
         self.kind = kind
         self.memory_mb = memory_mb
-        self.port = free_port()
+        self.port = port or free_port()
         self.proc = None
         self.start()
 
@@ -116,20 +137,23 @@ class Node:
 
 
 class Cluster:
-    """`n` nodes of one kind; stopped together."""
+    """`n` nodes of one kind (on `ports` when given; the ports past `n`
+    are used by add()); stopped together."""
 
-    def __init__(self, kind, n, memory_mb=32):
+    def __init__(self, kind, n, memory_mb=32, ports=None):
         self.kind = kind
         self.nodes = []
+        self.spare_ports = list(ports[n:]) if ports else []
         try:
-            for _ in range(n):
-                self.nodes.append(Node(kind, memory_mb))
+            for i in range(n):
+                self.nodes.append(Node(kind, memory_mb, ports[i] if ports else None))
         except Exception:
             self.close()
             raise
 
     def add(self):
-        node = Node(self.kind, self.nodes[0].memory_mb if self.nodes else 32)
+        port = self.spare_ports.pop(0) if self.spare_ports else None
+        node = Node(self.kind, self.nodes[0].memory_mb if self.nodes else 32, port)
         self.nodes.append(node)
         return node
 
