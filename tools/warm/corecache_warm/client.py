@@ -31,12 +31,12 @@ class Conn:
     def send(self, data):
         self.sock.sendall(data)
 
-    def line(self):
+    def line(self, end=b"\r\n"):
         while True:
-            i = self.buf.find(b"\r\n")
+            i = self.buf.find(end)
             if i >= 0:
-                out, self.buf = self.buf[:i], self.buf[i + 2 :]
-                return out
+                out, self.buf = self.buf[:i], self.buf[i + len(end) :]
+                return out.rstrip(b"\r")
             chunk = self.sock.recv(1 << 16)
             if not chunk:
                 raise ProtocolError(f"{self.where}: connection closed")
@@ -53,10 +53,11 @@ class Conn:
 
     def metadump(self, busy_retries=50):
         """Yields every key (bytes) the server lists. Raises Unsupported when
-        the server answers ERROR (it has no lru_crawler)."""
+        the server answers ERROR (it has no lru_crawler). memcached ends each
+        key line with a bare newline, and only END with CR LF."""
         for _ in range(busy_retries):
             self.send(b"lru_crawler metadump all\r\n")
-            first = self.line()
+            first = self.line(b"\n")
             if first.startswith(b"BUSY"):
                 time.sleep(0.1)  # another crawl is running; memcached says so
                 continue
@@ -72,7 +73,7 @@ class Conn:
                 yield urllib.parse.unquote_to_bytes(token)
             elif line.startswith((b"ERROR", b"SERVER_ERROR", b"CLIENT_ERROR")):
                 raise ProtocolError(f"{self.where}: metadump: {line.decode(errors='replace')}")
-            line = self.line()
+            line = self.line(b"\n")
 
     def get_many(self, keys):
         """mg for each key, pipelined. Returns, per key, None for a miss or
