@@ -16,6 +16,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" pkg-config >/dev/null
 fi
 
+# tests/py/scale: twemproxy, php-memcached, and memcached as the oracle
+scale_apt=()
+[ -x /usr/sbin/nutcracker ] || scale_apt+=(nutcracker)
+[ -x /usr/bin/memcached ] || scale_apt+=(memcached)
+php -m 2>/dev/null | grep -qx memcached || scale_apt+=(php-cli php-memcached)
+if [ ${#scale_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${scale_apt[@]}" >/dev/null
+fi
+
 if [ ! -x .venv/bin/pytest ]; then
   python3 -m venv .venv
 fi

@@ -67,8 +67,9 @@ def build_plan(old, new, keys_file=None, log=print):
 
 
 class State:
-    """The plan and how far the copy got, in one JSON file written
-    atomically (write, fsync, rename) after every batch."""
+    """The plan (written once, beside the state file as FILE.plan) and how
+    far the copy got (FILE, small, replaced atomically after every batch:
+    write, fsync, rename), so a stopped warm resumes where it stopped."""
 
     def __init__(self, path, fingerprint):
         self.path = path
@@ -76,6 +77,7 @@ class State:
         self.plan = None
         self.done = 0
         self.counts = {"copied": 0, "present": 0, "gone": 0, "expiring": 0, "errors": 0}
+        self._plan_saved = False
 
     def load(self):
         if not self.path or not os.path.exists(self.path):
@@ -86,26 +88,31 @@ class State:
             raise SystemExit(
                 f"corecache-warm: {self.path} was written for another ring change or key source; "
                 "remove it or pass another --state")
-        self.plan = [(s, d, base64.b64decode(k)) for s, d, k in data["plan"]]
+        with open(self.path + ".plan") as f:
+            self.plan = [(s, d, base64.b64decode(k)) for s, d, k in (line.split() for line in f)]
         self.done = data["done"]
         self.counts = data["counts"]
+        self._plan_saved = True
         return True
 
     def save(self):
         if not self.path:
             return
-        data = {
-            "fingerprint": self.fingerprint,
-            "done": self.done,
-            "counts": self.counts,
-            "plan": [(s, d, base64.b64encode(k).decode()) for s, d, k in self.plan],
-        }
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        if not self._plan_saved:
+            _write_atomic(self.path + ".plan", "".join(
+                f"{s} {d} {base64.b64encode(k).decode()}\n" for s, d, k in self.plan))
+            self._plan_saved = True
+        _write_atomic(self.path, json.dumps(
+            {"fingerprint": self.fingerprint, "done": self.done, "counts": self.counts}))
+
+
+def _write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def exptime_for(ttl, now):
