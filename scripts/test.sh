@@ -29,6 +29,8 @@ installed libcache-memcached-perl || need_apt+=(libcache-memcached-perl)
 installed libcache-memcached-fast-perl || need_apt+=(libcache-memcached-fast-perl)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# tests/py/scale: twemproxy.
+[ -x /usr/sbin/nutcracker ] || need_apt+=(nutcracker)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   # Debian's memcached package starts a service on 11211; the tests use free

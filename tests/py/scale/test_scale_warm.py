@@ -1,0 +1,252 @@
+"""tools/corecache-warm: after a node joins a ketama ring, copy exactly the
+keys that move from their old owners to the new node, so a client on the
+new ring hits where it hit on the old one. Keys are listed with
+`lru_crawler metadump all` where the server has it (memcached) or given as a
+file (--keys), which is how corecache is warmed until it lists keys."""
+import base64
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pylibmc
+import pytest
+
+from topology import WARM, Cluster, Ring, Server, Twemproxy, fixed_ports, kind, report  # noqa: F401
+
+MODES = {
+    "ketama": ({"ketama": True}, [], dict(flavour="libmemcached", hash="one_at_a_time", weighted=False)),
+    "ketama_weighted": ({"ketama_weighted": True}, ["--weighted"], dict(flavour="libmemcached", hash="md5", weighted=True)),
+}
+FAR = 40 * 86400  # past memcached's 30-day limit: an absolute exptime
+
+
+def warm(*args, check=True, timeout=300):
+    out = subprocess.run([sys.executable, WARM, *args], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def key_source(kind, tmp_path, keys):
+    """memcached lists its keys itself; corecache does not answer
+    lru_crawler yet, so the application's key list is given."""
+    if kind == "memcached":
+        return []
+    path = tmp_path / "keys.txt"
+    path.write_text("".join(k + "\n" for k in keys))
+    return ["--keys", str(path)]
+
+
+def mg(node, key):
+    """(flags, remaining ttl, value) straight from one node, or None."""
+    reply = node.request(b"mg " + base64.b64encode(key.encode()) + b" b f t v\r\n", until=b"\r\n")
+    if reply.startswith(b"EN"):
+        return None
+    while reply.count(b"\r\n") < 2:
+        reply += node.request(b"", until=b"\r\n")
+    head, value = reply.split(b"\r\n")[:2]
+    toks = dict((t[:1], t[1:]) for t in head.split(b" ")[2:])
+    return int(toks[b"f"]), int(toks[b"t"]), value
+
+
+def fill_varied(client, keys):
+    """Values of several pylibmc types (so several client flags) and three
+    kinds of expiry: none, relative, and absolute past 30 days."""
+    now = int(time.time())
+    for i, k in enumerate(keys):
+        value = [k, i, k.encode() * 3, {"id": i}][i % 4]
+        exp = [0, 3600, now + FAR][i % 3]
+        assert client.set(k, value, time=exp)
+
+
+def hits(client, keys):
+    got = {}
+    for i in range(0, len(keys), 500):
+        got.update(client.get_multi(keys[i : i + 500]))
+    return got
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_warm_after_adding_a_node_keeps_the_hit_ratio(kind, mode, tmp_path):
+    behaviors, flags, model = MODES[mode]
+    cluster = Cluster(kind, 3, ports=fixed_ports(4))
+    try:
+        stored = [f"acct:{i}" for i in range(6000)]
+        keys = stored + [f"absent:{i}" for i in range(1500)]
+        old_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        fill_varied(old_client, stored)
+        old_got = hits(old_client, keys)
+        assert len(old_got) == len(stored)
+        old_addrs = cluster.addrs()
+        new_node = cluster.add()
+        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        cold = len(hits(new_client, keys))
+
+        old_ring = Ring([Server.parse(a) for a in old_addrs], **model)
+        new_ring = Ring([Server.parse(a) for a in cluster.addrs()], **model)
+        moved = [k for k in stored if old_ring.owner(k).addr() != new_ring.owner(k).addr()]
+        # a client on the new ring already wrote one moved key: add mode keeps it
+        fresh = moved[0]
+        assert new_client.set(fresh, "newer")
+        before = {k: mg(cluster.nodes[old_ring.index_of(k)], k) for k in moved}
+
+        ring_args = flags + sum((["--old", a] for a in old_addrs), []) + sum((["--new", a] for a in cluster.addrs()), [])
+        # a key list names absent keys too (they move on paper, and are gone)
+        listed = stored if kind == "memcached" else keys
+        planned = [k for k in listed if old_ring.owner(k).addr() != new_ring.owner(k).addr()]
+        plan = warm(*ring_args, *key_source(kind, tmp_path, keys), "--dry-run").stdout
+        assert plan.strip().splitlines()[-1] == f"total: {len(planned)}"
+        t0 = time.time()
+        out = warm(*ring_args, *key_source(kind, tmp_path, keys), "--rate", "0")
+        gone = len(planned) - len(moved)
+        assert f"copied={len(moved) - 1} present=1 gone={gone} expiring=0 errors=0" in out.stderr, out.stderr
+        elapsed = time.time() - t0
+
+        new_got = hits(new_client, keys)
+        ratio_old = len(old_got) / len(keys)
+        ratio_new = len(new_got) / len(keys)
+        assert new_got[fresh] == "newer"
+        del new_got[fresh], old_got[fresh]
+        assert new_got == old_got
+        for k in moved[1:]:
+            flags_, ttl, value = mg(new_node, k)
+            f0, t0_, v0 = mg(cluster.nodes[old_ring.index_of(k)], k)  # the old copy, now
+            assert (flags_, value) == (f0, v0), k
+            # TTLs are whole seconds read from one node's clock and written
+            # against another's; memcached's clock is a whole-second counter
+            # ticked once a second from its own start, so two nodes may
+            # disagree by up to 2 s
+            assert (ttl == -1) == (t0_ == -1) and abs(ttl - t0_) <= 2, (k, ttl, t0_)
+        assert any(t > 30 * 86400 for _, t, _ in before.values())  # absolute exptimes were carried
+        report(f"warm[{kind},{mode}]", moved=len(moved), old_hit_ratio=round(ratio_old, 4),
+               new_ring_before_warm=round(cold / len(keys), 4), new_ring_after_warm=round(ratio_new, 4),
+               seconds=round(elapsed, 2))
+        assert ratio_new >= 0.99 * ratio_old
+        assert cold < 0.9 * len(stored)
+    finally:
+        cluster.close()
+
+
+def test_warm_through_twemproxy_configs(kind, tmp_path):
+    """The rings are read from the twemproxy configs themselves (named
+    servers, fnv1a_64, hash_tag); the new proxy hits where the old did."""
+    cluster = Cluster(kind, 3)
+    names = ["cache-1", "cache-2", "cache-3", "cache-4"]
+    old_proxy = Twemproxy(cluster.nodes, names=names[:3], hash_tag="{}")
+    new_proxy = None
+    try:
+        import pymemcache
+
+        stored = [f"{{user{i % 700}}}:item:{i}" for i in range(5000)]
+        keys = stored + [f"nothing:{i}" for i in range(1000)]
+        old = pymemcache.Client(old_proxy.addr())
+        for i in range(0, len(stored), 100):
+            assert old.set_many({k: k for k in stored[i : i + 100]}, expire=3600) == []
+        old_hits = sum(len(old.get_many(keys[i : i + 100])) for i in range(0, len(keys), 100))
+        cluster.add()
+        new_proxy = Twemproxy(cluster.nodes, names=names, hash_tag="{}")
+        new = pymemcache.Client(new_proxy.addr())
+        cold = sum(len(new.get_many(keys[i : i + 100])) for i in range(0, len(keys), 100))
+        out = warm("--old-twemproxy", old_proxy.conf, "--new-twemproxy", new_proxy.conf,
+                   *key_source(kind, tmp_path, keys), "--rate", "0")
+        copied = int(re.search(r"copied=(\d+)", out.stderr).group(1))
+        new_hits = sum(len(new.get_many(keys[i : i + 100])) for i in range(0, len(keys), 100))
+        report(f"warm-twemproxy[{kind}]", copied=copied, old_hits=old_hits, cold=cold, after_warm=new_hits)
+        assert new_hits >= 0.99 * old_hits
+        assert cold < 0.9 * old_hits
+        # hash_tag: all keys of one {userN} live on one node, before and after
+        for node in cluster.nodes:
+            present = node.keys_present(stored)
+            tags = {k.split("}")[0] for k in present}
+            assert present == {k for k in stored if k.split("}")[0] in tags}
+        assert copied > 0
+    finally:
+        if new_proxy:
+            new_proxy.stop()
+        old_proxy.stop()
+        cluster.close()
+
+
+def grown_ring(kind, tmp_path, n_keys=3000):
+    """Three nodes filled through a libmemcached ring, a fourth added;
+    returns (cluster, ring arguments, key source arguments, moved keys)."""
+    cluster = Cluster(kind, 3)
+    keys = [f"doc:{i}" for i in range(n_keys)]
+    fill_varied(pylibmc.Client(cluster.addrs(), behaviors={"ketama": True}), keys)
+    old_addrs = cluster.addrs()
+    cluster.add()
+    model = MODES["ketama"][2]
+    old_ring = Ring([Server.parse(a) for a in old_addrs], **model)
+    new_ring = Ring([Server.parse(a) for a in cluster.addrs()], **model)
+    moved = [k for k in keys if old_ring.owner(k).addr() != new_ring.owner(k).addr()]
+    args = sum((["--old", a] for a in old_addrs), []) + sum((["--new", a] for a in cluster.addrs()), [])
+    return cluster, args, key_source(kind, tmp_path, keys), moved
+
+
+def test_warm_is_rate_limited_and_shows_progress(kind, tmp_path):
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 2000)
+    try:
+        rate, batch = 400, 50
+        t0 = time.monotonic()
+        out = warm(*ring_args, *source, "--rate", str(rate), "--batch", str(batch))
+        elapsed = time.monotonic() - t0
+        # a lower bound only: the pacing waits before every batch after the first
+        assert elapsed >= (len(moved) - batch) / rate
+        lines = [line for line in out.stderr.splitlines() if re.match(r"warm: \d+/\d+ \(", line)]
+        assert len(lines) >= 2, out.stderr
+        done = [int(re.match(r"warm: (\d+)/", line).group(1)) for line in lines]
+        assert done == sorted(done) and done[-1] == len(moved)
+        assert f"copied={len(moved)} " in out.stderr
+    finally:
+        cluster.close()
+
+
+def test_warm_resumes_after_sigterm(kind, tmp_path):
+    """SIGTERM mid-copy saves the position and exits 143; the same command
+    with the same --state resumes there and copies the rest."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 3000)
+    state = tmp_path / "warm.state"
+    try:
+        argv = [sys.executable, WARM, *ring_args, *source, "--rate", "300", "--batch", "20", "--state", str(state)]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if state.exists() and '"done": 0,' not in state.read_text():
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        stopped = int(re.search(r"stopped at (\d+) of (\d+)", err).group(1))
+        assert 0 < stopped < len(moved)
+
+        out = warm(*ring_args, *source, "--rate", "0", "--state", str(state))
+        assert f"resuming at {stopped} of {len(moved)}" in out.stderr
+        counts = dict(re.findall(r"(\w+)=(\d+)", out.stderr.splitlines()[-1]))
+        # counts carry over the interrupted run: every moved key copied once
+        assert counts["copied"] == str(len(moved)) and counts["errors"] == "0", out.stderr
+        assert cluster.nodes[3].keys_present(moved) == set(moved)
+
+        # the state belongs to this ring change only
+        other = warm("--old", ring_args[1], "--new", ring_args[1], "--new", ring_args[-1], *source,
+                     "--state", str(state), check=False)
+        assert other.returncode != 0 and "another ring change" in other.stderr
+    finally:
+        cluster.close()
+
+
+def test_warm_reports_that_corecache_cannot_list_keys(tmp_path):
+    """Without --keys the warmer needs `lru_crawler metadump all`, which
+    corecache does not answer yet: one clear line and exit 3, nothing copied."""
+    cluster, ring_args, _, moved = grown_ring("corecache", tmp_path, 500)
+    try:
+        out = warm(*ring_args, "--rate", "0", check=False)
+        assert out.returncode == 3, out.stderr
+        assert "lru_crawler metadump all" in out.stderr and "--keys" in out.stderr
+        assert cluster.nodes[3].keys_present(moved) == set()
+    finally:
+        cluster.close()
