@@ -18,7 +18,7 @@ fn bench(c: &mut Criterion) {
                 let bytes = match job {
                     Job::GetKey { key, .. } => key,
                     Job::Raw { bytes, .. } => bytes,
-                    Job::ResetStats => Vec::new(),
+                    Job::ResetStats | Job::Flush { .. } | Job::MemLimit { .. } => Vec::new(),
                 };
                 let mut r = Msg::Reply { conn, seq, bytes };
                 while let Err(back) = m2.queue(1, 0).push(r) {

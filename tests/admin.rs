@@ -539,7 +539,6 @@ fn a_debian_conf_logfile_line_names_the_log_file() {
 /// Requests per command family this test sent, in the engine's terms: one
 /// request each, a multi-key get included.
 #[test]
-#[ignore = "needs the engine to call histogram::Pending::parsed and ::sent (issue 17 wiring by the lead); un-ignore then"]
 fn histogram_counts_match_the_workload() {
     let mut srv = Server::start(&["-t", "2"]);
     let mut s = srv.connect();

@@ -13,6 +13,9 @@ impl Worker {
             self.arm_accept(li, fd);
         }
         if res < 0 {
+            if res == -libc::EMFILE || res == -libc::ENFILE {
+                self.shard.c.listen_disabled_num += 1;
+            }
             return;
         }
         let fd = res;

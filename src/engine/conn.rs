@@ -54,6 +54,8 @@ pub struct Conn {
     pub paused: bool,
     /// Store-clock second of the last bytes received.
     pub last_active: u32,
+    /// Requests parsed and not yet answered, for the latency histograms.
+    pub lat: crate::admin::histogram::Pending,
 }
 
 impl Conn {
@@ -81,6 +83,7 @@ impl Conn {
             queued_for_send: false,
             paused: false,
             last_active: 0,
+            lat: Default::default(),
         }
     }
 

@@ -5,7 +5,10 @@
 //! the request goes to this shard, its key's owner, every shard, or the
 //! server commands (`server_cmd.rs`).
 
+use super::hop::Job;
 use super::route::owner;
+use crate::admin::family::Family;
+use std::time::Instant;
 use super::worker::Worker;
 use crate::exec;
 use crate::exec::reply::push_line;
@@ -141,12 +144,25 @@ pub fn classify<'k>(req: &Request<'k>, kbuf: &'k mut [u8; KEY_MAX + 6]) -> (Op, 
     }
 }
 
+/// What every other shard must do for a broadcast request.
+fn broadcast_job(req: &Request) -> Option<Job> {
+    match req {
+        Request::Text(text::Request::Flush { delay, .. }) => Some(Job::Flush { delay: *delay }),
+        Request::Text(text::Request::CacheMemlimit { mb, .. }) => Some(Job::MemLimit { mb: *mb }),
+        Request::Binary(Ok(r)) if r.cmd.kind == Kind::Flush => Some(Job::Flush {
+            delay: exec::binary::flush_delay(r),
+        }),
+        _ => None,
+    }
+}
+
 impl Worker {
     /// Dispatches one whole request of connection `idx`; `raw` is its
     /// bytes as received (what a forward or broadcast carries).
     pub(super) fn dispatch(&mut self, idx: u32, req: Request, raw: &[u8]) {
         let mut kbuf = [0u8; KEY_MAX + 6];
         let (op, route) = classify(&req, &mut kbuf);
+        self.note_parsed(idx, op);
         if let Some(why) = self.policy(op, route) {
             return self.refuse(idx, why, &req);
         }
@@ -163,10 +179,32 @@ impl Worker {
             }
             Route::Split(keys) => self.split_get(idx, &req, keys),
             Route::Broadcast => {
-                self.broadcast(binary, raw);
+                if let Some(job) = broadcast_job(&req) {
+                    self.broadcast(job);
+                }
                 self.exec_local(idx, &req);
             }
             Route::Server => self.server_cmd(idx, op, &req),
+        }
+    }
+
+    /// Notes a request for the latency histograms (admin port), which
+    /// record it when its reply is handed to the kernel (`send.rs`).
+    fn note_parsed(&mut self, idx: u32, op: Op) {
+        if self.shared.telemetry.latency(self.id).is_none() {
+            return;
+        }
+        let family = match op {
+            Op::Get => Family::Get,
+            Op::Store => Family::Set,
+            Op::Delete => Family::Delete,
+            Op::Arith => Family::Arith,
+            Op::Touch => Family::Touch,
+            _ => Family::Other,
+        };
+        let now = *self.turn_now.get_or_insert_with(Instant::now);
+        if let Some(c) = self.conns[idx as usize].as_mut() {
+            c.lat.parsed(family, now);
         }
     }
 

@@ -91,7 +91,12 @@ pub enum Msg {
 pub const NO_REPLY: u64 = u64::MAX;
 
 /// Work for another worker.
+#[derive(Clone)]
 pub enum Job {
+    /// flush_all / binary FLUSH on every other shard; `delay` as an exptime.
+    Flush { delay: i64 },
+    /// cache_memlimit on every other shard, in MB for the whole server.
+    MemLimit { mb: u32 },
     /// `stats reset`: zero this worker's counters.
     ResetStats,
     /// One whole single-key request, as received (text, meta or binary).

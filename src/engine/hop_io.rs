@@ -75,6 +75,7 @@ impl Worker {
                     .build()
                     .user_data(UserData::plain(Kind::Wake, 1).0);
             // Goes out with this turn's submit, which always follows.
+            self.shard.c.wakes_sent += 1;
             self.push_sqe(e);
         }
     }
@@ -132,6 +133,12 @@ impl Worker {
         let item_max = self.shared.settings.item_max;
         match job {
             Job::ResetStats => self.shard.reset_counters(),
+            // The receiving worker counted the command once; the other
+            // shards only apply it.
+            Job::Flush { delay } => self.shard.store.flush(delay),
+            Job::MemLimit { mb } => {
+                self.shard.set_memlimit(mb);
+            }
             Job::GetKey { key, cas, touch } => {
                 exec::text::get_key(&mut self.shard, &key, cas, touch, out)
             }
@@ -156,19 +163,16 @@ impl Worker {
         }
     }
 
-    /// Sends a whole request, as received, to every other worker to run
-    /// there too (flush_all, cache_memlimit); nothing comes back.
-    pub(super) fn broadcast(&mut self, binary: bool, raw: &[u8]) {
+    /// Sends a job to every other worker to run there too (flush_all,
+    /// cache_memlimit); nothing comes back.
+    pub(super) fn broadcast(&mut self, job: Job) {
         for to in 0..self.shared.mesh.n {
             if to != self.id {
                 let m = Msg::Job {
                     from: self.id,
                     conn: 0,
                     seq: NO_REPLY,
-                    job: Job::Raw {
-                        binary,
-                        bytes: raw.to_vec(),
-                    },
+                    job: job.clone(),
                 };
                 self.send_msg(to, m);
             }

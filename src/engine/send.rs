@@ -4,6 +4,7 @@
 use super::user_data::{ConnId, Kind, UserData};
 use super::worker::Worker;
 use io_uring::{opcode, types};
+use std::time::Instant;
 
 impl Worker {
     /// Queues the connection's output, and stops reading from a client
@@ -73,6 +74,7 @@ impl Worker {
 
     pub(super) fn issue_sends(&mut self) {
         let list = std::mem::take(&mut self.to_send);
+        let mut now: Option<Instant> = None;
         for &idx in &list {
             let Some(c) = self.conns[idx as usize].as_mut() else {
                 continue;
@@ -80,6 +82,12 @@ impl Worker {
             c.queued_for_send = false;
             if c.send_inflight || !c.send_ready() {
                 continue;
+            }
+            // Every request answered so far is handed to the kernel now.
+            if c.pending.is_empty() && !c.lat.is_empty() {
+                if let Some(h) = self.shared.telemetry.latency(self.id) {
+                    c.lat.sent(h, *now.get_or_insert_with(Instant::now));
+                }
             }
             std::mem::swap(&mut c.out, &mut c.sending);
             std::mem::swap(&mut c.out_refs, &mut c.sending_refs);

@@ -64,6 +64,8 @@ pub struct Worker {
     pub(super) stopping: bool,
     /// The store clock's second at the last maintenance.
     pub(super) last_sec: u32,
+    /// This loop turn's clock reading, taken once when first needed.
+    pub(super) turn_now: Option<Instant>,
 }
 
 impl Worker {
@@ -105,6 +107,7 @@ impl Worker {
             route: route_hasher(),
             stopping: false,
             last_sec: 0,
+            turn_now: None,
         };
         // Before the server reports ready: a `stats` served by another
         // worker sums this one's figures (limit_maxbytes among them).
@@ -117,6 +120,7 @@ impl Worker {
         // alive and unmoved until its completion is reaped: connections are
         // only freed with no operation in flight.
         while unsafe { self.ring.submission().push(&e) }.is_err() {
+            self.shard.c.uring_submits += 1;
             let _ = self.ring.submit();
         }
     }
@@ -132,6 +136,8 @@ impl Worker {
         }
         let mut stop_deadline: Option<Instant> = None;
         loop {
+            self.shard.c.loop_turns += 1;
+            self.turn_now = None;
             self.drain_inbox();
             self.reap();
             for idx in std::mem::take(&mut self.rearm) {
@@ -165,12 +171,14 @@ impl Worker {
         let have_cqe = !self.ring.completion().is_empty();
         let backlog = self.backlog.iter().any(|b| !b.is_empty());
         if have_cqe || !self.to_send.is_empty() {
+            self.shard.c.uring_submits += 1;
             let _ = self.ring.submit();
             return;
         }
         mesh.sleeping[self.id].store(true, SeqCst);
         if !mesh.inbox_empty(self.id) {
             mesh.sleeping[self.id].store(false, SeqCst);
+            self.shard.c.uring_submits += 1;
             let _ = self.ring.submit();
             return;
         }
@@ -178,7 +186,9 @@ impl Worker {
         // second for expiry, idle timeouts and the stop flag.
         let ts = types::Timespec::new().nsec(if backlog { 1_000_000 } else { 100_000_000 });
         let args = types::SubmitArgs::new().timespec(&ts);
+        self.shard.c.uring_submits += 1;
         let _ = self.ring.submitter().submit_with_args(1, &args);
+        self.shard.c.wakeups += 1;
         mesh.sleeping[self.id].store(false, SeqCst);
     }
 

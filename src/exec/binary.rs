@@ -44,6 +44,15 @@ fn exptime(v: u32) -> i64 {
     v as i64
 }
 
+/// A FLUSH's delay: its optional 4-byte extras, as an exptime.
+pub fn flush_delay(r: &Request) -> i64 {
+    if r.extras.len() == 4 {
+        exptime(r.extra_u32(0))
+    } else {
+        0
+    }
+}
+
 /// Executes one request whose key (if any) this shard owns. Quit, Stat,
 /// and the policy on Flush are the dispatcher's.
 pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
@@ -153,12 +162,7 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
         Kind::Noop | Kind::Verbosity => ok(out, 0, &[]),
         Kind::Version => ok(out, 0, VERSION.as_bytes()),
         Kind::Flush => {
-            let delay = if r.extras.len() == 4 {
-                exptime(r.extra_u32(0))
-            } else {
-                0
-            };
-            sh.flush(delay);
+            sh.flush(flush_delay(r));
             if !quiet {
                 ok(out, 0, &[]);
             }
