@@ -5,3 +5,4 @@ pub mod config;
 pub mod engine;
 pub mod protocol;
 pub mod store;
+pub mod version;

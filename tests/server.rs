@@ -88,6 +88,11 @@ impl Drop for Server {
     }
 }
 
+/// The reply to `version`: memcached's release, then corecache's own.
+fn version_line() -> String {
+    format!("VERSION {}\r\n", corecache::version::VERSION)
+}
+
 fn read_until(s: &mut TcpStream, end: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 65536];
@@ -265,7 +270,7 @@ fn bad_input_gets_memcached_errors_and_server_survives() {
     let mut req = format!("set big 0 0 {}\r\n", 100_000).into_bytes();
     req.extend(std::iter::repeat_n(b'x', 100_000));
     req.extend_from_slice(b"\r\nversion\r\n");
-    let got = exchange(&srv, &req, b"\r\nVERSION 0.1.0\r\n");
+    let got = exchange(&srv, &req, format!("\r\n{}", version_line()).as_bytes());
     assert!(got.starts_with(b"SERVER_ERROR object too large for cache\r\n"));
     // A line over 2048 bytes without a newline closes the connection.
     let mut s = srv.connect();
@@ -292,7 +297,7 @@ fn bad_input_gets_memcached_errors_and_server_survives() {
     // Everyone else is still served.
     assert_eq!(
         exchange(&srv, b"version\r\n", b"\r\n"),
-        b"VERSION 0.1.0\r\n"
+        version_line().as_bytes()
     );
     assert_eq!(srv.stop(), 0);
 }
@@ -308,7 +313,7 @@ fn connection_limit_is_enforced() {
     }
     for s in held.iter() {
         let mut s = s.try_clone().unwrap();
-        assert_eq!(read_until(&mut s, b"\r\n"), b"VERSION 0.1.0\r\n");
+        assert_eq!(read_until(&mut s, b"\r\n"), version_line().as_bytes());
     }
     let mut extra = srv.connect();
     let mut buf = Vec::new();
@@ -318,7 +323,7 @@ fn connection_limit_is_enforced() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         exchange(&srv, b"version\r\n", b"\r\n"),
-        b"VERSION 0.1.0\r\n"
+        version_line().as_bytes()
     );
     assert_eq!(srv.stop(), 0);
 }
@@ -380,7 +385,7 @@ fn client_that_does_not_read_is_paused_not_buffered() {
     // Others are still served meanwhile.
     assert_eq!(
         exchange(&srv, b"version\r\n", b"\r\n"),
-        b"VERSION 0.1.0\r\n"
+        version_line().as_bytes()
     );
     // Reading now delivers every reply, complete and in order.
     let mut got = 0usize;
@@ -475,7 +480,7 @@ fn hostile_clients_leave_the_server_bounded_and_serving() {
     for _ in 0..20 {
         assert_eq!(
             exchange(&srv, b"version\r\n", b"\r\n"),
-            b"VERSION 0.1.0\r\n"
+            version_line().as_bytes()
         );
     }
     slow.join().unwrap();
@@ -611,7 +616,7 @@ fn cache_memlimit_adjusts_every_shard_within_m() {
     );
     assert_eq!(
         exchange(&srv, b"cache_memlimit 64 noreply\r\nversion\r\n", b"\r\n"),
-        b"VERSION 0.1.0\r\n"
+        version_line().as_bytes()
     );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(stat(&srv), 64 << 20);

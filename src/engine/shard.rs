@@ -4,7 +4,7 @@ use super::counters::Counters;
 use super::zerocopy::{Refs, ValueRef, ZC_MIN};
 use crate::store::Store;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use crate::version::VERSION;
 
 pub struct Shard {
     pub store: Store,

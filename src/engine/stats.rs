@@ -63,6 +63,8 @@ pub fn general(shared: &Shared, totals: &Counters) -> Vec<(&'static str, String)
             .map(|s| s.clone())
             .unwrap_or_default(),
     ));
+    // `version` is the memcached release clients parse; this is ours.
+    v.push(("corecache_version", crate::version::CORECACHE.to_string()));
     v
 }
 
