@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod process;
 pub mod protocol;
 pub mod store;
 pub mod version;
