@@ -97,20 +97,19 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     // The daemon changes directory: relative paths are the caller's.
     let pidfile = cfg.pidfile.as_deref().map(std::path::absolute).transpose();
     let pidfile = pidfile.map_err(|e| StartError::new(EX_OSERR, format!("pidfile: {e}")))?;
-    let mut ready = Ready::default();
-    if cfg.daemonize {
-        match daemon::daemonize(log.as_ref(), cfg.verbosity > 0, cfg.core_dumps)? {
+    let ready = if cfg.daemonize {
+        match daemon::daemonize(log, cfg.verbosity > 0, cfg.core_dumps)? {
             Forked::Parent(code) => {
                 if let Some((_, socket_file)) = unix {
                     socket_file.disarm();
                 }
                 return Ok(code);
             }
-            Forked::Child(r) => ready = r,
+            Forked::Child(ready) => ready,
         }
-    } else if let Some(l) = &log {
-        daemon::redirect_output(l)?;
-    }
+    } else {
+        Ready::foreground(log)
+    };
     if cfg.lock_memory {
         if let Some(w) = limits::lock_memory() {
             eprintln!("{w}");
@@ -121,8 +120,9 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
             StartError::new(
                 EX_OSERR,
                 format!(
-                    "Could not open the pid file {} for writing: {e}",
-                    p.display()
+                    "Could not open the pid file {} for writing: {}",
+                    p.display(),
+                    strerror(&e)
                 ),
             )
         })?),
@@ -292,7 +292,7 @@ fn serve(
             Err(_) => return Err(failed("a worker failed to start".into())),
         }
     }
-    ready.notify();
+    ready.notify()?;
     if cfg.verbosity > 0 {
         eprintln!(
             "corecache {} listening on {} with {threads} workers",

@@ -21,18 +21,41 @@ pub enum Forked {
     Child(Ready),
 }
 
-/// Tells the waiting parent the daemon serves (so `corecache -d` exits 0
-/// only once clients can connect, and with the child's status if it
-/// fails to start). Without `-d` it does nothing.
+/// What happens once the server serves: output moves to the log (or,
+/// for a daemon, to /dev/null), and a daemon's waiting parent is told.
+/// Until then start-up errors still reach the terminal (or the journal)
+/// that started the server, so `corecache -d` with a bad pidfile path
+/// says why and exits with the status the daemon exited with.
 #[derive(Default)]
-pub struct Ready(Option<File>);
+pub struct Ready {
+    /// Where stdout and stderr go once serving.
+    output: Option<OwnedFd>,
+    /// The daemon's pipe to its waiting parent.
+    parent: Option<File>,
+}
 
 impl Ready {
-    /// Reports the server ready, once.
-    pub fn notify(&mut self) {
-        if let Some(mut w) = self.0.take() {
+    /// Without `-d`: only the redirect to `log`, if any.
+    pub fn foreground(log: Option<OwnedFd>) -> Ready {
+        Ready {
+            output: log,
+            parent: None,
+        }
+    }
+
+    /// Reports the server ready, once: redirects the output, then
+    /// releases the parent.
+    ///
+    /// # Errors
+    /// `EX_OSERR` if the output cannot be redirected.
+    pub fn notify(&mut self) -> Result<(), StartError> {
+        if let Some(out) = self.output.take() {
+            redirect_output(&out)?;
+        }
+        if let Some(mut w) = self.parent.take() {
             let _ = w.write_all(b"1");
         }
+        Ok(())
     }
 }
 
@@ -70,16 +93,16 @@ pub fn redirect_output(log: &OwnedFd) -> Result<(), StartError> {
 
 /// Forks into the background. The child starts a new session, ignores
 /// SIGHUP, moves to `/` (unless `keep_dir`, memcached's rule for `-r` so
-/// cores land in the start directory), reads from /dev/null and writes
-/// to `log`, else to /dev/null unless `keep_output` (memcached keeps the
-/// terminal with `-v`).
+/// cores land in the start directory) and reads from /dev/null; once it
+/// serves (`Ready::notify`) it writes to `log`, else to /dev/null unless
+/// `keep_output` (memcached keeps the terminal with `-v`).
 ///
 /// Must run while the process has a single thread.
 ///
 /// # Errors
 /// `EX_OSERR` when fork, setsid or the redirects fail.
 pub fn daemonize(
-    log: Option<&OwnedFd>,
+    log: Option<OwnedFd>,
     keep_output: bool,
     keep_dir: bool,
 ) -> Result<Forked, StartError> {
@@ -119,12 +142,15 @@ pub fn daemonize(
                 .map(OwnedFd::from)
                 .map_err(|e| os_err("/dev/null", e))?;
             unistd::dup2_stdin(&null).map_err(|e| os_err("dup2", e))?;
-            match log {
-                Some(l) => redirect_output(l)?,
-                None if !keep_output => redirect_output(&null)?,
-                None => {}
-            }
-            Ok(Forked::Child(Ready(Some(File::from(write_end)))))
+            let output = match log {
+                Some(l) => Some(l),
+                None if !keep_output => Some(null),
+                None => None,
+            };
+            Ok(Forked::Child(Ready {
+                output,
+                parent: Some(File::from(write_end)),
+            }))
         }
     }
 }
