@@ -56,6 +56,22 @@ pub struct Settings {
     pub verbosity: u8,
 }
 
+impl Settings {
+    /// The eviction policy by the name `-o eviction=` takes (the inverse
+    /// of the store's `FromStr`), as `stats settings` shows it.
+    pub fn eviction_name(&self) -> &'static str {
+        match self.eviction {
+            Eviction::Merge => "merge",
+            Eviction::Fifo => "fifo",
+            Eviction::Random => "random",
+            Eviction::Cte => "cte",
+            Eviction::Util => "util",
+            Eviction::Volatile => "volatile",
+            Eviction::None => "none",
+        }
+    }
+}
+
 /// State shared by all workers.
 pub struct Shared {
     pub mesh: hop::Mesh,

@@ -113,33 +113,37 @@ pub fn settings(shared: &Shared) -> Vec<(&'static str, String)> {
         ("flush_enabled", yes_no(s.flush_enabled)),
         ("idle_timeout", s.idle_timeout.to_string()),
         ("ssl_enabled", yes_no(false)),
-        ("eviction_policy", eviction_name(s.eviction).to_string()),
+        ("eviction_policy", s.eviction_name().to_string()),
         ("segment_size", s.segment_size.to_string()),
     ]
 }
 
-/// The name `-o eviction=` takes for a policy (the inverse of the
-/// store's `FromStr`), for `stats settings`.
-fn eviction_name(e: Eviction) -> &'static str {
-    match e {
-        Eviction::Merge => "merge",
-        Eviction::Fifo => "fifo",
-        Eviction::Random => "random",
-        Eviction::Cte => "cte",
-        Eviction::Util => "util",
-        Eviction::Volatile => "volatile",
-        Eviction::None => "none",
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::Settings;
+    use crate::store::Eviction;
 
     #[test]
     fn eviction_names_round_trip_through_the_store() {
         for n in ["merge", "fifo", "random", "cte", "util", "volatile", "none"] {
-            assert_eq!(eviction_name(n.parse().unwrap()), n);
+            let s = Settings {
+                port: 0,
+                interfaces: String::new(),
+                unix_socket: None,
+                unix_mask: 0o700,
+                backlog: 1024,
+                memory: 0,
+                item_max: 0,
+                max_conns: 0,
+                segment_size: 0,
+                eviction: n.parse::<Eviction>().unwrap(),
+                flush_enabled: true,
+                idle_timeout: 0,
+                shutdown_enabled: false,
+                cas_enabled: true,
+                verbosity: 0,
+            };
+            assert_eq!(s.eviction_name(), n);
         }
     }
 }
