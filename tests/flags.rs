@@ -301,6 +301,23 @@ fn the_version_is_one_libmemcached_accepts_with_corecaches_own_beside_it() {
     c.read_exact(&mut body).unwrap();
     assert_eq!((head[0], head[6], head[7]), (0x81, 0, 0));
     assert_eq!(body, version::VERSION.as_bytes());
+    // As memcached 1.6 (which libmemcached's memcapable then expects):
+    // words after `version` are ignored, `quit` with words still quits.
+    let q = free_port();
+    let _m = Memcached::start(q, &[]);
+    for port in [s.port, q] {
+        let mut c = tcp(port);
+        c.write_all(b"version noreply\r\nversion a b\r\nquit x\r\n")
+            .unwrap();
+        let mut got = String::new();
+        c.read_to_string(&mut got).unwrap();
+        let lines: Vec<&str> = got.split_terminator("\r\n").collect();
+        assert_eq!(lines.len(), 2, "{port}: {got:?}");
+        assert!(
+            lines.iter().all(|l| l.starts_with("VERSION 1.6.")),
+            "{got:?}"
+        );
+    }
     let st = stats(&ask(s.port, "stats\r\n"));
     assert_eq!(st["version"], version::VERSION);
     assert_eq!(st["corecache_version"], version::CORECACHE);
