@@ -78,22 +78,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
         identity::become_user(id)?;
     }
     // As memcached: the UNIX socket is made by the user the server runs as.
-    let unix = match &cfg.unix_socket {
-        Some(path) => {
-            let fd = listener::listen_unix(path, cfg.unix_mask, cfg.backlog).map_err(|e| {
-                StartError::new(
-                    EX_OSERR,
-                    format!(
-                        "failed to listen on UNIX socket: {}: {}",
-                        path.display(),
-                        strerror(&e)
-                    ),
-                )
-            })?;
-            Some((fd, RemoveOnDrop::new(path)))
-        }
-        None => None,
-    };
+    let unix = listen_unix(&cfg)?;
     // The daemon changes directory: relative paths are the caller's.
     let pidfile = cfg.pidfile.as_deref().map(std::path::absolute).transpose();
     let pidfile = pidfile.map_err(|e| StartError::new(EX_OSERR, format!("pidfile: {e}")))?;
@@ -115,21 +100,43 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
             eprintln!("{w}");
         }
     }
-    let _pidfile = match &pidfile {
-        Some(p) => Some(write_pidfile(p).map_err(|e| {
-            StartError::new(
-                EX_OSERR,
-                format!(
-                    "Could not open the pid file {} for writing: {}",
-                    p.display(),
-                    strerror(&e)
-                ),
-            )
-        })?),
-        None => None,
-    };
+    let _pidfile = pidfile
+        .as_deref()
+        .map(pidfile_for_this_process)
+        .transpose()?;
     let (unix_fd, _socket_file) = unix.unzip();
     serve(&cfg, tcp, unix_fd, ready)
+}
+
+/// `-s`: the UNIX socket, and the guard that removes its file at exit.
+fn listen_unix(cfg: &Config) -> Result<Option<(OwnedFd, RemoveOnDrop)>, StartError> {
+    let Some(path) = &cfg.unix_socket else {
+        return Ok(None);
+    };
+    let failed = |e: std::io::Error| {
+        let msg = format!(
+            "failed to listen on UNIX socket: {}: {}",
+            path.display(),
+            strerror(&e)
+        );
+        StartError::new(EX_OSERR, msg)
+    };
+    // Absolute: a daemon removes it after changing directory.
+    let file = std::path::absolute(path).map_err(failed)?;
+    let fd = listener::listen_unix(path, cfg.unix_mask, cfg.backlog).map_err(failed)?;
+    Ok(Some((fd, RemoveOnDrop::new(&file))))
+}
+
+/// `-P`: writes the pid, memcached's message if it cannot.
+fn pidfile_for_this_process(path: &std::path::Path) -> Result<RemoveOnDrop, StartError> {
+    write_pidfile(path).map_err(|e| {
+        let msg = format!(
+            "Could not open the pid file {} for writing: {}",
+            path.display(),
+            strerror(&e)
+        );
+        StartError::new(EX_OSERR, msg)
+    })
 }
 
 /// Every `-l` address on the TCP port, each bound once per worker.
