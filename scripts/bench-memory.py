@@ -31,7 +31,7 @@ def free_port():
 
 def start(kind, mem, port):
     if kind == "corecache":
-        cmd = [os.path.join(ROOT, "target/release/corecache"), "-p", str(port), "-t", "1", "-m", str(mem)] + EXTRA
+        cmd = [os.path.join(ROOT, "target/release/corecache"), "-p", str(port), "-t", "1", "-m", str(mem), "-u", "nobody"] + EXTRA
     else:
         cmd = ["memcached", "-p", str(port), "-t", "1", "-m", str(mem), "-U", "0", "-u", "nobody"]
     p = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

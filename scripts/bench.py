@@ -87,7 +87,7 @@ def start(kind, port, args, cg):
     cpus = args.server_cpus
     if kind == "corecache":
         binary = os.environ.get("CORECACHE_BIN", os.path.join(ROOT, "target/release/corecache"))
-        cmd = [binary, "-p", str(port), "-t", str(args.threads), "-m", str(args.memory)]
+        cmd = [binary, "-p", str(port), "-t", str(args.threads), "-m", str(args.memory), "-u", "nobody"]
     else:
         cmd = ["memcached", "-p", str(port), "-t", str(args.threads), "-m", str(args.memory), "-U", "0", "-u", "nobody", "-c", "4096"]
     if kind == "corecache":

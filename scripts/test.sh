@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 need_apt=()
 command -v memccapable >/dev/null 2>&1 || need_apt+=(libmemcached-tools)
+command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
 [ -f /usr/include/libmemcached/memcached.h ] || need_apt+=(libmemcached-dev)
 [ -f /usr/include/zlib.h ] || need_apt+=(zlib1g-dev)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)

@@ -1,77 +1,259 @@
-//! Command line: memcached's flags, plus Debian-style conf files (one flag
-//! per line, `#` comments) given with `--conf`.
+//! Configuration: memcached 1.6's flags, Debian's memcached.conf
+//! (`--conf`) and TOML (`--config`) files, layered so the command line
+//! wins, then checked into typed values (`Config`).
+//!
+//! Every memcached 1.6 flag is accepted. Those with a meaning here act;
+//! those asking for a feature corecache lacks but a user relies on for
+//! safety (`-S`, `-Y`, `-Z`, `-e`) are refused with `ConfigError::NotYet`;
+//! the rest start the server with one warning line naming them.
+
+mod error;
+mod extended;
+mod files;
+mod resolve;
+
+pub use error::ConfigError;
+pub use extended::{parse_extended, Extended};
+pub use files::{conf_args, toml_args};
+pub use resolve::Config;
 
 use clap::{ArgAction, Parser};
 
+/// The command line, one field per memcached 1.6 flag (same letters, same
+/// long names) plus corecache's `--conf`, `--config` and `--logfile`.
+/// A flag given twice takes its last value (`-l` and `-o` add up, as in
+/// memcached).
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "corecache",
-    version,
     about = "A memcached-compatible cache: thread-per-core io_uring engine, segment store",
-    disable_help_flag = true
+    disable_help_flag = true,
+    disable_version_flag = true,
+    args_override_self = true
 )]
 pub struct Args {
-    /// TCP port to listen on.
+    /// TCP port to listen on (0: no TCP).
     #[arg(short = 'p', long = "port", default_value_t = 11211)]
     pub port: u16,
-    /// Interface to listen on (repeatable or comma separated).
-    #[arg(short = 'l', long = "listen", action = ArgAction::Append)]
-    pub listen: Vec<String>,
-    /// Item memory in megabytes, split evenly across worker threads.
-    #[arg(short = 'm', long = "memory-limit", default_value_t = 64)]
-    pub memory_mb: u64,
-    /// Maximum simultaneous connections.
-    #[arg(short = 'c', long = "conn-limit", default_value_t = 1024)]
-    pub max_conns: usize,
-    /// Worker threads, one per core (default: all online CPUs).
-    #[arg(short = 't', long = "threads")]
-    pub threads: Option<usize>,
-    /// Largest item, e.g. 1m or 512k (never above the segment size).
-    #[arg(short = 'I', long = "max-item-size", default_value = "1m")]
-    pub item_max: String,
-    /// Return an error when memory is full instead of evicting.
-    #[arg(short = 'M', long = "disable-evictions")]
-    pub no_evict: bool,
-    /// UDP port; only 0 (off) is supported.
+    /// UDP port; UDP is not served, so any port but 0 has no effect.
     #[arg(short = 'U', long = "udp-port", default_value_t = 0)]
     pub udp_port: u16,
-    /// Verbose (repeat for more).
-    #[arg(short = 'v', action = ArgAction::Count)]
-    pub verbose: u8,
-    /// Protocol: auto, ascii or binary (connections are auto-detected).
-    #[arg(short = 'B', long = "protocol", default_value = "auto")]
-    pub protocol: String,
-    /// Run as this user (accepted for compatibility; only checked when root).
-    #[arg(short = 'u', long = "user")]
-    pub user: Option<String>,
-    /// Write the process id to this file.
-    #[arg(short = 'P', long = "pidfile")]
-    pub pidfile: Option<String>,
-    /// Disable flush_all.
-    #[arg(short = 'F', long = "disable-flush-all")]
-    pub no_flush: bool,
+    /// UNIX socket to listen on (disables TCP, as in memcached).
+    #[arg(short = 's', long = "unix-socket")]
+    pub unix_socket: Option<String>,
+    /// Access mask of the UNIX socket, in octal.
+    #[arg(short = 'a', long = "unix-mask", default_value = "700")]
+    pub unix_mask: String,
     /// Enable the `shutdown` command.
     #[arg(short = 'A', long = "enable-shutdown")]
     pub enable_shutdown: bool,
-    /// Extended options: segment_size=1m, eviction=merge|fifo|random|cte|util|volatile|none,
-    /// hugepages=on|off, prefault (touch all item memory at start),
-    /// backlog=N, idle_timeout=SECONDS.
+    /// Interface to listen on (repeatable or comma separated; default 127.0.0.1).
+    #[arg(short = 'l', long = "listen", action = ArgAction::Append)]
+    pub listen: Vec<String>,
+    /// Run as a daemon (fork, new session, output to /dev/null or --logfile).
+    #[arg(short = 'd', long = "daemon")]
+    pub daemon: bool,
+    /// Maximize the core file limit.
+    #[arg(short = 'r', long = "enable-coredumps")]
+    pub core_dumps: bool,
+    /// Switch to this user after binding the ports (required when root).
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Item memory in megabytes, split evenly across worker threads.
+    #[arg(short = 'm', long = "memory-limit", default_value_t = 64)]
+    pub memory_mb: u64,
+    /// Return an error when memory is full instead of evicting.
+    #[arg(short = 'M', long = "disable-evictions")]
+    pub no_evict: bool,
+    /// Maximum simultaneous connections.
+    #[arg(short = 'c', long = "conn-limit", default_value_t = 1024)]
+    pub max_conns: usize,
+    /// Lock all memory (mlockall), item memory included.
+    #[arg(short = 'k', long = "lock-memory")]
+    pub lock_memory: bool,
+    /// Verbose (repeat for more).
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Print this help and exit.
+    #[arg(short = 'h', long = "help", action = ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Print the license and exit.
+    #[arg(short = 'i', long = "license")]
+    pub license: bool,
+    /// Print the version and exit.
+    #[arg(short = 'V', long = "version")]
+    pub version: bool,
+    /// Write the process id to this file (removed at exit).
+    #[arg(short = 'P', long = "pidfile")]
+    pub pidfile: Option<String>,
+    /// Slab growth factor (no effect: the store has segments, not slabs).
+    #[arg(short = 'f', long = "slab-growth-factor")]
+    pub growth_factor: Option<String>,
+    /// Smallest slab chunk (no effect: the store has segments, not slabs).
+    #[arg(short = 'n', long = "slab-min-size")]
+    pub slab_min_size: Option<String>,
+    /// Worker threads, one per core (default: all online CPUs).
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+    /// Back item memory with huge pages (the default; see -o hugepages).
+    #[arg(short = 'L', long = "enable-largepages")]
+    pub large_pages: bool,
+    /// Key prefix delimiter for `stats detail` (not available yet: no effect).
+    #[arg(short = 'D')]
+    pub prefix_delimiter: Option<String>,
+    /// Requests per event (no effect: the engine batches per io_uring turn).
+    #[arg(short = 'R', long = "max-reqs-per-event")]
+    pub reqs_per_event: Option<String>,
+    /// Disable CAS.
+    #[arg(short = 'C', long = "disable-cas")]
+    pub disable_cas: bool,
+    /// Listen backlog.
+    #[arg(short = 'b', long = "listen-backlog")]
+    pub backlog: Option<i32>,
+    /// Protocol: auto, ascii or binary (connections are auto-detected).
+    #[arg(short = 'B', long = "protocol", default_value = "auto")]
+    pub protocol: String,
+    /// Largest item, e.g. 1m or 512k (never above the segment size).
+    #[arg(short = 'I', long = "max-item-size", default_value = "1m")]
+    pub item_max: String,
+    /// SASL authentication (not available yet: refused).
+    #[arg(short = 'S', long = "enable-sasl")]
+    pub sasl: bool,
+    /// Disable flush_all.
+    #[arg(short = 'F', long = "disable-flush-all")]
+    pub no_flush: bool,
+    /// Disable `stats cachedump` and `lru_crawler metadump` (no effect yet).
+    #[arg(short = 'X', long = "disable-dumping")]
+    pub disable_dumping: bool,
+    /// Disable `watch` (no effect yet).
+    #[arg(short = 'W', long = "disable-watch")]
+    pub disable_watch: bool,
+    /// ASCII authentication file (not available yet: refused).
+    #[arg(short = 'Y', long = "auth-file")]
+    pub auth_file: Option<String>,
+    /// Item memory in a file, for restarts (not available yet: refused).
+    #[arg(short = 'e', long = "memory-file")]
+    pub memory_file: Option<String>,
+    /// TLS (not available yet: refused).
+    #[arg(short = 'Z', long = "enable-ssl")]
+    pub ssl: bool,
+    /// NAPI ids (no effect).
+    #[arg(short = 'N', long = "napi-ids")]
+    pub napi_ids: Option<String>,
+    /// Extended options, comma separated: memcached's (see `memcached -h`)
+    /// and segment_size=1m, eviction=merge|fifo|random|cte|util|volatile|none,
+    /// hugepages=on|off, prefault, idle_timeout=SECONDS.
     #[arg(short = 'o', long = "extended", action = ArgAction::Append)]
     pub extended: Vec<String>,
-    /// Read flags from a Debian-style conf file (one per line).
+    /// Read flags from a Debian-style conf file (one per line, `logfile PATH`).
     #[arg(long = "conf")]
     pub conf: Option<String>,
     /// Read settings from a TOML file (keys are the long flag names).
     #[arg(long = "config")]
     pub config: Option<String>,
+    /// Append stdout and stderr to this file (Debian's `logfile` line).
+    #[arg(long = "logfile")]
+    pub logfile: Option<String>,
+    /// The admin port and logging flags.
     #[command(flatten)]
     pub admin: crate::admin::AdminArgs,
-    /// Print help.
-    #[arg(short = 'h', long = "help", action = ArgAction::Help)]
-    pub help: Option<bool>,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Loaded {
+    /// Start a server.
+    Run(Box<Args>),
+    /// Print this (help, version, license) and exit 0.
+    Print(String),
+}
+
+/// Parses `argv` (program name first), with the files it names under it:
+/// a `--conf` file's flags, then a `--config` file's, then the command
+/// line's; a later layer's value wins.
+///
+/// # Errors
+/// `ConfigError::Usage` for a flag that does not parse (naming the file it
+/// came from), `ConfigError::File` for an unreadable file.
+pub fn load(argv: &[String]) -> Result<Loaded, ConfigError> {
+    let cmd = match parse(argv, None)? {
+        Loaded::Run(a) => a,
+        print => return Ok(print),
+    };
+    if cmd.version {
+        return Ok(Loaded::Print(format!(
+            "corecache {} (memcached {} protocol)\n",
+            crate::version::CORECACHE,
+            crate::version::MEMCACHED
+        )));
+    }
+    if cmd.license {
+        return Ok(Loaded::Print(format!(
+            "corecache {}: {}\n",
+            crate::version::CORECACHE,
+            env!("CARGO_PKG_LICENSE")
+        )));
+    }
+    let mut layers = Vec::new();
+    if let Some(p) = &cmd.conf {
+        layers.push((p.clone(), conf_args(p)?));
+    }
+    if let Some(p) = &cmd.config {
+        layers.push((p.clone(), toml_args(p)?));
+    }
+    if layers.is_empty() {
+        return Ok(Loaded::Run(cmd));
+    }
+    let mut tokens = vec![argv[0].clone()];
+    let mut parsed = Vec::new();
+    for (path, t) in &layers {
+        let mut alone = vec![argv[0].clone()];
+        alone.extend(t.iter().cloned());
+        if let Loaded::Run(a) = parse(&alone, Some(path))? {
+            parsed.push(*a);
+        }
+        tokens.extend(t.iter().cloned());
+    }
+    tokens.extend(argv[1..].iter().cloned());
+    let Loaded::Run(mut all) = parse(&tokens, None)? else {
+        unreachable!("help is only honoured on the command line, parsed above")
+    };
+    parsed.push(*cmd);
+    for layer in &parsed {
+        if !layer.listen.is_empty() {
+            all.listen = layer.listen.clone();
+        }
+        if layer.verbose > 0 {
+            all.verbose = layer.verbose;
+        }
+    }
+    Ok(Loaded::Run(all))
+}
+
+fn parse(argv: &[String], file: Option<&str>) -> Result<Loaded, ConfigError> {
+    match Args::try_parse_from(argv) {
+        Ok(a) => Ok(Loaded::Run(Box::new(a))),
+        Err(e) if file.is_none() && e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            Ok(Loaded::Print(e.render().to_string()))
+        }
+        Err(e) => {
+            let msg = e.render().to_string();
+            let msg = msg.trim_start_matches("error: ");
+            Err(match file {
+                Some(path) => ConfigError::File {
+                    path: path.to_string(),
+                    reason: msg.to_string(),
+                },
+                None => ConfigError::Usage(msg.to_string()),
+            })
+        }
+    }
 }
 
 /// Parses sizes like memcached: plain bytes, or with k/m/g suffixes.
+///
+/// # Errors
+/// A message naming the text when it is not a size that fits a `usize`.
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let (num, mul) = match s.chars().last().map(|c| c.to_ascii_lowercase()) {
@@ -86,115 +268,122 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("invalid size '{s}'"))
 }
 
-/// Flags from a conf file, ahead of the command line's own.
-pub fn conf_args(path: &str) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let mut parts = line.splitn(2, char::is_whitespace);
-        let flag = parts.next().unwrap();
-        // Debian's memcached.conf names its log file without a dash.
-        out.push(if flag == "logfile" { "--logfile" } else { flag }.to_string());
-        if let Some(v) = parts.next() {
-            out.push(v.trim().to_string());
-        }
-    }
-    Ok(out)
-}
-
-/// Flags from a TOML file: `key = value` per long flag name, arrays for
-/// repeatable flags, `true` for switches.
-pub fn toml_args(path: &str) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let table: toml::Table = text.parse().map_err(|e| format!("{path}: {e}"))?;
-    let mut out = Vec::new();
-    for (k, v) in table {
-        let flag = format!("--{k}");
-        let scalar = |v: &toml::Value| -> Result<String, String> {
-            match v {
-                toml::Value::String(s) => Ok(s.clone()),
-                toml::Value::Integer(i) => Ok(i.to_string()),
-                toml::Value::Float(f) => Ok(f.to_string()),
-                other => Err(format!("{path}: unsupported value for {k}: {other:?}")),
-            }
-        };
-        match &v {
-            toml::Value::Boolean(true) => out.push(flag),
-            toml::Value::Boolean(false) => {}
-            toml::Value::Array(items) => {
-                for i in items {
-                    out.push(flag.clone());
-                    out.push(scalar(i)?);
-                }
-            }
-            other => {
-                out.push(flag);
-                out.push(scalar(other)?);
-            }
-        }
-    }
-    Ok(out)
-}
-
-#[derive(Debug, Clone)]
-pub struct Extended {
-    pub segment_size: usize,
-    pub eviction: String,
-    pub hugepages: bool,
-    pub backlog: i32,
-    /// Close connections idle this many seconds (0 = never).
-    pub idle_timeout: u32,
-    /// Fault all item memory in at start.
-    pub prefault: bool,
-}
-
-pub fn parse_extended(opts: &[String]) -> Result<Extended, String> {
-    let mut x = Extended {
-        segment_size: 1 << 20,
-        eviction: "merge".into(),
-        hugepages: true,
-        backlog: 1024,
-        idle_timeout: 0,
-        prefault: false,
-    };
-    for o in opts.iter().flat_map(|s| s.split(',')) {
-        let (k, v) = o.split_once('=').unwrap_or((o, ""));
-        match k {
-            "segment_size" => x.segment_size = parse_size(v)?,
-            "eviction" => x.eviction = v.to_string(),
-            "hugepages" => x.hugepages = !matches!(v, "off" | "no" | "0" | "false"),
-            "prefault" => x.prefault = !matches!(v, "off" | "no" | "0" | "false"),
-            "backlog" => x.backlog = v.parse().map_err(|_| format!("invalid backlog '{v}'"))?,
-            "idle_timeout" => {
-                x.idle_timeout = v
-                    .parse()
-                    .map_err(|_| format!("invalid idle_timeout '{v}'"))?
-            }
-            _ => return Err(format!("unknown -o option '{k}'")),
-        }
-    }
-    Ok(x)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
+
+    fn argv(s: &[&str]) -> Vec<String> {
+        std::iter::once("corecache")
+            .chain(s.iter().copied())
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn run(s: &[&str]) -> Args {
+        match load(&argv(s)).unwrap() {
+            Loaded::Run(a) => *a,
+            Loaded::Print(p) => panic!("printed {p}"),
+        }
+    }
+
+    fn temp(name: &str, text: &str) -> String {
+        let p = std::env::temp_dir().join(format!("cc-cfg-{name}-{}", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    }
 
     #[test]
-    fn toml_becomes_flags() {
-        let dir = std::env::temp_dir().join(format!("cc-toml-{}", std::process::id()));
-        std::fs::write(&dir, "port = 1234\nlisten = [\"127.0.0.1\", \"::1\"]\ndisable-evictions = true\nextended = [\"eviction=fifo\"]\n").unwrap();
-        let a = toml_args(dir.to_str().unwrap()).unwrap();
-        std::fs::remove_file(&dir).unwrap();
-        let args = Args::try_parse_from(std::iter::once("corecache".to_string()).chain(a)).unwrap();
-        assert_eq!(args.port, 1234);
-        assert_eq!(args.listen, vec!["127.0.0.1", "::1"]);
-        assert!(args.no_evict);
-        assert_eq!(args.extended, vec!["eviction=fifo"]);
+    fn last_value_wins() {
+        let a = run(&[
+            "-p",
+            "1",
+            "-p",
+            "2",
+            "-m",
+            "8",
+            "--memory-limit=16",
+            "-d",
+            "-d",
+        ]);
+        assert_eq!((a.port, a.memory_mb, a.daemon), (2, 16, true));
+        let a = run(&["-l", "127.0.0.1", "-l", "::1", "-vv"]);
+        assert_eq!(a.listen, ["127.0.0.1", "::1"]);
+        assert_eq!(a.verbose, 2);
+    }
+
+    #[test]
+    fn command_line_beats_files() {
+        let conf = temp(
+            "conf",
+            "-p 1111\n-m 32\n-l 10.0.0.1\n-vv\n-o idle_timeout=5\n-c 7\n",
+        );
+        let toml = temp("toml", "port = 2222\n");
+        for flag in ["--conf", "--conf="] {
+            let mut args = vec![];
+            if flag.ends_with('=') {
+                args.push(format!("{flag}{conf}"));
+            } else {
+                args.push(flag.to_string());
+                args.push(conf.clone());
+            }
+            args.extend(["--config".to_string(), toml.clone()]);
+            args.extend(
+                ["-m", "64", "-l", "127.0.0.1", "-v", "-o", "idle_timeout=9"].map(String::from),
+            );
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let a = run(&refs);
+            assert_eq!(a.port, 2222, "TOML over conf");
+            assert_eq!(a.memory_mb, 64);
+            assert_eq!(a.max_conns, 7, "file values stay where not overridden");
+            assert_eq!(a.listen, ["127.0.0.1"]);
+            assert_eq!(a.verbose, 1);
+            assert_eq!(a.extended, ["idle_timeout=5", "idle_timeout=9"]);
+        }
+        let a = run(&["--config=".to_string() + &toml]
+            .each_ref()
+            .map(|s| s.as_str()));
+        assert_eq!(a.port, 2222);
+        std::fs::remove_file(&conf).unwrap();
+        std::fs::remove_file(&toml).unwrap();
+    }
+
+    #[test]
+    fn file_errors_name_the_file() {
+        let conf = temp("bad", "-m abc\n");
+        let e = load(&argv(&["--conf", &conf])).unwrap_err();
+        assert!(e.to_string().starts_with(&conf), "{e}");
+        std::fs::remove_file(&conf).unwrap();
+    }
+
+    #[test]
+    fn help_version_license_print() {
+        for f in ["-h", "--help", "-V", "--version", "-i"] {
+            assert!(matches!(load(&argv(&[f])), Ok(Loaded::Print(_))), "{f}");
+        }
+    }
+
+    /// Repeatable flags whose values a higher layer replaces rather than adds
+    /// to: `-l` on the command line replaces the file's interfaces.
+    const REPLACED_BY_LAYER: &[&str] = &["listen", "verbose"];
+    /// Repeatable flags that add up across layers: `-o` options, where a
+    /// later value of one option still wins.
+    const ADDED_ACROSS_LAYERS: &[&str] = &["extended"];
+
+    /// `load` layers each repeatable flag by one of the two rules above: a
+    /// new `Append` or `Count` flag must be added to one of them (and to
+    /// `load` if it is replaced).
+    #[test]
+    fn layering_rules_cover_every_repeatable_flag() {
+        for a in Args::command().get_arguments() {
+            let id = a.get_id().as_str();
+            if matches!(a.get_action(), ArgAction::Append | ArgAction::Count) {
+                assert!(
+                    REPLACED_BY_LAYER.contains(&id) || ADDED_ACROSS_LAYERS.contains(&id),
+                    "repeatable flag '{id}' has no layering rule"
+                );
+            }
+        }
     }
 
     #[test]

@@ -5,5 +5,7 @@ pub mod admin;
 pub mod config;
 pub mod engine;
 pub mod exec;
+pub mod process;
 pub mod protocol;
 pub mod store;
+pub mod version;

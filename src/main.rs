@@ -1,11 +1,19 @@
-//! The corecache server binary.
+//! The corecache server binary: configuration, then the process set-up
+//! memcached does, in its order where it matters (limits; listening
+//! sockets; the user `-u` names; the daemon fork; the pidfile), then one
+//! worker thread per shard until a stop signal. `main` is the only exit.
 
-use clap::Parser;
-use corecache::config::{self, Args};
+use corecache::config::{self, Config, ConfigError, Loaded};
 use corecache::engine::{
     counters::Published, hop::Mesh, listener, shard::Shard, worker::Worker, Settings, Shared,
 };
-use corecache::store::{Clock, Eviction, Store, StoreConfig};
+use corecache::process::cleanup::{write_pidfile, RemoveOnDrop};
+use corecache::process::daemon::{self, Forked, Ready};
+use corecache::process::{identity, limits, StartError, EX_OSERR};
+use corecache::store::{Clock, Store, StoreConfig};
+use std::net::SocketAddr;
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -15,134 +23,208 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-fn fail(msg: impl std::fmt::Display) -> ! {
-    eprintln!("corecache: {msg}");
-    std::process::exit(2);
-}
-
-fn main() {
-    let mut argv: Vec<String> = std::env::args().collect();
-    // File settings go first, so the command line's own flags win.
-    type Reader = fn(&str) -> Result<Vec<String>, String>;
-    let readers: [(&str, Reader); 2] = [
-        ("--conf", config::conf_args),
-        ("--config", config::toml_args),
-    ];
-    for (flag, read) in readers {
-        if let Some(i) = argv.iter().position(|a| a == flag) {
-            let path = argv
-                .get(i + 1)
-                .cloned()
-                .unwrap_or_else(|| fail(format!("{flag} needs a file")));
-            let extra = read(&path).unwrap_or_else(|e| fail(e));
-            argv.splice(1..1, extra);
-        }
-    }
-    let args = match Args::try_parse_from(&argv) {
-        Ok(a) => a,
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    match start(&argv) {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            std::process::exit(code);
+            eprintln!("{e}");
+            ExitCode::from(e.code)
         }
-    };
-    if let Err(e) = run(args) {
-        eprintln!("corecache: {e}");
-        std::process::exit(1);
     }
 }
 
-fn run(args: Args) -> Result<(), String> {
-    let a = &args.admin;
-    corecache::admin::logging::init(args.verbose, a.logfile.as_deref(), a.audit_log.as_deref())?;
-    if args.udp_port != 0 {
-        fail("UDP is not supported; use -U 0");
-    }
-    if !matches!(args.protocol.as_str(), "auto" | "ascii" | "binary") {
-        fail(format!(
-            "invalid -B '{}': auto, ascii or binary",
-            args.protocol
-        ));
-    }
-    let x = config::parse_extended(&args.extended).unwrap_or_else(|e| fail(e));
-    let mut policy: Eviction = x.eviction.parse().unwrap_or_else(|e: String| fail(e));
-    if args.no_evict {
-        policy = Eviction::None;
-    }
-    let item_max = config::parse_size(&args.item_max).unwrap_or_else(|e| fail(e));
-    if item_max < 1024 {
-        fail("-I must be at least 1k");
-    }
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    if threads == 0 || threads > 256 {
-        fail("-t must be between 1 and 256");
-    }
-    if args.memory_mb == 0 {
-        fail("-m must be at least 1");
-    }
-    let memory = (args.memory_mb as usize) << 20;
-    let per_shard = memory / threads;
-    // Small budgets get smaller segments, so every shard has a few.
-    let mut seg = x.segment_size;
-    while per_shard / seg < 8 && seg > 64 << 10 {
-        seg /= 2;
-    }
-    if per_shard / seg < 3 {
-        fail(format!(
-            "-m {} is too small for {threads} threads",
-            args.memory_mb
-        ));
-    }
-    if item_max > seg {
-        if x.segment_size < item_max {
-            fail("-I cannot exceed the segment size (-o segment_size)");
+fn config_error(e: ConfigError) -> StartError {
+    StartError::new(e.exit_code(), format!("corecache: {e}"))
+}
+
+/// strerror's text, which memcached's messages end with.
+fn strerror(e: &std::io::Error) -> String {
+    e.raw_os_error()
+        .map(|n| nix::errno::Errno::from_raw(n).desc().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// Runs the server; the exit status once it stops (or, in the parent of
+/// `-d`, once the daemon serves).
+fn start(argv: &[String]) -> Result<u8, StartError> {
+    let args = match config::load(argv).map_err(config_error)? {
+        Loaded::Print(text) => {
+            print!("{text}");
+            return Ok(0);
         }
-        eprintln!("corecache: -I lowered to the segment size, {seg} bytes, to fit -m across {threads} shards");
-    }
-    let item_max = item_max.min(seg);
-
-    let hosts: Vec<String> = if args.listen.is_empty() {
-        vec!["127.0.0.1".to_string()]
-    } else {
-        args.listen
-            .iter()
-            .flat_map(|l| l.split(',').map(|s| s.trim().to_string()))
-            .collect()
+        Loaded::Run(args) => args,
     };
-    let mut addrs = Vec::new();
-    for h in &hosts {
-        let r =
-            listener::resolve(h, args.port).map_err(|e| format!("cannot resolve -l {h}: {e}"))?;
-        addrs.extend(r);
+    let cfg = Config::from_args(&args).map_err(config_error)?;
+    let verbosity = cfg.verbosity;
+    // Logs go to stderr, which `logfile` (below) points at its file.
+    corecache::admin::logging::init(verbosity, None, args.admin.audit_log.as_deref())
+        .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
+    if let Some(w) = cfg.no_effect_warning() {
+        eprintln!("corecache: {w}");
     }
-    if let Some(p) = &args.pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id()))
-            .map_err(|e| format!("cannot write pidfile {p}: {e}"))?;
+    for n in &cfg.notes {
+        eprintln!("corecache: {n}");
     }
+    let user = identity::resolve(cfg.user.as_deref())?;
+    limits::raise_nofile(cfg.max_conns);
+    if cfg.core_dumps {
+        limits::enable_core_dumps()?;
+    }
+    if cfg.lock_memory {
+        limits::allow_locking();
+    }
+    // Ports first, while root (low ports), and before forking, so a port
+    // in use is reported on the terminal with memcached's message.
+    let tcp = listen_tcp(&cfg)?;
+    let admin = corecache::admin::bind(&args.admin)
+        .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
+    let log = cfg.logfile.as_deref().map(daemon::open_log).transpose()?;
+    if let Some(id) = &user {
+        identity::become_user(id)?;
+    }
+    // As memcached: the UNIX socket is made by the user the server runs as.
+    let unix = listen_unix(&cfg)?;
+    // The daemon changes directory: relative paths are the caller's.
+    let pidfile = cfg.pidfile.as_deref().map(std::path::absolute).transpose();
+    let pidfile = pidfile.map_err(|e| StartError::new(EX_OSERR, format!("pidfile: {e}")))?;
+    let ready = if cfg.daemonize {
+        match daemon::daemonize(log, cfg.verbosity > 0, cfg.core_dumps)? {
+            Forked::Parent(code) => {
+                if let Some((_, socket_file)) = unix {
+                    socket_file.disarm();
+                }
+                return Ok(code);
+            }
+            Forked::Child(ready) => ready,
+        }
+    } else {
+        Ready::foreground(log)
+    };
+    if cfg.lock_memory {
+        if let Some(w) = limits::lock_memory() {
+            eprintln!("{w}");
+        }
+    }
+    let _pidfile = pidfile
+        .as_deref()
+        .map(pidfile_for_this_process)
+        .transpose()?;
+    let (unix_fd, _socket_file) = unix.unzip();
+    serve(&cfg, tcp, unix_fd, admin, ready)
+}
 
-    raise_nofile(args.max_conns);
-    let admin = corecache::admin::bind(&args.admin)?;
+/// `-s`: the UNIX socket, and the guard that removes its file at exit.
+fn listen_unix(cfg: &Config) -> Result<Option<(OwnedFd, RemoveOnDrop)>, StartError> {
+    let Some(path) = &cfg.unix_socket else {
+        return Ok(None);
+    };
+    let failed = |e: std::io::Error| {
+        let msg = format!(
+            "failed to listen on UNIX socket: {}: {}",
+            path.display(),
+            strerror(&e)
+        );
+        StartError::new(EX_OSERR, msg)
+    };
+    // Absolute: a daemon removes it after changing directory.
+    let file = std::path::absolute(path).map_err(failed)?;
+    let fd = listener::listen_unix(path, cfg.unix_mask, cfg.backlog).map_err(failed)?;
+    Ok(Some((fd, RemoveOnDrop::new(&file))))
+}
+
+/// `-P`: writes the pid, memcached's message if it cannot.
+fn pidfile_for_this_process(path: &std::path::Path) -> Result<RemoveOnDrop, StartError> {
+    write_pidfile(path).map_err(|e| {
+        let msg = format!(
+            "Could not open the pid file {} for writing: {}",
+            path.display(),
+            strerror(&e)
+        );
+        StartError::new(EX_OSERR, msg)
+    })
+}
+
+/// Every `-l` address on the TCP port, each bound once per worker.
+fn listen_tcp(cfg: &Config) -> Result<Vec<Vec<OwnedFd>>, StartError> {
+    if cfg.tcp_port == 0 {
+        return Ok(Vec::new());
+    }
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for h in &cfg.interfaces {
+        let found = listener::resolve(h, cfg.tcp_port)
+            .map_err(|e| StartError::new(EX_OSERR, format!("cannot resolve -l {h}: {e}")))?;
+        for a in found {
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+    }
+    listener::listen_tcp(&addrs, cfg.threads, cfg.backlog).map_err(|(_, e)| {
+        let what = if cfg.interfaces_given {
+            format!("one of interface(s) {}", cfg.interfaces.join(","))
+        } else {
+            format!("TCP port {}", cfg.tcp_port)
+        };
+        StartError::new(
+            EX_OSERR,
+            format!("failed to listen on {what}: {}", strerror(&e)),
+        )
+    })
+}
+
+/// What the workers read, from the checked configuration.
+fn settings(cfg: &Config) -> Settings {
+    Settings {
+        port: cfg.tcp_port,
+        interfaces: cfg.interfaces.join(","),
+        unix_socket: cfg.unix_socket.clone(),
+        unix_mask: cfg.unix_mask,
+        backlog: cfg.backlog,
+        memory: cfg.memory,
+        item_max: cfg.item_max,
+        max_conns: cfg.max_conns,
+        segment_size: cfg.segment_size,
+        eviction: cfg.eviction,
+        flush_enabled: cfg.flush_enabled,
+        idle_timeout: cfg.idle_timeout,
+        shutdown_enabled: cfg.shutdown_enabled,
+        cas_enabled: cfg.cas_enabled,
+        verbosity: cfg.verbosity,
+    }
+}
+
+/// Starts the workers on their listeners and runs until a stop signal,
+/// `shutdown`, or every worker has ended.
+fn serve(
+    cfg: &Config,
+    tcp: Vec<Vec<OwnedFd>>,
+    unix: Option<OwnedFd>,
+    admin: Option<std::net::TcpListener>,
+    mut ready: Ready,
+) -> Result<u8, StartError> {
+    let threads = cfg.threads;
+    let failed = |msg: String| StartError::new(1, format!("corecache: {msg}"));
+    // Worker w accepts on its own socket of each TCP address, and on its
+    // own descriptor of the one UNIX socket.
+    let mut listeners: Vec<Vec<OwnedFd>> = (0..threads).map(|_| Vec::new()).collect();
+    for group in tcp {
+        for (w, fd) in group.into_iter().enumerate() {
+            listeners[w].push(fd);
+        }
+    }
+    if let Some(u) = &unix {
+        for l in &mut listeners {
+            l.push(u.try_clone().map_err(|e| failed(format!("dup: {e}")))?);
+        }
+    }
+    drop(unix);
     let shared = Arc::new(Shared {
         mesh: Mesh::new(threads, 4096),
         published: (0..threads).map(|_| Published::default()).collect(),
         stop: AtomicBool::new(false),
         conns: AtomicUsize::new(0),
-        settings: Settings {
-            port: args.port,
-            memory,
-            item_max,
-            max_conns: args.max_conns,
-            segment_size: seg,
-            evict: policy != Eviction::None,
-            policy: x.eviction.clone(),
-            flush_enabled: !args.no_flush,
-            idle_timeout: x.idle_timeout,
-            shutdown_enabled: args.enable_shutdown,
-        },
+        settings: settings(cfg),
         started: std::time::Instant::now(),
         page_kind: Mutex::new(String::new()),
         telemetry: corecache::admin::Telemetry::new(threads, admin.as_ref()),
@@ -161,31 +243,27 @@ fn run(args: Args) -> Result<(), String> {
     // any shard (its ring must be there to wake) and `stats` sums them all.
     let all_ready = Arc::new(std::sync::Barrier::new(threads));
     let mut handles = Vec::new();
-    for id in 0..threads {
-        let mut listeners = Vec::new();
-        for a in &addrs {
-            listeners.push(
-                listener::listen(a, x.backlog).map_err(|e| format!("cannot listen on {a}: {e}"))?,
-            );
-        }
+    for (id, fds) in listeners.into_iter().enumerate() {
         let shared = shared.clone();
         let core = cores.get(id % cores.len().max(1)).copied();
         let ready = ready_tx.clone();
         let all_ready = all_ready.clone();
-        let cfg = StoreConfig {
-            memory: memory / threads + if id < memory % threads { 1 } else { 0 },
-            segment_size: seg,
-            item_size_max: item_max,
-            eviction: policy,
-            huge_pages: x.hugepages,
+        let store_cfg = StoreConfig {
+            memory: cfg.memory / threads + if id < cfg.memory % threads { 1 } else { 0 },
+            segment_size: cfg.segment_size,
+            item_size_max: cfg.item_max,
+            eviction: cfg.eviction,
+            huge_pages: cfg.huge_pages,
         };
-        let verbose = args.verbose;
-        let prefault = x.prefault;
+        let verbose = cfg.verbosity;
+        let prefault = cfg.prefault;
         handles.push(std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || {
+            // The worker owns and closes its listeners.
+            let fds = fds.into_iter().map(IntoRawFd::into_raw_fd).collect();
             if let Some(c) = core {
                 core_affinity::set_for_current(c);
             }
-            let mut store = match Store::new(cfg, Clock::system()) {
+            let mut store = match Store::new(store_cfg, Clock::system()) {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = ready.send(Err(e.to_string()));
@@ -204,7 +282,7 @@ fn run(args: Args) -> Result<(), String> {
             }
             let mut shard = Shard::new(store);
             shard.shards = threads;
-            let w = match Worker::new(id, shared.clone(), shard, listeners) {
+            let w = match Worker::new(id, shared.clone(), shard, fds) {
                 Ok(w) => w,
                 Err(e) => {
                     let _ = ready.send(Err(format!(
@@ -221,24 +299,28 @@ fn run(args: Args) -> Result<(), String> {
                 eprintln!("corecache: worker {id}: {e}");
             }
             shared.telemetry.worker_stopped(id);
-        }).map_err(|e| e.to_string())?);
+        }).map_err(|e| failed(e.to_string()))?);
     }
     drop(ready_tx);
     for _ in 0..threads {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err("a worker failed to start".into()),
+            Ok(Err(e)) => return Err(failed(e)),
+            Err(_) => return Err(failed("a worker failed to start".into())),
         }
     }
     if let Some(l) = admin {
-        corecache::admin::server::spawn(l, shared.clone())?;
+        corecache::admin::server::spawn(l, shared.clone()).map_err(failed)?;
     }
-    if args.verbose > 0 {
+    ready.notify()?;
+    if cfg.verbosity > 0 {
         eprintln!(
-            "corecache {} listening on {:?} with {threads} workers",
-            env!("CARGO_PKG_VERSION"),
-            addrs
+            "corecache {} listening on {} with {threads} workers",
+            corecache::version::CORECACHE,
+            match &cfg.unix_socket {
+                Some(p) => p.display().to_string(),
+                None => format!("{} port {}", cfg.interfaces.join(","), cfg.tcp_port),
+            }
         );
     }
     while !STOP.load(Ordering::SeqCst) && !handles.iter().all(|h| h.is_finished()) {
@@ -248,25 +330,5 @@ fn run(args: Args) -> Result<(), String> {
     for h in handles {
         let _ = h.join();
     }
-    if let Some(p) = &args.pidfile {
-        let _ = std::fs::remove_file(p);
-    }
-    Ok(())
-}
-
-/// Lifts the soft RLIMIT_NOFILE towards what `-c` needs, as memcached
-/// does, so `-c 10000` works without a wrapper raising `ulimit -n`.
-fn raise_nofile(max_conns: usize) {
-    let want = (max_conns as u64 + 128) as libc::rlim_t;
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: get/setrlimit with a valid, initialised struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < want {
-            r.rlim_cur = want.min(r.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        }
-    }
+    Ok(0)
 }

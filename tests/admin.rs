@@ -49,7 +49,7 @@ impl Server {
                 &["--admin", "127.0.0.1:0"]
             };
             let child = Command::new(env!("CARGO_BIN_EXE_corecache"))
-                .args(["-p", &port.to_string()])
+                .args(["-p", &port.to_string(), "-u", "root"])
                 .args(admin)
                 .args(args)
                 .stdout(Stdio::null())
@@ -413,7 +413,7 @@ fn health_and_readiness() {
 fn start_fails(args: &[&str]) -> (Option<i32>, String) {
     let port = free_port().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_corecache"))
-        .args(["-p", &port])
+        .args(["-p", &port, "-u", "root"])
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -465,7 +465,14 @@ fn the_admin_port_turns_off() {
 fn stderr_of(args: &[&str], env: &[(&str, &str)]) -> String {
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_corecache"))
-        .args(["-p", &port.to_string(), "--admin", "127.0.0.1:0"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-u",
+            "root",
+            "--admin",
+            "127.0.0.1:0",
+        ])
         .args(args)
         .envs(env.iter().copied())
         .stdout(Stdio::null())

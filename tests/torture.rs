@@ -365,7 +365,7 @@ fn torture_integrity_under_eviction_across_shards() {
         .unwrap()
         .port();
     let child: Child = Command::new(env!("CARGO_BIN_EXE_corecache"))
-        .args(["-p", &port.to_string(), "-t", "2", "-m", "8"])
+        .args(["-p", &port.to_string(), "-t", "2", "-m", "8", "-u", "root"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -89,7 +89,7 @@ pub fn gather(shared: &Shared) -> Figures {
         rusage: process_cpu(),
         max_connections: shared.settings.max_conns,
         version: VERSION,
-        policy: shared.settings.policy.clone(),
+        policy: shared.settings.eviction_name().to_string(),
         accepting: !shared.stop.load(Relaxed),
     }
 }

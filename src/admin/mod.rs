@@ -39,9 +39,6 @@ pub struct AdminArgs {
     /// Allow the admin port on a non-loopback address.
     #[arg(long = "admin-allow-remote")]
     pub allow_remote: bool,
-    /// Write logs to this file (appended) instead of stderr.
-    #[arg(long = "logfile", value_name = "PATH")]
-    pub logfile: Option<String>,
     /// Also write the audit trail (administrative actions) to this file.
     #[arg(long = "audit-log", value_name = "PATH")]
     pub audit_log: Option<String>,

@@ -7,15 +7,15 @@
 
 use super::hop::Job;
 use super::route::owner;
-use crate::admin::family::Family;
-use std::time::Instant;
 use super::worker::Worker;
+use crate::admin::family::Family;
 use crate::exec;
 use crate::exec::reply::push_line;
 use crate::protocol::binary::{self, status, Kind};
 use crate::protocol::meta::{base64_decode, MetaCmd};
 use crate::protocol::text;
 use crate::protocol::KEY_MAX;
+use std::time::Instant;
 
 /// A parsed request of either wire protocol (meta travels as text).
 #[derive(Debug)]

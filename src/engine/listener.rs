@@ -1,101 +1,127 @@
-//! Listening sockets: one per worker per address, with SO_REUSEPORT so the
-//! kernel spreads connections across workers.
+//! Listening sockets, and why one address belongs to one process.
+//!
+//! TCP: every worker has its own listener on each address, joined in one
+//! SO_REUSEPORT group so the kernel spreads connections across workers.
+//! A group alone would let a second server (same user) join it and take
+//! half the clients, so the first socket of each address is bound and
+//! put in listening state *without* SO_REUSEPORT: from then on any other
+//! socket on that address, with or without SO_REUSEPORT, fails to bind
+//! (`EADDRINUSE`, memcached's "failed to listen"). Only then is
+//! SO_REUSEPORT set on it and the other workers' sockets bind; the
+//! kernel forms the group around the first socket when they listen. Two
+//! servers starting at once cannot both pass the first step: a listening
+//! socket without SO_REUSEPORT conflicts with every other socket on the
+//! address. (A foreign program of the same user that sets SO_REUSEPORT
+//! itself can still join once the group exists: the kernel's rule.)
+//!
+//! UNIX (`-s`): one socket, which every worker accepts from through its
+//! own duplicate of the descriptor.
 
+use socket2::{Domain, SockAddr, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::RawFd;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
 
+/// The addresses of a `-l` entry (`[`…`]` around IPv6 allowed) on `port`.
+///
+/// # Errors
+/// The resolver's error for an unknown host name.
 pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Ok((host, port).to_socket_addrs()?.collect())
 }
 
-fn check(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
+fn tcp_socket(addr: &SocketAddr) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
+    // A restart can bind while the last run's connections sit in TIME_WAIT.
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
     }
+    // Accepted sockets inherit TCP_NODELAY from their listener (the
+    // kernel clones the listener's socket state), which matters for
+    // direct descriptors: they have no fd to setsockopt on. Replies are
+    // batched by the engine already; Nagle would only add latency.
+    s.set_tcp_nodelay(true)?;
+    Ok(s)
 }
 
-pub fn listen(addr: &SocketAddr, backlog: i32) -> io::Result<RawFd> {
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket syscalls on values we own; the sockaddr structs
-    // are fully initialised before their pointers are passed.
-    unsafe {
-        let fd = check(libc::socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-        ))?;
-        let one: libc::c_int = 1;
-        let p = &one as *const _ as *const libc::c_void;
-        let l = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        check(libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            p,
-            l,
-        ))?;
-        check(libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEPORT,
-            p,
-            l,
-        ))?;
-        // Accepted sockets inherit TCP_NODELAY from their listener (the
-        // kernel clones the listener's socket state), which matters for
-        // direct descriptors: they have no fd to setsockopt on. Replies
-        // are batched by the engine already; Nagle would only add latency.
-        check(libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            p,
-            l,
-        ))?;
-        let r = match addr {
-            SocketAddr::V4(a) => {
-                let mut sa: libc::sockaddr_in = std::mem::zeroed();
-                sa.sin_family = libc::AF_INET as u16;
-                sa.sin_port = a.port().to_be();
-                sa.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
-                libc::bind(
-                    fd,
-                    &sa as *const _ as *const libc::sockaddr,
-                    std::mem::size_of_val(&sa) as u32,
-                )
-            }
-            SocketAddr::V6(a) => {
-                check(libc::setsockopt(
-                    fd,
-                    libc::IPPROTO_IPV6,
-                    libc::IPV6_V6ONLY,
-                    p,
-                    l,
-                ))?;
-                let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
-                sa.sin6_family = libc::AF_INET6 as u16;
-                sa.sin6_port = a.port().to_be();
-                sa.sin6_addr.s6_addr = a.ip().octets();
-                libc::bind(
-                    fd,
-                    &sa as *const _ as *const libc::sockaddr,
-                    std::mem::size_of_val(&sa) as u32,
-                )
-            }
+/// `per_addr` listening sockets on each of `addrs`, owned by this process
+/// alone (see the module notes): `result[a][w]` is worker `w`'s socket on
+/// address `a`.
+///
+/// # Errors
+/// The address that failed and why; `EADDRINUSE` when another process
+/// (or an overlapping address of this list) holds it. Sockets already
+/// made are closed.
+pub fn listen_tcp(
+    addrs: &[SocketAddr],
+    per_addr: usize,
+    backlog: i32,
+) -> Result<Vec<Vec<OwnedFd>>, (SocketAddr, io::Error)> {
+    let mut groups: Vec<Vec<Socket>> = Vec::new();
+    // Claim every address first, so a taken one fails before any group forms.
+    for a in addrs {
+        let claim = || -> io::Result<Socket> {
+            let s = tcp_socket(a)?;
+            s.bind(&(*a).into())?;
+            s.listen(backlog)?;
+            Ok(s)
         };
-        if let Err(e) = check(r) {
-            libc::close(fd);
-            return Err(e);
-        }
-        check(libc::listen(fd, backlog))?;
-        Ok(fd)
+        groups.push(vec![claim().map_err(|e| (*a, e))?]);
     }
+    if per_addr > 1 {
+        for (a, group) in addrs.iter().zip(&mut groups) {
+            let join = |first: &Socket| -> io::Result<Vec<Socket>> {
+                first.set_reuse_port(true)?;
+                let mut more = Vec::new();
+                for _ in 1..per_addr {
+                    let s = tcp_socket(a)?;
+                    s.set_reuse_port(true)?;
+                    s.bind(&(*a).into())?;
+                    s.listen(backlog)?;
+                    more.push(s);
+                }
+                Ok(more)
+            };
+            let more = join(&group[0]).map_err(|e| (*a, e))?;
+            group.extend(more);
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|g| g.into_iter().map(OwnedFd::from).collect())
+        .collect())
+}
+
+/// A listening UNIX socket at `path` with permission bits `mask`
+/// (memcached's `-a`). A socket file left by a server that is gone is
+/// replaced; one a live server answers on is not (memcached would unlink
+/// it and strand that server).
+///
+/// # Errors
+/// `EADDRINUSE` when a server answers at `path`; bind and listen errors.
+pub fn listen_unix(path: &Path, mask: u32, backlog: i32) -> io::Result<OwnedFd> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::from_raw_os_error(libc::EADDRINUSE));
+            }
+            std::fs::remove_file(path)?;
+        }
+    }
+    let s = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    let addr = SockAddr::unix(path)?;
+    // The socket file is created with the process umask; narrowing it for
+    // the bind gives the file `mask` from the start (no window with wider
+    // access). Start-up is single-threaded, so the umask change is ours.
+    use nix::sys::stat::{umask, Mode};
+    let old = umask(Mode::from_bits_truncate(!mask & 0o777));
+    let bound = s.bind(&addr);
+    umask(old);
+    bound?;
+    s.listen(backlog)?;
+    Ok(OwnedFd::from(s))
 }

@@ -25,25 +25,62 @@ pub mod zerocopy;
 pub use crate::exec::counters;
 pub use crate::exec::shard;
 
+use crate::store::Eviction;
 use counters::Published;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Mutex;
 
-/// Settings every worker reads.
+/// Settings every worker reads, fixed at start (`config::Config` is where
+/// they come from; `stats settings` shows them).
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// TCP port (`-p`); 0 when there is no TCP listener (`-s`).
     pub port: u16,
+    /// Interfaces listened on, comma separated (memcached's `inter`).
+    pub interfaces: String,
+    /// `-s`: the UNIX socket listened on.
+    pub unix_socket: Option<std::path::PathBuf>,
+    /// `-a`: the UNIX socket's permission bits.
+    pub unix_mask: u32,
+    /// `-b`: listen backlog, in connections.
+    pub backlog: i32,
+    /// `-m` in bytes, over all shards.
     pub memory: usize,
+    /// `-I`: largest item, in bytes.
     pub item_max: usize,
+    /// `-c`: most simultaneous connections.
     pub max_conns: usize,
+    /// Bytes per store segment.
     pub segment_size: usize,
-    pub evict: bool,
-    pub policy: String,
+    /// What goes when memory is full (`Eviction::None` is `-M`).
+    pub eviction: Eviction,
+    /// Not `-F`: `flush_all` works.
     pub flush_enabled: bool,
     /// Seconds of silence after which a connection is closed; 0 = never.
     pub idle_timeout: u32,
     /// `-A`: the `shutdown` command stops the server.
     pub shutdown_enabled: bool,
+    /// Not `-C`: items carry CAS values. (Not yet honoured by execution:
+    /// `-C` still warns that it has no effect.)
+    pub cas_enabled: bool,
+    /// `-v` count.
+    pub verbosity: u8,
+}
+
+impl Settings {
+    /// The eviction policy by the name `-o eviction=` takes (the inverse
+    /// of the store's `FromStr`), as `stats settings` shows it.
+    pub fn eviction_name(&self) -> &'static str {
+        match self.eviction {
+            Eviction::Merge => "merge",
+            Eviction::Fifo => "fifo",
+            Eviction::Random => "random",
+            Eviction::Cte => "cte",
+            Eviction::Util => "util",
+            Eviction::Volatile => "volatile",
+            Eviction::None => "none",
+        }
+    }
 }
 
 /// State shared by all workers.

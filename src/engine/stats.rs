@@ -3,6 +3,7 @@
 use super::counters::Counters;
 use super::shard::VERSION;
 use super::Shared;
+use crate::store::Eviction;
 
 /// Name/value pairs of `stats` with no argument, in memcached's order.
 pub fn general(shared: &Shared, totals: &Counters) -> Vec<(&'static str, String)> {
@@ -63,25 +64,87 @@ pub fn general(shared: &Shared, totals: &Counters) -> Vec<(&'static str, String)
             .map(|s| s.clone())
             .unwrap_or_default(),
     ));
+    // `version` is the memcached release clients parse; this is ours.
+    v.push(("corecache_version", crate::version::CORECACHE.to_string()));
     v
 }
 
+/// Name/value pairs of `stats settings`: memcached 1.6's fields that
+/// have a meaning here, in memcached's order, with corecache's values;
+/// then corecache's own. Fields for machinery corecache does not have
+/// (slabs, LRU, hash table, extstore) are left out rather than invented.
 pub fn settings(shared: &Shared) -> Vec<(&'static str, String)> {
     let s = &shared.settings;
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
     vec![
         ("maxbytes", s.memory.to_string()),
         ("maxconns", s.max_conns.to_string()),
         ("tcpport", s.port.to_string()),
-        ("num_threads", shared.mesh.n.to_string()),
-        ("item_size_max", s.item_max.to_string()),
-        ("evictions", if s.evict { "on" } else { "off" }.to_string()),
-        ("eviction_policy", s.policy.clone()),
-        ("segment_size", s.segment_size.to_string()),
-        ("binding_protocol", "auto-negotiate".to_string()),
+        // UDP is never served, whatever -U says.
+        ("udpport", "0".to_string()),
+        ("inter", s.interfaces.clone()),
+        ("verbosity", s.verbosity.to_string()),
         (
-            "flush_enabled",
-            if s.flush_enabled { "yes" } else { "no" }.to_string(),
+            "evictions",
+            if s.eviction == Eviction::None {
+                "off"
+            } else {
+                "on"
+            }
+            .to_string(),
         ),
+        (
+            "domain_socket",
+            s.unix_socket
+                .as_ref()
+                .map_or("NULL".to_string(), |p| p.display().to_string()),
+        ),
+        ("umask", format!("{:o}", s.unix_mask)),
+        ("shutdown_command", yes_no(s.shutdown_enabled)),
+        ("num_threads", shared.mesh.n.to_string()),
+        ("cas_enabled", yes_no(s.cas_enabled)),
+        ("tcp_backlog", s.backlog.to_string()),
+        ("binding_protocol", "auto-negotiate".to_string()),
+        ("auth_enabled_sasl", yes_no(false)),
+        ("auth_enabled_ascii", yes_no(false)),
+        ("item_size_max", s.item_max.to_string()),
+        // Over -c, a connection is told so and closed at once.
+        ("maxconns_fast", yes_no(true)),
+        ("flush_enabled", yes_no(s.flush_enabled)),
+        ("idle_timeout", s.idle_timeout.to_string()),
+        ("ssl_enabled", yes_no(false)),
+        ("eviction_policy", s.eviction_name().to_string()),
+        ("segment_size", s.segment_size.to_string()),
         ("admin", crate::admin::settings_value(&shared.telemetry)),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Settings;
+    use crate::store::Eviction;
+
+    #[test]
+    fn eviction_names_round_trip_through_the_store() {
+        for n in ["merge", "fifo", "random", "cte", "util", "volatile", "none"] {
+            let s = Settings {
+                port: 0,
+                interfaces: String::new(),
+                unix_socket: None,
+                unix_mask: 0o700,
+                backlog: 1024,
+                memory: 0,
+                item_max: 0,
+                max_conns: 0,
+                segment_size: 0,
+                eviction: n.parse::<Eviction>().unwrap(),
+                flush_enabled: true,
+                idle_timeout: 0,
+                shutdown_enabled: false,
+                cas_enabled: true,
+                verbosity: 0,
+            };
+            assert_eq!(s.eviction_name(), n);
+        }
+    }
 }

@@ -6,7 +6,7 @@ use super::value_ref::Refs;
 use crate::store::Store;
 
 /// The version every protocol's `version` command answers.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use crate::version::VERSION;
 
 /// One worker's shard of the cache.
 pub struct Shard {

@@ -12,6 +12,15 @@ pub struct Server {
     pub port: u16,
 }
 
+/// As root, corecache (like memcached) needs `-u`; `-u root` keeps the
+/// tests' privileges and is ignored when they do not run as root.
+pub const AS_ROOT: [&str; 2] = ["-u", "root"];
+
+/// The reply to `version`: memcached's release, then corecache's own.
+pub fn version_line() -> String {
+    format!("VERSION {}\r\n", corecache::version::VERSION)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -22,14 +31,15 @@ pub fn free_port() -> u16 {
 
 impl Server {
     /// Starts the binary on a free port. A port picked free can be taken
-    /// again before the server binds it (tests run in parallel, and the
-    /// listeners use SO_REUSEPORT, so two servers may even share one): the
-    /// server is only used once `stats` on that port reports its own pid.
+    /// again before the server binds it (tests run in parallel): then the
+    /// server exits 71 and another port is tried, and a server is only used
+    /// once `stats` on that port reports its own pid.
     pub fn start(args: &[&str]) -> Server {
         for _ in 0..5 {
             let port = free_port();
             let child = Command::new(env!("CARGO_BIN_EXE_corecache"))
                 .args(["-p", &port.to_string()])
+                .args(AS_ROOT)
                 .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -48,9 +58,9 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Some(st) = self.child.try_wait().unwrap() {
-                // Exit 1 is a start-up error such as the port being taken;
-                // anything else (a panic, a signal) is a failure to report.
-                assert_eq!(st.code(), Some(1), "server died at start: {st}");
+                // Exit 71 is memcached's "failed to listen" (the port was
+                // taken); anything else (a panic, a signal) is a failure.
+                assert_eq!(st.code(), Some(71), "server died at start: {st}");
                 return false;
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {

@@ -17,10 +17,12 @@ def free_port():
         return s.getsockname()[1]
 
 
+# As root, corecache (like memcached) needs -u; "-u root" keeps the suite's
+# privileges and is ignored when it does not run as root.
 class Server:
     def __init__(self, *args):
         self.port = free_port()
-        self.proc = subprocess.Popen([BINARY, "-p", str(self.port), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen([BINARY, "-p", str(self.port), "-u", "root", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 10
         while time.time() < deadline:
             try:

@@ -117,7 +117,7 @@ def start_corecache(*args):
     # must then pass (a test that fails there is wrong, not corecache).
     if os.environ.get("ORACLE_SELF_CHECK"):
         return start_memcached(*args)
-    return Proc("corecache", lambda port: [CORECACHE, "-l", "127.0.0.1", "-U", "0", "-p", str(port), *args])
+    return Proc("corecache", lambda port: [CORECACHE, "-u", "root", "-l", "127.0.0.1", "-U", "0", "-p", str(port), *args])
 
 
 class Conn:

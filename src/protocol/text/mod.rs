@@ -270,7 +270,8 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Request<'_>> {
                 },
             }
         }
-        b"version" | b"quit" if it.next().is_some() => Request::Error(ERROR),
+        // memcached 1.6 ignores what follows `version` and `quit` (1.4
+        // answered ERROR): `version noreply` still answers VERSION.
         b"version" => Request::Version,
         b"cache_memlimit" => match it.next().map(parse_u32) {
             Some(Some(mb)) if mb < 8 => {

@@ -214,8 +214,10 @@ fn other_commands_and_their_errors() {
     );
     assert_eq!(err(b"flush_all x\r\n"), BAD_FORMAT);
     assert_eq!(done(b"version\r\n").0, Request::Version);
-    assert_eq!(err(b"version x\r\n"), ERROR);
+    assert_eq!(done(b"version x\r\n").0, Request::Version);
+    assert_eq!(done(b"version noreply\r\n").0, Request::Version);
     assert_eq!(done(b"quit\r\n").0, Request::Quit);
+    assert_eq!(done(b"quit foo bar\r\n").0, Request::Quit);
     assert_eq!(
         done(b"verbosity 1\r\n").0,
         Request::Verbosity { noreply: false }

@@ -83,7 +83,7 @@ class Node:
 
     def argv(self):
         if self.kind == "corecache":
-            return [BINARY, "-p", str(self.port), "-t", "2", "-m", str(self.memory_mb)]
+            return [BINARY, "-u", "root", "-p", str(self.port), "-t", "2", "-m", str(self.memory_mb)]
         return [MEMCACHED, "-u", "root", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", str(self.memory_mb)]
 
     def start(self):

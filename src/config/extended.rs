@@ -1,0 +1,209 @@
+//! `-o` extended options: corecache's own, and every one memcached 1.6
+//! accepts, each sorted into what it does here.
+
+use super::{parse_size, ConfigError};
+use crate::store::Eviction;
+
+/// memcached `-o` options that ask for what corecache does anyway, so
+/// they are accepted without a word.
+const SAME_HERE: &[&str] = &[
+    // memcached 1.6.18: "currently: nothing".
+    "modern",
+    // A connection over `-c` is told "ERROR Too many open connections" and
+    // closed at once, which is memcached's maxconns_fast.
+    "maxconns_fast",
+    // corecache installs no seccomp filter, which is what this asks.
+    "no_drop_privileges",
+];
+
+/// memcached `-o` options for machinery corecache does not have: the slab
+/// allocator and its mover, the LRU and its crawler and maintainer, the
+/// hash table's sizing, watchers' buffers, extstore, the seccomp sandbox.
+/// They start the server with a warning naming them.
+const NO_EFFECT: &[&str] = &[
+    "hashpower",
+    "no_hashexpand",
+    "slab_reassign",
+    "no_slab_reassign",
+    "slab_automove",
+    "no_slab_automove",
+    "slab_automove_ratio",
+    "slab_automove_window",
+    "slab_automove_freeratio",
+    "slab_sizes",
+    "slab_chunk_max",
+    "no_chunked_items",
+    "tail_repair_time",
+    "hash_algorithm",
+    "lru_crawler",
+    "no_lru_crawler",
+    "lru_crawler_sleep",
+    "lru_crawler_tocrawl",
+    "lru_maintainer",
+    "no_lru_maintainer",
+    "hot_lru_pct",
+    "warm_lru_pct",
+    "hot_max_factor",
+    "warm_max_factor",
+    "temporary_ttl",
+    "watcher_logbuf_size",
+    "worker_logbuf_size",
+    "track_sizes",
+    "inline_ascii_resp",
+    "no_inline_ascii_resp",
+    "no_modern",
+    "no_maxconns_fast",
+    "drop_privileges",
+    "relaxed_privileges",
+    "resp_obj_mem_limit",
+    "read_buf_mem_limit",
+    "sock_cookie_id",
+    "ext_path",
+    "ext_page_size",
+    "ext_wbuf_size",
+    "ext_threads",
+    "ext_io_depth",
+    "ext_item_size",
+    "ext_item_age",
+    "ext_low_ttl",
+    "ext_recache_rate",
+    "ext_compact_under",
+    "ext_drop_under",
+    "ext_max_sleep",
+    "ext_max_frag",
+    "ext_drop_unread",
+];
+
+/// memcached's TLS options (`-o ssl_*`): refused until TLS arrives.
+const TLS: &[&str] = &[
+    "ssl_chain_cert",
+    "ssl_key",
+    "ssl_verify_mode",
+    "ssl_keyformat",
+    "ssl_ciphers",
+    "ssl_ca_cert",
+    "ssl_wbuf_size",
+    "ssl_session_cache",
+    "ssl_kernel_tls",
+    "ssl_min_version",
+];
+
+/// The `-o` options, with memcached's and corecache's defaults filled in.
+#[derive(Debug, Clone)]
+pub struct Extended {
+    /// `segment_size`: bytes per store segment (before any shrinking to
+    /// fit `-m` across the shards).
+    pub segment_size: usize,
+    /// `eviction`: which segments go when memory is full.
+    pub eviction: Eviction,
+    /// `hugepages=on|off`: back item memory with huge pages (also `-L`).
+    pub hugepages: bool,
+    /// `prefault`: fault all item memory in at start.
+    pub prefault: bool,
+    /// `backlog`: corecache's older spelling of `-b`; `-b` wins.
+    pub backlog: Option<i32>,
+    /// `idle_timeout`: close connections idle this many seconds; 0 = never.
+    pub idle_timeout: u32,
+    /// Options given that have no effect here, as given (`-o name=value`).
+    pub no_effect: Vec<String>,
+}
+
+impl Default for Extended {
+    fn default() -> Self {
+        Extended {
+            segment_size: 1 << 20,
+            eviction: Eviction::Merge,
+            hugepages: true,
+            prefault: false,
+            backlog: None,
+            idle_timeout: 0,
+            no_effect: Vec::new(),
+        }
+    }
+}
+
+fn switch(v: &str) -> bool {
+    !matches!(v, "off" | "no" | "0" | "false")
+}
+
+/// Reads every `-o` argument (each a comma separated list of `name` or
+/// `name=value`) in order: a later value for the same name wins.
+///
+/// # Errors
+/// `ConfigError::Invalid` for an unknown option or a bad value of one
+/// corecache uses; `ConfigError::NotYet` for the TLS options.
+pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
+    let mut x = Extended::default();
+    let invalid = |k: &str, v: &str| ConfigError::Invalid(format!("invalid -o {k}={v}"));
+    for o in opts
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|o| !o.is_empty())
+    {
+        let (k, v) = o.split_once('=').unwrap_or((o, ""));
+        match k {
+            "segment_size" => {
+                x.segment_size = parse_size(v).map_err(|_| invalid(k, v))?;
+            }
+            "eviction" => {
+                x.eviction = v.parse().map_err(ConfigError::Invalid)?;
+            }
+            "hugepages" => x.hugepages = switch(v),
+            "prefault" => x.prefault = switch(v),
+            "backlog" => x.backlog = Some(v.parse().map_err(|_| invalid(k, v))?),
+            "idle_timeout" => x.idle_timeout = v.parse().map_err(|_| invalid(k, v))?,
+            _ if SAME_HERE.contains(&k) => {}
+            _ if NO_EFFECT.contains(&k) => {
+                let given = format!("-o {o}");
+                x.no_effect.retain(|g| g != &given);
+                x.no_effect.push(given);
+            }
+            _ if TLS.contains(&k) => {
+                return Err(ConfigError::NotYet {
+                    option: format!("-o {k}"),
+                    feature: "TLS",
+                })
+            }
+            _ => return Err(ConfigError::Invalid(format!("unknown -o option '{k}'"))),
+        }
+    }
+    Ok(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn every_memcached_option_is_known() {
+        // memcached 1.6.18's subopts_tokens and storage.c's ext_* options.
+        for k in NO_EFFECT.iter().chain(SAME_HERE) {
+            assert!(parse_extended(&opts(&[&format!("{k}=1")])).is_ok(), "{k}");
+        }
+        for k in TLS {
+            assert!(matches!(
+                parse_extended(&opts(&[k])),
+                Err(ConfigError::NotYet { .. })
+            ));
+        }
+        assert!(parse_extended(&opts(&["bogus"])).is_err());
+    }
+
+    #[test]
+    fn later_values_win_and_no_effect_is_listed_once() {
+        let x = parse_extended(&opts(&[
+            "idle_timeout=5,eviction=fifo,lru_crawler",
+            "idle_timeout=7,lru_crawler,hot_lru_pct=20",
+        ]))
+        .unwrap();
+        assert_eq!(x.idle_timeout, 7);
+        assert_eq!(x.eviction, Eviction::Fifo);
+        assert_eq!(x.no_effect, ["-o lru_crawler", "-o hot_lru_pct=20"]);
+        assert!(parse_extended(&opts(&["idle_timeout=x"])).is_err());
+        assert!(parse_extended(&opts(&["eviction=lru"])).is_err());
+    }
+}

@@ -1,0 +1,329 @@
+//! From flags to checked, typed settings.
+
+use super::{parse_extended, parse_size, Args, ConfigError};
+use crate::store::Eviction;
+use std::path::PathBuf;
+
+/// A configuration that passed every check: the values start-up uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// TCP port; 0 means no TCP listener (also the case with `-s`).
+    pub tcp_port: u16,
+    /// Interfaces to listen on, each as given (`-l`, split on commas);
+    /// `127.0.0.1` when none was given.
+    pub interfaces: Vec<String>,
+    /// Whether `-l` was given (memcached words its listen error by it).
+    pub interfaces_given: bool,
+    /// `-s`: the UNIX socket to listen on.
+    pub unix_socket: Option<PathBuf>,
+    /// `-a`: permission bits of the UNIX socket (e.g. 0o700).
+    pub unix_mask: u32,
+    /// `-b`: listen backlog, in connections.
+    pub backlog: i32,
+    /// `-t`: worker threads, each owning one store shard.
+    pub threads: usize,
+    /// `-m`: item memory in bytes, over all shards.
+    pub memory: usize,
+    /// Bytes per store segment, after shrinking so every shard has several.
+    pub segment_size: usize,
+    /// `-I`: largest item in bytes (at most the segment size).
+    pub item_max: usize,
+    /// `-o eviction`, or `Eviction::None` with `-M`.
+    pub eviction: Eviction,
+    /// `-L` / `-o hugepages`: back item memory with huge pages.
+    pub huge_pages: bool,
+    /// `-o prefault`: fault item memory in at start.
+    pub prefault: bool,
+    /// `-k`: mlockall, item memory included.
+    pub lock_memory: bool,
+    /// `-r`: raise the core file limit.
+    pub core_dumps: bool,
+    /// `-c`: most simultaneous connections.
+    pub max_conns: usize,
+    /// `-o idle_timeout`: seconds of silence before a connection is closed; 0 = never.
+    pub idle_timeout: u32,
+    /// Not `-F`: `flush_all` works.
+    pub flush_enabled: bool,
+    /// `-A`: the `shutdown` command stops the server.
+    pub shutdown_enabled: bool,
+    /// Not `-C`: items carry CAS values.
+    pub cas_enabled: bool,
+    /// `-v` count.
+    pub verbosity: u8,
+    /// `-u`: the user to become after binding (when started as root).
+    pub user: Option<String>,
+    /// `-d`: fork into the background.
+    pub daemonize: bool,
+    /// `-P`: file holding the pid while the server runs.
+    pub pidfile: Option<PathBuf>,
+    /// `--logfile`: where stdout and stderr go once the ports are bound.
+    pub logfile: Option<PathBuf>,
+    /// Options given that have no effect here, as given, for one warning.
+    pub no_effect: Vec<String>,
+    /// Adjustments made to fit the request, one line each.
+    pub notes: Vec<String>,
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+fn not_yet(option: &str, feature: &'static str) -> ConfigError {
+    ConfigError::NotYet {
+        option: option.to_string(),
+        feature,
+    }
+}
+
+impl Config {
+    /// Checks `args` and derives the typed settings, with the same limits
+    /// memcached applies (`-I` at least 1k, `-c` above 0) and corecache's
+    /// own (every shard holds at least three segments).
+    ///
+    /// # Errors
+    /// `ConfigError::NotYet` for `-S`, `-Y`, `-e`, `-Z` and `-o ssl_*`;
+    /// `ConfigError::Invalid` for values out of range or in conflict.
+    pub fn from_args(args: &Args) -> Result<Config, ConfigError> {
+        if args.sasl {
+            return Err(not_yet("-S", "SASL authentication"));
+        }
+        if args.auth_file.is_some() {
+            return Err(not_yet("-Y", "ASCII authentication"));
+        }
+        if args.ssl {
+            return Err(not_yet("-Z", "TLS"));
+        }
+        if args.memory_file.is_some() {
+            return Err(not_yet("-e", "restartable cache in a memory file"));
+        }
+        let x = parse_extended(&args.extended)?;
+        let mut no_effect = Vec::new();
+        let mut flag = |on: bool, f: String| {
+            if on {
+                no_effect.push(f);
+            }
+        };
+        flag(args.udp_port != 0, format!("-U {}", args.udp_port));
+        flag(args.protocol != "auto", format!("-B {}", args.protocol));
+        for (f, v) in [
+            ("-f", &args.growth_factor),
+            ("-n", &args.slab_min_size),
+            ("-D", &args.prefix_delimiter),
+            ("-R", &args.reqs_per_event),
+            ("-N", &args.napi_ids),
+        ] {
+            flag(v.is_some(), format!("{f} {}", v.as_deref().unwrap_or("")));
+        }
+        flag(args.disable_dumping, "-X".into());
+        flag(args.disable_watch, "-W".into());
+        // -C is a setting the execution layer has yet to honour.
+        flag(args.disable_cas, "-C".into());
+        no_effect.extend(x.no_effect.iter().cloned());
+
+        if !matches!(args.protocol.as_str(), "auto" | "ascii" | "binary") {
+            return Err(invalid(format!(
+                "Invalid value for binding protocol: {} -- should be one of auto, binary, or ascii",
+                args.protocol
+            )));
+        }
+        let unix_mask = u32::from_str_radix(&args.unix_mask, 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| invalid(format!("invalid -a '{}': an octal mode", args.unix_mask)))?;
+        if args.max_conns == 0 {
+            return Err(invalid("Maximum connections must be greater than 0"));
+        }
+        let item_max = parse_size(&args.item_max).map_err(invalid)?;
+        if item_max < 1024 {
+            return Err(invalid("-I must be at least 1k"));
+        }
+        let threads = args.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        if threads == 0 || threads > 256 {
+            return Err(invalid("-t must be between 1 and 256"));
+        }
+        if args.memory_mb == 0 {
+            return Err(invalid("-m must be at least 1"));
+        }
+        let memory = usize::try_from(args.memory_mb)
+            .ok()
+            .and_then(|m| m.checked_mul(1 << 20))
+            .ok_or_else(|| invalid(format!("-m {} is too large", args.memory_mb)))?;
+        let per_shard = memory / threads;
+        // Small budgets get smaller segments, so every shard has a few.
+        let mut seg = x.segment_size;
+        while per_shard / seg < 8 && seg > 64 << 10 {
+            seg /= 2;
+        }
+        if per_shard / seg < 3 {
+            return Err(invalid(format!(
+                "-m {} is too small for {threads} threads",
+                args.memory_mb
+            )));
+        }
+        let mut notes = Vec::new();
+        if item_max > seg {
+            if x.segment_size < item_max {
+                return Err(invalid(
+                    "-I cannot exceed the segment size (-o segment_size)",
+                ));
+            }
+            notes.push(format!(
+                "-I lowered to the segment size, {seg} bytes, to fit -m across {threads} shards"
+            ));
+        }
+        let interfaces: Vec<String> = args
+            .listen
+            .iter()
+            .flat_map(|l| l.split(','))
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let unix_socket = args.unix_socket.as_ref().map(PathBuf::from);
+        let tcp_port = if unix_socket.is_some() { 0 } else { args.port };
+        if tcp_port == 0 && unix_socket.is_none() {
+            return Err(invalid("nothing to listen on: -p 0 and no -s"));
+        }
+        Ok(Config {
+            tcp_port,
+            interfaces_given: !interfaces.is_empty(),
+            interfaces: if interfaces.is_empty() {
+                vec!["127.0.0.1".to_string()]
+            } else {
+                interfaces
+            },
+            unix_socket,
+            unix_mask,
+            backlog: args.backlog.or(x.backlog).unwrap_or(1024),
+            threads,
+            memory,
+            segment_size: seg,
+            item_max: item_max.min(seg),
+            eviction: if args.no_evict {
+                Eviction::None
+            } else {
+                x.eviction
+            },
+            huge_pages: x.hugepages || args.large_pages,
+            prefault: x.prefault,
+            lock_memory: args.lock_memory,
+            core_dumps: args.core_dumps,
+            max_conns: args.max_conns,
+            idle_timeout: x.idle_timeout,
+            flush_enabled: !args.no_flush,
+            shutdown_enabled: args.enable_shutdown,
+            cas_enabled: !args.disable_cas,
+            verbosity: args.verbose,
+            user: args.user.clone().filter(|u| !u.is_empty()),
+            daemonize: args.daemon,
+            pidfile: args.pidfile.as_ref().map(PathBuf::from),
+            logfile: args.logfile.as_ref().map(PathBuf::from),
+            no_effect,
+            notes,
+        })
+    }
+
+    /// The one warning line for options that have no effect, if any.
+    pub fn no_effect_warning(&self) -> Option<String> {
+        (!self.no_effect.is_empty()).then(|| {
+            format!(
+                "warning: these options have no effect in corecache: {}",
+                self.no_effect.join(", ")
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(s: &[&str]) -> Result<Config, ConfigError> {
+        let a =
+            Args::try_parse_from(std::iter::once("corecache").chain(s.iter().copied())).unwrap();
+        Config::from_args(&a)
+    }
+
+    #[test]
+    fn safety_features_are_refused_not_ignored() {
+        for f in [
+            &["-S"][..],
+            &["-Y", "/x"],
+            &["-Z"],
+            &["-e", "/x"],
+            &["-o", "ssl_key=/k"],
+        ] {
+            let e = config(f).unwrap_err();
+            assert!(matches!(e, ConfigError::NotYet { .. }), "{f:?}");
+            assert!(e.to_string().starts_with(f[0]), "{e}");
+        }
+    }
+
+    #[test]
+    fn no_effect_options_make_one_warning() {
+        let c = config(&[
+            "-f",
+            "1.5",
+            "-n",
+            "64",
+            "-R",
+            "40",
+            "-D",
+            ":",
+            "-X",
+            "-W",
+            "-N",
+            "1",
+            "-U",
+            "11211",
+            "-B",
+            "ascii",
+            "-C",
+            "-o",
+            "lru_crawler,hashpower=20",
+            "-o",
+            "modern",
+        ])
+        .unwrap();
+        let w = c.no_effect_warning().unwrap();
+        for part in [
+            "-f 1.5",
+            "-n 64",
+            "-R 40",
+            "-D :",
+            "-X",
+            "-W",
+            "-N 1",
+            "-U 11211",
+            "-B ascii",
+            "-C",
+            "-o lru_crawler",
+            "-o hashpower=20",
+        ] {
+            assert!(w.contains(part), "{part} in {w}");
+        }
+        assert!(!w.contains("modern"));
+        assert!(config(&[]).unwrap().no_effect_warning().is_none());
+    }
+
+    #[test]
+    fn typed_values() {
+        let c = config(&["-M", "-a", "750", "-b", "77", "-L", "-o", "hugepages=off"]).unwrap();
+        assert_eq!(c.eviction, Eviction::None);
+        assert_eq!(c.unix_mask, 0o750);
+        assert_eq!(c.backlog, 77);
+        assert!(c.huge_pages, "-L asks for huge pages");
+        let c = config(&["-s", "/tmp/x.sock", "-o", "eviction=fifo,backlog=5"]).unwrap();
+        assert_eq!(c.tcp_port, 0, "-s disables TCP");
+        assert_eq!(c.eviction, Eviction::Fifo);
+        assert_eq!(c.backlog, 5);
+        assert!(config(&["-a", "9"]).is_err());
+        assert!(config(&["-B", "udp"]).is_err());
+        assert!(config(&["-c", "0"]).is_err());
+        assert!(config(&["-p", "0"]).is_err());
+    }
+}

@@ -1,0 +1,56 @@
+//! Resource limits and memory locking (`-c`, `-r`, `-k`).
+
+use super::{StartError, EX_OSERR};
+use nix::sys::mman::{mlockall, MlockAllFlags};
+use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+
+/// Lifts the soft RLIMIT_NOFILE towards what `-c` needs, as memcached
+/// does, so `-c 10000` works without a wrapper raising `ulimit -n`.
+pub fn raise_nofile(max_conns: usize) {
+    let want = max_conns as u64 + 128;
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < want {
+            // As root the hard limit can rise too; otherwise up to it.
+            if setrlimit(Resource::RLIMIT_NOFILE, want, want.max(hard)).is_err() {
+                let _ = setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard);
+            }
+        }
+    }
+}
+
+/// `-r`: raises the core file limit to unlimited, or to the hard limit.
+///
+/// # Errors
+/// memcached's "failed to ensure corefile creation" (`EX_OSERR`) when the
+/// soft limit ends at 0.
+pub fn enable_core_dumps() -> Result<(), StartError> {
+    if setrlimit(Resource::RLIMIT_CORE, RLIM_INFINITY, RLIM_INFINITY).is_err() {
+        if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_CORE) {
+            let _ = setrlimit(Resource::RLIMIT_CORE, hard, hard);
+        }
+    }
+    match getrlimit(Resource::RLIMIT_CORE) {
+        Ok((soft, _)) if soft > 0 => Ok(()),
+        _ => Err(StartError::new(
+            EX_OSERR,
+            "failed to ensure corefile creation",
+        )),
+    }
+}
+
+/// `-k`, while still root: lets the user the server becomes lock all of
+/// its memory (memcached locks after dropping root, where the default
+/// 8 MiB RLIMIT_MEMLOCK makes `-k` fail for any real `-m`).
+pub fn allow_locking() {
+    let _ = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY);
+}
+
+/// `-k`: locks current and future memory, so item memory mapped later is
+/// locked (and faulted in) as it is mapped. Locks do not survive fork, so
+/// this runs in the process that serves. A failure is a warning, as in
+/// memcached.
+pub fn lock_memory() -> Option<String> {
+    mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE)
+        .err()
+        .map(|e| format!("warning: -k invalid, mlockall() failed: {e}"))
+}

@@ -1,0 +1,234 @@
+//! Starting the real binary (and Debian's memcached, the oracle) for the
+//! flag and start-up tests, and talking to them over real sockets.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_corecache");
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn temp(name: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("cc-flags-{}-{n}-{name}", std::process::id()))
+}
+
+/// A request and its reply up to `end` on any stream.
+pub fn exchange<S: Read + Write>(s: &mut S, req: &[u8], end: &[u8]) -> String {
+    s.write_all(req).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !out.ends_with(end) {
+        let n = s.read(&mut buf).expect("reply");
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&out));
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn tcp(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+pub fn ask(port: u16, req: &str) -> String {
+    exchange(&mut tcp(port), req.as_bytes(), b"END\r\n")
+}
+
+/// `STAT name value` lines as a map.
+pub fn stats(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("STAT "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A line of /proc/PID/status, e.g. "Uid", without its name.
+pub fn proc_status(pid: u32, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} for {pid}"))
+        .trim()
+        .to_string()
+}
+
+/// Waits for `child` to exit, at most `secs`; kills it if it does not.
+pub fn exit_within(child: &mut Child, secs: u64) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Runs a command that must exit by itself; its output.
+pub fn run(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code = exit_within(&mut child, 20);
+    assert!(code.is_some(), "{cmd:?} did not exit");
+    child.wait_with_output().unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A corecache started by a test, killed if the test fails.
+pub struct Server {
+    /// The server process.
+    pub child: Child,
+    /// Its TCP port (0 when it listens on a UNIX socket).
+    pub port: u16,
+    /// Its stderr, read with `log()`.
+    pub err: PathBuf,
+}
+
+impl Server {
+    /// Starts corecache on a free TCP port (another port when that one
+    /// was taken meanwhile: exit 71), adding `-u root` unless `args`
+    /// names a user; returns once `stats` there reports its pid.
+    pub fn start(args: &[&str]) -> Server {
+        for _ in 0..5 {
+            let port = free_port();
+            let err = temp("stderr");
+            let mut cmd = Command::new(BIN);
+            cmd.args(["-p", &port.to_string()]).args(args);
+            if !args.contains(&"-u") {
+                cmd.args(["-u", "root"]);
+            }
+            let child = cmd
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&err).unwrap())
+                .spawn()
+                .unwrap();
+            let mut srv = Server { child, port, err };
+            match srv.wait_serving(|| TcpStream::connect(("127.0.0.1", port)).ok().map(tcp_box)) {
+                Ok(()) => return srv,
+                Err(71) => continue,
+                Err(code) => panic!("server exited {code} at start: {}", srv.log()),
+            }
+        }
+        panic!("no free port in 5 tries");
+    }
+
+    /// Polls until `connect` reaches a server whose `stats` shows this
+    /// child's pid; the child's exit status if it exits first.
+    pub fn wait_serving(
+        &mut self,
+        connect: impl Fn() -> Option<Box<dyn ReadWrite>>,
+    ) -> Result<(), i32> {
+        let want = format!("STAT pid {}\r\n", self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Err(st.code().unwrap_or(-1));
+            }
+            if let Some(mut s) = connect() {
+                let got = exchange(&mut s, b"stats\r\n", b"END\r\n");
+                assert!(got.contains(&want), "another server answers: {got}");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server did not answer: {}", self.log());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// SIGTERM; the exit status.
+    pub fn stop(&mut self) -> i32 {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        exit_within(&mut self.child, 10).expect("no exit after SIGTERM")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.err);
+    }
+}
+
+pub trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+pub fn tcp_box(s: TcpStream) -> Box<dyn ReadWrite> {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    Box::new(s)
+}
+
+/// Debian's memcached on `port`, for comparisons (killed on drop).
+pub struct Memcached(pub Child);
+
+impl Memcached {
+    pub fn start(port: u16, args: &[&str]) -> Memcached {
+        let child = Command::new("memcached")
+            .args([
+                "-p",
+                &port.to_string(),
+                "-U",
+                "0",
+                "-l",
+                "127.0.0.1",
+                "-u",
+                "root",
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("memcached (apt-get install memcached; scripts/test.sh does)");
+        let m = Memcached(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "memcached did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
