@@ -309,10 +309,12 @@ fn serve(
             Err(_) => return Err(failed("a worker failed to start".into())),
         }
     }
+    ready.notify()?;
+    // After `notify`, which points stderr at the `logfile` (the admin
+    // port's lines belong there).
     if let Some(l) = admin {
         corecache::admin::server::spawn(l, shared.clone()).map_err(failed)?;
     }
-    ready.notify()?;
     if cfg.verbosity > 0 {
         eprintln!(
             "corecache {} listening on {} with {threads} workers",

@@ -282,7 +282,13 @@ fn scrape_after_a_known_workload_has_exact_counts() {
         ("corecache_workers", 2),
         (r#"corecache_worker_serving{worker="0"}"#, 1),
         (r#"corecache_worker_serving{worker="1"}"#, 1),
-        (r#"memcached_version{version="0.1.0"}"#, 1),
+        (
+            &*format!(
+                r#"memcached_version{{version="{}"}}"#,
+                corecache::version::VERSION
+            ),
+            1,
+        ),
     ]);
     let got = scrape_until(&srv.admin, &want);
     // Per-worker figures add up to the totals.
@@ -375,7 +381,7 @@ fn stats_json_matches_the_stats_command() {
     assert_eq!(st["cmd_set"], 14);
     assert_eq!(st["cas_badval"], 1);
     assert_eq!(st["curr_items"], 10);
-    assert_eq!(st["version"], "0.1.0");
+    assert_eq!(st["version"], corecache::version::VERSION);
     assert_eq!(doc["settings"]["admin"], srv.admin.as_str());
     assert_eq!(doc["settings"]["maxconns"], 1024);
     let workers = doc["workers"].as_array().unwrap();
