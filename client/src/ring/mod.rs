@@ -24,10 +24,12 @@ pub enum Distribution {
     /// `KETAMA_WEIGHTED` (pylibmc `"ketama_weighted": True`, php-memcached
     /// `OPT_LIBKETAMA_COMPATIBLE`) and twemproxy's `distribution: ketama`.
     Ketama,
-    /// libmemcached's plain `KETAMA` behaviour (pylibmc `"ketama": True`):
-    /// 100 points per member, each the key hash of `name-i`. As in
-    /// libmemcached, it turns into [`Distribution::Ketama`] when a member
-    /// has a weight above 1.
+    /// libmemcached's plain `KETAMA` behaviour, as pylibmc's
+    /// `"ketama": True` sets it after adding the servers: 100 points per
+    /// member whatever its weight, each the key hash of `name-i`.
+    /// (libmemcached turns a ring weighted when a server with weight above
+    /// 1 is added after the behaviour; use [`Distribution::Ketama`] for
+    /// that.)
     KetamaUnweighted,
     /// `hash % members`, libmemcached's default (`MODULA`).
     Modula,
@@ -56,8 +58,7 @@ impl Ring {
         let members: Vec<Member> = nodes.iter().flat_map(Node::members).collect();
         let weighted = match dist {
             Distribution::Ketama => true,
-            Distribution::KetamaUnweighted => members.iter().any(|m| m.weight > 1),
-            Distribution::Modula => false,
+            Distribution::KetamaUnweighted | Distribution::Modula => false,
         };
         let live = vec![true; members.len()];
         let mut ring = Ring {
@@ -195,9 +196,8 @@ mod tests {
 
     #[test]
     fn ketama_places_keys_as_libmemcached_vectors() {
-        // Weights above 1 make libmemcached's plain KETAMA weighted too.
-        for dist in [Distribution::Ketama, Distribution::KetamaUnweighted] {
-            let ring = vector_ring(dist);
+        {
+            let ring = vector_ring(Distribution::Ketama);
             for (key, h1, h2, server) in KETAMA_CASES {
                 assert_eq!(KeyHash::Md5.hash(key.as_bytes()), h1);
                 let i = ring.member_for(key.as_bytes()).unwrap();
