@@ -139,3 +139,19 @@ fn blocking_corecache() {
 fn blocking_memcached() {
     blocking(Kind::Memcached);
 }
+
+#[cfg(feature = "msgpack")]
+async fn typed_msgpack(srv: Server) {
+    let c = srv.client();
+    let m = c.typed(corecache_client::MsgPack);
+    m.set("u:1", &ada(), MIN).await.unwrap();
+    assert_eq!(m.get::<User>("u:1").await.unwrap(), Some(ada()));
+    let raw = c.get("u:1").await.unwrap().unwrap();
+    // A MessagePack map of three named fields (fixmap 0x83), not JSON.
+    assert_eq!(raw[0], 0x83);
+    // JSON bytes are not MessagePack of a User.
+    c.json().set("u:j", &ada(), MIN).await.unwrap();
+    assert!(matches!(m.get::<User>("u:j").await, Err(Error::Codec(_))));
+}
+#[cfg(feature = "msgpack")]
+both!(typed_msgpack_, typed_msgpack);
