@@ -5,7 +5,6 @@
 //! `cargo bench -p corecache-client` (build the server first with
 //! `cargo build --release`).
 
-#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 
