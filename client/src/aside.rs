@@ -1,0 +1,275 @@
+//! Cache-aside with stampede protection, on memcached's meta tokens.
+//!
+//! One `mg <key> v c t N<lease> [R<window>]` decides everything
+//! (memcached `protocol.txt`, "anti-stampede"):
+//! - a miss creates an empty placeholder and answers `W` to this caller
+//!   only: it loads and stores with the placeholder's CAS;
+//! - later callers see the placeholder with `Z` (a winner is loading) and
+//!   poll until the value is there, up to the lease wait;
+//! - a hit with less than `R` seconds left answers `W` to one caller, who
+//!   reloads, and `Z` with the current value to the others, who use it;
+//! - an item marked stale (`md <key> I`, [`Client::invalidate`]) answers
+//!   `X W` to one caller and `X Z` with the stale value to the others.
+//!
+//! A failed load gives the win back: the placeholder is deleted, a value
+//! is marked stale (which clears the token), so the next caller wins.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::client::Client;
+use crate::error::{BoxError, Error, Result};
+use crate::expiry::exptime;
+use crate::ops::StoreOptions;
+use crate::proto::request::Cmd;
+use crate::proto::response::Status;
+
+/// Longest pause between two polls of a placeholder.
+const MAX_POLL: Duration = Duration::from_millis(100);
+
+/// XFetch's recompute time when none is configured and nothing was
+/// measured yet.
+const DEFAULT_DELTA: Duration = Duration::from_millis(100);
+
+/// What a caller that waited the whole lease wait for another caller's
+/// load does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLeaseTimeout {
+    /// Run its own loader and store the result if the placeholder is still
+    /// unchanged (default: availability first).
+    Load,
+    /// Fail with [`Error::LeaseTimeout`] (the source is protected first).
+    Fail,
+}
+
+/// Probabilistic early refresh (XFetch: Vattani, Chierichetti, Lowenstein,
+/// "Optimal Probabilistic Cache Stampede Prevention", VLDB 2015): a read
+/// with `r` seconds left reloads with probability `exp(-r / (delta *
+/// beta))`, so hot keys are refreshed shortly before they expire. Sent as
+/// the `R` token, a sample of `delta * beta * -ln(U)` rounded up to whole
+/// seconds, so the server still lets only one caller reload.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EarlyRefresh {
+    /// Eagerness; 1.0 is the paper's default, above 1 refreshes earlier.
+    pub beta: f64,
+    /// How long a load takes; None uses this client's moving average of
+    /// its loads (100 ms before the first).
+    pub delta: Option<Duration>,
+}
+
+/// Settings of [`Client::get_or_load`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AsideConfig {
+    /// TTL of the placeholder a winner creates on a miss (the `N` token):
+    /// the longest the others wait if the winner dies. Default 30 s.
+    pub lease_ttl: Duration,
+    /// How long a caller waits for another caller's load before
+    /// `on_lease_timeout`. Default 5 s.
+    pub lease_wait: Duration,
+    /// First pause between polls of a placeholder; doubles up to 100 ms.
+    /// Default 5 ms.
+    pub poll_interval: Duration,
+    /// What a caller does after waiting `lease_wait`. Default
+    /// [`OnLeaseTimeout::Load`].
+    pub on_lease_timeout: OnLeaseTimeout,
+    /// Reload when less than this is left of a value's TTL (the `R`
+    /// token; whole seconds), one caller only, the others still served.
+    /// Zero (default) turns it off.
+    pub recache_before: Duration,
+    /// Probabilistic early refresh; None (default) turns it off.
+    pub early_refresh: Option<EarlyRefresh>,
+    /// Shortens each stored TTL by a random share up to this fraction
+    /// (0.1: 90-100 % of the TTL), so keys loaded together do not expire
+    /// together. Default 0.
+    pub ttl_jitter: f64,
+    /// When the cache cannot be reached (connection, timeout, node down),
+    /// call the loader and return its value without caching it. Default
+    /// true; false returns the cache's error.
+    pub load_on_cache_error: bool,
+}
+
+impl Default for AsideConfig {
+    fn default() -> AsideConfig {
+        AsideConfig {
+            lease_ttl: Duration::from_secs(30),
+            lease_wait: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(5),
+            on_lease_timeout: OnLeaseTimeout::Load,
+            recache_before: Duration::ZERO,
+            early_refresh: None,
+            ttl_jitter: 0.0,
+            load_on_cache_error: true,
+        }
+    }
+}
+
+impl Client {
+    /// The value under `key`; on a miss, exactly one caller across every
+    /// client of the cache runs `loader` and stores its value for `ttl`,
+    /// while the others wait for it (see the module docs and
+    /// [`AsideConfig`]). A loader error is returned as [`Error::Source`] to
+    /// the caller that ran it and leaves the key free for the next one.
+    pub async fn get_or_load<F, Fut, E>(
+        &self,
+        key: impl AsRef<[u8]>,
+        ttl: Duration,
+        loader: F,
+    ) -> Result<Vec<u8>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<Vec<u8>, E>>,
+        E: Into<BoxError>,
+    {
+        let key = key.as_ref();
+        let cfg = self.aside_cfg().clone();
+        let started = Instant::now();
+        let mut pause = cfg.poll_interval;
+        loop {
+            let recache = self.recache_token();
+            let res = self
+                .one(key, |b, k| {
+                    Cmd::new(b, "mg", k)
+                        .flag(b'v')
+                        .flag(b'c')
+                        .flag(b't')
+                        .num(b'N', exptime(cfg.lease_ttl))
+                        .opt(b'R', recache)
+                        .end()
+                })
+                .await;
+            let (reply, i) = match res {
+                Ok(r) => r,
+                Err(e) if e.is_transport() && cfg.load_on_cache_error => {
+                    return loader().await.map_err(|e| Error::Source(e.into()));
+                }
+                Err(e) => return Err(e),
+            };
+            let m = reply.meta;
+            match reply.status {
+                Status::Value => {
+                    let value = reply.value.unwrap_or_default();
+                    // N's placeholder is empty; a stored empty value carries
+                    // no token unless it is being recomputed, which then
+                    // treats it the same way.
+                    let placeholder = value.is_empty() && !m.stale && (m.won || m.win_taken);
+                    let cas = m.cas.ok_or_else(|| self.protocol(i, "mg c without c"))?;
+                    if m.won {
+                        return self.fill(key, ttl, cas, placeholder, loader).await;
+                    }
+                    if !placeholder {
+                        return Ok(value);
+                    }
+                    let waited = started.elapsed();
+                    if waited >= cfg.lease_wait {
+                        return match cfg.on_lease_timeout {
+                            OnLeaseTimeout::Fail => Err(Error::LeaseTimeout(cfg.lease_wait)),
+                            OnLeaseTimeout::Load => self.fill(key, ttl, cas, true, loader).await,
+                        };
+                    }
+                    tokio::time::sleep(pause.min(cfg.lease_wait - waited)).await;
+                    pause = (pause * 2).min(MAX_POLL);
+                }
+                Status::Miss => {
+                    // N made no placeholder (the server is out of memory
+                    // and may not evict): no lease to be had.
+                    let v = loader().await.map_err(|e| Error::Source(e.into()))?;
+                    let _ = self.add(key, &v, self.jittered(ttl)).await;
+                    return Ok(v);
+                }
+                other => {
+                    return Err(self.protocol(i, &format!("unexpected reply to mg: {other:?}")))
+                }
+            }
+        }
+    }
+
+    /// Runs the loader as the lease holder and stores its value with the
+    /// lease's CAS, or gives the lease back.
+    async fn fill<F, Fut, E>(
+        &self,
+        key: &[u8],
+        ttl: Duration,
+        cas: u64,
+        placeholder: bool,
+        loader: F,
+    ) -> Result<Vec<u8>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<Vec<u8>, E>>,
+        E: Into<BoxError>,
+    {
+        let t0 = Instant::now();
+        let value = match loader().await {
+            Ok(v) => v,
+            Err(e) => {
+                self.give_back(key, cas, placeholder).await;
+                return Err(Error::Source(e.into()));
+            }
+        };
+        self.note_load_time(t0.elapsed());
+        let opts = StoreOptions {
+            ttl: self.jittered(ttl),
+            cas: Some(cas),
+            ..StoreOptions::default()
+        };
+        match self.store(key, &value, &opts).await {
+            // A CAS miss means a newer write or an invalidation came first:
+            // this value is returned but not cached over it.
+            Ok(()) | Err(Error::CasMismatch | Error::NotFound | Error::NotStored) => {}
+            Err(e) if e.is_transport() => {}
+            // Too large, out of memory: do not leave the others waiting.
+            Err(_) => self.give_back(key, cas, placeholder).await,
+        }
+        Ok(value)
+    }
+
+    /// Frees a won key for the next caller: a placeholder is deleted, a
+    /// value is marked stale (`md I`, which also clears the win token).
+    /// Both only if the CAS is still the lease's.
+    async fn give_back(&self, key: &[u8], cas: u64, placeholder: bool) {
+        let _ = self
+            .one(key, |b, k| {
+                let cmd = Cmd::new(b, "md", k).num(b'C', cas);
+                (if placeholder { cmd } else { cmd.flag(b'I') }).end()
+            })
+            .await;
+    }
+
+    fn recache_token(&self) -> Option<u64> {
+        let cfg = self.aside_cfg();
+        let mut secs = cfg.recache_before.as_secs_f64();
+        if let Some(er) = cfg.early_refresh {
+            let delta =
+                er.delta
+                    .unwrap_or_else(|| match self.inner.load_ewma_us.load(Ordering::Relaxed) {
+                        0 => DEFAULT_DELTA,
+                        us => Duration::from_micros(us),
+                    });
+            // U in (0, 1]: -ln(U) is exponential with mean 1.
+            let u = 1.0 - fastrand::f64();
+            secs = secs.max(delta.as_secs_f64() * er.beta * -u.ln());
+        }
+        // With whole seconds left r, "r < ceil(s)" is "r < s": XFetch's own
+        // test at the server's resolution.
+        let t = secs.ceil();
+        (t >= 1.0).then(|| t.min(u32::MAX as f64) as u64)
+    }
+
+    fn note_load_time(&self, d: Duration) {
+        let us = d.as_micros().max(1) as u64;
+        let ewma = &self.inner.load_ewma_us;
+        let old = ewma.load(Ordering::Relaxed);
+        let new = if old == 0 { us } else { (old * 7 + us) / 8 };
+        ewma.store(new.max(1), Ordering::Relaxed);
+    }
+
+    pub(crate) fn jittered(&self, ttl: Duration) -> Duration {
+        let j = self.aside_cfg().ttl_jitter.clamp(0.0, 1.0);
+        if ttl.is_zero() || j == 0.0 {
+            return ttl;
+        }
+        ttl.mul_f64(1.0 - j * fastrand::f64())
+            .max(Duration::from_secs(1))
+    }
+}

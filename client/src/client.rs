@@ -1,0 +1,251 @@
+//! The client: routing over the ring, members' pools, failure handling.
+//! The calls themselves live in `ops.rs`, `multi.rs` and `aside.rs`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use crate::aside::AsideConfig;
+use crate::config::{ClientBuilder, FailurePolicy};
+use crate::conn::Expect;
+use crate::error::{Error, Result};
+use crate::key::WireKey;
+use crate::pool::{Health, NodePool};
+use crate::proto::response::{Reply, Status};
+use crate::ring::{Distribution, KeyHash, Ring};
+
+/// An async memcached client over the meta protocol.
+///
+/// Cheap to clone: clones share the ring and the connections. Build one
+/// with [`Client::builder`] or [`Client::connect`]; every call must run on
+/// a tokio runtime. Keys are any bytes (`&str`, `String`, `Vec<u8>`, ...);
+/// printable ASCII keys are sent as they are, others base64-encoded with
+/// the meta `b` flag.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) ring: RwLock<Ring>,
+    pub(crate) pools: Vec<NodePool>,
+    pub(crate) cfg: ClientBuilder,
+    /// Milliseconds since `epoch` at which some down member may be tried
+    /// again; `u64::MAX` when none is down (a fast check on every call).
+    next_revive: AtomicU64,
+    epoch: Instant,
+    /// Moving average of loader run times, in microseconds (XFetch's
+    /// delta when none is configured); 0 until the first load.
+    pub(crate) load_ewma_us: AtomicU64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let addrs: Vec<&str> = self.inner.pools.iter().map(|p| p.addr.as_str()).collect();
+        f.debug_struct("Client").field("members", &addrs).finish()
+    }
+}
+
+impl Client {
+    /// Starts a [`ClientBuilder`] with the defaults.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client of one server at `addr` (`host:port`, `host:port:weight`,
+    /// or several separated by commas), with the default settings. Connects
+    /// once to check the address, so it fails early on a wrong one.
+    pub async fn connect(addrs: &str) -> Result<Client> {
+        let nodes = addrs
+            .split(',')
+            .map(|s| s.parse())
+            .collect::<std::result::Result<Vec<crate::Node>, _>>()
+            .map_err(|e| Error::Connection {
+                node: addrs.to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            })?;
+        let client = Client::builder().nodes(nodes).build();
+        client.ping().await?;
+        Ok(client)
+    }
+
+    pub(crate) fn from_builder(cfg: ClientBuilder) -> Client {
+        let hash = cfg.key_hash.unwrap_or(match cfg.distribution {
+            Distribution::Ketama => KeyHash::Md5,
+            _ => KeyHash::OneAtATime,
+        });
+        let ring = Ring::new(&cfg.nodes, cfg.distribution, hash);
+        let pools = (0..ring.len())
+            .map(|i| {
+                NodePool::new(
+                    ring.addr(i).to_string(),
+                    cfg.pool_size,
+                    cfg.connect_timeout,
+                    cfg.timeout,
+                )
+            })
+            .collect();
+        Client {
+            inner: Arc::new(Inner {
+                ring: RwLock::new(ring),
+                pools,
+                cfg,
+                next_revive: AtomicU64::new(u64::MAX),
+                epoch: Instant::now(),
+                load_ewma_us: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The `host:port` of the ring member that owns `key` now (down members
+    /// excluded under [`FailurePolicy::Failover`]), or None if none is up.
+    pub fn node_for_key(&self, key: impl AsRef<[u8]>) -> Option<String> {
+        self.route(key.as_ref())
+            .ok()
+            .map(|i| self.inner.pools[i].addr.clone())
+    }
+
+    /// The ring members' addresses, in ring order.
+    pub fn members(&self) -> Vec<String> {
+        self.inner.pools.iter().map(|p| p.addr.clone()).collect()
+    }
+
+    pub(crate) fn aside_cfg(&self) -> &AsideConfig {
+        &self.inner.cfg.aside
+    }
+
+    /// The member owning `key`, after putting back members whose retry
+    /// delay has passed.
+    pub(crate) fn route(&self, key: &[u8]) -> Result<usize> {
+        self.revive_due();
+        self.inner
+            .ring
+            .read()
+            .unwrap()
+            .member_for(key)
+            .ok_or(Error::NoNodes)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.epoch.elapsed().as_millis() as u64
+    }
+
+    fn revive_due(&self) {
+        let inner = &self.inner;
+        if inner.cfg.policy != FailurePolicy::Failover
+            || self.now_ms() < inner.next_revive.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let mut ring = inner.ring.write().unwrap();
+        let now = Instant::now();
+        let mut next = u64::MAX;
+        for (i, p) in inner.pools.iter().enumerate() {
+            if let Health::Down(t) = p.health() {
+                if t <= now {
+                    // On trial: one failure takes it out again.
+                    ring.set_live(i, true);
+                } else {
+                    next = next.min((t - inner.epoch).as_millis() as u64);
+                }
+            }
+        }
+        inner.next_revive.store(next, Ordering::Release);
+    }
+
+    /// Sends one request to member `i` and waits for its replies, keeping
+    /// the member's health and the ring up to date.
+    pub(crate) async fn call(
+        &self,
+        i: usize,
+        bytes: Vec<u8>,
+        expect: Expect,
+    ) -> Result<Vec<Reply>> {
+        let inner = &self.inner;
+        let pool = &inner.pools[i];
+        if let Health::Down(t) = pool.health() {
+            if inner.cfg.policy == FailurePolicy::FailFast && Instant::now() < t {
+                return Err(Error::NodeDown {
+                    node: pool.addr.clone(),
+                });
+            }
+        }
+        match pool.call(bytes, expect).await {
+            Ok(r) => {
+                pool.on_success();
+                Ok(r)
+            }
+            Err(e) => {
+                if e.is_transport()
+                    && pool.on_failure(inner.cfg.failure_limit, inner.cfg.retry_after)
+                {
+                    self.mark_down(i);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn mark_down(&self, i: usize) {
+        let inner = &self.inner;
+        if inner.cfg.policy == FailurePolicy::Failover {
+            inner.ring.write().unwrap().set_live(i, false);
+        }
+        let at = self.now_ms() + inner.cfg.retry_after.as_millis() as u64;
+        inner.next_revive.fetch_min(at, Ordering::AcqRel);
+    }
+
+    /// Sends one command for `key` (built by `build`) to the key's member
+    /// and returns its single reply, errors mapped.
+    pub(crate) async fn one(
+        &self,
+        key: &[u8],
+        build: impl FnOnce(&mut Vec<u8>, &WireKey),
+    ) -> Result<(Reply, usize)> {
+        let wk = WireKey::new(key)?;
+        let i = self.route(key)?;
+        let mut buf = Vec::with_capacity(64 + key.len());
+        build(&mut buf, &wk);
+        let mut replies = self.call(i, buf, Expect::Replies(1)).await?;
+        let r = replies.pop().ok_or_else(|| self.protocol(i, "no reply"))?;
+        self.check(i, &r)?;
+        Ok((r, i))
+    }
+
+    /// Maps error lines to errors.
+    pub(crate) fn check(&self, i: usize, r: &Reply) -> Result<()> {
+        let node = || self.inner.pools[i].addr.clone();
+        match &r.status {
+            Status::Error => Err(Error::Unsupported { node: node() }),
+            Status::ClientError(m) if m.contains("non-numeric") => Err(Error::NonNumeric),
+            Status::ClientError(m) => Err(Error::Client {
+                node: node(),
+                message: m.clone(),
+            }),
+            Status::ServerError(m) => Err(Error::Server {
+                node: node(),
+                message: m.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn protocol(&self, i: usize, what: &str) -> Error {
+        Error::Protocol {
+            node: self.inner.pools[i].addr.clone(),
+            message: what.to_string(),
+        }
+    }
+
+    /// Checks that every member answers (`mn` → `MN`).
+    pub async fn ping(&self) -> Result<()> {
+        for i in 0..self.inner.pools.len() {
+            let r = self.call(i, b"mn\r\n".to_vec(), Expect::Replies(1)).await?;
+            match r.first().map(|r| &r.status) {
+                Some(Status::Noop) => {}
+                _ => return Err(self.protocol(i, "mn not answered by MN")),
+            }
+        }
+        Ok(())
+    }
+}

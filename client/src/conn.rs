@@ -1,0 +1,259 @@
+//! One pipelined TCP connection to one node, shared by many callers.
+//!
+//! Callers hand whole requests (one command, or a quiet batch ending in
+//! `mn`) to a writer task, which coalesces what is queued into one write;
+//! a reader task parses replies in the same order. The server answers meta
+//! commands in order, so a FIFO of what each request expects is all the
+//! matching needs. Reading and writing run independently, so a large
+//! pipelined request cannot deadlock against the server's replies.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::proto::response::{parse_head, Reply, Status};
+
+/// Longest reply line accepted, in bytes: a meta reply line is a code and
+/// a few flags, at most a 250-byte key echoed; anything longer is garbage.
+const MAX_LINE: u64 = 8 * 1024;
+
+/// Up to this many queued bytes go out in one write.
+const MAX_WRITE: usize = 256 * 1024;
+
+/// Largest value block accepted, in bytes: memcached's `-I` tops out at
+/// 1 GiB.
+const MAX_VALUE: usize = 1 << 30;
+
+/// What a request's replies look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// Exactly this many replies (non-quiet commands).
+    Replies(usize),
+    /// Replies up to and including `MN` (a quiet batch ended by `mn`); the
+    /// `MN` itself is not returned.
+    UntilNoop,
+}
+
+/// Why a request got no replies.
+#[derive(Debug)]
+pub(crate) enum ConnError {
+    /// The socket failed or the peer closed it.
+    Io(io::Error),
+    /// The peer sent bytes that are not a meta reply.
+    Protocol(String),
+}
+
+type Answer = Result<Vec<Reply>, Arc<ConnError>>;
+
+struct Job {
+    bytes: Vec<u8>,
+    expect: Expect,
+    reply: oneshot::Sender<Answer>,
+}
+
+struct Pending {
+    expect: Expect,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// A handle to a pipelined connection; clones share it.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    tx: mpsc::UnboundedSender<Job>,
+    broken: Arc<AtomicBool>,
+    shutdown: Arc<Notify>,
+}
+
+impl Conn {
+    /// Connects to `addr` (`host:port`) within `timeout` and starts the
+    /// connection's reader and writer tasks on the current runtime.
+    pub(crate) async fn connect(addr: &str, timeout: Duration) -> io::Result<Conn> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        stream.set_nodelay(true)?;
+        let (r, w) = stream.into_split();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ptx, prx) = mpsc::unbounded_channel();
+        let broken = Arc::new(AtomicBool::new(false));
+        let shutdown = Arc::new(Notify::new());
+        tokio::spawn(writer(w, rx, ptx, broken.clone()));
+        tokio::spawn(reader(r, prx, broken.clone(), shutdown.clone()));
+        Ok(Conn {
+            tx,
+            broken,
+            shutdown,
+        })
+    }
+
+    /// True once the connection failed; it takes no more requests.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    /// Tears the connection down: queued and in-flight requests fail. Used
+    /// when a request timed out, since the stream's state is then unknown.
+    pub(crate) fn kill(&self) {
+        self.broken.store(true, Ordering::Release);
+        self.shutdown.notify_one();
+    }
+
+    /// Sends one request (its bytes already complete) and waits for its
+    /// replies. No timeout here: the caller puts one around it.
+    pub(crate) async fn call(&self, bytes: Vec<u8>, expect: Expect) -> Answer {
+        let closed = || Arc::new(ConnError::Io(io::ErrorKind::BrokenPipe.into()));
+        if self.is_broken() {
+            return Err(closed());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job {
+                bytes,
+                expect,
+                reply,
+            })
+            .map_err(|_| closed())?;
+        rx.await.unwrap_or_else(|_| Err(closed()))
+    }
+}
+
+async fn writer(
+    mut w: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    pending: mpsc::UnboundedSender<Pending>,
+    broken: Arc<AtomicBool>,
+) {
+    let mut buf = Vec::new();
+    while let Some(job) = rx.recv().await {
+        buf.clear();
+        let mut next = Some(job);
+        while let Some(job) = next.take() {
+            if broken.load(Ordering::Acquire) {
+                // Dropping the job's sender fails its caller.
+                return;
+            }
+            buf.extend_from_slice(&job.bytes);
+            // The reader learns what to expect before the bytes leave.
+            let p = Pending {
+                expect: job.expect,
+                reply: job.reply,
+            };
+            if pending.send(p).is_err() {
+                return;
+            }
+            if buf.len() < MAX_WRITE {
+                next = rx.try_recv().ok();
+            }
+        }
+        if w.write_all(&buf).await.is_err() {
+            broken.store(true, Ordering::Release);
+            // The reader fails what was queued once the socket closes.
+            let _ = w.shutdown().await;
+            return;
+        }
+    }
+}
+
+async fn reader(
+    r: OwnedReadHalf,
+    mut pending: mpsc::UnboundedReceiver<Pending>,
+    broken: Arc<AtomicBool>,
+    shutdown: Arc<Notify>,
+) {
+    let mut r = BufReader::with_capacity(64 * 1024, r);
+    let aborted = || Arc::new(ConnError::Io(io::ErrorKind::ConnectionAborted.into()));
+    let err = loop {
+        let p = tokio::select! {
+            p = pending.recv() => match p {
+                Some(p) => p,
+                None => return,
+            },
+            _ = shutdown.notified() => break aborted(),
+        };
+        let res = tokio::select! {
+            res = read_replies(&mut r, p.expect) => res.map_err(Arc::new),
+            _ = shutdown.notified() => Err(aborted()),
+        };
+        match res {
+            Ok(replies) => {
+                let _ = p.reply.send(Ok(replies));
+            }
+            Err(e) => {
+                let _ = p.reply.send(Err(e.clone()));
+                break e;
+            }
+        }
+    };
+    broken.store(true, Ordering::Release);
+    pending.close();
+    while let Some(p) = pending.recv().await {
+        let _ = p.reply.send(Err(err.clone()));
+    }
+}
+
+async fn read_replies(
+    r: &mut BufReader<OwnedReadHalf>,
+    expect: Expect,
+) -> Result<Vec<Reply>, ConnError> {
+    let mut out = Vec::new();
+    match expect {
+        Expect::Replies(n) => {
+            for _ in 0..n {
+                out.push(read_reply(r).await?);
+            }
+        }
+        Expect::UntilNoop => loop {
+            let reply = read_reply(r).await?;
+            if reply.status == Status::Noop {
+                break;
+            }
+            out.push(reply);
+        },
+    }
+    Ok(out)
+}
+
+async fn read_reply(r: &mut BufReader<OwnedReadHalf>) -> Result<Reply, ConnError> {
+    let mut line = Vec::with_capacity(64);
+    let n = (&mut *r)
+        .take(MAX_LINE)
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(ConnError::Io)?;
+    if n == 0 {
+        return Err(ConnError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
+    if !line.ends_with(b"\r\n") {
+        return Err(ConnError::Protocol(format!(
+            "reply line not ended by CRLF within {MAX_LINE} bytes"
+        )));
+    }
+    line.truncate(line.len() - 2);
+    let head = parse_head(&line).map_err(ConnError::Protocol)?;
+    let value = match head.value_len {
+        Some(len) if len > MAX_VALUE => {
+            return Err(ConnError::Protocol(format!("VA size {len} above 1 GiB")))
+        }
+        Some(len) => {
+            let mut v = vec![0u8; len + 2];
+            r.read_exact(&mut v).await.map_err(ConnError::Io)?;
+            if !v.ends_with(b"\r\n") {
+                return Err(ConnError::Protocol("value block not ended by CRLF".into()));
+            }
+            v.truncate(len);
+            Some(v)
+        }
+        None => None,
+    };
+    Ok(Reply {
+        status: head.status,
+        meta: head.meta,
+        value,
+    })
+}

@@ -1,0 +1,50 @@
+//! TTLs as memcached reads them.
+//!
+//! memcached's exptime is seconds: 0 means never, up to 30 days it is
+//! relative, above that it is an absolute Unix time (`REALTIME_MAXDELTA`
+//! in memcached.c). This client takes every TTL as a relative
+//! [`Duration`]: zero means no expiry, a fraction of a second rounds up to
+//! a whole one (a TTL given must not vanish), and a TTL above 30 days is
+//! sent as the absolute time it ends at.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The longest exptime memcached takes as relative, in seconds.
+const REALTIME_MAXDELTA: u64 = 60 * 60 * 24 * 30;
+
+/// The exptime token for a relative TTL.
+pub(crate) fn exptime(ttl: Duration) -> u64 {
+    if ttl.is_zero() {
+        return 0;
+    }
+    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    if secs <= REALTIME_MAXDELTA {
+        return secs;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    now + secs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_zero_rounding_and_absolute() {
+        assert_eq!(exptime(Duration::ZERO), 0);
+        assert_eq!(exptime(Duration::from_millis(1)), 1);
+        assert_eq!(exptime(Duration::from_millis(1500)), 2);
+        assert_eq!(
+            exptime(Duration::from_secs(REALTIME_MAXDELTA)),
+            REALTIME_MAXDELTA
+        );
+        let abs = exptime(Duration::from_secs(REALTIME_MAXDELTA + 1));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(abs >= now + REALTIME_MAXDELTA && abs <= now + REALTIME_MAXDELTA + 5);
+    }
+}

@@ -1,0 +1,146 @@
+//! One ring member's connections and health.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::conn::{Conn, ConnError, Expect};
+use crate::error::{Error, Result};
+use crate::proto::response::Reply;
+
+/// A member's pipelined connections (made on first use, remade when they
+/// break) and its failure count.
+pub(crate) struct NodePool {
+    pub(crate) addr: String,
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+    failures: AtomicU32,
+    down_until: Mutex<Option<Instant>>,
+    connect_timeout: Duration,
+    timeout: Duration,
+}
+
+struct Slot {
+    conn: RwLock<Option<Conn>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+/// A member's health as the client's routing sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    Up,
+    /// Marked down; may be tried again from the instant given.
+    Down(Instant),
+}
+
+impl NodePool {
+    pub(crate) fn new(
+        addr: String,
+        size: usize,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Self {
+        NodePool {
+            addr,
+            slots: (0..size)
+                .map(|_| Slot {
+                    conn: RwLock::new(None),
+                    connecting: tokio::sync::Mutex::new(()),
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            down_until: Mutex::new(None),
+            connect_timeout,
+            timeout,
+        }
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        match *self.down_until.lock().unwrap() {
+            Some(t) => Health::Down(t),
+            None => Health::Up,
+        }
+    }
+
+    /// Records a transport failure; returns true if the member just went
+    /// down (after `limit` failures in a row, or one while on trial).
+    pub(crate) fn on_failure(&self, limit: u32, retry_after: Duration) -> bool {
+        let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut down = self.down_until.lock().unwrap();
+        let on_trial = down.is_some();
+        if n >= limit || on_trial {
+            *down = Some(Instant::now() + retry_after);
+            self.failures.store(0, Ordering::Release);
+            return true;
+        }
+        false
+    }
+
+    /// Records a success: the member is up.
+    pub(crate) fn on_success(&self) {
+        self.failures.store(0, Ordering::Release);
+        let mut down = self.down_until.lock().unwrap();
+        if down.is_some() {
+            *down = None;
+        }
+    }
+
+    /// Sends a request on one of the member's connections and waits for
+    /// its replies, within the timeout.
+    pub(crate) async fn call(&self, bytes: Vec<u8>, expect: Expect) -> Result<Vec<Reply>> {
+        let conn = self.conn().await?;
+        match tokio::time::timeout(self.timeout, conn.call(bytes, expect)).await {
+            Ok(Ok(replies)) => Ok(replies),
+            Ok(Err(e)) => Err(match &*e {
+                ConnError::Io(io) => Error::Connection {
+                    node: self.addr.clone(),
+                    source: std::io::Error::new(io.kind(), io.to_string()),
+                },
+                ConnError::Protocol(m) => Error::Protocol {
+                    node: self.addr.clone(),
+                    message: m.clone(),
+                },
+            }),
+            Err(_) => {
+                // The stream's state is unknown now: start afresh.
+                conn.kill();
+                Err(Error::Timeout {
+                    node: self.addr.clone(),
+                    after: self.timeout,
+                })
+            }
+        }
+    }
+
+    async fn conn(&self) -> Result<Conn> {
+        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        if let Some(c) = slot
+            .conn
+            .read()
+            .unwrap()
+            .as_ref()
+            .filter(|c| !c.is_broken())
+        {
+            return Ok(c.clone());
+        }
+        let _one_connect = slot.connecting.lock().await;
+        if let Some(c) = slot
+            .conn
+            .read()
+            .unwrap()
+            .as_ref()
+            .filter(|c| !c.is_broken())
+        {
+            return Ok(c.clone());
+        }
+        let c = Conn::connect(&self.addr, self.connect_timeout)
+            .await
+            .map_err(|source| Error::Connection {
+                node: self.addr.clone(),
+                source,
+            })?;
+        *slot.conn.write().unwrap() = Some(c.clone());
+        Ok(c)
+    }
+}

@@ -1,0 +1,344 @@
+//! Every call of the client against the real corecache binary and against
+//! Debian's memcached (the oracle): the same calls, the same answers.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Server;
+use corecache_client::{Client, Error, StoreMode, StoreOptions};
+
+const MIN: Duration = Duration::from_secs(60);
+
+async fn get_set_delete(srv: Server) {
+    let c = srv.client();
+    assert_eq!(c.get("k").await.unwrap(), None);
+    c.set("k", "v1", MIN).await.unwrap();
+    assert_eq!(c.get("k").await.unwrap(), Some(b"v1".to_vec()));
+    c.set("k", "v2", MIN).await.unwrap();
+    assert_eq!(c.get("k").await.unwrap(), Some(b"v2".to_vec()));
+    assert!(c.delete("k").await.unwrap());
+    assert!(!c.delete("k").await.unwrap());
+    assert_eq!(c.get("k").await.unwrap(), None);
+    // Empty values are values.
+    c.set("empty", "", MIN).await.unwrap();
+    assert_eq!(c.get("empty").await.unwrap(), Some(Vec::new()));
+}
+both!(get_set_delete_, get_set_delete);
+
+async fn binary_keys_and_values(srv: Server) {
+    let c = srv.client();
+    let value: Vec<u8> = (0..=255u8).chain(*b"\r\nEND\r\nVA 3\r\n").collect();
+    let keys: [&[u8]; 4] = [
+        b"with space",
+        b"line\r\nbreak",
+        "clé".as_bytes(),
+        &[0, 1, 0xff],
+    ];
+    for k in keys {
+        c.set(k, &value, MIN).await.unwrap();
+    }
+    for k in keys {
+        assert_eq!(
+            c.get(k).await.unwrap().as_deref(),
+            Some(&value[..]),
+            "{k:?}"
+        );
+    }
+    // The base64 form is a different key from the text one.
+    assert_eq!(c.get("d2l0aCBzcGFjZQ==").await.unwrap(), None);
+    assert!(c.delete(b"with space").await.unwrap());
+    assert_eq!(c.get(b"with space").await.unwrap(), None);
+    assert!(matches!(c.get("").await, Err(Error::InvalidKey(_))));
+    assert!(matches!(
+        c.get("x".repeat(251)).await,
+        Err(Error::InvalidKey(_))
+    ));
+    assert!(c.get("x".repeat(250)).await.unwrap().is_none());
+}
+both!(binary_keys_and_values_, binary_keys_and_values);
+
+async fn ttl_and_expire(srv: Server) {
+    let c = srv.client();
+    c.set("t", "v", Duration::from_secs(100)).await.unwrap();
+    let t = c.ttl("t").await.unwrap().unwrap();
+    assert!(
+        t >= Duration::from_secs(98) && t <= Duration::from_secs(100),
+        "{t:?}"
+    );
+    c.set("forever", "v", Duration::ZERO).await.unwrap();
+    assert_eq!(c.ttl("forever").await.unwrap(), None);
+    c.expire("forever", Duration::from_secs(50)).await.unwrap();
+    let t = c.ttl("forever").await.unwrap().unwrap();
+    assert!(
+        t >= Duration::from_secs(48) && t <= Duration::from_secs(50),
+        "{t:?}"
+    );
+    c.expire("t", Duration::ZERO).await.unwrap();
+    assert_eq!(c.ttl("t").await.unwrap(), None);
+    assert!(matches!(c.ttl("missing").await, Err(Error::NotFound)));
+    assert!(matches!(
+        c.expire("missing", MIN).await,
+        Err(Error::NotFound)
+    ));
+    // A TTL above 30 days goes as an absolute time and still means "from now".
+    c.set("long", "v", Duration::from_secs(40 * 86400))
+        .await
+        .unwrap();
+    let t = c.ttl("long").await.unwrap().unwrap();
+    assert!(
+        t > Duration::from_secs(39 * 86400) && t <= Duration::from_secs(40 * 86400),
+        "{t:?}"
+    );
+    // Expiry really happens, and expire() can bring it forward.
+    c.set("short", "v", Duration::from_secs(1)).await.unwrap();
+    c.set("cut", "v", MIN).await.unwrap();
+    c.expire("cut", Duration::from_millis(10)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(c.get("short").await.unwrap(), None);
+    assert_eq!(c.get("cut").await.unwrap(), None);
+}
+both!(ttl_and_expire_, ttl_and_expire);
+
+async fn counters(srv: Server) {
+    let c = srv.client();
+    assert!(matches!(c.incr("n", 1).await, Err(Error::NotFound)));
+    assert!(matches!(c.decr("n", 1).await, Err(Error::NotFound)));
+    c.set("n", "10", MIN).await.unwrap();
+    assert_eq!(c.incr("n", 5).await.unwrap(), 15);
+    assert_eq!(c.decr("n", 20).await.unwrap(), 0);
+    c.set("n", "100", MIN).await.unwrap();
+    // memcached keeps the length and pads with spaces: "5  ".
+    assert_eq!(c.decr("n", 95).await.unwrap(), 5);
+    assert_eq!(c.incr("n", 1).await.unwrap(), 6);
+    c.set("max", u64::MAX.to_string(), MIN).await.unwrap();
+    assert_eq!(c.incr("max", 1).await.unwrap(), 0);
+    c.set("word", "abc", MIN).await.unwrap();
+    assert!(matches!(c.incr("word", 1).await, Err(Error::NonNumeric)));
+    assert_eq!(c.incr_or_init("fresh", 3, 7, MIN).await.unwrap(), 7);
+    assert_eq!(c.incr_or_init("fresh", 3, 7, MIN).await.unwrap(), 10);
+    let t = c.ttl("fresh").await.unwrap().unwrap();
+    assert!(t > Duration::from_secs(55), "{t:?}");
+}
+both!(counters_, counters);
+
+async fn conditional_stores_and_cas(srv: Server) {
+    let c = srv.client();
+    assert!(c.add("a", "1", MIN).await.unwrap());
+    assert!(!c.add("a", "2", MIN).await.unwrap());
+    assert_eq!(c.get("a").await.unwrap(), Some(b"1".to_vec()));
+    assert!(!c.replace("r", "1", MIN).await.unwrap());
+    assert!(c.replace("a", "3", MIN).await.unwrap());
+    assert_eq!(c.get("a").await.unwrap(), Some(b"3".to_vec()));
+
+    let opts = StoreOptions {
+        ttl: MIN,
+        flags: 0xdead_beef,
+        ..StoreOptions::default()
+    };
+    c.store("f", "body", &opts).await.unwrap();
+    let it = c.gets("f").await.unwrap().unwrap();
+    assert_eq!((it.value.as_slice(), it.flags), (&b"body"[..], 0xdead_beef));
+    assert!(it.ttl.unwrap() > Duration::from_secs(55));
+    c.cas("f", "new", MIN, it.cas).await.unwrap();
+    assert!(matches!(
+        c.cas("f", "newer", MIN, it.cas).await,
+        Err(Error::CasMismatch)
+    ));
+    let it2 = c.gets("f").await.unwrap().unwrap();
+    assert_eq!(it2.value, b"new");
+    assert_ne!(it2.cas, it.cas);
+    c.delete("f").await.unwrap();
+    assert!(matches!(
+        c.cas("f", "x", MIN, it2.cas).await,
+        Err(Error::NotFound)
+    ));
+    assert!(c.gets("f").await.unwrap().is_none());
+
+    for (mode, want) in [
+        (StoreMode::Append, &b"mid>"[..]),
+        (StoreMode::Prepend, b"<mid>"),
+    ] {
+        let o = StoreOptions {
+            mode,
+            ..StoreOptions::default()
+        };
+        let piece: &[u8] = if mode == StoreMode::Append {
+            b">"
+        } else {
+            b"<"
+        };
+        if mode == StoreMode::Append {
+            assert!(matches!(
+                c.store("ap", piece, &o).await,
+                Err(Error::NotStored)
+            ));
+            c.set("ap", "mid", MIN).await.unwrap();
+        }
+        c.store("ap", piece, &o).await.unwrap();
+        assert_eq!(c.get("ap").await.unwrap().as_deref(), Some(want));
+    }
+    let add = StoreOptions {
+        mode: StoreMode::Add,
+        ..StoreOptions::default()
+    };
+    assert!(matches!(
+        c.store("ap", "x", &add).await,
+        Err(Error::NotStored)
+    ));
+}
+both!(conditional_stores_and_cas_, conditional_stores_and_cas);
+
+async fn mget_mset(srv: Server) {
+    let c = srv.client();
+    let none: [&str; 0] = [];
+    assert!(c.mget(&none).await.unwrap().is_empty());
+    let pairs: Vec<(String, Vec<u8>)> = (0..1500)
+        .map(|i| {
+            (
+                format!("m:{i}"),
+                format!("value {i}").repeat(i % 7).into_bytes(),
+            )
+        })
+        .collect();
+    c.mset(&pairs, MIN).await.unwrap();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    for i in 0..1600 {
+        keys.push(format!("m:{i}").into_bytes());
+        if i % 100 == 0 {
+            keys.push(b"binary key \x00".to_vec());
+        }
+    }
+    c.set(b"binary key \x00", "bin", MIN).await.unwrap();
+    let got = c.mget(&keys).await.unwrap();
+    assert_eq!(got.len(), keys.len());
+    for (k, v) in keys.iter().zip(&got) {
+        let k = String::from_utf8_lossy(k);
+        if k.starts_with("binary") {
+            assert_eq!(v.as_deref(), Some(&b"bin"[..]));
+            continue;
+        }
+        let i: usize = k[2..].parse().unwrap();
+        match pairs.get(i) {
+            Some((_, want)) => assert_eq!(v.as_ref(), Some(want), "{k}"),
+            None => assert_eq!(v, &None, "{k}"),
+        }
+    }
+    // A duplicated key is answered at each place.
+    let dup = c.mget(&["m:1", "m:1", "nope", "m:2"]).await.unwrap();
+    assert_eq!(dup[0], dup[1]);
+    assert_eq!(dup[2], None);
+    assert!(matches!(
+        c.mget(&["ok", ""]).await,
+        Err(Error::InvalidKey(_))
+    ));
+}
+both!(mget_mset_, mget_mset);
+
+async fn large_values_and_server_errors(srv: Server) {
+    let c = srv.client();
+    let big = vec![b'x'; 900 * 1024];
+    c.set("big", &big, MIN).await.unwrap();
+    assert_eq!(c.get("big").await.unwrap().as_deref(), Some(&big[..]));
+    let too_big = vec![b'y'; 2 * 1024 * 1024];
+    match c.set("huge", &too_big, MIN).await {
+        Err(Error::Server { message, .. }) => assert!(message.contains("too large"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    match c.mset(&[("h1", &too_big[..]), ("h2", b"small")], MIN).await {
+        Err(Error::Server { message, .. }) => assert!(message.contains("too large"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    // The connection is still in step after the errors.
+    assert_eq!(c.get("h2").await.unwrap().as_deref(), Some(&b"small"[..]));
+    assert_eq!(c.get("huge").await.unwrap(), None);
+    c.ping().await.unwrap();
+}
+both!(
+    large_values_and_server_errors_,
+    large_values_and_server_errors
+);
+
+async fn many_callers_share_connections(srv: Server) {
+    // 200 tasks on 2 pipelined connections: every reply reaches its caller.
+    let c = srv.builder().pool_size(2).build();
+    let mut tasks = Vec::new();
+    for t in 0..200 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                let k = format!("t{t}:{i}");
+                let v = format!("{t}/{i}/{}", "z".repeat((t * 31 + i * 7) % 3000));
+                c.set(&k, &v, MIN).await.unwrap();
+                assert_eq!(c.get(&k).await.unwrap(), Some(v.into_bytes()));
+                if i % 10 == 0 {
+                    let ks: Vec<String> = (0..=i).map(|j| format!("t{t}:{j}")).collect();
+                    assert!(c.mget(&ks).await.unwrap().iter().all(Option::is_some));
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+both!(
+    many_callers_share_connections_,
+    many_callers_share_connections
+);
+
+async fn write_through_and_invalidation(srv: Server) {
+    let c = srv.client();
+    let db = Arc::new(std::sync::Mutex::new(String::from("old")));
+    let d = db.clone();
+    c.write_through("row", "new", MIN, || async move {
+        *d.lock().unwrap() = "new".into();
+        Ok::<_, std::io::Error>(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(*db.lock().unwrap(), "new");
+    assert_eq!(c.get("row").await.unwrap(), Some(b"new".to_vec()));
+    let r = c
+        .write_through("row", "newer", MIN, || async {
+            Err::<(), _>(std::io::Error::other("constraint violated"))
+        })
+        .await;
+    assert!(matches!(r, Err(Error::Source(_))), "{r:?}");
+    assert_eq!(c.get("row").await.unwrap(), Some(b"new".to_vec()));
+
+    assert!(c.invalidate("row").await.unwrap());
+    assert!(!c.invalidate("nothing").await.unwrap());
+    // A stale item still reads (flagged X on the wire) until reloaded.
+    assert_eq!(c.get("row").await.unwrap(), Some(b"new".to_vec()));
+
+    // Neither server has prefix invalidation yet: the call says so.
+    assert!(matches!(
+        c.invalidate_prefix("user:1:").await,
+        Err(Error::Unsupported { .. })
+    ));
+    assert!(matches!(
+        c.invalidate_prefix("a b").await,
+        Err(Error::InvalidKey(_))
+    ));
+    c.ping().await.unwrap();
+}
+both!(
+    write_through_and_invalidation_,
+    write_through_and_invalidation
+);
+
+async fn connect_and_ping(srv: Server) {
+    let c = Client::connect(&srv.addr()).await.unwrap();
+    c.set("p", "q", MIN).await.unwrap();
+    assert_eq!(c.members(), vec![srv.addr()]);
+    assert_eq!(c.node_for_key("p").as_deref(), Some(srv.addr().as_str()));
+    let dead = common::free_port();
+    assert!(Client::connect(&format!("127.0.0.1:{dead}"))
+        .await
+        .unwrap_err()
+        .is_transport());
+    assert!(Client::connect("no:port:x:y").await.is_err());
+}
+both!(connect_and_ping_, connect_and_ping);

@@ -1,0 +1,234 @@
+//! What the client's integration tests share: real servers (the corecache
+//! binary of this workspace, Debian's memcached) on free ports.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use corecache_client::{Client, ClientBuilder, Node};
+
+/// Which server a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Corecache,
+    Memcached,
+}
+
+pub struct Server {
+    pub kind: Kind,
+    pub port: u16,
+    child: Child,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The corecache binary next to this test's build: `CORECACHE_BIN`, else
+/// `target/<profile>/corecache`, else the release one. `cargo test` at the
+/// workspace root builds it (the server's own tests need it).
+pub fn corecache_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CORECACHE_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let candidates = [
+        profile_dir.join("corecache"),
+        profile_dir.parent().unwrap().join("release/corecache"),
+    ];
+    for c in &candidates {
+        if c.exists() {
+            return c.clone();
+        }
+    }
+    panic!(
+        "no corecache binary at {candidates:?}: run `cargo build --release` (or `cargo test --release` at the workspace root), or set CORECACHE_BIN"
+    );
+}
+
+impl Server {
+    pub fn start(kind: Kind) -> Server {
+        Server::start_with(kind, &[])
+    }
+
+    pub fn start_with(kind: Kind, args: &[&str]) -> Server {
+        for _ in 0..5 {
+            if let Some(s) = Server::try_start(kind, free_port(), args) {
+                return s;
+            }
+        }
+        panic!("{kind:?} did not start on any of 5 ports");
+    }
+
+    /// Starts on `port`; None if it did not come up as itself there.
+    pub fn try_start(kind: Kind, port: u16, args: &[&str]) -> Option<Server> {
+        let p = port.to_string();
+        let mut cmd = match kind {
+            Kind::Corecache => {
+                let mut c = Command::new(corecache_bin());
+                c.args(["-p", &p, "-t", "1", "-l", "127.0.0.1"]);
+                c
+            }
+            Kind::Memcached => {
+                let mut c = Command::new("/usr/bin/memcached");
+                c.args([
+                    "-u",
+                    "root",
+                    "-p",
+                    &p,
+                    "-U",
+                    "0",
+                    "-l",
+                    "127.0.0.1",
+                    "-t",
+                    "1",
+                ]);
+                c
+            }
+        };
+        let child = cmd
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {kind:?}: {e}"));
+        let mut s = Server { kind, port, child };
+        s.answers_as_itself().then_some(s)
+    }
+
+    /// A listener on a free port may be taken by another test's server
+    /// between the check and the bind: the server is used only once `stats`
+    /// on the port names its own pid.
+    fn answers_as_itself(&mut self) -> bool {
+        let want = format!("STAT pid {}\r\n", self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s.write_all(b"stats\r\n").unwrap();
+                let mut out = Vec::new();
+                let mut buf = [0u8; 8192];
+                while !out.ends_with(b"END\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => out.extend_from_slice(&buf[..n]),
+                    }
+                }
+                return String::from_utf8_lossy(&out).contains(&want);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn node(&self) -> Node {
+        Node::new("127.0.0.1", self.port)
+    }
+
+    pub fn builder(&self) -> ClientBuilder {
+        Client::builder().node(self.node())
+    }
+
+    pub fn client(&self) -> Client {
+        self.builder().build()
+    }
+
+    /// Kills the server (SIGKILL: a node lost, not a clean stop).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the same kind again on the same port (a node coming back,
+    /// empty).
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = Server::try_start(self.kind, self.port, &[]) {
+                *self = s;
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?} did not come back on {}",
+                self.kind,
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends raw bytes and reads until `end`.
+    pub fn raw(&self, req: &[u8], end: &[u8]) -> Vec<u8> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(req).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while !out.ends_with(end) {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&out));
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `count` servers of `kind` whose ports are consecutive (per-worker port
+/// layout), found by trying.
+pub fn consecutive(kind: Kind, count: u16) -> Vec<Server> {
+    'outer: for _ in 0..50 {
+        let base = free_port();
+        if base.checked_add(count).is_none() {
+            continue;
+        }
+        let mut servers = Vec::new();
+        for i in 0..count {
+            match Server::try_start(kind, base + i, &[]) {
+                Some(s) => servers.push(s),
+                None => continue 'outer,
+            }
+        }
+        return servers;
+    }
+    panic!("no {count} consecutive free ports");
+}
+
+/// Generates one `#[tokio::test]` per server kind running `$body(server)`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn corecache() {
+                super::$body(super::common::Server::start(super::common::Kind::Corecache)).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memcached() {
+                super::$body(super::common::Server::start(super::common::Kind::Memcached)).await
+            }
+        }
+    };
+}

@@ -1,0 +1,291 @@
+//! Cache-aside under contention, against both servers: how many times the
+//! loader runs is counted, never timed.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Server;
+use corecache_client::{AsideConfig, Client, EarlyRefresh, Error, OnLeaseTimeout};
+
+const MIN: Duration = Duration::from_secs(60);
+
+/// `n` callers spread over `clients` separate clients (as if in separate
+/// processes: no shared connection or state) all call `get_or_load(key)`
+/// at once; the loader sleeps `work`, counts, and returns `value`.
+/// Returns what each caller got.
+async fn crowd(
+    clients: &[Client],
+    n: usize,
+    key: &str,
+    work: Duration,
+    value: &'static str,
+    loads: &Arc<AtomicUsize>,
+) -> Vec<Result<Vec<u8>, Error>> {
+    let gate = Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let c = clients[i % clients.len()].clone();
+        let (gate, loads, key) = (gate.clone(), loads.clone(), key.to_string());
+        tasks.push(tokio::spawn(async move {
+            gate.wait().await;
+            c.get_or_load(&key, MIN, || async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(work).await;
+                Ok::<_, std::io::Error>(value.as_bytes().to_vec())
+            })
+            .await
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+fn clients(srv: &Server, n: usize, aside: AsideConfig) -> Vec<Client> {
+    (0..n)
+        .map(|_| srv.builder().aside(aside.clone()).build())
+        .collect()
+}
+
+async fn expired_hot_key_loads_once(srv: Server) {
+    let cs = clients(&srv, 4, AsideConfig::default());
+    cs[0]
+        .set("hot", "old", Duration::from_secs(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(cs[0].get("hot").await.unwrap(), None, "the key has expired");
+    let loads = Arc::new(AtomicUsize::new(0));
+    let got = crowd(
+        &cs,
+        1000,
+        "hot",
+        Duration::from_millis(300),
+        "fresh",
+        &loads,
+    )
+    .await;
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "exactly one loader call");
+    assert!(got.iter().all(|r| r.as_deref().ok() == Some(&b"fresh"[..])));
+    assert_eq!(cs[1].get("hot").await.unwrap(), Some(b"fresh".to_vec()));
+    let t = cs[1].ttl("hot").await.unwrap().unwrap();
+    assert!(
+        t > Duration::from_secs(55),
+        "stored with the caller's TTL: {t:?}"
+    );
+}
+both!(expired_hot_key_loads_once_, expired_hot_key_loads_once);
+
+async fn failed_load_does_not_poison(srv: Server) {
+    let cs = clients(&srv, 2, AsideConfig::default());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Barrier::new(50));
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let c = cs[i % 2].clone();
+        let (gate, calls) = (gate.clone(), calls.clone());
+        tasks.push(tokio::spawn(async move {
+            gate.wait().await;
+            c.get_or_load("flaky", MIN, || async move {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if n == 0 {
+                    Err(std::io::Error::other("database timeout"))
+                } else {
+                    Ok(b"second try".to_vec())
+                }
+            })
+            .await
+        }));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(v) => assert_eq!(v, b"second try"),
+            Err(Error::Source(e)) => {
+                assert!(e.to_string().contains("database timeout"));
+                failed += 1;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    // The failed winner gave the key back; one waiter won it and loaded.
+    assert_eq!((failed, calls.load(Ordering::SeqCst)), (1, 2));
+    assert_eq!(
+        cs[0].get("flaky").await.unwrap(),
+        Some(b"second try".to_vec())
+    );
+}
+both!(failed_load_does_not_poison_, failed_load_does_not_poison);
+
+async fn stale_while_revalidate(srv: Server) {
+    let cs = clients(&srv, 2, AsideConfig::default());
+    cs[0].set("item", "old", MIN).await.unwrap();
+    assert!(cs[0].invalidate("item").await.unwrap());
+    let loads = Arc::new(AtomicUsize::new(0));
+    let got = crowd(&cs, 200, "item", Duration::from_millis(400), "new", &loads).await;
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    let new = got
+        .iter()
+        .filter(|r| r.as_deref().unwrap() == b"new")
+        .count();
+    let old = got
+        .iter()
+        .filter(|r| r.as_deref().unwrap() == b"old")
+        .count();
+    // The winner waited for its load; everyone else was served the stale
+    // value at once instead of waiting.
+    assert_eq!((new, old), (1, 199));
+    assert_eq!(cs[0].get("item").await.unwrap(), Some(b"new".to_vec()));
+    // The stale mark is gone: the next reader is a plain hit.
+    let got = crowd(&cs, 10, "item", Duration::ZERO, "newer", &loads).await;
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert!(got.iter().all(|r| r.as_deref().unwrap() == b"new"));
+}
+both!(stale_while_revalidate_, stale_while_revalidate);
+
+async fn recache_window_refreshes_once(srv: Server) {
+    let aside = AsideConfig {
+        recache_before: Duration::from_secs(30),
+        ..AsideConfig::default()
+    };
+    let cs = clients(&srv, 2, aside);
+    let loads = Arc::new(AtomicUsize::new(0));
+    // 100 s left: outside the window, nobody reloads.
+    cs[0]
+        .set("w", "current", Duration::from_secs(100))
+        .await
+        .unwrap();
+    let got = crowd(&cs, 50, "w", Duration::ZERO, "x", &loads).await;
+    assert_eq!(loads.load(Ordering::SeqCst), 0);
+    assert!(got.iter().all(|r| r.as_deref().unwrap() == b"current"));
+    // 10 s left: inside it, one caller reloads, the others keep the value.
+    cs[0]
+        .set("w", "current", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let got = crowd(
+        &cs,
+        200,
+        "w",
+        Duration::from_millis(300),
+        "refreshed",
+        &loads,
+    )
+    .await;
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    let refreshed = got
+        .iter()
+        .filter(|r| r.as_deref().unwrap() == b"refreshed")
+        .count();
+    assert_eq!(refreshed, 1);
+    assert_eq!(cs[0].get("w").await.unwrap(), Some(b"refreshed".to_vec()));
+    assert!(cs[0].ttl("w").await.unwrap().unwrap() > Duration::from_secs(55));
+}
+both!(
+    recache_window_refreshes_once_,
+    recache_window_refreshes_once
+);
+
+async fn early_refresh_is_probabilistic_and_single(srv: Server) {
+    // delta 20 s, beta 1: with 5 s left each reader asks to refresh with
+    // probability exp(-5/20) = 0.78; with 100 readers someone does, and the
+    // server lets exactly one of them.
+    let eager = AsideConfig {
+        early_refresh: Some(EarlyRefresh {
+            beta: 1.0,
+            delta: Some(Duration::from_secs(20)),
+        }),
+        ..AsideConfig::default()
+    };
+    let cs = clients(&srv, 2, eager);
+    let loads = Arc::new(AtomicUsize::new(0));
+    cs[0].set("x", "v1", Duration::from_secs(5)).await.unwrap();
+    crowd(&cs, 100, "x", Duration::from_millis(200), "v2", &loads).await;
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!(cs[0].get("x").await.unwrap(), Some(b"v2".to_vec()));
+    // With a TTL of hours left, the chance is exp(-3600/20): nobody.
+    cs[0]
+        .set("y", "v1", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    crowd(&cs, 100, "y", Duration::ZERO, "v2", &loads).await;
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+}
+both!(
+    early_refresh_is_probabilistic_and_single_,
+    early_refresh_is_probabilistic_and_single
+);
+
+async fn lease_timeout(srv: Server) {
+    let fail = AsideConfig {
+        lease_wait: Duration::from_millis(300),
+        on_lease_timeout: OnLeaseTimeout::Fail,
+        ..AsideConfig::default()
+    };
+    let load = AsideConfig {
+        on_lease_timeout: OnLeaseTimeout::Load,
+        ..fail.clone()
+    };
+    let slow = srv.client();
+    let impatient = srv.builder().aside(fail).build();
+    let fallback = srv.builder().aside(load).build();
+    let winner = tokio::spawn(async move {
+        slow.get_or_load("slow", MIN, || async {
+            tokio::time::sleep(Duration::from_millis(2000)).await;
+            Ok::<_, std::io::Error>(b"slow value".to_vec())
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = impatient
+        .get_or_load("slow", MIN, || async {
+            Ok::<_, std::io::Error>(b"mine".to_vec())
+        })
+        .await;
+    assert!(matches!(r, Err(Error::LeaseTimeout(_))), "{r:?}");
+    let r = fallback
+        .get_or_load("slow", MIN, || async {
+            Ok::<_, std::io::Error>(b"mine".to_vec())
+        })
+        .await;
+    assert_eq!(r.unwrap(), b"mine");
+    // The fallback stored with the placeholder's CAS; the slow winner's
+    // later store then misses its CAS and does not overwrite it.
+    assert_eq!(winner.await.unwrap().unwrap(), b"slow value");
+    assert_eq!(fallback.get("slow").await.unwrap(), Some(b"mine".to_vec()));
+}
+both!(lease_timeout_, lease_timeout);
+
+#[tokio::test]
+async fn cache_down_serves_from_the_source() {
+    let port = common::free_port();
+    let c = Client::builder()
+        .node(corecache_client::Node::new("127.0.0.1", port))
+        .build();
+    let v = c
+        .get_or_load("k", MIN, || async {
+            Ok::<_, std::io::Error>(b"from db".to_vec())
+        })
+        .await
+        .unwrap();
+    assert_eq!(v, b"from db");
+    let strict = Client::builder()
+        .node(corecache_client::Node::new("127.0.0.1", port))
+        .aside(AsideConfig {
+            load_on_cache_error: false,
+            ..AsideConfig::default()
+        })
+        .build();
+    let r = strict
+        .get_or_load("k", MIN, || async {
+            Ok::<_, std::io::Error>(b"from db".to_vec())
+        })
+        .await;
+    assert!(r.unwrap_err().is_transport());
+}
