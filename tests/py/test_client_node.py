@@ -10,20 +10,25 @@ def node(step):
     return lambda srv: run_json(["node", "node/client.js", f"127.0.0.1:{srv.port}", step])
 
 
-@pytest.mark.parametrize("kind", kinds("stats: version field 0.1.0 does not parse as >= 1.6"))
+@pytest.mark.parametrize("kind", kinds())
 def test_stats(matrix, kind):
     out = same_as_memcached(matrix, kind, node("stats"))
     assert out["version_ok"] and all(out["fields"].values())
 
 
-@pytest.mark.parametrize("group", ["settings", "items", "slabs"])
-@pytest.mark.parametrize("kind", kinds("statsWithKey(group): corecache answers status 4 and closes; memjs never calls back"))
+EMPTY_GROUP = pytest.mark.xfail(strict=True, reason="issue 15: statsWithKey(items/slabs): memcached per-class stats, corecache an empty group")
+
+
+@pytest.mark.parametrize("kind,group", [
+    ("memcached", "settings"), ("memcached", "items"), ("memcached", "slabs"), ("corecache", "settings"),
+    pytest.param("corecache", "items", marks=EMPTY_GROUP), pytest.param("corecache", "slabs", marks=EMPTY_GROUP),
+])
 def test_stats_with_key(matrix, kind, group):
     out = same_as_memcached(matrix, kind, node(group))
     assert out["error"] is None and out["nonempty"] and out["then_get"] == 100
 
 
-@pytest.mark.parametrize("kind", kinds("resetStats: corecache answers status 4 and closes; memjs never calls back"))
+@pytest.mark.parametrize("kind", kinds())
 def test_reset_stats(matrix, kind):
     out = same_as_memcached(matrix, kind, node("reset"))
     assert out == {"reset": True, "after_reset_cmd_get": "0"}

@@ -76,10 +76,6 @@ def test_meta_memcache_data_calls_memcached(matrix):
     assert ["set", True] in same_as_memcached(matrix, "memcached", meta_data)
 
 
-DIFF_META = ("set/delete with cas_token=0 (meta C0): memcached EX (False, value kept), corecache HD (applied)")
-
-
-@pytest.mark.xfail(strict=True, reason="issue 15: " + DIFF_META)
 def test_meta_memcache_data_calls_corecache(matrix):
     same_as_memcached(matrix, "corecache", meta_data)
 
@@ -166,12 +162,12 @@ async def aio_data(c):
     return [[n, list(v) if isinstance(v, tuple) else v] for n, v in ops]
 
 
-@pytest.mark.parametrize("kind", kinds("version(): corecache 0.1.0 does not parse as >= 1.6"))
+@pytest.mark.parametrize("kind", kinds())
 def test_aiomcache_version(matrix, kind):
     assert same_as_memcached(matrix, kind, lambda s: aio(s, aio_version))["version_ok"]
 
 
-@pytest.mark.parametrize("kind", kinds("stats(): version 0.1.0; stats items/slabs are a bare END on corecache"))
+@pytest.mark.parametrize("kind", kinds("stats(): stats items/slabs are a bare END on corecache"))
 def test_aiomcache_stats(matrix, kind):
     out = same_as_memcached(matrix, kind, lambda s: aio(s, aio_stats))
     assert out["general"]["version_ok"] and out["items"]["nonempty"]

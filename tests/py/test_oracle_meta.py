@@ -23,20 +23,17 @@ def run(pair, cmds):
 # --- CAS: C0 never matches; a compare is exact in ms, md, ma. ---
 
 CAS_ZERO = [
-    case("ms_C0_missing", b"ms k 1 C0\r\nx\r\n", b"mg k v\r\n",
-         marks=xfail("ms k 1 C0 on a miss: memcached NF, corecache HD (stores k)")),
-    case("ms_C0_present", b"ms k 1\r\na\r\n", b"ms k 1 C0\r\nx\r\n", b"mg k v\r\n",
-         marks=xfail("ms k 1 C0 on a hit: memcached EX, corecache HD (overwrites)")),
+    case("ms_C0_missing", b"ms k 1 C0\r\nx\r\n", b"mg k v\r\n"),
+    case("ms_C0_present", b"ms k 1\r\na\r\n", b"ms k 1 C0\r\nx\r\n", b"mg k v\r\n"),
     case("md_C0_missing", b"md k C0\r\n"),
-    case("md_C0_present", b"ms k 1\r\na\r\n", b"md k C0\r\n", b"mg k v\r\n",
-         marks=xfail("md k C0 on a hit: memcached EX, corecache HD (deletes)")),
+    case("md_C0_present", b"ms k 1\r\na\r\n", b"md k C0\r\n", b"mg k v\r\n"),
     case("ma_C0_present", b"ms n 1\r\n1\r\n", b"ma n C0 v\r\n", b"mg n v\r\n"),
     case("ma_C0_missing", b"ma n C0 v\r\n", b"ma n C0 N0 J3 v\r\n"),
-    case("ms_C0_quiet", b"ms k 1\r\na\r\n", b"ms k 1 C0 q\r\nx\r\n", b"md k C0 q\r\n", b"mg k v\r\n",
-         marks=xfail("ms k 1 C0 q / md k C0 q on a hit: memcached EX each, corecache silent (both applied)")),
+    case("ms_C0_quiet", b"ms k 1\r\na\r\n", b"ms k 1 C0 q\r\nx\r\n", b"md k C0 q\r\n", b"mg k v\r\n"),
     case("ms_modes_C0", b"ms k 1\r\na\r\n", b"ms k 1 C0 MA\r\nx\r\n", b"ms k 1 C0 MP\r\nx\r\n", b"ms k 1 C0 MR\r\nx\r\n",
          b"ms z 1 C0 ME\r\nx\r\n", b"mg k v\r\n", b"mg z v\r\n",
-         marks=xfail("ms k 1 C0 MA/MP/MR: memcached EX, corecache HD (applied)")),
+         marks=xfail("ms k 1 C0 MA / MP and ms z 1 C0 ME (a miss): memcached HD (applied, C0 unchecked), corecache EX / NF "
+                     "(not applied); MR: EX on both")),
 ]
 
 
@@ -81,12 +78,9 @@ def test_meta_invalidate_with_stale_cas(pair):
 # --- Quiet: q hides HD (and EN for mg), never NF/NS/EX or errors. ---
 
 QUIET = [
-    case("md_miss_opaque", b"md x q O1\r\n",
-         marks=xfail("md x q O1 on a miss: memcached NF O1, corecache silent")),
-    case("ma_miss_opaque", b"ma x q O1\r\n",
-         marks=xfail("ma x q O1 on a miss: memcached NF O1, corecache silent")),
-    case("md_ma_miss_key", b"md x q k\r\n", b"ma x q k v\r\n",
-         marks=xfail("md/ma x q k on a miss: memcached NF kx, corecache silent")),
+    case("md_miss_opaque", b"md x q O1\r\n"),
+    case("ma_miss_opaque", b"ma x q O1\r\n"),
+    case("md_ma_miss_key", b"md x q k\r\n", b"ma x q k v\r\n"),
     case("mg_miss_hit", b"mg x q v O1\r\n", b"ms k 1 q\r\na\r\n", b"mg k q v O2\r\n", b"mg k q O3\r\n", b"mg k q k\r\n"),
     case("md_hit", b"ms k 1\r\na\r\n", b"md k q O1\r\n", b"mg k v\r\n"),
     case("ms_not_stored", b"ms k 1\r\na\r\n", b"ms k 1 q ME O1\r\nb\r\n", b"ms z 1 q MR O2\r\nb\r\n", b"ms z 1 q MA\r\nb\r\n"),
@@ -96,7 +90,7 @@ QUIET = [
     case("errors", b"mg k q zz\r\n", b"ms k q\r\n", b"ms k 1 q Fx\r\na\r\n", b"ma n q Dx\r\n"),
     case("mn_flushes", b"mg a q v\r\n", b"mg b q v\r\n", b"mn\r\n"),
     case("base64_key", b"ms Zm9v 1 b q\r\na\r\n", b"mg Zm9v b k v\r\n", b"mg foo v\r\n", b"md Zm9v b q k\r\n", b"md Zm9v b q k\r\n",
-         marks=xfail("md <b64> b q k on a miss: memcached NF with the key, corecache silent")),
+         marks=xfail("mg/md <b64> b k: memcached echoes the key flag before b (kZm9v b), corecache after (b kZm9v)")),
 ]
 
 

@@ -39,7 +39,9 @@ TRAFFIC = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: counters after the same traffic differ (see the per-command test)")
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 15: counters after the same traffic differ: total_items memcached 5, corecache 8 (see the per-command test); "
+    "get_expired memcached 1, corecache 0 (the get of the item set with exptime -1)"))
 def test_counters_after_traffic(make_pair):
     p = make_pair("-t", "2", "-m", "64")
 
@@ -141,7 +143,8 @@ def test_stats_reset_reaches_every_worker(make_pair):
 
 
 test_stats_reset_reaches_every_worker = xfail(
-    "stats reset: memcached zeroes every worker's counters, corecache only the receiving worker's")(test_stats_reset_reaches_every_worker)
+    "stats reset: memcached zeroes total_items too, corecache keeps it "
+    "(the other counters are zeroed on every worker)")(test_stats_reset_reaches_every_worker)
 
 
 def test_cache_memlimit(make_pair):
@@ -159,14 +162,13 @@ def test_cache_memlimit(make_pair):
 
 
 test_cache_memlimit = xfail(
-    "cache_memlimit 128 on -m 64: memcached OK and maxbytes/limit_maxbytes 134217728, corecache refuses growth; "
+    "cache_memlimit 128 on -m 64: memcached OK and maxbytes/limit_maxbytes 134217728, corecache refuses growth "
+    "(MEMLIMIT_ADJUST_FAILED; 96 noreply not applied); "
     "stats settings maxbytes keeps the start-up value")(test_cache_memlimit)
 
 
 # --- -F: flush disabled in every protocol; the data stays. ---
 
-@xfail("-F: flush_all noreply: memcached silent, corecache CLIENT_ERROR flush_all not allowed; binary FLUSH/FLUSHQ: "
-       "memcached status 0x20 'Auth failure.' and keeps the data, corecache status 0 and flushes; cmd_flush 3 vs 4")
 def test_flush_disabled(make_pair):
     p = make_pair("-t", "2", "-m", "64", "-F")
 
@@ -203,7 +205,6 @@ def store(cmd, n=BIG, extra=b""):
     return cmd + b" k 0 0 %d%s\r\n" % (n, extra) + b"x" * n + b"\r\n"
 
 
-MS_TOO_LARGE = "ms over -I: memcached SERVER_ERROR object too large for cache and removes the old value (any mode), corecache keeps it"
 OVERSIZE_TEXT = [
     pytest.param([store(b"set")], id="set"),
     pytest.param([store(b"set", extra=b" noreply")], id="set_noreply"),
@@ -213,10 +214,10 @@ OVERSIZE_TEXT = [
     pytest.param([store(b"prepend")], id="prepend"),
     pytest.param([b"cas k 0 0 %d 1\r\n" % BIG + b"x" * BIG + b"\r\n"], id="cas"),
     pytest.param([b"set k 0 0 1500\r\n" + b"y" * 1500 + b"\r\n", b"append k 0 0 1500\r\n" + b"z" * 1500 + b"\r\n"], id="append_grows_past"),
-    pytest.param([b"ms k %d\r\n" % BIG + b"x" * BIG + b"\r\n"], id="ms", marks=xfail(MS_TOO_LARGE)),
-    pytest.param([b"ms k %d MA\r\n" % BIG + b"x" * BIG + b"\r\n"], id="ms_append", marks=xfail(MS_TOO_LARGE)),
-    pytest.param([b"ms k %d q O5\r\n" % BIG + b"x" * BIG + b"\r\n"], id="ms_quiet", marks=xfail(MS_TOO_LARGE)),
-    pytest.param([b"ms k %d ME\r\n" % BIG + b"x" * BIG + b"\r\n"], id="ms_add", marks=xfail(MS_TOO_LARGE)),
+    pytest.param([b"ms k %d\r\n" % BIG + b"x" * BIG + b"\r\n"], id="ms"),
+    pytest.param([b"ms k %d MA\r\n" % BIG + b"x" * BIG + b"\r\n"], id="ms_append"),
+    pytest.param([b"ms k %d q O5\r\n" % BIG + b"x" * BIG + b"\r\n"], id="ms_quiet"),
+    pytest.param([b"ms k %d ME\r\n" % BIG + b"x" * BIG + b"\r\n"], id="ms_add"),
 ]
 
 
@@ -227,15 +228,15 @@ def test_oversize_text_and_meta(make_pair, cmds):
     assert TIMEOUT not in b"".join(x for x in out if isinstance(x, bytes))
 
 
-BIN_SET_TOO_LARGE = xfail("binary SET over -I: memcached status 3 and removes the old value (store_too_large stays 0), "
-                          "corecache status 3, keeps the old value and counts store_too_large")
+BIN_SET_TOO_LARGE = xfail("binary SET over -I: both status 3 and remove the old value; memcached store_too_large "
+                          "stays 0, corecache counts it")
 OVERSIZE_BIN = [
     pytest.param([bin_set(b"k", b"x" * BIG)], id="set", marks=BIN_SET_TOO_LARGE),
     pytest.param([bin_set(b"k", b"x" * BIG, op=OP_SETQ)], id="setq", marks=BIN_SET_TOO_LARGE),
     pytest.param([bin_set(b"k", b"x" * BIG, op=OP_ADD)], id="add", marks=xfail(
         "binary ADD over -I on an existing key: memcached store_too_large stays 0, corecache counts it")),
     pytest.param([bin_request(OP_APPEND, b"k", value=b"x" * BIG)], id="append", marks=xfail(
-        "binary APPEND over -I: memcached status 3 'Too large.', corecache status 5 'Not stored.'")),
+        "binary APPEND over -I: both status 3 'Too large.'; memcached store_too_large stays 0, corecache counts it")),
     pytest.param([bin_set(b"k", b"x" * 100000)], id="set_100k", marks=BIN_SET_TOO_LARGE),
 ]
 
