@@ -212,7 +212,10 @@ fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     a.invalidate = f.invalidate;
     a.new_cas = f.new_cas;
     a.vivify = f.vivify;
-    let r = if f.cas == Some(0) {
+    // memcached 1.6.18 (measured): in set and replace modes C makes the
+    // store a CAS store, whose 0 matches nothing; append, prepend and add
+    // compare a C only when it is not 0.
+    let r = if f.cas == Some(0) && matches!(mode, Mode::Set | Mode::Replace) {
         sh.store_cas_zero(key)
     } else {
         sh.store_item(&a, StoreCmd::Meta, mode)
@@ -288,7 +291,7 @@ fn delete(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> boo
     r == DeleteOutcome::Deleted
 }
 
-/// ma. Returns true for HD (hidden by quiet mode).
+/// ma. Returns true for HD and VA (hidden by quiet mode).
 fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     let f = m.f;
     let incr = match f.mode.unwrap_or(b'I') {
@@ -357,8 +360,9 @@ fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool
         out.extend_from_slice(d.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    // As md: quiet hides only HD.
-    code == "HD"
+    // Quiet hides the success codes, HD and VA (memcached 1.6.18,
+    // measured); NF and EX still go.
+    code == "HD" || code == "VA"
 }
 
 /// me: item metadata in memcached's debug format.

@@ -203,17 +203,22 @@ fn cas_unique_zero_never_matches_in_text_and_meta() {
     assert_eq!(run(&mut sh, "md k C0\r\n"), "NF\r\n");
     assert_eq!(run(&mut sh, "ma k C0\r\n"), "NF\r\n");
     assert_eq!(run(&mut sh, "get k\r\n"), "END\r\n");
+    assert_eq!(run(&mut sh, "ms k 1 MR C0\r\nx\r\n"), "NF\r\n");
     // present key: exists, and the value stays
     run(&mut sh, "set k 0 0 1\r\n5\r\n");
     assert_eq!(run(&mut sh, "cas k 0 0 1 0\r\nx\r\n"), "EXISTS\r\n");
     assert_eq!(run(&mut sh, "ms k 1 C0\r\nx\r\n"), "EX\r\n");
     assert_eq!(run(&mut sh, "md k C0\r\n"), "EX\r\n");
+    assert_eq!(run(&mut sh, "ms k 1 MR C0\r\nx\r\n"), "EX\r\n");
     assert_eq!(run(&mut sh, "get k\r\n"), "VALUE k 0 1\r\n5\r\nEND\r\n");
     // ... but memcached 1.6.18's ma takes C0 as no check (measured).
     assert_eq!(run(&mut sh, "ma k C0\r\n"), "HD\r\n");
+    // append takes C0 as no check, but compares any other unique
+    assert_eq!(run(&mut sh, "ms k 1 MA C999\r\ny\r\n"), "EX\r\n");
+    assert_eq!(run(&mut sh, "ms k 1 MA C0\r\ny\r\n"), "HD\r\n");
     // counted as memcached counts a CAS that misses or mismatches
-    assert_eq!(sh.c.cas_misses, 2);
-    assert_eq!(sh.c.cas_badval, 2);
+    assert_eq!(sh.c.cas_misses, 3);
+    assert_eq!(sh.c.cas_badval, 4);
 }
 
 /// An exptime already past still finds the item: touch answers TOUCHED,
@@ -246,6 +251,7 @@ fn quiet_mode_hides_only_success() {
     assert_eq!(run(&mut sh, "mg x v q O3\r\nmn\r\n"), "MN\r\n");
     assert_eq!(run(&mut sh, "ms x 1 q\r\n7\r\nmn\r\n"), "MN\r\n");
     assert_eq!(run(&mut sh, "ma x q\r\nmn\r\n"), "MN\r\n");
+    assert_eq!(run(&mut sh, "ma x q v\r\nmn\r\n"), "MN\r\n");
     assert_eq!(run(&mut sh, "md x q C999\r\n"), "EX\r\n");
     assert_eq!(run(&mut sh, "md x q\r\nmn\r\n"), "MN\r\n");
 }
