@@ -30,8 +30,10 @@ installed libcache-memcached-perl || need_apt+=(libcache-memcached-perl)
 installed libcache-memcached-fast-perl || need_apt+=(libcache-memcached-fast-perl)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
-# tests/py/scale: twemproxy.
+# tests/py/scale and the client crate's ring tests: twemproxy; the client's
+# placement test builds a C program against libmemcached.
 [ -x /usr/sbin/nutcracker ] || need_apt+=(nutcracker)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   # Debian's memcached package starts a service on 11211; the tests use free
@@ -69,4 +71,5 @@ fi
 
 cargo build --release
 cargo test --release
+cargo test --release -p corecache-client --all-features --test typed_blocking
 .venv/bin/pytest -q tests/py
