@@ -20,10 +20,11 @@ impl Worker {
             c.queued_for_send = true;
             self.to_send.push(idx);
         }
-        if c.eof && !c.closing && !c.recv_inflight && !c.over_cap() && c.get.is_none() {
+        if c.eof && !c.closing && !c.recv_inflight && !c.paused && !c.over_cap() && c.get.is_none()
+        {
             // Input has ended and all of it is parsed (parsing stops short
-            // only at the cap or an unfinished get): what is left is an
-            // incomplete request, which memcached drops too.
+            // only at the cap, while paused, or in an unfinished get): what
+            // is left is an incomplete request, which memcached drops too.
             c.closing = true;
         }
         if c.closing {
