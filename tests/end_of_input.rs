@@ -248,7 +248,7 @@ fn sighup_is_ignored_and_the_pidfile_goes_on_every_exit() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         exchange(&srv, b"version\r\n", b"\r\n"),
-        b"VERSION 0.1.0\r\n",
+        version_line().as_bytes(),
         "still answering after SIGHUP"
     );
     assert_eq!(srv.stop(), 0);
@@ -258,11 +258,12 @@ fn sighup_is_ignored_and_the_pidfile_goes_on_every_exit() {
     // host does not have.
     let st = Command::new(env!("CARGO_BIN_EXE_corecache"))
         .args(["-p", &free_port().to_string(), "-l", "192.0.2.1", "-P", p])
+        .args(AS_ROOT)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .unwrap();
-    assert_eq!(st.code(), Some(1));
+    assert_ne!(st.code(), Some(0));
     assert!(!pidfile.exists(), "pidfile removed after a failed start");
     let _ = std::fs::remove_dir_all(&dir);
 }
