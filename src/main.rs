@@ -67,7 +67,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
         eprintln!("corecache: {n}");
     }
     let user = identity::resolve(cfg.user.as_deref())?;
-    limits::raise_nofile(cfg.max_conns);
+    limits::raise_nofile(cfg.max_conns)?;
     if cfg.core_dumps {
         limits::enable_core_dumps()?;
     }
@@ -234,6 +234,10 @@ fn serve(
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        // memcached: SIGUSR1 stops gracefully; SIGHUP (a closed terminal,
+        // a logrotate hook) must not lose the cache.
+        libc::signal(libc::SIGUSR1, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 

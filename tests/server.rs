@@ -244,14 +244,6 @@ fn sigterm_finishes_in_flight_work_and_exits_zero() {
     assert_eq!(srv.stop(), 0);
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn client_that_does_not_read_is_paused_not_buffered() {
     let srv = Server::start(&["-t", "2", "-m", "64"]);

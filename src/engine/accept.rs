@@ -1,21 +1,67 @@
-//! Accepting connections: the connection limit (`-c`), and the connection
-//! table whose slots and generations make a `ConnId`.
+//! Accepting connections: the connection limit (`-c`), running out of
+//! descriptors, and the connection table whose slots and generations make
+//! a `ConnId`.
+//!
+//! Out of descriptors (EMFILE, ENFILE), a failed accept ends the multishot
+//! accept, and re-arming it at once would fail at once, in a loop. As
+//! memcached, accepting pauses instead (counted in `listen_disabled_num`;
+//! `accepting_conns` is 0 meanwhile): the clients wait in the listen
+//! backlog, and accepting resumes when this process frees a descriptor (any
+//! worker: descriptors are the process's), or, for shortages beyond it
+//! (ENFILE, ENOMEM, ENOBUFS), once a second.
 use super::conn::Conn;
 use super::user_data::GEN_MASK;
 use super::worker::Worker;
 use io_uring::cqueue;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+
+/// Descriptors this process has closed (connections, refused ones).
+static FDS_FREED: AtomicU64 = AtomicU64::new(0);
+/// Listeners, over all workers, whose accepting is paused.
+static PAUSED: AtomicUsize = AtomicUsize::new(0);
+
+/// Records that this process closed a descriptor.
+pub fn descriptor_freed() {
+    FDS_FREED.fetch_add(1, Relaxed);
+}
+
+/// A listener's paused accepting.
+#[derive(Clone, Copy, Debug)]
+pub struct AcceptPause {
+    /// `FDS_FREED` when it paused.
+    freed: u64,
+    /// The shortage is the system's or the kernel's, not this process's
+    /// descriptor limit: retried once a second.
+    beyond_us: bool,
+}
 
 impl Worker {
     pub(super) fn on_accept(&mut self, li: u32, res: i32, flags: u32) {
+        let shortage = matches!(
+            -res,
+            libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS
+        );
+        if shortage && !self.stopping {
+            if self.accept_paused[li as usize].is_none() {
+                self.shard.c.listen_disabled_num += 1;
+                PAUSED.fetch_add(1, Relaxed);
+            }
+            self.accept_paused[li as usize] = Some(AcceptPause {
+                freed: FDS_FREED.load(Relaxed),
+                beyond_us: res != -libc::EMFILE,
+            });
+            // The error ended the multishot accept (a kernel that kept it
+            // would fail again at once); `retry_accepts` re-arms it.
+            return;
+        }
         if !cqueue::more(flags) && !self.stopping {
             let fd = self.listeners[li as usize];
             self.arm_accept(li, fd);
         }
         if res < 0 {
-            if res == -libc::EMFILE || res == -libc::ENFILE {
-                self.shard.c.listen_disabled_num += 1;
-            }
+            // A connection that failed before it was accepted: the others
+            // are still there.
             return;
         }
         let fd = res;
@@ -34,6 +80,7 @@ impl Worker {
                 libc::write(fd, msg.as_ptr() as *const libc::c_void, msg.len());
                 libc::close(fd);
             }
+            descriptor_freed();
             return;
         }
         self.shard.c.curr_connections += 1;
@@ -51,6 +98,28 @@ impl Worker {
         conn.last_active = self.last_sec;
         self.conns[idx as usize] = Some(conn);
         self.arm_recv(idx);
+    }
+
+    /// Re-arms paused accepts once a descriptor was freed (or, for a
+    /// shortage beyond this process, once a second), and publishes whether
+    /// the server accepts: worker 0 speaks for all in `accepting_conns`,
+    /// memcached's 0/1.
+    pub(super) fn retry_accepts(&mut self, new_second: bool) {
+        let freed = FDS_FREED.load(Relaxed);
+        for li in 0..self.accept_paused.len() {
+            let Some(p) = self.accept_paused[li] else {
+                continue;
+            };
+            if !self.stopping && (p.freed != freed || p.beyond_us && new_second) {
+                // Accepting again; if still short, the accept says so and
+                // it pauses (and is counted) once more, as in memcached.
+                self.accept_paused[li] = None;
+                PAUSED.fetch_sub(1, Relaxed);
+                let fd = self.listeners[li];
+                self.arm_accept(li as u32, fd);
+            }
+        }
+        self.shard.c.accepting_conns = u64::from(self.id == 0 && PAUSED.load(Relaxed) == 0);
     }
 
     pub(super) fn conn_mut(&mut self, idx: u32, gen: u32) -> Option<&mut Conn> {

@@ -87,6 +87,11 @@ impl BufRing {
         &self.bufs[start..start + len.min(self.buf_size)]
     }
 
+    /// Each buffer's size in bytes.
+    pub fn buf_size(&self) -> usize {
+        self.buf_size
+    }
+
     /// Hands a buffer back to the kernel.
     pub fn recycle(&mut self, bid: u16) {
         self.put(bid);

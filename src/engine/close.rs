@@ -1,23 +1,52 @@
-//! Closing: a connection marked closing goes once its output is out and no
-//! operation on it is in flight; a failed peer is abandoned with its
-//! output; `-o idle_timeout` closes silent connections.
+//! Closing: a connection whose input has ended (the peer's end of input,
+//! or the server stopping) is answered in full, then closes once its
+//! replies are out; a failed peer is abandoned with its output;
+//! `-o idle_timeout` closes silent connections.
+use super::accept::descriptor_freed;
+use super::user_data::{ConnId, Kind, UserData};
 use super::worker::Worker;
+use io_uring::opcode;
 use std::sync::atomic::Ordering::SeqCst;
 
+/// Buffers larger than this are not kept by a connection with nothing in
+/// them (send.rs), and count towards trimming the heap when freed.
+pub const KEEP_MAX: usize = 64 * 1024;
+
 impl Worker {
+    /// No more input will be read from connection `idx` (the server is
+    /// stopping): its receive is cancelled, what it sent is still answered.
+    pub(super) fn end_input(&mut self, idx: u32) {
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return;
+        };
+        c.eof = true;
+        if c.recv_inflight {
+            let e =
+                opcode::AsyncCancel::new(UserData::new(Kind::Recv, ConnId { idx, gen: c.gen }).0)
+                    .build()
+                    .user_data(UserData::plain(Kind::Cancel, idx).0);
+            self.push_sqe(e);
+        }
+        self.after_process(idx);
+    }
+
     /// The peer is gone or failed: nothing more can be delivered.
     pub(super) fn abandon(&mut self, idx: u32) {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };
         c.closing = true;
-        c.out.clear();
-        c.pending.clear();
-        c.out_refs.release(&mut self.shard.store);
+        let mut refs = c.drop_replies();
         if !c.send_inflight {
             // A send in flight still reads them; its completion lets go.
-            c.sending_refs.release(&mut self.shard.store);
+            refs.append(&mut c.sending_refs);
         }
+        if c.send_inflight || c.recv_inflight {
+            // SAFETY: shutting down our socket makes its operations
+            // complete, so the connection can close.
+            unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
+        }
+        self.release_refs(&mut refs);
         self.try_close(idx);
     }
 
@@ -30,7 +59,7 @@ impl Worker {
         if !c.closing {
             return;
         }
-        if !c.out.is_empty() && !c.send_inflight && !c.queued_for_send {
+        if c.send_ready() && !c.send_inflight && !c.queued_for_send {
             c.queued_for_send = true;
             self.to_send.push(idx);
             return;
@@ -45,14 +74,18 @@ impl Worker {
         }
         // SAFETY: no operation references the fd or buffers any more.
         unsafe { libc::close(c.fd) };
+        descriptor_freed();
+        let big = [c.inbuf.capacity(), c.out.capacity(), c.sending.capacity()];
+        self.freed += big.iter().filter(|&&n| n > KEEP_MAX).sum::<usize>();
         self.conns[idx as usize] = None;
         self.free.push(idx);
         self.shard.c.curr_connections = self.shard.c.curr_connections.saturating_sub(1);
         self.shared.conns.fetch_sub(1, SeqCst);
     }
 
-    /// `-o idle_timeout`: closes connections silent for that long, once
-    /// their replies are out.
+    /// `-o idle_timeout`: closes connections that neither sent nor took
+    /// bytes for that long, once their replies are out; one whose replies
+    /// cannot go (the peer does not read) is abandoned.
     pub(super) fn close_idle(&mut self, now: u32) {
         let limit = self.shared.settings.idle_timeout;
         if limit == 0 {
@@ -60,9 +93,14 @@ impl Worker {
         }
         for i in 0..self.conns.len() {
             if let Some(c) = self.conns[i].as_mut() {
-                if now.saturating_sub(c.last_active) >= limit && c.pending.is_empty() {
+                if now.saturating_sub(c.last_active) < limit {
+                    continue;
+                }
+                if c.drained() && c.get.is_none() {
                     c.closing = true;
                     self.try_close(i as u32);
+                } else if c.waiting == 0 {
+                    self.abandon(i as u32);
                 }
             }
         }

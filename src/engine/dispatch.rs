@@ -5,12 +5,15 @@
 //! the request goes to this shard, its key's owner, every shard, or the
 //! server commands (`server_cmd.rs`).
 
+use super::conn::GetCursor;
 use super::hop::Job;
+use super::multiget::GetRun;
 use super::route::owner;
 use super::worker::Worker;
 use crate::admin::family::Family;
 use crate::exec;
 use crate::exec::reply::push_line;
+use crate::exec::value_ref::ZC_MIN;
 use crate::protocol::binary::{self, status, Kind};
 use crate::protocol::meta::{base64_decode, MetaCmd};
 use crate::protocol::text;
@@ -158,13 +161,16 @@ fn broadcast_job(req: &Request) -> Option<Job> {
 
 impl Worker {
     /// Dispatches one whole request of connection `idx`; `raw` is its
-    /// bytes as received (what a forward or broadcast carries).
-    pub(super) fn dispatch(&mut self, idx: u32, req: Request, raw: &[u8]) {
+    /// bytes as received (what a forward or broadcast carries). Returns
+    /// false if the request is not finished (a multi-key get suspended,
+    /// see multiget.rs): its bytes must stay where they are.
+    pub(super) fn dispatch(&mut self, idx: u32, req: Request, raw: &[u8]) -> bool {
         let mut kbuf = [0u8; KEY_MAX + 6];
         let (op, route) = classify(&req, &mut kbuf);
         self.note_parsed(idx, op);
         if let Some(why) = self.policy(op, route) {
-            return self.refuse(idx, why, &req);
+            self.refuse(idx, why, &req);
+            return true;
         }
         let binary = matches!(req, Request::Binary(_));
         match route {
@@ -177,7 +183,7 @@ impl Worker {
                     self.forward_raw(idx, to, binary, raw);
                 }
             }
-            Route::Split(keys) => self.split_get(idx, &req, keys),
+            Route::Split(keys) => return self.split_get(idx, &req, keys, raw),
             Route::Broadcast => {
                 if let Some(job) = broadcast_job(&req) {
                     self.broadcast(job);
@@ -186,6 +192,7 @@ impl Worker {
             }
             Route::Server => self.server_cmd(idx, op, &req),
         }
+        true
     }
 
     /// Notes a request for the latency histograms (admin port), which
@@ -273,45 +280,59 @@ impl Worker {
         }
     }
 
-    /// Runs `f` on this shard with the connection's reply buffer.
+    /// Runs `f` on this shard with the connection's reply buffer; values
+    /// of `ZC_MIN` bytes or more go by reference.
     pub(super) fn exec_with(&mut self, idx: u32, f: impl FnOnce(&mut exec::Shard, &mut Vec<u8>)) {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };
-        self.shard.zc_on = c.pending.is_empty();
-        f(&mut self.shard, c.reply_buf());
-        self.shard.zc_on = false;
+        let (out, refs) = c.reply_target();
+        self.shard.zc_min = ZC_MIN;
+        f(&mut self.shard, out);
+        self.shard.zc_min = usize::MAX;
         if !self.shard.zc_refs.is_empty() {
-            c.out_refs.append(&mut self.shard.zc_refs);
+            refs.append(&mut self.shard.zc_refs);
         }
     }
 
-    /// A text get/gets/gat/gats: one key, or all keys, here when this
-    /// worker owns them; otherwise each key on its owner, in order.
-    fn split_get(&mut self, idx: u32, req: &Request, keys: &[u8]) {
+    /// A text get/gets/gat/gats: one key here, or forwarded whole to its
+    /// owner; several keys each on its owner, in order (multiget.rs).
+    /// Returns false if the keys are not all done yet.
+    fn split_get(&mut self, idx: u32, req: &Request, keys: &[u8], raw: &[u8]) -> bool {
         let Request::Text(text::Request::Get { cas, touch, .. }) = *req else {
-            return self.exec_local(idx, req);
+            self.exec_local(idx, req);
+            return true;
         };
         let n = self.shared.mesh.n;
         let mut it = text::tokens(keys);
-        let first = it.next();
-        let single = it.next().is_none();
-        if n == 1 || single && first.is_some_and(|k| owner(&self.route, n, k) == self.id) {
-            return self.exec_local(idx, req);
-        }
-        for k in text::tokens(keys) {
-            let to = owner(&self.route, n, k);
-            if to == self.id {
-                self.exec_with(idx, |sh, out| exec::text::get_key(sh, k, cas, touch, out));
+        if let (Some(k), None) = (it.next(), it.next()) {
+            let to = if n == 1 {
+                self.id
             } else {
-                let job = super::hop::Job::GetKey {
-                    key: k.to_vec(),
-                    cas,
-                    touch,
-                };
-                self.forward(idx, to, job);
+                owner(&self.route, n, k)
+            };
+            if to == self.id {
+                self.exec_local(idx, req);
+            } else {
+                self.forward_raw(idx, to, false, raw);
+            }
+            return true;
+        }
+        // `keys` is a slice of `raw`.
+        let next = keys.as_ptr() as usize - raw.as_ptr() as usize;
+        let cur = GetCursor {
+            next,
+            end: next + keys.len(),
+            used: raw.len(),
+            cas,
+            touch,
+        };
+        match self.run_get(idx, raw, cur) {
+            GetRun::Done => true,
+            GetRun::Suspended(cur) => {
+                self.conn(idx).get = Some(cur);
+                false
             }
         }
-        self.conn(idx).reply_buf().extend_from_slice(b"END\r\n");
     }
 }

@@ -1,20 +1,37 @@
 //! Framing: cuts a connection's bytes into whole requests of its protocol
 //! (chosen from the first byte), drops refused data blocks as they arrive,
-//! and hands each request to the dispatcher.
+//! continues a suspended multi-key get, and hands each request to the
+//! dispatcher. Work is linear in the bytes: a text line arriving in pieces
+//! is searched for its end once (`Conn::scanned`), not once per piece.
 use super::dispatch::Request;
+use super::multiget::GetRun;
 use super::worker::Worker;
 use crate::protocol::{binary, text, Parse, Proto};
 
 impl Worker {
-    /// Parses and executes whole requests from `inbuf`; returns the bytes
-    /// used. Stops at an incomplete request, a closing connection, or when
-    /// the client has too many unsent replies.
+    /// Parses and executes whole requests from `inbuf`, which starts at the
+    /// connection's first unparsed byte; returns the bytes used. Stops at
+    /// an incomplete or unfinished request, a closing connection, or when
+    /// the connection is at its memory cap.
     pub(super) fn parse_loop(&mut self, idx: u32, inbuf: &[u8]) -> usize {
         let mut pos = 0;
         let item_max = self.shared.settings.item_max;
         while let Some(c) = self.conns[idx as usize].as_mut() {
             if c.closing || c.over_cap() {
                 break;
+            }
+            if let Some(cur) = c.get.take() {
+                // Only ever at the front: nothing is parsed behind it.
+                match self.run_get(idx, &inbuf[pos..], cur) {
+                    GetRun::Done => {
+                        pos += cur.used;
+                        continue;
+                    }
+                    GetRun::Suspended(cur) => {
+                        self.conn(idx).get = Some(cur);
+                        break;
+                    }
+                }
             }
             if c.skip > 0 {
                 let n = c.skip.min(inbuf.len() - pos);
@@ -30,9 +47,14 @@ impl Worker {
             let proto = *c.proto.get_or_insert(Proto::detect(inbuf[pos]));
             let buf = &inbuf[pos..];
             let used = match proto {
-                Proto::Text => self.step(idx, text::parse(buf, item_max), buf, |w, req, raw| {
-                    w.dispatch(idx, Request::Text(req), raw)
-                }),
+                Proto::Text => {
+                    let mut scanned = c.scanned;
+                    let parsed = text::parse_stream(buf, item_max, &mut scanned, c.read_full);
+                    c.scanned = scanned;
+                    self.step(idx, parsed, buf, |w, req, raw| {
+                        w.dispatch(idx, Request::Text(req), raw)
+                    })
+                }
                 Proto::Binary => {
                     self.step(idx, binary::parse(buf, item_max), buf, |w, req, raw| {
                         w.dispatch(idx, Request::Binary(req), raw)
@@ -47,18 +69,20 @@ impl Worker {
 
     /// Acts on one parse result, for either protocol: dispatches a whole
     /// request (arranging to drop a refused data block), or says to stop
-    /// (more bytes needed, or the connection must close). Returns the bytes
-    /// used.
+    /// (more bytes needed, the request is not finished, or the connection
+    /// must close). Returns the bytes used.
     pub(super) fn step<T>(
         &mut self,
         idx: u32,
         parsed: Parse<T>,
         buf: &[u8],
-        dispatch: impl FnOnce(&mut Self, T, &[u8]),
+        dispatch: impl FnOnce(&mut Self, T, &[u8]) -> bool,
     ) -> Option<usize> {
         match parsed {
             Parse::Done(req, used) => {
-                dispatch(self, req, &buf[..used]);
+                if !dispatch(self, req, &buf[..used]) {
+                    return None;
+                }
                 Some(used)
             }
             Parse::Skip(req, used, skip) => {

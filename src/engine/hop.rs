@@ -4,6 +4,7 @@
 //! on the reverse queue. A sleeping owner is woken with an io_uring
 //! MSG_RING message (see `worker`).
 
+use crate::exec::value_ref::Refs;
 use crossbeam_utils::CachePadded;
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
@@ -77,15 +78,34 @@ impl<T> Drop for Spsc<T> {
 
 /// What crosses between workers.
 pub enum Msg {
-    /// Execute on the owner; reply to (`from`, `conn`, `seq`) unless `seq` is NO_REPLY.
+    /// Execute on the owner; reply to (`from`, `conn`, `seq`) unless `seq`
+    /// is NO_REPLY (`GetKeys` carries a slot per key instead).
     Job {
         from: usize,
         conn: u64,
         seq: u64,
         job: Job,
     },
-    /// A reply for slot `seq` of connection `conn` on the receiving worker.
-    Reply { conn: u64, seq: u64, bytes: Vec<u8> },
+    /// The reply for slot `seq` of connection `conn` on the receiving
+    /// worker; its large values are referenced in the sender's store.
+    Reply {
+        conn: u64,
+        seq: u64,
+        bytes: Vec<u8>,
+        refs: Refs,
+    },
+    /// The replies to a `GetKeys`: key `i`'s are `bytes[ends[i - 1]..ends[i]]`
+    /// (from 0 for the first), for slot `seqs[i]`.
+    Replies {
+        conn: u64,
+        seqs: Vec<u64>,
+        bytes: Vec<u8>,
+        ends: Vec<u32>,
+        refs: Refs,
+    },
+    /// Segments of the receiving worker's store that the sender's sends
+    /// have finished reading (or will never read): unpin them.
+    Unpin { segs: Vec<u32> },
 }
 
 pub const NO_REPLY: u64 = u64::MAX;
@@ -101,9 +121,11 @@ pub enum Job {
     ResetStats,
     /// One whole single-key request, as received (text, meta or binary).
     Raw { binary: bool, bytes: Vec<u8> },
-    /// One key of a text multi-get.
-    GetKey {
-        key: Vec<u8>,
+    /// Keys of a text multi-get this worker owns, space separated, each
+    /// with the slot its reply fills.
+    GetKeys {
+        keys: Vec<u8>,
+        seqs: Vec<u64>,
         cas: bool,
         touch: Option<i64>,
     },
@@ -118,6 +140,10 @@ pub struct Mesh {
     pub sleeping: Vec<CachePadded<AtomicBool>>,
     /// Each worker's io_uring fd, for MSG_RING.
     pub ring_fds: Vec<AtomicUsize>,
+    /// Workers that, stopping, have closed all their connections. A
+    /// worker keeps serving others' requests (and keeps its store mapped
+    /// for their sends by reference) until every worker has.
+    pub stopped: AtomicUsize,
 }
 
 impl Mesh {
@@ -129,6 +155,7 @@ impl Mesh {
                 .map(|_| CachePadded::new(AtomicBool::new(false)))
                 .collect(),
             ring_fds: (0..n).map(|_| AtomicUsize::new(usize::MAX)).collect(),
+            stopped: AtomicUsize::new(0),
         }
     }
 

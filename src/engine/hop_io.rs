@@ -7,6 +7,7 @@ use super::hop::{Job, Msg, NO_REPLY};
 use super::user_data::{ConnId, Kind, UserData};
 use super::worker::Worker;
 use crate::exec;
+use crate::exec::value_ref::{Refs, HOP_ZC_MIN};
 use crate::protocol::{binary, text, Parse};
 use io_uring::{opcode, types};
 use std::os::fd::RawFd;
@@ -96,25 +97,26 @@ impl Worker {
                         job,
                     } => {
                         self.shard.c.cross_shard_served += 1;
-                        let mut out = Vec::new();
-                        self.run_job(job, &mut out);
-                        if seq != NO_REPLY {
-                            replies.push((
-                                from,
-                                Msg::Reply {
-                                    conn,
-                                    seq,
-                                    bytes: out,
-                                },
-                            ));
+                        if let Some(r) = self.run_job(conn, seq, job) {
+                            replies.push((from, r));
                         }
                     }
-                    Msg::Reply { conn, seq, bytes } => {
-                        let ConnId { idx, gen } = ConnId::from_token(conn);
-                        if let Some(c) = self.conn_mut(idx, gen) {
-                            c.fill(seq, bytes);
-                            self.maybe_resume(idx);
-                            self.after_process(idx);
+                    Msg::Reply {
+                        conn,
+                        seq,
+                        bytes,
+                        refs,
+                    } => self.take_replies(conn, &[seq], &bytes, &[], refs),
+                    Msg::Replies {
+                        conn,
+                        seqs,
+                        bytes,
+                        ends,
+                        refs,
+                    } => self.take_replies(conn, &seqs, &bytes, &ends, refs),
+                    Msg::Unpin { segs } => {
+                        for s in segs {
+                            self.shard.store.unpin(s);
                         }
                     }
                 }
@@ -129,8 +131,50 @@ impl Worker {
         }
     }
 
-    pub(super) fn run_job(&mut self, job: Job, out: &mut Vec<u8>) {
+    /// Fills connection `conn`'s slots `seqs` with replies from another
+    /// worker (one, or a batch cut at `ends`), then lets it go on. Replies
+    /// for a connection that has gone release their references.
+    fn take_replies(
+        &mut self,
+        conn: u64,
+        seqs: &[u64],
+        bytes: &[u8],
+        ends: &[u32],
+        mut refs: Refs,
+    ) {
+        let ConnId { idx, gen } = ConnId::from_token(conn);
+        let Some(c) = self.conn_mut(idx, gen) else {
+            return self.release_refs(&mut refs);
+        };
+        let (mut start, mut r) = (0, 0);
+        let mut orphans = Refs::default();
+        for (i, &seq) in seqs.iter().enumerate() {
+            let end = ends.get(i).map_or(bytes.len(), |&e| e as usize);
+            let first = r;
+            while r < refs.list.len() && refs.list[r].at < end {
+                r += 1;
+            }
+            let mine = &refs.list[first..r];
+            if !c.fill(seq, &bytes[start..end], mine, start) {
+                for &x in mine {
+                    orphans.push(x);
+                }
+            }
+            start = end;
+        }
+        self.release_refs(&mut orphans);
+        self.maybe_resume(idx);
+        self.after_process(idx);
+    }
+
+    /// Runs a job for connection `conn` of another worker; returns the
+    /// reply to send back, if any. Values of `HOP_ZC_MIN` bytes or more go
+    /// by reference, pinned here until that worker says they are sent.
+    pub(super) fn run_job(&mut self, conn: u64, seq: u64, job: Job) -> Option<Msg> {
         let item_max = self.shared.settings.item_max;
+        let mut bytes = Vec::new();
+        let mut batch = None;
+        self.shard.zc_min = HOP_ZC_MIN;
         match job {
             Job::ResetStats => self.shard.reset_counters(),
             // The receiving worker counted the command once; the other
@@ -139,27 +183,81 @@ impl Worker {
             Job::MemLimit { mb } => {
                 self.shard.set_memlimit(mb);
             }
-            Job::GetKey { key, cas, touch } => {
-                exec::text::get_key(&mut self.shard, &key, cas, touch, out)
+            Job::GetKeys {
+                keys,
+                seqs,
+                cas,
+                touch,
+            } => {
+                let mut ends = Vec::with_capacity(seqs.len());
+                for k in text::tokens(&keys) {
+                    exec::text::get_key(&mut self.shard, k, cas, touch, &mut bytes);
+                    ends.push(bytes.len() as u32);
+                }
+                batch = Some((seqs, ends));
             }
             Job::Raw {
                 binary: false,
-                bytes,
-            } => match text::parse(&bytes, item_max) {
-                Parse::Done(req, _) | Parse::Skip(req, _, _) => {
-                    exec::text::exec(&mut self.shard, &req, out)
+                bytes: raw,
+            } => {
+                if let Parse::Done(req, _) | Parse::Skip(req, _, _) = text::parse(&raw, item_max) {
+                    exec::text::exec(&mut self.shard, &req, &mut bytes);
                 }
-                _ => {}
-            },
+            }
             Job::Raw {
                 binary: true,
-                bytes,
-            } => match binary::parse(&bytes, item_max) {
-                Parse::Done(Ok(r), _) | Parse::Skip(Ok(r), _, _) => {
-                    exec::binary::exec(&mut self.shard, &r, out)
+                bytes: raw,
+            } => {
+                if let Parse::Done(Ok(r), _) | Parse::Skip(Ok(r), _, _) =
+                    binary::parse(&raw, item_max)
+                {
+                    exec::binary::exec(&mut self.shard, &r, &mut bytes);
                 }
-                _ => {}
-            },
+            }
+        }
+        self.shard.zc_min = usize::MAX;
+        let mut refs = std::mem::take(&mut self.shard.zc_refs);
+        match batch {
+            Some((seqs, ends)) => Some(Msg::Replies {
+                conn,
+                seqs,
+                bytes,
+                ends,
+                refs,
+            }),
+            None if seq == NO_REPLY => {
+                self.release_refs(&mut refs);
+                None
+            }
+            None => Some(Msg::Reply {
+                conn,
+                seq,
+                bytes,
+                refs,
+            }),
+        }
+    }
+
+    /// Lets go of value references: this shard's pins at once, other
+    /// shards' by a message to their owner (sent with this turn's others).
+    pub(super) fn release_refs(&mut self, refs: &mut Refs) {
+        for r in refs.list.drain(..) {
+            if r.shard as usize == self.id {
+                self.shard.store.unpin(r.seg);
+            } else {
+                self.unpins[r.shard as usize].push(r.seg);
+            }
+        }
+        refs.bytes = 0;
+    }
+
+    /// Sends each owner the pins this worker's sends are done with.
+    pub(super) fn flush_unpins(&mut self) {
+        for to in 0..self.unpins.len() {
+            if !self.unpins[to].is_empty() {
+                let segs = std::mem::take(&mut self.unpins[to]);
+                self.send_msg(to, Msg::Unpin { segs });
+            }
         }
     }
 

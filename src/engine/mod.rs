@@ -11,6 +11,7 @@ pub mod framing;
 pub mod hop;
 pub mod hop_io;
 pub mod listener;
+pub mod multiget;
 pub mod prefetch;
 pub mod reap;
 pub mod recv;

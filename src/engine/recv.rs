@@ -13,7 +13,7 @@ impl Worker {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };
-        if c.recv_inflight || c.closing || c.paused {
+        if c.recv_inflight || c.closing || c.paused || c.eof {
             return;
         }
         c.recv_inflight = true;
@@ -50,14 +50,20 @@ impl Worker {
             c.recv_inflight = false;
         }
         if res == -libc::ENOBUFS || res == -libc::ECANCELED {
-            // Out of receive buffers, or cancelled for backpressure: the
-            // connection is re-armed once there is room.
-            if !c.paused && !c.closing {
+            // Out of receive buffers, or cancelled (backpressure, or the
+            // server stopping): re-armed once there is room, unless input
+            // has ended, which may now be done.
+            if !c.paused && !c.closing && !c.eof {
                 self.rearm.push(idx);
             }
-            return;
+            return self.after_process(idx);
         }
-        if res <= 0 {
+        if res == 0 {
+            // The peer shut down its side: what it sent is still answered.
+            c.eof = true;
+            return self.after_process(idx);
+        }
+        if res < 0 {
             return self.abandon(idx);
         }
         let Some(bid) = bid else { return };
@@ -66,6 +72,7 @@ impl Worker {
         let now = self.last_sec;
         let c = self.conns[idx as usize].as_mut().expect("live connection");
         c.last_active = now;
+        c.read_full = res as usize >= bufs.buf_size();
         if c.closing {
             return;
         }
@@ -117,16 +124,21 @@ impl Worker {
         let mut inbuf = std::mem::take(&mut c.inbuf);
         let mut pos = c.in_start;
         pos += self.parse_loop(idx, &inbuf[pos..]);
+        let spare_max = self.spare_max();
         if let Some(c) = self.conns[idx as usize].as_mut() {
             if pos == inbuf.len() {
                 inbuf.clear();
                 pos = 0;
                 if inbuf.capacity() > 4 * READ_CHUNK {
-                    // Large requests are done: keep the biggest buffer for
-                    // the next one on this worker, not on this connection.
+                    // Large requests are done: keep one buffer big enough
+                    // for a value on this worker, not on this connection.
                     let big = std::mem::take(&mut inbuf);
-                    if big.capacity() > self.spare_in.capacity() {
+                    let fits = big.capacity() <= spare_max;
+                    if fits && big.capacity() > self.spare_in.capacity() {
+                        self.freed += self.spare_in.capacity();
                         self.spare_in = big;
+                    } else {
+                        self.freed += big.capacity();
                     }
                 }
             } else if pos > 0 && pos > inbuf.len() / 2 {
@@ -135,6 +147,22 @@ impl Worker {
             }
             c.inbuf = inbuf;
             c.in_start = pos;
+        }
+    }
+
+    /// The largest input buffer kept for reuse: one value and its line.
+    fn spare_max(&self) -> usize {
+        2 * self.shared.settings.item_max + 2 * READ_CHUNK
+    }
+
+    /// Goes on with a connection that gave way to others (multiget.rs).
+    pub(super) fn go_on(&mut self, idx: u32) {
+        let Some(c) = self.conns[idx as usize].as_ref() else {
+            return;
+        };
+        if !c.paused && !c.closing {
+            self.process(idx);
+            self.after_process(idx);
         }
     }
 }

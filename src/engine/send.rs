@@ -1,15 +1,17 @@
 //! Sending: one send per connection per turn with everything it has ready
 //! (a sendmsg when large values go by reference), and backpressure: a
 //! client with too many unsent replies is not read until it catches up.
+use super::close::KEEP_MAX;
 use super::user_data::{ConnId, Kind, UserData};
 use super::worker::Worker;
 use io_uring::{opcode, types};
 use std::time::Instant;
 
 impl Worker {
-    /// Queues the connection's output, and stops reading from a client
-    /// whose unsent replies are over the cap until it reads them. Called
-    /// after parsing and after a reply from another shard arrives.
+    /// Queues the connection's output; stops reading from a connection at
+    /// its memory cap until it drains; and closes one whose input has
+    /// ended once everything it sent is answered. Called after parsing,
+    /// after a reply from another shard, and after a send.
     pub(super) fn after_process(&mut self, idx: u32) {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
@@ -18,9 +20,16 @@ impl Worker {
             c.queued_for_send = true;
             self.to_send.push(idx);
         }
+        if c.eof && !c.closing && !c.recv_inflight && !c.paused && !c.over_cap() && c.get.is_none()
+        {
+            // Input has ended and all of it is parsed (parsing stops short
+            // only at the cap, while paused, or in an unfinished get): what
+            // is left is an incomplete request, which memcached drops too.
+            c.closing = true;
+        }
         if c.closing {
             self.try_close(idx);
-        } else if c.over_cap() && !c.paused {
+        } else if c.should_pause() && !c.paused {
             c.paused = true;
             if c.recv_inflight {
                 let e = opcode::AsyncCancel::new(
@@ -34,6 +43,7 @@ impl Worker {
     }
 
     pub(super) fn on_send(&mut self, idx: u32, gen: u32, res: i32) {
+        let now = self.last_sec;
         let Some(c) = self.conn_mut(idx, gen) else {
             return;
         };
@@ -41,6 +51,7 @@ impl Worker {
         if res < 0 {
             return self.abandon(idx);
         }
+        c.last_active = now;
         c.send_off += res as usize;
         let more = c.send_off < c.sending_len();
         self.shard.c.bytes_written += res as u64;
@@ -48,22 +59,32 @@ impl Worker {
             return;
         };
         if more {
+            // (After `abandon` the socket is shut down: this fails at once.)
             self.submit_send(idx);
             return;
         }
         c.sending.clear();
-        c.sending_refs.release(&mut self.shard.store);
         c.send_off = 0;
+        if c.sending.capacity() > KEEP_MAX && c.out.is_empty() {
+            // A burst is over: give its buffer back.
+            self.freed += c.sending.capacity();
+            c.sending = Vec::new();
+        }
+        let mut refs = std::mem::take(&mut c.sending_refs);
+        self.release_refs(&mut refs);
+        if let Some(c) = self.conns[idx as usize].as_mut() {
+            c.sending_refs = refs;
+        }
         self.maybe_resume(idx);
         self.after_process(idx);
     }
 
-    /// A paused client that caught up: parse what waited, then read again.
+    /// A paused connection that drained: parse what waited, then read again.
     pub(super) fn maybe_resume(&mut self, idx: u32) {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };
-        if c.paused && !c.over_cap() && !c.closing {
+        if c.paused && c.may_resume() && !c.closing {
             c.paused = false;
             self.process(idx);
             // Parsing may have filled the cap again, pausing once more.

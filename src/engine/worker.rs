@@ -10,9 +10,11 @@
 //! each: `accept.rs`, `recv.rs`, `framing.rs`, `send.rs`, `close.rs`,
 //! `dispatch.rs`, `server_cmd.rs`, `hop_io.rs`, `reap.rs`.
 
+use super::accept::AcceptPause;
 use super::buf_ring::BufRing;
 use super::conn::Conn;
 use super::hop::Msg;
+use super::multiget::GetBatch;
 use super::prefetch::PREFETCH_MAX;
 use super::route::route_hasher;
 use super::user_data::{Kind, UserData};
@@ -31,16 +33,20 @@ const RECV_BUF_SIZE: usize = 8 * 1024;
 
 /// How long a stopping worker waits for its connections' replies to go.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// After that, how long it waits for connections it cut off to let go of
+/// their operations, and for the other workers to stop.
+const STOP_CUTOFF: Duration = Duration::from_secs(1);
 
 /// One worker's state. Fields are shared with the sibling files that
 /// implement its concerns.
 pub struct Worker {
     pub(super) id: usize,
     pub(super) shared: Arc<Shared>,
-    pub(super) shard: Shard,
     pub(super) ring: IoUring,
     /// Declared after `ring` so the ring is dropped before the buffers it uses.
     pub(super) bufs: Option<BufRing>,
+    /// After `ring` too: sends in flight may read its segments.
+    pub(super) shard: Shard,
     /// Connections whose multishot recv ran out of buffers; re-armed next turn.
     pub(super) rearm: Vec<u32>,
     pub(super) listeners: Vec<RawFd>,
@@ -61,6 +67,18 @@ pub struct Worker {
     /// Messages a full queue refused, per destination, retried each turn.
     pub(super) backlog: Vec<VecDeque<Msg>>,
     pub(super) route: ahash::RandomState,
+    /// Keys of the multi-get being run, per owning worker (multiget.rs).
+    pub(super) batches: Vec<GetBatch>,
+    /// Connections whose multi-get gave way to others; continued next turn.
+    pub(super) yielded: Vec<u32>,
+    /// Pins on other workers' segments this worker is done with, per owner.
+    pub(super) unpins: Vec<Vec<u32>>,
+    /// Bytes of large buffers freed since the allocator last gave memory
+    /// back to the system (`maintain`).
+    pub(super) freed: usize,
+    /// Listeners whose accepting is paused for want of descriptors, with
+    /// the process's descriptor-freed count when they paused (accept.rs).
+    pub(super) accept_paused: Vec<Option<AcceptPause>>,
     pub(super) stopping: bool,
     /// The store clock's second at the last maintenance.
     pub(super) last_sec: u32,
@@ -88,6 +106,8 @@ impl Worker {
         shared.mesh.ring_fds[id].store(ring.as_raw_fd() as usize, SeqCst);
         let bufs = BufRing::new(&ring, RECV_BUFS, RECV_BUF_SIZE, 0)?;
         let n = shared.mesh.n;
+        let mut shard = shard;
+        shard.id = id as u32;
         let mut w = Worker {
             id,
             shared,
@@ -105,6 +125,11 @@ impl Worker {
             spare_in: Vec::new(),
             backlog: (0..n).map(|_| VecDeque::new()).collect(),
             route: route_hasher(),
+            batches: (0..n).map(|_| GetBatch::default()).collect(),
+            yielded: Vec::new(),
+            unpins: vec![Vec::new(); n],
+            freed: 0,
+            accept_paused: Vec::new(),
             stopping: false,
             last_sec: 0,
             turn_now: None,
@@ -125,16 +150,19 @@ impl Worker {
         }
     }
 
-    /// The loop, until the server stops and this worker's connections are
-    /// closed (or `STOP_GRACE` has passed).
+    /// The loop, until the server stops and every worker's connections are
+    /// closed (or `STOP_GRACE` and then `STOP_CUTOFF` have passed).
     ///
     /// # Errors
     /// None today; the signature leaves room for fatal ring errors.
     pub fn run(mut self) -> std::io::Result<()> {
+        self.accept_paused = vec![None; self.listeners.len()];
         for (i, &fd) in self.listeners.clone().iter().enumerate() {
             self.arm_accept(i as u32, fd);
         }
-        let mut stop_deadline: Option<Instant> = None;
+        let mut grace: Option<Instant> = None;
+        let mut cut_off = false;
+        let mut done = false;
         loop {
             self.shard.c.loop_turns += 1;
             self.turn_now = None;
@@ -143,16 +171,36 @@ impl Worker {
             for idx in std::mem::take(&mut self.rearm) {
                 self.arm_recv(idx);
             }
+            for idx in std::mem::take(&mut self.yielded) {
+                self.go_on(idx);
+            }
+            self.flush_unpins();
             self.flush_backlog();
             self.issue_sends();
             self.maintain();
             if self.shared.stop.load(Relaxed) && !self.stopping {
                 self.begin_stop();
-                stop_deadline = Some(Instant::now() + STOP_GRACE);
+                grace = Some(Instant::now() + STOP_GRACE);
             }
-            if let Some(d) = stop_deadline {
+            if let Some(g) = grace {
                 let open = self.conns.iter().filter(|c| c.is_some()).count();
-                if open == 0 || Instant::now() > d {
+                if open == 0 && !done {
+                    done = true;
+                    self.shared.mesh.stopped.fetch_add(1, SeqCst);
+                }
+                let now = Instant::now();
+                if open > 0 && now > g && !cut_off {
+                    // Past the grace period: cut the rest off, so no
+                    // operation of theirs outlives the rings and stores.
+                    cut_off = true;
+                    for i in 0..self.conns.len() {
+                        self.abandon(i as u32);
+                    }
+                }
+                // Others may still need this worker's shard (their replies,
+                // their sends by reference), until they are done too.
+                let all = self.shared.mesh.stopped.load(SeqCst) == self.shared.mesh.n;
+                if all || now > g + STOP_CUTOFF {
                     self.publish();
                     return Ok(());
                 }
@@ -192,15 +240,23 @@ impl Worker {
         mesh.sleeping[self.id].store(false, SeqCst);
     }
 
-    /// Once a second: expire a little, close idle connections. Every turn:
-    /// publish the counters.
+    /// Once a second: expire a little, close idle connections, retry
+    /// paused accepts, give large freed buffers back to the system. Every
+    /// turn: publish the counters, and resume accepting once a descriptor
+    /// was freed.
     fn maintain(&mut self) {
         let now = self.shard.store.tick();
-        if now != self.last_sec {
+        let second = now != self.last_sec;
+        if second {
             self.last_sec = now;
             self.shard.store.expire(16);
             self.close_idle(now);
+            if self.freed >= TRIM_AFTER {
+                self.freed = 0;
+                trim_heap();
+            }
         }
+        self.retry_accepts(second);
         self.publish();
     }
 
@@ -209,6 +265,9 @@ impl Worker {
         self.shared.published[self.id].publish(&c);
     }
 
+    /// Stops accepting and reading; every complete request already read
+    /// is still answered (connections close once their input is done and
+    /// their replies are out, as at end of input).
     fn begin_stop(&mut self) {
         self.stopping = true;
         for &fd in &self.listeners {
@@ -216,10 +275,7 @@ impl Worker {
             unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
         }
         for i in 0..self.conns.len() {
-            if let Some(c) = self.conns[i].as_mut() {
-                c.closing = true;
-            }
-            self.try_close(i as u32);
+            self.end_input(i as u32);
         }
     }
 
@@ -228,6 +284,19 @@ impl Worker {
             .build()
             .user_data(UserData::plain(Kind::Accept, li).0);
         self.push_sqe(e);
+    }
+}
+
+/// Freed buffer bytes after which the heap is trimmed (once a second at
+/// most): large buffers come from the allocator's arenas once its dynamic
+/// mmap threshold has grown, and arenas return memory only when trimmed.
+const TRIM_AFTER: usize = 1 << 20;
+
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks and releases the allocator's free memory.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

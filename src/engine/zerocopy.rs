@@ -84,12 +84,14 @@ mod tests {
             ptr: va.as_ptr(),
             len: 3,
             seg: 0,
+            shard: 0,
         });
         refs.push(ValueRef {
             at: 28,
             ptr: vb.as_ptr(),
             len: 2,
             seg: 0,
+            shard: 0,
         });
         let whole = b"VALUE a 0 3\r\nxyz\r\nVALUE b 0 2\r\npq\r\nEND\r\n".to_vec();
         let mut m = MsgBuf::default();

@@ -89,8 +89,10 @@ counters!(
     expired_unfetched,
     reclaimed,
     limit_maxbytes,
-    // memcached's: accepts refused by the kernel for want of descriptors
-    // (EMFILE/ENFILE), memcached's listener pauses.
+    // memcached's: whether the server accepts (0/1, worker 0 speaks for
+    // all), and how often accepting paused for want of descriptors
+    // (EMFILE/ENFILE; engine/accept.rs).
+    accepting_conns,
     listen_disabled_num,
     // memcached's name for the index's bytes (the store's index_bytes).
     hash_bytes,

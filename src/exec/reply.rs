@@ -2,7 +2,7 @@
 //! or spliced by reference when large).
 
 use super::shard::Shard;
-use super::value_ref::{ValueRef, ZC_MIN};
+use super::value_ref::ValueRef;
 
 /// Appends a decimal number without going through `format!`.
 #[inline]
@@ -17,17 +17,18 @@ pub fn push_line(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends a stored value to a reply: by reference when it is large and
-/// the reply goes straight to a connection's output (value_ref.rs), else
-/// by copy.
+/// Appends a stored value to a reply: by reference when it is at least
+/// `sh.zc_min` bytes (set while the reply can carry references, see
+/// value_ref.rs) and the store allows another pin, else by copy.
 pub fn push_value(sh: &mut Shard, out: &mut Vec<u8>, v: &[u8]) {
-    if sh.zc_on && v.len() >= ZC_MIN && sh.store.may_pin() {
+    if v.len() >= sh.zc_min && sh.store.may_pin() {
         let seg = sh.store.pin(v);
         sh.zc_refs.push(ValueRef {
             at: out.len(),
             ptr: v.as_ptr(),
             len: v.len(),
             seg,
+            shard: sh.id,
         });
     } else {
         out.extend_from_slice(v);

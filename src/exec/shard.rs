@@ -16,9 +16,13 @@ pub struct Shard {
     pub c: Counters,
     /// How many shards share `-m` (for `cache_memlimit`).
     pub shards: usize,
-    /// Set while executing straight into a connection's output: large
-    /// values may then go by reference, collected in `zc_refs`.
-    pub zc_on: bool,
+    /// This shard's number (its worker's), stamped on value references.
+    pub id: u32,
+    /// While a reply is written where references can follow it (a
+    /// connection's output, or a reply to another worker), values of at
+    /// least this many bytes go by reference, collected in `zc_refs`;
+    /// `usize::MAX` (the default) copies every value.
+    pub zc_min: usize,
     /// The values referenced by the reply being written.
     pub zc_refs: Refs,
 }
@@ -31,7 +35,8 @@ impl Shard {
             store,
             c: Counters::default(),
             shards: 1,
-            zc_on: false,
+            id: 0,
+            zc_min: usize::MAX,
             zc_refs: Refs::default(),
         }
     }

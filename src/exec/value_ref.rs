@@ -27,7 +27,15 @@ use crate::store::Store;
 /// copy is cheap, and it keeps segments free of pins.
 pub const ZC_MIN: usize = 32 * 1024;
 
+/// Values at least this large go by reference in a reply made for another
+/// worker's connection (a cross-shard hop). The requesting worker bounds
+/// what it holds per connection (`engine::conn::CONN_CAP`) by the replies
+/// it has outstanding times this size: a copied value costs heap on both
+/// workers, a referenced one a pin and an iovec.
+pub const HOP_ZC_MIN: usize = 4 * 1024;
+
 /// A large value to be sent from segment memory, spliced into a reply.
+#[derive(Clone, Copy, Debug)]
 pub struct ValueRef {
     /// Where in the output buffer the value's bytes belong.
     pub at: usize,
@@ -37,7 +45,16 @@ pub struct ValueRef {
     pub len: usize,
     /// The pinned segment holding them.
     pub seg: u32,
+    /// The shard (worker) whose store holds the segment: only it may unpin.
+    pub shard: u32,
 }
+
+// SAFETY: `ptr` points into a pinned segment of the store of worker
+// `shard`; the bytes are not written while the pin lasts (segments are
+// append-only and a pinned one is never reused), the mapping outlives every
+// worker's sends (workers stop together, see engine::worker), and only the
+// owner touches the pin count (others send it an unpin message).
+unsafe impl Send for ValueRef {}
 
 /// The value references of one output buffer, in order of `at`.
 #[derive(Default)]
@@ -66,11 +83,22 @@ impl Refs {
         self.list.append(&mut other.list);
     }
 
-    /// Drops every pin: the bytes are sent, or will never be.
+    /// Drops every pin: the bytes are sent, or will never be. Every
+    /// reference must be `store`'s (the engine releases mixed lists
+    /// itself, sending other shards theirs).
     pub fn release(&mut self, store: &mut Store) {
         for r in self.list.drain(..) {
             store.unpin(r.seg);
         }
         self.bytes = 0;
+    }
+
+    /// Moves all of `other`'s to the end of these, as if `other`'s output
+    /// buffer were appended at byte `base` of this one's.
+    pub fn append_at(&mut self, other: &mut Refs, base: usize) {
+        for r in &mut other.list {
+            r.at += base;
+        }
+        self.append(other);
     }
 }

@@ -4,18 +4,35 @@ use super::{StartError, EX_OSERR};
 use nix::sys::mman::{mlockall, MlockAllFlags};
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
 
-/// Lifts the soft RLIMIT_NOFILE towards what `-c` needs, as memcached
-/// does, so `-c 10000` works without a wrapper raising `ulimit -n`.
-pub fn raise_nofile(max_conns: usize) {
-    let want = max_conns as u64 + 128;
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < want {
-            // As root the hard limit can rise too; otherwise up to it.
-            if setrlimit(Resource::RLIMIT_NOFILE, want, want.max(hard)).is_err() {
-                let _ = setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard);
-            }
-        }
+/// Lifts RLIMIT_NOFILE towards what `-c` needs, as memcached does, so
+/// `-c 10000` works without a wrapper raising `ulimit -n`: to `-c` plus
+/// headroom for the server's own descriptors where the hard limit (or
+/// privilege) allows, to `-c` at least.
+///
+/// # Errors
+/// memcached's "failed to set rlimit for open files" (`EX_OSERR`) when not
+/// even `-c` descriptors can be had.
+pub fn raise_nofile(max_conns: usize) -> Result<(), StartError> {
+    let need = max_conns as u64;
+    let want = need + 128;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return Err(StartError::new(
+            EX_OSERR,
+            "failed to getrlimit number of files",
+        ));
+    };
+    if soft >= want
+        // As root the hard limit can rise too; otherwise up to it.
+        || setrlimit(Resource::RLIMIT_NOFILE, want, want.max(hard)).is_ok()
+        || (hard >= need && setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard).is_ok())
+        || soft >= need
+    {
+        return Ok(());
     }
+    Err(StartError::new(
+        EX_OSERR,
+        "failed to set rlimit for open files. Try starting as root or requesting smaller maxconns value.",
+    ))
 }
 
 /// `-r`: raises the core file limit to unlimited, or to the hard limit.

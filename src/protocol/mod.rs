@@ -16,6 +16,10 @@ pub const KEY_MAX: usize = 250;
 /// A text line without "\r\n" within this many bytes closes the connection
 /// (unless it is a get, whose key lists may be long).
 pub const LINE_MAX: usize = 2048;
+/// memcached's read buffer (`READ_BUFFER_SIZE`): a line that arrives
+/// whole within this many bytes is served whatever its command; a longer
+/// one only for get/gets (see `text::parse_stream`).
+pub const READ_MAX: usize = 16384;
 
 /// A connection's wire protocol, fixed by its first byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

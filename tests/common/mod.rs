@@ -119,3 +119,105 @@ pub fn exchange(srv: &Server, req: &[u8], end: &[u8]) -> Vec<u8> {
     s.write_all(req).unwrap();
     read_until(&mut s, end)
 }
+
+/// Resident memory of a process, in KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// CPU time a process has used, user and system, in seconds
+/// (`/proc/PID/stat` utime + stime).
+pub fn cpu_secs(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses.
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
+/// Debian's memcached, the oracle, on a free port.
+pub struct Memcached {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Memcached {
+    /// Starts `/usr/bin/memcached -u root` with `args` on a free port and
+    /// waits until it answers.
+    pub fn start(args: &[&str]) -> Memcached {
+        Self::start_with(args, |_| {})
+    }
+
+    /// As `start`, with a hook to adjust the command (limits, user).
+    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Memcached {
+        let port = free_port();
+        let mut cmd = Command::new("/usr/bin/memcached");
+        cmd.args([
+            "-u",
+            "root",
+            "-U",
+            "0",
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        adjust(&mut cmd);
+        let child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "memcached did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Memcached { child, port }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `req`, shuts the write side, and reads until the server closes
+/// (an error after some bytes, such as a reset, also ends it).
+pub fn half_close_exchange(port: u16, req: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(req).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The value of row `name` in a text `stats` reply.
+pub fn stat(stats: &[u8], name: &str) -> Option<u64> {
+    let want = format!("STAT {name} ");
+    String::from_utf8_lossy(stats)
+        .lines()
+        .find_map(|l| l.strip_prefix(&want).and_then(|v| v.trim().parse().ok()))
+}

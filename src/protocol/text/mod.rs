@@ -3,7 +3,7 @@
 #![allow(missing_docs)] // documented after the parser fixes in flight land
 
 use super::meta::{self, MetaRequest};
-use super::{Oversized, Parse, SetMode, Storage, StoreCmd, KEY_MAX, LINE_MAX};
+use super::{Oversized, Parse, SetMode, Storage, StoreCmd, KEY_MAX, LINE_MAX, READ_MAX};
 
 pub const ERROR: &str = "ERROR";
 pub const BAD_FORMAT: &str = "CLIENT_ERROR bad command line format";
@@ -133,12 +133,40 @@ pub fn parse_i32(t: &[u8]) -> Option<i64> {
 
 /// Parses one text or meta request from the front of `buf`.
 pub fn parse(buf: &[u8], item_max: usize) -> Parse<Request<'_>> {
-    let Some(nl) = memchr(b'\n', buf) else {
-        if buf.len() > LINE_MAX && !is_get_prefix(buf) {
+    parse_stream(buf, item_max, &mut 0, false)
+}
+
+/// `parse` for a connection's byte stream.
+///
+/// `scanned`: how many bytes at the front of `buf` an earlier call already
+/// searched for the line end (it sets this when it needs more, and zero
+/// once the line is whole), so a long line arriving in pieces is searched
+/// once in all, not once per piece.
+///
+/// The line-length rule is memcached's (`try_read_command_ascii`): after a
+/// read, more than `LINE_MAX` bytes with no line end close the connection
+/// unless they start (after at most 100 spaces) with `get ` or `gets `,
+/// whose key lists are unbounded. memcached reads up to `READ_MAX` bytes at
+/// once, so any command's line that arrives whole within that is served;
+/// `more_waiting` says the bytes came in a read that filled its buffer (more
+/// were waiting, as in one of memcached's larger reads), and then the limit
+/// is `READ_MAX`.
+pub fn parse_stream<'a>(
+    buf: &'a [u8],
+    item_max: usize,
+    scanned: &mut usize,
+    more_waiting: bool,
+) -> Parse<Request<'a>> {
+    let from = (*scanned).min(buf.len());
+    let Some(nl) = memchr(b'\n', &buf[from..]).map(|i| from + i) else {
+        *scanned = buf.len();
+        let over = buf.len() >= READ_MAX || (buf.len() > LINE_MAX && !more_waiting);
+        if over && !may_exceed_line_max(buf) {
             return Parse::Close;
         }
         return Parse::NeedMore(1);
     };
+    *scanned = 0;
     let used = nl + 1;
     let mut line = &buf[..nl];
     if line.last() == Some(&b'\r') {
@@ -148,7 +176,8 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Request<'_>> {
     if let Some(z) = memchr(0, line) {
         line = &line[..z];
     }
-    if nl > LINE_MAX && !is_get_prefix(buf) {
+    if nl >= READ_MAX && !may_exceed_line_max(buf) {
+        // Never whole in one of memcached's reads: it closes these.
         return Parse::Close;
     }
     let mut it = tokens(line);
@@ -408,8 +437,13 @@ fn rest_after<'a>(line: &'a [u8], tok: &[u8]) -> &'a [u8] {
     &line[end..]
 }
 
-fn is_get_prefix(buf: &[u8]) -> bool {
-    let start = buf.iter().take(100).position(|&c| c != b' ').unwrap_or(0);
+/// Whether a line may run past `LINE_MAX` bytes: memcached allows it for
+/// `get ` and `gets ` after at most 100 leading spaces (not for `gat`, nor
+/// meta commands).
+fn may_exceed_line_max(buf: &[u8]) -> bool {
+    let Some(start) = buf.iter().take(101).position(|&c| c != b' ') else {
+        return false;
+    };
     let b = &buf[start..];
     b.starts_with(b"get ") || b.starts_with(b"gets ")
 }
