@@ -16,11 +16,17 @@ fn bench(c: &mut Criterion) {
         while !s2.load(Ordering::Relaxed) {
             if let Some(Msg::Job { conn, seq, job, .. }) = m2.queue(0, 1).pop() {
                 let bytes = match job {
-                    Job::GetKey { key, .. } => key,
+                    Job::GetKeys { keys, .. } => keys,
                     Job::Raw { bytes, .. } => bytes,
                     Job::ResetStats | Job::Flush { .. } | Job::MemLimit { .. } => Vec::new(),
                 };
-                let mut r = Msg::Reply { conn, seq, bytes };
+                let refs = Default::default();
+                let mut r = Msg::Reply {
+                    conn,
+                    seq,
+                    bytes,
+                    refs,
+                };
                 while let Err(back) = m2.queue(1, 0).push(r) {
                     r = back;
                 }
@@ -31,8 +37,9 @@ fn bench(c: &mut Criterion) {
     c.bench_function("hop_round_trip", |b| {
         b.iter(|| {
             seq += 1;
-            let job = Job::GetKey {
-                key: b"key:00000000042".to_vec(),
+            let job = Job::GetKeys {
+                keys: b"key:00000000042".to_vec(),
+                seqs: vec![seq],
                 cas: false,
                 touch: None,
             };
