@@ -183,8 +183,9 @@ fn registry(f: &Figures) -> Registry {
     );
     b.gauge(
         "memcached_accepting_connections",
-        "Whether the server is accepting connections (0 once stopping)",
-        U(f.accepting as u64),
+        "Whether the server is accepting connections (memcached's accepting_conns: 0 while \
+         accepting is paused for want of descriptors, and once stopping)",
+        U(if f.accepting { c.accepting_conns } else { 0 }),
     );
     b.gauge(
         "memcached_current_bytes",
