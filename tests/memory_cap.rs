@@ -129,9 +129,13 @@ fn two_hundred_clients_not_reading_20_values_of_1_mb_stay_bounded() {
     std::thread::sleep(Duration::from_millis(2500));
     let after = rss_kib(pid);
     eprintln!("after they close: {after} KiB (baseline {base} KiB)");
+    // glibc keeps some freed heap (its mmap threshold grows as big chunks
+    // are freed): measured 2.2-3.2 MiB of the ~50 MiB grown stays resident.
+    // One client's cap left behind would be 25 MiB over the hundred.
+    let kept = after.saturating_sub(base);
     assert!(
-        (after as f64) < base as f64 * 1.10,
-        "RSS {after} KiB after close, baseline {base} KiB"
+        kept < grown / 10 + base / 20,
+        "RSS {after} KiB after close, baseline {base} KiB, grown {grown} KiB"
     );
     let stats = exchange(&srv, b"stats\r\n", b"END\r\n");
     assert_eq!(
@@ -189,9 +193,13 @@ fn one_request_cannot_amplify_past_the_cap() {
     std::thread::sleep(Duration::from_millis(2500));
     let after = rss_kib(pid);
     eprintln!("after they close: {after} KiB");
+    // glibc keeps some freed heap (its mmap threshold grows as big chunks
+    // are freed): measured 2.2-3.2 MiB of the ~50 MiB grown stays resident.
+    // One client's cap left behind would be 25 MiB over the hundred.
+    let kept = after.saturating_sub(base);
     assert!(
-        (after as f64) < base as f64 * 1.10,
-        "RSS {after} KiB after close, baseline {base} KiB"
+        kept < grown / 10 + base / 20,
+        "RSS {after} KiB after close, baseline {base} KiB, grown {grown} KiB"
     );
     assert_eq!(srv.stop(), 0);
 }
@@ -228,9 +236,13 @@ fn small_values_are_copied_within_the_cap_and_returned_at_close() {
     std::thread::sleep(Duration::from_millis(2500));
     let after = rss_kib(pid);
     eprintln!("after they close: {after} KiB");
+    // glibc keeps some freed heap (its mmap threshold grows as big chunks
+    // are freed): measured 2.2-3.2 MiB of the ~50 MiB grown stays resident.
+    // One client's cap left behind would be 25 MiB over the hundred.
+    let kept = after.saturating_sub(base);
     assert!(
-        (after as f64) < base as f64 * 1.10,
-        "RSS {after} KiB after close, baseline {base} KiB"
+        kept < grown / 10 + base / 20,
+        "RSS {after} KiB after close, baseline {base} KiB, grown {grown} KiB"
     );
     assert_eq!(srv.stop(), 0);
 }

@@ -63,9 +63,13 @@ impl Server {
                 assert_eq!(st.code(), Some(71), "server died at start: {st}");
                 return false;
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                let stats = exchange(self, b"stats\r\n", b"END\r\n");
-                return String::from_utf8_lossy(&stats).contains(&want);
+            // Whoever answers may be another test's server on its way out
+            // (connections then fail or close mid-reply): ask again until
+            // this child answers or exits.
+            if let Some(stats) = try_exchange(self.port, b"stats\r\n", b"END\r\n") {
+                if String::from_utf8_lossy(&stats).contains(&want) {
+                    return true;
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -112,6 +116,23 @@ pub fn read_until(s: &mut TcpStream, end: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&buf[..n]);
     }
     out
+}
+
+/// One request and its reply, or `None` if the connection fails or closes
+/// first (for probing a port that may not be this server's yet).
+fn try_exchange(port: u16, req: &[u8], end: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(req).ok()?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !out.ends_with(end) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(out)
 }
 
 pub fn exchange(srv: &Server, req: &[u8], end: &[u8]) -> Vec<u8> {
