@@ -151,7 +151,10 @@ impl Worker {
         for (i, &seq) in seqs.iter().enumerate() {
             let end = ends.get(i).map_or(bytes.len(), |&e| e as usize);
             let first = r;
-            while r < refs.list.len() && refs.list[r].at < end {
+            // A value can end its reply (a binary GET's does), so a
+            // reference at `end` is this reply's; none is at a reply's
+            // start, where every reply has its header.
+            while r < refs.list.len() && refs.list[r].at <= end {
                 r += 1;
             }
             let mine = &refs.list[first..r];

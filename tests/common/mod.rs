@@ -242,3 +242,36 @@ pub fn stat(stats: &[u8], name: &str) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix(&want).and_then(|v| v.trim().parse().ok()))
 }
+
+/// A binary request.
+pub fn bin(opcode: u8, key: &[u8], extras: &[u8], value: &[u8], opaque: u32) -> Vec<u8> {
+    let body = extras.len() + key.len() + value.len();
+    let mut v = vec![0x80, opcode];
+    v.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    v.push(extras.len() as u8);
+    v.extend_from_slice(&[0, 0, 0]);
+    v.extend_from_slice(&(body as u32).to_be_bytes());
+    v.extend_from_slice(&opaque.to_be_bytes());
+    v.extend_from_slice(&0u64.to_be_bytes());
+    v.extend_from_slice(extras);
+    v.extend_from_slice(key);
+    v.extend_from_slice(value);
+    v
+}
+
+/// One binary response: (opcode, status, opaque, key, value).
+pub fn read_bin(s: &mut TcpStream) -> (u8, u16, u32, Vec<u8>, Vec<u8>) {
+    let mut h = [0u8; 24];
+    s.read_exact(&mut h).expect("response header");
+    assert_eq!(h[0], 0x81, "response magic");
+    let klen = u16::from_be_bytes([h[2], h[3]]) as usize;
+    let elen = h[4] as usize;
+    let status = u16::from_be_bytes([h[6], h[7]]);
+    let blen = u32::from_be_bytes(h[8..12].try_into().unwrap()) as usize;
+    let opaque = u32::from_be_bytes(h[12..16].try_into().unwrap());
+    let mut body = vec![0u8; blen];
+    s.read_exact(&mut body).unwrap();
+    let key = body[elen..elen + klen].to_vec();
+    let value = body[elen + klen..].to_vec();
+    (h[1], status, opaque, key, value)
+}

@@ -74,7 +74,7 @@ impl Server {
         let mut cmd = match kind {
             Kind::Corecache => {
                 let mut c = Command::new(corecache_bin());
-                c.args(["-p", &p, "-t", "1", "-l", "127.0.0.1"]);
+                c.args(["-u", "root", "-p", &p, "-t", "1", "-l", "127.0.0.1"]);
                 c
             }
             Kind::Memcached => {

@@ -56,7 +56,7 @@ async function main() {
     out.after_reset_cmd_get = after.stats ? after.stats.cmd_get : after.error;
   } else {
     const ops = [];
-    const rec = async (name, f) => ops.push([name, await attempt(f)]);
+    const rec = async (name, f) => { if (process.env.TRACE) console.error(name); ops.push([name, await attempt(f)]); if (process.env.TRACE) console.error(JSON.stringify(ops[ops.length - 1]).slice(0, 200)); };
     const val = (r) => (r.value === null ? null : r.value.toString());
     await rec('set', () => mc.set('k', 'v1', {}));
     await rec('get', async () => val(await mc.get('k')));
