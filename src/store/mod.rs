@@ -10,6 +10,7 @@ pub mod clock;
 pub mod eviction;
 pub mod index;
 pub mod item;
+mod merge;
 pub mod ops;
 pub mod prefetch;
 pub mod segment;
@@ -60,6 +61,10 @@ pub struct StoreStats {
     pub expired_segments: u64,
     pub evicted_segments: u64,
     pub merges: u64,
+    /// Records copied by merge eviction (kept by the hand or compacted).
+    pub moved_items: u64,
+    /// Bytes of those records.
+    pub moved_bytes: u64,
 }
 
 /// A found item: where its slot is and its record.
@@ -89,6 +94,11 @@ pub struct Store {
     /// Segments that may be in use at once, the merge reserve included
     /// (`cache_memlimit` lowers it; it never exceeds the mapping).
     seg_limit: usize,
+    /// How items are grouped into chains at `seg_limit` (see `ttl`).
+    layout: ttl::Layout,
+    /// Items unlinked so far: a write that saw it unchanged across `alloc`
+    /// may keep using the slot it looked up before.
+    unlinks: u64,
     pub stats: StoreStats,
 }
 
@@ -151,6 +161,8 @@ impl Store {
             flush_at: 0,
             live_bytes: 0,
             seg_limit: nseg,
+            layout: ttl::Layout::for_segments(nseg),
+            unlinks: 0,
             stats: StoreStats::default(),
         })
     }
@@ -314,6 +326,7 @@ impl Store {
         self.retire(index::slot_seg(s), it);
         self.index.clear(slot, hash);
         self.index.items -= 1;
+        self.unlinks += 1;
     }
 
     /// Marks a record dead and takes it off its segment's live counts.
@@ -406,6 +419,7 @@ impl Store {
             return false;
         }
         self.seg_limit = segs;
+        self.layout = ttl::Layout::for_segments(segs);
         while self.segs.in_use() > self.seg_limit {
             self.expire(usize::MAX);
             if self.segs.in_use() <= self.seg_limit || !self.evict() {
@@ -435,11 +449,14 @@ impl Store {
         }
         let size = item::record_size(key.len(), vlen, &meta);
         let now = self.clock.now();
-        let bucket = if meta.expire == 0 {
-            ttl::NEVER
-        } else {
-            ttl::bucket_of(meta.expire.saturating_sub(now).max(1))
+        let ttl = match meta.expire {
+            0 => 0,
+            e => e.saturating_sub(now).max(1),
         };
+        let hash = self.hash(key);
+        let old = self.slot_for_key(hash, key);
+        let bucket = self.layout.chain(ttl, old.is_some());
+        let unlinks = self.unlinks;
         let (seg, off) = self.alloc(bucket, size).ok_or(WriteError::NoMemory)?;
         let ptr = self.segs.ptr(seg, off as usize);
         // SAFETY: `alloc` reserved `size` bytes at an aligned offset in a
@@ -449,18 +466,22 @@ impl Store {
         let h = self.segs.header_mut(seg);
         h.live_items += 1;
         h.live_bytes += size as u32;
-        if meta.expire != 0 {
-            h.expire_at = h.expire_at.max(meta.expire);
-        }
+        h.note_expire(meta.expire);
         self.live_bytes += size;
         self.stats.total_items += 1;
-        let hash = self.hash(key);
-        Ok(self.link(key, hash, seg, off / 8, it))
+        // Moves keep a slot where it is; only an unlink may have changed
+        // the index since the lookup.
+        let old = if self.unlinks == unlinks {
+            old
+        } else {
+            self.slot_for_key(hash, key)
+        };
+        Ok(self.link(old, hash, seg, off / 8, it))
     }
 
     /// Points the key's slot at a new record, retiring the old one.
-    fn link(&mut self, key: &[u8], hash: u64, seg: u32, off8: u32, it: RawItem) -> Found {
-        let slot = match self.slot_for_key(hash, key) {
+    fn link(&mut self, old: Option<SlotRef>, hash: u64, seg: u32, off8: u32, it: RawItem) -> Found {
+        let slot = match old {
             Some(r) => {
                 let s = self.index.get(r);
                 let o = self.slot_item(s);
@@ -506,22 +527,19 @@ impl Store {
         self.check_flush();
         let now = self.clock.now();
         let mut freed = 0;
-        for b in 0..ttl::NEVER as usize {
-            while freed < max {
-                let head = self.ttl.chains[b].head;
-                if head == NONE {
-                    break;
+        // Whole chains, not just their heads: a class spans a range of TTLs,
+        // so a later segment may expire before an earlier one.
+        for b in 0..self.ttl.chains.len() {
+            let mut id = self.ttl.chains[b].head;
+            while id != NONE && freed < max {
+                let h = self.segs.header(id);
+                let (next, e) = (h.next, h.expire_at);
+                if e != 0 && e <= now {
+                    self.drop_segment(id, true);
+                    self.stats.expired_segments += 1;
+                    freed += 1;
                 }
-                let e = self.segs.header(head).expire_at;
-                if e == 0 || e > now {
-                    break;
-                }
-                self.drop_segment(head, true);
-                self.stats.expired_segments += 1;
-                freed += 1;
-            }
-            if freed >= max {
-                break;
+                id = next;
             }
         }
         freed
@@ -569,6 +587,7 @@ impl Store {
     fn flush_now(&mut self) {
         self.flush_at = 0;
         self.index.reset();
+        self.unlinks += 1;
         self.ttl.reset();
         self.segs.release_all();
         self.live_bytes = 0;

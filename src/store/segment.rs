@@ -3,21 +3,32 @@
 
 use super::arena::Arena;
 
+/// No segment (chain ends, empty chains).
 pub const NONE: u32 = u32::MAX;
+/// `SegHeader::expire_at` of a segment holding an item that never expires.
+pub const NEVER_EXPIRES: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug)]
 pub struct SegHeader {
     /// Incarnation number, unique for the store's lifetime; 0 = free.
     /// Together with an item's offset it forms the item's CAS.
     pub seq: u64,
+    /// Position in the order merge eviction's hand visits segments, oldest
+    /// (smallest) first: the `seq` it was created with, or for a segment
+    /// that compaction filled, that of the oldest one it replaced.
+    pub order: u64,
     /// Bytes written so far.
     pub write_off: u32,
     /// Records not yet replaced, deleted or evicted.
     pub live_items: u32,
     pub live_bytes: u32,
     pub create_at: u32,
-    /// Latest expiry of any item written here; 0 = some item never expires.
+    /// Latest expiry (store time) of any item written here: the segment may
+    /// be freed whole once it has passed. [`NEVER_EXPIRES`] if an item
+    /// without a TTL was written here, 0 if nothing was.
     pub expire_at: u32,
+    /// Earliest expiry of any item written here; 0 = none has one.
+    pub expire_min: u32,
     pub ttl_bucket: u16,
     /// Neighbours in the TTL bucket's chain (or the free list).
     pub prev: u32,
@@ -25,13 +36,43 @@ pub struct SegHeader {
 }
 
 impl SegHeader {
+    /// Accounts for an item with absolute expiry `e` (0 = never) written here.
+    #[inline]
+    pub fn note_expire(&mut self, e: u32) {
+        if e == 0 {
+            self.expire_at = NEVER_EXPIRES;
+        } else {
+            self.expire_at = self.expire_at.max(e);
+            self.expire_min = if self.expire_min == 0 {
+                e
+            } else {
+                self.expire_min.min(e)
+            };
+        }
+    }
+
+    /// Live bytes not yet expired at `now`, estimated from the earliest and
+    /// latest expiry here as if expiries were spread evenly between them.
+    pub fn unexpired_bytes(&self, now: u32) -> u32 {
+        let (lo, hi) = (self.expire_min, self.expire_at);
+        if lo == 0 || now <= lo || hi == NEVER_EXPIRES {
+            return self.live_bytes;
+        }
+        if now >= hi {
+            return 0;
+        }
+        (self.live_bytes as u64 * (hi - now) as u64 / (hi - lo).max(1) as u64) as u32
+    }
+
     const FREE: SegHeader = SegHeader {
         seq: 0,
+        order: 0,
         write_off: 0,
         live_items: 0,
         live_bytes: 0,
         create_at: 0,
         expire_at: 0,
+        expire_min: 0,
         ttl_bucket: 0,
         prev: NONE,
         next: NONE,
@@ -185,6 +226,7 @@ impl Segments {
         self.next_seq += 1;
         self.headers[id as usize] = SegHeader {
             seq,
+            order: seq,
             create_at: now,
             ttl_bucket,
             ..SegHeader::FREE
