@@ -94,6 +94,8 @@ pub struct Store {
     /// Segments that may be in use at once, the merge reserve included
     /// (`cache_memlimit` lowers it; it never exceeds the mapping).
     seg_limit: usize,
+    /// Bytes the store may use, index included (`memory_limit`).
+    limit: usize,
     /// How items are grouped into chains at `seg_limit` (see `ttl`).
     layout: ttl::Layout,
     /// Items unlinked so far: a write that saw it unchanged across `alloc`
@@ -125,6 +127,35 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+/// Bytes per item the hash index is sized for: the record of a 15-byte key
+/// and a 100-byte value. Larger items leave it emptier (and faster);
+/// smaller ones fill it past its sized load, into overflow buckets.
+pub const INDEX_ITEM_BYTES: usize = 128;
+
+/// Bytes of bookkeeping per segment besides its data: header, pin count,
+/// free-list entry.
+const SEGMENT_OVERHEAD: usize = std::mem::size_of::<segment::SegHeader>() + 8;
+
+/// Items the index is sized for when there are `nseg` segments.
+fn index_items(nseg: usize, seg_size: usize) -> usize {
+    nseg * seg_size / INDEX_ITEM_BYTES
+}
+
+/// The most segments of `seg_size` bytes that fit in `memory` together with
+/// their index and bookkeeping: `-m` is all the store may use, so that a
+/// process's resident memory stays close to it (memcached keeps its hash
+/// table outside `-m` and ends near 1.05x; ours is a larger share per item,
+/// as items are smaller).
+fn segments_within(memory: usize, seg_size: usize) -> usize {
+    let cost =
+        |n: usize| n * (seg_size + SEGMENT_OVERHEAD) + Index::bytes_for(index_items(n, seg_size));
+    let mut n = memory / seg_size;
+    while n > 0 && cost(n) > memory {
+        n -= 1;
+    }
+    n
+}
+
 impl Store {
     pub fn new(cfg: StoreConfig, clock: Clock) -> Result<Store, ConfigError> {
         if !cfg.segment_size.is_multiple_of(8)
@@ -133,7 +164,7 @@ impl Store {
         {
             return Err(ConfigError::SegmentSize);
         }
-        let nseg = cfg.memory / cfg.segment_size;
+        let nseg = segments_within(cfg.memory, cfg.segment_size);
         if !(3..=index::MAX_SEGMENTS).contains(&nseg) {
             return Err(ConfigError::TooLittleMemory);
         }
@@ -141,8 +172,8 @@ impl Store {
             arena::Arena::new(nseg * cfg.segment_size, cfg.huge_pages).map_err(ConfigError::Map)?;
         let mut segs = Segments::new(arena, cfg.segment_size);
         let reserve = segs.take(ttl::NEVER, clock.now()).expect("nseg >= 3");
-        // Size the index for small items (~100 bytes each).
-        let index = Index::with_capacity(cfg.memory / 112, cfg.huge_pages);
+        let index = Index::with_capacity(index_items(nseg, cfg.segment_size), cfg.huge_pages);
+        let limit = cfg.memory;
         Ok(Store {
             segs,
             index,
@@ -161,6 +192,7 @@ impl Store {
             flush_at: 0,
             live_bytes: 0,
             seg_limit: nseg,
+            limit,
             layout: ttl::Layout::for_segments(nseg),
             unlinks: 0,
             stats: StoreStats::default(),
@@ -414,11 +446,16 @@ impl Store {
     /// `cache_memlimit`: the item memory this shard may use, at most what
     /// was mapped and at least three segments. Lowering it evicts now.
     pub fn set_memory_limit(&mut self, bytes: usize) -> bool {
-        let segs = bytes / self.segs.seg_size;
-        if segs < 3 || segs > self.segs.count() {
+        if bytes > self.cfg.memory {
+            return false;
+        }
+        let fixed = self.index.bytes() + self.segs.count() * SEGMENT_OVERHEAD;
+        let segs = (bytes.saturating_sub(fixed) / self.segs.seg_size).min(self.segs.count());
+        if segs < 3 {
             return false;
         }
         self.seg_limit = segs;
+        self.limit = bytes;
         self.layout = ttl::Layout::for_segments(segs);
         while self.segs.in_use() > self.seg_limit {
             self.expire(usize::MAX);
@@ -429,9 +466,10 @@ impl Store {
         true
     }
 
-    /// Item memory this shard may use now.
+    /// Memory this shard may use now, index included: `StoreConfig::memory`
+    /// or what `set_memory_limit` last set.
     pub fn memory_limit(&self) -> usize {
-        self.seg_limit * self.segs.seg_size
+        self.limit
     }
 
     /// Writes a new version of `key` and links it in place of the old one.
