@@ -8,6 +8,7 @@ const HUGE_PAGE: usize = 2 << 20;
 /// log2 of the huge page size, as MAP_HUGETLB wants it.
 const HUGE_PAGE_SHIFT: u8 = 21;
 
+/// What backs an arena's memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PageKind {
     /// Explicit 2 MiB hugetlb pages.
@@ -19,6 +20,7 @@ pub enum PageKind {
 }
 
 impl PageKind {
+    /// The name `stats` reports (`page_kind`).
     pub fn name(self) -> &'static str {
         match self {
             PageKind::HugeTlb => "hugetlb",
@@ -28,6 +30,7 @@ impl PageKind {
     }
 }
 
+/// One anonymous mapping that a shard's segments are carved from.
 pub struct Arena {
     map: MmapMut,
     kind: PageKind,
@@ -60,18 +63,22 @@ impl Arena {
         Ok(Arena { map, kind })
     }
 
+    /// What the mapping ended up backed by.
     pub fn kind(&self) -> PageKind {
         self.kind
     }
 
+    /// Bytes mapped.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether nothing is mapped (never, as `new` maps at least a byte).
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
+    /// The first byte of the mapping.
     pub fn base(&mut self) -> *mut u8 {
         self.map.as_mut_ptr()
     }

@@ -5,13 +5,16 @@
 use super::segment::NEVER_EXPIRES;
 use super::Store;
 
+/// What a full store gives up to take a write (`-o eviction=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Eviction {
-    /// Merge a run of segments of one TTL bucket into one, keeping the most
-    /// frequently read items.
+    /// Compact runs of segments whose live items fit in fewer, else pass a
+    /// clock hand over the oldest segment, keeping the items read since it
+    /// last passed (`merge.rs`).
     Merge,
     /// Evict the oldest segment.
     Fifo,
+    /// Evict a segment picked at random.
     Random,
     /// Closest to expire.
     Cte,

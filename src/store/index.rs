@@ -25,40 +25,59 @@
 //! chained from the first bucket of its group of [`GROUP`]: at the sized
 //! load, that is one item in ten, and an index byte count per item of
 //! about 11 where one overflow chain per bucket took 16. Items are never
-//! refused and never move, so a
-//! slot's place stays valid for as long as the item is linked. Overflow
-//! buckets live in a vector of their own, after the primary ones in
-//! bucket numbering.
+//! refused and never move, so a slot's place stays valid for as long as
+//! the item is linked. Overflow buckets live in a vector of their own,
+//! after the primary ones in bucket numbering.
 
+/// Slots per bucket (one cache line of u64s).
 pub const SLOTS: usize = 8;
+/// Slots per bucket that hold items (slot 0 is the info slot).
 pub const ITEM_SLOTS: usize = SLOTS - 1;
 
+/// Bit position of an item slot's tag.
 pub const TAG_SHIFT: u32 = 52;
+/// Tag bits (after shifting): 12 bits of the key's hash.
 pub const TAG_MASK: u64 = 0xfff;
+/// Bit position of an item slot's access frequency.
 pub const FREQ_SHIFT: u32 = 44;
+/// Frequency bits (after shifting).
 pub const FREQ_MASK: u64 = 0xff;
+/// Bit position of an item slot's segment id; also how far a segment's
+/// incarnation number is shifted to form the CAS of items at an offset.
 pub const SEG_SHIFT: u32 = 20;
+/// Segment id bits (after shifting).
 pub const SEG_MASK: u64 = 0xff_ffff;
+/// Bit position of an item slot's offset.
 pub const OFF_SHIFT: u32 = 0;
+/// Offset bits: the record's offset in its segment, in 8-byte units.
 pub const OFF_MASK: u64 = 0xf_ffff;
+/// Info slot bits that hold 1 + the id of the next overflow bucket.
 pub const NEXT_MASK: u64 = 0xffff_ffff;
 
+/// Segments a slot can name, per shard.
 pub const MAX_SEGMENTS: usize = SEG_MASK as usize + 1;
+/// Largest segment, in bytes, whose every offset a slot can name.
 pub const MAX_SEGMENT_SIZE: usize = (OFF_MASK as usize + 1) * 8;
 
+/// One cache line of slots: an info slot and [`ITEM_SLOTS`] item slots
+/// (0 = empty).
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Default)]
 pub struct Bucket {
+    /// The info slot, then the item slots.
     pub slots: [u64; SLOTS],
 }
 
 /// Where an item's slot sits: bucket index and slot number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SlotRef {
+    /// Bucket id: primary buckets first, then overflow ones.
     pub bucket: u32,
+    /// Slot in the bucket, 1 to [`ITEM_SLOTS`].
     pub slot: u8,
 }
 
+/// The 12-bit tag of a key's hash, never 0.
 #[inline]
 pub fn tag_of(hash: u64) -> u64 {
     let t = (hash >> TAG_SHIFT) & TAG_MASK;
@@ -66,6 +85,7 @@ pub fn tag_of(hash: u64) -> u64 {
     t | (t == 0) as u64
 }
 
+/// An item slot from its fields (`off8` in 8-byte units).
 #[inline]
 pub fn pack(tag: u64, freq: u8, seg: u32, off8: u32) -> u64 {
     (tag << TAG_SHIFT)
@@ -74,26 +94,32 @@ pub fn pack(tag: u64, freq: u8, seg: u32, off8: u32) -> u64 {
         | ((off8 as u64 & OFF_MASK) << OFF_SHIFT)
 }
 
+/// An item slot's tag.
 #[inline]
 pub fn slot_tag(s: u64) -> u64 {
     (s >> TAG_SHIFT) & TAG_MASK
 }
+/// An item slot's access frequency.
 #[inline]
 pub fn slot_freq(s: u64) -> u8 {
     ((s >> FREQ_SHIFT) & FREQ_MASK) as u8
 }
+/// The segment an item slot points into.
 #[inline]
 pub fn slot_seg(s: u64) -> u32 {
     ((s >> SEG_SHIFT) & SEG_MASK) as u32
 }
+/// The offset an item slot points at, in 8-byte units.
 #[inline]
 pub fn slot_off8(s: u64) -> u32 {
     ((s >> OFF_SHIFT) & OFF_MASK) as u32
 }
+/// The slot with another frequency.
 #[inline]
 pub fn with_freq(s: u64, freq: u8) -> u64 {
     (s & !(FREQ_MASK << FREQ_SHIFT)) | ((freq as u64) << FREQ_SHIFT)
 }
+/// The slot pointing at another record (`off8` in 8-byte units).
 #[inline]
 pub fn with_location(s: u64, seg: u32, off8: u32) -> u64 {
     (s & !((SEG_MASK << SEG_SHIFT) | (OFF_MASK << OFF_SHIFT)))

@@ -26,16 +26,26 @@
 //! never modified in place, so the pair (segment incarnation, offset) already
 //! identifies one version of one item and serves as its CAS.
 
+/// Bytes of the header word every record starts with.
 pub const HEADER_SIZE: usize = 8;
+/// Records start at multiples of this many bytes.
 pub const ALIGN: usize = 8;
 
+/// Key length bits of the header word (after shifting).
 pub const KLEN_MASK: u64 = 0xff;
+/// Bit position of the key length.
 pub const KLEN_SHIFT: u32 = 0;
+/// Value length bits (after shifting).
 pub const VLEN_MASK: u64 = 0xff_ffff;
+/// Bit position of the value length.
 pub const VLEN_SHIFT: u32 = 8;
+/// Item flag bits (after shifting): `DELETED`, `HAS_EXPIRE`, ...
 pub const IFLAGS_MASK: u64 = 0xff;
+/// Bit position of the item flags.
 pub const IFLAGS_SHIFT: u32 = 32;
+/// Access time bits (after shifting): store time, modulo 2^24 seconds.
 pub const ATIME_MASK: u64 = 0xff_ffff;
+/// Bit position of the access time.
 pub const ATIME_SHIFT: u32 = 40;
 
 /// Largest value length the header can describe.
@@ -64,6 +74,7 @@ pub const WIN_SENT: u8 = 1 << 6;
 pub struct ItemMeta {
     /// Absolute expiry in store-clock seconds, 0 = never.
     pub expire: u32,
+    /// The client's opaque flags.
     pub flags: u32,
     /// Some = store this CAS explicitly.
     pub cas: Option<u64>,
@@ -102,6 +113,7 @@ fn optional_len(iflags: u8) -> usize {
     n
 }
 
+/// `n` rounded up to a multiple of [`ALIGN`].
 #[inline]
 pub const fn align_up(n: usize) -> usize {
     (n + ALIGN - 1) & !(ALIGN - 1)
@@ -142,26 +154,31 @@ impl RawItem {
         unsafe { (self.ptr as *mut u64).write(h) }
     }
 
+    /// Key length in bytes.
     #[inline]
     pub fn klen(&self) -> usize {
         ((self.header() >> KLEN_SHIFT) & KLEN_MASK) as usize
     }
 
+    /// Value length in bytes.
     #[inline]
     pub fn vlen(&self) -> usize {
         ((self.header() >> VLEN_SHIFT) & VLEN_MASK) as usize
     }
 
+    /// The item flags (`DELETED`, `HAS_EXPIRE`, `FETCHED`, ...).
     #[inline]
     pub fn iflags(&self) -> u8 {
         ((self.header() >> IFLAGS_SHIFT) & IFLAGS_MASK) as u8
     }
 
+    /// Store time of the last access, modulo 2^24 seconds.
     #[inline]
     pub fn atime(&self) -> u32 {
         ((self.header() >> ATIME_SHIFT) & ATIME_MASK) as u32
     }
 
+    /// Sets the item flags in `set` and clears those in `clear`.
     #[inline]
     pub fn set_iflags(&self, set: u8, clear: u8) {
         let f = (self.iflags() | set) & !clear;
@@ -169,6 +186,7 @@ impl RawItem {
         self.set_header(h | ((f as u64) << IFLAGS_SHIFT));
     }
 
+    /// Records an access at store time `now`.
     #[inline]
     pub fn set_atime(&self, now: u32) {
         let h = self.header() & !(ATIME_MASK << ATIME_SHIFT);
@@ -201,6 +219,7 @@ impl RawItem {
         self.ptr.wrapping_add(off)
     }
 
+    /// Absolute expiry in store time, 0 = never.
     #[inline]
     pub fn expire(&self) -> u32 {
         if self.iflags() & HAS_EXPIRE == 0 {
@@ -218,6 +237,7 @@ impl RawItem {
         unsafe { (self.opt_ptr(HAS_EXPIRE) as *mut u32).write_unaligned(expire) }
     }
 
+    /// The client's flags.
     #[inline]
     pub fn flags(&self) -> u32 {
         if self.iflags() & HAS_FLAGS == 0 {
@@ -242,6 +262,7 @@ impl RawItem {
         HEADER_SIZE + optional_len(self.iflags())
     }
 
+    /// The key bytes, valid while the store is not written to.
     #[inline]
     pub fn key<'a>(&self) -> &'a [u8] {
         // SAFETY: the writer put klen key bytes at key_offset; the arena
@@ -249,6 +270,8 @@ impl RawItem {
         unsafe { std::slice::from_raw_parts(self.ptr.add(self.key_offset()), self.klen()) }
     }
 
+    /// The value bytes, valid while the store is not written to (or while
+    /// its segment is pinned).
     #[inline]
     pub fn value<'a>(&self) -> &'a [u8] {
         // SAFETY: as for `key`; the value follows the key.

@@ -5,6 +5,8 @@
 //! (`ttl`) so expired segments are freed whole, and evicted a segment at a
 //! time (`eviction`). The memcached operations live in `ops`.
 
+#![warn(missing_docs)]
+
 pub mod arena;
 pub mod clock;
 pub mod eviction;
@@ -27,14 +29,19 @@ use item::{ItemMeta, DELETED, FETCHED};
 use segment::{Segments, NONE};
 use ttl::TtlBuckets;
 
+/// How a shard's store is built.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
-    /// Bytes of item memory this shard may hold.
+    /// Bytes this shard's store may use: segments, hash index and segment
+    /// bookkeeping together (its share of `-m`).
     pub memory: usize,
+    /// Bytes per segment: a multiple of 8 from 4 KiB to 8 MiB.
     pub segment_size: usize,
-    /// memcached's `-I`: the largest record, header included.
+    /// memcached's `-I`: the largest record in bytes, header included.
     pub item_size_max: usize,
+    /// What goes when memory is full.
     pub eviction: Eviction,
+    /// Ask for huge pages for segments and the index.
     pub huge_pages: bool,
 }
 
@@ -50,16 +57,27 @@ impl Default for StoreConfig {
     }
 }
 
-/// Counters memcached reports from its item layer.
+/// Counters memcached reports from its item layer, and the store's own,
+/// since the store was made.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StoreStats {
+    /// Items written (memcached's `total_items`).
     pub total_items: u64,
+    /// Live items evicted to make room (`evictions`).
     pub evictions: u64,
+    /// Of those, items never read (`evicted_unfetched`).
     pub evicted_unfetched: u64,
+    /// Expired items reclaimed that were never read (`expired_unfetched`).
     pub expired_unfetched: u64,
+    /// Expired items reclaimed: on a read, by eviction, or with their
+    /// segment (`reclaimed`).
     pub reclaimed: u64,
+    /// Segments freed whole because everything in them had expired.
     pub expired_segments: u64,
+    /// Segments evicted whole (every policy but merge, and merge when
+    /// it finds nothing to compact or visit).
     pub evicted_segments: u64,
+    /// Merge eviction steps (compactions and hand visits).
     pub merges: u64,
     /// Records copied by merge eviction (kept by the hand or compacted).
     pub moved_items: u64,
@@ -67,14 +85,19 @@ pub struct StoreStats {
     pub moved_bytes: u64,
 }
 
-/// A found item: where its slot is and its record.
+/// A found item: where its slot is and its record. Valid until the store
+/// is next written to.
 #[derive(Clone, Copy)]
 pub struct Found {
+    /// The item's index slot.
     pub slot: SlotRef,
+    /// The item's record.
     pub item: RawItem,
+    /// The key's hash.
     pub hash: u64,
 }
 
+/// One shard's cache: segments, TTL chains, hash index and clock.
 pub struct Store {
     segs: Segments,
     index: Index,
@@ -101,13 +124,18 @@ pub struct Store {
     /// Items unlinked so far: a write that saw it unchanged across `alloc`
     /// may keep using the slot it looked up before.
     unlinks: u64,
+    /// Counters since the store was made.
     pub stats: StoreStats,
 }
 
+/// Why a store could not be made.
 #[derive(Debug)]
 pub enum ConfigError {
+    /// The segment size is not a multiple of 8 between 4 KiB and 8 MiB.
     SegmentSize,
+    /// The memory holds fewer than three segments besides their index.
     TooLittleMemory,
+    /// The kernel refused the mapping.
     Map(std::io::Error),
 }
 
@@ -157,6 +185,14 @@ fn segments_within(memory: usize, seg_size: usize) -> usize {
 }
 
 impl Store {
+    /// A store of `cfg.memory` bytes: as many segments as fit beside their
+    /// hash index (sized for [`INDEX_ITEM_BYTES`]-byte items) and headers.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::SegmentSize`] for a segment size out of range,
+    /// [`ConfigError::TooLittleMemory`] if fewer than three segments fit,
+    /// [`ConfigError::Map`] if the memory cannot be mapped.
     pub fn new(cfg: StoreConfig, clock: Clock) -> Result<Store, ConfigError> {
         if !cfg.segment_size.is_multiple_of(8)
             || cfg.segment_size < 4096
@@ -199,6 +235,7 @@ impl Store {
         })
     }
 
+    /// The configuration the store was made with.
     pub fn config(&self) -> &StoreConfig {
         &self.cfg
     }
@@ -208,18 +245,22 @@ impl Store {
         self.segs.prefault();
     }
 
+    /// What backs the segment memory.
     pub fn page_kind(&self) -> PageKind {
         self.segs.arena().kind()
     }
 
+    /// The store's clock.
     pub fn clock(&self) -> &Clock {
         &self.clock
     }
 
+    /// The store's clock, to move (tests, `debugtime`-like tools).
     pub fn clock_mut(&mut self) -> &mut Clock {
         &mut self.clock
     }
 
+    /// Store time now, in seconds (see [`Clock`]).
     #[inline]
     pub fn now(&self) -> u32 {
         self.clock.now()
@@ -230,30 +271,34 @@ impl Store {
         self.index.items
     }
 
-    /// Bytes of live records.
+    /// Bytes of live records, headers and padding included (memcached's
+    /// `bytes`).
     pub fn bytes(&self) -> usize {
         self.live_bytes
     }
 
-    /// Item memory mapped for this shard.
+    /// Bytes of segment memory mapped for this shard.
     pub fn memory_bytes(&self) -> usize {
         self.segs.count() * self.segs.seg_size
     }
 
-    /// Bytes of the hash index (outside the item memory budget, as
-    /// memcached's hash table is).
+    /// Bytes of the hash index (memcached's `hash_bytes`), part of the
+    /// store's memory budget.
     pub fn index_bytes(&self) -> usize {
         self.index.bytes()
     }
 
+    /// Segments mapped.
     pub fn segments_total(&self) -> usize {
         self.segs.count()
     }
 
+    /// Segments on the free list.
     pub fn segments_free(&self) -> usize {
         self.segs.free_count()
     }
 
+    /// The index hash of a key.
     #[inline]
     pub fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
@@ -429,6 +474,7 @@ impl Store {
         id
     }
 
+    /// Lets go of a pin `pin` returned.
     pub fn unpin(&mut self, seg: u32) {
         self.segs.unpin(seg);
     }
@@ -443,8 +489,9 @@ impl Store {
         self.segs.in_use() < self.seg_limit
     }
 
-    /// `cache_memlimit`: the item memory this shard may use, at most what
-    /// was mapped and at least three segments. Lowering it evicts now.
+    /// `cache_memlimit`: the bytes this shard's store may use, index
+    /// included, at most `StoreConfig::memory` and enough for three
+    /// segments besides the index; false otherwise. Lowering it evicts now.
     pub fn set_memory_limit(&mut self, bytes: usize) -> bool {
         if bytes > self.cfg.memory {
             return false;
@@ -474,6 +521,13 @@ impl Store {
 
     /// Writes a new version of `key` and links it in place of the old one.
     /// The value is `v1` followed by `v2`. Returns the new item.
+    ///
+    /// # Errors
+    ///
+    /// [`WriteError::TooLarge`] if the record exceeds the item size limit,
+    /// [`WriteError::NoMemory`] if eviction could free nothing (policy
+    /// `none`, or every segment pinned); the old version is then left as
+    /// it was.
     pub fn write(
         &mut self,
         key: &[u8],
@@ -643,8 +697,11 @@ impl Store {
     }
 }
 
+/// Why `write` stored nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteError {
+    /// The record exceeds the item size limit or the segment size.
     TooLarge,
+    /// Nothing could be freed for it.
     NoMemory,
 }

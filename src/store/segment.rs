@@ -8,6 +8,7 @@ pub const NONE: u32 = u32::MAX;
 /// `SegHeader::expire_at` of a segment holding an item that never expires.
 pub const NEVER_EXPIRES: u32 = u32::MAX;
 
+/// What the store knows about one segment, kept apart from its data.
 #[derive(Clone, Copy, Debug)]
 pub struct SegHeader {
     /// Incarnation number, unique for the store's lifetime; 0 = free.
@@ -17,21 +18,26 @@ pub struct SegHeader {
     /// (smallest) first: the `seq` it was created with, or for a segment
     /// that compaction filled, that of the oldest one it replaced.
     pub order: u64,
-    /// Bytes written so far.
+    /// Bytes written so far: the offset the next record goes to.
     pub write_off: u32,
     /// Records not yet replaced, deleted or evicted.
     pub live_items: u32,
+    /// Bytes of those records, padding included.
     pub live_bytes: u32,
+    /// Store time (seconds since start) the segment was taken.
     pub create_at: u32,
     /// Latest expiry (store time) of any item written here: the segment may
     /// be freed whole once it has passed. [`NEVER_EXPIRES`] if an item
     /// without a TTL was written here, 0 if nothing was.
     pub expire_at: u32,
-    /// Earliest expiry of any item written here; 0 = none has one.
+    /// Earliest expiry (store time) of any item written here; 0 = none
+    /// has one.
     pub expire_min: u32,
+    /// The TTL chain the segment is in (`ttl::Layout::chain`).
     pub ttl_bucket: u16,
-    /// Neighbours in the TTL bucket's chain (or the free list).
+    /// Previous segment in the chain, [`NONE`] at its head.
     pub prev: u32,
+    /// Next segment in the chain, [`NONE`] at its tail.
     pub next: u32,
 }
 
@@ -79,7 +85,9 @@ impl SegHeader {
     };
 }
 
+/// The segments of one arena: their headers, the free list and pins.
 pub struct Segments {
+    /// One header per segment, indexed by segment id.
     pub headers: Vec<SegHeader>,
     free: Vec<u32>,
     /// Sends in flight that read straight from each segment's memory
@@ -89,6 +97,7 @@ pub struct Segments {
     /// (Parked = pinned with a FREE header: nothing else has both.)
     pins: Vec<u32>,
     pinned: usize,
+    /// Bytes per segment.
     pub seg_size: usize,
     base: *mut u8,
     next_seq: u64,
@@ -96,6 +105,7 @@ pub struct Segments {
 }
 
 impl Segments {
+    /// Carves `arena` into segments of `seg_size` bytes, all free.
     pub fn new(mut arena: Arena, seg_size: usize) -> Segments {
         let n = arena.len() / seg_size;
         let base = arena.base();
@@ -112,18 +122,22 @@ impl Segments {
         }
     }
 
+    /// Touches all segment memory now (see `Arena::prefault`).
     pub fn prefault(&mut self) {
         self.arena.prefault();
     }
 
+    /// The memory the segments are carved from.
     pub fn arena(&self) -> &Arena {
         &self.arena
     }
 
+    /// Segments in the arena, free or not.
     pub fn count(&self) -> usize {
         self.headers.len()
     }
 
+    /// Segments on the free list.
     pub fn free_count(&self) -> usize {
         self.free.len()
     }
@@ -140,6 +154,7 @@ impl Segments {
         Some(id)
     }
 
+    /// Returns a segment to the free list, or parks it while pinned.
     pub fn release(&mut self, id: u32) {
         self.headers[id as usize] = SegHeader::FREE;
         if self.pins[id as usize] == 0 {
@@ -157,6 +172,7 @@ impl Segments {
             .collect();
     }
 
+    /// Keeps a segment's bytes as they are until the matching `unpin`.
     pub fn pin(&mut self, id: u32) {
         let p = &mut self.pins[id as usize];
         if *p == 0 {
@@ -165,6 +181,7 @@ impl Segments {
         *p += 1;
     }
 
+    /// Drops one pin; a parked segment goes to the free list with its last.
     pub fn unpin(&mut self, id: u32) {
         let p = &mut self.pins[id as usize];
         debug_assert!(*p > 0, "unpin without pin");
@@ -179,6 +196,7 @@ impl Segments {
         }
     }
 
+    /// Whether a send still reads from the segment.
     #[inline]
     pub fn is_pinned(&self, id: u32) -> bool {
         self.pins[id as usize] > 0
@@ -195,17 +213,20 @@ impl Segments {
         ((p as usize - self.base as usize) / self.seg_size) as u32
     }
 
+    /// Address of byte `off` of segment `seg`.
     #[inline]
     pub fn ptr(&self, seg: u32, off: usize) -> *mut u8 {
         debug_assert!((seg as usize) < self.headers.len() && off < self.seg_size);
         self.base.wrapping_add(seg as usize * self.seg_size + off)
     }
 
+    /// The header of segment `seg`.
     #[inline]
     pub fn header(&self, seg: u32) -> &SegHeader {
         &self.headers[seg as usize]
     }
 
+    /// The header of segment `seg`, to change.
     #[inline]
     pub fn header_mut(&mut self, seg: u32) -> &mut SegHeader {
         &mut self.headers[seg as usize]
