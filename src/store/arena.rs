@@ -78,6 +78,23 @@ impl Arena {
         self.map.is_empty()
     }
 
+    /// Gives the pages of `len` bytes at `off` back to the kernel; they read
+    /// as zero when next touched. Best effort: a refusal (hugetlb pages
+    /// not covered whole) leaves them resident, which changes nothing else.
+    pub fn discard(&mut self, off: usize, len: usize) {
+        debug_assert!(off + len <= self.map.len());
+        // SAFETY: the range lies inside the mapping; MADV_DONTNEED on a
+        // private anonymous mapping only zeroes it, and the caller owns
+        // those bytes (a segment on no list, in no index slot).
+        unsafe {
+            libc::madvise(
+                self.map.as_mut_ptr().add(off) as *mut libc::c_void,
+                len,
+                libc::MADV_DONTNEED,
+            );
+        }
+    }
+
     /// The first byte of the mapping.
     pub fn base(&mut self) -> *mut u8 {
         self.map.as_mut_ptr()

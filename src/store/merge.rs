@@ -199,15 +199,15 @@ impl Store {
         let end = self.segs.header(victim).write_off as usize;
         let mut off = 0;
         while off < end {
-            let it = self.item_at(victim, (off / 8) as u32);
+            let it = self.item_at(victim, off as u32);
             let size = it.size();
             off += size;
             if it.iflags() & DELETED != 0 {
                 continue;
             }
             let hash = self.hash(it.key());
-            let off8 = ((off - size) / 8) as u32;
-            let Some(r) = self.slot_at(hash, victim, off8) else {
+            let roff = (off - size) as u32;
+            let Some(r) = self.slot_at(hash, victim, roff) else {
                 continue;
             };
             let unfetched = (it.iflags() & FETCHED == 0) as u64;
@@ -220,7 +220,7 @@ impl Store {
             }
             let freq = index::slot_freq(self.index.get(r));
             match place(self, freq, moved_size(&it)) {
-                Some((dest, freq)) => self.copy_record(victim, off8, it, r, dest, freq),
+                Some((dest, freq)) => self.copy_record(victim, roff, it, r, dest, freq),
                 None => {
                     self.stats.evictions += 1;
                     self.stats.evicted_unfetched += unfetched;
@@ -234,11 +234,11 @@ impl Store {
 
     /// Copies a live record into `dest`, which has room for it (see
     /// `moved_size`), and points its index slot there with frequency `freq`.
-    fn copy_record(&mut self, seg: u32, off8: u32, it: RawItem, r: SlotRef, dest: u32, freq: u8) {
+    fn copy_record(&mut self, seg: u32, off: u32, it: RawItem, r: SlotRef, dest: u32, freq: u8) {
         // The item keeps its CAS across the move: it has not changed.
         let cas = it
             .stored_cas()
-            .unwrap_or((self.segs.header(seg).seq << index::SEG_SHIFT) | off8 as u64);
+            .unwrap_or((self.segs.header(seg).seq << index::SEG_SHIFT) | off as u64);
         let meta = ItemMeta {
             expire: it.expire(),
             flags: it.flags(),
@@ -272,7 +272,7 @@ impl Store {
         let s = self.index.get(r);
         self.index.set(
             r,
-            index::with_location(index::with_freq(s, freq), dest, doff / 8),
+            index::with_location(index::with_freq(s, freq), dest, doff),
         );
     }
 
@@ -281,10 +281,10 @@ impl Store {
         let end = self.segs.header(seg).write_off as usize;
         let mut off = 0;
         while off < end {
-            let it = self.item_at(seg, (off / 8) as u32);
+            let it = self.item_at(seg, off as u32);
             if it.iflags() & DELETED == 0 {
                 let hash = self.hash(it.key());
-                if let Some(r) = self.slot_at(hash, seg, (off / 8) as u32) {
+                if let Some(r) = self.slot_at(hash, seg, off as u32) {
                     f(self, it, r);
                 }
             }

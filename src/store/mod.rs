@@ -8,8 +8,10 @@
 #![warn(missing_docs)]
 
 pub mod arena;
+mod budget;
 pub mod clock;
 pub mod eviction;
+mod expiry;
 pub mod index;
 pub mod item;
 mod merge;
@@ -19,14 +21,16 @@ pub mod segment;
 pub mod ttl;
 
 pub use arena::PageKind;
+pub use budget::{INDEX_MIN_ITEM_BYTES, INDEX_START_ITEM_BYTES};
 pub use clock::Clock;
 pub use eviction::Eviction;
 pub use item::RawItem;
 pub use ops::*;
 
+use budget::segments_within;
 use index::{Index, SlotRef};
 use item::{ItemMeta, DELETED, FETCHED};
-use segment::{Segments, NONE};
+use segment::Segments;
 use ttl::TtlBuckets;
 
 /// How a shard's store is built.
@@ -124,6 +128,8 @@ pub struct Store {
     /// Items unlinked so far: a write that saw it unchanged across `alloc`
     /// may keep using the slot it looked up before.
     unlinks: u64,
+    /// The segment the expiry crawler reads next.
+    crawl_at: u32,
     /// Counters since the store was made.
     pub stats: StoreStats,
 }
@@ -155,38 +161,10 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
-/// Bytes per item the hash index is sized for: the record of a 15-byte key
-/// and a 100-byte value. Larger items leave it emptier (and faster);
-/// smaller ones fill it past its sized load, into overflow buckets.
-pub const INDEX_ITEM_BYTES: usize = 128;
-
-/// Bytes of bookkeeping per segment besides its data: header, pin count,
-/// free-list entry.
-const SEGMENT_OVERHEAD: usize = std::mem::size_of::<segment::SegHeader>() + 8;
-
-/// Items the index is sized for when there are `nseg` segments.
-fn index_items(nseg: usize, seg_size: usize) -> usize {
-    nseg * seg_size / INDEX_ITEM_BYTES
-}
-
-/// The most segments of `seg_size` bytes that fit in `memory` together with
-/// their index and bookkeeping: `-m` is all the store may use, so that a
-/// process's resident memory stays close to it (memcached keeps its hash
-/// table outside `-m` and ends near 1.05x; ours is a larger share per item,
-/// as items are smaller).
-fn segments_within(memory: usize, seg_size: usize) -> usize {
-    let cost =
-        |n: usize| n * (seg_size + SEGMENT_OVERHEAD) + Index::bytes_for(index_items(n, seg_size));
-    let mut n = memory / seg_size;
-    while n > 0 && cost(n) > memory {
-        n -= 1;
-    }
-    n
-}
-
 impl Store {
     /// A store of `cfg.memory` bytes: as many segments as fit beside their
-    /// hash index (sized for [`INDEX_ITEM_BYTES`]-byte items) and headers.
+    /// headers and a hash index sized for [`INDEX_START_ITEM_BYTES`]-byte
+    /// items, which grows (taking segments) as items come.
     ///
     /// # Errors
     ///
@@ -200,7 +178,8 @@ impl Store {
         {
             return Err(ConfigError::SegmentSize);
         }
-        let nseg = segments_within(cfg.memory, cfg.segment_size);
+        let start_index = Index::bytes_for(cfg.memory / INDEX_START_ITEM_BYTES);
+        let nseg = segments_within(cfg.memory, cfg.segment_size, start_index);
         if !(3..=index::MAX_SEGMENTS).contains(&nseg) {
             return Err(ConfigError::TooLittleMemory);
         }
@@ -208,7 +187,11 @@ impl Store {
             arena::Arena::new(nseg * cfg.segment_size, cfg.huge_pages).map_err(ConfigError::Map)?;
         let mut segs = Segments::new(arena, cfg.segment_size);
         let reserve = segs.take(ttl::NEVER, clock.now()).expect("nseg >= 3");
-        let index = Index::with_capacity(index_items(nseg, cfg.segment_size), cfg.huge_pages);
+        let index = Index::new(
+            cfg.memory / INDEX_START_ITEM_BYTES,
+            cfg.memory / INDEX_MIN_ITEM_BYTES,
+            cfg.huge_pages,
+        );
         let limit = cfg.memory;
         Ok(Store {
             segs,
@@ -231,6 +214,7 @@ impl Store {
             limit,
             layout: ttl::Layout::for_segments(nseg),
             unlinks: 0,
+            crawl_at: 0,
             stats: StoreStats::default(),
         })
     }
@@ -298,6 +282,17 @@ impl Store {
         self.segs.free_count()
     }
 
+    /// Segments holding items (or kept for merge eviction, or parked while
+    /// pinned): neither free nor handed back to the kernel.
+    pub fn segments_in_use(&self) -> usize {
+        self.segs.in_use()
+    }
+
+    /// Segments the store may use now (its limit less what the index took).
+    pub fn segments_limit(&self) -> usize {
+        self.seg_limit
+    }
+
     /// The index hash of a key.
     #[inline]
     pub fn hash(&self, key: &[u8]) -> u64 {
@@ -315,15 +310,15 @@ impl Store {
     }
 
     #[inline]
-    fn item_at(&self, seg: u32, off8: u32) -> RawItem {
+    fn item_at(&self, seg: u32, off: u32) -> RawItem {
         // SAFETY: slots only ever hold locations of records written by
-        // `write_record`, inside the arena, 8-byte aligned.
-        unsafe { RawItem::at(self.segs.ptr(seg, off8 as usize * 8)) }
+        // `RawItem::write`, inside the arena.
+        unsafe { RawItem::at(self.segs.ptr(seg, off as usize)) }
     }
 
     #[inline]
     fn slot_item(&self, slot: u64) -> RawItem {
-        self.item_at(index::slot_seg(slot), index::slot_off8(slot))
+        self.item_at(index::slot_seg(slot), index::slot_off(slot))
     }
 
     /// The CAS of the item a slot points at.
@@ -333,7 +328,7 @@ impl Store {
             return c;
         }
         let s = self.index.get(f.slot);
-        (self.segs.header(index::slot_seg(s)).seq << index::SEG_SHIFT) | index::slot_off8(s) as u64
+        (self.segs.header(index::slot_seg(s)).seq << index::SEG_SHIFT) | index::slot_off(s) as u64
     }
 
     /// Runs the pending delayed flush if its time has come.
@@ -349,17 +344,16 @@ impl Store {
         let segs = &self.segs;
         self.index.find(hash, |s| {
             // SAFETY: see `item_at`.
-            let it = unsafe {
-                RawItem::at(segs.ptr(index::slot_seg(s), index::slot_off8(s) as usize * 8))
-            };
+            let it =
+                unsafe { RawItem::at(segs.ptr(index::slot_seg(s), index::slot_off(s) as usize)) };
             it.key() == key
         })
     }
 
-    /// The slot pointing at the record at (`seg`, `off8`), if it is linked.
-    fn slot_at(&self, hash: u64, seg: u32, off8: u32) -> Option<SlotRef> {
+    /// The slot pointing at the record at (`seg`, `off`), if it is linked.
+    fn slot_at(&self, hash: u64, seg: u32, off: u32) -> Option<SlotRef> {
         self.index.find(hash, |s| {
-            (index::slot_seg(s), index::slot_off8(s)) == (seg, off8)
+            (index::slot_seg(s), index::slot_off(s)) == (seg, off)
         })
     }
 
@@ -447,12 +441,15 @@ impl Store {
                     continue;
                 }
             }
-            self.expire(usize::MAX);
+            self.expire_segments(usize::MAX);
             if self.may_take() && self.segs.free_count() > 0 {
                 continue;
             }
             if !self.evict() {
                 return None;
+            }
+            if self.segs.usable() > self.seg_limit {
+                self.settle();
             }
         }
     }
@@ -489,36 +486,6 @@ impl Store {
         self.segs.in_use() < self.seg_limit
     }
 
-    /// `cache_memlimit`: the bytes this shard's store may use, index
-    /// included, at most `StoreConfig::memory` and enough for three
-    /// segments besides the index; false otherwise. Lowering it evicts now.
-    pub fn set_memory_limit(&mut self, bytes: usize) -> bool {
-        if bytes > self.cfg.memory {
-            return false;
-        }
-        let fixed = self.index.bytes() + self.segs.count() * SEGMENT_OVERHEAD;
-        let segs = (bytes.saturating_sub(fixed) / self.segs.seg_size).min(self.segs.count());
-        if segs < 3 {
-            return false;
-        }
-        self.seg_limit = segs;
-        self.limit = bytes;
-        self.layout = ttl::Layout::for_segments(segs);
-        while self.segs.in_use() > self.seg_limit {
-            self.expire(usize::MAX);
-            if self.segs.in_use() <= self.seg_limit || !self.evict() {
-                break;
-            }
-        }
-        true
-    }
-
-    /// Memory this shard may use now, index included: `StoreConfig::memory`
-    /// or what `set_memory_limit` last set.
-    pub fn memory_limit(&self) -> usize {
-        self.limit
-    }
-
     /// Writes a new version of `key` and links it in place of the old one.
     /// The value is `v1` followed by `v2`. Returns the new item.
     ///
@@ -551,7 +518,7 @@ impl Store {
         let unlinks = self.unlinks;
         let (seg, off) = self.alloc(bucket, size).ok_or(WriteError::NoMemory)?;
         let ptr = self.segs.ptr(seg, off as usize);
-        // SAFETY: `alloc` reserved `size` bytes at an aligned offset in a
+        // SAFETY: `alloc` reserved `size` bytes at this offset in a
         // segment; the inputs are client buffers or `scratch`, never arena
         // memory, so they cannot overlap.
         let it = unsafe { item::RawItem::write(ptr, key, v1, v2, &meta, now) };
@@ -568,23 +535,26 @@ impl Store {
         } else {
             self.slot_for_key(hash, key)
         };
-        Ok(self.link(old, hash, seg, off / 8, it))
+        Ok(self.link(old, hash, seg, off, it))
     }
 
     /// Points the key's slot at a new record, retiring the old one.
-    fn link(&mut self, old: Option<SlotRef>, hash: u64, seg: u32, off8: u32, it: RawItem) -> Found {
+    fn link(&mut self, old: Option<SlotRef>, hash: u64, seg: u32, off: u32, it: RawItem) -> Found {
         let slot = match old {
             Some(r) => {
                 let s = self.index.get(r);
                 let o = self.slot_item(s);
                 self.retire(index::slot_seg(s), o);
-                self.index.set(r, index::with_location(s, seg, off8));
+                self.index.set(r, index::with_location(s, seg, off));
                 r
             }
             None => {
+                if self.index.wants_growth() {
+                    self.grow_index();
+                }
                 let r = self.index.empty_slot(hash);
                 self.index
-                    .set(r, index::pack(index::tag_of(hash), 0, seg, off8));
+                    .set(r, index::pack(index::tag_of(hash), 0, seg, off));
                 self.index.items += 1;
                 r
             }
@@ -610,83 +580,6 @@ impl Store {
         if v.capacity() <= 2 * self.cfg.item_size_max {
             self.scratch = v;
         }
-    }
-
-    /// Frees whole segments whose items have all expired, at most `max`
-    /// of them: the bounded unit of work the worker loop calls between
-    /// batches of requests.
-    pub fn expire(&mut self, max: usize) -> usize {
-        self.check_flush();
-        let now = self.clock.now();
-        let mut freed = 0;
-        // Whole chains, not just their heads: a class spans a range of TTLs,
-        // so a later segment may expire before an earlier one.
-        for b in 0..self.ttl.chains.len() {
-            let mut id = self.ttl.chains[b].head;
-            while id != NONE && freed < max {
-                let h = self.segs.header(id);
-                let (next, e) = (h.next, h.expire_at);
-                if e != 0 && e <= now {
-                    self.drop_segment(id, true);
-                    self.stats.expired_segments += 1;
-                    freed += 1;
-                }
-                id = next;
-            }
-        }
-        freed
-    }
-
-    /// Unlinks every live record of a segment from the index and frees it.
-    fn drop_segment(&mut self, id: u32, expired: bool) {
-        let end = self.segs.header(id).write_off as usize;
-        let mut off = 0;
-        while off < end {
-            let it = self.item_at(id, (off / 8) as u32);
-            let size = it.size();
-            if it.iflags() & DELETED == 0 {
-                let key = it.key();
-                let hash = self.hash(key);
-                if let Some(r) = self.slot_at(hash, id, (off / 8) as u32) {
-                    let unfetched = it.iflags() & FETCHED == 0;
-                    if expired {
-                        self.stats.reclaimed += 1;
-                        self.stats.expired_unfetched += unfetched as u64;
-                    } else {
-                        self.stats.evictions += 1;
-                        self.stats.evicted_unfetched += unfetched as u64;
-                    }
-                    self.unlink(r, hash);
-                }
-            }
-            off += size;
-        }
-        self.ttl.unlink(&mut self.segs, id);
-        self.segs.release(id);
-    }
-
-    /// `flush_all`: with `delay` 0 everything goes now, otherwise at
-    /// now + delay (a later call replaces the pending time).
-    pub fn flush(&mut self, delay: i64) {
-        if delay <= 0 {
-            self.flush_at = 0;
-            self.flush_now();
-        } else {
-            self.flush_at = self.clock.expire_at(delay).max(self.clock.now() + 1);
-        }
-    }
-
-    fn flush_now(&mut self) {
-        self.flush_at = 0;
-        self.index.reset();
-        self.unlinks += 1;
-        self.ttl.reset();
-        self.segs.release_all();
-        self.live_bytes = 0;
-        self.reserve = self
-            .segs
-            .take(ttl::NEVER, self.clock.now())
-            .expect("nseg >= 3");
     }
 
     /// Advances the store clock from its source.

@@ -97,6 +97,10 @@ pub struct Segments {
     /// (Parked = pinned with a FREE header: nothing else has both.)
     pins: Vec<u32>,
     pinned: usize,
+    /// Segments handed back to the kernel because the store may use fewer
+    /// than the arena holds (the index grew, or `cache_memlimit`): neither
+    /// free nor in use.
+    retired: Vec<u32>,
     /// Bytes per segment.
     pub seg_size: usize,
     base: *mut u8,
@@ -115,6 +119,7 @@ impl Segments {
             free: (0..n as u32).rev().collect(),
             pins: vec![0; n],
             pinned: 0,
+            retired: Vec::new(),
             seg_size,
             base,
             next_seq: 1,
@@ -142,9 +147,36 @@ impl Segments {
         self.free.len()
     }
 
-    /// Segments not on the free list: live, the merge reserve, or parked.
+    /// Segments neither free nor retired: live, the merge reserve, or
+    /// parked.
     pub fn in_use(&self) -> usize {
-        self.count() - self.free_count()
+        self.count() - self.free_count() - self.retired.len()
+    }
+
+    /// Segments that may still be used: all but the retired ones.
+    pub fn usable(&self) -> usize {
+        self.count() - self.retired.len()
+    }
+
+    /// Takes a free segment out of use and lets the kernel have its pages
+    /// back; false if none is free.
+    pub fn retire_one(&mut self) -> bool {
+        let Some(id) = self.free.pop() else {
+            return false;
+        };
+        self.arena
+            .discard(id as usize * self.seg_size, self.seg_size);
+        self.retired.push(id);
+        true
+    }
+
+    /// Puts a retired segment back on the free list; false if none is.
+    pub fn unretire_one(&mut self) -> bool {
+        let Some(id) = self.retired.pop() else {
+            return false;
+        };
+        self.free.push(id);
+        true
     }
 
     /// Takes a free segment and gives it a new incarnation.
@@ -166,9 +198,13 @@ impl Segments {
     pub fn release_all(&mut self) {
         let n = self.headers.len();
         self.headers.iter_mut().for_each(|h| *h = SegHeader::FREE);
+        let mut retired = vec![false; n];
+        self.retired
+            .iter()
+            .for_each(|&i| retired[i as usize] = true);
         self.free = (0..n as u32)
             .rev()
-            .filter(|&i| self.pins[i as usize] == 0)
+            .filter(|&i| self.pins[i as usize] == 0 && !retired[i as usize])
             .collect();
     }
 
