@@ -159,11 +159,15 @@ impl Segments {
     }
 
     /// Takes a free segment out of use and lets the kernel have its pages
-    /// back; false if none is free.
+    /// back; false if none is free. The highest free one goes, so retired
+    /// segments gather at the end of the arena, away from the huge pages
+    /// of segments in use (a huge page faulted in for a segment brings its
+    /// neighbour with it).
     pub fn retire_one(&mut self) -> bool {
-        let Some(id) = self.free.pop() else {
+        let Some((i, _)) = self.free.iter().enumerate().max_by_key(|&(_, &id)| id) else {
             return false;
         };
+        let id = self.free.swap_remove(i);
         self.arena
             .discard(id as usize * self.seg_size, self.seg_size);
         self.retired.push(id);
