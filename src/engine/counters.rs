@@ -73,4 +73,5 @@ counters!(
     expired_unfetched,
     reclaimed,
     limit_maxbytes,
+    hash_bytes,
 );

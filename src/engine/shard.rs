@@ -40,6 +40,7 @@ impl Shard {
         c.expired_unfetched = s.stats.expired_unfetched;
         c.reclaimed = s.stats.reclaimed;
         c.limit_maxbytes = s.memory_limit() as u64;
+        c.hash_bytes = s.index_bytes() as u64;
         c.pinned_segments = s.pinned_segments() as u64;
         c
     }
