@@ -1,26 +1,48 @@
 #!/usr/bin/env python3
-"""Memory efficiency, corecache vs memcached, same host, same run.
+"""Memory efficiency and hit ratio, corecache vs memcached, side by side.
 
-1. Fill: at -m 256, insert 4 M distinct items (15-byte keys, 100-byte
-   values); report items kept, RSS, and RSS / limit.
-2. Hit ratio under memory pressure: a cache-aside client reads zipf(0.99)
-   keys over a key space larger than memory, with mixed value sizes and
-   mixed TTLs, and fills misses; report the hit ratio of the second half.
+Both servers run at once, with the same flags, and one deterministic
+operation stream is replayed against both, batch by batch (the same batch
+goes to corecache, then to memcached), so both see the same keys, sizes,
+TTLs and wall-clock time.
 
-Usage: scripts/bench-memory.py [--items 4000000] [--requests 2000000]
+fill   At -m 256, insert 4 M distinct items (15-byte keys, 100-byte values);
+       report items kept, RSS and RSS / -m.
+hit    memtier-like load: zipf(0.99) keys, values uniform 50-1000 bytes,
+       1:4 set:get (sets are independent of misses, as memtier's), under
+       several TTL shapes, at each -m and -t asked for; report the hit ratio
+       of the second half of the gets, live items kept, RSS.
+
+TTL shapes:
+  none      no TTL
+  fixed     one of 60 / 300 / 3600 s per set
+  short     uniform 5-60 s per set (jitter, short)
+  long      uniform 30-3600 s per set (jitter, long: issue 14's workload)
+  perkey    each key its own TTL, log-uniform 1 s - 30 days
+  wide      every set its own TTL, log-uniform 1 s - 30 days
+  mix1s     half no TTL, half 1 s
+
+Usage: scripts/bench-memory.py [fill] [hit] [--mem 64,1024] [--threads 1,2]
+                               [--shapes none,long,...] [--scale 1.0]
 """
 import argparse
 import bisect
+import itertools
+import math
 import os
 import random
+import selectors
 import socket
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORECACHE = os.environ.get("CORECACHE_BIN", os.path.join(ROOT, "target/release/corecache"))
 # Extra corecache flags, e.g. CORECACHE_ARGS="-o eviction=fifo".
 EXTRA = os.environ.get("CORECACHE_ARGS", "").split()
+SHAPES = ["none", "fixed", "short", "long", "perkey", "wide", "mix1s"]
+MONTH = 30 * 86400
 
 
 def free_port():
@@ -29,145 +51,233 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(kind, mem, port):
-    if kind == "corecache":
-        cmd = [os.path.join(ROOT, "target/release/corecache"), "-p", str(port), "-t", "1", "-m", str(mem), "-u", "nobody"] + EXTRA
-    else:
-        cmd = ["memcached", "-p", str(port), "-t", "1", "-m", str(mem), "-U", "0", "-u", "nobody"]
-    p = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            return p, socket.create_connection(("127.0.0.1", port)), " ".join(cmd)
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(kind)
+class Server:
+    def __init__(self, kind, mem, threads):
+        self.kind = kind
+        self.port = free_port()
+        if kind == "corecache":
+            cmd = [CORECACHE, "-u", "root", "-p", str(self.port), "-t", str(threads), "-m", str(mem)] + EXTRA
+        else:
+            cmd = ["memcached", "-u", "root", "-p", str(self.port), "-t", str(threads), "-m", str(mem), "-U", "0"]
+        self.cmd = " ".join(os.path.basename(c) if c == CORECACHE else c for c in cmd)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", self.port))
+                self.sock.setblocking(False)
+                break
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{kind} exited: {self.cmd}")
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"{kind} did not start")
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
 
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def read_until(s, end):
-    buf = b""
-    while not buf.endswith(end):
-        chunk = s.recv(1 << 20)
-        if not chunk:
-            raise RuntimeError("closed")
-        buf += chunk
-    return buf
-
-
-def stats(s):
-    s.sendall(b"stats\r\n")
-    out = {}
-    for line in read_until(s, b"END\r\n").decode().splitlines():
-        parts = line.split(" ")
-        if len(parts) == 3:
-            out[parts[1]] = parts[2]
-    return out
-
-
-def fill(s, n):
-    value = b"v" * 100
-    batch = []
-    for i in range(n):
-        batch.append(b"set key:%011d 0 0 100 noreply\r\n%s\r\n" % (i, value))
-        if len(batch) == 2000:
-            s.sendall(b"".join(batch))
-            batch = []
-    s.sendall(b"".join(batch) + b"mn\r\nversion\r\n")
-    read_until(s, b"\r\n")
-
-
-def zipf_sampler(n, alpha, rng):
-    cdf, total = [], 0.0
-    for k in range(1, n + 1):
-        total += 1.0 / (k ** alpha)
-        cdf.append(total)
-    return lambda: bisect.bisect_left(cdf, rng.random() * total)
-
-
-def hit_ratio(s, requests, keyspace, seed):
-    rng = random.Random(seed)
-    sample = zipf_sampler(keyspace, 0.99, rng)
-    ttls = [0, 0, 60, 300, 3600]
-    hits = gets = 0
-    half = requests // 2
-    done = 0
-    while done < requests:
-        keys = [sample() for _ in range(500)]
-        s.sendall(b"".join(b"get z:%d\r\n" % k for k in keys))
-        buf = b""
+    def exchange(self, payload, n_end):
+        """Sends `payload` while reading replies until `n_end` END lines came back."""
+        view = memoryview(payload)
+        sent = 0
+        buf = bytearray()
         ends = 0
-        while ends < len(keys):
-            buf += s.recv(1 << 20)
-            ends = buf.count(b"END\r\n")
-        replies = buf.split(b"END\r\n")[: len(keys)]
-        fills = []
-        for k, r in zip(keys, replies):
-            hit = r.startswith(b"VALUE")
-            if done >= half:
-                gets += 1
-                hits += hit
-            if not hit:
-                size = 100 + (k * 2654435761 % 900)
-                fills.append(b"set z:%d 0 %d %d noreply\r\n%s\r\n" % (k, ttls[k % len(ttls)], size, b"x" * size))
-            done += 1
-        if fills:
-            s.sendall(b"".join(fills))
-    return hits / max(1, gets)
+        while sent < len(view) or ends < n_end:
+            if sent == len(view):
+                self.sel.modify(self.sock, selectors.EVENT_READ)
+            for _, ev in self.sel.select():
+                if ev & selectors.EVENT_WRITE and sent < len(view):
+                    try:
+                        sent += self.sock.send(view[sent:sent + (1 << 20)])
+                    except BlockingIOError:
+                        pass
+                if ev & selectors.EVENT_READ:
+                    try:
+                        chunk = self.sock.recv(1 << 20)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        raise RuntimeError(f"{self.kind} closed the connection")
+                    buf += chunk
+                    if buf.endswith(b"END\r\n"):
+                        ends = buf.count(b"END\r\n")
+        self.sel.modify(self.sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        return buf
+
+    def stats(self):
+        out = {}
+        for line in self.exchange(b"stats\r\n", 1).decode().splitlines():
+            parts = line.split(" ")
+            if len(parts) == 3:
+                out[parts[1]] = parts[2]
+        return out
+
+    def rss_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def both(mem, threads):
+    return [Server("corecache", mem, threads), Server("memcached", mem, threads)]
+
+
+def fill(items):
+    """Distinct 100-byte items at -m 256 until well past the limit."""
+    servers = both(256, 1)
+    try:
+        value = b"v" * 100
+        batch = []
+        for i in range(items):
+            batch.append(b"set key:%011d 0 0 100 noreply\r\n%s\r\n" % (i, value))
+            if len(batch) == 4000 or i == items - 1:
+                payload = b"".join(batch) + b"get none\r\n"
+                for s in servers:
+                    s.exchange(payload, 1)
+                batch = []
+        rows = []
+        for s in servers:
+            st = s.stats()
+            rss = s.rss_mib()
+            rows.append((s.kind, int(st["curr_items"]), rss, rss / 256, st.get("hash_bytes", "-"), s.cmd))
+        return rows
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def log_uniform(rng, lo, hi):
+    return int(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+def ttl_fn(shape, rng):
+    if shape == "none":
+        return lambda k: 0
+    if shape == "fixed":
+        return lambda k: (60, 300, 3600)[rng.randrange(3)]
+    if shape == "short":
+        return lambda k: rng.randint(5, 60)
+    if shape == "long":
+        return lambda k: rng.randint(30, 3600)
+    if shape == "perkey":
+        return lambda k: log_uniform(random.Random(k * 0x9E3779B1), 1, MONTH)
+    if shape == "wide":
+        return lambda k: log_uniform(rng, 1, MONTH)
+    if shape == "mix1s":
+        return lambda k: (0, 1)[rng.randrange(2)]
+    raise ValueError(shape)
+
+
+_CDF = {}
+
+
+def zipf_cdf(n, alpha=0.99):
+    if n not in _CDF:
+        _CDF[n] = list(itertools.accumulate(1.0 / (k ** alpha) for k in range(1, n + 1)))
+    return _CDF[n]
+
+
+def hit(shape, mem, threads, ops, keyspace, seed=7):
+    rng = random.Random(seed)
+    cdf = zipf_cdf(keyspace)
+    ranks = range(keyspace)
+    sizes = range(50, 1001)
+    ttl = ttl_fn(shape, rng)
+    filler = b"x" * 1000
+    servers = both(mem, threads)
+    gets = [0, 0]
+    hits = [0, 0]
+    try:
+        t0 = time.time()
+        done = 0
+        batch_ops = 1000
+        while done < ops:
+            keys = rng.choices(ranks, cum_weights=cdf, k=batch_ops)
+            kinds = rng.choices((0, 1, 1, 1, 1), k=batch_ops)
+            parts = []
+            n_get = 0
+            for k, kind in zip(keys, kinds):
+                if kind:
+                    parts.append(b"get key:%d\r\n" % k)
+                    n_get += 1
+                else:
+                    size = rng.choice(sizes)
+                    parts.append(b"set key:%d 0 %d %d noreply\r\n%s\r\n" % (k, ttl(k), size, filler[:size]))
+            payload = b"".join(parts)
+            measured = done >= ops // 2
+            for i, s in enumerate(servers):
+                reply = s.exchange(payload, n_get)
+                if measured:
+                    gets[i] += n_get
+                    hits[i] += reply.count(b"VALUE ")
+            done += batch_ops
+        secs = time.time() - t0
+        rows = []
+        for i, s in enumerate(servers):
+            st = s.stats()
+            rows.append({
+                "kind": s.kind,
+                "hit": hits[i] / max(1, gets[i]),
+                "items": int(st["curr_items"]),
+                "evictions": int(st.get("evictions", 0)),
+                "reclaimed": int(st.get("reclaimed", 0)),
+                "rss": s.rss_mib(),
+                "cmd": s.cmd,
+                "secs": secs,
+            })
+        return rows
+    finally:
+        for s in servers:
+            s.stop()
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", nargs="*", default=["fill", "hit"])
     ap.add_argument("--items", type=int, default=4_000_000)
-    ap.add_argument("--requests", type=int, default=2_000_000)
-    ap.add_argument("--keyspace", type=int, default=1_000_000)
-    ap.add_argument("--pressure-mb", type=int, default=64)
+    ap.add_argument("--mem", default="64,1024")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="operations per MiB of -m, in units of 40,000 (1.0 writes each -m over about 4 times)")
+    ap.add_argument("--keys-per-mib", type=int, default=8000,
+                    help="key space per MiB of -m (8000: about 4x what fits)")
     args = ap.parse_args()
-    rows = []
-    for kind in ("corecache", "memcached"):
-        port = free_port()
-        p, s, cmd = start(kind, 256, port)
-        try:
-            t0 = time.time()
-            fill(s, args.items)
-            st = stats(s)
-            rss = rss_mib(p.pid)
-            rows.append((kind, int(st["curr_items"]), rss, rss / 256, time.time() - t0, cmd))
-        finally:
-            p.kill()
-            p.wait()
-    hit = {}
-    for kind in ("corecache", "memcached"):
-        port = free_port()
-        p, s, cmd = start(kind, args.pressure_mb, port)
-        try:
-            ratio = hit_ratio(s, args.requests, args.keyspace, 7)
-            st = stats(s)
-            hit[kind] = (ratio, cmd, int(st["curr_items"]), int(st["bytes"]))
-        finally:
-            p.kill()
-            p.wait()
-    ours, theirs = rows[0][1], rows[1][1]
-    print(f"# Memory: {args.items} distinct items, 15-byte keys, 100-byte values, -m 256 -t 1\n")
-    print("| server | items kept | RSS MiB | RSS / limit | items ratio |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for kind, items, rss, ratio, secs, cmd in rows:
-        print(f"| {kind} | {items} | {rss:.0f} | {ratio:.2f} | {items / theirs:.2f} |")
-    print(f"\n# Hit ratio: zipf 0.99 over {args.keyspace} keys, values 100-999 bytes, TTLs 0/60/300/3600 s, "
-          f"-m {args.pressure_mb}, cache-aside, second half of {args.requests} gets\n")
-    print("| server | hit ratio | items held at the end | bytes of live items |")
-    print("| --- | ---: | ---: | ---: |")
-    for kind in ("corecache", "memcached"):
-        print(f"| {kind} | {hit[kind][0]:.4f} | {hit[kind][2]} | {hit[kind][3]} |")
-    print("\nCommands:")
-    for kind, *_rest, cmd in rows:
-        print(f"- {kind}: `{cmd}` (fill), `{hit[kind][1]}` (hit ratio)")
+
+    if "fill" in args.what:
+        rows = fill(args.items)
+        theirs = rows[1][1]
+        print(f"## Fill: {args.items} distinct items, 15-byte keys, 100-byte values, -m 256 -t 1\n")
+        print("| server | items kept | RSS MiB | RSS / -m | items vs memcached | hash_bytes |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for kind, items, rss, ratio, hb, _ in rows:
+            print(f"| {kind} | {items} | {rss:.0f} | {ratio:.3f} | {items / theirs:.2f} | {hb} |")
+        print("\nCommands: " + "; ".join(f"`{r[5]}`" for r in rows) + "\n")
+        sys.stdout.flush()
+
+    if "hit" in args.what:
+        print("## Hit ratio: zipf 0.99 keys, values 50-1000 B, 1:4 set:get, second half of the gets\n")
+        print("| TTL shape | -m | -t | keys | ops | hit corecache | hit memcached | diff "
+              "| items corecache | items memcached | RSS/-m corecache | RSS/-m memcached | secs |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        sys.stdout.flush()
+        for mem in [int(m) for m in args.mem.split(",")]:
+            for threads in [int(t) for t in args.threads.split(",")]:
+                for shape in args.shapes.split(","):
+                    ops = int(mem * 40_000 * args.scale) // 1000 * 1000
+                    keyspace = mem * args.keys_per_mib
+                    c, m = hit(shape, mem, threads, ops, keyspace)
+                    print(f"| {shape} | {mem} | {threads} | {keyspace} | {ops} | {c['hit']:.4f} | {m['hit']:.4f} "
+                          f"| {c['hit'] - m['hit']:+.4f} | {c['items']} | {m['items']} "
+                          f"| {c['rss'] / mem:.2f} | {m['rss'] / mem:.2f} | {c['secs']:.0f} |")
+                    sys.stdout.flush()
+        print(f"\nServers: `{CORECACHE} -p PORT -t T -m M {' '.join(EXTRA)}` and `memcached -u root -p PORT -t T -m M -U 0`"
+              f" ({subprocess.run(['memcached', '-V'], capture_output=True, text=True).stdout.strip()}).")
 
 
 if __name__ == "__main__":

@@ -47,8 +47,17 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// TTL mixes as applications use them: none, short, jittered over a long
+/// range, up to memcached's 30-day limit of relative times.
 fn exptime() -> impl Strategy<Value = i64> {
-    prop_oneof![Just(0i64), 1i64..20, Just(-1i64)]
+    prop_oneof![
+        3 => Just(0i64),
+        3 => 1i64..20,
+        1 => Just(-1i64),
+        2 => 20i64..4000,
+        1 => 4000i64..2_592_000,
+        1 => Just(2_592_000i64),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -451,16 +460,12 @@ fn expired_segments_are_freed_whole() {
             5,
         ));
     }
-    let used = s.segments_total() - s.segments_free();
+    let used = s.segments_in_use();
     assert!(used > 5);
     s.clock_mut().advance(20);
     assert!(s.expire(2) <= 2, "bounded work per call");
     s.expire(usize::MAX);
-    assert_eq!(
-        s.segments_total() - s.segments_free(),
-        1,
-        "only the merge reserve remains"
-    );
+    assert_eq!(s.segments_in_use(), 1, "only the merge reserve remains");
     assert_eq!(s.curr_items(), 0);
 }
 
@@ -502,10 +507,7 @@ fn memory_limit_shrinks_and_restores_within_the_mapping() {
     );
     assert!(s.set_memory_limit(6 * 65536));
     assert_eq!(s.memory_limit(), 6 * 65536);
-    assert!(
-        s.segments_total() - s.segments_free() <= 6,
-        "shrinking evicts now"
-    );
+    assert!(s.segments_in_use() <= 6, "shrinking evicts now");
     for i in 0..20_000u32 {
         let k = format!("n:{i}");
         s.set(&SetArgs::new(
@@ -515,7 +517,7 @@ fn memory_limit_shrinks_and_restores_within_the_mapping() {
             0,
             0,
         ));
-        assert!(s.segments_total() - s.segments_free() <= 6);
+        assert!(s.segments_in_use() <= 6);
     }
     assert!(
         !s.set_memory_limit(17 * 65536),
@@ -533,10 +535,7 @@ fn memory_limit_shrinks_and_restores_within_the_mapping() {
             0,
         ));
     }
-    assert!(
-        s.segments_total() - s.segments_free() > 12,
-        "the restored limit is used again"
-    );
+    assert!(s.segments_in_use() > 12, "the restored limit is used again");
 }
 
 #[test]
@@ -602,5 +601,153 @@ fn pinned_values_keep_their_bytes_through_churn_under_every_policy() {
                 Some(b"v".to_vec())
             );
         }
+    }
+}
+
+/// TTL shapes a cache must not be broken by: jittered over a short or a
+/// long range, every item its own TTL from 1 s to 30 days (log-uniform),
+/// and half without a TTL, half with 1 s.
+#[derive(Clone, Copy, Debug)]
+enum TtlShape {
+    Short,
+    Long,
+    Wide,
+    NoneOr1s,
+}
+
+const TTL_SHAPES: [TtlShape; 4] = [
+    TtlShape::Short,
+    TtlShape::Long,
+    TtlShape::Wide,
+    TtlShape::NoneOr1s,
+];
+
+impl TtlShape {
+    fn ttl(self, r: u64) -> i64 {
+        match self {
+            TtlShape::Short => 5 + (r % 56) as i64,
+            TtlShape::Long => 30 + (r % 3571) as i64,
+            TtlShape::Wide => {
+                let u = (r >> 11) as f64 / (1u64 << 53) as f64;
+                (u * (2_592_000f64).ln()).exp().max(1.0) as i64
+            }
+            TtlShape::NoneOr1s => (r % 2) as i64,
+        }
+    }
+}
+
+/// Writes far past the budget under each TTL shape and each policy; every
+/// hit is exactly the latest value written under its key, and not expired.
+#[test]
+fn fill_past_budget_under_ttl_mixes_never_returns_wrong_or_expired_data() {
+    for shape in TTL_SHAPES {
+        for policy in ALL_POLICIES {
+            let mut s = store(16 * 65536, 65536, policy);
+            // key -> (value, absolute expiry in store time, 0 = never)
+            let mut latest: HashMap<u32, (Vec<u8>, u32)> = HashMap::new();
+            let mut rng = 0x0bad_5eed_1234_5678u64;
+            let mut next = || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng
+            };
+            let (mut hits, mut stored) = (0, 0);
+            for i in 0..100_000u32 {
+                let r = next();
+                let k = ((r >> 8) % 4000) as u32;
+                let key = format!("ttl:{k}");
+                if r % 4 == 0 {
+                    let v = format!("{key}|v{i}|{}", "x".repeat((r >> 20) as usize % 300));
+                    let ttl = shape.ttl(next());
+                    let now = s.now();
+                    match s.set(&SetArgs::new(
+                        SetMode::Set,
+                        key.as_bytes(),
+                        v.as_bytes(),
+                        k,
+                        ttl,
+                    )) {
+                        SetOutcome::Stored { .. } => {
+                            stored += 1;
+                            let exp = if ttl == 0 { 0 } else { now + ttl as u32 };
+                            latest.insert(k, (v.into_bytes(), exp));
+                        }
+                        SetOutcome::NoMemory => {
+                            latest.remove(&k);
+                        }
+                        o => panic!("{o:?}"),
+                    }
+                } else if let Some(f) = s.get(key.as_bytes()) {
+                    hits += 1;
+                    let (want, exp) = latest.get(&k).expect("a hit was written");
+                    assert_eq!(f.item.value(), &want[..], "{shape:?} {policy:?} key {k}");
+                    assert!(
+                        *exp == 0 || *exp > s.now(),
+                        "{shape:?} {policy:?}: expired hit"
+                    );
+                    assert_eq!(f.item.flags(), k);
+                }
+                if i % 500 == 0 {
+                    s.clock_mut().advance(1);
+                    s.expire(16);
+                }
+            }
+            assert!(s.bytes() <= s.memory_bytes());
+            assert!(hits > 100, "{shape:?} {policy:?}: {hits} hits");
+            // `none` refuses when full; `volatile` too once items without a
+            // TTL fill it.
+            assert!(
+                stored > 10_000 || matches!(policy, Eviction::None | Eviction::Volatile),
+                "{shape:?} {policy:?}"
+            );
+        }
+    }
+}
+
+/// memcached 1.6's chunk for an item: 48-byte header, 8-byte CAS, key and
+/// its terminator, value and its CRLF, rounded up to a slab class (96
+/// bytes, growing by 1.25, 8-byte aligned).
+fn memcached_chunk(klen: usize, vlen: usize) -> usize {
+    let need = 48 + 8 + klen + 1 + vlen + 2;
+    let mut size = 96usize;
+    while size < need {
+        size = ((size as f64 * 1.25) as usize + 7) & !7;
+    }
+    size
+}
+
+/// A hostile or unlucky TTL distribution must not make the store keep fewer
+/// live (unexpired) items than memcached could at the same memory: here,
+/// than fit in it at memcached's chunk size, its hash table not counted.
+#[test]
+fn hostile_ttls_keep_at_least_as_many_live_items_as_memcached_could() {
+    let memory = 64 << 20;
+    let value = [b'v'; 200];
+    let bound = memory / memcached_chunk(8, value.len());
+    for shape in TTL_SHAPES {
+        let mut s = store(memory, 1 << 20, Eviction::Merge);
+        let mut rng = 0x1234_5678_9abc_def1u64;
+        let n = 800_000u32;
+        for i in 0..n {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let key = format!("h{i:07}");
+            let ttl = shape.ttl(rng);
+            s.set(&SetArgs::new(SetMode::Set, key.as_bytes(), &value, 0, ttl));
+            // About 50 k writes a second.
+            if i % 50_000 == 0 {
+                s.clock_mut().advance(1);
+                s.expire(16);
+            }
+        }
+        let live = (0..n)
+            .filter(|i| s.find(format!("h{i:07}").as_bytes()).is_some())
+            .count();
+        assert!(
+            live >= bound,
+            "{shape:?}: {live} live items, memcached could keep {bound}"
+        );
     }
 }

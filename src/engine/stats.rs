@@ -41,6 +41,7 @@ pub fn general(shared: &Shared, totals: &Counters) -> Vec<(&'static str, String)
         "expired_unfetched",
         "reclaimed",
         "limit_maxbytes",
+        "hash_bytes",
     ];
     for (k, n) in totals.fields() {
         if !skip_items.contains(&k) {
@@ -49,6 +50,7 @@ pub fn general(shared: &Shared, totals: &Counters) -> Vec<(&'static str, String)
     }
     v.push(("limit_maxbytes", totals.limit_maxbytes.to_string()));
     v.push(("threads", shared.mesh.n.to_string()));
+    v.push(("hash_bytes", totals.hash_bytes.to_string()));
     v.push(("bytes", totals.bytes.to_string()));
     v.push(("curr_items", totals.curr_items.to_string()));
     v.push(("total_items", totals.total_items.to_string()));

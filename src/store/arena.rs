@@ -8,6 +8,7 @@ const HUGE_PAGE: usize = 2 << 20;
 /// log2 of the huge page size, as MAP_HUGETLB wants it.
 const HUGE_PAGE_SHIFT: u8 = 21;
 
+/// What backs an arena's memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PageKind {
     /// Explicit 2 MiB hugetlb pages.
@@ -19,6 +20,7 @@ pub enum PageKind {
 }
 
 impl PageKind {
+    /// The name `stats` reports (`page_kind`).
     pub fn name(self) -> &'static str {
         match self {
             PageKind::HugeTlb => "hugetlb",
@@ -28,6 +30,7 @@ impl PageKind {
     }
 }
 
+/// One anonymous mapping that a shard's segments are carved from.
 pub struct Arena {
     map: MmapMut,
     kind: PageKind,
@@ -60,18 +63,39 @@ impl Arena {
         Ok(Arena { map, kind })
     }
 
+    /// What the mapping ended up backed by.
     pub fn kind(&self) -> PageKind {
         self.kind
     }
 
+    /// Bytes mapped.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether nothing is mapped (never, as `new` maps at least a byte).
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
+    /// Gives the pages of `len` bytes at `off` back to the kernel; they read
+    /// as zero when next touched. Best effort: a refusal (hugetlb pages
+    /// not covered whole) leaves them resident, which changes nothing else.
+    pub fn discard(&mut self, off: usize, len: usize) {
+        debug_assert!(off + len <= self.map.len());
+        // SAFETY: the range lies inside the mapping; MADV_DONTNEED on a
+        // private anonymous mapping only zeroes it, and the caller owns
+        // those bytes (a segment on no list, in no index slot).
+        unsafe {
+            libc::madvise(
+                self.map.as_mut_ptr().add(off) as *mut libc::c_void,
+                len,
+                libc::MADV_DONTNEED,
+            );
+        }
+    }
+
+    /// The first byte of the mapping.
     pub fn base(&mut self) -> *mut u8 {
         self.map.as_mut_ptr()
     }

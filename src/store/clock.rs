@@ -10,6 +10,8 @@ pub const REALTIME_MAXDELTA: i64 = 60 * 60 * 24 * 30;
 /// Store time of an item that expired on arrival; any `now` is past it.
 pub const EXPIRED: u32 = 1;
 
+/// Store time: whole seconds, starting at 2, that items' expiries and access
+/// times are kept in.
 #[derive(Clone, Debug)]
 pub struct Clock {
     /// Unix time that store time 0 stands for.
@@ -51,6 +53,8 @@ impl Clock {
         self.now
     }
 
+    /// Moves the clock `secs` seconds forward (tests, and `debugtime`-like
+    /// tools), its source along with it.
     pub fn advance(&mut self, secs: u32) {
         self.now += secs;
         if let Some(start) = self.source.as_mut() {
@@ -58,15 +62,18 @@ impl Clock {
         }
     }
 
+    /// Store time as of the last `tick` (or `advance`).
     #[inline]
     pub fn now(&self) -> u32 {
         self.now
     }
 
+    /// The Unix time (seconds) that `now` stands for.
     pub fn unix_now(&self) -> i64 {
         self.epoch_unix + self.now as i64
     }
 
+    /// The Unix time (seconds) that store time `t` stands for.
     pub fn to_unix(&self, t: u32) -> i64 {
         self.epoch_unix + t as i64
     }

@@ -6,48 +6,79 @@
 //! | info   | item 1 | item 2 | ... | item 7 |
 //! +--------+--------+--------+-----+--------+
 //!
-//!  info slot: low 32 bits = 1 + index of the overflow bucket, 0 = none
+//!  info slot: low 32 bits = 1 + id of the overflow bucket, 0 = none;
+//!             bits 32-39 = items homed here that went to a neighbour
 //!
 //!  item slot
-//!  63       52 51     44 43              20 19           0
+//!  63       52 51     44 43              23 22           0
 //! +-----------+---------+------------------+--------------+
-//! | tag (12)  | freq(8) | segment id (24)  | offset (20)  |
+//! | tag (12)  | freq(8) | segment id (21)  | offset (23)  |
 //! +-----------+---------+------------------+--------------+
-//!  offset counts 8-byte units, so segments can be up to 8 MiB.
+//!  offset in bytes: segments can be up to 8 MiB, and records need no
+//!  alignment padding.
 //! ```
 //!
-//! A full bucket chains to an overflow bucket instead of refusing the
-//! insert; overflow buckets live after the primary ones in the same vector.
+//! A key's home bucket is its hash scaled to the bucket count, which need
+//! not be a power of two, so the index can be sized to the memory budget.
+//! An item whose home is full goes to one of the next [`NEIGHBOURS`]
+//! buckets (the home counts how many did, so lookups only look there when
+//! some did), and only when those are full too to an overflow bucket
+//! chained from the first bucket of its group of [`GROUP`]: at the sized
+//! load, that is one item in ten, and an index byte count per item of
+//! about 11 where one overflow chain per bucket took 16. Items are never
+//! refused and never move, so a slot's place stays valid for as long as
+//! the item is linked. Overflow buckets live in a vector of their own,
+//! after the primary ones in bucket numbering.
 
+/// Slots per bucket (one cache line of u64s).
 pub const SLOTS: usize = 8;
+/// Slots per bucket that hold items (slot 0 is the info slot).
 pub const ITEM_SLOTS: usize = SLOTS - 1;
 
+/// Bit position of an item slot's tag.
 pub const TAG_SHIFT: u32 = 52;
+/// Tag bits (after shifting): 12 bits of the key's hash.
 pub const TAG_MASK: u64 = 0xfff;
+/// Bit position of an item slot's access frequency.
 pub const FREQ_SHIFT: u32 = 44;
+/// Frequency bits (after shifting).
 pub const FREQ_MASK: u64 = 0xff;
-pub const SEG_SHIFT: u32 = 20;
-pub const SEG_MASK: u64 = 0xff_ffff;
+/// Bit position of an item slot's segment id; also how far a segment's
+/// incarnation number is shifted to form the CAS of items at an offset.
+pub const SEG_SHIFT: u32 = 23;
+/// Segment id bits (after shifting).
+pub const SEG_MASK: u64 = 0x1f_ffff;
+/// Bit position of an item slot's offset.
 pub const OFF_SHIFT: u32 = 0;
-pub const OFF_MASK: u64 = 0xf_ffff;
+/// Offset bits: the record's offset in its segment, in bytes.
+pub const OFF_MASK: u64 = 0x7f_ffff;
+/// Info slot bits that hold 1 + the id of the next overflow bucket.
 pub const NEXT_MASK: u64 = 0xffff_ffff;
 
+/// Segments a slot can name, per shard.
 pub const MAX_SEGMENTS: usize = SEG_MASK as usize + 1;
-pub const MAX_SEGMENT_SIZE: usize = (OFF_MASK as usize + 1) * 8;
+/// Largest segment, in bytes, whose every offset a slot can name.
+pub const MAX_SEGMENT_SIZE: usize = OFF_MASK as usize + 1;
 
+/// One cache line of slots: an info slot and [`ITEM_SLOTS`] item slots
+/// (0 = empty).
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Default)]
 pub struct Bucket {
+    /// The info slot, then the item slots.
     pub slots: [u64; SLOTS],
 }
 
 /// Where an item's slot sits: bucket index and slot number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SlotRef {
+    /// Bucket id: primary buckets first, then overflow ones.
     pub bucket: u32,
+    /// Slot in the bucket, 1 to [`ITEM_SLOTS`].
     pub slot: u8,
 }
 
+/// The 12-bit tag of a key's hash, never 0.
 #[inline]
 pub fn tag_of(hash: u64) -> u64 {
     let t = (hash >> TAG_SHIFT) & TAG_MASK;
@@ -55,105 +86,211 @@ pub fn tag_of(hash: u64) -> u64 {
     t | (t == 0) as u64
 }
 
+/// An item slot from its fields (`off` in bytes).
 #[inline]
-pub fn pack(tag: u64, freq: u8, seg: u32, off8: u32) -> u64 {
+pub fn pack(tag: u64, freq: u8, seg: u32, off: u32) -> u64 {
     (tag << TAG_SHIFT)
         | ((freq as u64) << FREQ_SHIFT)
         | ((seg as u64 & SEG_MASK) << SEG_SHIFT)
-        | ((off8 as u64 & OFF_MASK) << OFF_SHIFT)
+        | ((off as u64 & OFF_MASK) << OFF_SHIFT)
 }
 
+/// An item slot's tag.
 #[inline]
 pub fn slot_tag(s: u64) -> u64 {
     (s >> TAG_SHIFT) & TAG_MASK
 }
+/// An item slot's access frequency.
 #[inline]
 pub fn slot_freq(s: u64) -> u8 {
     ((s >> FREQ_SHIFT) & FREQ_MASK) as u8
 }
+/// The segment an item slot points into.
 #[inline]
 pub fn slot_seg(s: u64) -> u32 {
     ((s >> SEG_SHIFT) & SEG_MASK) as u32
 }
+/// The offset in bytes an item slot points at.
 #[inline]
-pub fn slot_off8(s: u64) -> u32 {
+pub fn slot_off(s: u64) -> u32 {
     ((s >> OFF_SHIFT) & OFF_MASK) as u32
 }
+/// The slot with another frequency.
 #[inline]
 pub fn with_freq(s: u64, freq: u8) -> u64 {
     (s & !(FREQ_MASK << FREQ_SHIFT)) | ((freq as u64) << FREQ_SHIFT)
 }
+/// The slot pointing at another record (`off` in bytes).
 #[inline]
-pub fn with_location(s: u64, seg: u32, off8: u32) -> u64 {
+pub fn with_location(s: u64, seg: u32, off: u32) -> u64 {
     (s & !((SEG_MASK << SEG_SHIFT) | (OFF_MASK << OFF_SHIFT)))
         | ((seg as u64 & SEG_MASK) << SEG_SHIFT)
-        | ((off8 as u64 & OFF_MASK) << OFF_SHIFT)
+        | ((off as u64 & OFF_MASK) << OFF_SHIFT)
 }
 
+/// Items homed in a full bucket may go to this many buckets after it
+/// before an overflow bucket is chained.
+pub const NEIGHBOURS: u32 = 2;
+/// Primary buckets per overflow chain: the chain hangs off the first
+/// bucket of each group and holds items of any home in the group (their
+/// tags tell them apart), so an overflow bucket fills before another is
+/// added.
+pub const GROUP: u32 = 16;
+/// Share of item slots (percent) the primary buckets hold before the index
+/// grows. Neighbours take most of what a full bucket cannot hold, so
+/// overflow buckets stay rare at this load.
+pub const LOAD_PERCENT: usize = 90;
+
+const DISPLACED_SHIFT: u32 = 32;
+const DISPLACED_MASK: u64 = 0xff;
+
+/// `a mod d` for a u32 `a`, with `m = fastmod_m(d)` (Lemire, Kaser and
+/// Kurz, "Faster remainder by direct computation", 2019): two
+/// multiplications instead of a division on every lookup.
+#[inline]
+fn fastmod(a: u32, m: u64, d: u32) -> u32 {
+    ((m.wrapping_mul(a as u64) as u128 * d as u128) >> 64) as u32
+}
+
+fn fastmod_m(d: u32) -> u64 {
+    (u64::MAX / d as u64).wrapping_add(1)
+}
+
+/// The hash index: primary buckets, found by hash, and overflow buckets
+/// chained to full ones. It grows by linear hashing: one bucket is split
+/// at a time, so growth is spread over the writes that need it.
 pub struct Index {
-    buckets: Vec<Bucket>,
-    primary: usize,
-    mask: u64,
+    /// Capacity reserved for the most buckets the index may grow to (only
+    /// what is used is touched, so only that is resident).
+    primary: Vec<Bucket>,
+    overflow: Vec<Bucket>,
+    /// Overflow buckets unlinked and ready for reuse (as bucket ids).
     free_overflow: Vec<u32>,
+    /// Buckets at the current level: a key's home is its hash mod `low`,
+    /// or mod 2·`low` if that is below `split`.
+    low: u32,
+    low_m: u64,
+    low2_m: u64,
+    /// The next bucket to split; buckets `low..low + split` are the halves
+    /// split off so far.
+    split: u32,
+    /// Bucket ids from here on name overflow buckets.
+    overflow_base: u32,
+    /// Reused by `split_one`.
+    scratch: Vec<SlotRef>,
+    /// Items linked.
     pub items: usize,
 }
 
 impl Index {
-    /// An index sized for about `expected_items` without chaining, on
-    /// transparent huge pages if `huge_pages`.
-    pub fn with_capacity(expected_items: usize, huge_pages: bool) -> Index {
-        let want = (expected_items / 6).max(64).next_power_of_two();
-        let mut buckets = Vec::with_capacity(want);
+    fn buckets_for(items: usize) -> usize {
+        (items * 100).div_ceil(ITEM_SLOTS * LOAD_PERCENT).max(64)
+    }
+
+    /// Bytes of primary buckets that hold `items` at [`LOAD_PERCENT`] of
+    /// their item slots.
+    pub fn bytes_for(items: usize) -> usize {
+        Self::buckets_for(items) * std::mem::size_of::<Bucket>()
+    }
+
+    /// An index sized for `items`, that may grow to hold `max_items`, its
+    /// primary buckets on transparent huge pages if `huge_pages`.
+    pub fn new(items: usize, max_items: usize, huge_pages: bool) -> Index {
+        let max = Self::buckets_for(max_items.max(items)).min(u32::MAX as usize / 4);
+        let start = Self::buckets_for(items).min(max) as u32;
+        let mut primary = Vec::with_capacity(max);
         if huge_pages {
-            let bytes = want * std::mem::size_of::<Bucket>();
-            super::arena::advise_huge(buckets.as_ptr() as *const u8, bytes);
+            let bytes = max * std::mem::size_of::<Bucket>();
+            super::arena::advise_huge(primary.as_ptr() as *const u8, bytes);
         }
-        buckets.resize(want, Bucket::default());
+        primary.resize(start as usize, Bucket::default());
         Index {
-            buckets,
-            primary: want,
-            mask: (want - 1) as u64,
+            primary,
+            overflow: Vec::new(),
             free_overflow: Vec::new(),
+            low: start,
+            low_m: fastmod_m(start),
+            low2_m: fastmod_m(2 * start),
+            split: 0,
+            overflow_base: max as u32,
+            scratch: Vec::new(),
             items: 0,
         }
     }
 
+    /// An index of fixed size for about `expected_items`.
+    pub fn with_capacity(expected_items: usize, huge_pages: bool) -> Index {
+        Self::new(expected_items, expected_items, huge_pages)
+    }
+
+    /// Bytes of buckets in use, primary and overflow (memcached's
+    /// `hash_bytes`).
     pub fn bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<Bucket>()
+        (self.primary.len() + self.overflow.len()) * std::mem::size_of::<Bucket>()
     }
 
+    /// Primary buckets.
     pub fn primary_buckets(&self) -> usize {
-        self.primary
+        self.primary.len()
     }
 
+    /// Overflow buckets in use.
     pub fn overflow_buckets(&self) -> usize {
-        self.buckets.len() - self.primary - self.free_overflow.len()
+        self.overflow.len() - self.free_overflow.len()
     }
 
+    /// The primary bucket of `hash`, from its low 32 bits (the tag is taken
+    /// from the high bits).
     #[inline]
     pub fn home(&self, hash: u64) -> u32 {
-        (hash & self.mask) as u32
+        let h = hash as u32;
+        let b = fastmod(h, self.low_m, self.low);
+        if b < self.split {
+            fastmod(h, self.low2_m, 2 * self.low)
+        } else {
+            b
+        }
     }
 
     /// The first bucket of `hash`'s chain, where nearly every key sits.
     #[inline]
     pub fn home_bucket(&self, hash: u64) -> &Bucket {
-        &self.buckets[self.home(hash) as usize]
+        &self.primary[self.home(hash) as usize]
     }
 
+    #[inline]
+    fn bucket(&self, b: u32) -> &Bucket {
+        if b < self.overflow_base {
+            &self.primary[b as usize]
+        } else {
+            &self.overflow[(b - self.overflow_base) as usize]
+        }
+    }
+
+    #[inline]
+    fn bucket_mut(&mut self, b: u32) -> &mut Bucket {
+        if b < self.overflow_base {
+            &mut self.primary[b as usize]
+        } else {
+            &mut self.overflow[(b - self.overflow_base) as usize]
+        }
+    }
+
+    /// The slot value at `r`.
     #[inline]
     pub fn get(&self, r: SlotRef) -> u64 {
-        self.buckets[r.bucket as usize].slots[r.slot as usize]
+        self.bucket(r.bucket).slots[r.slot as usize]
     }
 
+    /// Overwrites the slot at `r`.
     #[inline]
     pub fn set(&mut self, r: SlotRef, v: u64) {
-        self.buckets[r.bucket as usize].slots[r.slot as usize] = v;
+        self.bucket_mut(r.bucket).slots[r.slot as usize] = v;
     }
 
     #[inline]
     fn next(&self, b: u32) -> Option<u32> {
-        let n = self.buckets[b as usize].slots[0] & NEXT_MASK;
+        let n = self.bucket(b).slots[0] & NEXT_MASK;
         if n == 0 {
             None
         } else {
@@ -161,14 +298,34 @@ impl Index {
         }
     }
 
-    /// Calls `f` on every occupied slot whose tag matches, in chain order,
-    /// until `f` returns true; returns that slot.
+    #[inline]
+    fn displaced(&self, home: u32) -> u64 {
+        (self.primary[home as usize].slots[0] >> DISPLACED_SHIFT) & DISPLACED_MASK
+    }
+
+    /// The bucket `d` after `home`, if there is one. Buckets are only ever
+    /// added at the end, so a neighbour an item went to stays one.
+    #[inline]
+    fn neighbour(&self, home: u32, d: u32) -> Option<u32> {
+        let n = home + d;
+        ((n as usize) < self.primary.len()).then_some(n)
+    }
+
+    /// The bucket whose info slot starts `home`'s overflow chain.
+    #[inline]
+    fn group(home: u32) -> u32 {
+        home - home % GROUP
+    }
+
+    /// Calls `f` on every occupied slot whose tag matches, home bucket
+    /// first, then the neighbours if some of this home's items went there,
+    /// then the group's overflow chain, until `f` returns true; returns
+    /// that slot.
     #[inline]
     pub fn find(&self, hash: u64, mut f: impl FnMut(u64) -> bool) -> Option<SlotRef> {
         let tag = tag_of(hash);
-        let mut b = self.home(hash);
-        loop {
-            let bucket = &self.buckets[b as usize];
+        let home = self.home(hash);
+        let mut scan = |b: u32, bucket: &Bucket| {
             for i in 1..SLOTS {
                 let s = bucket.slots[i];
                 if s != 0 && slot_tag(s) == tag && f(s) {
@@ -178,17 +335,61 @@ impl Index {
                     });
                 }
             }
-            b = self.next(b)?;
+            None
+        };
+        if let Some(r) = scan(home, &self.primary[home as usize]) {
+            return Some(r);
         }
+        if self.displaced(home) > 0 {
+            for d in 1..=NEIGHBOURS {
+                let Some(n) = self.neighbour(home, d) else {
+                    break;
+                };
+                if let Some(r) = scan(n, &self.primary[n as usize]) {
+                    return Some(r);
+                }
+            }
+        }
+        let mut b = Self::group(home);
+        while let Some(n) = self.next(b) {
+            if let Some(r) = scan(n, self.bucket(n)) {
+                return Some(r);
+            }
+            b = n;
+        }
+        None
     }
 
-    /// An empty slot in the chain of `hash`, chaining a new bucket if needed.
+    /// An empty slot for `hash`: in its home bucket, else in a neighbour,
+    /// else in its group's overflow chain, chaining a new bucket if needed.
     pub fn empty_slot(&mut self, hash: u64) -> SlotRef {
-        let mut b = self.home(hash);
+        let home = self.home(hash);
+        let free = |bucket: &Bucket| (1..SLOTS).find(|&i| bucket.slots[i] == 0);
+        if let Some(i) = free(&self.primary[home as usize]) {
+            return SlotRef {
+                bucket: home,
+                slot: i as u8,
+            };
+        }
+        if self.displaced(home) < DISPLACED_MASK {
+            for d in 1..=NEIGHBOURS {
+                let Some(n) = self.neighbour(home, d) else {
+                    break;
+                };
+                if let Some(i) = free(&self.primary[n as usize]) {
+                    self.primary[home as usize].slots[0] += 1 << DISPLACED_SHIFT;
+                    return SlotRef {
+                        bucket: n,
+                        slot: i as u8,
+                    };
+                }
+            }
+        }
+        let group = Self::group(home);
+        let mut b = group;
         loop {
-            let bucket = &self.buckets[b as usize];
-            for i in 1..SLOTS {
-                if bucket.slots[i] == 0 {
+            if b != group {
+                if let Some(i) = free(self.bucket(b)) {
                     return SlotRef {
                         bucket: b,
                         slot: i as u8,
@@ -199,7 +400,7 @@ impl Index {
                 Some(n) => b = n,
                 None => {
                     let n = self.new_overflow();
-                    let info = &mut self.buckets[b as usize].slots[0];
+                    let info = &mut self.bucket_mut(b).slots[0];
                     *info = (*info & !NEXT_MASK) | (n as u64 + 1);
                     return SlotRef { bucket: n, slot: 1 };
                 }
@@ -209,31 +410,40 @@ impl Index {
 
     fn new_overflow(&mut self) -> u32 {
         if let Some(n) = self.free_overflow.pop() {
-            self.buckets[n as usize] = Bucket::default();
+            *self.bucket_mut(n) = Bucket::default();
             return n;
         }
-        self.buckets.push(Bucket::default());
-        (self.buckets.len() - 1) as u32
+        self.overflow.push(Bucket::default());
+        self.overflow_base + self.overflow.len() as u32 - 1
     }
 
-    /// Clears a slot; an overflow bucket at the end of a chain that becomes
-    /// empty is unlinked and reused.
+    /// Clears the slot of an item whose hash is `hash`.
     pub fn clear(&mut self, r: SlotRef, hash: u64) {
-        self.buckets[r.bucket as usize].slots[r.slot as usize] = 0;
-        if (r.bucket as usize) < self.primary {
+        self.bucket_mut(r.bucket).slots[r.slot as usize] = 0;
+        let home = self.home(hash);
+        self.unhook(r, home);
+    }
+
+    /// Accounting for a slot of an item homed at `home` just cleared: the
+    /// home's count of displaced items, or the overflow bucket, unlinked
+    /// and kept for reuse if it is now empty.
+    fn unhook(&mut self, r: SlotRef, home: u32) {
+        if r.bucket < self.overflow_base {
+            if r.bucket != home {
+                self.primary[home as usize].slots[0] -= 1 << DISPLACED_SHIFT;
+            }
             return;
         }
-        let empty = self.buckets[r.bucket as usize].slots[1..]
-            .iter()
-            .all(|&s| s == 0);
-        if !empty || self.next(r.bucket).is_some() {
+        if self.bucket(r.bucket).slots[1..].iter().any(|&s| s != 0) {
             return;
         }
-        // Find the predecessor and unlink the tail bucket.
-        let mut b = self.home(hash);
+        // Splice the empty bucket out of its chain and keep it for reuse.
+        let after = self.bucket(r.bucket).slots[0] & NEXT_MASK;
+        let mut b = Self::group(home);
         while let Some(n) = self.next(b) {
             if n == r.bucket {
-                self.buckets[b as usize].slots[0] &= !NEXT_MASK;
+                let info = &mut self.bucket_mut(b).slots[0];
+                *info = (*info & !NEXT_MASK) | after;
                 self.free_overflow.push(n);
                 return;
             }
@@ -241,10 +451,75 @@ impl Index {
         }
     }
 
+    /// Whether the index holds more items than its buckets are sized for
+    /// and may still grow.
+    #[inline]
+    pub fn wants_growth(&self) -> bool {
+        self.items * 100 > self.primary.len() * ITEM_SLOTS * LOAD_PERCENT
+            && self.primary.len() < self.overflow_base as usize
+    }
+
+    /// Adds a bucket by splitting the next one in line: the items homed
+    /// there whose hash now names the new bucket move to it. `hash_of`
+    /// gives the hash of the item a slot value points at. Slots of moved
+    /// items change, so no `SlotRef` taken before stays valid.
+    pub fn split_one(&mut self, mut hash_of: impl FnMut(u64) -> u64) {
+        let s = self.split;
+        let (low, low_m, low2_m) = (self.low, self.low_m, self.low2_m);
+        // Where items homed at `s` may be: the bucket itself, its
+        // neighbours if some went there, its group's overflow chain.
+        let mut cands = std::mem::take(&mut self.scratch);
+        cands.clear();
+        let collect = |ix: &Index, b: u32, cands: &mut Vec<SlotRef>| {
+            for i in 1..SLOTS {
+                if ix.bucket(b).slots[i] != 0 {
+                    cands.push(SlotRef {
+                        bucket: b,
+                        slot: i as u8,
+                    });
+                }
+            }
+        };
+        collect(self, s, &mut cands);
+        if self.displaced(s) > 0 {
+            for d in 1..=NEIGHBOURS {
+                if let Some(n) = self.neighbour(s, d) {
+                    collect(self, n, &mut cands);
+                }
+            }
+        }
+        let mut b = Self::group(s);
+        while let Some(n) = self.next(b) {
+            collect(self, n, &mut cands);
+            b = n;
+        }
+        let t = low + s;
+        self.primary.push(Bucket::default());
+        self.split += 1;
+        if self.split == low {
+            self.low = 2 * low;
+            self.low_m = fastmod_m(self.low);
+            self.low2_m = fastmod_m(2 * self.low);
+            self.split = 0;
+        }
+        for &r in &cands {
+            let v = self.get(r);
+            let h = hash_of(v);
+            if fastmod(h as u32, low_m, low) != s || fastmod(h as u32, low2_m, 2 * low) != t {
+                continue;
+            }
+            self.set(r, 0);
+            self.unhook(r, s);
+            let nr = self.empty_slot(h);
+            self.set(nr, v);
+        }
+        self.scratch = cands;
+    }
+
     /// Empties the whole index (flush_all).
     pub fn reset(&mut self) {
-        self.buckets.truncate(self.primary);
-        self.buckets.iter_mut().for_each(|b| *b = Bucket::default());
+        self.overflow.clear();
+        self.primary.iter_mut().for_each(|b| *b = Bucket::default());
         self.free_overflow.clear();
         self.items = 0;
     }
@@ -256,14 +531,14 @@ mod tests {
 
     #[test]
     fn slot_packing_roundtrips() {
-        let s = pack(0xabc, 17, 0x12_3456, 0xf_edcb);
+        let s = pack(0xabc, 17, 0x1f_3456, 0x7f_edcb);
         assert_eq!(slot_tag(s), 0xabc);
         assert_eq!(slot_freq(s), 17);
-        assert_eq!(slot_seg(s), 0x12_3456);
-        assert_eq!(slot_off8(s), 0xf_edcb);
+        assert_eq!(slot_seg(s), 0x1f_3456);
+        assert_eq!(slot_off(s), 0x7f_edcb);
         let s2 = with_location(with_freq(s, 3), 5, 6);
         assert_eq!(
-            (slot_tag(s2), slot_freq(s2), slot_seg(s2), slot_off8(s2)),
+            (slot_tag(s2), slot_freq(s2), slot_seg(s2), slot_off(s2)),
             (0xabc, 3, 5, 6)
         );
         assert_eq!(std::mem::size_of::<Bucket>(), 64);
@@ -272,14 +547,16 @@ mod tests {
     #[test]
     fn chains_when_a_bucket_is_full_and_unlinks_when_empty() {
         let mut ix = Index::with_capacity(0, false);
-        let hash = 0x5000_0000_0000_0001u64; // every insert lands in one bucket
+        let hash = 0x5000_0000_0000_0001u64; // every insert has one home
         let mut refs = vec![];
-        for i in 0..20u32 {
+        // 7 at home, 14 in the two neighbours, the rest in overflow buckets.
+        for i in 0..40u32 {
             let r = ix.empty_slot(hash);
             ix.set(r, pack(tag_of(hash), 0, i, i));
             refs.push(r);
         }
         assert!(ix.overflow_buckets() >= 2);
+        assert_eq!(ix.displaced(ix.home(hash)), 14);
         for (i, _) in refs.iter().enumerate() {
             let found = ix.find(hash, |s| slot_seg(s) == i as u32).unwrap();
             assert_eq!(found, refs[i]);
@@ -288,6 +565,105 @@ mod tests {
             ix.clear(*r, hash);
         }
         assert_eq!(ix.overflow_buckets(), 0);
+        assert_eq!(ix.displaced(ix.home(hash)), 0);
         assert!(ix.find(hash, |_| true).is_none());
+    }
+
+    /// Hashes as the store's slots would give them back: the test keeps
+    /// each item's hash under its "segment" number.
+    fn grow(ix: &mut Index, hashes: &[u64]) {
+        while ix.wants_growth() {
+            ix.split_one(|v| hashes[slot_seg(v) as usize]);
+        }
+    }
+
+    #[test]
+    fn grows_one_bucket_at_a_time_and_finds_everything() {
+        let n = 200_000;
+        let mut ix = Index::new(1000, 4 * n, false);
+        let start = ix.primary_buckets();
+        let mut x = 0x9abc_def1_2345_6789u64;
+        let mut hashes = vec![];
+        for i in 0..n as u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            hashes.push(x);
+            grow(&mut ix, &hashes);
+            let r = ix.empty_slot(x);
+            ix.set(r, pack(tag_of(x), 0, i, 0));
+            ix.items += 1;
+            if i % 9973 == 0 {
+                for (j, &h) in hashes.iter().enumerate() {
+                    assert!(
+                        ix.find(h, |s| slot_seg(s) == j as u32).is_some(),
+                        "{j} after {i}"
+                    );
+                }
+            }
+        }
+        assert!(ix.primary_buckets() > 20 * start);
+        let used = (ix.primary_buckets() + ix.overflow_buckets()) * 64;
+        assert!(
+            used as f64 / (n as f64) < 14.0,
+            "{} bytes per item",
+            used as f64 / n as f64
+        );
+        for (j, &h) in hashes.iter().enumerate() {
+            let r = ix.find(h, |s| slot_seg(s) == j as u32).expect("linked");
+            ix.clear(r, h);
+        }
+        assert_eq!(ix.overflow_buckets(), 0);
+        assert!((0..ix.primary_buckets() as u32).all(|b| ix.displaced(b) == 0));
+    }
+
+    #[test]
+    fn sized_load_needs_few_overflow_buckets_and_finds_everything() {
+        let n = 200_000;
+        let mut ix = Index::with_capacity(n, false);
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let mut hashes = vec![];
+        for i in 0..n as u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let r = ix.empty_slot(x);
+            ix.set(r, pack(tag_of(x), 0, i, 0));
+            hashes.push(x);
+        }
+        // Churn: replace items at random, as eviction and writes do.
+        for round in 0..2 * n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x >> 20) as usize % n;
+            let old = hashes[i];
+            let r = ix.find(old, |s| slot_seg(s) == i as u32).expect("linked");
+            ix.clear(r, old);
+            let h = x.rotate_left(round as u32 % 64) ^ round as u64;
+            let r = ix.empty_slot(h);
+            ix.set(r, pack(tag_of(h), 0, i as u32, 0));
+            hashes[i] = h;
+        }
+        // Neighbours and shared overflow buckets absorb what full homes
+        // cannot hold.
+        assert!(
+            ix.overflow_buckets() * 100 < ix.primary_buckets() * 15,
+            "{} overflow buckets for {} primary",
+            ix.overflow_buckets(),
+            ix.primary_buckets()
+        );
+        let per_item = ix.bytes() as f64 / n as f64;
+        assert!(per_item < 11.75, "{per_item} index bytes per item in use");
+        for (i, &h) in hashes.iter().enumerate() {
+            let r = ix.find(h, |s| slot_seg(s) == i as u32).expect("linked");
+            if i % 2 == 0 {
+                ix.clear(r, h);
+            }
+        }
+        for (i, &h) in hashes.iter().enumerate() {
+            let found = ix.find(h, |s| slot_seg(s) == i as u32).is_some();
+            assert_eq!(found, i % 2 == 1);
+        }
     }
 }

@@ -5,35 +5,47 @@
 //! (`ttl`) so expired segments are freed whole, and evicted a segment at a
 //! time (`eviction`). The memcached operations live in `ops`.
 
+#![warn(missing_docs)]
+
 pub mod arena;
+mod budget;
 pub mod clock;
 pub mod eviction;
+mod expiry;
 pub mod index;
 pub mod item;
+mod merge;
 pub mod ops;
 pub mod prefetch;
 pub mod segment;
 pub mod ttl;
 
 pub use arena::PageKind;
+pub use budget::{INDEX_MIN_ITEM_BYTES, INDEX_START_ITEM_BYTES};
 pub use clock::Clock;
 pub use eviction::Eviction;
 pub use item::RawItem;
 pub use ops::*;
 
+use budget::segments_within;
 use index::{Index, SlotRef};
 use item::{ItemMeta, DELETED, FETCHED};
-use segment::{Segments, NONE};
+use segment::Segments;
 use ttl::TtlBuckets;
 
+/// How a shard's store is built.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
-    /// Bytes of item memory this shard may hold.
+    /// Bytes this shard's store may use: segments, hash index and segment
+    /// bookkeeping together (its share of `-m`).
     pub memory: usize,
+    /// Bytes per segment: a multiple of 8 from 4 KiB to 8 MiB.
     pub segment_size: usize,
-    /// memcached's `-I`: the largest record, header included.
+    /// memcached's `-I`: the largest record in bytes, header included.
     pub item_size_max: usize,
+    /// What goes when memory is full.
     pub eviction: Eviction,
+    /// Ask for huge pages for segments and the index.
     pub huge_pages: bool,
 }
 
@@ -49,27 +61,47 @@ impl Default for StoreConfig {
     }
 }
 
-/// Counters memcached reports from its item layer.
+/// Counters memcached reports from its item layer, and the store's own,
+/// since the store was made.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StoreStats {
+    /// Items written (memcached's `total_items`).
     pub total_items: u64,
+    /// Live items evicted to make room (`evictions`).
     pub evictions: u64,
+    /// Of those, items never read (`evicted_unfetched`).
     pub evicted_unfetched: u64,
+    /// Expired items reclaimed that were never read (`expired_unfetched`).
     pub expired_unfetched: u64,
+    /// Expired items reclaimed: on a read, by eviction, or with their
+    /// segment (`reclaimed`).
     pub reclaimed: u64,
+    /// Segments freed whole because everything in them had expired.
     pub expired_segments: u64,
+    /// Segments evicted whole (every policy but merge, and merge when
+    /// it finds nothing to compact or visit).
     pub evicted_segments: u64,
+    /// Merge eviction steps (compactions and hand visits).
     pub merges: u64,
+    /// Records copied by merge eviction (kept by the hand or compacted).
+    pub moved_items: u64,
+    /// Bytes of those records.
+    pub moved_bytes: u64,
 }
 
-/// A found item: where its slot is and its record.
+/// A found item: where its slot is and its record. Valid until the store
+/// is next written to.
 #[derive(Clone, Copy)]
 pub struct Found {
+    /// The item's index slot.
     pub slot: SlotRef,
+    /// The item's record.
     pub item: RawItem,
+    /// The key's hash.
     pub hash: u64,
 }
 
+/// One shard's cache: segments, TTL chains, hash index and clock.
 pub struct Store {
     segs: Segments,
     index: Index,
@@ -89,13 +121,27 @@ pub struct Store {
     /// Segments that may be in use at once, the merge reserve included
     /// (`cache_memlimit` lowers it; it never exceeds the mapping).
     seg_limit: usize,
+    /// Bytes the store may use, index included (`memory_limit`).
+    limit: usize,
+    /// How items are grouped into chains at `seg_limit` (see `ttl`).
+    layout: ttl::Layout,
+    /// Items unlinked so far: a write that saw it unchanged across `alloc`
+    /// may keep using the slot it looked up before.
+    unlinks: u64,
+    /// The segment the expiry crawler reads next.
+    crawl_at: u32,
+    /// Counters since the store was made.
     pub stats: StoreStats,
 }
 
+/// Why a store could not be made.
 #[derive(Debug)]
 pub enum ConfigError {
+    /// The segment size is not a multiple of 8 between 4 KiB and 8 MiB.
     SegmentSize,
+    /// The memory holds fewer than three segments besides their index.
     TooLittleMemory,
+    /// The kernel refused the mapping.
     Map(std::io::Error),
 }
 
@@ -116,6 +162,15 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl Store {
+    /// A store of `cfg.memory` bytes: as many segments as fit beside their
+    /// headers and a hash index sized for [`INDEX_START_ITEM_BYTES`]-byte
+    /// items, which grows (taking segments) as items come.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::SegmentSize`] for a segment size out of range,
+    /// [`ConfigError::TooLittleMemory`] if fewer than three segments fit,
+    /// [`ConfigError::Map`] if the memory cannot be mapped.
     pub fn new(cfg: StoreConfig, clock: Clock) -> Result<Store, ConfigError> {
         if !cfg.segment_size.is_multiple_of(8)
             || cfg.segment_size < 4096
@@ -123,7 +178,8 @@ impl Store {
         {
             return Err(ConfigError::SegmentSize);
         }
-        let nseg = cfg.memory / cfg.segment_size;
+        let start_index = Index::bytes_for(cfg.memory / INDEX_START_ITEM_BYTES);
+        let nseg = segments_within(cfg.memory, cfg.segment_size, start_index);
         if !(3..=index::MAX_SEGMENTS).contains(&nseg) {
             return Err(ConfigError::TooLittleMemory);
         }
@@ -131,8 +187,12 @@ impl Store {
             arena::Arena::new(nseg * cfg.segment_size, cfg.huge_pages).map_err(ConfigError::Map)?;
         let mut segs = Segments::new(arena, cfg.segment_size);
         let reserve = segs.take(ttl::NEVER, clock.now()).expect("nseg >= 3");
-        // Size the index for small items (~100 bytes each).
-        let index = Index::with_capacity(cfg.memory / 112, cfg.huge_pages);
+        let index = Index::new(
+            cfg.memory / INDEX_START_ITEM_BYTES,
+            cfg.memory / INDEX_MIN_ITEM_BYTES,
+            cfg.huge_pages,
+        );
+        let limit = cfg.memory;
         Ok(Store {
             segs,
             index,
@@ -151,10 +211,15 @@ impl Store {
             flush_at: 0,
             live_bytes: 0,
             seg_limit: nseg,
+            limit,
+            layout: ttl::Layout::for_segments(nseg),
+            unlinks: 0,
+            crawl_at: 0,
             stats: StoreStats::default(),
         })
     }
 
+    /// The configuration the store was made with.
     pub fn config(&self) -> &StoreConfig {
         &self.cfg
     }
@@ -164,18 +229,22 @@ impl Store {
         self.segs.prefault();
     }
 
+    /// What backs the segment memory.
     pub fn page_kind(&self) -> PageKind {
         self.segs.arena().kind()
     }
 
+    /// The store's clock.
     pub fn clock(&self) -> &Clock {
         &self.clock
     }
 
+    /// The store's clock, to move (tests, `debugtime`-like tools).
     pub fn clock_mut(&mut self) -> &mut Clock {
         &mut self.clock
     }
 
+    /// Store time now, in seconds (see [`Clock`]).
     #[inline]
     pub fn now(&self) -> u32 {
         self.clock.now()
@@ -186,30 +255,45 @@ impl Store {
         self.index.items
     }
 
-    /// Bytes of live records.
+    /// Bytes of live records, headers and padding included (memcached's
+    /// `bytes`).
     pub fn bytes(&self) -> usize {
         self.live_bytes
     }
 
-    /// Item memory mapped for this shard.
+    /// Bytes of segment memory mapped for this shard.
     pub fn memory_bytes(&self) -> usize {
         self.segs.count() * self.segs.seg_size
     }
 
-    /// Bytes of the hash index (outside the item memory budget, as
-    /// memcached's hash table is).
+    /// Bytes of the hash index (memcached's `hash_bytes`), part of the
+    /// store's memory budget.
     pub fn index_bytes(&self) -> usize {
         self.index.bytes()
     }
 
+    /// Segments mapped.
     pub fn segments_total(&self) -> usize {
         self.segs.count()
     }
 
+    /// Segments on the free list.
     pub fn segments_free(&self) -> usize {
         self.segs.free_count()
     }
 
+    /// Segments holding items (or kept for merge eviction, or parked while
+    /// pinned): neither free nor handed back to the kernel.
+    pub fn segments_in_use(&self) -> usize {
+        self.segs.in_use()
+    }
+
+    /// Segments the store may use now (its limit less what the index took).
+    pub fn segments_limit(&self) -> usize {
+        self.seg_limit
+    }
+
+    /// The index hash of a key.
     #[inline]
     pub fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
@@ -226,15 +310,15 @@ impl Store {
     }
 
     #[inline]
-    fn item_at(&self, seg: u32, off8: u32) -> RawItem {
+    fn item_at(&self, seg: u32, off: u32) -> RawItem {
         // SAFETY: slots only ever hold locations of records written by
-        // `write_record`, inside the arena, 8-byte aligned.
-        unsafe { RawItem::at(self.segs.ptr(seg, off8 as usize * 8)) }
+        // `RawItem::write`, inside the arena.
+        unsafe { RawItem::at(self.segs.ptr(seg, off as usize)) }
     }
 
     #[inline]
     fn slot_item(&self, slot: u64) -> RawItem {
-        self.item_at(index::slot_seg(slot), index::slot_off8(slot))
+        self.item_at(index::slot_seg(slot), index::slot_off(slot))
     }
 
     /// The CAS of the item a slot points at.
@@ -244,7 +328,7 @@ impl Store {
             return c;
         }
         let s = self.index.get(f.slot);
-        (self.segs.header(index::slot_seg(s)).seq << index::SEG_SHIFT) | index::slot_off8(s) as u64
+        (self.segs.header(index::slot_seg(s)).seq << index::SEG_SHIFT) | index::slot_off(s) as u64
     }
 
     /// Runs the pending delayed flush if its time has come.
@@ -260,17 +344,16 @@ impl Store {
         let segs = &self.segs;
         self.index.find(hash, |s| {
             // SAFETY: see `item_at`.
-            let it = unsafe {
-                RawItem::at(segs.ptr(index::slot_seg(s), index::slot_off8(s) as usize * 8))
-            };
+            let it =
+                unsafe { RawItem::at(segs.ptr(index::slot_seg(s), index::slot_off(s) as usize)) };
             it.key() == key
         })
     }
 
-    /// The slot pointing at the record at (`seg`, `off8`), if it is linked.
-    fn slot_at(&self, hash: u64, seg: u32, off8: u32) -> Option<SlotRef> {
+    /// The slot pointing at the record at (`seg`, `off`), if it is linked.
+    fn slot_at(&self, hash: u64, seg: u32, off: u32) -> Option<SlotRef> {
         self.index.find(hash, |s| {
-            (index::slot_seg(s), index::slot_off8(s)) == (seg, off8)
+            (index::slot_seg(s), index::slot_off(s)) == (seg, off)
         })
     }
 
@@ -314,6 +397,7 @@ impl Store {
         self.retire(index::slot_seg(s), it);
         self.index.clear(slot, hash);
         self.index.items -= 1;
+        self.unlinks += 1;
     }
 
     /// Marks a record dead and takes it off its segment's live counts.
@@ -357,12 +441,15 @@ impl Store {
                     continue;
                 }
             }
-            self.expire(usize::MAX);
+            self.expire_segments(usize::MAX);
             if self.may_take() && self.segs.free_count() > 0 {
                 continue;
             }
             if !self.evict() {
                 return None;
+            }
+            if self.segs.usable() > self.seg_limit {
+                self.settle();
             }
         }
     }
@@ -384,6 +471,7 @@ impl Store {
         id
     }
 
+    /// Lets go of a pin `pin` returned.
     pub fn unpin(&mut self, seg: u32) {
         self.segs.unpin(seg);
     }
@@ -398,30 +486,15 @@ impl Store {
         self.segs.in_use() < self.seg_limit
     }
 
-    /// `cache_memlimit`: the item memory this shard may use, at most what
-    /// was mapped and at least three segments. Lowering it evicts now.
-    pub fn set_memory_limit(&mut self, bytes: usize) -> bool {
-        let segs = bytes / self.segs.seg_size;
-        if segs < 3 || segs > self.segs.count() {
-            return false;
-        }
-        self.seg_limit = segs;
-        while self.segs.in_use() > self.seg_limit {
-            self.expire(usize::MAX);
-            if self.segs.in_use() <= self.seg_limit || !self.evict() {
-                break;
-            }
-        }
-        true
-    }
-
-    /// Item memory this shard may use now.
-    pub fn memory_limit(&self) -> usize {
-        self.seg_limit * self.segs.seg_size
-    }
-
     /// Writes a new version of `key` and links it in place of the old one.
     /// The value is `v1` followed by `v2`. Returns the new item.
+    ///
+    /// # Errors
+    ///
+    /// [`WriteError::TooLarge`] if the record exceeds the item size limit,
+    /// [`WriteError::NoMemory`] if eviction could free nothing (policy
+    /// `none`, or every segment pinned); the old version is then left as
+    /// it was.
     pub fn write(
         &mut self,
         key: &[u8],
@@ -435,43 +508,53 @@ impl Store {
         }
         let size = item::record_size(key.len(), vlen, &meta);
         let now = self.clock.now();
-        let bucket = if meta.expire == 0 {
-            ttl::NEVER
-        } else {
-            ttl::bucket_of(meta.expire.saturating_sub(now).max(1))
+        let ttl = match meta.expire {
+            0 => 0,
+            e => e.saturating_sub(now).max(1),
         };
+        let hash = self.hash(key);
+        let old = self.slot_for_key(hash, key);
+        let bucket = self.layout.chain(ttl, old.is_some());
+        let unlinks = self.unlinks;
         let (seg, off) = self.alloc(bucket, size).ok_or(WriteError::NoMemory)?;
         let ptr = self.segs.ptr(seg, off as usize);
-        // SAFETY: `alloc` reserved `size` bytes at an aligned offset in a
+        // SAFETY: `alloc` reserved `size` bytes at this offset in a
         // segment; the inputs are client buffers or `scratch`, never arena
         // memory, so they cannot overlap.
         let it = unsafe { item::RawItem::write(ptr, key, v1, v2, &meta, now) };
         let h = self.segs.header_mut(seg);
         h.live_items += 1;
         h.live_bytes += size as u32;
-        if meta.expire != 0 {
-            h.expire_at = h.expire_at.max(meta.expire);
-        }
+        h.note_expire(meta.expire);
         self.live_bytes += size;
         self.stats.total_items += 1;
-        let hash = self.hash(key);
-        Ok(self.link(key, hash, seg, off / 8, it))
+        // Moves keep a slot where it is; only an unlink may have changed
+        // the index since the lookup.
+        let old = if self.unlinks == unlinks {
+            old
+        } else {
+            self.slot_for_key(hash, key)
+        };
+        Ok(self.link(old, hash, seg, off, it))
     }
 
     /// Points the key's slot at a new record, retiring the old one.
-    fn link(&mut self, key: &[u8], hash: u64, seg: u32, off8: u32, it: RawItem) -> Found {
-        let slot = match self.slot_for_key(hash, key) {
+    fn link(&mut self, old: Option<SlotRef>, hash: u64, seg: u32, off: u32, it: RawItem) -> Found {
+        let slot = match old {
             Some(r) => {
                 let s = self.index.get(r);
                 let o = self.slot_item(s);
                 self.retire(index::slot_seg(s), o);
-                self.index.set(r, index::with_location(s, seg, off8));
+                self.index.set(r, index::with_location(s, seg, off));
                 r
             }
             None => {
+                if self.index.wants_growth() {
+                    self.grow_index();
+                }
                 let r = self.index.empty_slot(hash);
                 self.index
-                    .set(r, index::pack(index::tag_of(hash), 0, seg, off8));
+                    .set(r, index::pack(index::tag_of(hash), 0, seg, off));
                 self.index.items += 1;
                 r
             }
@@ -499,85 +582,6 @@ impl Store {
         }
     }
 
-    /// Frees whole segments whose items have all expired, at most `max`
-    /// of them: the bounded unit of work the worker loop calls between
-    /// batches of requests.
-    pub fn expire(&mut self, max: usize) -> usize {
-        self.check_flush();
-        let now = self.clock.now();
-        let mut freed = 0;
-        for b in 0..ttl::NEVER as usize {
-            while freed < max {
-                let head = self.ttl.chains[b].head;
-                if head == NONE {
-                    break;
-                }
-                let e = self.segs.header(head).expire_at;
-                if e == 0 || e > now {
-                    break;
-                }
-                self.drop_segment(head, true);
-                self.stats.expired_segments += 1;
-                freed += 1;
-            }
-            if freed >= max {
-                break;
-            }
-        }
-        freed
-    }
-
-    /// Unlinks every live record of a segment from the index and frees it.
-    fn drop_segment(&mut self, id: u32, expired: bool) {
-        let end = self.segs.header(id).write_off as usize;
-        let mut off = 0;
-        while off < end {
-            let it = self.item_at(id, (off / 8) as u32);
-            let size = it.size();
-            if it.iflags() & DELETED == 0 {
-                let key = it.key();
-                let hash = self.hash(key);
-                if let Some(r) = self.slot_at(hash, id, (off / 8) as u32) {
-                    let unfetched = it.iflags() & FETCHED == 0;
-                    if expired {
-                        self.stats.reclaimed += 1;
-                        self.stats.expired_unfetched += unfetched as u64;
-                    } else {
-                        self.stats.evictions += 1;
-                        self.stats.evicted_unfetched += unfetched as u64;
-                    }
-                    self.unlink(r, hash);
-                }
-            }
-            off += size;
-        }
-        self.ttl.unlink(&mut self.segs, id);
-        self.segs.release(id);
-    }
-
-    /// `flush_all`: with `delay` 0 everything goes now, otherwise at
-    /// now + delay (a later call replaces the pending time).
-    pub fn flush(&mut self, delay: i64) {
-        if delay <= 0 {
-            self.flush_at = 0;
-            self.flush_now();
-        } else {
-            self.flush_at = self.clock.expire_at(delay).max(self.clock.now() + 1);
-        }
-    }
-
-    fn flush_now(&mut self) {
-        self.flush_at = 0;
-        self.index.reset();
-        self.ttl.reset();
-        self.segs.release_all();
-        self.live_bytes = 0;
-        self.reserve = self
-            .segs
-            .take(ttl::NEVER, self.clock.now())
-            .expect("nseg >= 3");
-    }
-
     /// Advances the store clock from its source.
     pub fn tick(&mut self) -> u32 {
         let t = self.clock.tick();
@@ -586,8 +590,11 @@ impl Store {
     }
 }
 
+/// Why `write` stored nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteError {
+    /// The record exceeds the item size limit or the segment size.
     TooLarge,
+    /// Nothing could be freed for it.
     NoMemory,
 }

@@ -4,24 +4,35 @@
 use super::item::{ItemMeta, FETCHED, STALE, WIN_SENT};
 use super::{Found, Store, WriteError};
 
+/// Which storage command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SetMode {
+    /// Store whatever was there.
     Set,
+    /// Store only if the key is missing.
     Add,
+    /// Store only if the key is present.
     Replace,
+    /// Add the value after the present one's.
     Append,
+    /// Add the value before the present one's.
     Prepend,
 }
 
+/// A storage command's arguments.
 #[derive(Clone, Copy, Debug)]
 pub struct SetArgs<'a> {
+    /// The key (at most 250 bytes).
     pub key: &'a [u8],
+    /// The data block.
     pub value: &'a [u8],
+    /// The client's opaque flags.
     pub flags: u32,
     /// The client's exptime (0 never, negative expired, ≤ 30 days relative).
     pub exptime: i64,
     /// 0 = no CAS check.
     pub cas: u64,
+    /// Which command.
     pub mode: SetMode,
     /// Meta `I` with `C`: a CAS lower than the item's stores the value as
     /// stale instead of failing.
@@ -33,6 +44,7 @@ pub struct SetArgs<'a> {
 }
 
 impl<'a> SetArgs<'a> {
+    /// A plain command: no CAS, no meta flags.
     pub fn new(mode: SetMode, key: &'a [u8], value: &'a [u8], flags: u32, exptime: i64) -> Self {
         SetArgs {
             key,
@@ -48,29 +60,55 @@ impl<'a> SetArgs<'a> {
     }
 }
 
+/// What a storage command did (memcached's `STORED`, `NOT_STORED`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SetOutcome {
-    Stored { cas: u64 },
+    /// Stored; the new item's CAS (0 if it was stored already expired).
+    Stored {
+        /// The stored item's CAS.
+        cas: u64,
+    },
+    /// The mode's condition failed (add of a present key, replace or
+    /// append of a missing one).
     NotStored,
+    /// The CAS given no longer matches.
     Exists,
+    /// A CAS was given for a missing key.
     NotFound,
+    /// Larger than the item size limit (`-I`).
     TooLarge,
+    /// No memory could be freed for it (`-M`, or everything pinned).
     NoMemory,
 }
 
+/// What a delete did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeleteOutcome {
+    /// Removed (or, for meta `I`, marked stale).
     Deleted,
+    /// No such key.
     NotFound,
+    /// The CAS given no longer matches.
     Exists,
 }
 
+/// What incr or decr did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeltaOutcome {
-    Value { value: u64, cas: u64 },
+    /// The new value and the new item's CAS.
+    Value {
+        /// The counter after the change.
+        value: u64,
+        /// The new item's CAS.
+        cas: u64,
+    },
+    /// No such key.
     NotFound,
+    /// The value is not a decimal number memcached would accept.
     NonNumeric,
+    /// The CAS given no longer matches.
     Exists,
+    /// No memory for the new value.
     NoMemory,
 }
 

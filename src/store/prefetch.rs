@@ -9,7 +9,7 @@
 //! themselves then run from cache. A prefetch is only a hint: it never
 //! changes what a lookup finds.
 
-use super::index::{self, slot_off8, slot_seg, slot_tag, tag_of, ITEM_SLOTS};
+use super::index::{self, slot_off, slot_seg, slot_tag, tag_of, ITEM_SLOTS};
 use super::Store;
 
 /// Asks the CPU to start loading the cache line at `p`.
@@ -43,7 +43,7 @@ impl Store {
         let bucket = self.index.home_bucket(hash);
         for &s in &bucket.slots[1..=ITEM_SLOTS] {
             if s != 0 && slot_tag(s) == tag {
-                prefetch(self.segs.ptr(slot_seg(s), slot_off8(s) as usize * 8));
+                prefetch(self.segs.ptr(slot_seg(s), slot_off(s) as usize));
             }
         }
     }

@@ -3,42 +3,91 @@
 
 use super::arena::Arena;
 
+/// No segment (chain ends, empty chains).
 pub const NONE: u32 = u32::MAX;
+/// `SegHeader::expire_at` of a segment holding an item that never expires.
+pub const NEVER_EXPIRES: u32 = u32::MAX;
 
+/// What the store knows about one segment, kept apart from its data.
 #[derive(Clone, Copy, Debug)]
 pub struct SegHeader {
     /// Incarnation number, unique for the store's lifetime; 0 = free.
     /// Together with an item's offset it forms the item's CAS.
     pub seq: u64,
-    /// Bytes written so far.
+    /// Position in the order merge eviction's hand visits segments, oldest
+    /// (smallest) first: the `seq` it was created with, or for a segment
+    /// that compaction filled, that of the oldest one it replaced.
+    pub order: u64,
+    /// Bytes written so far: the offset the next record goes to.
     pub write_off: u32,
     /// Records not yet replaced, deleted or evicted.
     pub live_items: u32,
+    /// Bytes of those records, padding included.
     pub live_bytes: u32,
+    /// Store time (seconds since start) the segment was taken.
     pub create_at: u32,
-    /// Latest expiry of any item written here; 0 = some item never expires.
+    /// Latest expiry (store time) of any item written here: the segment may
+    /// be freed whole once it has passed. [`NEVER_EXPIRES`] if an item
+    /// without a TTL was written here, 0 if nothing was.
     pub expire_at: u32,
+    /// Earliest expiry (store time) of any item written here; 0 = none
+    /// has one.
+    pub expire_min: u32,
+    /// The TTL chain the segment is in (`ttl::Layout::chain`).
     pub ttl_bucket: u16,
-    /// Neighbours in the TTL bucket's chain (or the free list).
+    /// Previous segment in the chain, [`NONE`] at its head.
     pub prev: u32,
+    /// Next segment in the chain, [`NONE`] at its tail.
     pub next: u32,
 }
 
 impl SegHeader {
+    /// Accounts for an item with absolute expiry `e` (0 = never) written here.
+    #[inline]
+    pub fn note_expire(&mut self, e: u32) {
+        if e == 0 {
+            self.expire_at = NEVER_EXPIRES;
+        } else {
+            self.expire_at = self.expire_at.max(e);
+            self.expire_min = if self.expire_min == 0 {
+                e
+            } else {
+                self.expire_min.min(e)
+            };
+        }
+    }
+
+    /// Live bytes not yet expired at `now`, estimated from the earliest and
+    /// latest expiry here as if expiries were spread evenly between them.
+    pub fn unexpired_bytes(&self, now: u32) -> u32 {
+        let (lo, hi) = (self.expire_min, self.expire_at);
+        if lo == 0 || now <= lo || hi == NEVER_EXPIRES {
+            return self.live_bytes;
+        }
+        if now >= hi {
+            return 0;
+        }
+        (self.live_bytes as u64 * (hi - now) as u64 / (hi - lo).max(1) as u64) as u32
+    }
+
     const FREE: SegHeader = SegHeader {
         seq: 0,
+        order: 0,
         write_off: 0,
         live_items: 0,
         live_bytes: 0,
         create_at: 0,
         expire_at: 0,
+        expire_min: 0,
         ttl_bucket: 0,
         prev: NONE,
         next: NONE,
     };
 }
 
+/// The segments of one arena: their headers, the free list and pins.
 pub struct Segments {
+    /// One header per segment, indexed by segment id.
     pub headers: Vec<SegHeader>,
     free: Vec<u32>,
     /// Sends in flight that read straight from each segment's memory
@@ -48,6 +97,11 @@ pub struct Segments {
     /// (Parked = pinned with a FREE header: nothing else has both.)
     pins: Vec<u32>,
     pinned: usize,
+    /// Segments handed back to the kernel because the store may use fewer
+    /// than the arena holds (the index grew, or `cache_memlimit`): neither
+    /// free nor in use.
+    retired: Vec<u32>,
+    /// Bytes per segment.
     pub seg_size: usize,
     base: *mut u8,
     next_seq: u64,
@@ -55,6 +109,7 @@ pub struct Segments {
 }
 
 impl Segments {
+    /// Carves `arena` into segments of `seg_size` bytes, all free.
     pub fn new(mut arena: Arena, seg_size: usize) -> Segments {
         let n = arena.len() / seg_size;
         let base = arena.base();
@@ -64,6 +119,7 @@ impl Segments {
             free: (0..n as u32).rev().collect(),
             pins: vec![0; n],
             pinned: 0,
+            retired: Vec::new(),
             seg_size,
             base,
             next_seq: 1,
@@ -71,25 +127,60 @@ impl Segments {
         }
     }
 
+    /// Touches all segment memory now (see `Arena::prefault`).
     pub fn prefault(&mut self) {
         self.arena.prefault();
     }
 
+    /// The memory the segments are carved from.
     pub fn arena(&self) -> &Arena {
         &self.arena
     }
 
+    /// Segments in the arena, free or not.
     pub fn count(&self) -> usize {
         self.headers.len()
     }
 
+    /// Segments on the free list.
     pub fn free_count(&self) -> usize {
         self.free.len()
     }
 
-    /// Segments not on the free list: live, the merge reserve, or parked.
+    /// Segments neither free nor retired: live, the merge reserve, or
+    /// parked.
     pub fn in_use(&self) -> usize {
-        self.count() - self.free_count()
+        self.count() - self.free_count() - self.retired.len()
+    }
+
+    /// Segments that may still be used: all but the retired ones.
+    pub fn usable(&self) -> usize {
+        self.count() - self.retired.len()
+    }
+
+    /// Takes a free segment out of use and lets the kernel have its pages
+    /// back; false if none is free. The highest free one goes, so retired
+    /// segments gather at the end of the arena, away from the huge pages
+    /// of segments in use (a huge page faulted in for a segment brings its
+    /// neighbour with it).
+    pub fn retire_one(&mut self) -> bool {
+        let Some((i, _)) = self.free.iter().enumerate().max_by_key(|&(_, &id)| id) else {
+            return false;
+        };
+        let id = self.free.swap_remove(i);
+        self.arena
+            .discard(id as usize * self.seg_size, self.seg_size);
+        self.retired.push(id);
+        true
+    }
+
+    /// Puts a retired segment back on the free list; false if none is.
+    pub fn unretire_one(&mut self) -> bool {
+        let Some(id) = self.retired.pop() else {
+            return false;
+        };
+        self.free.push(id);
+        true
     }
 
     /// Takes a free segment and gives it a new incarnation.
@@ -99,6 +190,7 @@ impl Segments {
         Some(id)
     }
 
+    /// Returns a segment to the free list, or parks it while pinned.
     pub fn release(&mut self, id: u32) {
         self.headers[id as usize] = SegHeader::FREE;
         if self.pins[id as usize] == 0 {
@@ -110,12 +202,17 @@ impl Segments {
     pub fn release_all(&mut self) {
         let n = self.headers.len();
         self.headers.iter_mut().for_each(|h| *h = SegHeader::FREE);
+        let mut retired = vec![false; n];
+        self.retired
+            .iter()
+            .for_each(|&i| retired[i as usize] = true);
         self.free = (0..n as u32)
             .rev()
-            .filter(|&i| self.pins[i as usize] == 0)
+            .filter(|&i| self.pins[i as usize] == 0 && !retired[i as usize])
             .collect();
     }
 
+    /// Keeps a segment's bytes as they are until the matching `unpin`.
     pub fn pin(&mut self, id: u32) {
         let p = &mut self.pins[id as usize];
         if *p == 0 {
@@ -124,6 +221,7 @@ impl Segments {
         *p += 1;
     }
 
+    /// Drops one pin; a parked segment goes to the free list with its last.
     pub fn unpin(&mut self, id: u32) {
         let p = &mut self.pins[id as usize];
         debug_assert!(*p > 0, "unpin without pin");
@@ -138,6 +236,7 @@ impl Segments {
         }
     }
 
+    /// Whether a send still reads from the segment.
     #[inline]
     pub fn is_pinned(&self, id: u32) -> bool {
         self.pins[id as usize] > 0
@@ -154,17 +253,20 @@ impl Segments {
         ((p as usize - self.base as usize) / self.seg_size) as u32
     }
 
+    /// Address of byte `off` of segment `seg`.
     #[inline]
     pub fn ptr(&self, seg: u32, off: usize) -> *mut u8 {
         debug_assert!((seg as usize) < self.headers.len() && off < self.seg_size);
         self.base.wrapping_add(seg as usize * self.seg_size + off)
     }
 
+    /// The header of segment `seg`.
     #[inline]
     pub fn header(&self, seg: u32) -> &SegHeader {
         &self.headers[seg as usize]
     }
 
+    /// The header of segment `seg`, to change.
     #[inline]
     pub fn header_mut(&mut self, seg: u32) -> &mut SegHeader {
         &mut self.headers[seg as usize]
@@ -185,6 +287,7 @@ impl Segments {
         self.next_seq += 1;
         self.headers[id as usize] = SegHeader {
             seq,
+            order: seq,
             create_at: now,
             ttl_bucket,
             ..SegHeader::FREE

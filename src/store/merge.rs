@@ -1,0 +1,405 @@
+//! Merge eviction (the default policy): frees a segment by copying out what
+//! is worth keeping, in one of two ways.
+//!
+//! - **Compaction.** Two neighbouring sealed segments of one chain whose
+//!   unexpired live bytes together fit in [`COMPACT_FILL`] of a segment are
+//!   copied, every live item kept, into the reserve segment, which takes
+//!   their place in the chain and in the hand's order. Replaced and deleted
+//!   items leave dead bytes behind in an append-only log (under a skewed
+//!   write load, most of it); this frees them without losing anything.
+//! - **The hand.** Otherwise the oldest sealed segment (in hand order) is
+//!   visited: items read since the hand last passed (frequency above 0)
+//!   are appended again to their chain's open segment, most frequently read
+//!   first, up to [`KEEP_MAX`] of a segment; the rest are evicted. Their
+//!   frequency is halved on the way, so an item stays only while it is
+//!   read. This is CLOCK over segments: every item gets one full turn of
+//!   the log to be read, as in LRU, at a segment's cost.
+//!
+//! Expired items are dropped either way. Segcache merges runs of segments
+//! at a chain's head into one; that leaves dead bytes anywhere else in the
+//! log until the head reaches them, and, merging the head again each time,
+//! keeps a single segment's worth of survivors per chain.
+
+use super::index::{self, SlotRef};
+use super::item::{self, ItemMeta, RawItem, DELETED, FETCHED};
+use super::segment::NONE;
+use super::ttl;
+use super::Store;
+
+/// Numerator and denominator: the share of a segment the hand keeps at most
+/// when it passes one; the rest of the segment is freed.
+const KEEP_MAX: (usize, usize) = (9, 10);
+/// Percent of a fresh segment compaction plans to fill (moved items grow
+/// by their CAS, and sizes vary).
+const COMPACT_FILL: usize = 95;
+/// Compaction runs are at most this many neighbouring segments.
+const COMPACT_RUN: usize = 8;
+/// Numerator and denominator: compaction is chosen over the hand while it
+/// copies at most this many segments' worth of bytes per segment it frees.
+const COMPACT_COPY: (usize, usize) = (2, 1);
+
+impl Store {
+    /// A segment that eviction may take: in use, in a chain but not its open
+    /// tail, not the reserve, not pinned by a send.
+    fn sealed(&self, id: u32) -> bool {
+        let h = self.segs.header(id);
+        h.seq != 0
+            && id != self.reserve
+            && self.ttl.chains[h.ttl_bucket as usize].tail != id
+            && !self.segs.is_pinned(id)
+    }
+
+    /// One step of merge eviction; false if no segment can be taken.
+    pub(super) fn merge(&mut self) -> bool {
+        if self.reserve == NONE {
+            return false;
+        }
+        let now = self.clock.now();
+        let seg = self.segs.seg_size as u64;
+        // Best run: (copied bytes per segment freed, first segment, length).
+        let mut best: Option<(u64, u32, usize)> = None;
+        let mut oldest: Option<(u64, u32)> = None;
+        for id in 0..self.segs.count() as u32 {
+            if !self.sealed(id) {
+                continue;
+            }
+            let h = self.segs.header(id);
+            if oldest.is_none_or(|(o, _)| h.order < o) {
+                oldest = Some((h.order, id));
+            }
+            // Runs starting here: k segments whose live bytes fit in fewer.
+            let (mut live, mut s, mut k) = (0u64, id, 0usize);
+            while s != NONE && k < COMPACT_RUN && self.sealed(s) {
+                let hs = self.segs.header(s);
+                live += hs.unexpired_bytes(now) as u64;
+                k += 1;
+                s = hs.next;
+                let dests = (live * 100).div_ceil(seg * COMPACT_FILL as u64);
+                if k >= 2 && (dests as usize) < k {
+                    let per_freed = live * COMPACT_COPY.1 as u64 / (k as u64 - dests);
+                    if per_freed <= COMPACT_COPY.0 as u64 * seg
+                        && best.is_none_or(|(c, _, _)| per_freed < c)
+                    {
+                        best = Some((per_freed, id, k));
+                    }
+                }
+            }
+        }
+        match (best, oldest) {
+            (Some((_, a, k)), _) => self.compact(a, k),
+            (None, Some((_, id))) => self.hand(id),
+            _ => return false,
+        }
+        self.stats.merges += 1;
+        true
+    }
+
+    /// Copies every live item of the `k` segments from `a` on into as few
+    /// fresh ones (the reserve first, then segments the run freed), which
+    /// take the run's place in its chain and in the hand's order.
+    fn compact(&mut self, a: u32, k: usize) {
+        let (bucket, order) = {
+            let h = self.segs.header(a);
+            (h.ttl_bucket, h.order)
+        };
+        let mut run = Vec::with_capacity(k);
+        let mut s = a;
+        for _ in 0..k {
+            run.push(s);
+            s = self.segs.header(s).next;
+        }
+        let mut dest = NONE;
+        for victim in run {
+            // Expiry is estimated when choosing; whatever does not fit after
+            // all is evicted.
+            self.drain(victim, |st, freq, size| {
+                if dest == NONE || st.segs.room(dest) < size {
+                    let d = if st.reserve != NONE {
+                        std::mem::replace(&mut st.reserve, NONE)
+                    } else {
+                        st.segs.take(bucket, st.clock.now())?
+                    };
+                    st.segs.renew(d, bucket, st.clock.now());
+                    st.segs.header_mut(d).order = order;
+                    st.ttl.insert_before(&mut st.segs, bucket, d, victim);
+                    dest = d;
+                }
+                Some((dest, freq))
+            });
+        }
+        self.renew_reserve();
+    }
+
+    /// The clock hand passes `victim`: see the module comment.
+    fn hand(&mut self, victim: u32) {
+        let now = self.clock.now();
+        // Frequencies strictly above `cut` are kept whole; at `cut` only
+        // while `room` lasts (never at frequency 0).
+        let mut hist = [0usize; 256];
+        self.for_each_live(victim, |st, it, slot| {
+            let e = it.expire();
+            if e == 0 || e > now {
+                hist[index::slot_freq(st.index.get(slot)) as usize] += it.size();
+            }
+        });
+        let budget = self.segs.seg_size * KEEP_MAX.0 / KEEP_MAX.1;
+        let (mut kept, mut cut, mut room) = (0, 0u8, usize::MAX);
+        for level in (1..256).rev() {
+            if kept + hist[level] > budget {
+                (cut, room) = (level as u8, budget - kept);
+                break;
+            }
+            kept += hist[level];
+        }
+        let bucket = self.segs.header(victim).ttl_bucket;
+        self.drain(victim, |st, freq, size| {
+            if freq < cut || freq == 0 || (freq == cut && room < size) {
+                return None;
+            }
+            if freq == cut {
+                room -= size;
+            }
+            let dest = match st.ttl.tail(bucket) {
+                Some(t) if st.segs.room(t) >= size => t,
+                _ => {
+                    // At most one: what is kept fits in a segment.
+                    if st.reserve == NONE {
+                        return None;
+                    }
+                    let d = st.reserve;
+                    st.reserve = NONE;
+                    st.segs.renew(d, bucket, st.clock.now());
+                    st.ttl.push_back(&mut st.segs, bucket, d);
+                    d
+                }
+            };
+            Some((dest, freq - 1))
+        });
+        self.renew_reserve();
+    }
+
+    fn renew_reserve(&mut self) {
+        if self.reserve == NONE {
+            self.reserve = self
+                .segs
+                .take(ttl::NEVER, self.clock.now())
+                .expect("a merge frees at least the segment it drained");
+        }
+    }
+
+    /// Empties `victim` and frees it: expired items are reclaimed, and each
+    /// live one is copied where `place(store, frequency, size)` says, with
+    /// the frequency it says, or evicted if it says None.
+    fn drain(
+        &mut self,
+        victim: u32,
+        mut place: impl FnMut(&mut Store, u8, usize) -> Option<(u32, u8)>,
+    ) {
+        let now = self.clock.now();
+        let end = self.segs.header(victim).write_off as usize;
+        let mut off = 0;
+        while off < end {
+            let it = self.item_at(victim, off as u32);
+            let size = it.size();
+            off += size;
+            if it.iflags() & DELETED != 0 {
+                continue;
+            }
+            let hash = self.hash(it.key());
+            let roff = (off - size) as u32;
+            let Some(r) = self.slot_at(hash, victim, roff) else {
+                continue;
+            };
+            let unfetched = (it.iflags() & FETCHED == 0) as u64;
+            let e = it.expire();
+            if e != 0 && e <= now {
+                self.stats.reclaimed += 1;
+                self.stats.expired_unfetched += unfetched;
+                self.unlink(r, hash);
+                continue;
+            }
+            let freq = index::slot_freq(self.index.get(r));
+            match place(self, freq, moved_size(&it)) {
+                Some((dest, freq)) => self.copy_record(victim, roff, it, r, dest, freq),
+                None => {
+                    self.stats.evictions += 1;
+                    self.stats.evicted_unfetched += unfetched;
+                    self.unlink(r, hash);
+                }
+            }
+        }
+        self.ttl.unlink(&mut self.segs, victim);
+        self.segs.release(victim);
+    }
+
+    /// Copies a live record into `dest`, which has room for it (see
+    /// `moved_size`), and points its index slot there with frequency `freq`.
+    fn copy_record(&mut self, seg: u32, off: u32, it: RawItem, r: SlotRef, dest: u32, freq: u8) {
+        // The item keeps its CAS across the move: it has not changed.
+        let cas = it
+            .stored_cas()
+            .unwrap_or((self.segs.header(seg).seq << index::SEG_SHIFT) | off as u64);
+        let meta = ItemMeta {
+            expire: it.expire(),
+            flags: it.flags(),
+            cas: Some(cas),
+            iflags: it.iflags(),
+        };
+        let key = it.key();
+        let size = item::record_size(key.len(), it.vlen(), &meta);
+        let h = self.segs.header_mut(dest);
+        let doff = h.write_off;
+        h.write_off += size as u32;
+        h.live_items += 1;
+        h.live_bytes += size as u32;
+        h.note_expire(meta.expire);
+        // SAFETY: `dest` is not `seg` (a segment is never copied into
+        // itself), and `doff..doff + size` was just reserved in it.
+        unsafe {
+            RawItem::write(
+                self.segs.ptr(dest, doff as usize),
+                key,
+                it.value(),
+                &[],
+                &meta,
+                it.atime(),
+            );
+        }
+        self.live_bytes += size;
+        self.stats.moved_items += 1;
+        self.stats.moved_bytes += size as u64;
+        self.retire(seg, it);
+        let s = self.index.get(r);
+        self.index.set(
+            r,
+            index::with_location(index::with_freq(s, freq), dest, doff),
+        );
+    }
+
+    /// Calls `f` on each live, linked record of a segment.
+    fn for_each_live(&self, seg: u32, mut f: impl FnMut(&Store, RawItem, SlotRef)) {
+        let end = self.segs.header(seg).write_off as usize;
+        let mut off = 0;
+        while off < end {
+            let it = self.item_at(seg, off as u32);
+            if it.iflags() & DELETED == 0 {
+                let hash = self.hash(it.key());
+                if let Some(r) = self.slot_at(hash, seg, off as u32) {
+                    f(self, it, r);
+                }
+            }
+            off += it.size();
+        }
+    }
+}
+
+/// Bytes a record takes once moved: it then carries its CAS.
+fn moved_size(it: &RawItem) -> usize {
+    let meta = ItemMeta {
+        expire: it.expire(),
+        flags: it.flags(),
+        cas: Some(0),
+        iflags: 0,
+    };
+    item::record_size(it.klen(), it.vlen(), &meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::*;
+
+    fn store(memory: usize) -> Store {
+        let cfg = StoreConfig {
+            memory,
+            segment_size: 1 << 20,
+            item_size_max: 1 << 20,
+            eviction: Eviction::Merge,
+            huge_pages: false,
+        };
+        Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// Issue 14: with TTLs jittered over a continuous range, each of a few
+    /// hundred TTL buckets wanted its own open segment in a 64-segment
+    /// store, so nearly every write evicted a nearly empty segment and the
+    /// store kept 91 items. It must stay about as full as its memory allows.
+    #[test]
+    fn jittered_ttls_at_small_memory_keep_the_store_full() {
+        let mut s = store(64 << 20);
+        let mut r = Rng(0x2545_f491_4f6c_dd1d);
+        let value = [b'v'; 200];
+        for i in 0..600_000u32 {
+            let key = format!("k{i:07}");
+            let ttl = 60 + (r.next() % 3541) as i64;
+            let got = s.set(&SetArgs::new(SetMode::Set, key.as_bytes(), &value, 0, ttl));
+            assert!(matches!(got, SetOutcome::Stored { .. }));
+            if i % 20_000 == 0 {
+                s.clock_mut().advance(1);
+                s.expire(16);
+            }
+        }
+        let record = item::record_size(
+            8,
+            200,
+            &item::ItemMeta {
+                expire: 1,
+                ..Default::default()
+            },
+        );
+        let fits = s.segments_limit() * (1 << 20) / record;
+        let kept = s.curr_items();
+        assert!(
+            kept * 100 >= fits * 85,
+            "{kept} items kept where {fits} fit"
+        );
+        assert_eq!(s.stats.evicted_segments, 0, "no segment evicted whole");
+        // Nothing has expired yet: everything kept reads back.
+        let mut read = 0;
+        for i in (0..600_000u32).rev().take(kept / 2) {
+            let key = format!("k{i:07}");
+            read += s.get(key.as_bytes()).is_some() as usize;
+        }
+        assert_eq!(read, kept / 2, "the newest items are the ones kept");
+    }
+
+    /// Replaced items leave dead bytes in the log; compaction reclaims them
+    /// without evicting: a store written far past its size with a working
+    /// set that fits keeps all of it.
+    #[test]
+    fn dead_versions_are_compacted_away_without_evicting_live_items() {
+        let mut s = store(16 << 20);
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        let keys = 20_000u32; // ~4.5 MiB of live items in a 16 MiB store
+        for round in 0..400_000u32 {
+            let k = (r.next() % keys as u64) as u32;
+            let key = format!("w{k:06}");
+            let v = format!("{round:0200}");
+            s.set(&SetArgs::new(
+                SetMode::Set,
+                key.as_bytes(),
+                v.as_bytes(),
+                0,
+                0,
+            ));
+        }
+        assert_eq!(s.stats.evictions, 0, "nothing live had to go");
+        assert!(s.stats.merges > 0 && s.stats.moved_items > 0);
+        assert!(s.curr_items() as u32 <= keys);
+        for k in 0..keys {
+            let key = format!("w{k:06}");
+            if let Some(f) = s.get(key.as_bytes()) {
+                assert_eq!(f.item.value().len(), 200);
+            }
+        }
+    }
+}
