@@ -10,6 +10,7 @@
 pub mod arena;
 mod budget;
 pub mod clock;
+mod config;
 pub mod eviction;
 mod expiry;
 pub mod index;
@@ -18,76 +19,24 @@ mod merge;
 pub mod ops;
 pub mod prefetch;
 pub mod segment;
+pub mod slot;
 pub mod ttl;
+mod write;
 
 pub use arena::PageKind;
 pub use budget::{INDEX_MIN_ITEM_BYTES, INDEX_START_ITEM_BYTES};
 pub use clock::Clock;
+pub use config::{ConfigError, StoreConfig, StoreStats};
 pub use eviction::Eviction;
 pub use item::RawItem;
 pub use ops::*;
+pub use write::WriteError;
 
 use budget::segments_within;
 use index::{Index, SlotRef};
 use item::{ItemMeta, DELETED, FETCHED};
 use segment::Segments;
 use ttl::TtlBuckets;
-
-/// How a shard's store is built.
-#[derive(Clone, Debug)]
-pub struct StoreConfig {
-    /// Bytes this shard's store may use: segments, hash index and segment
-    /// bookkeeping together (its share of `-m`).
-    pub memory: usize,
-    /// Bytes per segment: a multiple of 8 from 4 KiB to 8 MiB.
-    pub segment_size: usize,
-    /// memcached's `-I`: the largest record in bytes, header included.
-    pub item_size_max: usize,
-    /// What goes when memory is full.
-    pub eviction: Eviction,
-    /// Ask for huge pages for segments and the index.
-    pub huge_pages: bool,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            memory: 64 << 20,
-            segment_size: 1 << 20,
-            item_size_max: 1 << 20,
-            eviction: Eviction::Merge,
-            huge_pages: true,
-        }
-    }
-}
-
-/// Counters memcached reports from its item layer, and the store's own,
-/// since the store was made.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct StoreStats {
-    /// Items written (memcached's `total_items`).
-    pub total_items: u64,
-    /// Live items evicted to make room (`evictions`).
-    pub evictions: u64,
-    /// Of those, items never read (`evicted_unfetched`).
-    pub evicted_unfetched: u64,
-    /// Expired items reclaimed that were never read (`expired_unfetched`).
-    pub expired_unfetched: u64,
-    /// Expired items reclaimed: on a read, by eviction, or with their
-    /// segment (`reclaimed`).
-    pub reclaimed: u64,
-    /// Segments freed whole because everything in them had expired.
-    pub expired_segments: u64,
-    /// Segments evicted whole (every policy but merge, and merge when
-    /// it finds nothing to compact or visit).
-    pub evicted_segments: u64,
-    /// Merge eviction steps (compactions and hand visits).
-    pub merges: u64,
-    /// Records copied by merge eviction (kept by the hand or compacted).
-    pub moved_items: u64,
-    /// Bytes of those records.
-    pub moved_bytes: u64,
-}
 
 /// A found item: where its slot is and its record. Valid until the store
 /// is next written to.
@@ -132,33 +81,6 @@ pub struct Store {
     crawl_at: u32,
     /// Counters since the store was made.
     pub stats: StoreStats,
-}
-
-/// Why a store could not be made.
-#[derive(Debug)]
-pub enum ConfigError {
-    /// The segment size is not a multiple of 8 between 4 KiB and 8 MiB.
-    SegmentSize,
-    /// The memory holds fewer than three segments besides their index.
-    TooLittleMemory,
-    /// The kernel refused the mapping.
-    Map(std::io::Error),
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConfigError::SegmentSize => write!(
-                f,
-                "segment size must be a multiple of 8 between 4 KiB and {} bytes",
-                index::MAX_SEGMENT_SIZE
-            ),
-            ConfigError::TooLittleMemory => {
-                write!(f, "memory per shard must hold at least 3 segments")
-            }
-            ConfigError::Map(e) => write!(f, "cannot map item memory: {e}"),
-        }
-    }
 }
 
 impl Store {
@@ -415,45 +337,6 @@ impl Store {
         self.unlink(f.slot, f.hash);
     }
 
-    /// Whether a record of this size fits the item size limit.
-    pub fn fits(&self, klen: usize, vlen: usize, meta: &ItemMeta) -> bool {
-        klen <= item::MAX_KEY_LEN
-            && vlen <= item::MAX_VALUE_LEN
-            && item::record_size(klen, vlen, meta)
-                <= self.cfg.item_size_max.min(self.cfg.segment_size)
-    }
-
-    /// Space for a record in the TTL bucket `bucket`: the bucket's tail
-    /// segment if it has room, else a fresh segment, evicting if needed.
-    fn alloc(&mut self, bucket: u16, size: usize) -> Option<(u32, u32)> {
-        loop {
-            if let Some(tail) = self.ttl.tail(bucket) {
-                if self.segs.room(tail) >= size {
-                    let h = self.segs.header_mut(tail);
-                    let off = h.write_off;
-                    h.write_off += size as u32;
-                    return Some((tail, off));
-                }
-            }
-            if self.may_take() {
-                if let Some(id) = self.segs.take(bucket, self.clock.now()) {
-                    self.ttl.push_back(&mut self.segs, bucket, id);
-                    continue;
-                }
-            }
-            self.expire_segments(usize::MAX);
-            if self.may_take() && self.segs.free_count() > 0 {
-                continue;
-            }
-            if !self.evict() {
-                return None;
-            }
-            if self.segs.usable() > self.seg_limit {
-                self.settle();
-            }
-        }
-    }
-
     /// Whether a reply may read a value straight from segment memory:
     /// pinned segments stay out of reuse, so at most a quarter of them may
     /// be pinned at once and eviction always has the rest to work with.
@@ -481,120 +364,10 @@ impl Store {
         self.segs.pinned_count()
     }
 
-    #[inline]
-    fn may_take(&self) -> bool {
-        self.segs.in_use() < self.seg_limit
-    }
-
-    /// Writes a new version of `key` and links it in place of the old one.
-    /// The value is `v1` followed by `v2`. Returns the new item.
-    ///
-    /// # Errors
-    ///
-    /// [`WriteError::TooLarge`] if the record exceeds the item size limit,
-    /// [`WriteError::NoMemory`] if eviction could free nothing (policy
-    /// `none`, or every segment pinned); the old version is then left as
-    /// it was.
-    pub fn write(
-        &mut self,
-        key: &[u8],
-        v1: &[u8],
-        v2: &[u8],
-        meta: ItemMeta,
-    ) -> Result<Found, WriteError> {
-        let vlen = v1.len() + v2.len();
-        if !self.fits(key.len(), vlen, &meta) {
-            return Err(WriteError::TooLarge);
-        }
-        let size = item::record_size(key.len(), vlen, &meta);
-        let now = self.clock.now();
-        let ttl = match meta.expire {
-            0 => 0,
-            e => e.saturating_sub(now).max(1),
-        };
-        let hash = self.hash(key);
-        let old = self.slot_for_key(hash, key);
-        let bucket = self.layout.chain(ttl, old.is_some());
-        let unlinks = self.unlinks;
-        let (seg, off) = self.alloc(bucket, size).ok_or(WriteError::NoMemory)?;
-        let ptr = self.segs.ptr(seg, off as usize);
-        // SAFETY: `alloc` reserved `size` bytes at this offset in a
-        // segment; the inputs are client buffers or `scratch`, never arena
-        // memory, so they cannot overlap.
-        let it = unsafe { item::RawItem::write(ptr, key, v1, v2, &meta, now) };
-        let h = self.segs.header_mut(seg);
-        h.live_items += 1;
-        h.live_bytes += size as u32;
-        h.note_expire(meta.expire);
-        self.live_bytes += size;
-        self.stats.total_items += 1;
-        // Moves keep a slot where it is; only an unlink may have changed
-        // the index since the lookup.
-        let old = if self.unlinks == unlinks {
-            old
-        } else {
-            self.slot_for_key(hash, key)
-        };
-        Ok(self.link(old, hash, seg, off, it))
-    }
-
-    /// Points the key's slot at a new record, retiring the old one.
-    fn link(&mut self, old: Option<SlotRef>, hash: u64, seg: u32, off: u32, it: RawItem) -> Found {
-        let slot = match old {
-            Some(r) => {
-                let s = self.index.get(r);
-                let o = self.slot_item(s);
-                self.retire(index::slot_seg(s), o);
-                self.index.set(r, index::with_location(s, seg, off));
-                r
-            }
-            None => {
-                if self.index.wants_growth() {
-                    self.grow_index();
-                }
-                let r = self.index.empty_slot(hash);
-                self.index
-                    .set(r, index::pack(index::tag_of(hash), 0, seg, off));
-                self.index.items += 1;
-                r
-            }
-        };
-        Found {
-            slot,
-            item: it,
-            hash,
-        }
-    }
-
-    /// Copies a value into the scratch buffer (see `scratch`).
-    fn take_scratch(&mut self, parts: &[&[u8]]) -> Vec<u8> {
-        let mut v = std::mem::take(&mut self.scratch);
-        v.clear();
-        for p in parts {
-            v.extend_from_slice(p);
-        }
-        v
-    }
-
-    fn give_scratch(&mut self, v: Vec<u8>) {
-        if v.capacity() <= 2 * self.cfg.item_size_max {
-            self.scratch = v;
-        }
-    }
-
     /// Advances the store clock from its source.
     pub fn tick(&mut self) -> u32 {
         let t = self.clock.tick();
         self.check_flush();
         t
     }
-}
-
-/// Why `write` stored nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteError {
-    /// The record exceeds the item size limit or the segment size.
-    TooLarge,
-    /// Nothing could be freed for it.
-    NoMemory,
 }

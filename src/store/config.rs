@@ -1,0 +1,85 @@
+//! How a store is built, what it counts, and why it could not be made.
+use super::{index, Eviction};
+
+/// How a shard's store is built.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Bytes this shard's store may use: segments, hash index and segment
+    /// bookkeeping together (its share of `-m`).
+    pub memory: usize,
+    /// Bytes per segment: a multiple of 8 from 4 KiB to 8 MiB.
+    pub segment_size: usize,
+    /// memcached's `-I`: the largest record in bytes, header included.
+    pub item_size_max: usize,
+    /// What goes when memory is full.
+    pub eviction: Eviction,
+    /// Ask for huge pages for segments and the index.
+    pub huge_pages: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            memory: 64 << 20,
+            segment_size: 1 << 20,
+            item_size_max: 1 << 20,
+            eviction: Eviction::Merge,
+            huge_pages: true,
+        }
+    }
+}
+
+/// Counters memcached reports from its item layer, and the store's own,
+/// since the store was made.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreStats {
+    /// Items written (memcached's `total_items`).
+    pub total_items: u64,
+    /// Live items evicted to make room (`evictions`).
+    pub evictions: u64,
+    /// Of those, items never read (`evicted_unfetched`).
+    pub evicted_unfetched: u64,
+    /// Expired items reclaimed that were never read (`expired_unfetched`).
+    pub expired_unfetched: u64,
+    /// Expired items reclaimed: on a read, by eviction, or with their
+    /// segment (`reclaimed`).
+    pub reclaimed: u64,
+    /// Segments freed whole because everything in them had expired.
+    pub expired_segments: u64,
+    /// Segments evicted whole (every policy but merge, and merge when
+    /// it finds nothing to compact or visit).
+    pub evicted_segments: u64,
+    /// Merge eviction steps (compactions and hand visits).
+    pub merges: u64,
+    /// Records copied by merge eviction (kept by the hand or compacted).
+    pub moved_items: u64,
+    /// Bytes of those records.
+    pub moved_bytes: u64,
+}
+
+/// Why a store could not be made.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The segment size is not a multiple of 8 between 4 KiB and 8 MiB.
+    SegmentSize,
+    /// The memory holds fewer than three segments besides their index.
+    TooLittleMemory,
+    /// The kernel refused the mapping.
+    Map(std::io::Error),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::SegmentSize => write!(
+                f,
+                "segment size must be a multiple of 8 between 4 KiB and {} bytes",
+                index::MAX_SEGMENT_SIZE
+            ),
+            ConfigError::TooLittleMemory => {
+                write!(f, "memory per shard must hold at least 3 segments")
+            }
+            ConfigError::Map(e) => write!(f, "cannot map item memory: {e}"),
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The index: packing, chaining, neighbours and linear-hashing growth.
+use super::*;
+
+#[test]
+fn slot_packing_roundtrips() {
+    let s = pack(0xabc, 17, 0x1f_3456, 0x7f_edcb);
+    assert_eq!(slot_tag(s), 0xabc);
+    assert_eq!(slot_freq(s), 17);
+    assert_eq!(slot_seg(s), 0x1f_3456);
+    assert_eq!(slot_off(s), 0x7f_edcb);
+    let s2 = with_location(with_freq(s, 3), 5, 6);
+    assert_eq!(
+        (slot_tag(s2), slot_freq(s2), slot_seg(s2), slot_off(s2)),
+        (0xabc, 3, 5, 6)
+    );
+    assert_eq!(std::mem::size_of::<Bucket>(), 64);
+}
+
+#[test]
+fn chains_when_a_bucket_is_full_and_unlinks_when_empty() {
+    let mut ix = Index::with_capacity(0, false);
+    let hash = 0x5000_0000_0000_0001u64; // every insert has one home
+    let mut refs = vec![];
+    // 7 at home, 14 in the two neighbours, the rest in overflow buckets.
+    for i in 0..40u32 {
+        let r = ix.empty_slot(hash);
+        ix.set(r, pack(tag_of(hash), 0, i, i));
+        refs.push(r);
+    }
+    assert!(ix.overflow_buckets() >= 2);
+    assert_eq!(ix.displaced(ix.home(hash)), 14);
+    for (i, _) in refs.iter().enumerate() {
+        let found = ix.find(hash, |s| slot_seg(s) == i as u32).unwrap();
+        assert_eq!(found, refs[i]);
+    }
+    for r in refs.iter().rev() {
+        ix.clear(*r, hash);
+    }
+    assert_eq!(ix.overflow_buckets(), 0);
+    assert_eq!(ix.displaced(ix.home(hash)), 0);
+    assert!(ix.find(hash, |_| true).is_none());
+}
+
+/// Hashes as the store's slots would give them back: the test keeps
+/// each item's hash under its "segment" number.
+fn grow(ix: &mut Index, hashes: &[u64]) {
+    while ix.wants_growth() {
+        ix.split_one(|v| hashes[slot_seg(v) as usize]);
+    }
+}
+
+#[test]
+fn grows_one_bucket_at_a_time_and_finds_everything() {
+    let n = 200_000;
+    let mut ix = Index::new(1000, 4 * n, false);
+    let start = ix.primary_buckets();
+    let mut x = 0x9abc_def1_2345_6789u64;
+    let mut hashes = vec![];
+    for i in 0..n as u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        hashes.push(x);
+        grow(&mut ix, &hashes);
+        let r = ix.empty_slot(x);
+        ix.set(r, pack(tag_of(x), 0, i, 0));
+        ix.items += 1;
+        if i % 9973 == 0 {
+            for (j, &h) in hashes.iter().enumerate() {
+                assert!(
+                    ix.find(h, |s| slot_seg(s) == j as u32).is_some(),
+                    "{j} after {i}"
+                );
+            }
+        }
+    }
+    assert!(ix.primary_buckets() > 20 * start);
+    let used = (ix.primary_buckets() + ix.overflow_buckets()) * 64;
+    assert!(
+        used as f64 / (n as f64) < 14.0,
+        "{} bytes per item",
+        used as f64 / n as f64
+    );
+    for (j, &h) in hashes.iter().enumerate() {
+        let r = ix.find(h, |s| slot_seg(s) == j as u32).expect("linked");
+        ix.clear(r, h);
+    }
+    assert_eq!(ix.overflow_buckets(), 0);
+    assert!((0..ix.primary_buckets() as u32).all(|b| ix.displaced(b) == 0));
+}
+
+#[test]
+fn sized_load_needs_few_overflow_buckets_and_finds_everything() {
+    let n = 200_000;
+    let mut ix = Index::with_capacity(n, false);
+    let mut x = 0x1234_5678_9abc_def1u64;
+    let mut hashes = vec![];
+    for i in 0..n as u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let r = ix.empty_slot(x);
+        ix.set(r, pack(tag_of(x), 0, i, 0));
+        hashes.push(x);
+    }
+    // Churn: replace items at random, as eviction and writes do.
+    for round in 0..2 * n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let i = (x >> 20) as usize % n;
+        let old = hashes[i];
+        let r = ix.find(old, |s| slot_seg(s) == i as u32).expect("linked");
+        ix.clear(r, old);
+        let h = x.rotate_left(round as u32 % 64) ^ round as u64;
+        let r = ix.empty_slot(h);
+        ix.set(r, pack(tag_of(h), 0, i as u32, 0));
+        hashes[i] = h;
+    }
+    // Neighbours and shared overflow buckets absorb what full homes
+    // cannot hold.
+    assert!(
+        ix.overflow_buckets() * 100 < ix.primary_buckets() * 15,
+        "{} overflow buckets for {} primary",
+        ix.overflow_buckets(),
+        ix.primary_buckets()
+    );
+    let per_item = ix.bytes() as f64 / n as f64;
+    assert!(per_item < 11.75, "{per_item} index bytes per item in use");
+    for (i, &h) in hashes.iter().enumerate() {
+        let r = ix.find(h, |s| slot_seg(s) == i as u32).expect("linked");
+        if i % 2 == 0 {
+            ix.clear(r, h);
+        }
+    }
+    for (i, &h) in hashes.iter().enumerate() {
+        let found = ix.find(h, |s| slot_seg(s) == i as u32).is_some();
+        assert_eq!(found, i % 2 == 1);
+    }
+}

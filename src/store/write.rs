@@ -1,0 +1,154 @@
+//! The write path: room for a record (allocating, evicting, merging), the
+//! record written, and its slot linked in place of the old one.
+use super::*;
+
+impl Store {
+    /// Whether a record of this size fits the item size limit.
+    pub fn fits(&self, klen: usize, vlen: usize, meta: &ItemMeta) -> bool {
+        klen <= item::MAX_KEY_LEN
+            && vlen <= item::MAX_VALUE_LEN
+            && item::record_size(klen, vlen, meta)
+                <= self.cfg.item_size_max.min(self.cfg.segment_size)
+    }
+
+    /// Space for a record in the TTL bucket `bucket`: the bucket's tail
+    /// segment if it has room, else a fresh segment, evicting if needed.
+    fn alloc(&mut self, bucket: u16, size: usize) -> Option<(u32, u32)> {
+        loop {
+            if let Some(tail) = self.ttl.tail(bucket) {
+                if self.segs.room(tail) >= size {
+                    let h = self.segs.header_mut(tail);
+                    let off = h.write_off;
+                    h.write_off += size as u32;
+                    return Some((tail, off));
+                }
+            }
+            if self.may_take() {
+                if let Some(id) = self.segs.take(bucket, self.clock.now()) {
+                    self.ttl.push_back(&mut self.segs, bucket, id);
+                    continue;
+                }
+            }
+            self.expire_segments(usize::MAX);
+            if self.may_take() && self.segs.free_count() > 0 {
+                continue;
+            }
+            if !self.evict() {
+                return None;
+            }
+            if self.segs.usable() > self.seg_limit {
+                self.settle();
+            }
+        }
+    }
+
+    #[inline]
+    fn may_take(&self) -> bool {
+        self.segs.in_use() < self.seg_limit
+    }
+
+    /// Writes a new version of `key` and links it in place of the old one.
+    /// The value is `v1` followed by `v2`. Returns the new item.
+    ///
+    /// # Errors
+    ///
+    /// [`WriteError::TooLarge`] if the record exceeds the item size limit,
+    /// [`WriteError::NoMemory`] if eviction could free nothing (policy
+    /// `none`, or every segment pinned); the old version is then left as
+    /// it was.
+    pub fn write(
+        &mut self,
+        key: &[u8],
+        v1: &[u8],
+        v2: &[u8],
+        meta: ItemMeta,
+    ) -> Result<Found, WriteError> {
+        let vlen = v1.len() + v2.len();
+        if !self.fits(key.len(), vlen, &meta) {
+            return Err(WriteError::TooLarge);
+        }
+        let size = item::record_size(key.len(), vlen, &meta);
+        let now = self.clock.now();
+        let ttl = match meta.expire {
+            0 => 0,
+            e => e.saturating_sub(now).max(1),
+        };
+        let hash = self.hash(key);
+        let old = self.slot_for_key(hash, key);
+        let bucket = self.layout.chain(ttl, old.is_some());
+        let unlinks = self.unlinks;
+        let (seg, off) = self.alloc(bucket, size).ok_or(WriteError::NoMemory)?;
+        let ptr = self.segs.ptr(seg, off as usize);
+        // SAFETY: `alloc` reserved `size` bytes at this offset in a
+        // segment; the inputs are client buffers or `scratch`, never arena
+        // memory, so they cannot overlap.
+        let it = unsafe { item::RawItem::write(ptr, key, v1, v2, &meta, now) };
+        let h = self.segs.header_mut(seg);
+        h.live_items += 1;
+        h.live_bytes += size as u32;
+        h.note_expire(meta.expire);
+        self.live_bytes += size;
+        self.stats.total_items += 1;
+        // Moves keep a slot where it is; only an unlink may have changed
+        // the index since the lookup.
+        let old = if self.unlinks == unlinks {
+            old
+        } else {
+            self.slot_for_key(hash, key)
+        };
+        Ok(self.link(old, hash, seg, off, it))
+    }
+
+    /// Points the key's slot at a new record, retiring the old one.
+    fn link(&mut self, old: Option<SlotRef>, hash: u64, seg: u32, off: u32, it: RawItem) -> Found {
+        let slot = match old {
+            Some(r) => {
+                let s = self.index.get(r);
+                let o = self.slot_item(s);
+                self.retire(index::slot_seg(s), o);
+                self.index.set(r, index::with_location(s, seg, off));
+                r
+            }
+            None => {
+                if self.index.wants_growth() {
+                    self.grow_index();
+                }
+                let r = self.index.empty_slot(hash);
+                self.index
+                    .set(r, index::pack(index::tag_of(hash), 0, seg, off));
+                self.index.items += 1;
+                r
+            }
+        };
+        Found {
+            slot,
+            item: it,
+            hash,
+        }
+    }
+
+    /// Copies a value into the scratch buffer (see `scratch`).
+    pub(super) fn take_scratch(&mut self, parts: &[&[u8]]) -> Vec<u8> {
+        let mut v = std::mem::take(&mut self.scratch);
+        v.clear();
+        for p in parts {
+            v.extend_from_slice(p);
+        }
+        v
+    }
+
+    pub(super) fn give_scratch(&mut self, v: Vec<u8>) {
+        if v.capacity() <= 2 * self.cfg.item_size_max {
+            self.scratch = v;
+        }
+    }
+}
+
+/// Why `write` stored nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteError {
+    /// The record exceeds the item size limit or the segment size.
+    TooLarge,
+    /// Nothing could be freed for it.
+    NoMemory,
+}
