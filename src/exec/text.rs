@@ -129,7 +129,7 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
             push_line(out, VERSION);
             false
         }
-        Request::Verbosity { noreply } => {
+        Request::Verbosity { noreply, .. } => {
             push_line(out, "OK");
             noreply
         }

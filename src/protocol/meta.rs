@@ -1,53 +1,84 @@
 //! memcached's meta protocol: `mg`, `ms`, `md`, `ma`, `mn`, `me`.
 //! Flags are single letters, some with a token right after them; the
 //! executor walks them again in request order to build the reply.
-#![allow(missing_docs)] // documented after the parser fixes in flight land
 
 use super::text::{parse_i32, parse_u32, parse_u64, tokens, Request, BAD_FORMAT, ERROR};
 use super::{Oversized, Parse, SetMode, StoreCmd, KEY_MAX};
 
+/// memcached's limit on an `O` (opaque) token, in bytes.
 pub const MAX_OPAQUE: usize = 32;
 /// memcached's limit on tokens in a meta command.
 pub const MAX_TOKENS: usize = 24;
 
+/// Which meta command (protocol.txt, "Meta Commands").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetaCmd {
+    /// `mg`: meta get.
     Get,
+    /// `ms`: meta set.
     Set,
+    /// `md`: meta delete.
     Delete,
+    /// `ma`: meta arithmetic.
     Arith,
+    /// `mn`: meta no-op, answered `MN` (ends a pipeline of quiet commands).
     Noop,
+    /// `me`: meta debug, an item's internals.
     Debug,
 }
 
+/// The flags of a meta command that change what it does; flags that only
+/// ask for a reply field (`k s t c f h l`) are rendered from
+/// `MetaRequest::flag_tokens`. Letters are memcached's; times are
+/// exptimes as sent (seconds relative, or absolute past 30 days).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MetaFlags<'a> {
+    /// `b`: the key is base64.
     pub base64: bool,
+    /// `q`: suppress the reply on the common outcome (HD, EN, NF).
     pub quiet: bool,
+    /// `v`: return the value.
     pub value: bool,
+    /// `u`: do not bump the item in the LRU (no access recorded).
     pub no_bump: bool,
+    /// `I`: invalidate (md: mark stale instead of deleting; ms: with CAS).
     pub invalidate: bool,
+    /// `x`: md removes the value but keeps the item.
     pub remove_value: bool,
+    /// `O<token>`: opaque echoed in the reply (at most [`MAX_OPAQUE`] bytes).
     pub opaque: Option<&'a [u8]>,
+    /// `T<exptime>`: update the exptime.
     pub touch: Option<i64>,
+    /// `E<cas>`: the CAS unique to give the new item.
     pub new_cas: Option<u64>,
+    /// `C<cas>`: compare and swap against this CAS unique.
     pub cas: Option<u64>,
+    /// `N<exptime>`: vivify on miss, with this exptime.
     pub vivify: Option<i64>,
+    /// `R<seconds>`: win the recache token when the TTL left is below this.
     pub recache: Option<i64>,
+    /// `M<char>`: the mode (ms: S E A P R; ma: I + D -).
     pub mode: Option<u8>,
+    /// `F<flags>`: client flags for ms.
     pub client_flags: Option<u32>,
+    /// `J<n>`: ma's initial value on auto-create.
     pub initial: Option<u64>,
+    /// `D<n>`: ma's delta (default 1).
     pub delta: Option<u64>,
 }
 
+/// One parsed meta command, borrowing the input buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MetaRequest<'a> {
+    /// Which command.
     pub cmd: MetaCmd,
     /// As sent: base64 when `f.base64`.
     pub key: &'a [u8],
     /// The flag tokens, in request order, for building the reply.
     pub flag_tokens: &'a [u8],
+    /// ms's data block, without its "\r\n"; empty for the others.
     pub value: &'a [u8],
+    /// The flags that change what the command does.
     pub f: MetaFlags<'a>,
 }
 
@@ -99,6 +130,10 @@ fn parse_flags(toks: &[u8]) -> Result<MetaFlags<'_>, &'static str> {
     Ok(f)
 }
 
+/// Parses the meta command `cmd` whose line (without "\r\n") is `line`,
+/// `used` bytes of `buf` with its line ending; for `ms` the data block
+/// follows in `buf` (at most `item_max` bytes are kept, larger ones
+/// become `Request::TooLarge`).
 pub fn parse<'a>(
     cmd: &[u8],
     line: &'a [u8],
@@ -238,6 +273,8 @@ pub fn base64_decode<'o>(input: &[u8], out: &'o mut [u8; KEY_MAX + 6]) -> Option
     (n <= KEY_MAX).then_some(&out[..n])
 }
 
+/// Appends standard base64 (with padding) of `input` to `out`, for
+/// echoing a `b` key.
 pub fn base64_encode(input: &[u8], out: &mut Vec<u8>) {
     for chunk in input.chunks(3) {
         let b = [

@@ -1,62 +1,106 @@
 //! memcached's text protocol (memcached `doc/protocol.txt`), and the entry
 //! point that hands meta commands to `meta`.
-#![allow(missing_docs)] // documented after the parser fixes in flight land
 
 use super::meta::{self, MetaRequest};
 use super::{Oversized, Parse, SetMode, Storage, StoreCmd, KEY_MAX, LINE_MAX, READ_MAX};
 
+/// The reply to an unknown command or a malformed line memcached cannot
+/// frame (protocol.txt, "Error strings").
 pub const ERROR: &str = "ERROR";
+/// A known command with arguments memcached's tokenizer rejects.
 pub const BAD_FORMAT: &str = "CLIENT_ERROR bad command line format";
+/// A storage command whose data block does not end in "\r\n" where its
+/// length says.
 pub const BAD_CHUNK: &str = "CLIENT_ERROR bad data chunk";
+/// An exptime that is not a number (touch, gat).
 pub const BAD_EXPTIME: &str = "CLIENT_ERROR invalid exptime argument";
+/// An incr/decr delta that is not an unsigned 64-bit number.
 pub const BAD_DELTA: &str = "CLIENT_ERROR invalid numeric delta argument";
+/// incr/decr of a value that is not a decimal number.
 pub const NON_NUMERIC: &str = "CLIENT_ERROR cannot increment or decrement non-numeric value";
+/// A storage command whose data exceeds the item size limit (`-I`).
 pub const TOO_LARGE: &str = "SERVER_ERROR object too large for cache";
+/// A store the cache has no room for, after eviction (or with `-M`).
 pub const NO_MEMORY: &str = "SERVER_ERROR out of memory storing object";
 
+/// One parsed text-protocol request; keys and data borrow the input
+/// buffer. Exptimes are as sent (seconds relative, or absolute Unix time
+/// past 30 days; negative means already expired), resolved by the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
     /// get/gets/gat/gats; `keys` is the rest of the line (space separated).
     Get {
+        /// The keys, space separated, as sent.
         keys: &'a [u8],
+        /// gets/gats: replies carry the CAS unique.
         cas: bool,
+        /// gat/gats: the new exptime.
         touch: Option<i64>,
     },
+    /// set/add/replace/append/prepend/cas.
     Store(Storage<'a>),
+    /// `delete <key> [noreply]`.
     Delete {
+        /// The key.
         key: &'a [u8],
+        /// Send no reply.
         noreply: bool,
     },
+    /// `incr`/`decr <key> <delta> [noreply]`.
     Delta {
+        /// The key.
         key: &'a [u8],
+        /// incr (else decr).
         incr: bool,
+        /// The amount, unsigned 64-bit.
         delta: u64,
+        /// Send no reply.
         noreply: bool,
     },
+    /// `touch <key> <exptime> [noreply]`.
     Touch {
+        /// The key.
         key: &'a [u8],
+        /// The new exptime.
         exptime: i64,
+        /// Send no reply.
         noreply: bool,
     },
+    /// `flush_all [delay] [noreply]`.
     Flush {
+        /// Seconds from now (or absolute time) at which everything goes; 0 now.
         delay: i64,
+        /// Send no reply.
         noreply: bool,
     },
+    /// `version`.
     Version,
+    /// `verbosity <level> [noreply]`.
     Verbosity {
+        /// The level asked for; None when it was not a number (which
+        /// noreply lets through, as in memcached).
+        level: Option<u32>,
+        /// Send no reply.
         noreply: bool,
     },
+    /// `quit`: close the connection.
     Quit,
     /// `shutdown [graceful]`; only honoured when enabled with `-A`.
     Shutdown,
     /// `cache_memlimit <MB> [noreply]`.
     CacheMemlimit {
+        /// The new limit in megabytes.
         mb: u32,
+        /// Send no reply.
         noreply: bool,
     },
+    /// `stats [group]`.
     Stats {
+        /// The group (`settings`, `items`, `reset`, ...), empty for the
+        /// general stats.
         arg: &'a [u8],
     },
+    /// A meta command (`mg`, `ms`, `md`, `ma`, `mn`, `me`), see `meta`.
     Meta(MetaRequest<'a>),
     /// A storage command whose data is over the item size limit.
     TooLarge(Oversized<'a>),
@@ -325,10 +369,11 @@ pub fn parse_stream<'a>(
         b"verbosity" => match (it.next(), it.next(), it.next()) {
             (Some(a), b, None) => {
                 let noreply = b.unwrap_or(a) == b"noreply";
-                if parse_u32(a).is_none() && !noreply {
+                let level = parse_u32(a);
+                if level.is_none() && !noreply {
                     Request::Error(BAD_FORMAT)
                 } else {
-                    Request::Verbosity { noreply }
+                    Request::Verbosity { level, noreply }
                 }
             }
             _ => Request::Error(ERROR),
@@ -448,6 +493,7 @@ fn may_exceed_line_max(buf: &[u8]) -> bool {
     b.starts_with(b"get ") || b.starts_with(b"gets ")
 }
 
+/// The first position of byte `c` in `buf`.
 #[inline]
 pub fn memchr(c: u8, buf: &[u8]) -> Option<usize> {
     buf.iter().position(|&b| b == c)

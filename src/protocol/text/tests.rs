@@ -220,11 +220,17 @@ fn other_commands_and_their_errors() {
     assert_eq!(done(b"quit foo bar\r\n").0, Request::Quit);
     assert_eq!(
         done(b"verbosity 1\r\n").0,
-        Request::Verbosity { noreply: false }
+        Request::Verbosity {
+            level: Some(1),
+            noreply: false
+        }
     );
     assert_eq!(
         done(b"verbosity noreply\r\n").0,
-        Request::Verbosity { noreply: true }
+        Request::Verbosity {
+            level: None,
+            noreply: true
+        }
     );
     assert_eq!(err(b"verbosity\r\n"), ERROR);
     assert_eq!(
@@ -418,14 +424,23 @@ fn verbosity_checks_its_level_unless_noreply() {
     assert_eq!(err(b"verbosity x\r\n"), BAD_FORMAT);
     assert_eq!(
         done(b"verbosity +1\r\n").0,
-        Request::Verbosity { noreply: false }
+        Request::Verbosity {
+            level: Some(1),
+            noreply: false
+        }
     );
     assert_eq!(
         done(b"verbosity x noreply\r\n").0,
-        Request::Verbosity { noreply: true }
+        Request::Verbosity {
+            level: None,
+            noreply: true
+        }
     );
     assert_eq!(
         done(b"verbosity noreply\r\n").0,
-        Request::Verbosity { noreply: true }
+        Request::Verbosity {
+            level: None,
+            noreply: true
+        }
     );
 }
