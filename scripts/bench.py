@@ -55,22 +55,28 @@ def cpu_ns(pid):
 
 
 class Cgroup:
-    """A CPU quota for one server (cgroup v2 if mounted as such, else v1)."""
+    """A CPU quota (fraction of one core) and/or a scheduling weight (times
+    the default) for some processes (cgroup v2 if mounted as such, else v1)."""
 
-    def __init__(self, name, fraction):
+    def __init__(self, name, fraction, weight=None):
         self.path = None
-        if fraction is None:
+        if fraction is None and weight is None:
             return
-        quota, period = int(100000 * fraction), 100000
-        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-            self.path = f"/sys/fs/cgroup/{name}"
-            os.makedirs(self.path, exist_ok=True)
-            open(f"{self.path}/cpu.max", "w").write(f"{quota} {period}")
-        else:
-            self.path = f"/sys/fs/cgroup/cpu/{name}"
-            os.makedirs(self.path, exist_ok=True)
-            open(f"{self.path}/cpu.cfs_period_us", "w").write(str(period))
-            open(f"{self.path}/cpu.cfs_quota_us", "w").write(str(quota))
+        v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+        self.path = f"/sys/fs/cgroup/{name}" if v2 else f"/sys/fs/cgroup/cpu/{name}"
+        os.makedirs(self.path, exist_ok=True)
+        if fraction is not None:
+            quota, period = int(100000 * fraction), 100000
+            if v2:
+                open(f"{self.path}/cpu.max", "w").write(f"{quota} {period}")
+            else:
+                open(f"{self.path}/cpu.cfs_period_us", "w").write(str(period))
+                open(f"{self.path}/cpu.cfs_quota_us", "w").write(str(quota))
+        if weight is not None:
+            if v2:
+                open(f"{self.path}/cpu.weight", "w").write(str(min(10000, max(1, round(100 * weight)))))
+            else:
+                open(f"{self.path}/cpu.shares", "w").write(str(max(2, round(1024 * weight))))
 
     def add(self, pid):
         if self.path:
@@ -180,7 +186,7 @@ class Server:
     def __init__(self, args, kind):
         self.kind = kind
         self.port = free_port()
-        self.cg = Cgroup(f"ccbench_{kind}_{os.getpid()}", args.cpu_budget)
+        self.cg = Cgroup(f"ccbench_{kind}_{os.getpid()}", args.cpu_budget, args.cgroup_weight)
         self.proc, self.cmd = start(kind, self.port, args, self.cg)
         self.dir = tempfile.TemporaryDirectory()
         try:
@@ -212,6 +218,8 @@ def measure(args, servers, extra, rate=None):
     t0 = [cpu_ns(sv.proc.pid) for sv in servers]
     st0 = cpu_ticks(args.server_cpus)
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _, _, cmd in runs]
+    for p in procs:
+        args.client_cg.add(p.pid)
     for p in procs:
         if p.wait(timeout=args.duration * 10 + 120) != 0:
             raise RuntimeError("memtier failed")
@@ -270,7 +278,18 @@ def main():
                     "so host noise (steal) hits both alike. Unthrottled, the two memtiers then share "
                     "the client CPUs: each server sees about half the load, and the comparison is "
                     "CPU per request and tails at the same offered load")
+    ap.add_argument("--cgroup-weight", type=float, default=None,
+                    help="give the servers and the measuring memtiers this many times the default CPU weight, "
+                    "so that on a host busy with other work the budget, not the other work, limits the servers")
     args = ap.parse_args()
+    args.client_cg = Cgroup(f"ccbench_clients_{os.getpid()}", None, args.cgroup_weight)
+    try:
+        run(args)
+    finally:
+        args.client_cg.remove()
+
+
+def run(args):
     if args.baseline_bin:
         ours, ref = "after", "before"
         args.binaries = {ours: args.bin, ref: args.baseline_bin}
@@ -297,6 +316,8 @@ def main():
 
     mode = f"cpu budget {args.cpu_budget:.2f} core" if args.cpu_budget else "unthrottled"
     how = "both servers at once in each round" if args.concurrent else "servers alternating"
+    if args.cgroup_weight:
+        how += f", servers and memtiers at {args.cgroup_weight:g}x the default CPU weight"
     lines = [f"# {ours} vs {ref}, {mode}, -t {args.threads}, {args.value_size}-byte values, {args.keys} keys, 1:9 set:get, medians of {args.rounds} rounds, {how}", "",
              "ops ratio and CPU/req ratio are ratios of the medians; *per round* is the median of the rounds' own ops ratios "
              "(each round's two runs are closest in time). Steal: share of the server CPUs' time the hypervisor took.", "",
@@ -337,6 +358,8 @@ def main():
     tag = f"cpu{round(args.cpu_budget * 100)}" if args.cpu_budget else "unthrottled"
     if args.concurrent:
         tag += "-concurrent"
+    if args.cgroup_weight:
+        tag += f"-weight{args.cgroup_weight:g}"
     if args.baseline_bin:
         tag = "baseline-" + tag
     with open(os.path.join(args.out, f"memtier-{tag}-t{args.threads}.md"), "w") as f:
