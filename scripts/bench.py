@@ -7,7 +7,8 @@ servers and the table shows medians and ours/memcached ratios. With
 --cpu-budget F each server runs in a cgroup capped at F of one core, so the
 server, not memtier, is the bottleneck on a small host. With --concurrent
 both servers run at the same time, each with its own memtier, so noise from
-the host hits both alike.
+the host hits both alike. With --baseline-bin OLD --bin NEW the two servers
+are two corecache builds instead ("before" and "after"), run the same way.
 """
 import argparse
 import json
@@ -54,22 +55,28 @@ def cpu_ns(pid):
 
 
 class Cgroup:
-    """A CPU quota for one server (cgroup v2 if mounted as such, else v1)."""
+    """A CPU quota (fraction of one core) and/or a scheduling weight (times
+    the default) for some processes (cgroup v2 if mounted as such, else v1)."""
 
-    def __init__(self, name, fraction):
+    def __init__(self, name, fraction, weight=None):
         self.path = None
-        if fraction is None:
+        if fraction is None and weight is None:
             return
-        quota, period = int(100000 * fraction), 100000
-        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-            self.path = f"/sys/fs/cgroup/{name}"
-            os.makedirs(self.path, exist_ok=True)
-            open(f"{self.path}/cpu.max", "w").write(f"{quota} {period}")
-        else:
-            self.path = f"/sys/fs/cgroup/cpu/{name}"
-            os.makedirs(self.path, exist_ok=True)
-            open(f"{self.path}/cpu.cfs_period_us", "w").write(str(period))
-            open(f"{self.path}/cpu.cfs_quota_us", "w").write(str(quota))
+        v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+        self.path = f"/sys/fs/cgroup/{name}" if v2 else f"/sys/fs/cgroup/cpu/{name}"
+        os.makedirs(self.path, exist_ok=True)
+        if fraction is not None:
+            quota, period = int(100000 * fraction), 100000
+            if v2:
+                open(f"{self.path}/cpu.max", "w").write(f"{quota} {period}")
+            else:
+                open(f"{self.path}/cpu.cfs_period_us", "w").write(str(period))
+                open(f"{self.path}/cpu.cfs_quota_us", "w").write(str(quota))
+        if weight is not None:
+            if v2:
+                open(f"{self.path}/cpu.weight", "w").write(str(min(10000, max(1, round(100 * weight)))))
+            else:
+                open(f"{self.path}/cpu.shares", "w").write(str(max(2, round(1024 * weight))))
 
     def add(self, pid):
         if self.path:
@@ -85,13 +92,11 @@ class Cgroup:
 
 def start(kind, port, args, cg):
     cpus = args.server_cpus
-    if kind == "corecache":
-        binary = os.environ.get("CORECACHE_BIN", os.path.join(ROOT, "target/release/corecache"))
-        cmd = [binary, "-p", str(port), "-t", str(args.threads), "-m", str(args.memory), "-u", "nobody"]
+    if kind in args.binaries:
+        cmd = [args.binaries[kind], "-p", str(port), "-t", str(args.threads), "-m", str(args.memory),
+               "-c", "4096", "-u", "nobody"] + args.corecache_args.split()
     else:
         cmd = ["memcached", "-p", str(port), "-t", str(args.threads), "-m", str(args.memory), "-U", "0", "-u", "nobody", "-c", "4096"]
-    if kind == "corecache":
-        cmd += ["-c", "4096"] + args.corecache_args.split()
     full = ["taskset", "-c", cpus] + cmd
     p = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cg.add(p.pid)
@@ -181,7 +186,7 @@ class Server:
     def __init__(self, args, kind):
         self.kind = kind
         self.port = free_port()
-        self.cg = Cgroup(f"ccbench_{kind}_{os.getpid()}", args.cpu_budget)
+        self.cg = Cgroup(f"ccbench_{kind}_{os.getpid()}", args.cpu_budget, args.cgroup_weight)
         self.proc, self.cmd = start(kind, self.port, args, self.cg)
         self.dir = tempfile.TemporaryDirectory()
         try:
@@ -214,6 +219,8 @@ def measure(args, servers, extra, rate=None):
     st0 = cpu_ticks(args.server_cpus)
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _, _, cmd in runs]
     for p in procs:
+        args.client_cg.add(p.pid)
+    for p in procs:
         if p.wait(timeout=args.duration * 10 + 120) != 0:
             raise RuntimeError("memtier failed")
     st1 = cpu_ticks(args.server_cpus)
@@ -221,7 +228,7 @@ def measure(args, servers, extra, rate=None):
     for (sv, j, cmd), c0 in zip(runs, t0):
         ns = cpu_ns(sv.proc.pid) - c0
         r = parse(j)
-        r["crossed"] = cross_shard_share(sv.port) if sv.kind == "corecache" else float("nan")
+        r["crossed"] = cross_shard_share(sv.port) if sv.kind in args.binaries else float("nan")
         r["cpu_us_per_req"] = ns / 1e3 / max(1.0, r["ops"] * args.duration)
         r["steal"] = (st1[0] - st0[0]) / max(1, st1[1] - st0[1])
         r["server_cmd"] = " ".join(sv.cmd)
@@ -260,6 +267,10 @@ def main():
     ap.add_argument("--client-cpus", default="1")
     ap.add_argument("--cpu-budget", type=float, default=None, help="cap each server at this fraction of one core, e.g. 0.25")
     ap.add_argument("--corecache-args", default="", help="extra corecache flags, e.g. '-o prefault'")
+    ap.add_argument("--bin", default=os.environ.get("CORECACHE_BIN", os.path.join(ROOT, "target/release/corecache")),
+                    help="the corecache binary to measure (default: $CORECACHE_BIN, else this tree's release build)")
+    ap.add_argument("--baseline-bin", default=None,
+                    help="compare --bin (\"after\") with this corecache binary (\"before\") instead of memcached")
     ap.add_argument("--workloads", default=",".join(WORKLOADS) + ",rate_half")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks"))
     ap.add_argument("--concurrent", action="store_true",
@@ -267,16 +278,33 @@ def main():
                     "so host noise (steal) hits both alike. Unthrottled, the two memtiers then share "
                     "the client CPUs: each server sees about half the load, and the comparison is "
                     "CPU per request and tails at the same offered load")
+    ap.add_argument("--cgroup-weight", type=float, default=None,
+                    help="give the servers and the measuring memtiers this many times the default CPU weight, "
+                    "so that on a host busy with other work the budget, not the other work, limits the servers")
     args = ap.parse_args()
+    args.client_cg = Cgroup(f"ccbench_clients_{os.getpid()}", None, args.cgroup_weight)
+    try:
+        run(args)
+    finally:
+        args.client_cg.remove()
+
+
+def run(args):
+    if args.baseline_bin:
+        ours, ref = "after", "before"
+        args.binaries = {ours: args.bin, ref: args.baseline_bin}
+    else:
+        ours, ref = "corecache", "memcached"
+        args.binaries = {ours: args.bin}
 
     names = args.workloads.split(",")
     results = {}  # (workload, server) -> list of runs
     for rnd in range(args.rounds):
         for name in names:
-            order = ["corecache", "memcached"] if rnd % 2 == 0 else ["memcached", "corecache"]
+            order = [ours, ref] if rnd % 2 == 0 else [ref, ours]
             if name == "rate_half":
-                # tails at equal offered load: half of memcached's c50 peak
-                peak = statistics.median(r["ops"] for r in results.get(("c50", "memcached"), [{"ops": 20000}]))
+                # tails at equal offered load: half of the reference server's c50 peak
+                peak = statistics.median(r["ops"] for r in results.get(("c50", ref), [{"ops": 20000}]))
                 rate = max(1, int(peak / 2 / 50))
                 rr = run_round(args, order, WORKLOADS["c50"], rate)
             else:
@@ -288,33 +316,40 @@ def main():
 
     mode = f"cpu budget {args.cpu_budget:.2f} core" if args.cpu_budget else "unthrottled"
     how = "both servers at once in each round" if args.concurrent else "servers alternating"
-    lines = [f"# corecache vs memcached, {mode}, -t {args.threads}, {args.value_size}-byte values, {args.keys} keys, 1:9 set:get, medians of {args.rounds} rounds, {how}", "",
+    if args.cgroup_weight:
+        how += f", servers and memtiers at {args.cgroup_weight:g}x the default CPU weight"
+    lines = [f"# {ours} vs {ref}, {mode}, -t {args.threads}, {args.value_size}-byte values, {args.keys} keys, 1:9 set:get, medians of {args.rounds} rounds, {how}", "",
              "ops ratio and CPU/req ratio are ratios of the medians; *per round* is the median of the rounds' own ops ratios "
              "(each round's two runs are closest in time). Steal: share of the server CPUs' time the hypervisor took.", "",
-             "| workload | server | ops/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | ops ratio | per round | CPU/req ratio | steal | crossed shards |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| workload | server | ops/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | ops ratio | per round | CPU/req ratio | per round | steal | crossed shards |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    if args.baseline_bin:
+        lines[1:1] = ["", f"{ours}: `{args.bin}`; {ref}: `{args.baseline_bin}`"]
     summary = {}
     for name in names:
         med = {}
-        for kind in ("corecache", "memcached"):
+        for kind in (ours, ref):
             rs = results[(name, kind)]
             med[kind] = {k: statistics.median(r[k] for r in rs) for k in ("ops", "p50", "p99", "p999", "cpu_us_per_req", "crossed", "steal")}
-        pairs = zip(results[(name, "corecache")], results[(name, "memcached")])
+        pairs = list(zip(results[(name, ours)], results[(name, ref)]))
         round_ratios = [a["ops"] / b["ops"] for a, b in pairs]
-        med["corecache"]["round_ratios"] = round_ratios
+        med[ours]["round_ratios"] = round_ratios
+        med[ours]["round_cpu_ratios"] = [a["cpu_us_per_req"] / b["cpu_us_per_req"] for a, b in pairs]
         summary[name] = med
-        for kind in ("corecache", "memcached"):
+        for kind in (ours, ref):
             m = med[kind]
-            ratio = m["ops"] / med["memcached"]["ops"] if kind == "corecache" else 1.0
-            per_round = f"{statistics.median(round_ratios):.2f}" if kind == "corecache" else "-"
-            cratio = m["cpu_us_per_req"] / med["memcached"]["cpu_us_per_req"] if kind == "corecache" else 1.0
-            crossed = f"{m['crossed'] * 100:.0f}%" if kind == "corecache" else "-"
-            lines.append(f"| {name} | {kind} | {m['ops']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} | {m['p999']:.3f} | {m['cpu_us_per_req']:.2f} | {ratio:.2f} | {per_round} | {cratio:.2f} | {m['steal'] * 100:.0f}% | {crossed} |")
-    lines += ["", "Per-round ops ratios: " + "; ".join(
-        f"{n} " + " ".join(f"{x:.2f}" for x in summary[n]["corecache"]["round_ratios"]) for n in names)]
+            ratio = m["ops"] / med[ref]["ops"] if kind == ours else 1.0
+            per_round = f"{statistics.median(round_ratios):.3f}" if kind == ours else "-"
+            cpu_round = f"{statistics.median(m['round_cpu_ratios']):.3f}" if kind == ours else "-"
+            cratio = m["cpu_us_per_req"] / med[ref]["cpu_us_per_req"] if kind == ours else 1.0
+            crossed = f"{m['crossed'] * 100:.0f}%" if kind in args.binaries else "-"
+            lines.append(f"| {name} | {kind} | {m['ops']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} | {m['p999']:.3f} | {m['cpu_us_per_req']:.2f} | {ratio:.3f} | {per_round} | {cratio:.3f} | {cpu_round} | {m['steal'] * 100:.0f}% | {crossed} |")
+    for what, key in (("ops", "round_ratios"), ("CPU/req", "round_cpu_ratios")):
+        lines += ["", f"Per-round {what} ratios: " + "; ".join(
+            f"{n} " + " ".join(f"{x:.3f}" for x in summary[n][ours][key]) for n in names)]
     lines += ["", "Commands (last round):", ""]
     for name in names:
-        for kind in ("corecache", "memcached"):
+        for kind in (ours, ref):
             r = results[(name, kind)][-1]
             lines.append(f"- {name}/{kind}: `{r['server_cmd']}` ; `{r['memtier_cmd']}`")
     table = "\n".join(lines)
@@ -323,14 +358,18 @@ def main():
     tag = f"cpu{round(args.cpu_budget * 100)}" if args.cpu_budget else "unthrottled"
     if args.concurrent:
         tag += "-concurrent"
+    if args.cgroup_weight:
+        tag += f"-weight{args.cgroup_weight:g}"
+    if args.baseline_bin:
+        tag = "baseline-" + tag
     with open(os.path.join(args.out, f"memtier-{tag}-t{args.threads}.md"), "w") as f:
         f.write(table + "\n")
     with open(os.path.join(args.out, f"memtier-{tag}-t{args.threads}.json"), "w") as f:
         json.dump({n: v for n, v in summary.items()}, f, indent=1)
-    plot(summary, os.path.join(args.out, f"memtier-{tag}-t{args.threads}.png"), mode)
+    plot(summary, os.path.join(args.out, f"memtier-{tag}-t{args.threads}.png"), mode, (ours, ref))
 
 
-def plot(summary, path, mode):
+def plot(summary, path, mode, kinds):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -341,7 +380,7 @@ def plot(summary, path, mode):
     names = list(summary)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     x = range(len(names))
-    for i, kind in enumerate(("corecache", "memcached")):
+    for i, kind in enumerate(kinds):
         axes[0].bar([p + i * 0.4 for p in x], [summary[n][kind]["ops"] for n in names], 0.4, label=kind)
         axes[1].bar([p + i * 0.4 for p in x], [summary[n][kind]["p999"] for n in names], 0.4, label=kind)
     for ax, title in zip(axes, ("throughput (ops/s)", "p99.9 latency (ms)")):
