@@ -12,4 +12,5 @@ mkdir -p target/man
 target/release/corecache-man >target/man/corecache.1
 # -n: no name or time stamp, so the same source gives the same page.
 gzip -9nf target/man/corecache.1
+gzip -9nc tuning/corecache-tune.8 >target/man/corecache-tune.8.gz
 cargo deb --no-build --strip | tail -n 1

@@ -35,6 +35,7 @@ for f in ./usr/bin/corecache ./etc/corecache.conf \
   ./usr/share/corecache/prometheus/corecache-alerts.yml \
   ./usr/share/corecache/grafana/corecache.json \
   ./usr/share/corecache/tuning/sysctl-corecache.conf \
+  ./usr/sbin/corecache-tune ./usr/share/man/man8/corecache-tune.8.gz \
   ./usr/share/doc/corecache/copyright; do
   check "contains $f" grep -qx -- "$f" <<<"$contents"
 done
@@ -118,6 +119,11 @@ finally:
     p.terminate()
     p.wait(10)
 PY
+
+# The packaged tuning command finds the packaged sysctl file and changes
+# nothing without --yes.
+check "the packaged corecache-tune dry-runs" sh -c \
+  "/usr/sbin/corecache-tune apply | grep -q -e 'dry run: nothing changed' -e 'nothing to change'"
 
 # A changed conffile is kept when the package is installed again.
 echo "# local change" >>/etc/corecache.conf
