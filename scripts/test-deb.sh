@@ -9,9 +9,11 @@
 # install (policy-rc.d forbids it, and without systemd as PID 1 the
 # maintainer scripts only enable the unit).
 #
-# Needs: cargo-deb, lintian, man-db, systemd (systemd-analyze), python3.
+# Needs: cargo-deb, lintian, man-db, systemd (systemd-analyze), strace,
+# python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export LC_ALL=C # sort and comm must agree on order
 [ "$(id -u)" -eq 0 ] || { echo "scripts/test-deb.sh installs a package: run it as root" >&2; exit 1; }
 
 passed=0
@@ -79,9 +81,16 @@ systemd-analyze security --offline=yes /usr/lib/systemd/system/corecache.service
   tail -n 1 | sed 's/^/systemd-analyze security: /'
 
 # The packaged conf starts the packaged binary as the corecache user, on
-# a free port, and it reports READY=1 on a notify socket this script owns.
-check "the packaged conf serves as the corecache user" python3 - <<'PY'
-import os, socket, subprocess, tempfile, time
+# free ports, and it reports READY=1 on a notify socket this script owns.
+# It runs under strace: every system call it makes (the admin port, the
+# watchdog, a stop by SIGTERM) must pass the unit's SystemCallFilter, which
+# no live systemd checks here. (-k is left out: its mlockall needs the
+# unit's LimitMEMLOCK=infinity, which a root without CAP_SYS_RESOURCE, as
+# in this project's sandbox, cannot grant; mlockall is in @system-service.)
+trace=$(mktemp -d)
+chmod 777 "$trace"
+check "the packaged conf serves as the corecache user" env TRACE="$trace/calls" python3 - <<'PY'
+import os, pwd, signal, socket, subprocess, tempfile, time
 d = tempfile.mkdtemp()
 os.chmod(d, 0o777)
 path = os.path.join(d, "notify")
@@ -89,14 +98,19 @@ n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 n.bind(path)
 os.chmod(path, 0o777)
 n.settimeout(20)
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-port = s.getsockname()[1]
-s.close()
-env = dict(os.environ, NOTIFY_SOCKET=path)
-p = subprocess.Popen(["/usr/bin/corecache", "--conf", "/etc/corecache.conf",
-                      "-p", str(port), "--no-admin"],
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+port, admin = free_port(), free_port()
+env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="2000000")
+p = subprocess.Popen(["strace", "-f", "-qq", "-o", os.environ["TRACE"],
+                      "/usr/bin/corecache", "--conf", "/etc/corecache.conf",
+                      "-p", str(port), "--admin", f"127.0.0.1:{admin}"],
                      env=env, user="corecache", group="corecache", extra_groups=[])
+pid = None
 try:
     msgs = b""
     while b"READY=1" not in msgs:
@@ -111,14 +125,37 @@ try:
     stats = b""
     while not stats.endswith(b"END\r\n"):
         stats += c.recv(65536)
-    pid = [l for l in stats.split(b"\r\n") if l.startswith(b"STAT pid ")][0].split()[2]
-    uid = os.stat(f"/proc/{int(pid)}").st_uid
-    import pwd
+    pid = int([l for l in stats.split(b"\r\n") if l.startswith(b"STAT pid ")][0].split()[2])
+    uid = os.stat(f"/proc/{pid}").st_uid
     assert pwd.getpwuid(uid).pw_name == "corecache", uid
+    h = socket.create_connection(("127.0.0.1", admin), timeout=5)
+    h.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert h.recv(64).startswith(b"HTTP/1.1 200"), "metrics"
+    while b"WATCHDOG=1" not in msgs:
+        msgs += n.recv(4096)
+    os.kill(pid, signal.SIGTERM)
+    while b"STOPPING=1" not in msgs:
+        msgs += n.recv(4096)
+    assert p.wait(10) == 0
 finally:
-    p.terminate()
-    p.wait(10)
+    if p.poll() is None:
+        p.kill()
+        p.wait(10)
 PY
+# The unit's filter: the first SystemCallFilter= allows, the `~` one denies.
+unit=/usr/lib/systemd/system/corecache.service
+expand() { for w in "$@"; do
+  case $w in @*) systemd-analyze syscall-filter "$w" </dev/null | sed -n 's/^ \+\([a-z_0-9@-]*\)$/\1/p' |
+    while read -r x; do case $x in @*) expand "$x" ;; *) echo "$x" ;; esac; done ;;
+  *) echo "$w" ;; esac; done; }
+allow=$(expand $(sed -n 's/^SystemCallFilter=\([^~].*\)/\1/p' $unit) | sort -u)
+deny=$(expand $(sed -n 's/^SystemCallFilter=~\(.*\)/\1/p' $unit) | sort -u)
+used=$(awk '{print $2}' "$trace/calls" | sed -n 's/^\([a-z_0-9]*\)(.*/\1/p' | grep -vx execve | sort -u)
+outside=$(comm -23 <(echo "$used") <(comm -23 <(echo "$allow") <(echo "$deny")))
+echo "system calls made: $(echo "$used" | wc -l); outside the unit's filter: ${outside:-none}"
+check "every system call is allowed by the unit's SystemCallFilter" test -z "$outside"
+check "the trace saw io_uring" grep -qx io_uring_enter <<<"$used"
+rm -rf "$trace"
 
 # The packaged tuning command finds the packaged sysctl file and changes
 # nothing without --yes.
