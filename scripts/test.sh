@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: deploy/'s alert rules (promtool), the Rust unit, model,
-# server and admin-port tests, then the client
+# server and admin-port tests, the Debian package (scripts/test-deb.sh),
+# then the client
 # suites (pymemcache, python-binary-memcached, pylibmc, memccapable), the
 # memcached-oracle tests (tests/py/test_oracle_*.py: the same bytes to
 # Debian's memcached and to corecache) and the client matrix
@@ -34,6 +35,12 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # placement test builds a C program against libmemcached.
 [ -x /usr/sbin/nutcracker ] || need_apt+=(nutcracker)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+# scripts/test-deb.sh: the package's checks.
+command -v lintian >/dev/null 2>&1 || need_apt+=(lintian)
+command -v man >/dev/null 2>&1 || need_apt+=(man-db)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v adduser >/dev/null 2>&1 || need_apt+=(adduser)
+command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   # Debian's memcached package starts a service on 11211; the tests use free
@@ -71,5 +78,10 @@ fi
 
 cargo build --release
 cargo test --release
+# The Debian package: built with cargo-deb (installed once into ~/.cargo/bin;
+# compiling it takes 3-7 minutes on a 2-core machine), checked, installed,
+# purged.
+command -v cargo-deb >/dev/null 2>&1 || cargo install --locked cargo-deb
+bash scripts/test-deb.sh
 cargo test --release -p corecache-client --all-features --test typed_blocking
 .venv/bin/pytest -q tests/py

@@ -3,6 +3,7 @@
 //! sockets; the user `-u` names; the daemon fork; the pidfile), then one
 //! worker thread per shard until a stop signal. `main` is the only exit.
 
+use corecache::admin::systemd;
 use corecache::config::{self, Config, ConfigError, Loaded};
 use corecache::engine::{
     counters::Published, hop::Mesh, listener, shard::Shard, worker::Worker, Settings, Shared,
@@ -55,7 +56,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
         }
         Loaded::Run(args) => args,
     };
-    let cfg = Config::from_args(&args).map_err(config_error)?;
+    let mut cfg = Config::from_args(&args).map_err(config_error)?;
     let verbosity = cfg.verbosity;
     // Logs go to stderr, which `logfile` (below) points at its file.
     corecache::admin::logging::init(verbosity, None, args.admin.audit_log.as_deref())
@@ -65,6 +66,12 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     }
     for n in &cfg.notes {
         eprintln!("corecache: {n}");
+    }
+    // systemd follows the process it started: a fork would look like an
+    // exit (memcached's Debian wrapper drops `-d` for the same reason).
+    if cfg.daemonize && systemd::managed() {
+        eprintln!("corecache: -d ignored: started by systemd (NOTIFY_SOCKET is set)");
+        cfg.daemonize = false;
     }
     let user = identity::resolve(cfg.user.as_deref())?;
     limits::raise_nofile(cfg.max_conns)?;
@@ -241,6 +248,7 @@ fn serve(
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 
+    systemd::status(&format!("starting {threads} workers"));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     // No worker serves before every worker exists: a request may cross to
@@ -329,9 +337,23 @@ fn serve(
             }
         );
     }
+    // READY=1 only once every worker has entered its loop (its listeners
+    // armed), the same condition as `/readyz`.
+    while !(0..threads).all(|id| shared.telemetry.serving(id)) {
+        if STOP.load(Ordering::SeqCst) || handles.iter().any(|h| h.is_finished()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    if (0..threads).all(|id| shared.telemetry.serving(id)) {
+        let figures = corecache::admin::figures::gather(&shared);
+        systemd::ready(&systemd::serving_line(&shared, &figures));
+    }
+    systemd::spawn(shared.clone()).map_err(|e| failed(e.to_string()))?;
     while !STOP.load(Ordering::SeqCst) && !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    systemd::stopping("stopping: finishing the requests in flight");
     shared.stop.store(true, Ordering::SeqCst);
     for h in handles {
         let _ = h.join();

@@ -1,7 +1,7 @@
 //! The admin side: an HTTP port (Prometheus `/metrics`, `/healthz`,
 //! `/readyz`, `/stats` as JSON) served on its own small runtime and thread,
-//! leveled logging, the audit trail, and the latency histograms the workers
-//! record into.
+//! leveled logging, the audit trail, the latency histograms the workers
+//! record into, and systemd's readiness and watchdog notifications.
 //!
 //! Workers only publish (their counters, their own histogram, a flag that
 //! they serve); everything here reads, off the workers' hot path.
@@ -16,6 +16,7 @@ pub mod json;
 pub mod logging;
 pub mod metrics;
 pub mod server;
+pub mod systemd;
 
 use clap::Args;
 use histogram::Latency;
