@@ -8,7 +8,7 @@
 
 mod common;
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 
 fn text(s: &mut TcpStream, req: &[u8], end: &[u8]) -> String {
