@@ -34,6 +34,9 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # placement test builds a C program against libmemcached.
 [ -x /usr/sbin/nutcracker ] || need_apt+=(nutcracker)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+# SASL PLAIN for libmemcached's clients (pylibmc, php-memcached) in
+# tests/py/test_auth*.py.
+installed libsasl2-modules || need_apt+=(libsasl2-modules)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   # Debian's memcached package starts a service on 11211; the tests use free

@@ -124,8 +124,9 @@ pub struct AuthConfig {
     pub acl: Option<PathBuf>,
     /// `-S` given.
     pub sasl: bool,
-    /// `-Y` given.
-    pub ascii: bool,
+    /// `-Y FILE` as given (memcached's `stats settings` shows it as
+    /// `auth_enabled_ascii`), if given.
+    pub ascii: Option<String>,
 }
 
 /// The current table, shared by every worker and replaced on reload.

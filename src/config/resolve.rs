@@ -109,7 +109,7 @@ fn auth_config(
         passwd: absolute(&passwd),
         acl: acl.map(absolute),
         sasl: args.sasl,
-        ascii: args.auth_file.is_some(),
+        ascii: args.auth_file.clone().filter(|p| !p.is_empty()),
     }))
 }
 
@@ -303,10 +303,10 @@ mod tests {
     fn authentication_flags() {
         let c = config(&["-Y", "rel/users", "-o", "acl_file=acl"]).unwrap();
         let a = c.auth.unwrap();
-        assert!(a.ascii && !a.sasl && a.passwd.is_absolute());
+        assert!(a.ascii.as_deref() == Some("rel/users") && !a.sasl && a.passwd.is_absolute());
         assert!(a.acl.unwrap().ends_with("acl"));
         let a = config(&["-S", "-Y", "/u"]).unwrap().auth.unwrap();
-        assert!(a.sasl && a.ascii);
+        assert!(a.sasl && a.ascii.is_some());
         assert!(config(&[]).unwrap().auth.is_none());
         assert!(config(&["-o", "acl_file=/a"]).is_err());
         if std::env::var_os("MEMCACHED_SASL_PWDB").is_none() {

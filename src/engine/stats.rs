@@ -109,9 +109,14 @@ pub fn settings(shared: &Shared) -> Vec<(&'static str, String)> {
             "auth_enabled_sasl",
             yes_no(shared.auth.as_ref().is_some_and(|a| a.config.sasl)),
         ),
+        // memcached shows the -Y file's name, or "no".
         (
             "auth_enabled_ascii",
-            yes_no(shared.auth.as_ref().is_some_and(|a| a.config.ascii)),
+            shared
+                .auth
+                .as_ref()
+                .and_then(|a| a.config.ascii.clone())
+                .unwrap_or_else(|| "no".to_string()),
         ),
         ("item_size_max", s.item_max.to_string()),
         // Over -c, a connection is told so and closed at once.
