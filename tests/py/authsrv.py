@@ -93,18 +93,20 @@ class AuthProc:
         return self.proc.stderr.read().decode(errors="replace")
 
 
-def exchange(sock, data, wait=0.3):
+def exchange(sock, data, wait=0.3, until=None):
     """Sends `data`, returns everything that arrives until the server goes
-    quiet for `wait` seconds; `<closed>` marks a close."""
+    quiet for `wait` seconds (or the reply ends with `until`); `<closed>`
+    marks a close."""
     sock.sendall(data)
-    sock.settimeout(wait)
+    sock.settimeout(wait if until is None else 3)
     out = b""
     try:
-        while True:
+        while until is None or not out.endswith(until):
             chunk = sock.recv(65536)
             if not chunk:
                 return out + b"<closed>"
             out += chunk
+        return out
     except socket.timeout:
         return out
     except ConnectionResetError:
