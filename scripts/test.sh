@@ -41,6 +41,9 @@ command -v man >/dev/null 2>&1 || need_apt+=(man-db)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v adduser >/dev/null 2>&1 || need_apt+=(adduser)
 command -v strace >/dev/null 2>&1 || need_apt+=(strace)
+# SASL PLAIN for libmemcached's clients (pylibmc, php-memcached) in
+# tests/py/test_auth*.py.
+installed libsasl2-modules || need_apt+=(libsasl2-modules)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   # Debian's memcached package starts a service on 11211; the tests use free

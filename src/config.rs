@@ -4,7 +4,7 @@
 //!
 //! Every memcached 1.6 flag is accepted. Those with a meaning here act;
 //! those asking for a feature corecache lacks but a user relies on for
-//! safety (`-S`, `-Y`, `-Z`, `-e`) are refused with `ConfigError::NotYet`;
+//! safety (`-Z`, `-e`) are refused with `ConfigError::NotYet`;
 //! the rest start the server with one warning line naming them.
 
 mod error;
@@ -116,7 +116,8 @@ pub struct Args {
     /// Largest item, e.g. 1m or 512k (never above the segment size).
     #[arg(short = 'I', long = "max-item-size", default_value = "1m")]
     pub item_max: String,
-    /// SASL authentication (not available yet: refused).
+    /// SASL PLAIN authentication over the binary protocol, against the
+    /// `-Y` file (or the file `MEMCACHED_SASL_PWDB` names).
     #[arg(short = 'S', long = "enable-sasl")]
     pub sasl: bool,
     /// Disable flush_all.
@@ -128,7 +129,8 @@ pub struct Args {
     /// Disable `watch` (no effect yet).
     #[arg(short = 'W', long = "disable-watch")]
     pub disable_watch: bool,
-    /// ASCII authentication file (not available yet: refused).
+    /// Password file (`user:password` lines): every connection must
+    /// authenticate (text: ASCII auth; binary: SASL PLAIN).
     #[arg(short = 'Y', long = "auth-file")]
     pub auth_file: Option<String>,
     /// Item memory in a file, for restarts (not available yet: refused).

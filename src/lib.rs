@@ -2,6 +2,7 @@
 //! engine and a segment store.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod exec;

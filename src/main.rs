@@ -19,9 +19,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// SIGHUP: read the password and ACL files again.
+static RELOAD: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
+}
+
+extern "C" fn on_hup(_: libc::c_int) {
+    RELOAD.store(true, Ordering::SeqCst);
 }
 
 fn main() -> ExitCode {
@@ -73,6 +79,17 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
         eprintln!("corecache: -d ignored: started by systemd (NOTIFY_SOCKET is set)");
         cfg.daemonize = false;
     }
+    // Read before anything is bound or forked, so a bad file stops the
+    // start on the terminal (as memcached's "Could not load authfile").
+    let auth = match &cfg.auth {
+        Some(a) => Some(corecache::auth::Registry::new(a.clone()).map_err(|e| {
+            StartError::new(
+                1,
+                format!("corecache: could not load the password file: {e}"),
+            )
+        })?),
+        None => None,
+    };
     let user = identity::resolve(cfg.user.as_deref())?;
     limits::raise_nofile(cfg.max_conns)?;
     if cfg.core_dumps {
@@ -118,7 +135,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
         .map(pidfile_for_this_process)
         .transpose()?;
     let (unix_fd, _socket_file) = unix.unzip();
-    serve(&cfg, tcp, unix_fd, admin, ready)
+    serve(&cfg, tcp, unix_fd, admin, auth, ready)
 }
 
 /// `-s`: the UNIX socket, and the guard that removes its file at exit.
@@ -201,6 +218,16 @@ fn settings(cfg: &Config) -> Settings {
     }
 }
 
+/// SIGHUP: the password and ACL files again, if authentication is on. A
+/// file that does not parse leaves the users in force as they were.
+fn reload(shared: &Shared) {
+    let Some(reg) = &shared.auth else { return };
+    match reg.reload() {
+        Ok(n) => corecache::admin::audit::audit("auth_reload", "SIGHUP", &format!("{n} users")),
+        Err(e) => tracing::error!("password file not reloaded, the old one stays: {e}"),
+    }
+}
+
 /// Starts the workers on their listeners and runs until a stop signal,
 /// `shutdown`, or every worker has ended.
 fn serve(
@@ -208,6 +235,7 @@ fn serve(
     tcp: Vec<Vec<OwnedFd>>,
     unix: Option<OwnedFd>,
     admin: Option<std::net::TcpListener>,
+    auth: Option<corecache::auth::Registry>,
     mut ready: Ready,
 ) -> Result<u8, StartError> {
     let threads = cfg.threads;
@@ -235,16 +263,18 @@ fn serve(
         started: std::time::Instant::now(),
         page_kind: Mutex::new(String::new()),
         telemetry: corecache::admin::Telemetry::new(threads, admin.as_ref()),
+        auth,
     });
 
     // SAFETY: installing an async-signal-safe handler that only stores an atomic.
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        // memcached: SIGUSR1 stops gracefully; SIGHUP (a closed terminal,
-        // a logrotate hook) must not lose the cache.
+        // memcached: SIGUSR1 stops gracefully. SIGHUP (a closed terminal,
+        // a logrotate hook) must not lose the cache: it reloads the
+        // password and ACL files, and is otherwise ignored.
         libc::signal(libc::SIGUSR1, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 
@@ -352,6 +382,9 @@ fn serve(
     systemd::spawn(shared.clone()).map_err(|e| failed(e.to_string()))?;
     while !STOP.load(Ordering::SeqCst) && !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(std::time::Duration::from_millis(50));
+        if RELOAD.swap(false, Ordering::SeqCst) {
+            reload(&shared);
+        }
     }
     systemd::stopping("stopping: finishing the requests in flight");
     shared.stop.store(true, Ordering::SeqCst);

@@ -318,6 +318,21 @@ fn registry(f: &Figures) -> Registry {
         U(c.pinned_segments),
     );
     b.counter(
+        "corecache_auth_commands",
+        "Authentication attempts, ASCII and SASL (auth_cmds)",
+        c.auth_cmds,
+    );
+    b.counter(
+        "corecache_auth_errors",
+        "Failed authentication attempts (auth_errors)",
+        c.auth_errors,
+    );
+    b.counter(
+        "corecache_auth_denied",
+        "Requests refused for want of authentication or of a right in the ACL file (auth_denied)",
+        c.auth_denied,
+    );
+    b.counter(
         "corecache_cross_shard_sent",
         "Requests a worker forwarded to the shard owning the key (hops)",
         c.cross_shard_sent,

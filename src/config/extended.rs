@@ -104,6 +104,9 @@ pub struct Extended {
     pub backlog: Option<i32>,
     /// `idle_timeout`: close connections idle this many seconds; 0 = never.
     pub idle_timeout: u32,
+    /// `acl_file=PATH`: per-user rules for authenticated users
+    /// (auth/acl.rs); needs `-Y` or `-S`.
+    pub acl_file: Option<String>,
     /// Options given that have no effect here, as given (`-o name=value`).
     pub no_effect: Vec<String>,
 }
@@ -117,6 +120,7 @@ impl Default for Extended {
             prefault: false,
             backlog: None,
             idle_timeout: 0,
+            acl_file: None,
             no_effect: Vec::new(),
         }
     }
@@ -152,6 +156,7 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
             "prefault" => x.prefault = switch(v),
             "backlog" => x.backlog = Some(v.parse().map_err(|_| invalid(k, v))?),
             "idle_timeout" => x.idle_timeout = v.parse().map_err(|_| invalid(k, v))?,
+            "acl_file" if !v.is_empty() => x.acl_file = Some(v.to_string()),
             _ if SAME_HERE.contains(&k) => {}
             _ if NO_EFFECT.contains(&k) => {
                 let given = format!("-o {o}");

@@ -62,10 +62,55 @@ pub struct Config {
     pub no_effect: Vec<String>,
     /// Adjustments made to fit the request, one line each.
     pub notes: Vec<String>,
+    /// `-Y`/`-S`: where users and their rights come from; None = no
+    /// authentication.
+    pub auth: Option<crate::auth::AuthConfig>,
 }
 
 fn invalid(msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(msg.into())
+}
+
+/// A path made absolute, so a reload after `-d` (which moves to `/`)
+/// reads the same file.
+fn absolute(p: &str) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p))
+}
+
+/// `-Y FILE` turns on ASCII authentication; `-S` SASL PLAIN over the
+/// binary protocol, against the `-Y` file or, as memcached's own SASL
+/// password database, the file `MEMCACHED_SASL_PWDB` names. Either one
+/// makes every connection authenticate, in its own protocol's way.
+fn auth_config(
+    args: &Args,
+    acl: Option<&str>,
+) -> Result<Option<crate::auth::AuthConfig>, ConfigError> {
+    let passwd = args
+        .auth_file
+        .clone()
+        .filter(|p| !p.is_empty())
+        .or_else(|| {
+            args.sasl
+                .then(|| std::env::var("MEMCACHED_SASL_PWDB").ok())
+                .flatten()
+        });
+    let Some(passwd) = passwd else {
+        if args.sasl {
+            return Err(invalid(
+                "-S needs a password file: -Y FILE (or MEMCACHED_SASL_PWDB=FILE)",
+            ));
+        }
+        if acl.is_some() {
+            return Err(invalid("-o acl_file needs authentication: -Y FILE or -S"));
+        }
+        return Ok(None);
+    };
+    Ok(Some(crate::auth::AuthConfig {
+        passwd: absolute(&passwd),
+        acl: acl.map(absolute),
+        sasl: args.sasl,
+        ascii: args.auth_file.clone().filter(|p| !p.is_empty()),
+    }))
 }
 
 fn not_yet(option: &str, feature: &'static str) -> ConfigError {
@@ -81,15 +126,10 @@ impl Config {
     /// own (every shard holds at least three segments).
     ///
     /// # Errors
-    /// `ConfigError::NotYet` for `-S`, `-Y`, `-e`, `-Z` and `-o ssl_*`;
-    /// `ConfigError::Invalid` for values out of range or in conflict.
+    /// `ConfigError::NotYet` for `-e`, `-Z` and `-o ssl_*`;
+    /// `ConfigError::Invalid` for values out of range or in conflict
+    /// (`-S` without a password file, `-o acl_file` without `-Y`/`-S`).
     pub fn from_args(args: &Args) -> Result<Config, ConfigError> {
-        if args.sasl {
-            return Err(not_yet("-S", "SASL authentication"));
-        }
-        if args.auth_file.is_some() {
-            return Err(not_yet("-Y", "ASCII authentication"));
-        }
         if args.ssl {
             return Err(not_yet("-Z", "TLS"));
         }
@@ -97,6 +137,7 @@ impl Config {
             return Err(not_yet("-e", "restartable cache in a memory file"));
         }
         let x = parse_extended(&args.extended)?;
+        let auth = auth_config(args, x.acl_file.as_deref())?;
         let mut no_effect = Vec::new();
         let mut flag = |on: bool, f: String| {
             if on {
@@ -223,6 +264,7 @@ impl Config {
             logfile: args.logfile.as_ref().map(PathBuf::from),
             no_effect,
             notes,
+            auth,
         })
     }
 
@@ -250,16 +292,25 @@ mod tests {
 
     #[test]
     fn safety_features_are_refused_not_ignored() {
-        for f in [
-            &["-S"][..],
-            &["-Y", "/x"],
-            &["-Z"],
-            &["-e", "/x"],
-            &["-o", "ssl_key=/k"],
-        ] {
+        for f in [&["-Z"][..], &["-e", "/x"], &["-o", "ssl_key=/k"]] {
             let e = config(f).unwrap_err();
             assert!(matches!(e, ConfigError::NotYet { .. }), "{f:?}");
             assert!(e.to_string().starts_with(f[0]), "{e}");
+        }
+    }
+
+    #[test]
+    fn authentication_flags() {
+        let c = config(&["-Y", "rel/users", "-o", "acl_file=acl"]).unwrap();
+        let a = c.auth.unwrap();
+        assert!(a.ascii.as_deref() == Some("rel/users") && !a.sasl && a.passwd.is_absolute());
+        assert!(a.acl.unwrap().ends_with("acl"));
+        let a = config(&["-S", "-Y", "/u"]).unwrap().auth.unwrap();
+        assert!(a.sasl && a.ascii.is_some());
+        assert!(config(&[]).unwrap().auth.is_none());
+        assert!(config(&["-o", "acl_file=/a"]).is_err());
+        if std::env::var_os("MEMCACHED_SASL_PWDB").is_none() {
+            assert!(config(&["-S"]).unwrap_err().to_string().contains("-Y FILE"));
         }
     }
 

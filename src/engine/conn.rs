@@ -113,6 +113,13 @@ pub struct Conn {
     pub last_active: u32,
     /// Requests parsed and not yet answered, for the latency histograms.
     pub lat: crate::admin::histogram::Pending,
+    /// The authenticated user (`-Y`/`-S`); None until the connection
+    /// authenticates, and always None without authentication.
+    pub user: Option<std::sync::Arc<crate::auth::User>>,
+    /// The auth table's generation `user` was found in (auth/mod.rs).
+    pub auth_gen: u64,
+    /// A SASL PLAIN exchange waits for its SASL_STEP.
+    pub sasl_step: bool,
 }
 
 impl Conn {
@@ -148,6 +155,9 @@ impl Conn {
             paused: false,
             last_active: 0,
             lat: Default::default(),
+            user: None,
+            auth_gen: 0,
+            sasl_step: false,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The one dispatch point. Every request of every protocol is classified
 //! here into what it does (`Op`) and where it runs (`Route`), the server's
-//! policies are applied once for all protocols (`-F`, `-A`, key length;
-//! item size is the parsers', which must not buffer what they refuse), and
+//! policies are applied once for all protocols (authentication and the
+//! ACLs, see `access.rs`; `-F`, `-A`, key length; item size is the
+//! parsers', which must not buffer what they refuse), and
 //! the request goes to this shard, its key's owner, every shard, or the
 //! server commands (`server_cmd.rs`).
 
@@ -14,6 +15,7 @@ use crate::admin::family::Family;
 use crate::exec;
 use crate::exec::reply::push_line;
 use crate::exec::value_ref::ZC_MIN;
+use crate::protocol::ascii_auth::AsciiAuth;
 use crate::protocol::binary::{self, status, Kind};
 use crate::protocol::meta::{base64_decode, MetaCmd};
 use crate::protocol::text;
@@ -27,6 +29,9 @@ pub enum Request<'a> {
     Text(text::Request<'a>),
     /// A binary request, or the header of a malformed one.
     Binary(Result<binary::Request<'a>, binary::Invalid>),
+    /// A line (and data block) of a text connection that has yet to
+    /// authenticate (`-Y`).
+    AsciiAuth(AsciiAuth<'a>),
 }
 
 /// What a request does, whatever protocol carried it: the unit of policy,
@@ -53,7 +58,11 @@ pub enum Op {
     Quit,
     /// shutdown.
     Shutdown,
-    /// version, verbosity, mn, me, binary NOOP/VERSION/VERBOSITY.
+    /// verbosity, binary VERBOSITY.
+    Verbosity,
+    /// An authentication attempt: ASCII auth's `set`, binary SASL_*.
+    Auth,
+    /// version, mn, me, binary NOOP/VERSION.
     Other,
     /// A request the parser already answered with an error.
     Invalid,
@@ -83,6 +92,10 @@ pub enum Refusal {
     ShutdownDisabled,
     /// A get naming a key over 250 bytes.
     KeyTooLong,
+    /// Authentication is required and the connection has not.
+    Unauthenticated,
+    /// The user's ACL does not allow it.
+    Denied,
 }
 
 /// Classifies a request. `kbuf` holds a meta key decoded from base64.
@@ -129,7 +142,8 @@ pub fn classify<'k>(req: &Request<'k>, kbuf: &'k mut [u8; KEY_MAX + 6]) -> (Op, 
             T::Stats { .. } => (Op::Stats, Route::Server),
             T::Quit => (Op::Quit, Route::Server),
             T::Shutdown => (Op::Shutdown, Route::Server),
-            T::Version | T::Verbosity { .. } => (Op::Other, Route::Local),
+            T::Version => (Op::Other, Route::Local),
+            T::Verbosity { .. } => (Op::Verbosity, Route::Local),
             T::Error(_) => (Op::Invalid, Route::Local),
         },
         Request::Binary(Err(_)) => (Op::Invalid, Route::Local),
@@ -142,8 +156,12 @@ pub fn classify<'k>(req: &Request<'k>, kbuf: &'k mut [u8; KEY_MAX + 6]) -> (Op, 
             Kind::Flush => (Op::Flush, Route::Broadcast),
             Kind::Stat => (Op::Stats, Route::Server),
             Kind::Quit => (Op::Quit, Route::Server),
-            Kind::Noop | Kind::Version | Kind::Verbosity => (Op::Other, Route::Local),
+            Kind::Noop | Kind::Version => (Op::Other, Route::Local),
+            Kind::Verbosity => (Op::Verbosity, Route::Local),
+            Kind::SaslList | Kind::SaslAuth | Kind::SaslStep => (Op::Auth, Route::Server),
         },
+        Request::AsciiAuth(AsciiAuth::NotAuth) => (Op::Invalid, Route::Local),
+        Request::AsciiAuth(_) => (Op::Auth, Route::Server),
     }
 }
 
@@ -168,7 +186,10 @@ impl Worker {
         let mut kbuf = [0u8; KEY_MAX + 6];
         let (op, route) = classify(&req, &mut kbuf);
         self.note_parsed(idx, op);
-        if let Some(why) = self.policy(op, route) {
+        if let Some(why) = self
+            .access(idx, op, route, &req)
+            .or_else(|| self.policy(op, route))
+        {
             self.refuse(idx, why, &req);
             return true;
         }
@@ -190,6 +211,7 @@ impl Worker {
                 }
                 self.exec_local(idx, &req);
             }
+            Route::Server if op == Op::Auth => self.auth_cmd(idx, &req),
             Route::Server => self.server_cmd(idx, op, &req),
         }
         true
@@ -230,7 +252,12 @@ impl Worker {
 
     /// Answers a refused request as memcached does in its protocol.
     fn refuse(&mut self, idx: u32, why: Refusal, req: &Request) {
+        if matches!(why, Refusal::Unauthenticated | Refusal::Denied) {
+            self.refuse_access(idx, why, req);
+            return;
+        }
         match req {
+            Request::AsciiAuth(_) => {}
             Request::Text(t) => {
                 let noreply = matches!(t, text::Request::Flush { noreply: true, .. });
                 if why == Refusal::FlushDisabled {
@@ -245,7 +272,7 @@ impl Worker {
                         match why {
                             Refusal::FlushDisabled => "CLIENT_ERROR flush_all not allowed",
                             Refusal::ShutdownDisabled => "ERROR: shutdown not enabled",
-                            Refusal::KeyTooLong => text::BAD_FORMAT,
+                            _ => text::BAD_FORMAT,
                         },
                     );
                 }
@@ -265,6 +292,8 @@ impl Worker {
     pub(super) fn exec_local(&mut self, idx: u32, req: &Request) {
         self.exec_with(idx, |sh, out| match req {
             Request::Text(t) => exec::text::exec(sh, t, out),
+            // Answered by the dispatcher (access.rs, auth_cmd.rs).
+            Request::AsciiAuth(_) => {}
             Request::Binary(Ok(r)) => exec::binary::exec(sh, r, out),
             Request::Binary(Err(binary::Invalid::Args(h))) => {
                 exec::binary::error(out, h.opcode, status::EINVAL, h.opaque)

@@ -6,7 +6,7 @@
 use super::dispatch::Request;
 use super::multiget::GetRun;
 use super::worker::Worker;
-use crate::protocol::{binary, text, Parse, Proto};
+use crate::protocol::{ascii_auth, binary, text, Parse, Proto};
 
 impl Worker {
     /// Parses and executes whole requests from `inbuf`, which starts at the
@@ -47,6 +47,13 @@ impl Worker {
             let proto = *c.proto.get_or_insert(Proto::detect(inbuf[pos]));
             let buf = &inbuf[pos..];
             let used = match proto {
+                Proto::Text if c.user.is_none() && self.shared.auth.is_some() => {
+                    // -Y: every line is read as an authentication attempt
+                    // until one succeeds (protocol/ascii_auth.rs).
+                    self.step(idx, ascii_auth::parse(buf), buf, |w, req, raw| {
+                        w.dispatch(idx, Request::AsciiAuth(req), raw)
+                    })
+                }
                 Proto::Text => {
                     let mut scanned = c.scanned;
                     let parsed = text::parse_stream(buf, item_max, &mut scanned, c.read_full);

@@ -3,6 +3,8 @@
 //! shard is the execution layer's (`crate::exec`).
 
 pub mod accept;
+pub mod access;
+pub mod auth_cmd;
 pub mod buf_ring;
 pub mod close;
 pub mod conn;
@@ -95,4 +97,7 @@ pub struct Shared {
     pub page_kind: Mutex<String>,
     /// Latency histograms and liveness the admin port reads (admin/).
     pub telemetry: crate::admin::Telemetry,
+    /// Users and their rights when `-Y` or `-S` asks for authentication;
+    /// None: every connection may do everything, as memcached without them.
+    pub auth: Option<crate::auth::Registry>,
 }

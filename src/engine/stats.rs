@@ -107,8 +107,19 @@ pub fn settings(shared: &Shared) -> Vec<(&'static str, String)> {
         ("cas_enabled", yes_no(s.cas_enabled)),
         ("tcp_backlog", s.backlog.to_string()),
         ("binding_protocol", "auto-negotiate".to_string()),
-        ("auth_enabled_sasl", yes_no(false)),
-        ("auth_enabled_ascii", yes_no(false)),
+        (
+            "auth_enabled_sasl",
+            yes_no(shared.auth.as_ref().is_some_and(|a| a.config.sasl)),
+        ),
+        // memcached shows the -Y file's name, or "no".
+        (
+            "auth_enabled_ascii",
+            shared
+                .auth
+                .as_ref()
+                .and_then(|a| a.config.ascii.clone())
+                .unwrap_or_else(|| "no".to_string()),
+        ),
         ("item_size_max", s.item_max.to_string()),
         // Over -c, a connection is told so and closed at once.
         ("maxconns_fast", yes_no(true)),

@@ -168,6 +168,7 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
             }
         }
         // The dispatcher's (see the function's comment).
-        Kind::Quit | Kind::Stat => {}
+        // The engine answers these (server_cmd.rs, auth_cmd.rs).
+        Kind::Quit | Kind::Stat | Kind::SaslList | Kind::SaslAuth | Kind::SaslStep => {}
     }
 }

@@ -76,6 +76,12 @@ counters!(
     touch_misses,
     store_too_large,
     store_no_memory,
+    // memcached's: authentication attempts (ASCII and SASL) and the failed
+    // ones; corecache's: requests refused for want of authentication or of
+    // a right (auth/acl.rs).
+    auth_cmds,
+    auth_errors,
+    auth_denied,
     bytes_read,
     bytes_written,
     cross_shard_sent,

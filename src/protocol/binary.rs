@@ -21,6 +21,11 @@ pub const REQ_MAGIC: u8 = 0x80;
 pub const RES_MAGIC: u8 = 0x81;
 /// Header length in bytes, requests and responses alike.
 pub const HEADER_LEN: usize = 24;
+/// Longest SASL mechanism name (memcached's `MAX_SASL_MECH_LEN`).
+pub const SASL_MECH_MAX: usize = 32;
+/// Largest SASL_AUTH/SASL_STEP body, in bytes: larger closes the
+/// connection (status 4) rather than being buffered.
+pub const SASL_BODY_MAX: usize = 4096;
 
 /// Opcodes, named as in protocol-binary.txt ("Q" = quiet, "K" = returns
 /// the key).
@@ -142,6 +147,12 @@ pub enum Kind {
     Stat,
     /// VERBOSITY.
     Verbosity,
+    /// SASL_LIST_MECHS: which mechanisms the server offers.
+    SaslList,
+    /// SASL_AUTH: the key names the mechanism, the value its first message.
+    SaslAuth,
+    /// SASL_STEP: the next message of a SASL exchange.
+    SaslStep,
 }
 
 /// An opcode decoded: what it does and how it replies.
@@ -177,6 +188,9 @@ impl Command {
             VERSION => Kind::Version,
             STAT => Kind::Stat,
             VERBOSITY => Kind::Verbosity,
+            SASL_LIST_MECHS => Kind::SaslList,
+            SASL_AUTH => Kind::SaslAuth,
+            SASL_STEP => Kind::SaslStep,
             _ => return None,
         };
         Some(Command {
@@ -235,6 +249,8 @@ fn shape(opcode: u8) -> Option<(Option<u8>, bool, Option<bool>)> {
         STAT => (Some(0), false, Some(false)),
         VERBOSITY => (Some(4), false, Some(false)),
         TOUCH | GAT | GATQ | GATK | GATKQ => (Some(4), true, Some(false)),
+        SASL_LIST_MECHS => (Some(0), false, Some(false)),
+        SASL_AUTH | SASL_STEP => (Some(0), true, None),
         _ => return None,
     })
 }
@@ -270,6 +286,13 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Result<Request<'_>, Invalid>>
     let body = h.body_len as usize;
     let kx = h.key_len as usize + h.extras_len as usize;
     if kx > body || h.key_len as usize > KEY_MAX {
+        return Parse::Done(Err(Invalid::Args(h)), HEADER_LEN);
+    }
+    if matches!(h.opcode, op::SASL_AUTH | op::SASL_STEP)
+        && (h.key_len as usize > SASL_MECH_MAX || body > SASL_BODY_MAX)
+    {
+        // memcached's MAX_SASL_MECH_LEN; a credential is never this long,
+        // and it is not buffered past this.
         return Parse::Done(Err(Invalid::Args(h)), HEADER_LEN);
     }
     let known = shape(h.opcode);

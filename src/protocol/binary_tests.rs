@@ -66,15 +66,52 @@ fn malformed_requests() {
         parse(&header(op::GET, 0, 0, 0, 0, 0), 1 << 20),
         Parse::Done(Err(Invalid::Args(_)), _)
     ));
-    // unknown opcode and SASL opcodes: unknown command, connection kept
+    // unknown opcode: unknown command, connection kept
     assert!(matches!(
         parse(&header(0x55, 0, 0, 0, 0, 0), 1 << 20),
         Parse::Done(Err(Invalid::Unknown(_)), 24)
     ));
+    // SASL opcodes parse (without -S the engine answers "unknown
+    // command", as memcached); a LIST_MECHS with a key, an AUTH without a
+    // mechanism, a mechanism over 32 bytes or a body over 4 KiB are
+    // invalid arguments.
     assert!(matches!(
         parse(&header(op::SASL_LIST_MECHS, 0, 0, 0, 0, 0), 1 << 20),
-        Parse::Done(Err(Invalid::Unknown(_)), 24)
+        Parse::Done(
+            Ok(Request {
+                cmd: Command {
+                    kind: Kind::SaslList,
+                    ..
+                },
+                ..
+            }),
+            24
+        )
     ));
+    let mut auth = header(op::SASL_AUTH, 5, 0, 14, 0, 0);
+    auth.extend_from_slice(b"PLAIN\0alice\0pw");
+    match parse(&auth, 1 << 20) {
+        Parse::Done(Ok(r), 38) => {
+            assert_eq!(
+                (r.cmd.kind, r.key, r.value),
+                (Kind::SaslAuth, &b"PLAIN"[..], &b"\0alice\0pw"[..])
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    for (op, key_len, body) in [
+        (op::SASL_LIST_MECHS, 1, 1),
+        (op::SASL_AUTH, 0, 4),
+        (op::SASL_AUTH, 33, 40),
+        (op::SASL_STEP, 5, 5000),
+    ] {
+        let mut h = header(op, key_len, 0, body, 0, 0);
+        h.resize(24 + body as usize, b'P');
+        assert!(
+            matches!(parse(&h, 1 << 20), Parse::Done(Err(Invalid::Args(_)), _)),
+            "{op:#x} {key_len} {body}"
+        );
+    }
     // wrong magic closes
     let mut bad = header(op::GET, 0, 0, 0, 0, 0);
     bad[0] = 0x81;
