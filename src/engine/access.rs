@@ -162,7 +162,7 @@ fn text_noreply(t: &text::Request) -> bool {
         | T::Delta { noreply, .. }
         | T::Touch { noreply, .. }
         | T::Flush { noreply, .. }
-        | T::Verbosity { noreply }
+        | T::Verbosity { noreply, .. }
         | T::CacheMemlimit { noreply, .. } => *noreply,
         _ => false,
     }

@@ -186,10 +186,11 @@ impl Worker {
         let mut kbuf = [0u8; KEY_MAX + 6];
         let (op, route) = classify(&req, &mut kbuf);
         self.note_parsed(idx, op);
-        if let Some(why) = self
+        let refusal = self
             .access(idx, op, route, &req)
-            .or_else(|| self.policy(op, route))
-        {
+            .or_else(|| self.policy(op, route));
+        self.audit_admin(idx, op, &req, refusal);
+        if let Some(why) = refusal {
             self.refuse(idx, why, &req);
             return true;
         }

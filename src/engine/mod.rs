@@ -4,6 +4,7 @@
 
 pub mod accept;
 pub mod access;
+pub mod audit;
 pub mod auth_cmd;
 pub mod buf_ring;
 pub mod close;
