@@ -31,9 +31,7 @@ CAS_ZERO = [
     case("ma_C0_missing", b"ma n C0 v\r\n", b"ma n C0 N0 J3 v\r\n"),
     case("ms_C0_quiet", b"ms k 1\r\na\r\n", b"ms k 1 C0 q\r\nx\r\n", b"md k C0 q\r\n", b"mg k v\r\n"),
     case("ms_modes_C0", b"ms k 1\r\na\r\n", b"ms k 1 C0 MA\r\nx\r\n", b"ms k 1 C0 MP\r\nx\r\n", b"ms k 1 C0 MR\r\nx\r\n",
-         b"ms z 1 C0 ME\r\nx\r\n", b"mg k v\r\n", b"mg z v\r\n",
-         marks=xfail("ms k 1 C0 MA / MP and ms z 1 C0 ME (a miss): memcached HD (applied, C0 unchecked), corecache EX / NF "
-                     "(not applied); MR: EX on both")),
+         b"ms z 1 C0 ME\r\nx\r\n", b"mg k v\r\n", b"mg z v\r\n"),
 ]
 
 
