@@ -204,7 +204,10 @@ fn listen_worker_ports(cfg: &Config) -> Result<Vec<Vec<OwnedFd>>, StartError> {
         let groups = listener::listen_tcp(&addrs, 1, cfg.backlog).map_err(|(a, e)| {
             StartError::new(
                 EX_OSERR,
-                format!("failed to listen on worker {w}'s port {a}: {}", strerror(&e)),
+                format!(
+                    "failed to listen on worker {w}'s port {a}: {}",
+                    strerror(&e)
+                ),
             )
         })?;
         own.push(groups.into_iter().flatten().collect());

@@ -163,7 +163,10 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
                     "" | "on" | "yes" | "true" => Some(None),
                     "off" | "no" | "false" => None,
                     _ => Some(Some(
-                        v.parse().ok().filter(|p| *p > 0).ok_or_else(|| invalid(k, v))?,
+                        v.parse()
+                            .ok()
+                            .filter(|p| *p > 0)
+                            .ok_or_else(|| invalid(k, v))?,
                     )),
                 }
             }

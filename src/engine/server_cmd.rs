@@ -129,5 +129,7 @@ impl Worker {
 }
 
 fn named(rows: Vec<(&'static str, String)>) -> Vec<(Cow<'static, str>, String)> {
-    rows.into_iter().map(|(k, v)| (Cow::Borrowed(k), v)).collect()
+    rows.into_iter()
+        .map(|(k, v)| (Cow::Borrowed(k), v))
+        .collect()
 }
