@@ -12,7 +12,9 @@ are two corecache builds instead ("before" and "after"), run the same way.
 --peer NAME=CMD (repeatable) runs another server, e.g. pogocache, in the
 same rounds; --worker-ports adds corecache with -o worker_ports, measured
 with the clients split evenly over its worker ports (one memtier per port,
-each over the whole key space: every port is a cache of its own).
+each over the whole key space: every port is a cache of its own), and then
+every server's clients are split over as many memtiers (--memtiers), so
+the client side is the same for all.
 """
 import argparse
 import json
@@ -220,13 +222,16 @@ class Server:
         self.port = free_port()
         while kind == WP and not all(port_free(self.port + 1 + i) for i in range(args.threads)):
             self.port = free_port()
-        # Where memtier connects: the port, or each worker port.
-        self.ports = [self.port + 1 + i for i in range(args.threads)] if kind == WP else [self.port]
+        # Where each of the round's memtiers connects: the port, or the
+        # worker ports in turn. Every server gets as many memtiers, so the
+        # client side is the same for all.
+        own = [self.port + 1 + i for i in range(args.threads)] if kind == WP else [self.port]
+        self.ports = [own[i % len(own)] for i in range(args.memtiers)]
         self.cg = Cgroup(f"ccbench_{kind}_{os.getpid()}", args.cpu_budget, args.cgroup_weight)
         self.proc, self.cmd = start(kind, self.port, args, self.cg)
         self.dir = tempfile.TemporaryDirectory()
         try:
-            for i, port in enumerate(self.ports):
+            for i, port in enumerate(dict.fromkeys(self.ports)):
                 pre = os.path.join(self.dir.name, f"pre{i}.json")
                 memtier(args, port, ["--ratio=1:0", "--key-pattern=P:P", f"--requests={args.keys // 50 + 1}", "--clients=50", "--threads=1"], pre)
         except BaseException:
@@ -324,6 +329,9 @@ def main():
     ap.add_argument("--worker-ports", action="store_true",
                     help="also run corecache with -o worker_ports, memtier's clients split evenly over its "
                     "worker ports (one memtier per port), as a ketama client would spread them")
+    ap.add_argument("--memtiers", type=int, default=None,
+                    help="memtier processes per server and round, the workload's clients split evenly over them "
+                    "(default 1; with --worker-ports, one per worker, for every server alike)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS) + ",rate_half")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks"))
     ap.add_argument("--concurrent", action="store_true",
@@ -335,6 +343,10 @@ def main():
                     help="give the servers and the measuring memtiers this many times the default CPU weight, "
                     "so that on a host busy with other work the budget, not the other work, limits the servers")
     args = ap.parse_args()
+    if args.memtiers is None:
+        args.memtiers = args.threads if args.worker_ports else 1
+    if args.worker_ports and args.memtiers % args.threads:
+        sys.exit("--memtiers must be a multiple of --threads with --worker-ports (even spread over the ports)")
     args.client_cg = Cgroup(f"ccbench_clients_{os.getpid()}", None, args.cgroup_weight)
     try:
         run(args)
