@@ -9,6 +9,12 @@ server, not memtier, is the bottleneck on a small host. With --concurrent
 both servers run at the same time, each with its own memtier, so noise from
 the host hits both alike. With --baseline-bin OLD --bin NEW the two servers
 are two corecache builds instead ("before" and "after"), run the same way.
+--peer NAME=CMD (repeatable) runs another server, e.g. pogocache, in the
+same rounds; --worker-ports adds corecache with -o worker_ports, measured
+with the clients split evenly over its worker ports (one memtier per port,
+each over the whole key space: every port is a cache of its own), and then
+every server's clients are split over as many memtiers (--memtiers), so
+the client side is the same for all.
 """
 import argparse
 import json
@@ -92,7 +98,12 @@ class Cgroup:
 
 def start(kind, port, args, cg):
     cpus = args.server_cpus
-    if kind in args.binaries:
+    if kind in args.peers:
+        cmd = args.peers[kind].format(port=port, threads=args.threads, memory=args.memory).split()
+    elif kind == WP:
+        cmd = [args.bin, "-p", str(port), "-t", str(args.threads), "-m", str(args.memory),
+               "-c", "4096", "-u", "nobody", "-o", "worker_ports"] + args.corecache_args.split()
+    elif kind in args.binaries:
         cmd = [args.binaries[kind], "-p", str(port), "-t", str(args.threads), "-m", str(args.memory),
                "-c", "4096", "-u", "nobody"] + args.corecache_args.split()
     else:
@@ -109,6 +120,20 @@ def start(kind, port, args, cg):
             time.sleep(0.05)
     p.kill()
     raise RuntimeError(f"{kind} did not start")
+
+
+# The --worker-ports server's name in tables.
+WP = "corecache-wp"
+
+
+def split_clients(extra, parts):
+    """memtier options with --clients divided over `parts` memtiers."""
+    out = []
+    for o in extra:
+        if o.startswith("--clients="):
+            o = f"--clients={max(1, int(o.split('=')[1]) // parts)}"
+        out.append(o)
+    return out
 
 
 def memtier_cmd(args, port, extra, json_path):
@@ -180,18 +205,35 @@ def cross_shard_share(port):
     return int(st.get("cross_shard_sent", 0)) / max(1, total)
 
 
+def port_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
 class Server:
     """One server started in its own cgroup, with the keys preloaded."""
 
     def __init__(self, args, kind):
         self.kind = kind
         self.port = free_port()
+        while kind == WP and not all(port_free(self.port + 1 + i) for i in range(args.threads)):
+            self.port = free_port()
+        # Where each of the round's memtiers connects: the port, or the
+        # worker ports in turn. Every server gets as many memtiers, so the
+        # client side is the same for all.
+        own = [self.port + 1 + i for i in range(args.threads)] if kind == WP else [self.port]
+        self.ports = [own[i % len(own)] for i in range(args.memtiers)]
         self.cg = Cgroup(f"ccbench_{kind}_{os.getpid()}", args.cpu_budget, args.cgroup_weight)
         self.proc, self.cmd = start(kind, self.port, args, self.cg)
         self.dir = tempfile.TemporaryDirectory()
         try:
-            pre = os.path.join(self.dir.name, "pre.json")
-            memtier(args, self.port, ["--ratio=1:0", "--key-pattern=P:P", f"--requests={args.keys // 50 + 1}", "--clients=50", "--threads=1"], pre)
+            for i, port in enumerate(dict.fromkeys(self.ports)):
+                pre = os.path.join(self.dir.name, f"pre{i}.json")
+                memtier(args, port, ["--ratio=1:0", "--key-pattern=P:P", f"--requests={args.keys // 50 + 1}", "--clients=50", "--threads=1"], pre)
         except BaseException:
             self.stop()
             raise
@@ -212,12 +254,17 @@ def measure(args, servers, extra, rate=None):
     limit = [f"--rate-limiting={rate}"] if rate else []
     runs = []
     for sv in servers:
-        j = os.path.join(sv.dir.name, "run.json")
-        cmd = memtier_cmd(args, sv.port, [f"--test-time={args.duration}"] + extra + limit, j)
-        runs.append((sv, j, cmd))
+        mine = []
+        for i, port in enumerate(sv.ports):
+            j = os.path.join(sv.dir.name, f"run{i}.json")
+            part = split_clients(extra, len(sv.ports))
+            # a rate limit is per connection: unchanged when clients are split
+            mine.append((j, memtier_cmd(args, port, [f"--test-time={args.duration}"] + part + limit, j)))
+        runs.append((sv, mine))
     t0 = [cpu_ns(sv.proc.pid) for sv in servers]
     st0 = cpu_ticks(args.server_cpus)
-    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _, _, cmd in runs]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _, mine in runs for _, cmd in mine]
     for p in procs:
         args.client_cg.add(p.pid)
     for p in procs:
@@ -225,14 +272,18 @@ def measure(args, servers, extra, rate=None):
             raise RuntimeError("memtier failed")
     st1 = cpu_ticks(args.server_cpus)
     out = []
-    for (sv, j, cmd), c0 in zip(runs, t0):
+    for (sv, mine), c0 in zip(runs, t0):
         ns = cpu_ns(sv.proc.pid) - c0
-        r = parse(j)
-        r["crossed"] = cross_shard_share(sv.port) if sv.kind in args.binaries else float("nan")
+        parts = [parse(j) for j, _ in mine]
+        # ops add up; of the latencies, the worst memtier's (no averaging of percentiles)
+        r = {"ops": sum(p["ops"] for p in parts)}
+        for k in ("p50", "p99", "p999"):
+            r[k] = max(p[k] for p in parts)
+        r["crossed"] = cross_shard_share(sv.port) if sv.kind in args.binaries or sv.kind == WP else float("nan")
         r["cpu_us_per_req"] = ns / 1e3 / max(1.0, r["ops"] * args.duration)
         r["steal"] = (st1[0] - st0[0]) / max(1, st1[1] - st0[1])
         r["server_cmd"] = " ".join(sv.cmd)
-        r["memtier_cmd"] = " ".join(cmd)
+        r["memtier_cmd"] = " & ".join(" ".join(c) for _, c in mine)
         out.append(r)
     return out
 
@@ -271,6 +322,16 @@ def main():
                     help="the corecache binary to measure (default: $CORECACHE_BIN, else this tree's release build)")
     ap.add_argument("--baseline-bin", default=None,
                     help="compare --bin (\"after\") with this corecache binary (\"before\") instead of memcached")
+    ap.add_argument("--peer", action="append", default=[], metavar="NAME=CMD",
+                    help="another server to run in the same rounds (repeatable), e.g. "
+                    "'pogocache=/path/pogocache -h 127.0.0.1 -p {port} -t {threads}'; {port}, {threads} "
+                    "and {memory} (MB) are filled in. Build such servers locally; never commit them")
+    ap.add_argument("--worker-ports", action="store_true",
+                    help="also run corecache with -o worker_ports, memtier's clients split evenly over its "
+                    "worker ports (one memtier per port), as a ketama client would spread them")
+    ap.add_argument("--memtiers", type=int, default=None,
+                    help="memtier processes per server and round, the workload's clients split evenly over them "
+                    "(default 1; with --worker-ports, one per worker, for every server alike)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS) + ",rate_half")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks"))
     ap.add_argument("--concurrent", action="store_true",
@@ -282,6 +343,10 @@ def main():
                     help="give the servers and the measuring memtiers this many times the default CPU weight, "
                     "so that on a host busy with other work the budget, not the other work, limits the servers")
     args = ap.parse_args()
+    if args.memtiers is None:
+        args.memtiers = args.threads if args.worker_ports else 1
+    if args.worker_ports and args.memtiers % args.threads:
+        sys.exit("--memtiers must be a multiple of --threads with --worker-ports (even spread over the ports)")
     args.client_cg = Cgroup(f"ccbench_clients_{os.getpid()}", None, args.cgroup_weight)
     try:
         run(args)
@@ -296,12 +361,24 @@ def run(args):
     else:
         ours, ref = "corecache", "memcached"
         args.binaries = {ours: args.bin}
+    args.peers = {}
+    for spec in args.peer:
+        name, sep, cmd = spec.partition("=")
+        if not sep or not cmd or name in (ours, ref, WP):
+            sys.exit(f"--peer {spec!r}: want NAME=CMD with a new NAME")
+        args.peers[name] = cmd
+    # every server of a round: ours and the reference first, then the others;
+    # ratios are against the reference
+    extra_kinds = ([WP] if args.worker_ports else []) + list(args.peers)
+    all_kinds = [ours, ref] + extra_kinds
 
     names = args.workloads.split(",")
     results = {}  # (workload, server) -> list of runs
     for rnd in range(args.rounds):
         for name in names:
-            order = [ours, ref] if rnd % 2 == 0 else [ref, ours]
+            order = [ours, ref] + extra_kinds
+            if rnd % 2:
+                order.reverse()
             if name == "rate_half":
                 # tails at equal offered load: half of the reference server's c50 peak
                 peak = statistics.median(r["ops"] for r in results.get(("c50", ref), [{"ops": 20000}]))
@@ -312,13 +389,14 @@ def run(args):
             for kind in order:
                 r = rr[kind]
                 results.setdefault((name, kind), []).append(r)
-                print(f"round {rnd + 1} {name:12} {kind:9} {r['ops']:>10.0f} ops/s  p99.9 {r['p999']:.3f} ms  cpu/req {r['cpu_us_per_req']:.2f} us  steal {r['steal'] * 100:.0f}%", file=sys.stderr)
+                print(f"round {rnd + 1} {name:12} {kind:12} {r['ops']:>10.0f} ops/s  p99.9 {r['p999']:.3f} ms  cpu/req {r['cpu_us_per_req']:.2f} us  steal {r['steal'] * 100:.0f}%", file=sys.stderr)
 
     mode = f"cpu budget {args.cpu_budget:.2f} core" if args.cpu_budget else "unthrottled"
     how = "both servers at once in each round" if args.concurrent else "servers alternating"
     if args.cgroup_weight:
         how += f", servers and memtiers at {args.cgroup_weight:g}x the default CPU weight"
-    lines = [f"# {ours} vs {ref}, {mode}, -t {args.threads}, {args.value_size}-byte values, {args.keys} keys, 1:9 set:get, medians of {args.rounds} rounds, {how}", "",
+    vs = ", ".join([ref] + extra_kinds)
+    lines = [f"# {ours} vs {vs}, {mode}, -t {args.threads}, {args.value_size}-byte values, {args.keys} keys, 1:9 set:get, medians of {args.rounds} rounds, {how}", "",
              "ops ratio and CPU/req ratio are ratios of the medians; *per round* is the median of the rounds' own ops ratios "
              "(each round's two runs are closest in time). Steal: share of the server CPUs' time the hypervisor took.", "",
              "| workload | server | ops/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | ops ratio | per round | CPU/req ratio | per round | steal | crossed shards |",
@@ -328,28 +406,30 @@ def run(args):
     summary = {}
     for name in names:
         med = {}
-        for kind in (ours, ref):
+        for kind in all_kinds:
             rs = results[(name, kind)]
             med[kind] = {k: statistics.median(r[k] for r in rs) for k in ("ops", "p50", "p99", "p999", "cpu_us_per_req", "crossed", "steal")}
-        pairs = list(zip(results[(name, ours)], results[(name, ref)]))
-        round_ratios = [a["ops"] / b["ops"] for a, b in pairs]
-        med[ours]["round_ratios"] = round_ratios
-        med[ours]["round_cpu_ratios"] = [a["cpu_us_per_req"] / b["cpu_us_per_req"] for a, b in pairs]
+            if kind != ref:
+                pairs = list(zip(rs, results[(name, ref)]))
+                med[kind]["round_ratios"] = [a["ops"] / b["ops"] for a, b in pairs]
+                med[kind]["round_cpu_ratios"] = [a["cpu_us_per_req"] / b["cpu_us_per_req"] for a, b in pairs]
         summary[name] = med
-        for kind in (ours, ref):
+        for kind in all_kinds:
             m = med[kind]
-            ratio = m["ops"] / med[ref]["ops"] if kind == ours else 1.0
-            per_round = f"{statistics.median(round_ratios):.3f}" if kind == ours else "-"
-            cpu_round = f"{statistics.median(m['round_cpu_ratios']):.3f}" if kind == ours else "-"
-            cratio = m["cpu_us_per_req"] / med[ref]["cpu_us_per_req"] if kind == ours else 1.0
-            crossed = f"{m['crossed'] * 100:.0f}%" if kind in args.binaries else "-"
+            other = kind != ref
+            ratio = m["ops"] / med[ref]["ops"] if other else 1.0
+            per_round = f"{statistics.median(m['round_ratios']):.3f}" if other else "-"
+            cpu_round = f"{statistics.median(m['round_cpu_ratios']):.3f}" if other else "-"
+            cratio = m["cpu_us_per_req"] / med[ref]["cpu_us_per_req"] if other else 1.0
+            crossed = f"{m['crossed'] * 100:.0f}%" if kind in args.binaries or kind == WP else "-"
             lines.append(f"| {name} | {kind} | {m['ops']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} | {m['p999']:.3f} | {m['cpu_us_per_req']:.2f} | {ratio:.3f} | {per_round} | {cratio:.3f} | {cpu_round} | {m['steal'] * 100:.0f}% | {crossed} |")
-    for what, key in (("ops", "round_ratios"), ("CPU/req", "round_cpu_ratios")):
-        lines += ["", f"Per-round {what} ratios: " + "; ".join(
-            f"{n} " + " ".join(f"{x:.3f}" for x in summary[n][ours][key]) for n in names)]
+    for kind in [ours] + extra_kinds:
+        for what, key in (("ops", "round_ratios"), ("CPU/req", "round_cpu_ratios")):
+            lines += ["", f"Per-round {what} ratios, {kind}: " + "; ".join(
+                f"{n} " + " ".join(f"{x:.3f}" for x in summary[n][kind][key]) for n in names)]
     lines += ["", "Commands (last round):", ""]
     for name in names:
-        for kind in (ours, ref):
+        for kind in all_kinds:
             r = results[(name, kind)][-1]
             lines.append(f"- {name}/{kind}: `{r['server_cmd']}` ; `{r['memtier_cmd']}`")
     table = "\n".join(lines)
@@ -362,11 +442,13 @@ def run(args):
         tag += f"-weight{args.cgroup_weight:g}"
     if args.baseline_bin:
         tag = "baseline-" + tag
+    if extra_kinds:
+        tag += "-" + "-".join(extra_kinds)
     with open(os.path.join(args.out, f"memtier-{tag}-t{args.threads}.md"), "w") as f:
         f.write(table + "\n")
     with open(os.path.join(args.out, f"memtier-{tag}-t{args.threads}.json"), "w") as f:
         json.dump({n: v for n, v in summary.items()}, f, indent=1)
-    plot(summary, os.path.join(args.out, f"memtier-{tag}-t{args.threads}.png"), mode, (ours, ref))
+    plot(summary, os.path.join(args.out, f"memtier-{tag}-t{args.threads}.png"), mode, all_kinds)
 
 
 def plot(summary, path, mode, kinds):
@@ -380,11 +462,12 @@ def plot(summary, path, mode, kinds):
     names = list(summary)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     x = range(len(names))
+    w = 0.8 / len(kinds)
     for i, kind in enumerate(kinds):
-        axes[0].bar([p + i * 0.4 for p in x], [summary[n][kind]["ops"] for n in names], 0.4, label=kind)
-        axes[1].bar([p + i * 0.4 for p in x], [summary[n][kind]["p999"] for n in names], 0.4, label=kind)
+        axes[0].bar([p + i * w for p in x], [summary[n][kind]["ops"] for n in names], w, label=kind)
+        axes[1].bar([p + i * w for p in x], [summary[n][kind]["p999"] for n in names], w, label=kind)
     for ax, title in zip(axes, ("throughput (ops/s)", "p99.9 latency (ms)")):
-        ax.set_xticks([p + 0.2 for p in x])
+        ax.set_xticks([p + 0.4 - w / 2 for p in x])
         ax.set_xticklabels(names, rotation=20)
         ax.set_title(f"{title}, {mode}")
         ax.legend()

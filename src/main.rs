@@ -101,6 +101,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     // Ports first, while root (low ports), and before forking, so a port
     // in use is reported on the terminal with memcached's message.
     let tcp = listen_tcp(&cfg)?;
+    let own = listen_worker_ports(&cfg)?;
     let admin = corecache::admin::bind(&args.admin)
         .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
     let log = cfg.logfile.as_deref().map(daemon::open_log).transpose()?;
@@ -135,7 +136,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
         .map(pidfile_for_this_process)
         .transpose()?;
     let (unix_fd, _socket_file) = unix.unzip();
-    serve(&cfg, tcp, unix_fd, admin, auth, ready)
+    serve(&cfg, tcp, own, unix_fd, admin, auth, ready)
 }
 
 /// `-s`: the UNIX socket, and the guard that removes its file at exit.
@@ -197,6 +198,40 @@ fn listen_tcp(cfg: &Config) -> Result<Vec<Vec<OwnedFd>>, StartError> {
     })
 }
 
+/// `-o worker_ports`: `result[w]` is worker `w`'s own sockets, one per
+/// `-l` address, on port `base + w` (no SO_REUSEPORT group: one listener
+/// each, so only that worker accepts there).
+fn listen_worker_ports(cfg: &Config) -> Result<Vec<Vec<OwnedFd>>, StartError> {
+    let Some(base) = cfg.worker_ports else {
+        return Ok(Vec::new());
+    };
+    let mut own = Vec::new();
+    for w in 0..cfg.threads {
+        let port = base + w as u16;
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        for h in &cfg.interfaces {
+            let found = listener::resolve(h, port)
+                .map_err(|e| StartError::new(EX_OSERR, format!("cannot resolve -l {h}: {e}")))?;
+            for a in found {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+            }
+        }
+        let groups = listener::listen_tcp(&addrs, 1, cfg.backlog).map_err(|(a, e)| {
+            StartError::new(
+                EX_OSERR,
+                format!(
+                    "failed to listen on worker {w}'s port {a}: {}",
+                    strerror(&e)
+                ),
+            )
+        })?;
+        own.push(groups.into_iter().flatten().collect());
+    }
+    Ok(own)
+}
+
 /// What the workers read, from the checked configuration.
 fn settings(cfg: &Config) -> Settings {
     Settings {
@@ -212,6 +247,7 @@ fn settings(cfg: &Config) -> Settings {
         eviction: cfg.eviction,
         flush_enabled: cfg.flush_enabled,
         idle_timeout: cfg.idle_timeout,
+        worker_ports: cfg.worker_ports,
         shutdown_enabled: cfg.shutdown_enabled,
         cas_enabled: cfg.cas_enabled,
         verbosity: cfg.verbosity,
@@ -233,6 +269,7 @@ fn reload(shared: &Shared) {
 fn serve(
     cfg: &Config,
     tcp: Vec<Vec<OwnedFd>>,
+    own: Vec<Vec<OwnedFd>>,
     unix: Option<OwnedFd>,
     admin: Option<std::net::TcpListener>,
     auth: Option<corecache::auth::Registry>,
@@ -254,6 +291,12 @@ fn serve(
         }
     }
     drop(unix);
+    // Then its own port's sockets, last: accept.rs marks connections from
+    // listeners at or past `shared_listeners` as pinned to this shard.
+    let shared_listeners: Vec<usize> = listeners.iter().map(Vec::len).collect();
+    for (w, fds) in own.into_iter().enumerate() {
+        listeners[w].extend(fds);
+    }
     let shared = Arc::new(Shared {
         mesh: Mesh::new(threads, 4096),
         published: (0..threads).map(|_| Published::default()).collect(),
@@ -298,6 +341,7 @@ fn serve(
             huge_pages: cfg.huge_pages,
         };
         let verbose = cfg.verbosity;
+        let pinned_from = shared_listeners[id];
         let prefault = cfg.prefault;
         handles.push(std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || {
             // The worker owns and closes its listeners.
@@ -324,7 +368,7 @@ fn serve(
             }
             let mut shard = Shard::new(store);
             shard.shards = threads;
-            let w = match Worker::new(id, shared.clone(), shard, fds) {
+            let w = match Worker::new(id, shared.clone(), shard, fds, pinned_from) {
                 Ok(w) => w,
                 Err(e) => {
                     let _ = ready.send(Err(format!(
@@ -366,6 +410,12 @@ fn serve(
                 None => format!("{} port {}", cfg.interfaces.join(","), cfg.tcp_port),
             }
         );
+        if let Some(b) = cfg.worker_ports {
+            eprintln!(
+                "worker ports {b}..{} (worker i on {b} + i, its shard only)",
+                b as usize + threads - 1
+            );
+        }
     }
     // READY=1 only once every worker has entered its loop (its listeners
     // armed), the same condition as `/readyz`.

@@ -343,6 +343,21 @@ fn registry(f: &Figures) -> Registry {
         c.cross_shard_served,
     );
     b.gauge(
+        "corecache_worker_port_current_connections",
+        "Connections open on the workers' own ports (-o worker_ports)",
+        U(c.worker_port_connections),
+    );
+    b.counter(
+        "corecache_worker_port_connections",
+        "Connections accepted on the workers' own ports (-o worker_ports)",
+        c.worker_port_total_connections,
+    );
+    b.counter(
+        "corecache_worker_port_cmds",
+        "Requests received on the workers' own ports, run on that worker's shard",
+        c.worker_port_cmds,
+    );
+    b.gauge(
         "corecache_workers",
         "Worker threads (-t)",
         U(f.workers.len() as u64),

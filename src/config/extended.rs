@@ -107,6 +107,11 @@ pub struct Extended {
     /// `acl_file=PATH`: per-user rules for authenticated users
     /// (auth/acl.rs); needs `-Y` or `-S`.
     pub acl_file: Option<String>,
+    /// `worker_ports[=BASE]`: worker *i* also listens on its own TCP port
+    /// `BASE + i`, served by its shard alone (no routing). `Some(None)`:
+    /// given without a base, which is then the port after `-p`.
+    /// corecache's own option (memcached has no equivalent).
+    pub worker_ports: Option<Option<u16>>,
     /// Options given that have no effect here, as given (`-o name=value`).
     pub no_effect: Vec<String>,
 }
@@ -121,6 +126,7 @@ impl Default for Extended {
             backlog: None,
             idle_timeout: 0,
             acl_file: None,
+            worker_ports: None,
             no_effect: Vec::new(),
         }
     }
@@ -157,6 +163,18 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
             "backlog" => x.backlog = Some(v.parse().map_err(|_| invalid(k, v))?),
             "idle_timeout" => x.idle_timeout = v.parse().map_err(|_| invalid(k, v))?,
             "acl_file" if !v.is_empty() => x.acl_file = Some(v.to_string()),
+            "worker_ports" => {
+                x.worker_ports = match v {
+                    "" | "on" | "yes" | "true" => Some(None),
+                    "off" | "no" | "false" => None,
+                    _ => Some(Some(
+                        v.parse()
+                            .ok()
+                            .filter(|p| *p > 0)
+                            .ok_or_else(|| invalid(k, v))?,
+                    )),
+                }
+            }
             _ if SAME_HERE.contains(&k) => {}
             _ if NO_EFFECT.contains(&k) => {
                 let given = format!("-o {o}");
@@ -210,5 +228,17 @@ mod tests {
         assert_eq!(x.no_effect, ["-o lru_crawler", "-o hot_lru_pct=20"]);
         assert!(parse_extended(&opts(&["idle_timeout=x"])).is_err());
         assert!(parse_extended(&opts(&["eviction=lru"])).is_err());
+    }
+
+    #[test]
+    fn worker_ports_takes_an_optional_base() {
+        let w = |s: &str| parse_extended(&opts(&[s])).map(|x| x.worker_ports);
+        assert_eq!(w("worker_ports").unwrap(), Some(None));
+        assert_eq!(w("worker_ports=on").unwrap(), Some(None));
+        assert_eq!(w("worker_ports=12000").unwrap(), Some(Some(12000)));
+        assert_eq!(w("worker_ports=12000,worker_ports=off").unwrap(), None);
+        assert!(w("worker_ports=0").is_err());
+        assert!(w("worker_ports=70000").is_err());
+        assert!(w("worker_ports=x").is_err());
     }
 }

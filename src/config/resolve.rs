@@ -42,6 +42,10 @@ pub struct Config {
     pub max_conns: usize,
     /// `-o idle_timeout`: seconds of silence before a connection is closed; 0 = never.
     pub idle_timeout: u32,
+    /// `-o worker_ports[=BASE]`: the first worker port; worker *i* also
+    /// listens on `BASE + i` (every `-l` address), and requests arriving
+    /// there run on its shard alone. `BASE` defaults to `-p` + 1.
+    pub worker_ports: Option<u16>,
     /// Not `-F`: `flush_all` works.
     pub flush_enabled: bool,
     /// `-A`: the `shutdown` command stops the server.
@@ -228,6 +232,27 @@ impl Config {
         if tcp_port == 0 && unix_socket.is_none() {
             return Err(invalid("nothing to listen on: -p 0 and no -s"));
         }
+        let worker_ports = match x.worker_ports {
+            None => None,
+            Some(_) if tcp_port == 0 => {
+                return Err(invalid("-o worker_ports needs TCP (-p, not -s)"))
+            }
+            Some(base) => {
+                let base = u32::from(base.unwrap_or(tcp_port.saturating_add(1)));
+                let last = base + threads as u32 - 1;
+                if last > u32::from(u16::MAX) {
+                    return Err(invalid(format!(
+                        "-o worker_ports: ports {base}..{last} for {threads} workers pass 65535"
+                    )));
+                }
+                if (base..=last).contains(&u32::from(tcp_port)) {
+                    return Err(invalid(format!(
+                        "-o worker_ports: ports {base}..{last} include -p {tcp_port}"
+                    )));
+                }
+                Some(base as u16)
+            }
+        };
         Ok(Config {
             tcp_port,
             interfaces_given: !interfaces.is_empty(),
@@ -254,6 +279,7 @@ impl Config {
             core_dumps: args.core_dumps,
             max_conns: args.max_conns,
             idle_timeout: x.idle_timeout,
+            worker_ports,
             flush_enabled: !args.no_flush,
             shutdown_enabled: args.enable_shutdown,
             cas_enabled: !args.disable_cas,
@@ -288,6 +314,19 @@ mod tests {
         let a =
             Args::try_parse_from(std::iter::once("corecache").chain(s.iter().copied())).unwrap();
         Config::from_args(&a)
+    }
+
+    #[test]
+    fn worker_ports_follow_the_tcp_port_and_must_fit() {
+        let wp = |s: &[&str]| config(s).map(|c| c.worker_ports);
+        assert_eq!(wp(&["-p", "5000", "-t", "3"]).unwrap(), None);
+        let on = ["-p", "5000", "-t", "3", "-o", "worker_ports"];
+        assert_eq!(wp(&on).unwrap(), Some(5001));
+        let base = ["-p", "5000", "-t", "3", "-o", "worker_ports=6000"];
+        assert_eq!(wp(&base).unwrap(), Some(6000));
+        assert!(wp(&["-p", "5000", "-t", "3", "-o", "worker_ports=4998"]).is_err());
+        assert!(wp(&["-p", "5000", "-t", "3", "-o", "worker_ports=65534"]).is_err());
+        assert!(wp(&["-s", "/tmp/x.sock", "-o", "worker_ports"]).is_err());
     }
 
     #[test]

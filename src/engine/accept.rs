@@ -96,6 +96,11 @@ impl Worker {
         self.gens[idx as usize] = self.gens[idx as usize].wrapping_add(1) & GEN_MASK;
         let mut conn = Conn::new(fd, self.gens[idx as usize]);
         conn.last_active = self.last_sec;
+        conn.pinned = li as usize >= self.pinned_from;
+        if conn.pinned {
+            self.shard.c.worker_port_connections += 1;
+            self.shard.c.worker_port_total_connections += 1;
+        }
         self.conns[idx as usize] = Some(conn);
         self.arm_recv(idx);
     }

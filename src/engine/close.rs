@@ -75,6 +75,9 @@ impl Worker {
         // SAFETY: no operation references the fd or buffers any more.
         unsafe { libc::close(c.fd) };
         descriptor_freed();
+        if c.pinned {
+            self.shard.c.worker_port_connections -= 1;
+        }
         let big = [c.inbuf.capacity(), c.out.capacity(), c.sending.capacity()];
         self.freed += big.iter().filter(|&&n| n > KEEP_MAX).sum::<usize>();
         self.conns[idx as usize] = None;

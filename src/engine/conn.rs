@@ -111,6 +111,9 @@ pub struct Conn {
     pub paused: bool,
     /// Store-clock second of the last bytes received or sent.
     pub last_active: u32,
+    /// Accepted on this worker's own port (`-o worker_ports`): every
+    /// request runs on this shard, whatever worker owns its key.
+    pub pinned: bool,
     /// Requests parsed and not yet answered, for the latency histograms.
     pub lat: crate::admin::histogram::Pending,
     /// The authenticated user (`-Y`/`-S`); None until the connection
@@ -149,6 +152,7 @@ impl Conn {
             get: None,
             need: 0,
             skip: 0,
+            pinned: false,
             eof: false,
             closing: false,
             queued_for_send: false,

@@ -195,10 +195,14 @@ impl Worker {
             return true;
         }
         let binary = matches!(req, Request::Binary(_));
+        let pinned = self.conn(idx).pinned;
+        if pinned {
+            self.shard.c.worker_port_cmds += 1;
+        }
         match route {
             Route::Local => self.exec_local(idx, &req),
             Route::Key(k) => {
-                let to = owner(&self.route, self.shared.mesh.n, k);
+                let to = self.owner_for(pinned, k);
                 if to == self.id {
                     self.exec_local(idx, &req);
                 } else {
@@ -216,6 +220,18 @@ impl Worker {
             Route::Server => self.server_cmd(idx, op, &req),
         }
         true
+    }
+
+    /// Which worker runs a request for `key`: its owner, or this worker
+    /// for a connection `pinned` to it (`-o worker_ports`: that port is
+    /// this shard's alone, whoever owns the key on the shared port).
+    pub(super) fn owner_for(&self, pinned: bool, key: &[u8]) -> usize {
+        let n = self.shared.mesh.n;
+        if pinned || n == 1 {
+            self.id
+        } else {
+            owner(&self.route, n, key)
+        }
     }
 
     /// Notes a request for the latency histograms (admin port), which
@@ -333,14 +349,10 @@ impl Worker {
             self.exec_local(idx, req);
             return true;
         };
-        let n = self.shared.mesh.n;
+        let pinned = self.conn(idx).pinned;
         let mut it = text::tokens(keys);
         if let (Some(k), None) = (it.next(), it.next()) {
-            let to = if n == 1 {
-                self.id
-            } else {
-                owner(&self.route, n, k)
-            };
+            let to = self.owner_for(pinned, k);
             if to == self.id {
                 self.exec_local(idx, req);
             } else {

@@ -14,6 +14,9 @@
 //! address. (A foreign program of the same user that sets SO_REUSEPORT
 //! itself can still join once the group exists: the kernel's rule.)
 //!
+//! Worker ports (`-o worker_ports`): `listen_tcp` with one socket per
+//! address, so the port has a single owner, the worker it belongs to.
+//!
 //! UNIX (`-s`): one socket, which every worker accepts from through its
 //! own duplicate of the descriptor.
 

@@ -62,6 +62,9 @@ pub struct Settings {
     pub flush_enabled: bool,
     /// Seconds of silence after which a connection is closed; 0 = never.
     pub idle_timeout: u32,
+    /// `-o worker_ports`: the first worker port (worker *i* listens on
+    /// this + *i*, and what arrives there runs on its shard alone).
+    pub worker_ports: Option<u16>,
     /// `-A`: the `shutdown` command stops the server.
     pub shutdown_enabled: bool,
     /// Not `-C`: items carry CAS values. (Not yet honoured by execution:

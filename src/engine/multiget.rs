@@ -15,7 +15,6 @@
 
 use super::conn::GetCursor;
 use super::hop::{Job, Msg};
-use super::route::owner;
 use super::user_data::ConnId;
 use super::worker::Worker;
 use crate::exec;
@@ -47,7 +46,7 @@ impl Worker {
     /// `cur.next` on, for connection `idx`, until they are done or the
     /// connection must wait.
     pub(super) fn run_get(&mut self, idx: u32, req: &[u8], mut cur: GetCursor) -> GetRun {
-        let n = self.shared.mesh.n;
+        let pinned = self.conns[idx as usize].as_ref().is_some_and(|c| c.pinned);
         let mut budget = TURN_KEYS;
         let end = cur.end.min(req.len());
         let mut pos = cur.next;
@@ -75,11 +74,7 @@ impl Worker {
                 pos += 1;
             }
             let key = &req[start..pos];
-            let to = if n == 1 {
-                self.id
-            } else {
-                owner(&self.route, n, key)
-            };
+            let to = self.owner_for(pinned, key);
             let (cas, touch) = (cur.cas, cur.touch);
             if to == self.id {
                 self.exec_with(idx, |sh, out| exec::text::get_key(sh, key, cas, touch, out));

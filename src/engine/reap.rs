@@ -48,7 +48,7 @@ impl Worker {
         let Some(bufs) = self.bufs.as_ref() else {
             return batch.len();
         };
-        let p = Prefetcher {
+        let mut p = Prefetcher {
             store: &self.shard.store,
             route: &self.route,
             shards: self.shared.mesh.n,
@@ -76,6 +76,8 @@ impl Worker {
                 continue;
             }
             let data = bufs.data(bid, res as usize);
+            // A pinned connection's keys all run here.
+            p.shards = if c.pinned { 1 } else { self.shared.mesh.n };
             p.buckets(c.proto.unwrap_or(Proto::detect(data[0])), data, hashes);
         }
         if hashes.len() > 1 {

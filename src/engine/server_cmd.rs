@@ -9,12 +9,13 @@ use crate::exec::counters::Counters;
 use crate::exec::reply::push_line;
 use crate::protocol::binary::{self, status};
 use crate::protocol::text;
+use std::borrow::Cow;
 use std::sync::atomic::Ordering::SeqCst;
 
 /// What a `stats` group answers.
 enum StatsReply {
     /// Name/value rows, then the end marker.
-    Rows(Vec<(&'static str, String)>),
+    Rows(Vec<(Cow<'static, str>, String)>),
     /// `stats reset` done (text `RESET`; binary: the end marker alone).
     Reset,
     /// No such group (text `ERROR`; binary "Not found").
@@ -85,8 +86,12 @@ impl Worker {
     /// One `stats` group, the same for both protocols.
     fn stats_group(&mut self, idx: u32, group: &[u8]) -> StatsReply {
         match group {
-            b"" => StatsReply::Rows(stats::general(&self.shared, &self.totals())),
-            b"settings" => StatsReply::Rows(stats::settings(&self.shared)),
+            b"" => StatsReply::Rows(named(stats::general(&self.shared, &self.totals()))),
+            b"settings" => StatsReply::Rows(named(stats::settings(&self.shared))),
+            b"ports" => {
+                let rows = stats::ports(&self.shared, &self.per_worker());
+                StatsReply::Rows(rows.into_iter().map(|(k, v)| (k.into(), v)).collect())
+            }
             b"items" | b"slabs" | b"sizes" | b"conns" => StatsReply::Rows(Vec::new()),
             b"reset" => {
                 // Every worker's counters, as memcached's one set. The
@@ -108,13 +113,23 @@ impl Worker {
     /// Every worker's counters summed, this one's current.
     pub(super) fn totals(&self) -> Counters {
         let mut t = Counters::default();
-        for (i, p) in self.shared.published.iter().enumerate() {
-            if i == self.id {
-                t.add(&self.shard.counters());
-            } else {
-                t.add(&p.snapshot());
-            }
+        for c in self.per_worker() {
+            t.add(&c);
         }
         t
     }
+
+    /// Each worker's counters as last published, this one's current.
+    fn per_worker(&self) -> Vec<Counters> {
+        let me = self.shard.counters();
+        (self.shared.published.iter().enumerate())
+            .map(|(i, p)| if i == self.id { me } else { p.snapshot() })
+            .collect()
+    }
+}
+
+fn named(rows: Vec<(&'static str, String)>) -> Vec<(Cow<'static, str>, String)> {
+    rows.into_iter()
+        .map(|(k, v)| (Cow::Borrowed(k), v))
+        .collect()
 }

@@ -71,6 +71,44 @@ pub fn general(shared: &Shared, totals: &Counters) -> Vec<(&'static str, String)
     v
 }
 
+/// Name/value pairs of `stats ports` (corecache's own group): for the
+/// shared TCP port (`-p`, whose requests go to their key's owner) and for
+/// each worker's own port (`-o worker_ports`), `<port>:worker` (`all` or
+/// the worker's number), `<port>:curr_connections` and
+/// `<port>:total_connections` (connections open now, and accepted since
+/// start); a worker port also has `<port>:cmds`, the requests it received.
+/// `per_worker[i]` is worker *i*'s counters. Nothing without TCP (`-s`).
+pub fn ports(shared: &Shared, per_worker: &[Counters]) -> Vec<(String, String)> {
+    let s = &shared.settings;
+    let mut v = Vec::new();
+    if s.port == 0 {
+        return v;
+    }
+    let (mut curr, mut total) = (0, 0);
+    for c in per_worker {
+        curr += c.curr_connections.saturating_sub(c.worker_port_connections);
+        total += c
+            .total_connections
+            .saturating_sub(c.worker_port_total_connections);
+    }
+    let p = s.port;
+    v.push((format!("{p}:worker"), "all".to_string()));
+    v.push((format!("{p}:curr_connections"), curr.to_string()));
+    v.push((format!("{p}:total_connections"), total.to_string()));
+    if let Some(base) = s.worker_ports {
+        for (i, c) in per_worker.iter().enumerate() {
+            let p = base as usize + i;
+            v.push((format!("{p}:worker"), i.to_string()));
+            let conns = c.worker_port_connections.to_string();
+            v.push((format!("{p}:curr_connections"), conns));
+            let total = c.worker_port_total_connections.to_string();
+            v.push((format!("{p}:total_connections"), total));
+            v.push((format!("{p}:cmds"), c.worker_port_cmds.to_string()));
+        }
+    }
+    v
+}
+
 /// Name/value pairs of `stats settings`: memcached 1.6's fields that
 /// have a meaning here, in memcached's order, with corecache's values;
 /// then corecache's own. Fields for machinery corecache does not have
@@ -128,6 +166,12 @@ pub fn settings(shared: &Shared) -> Vec<(&'static str, String)> {
         ("ssl_enabled", yes_no(false)),
         ("eviction_policy", s.eviction_name().to_string()),
         ("segment_size", s.segment_size.to_string()),
+        (
+            "worker_ports",
+            s.worker_ports.map_or("off".to_string(), |b| {
+                format!("{b}-{}", b as usize + shared.mesh.n - 1)
+            }),
+        ),
         ("admin", crate::admin::settings_value(&shared.telemetry)),
     ]
 }
@@ -153,6 +197,7 @@ mod tests {
                 eviction: n.parse::<Eviction>().unwrap(),
                 flush_enabled: true,
                 idle_timeout: 0,
+                worker_ports: None,
                 shutdown_enabled: false,
                 cas_enabled: true,
                 verbosity: 0,

@@ -50,6 +50,9 @@ pub struct Worker {
     /// Connections whose multishot recv ran out of buffers; re-armed next turn.
     pub(super) rearm: Vec<u32>,
     pub(super) listeners: Vec<RawFd>,
+    /// Listeners from this index on are this worker's own port's
+    /// (`-o worker_ports`); the ones before it are shared.
+    pub(super) pinned_from: usize,
     /// The connection table: slot `idx` of a `ConnId`.
     pub(super) conns: Vec<Option<Conn>>,
     /// Free slots of `conns`.
@@ -87,7 +90,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Sets up worker `id`: its ring, receive buffers, and shard.
+    /// Sets up worker `id`: its ring, receive buffers, and shard, with
+    /// `listeners` to accept on; those from index `pinned_from` on are its
+    /// own port's (`-o worker_ports`).
     ///
     /// # Errors
     /// The ring or the buffer ring could not be created (old kernel,
@@ -97,6 +102,7 @@ impl Worker {
         shared: Arc<Shared>,
         shard: Shard,
         listeners: Vec<RawFd>,
+        pinned_from: usize,
     ) -> std::io::Result<Worker> {
         let ring = IoUring::builder()
             .setup_single_issuer()
@@ -116,6 +122,7 @@ impl Worker {
             bufs: Some(bufs),
             rearm: Vec::new(),
             listeners,
+            pinned_from,
             conns: Vec::new(),
             free: Vec::new(),
             gens: Vec::new(),

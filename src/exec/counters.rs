@@ -86,6 +86,11 @@ counters!(
     bytes_written,
     cross_shard_sent,
     cross_shard_served,
+    // -o worker_ports: connections open on, and accepted on, this
+    // worker's own port, and requests they sent (engine/dispatch.rs).
+    worker_port_connections,
+    worker_port_total_connections,
+    worker_port_cmds,
     pinned_segments,
     curr_items,
     total_items,

@@ -64,8 +64,12 @@ impl Shard {
     /// `stats reset`: zeroes the command counters, keeping the connection
     /// gauges (memcached keeps `curr_connections` and `total_connections`).
     pub fn reset_counters(&mut self) {
-        let keep = (self.c.curr_connections, self.c.total_connections);
+        // Gauges and connection totals survive, as memcached's do.
+        let c = self.c;
         self.c = Counters::default();
-        (self.c.curr_connections, self.c.total_connections) = keep;
+        self.c.curr_connections = c.curr_connections;
+        self.c.total_connections = c.total_connections;
+        self.c.worker_port_connections = c.worker_port_connections;
+        self.c.worker_port_total_connections = c.worker_port_total_connections;
     }
 }
