@@ -235,6 +235,7 @@ fn serve(
         started: std::time::Instant::now(),
         page_kind: Mutex::new(String::new()),
         telemetry: corecache::admin::Telemetry::new(threads, admin.as_ref()),
+        admin_jobs: corecache::engine::admin_jobs::AdminInboxes::new(threads),
     });
 
     // SAFETY: installing an async-signal-safe handler that only stores an atomic.

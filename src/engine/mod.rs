@@ -3,6 +3,7 @@
 //! shard is the execution layer's (`crate::exec`).
 
 pub mod accept;
+pub mod admin_jobs;
 pub mod buf_ring;
 pub mod close;
 pub mod conn;
@@ -95,4 +96,6 @@ pub struct Shared {
     pub page_kind: Mutex<String>,
     /// Latency histograms and liveness the admin port reads (admin/).
     pub telemetry: crate::admin::Telemetry,
+    /// What the admin side asks of each worker (admin_jobs.rs).
+    pub admin_jobs: admin_jobs::AdminInboxes,
 }

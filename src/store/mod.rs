@@ -19,6 +19,7 @@ mod merge;
 pub mod ops;
 pub mod prefetch;
 pub mod prefix;
+pub mod scan;
 pub mod segment;
 pub mod slot;
 pub mod ttl;
