@@ -168,8 +168,8 @@ fn edits_take_effect_as_memcached_clients_see_them() {
     let (st, r) = a.http("POST", "/api/keys/bulk", Some(&body), true);
     assert_eq!((st, json(&r)["changed"].as_u64()), (200, Some(10)));
     assert_eq!(a.keys("prefix=b:").len(), 10);
-    let body = format!(r#"{{"action":"ttl","ttl":500,"keys":["b:10","b:11","nope"]}}"#);
-    let (_, r) = a.http("POST", "/api/keys/bulk", Some(&body), true);
+    let body = r#"{"action":"ttl","ttl":500,"keys":["b:10","b:11","nope"]}"#;
+    let (_, r) = a.http("POST", "/api/keys/bulk", Some(body), true);
     assert_eq!(json(&r)["not_found"], 1);
     let (_, body) = a.http("GET", "/api/key/b:10", None, false);
     assert_eq!(json(&body)["ttl"], 500);
