@@ -61,7 +61,7 @@ async function refresh() {
   const [h, s] = await Promise.all([api("GET", "/api/history"), api("GET", "/stats")]);
   if (h.status !== 200 || s.status !== 200) { $("status").textContent = "admin port unreachable"; return; }
   const d = h.body, st = s.body;
-  const tot = st.totals || st;
+  const tot = st.stats || st;
   const hits = tot.get_hits || 0, misses = tot.get_misses || 0;
   const last = (a) => (a && a.length ? a[a.length - 1] : null);
   const recent = last(d.hit_ratio);
@@ -165,23 +165,23 @@ $("btn-bulk-delete").addEventListener("click", async () => {
   const keys = selected();
   if (!keys.length || !(await confirmBox(`Delete ${keys.length} keys?`))) return;
   const r = await api("POST", "/api/keys/bulk", { action: "delete", keys });
-  $("found").textContent = r.status === 200 ? `deleted ${r.body.changed}` : "error: " + (r.body && r.body.error);
   await search(false);
+  $("found").textContent = r.status === 200 ? `deleted ${r.body.changed}` : "error: " + (r.body && r.body.error);
 });
 $("btn-bulk-ttl").addEventListener("click", async () => {
   const keys = selected();
   const ttl = parseInt($("bulk-ttl").value, 10) || 0;
   if (!keys.length || !(await confirmBox(`Set the TTL of ${keys.length} keys to ${ttl} s?`))) return;
   const r = await api("POST", "/api/keys/bulk", { action: "ttl", ttl, keys });
-  $("found").textContent = r.status === 200 ? `changed ${r.body.changed}` : "error: " + (r.body && r.body.error);
   await search(false);
+  $("found").textContent = r.status === 200 ? `changed ${r.body.changed}` : "error: " + (r.body && r.body.error);
 });
 $("btn-flush-prefix").addEventListener("click", async () => {
   const prefix = $("fp-prefix").value;
   if (!(await confirmBox(`Invalidate every key starting with "${prefix}"${prefix ? "" : " (that is, EVERY key)"}?`))) return;
   const r = await api("POST", "/api/flush_prefix", { prefix });
-  $("found").textContent = r.status === 200 ? `invalidated in ${r.body.server_us.toFixed(0)} µs` : "error: " + (r.body && r.body.error);
   await search(false);
+  $("found").textContent = r.status === 200 ? `invalidated in ${r.body.server_us.toFixed(0)} µs` : "error: " + (r.body && r.body.error);
 });
 
 // ---- editor ----
@@ -255,8 +255,8 @@ $("ed-save").addEventListener("click", async () => {
     ttl: parseInt($("ed-ttl").value, 10) || 0,
     mode: adding ? "add" : "set",
   });
-  $("ed-msg").textContent = r.status === 200 ? "saved" : "error: " + (r.body && r.body.error);
   if (r.status === 200) await openKey(key);
+  $("ed-msg").textContent = r.status === 200 ? "saved" : "error: " + (r.body && r.body.error);
 });
 $("ed-delete").addEventListener("click", async () => {
   const key = $("ed-key").value;
