@@ -12,7 +12,9 @@
 //! `flush_all`'s time is.
 //!
 //! Reads (`Store::find`) test a found item against the table, which costs
-//! one branch while the table is empty. A sweep in the background
+//! one branch while the table is empty, and otherwise one hash lookup per
+//! distinct prefix length among the rows (plus a CAS comparison when a
+//! prefix matches). A sweep in the background
 //! (`Store::sweep_prefixes`, from the expiry tick) walks every segment once
 //! per row, reclaiming what the row hides, and then drops the row; merge
 //! eviction drops hidden items instead of copying them, so none can move
@@ -63,10 +65,18 @@ impl PrefixRow {
     }
 }
 
+/// Prefixes of one length, each with its row.
+type SameLength = ahash::HashMap<Box<[u8]>, usize>;
+
 /// The table of pending prefix invalidations of one shard.
 #[derive(Clone, Debug, Default)]
 pub struct PrefixTable {
     rows: Vec<PrefixRow>,
+    /// For each prefix length in use, its prefixes and their rows: a read
+    /// costs one hash lookup per distinct length, not one comparison per
+    /// row. No two rows share a prefix (a newer row replaces an older one
+    /// under it).
+    by_len: Vec<(usize, SameLength)>,
 }
 
 impl PrefixTable {
@@ -84,9 +94,28 @@ impl PrefixTable {
     /// Whether a row hides a record with this key and CAS.
     #[inline]
     pub fn hides(&self, key: &[u8], cas: u64) -> bool {
-        self.rows
-            .iter()
-            .any(|r| key.starts_with(&r.prefix) && r.hides_cas(cas))
+        self.by_len.iter().any(|(len, m)| {
+            *len <= key.len()
+                && m.get(&key[..*len])
+                    .is_some_and(|&i| self.rows[i].hides_cas(cas))
+        })
+    }
+
+    /// Rebuilds `by_len` after rows came or went (rare: flush_prefix and
+    /// the end of a sweep).
+    fn reindex(&mut self) {
+        self.by_len.clear();
+        for (i, r) in self.rows.iter().enumerate() {
+            let len = r.prefix.len();
+            let at = match self.by_len.iter().position(|(l, _)| *l == len) {
+                Some(at) => at,
+                None => {
+                    self.by_len.push((len, Default::default()));
+                    self.by_len.len() - 1
+                }
+            };
+            self.by_len[at].1.insert(r.prefix.clone(), i);
+        }
     }
 }
 
@@ -98,9 +127,11 @@ impl Store {
     pub fn flush_prefix(&mut self, prefix: &[u8]) {
         // A newer row covers every older one under a longer prefix.
         self.prefixes.rows.retain(|r| !r.prefix.starts_with(prefix));
+        self.prefixes.reindex();
         if self.prefixes.rows.len() >= MAX_PREFIXES {
             self.sweep_prefix_row(0, usize::MAX);
             self.prefixes.rows.remove(0);
+            self.prefixes.reindex();
         }
         let mut open: Vec<(u64, u32)> = self
             .ttl
@@ -120,6 +151,7 @@ impl Store {
             at: self.clock.now(),
             sweep_at: 0,
         });
+        self.prefixes.reindex();
     }
 
     /// Prefix invalidations still being swept.
@@ -156,6 +188,7 @@ impl Store {
                 break;
             }
             self.prefixes.rows.remove(0);
+            self.prefixes.reindex();
         }
     }
 
@@ -204,6 +237,7 @@ impl Store {
     /// flush_all: nothing is left for a row to hide.
     pub(super) fn clear_prefixes(&mut self) {
         self.prefixes.rows.clear();
+        self.prefixes.by_len.clear();
     }
 }
 
