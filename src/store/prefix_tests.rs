@@ -212,3 +212,19 @@ fn an_empty_prefix_hides_everything_stored_before() {
     assert_eq!(value(&mut s, "b"), None);
     assert_eq!(value(&mut s, "c").as_deref(), Some("3"));
 }
+
+#[test]
+fn append_replace_and_incr_see_a_hidden_item_as_missing() {
+    let mut s = store(16 << 20);
+    set(&mut s, "r:1", "old", 0);
+    set(&mut s, "r:2", "old", 0);
+    set(&mut s, "r:n", "41", 0);
+    s.flush_prefix(b"r:");
+    let app = SetArgs::new(SetMode::Append, b"r:1", b"+new", 0, 0);
+    assert_eq!(s.set(&app), SetOutcome::NotStored);
+    let rep = SetArgs::new(SetMode::Replace, b"r:2", b"new", 0, 0);
+    assert_eq!(s.set(&rep), SetOutcome::NotStored);
+    assert_eq!(s.delta(b"r:n", true, 1, 0), DeltaOutcome::NotFound);
+    assert_eq!(value(&mut s, "r:1"), None);
+    assert_eq!(value(&mut s, "r:2"), None);
+}

@@ -97,6 +97,18 @@ test("overview shows the hit ratio and key count of a workload", async () => {
   // The charts are drawn (uPlot made its canvases).
   assert.ok((await page.$$(".uplot canvas")).length >= 7);
   await page.screenshot({ path: path.join(SHOTS, "overview.png"), fullPage: true });
+  // The server keeps history: after a sample or two (5 s apart) of a
+  // running workload, the charts have points and the trend a hit ratio.
+  for (let i = 0; i < 6; i++) {
+    mc(port, "get_many", ...keys.slice(0, 30), "nope:1", "nope:2");
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  await page.reload();
+  await page.waitForFunction(() => /[2-9]\d* samples|1\d+ samples/.test(document.getElementById("status").textContent), null, { timeout: 20000 });
+  const h = await (await fetch(admin + "/api/history")).json();
+  assert.ok(h.hit_ratio.some((x) => x !== null && x > 0.5 && x < 1), JSON.stringify(h.hit_ratio));
+  assert.ok(h.items.every((x) => x === 40));
+  await page.screenshot({ path: path.join(SHOTS, "overview-trend.png"), fullPage: true });
 });
 
 test("prefix search finds exactly the keys set across both shards", async () => {

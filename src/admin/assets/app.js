@@ -43,7 +43,8 @@ function chart(id, series, data, opts = {}) {
     charts[id] = new uPlot({
       width, height: 180,
       series: [{}].concat(series.map((s) => Object.assign({ width: 2 }, s))),
-      axes: [{}, { size: 60, values: opts.values }],
+      // Wide enough for "57.2 MiB" or "200,000".
+      axes: [{}, { size: 80, values: opts.values }].concat(opts.axes || []),
       scales: opts.scales || {},
     }, data, el);
   } else {
@@ -90,7 +91,7 @@ async function refresh() {
     { label: "write avg", stroke: "#e66100" }, { label: "write p99", stroke: "#e66100", dash: [4, 4] }],
   [t, d.read_avg_us, d.read_p99_us, d.write_avg_us, d.write_p99_us]);
   chart("c-conn", [{ label: "connections", stroke: "#813d9c" }, { label: "keys", stroke: "#2a9d5c", scale: "keys" }],
-    [t, d.conns, d.items], { scales: { keys: {} } });
+    [t, d.conns, d.items], { scales: { keys: {} }, axes: [{ scale: "keys", side: 1, size: 80, grid: { show: false } }] });
   chart("c-evict", [{ label: "evictions", stroke: "#c01c28" }, { label: "expired", stroke: "#986a44" }], [t, d.evictions, d.expired]);
 }
 refresh();
