@@ -18,7 +18,10 @@ fn bench(c: &mut Criterion) {
                 let bytes = match job {
                     Job::GetKeys { keys, .. } => keys,
                     Job::Raw { bytes, .. } => bytes,
-                    Job::ResetStats | Job::Flush { .. } | Job::MemLimit { .. } => Vec::new(),
+                    Job::ResetStats
+                    | Job::Flush { .. }
+                    | Job::FlushPrefix { .. }
+                    | Job::MemLimit { .. } => Vec::new(),
                 };
                 let refs = Default::default();
                 let mut r = Msg::Reply {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: deploy/'s alert rules (promtool), the Rust unit, model,
-# server and admin-port tests, the Debian package (scripts/test-deb.sh),
+# server and admin-port tests, the dashboard end to end in headless
+# Chromium (tests/e2e), the Debian package (scripts/test-deb.sh),
 # then the client
 # suites (pymemcache, python-binary-memcached, pylibmc, memccapable), the
 # memcached-oracle tests (tests/py/test_oracle_*.py: the same bytes to
@@ -31,6 +32,8 @@ installed libcache-memcached-perl || need_apt+=(libcache-memcached-perl)
 installed libcache-memcached-fast-perl || need_apt+=(libcache-memcached-fast-perl)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# tests/e2e: the dashboard in headless Chromium (playwright-core drives it).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # tests/py/scale and the client crate's ring tests: twemproxy; the client's
 # placement test builds a C program against libmemcached.
 [ -x /usr/sbin/nutcracker ] || need_apt+=(nutcracker)
@@ -68,6 +71,14 @@ fi
   fi
 )
 
+# tests/e2e: playwright-core from the committed lock.
+(
+  cd tests/e2e
+  if [ ! node_modules/.package-lock.json -nt package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+)
+
 if [ ! -x .venv/bin/pytest ]; then
   python3 -m venv .venv
 fi
@@ -81,6 +92,8 @@ fi
 
 cargo build --release
 cargo test --release
+# The dashboard end to end: real binary, headless Chromium, pymemcache.
+(cd tests/e2e && PYTHON="$PWD/../../.venv/bin/python" npm test)
 # The Debian package: built with cargo-deb (installed once into ~/.cargo/bin;
 # compiling it takes 3-7 minutes on a 2-core machine), checked, installed,
 # purged.

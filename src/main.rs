@@ -104,6 +104,11 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     let own = listen_worker_ports(&cfg)?;
     let admin = corecache::admin::bind(&args.admin)
         .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
+    // Read while still the starting user: the token file may be its alone.
+    let admin = admin
+        .map(|l| args.admin.token().map(|t| (l, t)))
+        .transpose()
+        .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
     let log = cfg.logfile.as_deref().map(daemon::open_log).transpose()?;
     if let Some(id) = &user {
         identity::become_user(id)?;
@@ -271,7 +276,7 @@ fn serve(
     tcp: Vec<Vec<OwnedFd>>,
     own: Vec<Vec<OwnedFd>>,
     unix: Option<OwnedFd>,
-    admin: Option<std::net::TcpListener>,
+    admin: Option<(std::net::TcpListener, Option<String>)>,
     auth: Option<corecache::auth::Registry>,
     mut ready: Ready,
 ) -> Result<u8, StartError> {
@@ -305,8 +310,9 @@ fn serve(
         settings: settings(cfg),
         started: std::time::Instant::now(),
         page_kind: Mutex::new(String::new()),
-        telemetry: corecache::admin::Telemetry::new(threads, admin.as_ref()),
+        telemetry: corecache::admin::Telemetry::new(threads, admin.as_ref().map(|a| &a.0)),
         auth,
+        admin_jobs: corecache::engine::admin_jobs::AdminInboxes::new(threads),
     });
 
     // SAFETY: installing an async-signal-safe handler that only stores an atomic.
@@ -398,8 +404,8 @@ fn serve(
     ready.notify()?;
     // After `notify`, which points stderr at the `logfile` (the admin
     // port's lines belong there).
-    if let Some(l) = admin {
-        corecache::admin::server::spawn(l, shared.clone()).map_err(failed)?;
+    if let Some((l, token)) = admin {
+        corecache::admin::server::spawn(l, shared.clone(), token).map_err(failed)?;
     }
     if cfg.verbosity > 0 {
         eprintln!(

@@ -438,12 +438,26 @@ fn a_non_loopback_admin_port_is_refused_unless_asked() {
         assert_eq!(code, Some(1), "{addr}: {err}");
         assert!(err.contains("--admin-allow-remote"), "{addr}: {err}");
     }
-    // Asked, it serves there.
-    let mut srv = Server::start(&["--admin", "0.0.0.0:0", "--admin-allow-remote"]);
+    // Asked, but without a token (the port can read and change every
+    // item): refused too.
+    let (code, err) = start_fails(&["--admin", "0.0.0.0:0", "--admin-allow-remote"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("token"), "{err}");
+    // Asked, with a token, it serves there.
+    let mut srv = Server::start(&[
+        "--admin",
+        "0.0.0.0:0",
+        "--admin-allow-remote",
+        "--admin-token",
+        "s3cret",
+    ]);
     assert!(srv.admin.starts_with("0.0.0.0:"), "{}", srv.admin);
     let port = srv.admin.rsplit(':').next().unwrap();
     let (status, _, _) = http_get(&format!("127.0.0.1:{port}"), "/healthz", None);
     assert_eq!(status, 200);
+    // Everything but the health probes asks for the token.
+    let (status, _, _) = http_get(&format!("127.0.0.1:{port}"), "/stats", None);
+    assert_eq!(status, 401);
     assert!(srv.ask(b"stats\r\n").contains("STAT pid "));
     assert_eq!(srv.stop(), 0);
 }

@@ -39,6 +39,7 @@ fn every_admin_command_is_audited_in_both_protocols() {
         (&b"set k 0 0 1\r\nv\r\n"[..], &b"STORED\r\n"[..]),
         (b"get k\r\n", b"END\r\n"),
         (b"flush_all 30\r\n", b"OK\r\n"),
+        (b"flush_prefix user:1:\r\n", b"OK\r\n"),
         (b"cache_memlimit 64\r\n", b"OK\r\n"),
         (b"verbosity 1\r\n", b"OK\r\n"),
         (b"stats reset\r\n", b"RESET\r\n"),
@@ -59,13 +60,14 @@ fn every_admin_command_is_audited_in_both_protocols() {
     assert_eq!(srv.stop(), 0);
     let text = std::fs::read_to_string(&path).unwrap();
     let (t, bl): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| l.contains(&peer));
-    assert_eq!(t.len() + bl.len(), 6, "{text}");
+    assert_eq!(t.len() + bl.len(), 7, "{text}");
     let tmp = audit_file("t");
     std::fs::write(&tmp, t.join("\n")).unwrap();
     assert_eq!(
         lines(&tmp, &peer),
         [
             ("flush_all", "30"),
+            ("flush_prefix", "user:1:"),
             ("cache_memlimit", "64"),
             ("verbosity", "1"),
             ("stats", "reset"),

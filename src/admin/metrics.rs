@@ -266,6 +266,7 @@ fn registry(f: &Figures) -> Registry {
             ("get", c.cmd_get),
             ("set", c.cmd_set),
             ("flush", c.cmd_flush),
+            ("flush_prefix", c.cmd_flush_prefix),
             ("touch", c.cmd_touch),
             ("meta", c.cmd_meta),
         ]

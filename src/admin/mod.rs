@@ -6,12 +6,16 @@
 //! Workers only publish (their counters, their own histogram, a flag that
 //! they serve); everything here reads, off the workers' hot path.
 
+pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod cpu;
+pub mod dashboard;
 pub mod family;
 pub mod figures;
 pub mod health;
 pub mod histogram;
+pub mod history;
 pub mod json;
 pub mod logging;
 pub mod metrics;
@@ -37,15 +41,44 @@ pub struct AdminArgs {
     /// Turn the admin port (and the latency histograms) off.
     #[arg(long = "no-admin")]
     pub no_admin: bool,
-    /// Allow the admin port on a non-loopback address.
+    /// Allow the admin port on a non-loopback address (a token is then
+    /// required: --admin-token or --admin-token-file).
     #[arg(long = "admin-allow-remote")]
     pub allow_remote: bool,
+    /// Token the admin port asks of every request but the health probes
+    /// (`Authorization: Bearer TOKEN`, or HTTP Basic with TOKEN as the
+    /// password). Prefer --admin-token-file: arguments are visible in ps.
+    #[arg(long = "admin-token", value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Read the admin token from this file (surrounding white space
+    /// trimmed).
+    #[arg(long = "admin-token-file", value_name = "PATH")]
+    pub token_file: Option<String>,
     /// Also write the audit trail (administrative actions) to this file.
     #[arg(long = "audit-log", value_name = "PATH")]
     pub audit_log: Option<String>,
 }
 
 impl AdminArgs {
+    /// The admin token, from --admin-token or --admin-token-file.
+    ///
+    /// # Errors
+    /// The file cannot be read, or the token is empty.
+    pub fn token(&self) -> Result<Option<String>, String> {
+        let t = match (&self.token, &self.token_file) {
+            (Some(t), _) => t.trim().to_string(),
+            (None, Some(p)) => std::fs::read_to_string(p)
+                .map_err(|e| format!("--admin-token-file {p}: {e}"))?
+                .trim()
+                .to_string(),
+            (None, None) => return Ok(None),
+        };
+        if t.is_empty() {
+            return Err("the admin token is empty".into());
+        }
+        Ok(Some(t))
+    }
+
     /// Whether the admin port is wanted at all.
     pub fn enabled(&self) -> bool {
         !self.no_admin && self.admin.as_deref() != Some("off")
@@ -59,8 +92,9 @@ impl AdminArgs {
 /// must not fail for want of the default admin port).
 ///
 /// Errors: an address that does not resolve, a non-loopback address
-/// without `--admin-allow-remote` (the port has no authentication), or an
-/// explicit address that cannot be bound.
+/// without both `--admin-allow-remote` and a token (the port can change
+/// and read every item), an unreadable token file, or an explicit address
+/// that cannot be bound.
 pub fn bind(a: &AdminArgs) -> Result<Option<TcpListener>, String> {
     if !a.enabled() {
         return Ok(None);
@@ -74,11 +108,12 @@ pub fn bind(a: &AdminArgs) -> Result<Option<TcpListener>, String> {
     if addrs.is_empty() {
         return Err(format!("--admin '{spec}' resolves to no address"));
     }
-    if !a.allow_remote {
-        if let Some(r) = addrs.iter().find(|s| !s.ip().is_loopback()) {
+    let token = a.token()?;
+    if let Some(r) = addrs.iter().find(|s| !s.ip().is_loopback()) {
+        if !a.allow_remote || token.is_none() {
             return Err(format!(
-                "refusing the admin port on non-loopback {r}: it has no authentication; \
-                 add --admin-allow-remote to serve it there"
+                "refusing the admin port on non-loopback {r}: it needs \
+                 --admin-allow-remote and a token (--admin-token-file or --admin-token)"
             ));
         }
     }
@@ -206,11 +241,14 @@ mod tests {
             let e = bind(&args(Some(spec))).unwrap_err();
             assert!(e.contains("--admin-allow-remote"), "{spec}: {e}");
         }
-        let a = AdminArgs {
+        let mut a = AdminArgs {
             admin: Some("0.0.0.0:0".into()),
             allow_remote: true,
             ..Default::default()
         };
+        let e = bind(&a).unwrap_err();
+        assert!(e.contains("token"), "{e}");
+        a.token = Some("t".into());
         assert!(bind(&a).unwrap().is_some());
     }
 

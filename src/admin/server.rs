@@ -1,23 +1,35 @@
 //! The admin HTTP server: axum on a current-thread tokio runtime, in a
-//! thread of its own, never on a worker. Every handler reads what the
-//! workers publish (figures.rs); none writes anything a worker reads.
+//! thread of its own, never on a worker. The observability handlers read
+//! what the workers publish (figures.rs); the dashboard's API asks workers
+//! for bounded jobs through their admin inboxes (`engine::admin_jobs`).
 
+use super::auth::{self, Guard};
 use super::figures::gather;
 use super::health::Heartbeats;
-use super::{json, metrics};
+use super::history::{History, INTERVAL};
+use super::{api, dashboard, json, metrics};
 use crate::engine::Shared;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// What every handler shares.
 #[derive(Clone)]
-struct App {
-    shared: Arc<Shared>,
+pub struct App {
+    /// The workers' shared state.
+    pub shared: Arc<Shared>,
     beats: Arc<Heartbeats>,
+    /// Access token and CSRF token.
+    pub guard: Arc<Guard>,
+    /// The overview's samples.
+    pub history: Arc<Mutex<History>>,
+    /// Which worker owns a key (`engine::route`).
+    pub route: ahash::RandomState,
 }
 
 fn text(status: StatusCode, ctype: &'static str, body: String) -> Response {
@@ -64,27 +76,58 @@ async fn stats_json(State(app): State<App>) -> Response {
     )
 }
 
-/// The admin routes over `shared`.
-pub fn router(shared: Arc<Shared>) -> Router {
+/// The admin routes over `shared`, guarded by `guard`, with the
+/// overview's `history`.
+pub fn router(shared: Arc<Shared>, guard: Arc<Guard>, history: Arc<Mutex<History>>) -> Router {
     let app = App {
         shared,
         beats: Arc::new(Heartbeats::default()),
+        guard: guard.clone(),
+        history,
+        route: crate::engine::route::route_hasher(),
     };
     Router::new()
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/stats", get(stats_json))
+        .route("/", get(dashboard::index))
+        .route("/assets/{file}", get(dashboard::asset))
+        .route("/api/csrf", get(api::csrf))
+        .route("/api/history", get(api::history))
+        .route("/api/flush_prefix", post(api::flush_prefix))
+        .route("/api/keys", get(api::keys))
+        .route("/api/keys/bulk", post(api::bulk))
+        .route(
+            "/api/key/{*key}",
+            get(api::get_key).put(api::put_key).delete(api::delete_key),
+        )
+        .layer(axum::middleware::from_fn_with_state(guard, auth::check))
         .with_state(app)
 }
 
+/// Samples the figures every `INTERVAL` into `history`.
+async fn sample(shared: Arc<Shared>, history: Arc<Mutex<History>>) {
+    let mut tick = tokio::time::interval(INTERVAL);
+    loop {
+        tick.tick().await;
+        let f = gather(&shared);
+        history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(f, Instant::now());
+    }
+}
+
 /// Serves the admin port on `listener` (bound by `admin::bind`) from a
-/// thread named `admin`, until the process exits. Errors: the thread or
-/// its runtime cannot be created.
+/// thread named `admin`, until the process exits, asking for `token` when
+/// one is given. Errors: the thread or its runtime cannot be created.
 pub fn spawn(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
+    token: Option<String>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
+    let guard = Arc::new(Guard::new(token));
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("admin port: {e}"))?;
@@ -103,7 +146,11 @@ pub fn spawn(
                     Err(e) => return tracing::error!("admin port {addr}: {e}"),
                 };
                 tracing::info!("admin port listening on http://{addr}");
-                if let Err(e) = axum::serve(l, router(shared)).await {
+                let history = Arc::new(Mutex::new(History::default()));
+                tokio::spawn(sample(shared.clone(), history.clone()));
+                let app = router(shared, guard, history)
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                if let Err(e) = axum::serve(l, app).await {
                     tracing::error!("admin port {addr}: {e}");
                 }
             })

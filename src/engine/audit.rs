@@ -1,5 +1,5 @@
 //! The audit trail of administrative commands, whichever protocol carried
-//! them: every flush_all, cache_memlimit, shutdown, verbosity and
+//! them: every flush_all, flush_prefix, cache_memlimit, shutdown, verbosity and
 //! `stats reset`/`detail`/`cachedump`, done or refused (`-F`, `-A`, not
 //! authenticated), with the peer, the user and the argument as given.
 //! Refusals by a user's rules are logged by `access.rs` as `denied`.
@@ -19,6 +19,9 @@ fn describe(req: &Request) -> (&'static str, String) {
     use text::Request as T;
     match req {
         Request::Text(T::Flush { delay, .. }) => ("flush_all", delay.to_string()),
+        Request::Text(T::FlushPrefix { prefix, .. }) => {
+            ("flush_prefix", String::from_utf8_lossy(prefix).into_owned())
+        }
         Request::Text(T::CacheMemlimit { mb, .. }) => ("cache_memlimit", mb.to_string()),
         Request::Text(T::Shutdown) => ("shutdown", String::new()),
         Request::Text(T::Verbosity { level, .. }) => (

@@ -48,7 +48,7 @@ pub enum Op {
     Delete,
     /// incr, decr, ma, binary INCREMENT/DECREMENT.
     Arith,
-    /// flush_all, binary FLUSH.
+    /// flush_all, flush_prefix, binary FLUSH.
     Flush,
     /// cache_memlimit.
     MemLimit,
@@ -137,7 +137,7 @@ pub fn classify<'k>(req: &Request<'k>, kbuf: &'k mut [u8; KEY_MAX + 6]) -> (Op, 
                 // An undecodable key is answered here, by the executor.
                 (op, key.map_or(Route::Local, Route::Key))
             }
-            T::Flush { .. } => (Op::Flush, Route::Broadcast),
+            T::Flush { .. } | T::FlushPrefix { .. } => (Op::Flush, Route::Broadcast),
             T::CacheMemlimit { .. } => (Op::MemLimit, Route::Broadcast),
             T::Stats { .. } => (Op::Stats, Route::Server),
             T::Quit => (Op::Quit, Route::Server),
@@ -169,6 +169,9 @@ pub fn classify<'k>(req: &Request<'k>, kbuf: &'k mut [u8; KEY_MAX + 6]) -> (Op, 
 fn broadcast_job(req: &Request) -> Option<Job> {
     match req {
         Request::Text(text::Request::Flush { delay, .. }) => Some(Job::Flush { delay: *delay }),
+        Request::Text(text::Request::FlushPrefix { prefix, .. }) => Some(Job::FlushPrefix {
+            prefix: prefix.to_vec(),
+        }),
         Request::Text(text::Request::CacheMemlimit { mb, .. }) => Some(Job::MemLimit { mb: *mb }),
         Request::Binary(Ok(r)) if r.cmd.kind == Kind::Flush => Some(Job::Flush {
             delay: exec::binary::flush_delay(r),
@@ -276,8 +279,13 @@ impl Worker {
         match req {
             Request::AsciiAuth(_) => {}
             Request::Text(t) => {
-                let noreply = matches!(t, text::Request::Flush { noreply: true, .. });
-                if why == Refusal::FlushDisabled {
+                let noreply = matches!(
+                    t,
+                    text::Request::Flush { noreply: true, .. }
+                        | text::Request::FlushPrefix { noreply: true, .. }
+                );
+                let prefix = matches!(t, text::Request::FlushPrefix { .. });
+                if why == Refusal::FlushDisabled && !prefix {
                     // memcached counts the refused flush (proto_text.c
                     // process_flush_all_command); binary does not.
                     self.shard.c.cmd_flush += 1;
@@ -287,6 +295,9 @@ impl Worker {
                     push_line(
                         out,
                         match why {
+                            Refusal::FlushDisabled if prefix => {
+                                "CLIENT_ERROR flush_prefix not allowed"
+                            }
                             Refusal::FlushDisabled => "CLIENT_ERROR flush_all not allowed",
                             Refusal::ShutdownDisabled => "ERROR: shutdown not enabled",
                             _ => text::BAD_FORMAT,

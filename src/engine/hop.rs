@@ -115,6 +115,8 @@ pub const NO_REPLY: u64 = u64::MAX;
 pub enum Job {
     /// flush_all / binary FLUSH on every other shard; `delay` as an exptime.
     Flush { delay: i64 },
+    /// flush_prefix on every other shard.
+    FlushPrefix { prefix: Vec<u8> },
     /// cache_memlimit on every other shard, in MB for the whole server.
     MemLimit { mb: u32 },
     /// `stats reset`: zero this worker's counters.

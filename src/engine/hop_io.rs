@@ -183,6 +183,7 @@ impl Worker {
             // The receiving worker counted the command once; the other
             // shards only apply it.
             Job::Flush { delay } => self.shard.store.flush(delay),
+            Job::FlushPrefix { prefix } => self.shard.store.flush_prefix(&prefix),
             Job::MemLimit { mb } => {
                 self.shard.set_memlimit(mb);
             }

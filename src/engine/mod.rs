@@ -4,6 +4,7 @@
 
 pub mod accept;
 pub mod access;
+pub mod admin_jobs;
 pub mod audit;
 pub mod auth_cmd;
 pub mod buf_ring;
@@ -104,4 +105,6 @@ pub struct Shared {
     /// Users and their rights when `-Y` or `-S` asks for authentication;
     /// None: every connection may do everything, as memcached without them.
     pub auth: Option<crate::auth::Registry>,
+    /// What the admin side asks of each worker (admin_jobs.rs).
+    pub admin_jobs: admin_jobs::AdminInboxes,
 }

@@ -174,6 +174,7 @@ impl Worker {
             self.shard.c.loop_turns += 1;
             self.turn_now = None;
             self.drain_inbox();
+            self.run_admin_jobs();
             self.reap();
             for idx in std::mem::take(&mut self.rearm) {
                 self.arm_recv(idx);
@@ -231,7 +232,7 @@ impl Worker {
             return;
         }
         mesh.sleeping[self.id].store(true, SeqCst);
-        if !mesh.inbox_empty(self.id) {
+        if !mesh.inbox_empty(self.id) || self.shared.admin_jobs.pending(self.id) {
             mesh.sleeping[self.id].store(false, SeqCst);
             self.shard.c.uring_submits += 1;
             let _ = self.ring.submit();

@@ -57,6 +57,7 @@ counters!(
     cmd_get,
     cmd_set,
     cmd_flush,
+    cmd_flush_prefix,
     cmd_touch,
     cmd_meta,
     get_hits,

@@ -248,6 +248,13 @@ impl Shard {
         self.store.flush(delay);
     }
 
+    /// `flush_prefix <prefix>`: every item stored so far under the prefix
+    /// becomes invisible (`Store::flush_prefix`). Counted.
+    pub fn flush_prefix(&mut self, prefix: &[u8]) {
+        self.c.cmd_flush_prefix += 1;
+        self.store.flush_prefix(prefix);
+    }
+
     /// `cache_memlimit <mb>`: this shard's share of the new limit. False
     /// if the store cannot take it.
     pub fn set_memlimit(&mut self, mb: u32) -> bool {

@@ -124,6 +124,11 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
             push_line(out, "OK");
             noreply
         }
+        Request::FlushPrefix { prefix, noreply } => {
+            sh.flush_prefix(prefix);
+            push_line(out, "OK");
+            noreply
+        }
         Request::Version => {
             out.extend_from_slice(b"VERSION ");
             push_line(out, VERSION);

@@ -55,6 +55,8 @@ pub struct StoreStats {
     pub moved_items: u64,
     /// Bytes of those records.
     pub moved_bytes: u64,
+    /// Items reclaimed because a `flush_prefix` hid them.
+    pub prefix_reclaimed: u64,
 }
 
 /// Why a store could not be made.
@@ -83,3 +85,5 @@ impl std::fmt::Display for ConfigError {
         }
     }
 }
+
+impl std::error::Error for ConfigError {}

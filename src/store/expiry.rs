@@ -19,6 +19,7 @@ impl Store {
     pub fn expire(&mut self, max: usize) -> usize {
         let freed = self.expire_segments(max);
         self.crawl(CRAWL_RECORDS);
+        self.sweep_tick();
         freed
     }
 
@@ -132,6 +133,7 @@ impl Store {
 
     pub(super) fn flush_now(&mut self) {
         self.flush_at = 0;
+        self.clear_prefixes();
         self.index.reset();
         self.unlinks += 1;
         self.ttl.reset();

@@ -218,6 +218,12 @@ impl Store {
                 self.unlink(r, hash);
                 continue;
             }
+            // Hidden by flush_prefix: dropped, never moved behind its sweep.
+            if self.prefix_hides(victim, roff, it) {
+                self.stats.prefix_reclaimed += 1;
+                self.unlink(r, hash);
+                continue;
+            }
             let freq = index::slot_freq(self.index.get(r));
             match place(self, freq, moved_size(&it)) {
                 Some((dest, freq)) => self.copy_record(victim, roff, it, r, dest, freq),

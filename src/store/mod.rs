@@ -18,6 +18,8 @@ pub mod item;
 mod merge;
 pub mod ops;
 pub mod prefetch;
+pub mod prefix;
+pub mod scan;
 pub mod segment;
 pub mod slot;
 pub mod ttl;
@@ -79,6 +81,8 @@ pub struct Store {
     unlinks: u64,
     /// The segment the expiry crawler reads next.
     crawl_at: u32,
+    /// Pending prefix invalidations (`flush_prefix`).
+    prefixes: prefix::PrefixTable,
     /// Counters since the store was made.
     pub stats: StoreStats,
 }
@@ -137,6 +141,7 @@ impl Store {
             layout: ttl::Layout::for_segments(nseg),
             unlinks: 0,
             crawl_at: 0,
+            prefixes: prefix::PrefixTable::default(),
             stats: StoreStats::default(),
         })
     }
@@ -294,6 +299,14 @@ impl Store {
             self.stats.reclaimed += 1;
             self.unlink(slot, hash);
             return None;
+        }
+        if !self.prefixes.is_empty() {
+            let s = self.index.get(slot);
+            if self.prefix_hides(index::slot_seg(s), index::slot_off(s), item) {
+                self.stats.prefix_reclaimed += 1;
+                self.unlink(slot, hash);
+                return None;
+            }
         }
         Some(Found { slot, item, hash })
     }

@@ -127,6 +127,11 @@ impl Segments {
         }
     }
 
+    /// The incarnation number the next segment taken will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Touches all segment memory now (see `Arena::prefault`).
     pub fn prefault(&mut self) {
         self.arena.prefault();

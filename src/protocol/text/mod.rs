@@ -73,6 +73,14 @@ pub enum Request<'a> {
         /// Send no reply.
         noreply: bool,
     },
+    /// `flush_prefix <prefix> [noreply]` (corecache's own): every item
+    /// stored so far under the prefix becomes a miss (`Store::flush_prefix`).
+    FlushPrefix {
+        /// The key prefix (raw bytes, at most 250).
+        prefix: &'a [u8],
+        /// Send no reply.
+        noreply: bool,
+    },
     /// `version`.
     Version,
     /// `verbosity <level> [noreply]`.
@@ -320,6 +328,19 @@ pub fn parse_stream<'a>(
                     }
                 }
                 _ => Request::Error(ERROR),
+            }
+        }
+        b"flush_prefix" => {
+            let p = it.next();
+            let nr = it.next();
+            match (p, nr, it.next()) {
+                (Some(prefix), None | Some(b"noreply"), None) if prefix.len() <= KEY_MAX => {
+                    Request::FlushPrefix {
+                        prefix,
+                        noreply: nr.is_some(),
+                    }
+                }
+                _ => Request::Error(BAD_FORMAT),
             }
         }
         b"flush_all" => {

@@ -1,0 +1,157 @@
+//! Who may use the admin port, and CSRF protection for what changes state.
+//!
+//! - A token (`--admin-token` or `--admin-token-file`), when set, is asked
+//!   of every request but the health probes: `Authorization: Bearer
+//!   <token>`, or HTTP Basic with the token as password (any user name),
+//!   which is what a browser prompts for. A failed attempt goes to the
+//!   audit trail. A non-loopback bind needs a token (`admin::bind`).
+//! - Every request that changes state (any method but GET and HEAD) must
+//!   carry `X-CSRF-Token` equal to the per-process token the dashboard
+//!   page embeds and `GET /api/csrf` returns. Another origin's page can
+//!   neither read it (no CORS headers are ever sent) nor set a custom
+//!   header on a cross-origin form post, so it cannot forge a change.
+
+use super::audit::audit;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The header a state-changing request carries its CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The admin port's credentials: the optional access token and the
+/// per-process CSRF token (32 hex digits from the kernel's RNG).
+#[derive(Debug)]
+pub struct Guard {
+    token: Option<String>,
+    csrf: String,
+}
+
+impl Guard {
+    /// A guard asking for `token` (none: open, loopback only) with a fresh
+    /// CSRF token.
+    pub fn new(token: Option<String>) -> Guard {
+        let mut b = [0u8; 16];
+        // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
+        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+        assert_eq!(n, b.len() as isize, "getrandom failed");
+        Guard {
+            token,
+            csrf: b.iter().map(|x| format!("{x:02x}")).collect(),
+        }
+    }
+
+    /// The CSRF token state-changing requests must carry.
+    pub fn csrf(&self) -> &str {
+        &self.csrf
+    }
+
+    /// Whether an access token is required.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Whether the request's `Authorization` header carries the token (or
+    /// none is required).
+    pub fn authorized(&self, h: &HeaderMap) -> bool {
+        let Some(want) = &self.token else {
+            return true;
+        };
+        let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        if let Some(t) = v.strip_prefix("Bearer ") {
+            return same(t.trim().as_bytes(), want.as_bytes());
+        }
+        if let Some(b) = v.strip_prefix("Basic ") {
+            use base64::Engine;
+            if let Ok(d) = base64::engine::general_purpose::STANDARD.decode(b.trim()) {
+                if let Some(i) = d.iter().position(|&c| c == b':') {
+                    return same(&d[i + 1..], want.as_bytes());
+                }
+            }
+        }
+        false
+    }
+
+    /// Whether the request carries the CSRF token.
+    pub fn csrf_ok(&self, h: &HeaderMap) -> bool {
+        h.get(CSRF_HEADER)
+            .is_some_and(|v| same(v.as_bytes(), self.csrf.as_bytes()))
+    }
+}
+
+/// Compares in time independent of where the bytes differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// The middleware: token first (health probes exempt), then CSRF on
+/// anything but GET and HEAD.
+pub async fn check(
+    State(g): State<Arc<Guard>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    let probe = path == "/healthz" || path == "/readyz";
+    if !probe && !g.authorized(req.headers()) {
+        if req.headers().contains_key(header::AUTHORIZATION) {
+            audit("login_failed", &peer.to_string(), path);
+        }
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"corecache\"")],
+            "authentication required\n",
+        )
+            .into_response();
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) && !g.csrf_ok(req.headers()) {
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"error\":\"missing or wrong X-CSRF-Token\"}",
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with(name: &'static str, v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn tokens_bearer_and_basic() {
+        let g = Guard::new(Some("s3cret".into()));
+        assert!(g.authorized(&with("authorization", "Bearer s3cret")));
+        assert!(!g.authorized(&with("authorization", "Bearer s3cre")));
+        assert!(!g.authorized(&HeaderMap::new()));
+        // admin:s3cret
+        assert!(g.authorized(&with("authorization", "Basic YWRtaW46czNjcmV0")));
+        // admin:nope
+        assert!(!g.authorized(&with("authorization", "Basic YWRtaW46bm9wZQ==")));
+        assert!(Guard::new(None).authorized(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn csrf_is_random_and_checked() {
+        let (a, b) = (Guard::new(None), Guard::new(None));
+        assert_eq!(a.csrf().len(), 32);
+        assert_ne!(a.csrf(), b.csrf());
+        assert!(a.csrf_ok(&with(CSRF_HEADER, a.csrf())));
+        assert!(!a.csrf_ok(&with(CSRF_HEADER, b.csrf())));
+        assert!(!a.csrf_ok(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,246 @@
+//! Prefix invalidation (`flush_prefix`): every item stored under a prefix
+//! up to now becomes a miss at once, without a scan.
+//!
+//! An invalidation is a row of a small per-shard table: the prefix and a
+//! *write mark* saying which records were written before it. A record's
+//! CAS is (segment incarnation, offset) unless it carries one (a moved
+//! item keeps its old CAS), and new records only ever go to segments that
+//! did not exist yet or to the open segments (chain tails) past their
+//! write offset. So the mark is the next incarnation number plus the
+//! write offset of every open segment at that moment, and "stored before"
+//! is a comparison on the CAS, exact to the write, not to the second as
+//! `flush_all`'s time is.
+//!
+//! Reads (`Store::find`) test a found item against the table, which costs
+//! one branch while the table is empty, and otherwise one hash lookup per
+//! distinct prefix length among the rows (plus a CAS comparison when a
+//! prefix matches). A sweep in the background
+//! (`Store::sweep_prefixes`, from the expiry tick) walks every segment once
+//! per row, reclaiming what the row hides, and then drops the row; merge
+//! eviction drops hidden items instead of copying them, so none can move
+//! behind the sweep. Items whose CAS a client chose (meta `E`) are judged
+//! by that CAS.
+
+#[cfg(test)]
+pub use self::MAX_PREFIXES as _MAX;
+use super::index::SEG_SHIFT;
+use super::item::{RawItem, DELETED};
+use super::Store;
+
+/// Rows a shard keeps at most; a row beyond that first finishes the
+/// oldest row's sweep at once (a full walk of the shard's segments).
+pub const MAX_PREFIXES: usize = 64;
+
+/// Records the sweep reads per expiry tick, at most.
+const SWEEP_RECORDS: usize = 16 * 1024;
+
+/// One pending invalidation.
+#[derive(Clone, Debug)]
+pub struct PrefixRow {
+    /// The prefix (raw key bytes; empty hides everything).
+    pub prefix: Box<[u8]>,
+    /// Segment incarnations at or above this were taken afterwards.
+    next_seq: u64,
+    /// The open segments then: (incarnation, write offset), sorted.
+    open: Vec<(u64, u32)>,
+    /// Store time of the invalidation, seconds.
+    pub at: u32,
+    /// The next segment id the sweep reads.
+    sweep_at: u32,
+}
+
+impl PrefixRow {
+    /// Whether a record with this CAS was written before the row.
+    #[inline]
+    fn hides_cas(&self, cas: u64) -> bool {
+        let seq = cas >> SEG_SHIFT;
+        if seq >= self.next_seq {
+            return false;
+        }
+        let off = (cas & ((1 << SEG_SHIFT) - 1)) as u32;
+        match self.open.binary_search_by_key(&seq, |&(s, _)| s) {
+            Ok(i) => off < self.open[i].1,
+            Err(_) => true,
+        }
+    }
+}
+
+/// Prefixes of one length, each with its row.
+type SameLength = ahash::HashMap<Box<[u8]>, usize>;
+
+/// The table of pending prefix invalidations of one shard.
+#[derive(Clone, Debug, Default)]
+pub struct PrefixTable {
+    rows: Vec<PrefixRow>,
+    /// For each prefix length in use, its prefixes and their rows: a read
+    /// costs one hash lookup per distinct length, not one comparison per
+    /// row. No two rows share a prefix (a newer row replaces an older one
+    /// under it).
+    by_len: Vec<(usize, SameLength)>,
+}
+
+impl PrefixTable {
+    /// Whether no invalidation is pending (the read path's one branch).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The pending rows, oldest first.
+    pub fn rows(&self) -> &[PrefixRow] {
+        &self.rows
+    }
+
+    /// Whether a row hides a record with this key and CAS.
+    #[inline]
+    pub fn hides(&self, key: &[u8], cas: u64) -> bool {
+        self.by_len.iter().any(|(len, m)| {
+            *len <= key.len()
+                && m.get(&key[..*len])
+                    .is_some_and(|&i| self.rows[i].hides_cas(cas))
+        })
+    }
+
+    /// Rebuilds `by_len` after rows came or went (rare: flush_prefix and
+    /// the end of a sweep).
+    fn reindex(&mut self) {
+        self.by_len.clear();
+        for (i, r) in self.rows.iter().enumerate() {
+            let len = r.prefix.len();
+            let at = match self.by_len.iter().position(|(l, _)| *l == len) {
+                Some(at) => at,
+                None => {
+                    self.by_len.push((len, Default::default()));
+                    self.by_len.len() - 1
+                }
+            };
+            self.by_len[at].1.insert(r.prefix.clone(), i);
+        }
+    }
+}
+
+impl Store {
+    /// `flush_prefix`: every item whose key starts with `prefix` and that
+    /// was stored before this call is a miss from now on; items stored
+    /// afterwards are not affected. Costs O(open segments), whatever the
+    /// number of items; the space is reclaimed by `sweep_prefixes`.
+    pub fn flush_prefix(&mut self, prefix: &[u8]) {
+        // A newer row covers every older one under a longer prefix.
+        self.prefixes.rows.retain(|r| !r.prefix.starts_with(prefix));
+        self.prefixes.reindex();
+        if self.prefixes.rows.len() >= MAX_PREFIXES {
+            self.sweep_prefix_row(0, usize::MAX);
+            self.prefixes.rows.remove(0);
+            self.prefixes.reindex();
+        }
+        let mut open: Vec<(u64, u32)> = self
+            .ttl
+            .chains
+            .iter()
+            .filter(|c| c.tail != super::segment::NONE)
+            .map(|c| {
+                let h = self.segs.header(c.tail);
+                (h.seq, h.write_off)
+            })
+            .collect();
+        open.sort_unstable();
+        self.prefixes.rows.push(PrefixRow {
+            prefix: prefix.into(),
+            next_seq: self.segs.next_seq(),
+            open,
+            at: self.clock.now(),
+            sweep_at: 0,
+        });
+        self.prefixes.reindex();
+    }
+
+    /// Prefix invalidations still being swept.
+    pub fn prefixes_pending(&self) -> usize {
+        self.prefixes.rows.len()
+    }
+
+    /// The CAS of the record at (`seg`, `off`).
+    #[inline]
+    pub(super) fn record_cas(&self, seg: u32, off: u32, it: RawItem) -> u64 {
+        it.stored_cas()
+            .unwrap_or((self.segs.header(seg).seq << SEG_SHIFT) | off as u64)
+    }
+
+    /// Whether a pending invalidation hides the record at (`seg`, `off`).
+    #[inline]
+    pub(super) fn prefix_hides(&self, seg: u32, off: u32, it: RawItem) -> bool {
+        !self.prefixes.is_empty() && self.prefixes.hides(it.key(), self.record_cas(seg, off, it))
+    }
+
+    /// Reclaims items that pending invalidations hide, reading at most
+    /// `budget` records; a row whose sweep has read every segment is
+    /// dropped. Called from `expire`.
+    pub fn sweep_prefixes(&mut self, budget: usize) {
+        let mut left = budget;
+        while left > 0 && !self.prefixes.rows.is_empty() {
+            left -= self.sweep_prefix_row(0, left).min(left);
+            if self
+                .prefixes
+                .rows
+                .first()
+                .is_some_and(|r| r.sweep_at != u32::MAX)
+            {
+                break;
+            }
+            self.prefixes.rows.remove(0);
+            self.prefixes.reindex();
+        }
+    }
+
+    /// Sweeps row `i` for at most `budget` records; marks it done
+    /// (`sweep_at == u32::MAX`) when it has read every segment. Returns
+    /// the records read.
+    fn sweep_prefix_row(&mut self, i: usize, budget: usize) -> usize {
+        let n = self.segs.count() as u32;
+        let mut read = 0;
+        while read < budget {
+            let id = self.prefixes.rows[i].sweep_at;
+            if id >= n {
+                self.prefixes.rows[i].sweep_at = u32::MAX;
+                break;
+            }
+            self.prefixes.rows[i].sweep_at = id + 1;
+            let h = self.segs.header(id);
+            if h.seq == 0 || h.live_items == 0 {
+                continue;
+            }
+            let end = h.write_off as usize;
+            let mut off = 0;
+            while off < end {
+                let it = self.item_at(id, off as u32);
+                read += 1;
+                if it.iflags() & DELETED == 0 && self.prefix_hides(id, off as u32, it) {
+                    let hash = self.hash(it.key());
+                    if let Some(r) = self.slot_at(hash, id, off as u32) {
+                        self.stats.prefix_reclaimed += 1;
+                        self.unlink(r, hash);
+                    }
+                }
+                off += it.size();
+            }
+        }
+        read
+    }
+
+    /// Default per-tick sweep budget (see `expire`).
+    pub(super) fn sweep_tick(&mut self) {
+        if !self.prefixes.is_empty() {
+            self.sweep_prefixes(SWEEP_RECORDS);
+        }
+    }
+
+    /// flush_all: nothing is left for a row to hide.
+    pub(super) fn clear_prefixes(&mut self) {
+        self.prefixes.rows.clear();
+        self.prefixes.by_len.clear();
+    }
+}
+
+#[cfg(test)]
+#[path = "prefix_tests.rs"]
+mod tests;

@@ -1,0 +1,290 @@
+//! Browsing a shard's items in bounded steps (the dashboard's key
+//! browser): a cursor over segment memory, so one step reads at most a
+//! given number of records and a worker never stalls for long.
+//!
+//! A step reads records in segment order from the cursor, keeps the live,
+//! unexpired, unhidden ones (see `prefix`) that match a filter, and
+//! returns them with the cursor to continue from. Like memcached's
+//! `lru_crawler metadump`, the view is best effort: an item that merge
+//! eviction moves during a scan may be returned twice, or missed if it
+//! moves behind the cursor; items stored after the scan began may or may
+//! not appear.
+
+use super::item::DELETED;
+use super::Store;
+
+/// Where a scan stands: segment id in the high 32 bits, byte offset in the
+/// low 32. 0 starts a scan; [`SCAN_DONE`] means it is over.
+pub type ScanCursor = u64;
+
+/// The cursor of a finished scan.
+pub const SCAN_DONE: ScanCursor = u64::MAX;
+
+/// What a scan keeps, besides being live.
+#[derive(Clone, Debug, Default)]
+pub struct ScanFilter {
+    /// Keys starting with these bytes (empty: every key).
+    pub prefix: Vec<u8>,
+    /// A glob on the whole key: `*` any run of bytes, `?` one byte
+    /// (`None`: every key).
+    pub pattern: Option<Vec<u8>>,
+    /// Which TTLs.
+    pub ttl: TtlFilter,
+}
+
+/// A filter on an item's remaining lifetime.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TtlFilter {
+    /// Any.
+    #[default]
+    Any,
+    /// Items that never expire.
+    NoTtl,
+    /// Items that expire within this many seconds.
+    ExpiresWithin(u32),
+    /// Items with more than this many seconds left (never-expiring ones
+    /// included).
+    Above(u32),
+}
+
+/// One item as a scan reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanItem {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Value length, bytes.
+    pub value_len: u32,
+    /// The client's flags.
+    pub flags: u32,
+    /// Seconds left to live; -1 = never expires.
+    pub ttl: i64,
+    /// Last access (or store) time, Unix seconds.
+    pub atime_unix: i64,
+    /// The item's CAS.
+    pub cas: u64,
+}
+
+/// What one scan step found.
+#[derive(Clone, Debug, Default)]
+pub struct ScanStep {
+    /// Matching items, in segment order.
+    pub items: Vec<ScanItem>,
+    /// Where to continue, [`SCAN_DONE`] when the shard has been read.
+    pub next: ScanCursor,
+    /// Records read (live or not).
+    pub read: usize,
+}
+
+/// Whether `key` matches the glob `pat` (`*` and `?`), iteratively with
+/// one backtrack point: linear in practice, never exponential.
+pub fn glob_match(pat: &[u8], key: &[u8]) -> bool {
+    let (mut p, mut k) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while k < key.len() {
+        if p < pat.len() && (pat[p] == b'?' || pat[p] == key[k]) {
+            p += 1;
+            k += 1;
+        } else if p < pat.len() && pat[p] == b'*' {
+            star = Some(p);
+            mark = k;
+            p += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            k = mark;
+        } else {
+            return false;
+        }
+    }
+    pat[p..].iter().all(|&c| c == b'*')
+}
+
+impl ScanFilter {
+    fn keeps(&self, key: &[u8], ttl: i64) -> bool {
+        key.starts_with(&self.prefix)
+            && self.pattern.as_deref().is_none_or(|p| glob_match(p, key))
+            && match self.ttl {
+                TtlFilter::Any => true,
+                TtlFilter::NoTtl => ttl < 0,
+                TtlFilter::ExpiresWithin(s) => ttl >= 0 && ttl <= s as i64,
+                TtlFilter::Above(s) => ttl < 0 || ttl > s as i64,
+            }
+    }
+}
+
+impl Store {
+    /// One scan step from `cursor`: reads at most `max_records` records
+    /// and stops early once `max_items` items matched. Read only: counts
+    /// no access and reclaims nothing.
+    pub fn scan(
+        &self,
+        cursor: ScanCursor,
+        filter: &ScanFilter,
+        max_records: usize,
+        max_items: usize,
+    ) -> ScanStep {
+        let mut step = ScanStep::default();
+        if cursor == SCAN_DONE {
+            step.next = SCAN_DONE;
+            return step;
+        }
+        let now = self.clock.now();
+        let n = self.segs.count() as u32;
+        let (mut seg, mut off) = ((cursor >> 32) as u32, cursor as u32);
+        while seg < n {
+            let h = self.segs.header(seg);
+            let end = h.write_off;
+            if h.seq == 0 || h.live_items == 0 || off >= end {
+                (seg, off) = (seg + 1, 0);
+                continue;
+            }
+            if step.read >= max_records || step.items.len() >= max_items {
+                step.next = ((seg as u64) << 32) | off as u64;
+                return step;
+            }
+            let it = self.item_at(seg, off);
+            let size = it.size() as u32;
+            step.read += 1;
+            let e = it.expire();
+            if it.iflags() & DELETED == 0 && (e == 0 || e > now) {
+                let ttl = if e == 0 { -1 } else { (e - now) as i64 };
+                let key = it.key();
+                if filter.keeps(key, ttl)
+                    && !self.prefix_hides(seg, off, it)
+                    && self.slot_at(self.hash(key), seg, off).is_some()
+                {
+                    step.items.push(ScanItem {
+                        key: key.to_vec(),
+                        value_len: it.vlen() as u32,
+                        flags: it.flags(),
+                        ttl,
+                        atime_unix: self.clock.to_unix(now) - it.idle_secs(now) as i64,
+                        cas: self.record_cas(seg, off, it),
+                    });
+                }
+            }
+            off += size;
+        }
+        step.next = SCAN_DONE;
+        step
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::*;
+
+    fn store() -> Store {
+        let cfg = StoreConfig {
+            memory: 16 << 20,
+            huge_pages: false,
+            ..StoreConfig::default()
+        };
+        Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
+    }
+
+    fn set(s: &mut Store, k: &str, exp: i64) {
+        s.set(&SetArgs::new(SetMode::Set, k.as_bytes(), b"value", 7, exp));
+    }
+
+    fn all(s: &Store, f: &ScanFilter, per_step: usize) -> Vec<String> {
+        let (mut cur, mut out, mut steps) = (0, Vec::new(), 0);
+        while cur != SCAN_DONE {
+            let st = s.scan(cur, f, per_step, usize::MAX);
+            assert!(st.read <= per_step);
+            out.extend(
+                st.items
+                    .iter()
+                    .map(|i| String::from_utf8(i.key.clone()).unwrap()),
+            );
+            cur = st.next;
+            steps += 1;
+            assert!(steps < 1_000_000);
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(b"product:123*", b"product:1234:x"));
+        assert!(!glob_match(b"product:123*", b"product:124"));
+        assert!(glob_match(b"*:?:*", b"user:1:name"));
+        assert!(!glob_match(b"*:?:*", b"user:12:name"));
+        assert!(glob_match(b"*", b""));
+        assert!(glob_match(&[b'*'; 200], b"short"));
+        assert!(!glob_match(b"a*a*a*a*b", &[b'a'; 250]));
+    }
+
+    #[test]
+    fn bounded_steps_find_exactly_the_live_matches() {
+        let mut s = store();
+        for i in 0..3000 {
+            set(&mut s, &format!("user:{i}"), 0);
+            set(
+                &mut s,
+                &format!("item:{i}"),
+                if i % 2 == 0 { 100 } else { 0 },
+            );
+        }
+        set(&mut s, "user:0", 0); // replaced: its old version is dead
+        s.delete(b"user:1", 0);
+        set(&mut s, "gone", 1);
+        s.clock_mut().advance(2);
+        let f = ScanFilter {
+            prefix: b"user:".to_vec(),
+            ..Default::default()
+        };
+        let got = all(&s, &f, 100);
+        assert_eq!(got.len(), 2999);
+        assert!(!got.contains(&"user:1".to_string()));
+        let f = ScanFilter {
+            pattern: Some(b"item:1?".to_vec()),
+            ..Default::default()
+        };
+        assert_eq!(all(&s, &f, 7).len(), 10);
+        let within = ScanFilter {
+            prefix: b"item:".to_vec(),
+            ttl: TtlFilter::ExpiresWithin(200),
+            ..Default::default()
+        };
+        assert_eq!(all(&s, &within, 50).len(), 1500);
+        let none = ScanFilter {
+            ttl: TtlFilter::NoTtl,
+            ..Default::default()
+        };
+        assert_eq!(all(&s, &none, 1000).len(), 2999 + 1500);
+        assert!(all(&s, &ScanFilter::default(), 1000)
+            .iter()
+            .all(|k| k != "gone"));
+        s.flush_prefix(b"user:2");
+        let f = ScanFilter {
+            prefix: b"user:2".to_vec(),
+            ..Default::default()
+        };
+        assert!(all(&s, &f, 100).is_empty());
+    }
+
+    #[test]
+    fn reports_the_item_as_stored() {
+        let mut s = store();
+        let cas = match s.set(&SetArgs::new(SetMode::Set, b"k", b"abc", 9, 60)) {
+            SetOutcome::Stored { cas } => cas,
+            o => panic!("{o:?}"),
+        };
+        let st = s.scan(0, &ScanFilter::default(), 10, 10);
+        assert_eq!(st.next, SCAN_DONE);
+        assert_eq!(
+            st.items,
+            vec![ScanItem {
+                key: b"k".to_vec(),
+                value_len: 3,
+                flags: 9,
+                ttl: 60,
+                atime_unix: 1_700_000_000,
+                cas,
+            }]
+        );
+    }
+}
