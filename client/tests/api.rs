@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Server;
+use common::{Kind, Server};
 use corecache_client::{Client, Error, StoreMode, StoreOptions};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -313,11 +313,18 @@ async fn write_through_and_invalidation(srv: Server) {
     // A stale item still reads (flagged X on the wire) until reloaded.
     assert_eq!(c.get("row").await.unwrap(), Some(b"new".to_vec()));
 
-    // Neither server has prefix invalidation yet: the call says so.
-    assert!(matches!(
-        c.invalidate_prefix("user:1:").await,
-        Err(Error::Unsupported { .. })
-    ));
+    // corecache has `flush_prefix`: every key under the prefix goes, the
+    // rest stays. memcached has no prefix invalidation: the call says so.
+    c.set("user:1:name", "ann", MIN).await.unwrap();
+    c.set("user:10:name", "bob", MIN).await.unwrap();
+    let r = c.invalidate_prefix("user:1:").await;
+    if srv.kind == Kind::Corecache {
+        r.unwrap();
+        assert_eq!(c.get("user:1:name").await.unwrap(), None);
+        assert_eq!(c.get("user:10:name").await.unwrap(), Some(b"bob".to_vec()));
+    } else {
+        assert!(matches!(r, Err(Error::Unsupported { .. })), "{r:?}");
+    }
     assert!(matches!(
         c.invalidate_prefix("a b").await,
         Err(Error::InvalidKey(_))
