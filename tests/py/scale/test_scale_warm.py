@@ -189,7 +189,9 @@ def grown_ring(kind, tmp_path, n_keys=3000):
 def test_warm_is_rate_limited_and_shows_progress(kind, tmp_path):
     cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 2000)
     try:
-        rate, batch = 400, 50
+        # Slow enough that the copy outlasts a progress interval (1 s) twice
+        # over: ~440 moved keys at 400/s once finished before the first.
+        rate, batch = 150, 50
         t0 = time.monotonic()
         out = warm(*ring_args, *source, "--rate", str(rate), "--batch", str(batch))
         elapsed = time.monotonic() - t0
