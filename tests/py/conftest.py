@@ -3,6 +3,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -22,7 +23,11 @@ def free_port():
 class Server:
     def __init__(self, *args):
         self.port = free_port()
-        self.proc = subprocess.Popen([BINARY, "-p", str(self.port), "-u", "root", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # stderr to a file, never an undrained pipe: the audit trail logs
+        # every flush_all at the default level, and a full pipe would block
+        # the worker that writes it.
+        self.err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([BINARY, "-p", str(self.port), "-u", "root", *args], stdout=subprocess.DEVNULL, stderr=self.err)
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
@@ -30,7 +35,8 @@ class Server:
                 return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(self.proc.stderr.read().decode())
+                    self.err.seek(0)
+                    raise RuntimeError(self.err.read().decode())
                 time.sleep(0.05)
         raise RuntimeError("corecache did not start")
 

@@ -12,6 +12,7 @@ import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -45,11 +46,14 @@ class Proc:
         self.name = name
         for _ in range(5):
             self.port = free_port()
+            self.err = tempfile.TemporaryFile()
             self.proc = subprocess.Popen(
                 argv_for_port(self.port),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                # a file, not an undrained pipe: a full pipe would block
+                # a server that logs (corecache's audit trail does).
+                stderr=self.err,
             )
             if self._answers_as_itself():
                 return
@@ -61,7 +65,8 @@ class Proc:
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace")
+                self.err.seek(0)
+                err = self.err.read().decode(errors="replace")
                 if "Address already in use" in err or "failed to listen" in err:
                     return False
                 raise RuntimeError(f"{self.name} exited {self.proc.returncode}: {err}")
