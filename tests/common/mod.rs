@@ -104,22 +104,30 @@ impl Drop for Server {
 }
 
 pub fn read_until(s: &mut TcpStream, end: &[u8]) -> Vec<u8> {
+    read_reply(s, end).unwrap_or_else(|(got, e)| {
+        panic!(
+            "closed early ({e:?}); got {:?}",
+            String::from_utf8_lossy(&got)
+        )
+    })
+}
+
+/// Reads until the bytes end with `end`; on a close or an error, what
+/// came so far and the error (None for a close). A read interrupted by a
+/// signal (one meant for another test's child can land on this thread)
+/// is retried.
+fn read_reply(s: &mut TcpStream, end: &[u8]) -> Result<Vec<u8>, (Vec<u8>, Option<std::io::Error>)> {
     let mut out = Vec::new();
     let mut buf = [0u8; 65536];
     while !out.ends_with(end) {
-        let n = match s.read(&mut buf) {
-            // A signal for another test's child can land on this thread.
+        match s.read(&mut buf) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            r => r.expect("reply"),
-        };
-        assert!(
-            n > 0,
-            "closed early; got {:?}",
-            String::from_utf8_lossy(&out)
-        );
-        out.extend_from_slice(&buf[..n]);
+            Err(e) => return Err((out, Some(e))),
+            Ok(0) => return Err((out, None)),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
     }
-    out
+    Ok(out)
 }
 
 /// One request and its reply, or `None` if the connection fails or closes
@@ -128,15 +136,7 @@ fn try_exchange(port: u16, req: &[u8], end: &[u8]) -> Option<Vec<u8>> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     s.write_all(req).ok()?;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    while !out.ends_with(end) {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    Some(out)
+    read_reply(&mut s, end).ok()
 }
 
 pub fn exchange(srv: &Server, req: &[u8], end: &[u8]) -> Vec<u8> {
