@@ -141,7 +141,14 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
         .map(pidfile_for_this_process)
         .transpose()?;
     let (unix_fd, _socket_file) = unix.unzip();
-    serve(&cfg, tcp, own, unix_fd, admin, auth, ready)
+    // After the fork (a child inherits no thread): from here on workers
+    // queue their log lines instead of writing them.
+    if let Err(e) = corecache::admin::log_writer::start() {
+        eprintln!("corecache: log lines stay on the workers: {e}");
+    }
+    let served = serve(&cfg, tcp, own, unix_fd, admin, auth, ready);
+    corecache::admin::log_writer::stop();
+    served
 }
 
 /// `-s`: the UNIX socket, and the guard that removes its file at exit.

@@ -3,10 +3,13 @@
 //! | flag   | what is logged                                        | level  |
 //! |--------|-------------------------------------------------------|--------|
 //! | none   | errors, and the audit trail                           | ERROR  |
-//! | `-v`   | also warnings                                         | WARN   |
-//! | `-vv`  | also connections opened and closed, client errors     | INFO   |
-//! | `-vvv` | also every command                                    | DEBUG  |
+//! | `-v`   | also warnings and start-up lines                      | WARN   |
+//! | `-vv`  | INFO call sites (the admin port's address)            | INFO   |
+//! | `-vvv` | DEBUG call sites                                      | DEBUG  |
 //! | `-vvvv`| everything                                            | TRACE  |
+//!
+//! memcached's `-vv` also prints every command and reply; corecache has no
+//! per-request log line yet (a worker would format one per request).
 //!
 //! The audit trail (target [`AUDIT_TARGET`]) is logged at every level, and
 //! is the only thing at the default level besides errors: there is never a
@@ -17,10 +20,14 @@
 //! sd-daemon priority (`<3>` error ... `<7>` debug) and has no timestamp,
 //! which the journal adds; elsewhere lines carry an RFC 3339 UTC time.
 //! `--audit-log` also writes the audit trail to a file of its own.
+//!
+//! Workers never write a line themselves: `log_writer.rs` queues it for a
+//! writer thread, so a stderr nobody reads cannot stall a shard.
 
+use super::log_writer::{Offload, Sink};
 use std::fs::{File, OpenOptions};
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tracing::level_filters::LevelFilter;
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
@@ -141,7 +148,7 @@ pub fn init(verbose: u8, logfile: Option<&str>, audit_log: Option<&str>) -> Resu
     let journal = logfile.is_none() && std::env::var_os("JOURNAL_STREAM").is_some();
     let main = match logfile {
         Some(p) => {
-            let f = Mutex::new(append(p)?);
+            let f = Offload(Sink::File(Arc::new(Mutex::new(append(p)?))));
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .with_writer(f)
@@ -149,19 +156,19 @@ pub fn init(verbose: u8, logfile: Option<&str>, audit_log: Option<&str>) -> Resu
         }
         None if journal => tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .with_writer(std::io::stderr)
+            .with_writer(Offload(Sink::Stderr))
             .event_format(Journald(Format::default().without_time()))
             .fmt_fields(DefaultFields::new())
             .boxed(),
         None => tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .with_writer(std::io::stderr)
+            .with_writer(Offload(Sink::Stderr))
             .boxed(),
     }
     .with_filter(Verbosity);
     let audit = match audit_log {
         Some(p) => {
-            let f = Mutex::new(append(p)?);
+            let f = Offload(Sink::File(Arc::new(Mutex::new(append(p)?))));
             Some(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(false)

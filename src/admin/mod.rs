@@ -17,6 +17,7 @@ pub mod health;
 pub mod histogram;
 pub mod history;
 pub mod json;
+pub mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod server;

@@ -58,6 +58,16 @@ pub fn general(shared: &Shared, totals: &Counters) -> Vec<(&'static str, String)
     v.push(("evicted_unfetched", totals.evicted_unfetched.to_string()));
     v.push(("evictions", totals.evictions.to_string()));
     v.push(("reclaimed", totals.reclaimed.to_string()));
+    // memcached's logger figures: lines written, and dropped rather than
+    // block a worker (admin/log_writer.rs).
+    v.push((
+        "log_worker_dropped",
+        crate::admin::log_writer::dropped().to_string(),
+    ));
+    v.push((
+        "log_worker_written",
+        crate::admin::log_writer::written().to_string(),
+    ));
     v.push((
         "page_kind",
         shared

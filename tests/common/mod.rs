@@ -35,6 +35,12 @@ impl Server {
     /// server exits 71 and another port is tried, and a server is only used
     /// once `stats` on that port reports its own pid.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_with_stderr(args, Stdio::null)
+    }
+
+    /// As `start`, with the server's stderr made by `stderr` (a pipe the
+    /// test may leave unread, for instance).
+    pub fn start_with_stderr(args: &[&str], stderr: fn() -> Stdio) -> Server {
         for _ in 0..5 {
             let port = free_port();
             let child = Command::new(env!("CARGO_BIN_EXE_corecache"))
@@ -42,7 +48,7 @@ impl Server {
                 .args(AS_ROOT)
                 .args(args)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(stderr())
                 .spawn()
                 .unwrap();
             let mut srv = Server { child, port };

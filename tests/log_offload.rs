@@ -1,0 +1,48 @@
+//! A stderr nobody reads must not stall a worker: log lines leave the
+//! workers through a bounded queue (admin/log_writer.rs), and when the
+//! queue is full they are dropped and counted (`log_worker_dropped`), as
+//! memcached's logger does, instead of blocking the shard.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::process::Stdio;
+
+#[test]
+fn an_unread_stderr_pipe_does_not_stall_the_workers() {
+    // Every flush_all is an audit line, logged at the default level:
+    // 40,000 of them overfill the 64 KiB pipe (about 400 lines) and then
+    // the writer's queue (16 Ki lines).
+    let srv = Server::start_with_stderr(&["-t", "2"], Stdio::piped);
+    let mut s = srv.connect();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let batch = b"flush_all\r\n".repeat(1000);
+    for round in 0..40 {
+        s.write_all(&batch).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        while got.len() < 4000 {
+            let n = s
+                .read(&mut buf)
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert!(n > 0, "closed in round {round}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"OK\r\n".repeat(1000), "round {round}");
+    }
+    // Writes still work on both shards, and so does stats.
+    for k in ["a", "b", "c", "d"] {
+        s.write_all(format!("set {k} 0 0 1\r\nv\r\n").as_bytes())
+            .unwrap();
+        assert_eq!(read_until(&mut s, b"\r\n"), b"STORED\r\n");
+    }
+    s.write_all(b"stats\r\n").unwrap();
+    let stats = read_until(&mut s, b"END\r\n");
+    let dropped = stat(&stats, "log_worker_dropped").expect("log_worker_dropped");
+    let written = stat(&stats, "log_worker_written").expect("log_worker_written");
+    assert!(dropped > 0, "dropped {dropped}, written {written}");
+    assert!(written < 40_000, "dropped {dropped}, written {written}");
+    // The child's stderr pipe is still held, unread, by `srv`.
+    assert!(srv.child.stderr.is_some());
+}
