@@ -3,6 +3,7 @@
 //! sockets; the user `-u` names; the daemon fork; the pidfile), then one
 //! worker thread per shard until a stop signal. `main` is the only exit.
 
+use corecache::admin::log_writer::say;
 use corecache::admin::systemd;
 use corecache::config::{self, Config, ConfigError, Loaded};
 use corecache::engine::{
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
     match start(&argv) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("{e}");
+            say(&e.to_string());
             ExitCode::from(e.code)
         }
     }
@@ -64,19 +65,27 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     };
     let mut cfg = Config::from_args(&args).map_err(config_error)?;
     let verbosity = cfg.verbosity;
-    // Logs go to stderr, which `logfile` (below) points at its file.
+    // Logs go to stderr, which `Ready::notify` points at `logfile` once the
+    // server serves; until then start-up lines are copied there.
     corecache::admin::logging::init(verbosity, None, args.admin.audit_log.as_deref())
         .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
+    let log = cfg.logfile.as_deref().map(daemon::open_log).transpose()?;
+    if let Some(l) = &log {
+        let copy = l
+            .try_clone()
+            .map_err(|e| StartError::new(EX_OSERR, format!("dup: {e}")))?;
+        corecache::admin::log_writer::tee_to(std::fs::File::from(copy));
+    }
     if let Some(w) = cfg.no_effect_warning() {
-        eprintln!("corecache: {w}");
+        say(&format!("corecache: {w}"));
     }
     for n in &cfg.notes {
-        eprintln!("corecache: {n}");
+        say(&format!("corecache: {n}"));
     }
     // systemd follows the process it started: a fork would look like an
     // exit (memcached's Debian wrapper drops `-d` for the same reason).
     if cfg.daemonize && systemd::managed() {
-        eprintln!("corecache: -d ignored: started by systemd (NOTIFY_SOCKET is set)");
+        say("corecache: -d ignored: started by systemd (NOTIFY_SOCKET is set)");
         cfg.daemonize = false;
     }
     // Read before anything is bound or forked, so a bad file stops the
@@ -109,7 +118,6 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
         .map(|l| args.admin.token().map(|t| (l, t)))
         .transpose()
         .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
-    let log = cfg.logfile.as_deref().map(daemon::open_log).transpose()?;
     if let Some(id) = &user {
         identity::become_user(id)?;
     }
@@ -133,7 +141,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     };
     if cfg.lock_memory {
         if let Some(w) = limits::lock_memory() {
-            eprintln!("{w}");
+            say(&w);
         }
     }
     let _pidfile = pidfile
@@ -144,7 +152,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     // After the fork (a child inherits no thread): from here on workers
     // queue their log lines instead of writing them.
     if let Err(e) = corecache::admin::log_writer::start() {
-        eprintln!("corecache: log lines stay on the workers: {e}");
+        say(&format!("corecache: log lines stay on the workers: {e}"));
     }
     let served = serve(&cfg, tcp, own, unix_fd, admin, auth, ready);
     corecache::admin::log_writer::stop();
@@ -377,7 +385,7 @@ fn serve(
                 *shared.page_kind.lock().unwrap() = store.page_kind().name().to_string();
             }
             if verbose > 0 {
-                eprintln!("worker {id}: {} MiB item memory on {} pages", store.memory_bytes() >> 20, store.page_kind().name());
+                say(&format!("worker {id}: {} MiB item memory on {} pages", store.memory_bytes() >> 20, store.page_kind().name()));
             }
             let mut shard = Shard::new(store);
             shard.shards = threads;
@@ -395,7 +403,7 @@ fn serve(
             all_ready.wait();
             shared.telemetry.worker_started(id);
             if let Err(e) = w.run() {
-                eprintln!("corecache: worker {id}: {e}");
+                say(&format!("corecache: worker {id}: {e}"));
             }
             shared.telemetry.worker_stopped(id);
         }).map_err(|e| failed(e.to_string()))?);
@@ -415,19 +423,19 @@ fn serve(
         corecache::admin::server::spawn(l, shared.clone(), token).map_err(failed)?;
     }
     if cfg.verbosity > 0 {
-        eprintln!(
+        say(&format!(
             "corecache {} listening on {} with {threads} workers",
             corecache::version::CORECACHE,
             match &cfg.unix_socket {
                 Some(p) => p.display().to_string(),
                 None => format!("{} port {}", cfg.interfaces.join(","), cfg.tcp_port),
             }
-        );
+        ));
         if let Some(b) = cfg.worker_ports {
-            eprintln!(
+            say(&format!(
                 "worker ports {b}..{} (worker i on {b} + i, its shard only)",
                 b as usize + threads - 1
-            );
+            ));
         }
     }
     // READY=1 only once every worker has entered its loop (its listeners

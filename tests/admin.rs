@@ -544,6 +544,25 @@ fn logfile_takes_the_lines_from_stderr() {
 }
 
 #[test]
+fn logfile_also_gets_the_start_up_lines_the_terminal_sees() {
+    // Until the server serves, stderr stays the terminal (a start error
+    // must reach it); the start-up lines are copied into the log file.
+    let path = std::env::temp_dir().join(format!("cc-admin-tee-{}", std::process::id()));
+    let p = path.to_str().unwrap();
+    let err = stderr_of(&["-v", "-t", "2", "--logfile", p], &[]);
+    let file = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    for w in ["worker 0: ", "worker 1: "] {
+        assert!(err.contains(w), "stderr: {err}");
+        assert!(file.contains(w), "file: {file}");
+    }
+    // Lines after start-up go to the file only.
+    assert!(file.contains(" listening on "), "file: {file}");
+    assert!(!err.contains(" listening on "), "stderr: {err}");
+    assert!(file.lines().all(|l| !l.is_empty()), "{file}");
+}
+
+#[test]
 fn a_debian_conf_logfile_line_names_the_log_file() {
     let dir = std::env::temp_dir();
     let log = dir.join(format!("cc-admin-conf-log-{}", std::process::id()));

@@ -83,11 +83,41 @@ pub fn written() -> u64 {
     WRITTEN.load(Relaxed)
 }
 
+/// `--logfile` while the output still goes to the terminal: start-up
+/// lines go to both (see [`tee_to`]).
+static TEE: Mutex<Option<std::fs::File>> = Mutex::new(None);
+
 fn write_now(sink: &Sink, line: &[u8]) {
     // A log line that cannot be written has nowhere to be reported.
     if sink.write_line(line).is_ok() {
         WRITTEN.fetch_add(1, Relaxed);
     }
+    if matches!(sink, Sink::Stderr) {
+        if let Some(f) = TEE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            let _ = f.write_all(line);
+        }
+    }
+}
+
+/// Copies what is written to stderr into `log` too, until [`end_tee`].
+/// stderr is pointed at `--logfile` only once the server serves, so that
+/// an error that stops the start reaches the terminal (and a `-d` parent);
+/// the tee puts the start-up lines (warnings, `-v` lines, that error) in
+/// the log file as well, where memcached's Debian wrapper puts all output.
+pub fn tee_to(log: std::fs::File) {
+    *TEE.lock().unwrap_or_else(|p| p.into_inner()) = Some(log);
+}
+
+/// Ends [`tee_to`]: stderr is the log file now.
+pub fn end_tee() {
+    *TEE.lock().unwrap_or_else(|p| p.into_inner()) = None;
+}
+
+/// Writes one line (a newline is added) to stderr with a single
+/// `write(2)`, so that it never interleaves with another process's lines
+/// in an `O_APPEND` log (two servers given Debian's one `logfile`).
+pub fn say(msg: &str) {
+    write_now(&Sink::Stderr, format!("{msg}\n").as_bytes());
 }
 
 /// Starts the writer thread; from here on lines are queued. Call after

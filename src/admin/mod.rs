@@ -121,7 +121,11 @@ pub fn bind(a: &AdminArgs) -> Result<Option<TcpListener>, String> {
     match TcpListener::bind(&addrs[..]) {
         Ok(l) => Ok(Some(l)),
         Err(e) if !explicit => {
-            tracing::warn!("admin port {spec} unavailable ({e}); serving without it");
+            // At every verbosity: an operator expecting the dashboard
+            // must learn why it is not there.
+            log_writer::say(&format!(
+                "corecache: admin port {spec} unavailable ({e}); serving without it"
+            ));
             Ok(None)
         }
         Err(e) => Err(format!("cannot listen on admin port {spec}: {e}")),

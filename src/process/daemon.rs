@@ -51,6 +51,7 @@ impl Ready {
     pub fn notify(&mut self) -> Result<(), StartError> {
         if let Some(out) = self.output.take() {
             redirect_output(&out)?;
+            crate::admin::log_writer::end_tee();
         }
         if let Some(mut w) = self.parent.take() {
             let _ = w.write_all(b"1");
