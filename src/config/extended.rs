@@ -94,6 +94,8 @@ pub struct Extended {
     /// `segment_size`: bytes per store segment (before any shrinking to
     /// fit `-m` across the shards).
     pub segment_size: usize,
+    /// Whether `segment_size` was given (else `-I` may raise it).
+    pub segment_size_given: bool,
     /// `eviction`: which segments go when memory is full.
     pub eviction: Eviction,
     /// `hugepages=on|off`: back item memory with huge pages (also `-L`).
@@ -120,6 +122,7 @@ impl Default for Extended {
     fn default() -> Self {
         Extended {
             segment_size: 1 << 20,
+            segment_size_given: false,
             eviction: Eviction::Merge,
             hugepages: true,
             prefault: false,
@@ -154,6 +157,7 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
         match k {
             "segment_size" => {
                 x.segment_size = parse_size(v).map_err(|_| invalid(k, v))?;
+                x.segment_size_given = true;
             }
             "eviction" => {
                 x.eviction = v.parse().map_err(ConfigError::Invalid)?;

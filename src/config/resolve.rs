@@ -198,8 +198,15 @@ impl Config {
             .and_then(|m| m.checked_mul(1 << 20))
             .ok_or_else(|| invalid(format!("-m {} is too large", args.memory_mb)))?;
         let per_shard = memory / threads;
-        // Small budgets get smaller segments, so every shard has a few.
+        // An item lives in one segment: `-I` above the default segment
+        // size (memcached takes `-I 2m`) raises it, unless segment_size
+        // was given.
         let mut seg = x.segment_size;
+        if !x.segment_size_given && item_max > seg {
+            seg = item_max.next_power_of_two();
+        }
+        // Small budgets get smaller segments, so every shard has a few.
+
         while per_shard / seg < 8 && seg > 64 << 10 {
             seg /= 2;
         }
@@ -211,7 +218,7 @@ impl Config {
         }
         let mut notes = Vec::new();
         if item_max > seg {
-            if x.segment_size < item_max {
+            if x.segment_size_given && x.segment_size < item_max {
                 return Err(invalid(
                     "-I cannot exceed the segment size (-o segment_size)",
                 ));
@@ -327,6 +334,17 @@ mod tests {
         assert!(wp(&["-p", "5000", "-t", "3", "-o", "worker_ports=4998"]).is_err());
         assert!(wp(&["-p", "5000", "-t", "3", "-o", "worker_ports=65534"]).is_err());
         assert!(wp(&["-s", "/tmp/x.sock", "-o", "worker_ports"]).is_err());
+    }
+
+    #[test]
+    fn a_large_item_size_raises_the_segment_size_unless_it_was_given() {
+        let c = config(&["-I", "2m", "-m", "64", "-t", "2"]).unwrap();
+        assert_eq!((c.item_max, c.segment_size), (2 << 20, 2 << 20));
+        let c = config(&["-I", "3m", "-m", "256", "-t", "2"]).unwrap();
+        assert_eq!((c.item_max, c.segment_size), (3 << 20, 4 << 20));
+        let c = config(&["-I", "512k"]).unwrap();
+        assert_eq!((c.item_max, c.segment_size), (512 << 10, 1 << 20));
+        assert!(config(&["-I", "2m", "-o", "segment_size=1m"]).is_err());
     }
 
     #[test]
