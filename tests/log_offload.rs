@@ -46,3 +46,52 @@ fn an_unread_stderr_pipe_does_not_stall_the_workers() {
     // The child's stderr pipe is still held, unread, by `srv`.
     assert!(srv.child.stderr.is_some());
 }
+
+/// The server's stderr after a short session at verbosity `v`.
+fn session_log(v: &str) -> String {
+    let mut args = vec!["-t", "2"];
+    if !v.is_empty() {
+        args.push(v);
+    }
+    let mut srv = Server::start_with_stderr(&args, Stdio::piped);
+    let mut s = srv.connect();
+    s.write_all(b"set k 0 0 6\r\nsecret\r\nget k\r\nbogus\r\n")
+        .unwrap();
+    read_until(&mut s, b"ERROR\r\n");
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let mut err = srv.child.stderr.take().unwrap();
+    assert_eq!(srv.stop(), 0);
+    let mut text = String::new();
+    err.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn v_levels_log_connections_errors_and_commands_as_memcached_does() {
+    // Default: none of it (the probe's connections included).
+    let quiet = session_log("");
+    for w in ["connection opened", "client error", "command"] {
+        assert!(!quiet.contains(w), "{quiet}");
+    }
+    // -vv: connections opened and closed, and the client error, with the line.
+    let vv = session_log("-vv");
+    assert!(vv.contains("connection opened"), "{vv}");
+    assert!(
+        vv.contains("connection closed") && vv.contains("eof=true"),
+        "{vv}"
+    );
+    assert!(
+        vv.contains("client error") && vv.contains("line=bogus"),
+        "{vv}"
+    );
+    assert!(!vv.contains("line=get k"), "{vv}");
+    // -vvv: every command line, never a data block.
+    let vvv = session_log("-vvv");
+    assert!(
+        vvv.contains("line=get k") && vvv.contains("line=set k 0 0 6"),
+        "{vvv}"
+    );
+    assert!(!vvv.contains("secret"), "{vvv}");
+}

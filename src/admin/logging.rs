@@ -4,12 +4,11 @@
 //! |--------|-------------------------------------------------------|--------|
 //! | none   | errors, and the audit trail                           | ERROR  |
 //! | `-v`   | also warnings and start-up lines                      | WARN   |
-//! | `-vv`  | INFO call sites (the admin port's address)            | INFO   |
-//! | `-vvv` | DEBUG call sites                                      | DEBUG  |
+//! | `-vv`  | also connections opened and closed, client errors     | INFO   |
+//! | `-vvv` | also every command line (never a data block)          | DEBUG  |
 //! | `-vvvv`| everything                                            | TRACE  |
 //!
-//! memcached's `-vv` also prints every command and reply; corecache has no
-//! per-request log line yet (a worker would format one per request).
+//! (`engine/conn_log.rs` writes the `-vv` and `-vvv` lines.)
 //!
 //! The audit trail (target [`AUDIT_TARGET`]) is logged at every level, and
 //! is the only thing at the default level besides errors: there is never a

@@ -101,6 +101,7 @@ impl Worker {
             self.shard.c.worker_port_connections += 1;
             self.shard.c.worker_port_total_connections += 1;
         }
+        super::conn_log::opened(fd, conn.pinned);
         self.conns[idx as usize] = Some(conn);
         self.arm_recv(idx);
     }

@@ -72,6 +72,7 @@ impl Worker {
             unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
             return;
         }
+        super::conn_log::closed(c.fd, c.eof);
         // SAFETY: no operation references the fd or buffers any more.
         unsafe { libc::close(c.fd) };
         descriptor_freed();

@@ -189,6 +189,12 @@ impl Worker {
         let mut kbuf = [0u8; KEY_MAX + 6];
         let (op, route) = classify(&req, &mut kbuf);
         self.note_parsed(idx, op);
+        let conns = &self.conns;
+        super::conn_log::request(
+            || conns[idx as usize].as_ref().map_or(-1, |c| c.fd),
+            &req,
+            raw,
+        );
         let refusal = self
             .access(idx, op, route, &req)
             .or_else(|| self.policy(op, route));

@@ -10,6 +10,7 @@ pub mod auth_cmd;
 pub mod buf_ring;
 pub mod close;
 pub mod conn;
+pub mod conn_log;
 pub mod dispatch;
 pub mod framing;
 pub mod hop;

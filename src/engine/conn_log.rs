@@ -1,0 +1,92 @@
+//! memcached's `-vv` and `-vvv` lines: connections opened and closed and
+//! client errors at INFO (`-vv`), every command at DEBUG (`-vvv`).
+//!
+//! memcached prints `<fd new auto-negotiating client connection`, `<fd get
+//! k`, `>fd END`, `<fd connection closed.`; these carry the same facts
+//! (the connection's descriptor, the peer, the command line) as `tracing`
+//! fields, so journald and log shippers can filter them. Replies are not
+//! logged. What a line would reveal of a secret is never logged: a data
+//! block, ASCII auth's credentials, a SASL payload.
+//!
+//! Cost: when the level is off (the default) a request pays one relaxed
+//! load of the `-v` count and a compare; when on, lines leave the worker
+//! through `admin/log_writer.rs`'s queue, dropped and counted if the
+//! writer falls behind, so `-vvv` under load cannot stall a shard.
+
+use super::dispatch::Request;
+use crate::admin::audit::peer_of;
+use crate::admin::logging::verbosity;
+use crate::protocol::binary;
+use std::os::fd::RawFd;
+
+/// The longest part of a command line a DEBUG line shows, bytes.
+const LINE_SHOWN: usize = 200;
+
+/// A new connection on descriptor `fd` (`pinned`: on a worker port).
+pub fn opened(fd: RawFd, pinned: bool) {
+    tracing::info!(conn = fd, peer = %peer_of(fd), pinned, "connection opened");
+}
+
+/// Connection `fd` closed; `eof`: the client ended its input first.
+pub fn closed(fd: RawFd, eof: bool) {
+    tracing::info!(conn = fd, eof, "connection closed");
+}
+
+/// One request as dispatched: DEBUG with its command line; INFO too when
+/// it is a client error. `fd` is asked for only when a line is written.
+pub fn request(fd: impl Fn() -> RawFd, req: &Request, raw: &[u8]) {
+    // The -v count, not `tracing::enabled!`: with per-layer filters an
+    // `enabled!` not followed by an event leaves the registry's per-thread
+    // filter state set, and the next event (an audit line) was dropped.
+    let v = verbosity();
+    if v >= 2 {
+        let fd = fd();
+        if let Some(what) = client_error(req) {
+            tracing::info!(conn = fd, error = what, line = %shown(raw), "client error");
+        }
+    }
+    if v >= 3 {
+        let fd = fd();
+        match req {
+            Request::Text(_) => tracing::debug!(conn = fd, line = %shown(raw), "command"),
+            Request::Binary(Ok(r)) => {
+                let key = String::from_utf8_lossy(r.key).escape_debug().to_string();
+                tracing::debug!(conn = fd, opcode = r.h.opcode, key, "binary command");
+            }
+            Request::Binary(Err(_)) => {}
+            Request::AsciiAuth(_) => tracing::debug!(conn = fd, "ascii auth attempt"),
+        }
+    }
+}
+
+/// The error a request is, if it is one the client caused.
+fn client_error(req: &Request) -> Option<&'static str> {
+    match req {
+        Request::Text(crate::protocol::text::Request::Error(msg)) => Some(msg.trim_end()),
+        Request::Binary(Err(binary::Invalid::Args(_))) => Some("binary: invalid arguments"),
+        Request::Binary(Err(binary::Invalid::Unknown(_))) => Some("binary: unknown command"),
+        _ => None,
+    }
+}
+
+/// The first line of `raw`, at most `LINE_SHOWN` bytes, escaped.
+fn shown(raw: &[u8]) -> String {
+    let end = raw
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(raw.len())
+        .min(LINE_SHOWN);
+    raw[..end].escape_ascii().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_shows_the_command_not_the_data_block() {
+        assert_eq!(shown(b"set k 0 0 6\r\nsecret\r\n"), "set k 0 0 6");
+        assert_eq!(shown(b"get \x01k\r\n"), "get \\x01k");
+        assert_eq!(shown(&[b'a'; 500]).len(), LINE_SHOWN);
+    }
+}
