@@ -23,6 +23,7 @@ pub mod route;
 pub mod send;
 pub mod server_cmd;
 pub mod stats;
+pub mod stats_classes;
 pub mod user_data;
 pub mod worker;
 pub mod zerocopy;
@@ -107,4 +108,6 @@ pub struct Shared {
     pub auth: Option<crate::auth::Registry>,
     /// What the admin side asks of each worker (admin_jobs.rs).
     pub admin_jobs: admin_jobs::AdminInboxes,
+    /// Each worker's figures by memcached size class (stats_classes.rs).
+    pub classes: stats_classes::ClassBoards,
 }

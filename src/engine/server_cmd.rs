@@ -4,6 +4,7 @@
 use super::dispatch::{Op, Request};
 use super::hop::Job;
 use super::stats;
+use super::stats_classes;
 use super::worker::Worker;
 use crate::exec::counters::Counters;
 use crate::exec::reply::push_line;
@@ -85,6 +86,10 @@ impl Worker {
 
     /// One `stats` group, the same for both protocols.
     fn stats_group(&mut self, idx: u32, group: &[u8]) -> StatsReply {
+        if matches!(group, b"items" | b"slabs") {
+            // This shard's changes of this turn, for a pipelined stats.
+            self.shared.classes.publish(self.id, &mut self.shard.store);
+        }
         match group {
             b"" => StatsReply::Rows(named(stats::general(&self.shared, &self.totals()))),
             b"settings" => StatsReply::Rows(named(stats::settings(&self.shared))),
@@ -92,7 +97,10 @@ impl Worker {
                 let rows = stats::ports(&self.shared, &self.per_worker());
                 StatsReply::Rows(rows.into_iter().map(|(k, v)| (k.into(), v)).collect())
             }
-            b"items" | b"slabs" | b"sizes" | b"conns" => StatsReply::Rows(Vec::new()),
+            b"items" => owned(stats_classes::items(&self.shared.classes)),
+            b"slabs" => owned(stats_classes::slabs(&self.shared.classes)),
+            b"sizes" => owned(stats_classes::sizes()),
+            b"conns" => StatsReply::Rows(Vec::new()),
             b"reset" => {
                 // Every worker's counters, as memcached's one set. The
                 // reply waits for the others' (empty) replies, so a `stats`
@@ -126,6 +134,10 @@ impl Worker {
             .map(|(i, p)| if i == self.id { me } else { p.snapshot() })
             .collect()
     }
+}
+
+fn owned(rows: Vec<(String, String)>) -> StatsReply {
+    StatsReply::Rows(rows.into_iter().map(|(k, v)| (k.into(), v)).collect())
 }
 
 fn named(rows: Vec<(&'static str, String)>) -> Vec<(Cow<'static, str>, String)> {

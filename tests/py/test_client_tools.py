@@ -81,7 +81,7 @@ def memcstat_items(srv):
     return {"exit": r["exit"], "fields": sorted(set(re.findall(r"(?m)^\t(items:\d+:\w+): ", r["out"])))}
 
 
-@pytest.mark.parametrize("kind", kinds("memcstat --args=items: no items:N: fields from corecache (stats items is a bare END)"))
+@pytest.mark.parametrize("kind", kinds())
 def test_memcstat_items(matrix, kind):
     out = same_as_memcached(matrix, kind, memcstat_items)
     assert "items:1:number" in out["fields"]
@@ -141,7 +141,7 @@ def tool_display(srv):
     return {"exit": r["exit"], "header": lines[0].split() if lines else [], "rows": rows}
 
 
-@pytest.mark.parametrize("kind", kinds("memcached-tool display: no rows for corecache (stats slabs/items are bare END)"))
+@pytest.mark.parametrize("kind", kinds())
 def test_memcached_tool_display(matrix, kind):
     out = same_as_memcached(matrix, kind, tool_display)
     assert len(out["rows"]) == 2
