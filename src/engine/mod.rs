@@ -11,6 +11,7 @@ pub mod buf_ring;
 pub mod close;
 pub mod conn;
 pub mod dispatch;
+pub mod dump;
 pub mod framing;
 pub mod hop;
 pub mod hop_io;

@@ -8,6 +8,7 @@ use super::stats_classes;
 use super::worker::Worker;
 use crate::exec::counters::Counters;
 use crate::exec::reply::push_line;
+use crate::protocol::admin;
 use crate::protocol::binary::{self, status};
 use crate::protocol::text;
 use std::borrow::Cow;
@@ -27,6 +28,24 @@ impl Worker {
     /// Runs a server command for connection `idx`.
     pub(super) fn server_cmd(&mut self, idx: u32, op: Op, req: &Request) {
         match (op, req) {
+            (Op::Stats, Request::Text(text::Request::Admin { cmd, arg })) => {
+                let c = if *cmd == b"slabs" {
+                    admin::slabs(arg)
+                } else {
+                    admin::lru_crawler(arg)
+                };
+                self.admin_cmd(idx, c);
+            }
+            (Op::Stats, Request::Text(text::Request::Stats { arg }))
+                if text::tokens(arg).next() == Some(b"cachedump") =>
+            {
+                let rest = text::tokens(arg).skip(1).fold(Vec::new(), |mut v, t| {
+                    v.push(b' ');
+                    v.extend_from_slice(t);
+                    v
+                });
+                self.admin_cmd(idx, admin::cachedump(&rest));
+            }
             (Op::Stats, Request::Text(text::Request::Stats { arg })) => {
                 let group = text::tokens(arg).next().unwrap_or(b"");
                 let reply = self.stats_group(idx, group);

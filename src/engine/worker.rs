@@ -74,6 +74,8 @@ pub struct Worker {
     pub(super) batches: Vec<GetBatch>,
     /// Connections whose multi-get gave way to others; continued next turn.
     pub(super) yielded: Vec<u32>,
+    /// Connections with a dump in progress, and their generation (dump.rs).
+    pub(super) dumps: Vec<(u32, u32)>,
     /// Pins on other workers' segments this worker is done with, per owner.
     pub(super) unpins: Vec<Vec<u32>>,
     /// Bytes of large buffers freed since the allocator last gave memory
@@ -136,6 +138,7 @@ impl Worker {
             route: route_hasher(),
             batches: (0..n).map(|_| GetBatch::default()).collect(),
             yielded: Vec::new(),
+            dumps: Vec::new(),
             unpins: vec![Vec::new(); n],
             freed: 0,
             accept_paused: Vec::new(),
@@ -185,6 +188,9 @@ impl Worker {
             for idx in std::mem::take(&mut self.yielded) {
                 self.go_on(idx);
             }
+            if !self.dumps.is_empty() {
+                self.run_dumps();
+            }
             self.flush_unpins();
             self.flush_backlog();
             self.issue_sends();
@@ -229,7 +235,7 @@ impl Worker {
         let mesh = &self.shared.mesh;
         let have_cqe = !self.ring.completion().is_empty();
         let backlog = self.backlog.iter().any(|b| !b.is_empty());
-        if have_cqe || !self.to_send.is_empty() {
+        if have_cqe || !self.to_send.is_empty() || self.dump_ready() {
             self.shard.c.uring_submits += 1;
             let _ = self.ring.submit();
             return;
