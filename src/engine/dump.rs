@@ -34,7 +34,8 @@ const CACHEDUMP_MAX: usize = 2 * 1024 * 1024;
 pub struct DumpSpec {
     /// `stats cachedump`'s `ITEM` lines (else metadump's `key=` lines).
     pub cachedump: bool,
-    /// Bit i: class id i is listed.
+    /// Bit i: class id i is listed. (memcached ends metadump lines with
+    /// `\n` alone, cachedump's with `\r\n`; `END` with `\r\n`.)
     pub classes: u64,
 }
 
@@ -82,7 +83,7 @@ pub fn step(
             out.extend_from_slice(b"key=");
             urlencode(&it.key, &mut out);
             let line = format!(
-                " exp={exp} la={} cas={} fetch={} cls={cls} size={size}\r\n",
+                " exp={exp} la={} cas={} fetch={} cls={cls} size={size}\n",
                 it.atime_unix,
                 it.cas,
                 if it.fetched { "yes" } else { "no" },

@@ -7,6 +7,10 @@ use super::text::tokens;
 
 /// The highest class id memcached has with its default classes.
 pub const MAX_CLASS_ID: u32 = 39;
+/// The highest class id memcached accepts in a command
+/// (`MAX_NUMBER_OF_SLAB_CLASSES` - 1); ids past the last class exist
+/// and are empty.
+const MAX_ID: i64 = 63;
 
 /// What an admin command asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +47,7 @@ fn class_list(t: &[u8], hash: bool) -> Option<u64> {
     let mut set = 0u64;
     for p in t.split(|&c| c == b',') {
         match num(p) {
-            Some(i) if (1..=MAX_CLASS_ID).contains(&i) => set |= 1 << i,
+            Some(i) if (1..=MAX_ID as u32).contains(&i) => set |= 1 << i,
             _ => return None,
         }
     }
@@ -55,16 +59,18 @@ fn class_list(t: &[u8], hash: bool) -> Option<u64> {
 /// `sleep` and `tocrawl` are accepted and change nothing.
 pub fn lru_crawler(args: &[u8]) -> AdminCmd {
     let mut it = tokens(args);
-    let sub = it.next();
-    let arg = it.next();
+    let (sub, arg, more) = (it.next(), it.next(), it.next().is_some());
+    if more {
+        return AdminCmd::Line("ERROR");
+    }
     match (sub, arg) {
         (Some(b"metadump"), Some(a)) => match class_list(a, true) {
             Some(classes) => AdminCmd::MetaDump { classes },
-            None => AdminCmd::Line("ERROR"),
+            None => AdminCmd::Line("BADCLASS invalid class id"),
         },
         (Some(b"crawl"), Some(a)) => match class_list(a, false) {
             Some(_) => AdminCmd::Line("OK"),
-            None => AdminCmd::Line("CLIENT_ERROR bad class id"),
+            None => AdminCmd::Line("BADCLASS invalid class id"),
         },
         (Some(b"enable" | b"disable"), None) => AdminCmd::Line("OK"),
         (Some(b"sleep" | b"tocrawl"), Some(a)) if num(a).is_some() => AdminCmd::Line("OK"),
@@ -85,13 +91,14 @@ pub fn slabs(args: &[u8]) -> AdminCmd {
         (Some(b"reassign"), Some(src), Some(dst), None) => {
             let src: Option<i64> = std::str::from_utf8(src).ok().and_then(|s| s.parse().ok());
             let dst: Option<i64> = std::str::from_utf8(dst).ok().and_then(|s| s.parse().ok());
-            let ok = |c: i64| (1..=MAX_CLASS_ID as i64).contains(&c);
+            // Source 0 is memcached's global page pool.
             match (src, dst) {
-                (Some(s), Some(d)) if (s == -1 || ok(s)) && ok(d) && s != d => {
-                    AdminCmd::Line("NOSPARE source class has no spare pages")
-                }
-                (Some(s), Some(d)) if s == d && ok(s) => {
-                    AdminCmd::Line("SAME src and dst class are identical")
+                (Some(s), Some(d)) if (0..=MAX_ID).contains(&s) && (1..=MAX_ID).contains(&d) => {
+                    if s == d {
+                        AdminCmd::Line("SAME src and dst class are identical")
+                    } else {
+                        AdminCmd::Line("NOSPARE source class has no spare pages")
+                    }
                 }
                 _ => AdminCmd::Line("BADCLASS invalid src or dst class id"),
             }
@@ -133,6 +140,14 @@ mod tests {
             }
         );
         assert_eq!(lru_crawler(b" metadump k nope"), AdminCmd::Line("ERROR"));
+        assert_eq!(
+            lru_crawler(b" metadump nope"),
+            AdminCmd::Line("BADCLASS invalid class id")
+        );
+        assert_eq!(
+            lru_crawler(b" metadump nope"),
+            AdminCmd::Line("BADCLASS invalid class id")
+        );
         assert_eq!(lru_crawler(b" metadump"), AdminCmd::Line("ERROR"));
         assert_eq!(lru_crawler(b""), AdminCmd::Line("ERROR"));
         assert_eq!(lru_crawler(b" crawl all"), AdminCmd::Line("OK"));
@@ -144,11 +159,11 @@ mod tests {
             AdminCmd::Line("NOSPARE source class has no spare pages")
         );
         assert_eq!(
-            slabs(b" reassign -1 4"),
+            slabs(b" reassign 0 4"),
             AdminCmd::Line("NOSPARE source class has no spare pages")
         );
         assert_eq!(
-            slabs(b" reassign 0 4"),
+            slabs(b" reassign -1 4"),
             AdminCmd::Line("BADCLASS invalid src or dst class id")
         );
         assert_eq!(slabs(b" bogus"), AdminCmd::Line("ERROR"));
