@@ -193,6 +193,9 @@ impl Worker {
             }
             self.flush_unpins();
             self.flush_backlog();
+            // Before the replies go: a client told STORED may ask `stats
+            // items` on another connection, served by another worker.
+            self.shared.classes.publish(self.id, &mut self.shard.store);
             self.issue_sends();
             self.maintain();
             if self.shared.stop.load(Relaxed) && !self.stopping {
