@@ -21,7 +21,8 @@ fn bench(c: &mut Criterion) {
                     Job::ResetStats
                     | Job::Flush { .. }
                     | Job::FlushPrefix { .. }
-                    | Job::MemLimit { .. } => Vec::new(),
+                    | Job::MemLimit { .. }
+                    | Job::Dump { .. } => Vec::new(),
                 };
                 let refs = Default::default();
                 let mut r = Msg::Reply {

@@ -328,6 +328,7 @@ fn serve(
         telemetry: corecache::admin::Telemetry::new(threads, admin.as_ref().map(|a| &a.0)),
         auth,
         admin_jobs: corecache::engine::admin_jobs::AdminInboxes::new(threads),
+        classes: corecache::engine::stats_classes::ClassBoards::new(threads),
     });
 
     // SAFETY: installing an async-signal-safe handler that only stores an atomic.

@@ -97,6 +97,8 @@ pub struct Conn {
     pub tail_refs: Refs,
     /// A multi-key get that is not finished.
     pub get: Option<GetCursor>,
+    /// A metadump or cachedump in progress (dump.rs): parsing waits.
+    pub dump: Option<Box<super::dump::DumpState>>,
     /// Bytes the parser said are still missing from the request at hand.
     pub need: usize,
     /// Bytes of a refused data block still to drop.
@@ -150,6 +152,7 @@ impl Conn {
             tail: Vec::new(),
             tail_refs: Refs::default(),
             get: None,
+            dump: None,
             need: 0,
             skip: 0,
             pinned: false,
@@ -261,6 +264,11 @@ impl Conn {
     /// Reply bytes held for this connection: ready, being sent (all of
     /// the send's buffer, which is kept until the kernel has taken its
     /// last byte), and produced but waiting for earlier replies.
+    /// Bytes of output not yet taken by the kernel (`output_held`).
+    pub fn unsent(&self) -> usize {
+        self.output_held()
+    }
+
     pub fn output_held(&self) -> usize {
         self.out.len()
             + self.out_refs.bytes

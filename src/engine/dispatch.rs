@@ -139,7 +139,7 @@ pub fn classify<'k>(req: &Request<'k>, kbuf: &'k mut [u8; KEY_MAX + 6]) -> (Op, 
             }
             T::Flush { .. } | T::FlushPrefix { .. } => (Op::Flush, Route::Broadcast),
             T::CacheMemlimit { .. } => (Op::MemLimit, Route::Broadcast),
-            T::Stats { .. } => (Op::Stats, Route::Server),
+            T::Stats { .. } | T::Admin { .. } => (Op::Stats, Route::Server),
             T::Quit => (Op::Quit, Route::Server),
             T::Shutdown => (Op::Shutdown, Route::Server),
             T::Version => (Op::Other, Route::Local),

@@ -17,7 +17,7 @@ impl Worker {
         let mut pos = 0;
         let item_max = self.shared.settings.item_max;
         while let Some(c) = self.conns[idx as usize].as_mut() {
-            if c.closing || c.over_cap() {
+            if c.closing || c.over_cap() || c.dump.is_some() {
                 break;
             }
             if let Some(cur) = c.get.take() {

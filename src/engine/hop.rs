@@ -103,6 +103,14 @@ pub enum Msg {
         ends: Vec<u32>,
         refs: Refs,
     },
+    /// A dump step's lines for slot `seq` of connection `conn`, and the
+    /// cursor to go on from (dump.rs).
+    DumpReply {
+        conn: u64,
+        seq: u64,
+        bytes: Vec<u8>,
+        next: crate::store::scan::ScanCursor,
+    },
     /// Segments of the receiving worker's store that the sender's sends
     /// have finished reading (or will never read): unpin them.
     Unpin { segs: Vec<u32> },
@@ -121,6 +129,12 @@ pub enum Job {
     MemLimit { mb: u32 },
     /// `stats reset`: zero this worker's counters.
     ResetStats,
+    /// One step of a metadump or cachedump on this shard (dump.rs).
+    Dump {
+        spec: super::dump::DumpSpec,
+        cursor: crate::store::scan::ScanCursor,
+        max_lines: u64,
+    },
     /// One whole single-key request, as received (text, meta or binary).
     Raw { binary: bool, bytes: Vec<u8> },
     /// Keys of a text multi-get this worker owns, space separated, each

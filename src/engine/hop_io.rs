@@ -114,6 +114,12 @@ impl Worker {
                         ends,
                         refs,
                     } => self.take_replies(conn, &seqs, &bytes, &ends, refs),
+                    Msg::DumpReply {
+                        conn,
+                        seq,
+                        bytes,
+                        next,
+                    } => self.take_dump(conn, seq, &bytes, next),
                     Msg::Unpin { segs } => {
                         for s in segs {
                             self.shard.store.unpin(s);
@@ -128,6 +134,18 @@ impl Worker {
             for (to, m) in replies {
                 self.send_msg(to, m);
             }
+        }
+    }
+
+    /// A dump step's lines from another worker: into their slot, then the
+    /// dump goes on (dump.rs).
+    fn take_dump(&mut self, conn: u64, seq: u64, bytes: &[u8], next: u64) {
+        let ConnId { idx, gen } = ConnId::from_token(conn);
+        let Some(c) = self.conn_mut(idx, gen) else {
+            return;
+        };
+        if c.fill(seq, bytes, &[], 0) {
+            self.dump_progress(idx, bytes, next, true);
         }
     }
 
@@ -179,6 +197,20 @@ impl Worker {
         let mut batch = None;
         self.shard.zc_min = HOP_ZC_MIN;
         match job {
+            Job::Dump {
+                spec,
+                cursor,
+                max_lines,
+            } => {
+                self.shard.zc_min = usize::MAX;
+                let (bytes, next) = super::dump::step(&self.shard.store, spec, cursor, max_lines);
+                return Some(Msg::DumpReply {
+                    conn,
+                    seq,
+                    bytes,
+                    next,
+                });
+            }
             Job::ResetStats => self.shard.reset_counters(),
             // The receiving worker counted the command once; the other
             // shards only apply it.

@@ -12,6 +12,7 @@ pub mod close;
 pub mod conn;
 pub mod conn_log;
 pub mod dispatch;
+pub mod dump;
 pub mod framing;
 pub mod hop;
 pub mod hop_io;
@@ -24,6 +25,7 @@ pub mod route;
 pub mod send;
 pub mod server_cmd;
 pub mod stats;
+pub mod stats_classes;
 pub mod user_data;
 pub mod worker;
 pub mod zerocopy;
@@ -108,4 +110,6 @@ pub struct Shared {
     pub auth: Option<crate::auth::Registry>,
     /// What the admin side asks of each worker (admin_jobs.rs).
     pub admin_jobs: admin_jobs::AdminInboxes,
+    /// Each worker's figures by memcached size class (stats_classes.rs).
+    pub classes: stats_classes::ClassBoards,
 }

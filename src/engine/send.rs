@@ -20,7 +20,13 @@ impl Worker {
             c.queued_for_send = true;
             self.to_send.push(idx);
         }
-        if c.eof && !c.closing && !c.recv_inflight && !c.paused && !c.over_cap() && c.get.is_none()
+        if c.eof
+            && !c.closing
+            && !c.recv_inflight
+            && !c.paused
+            && !c.over_cap()
+            && c.get.is_none()
+            && c.dump.is_none()
         {
             // Input has ended and all of it is parsed (parsing stops short
             // only at the cap, while paused, or in an unfinished get): what

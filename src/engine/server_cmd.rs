@@ -4,9 +4,11 @@
 use super::dispatch::{Op, Request};
 use super::hop::Job;
 use super::stats;
+use super::stats_classes;
 use super::worker::Worker;
 use crate::exec::counters::Counters;
 use crate::exec::reply::push_line;
+use crate::protocol::admin;
 use crate::protocol::binary::{self, status};
 use crate::protocol::text;
 use std::borrow::Cow;
@@ -26,6 +28,24 @@ impl Worker {
     /// Runs a server command for connection `idx`.
     pub(super) fn server_cmd(&mut self, idx: u32, op: Op, req: &Request) {
         match (op, req) {
+            (Op::Stats, Request::Text(text::Request::Admin { cmd, arg })) => {
+                let c = if *cmd == b"slabs" {
+                    admin::slabs(arg)
+                } else {
+                    admin::lru_crawler(arg)
+                };
+                self.admin_cmd(idx, c);
+            }
+            (Op::Stats, Request::Text(text::Request::Stats { arg }))
+                if text::tokens(arg).next() == Some(b"cachedump") =>
+            {
+                let rest = text::tokens(arg).skip(1).fold(Vec::new(), |mut v, t| {
+                    v.push(b' ');
+                    v.extend_from_slice(t);
+                    v
+                });
+                self.admin_cmd(idx, admin::cachedump(&rest));
+            }
             (Op::Stats, Request::Text(text::Request::Stats { arg })) => {
                 let group = text::tokens(arg).next().unwrap_or(b"");
                 let reply = self.stats_group(idx, group);
@@ -85,6 +105,10 @@ impl Worker {
 
     /// One `stats` group, the same for both protocols.
     fn stats_group(&mut self, idx: u32, group: &[u8]) -> StatsReply {
+        if matches!(group, b"items" | b"slabs") {
+            // This shard's changes of this turn, for a pipelined stats.
+            self.shared.classes.publish(self.id, &mut self.shard.store);
+        }
         match group {
             b"" => StatsReply::Rows(named(stats::general(&self.shared, &self.totals()))),
             b"settings" => StatsReply::Rows(named(stats::settings(&self.shared))),
@@ -92,7 +116,10 @@ impl Worker {
                 let rows = stats::ports(&self.shared, &self.per_worker());
                 StatsReply::Rows(rows.into_iter().map(|(k, v)| (k.into(), v)).collect())
             }
-            b"items" | b"slabs" | b"sizes" | b"conns" => StatsReply::Rows(Vec::new()),
+            b"items" => owned(stats_classes::items(&self.shared.classes)),
+            b"slabs" => owned(stats_classes::slabs(&self.shared.classes)),
+            b"sizes" => owned(stats_classes::sizes()),
+            b"conns" => StatsReply::Rows(Vec::new()),
             b"reset" => {
                 // Every worker's counters, as memcached's one set. The
                 // reply waits for the others' (empty) replies, so a `stats`
@@ -126,6 +153,10 @@ impl Worker {
             .map(|(i, p)| if i == self.id { me } else { p.snapshot() })
             .collect()
     }
+}
+
+fn owned(rows: Vec<(String, String)>) -> StatsReply {
+    StatsReply::Rows(rows.into_iter().map(|(k, v)| (k.into(), v)).collect())
 }
 
 fn named(rows: Vec<(&'static str, String)>) -> Vec<(Cow<'static, str>, String)> {

@@ -74,6 +74,8 @@ pub struct Worker {
     pub(super) batches: Vec<GetBatch>,
     /// Connections whose multi-get gave way to others; continued next turn.
     pub(super) yielded: Vec<u32>,
+    /// Connections with a dump in progress, and their generation (dump.rs).
+    pub(super) dumps: Vec<(u32, u32)>,
     /// Pins on other workers' segments this worker is done with, per owner.
     pub(super) unpins: Vec<Vec<u32>>,
     /// Bytes of large buffers freed since the allocator last gave memory
@@ -85,6 +87,8 @@ pub struct Worker {
     pub(super) stopping: bool,
     /// The store clock's second at the last maintenance.
     pub(super) last_sec: u32,
+    /// When the size-class census last took a step (`maintain`).
+    pub(super) last_census: std::time::Instant,
     /// This loop turn's clock reading, taken once when first needed.
     pub(super) turn_now: Option<Instant>,
 }
@@ -134,11 +138,13 @@ impl Worker {
             route: route_hasher(),
             batches: (0..n).map(|_| GetBatch::default()).collect(),
             yielded: Vec::new(),
+            dumps: Vec::new(),
             unpins: vec![Vec::new(); n],
             freed: 0,
             accept_paused: Vec::new(),
             stopping: false,
             last_sec: 0,
+            last_census: std::time::Instant::now(),
             turn_now: None,
         };
         // Before the server reports ready: a `stats` served by another
@@ -182,8 +188,14 @@ impl Worker {
             for idx in std::mem::take(&mut self.yielded) {
                 self.go_on(idx);
             }
+            if !self.dumps.is_empty() {
+                self.run_dumps();
+            }
             self.flush_unpins();
             self.flush_backlog();
+            // Before the replies go: a client told STORED may ask `stats
+            // items` on another connection, served by another worker.
+            self.shared.classes.publish(self.id, &mut self.shard.store);
             self.issue_sends();
             self.maintain();
             if self.shared.stop.load(Relaxed) && !self.stopping {
@@ -226,7 +238,7 @@ impl Worker {
         let mesh = &self.shared.mesh;
         let have_cqe = !self.ring.completion().is_empty();
         let backlog = self.backlog.iter().any(|b| !b.is_empty());
-        if have_cqe || !self.to_send.is_empty() {
+        if have_cqe || !self.to_send.is_empty() || self.dump_ready() {
             self.shard.c.uring_submits += 1;
             let _ = self.ring.submit();
             return;
@@ -265,12 +277,19 @@ impl Worker {
             }
         }
         self.retry_accepts(second);
+        // The size-class census (stats items `age`): a bounded step every
+        // 10 ms, about 100 k records a second.
+        if self.last_census.elapsed() >= CENSUS_EVERY {
+            self.last_census = std::time::Instant::now();
+            self.shard.store.census_step(CENSUS_STEP);
+        }
         self.publish();
     }
 
     pub(super) fn publish(&mut self) {
         let c = self.shard.counters();
         self.shared.published[self.id].publish(&c);
+        self.shared.classes.publish(self.id, &mut self.shard.store);
     }
 
     /// Stops accepting and reading; every complete request already read
@@ -294,6 +313,13 @@ impl Worker {
         self.push_sqe(e);
     }
 }
+
+/// Records one census step reads at most (`Store::census_step`): a
+/// header and a key length each, well under the scan's 512 records per
+/// 100 µs.
+const CENSUS_STEP: usize = 1024;
+/// How often the census takes a step.
+const CENSUS_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Freed buffer bytes after which the heap is trimmed (once a second at
 /// most): large buffers come from the allocator's arenas once its dynamic

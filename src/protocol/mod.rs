@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod ascii_auth;
 pub mod binary;
 pub mod meta;

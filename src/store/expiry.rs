@@ -2,7 +2,8 @@
 //! crawler reclaims expired items from the others a few segments at a
 //! time; `flush_all` empties everything, now or later.
 
-use super::item::{DELETED, FETCHED};
+use super::classes;
+use super::item::DELETED;
 use super::segment::NONE;
 use super::ttl;
 use super::Store;
@@ -55,8 +56,8 @@ impl Store {
                     if e <= now {
                         let hash = self.hash(it.key());
                         if let Some(r) = self.slot_at(hash, id, off as u32) {
-                            self.stats.reclaimed += 1;
-                            self.stats.expired_unfetched += (it.iflags() & FETCHED == 0) as u64;
+                            self.count_reclaimed(it);
+                            self.classes.at(classes::of_item(&it).0).crawler_reclaimed += 1;
                             self.unlink(r, hash);
                         }
                     } else if earliest == 0 || e < earliest {
@@ -103,13 +104,10 @@ impl Store {
                 let key = it.key();
                 let hash = self.hash(key);
                 if let Some(r) = self.slot_at(hash, id, off as u32) {
-                    let unfetched = it.iflags() & FETCHED == 0;
                     if expired {
-                        self.stats.reclaimed += 1;
-                        self.stats.expired_unfetched += unfetched as u64;
+                        self.count_reclaimed(it);
                     } else {
-                        self.stats.evictions += 1;
-                        self.stats.evicted_unfetched += unfetched as u64;
+                        self.count_evicted(it);
                     }
                     self.unlink(r, hash);
                 }
@@ -139,6 +137,7 @@ impl Store {
         self.ttl.reset();
         self.segs.release_all();
         self.live_bytes = 0;
+        self.classes.clear_items();
         self.reserve = self
             .segs
             .take(ttl::NEVER, self.clock.now())

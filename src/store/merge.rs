@@ -21,7 +21,7 @@
 //! keeps a single segment's worth of survivors per chain.
 
 use super::index::{self, SlotRef};
-use super::item::{self, ItemMeta, RawItem, DELETED, FETCHED};
+use super::item::{self, ItemMeta, RawItem, DELETED};
 use super::segment::NONE;
 use super::ttl;
 use super::Store;
@@ -210,11 +210,9 @@ impl Store {
             let Some(r) = self.slot_at(hash, victim, roff) else {
                 continue;
             };
-            let unfetched = (it.iflags() & FETCHED == 0) as u64;
             let e = it.expire();
             if e != 0 && e <= now {
-                self.stats.reclaimed += 1;
-                self.stats.expired_unfetched += unfetched;
+                self.count_reclaimed(it);
                 self.unlink(r, hash);
                 continue;
             }
@@ -228,8 +226,7 @@ impl Store {
             match place(self, freq, moved_size(&it)) {
                 Some((dest, freq)) => self.copy_record(victim, roff, it, r, dest, freq),
                 None => {
-                    self.stats.evictions += 1;
-                    self.stats.evicted_unfetched += unfetched;
+                    self.count_evicted(it);
                     self.unlink(r, hash);
                 }
             }
@@ -272,6 +269,9 @@ impl Store {
             );
         }
         self.live_bytes += size;
+        // SAFETY: the record was just written at `doff` in `dest`.
+        let moved = unsafe { RawItem::at(self.segs.ptr(dest, doff as usize)) };
+        self.count_linked(moved, size);
         self.stats.moved_items += 1;
         self.stats.moved_bytes += size as u64;
         self.retire(seg, it);

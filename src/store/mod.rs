@@ -9,6 +9,7 @@
 
 pub mod arena;
 mod budget;
+pub mod classes;
 pub mod clock;
 mod config;
 pub mod eviction;
@@ -85,6 +86,8 @@ pub struct Store {
     prefixes: prefix::PrefixTable,
     /// Counters since the store was made.
     pub stats: StoreStats,
+    /// The same accounting by memcached's size classes (`classes`).
+    pub classes: classes::ClassTable,
 }
 
 impl Store {
@@ -143,6 +146,7 @@ impl Store {
             crawl_at: 0,
             prefixes: prefix::PrefixTable::default(),
             stats: StoreStats::default(),
+            classes: classes::ClassTable::default(),
         })
     }
 
@@ -293,10 +297,7 @@ impl Store {
         let item = self.slot_item(self.index.get(slot));
         let exp = item.expire();
         if exp != 0 && exp <= self.clock.now() {
-            if item.iflags() & FETCHED == 0 {
-                self.stats.expired_unfetched += 1;
-            }
-            self.stats.reclaimed += 1;
+            self.count_reclaimed(item);
             self.unlink(slot, hash);
             return None;
         }
@@ -343,6 +344,46 @@ impl Store {
         h.live_items -= 1;
         h.live_bytes -= size as u32;
         self.live_bytes -= size;
+        let (cls, msize) = classes::of_item(&it);
+        let c = self.classes.at(cls);
+        c.number -= 1;
+        c.mem_requested -= msize as u64;
+        c.bytes -= size as u64;
+    }
+
+    /// Counts a record linked at `size` bytes in its class.
+    fn count_linked(&mut self, it: RawItem, size: usize) {
+        let (cls, msize) = classes::of_item(&it);
+        let c = self.classes.at(cls);
+        c.number += 1;
+        c.mem_requested += msize as u64;
+        c.bytes += size as u64;
+    }
+
+    /// Counts an expired item about to be unlinked (`reclaimed`,
+    /// `expired_unfetched`), overall and in its class.
+    fn count_reclaimed(&mut self, it: RawItem) {
+        let unfetched = (it.iflags() & FETCHED == 0) as u64;
+        self.stats.reclaimed += 1;
+        self.stats.expired_unfetched += unfetched;
+        let c = self.classes.at(classes::of_item(&it).0);
+        c.reclaimed += 1;
+        c.expired_unfetched += unfetched;
+    }
+
+    /// Counts a live item about to be evicted (`evictions`,
+    /// `evicted_unfetched`; per class also `evicted_nonzero` and
+    /// `evicted_time`).
+    fn count_evicted(&mut self, it: RawItem) {
+        let unfetched = (it.iflags() & FETCHED == 0) as u64;
+        self.stats.evictions += 1;
+        self.stats.evicted_unfetched += unfetched;
+        let idle = it.idle_secs(self.clock.now()) as u64;
+        let c = self.classes.at(classes::of_item(&it).0);
+        c.evicted += 1;
+        c.evicted_unfetched += unfetched;
+        c.evicted_nonzero += (it.expire() != 0) as u64;
+        c.evicted_time = idle;
     }
 
     /// Removes a found item.

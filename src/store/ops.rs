@@ -1,6 +1,7 @@
 //! memcached's operations on top of the store's primitives, with its exact
 //! semantics (see memcached's `do_store_item` and `do_add_delta`).
 
+use super::classes;
 use super::item::{ItemMeta, FETCHED, STALE, WIN_SENT};
 use super::{Found, Store, WriteError};
 
@@ -165,6 +166,7 @@ impl Store {
     pub fn get(&mut self, key: &[u8]) -> Option<Found> {
         let f = self.find(key)?;
         self.bump(&f);
+        self.classes.at(classes::of_item(&f.item).0).get_hits += 1;
         Some(f)
     }
 
@@ -186,6 +188,8 @@ impl Store {
             }
             return SetOutcome::TooLarge;
         }
+        let size = classes::memcached_size(a.key.len(), a.value.len(), a.flags);
+        self.classes.at(classes::class_of(size)).cmd_set += 1;
         let old = self.find(a.key);
         let Some(old) = old else {
             if a.cas != 0 {
@@ -207,8 +211,12 @@ impl Store {
             {
                 stale_store = true;
             } else {
+                self.classes.at(classes::of_item(&old.item).0).cas_badval += 1;
                 return SetOutcome::Exists;
             }
+        }
+        if a.cas != 0 {
+            self.classes.at(classes::of_item(&old.item).0).cas_hits += 1;
         }
         match a.mode {
             SetMode::Add => {
@@ -280,6 +288,7 @@ impl Store {
                 if cas != 0 && cas != self.cas_of(&f) {
                     return DeleteOutcome::Exists;
                 }
+                self.classes.at(classes::of_item(&f.item).0).delete_hits += 1;
                 self.remove(&f);
                 DeleteOutcome::Deleted
             }
@@ -312,6 +321,7 @@ impl Store {
     /// None if the new exptime made it expire (or memory ran out moving it).
     pub fn touch_found(&mut self, f: &Found, exptime: i64) -> Option<Found> {
         let expire = self.clock.expire_at(exptime);
+        self.classes.at(classes::of_item(&f.item).0).touch_hits += 1;
         if expire == super::clock::EXPIRED {
             self.remove(f);
             return None;
@@ -368,6 +378,12 @@ impl Store {
         let Some(cur) = parse_counter(f.item.value()).filter(|_| f.item.vlen() > 0) else {
             return DeltaOutcome::NonNumeric;
         };
+        let c = self.classes.at(classes::of_item(&f.item).0);
+        if incr {
+            c.incr_hits += 1;
+        } else {
+            c.decr_hits += 1;
+        }
         let value = if incr {
             cur.wrapping_add(delta)
         } else {

@@ -10,7 +10,7 @@
 //! moves behind the cursor; items stored after the scan began may or may
 //! not appear.
 
-use super::item::DELETED;
+use super::item::{DELETED, FETCHED};
 use super::Store;
 
 /// Where a scan stands: segment id in the high 32 bits, byte offset in the
@@ -62,6 +62,8 @@ pub struct ScanItem {
     pub atime_unix: i64,
     /// The item's CAS.
     pub cas: u64,
+    /// Whether it was read since stored (memcached's `fetch=`).
+    pub fetched: bool,
 }
 
 /// What one scan step found.
@@ -160,6 +162,7 @@ impl Store {
                         ttl,
                         atime_unix: self.clock.to_unix(now) - it.idle_secs(now) as i64,
                         cas: self.record_cas(seg, off, it),
+                        fetched: it.iflags() & FETCHED != 0,
                     });
                 }
             }
@@ -284,6 +287,7 @@ mod tests {
                 ttl: 60,
                 atime_unix: 1_700_000_000,
                 cas,
+                fetched: false,
             }]
         );
     }

@@ -77,7 +77,11 @@ impl Store {
         let old = self.slot_for_key(hash, key);
         let bucket = self.layout.chain(ttl, old.is_some());
         let unlinks = self.unlinks;
-        let (seg, off) = self.alloc(bucket, size).ok_or(WriteError::NoMemory)?;
+        let Some((seg, off)) = self.alloc(bucket, size) else {
+            let m = classes::memcached_size(key.len(), vlen, meta.flags);
+            self.classes.at(classes::class_of(m)).outofmemory += 1;
+            return Err(WriteError::NoMemory);
+        };
         let ptr = self.segs.ptr(seg, off as usize);
         // SAFETY: `alloc` reserved `size` bytes at this offset in a
         // segment; the inputs are client buffers or `scratch`, never arena
@@ -89,6 +93,7 @@ impl Store {
         h.note_expire(meta.expire);
         self.live_bytes += size;
         self.stats.total_items += 1;
+        self.count_linked(it, size);
         // Moves keep a slot where it is; only an unlink may have changed
         // the index since the lookup.
         let old = if self.unlinks == unlinks {

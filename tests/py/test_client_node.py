@@ -16,12 +16,11 @@ def test_stats(matrix, kind):
     assert out["version_ok"] and all(out["fields"].values())
 
 
-EMPTY_GROUP = pytest.mark.xfail(strict=True, reason="issue 15: statsWithKey(items/slabs): memcached per-class stats, corecache an empty group")
 
 
 @pytest.mark.parametrize("kind,group", [
     ("memcached", "settings"), ("memcached", "items"), ("memcached", "slabs"), ("corecache", "settings"),
-    pytest.param("corecache", "items", marks=EMPTY_GROUP), pytest.param("corecache", "slabs", marks=EMPTY_GROUP),
+    ("corecache", "items"), ("corecache", "slabs"),
 ])
 def test_stats_with_key(matrix, kind, group):
     out = same_as_memcached(matrix, kind, node(group))

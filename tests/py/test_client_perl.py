@@ -10,7 +10,7 @@ def perl(lib, step):
     return lambda srv: run_json(["perl", "perl/client.pl", f"127.0.0.1:{srv.port}", lib, step])
 
 
-@pytest.mark.parametrize("kind", kinds("stats items/slabs are a bare END on corecache: no per-class entries"))
+@pytest.mark.parametrize("kind", kinds())
 def test_cache_memcached_stats(matrix, kind):
     out = same_as_memcached(matrix, kind, perl("cm", "stats"))
     assert out["version_ok"] and out["items_nonempty"]

@@ -18,13 +18,13 @@ def test_get_version(matrix, kind, proto):
 
 
 @pytest.mark.parametrize("proto", ["text", "binary"])
-@pytest.mark.parametrize("kind", kinds("getStats('items')/getStats('slabs'): memcached per-class entries, corecache none (bare END)"))
+@pytest.mark.parametrize("kind", kinds())
 def test_get_stats(matrix, kind, proto):
     out = same_as_memcached(matrix, kind, php("stats", proto))
     assert out["general"]["has_entry"] and out["general"]["version_ok"]
 
 
-@pytest.mark.parametrize("kind", kinds("getAllKeys fails on corecache (rc 11): stats cachedump answers ERROR"))
+@pytest.mark.parametrize("kind", kinds())
 def test_get_all_keys_text(matrix, kind):
     out = same_as_memcached(matrix, kind, php("allkeys", "text"))
     assert out["keys"] == ["ak1", "ak2", "ak3", "ak4"]

@@ -167,7 +167,7 @@ def test_aiomcache_version(matrix, kind):
     assert same_as_memcached(matrix, kind, lambda s: aio(s, aio_version))["version_ok"]
 
 
-@pytest.mark.parametrize("kind", kinds("stats(): stats items/slabs are a bare END on corecache"))
+@pytest.mark.parametrize("kind", kinds())
 def test_aiomcache_stats(matrix, kind):
     out = same_as_memcached(matrix, kind, lambda s: aio(s, aio_stats))
     assert out["general"]["version_ok"] and out["items"]["nonempty"]

@@ -21,12 +21,11 @@ def test_stats(matrix, kind):
     assert out["general_version_ok"] and all(out["general"].values())
 
 
-EMPTY_GROUP = pytest.mark.xfail(strict=True, reason="issue 15: dc.stats(:items/:slabs): memcached per-class stats, corecache an empty group")
 
 
 @pytest.mark.parametrize("kind,group", [
     ("memcached", "items"), ("memcached", "slabs"), ("memcached", "settings"),
-    pytest.param("corecache", "items", marks=EMPTY_GROUP), pytest.param("corecache", "slabs", marks=EMPTY_GROUP),
+    ("corecache", "items"), ("corecache", "slabs"),
     ("corecache", "settings"),
 ])
 def test_stats_group(matrix, kind, group):

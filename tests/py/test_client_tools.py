@@ -81,7 +81,7 @@ def memcstat_items(srv):
     return {"exit": r["exit"], "fields": sorted(set(re.findall(r"(?m)^\t(items:\d+:\w+): ", r["out"])))}
 
 
-@pytest.mark.parametrize("kind", kinds("memcstat --args=items: no items:N: fields from corecache (stats items is a bare END)"))
+@pytest.mark.parametrize("kind", kinds())
 def test_memcstat_items(matrix, kind):
     out = same_as_memcached(matrix, kind, memcstat_items)
     assert "items:1:number" in out["fields"]
@@ -100,7 +100,7 @@ def memcdump(srv):
     return {"exit": r["exit"], "keys": keys}
 
 
-@pytest.mark.parametrize("kind", kinds("memcdump exits 1 on corecache ('Failed to dump keys'): stats cachedump answers ERROR"))
+@pytest.mark.parametrize("kind", kinds())
 def test_memcdump(matrix, kind):
     out = same_as_memcached(matrix, kind, memcdump)
     assert out == {"exit": 0, "keys": ["abc", "big"]}
@@ -141,7 +141,7 @@ def tool_display(srv):
     return {"exit": r["exit"], "header": lines[0].split() if lines else [], "rows": rows}
 
 
-@pytest.mark.parametrize("kind", kinds("memcached-tool display: no rows for corecache (stats slabs/items are bare END)"))
+@pytest.mark.parametrize("kind", kinds())
 def test_memcached_tool_display(matrix, kind):
     out = same_as_memcached(matrix, kind, tool_display)
     assert len(out["rows"]) == 2
@@ -178,7 +178,7 @@ def tool_dump(srv):
     return {"exit": r["exit"], "adds": adds}
 
 
-@pytest.mark.parametrize("kind", kinds("memcached-tool dump hangs on corecache (lru_crawler metadump answers ERROR)"))
+@pytest.mark.parametrize("kind", kinds())
 def test_memcached_tool_dump(matrix, kind):
     out = same_as_memcached(matrix, kind, tool_dump)
     assert out["exit"] == 0 and [a[0] for a in out["adds"]] == ["abc", "big"]

@@ -240,8 +240,8 @@ def stat_names(responses):
 GROUP_NAMES = [
     pytest.param(b"", id="general", marks=xfail("binary STAT: memcached's general stats names not all present in corecache")),
     pytest.param(b"settings", id="settings", marks=xfail("binary STAT settings: most of memcached's settings names missing in corecache")),
-    pytest.param(b"items", id="items", marks=xfail("binary STAT items: corecache answers an empty group")),
-    pytest.param(b"slabs", id="slabs", marks=xfail("binary STAT slabs: corecache answers an empty group")),
+    pytest.param(b"items", id="items"),
+    pytest.param(b"slabs", id="slabs"),
 ]
 
 

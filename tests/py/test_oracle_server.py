@@ -264,8 +264,8 @@ def names_missing(p, group):
 @pytest.mark.parametrize("group", [
     pytest.param(b"", id="general", marks=xfail("stats: memcached fields missing in corecache")),
     pytest.param(b"settings", id="settings", marks=xfail("stats settings: most of memcached's fields missing in corecache")),
-    pytest.param(b"items", id="items", marks=xfail("stats items: corecache answers a bare END")),
-    pytest.param(b"slabs", id="slabs", marks=xfail("stats slabs: corecache answers a bare END")),
+    pytest.param(b"items", id="items"),
+    pytest.param(b"slabs", id="slabs"),
     pytest.param(b"conns", id="conns", marks=xfail("stats conns: corecache answers a bare END")),
 ])
 def test_stats_field_names(make_pair, group):
@@ -274,7 +274,6 @@ def test_stats_field_names(make_pair, group):
     assert not missing, f"missing in corecache: {missing}"
 
 
-@xfail("stats sizes: memcached STAT sizes_status disabled, corecache a bare END")
 def test_stats_sizes(make_pair):
     p = make_pair("-t", "2", "-m", "64")
     p.same(lambda c: c.lines_until(b"stats sizes\r\n"))

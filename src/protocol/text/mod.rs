@@ -108,6 +108,14 @@ pub enum Request<'a> {
         /// general stats.
         arg: &'a [u8],
     },
+    /// `lru_crawler ...` or `slabs ...`: `cmd` is the command word, `arg`
+    /// the rest of the line (see `protocol::admin`).
+    Admin {
+        /// `lru_crawler` or `slabs`.
+        cmd: &'a [u8],
+        /// What follows it.
+        arg: &'a [u8],
+    },
     /// A meta command (`mg`, `ms`, `md`, `ma`, `mn`, `me`), see `meta`.
     Meta(MetaRequest<'a>),
     /// A storage command whose data is over the item size limit.
@@ -400,6 +408,10 @@ pub fn parse_stream<'a>(
             _ => Request::Error(ERROR),
         },
         b"stats" => Request::Stats {
+            arg: rest_after(line, cmd),
+        },
+        b"lru_crawler" | b"slabs" => Request::Admin {
+            cmd,
             arg: rest_after(line, cmd),
         },
         b"mg" | b"ms" | b"md" | b"ma" | b"mn" | b"me" => {
