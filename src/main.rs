@@ -67,8 +67,12 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     let verbosity = cfg.verbosity;
     // Logs go to stderr, which `Ready::notify` points at `logfile` once the
     // server serves; until then start-up lines are copied there.
-    corecache::admin::logging::init(verbosity, None, args.admin.audit_log.as_deref())
-        .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
+    corecache::admin::logging::init(
+        verbosity,
+        cfg.logfile.is_some(),
+        args.admin.audit_log.as_deref(),
+    )
+    .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
     let log = cfg.logfile.as_deref().map(daemon::open_log).transpose()?;
     if let Some(l) = &log {
         let copy = l

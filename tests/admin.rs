@@ -514,6 +514,59 @@ fn stderr_of(args: &[&str], env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&out.stderr).into()
 }
 
+/// As `stderr_of`, with stderr a pipe that `JOURNAL_STREAM` names by its
+/// device and inode, as systemd names the journal's stream.
+fn journal_of(args: &[&str]) -> String {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let st = nix::sys::stat::fstat(&w).unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corecache"))
+        .args([
+            "-p",
+            &port.to_string(),
+            "-u",
+            "root",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .env("JOURNAL_STREAM", format!("{}:{}", st.st_dev, st.st_ino))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(w))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "no start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    drop(child);
+    let mut text = String::new();
+    std::fs::File::from(r).read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn a_journal_stream_that_is_not_stderr_or_a_logfile_keeps_the_time() {
+    // Inherited by a child, or stderr pointed at --logfile: not the journal.
+    let line = "admin port listening on http://127.0.0.1:";
+    let j = stderr_of(&["-vv"], &[("JOURNAL_STREAM", "8:12345")]);
+    let l = j.lines().find(|l| l.contains(line)).expect(&j);
+    assert!(!l.starts_with("<6>") && l.as_bytes()[4] == b'-', "{l}");
+    // stderr is the journal, but --logfile takes the lines: they keep
+    // their time and carry no sd-daemon priority.
+    let path = std::env::temp_dir().join(format!("cc-admin-jlog-{}", std::process::id()));
+    journal_of(&["-vv", "--logfile", path.to_str().unwrap()]);
+    let file = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let l = file.lines().find(|l| l.contains(line)).expect(&file);
+    assert!(!l.starts_with('<') && l.as_bytes()[4] == b'-', "{l}");
+}
+
 #[test]
 fn log_levels_follow_v() {
     let line = "admin port listening on http://127.0.0.1:";
@@ -524,7 +577,7 @@ fn log_levels_follow_v() {
     let l = vv.lines().find(|l| l.contains(line)).expect(&vv);
     assert!(l.contains(" INFO ") && l.as_bytes()[4] == b'-', "{l}");
     // Under systemd the journal gets sd-daemon priorities and no time.
-    let j = stderr_of(&["-vv"], &[("JOURNAL_STREAM", "8:12345")]);
+    let j = journal_of(&["-vv"]);
     let l = j.lines().find(|l| l.contains(line)).expect(&j);
     assert!(
         l.starts_with("<6>INFO ") || l.starts_with("<6> INFO "),
@@ -612,6 +665,37 @@ fn histogram_counts_match_the_workload() {
     // Loopback replies take well under a second.
     let top = format!(r#"{n}_bucket{{le="1.048576",family="get"}}"#);
     assert_eq!(got[&top], "10");
+    assert_eq!(srv.stop(), 0);
+}
+
+/// A request that answers nothing (noreply, binary quiet) is timed to when
+/// it ran, not to the next reply: idle time between a client's requests
+/// must not land in the histograms.
+#[test]
+fn quiet_requests_are_timed_when_they_run_not_at_the_next_reply() {
+    let mut srv = Server::start(&["-t", "1"]);
+    let mut s = srv.connect();
+    for i in 0..3 {
+        s.write_all(format!("set q{i} 0 0 1 noreply\r\nv\r\n").as_bytes())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    assert_eq!(
+        srv.send(&mut s, b"get q0\r\n", b"END\r\n"),
+        "VALUE q0 0 1\r\nv\r\nEND\r\n"
+    );
+    let n = "corecache_request_duration_seconds";
+    let want = vec![
+        (format!(r#"{n}_count{{family="set"}}"#), "3".to_string()),
+        (format!(r#"{n}_count{{family="get"}}"#), "1".to_string()),
+    ];
+    let got = scrape_until(&srv.admin, &want);
+    // Each ran in microseconds; 0.7 s apart, the old timing gave the
+    // sets and the get 0.7-2.1 s each.
+    for f in ["set", "get"] {
+        let sum: f64 = got[&format!(r#"{n}_sum{{family="{f}"}}"#)].parse().unwrap();
+        assert!(sum < 0.1, "{f}: {sum} s");
+    }
     assert_eq!(srv.stop(), 0);
 }
 

@@ -55,9 +55,11 @@ fn session_log(v: &str) -> String {
     }
     let mut srv = Server::start_with_stderr(&args, Stdio::piped);
     let mut s = srv.connect();
-    s.write_all(b"set k 0 0 6\r\nsecret\r\nget k\r\nbogus\r\n")
-        .unwrap();
-    read_until(&mut s, b"ERROR\r\n");
+    let long = format!("get {}\r\n", "x".repeat(300));
+    s.write_all(b"set k 0 0 6\r\nsecret\r\nget k\r\n").unwrap();
+    s.write_all(long.as_bytes()).unwrap();
+    s.write_all(b"bogus\r\n").unwrap();
+    read_until(&mut s, b"\nERROR\r\n");
     s.shutdown(std::net::Shutdown::Write).unwrap();
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
@@ -87,6 +89,8 @@ fn v_levels_log_connections_errors_and_commands_as_memcached_does() {
         "{vv}"
     );
     assert!(!vv.contains("line=get k"), "{vv}");
+    // A refusal at the dispatch point is a client error too.
+    assert!(vv.contains("line=get xxxxxxxx"), "{vv}");
     // -vvv: every command line, never a data block.
     let vvv = session_log("-vvv");
     assert!(
@@ -94,4 +98,39 @@ fn v_levels_log_connections_errors_and_commands_as_memcached_does() {
         "{vvv}"
     );
     assert!(!vvv.contains("secret"), "{vvv}");
+}
+
+#[test]
+fn the_verbosity_command_changes_the_level_as_memcached_caps_it() {
+    let mut srv = Server::start_with_stderr(&["-t", "2"], Stdio::piped);
+    let mut s = srv.connect();
+    let level = |s: &mut std::net::TcpStream| {
+        s.write_all(b"stats settings\r\n").unwrap();
+        let st = read_until(s, b"END\r\n");
+        stat(&st, "verbosity").unwrap()
+    };
+    assert_eq!(level(&mut s), 0);
+    // memcached: levels above 2 are 2; noreply still sets it.
+    s.write_all(b"verbosity 5\r\n").unwrap();
+    assert_eq!(read_until(&mut s, b"\r\n"), b"OK\r\n");
+    assert_eq!(level(&mut s), 2);
+    // At 2, a new connection is logged.
+    let mut t = srv.connect();
+    t.write_all(b"version\r\n").unwrap();
+    read_until(&mut t, b"\r\n");
+    s.write_all(b"verbosity 1 noreply\r\n").unwrap();
+    assert_eq!(level(&mut s), 1);
+    // Binary VERBOSITY (0x1b, 4-byte level) sets it too (a connection
+    // speaks one protocol, fixed by its first byte).
+    let mut b = srv.connect();
+    b.write_all(&bin(0x1b, b"", &0u32.to_be_bytes(), b"", 7))
+        .unwrap();
+    assert_eq!(read_bin(&mut b).1, 0);
+    assert_eq!(level(&mut s), 0);
+    let mut err = srv.child.stderr.take().unwrap();
+    assert_eq!(srv.stop(), 0);
+    let mut text = String::new();
+    err.read_to_string(&mut text).unwrap();
+    // Only the connection opened while the level was 2.
+    assert_eq!(text.matches("connection opened").count(), 1, "{text}");
 }

@@ -139,30 +139,42 @@ fn append(path: &str) -> Result<File, String> {
         .map_err(|e| format!("cannot open log file {path}: {e}"))
 }
 
-/// Installs the global subscriber: `verbose` is the `-v` count, `logfile`
-/// and `audit_log` optional files (appended). Call once, before anything
-/// logs. Errors: a file that cannot be opened; a subscriber already set.
-pub fn init(verbose: u8, logfile: Option<&str>, audit_log: Option<&str>) -> Result<(), String> {
+/// Whether stderr is the journal: systemd sets `JOURNAL_STREAM` to the
+/// `device:inode` of the stream it connected, and a process must check it
+/// is still its stderr (systemd.exec(5)) — a child or a redirect inherits
+/// the variable, not the journal.
+fn stderr_is_journal() -> bool {
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    match nix::sys::stat::fstat(std::io::stderr()) {
+        Ok(st) => dev.parse() == Ok(st.st_dev) && ino.parse() == Ok(st.st_ino),
+        Err(_) => false,
+    }
+}
+
+/// Installs the global subscriber: `verbose` is the `-v` count;
+/// `to_logfile`: stderr will be pointed at `--logfile` (so lines carry
+/// their time, even under systemd); `audit_log` an optional file
+/// (appended). Call once, before anything logs. Errors: a file that cannot
+/// be opened; a subscriber already set.
+pub fn init(verbose: u8, to_logfile: bool, audit_log: Option<&str>) -> Result<(), String> {
     VERBOSITY.store(verbose, Relaxed);
-    let journal = logfile.is_none() && std::env::var_os("JOURNAL_STREAM").is_some();
-    let main = match logfile {
-        Some(p) => {
-            let f = Offload(Sink::File(Arc::new(Mutex::new(append(p)?))));
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(f)
-                .boxed()
-        }
-        None if journal => tracing_subscriber::fmt::layer()
+    let main = if !to_logfile && stderr_is_journal() {
+        tracing_subscriber::fmt::layer()
             .with_ansi(false)
             .with_writer(Offload(Sink::Stderr))
             .event_format(Journald(Format::default().without_time()))
             .fmt_fields(DefaultFields::new())
-            .boxed(),
-        None => tracing_subscriber::fmt::layer()
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
             .with_ansi(false)
             .with_writer(Offload(Sink::Stderr))
-            .boxed(),
+            .boxed()
     }
     .with_filter(Verbosity);
     let audit = match audit_log {

@@ -314,6 +314,12 @@ fn registry(f: &Figures) -> Registry {
         U(c.hash_bytes),
     );
     b.gauge(
+        "corecache_segment_bytes_used",
+        "Bytes of segments holding items, live or not yet reclaimed: how full the store is \
+         against memcached_limit_bytes (memcached_current_bytes counts live items only)",
+        U(c.segment_bytes_used),
+    );
+    b.gauge(
         "corecache_pinned_segments",
         "Segments a zero-copy send still reads from",
         U(c.pinned_segments),

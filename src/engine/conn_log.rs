@@ -13,7 +13,7 @@
 //! through `admin/log_writer.rs`'s queue, dropped and counted if the
 //! writer falls behind, so `-vvv` under load cannot stall a shard.
 
-use super::dispatch::Request;
+use super::dispatch::{Refusal, Request};
 use crate::admin::audit::peer_of;
 use crate::admin::logging::verbosity;
 use crate::protocol::binary;
@@ -32,21 +32,19 @@ pub fn closed(fd: RawFd, eof: bool) {
     tracing::info!(conn = fd, eof, "connection closed");
 }
 
-/// One request as dispatched: DEBUG with its command line; INFO too when
-/// it is a client error. `fd` is asked for only when a line is written.
-pub fn request(fd: impl Fn() -> RawFd, req: &Request, raw: &[u8]) {
+/// One request as dispatched: DEBUG with its command line; then INFO
+/// when it is a client error (`refused`: the dispatch point refused it).
+/// `fd` is asked for only when a line is written.
+pub fn request(fd: impl Fn() -> RawFd, req: &Request, raw: &[u8], refused: Option<Refusal>) {
     // The -v count, not `tracing::enabled!`: with per-layer filters an
     // `enabled!` not followed by an event leaves the registry's per-thread
     // filter state set, and the next event (an audit line) was dropped.
     let v = verbosity();
-    if v >= 2 {
-        let fd = fd();
-        if let Some(what) = client_error(req) {
-            tracing::info!(conn = fd, error = what, line = %shown(raw), "client error");
-        }
+    if v < 2 {
+        return;
     }
+    let fd = fd();
     if v >= 3 {
-        let fd = fd();
         match req {
             Request::Text(_) => tracing::debug!(conn = fd, line = %shown(raw), "command"),
             Request::Binary(Ok(r)) => {
@@ -56,6 +54,17 @@ pub fn request(fd: impl Fn() -> RawFd, req: &Request, raw: &[u8]) {
             Request::Binary(Err(_)) => {}
             Request::AsciiAuth(_) => tracing::debug!(conn = fd, "ascii auth attempt"),
         }
+    }
+    let why = match refused {
+        Some(Refusal::KeyTooLong) => Some("CLIENT_ERROR bad command line format"),
+        Some(Refusal::FlushDisabled) => Some("flush_all not allowed (-F)"),
+        Some(Refusal::ShutdownDisabled) => Some("shutdown not enabled (-A)"),
+        // Logged by access.rs with the user.
+        Some(Refusal::Unauthenticated | Refusal::Denied) => None,
+        None => client_error(req),
+    };
+    if let Some(what) = why {
+        tracing::info!(conn = fd, error = what, line = %shown(raw), "client error");
     }
 }
 

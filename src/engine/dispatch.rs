@@ -189,19 +189,19 @@ impl Worker {
         let mut kbuf = [0u8; KEY_MAX + 6];
         let (op, route) = classify(&req, &mut kbuf);
         self.note_parsed(idx, op);
-        let conns = &self.conns;
-        super::conn_log::request(
-            || conns[idx as usize].as_ref().map_or(-1, |c| c.fd),
-            &req,
-            raw,
-        );
         let refusal = self
             .access(idx, op, route, &req)
             .or_else(|| self.policy(op, route));
+        let conns = &self.conns;
+        let fd = || conns[idx as usize].as_ref().map_or(-1, |c| c.fd);
+        super::conn_log::request(fd, &req, raw, refusal);
         self.audit_admin(idx, op, &req, refusal);
         if let Some(why) = refusal {
             self.refuse(idx, why, &req);
             return true;
+        }
+        if op == Op::Verbosity {
+            super::server_cmd::apply_verbosity(&req);
         }
         let binary = matches!(req, Request::Binary(_));
         let pinned = self.conn(idx).pinned;

@@ -20,6 +20,16 @@ impl Worker {
             c.queued_for_send = true;
             self.to_send.push(idx);
         }
+        // Requests that answer nothing (noreply, meta q, binary quiet
+        // commands) are done once run: with no reply due and nothing to
+        // send, record them now, not at the next reply, which may be
+        // seconds later (a client's next request) and would charge them,
+        // and it, the idle time between.
+        if !c.lat.is_empty() && c.pending.is_empty() && c.out.is_empty() && c.out_refs.bytes == 0 {
+            if let Some(h) = self.shared.telemetry.latency(self.id) {
+                c.lat.sent(h, Instant::now());
+            }
+        }
         if c.eof
             && !c.closing
             && !c.recv_inflight

@@ -164,3 +164,22 @@ fn named(rows: Vec<(&'static str, String)>) -> Vec<(Cow<'static, str>, String)> 
         .map(|(k, v)| (Cow::Borrowed(k), v))
         .collect()
 }
+
+/// memcached's most verbose level the `verbosity` command sets (its
+/// MAX_VERBOSITY_LEVEL; `-vvv` on the command line goes further).
+const MAX_VERBOSITY_LEVEL: u32 = 2;
+
+/// `verbosity N` (text) and binary VERBOSITY: the logging level changes
+/// at once for every worker (`admin/logging.rs`), capped as memcached's
+/// `process_verbosity_command`; a level that is not a number changes
+/// nothing.
+pub(super) fn apply_verbosity(req: &Request) {
+    let level = match req {
+        Request::Text(text::Request::Verbosity { level, .. }) => *level,
+        Request::Binary(Ok(r)) if r.extras.len() >= 4 => Some(r.extra_u32(0)),
+        _ => None,
+    };
+    if let Some(l) = level {
+        crate::admin::logging::set_verbosity(l.min(MAX_VERBOSITY_LEVEL) as u8);
+    }
+}

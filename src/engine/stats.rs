@@ -133,7 +133,8 @@ pub fn settings(shared: &Shared) -> Vec<(&'static str, String)> {
         // UDP is never served, whatever -U says.
         ("udpport", "0".to_string()),
         ("inter", s.interfaces.clone()),
-        ("verbosity", s.verbosity.to_string()),
+        // What `verbosity` last set, else -v's count.
+        ("verbosity", crate::admin::logging::verbosity().to_string()),
         (
             "evictions",
             if s.eviction == Eviction::None {

@@ -93,6 +93,8 @@ counters!(
     worker_port_total_connections,
     worker_port_cmds,
     pinned_segments,
+    // Bytes of segments holding items, live or dead (Store::segment_bytes_in_use).
+    segment_bytes_used,
     curr_items,
     total_items,
     bytes,

@@ -55,6 +55,7 @@ impl Shard {
         c.limit_maxbytes = s.memory_limit() as u64;
         c.pinned_segments = s.pinned_segments() as u64;
         c.hash_bytes = s.index_bytes() as u64;
+        c.segment_bytes_used = s.segment_bytes_in_use() as u64;
         c.expired_segments = s.stats.expired_segments;
         c.evicted_segments = s.stats.evicted_segments;
         c.segment_merges = s.stats.merges;

@@ -197,6 +197,14 @@ impl Store {
         self.segs.count() * self.segs.seg_size
     }
 
+    /// Bytes of the segments holding items (live records, records dead
+    /// but not yet reclaimed, and the unwritten tail of open segments):
+    /// how full the store is against its limit, where `bytes` counts only
+    /// live items and never nears the limit.
+    pub fn segment_bytes_in_use(&self) -> usize {
+        self.segs.in_use() * self.segs.seg_size
+    }
+
     /// Bytes of the hash index (memcached's `hash_bytes`), part of the
     /// store's memory budget.
     pub fn index_bytes(&self) -> usize {
