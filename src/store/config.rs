@@ -33,7 +33,13 @@ impl Default for StoreConfig {
 /// since the store was made.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StoreStats {
-    /// Items written (memcached's `total_items`).
+    /// Items linked by a store, as memcached's `total_items` counts its
+    /// `do_item_link`: set/add/replace/cas/append/prepend (meta `ms`),
+    /// items created by a miss (incr's initial, `ma N`, `mg N`), an
+    /// item stored already expired, and an incr/decr whose result is
+    /// longer than the value (memcached allocates a new item only then).
+    /// Rewrites that memcached does in place (touch, gat, `mg T`, a
+    /// shorter or equal incr/decr) do not count.
     pub total_items: u64,
     /// Live items evicted to make room (`evictions`).
     pub evictions: u64,

@@ -88,7 +88,6 @@ impl Store {
         h.live_bytes += size as u32;
         h.note_expire(meta.expire);
         self.live_bytes += size;
-        self.stats.total_items += 1;
         // Moves keep a slot where it is; only an unlink may have changed
         // the index since the lookup.
         let old = if self.unlinks == unlinks {
