@@ -87,7 +87,10 @@ impl Worker {
     fn stats_group(&mut self, idx: u32, group: &[u8]) -> StatsReply {
         match group {
             b"" => StatsReply::Rows(named(stats::general(&self.shared, &self.totals()))),
-            b"settings" => StatsReply::Rows(named(stats::settings(&self.shared))),
+            b"settings" => {
+                let maxbytes = self.totals().limit_maxbytes;
+                StatsReply::Rows(named(stats::settings(&self.shared, maxbytes)))
+            }
             b"ports" => {
                 let rows = stats::ports(&self.shared, &self.per_worker());
                 StatsReply::Rows(rows.into_iter().map(|(k, v)| (k.into(), v)).collect())

@@ -109,9 +109,13 @@ impl Store {
         if !(3..=index::MAX_SEGMENTS).contains(&nseg) {
             return Err(ConfigError::TooLittleMemory);
         }
-        let arena =
-            arena::Arena::new(nseg * cfg.segment_size, cfg.huge_pages).map_err(ConfigError::Map)?;
-        let mut segs = Segments::new(arena, cfg.segment_size);
+        // Room to grow into with cache_memlimit: up to the host's memory.
+        let room = physical_memory()
+            .max(cfg.memory)
+            .min(index::MAX_SEGMENTS * cfg.segment_size);
+        let arena = arena::Arena::with_room(nseg * cfg.segment_size, room, cfg.huge_pages)
+            .map_err(ConfigError::Map)?;
+        let mut segs = Segments::new(arena, cfg.segment_size, nseg);
         let reserve = segs.take(ttl::NEVER, clock.now()).expect("nseg >= 3");
         let index = Index::new(
             cfg.memory / INDEX_START_ITEM_BYTES,
@@ -383,4 +387,14 @@ impl Store {
         self.check_flush();
         t
     }
+}
+
+/// The host's memory in bytes (`MemTotal` of /proc/meminfo), 0 if unknown.
+fn physical_memory() -> usize {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
 }

@@ -202,10 +202,22 @@ def test_cache_memlimit(make_pair):
     p.same(script)
 
 
-test_cache_memlimit = xfail(
-    "cache_memlimit 128 on -m 64: memcached OK and maxbytes/limit_maxbytes 134217728, corecache refuses growth "
-    "(MEMLIMIT_ADJUST_FAILED; 96 noreply not applied); "
-    "stats settings maxbytes keeps the start-up value")(test_cache_memlimit)
+def test_cache_memlimit_growth_holds_more(make_pair):
+    """Grown past -m, the cache holds what -m could not: 30 MB of values
+    on -m 16 raised to 96 all stay, in both (shrinking back evicts)."""
+    p = make_pair("-t", "2", "-m", "16")
+    value = b"v" * 10000
+
+    def script(c):
+        out = [c.text(b"cache_memlimit 96\r\n")]
+        for i in range(3000):
+            c.send(b"set k%d 0 0 %d noreply\r\n%s\r\n" % (i, len(value), value))
+        hits = sum(c.text(b"get k%d\r\n" % i).startswith(b"VALUE") for i in range(3000))
+        out.append(hits)
+        out.append(c.stats().get("limit_maxbytes"))
+        return out
+    out = p.same(script)
+    assert out[1] == 3000, out
 
 
 # --- -F: flush disabled in every protocol; the data stays. ---
