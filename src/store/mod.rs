@@ -50,6 +50,9 @@ pub struct Found {
     pub item: RawItem,
     /// The key's hash.
     pub hash: u64,
+    /// The CAS of an item unlinked since it was found (a touch to a past
+    /// time answers with it), whose slot no longer says; None while linked.
+    pub detached_cas: Option<u64>,
 }
 
 /// One shard's cache: segments, TTL chains, hash index and clock.
@@ -255,7 +258,7 @@ impl Store {
     /// The CAS of the item a slot points at.
     #[inline]
     pub fn cas_of(&self, f: &Found) -> u64 {
-        if let Some(c) = f.item.stored_cas() {
+        if let Some(c) = f.item.stored_cas().or(f.detached_cas) {
             return c;
         }
         let s = self.index.get(f.slot);
@@ -312,7 +315,12 @@ impl Store {
                 return None;
             }
         }
-        Some(Found { slot, item, hash })
+        Some(Found {
+            slot,
+            item,
+            hash,
+            detached_cas: None,
+        })
     }
 
     /// Counts an access: frequency for merge eviction, last-access time,

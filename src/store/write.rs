@@ -123,6 +123,7 @@ impl Store {
             slot,
             item: it,
             hash,
+            detached_cas: None,
         }
     }
 
