@@ -13,6 +13,7 @@ fn store(memory: usize, seg: usize, policy: Eviction) -> Store {
         item_size_max: seg,
         eviction: policy,
         huge_pages: false,
+        ..StoreConfig::default()
     };
     Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
 }

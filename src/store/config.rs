@@ -15,6 +15,11 @@ pub struct StoreConfig {
     pub eviction: Eviction,
     /// Ask for huge pages for segments and the index.
     pub huge_pages: bool,
+    /// The most bytes `cache_memlimit` may raise `memory` to: address
+    /// space reserved up front and never touched until used (see
+    /// `Arena::with_room`). At most `memory` means no growth, as wanted
+    /// with `-k` (mlockall would fault a reservation in whole).
+    pub max_memory: usize,
 }
 
 impl Default for StoreConfig {
@@ -25,6 +30,7 @@ impl Default for StoreConfig {
             item_size_max: 1 << 20,
             eviction: Eviction::Merge,
             huge_pages: true,
+            max_memory: super::physical_memory(),
         }
     }
 }

@@ -112,8 +112,9 @@ impl Store {
         if !(3..=index::MAX_SEGMENTS).contains(&nseg) {
             return Err(ConfigError::TooLittleMemory);
         }
-        // Room to grow into with cache_memlimit: up to the host's memory.
-        let room = physical_memory()
+        // Room to grow into with cache_memlimit.
+        let room = cfg
+            .max_memory
             .max(cfg.memory)
             .min(index::MAX_SEGMENTS * cfg.segment_size);
         let arena = arena::Arena::with_room(nseg * cfg.segment_size, room, cfg.huge_pages)
@@ -397,8 +398,9 @@ impl Store {
     }
 }
 
-/// The host's memory in bytes (`MemTotal` of /proc/meminfo), 0 if unknown.
-fn physical_memory() -> usize {
+/// The host's memory in bytes (`MemTotal` of /proc/meminfo), 0 if unknown:
+/// what `cache_memlimit` may grow a store to by default.
+pub fn physical_memory() -> usize {
     let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     info.lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
