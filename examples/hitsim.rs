@@ -147,6 +147,7 @@ fn main() {
                     item_size_max: seg,
                     eviction: policy,
                     huge_pages: false,
+                    ..StoreConfig::default()
                 },
                 Clock::manual(1_700_000_000),
             )

@@ -12,7 +12,7 @@ use corecache::engine::{
 use corecache::process::cleanup::{write_pidfile, RemoveOnDrop};
 use corecache::process::daemon::{self, Forked, Ready};
 use corecache::process::{identity, limits, StartError, EX_OSERR};
-use corecache::store::{Clock, Store, StoreConfig};
+use corecache::store::{physical_memory, Clock, Store, StoreConfig};
 use std::net::SocketAddr;
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::process::ExitCode;
@@ -365,6 +365,13 @@ fn serve(
             item_size_max: cfg.item_max,
             eviction: cfg.eviction,
             huge_pages: cfg.huge_pages,
+            // -k locks every mapping whole (mlockall MCL_FUTURE): no room
+            // to grow then, cache_memlimit stops at -m.
+            max_memory: if cfg.lock_memory {
+                0
+            } else {
+                physical_memory()
+            },
         };
         let verbose = cfg.verbosity;
         let pinned_from = shared_listeners[id];

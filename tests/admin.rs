@@ -701,7 +701,6 @@ fn quiet_requests_are_timed_when_they_run_not_at_the_next_reply() {
 
 /// Figures where corecache and memcached 1.6 part on the same bytes.
 #[test]
-#[ignore = "engine: total_items also counts incr/decr/touch rewrites (15, memcached 12), and flush_all counts once per shard (2 with -t 2, memcached 1); lead fixes in the restructure"]
 fn total_items_and_cmd_flush_as_memcached_counts_them() {
     let mut srv = Server::start(&["-t", "2"]);
     let mut s = srv.connect();

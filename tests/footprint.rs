@@ -12,6 +12,7 @@ fn footprint_at_256_mib() {
         item_size_max: 1 << 20,
         eviction: Eviction::Merge,
         huge_pages: false,
+        ..StoreConfig::default()
     };
     let mut s = Store::new(cfg, Clock::manual(1_700_000_000)).unwrap();
     let value = [b'v'; 100];

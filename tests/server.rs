@@ -479,7 +479,7 @@ fn shutdown_command_needs_dash_a() {
 }
 
 #[test]
-fn cache_memlimit_adjusts_every_shard_within_m() {
+fn cache_memlimit_adjusts_every_shard_past_m() {
     let srv = Server::start(&["-t", "2", "-m", "64"]);
     let stat = |srv: &Server| -> u64 {
         let st = String::from_utf8(exchange(srv, b"stats\r\n", b"END\r\n")).unwrap();
@@ -494,8 +494,16 @@ fn cache_memlimit_adjusts_every_shard_within_m() {
     assert_eq!(exchange(&srv, b"cache_memlimit 32\r\n", b"\r\n"), b"OK\r\n");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(stat(&srv), 32 << 20);
+    // Past -m, as memcached: the store grows into its reserved room.
     assert_eq!(
         exchange(&srv, b"cache_memlimit 128\r\n", b"\r\n"),
+        b"OK\r\n"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(stat(&srv), 128 << 20);
+    // Past the host's memory (the room's end): refused.
+    assert_eq!(
+        exchange(&srv, b"cache_memlimit 999999999\r\n", b"\r\n"),
         b"MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust\r\n"
     );
     assert_eq!(

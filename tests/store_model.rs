@@ -13,6 +13,7 @@ fn store(memory: usize, seg: usize, policy: Eviction) -> Store {
         item_size_max: seg,
         eviction: policy,
         huge_pages: false,
+        ..StoreConfig::default()
     };
     Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
 }
@@ -489,7 +490,7 @@ fn huge_values_and_limits() {
 }
 
 #[test]
-fn memory_limit_shrinks_and_restores_within_the_mapping() {
+fn memory_limit_shrinks_restores_and_grows_past_start_up() {
     let mut s = store(16 * 65536, 65536, Eviction::Merge);
     for i in 0..20_000u32 {
         let k = format!("m:{i}");
@@ -520,8 +521,8 @@ fn memory_limit_shrinks_and_restores_within_the_mapping() {
         assert!(s.segments_in_use() <= 6);
     }
     assert!(
-        !s.set_memory_limit(17 * 65536),
-        "cannot grow past the mapping"
+        !s.set_memory_limit(usize::MAX / 2),
+        "cannot grow past the arena's room (the host's memory)"
     );
     assert!(!s.set_memory_limit(2 * 65536), "at least three segments");
     assert!(s.set_memory_limit(16 * 65536));
@@ -536,6 +537,23 @@ fn memory_limit_shrinks_and_restores_within_the_mapping() {
         ));
     }
     assert!(s.segments_in_use() > 12, "the restored limit is used again");
+    // Past the start-up memory, as memcached's cache_memlimit: new
+    // segments are carved from the arena's untouched room.
+    assert!(s.set_memory_limit(40 * 65536));
+    assert_eq!(s.memory_limit(), 40 * 65536);
+    for i in 0..40_000u32 {
+        let k = format!("p:{i}");
+        s.set(&SetArgs::new(
+            SetMode::Set,
+            k.as_bytes(),
+            &[b'v'; 100],
+            0,
+            0,
+        ));
+    }
+    assert!(s.segments_in_use() > 30, "the grown limit is used");
+    assert!(s.set_memory_limit(8 * 65536), "and shrinks again");
+    assert!(s.segments_in_use() <= 8);
 }
 
 #[test]

@@ -86,7 +86,7 @@ pub fn render(shared: &Shared, f: &Figures) -> String {
     });
     let doc = json!({
         "stats": rows(stats::general(shared, &f.totals)),
-        "settings": rows(stats::settings(shared)),
+        "settings": rows(stats::settings(shared, f.totals.limit_maxbytes)),
         "workers": workers,
         "latency": latency,
     });

@@ -144,7 +144,7 @@ pub fn classify<'k>(req: &Request<'k>, kbuf: &'k mut [u8; KEY_MAX + 6]) -> (Op, 
             T::Shutdown => (Op::Shutdown, Route::Server),
             T::Version => (Op::Other, Route::Local),
             T::Verbosity { .. } => (Op::Verbosity, Route::Local),
-            T::Error(_) => (Op::Invalid, Route::Local),
+            T::Error(_) | T::Quiet(_) => (Op::Invalid, Route::Local),
         },
         Request::Binary(Err(_)) => (Op::Invalid, Route::Local),
         Request::Binary(Ok(ref r)) => match r.cmd.kind {

@@ -111,7 +111,10 @@ impl Worker {
         }
         match group {
             b"" => StatsReply::Rows(named(stats::general(&self.shared, &self.totals()))),
-            b"settings" => StatsReply::Rows(named(stats::settings(&self.shared))),
+            b"settings" => {
+                let maxbytes = self.totals().limit_maxbytes;
+                StatsReply::Rows(named(stats::settings(&self.shared, maxbytes)))
+            }
             b"ports" => {
                 let rows = stats::ports(&self.shared, &self.per_worker());
                 StatsReply::Rows(rows.into_iter().map(|(k, v)| (k.into(), v)).collect())

@@ -123,11 +123,13 @@ pub fn ports(shared: &Shared, per_worker: &[Counters]) -> Vec<(String, String)> 
 /// have a meaning here, in memcached's order, with corecache's values;
 /// then corecache's own. Fields for machinery corecache does not have
 /// (slabs, LRU, hash table, extstore) are left out rather than invented.
-pub fn settings(shared: &Shared) -> Vec<(&'static str, String)> {
+/// `maxbytes` is the memory limit now (`limit_maxbytes`, which
+/// `cache_memlimit` changes, as memcached's `settings.maxbytes`).
+pub fn settings(shared: &Shared, maxbytes: u64) -> Vec<(&'static str, String)> {
     let s = &shared.settings;
     let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
     vec![
-        ("maxbytes", s.memory.to_string()),
+        ("maxbytes", maxbytes.to_string()),
         ("maxconns", s.max_conns.to_string()),
         ("tcpport", s.port.to_string()),
         // UDP is never served, whatever -U says.

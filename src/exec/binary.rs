@@ -6,7 +6,7 @@ use super::ops::{store_mode, AutoCreate};
 use super::reply::push_value;
 use super::shard::{Shard, VERSION};
 use crate::protocol::binary::{status, write_head, write_response, Kind, Request};
-use crate::protocol::StoreCmd;
+use crate::protocol::{SetMode, StoreCmd};
 use crate::store::{DeleteOutcome, DeltaOutcome, SetArgs, SetOutcome};
 
 /// memcached's error bodies, by status.
@@ -97,7 +97,7 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
         }
         Kind::Store(mode) => {
             if r.oversized {
-                sh.refuse_oversized(r.key, StoreCmd::Plain, mode);
+                sh.refuse_oversized(r.key, StoreCmd::Binary, mode);
                 return error(out, h.opcode, status::E2BIG, h.opaque);
             }
             let (flags, exp) = if r.extras.len() >= 8 {
@@ -105,9 +105,15 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
             } else {
                 (0, 0)
             };
+            // memcached's process_bin_update: a SET/ADD/REPLACE carrying
+            // a CAS is a CAS store (NREAD_CAS), whatever its opcode.
+            let mode = match mode {
+                SetMode::Add | SetMode::Replace if h.cas != 0 => SetMode::Set,
+                m => m,
+            };
             let mut a = SetArgs::new(store_mode(mode), r.key, r.value, flags, exp);
             a.cas = h.cas;
-            let st = match sh.store_item(&a, StoreCmd::Plain, mode) {
+            let st = match sh.store_item(&a, StoreCmd::Binary, mode) {
                 SetOutcome::Stored { cas } => {
                     if !quiet {
                         ok(out, cas, &[]);
@@ -115,8 +121,8 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
                     return;
                 }
                 SetOutcome::NotStored => match mode {
-                    crate::protocol::SetMode::Add => status::KEY_EEXISTS,
-                    crate::protocol::SetMode::Replace => status::KEY_ENOENT,
+                    SetMode::Add => status::KEY_EEXISTS,
+                    SetMode::Replace => status::KEY_ENOENT,
                     _ => status::NOT_STORED,
                 },
                 SetOutcome::Exists => status::KEY_EEXISTS,
@@ -137,8 +143,10 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
         },
         Kind::Arith(incr) => {
             let (delta, initial, exp) = (r.extra_u64(0), r.extra_u64(8), r.extra_u32(16));
-            // exptime 0xffffffff: "do not create" (protocol-binary.txt).
-            let create = (exp != u32::MAX && h.cas == 0).then(|| AutoCreate {
+            // exptime 0xffffffff: "do not create" (protocol-binary.txt);
+            // a CAS is compared only with an item that exists (memcached's
+            // process_bin_arithmetic creates a missing one regardless).
+            let create = (exp != u32::MAX).then(|| AutoCreate {
                 initial,
                 exptime: exptime(exp),
                 new_cas: None,
@@ -155,8 +163,14 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
                 DeltaOutcome::NoMemory => error(out, h.opcode, status::ENOMEM, h.opaque),
             }
         }
+        // As GAT without the value (process_bin_get_or_touch): the item's
+        // flags as extras, its CAS.
         Kind::Touch => match sh.touch(r.key, exptime(r.extra_u32(0))) {
-            Some(f) => ok(out, sh.store.cas_of(&f), &[]),
+            Some(f) => {
+                let flags = f.item.flags().to_be_bytes();
+                let cas = sh.store.cas_of(&f);
+                write_response(out, h.opcode, status::OK, h.opaque, cas, &flags, &[], &[]);
+            }
             None => error(out, h.opcode, status::KEY_ENOENT, h.opaque),
         },
         Kind::Noop | Kind::Verbosity => ok(out, 0, &[]),

@@ -27,8 +27,14 @@ fn echo_flag(m: &MetaRequest, t: &[u8], out: &mut Vec<u8>) -> bool {
             out.push(b' ');
             out.extend_from_slice(t);
         }
-        b'k' => push_key(m, out),
-        b'b' if has_flag(m, b'k') => out.extend_from_slice(b" b"),
+        // memcached's META_KEY writes a base64 key's marker right after
+        // it, and `b` itself echoes nothing: `kZm9v b` whatever the order.
+        b'k' => {
+            push_key(m, out);
+            if m.f.base64 {
+                out.extend_from_slice(b" b");
+            }
+        }
         b'b' => {}
         _ => return false,
     }
@@ -39,10 +45,6 @@ fn echo_common(m: &MetaRequest, out: &mut Vec<u8>) {
     for t in tokens(m.flag_tokens) {
         echo_flag(m, t, out);
     }
-}
-
-fn has_flag(m: &MetaRequest, c: u8) -> bool {
-    tokens(m.flag_tokens).any(|t| t[0] == c)
 }
 
 fn push_key(m: &MetaRequest, out: &mut Vec<u8>) {
@@ -239,9 +241,18 @@ fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
         if echo_flag(m, t, out) {
             continue;
         }
-        if let (b'c', SetOutcome::Stored { cas }) = (t[0], r) {
+        // memcached's ms returns the stored item's CAS, and c0 when
+        // nothing was stored (EX, NF, NS).
+        if t[0] == b'c' {
             out.extend_from_slice(b" c");
-            push_num(out, cas);
+            push_num(
+                out,
+                if let SetOutcome::Stored { cas } = r {
+                    cas
+                } else {
+                    0
+                },
+            );
         }
     }
     out.extend_from_slice(b"\r\n");

@@ -35,7 +35,7 @@ pub fn refusal_drops_old(cmd: StoreCmd, mode: Mode) -> bool {
     match cmd {
         StoreCmd::Meta => true,
         StoreCmd::Cas => false,
-        StoreCmd::Plain => mode == Mode::Set,
+        StoreCmd::Plain | StoreCmd::Binary => mode == Mode::Set,
     }
 }
 
@@ -80,8 +80,12 @@ impl Shard {
     /// if moving the item ran out of memory.
     pub fn retouch(&mut self, f: &Found, exptime: i64) -> Option<Found> {
         if self.store.clock().expire_at(exptime) == EXPIRED {
+            let cas = self.store.cas_of(f);
             self.store.remove(f);
-            return Some(*f);
+            return Some(Found {
+                detached_cas: Some(cas),
+                ..*f
+            });
         }
         self.store.touch_found(f, exptime)
     }
@@ -136,18 +140,24 @@ impl Shard {
     pub fn store_item(&mut self, a: &SetArgs, cmd: StoreCmd, mode: Mode) -> SetOutcome {
         self.c.cmd_set += 1;
         let r = self.store.set(a);
-        self.count_set(&r, a.cas != 0);
-        if matches!(r, SetOutcome::TooLarge | SetOutcome::NoMemory) && refusal_drops_old(cmd, mode)
-        {
+        let refused = matches!(r, SetOutcome::TooLarge | SetOutcome::NoMemory);
+        // memcached's proto_bin counts neither refusal.
+        if !(refused && cmd == StoreCmd::Binary) {
+            self.count_set(&r, a.cas != 0);
+        }
+        if refused && refusal_drops_old(cmd, mode) {
             self.drop_key(a.key);
         }
         r
     }
 
     /// A storage command whose data was over the item size limit and was
-    /// never read: counts `store_too_large` and applies the refusal rule.
+    /// never read: counts `store_too_large` (not for binary, as memcached's
+    /// proto_bin) and applies the refusal rule.
     pub fn refuse_oversized(&mut self, key: &[u8], cmd: StoreCmd, mode: Mode) {
-        self.c.store_too_large += 1;
+        if cmd != StoreCmd::Binary {
+            self.c.store_too_large += 1;
+        }
         if refusal_drops_old(cmd, mode) {
             self.drop_key(key);
         }

@@ -62,15 +62,17 @@ impl Shard {
         c
     }
 
-    /// `stats reset`: zeroes the command counters, keeping the connection
-    /// gauges (memcached keeps `curr_connections` and `total_connections`).
+    /// `stats reset`: zeroes the command counters, the connection totals
+    /// and the store's item counters (total_items, evictions, reclaimed,
+    /// ...), keeping only the gauges (`curr_connections`, per worker port
+    /// too), as memcached's `stats_reset` zeroes its global, per-thread
+    /// and per-class item stats (measured on 1.6.18: `total_connections`
+    /// and `total_items` go to 0, `curr_items` and `bytes` stay).
     pub fn reset_counters(&mut self) {
-        // Gauges and connection totals survive, as memcached's do.
         let c = self.c;
         self.c = Counters::default();
         self.c.curr_connections = c.curr_connections;
-        self.c.total_connections = c.total_connections;
         self.c.worker_port_connections = c.worker_port_connections;
-        self.c.worker_port_total_connections = c.worker_port_total_connections;
+        self.store.stats = Default::default();
     }
 }

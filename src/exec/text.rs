@@ -157,6 +157,7 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
             push_line(out, e);
             false
         }
+        Request::Quiet(_) => false,
         // The dispatcher's (see the function's comment).
         Request::Quit | Request::Stats { .. } | Request::Admin { .. } | Request::Shutdown => false,
     };

@@ -88,7 +88,8 @@ pub struct Oversized<'a> {
     /// The store's mode.
     pub mode: SetMode,
     /// Which command asked: the text `cas` command, a meta `ms`, or any
-    /// other (text set/add/.., binary SET..PREPEND).
+    /// other text set/add/.. (binary's oversized stores are flagged on
+    /// their request instead).
     pub cmd: StoreCmd,
     /// Suppress the reply (text `noreply`, binary quiet opcodes).
     pub noreply: bool,
@@ -98,8 +99,11 @@ pub struct Oversized<'a> {
 /// semantics differ by command rather than by mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreCmd {
-    /// Text `set`/`add`/`replace`/`append`/`prepend`, binary SET..PREPEND.
+    /// Text `set`/`add`/`replace`/`append`/`prepend`.
     Plain,
+    /// Binary SET..PREPEND: refused as `Plain`, but memcached's proto_bin
+    /// counts no `store_too_large` / `store_no_memory` for them.
+    Binary,
     /// Text `cas`.
     Cas,
     /// Meta `ms`.

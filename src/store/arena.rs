@@ -40,6 +40,15 @@ impl Arena {
     /// Maps `len` bytes. Hugetlb is only tried when `len` is a whole number
     /// of huge pages, so the mapping is never larger than asked.
     pub fn new(len: usize, allow_huge: bool) -> std::io::Result<Arena> {
+        Arena::with_room(len, len, allow_huge)
+    }
+
+    /// Maps `len` bytes, and address space up to `room` bytes when it can
+    /// without hugetlb pages (which are reserved when mapped): the rest is
+    /// mapped without swap reservation (MAP_NORESERVE) and never touched
+    /// until `cache_memlimit` raises the limit into it, so it costs no
+    /// memory. If that mapping is refused (strict overcommit), just `len`.
+    pub fn with_room(len: usize, room: usize, allow_huge: bool) -> std::io::Result<Arena> {
         let len = len.max(1);
         if allow_huge && len.is_multiple_of(HUGE_PAGE) {
             if let Ok(map) = MmapOptions::new()
@@ -53,14 +62,23 @@ impl Arena {
                 });
             }
         }
+        if room > len {
+            if let Ok(map) = MmapOptions::new().len(room).no_reserve_swap().map_anon() {
+                return Ok(Arena::plain_or_thp(map, allow_huge));
+            }
+        }
         let map = MmapOptions::new().len(len).map_anon()?;
+        Ok(Arena::plain_or_thp(map, allow_huge))
+    }
+
+    fn plain_or_thp(map: MmapMut, allow_huge: bool) -> Arena {
         let kind = if allow_huge && thp_available() && map.advise(memmap2::Advice::HugePage).is_ok()
         {
             PageKind::Transparent
         } else {
             PageKind::Plain
         };
-        Ok(Arena { map, kind })
+        Arena { map, kind }
     }
 
     /// What the mapping ended up backed by.
@@ -100,12 +118,13 @@ impl Arena {
         self.map.as_mut_ptr()
     }
 
-    /// Faults every page in now (`-o prefault`), so no request pays for
-    /// the kernel zeroing fresh memory: the store appends, so until the
-    /// arena has been written through once, every set lands on new pages.
-    pub fn prefault(&mut self) {
+    /// Faults the first `len` bytes' pages in now (`-o prefault`), so no
+    /// request pays for the kernel zeroing fresh memory: the store
+    /// appends, so until the arena has been written through once, every
+    /// set lands on new pages.
+    pub fn prefault(&mut self, len: usize) {
         let base = self.map.as_mut_ptr();
-        for off in (0..self.map.len()).step_by(4096) {
+        for off in (0..len.min(self.map.len())).step_by(4096) {
             // SAFETY: `off` is inside the mapping; anonymous memory reads
             // as zero, so writing zero leaves its contents unchanged.
             unsafe { base.add(off).write_volatile(0) };

@@ -39,12 +39,16 @@ pub(super) fn segments_within(memory: usize, seg_size: usize, index: usize) -> u
 
 impl Store {
     /// `cache_memlimit`: the bytes this shard's store may use, index
-    /// included, at most `StoreConfig::memory` and enough for three
-    /// segments besides the index; false otherwise. Lowering it evicts now.
+    /// included: enough for three segments besides the index, and no
+    /// more segments than the arena has room for (see `Arena::with_room`;
+    /// memcached grows too, its slabs being malloc'ed as needed); false
+    /// otherwise. Raising it carves new segments; lowering it evicts now.
     pub fn set_memory_limit(&mut self, bytes: usize) -> bool {
-        if bytes > self.cfg.memory || self.segments_for(bytes) < 3 {
+        let want = self.segments_wanted(bytes);
+        if want < 3 || want > self.segs.capacity() {
             return false;
         }
+        self.segs.grow_to(want);
         self.limit = bytes;
         self.rebudget();
         while self.segs.in_use() > self.seg_limit {
@@ -57,10 +61,20 @@ impl Store {
         true
     }
 
-    /// Segments that fit in `bytes` beside the index as it is now.
+    /// Segments that fit in `bytes` beside the index as it is now, at
+    /// most those carved.
     fn segments_for(&self, bytes: usize) -> usize {
-        let fixed = self.index.bytes() + self.segs.count() * SEGMENT_OVERHEAD;
-        (bytes.saturating_sub(fixed) / self.segs.seg_size).min(self.segs.count())
+        self.segments_wanted(bytes).min(self.segs.count())
+    }
+
+    /// Segments that fit in `bytes` beside the index and their own
+    /// bookkeeping, carved or not.
+    fn segments_wanted(&self, bytes: usize) -> usize {
+        segments_within(
+            bytes.saturating_sub(self.index.bytes()),
+            self.segs.seg_size,
+            0,
+        )
     }
 
     /// Recomputes the segments the store may use from its limit and the

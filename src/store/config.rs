@@ -15,6 +15,11 @@ pub struct StoreConfig {
     pub eviction: Eviction,
     /// Ask for huge pages for segments and the index.
     pub huge_pages: bool,
+    /// The most bytes `cache_memlimit` may raise `memory` to: address
+    /// space reserved up front and never touched until used (see
+    /// `Arena::with_room`). At most `memory` means no growth, as wanted
+    /// with `-k` (mlockall would fault a reservation in whole).
+    pub max_memory: usize,
 }
 
 impl Default for StoreConfig {
@@ -25,6 +30,7 @@ impl Default for StoreConfig {
             item_size_max: 1 << 20,
             eviction: Eviction::Merge,
             huge_pages: true,
+            max_memory: super::physical_memory(),
         }
     }
 }
@@ -33,7 +39,13 @@ impl Default for StoreConfig {
 /// since the store was made.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StoreStats {
-    /// Items written (memcached's `total_items`).
+    /// Items linked by a store, as memcached's `total_items` counts its
+    /// `do_item_link`: set/add/replace/cas/append/prepend (meta `ms`),
+    /// items created by a miss (incr's initial, `ma N`, `mg N`), an
+    /// item stored already expired, and an incr/decr whose result is
+    /// longer than the value (memcached allocates a new item only then).
+    /// Rewrites that memcached does in place (touch, gat, `mg T`, a
+    /// shorter or equal incr/decr) do not count.
     pub total_items: u64,
     /// Live items evicted to make room (`evictions`).
     pub evictions: u64,

@@ -321,6 +321,7 @@ mod tests {
             item_size_max: 1 << 20,
             eviction: Eviction::Merge,
             huge_pages: false,
+            ..StoreConfig::default()
         };
         Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
     }

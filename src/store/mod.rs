@@ -51,6 +51,9 @@ pub struct Found {
     pub item: RawItem,
     /// The key's hash.
     pub hash: u64,
+    /// The CAS of an item unlinked since it was found (a touch to a past
+    /// time answers with it), whose slot no longer says; None while linked.
+    pub detached_cas: Option<u64>,
 }
 
 /// One shard's cache: segments, TTL chains, hash index and clock.
@@ -112,9 +115,14 @@ impl Store {
         if !(3..=index::MAX_SEGMENTS).contains(&nseg) {
             return Err(ConfigError::TooLittleMemory);
         }
-        let arena =
-            arena::Arena::new(nseg * cfg.segment_size, cfg.huge_pages).map_err(ConfigError::Map)?;
-        let mut segs = Segments::new(arena, cfg.segment_size);
+        // Room to grow into with cache_memlimit.
+        let room = cfg
+            .max_memory
+            .max(cfg.memory)
+            .min(index::MAX_SEGMENTS * cfg.segment_size);
+        let arena = arena::Arena::with_room(nseg * cfg.segment_size, room, cfg.huge_pages)
+            .map_err(ConfigError::Map)?;
+        let mut segs = Segments::new(arena, cfg.segment_size, nseg);
         let reserve = segs.take(ttl::NEVER, clock.now()).expect("nseg >= 3");
         let index = Index::new(
             cfg.memory / INDEX_START_ITEM_BYTES,
@@ -263,7 +271,7 @@ impl Store {
     /// The CAS of the item a slot points at.
     #[inline]
     pub fn cas_of(&self, f: &Found) -> u64 {
-        if let Some(c) = f.item.stored_cas() {
+        if let Some(c) = f.item.stored_cas().or(f.detached_cas) {
             return c;
         }
         let s = self.index.get(f.slot);
@@ -317,7 +325,12 @@ impl Store {
                 return None;
             }
         }
-        Some(Found { slot, item, hash })
+        Some(Found {
+            slot,
+            item,
+            hash,
+            detached_cas: None,
+        })
     }
 
     /// Counts an access: frequency for merge eviction, last-access time,
@@ -432,4 +445,15 @@ impl Store {
         self.check_flush();
         t
     }
+}
+
+/// The host's memory in bytes (`MemTotal` of /proc/meminfo), 0 if unknown:
+/// what `cache_memlimit` may grow a store to by default.
+pub fn physical_memory() -> usize {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
 }

@@ -248,9 +248,12 @@ impl Store {
                 };
                 self.give_scratch(oldv);
                 match r {
-                    Ok(f) => SetOutcome::Stored {
-                        cas: self.cas_of(&f),
-                    },
+                    Ok(f) => {
+                        self.stats.total_items += 1;
+                        SetOutcome::Stored {
+                            cas: self.cas_of(&f),
+                        }
+                    }
                     Err(WriteError::NoMemory) => SetOutcome::NotStored,
                     Err(WriteError::TooLarge) => SetOutcome::NotStored,
                 }
@@ -260,16 +263,21 @@ impl Store {
 
     fn store_new(&mut self, key: &[u8], v1: &[u8], v2: &[u8], meta: ItemMeta) -> SetOutcome {
         if meta.expire == super::clock::EXPIRED {
-            // Stored already expired: invisible at once, so only the old goes.
+            // Stored already expired: invisible at once, so only the old
+            // goes; memcached links it all the same (counted).
             if let Some(old) = self.find(key) {
                 self.remove(&old);
             }
+            self.stats.total_items += 1;
             return SetOutcome::Stored { cas: 0 };
         }
         match self.write(key, v1, v2, meta) {
-            Ok(f) => SetOutcome::Stored {
-                cas: self.cas_of(&f),
-            },
+            Ok(f) => {
+                self.stats.total_items += 1;
+                SetOutcome::Stored {
+                    cas: self.cas_of(&f),
+                }
+            }
             Err(WriteError::TooLarge) => SetOutcome::TooLarge,
             Err(WriteError::NoMemory) => {
                 if let Some(old) = self.find(key) {
@@ -409,6 +417,11 @@ impl Store {
         self.give_scratch(v);
         match r {
             Ok(nf) => {
+                // memcached's do_add_delta replaces the item (a link) only
+                // when the number outgrows it; else it rewrites in place.
+                if digits.len() > old_len {
+                    self.stats.total_items += 1;
+                }
                 self.bump(&nf);
                 DeltaOutcome::Value {
                     value,

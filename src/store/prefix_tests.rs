@@ -11,6 +11,7 @@ fn store(memory: usize) -> Store {
         item_size_max: 1 << 20,
         eviction: Eviction::Merge,
         huge_pages: false,
+        ..StoreConfig::default()
     };
     Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
 }

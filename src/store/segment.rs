@@ -109,9 +109,10 @@ pub struct Segments {
 }
 
 impl Segments {
-    /// Carves `arena` into segments of `seg_size` bytes, all free.
-    pub fn new(mut arena: Arena, seg_size: usize) -> Segments {
-        let n = arena.len() / seg_size;
+    /// Carves the first `n` segments of `seg_size` bytes out of `arena`,
+    /// all free; the arena's room beyond them is for `grow_to`.
+    pub fn new(mut arena: Arena, seg_size: usize, n: usize) -> Segments {
+        let n = n.min(arena.len() / seg_size);
         let base = arena.base();
         Segments {
             headers: vec![SegHeader::FREE; n],
@@ -134,7 +135,25 @@ impl Segments {
 
     /// Touches all segment memory now (see `Arena::prefault`).
     pub fn prefault(&mut self) {
-        self.arena.prefault();
+        self.arena.prefault(self.count() * self.seg_size);
+    }
+
+    /// The most segments the arena has room for.
+    pub fn capacity(&self) -> usize {
+        self.arena.len() / self.seg_size
+    }
+
+    /// Carves more segments, up to `n` (at most `capacity`), out of the
+    /// arena's untouched room. They start retired, so the budget takes
+    /// them into use (`unretire_one`), lowest id first.
+    pub fn grow_to(&mut self, n: usize) {
+        let (old, n) = (self.count(), n.min(self.capacity()));
+        if n <= old {
+            return;
+        }
+        self.headers.resize(n, SegHeader::FREE);
+        self.pins.resize(n, 0);
+        self.retired.extend((old as u32..n as u32).rev());
     }
 
     /// The memory the segments are carved from.

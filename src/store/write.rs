@@ -92,7 +92,6 @@ impl Store {
         h.live_bytes += size as u32;
         h.note_expire(meta.expire);
         self.live_bytes += size;
-        self.stats.total_items += 1;
         self.count_linked(it, size);
         // Moves keep a slot where it is; only an unlink may have changed
         // the index since the lookup.
@@ -129,6 +128,7 @@ impl Store {
             slot,
             item: it,
             hash,
+            detached_cas: None,
         }
     }
 

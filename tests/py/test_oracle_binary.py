@@ -47,8 +47,13 @@ CAS = {
     "set_stale": lambda u: bin_set(b"k", b"2", cas=u + 1),
     "set_zero": lambda u: bin_set(b"k", b"3", cas=0),
     "replace_stale": lambda u: bin_set(b"k", b"4", cas=u + 5, op=OP_REPLACE),
-    "add_with_cas": pytest.param(lambda u: bin_set(b"k", b"4", cas=u, op=OP_ADD), marks=xfail(
-        "binary ADD with the current CAS on an existing key: memcached stores it (status 0), corecache status 2")),
+    # memcached's process_bin_update makes any SET/ADD/REPLACE with a CAS a
+    # CAS store (NREAD_CAS), so ADD with the current CAS replaces the value.
+    "add_with_cas": lambda u: bin_set(b"k", b"4", cas=u, op=OP_ADD),
+    "add_stale": lambda u: bin_set(b"k", b"4", cas=u + 1, op=OP_ADD),
+    "replace_with_cas": lambda u: bin_set(b"k", b"4", cas=u, op=OP_REPLACE),
+    "missing_add": lambda u: bin_set(b"z", b"1", cas=u, op=OP_ADD),
+    "addq_with_cas": lambda u: bin_set(b"k", b"4", cas=u, op=OP_ADDQ),
     "append_stale": lambda u: bin_request(OP_APPEND, b"k", value=b"x", cas=u + 9),
     "prepend_stale": lambda u: bin_request(OP_PREPEND, b"k", value=b"x", cas=u + 9),
     "delete_stale": lambda u: bin_request(OP_DELETE, b"k", cas=u + 9),
@@ -56,8 +61,11 @@ CAS = {
     "missing_set": lambda u: bin_set(b"z", b"1", cas=u),
     "missing_replace": lambda u: bin_set(b"z", b"1", cas=u, op=OP_REPLACE),
     "missing_delete": lambda u: bin_request(OP_DELETE, b"z", cas=u),
-    "missing_incr": pytest.param(lambda u: bin_delta(b"z", 1, cas=u), marks=xfail(
-        "binary INCR with a CAS on a missing key: memcached creates it with the initial value, corecache status 1")),
+    # A missing key is created whatever the CAS (process_bin_arithmetic).
+    "missing_incr": lambda u: bin_delta(b"z", 1, cas=u),
+    "missing_decr": lambda u: bin_delta(b"z", 1, initial=7, cas=u, op=OP_DECR),
+    "missing_incrq": lambda u: bin_delta(b"z", 1, initial=3, cas=u, op=OP_INCRQ),
+    "missing_incr_no_create": lambda u: bin_delta(b"z", 1, cas=u, exptime=0xFFFFFFFF),
 }
 
 
@@ -110,15 +118,9 @@ def expiry_case(op, exptime):
 def expiry_difference(op, e):
     """What corecache does differently today, or None."""
     past = e in (2592001, 1000000000)
-    if op == "touch":
-        if past:
-            return (f"binary TOUCH to a past time {e}: memcached status 0 with the item's CAS and the 4-byte flags extras "
-                    "(then the item expires), corecache status 0 with a new CAS and no extras")
-        return "binary TOUCH reply: memcached carries the 4-byte flags extras, corecache none"
-    if past and op in ("gat", "gatk"):
-        return f"binary {op} to a past time {e}: memcached returns the value once with the item's CAS, corecache with a new CAS"
-    if past:
-        return f"binary {op} with a past exptime {e}: memcached answers with the stored item's CAS, corecache CAS 0"
+    if past and op in ("set", "add", "replace", "incr_create", "decr_create"):
+        return (f"binary {op} with a past exptime {e}: memcached links the dead item and answers with its new CAS, "
+                "corecache stores nothing and answers CAS 0")
     return None
 
 
@@ -145,9 +147,19 @@ def test_bin_touch_far_keeps_live_item(pair):
     assert out[2][0][1] == "0x0"
 
 
-test_bin_touch_far_keeps_live_item = xfail(
-    "binary TOUCH k 0x90000000: k lives on both, but memcached's TOUCH reply carries the 4-byte flags extras, "
-    "corecache's none")(test_bin_touch_far_keeps_live_item)
+def test_bin_touch_far_keeps_live_item(pair):
+    # memcached: TOUCH to an exptime after 2038 keeps a live item.
+    out = pair.same(frames(bin_set(b"k", b"v"), bin_touch(b"k", 0x90000000), get(b"k")))
+    assert out[2][0][1] == "0x0"
+
+
+def test_bin_touch_reply_carries_flags_and_cas(pair):
+    # process_bin_get_or_touch: TOUCH answers as GAT without the value (the
+    # item's flags as extras, its unchanged CAS), a past time included.
+    pair.same(frames(bin_set(b"k", b"v", flags=0xDEADBEEF), bin_touch(b"k", 100), get(b"k"),
+                     bin_touch(b"k", 0xFFFFFFFE), bin_touch(b"k", 1000000000), get(b"k"),
+                     bin_set(b"g", b"w", flags=7), bin_touch(b"g", 1000000000, op=OP_GATK), get(b"g"),
+                     bin_touch(b"nope", 100)))
 
 
 # --- Quiet opcodes: silent on success (GETQ: on a miss), loud otherwise. ---

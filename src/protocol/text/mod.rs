@@ -2,7 +2,12 @@
 //! point that hands meta commands to `meta`.
 
 use super::meta::{self, MetaRequest};
-use super::{Oversized, Parse, SetMode, Storage, StoreCmd, KEY_MAX, LINE_MAX, READ_MAX};
+use super::{Oversized, Parse, Storage, KEY_MAX, LINE_MAX, READ_MAX};
+
+mod number;
+mod storage;
+
+pub use number::{parse_i32, parse_u32, parse_u64};
 
 /// The reply to an unknown command or a malformed line memcached cannot
 /// frame (protocol.txt, "Error strings").
@@ -122,73 +127,42 @@ pub enum Request<'a> {
     TooLarge(Oversized<'a>),
     /// A request that is answered with an error line.
     Error(&'static str),
+    /// A refused request whose error line its `noreply` silences: memcached
+    /// sets noreply before it checks a line's arguments, and its
+    /// `out_string` then skips errors too (proto_text.c). Nothing is sent.
+    Quiet(&'static str),
+}
+
+/// The refusal `error`, silenced when the line asked for `noreply`.
+fn refused(error: &'static str, noreply: bool) -> Request<'static> {
+    if noreply {
+        Request::Quiet(error)
+    } else {
+        Request::Error(error)
+    }
+}
+
+/// A line's first `N` tokens (empty slices past its end), how many tokens
+/// it has in all, and its last token (empty for none): memcached checks a
+/// command's token count and takes `noreply` from the last token
+/// (`set_noreply_maybe`).
+fn split<const N: usize>(line: &[u8]) -> ([&[u8]; N], usize, &[u8]) {
+    let mut first: [&[u8]; N] = [&[]; N];
+    let mut n = 0;
+    let mut last: &[u8] = &[];
+    for t in tokens(line) {
+        if n < N {
+            first[n] = t;
+        }
+        n += 1;
+        last = t;
+    }
+    (first, n, last)
 }
 
 /// Space-separated tokens, as memcached's tokenizer splits them.
 pub fn tokens(line: &[u8]) -> impl Iterator<Item = &[u8]> {
     line.split(|&c| c == b' ').filter(|t| !t.is_empty())
-}
-
-/// C's `isspace` in the "C" locale.
-fn c_isspace(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
-}
-
-/// A token read as C's `strtoull`/`strtol` read it in memcached's
-/// `safe_strto*` (util.c): leading whitespace, one optional sign, decimal
-/// digits, and then either the end of the token or a whitespace byte after
-/// which the rest is ignored. Returns the sign and the magnitude; None for
-/// no digits, other trailing bytes, or a magnitude over 64 bits (ERANGE).
-fn c_number(t: &[u8]) -> Option<(bool, u64)> {
-    let mut i = t.iter().take_while(|&&c| c_isspace(c)).count();
-    let neg = match t.get(i) {
-        Some(b'-') => true,
-        Some(b'+') => false,
-        _ => {
-            i = i.wrapping_sub(1);
-            false
-        }
-    };
-    i = i.wrapping_add(1);
-    let start = i;
-    let mut n: u64 = 0;
-    while let Some(&c) = t.get(i).filter(|c| c.is_ascii_digit()) {
-        n = n.checked_mul(10)?.checked_add((c - b'0') as u64)?;
-        i += 1;
-    }
-    if i == start || t.get(i).is_some_and(|&c| !c_isspace(c)) {
-        return None;
-    }
-    Some((neg, n))
-}
-
-/// memcached's `safe_strtoull`: `+5` and `5<TAB>` are 5; a minus sign is
-/// refused unless the negated value still reads as non-negative (so `-0`
-/// is 0), as memcached checks it.
-pub fn parse_u64(t: &[u8]) -> Option<u64> {
-    match c_number(t)? {
-        (false, n) => Some(n),
-        (true, n) => Some(n.wrapping_neg()).filter(|v| (*v as i64) >= 0),
-    }
-}
-
-/// memcached's `safe_strtoul` for 32-bit fields (flags, verbosity). Where
-/// memcached 1.6.18 silently truncates a larger number to 32 bits, this
-/// refuses it (as later memcached releases do for flags).
-pub fn parse_u32(t: &[u8]) -> Option<u32> {
-    parse_u64(t).and_then(|n| u32::try_from(n).ok())
-}
-
-/// A signed 32-bit number, as memcached's `safe_strtol` takes exptimes and
-/// lengths; out of the 32-bit range it is refused (memcached 1.6.18
-/// truncates the 64-bit `long`).
-pub fn parse_i32(t: &[u8]) -> Option<i64> {
-    let (neg, d) = c_number(t)?;
-    let n = i64::try_from(d).ok()?;
-    let n = if neg { -n } else { n };
-    (i32::MIN as i64..=i32::MAX as i64)
-        .contains(&n)
-        .then_some(n)
 }
 
 /// Parses one text or meta request from the front of `buf`.
@@ -273,69 +247,57 @@ pub fn parse_stream<'a>(
             }
         }
         b"set" | b"add" | b"replace" | b"append" | b"prepend" | b"cas" => {
-            return parse_storage(cmd, line, used, buf, item_max);
+            return storage::parse(cmd, line, used, buf, item_max);
         }
+        // Token counts, noreply and the order of checks are memcached's
+        // (process_delete_command, process_arithmetic_command,
+        // process_touch_command): every error after the count is silenced
+        // by a trailing noreply.
         b"delete" => {
-            let key = it.next();
-            let next = it.next();
-            // memcached accepts a legacy "0" time and noreply.
-            let (noreply, ok) = match (next, it.next()) {
-                (None, None) => (false, true),
-                (Some(b"noreply"), None) => (true, true),
-                (Some(b"0"), None) => (false, true),
-                (Some(b"0"), Some(b"noreply")) => (true, true),
-                _ => (false, false),
-            };
-            match key {
-                None => Request::Error(ERROR),
-                Some(k) if k.len() > KEY_MAX => Request::Error(BAD_FORMAT),
-                Some(_) if !ok => Request::Error(
+            let ([_, key, hold], n, last) = split::<3>(line);
+            let noreply = last == b"noreply";
+            let hold_zero = hold == b"0";
+            let valid =
+                n == 2 || (n == 3 && (hold_zero || noreply)) || (n == 4 && hold_zero && noreply);
+            if !(2..=4).contains(&n) {
+                Request::Error(ERROR)
+            } else if !valid {
+                refused(
                     "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]",
-                ),
-                Some(k) => Request::Delete { key: k, noreply },
+                    noreply,
+                )
+            } else if key.len() > KEY_MAX {
+                refused(BAD_FORMAT, noreply)
+            } else {
+                Request::Delete { key, noreply }
             }
         }
-        b"incr" | b"decr" => {
-            let (key, delta) = (it.next(), it.next());
-            let noreply = it.next() == Some(b"noreply");
-            match (key, delta) {
-                (Some(k), Some(d)) => {
-                    if k.len() > KEY_MAX {
-                        Request::Error(BAD_FORMAT)
-                    } else {
-                        match parse_u64(d) {
-                            Some(delta) => Request::Delta {
-                                key: k,
-                                incr: cmd == b"incr",
-                                delta,
-                                noreply,
-                            },
-                            None => Request::Error(BAD_DELTA),
-                        }
-                    }
+        b"incr" | b"decr" | b"touch" => {
+            let ([_, key, arg], n, last) = split::<3>(line);
+            let noreply = last == b"noreply";
+            if n != 3 && n != 4 {
+                Request::Error(ERROR)
+            } else if key.len() > KEY_MAX {
+                refused(BAD_FORMAT, noreply)
+            } else if cmd == b"touch" {
+                match parse_i32(arg) {
+                    Some(exptime) => Request::Touch {
+                        key,
+                        exptime,
+                        noreply,
+                    },
+                    None => refused(BAD_EXPTIME, noreply),
                 }
-                _ => Request::Error(ERROR),
-            }
-        }
-        b"touch" => {
-            let (key, exp) = (it.next(), it.next());
-            let noreply = it.next() == Some(b"noreply");
-            match (key, exp) {
-                (Some(k), Some(e)) => {
-                    if k.len() > KEY_MAX {
-                        Request::Error(BAD_FORMAT)
-                    } else {
-                        match parse_i32(e) {
-                            Some(exptime) => Request::Touch {
-                                key: k,
-                                exptime,
-                                noreply,
-                            },
-                            None => Request::Error(BAD_EXPTIME),
-                        }
-                    }
+            } else {
+                match parse_u64(arg) {
+                    Some(delta) => Request::Delta {
+                        key,
+                        incr: cmd == b"incr",
+                        delta,
+                        noreply,
+                    },
+                    None => refused(BAD_DELTA, noreply),
                 }
-                _ => Request::Error(ERROR),
             }
         }
         b"flush_prefix" => {
@@ -351,43 +313,44 @@ pub fn parse_stream<'a>(
                 _ => Request::Error(BAD_FORMAT),
             }
         }
+        // process_flush_all_command: a delay is read only when the line
+        // has more than the command and its noreply; what follows it is
+        // ignored.
         b"flush_all" => {
-            let a = it.next();
-            let b = it.next();
-            match (a, b) {
-                (None, _) => Request::Flush {
-                    delay: 0,
-                    noreply: false,
-                },
-                (Some(b"noreply"), None) => Request::Flush {
-                    delay: 0,
-                    noreply: true,
-                },
-                (Some(d), nr) => match parse_i32(d) {
-                    Some(delay) if nr.is_none() || nr == Some(b"noreply") => Request::Flush {
-                        delay,
-                        noreply: nr.is_some(),
-                    },
-                    _ => Request::Error(BAD_FORMAT),
-                },
+            let ([_, arg], n, last) = split::<2>(line);
+            let noreply = last == b"noreply";
+            if n > 3 {
+                Request::Error(ERROR)
+            } else if n == 1 + noreply as usize {
+                Request::Flush { delay: 0, noreply }
+            } else {
+                match parse_i32(arg) {
+                    Some(delay) => Request::Flush { delay, noreply },
+                    None => refused(BAD_EXPTIME, noreply),
+                }
             }
         }
         // memcached 1.6 ignores what follows `version` and `quit` (1.4
         // answered ERROR): `version noreply` still answers VERSION.
         b"version" => Request::Version,
-        b"cache_memlimit" => match it.next().map(parse_u32) {
-            Some(Some(mb)) if mb < 8 => {
-                Request::Error("MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m")
+        // process_memlimit_command, its refusals silenced by noreply.
+        b"cache_memlimit" => {
+            let ([_, arg], n, last) = split::<2>(line);
+            let noreply = last == b"noreply";
+            match parse_u32(arg) {
+                _ if n != 2 && n != 3 => Request::Error(ERROR),
+                None => refused(ERROR, noreply),
+                Some(mb) if mb < 8 => refused(
+                    "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m",
+                    noreply,
+                ),
+                Some(mb) if mb > 1_000_000_000 => refused(
+                    "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes",
+                    noreply,
+                ),
+                Some(mb) => Request::CacheMemlimit { mb, noreply },
             }
-            Some(Some(mb)) if mb > 1_000_000_000 => {
-                Request::Error("MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes")
-            }
-            Some(Some(mb)) => Request::CacheMemlimit {
-                mb,
-                noreply: it.next() == Some(b"noreply"),
-            },
-            _ => Request::Error(ERROR),
-        },
+        }
         b"shutdown" => match (it.next(), it.next()) {
             (None, _) | (Some(b"graceful"), None) => Request::Shutdown,
             _ => Request::Error(ERROR),
@@ -428,85 +391,6 @@ pub fn parse_stream<'a>(
         }
     };
     Parse::Done(req, used)
-}
-
-fn parse_storage<'a>(
-    cmd: &[u8],
-    line: &'a [u8],
-    used: usize,
-    buf: &'a [u8],
-    item_max: usize,
-) -> Parse<Request<'a>> {
-    let mut it = tokens(line).skip(1);
-    let is_cas = cmd == b"cas";
-    let (key, flags, exp, len) = (it.next(), it.next(), it.next(), it.next());
-    let cas_tok = if is_cas { it.next() } else { None };
-    let noreply = it.next() == Some(b"noreply");
-    let (Some(key), Some(flags), Some(exp), Some(len)) = (key, flags, exp, len) else {
-        return Parse::Done(Request::Error(ERROR), used);
-    };
-    if is_cas && cas_tok.is_none() {
-        return Parse::Done(Request::Error(ERROR), used);
-    }
-    let Some(vlen) = parse_i32(len).filter(|n| *n >= 0) else {
-        return Parse::Done(Request::Error(BAD_FORMAT), used);
-    };
-    let vlen = vlen as usize;
-    let fields = (
-        parse_u32(flags),
-        parse_i32(exp),
-        if is_cas {
-            cas_tok.and_then(parse_u64)
-        } else {
-            Some(0)
-        },
-    );
-    let (Some(flags), Some(exptime), Some(cas)) = fields else {
-        return Parse::Skip(Request::Error(BAD_FORMAT), used, vlen + 2);
-    };
-    if key.len() > KEY_MAX {
-        return Parse::Skip(Request::Error(BAD_FORMAT), used, vlen + 2);
-    }
-    let mode = match cmd {
-        b"set" | b"cas" => SetMode::Set,
-        b"add" => SetMode::Add,
-        b"replace" => SetMode::Replace,
-        b"append" => SetMode::Append,
-        _ => SetMode::Prepend,
-    };
-    if vlen > item_max {
-        let req = Request::TooLarge(Oversized {
-            key,
-            base64: false,
-            mode,
-            cmd: if cmd == b"cas" {
-                StoreCmd::Cas
-            } else {
-                StoreCmd::Plain
-            },
-            noreply,
-        });
-        return Parse::Skip(req, used, vlen + 2);
-    }
-    let need = used + vlen + 2;
-    if buf.len() < need {
-        return Parse::NeedMore(need - buf.len());
-    }
-    if &buf[used + vlen..need] != b"\r\n" {
-        return Parse::Done(Request::Error(BAD_CHUNK), need);
-    }
-    Parse::Done(
-        Request::Store(Storage {
-            mode,
-            key,
-            flags,
-            exptime,
-            value: &buf[used..used + vlen],
-            cas: is_cas.then_some(cas),
-            noreply,
-        }),
-        need,
-    )
 }
 
 /// The part of `line` after token `tok` (which must be a subslice of it).

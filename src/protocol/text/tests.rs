@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::protocol::meta::{base64_decode, base64_encode, MetaCmd};
-use crate::protocol::Parse;
+use crate::protocol::{Parse, SetMode, StoreCmd};
 
 const MAX: usize = 1 << 20;
 
@@ -76,19 +76,29 @@ fn storage_errors() {
     assert_eq!(err(b"set k 0 0 x\r\n"), BAD_FORMAT);
     assert_eq!(err(b"set k 0 0\r\n"), ERROR);
     assert_eq!(err(b"cas k 0 0 1\r\n"), ERROR);
-    // bad flags: the data block is swallowed
+    // a refused line swallows no data block: the next line is a command
+    // (memcached's process_update_command); noreply silences the refusal
     assert!(matches!(
         parse(b"set k x 0 1\r\n", MAX),
-        Parse::Skip(Request::Error(BAD_FORMAT), 13, 3)
+        Parse::Done(Request::Error(BAD_FORMAT), 13)
     ));
     assert!(matches!(
         parse(b"set k -1 0 1\r\n", MAX),
-        Parse::Skip(Request::Error(BAD_FORMAT), _, 3)
+        Parse::Done(Request::Error(BAD_FORMAT), 14)
+    ));
+    assert!(matches!(
+        parse(b"cas k 0 0 1 x noreply\r\n", MAX),
+        Parse::Done(Request::Quiet(BAD_FORMAT), 23)
     ));
     let long = format!("set {} 0 0 1\r\nx\r\n", "k".repeat(251));
     assert!(matches!(
         parse(long.as_bytes(), MAX),
-        Parse::Skip(Request::Error(BAD_FORMAT), _, 3)
+        Parse::Done(Request::Error(BAD_FORMAT), n) if n == 263
+    ));
+    assert_eq!(err(b"set k 0 0 1 x y\r\n"), ERROR);
+    assert!(matches!(
+        parse(b"set k 0 0 1 noreply\r\nabc\r\n", MAX),
+        Parse::Done(Request::Quiet(BAD_CHUNK), 24)
     ));
     // too large: skipped without buffering, the command named
     assert!(matches!(
@@ -212,7 +222,20 @@ fn other_commands_and_their_errors() {
             noreply: true
         }
     );
-    assert_eq!(err(b"flush_all x\r\n"), BAD_FORMAT);
+    // process_flush_all_command's exptime check; what follows is ignored
+    assert_eq!(err(b"flush_all x\r\n"), BAD_EXPTIME);
+    assert_eq!(
+        done(b"flush_all x noreply\r\n").0,
+        Request::Quiet(BAD_EXPTIME)
+    );
+    assert_eq!(
+        done(b"flush_all 5 x\r\n").0,
+        Request::Flush {
+            delay: 5,
+            noreply: false
+        }
+    );
+    assert_eq!(err(b"flush_all 0 0 0\r\n"), ERROR);
     assert_eq!(done(b"version\r\n").0, Request::Version);
     assert_eq!(done(b"version x\r\n").0, Request::Version);
     assert_eq!(done(b"version noreply\r\n").0, Request::Version);

@@ -1,0 +1,64 @@
+//! Numbers as memcached's tokenizer reads them (`safe_strto*` in
+//! memcached's util.c): the text and meta parsers share these.
+
+/// C's `isspace` in the "C" locale.
+fn c_isspace(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// A token read as C's `strtoull`/`strtol` read it in memcached's
+/// `safe_strto*` (util.c): leading whitespace, one optional sign, decimal
+/// digits, and then either the end of the token or a whitespace byte after
+/// which the rest is ignored. Returns the sign and the magnitude; None for
+/// no digits, other trailing bytes, or a magnitude over 64 bits (ERANGE).
+fn c_number(t: &[u8]) -> Option<(bool, u64)> {
+    let mut i = t.iter().take_while(|&&c| c_isspace(c)).count();
+    let neg = match t.get(i) {
+        Some(b'-') => true,
+        Some(b'+') => false,
+        _ => {
+            i = i.wrapping_sub(1);
+            false
+        }
+    };
+    i = i.wrapping_add(1);
+    let start = i;
+    let mut n: u64 = 0;
+    while let Some(&c) = t.get(i).filter(|c| c.is_ascii_digit()) {
+        n = n.checked_mul(10)?.checked_add((c - b'0') as u64)?;
+        i += 1;
+    }
+    if i == start || t.get(i).is_some_and(|&c| !c_isspace(c)) {
+        return None;
+    }
+    Some((neg, n))
+}
+
+/// memcached's `safe_strtoull`: `+5` and `5<TAB>` are 5; a minus sign is
+/// refused unless the negated value still reads as non-negative (so `-0`
+/// is 0), as memcached checks it.
+pub fn parse_u64(t: &[u8]) -> Option<u64> {
+    match c_number(t)? {
+        (false, n) => Some(n),
+        (true, n) => Some(n.wrapping_neg()).filter(|v| (*v as i64) >= 0),
+    }
+}
+
+/// memcached's `safe_strtoul` for 32-bit fields (flags, verbosity). Where
+/// memcached 1.6.18 silently truncates a larger number to 32 bits, this
+/// refuses it (as later memcached releases do for flags).
+pub fn parse_u32(t: &[u8]) -> Option<u32> {
+    parse_u64(t).and_then(|n| u32::try_from(n).ok())
+}
+
+/// A signed 32-bit number, as memcached's `safe_strtol` takes exptimes and
+/// lengths; out of the 32-bit range it is refused (memcached 1.6.18
+/// truncates the 64-bit `long`).
+pub fn parse_i32(t: &[u8]) -> Option<i64> {
+    let (neg, d) = c_number(t)?;
+    let n = i64::try_from(d).ok()?;
+    let n = if neg { -n } else { n };
+    (i32::MIN as i64..=i32::MAX as i64)
+        .contains(&n)
+        .then_some(n)
+}
