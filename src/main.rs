@@ -115,8 +115,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     // in use is reported on the terminal with memcached's message.
     let tcp = listen_tcp(&cfg)?;
     let own = listen_worker_ports(&cfg)?;
-    let admin = corecache::admin::bind(&args.admin)
-        .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
+    let admin = corecache::admin::bind(&args.admin)?;
     // Read while still the starting user: the token file may be its alone.
     let admin = admin
         .map(|l| args.admin.token().map(|t| (l, t)))

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod server;
 pub mod systemd;
 
+use crate::process::{StartError, EX_OSERR, EX_USAGE};
 use clap::Args;
 use histogram::Latency;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -92,11 +93,14 @@ impl AdminArgs {
 /// logged and the cache serves without it: a second instance on one host
 /// must not fail for want of the default admin port).
 ///
-/// Errors: an address that does not resolve, a non-loopback address
-/// without both `--admin-allow-remote` and a token (the port can change
-/// and read every item), an unreadable token file, or an explicit address
-/// that cannot be bound.
-pub fn bind(a: &AdminArgs) -> Result<Option<TcpListener>, String> {
+/// Errors: `EX_USAGE` (64) for an address that does not resolve or a
+/// non-loopback address without both `--admin-allow-remote` and a token
+/// (the port can change and read every item); 1 for an unreadable token
+/// file (as memcached's unreadable `-Y` file); `EX_OSERR` (71) for an
+/// explicit address that cannot be bound, memcached's status for a port
+/// in use.
+pub fn bind(a: &AdminArgs) -> Result<Option<TcpListener>, StartError> {
+    let usage = |m: String| StartError::new(EX_USAGE, format!("corecache: {m}"));
     if !a.enabled() {
         return Ok(None);
     }
@@ -104,18 +108,20 @@ pub fn bind(a: &AdminArgs) -> Result<Option<TcpListener>, String> {
     let spec = a.admin.as_deref().unwrap_or(DEFAULT_ADDR);
     let addrs: Vec<SocketAddr> = spec
         .to_socket_addrs()
-        .map_err(|e| format!("invalid --admin '{spec}': {e}"))?
+        .map_err(|e| usage(format!("invalid --admin '{spec}': {e}")))?
         .collect();
     if addrs.is_empty() {
-        return Err(format!("--admin '{spec}' resolves to no address"));
+        return Err(usage(format!("--admin '{spec}' resolves to no address")));
     }
-    let token = a.token()?;
+    let token = a
+        .token()
+        .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
     if let Some(r) = addrs.iter().find(|s| !s.ip().is_loopback()) {
         if !a.allow_remote || token.is_none() {
-            return Err(format!(
+            return Err(usage(format!(
                 "refusing the admin port on non-loopback {r}: it needs \
                  --admin-allow-remote and a token (--admin-token-file or --admin-token)"
-            ));
+            )));
         }
     }
     match TcpListener::bind(&addrs[..]) {
@@ -128,7 +134,11 @@ pub fn bind(a: &AdminArgs) -> Result<Option<TcpListener>, String> {
             ));
             Ok(None)
         }
-        Err(e) => Err(format!("cannot listen on admin port {spec}: {e}")),
+        // memcached's status for a port it cannot listen on.
+        Err(e) => Err(StartError::new(
+            EX_OSERR,
+            format!("corecache: cannot listen on admin port {spec}: {e}"),
+        )),
     }
 }
 

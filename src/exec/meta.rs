@@ -371,9 +371,11 @@ fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool
         out.extend_from_slice(d.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    // Quiet hides the success codes, HD and VA (memcached 1.6.18,
-    // measured); NF and EX still go.
-    code == "HD" || code == "VA"
+    // Quiet hides the success codes, HD and VA, of an item that was
+    // there; one that N created is still answered; NF and EX always go
+    // (memcached 1.6.18, measured: `ma x N0 J9 v q` on a miss gives
+    // `VA 1`/`9`, `ma y N0 q` gives `HD`).
+    (code == "HD" || code == "VA") && found_before
 }
 
 /// me: item metadata in memcached's debug format.

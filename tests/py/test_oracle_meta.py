@@ -98,6 +98,10 @@ QUIET = [
     case("ms_exists", b"ms k 1\r\na\r\n", b"ms k 1 q C1 O1\r\nb\r\n", b"md k q C1 O2\r\n"),
     case("ma_hit", b"ms n 1\r\n1\r\n", b"ma n q\r\n", b"ma n q v\r\n", b"ma n q O1 t\r\n", b"mg n v\r\n"),
     case("ma_non_numeric", b"ms n 1\r\nx\r\n", b"ma n q O1\r\n"),
+    # q hides ma's success only for an item that was there: one N created
+    # is answered (VA or HD); then it exists and is hidden.
+    case("ma_create_quiet", b"ma x N0 J9 v q\r\n", b"mn\r\n", b"ma x v q\r\n", b"ma y N0 J9 q O3\r\n",
+         b"ma y q\r\n", b"ma z q\r\n", b"mn\r\n"),
     case("errors", b"mg k q zz\r\n", b"ms k q\r\n", b"ms k 1 q Fx\r\na\r\n", b"ma n q Dx\r\n"),
     case("mn_flushes", b"mg a q v\r\n", b"mg b q v\r\n", b"mn\r\n"),
     case("base64_key", b"ms Zm9v 1 b q\r\na\r\n", b"mg Zm9v b k v\r\n", b"mg foo v\r\n", b"md Zm9v b q k\r\n", b"md Zm9v b q k\r\n"),
