@@ -254,7 +254,7 @@ mod tests {
     fn non_loopback_needs_permission() {
         for spec in ["0.0.0.0:0", "[::]:0", "192.0.2.1:0"] {
             let e = bind(&args(Some(spec))).unwrap_err();
-            assert!(e.contains("--admin-allow-remote"), "{spec}: {e}");
+            assert!(e.msg.contains("--admin-allow-remote"), "{spec}: {}", e.msg);
         }
         let mut a = AdminArgs {
             admin: Some("0.0.0.0:0".into()),
@@ -262,7 +262,7 @@ mod tests {
             ..Default::default()
         };
         let e = bind(&a).unwrap_err();
-        assert!(e.contains("token"), "{e}");
+        assert!(e.msg.contains("token"), "{}", e.msg);
         a.token = Some("t".into());
         assert!(bind(&a).unwrap().is_some());
     }
@@ -272,7 +272,7 @@ mod tests {
         let l = bind(&args(Some("127.0.0.1:0"))).unwrap().unwrap();
         let at = l.local_addr().unwrap().to_string();
         let e = bind(&args(Some(&at))).unwrap_err();
-        assert!(e.contains("cannot listen"), "{e}");
+        assert!(e.msg.contains("cannot listen"), "{}", e.msg);
         assert!(bind(&args(Some("[::1]:0"))).is_ok());
         assert!(bind(&args(Some("nonsense"))).is_err());
     }
