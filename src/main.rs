@@ -90,6 +90,17 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
         })?),
         None => None,
     };
+    // The same for the certificates (memcached: "Error loading the
+    // certificate chain", before it binds).
+    let tls = match &cfg.tls {
+        Some(t) => Some(corecache::tls::Tls::new(t.clone()).map_err(|e| {
+            StartError::new(
+                1,
+                format!("corecache: could not load TLS certificates: {e}"),
+            )
+        })?),
+        None => None,
+    };
     let user = identity::resolve(cfg.user.as_deref())?;
     limits::raise_nofile(cfg.max_conns)?;
     if cfg.core_dumps {
@@ -141,7 +152,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
         .map(pidfile_for_this_process)
         .transpose()?;
     let (unix_fd, _socket_file) = unix.unzip();
-    serve(&cfg, tcp, own, unix_fd, admin, auth, ready)
+    serve(&cfg, tcp, own, unix_fd, admin, (auth, tls), ready)
 }
 
 /// `-s`: the UNIX socket, and the guard that removes its file at exit.
@@ -175,22 +186,30 @@ fn pidfile_for_this_process(path: &std::path::Path) -> Result<RemoveOnDrop, Star
     })
 }
 
-/// Every `-l` address on the TCP port, each bound once per worker.
-fn listen_tcp(cfg: &Config) -> Result<Vec<Vec<OwnedFd>>, StartError> {
+/// A TCP listener group's sockets (one per worker) and whether it speaks
+/// TLS.
+type TcpGroup = (Vec<OwnedFd>, bool);
+
+/// Every `-l` address on its port (`-p` unless the entry names one), each
+/// bound once per worker; TLS with `-Z` unless the entry says `notls:`.
+fn listen_tcp(cfg: &Config) -> Result<Vec<TcpGroup>, StartError> {
     if cfg.tcp_port == 0 {
         return Ok(Vec::new());
     }
     let mut addrs: Vec<SocketAddr> = Vec::new();
-    for h in &cfg.interfaces {
-        let found = listener::resolve(h, cfg.tcp_port)
+    let mut tls = Vec::new();
+    for l in &cfg.listens {
+        let h = &l.host;
+        let found = listener::resolve(h, l.port.unwrap_or(cfg.tcp_port))
             .map_err(|e| StartError::new(EX_OSERR, format!("cannot resolve -l {h}: {e}")))?;
         for a in found {
             if !addrs.contains(&a) {
                 addrs.push(a);
+                tls.push(cfg.tls.is_some() && !l.notls);
             }
         }
     }
-    listener::listen_tcp(&addrs, cfg.threads, cfg.backlog).map_err(|(_, e)| {
+    let groups = listener::listen_tcp(&addrs, cfg.threads, cfg.backlog).map_err(|(_, e)| {
         let what = if cfg.interfaces_given {
             format!("one of interface(s) {}", cfg.interfaces.join(","))
         } else {
@@ -200,13 +219,14 @@ fn listen_tcp(cfg: &Config) -> Result<Vec<Vec<OwnedFd>>, StartError> {
             EX_OSERR,
             format!("failed to listen on {what}: {}", strerror(&e)),
         )
-    })
+    })?;
+    Ok(groups.into_iter().zip(tls).collect())
 }
 
 /// `-o worker_ports`: `result[w]` is worker `w`'s own sockets, one per
 /// `-l` address, on port `base + w` (no SO_REUSEPORT group: one listener
-/// each, so only that worker accepts there).
-fn listen_worker_ports(cfg: &Config) -> Result<Vec<Vec<OwnedFd>>, StartError> {
+/// each, so only that worker accepts there), TLS as the address's entry.
+fn listen_worker_ports(cfg: &Config) -> Result<Vec<Vec<(OwnedFd, bool)>>, StartError> {
     let Some(base) = cfg.worker_ports else {
         return Ok(Vec::new());
     };
@@ -214,12 +234,15 @@ fn listen_worker_ports(cfg: &Config) -> Result<Vec<Vec<OwnedFd>>, StartError> {
     for w in 0..cfg.threads {
         let port = base + w as u16;
         let mut addrs: Vec<SocketAddr> = Vec::new();
-        for h in &cfg.interfaces {
+        let mut tls = Vec::new();
+        for l in &cfg.listens {
+            let h = &l.host;
             let found = listener::resolve(h, port)
                 .map_err(|e| StartError::new(EX_OSERR, format!("cannot resolve -l {h}: {e}")))?;
             for a in found {
                 if !addrs.contains(&a) {
                     addrs.push(a);
+                    tls.push(cfg.tls.is_some() && !l.notls);
                 }
             }
         }
@@ -232,7 +255,7 @@ fn listen_worker_ports(cfg: &Config) -> Result<Vec<Vec<OwnedFd>>, StartError> {
                 ),
             )
         })?;
-        own.push(groups.into_iter().flatten().collect());
+        own.push(groups.into_iter().flatten().zip(tls).collect());
     }
     Ok(own)
 }
@@ -259,13 +282,25 @@ fn settings(cfg: &Config) -> Settings {
     }
 }
 
-/// SIGHUP: the password and ACL files again, if authentication is on. A
-/// file that does not parse leaves the users in force as they were.
+/// SIGHUP: the password and ACL files again, if authentication is on,
+/// and the TLS certificates, key and CAs, if TLS is. A file that does not
+/// parse leaves what it would replace in force.
 fn reload(shared: &Shared) {
-    let Some(reg) = &shared.auth else { return };
-    match reg.reload() {
-        Ok(n) => corecache::admin::audit::audit("auth_reload", "SIGHUP", &format!("{n} users")),
-        Err(e) => tracing::error!("password file not reloaded, the old one stays: {e}"),
+    if let Some(reg) = &shared.auth {
+        match reg.reload() {
+            Ok(n) => corecache::admin::audit::audit("auth_reload", "SIGHUP", &format!("{n} users")),
+            Err(e) => tracing::error!("password file not reloaded, the old one stays: {e}"),
+        }
+    }
+    if let Some(tls) = &shared.tls {
+        match tls.reload() {
+            Ok(()) => corecache::admin::audit::audit(
+                "tls_reload",
+                "SIGHUP",
+                &tls.config.chain_cert.display().to_string(),
+            ),
+            Err(e) => tracing::error!("TLS certificates not reloaded, the old ones stay: {e}"),
+        }
     }
 }
 
@@ -273,26 +308,34 @@ fn reload(shared: &Shared) {
 /// `shutdown`, or every worker has ended.
 fn serve(
     cfg: &Config,
-    tcp: Vec<Vec<OwnedFd>>,
-    own: Vec<Vec<OwnedFd>>,
+    tcp: Vec<TcpGroup>,
+    own: Vec<Vec<(OwnedFd, bool)>>,
     unix: Option<OwnedFd>,
     admin: Option<(std::net::TcpListener, Option<String>)>,
-    auth: Option<corecache::auth::Registry>,
+    (auth, tls): (
+        Option<corecache::auth::Registry>,
+        Option<corecache::tls::Tls>,
+    ),
     mut ready: Ready,
 ) -> Result<u8, StartError> {
     let threads = cfg.threads;
     let failed = |msg: String| StartError::new(1, format!("corecache: {msg}"));
     // Worker w accepts on its own socket of each TCP address, and on its
     // own descriptor of the one UNIX socket.
-    let mut listeners: Vec<Vec<OwnedFd>> = (0..threads).map(|_| Vec::new()).collect();
-    for group in tcp {
+    // Each with whether it speaks TLS.
+    let mut listeners: Vec<Vec<(OwnedFd, bool)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (group, tls) in tcp {
         for (w, fd) in group.into_iter().enumerate() {
-            listeners[w].push(fd);
+            listeners[w].push((fd, tls));
         }
     }
     if let Some(u) = &unix {
+        // As memcached: TLS is for TCP; the UNIX socket stays plain.
         for l in &mut listeners {
-            l.push(u.try_clone().map_err(|e| failed(format!("dup: {e}")))?);
+            l.push((
+                u.try_clone().map_err(|e| failed(format!("dup: {e}")))?,
+                false,
+            ));
         }
     }
     drop(unix);
@@ -312,6 +355,7 @@ fn serve(
         page_kind: Mutex::new(String::new()),
         telemetry: corecache::admin::Telemetry::new(threads, admin.as_ref().map(|a| &a.0)),
         auth,
+        tls,
         admin_jobs: corecache::engine::admin_jobs::AdminInboxes::new(threads),
     });
 
@@ -351,7 +395,8 @@ fn serve(
         let prefault = cfg.prefault;
         handles.push(std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || {
             // The worker owns and closes its listeners.
-            let fds = fds.into_iter().map(IntoRawFd::into_raw_fd).collect();
+            let (fds, tls): (Vec<_>, Vec<bool>) =
+                fds.into_iter().map(|(fd, tls)| (fd.into_raw_fd(), tls)).unzip();
             if let Some(c) = core {
                 core_affinity::set_for_current(c);
             }
@@ -374,7 +419,7 @@ fn serve(
             }
             let mut shard = Shard::new(store);
             shard.shards = threads;
-            let w = match Worker::new(id, shared.clone(), shard, fds, pinned_from) {
+            let w = match Worker::new(id, shared.clone(), shard, fds, tls, pinned_from) {
                 Ok(w) => w,
                 Err(e) => {
                     let _ = ready.send(Err(format!(

@@ -23,6 +23,7 @@ pub mod route;
 pub mod send;
 pub mod server_cmd;
 pub mod stats;
+pub mod tls;
 pub mod user_data;
 pub mod worker;
 pub mod zerocopy;
@@ -105,6 +106,9 @@ pub struct Shared {
     /// Users and their rights when `-Y` or `-S` asks for authentication;
     /// None: every connection may do everything, as memcached without them.
     pub auth: Option<crate::auth::Registry>,
+    /// `-Z`: the TLS configuration new connections on TLS listeners get
+    /// (reloaded on SIGHUP); None without `-Z`.
+    pub tls: Option<crate::tls::Tls>,
     /// What the admin side asks of each worker (admin_jobs.rs).
     pub admin_jobs: admin_jobs::AdminInboxes,
 }
