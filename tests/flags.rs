@@ -66,7 +66,8 @@ fn options_without_effect_warn_once_and_missing_safety_features_refuse() {
     let f = temp("file");
     std::fs::write(&f, "u:p\n").unwrap();
     let f = f.to_str().unwrap();
-    for args in [&["-e", f][..]] {
+    {
+        let args = ["-e", f];
         let out = run(Command::new(BIN).args(args).args(["-u", "root"]));
         assert_eq!(out.status.code(), Some(64), "{args:?}");
         let e = stderr(&out);

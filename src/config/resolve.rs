@@ -382,8 +382,9 @@ mod tests {
 
     #[test]
     fn safety_features_are_refused_not_ignored() {
-        for f in [&["-e", "/x"][..]] {
-            let e = config(f).unwrap_err();
+        {
+            let f = ["-e", "/x"];
+            let e = config(&f).unwrap_err();
             assert!(matches!(e, ConfigError::NotYet { .. }), "{f:?}");
             assert!(e.to_string().starts_with(f[0]), "{e}");
         }
