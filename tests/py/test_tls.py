@@ -389,3 +389,55 @@ def test_bad_certificate_files_stop_the_start(certs, tmp_path):
         p = subprocess.run([CORECACHE, "-u", "root", "-p", str(free_port()), "-Z", "-o", opts],
                            capture_output=True, timeout=10)
         assert p.returncode != 0 and b"TLS" in p.stderr, (opts, p)
+
+
+def test_stalled_handshakes_block_nobody(certs, servers):
+    """The handshake is records in and out on the worker's ring: clients
+    that stop half-way through theirs hold no thread (-t 1: one worker)."""
+    srv = servers("corecache", certs, "-t", "1")
+    stalled = []
+    for _ in range(8):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=3)
+        s.sendall(b"\x16\x03\x01")  # the start of a ClientHello record, then nothing
+        stalled.append(s)
+    # Clients that send a whole ClientHello, read the server's flight, and
+    # then never answer it.
+    for _ in range(4):
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = context(certs).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+        with pytest.raises(ssl.SSLWantReadError):
+            obj.do_handshake()
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=3)
+        s.sendall(outgoing.read())
+        assert s.recv(65536)[:1] == b"\x16", "the server's handshake flight"
+        stalled.append(s)
+    assert exchange(srv.port, context(certs), b"set s 0 0 1\r\n1\r\nget s\r\n") == \
+        b"STORED\r\nVALUE s 0 1\r\n1\r\nEND\r\n"
+    assert int(srv.stats()["curr_connections"]) >= len(stalled)
+    for s in stalled:
+        s.close()
+
+
+def test_many_tls_clients_at_once(certs, servers):
+    import threading
+    srv = servers("corecache", certs, "-t", "2")
+    errors = []
+
+    def client(n):
+        try:
+            c = Client(("127.0.0.1", srv.port), tls_context=context(certs), timeout=10)
+            for i in range(30):
+                k = f"c{n}-{i}"
+                c.set(k, k.encode() * (1 + i * 50))
+                assert c.get(k) == k.encode() * (1 + i * 50)
+            c.close()
+        except Exception as e:  # collected: an assert in a thread is lost
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert int(srv.stats()["ssl_new_sessions"]) >= 24
