@@ -270,9 +270,10 @@ def handshake_refused(port, ctx):
         return True
 
 
-def test_verify_mode_2_requires_a_client_certificate(certs, servers):
+@pytest.mark.parametrize("mode", ["2", "3"])
+def test_verify_modes_2_and_3_require_a_client_certificate(certs, servers, mode):
     for kind in ("memcached", "corecache"):
-        srv = servers(kind, certs, ssl_opts=f"ssl_ca_cert={certs('ca.pem')},ssl_verify_mode=2")
+        srv = servers(kind, certs, ssl_opts=f"ssl_ca_cert={certs('ca.pem')},ssl_verify_mode={mode}")
         assert handshake_refused(srv.port, context(certs)), kind
         assert handshake_refused(srv.port, context(certs, client="mallory")), kind
         c = Client(("127.0.0.1", srv.port), tls_context=context(certs, client="alice"), timeout=5)
