@@ -158,7 +158,10 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
             false
         }
         // The dispatcher's (see the function's comment).
-        Request::Quit | Request::Stats { .. } | Request::Shutdown => false,
+        Request::Quit
+        | Request::Stats { .. }
+        | Request::Shutdown
+        | Request::RefreshCerts { .. } => false,
     };
     if noreply {
         out.truncate(start);

@@ -302,9 +302,10 @@ def test_certificate_cn_names_the_user(certs, servers, tmp_path):
                   ssl_opts=f"ssl_ca_cert={certs('ca.pem')},ssl_verify_mode=1,ssl_user_from_cert")
     alice = context(certs, client="alice")
     with tls_connect(srv.port, alice) as s:
-        s.sendall(b"set pub:a 0 0 1\r\n1\r\nget pub:a\r\nget secret\r\n")
-        assert recv_until(s, b"unauthenticated\r\n") == (
-            b"STORED\r\nVALUE pub:a 0 1\r\n1\r\nEND\r\nCLIENT_ERROR unauthenticated\r\n")
+        s.sendall(b"set pub:a 0 0 1\r\n1\r\nget pub:a\r\nget secret\r\nrefresh_certs\r\n")
+        # No read right on "secret", no admin right for refresh_certs.
+        want = b"STORED\r\nVALUE pub:a 0 1\r\n1\r\nEND\r\n" + b"CLIENT_ERROR unauthenticated\r\n" * 2
+        assert recv_until(s, want) == want
     # Without a certificate the password is still needed.
     with tls_connect(srv.port, context(certs)) as s:
         s.sendall(b"get pub:a\r\n")
@@ -442,3 +443,50 @@ def test_many_tls_clients_at_once(certs, servers):
         t.join(60)
     assert errors == []
     assert int(srv.stats()["ssl_new_sessions"]) >= 24
+
+
+def test_refresh_certs_without_tls_is_refused_like_memcached(make_pair):
+    pair = make_pair("-t", "1")
+    # An error goes out even with noreply.
+    assert pair.same(lambda c: c.text(b"refresh_certs\r\nrefresh_certs noreply\r\n")) == \
+        b"Error TLS not enabled\r\n" * 2
+
+
+def test_refresh_certs_reloads_like_sighup(certs, servers, tmp_path):
+    import shutil
+    for f in ("pem", "key"):
+        shutil.copy(certs(f"server.{f}"), tmp_path / f"live.{f}")
+    files = lambda n: str(tmp_path / n) if n.startswith("live") else certs(n)  # noqa: E731
+    mc = servers("memcached", files, chain="live")
+    cc = servers("corecache", files, chain="live")
+    ctx = context(certs)
+
+    def subject(srv):
+        with tls_connect(srv.port, ctx) as s:
+            return dict(x[0] for x in s.getpeercert()["subject"])["commonName"]
+
+    def refresh(srv, tls):
+        """What `refresh_certs` and a silent one answer before `version`'s reply."""
+        s = socket.create_connection(("127.0.0.1", srv.port if tls else srv.plain), timeout=5)
+        with ctx.wrap_socket(s, server_hostname="127.0.0.1") if tls else s as s:
+            s.sendall(b"refresh_certs\r\nrefresh_certs noreply\r\nversion\r\n")
+            out = bytearray()
+            while b"VERSION " not in out or not out.endswith(b"\r\n"):
+                chunk = s.recv(65536)
+                assert chunk, "closed"
+                out += chunk
+        return bytes(out).split(b"VERSION ")[0]
+
+    assert subject(mc) == subject(cc) == "server one"
+    for f in ("pem", "key"):
+        shutil.copy(certs(f"server2.{f}"), tmp_path / f"live.{f}")
+    # Over the notls port and over TLS itself; noreply is silent.
+    assert refresh(mc, False) == refresh(cc, False) == b"OK\r\n"
+    assert refresh(mc, True) == refresh(cc, True) == b"OK\r\n"
+    assert subject(mc) == subject(cc) == "server two"
+    # A broken key: an error line (the wording is each server's own),
+    # and the certificate in force stays.
+    (tmp_path / "live.key").write_text("garbage\n")
+    for srv in (mc, cc):
+        assert refresh(srv, False).startswith(b"Error loading the "), srv.kind
+        assert subject(srv) == "server two"
