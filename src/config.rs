@@ -12,6 +12,7 @@ mod extended;
 mod files;
 mod listen;
 mod resolve;
+mod tls;
 
 pub use error::ConfigError;
 pub use extended::{parse_extended, Extended};

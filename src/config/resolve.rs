@@ -1,8 +1,11 @@
 //! From flags to checked, typed settings.
 
+use super::tls::tls_config;
 use super::{parse_extended, parse_listen, parse_size, Args, ConfigError, ListenSpec};
 use crate::store::Eviction;
-use crate::tls::{TlsConfig, VerifyMode};
+use crate::tls::TlsConfig;
+#[cfg(test)]
+use crate::tls::VerifyMode;
 use std::path::PathBuf;
 
 /// A configuration that passed every check: the values start-up uses.
@@ -76,39 +79,13 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
 }
 
-/// `-Z` and the `-o ssl_*` options as a `TlsConfig` (files are read at
-/// start, `crate::tls::Tls::new`).
-fn tls_config(x: &super::extended::SslOptions) -> Result<TlsConfig, ConfigError> {
-    let chain = x
-        .chain_cert
-        .as_deref()
-        .ok_or_else(|| invalid("-Z needs -o ssl_chain_cert=FILE (and ssl_key=FILE)"))?;
-    let verify_mode = match &x.verify_mode {
-        Some(v) => VerifyMode::from_number(v).map_err(invalid)?,
-        None => VerifyMode::None,
-    };
-    if verify_mode != VerifyMode::None && x.ca_cert.is_none() {
-        return Err(invalid(
-            "-o ssl_verify_mode 1 to 3 needs -o ssl_ca_cert=FILE",
-        ));
-    }
-    Ok(TlsConfig {
-        chain_cert: absolute(chain),
-        key: absolute(x.key.as_deref().unwrap_or(chain)),
-        ca_cert: x.ca_cert.as_deref().map(absolute),
-        verify_mode,
-        tls13_only: x.tls13_only,
-        user_from_cert: x.user_from_cert,
-    })
-}
-
-fn invalid(msg: impl Into<String>) -> ConfigError {
+pub(super) fn invalid(msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(msg.into())
 }
 
 /// A path made absolute, so a reload after `-d` (which moves to `/`)
 /// reads the same file.
-fn absolute(p: &str) -> PathBuf {
+pub(super) fn absolute(p: &str) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p))
 }
 
