@@ -108,6 +108,10 @@ def start(kind, port, args, cg):
                "-c", "4096", "-u", "nobody"] + args.corecache_args.split()
     else:
         cmd = ["memcached", "-p", str(port), "-t", str(args.threads), "-m", str(args.memory), "-U", "0", "-u", "nobody", "-c", "4096"]
+    if args.tls and kind not in args.peers:
+        # Both servers speak TLS on the port (memcached -Z, corecache -Z).
+        d = args.tls
+        cmd += ["-Z", "-o", f"ssl_chain_cert={d}/server.pem,ssl_key={d}/server.key"]
     full = ["taskset", "-c", cpus] + cmd
     p = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cg.add(p.pid)
@@ -140,7 +144,13 @@ def memtier_cmd(args, port, extra, json_path):
     # later options win in memtier, so workload options can override the defaults
     return ["taskset", "-c", args.client_cpus, args.memtier, "-s", "127.0.0.1", "-p", str(port),
             "--protocol=memcache_text", f"--data-size={args.value_size}", f"--key-maximum={args.keys}",
-            "--ratio=1:9", "--hide-histogram", f"--json-out-file={json_path}"] + extra
+            "--ratio=1:9", "--hide-histogram", f"--json-out-file={json_path}"] + tls_opts(args) + extra
+
+
+def tls_opts(args):
+    """memtier's TLS options with --tls (the client's CPU, not the
+    server's, pays for verifying the certificate: skipped)."""
+    return ["--tls", "--tls-skip-verify"] if args.tls else []
 
 
 def memtier(args, port, extra, json_path):
@@ -279,7 +289,8 @@ def measure(args, servers, extra, rate=None):
         r = {"ops": sum(p["ops"] for p in parts)}
         for k in ("p50", "p99", "p999"):
             r[k] = max(p[k] for p in parts)
-        r["crossed"] = cross_shard_share(sv.port) if sv.kind in args.binaries or sv.kind == WP else float("nan")
+        plain = not args.tls
+        r["crossed"] = cross_shard_share(sv.port) if plain and (sv.kind in args.binaries or sv.kind == WP) else float("nan")
         r["cpu_us_per_req"] = ns / 1e3 / max(1.0, r["ops"] * args.duration)
         r["steal"] = (st1[0] - st0[0]) / max(1, st1[1] - st0[1])
         r["server_cmd"] = " ".join(sv.cmd)
@@ -333,6 +344,9 @@ def main():
                     help="memtier processes per server and round, the workload's clients split evenly over them "
                     "(default 1; with --worker-ports, one per worker, for every server alike)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS) + ",rate_half")
+    ap.add_argument("--tls", default=None, metavar="DIR",
+                    help="run every corecache and memcached with -Z, certificate DIR/server.pem and key "
+                    "DIR/server.key (readable by nobody), and memtier with --tls")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks"))
     ap.add_argument("--concurrent", action="store_true",
                     help="run both servers at the same time, each with its own memtier (and cgroup), "

@@ -47,6 +47,8 @@ command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 # SASL PLAIN for libmemcached's clients (pylibmc, php-memcached) in
 # tests/py/test_auth*.py.
 installed libsasl2-modules || need_apt+=(libsasl2-modules)
+# tests/py/test_tls.py makes its certificates and runs s_client with it.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   # Debian's memcached package starts a service on 11211; the tests use free

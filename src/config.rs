@@ -4,17 +4,20 @@
 //!
 //! Every memcached 1.6 flag is accepted. Those with a meaning here act;
 //! those asking for a feature corecache lacks but a user relies on for
-//! safety (`-Z`, `-e`) are refused with `ConfigError::NotYet`;
+//! safety (`-e`) are refused with `ConfigError::NotYet`;
 //! the rest start the server with one warning line naming them.
 
 mod error;
 mod extended;
 mod files;
+mod listen;
 mod resolve;
+mod tls;
 
 pub use error::ConfigError;
 pub use extended::{parse_extended, Extended};
 pub use files::{conf_args, toml_args};
+pub use listen::{parse_listen, ListenSpec};
 pub use resolve::Config;
 
 use clap::{ArgAction, Parser};
@@ -47,7 +50,8 @@ pub struct Args {
     /// Enable the `shutdown` command.
     #[arg(short = 'A', long = "enable-shutdown")]
     pub enable_shutdown: bool,
-    /// Interface to listen on (repeatable or comma separated; default 127.0.0.1).
+    /// Interface to listen on, `[notls:]HOST[:PORT]` (repeatable or comma
+    /// separated; default 127.0.0.1).
     #[arg(short = 'l', long = "listen", action = ArgAction::Append)]
     pub listen: Vec<String>,
     /// Run as a daemon (fork, new session, output to /dev/null or --logfile).
@@ -136,7 +140,9 @@ pub struct Args {
     /// Item memory in a file, for restarts (not available yet: refused).
     #[arg(short = 'e', long = "memory-file")]
     pub memory_file: Option<String>,
-    /// TLS (not available yet: refused).
+    /// TLS on every TCP listener but `-l notls:ADDR[:PORT]` ones; needs
+    /// `-o ssl_chain_cert=FILE` (and `ssl_key`, `ssl_ca_cert`,
+    /// `ssl_verify_mode=0..3`, `ssl_min_version`).
     #[arg(short = 'Z', long = "enable-ssl")]
     pub ssl: bool,
     /// NAPI ids (no effect).

@@ -9,4 +9,5 @@ pub mod exec;
 pub mod process;
 pub mod protocol;
 pub mod store;
+pub mod tls;
 pub mod version;

@@ -7,13 +7,14 @@ use corecache::admin::log_writer::say;
 use corecache::admin::systemd;
 use corecache::config::{self, Config, ConfigError, Loaded};
 use corecache::engine::{
-    counters::Published, hop::Mesh, listener, shard::Shard, worker::Worker, Settings, Shared,
+    counters::Published, hop::Mesh, shard::Shard, worker::Worker, Settings, Shared,
 };
-use corecache::process::cleanup::{write_pidfile, RemoveOnDrop};
 use corecache::process::daemon::{self, Forked, Ready};
+use corecache::process::sockets::{
+    listen_tcp, listen_unix, listen_worker_ports, pidfile_for_this_process, TcpGroup,
+};
 use corecache::process::{identity, limits, StartError, EX_OSERR};
 use corecache::store::{physical_memory, Clock, Store, StoreConfig};
-use std::net::SocketAddr;
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -44,13 +45,6 @@ fn main() -> ExitCode {
 
 fn config_error(e: ConfigError) -> StartError {
     StartError::new(e.exit_code(), format!("corecache: {e}"))
-}
-
-/// strerror's text, which memcached's messages end with.
-fn strerror(e: &std::io::Error) -> String {
-    e.raw_os_error()
-        .map(|n| nix::errno::Errno::from_raw(n).desc().to_string())
-        .unwrap_or_else(|| e.to_string())
 }
 
 /// Runs the server; the exit status once it stops (or, in the parent of
@@ -99,6 +93,17 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
             StartError::new(
                 1,
                 format!("corecache: could not load the password file: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    // The same for the certificates (memcached: "Error loading the
+    // certificate chain", before it binds).
+    let tls = match &cfg.tls {
+        Some(t) => Some(corecache::tls::Tls::new(t.clone()).map_err(|e| {
+            StartError::new(
+                1,
+                format!("corecache: could not load TLS certificates: {e}"),
             )
         })?),
         None => None,
@@ -157,102 +162,9 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     if let Err(e) = corecache::admin::log_writer::start() {
         say(&format!("corecache: log lines stay on the workers: {e}"));
     }
-    let served = serve(&cfg, tcp, own, unix_fd, admin, auth, ready);
+    let served = serve(&cfg, tcp, own, unix_fd, admin, (auth, tls), ready);
     corecache::admin::log_writer::stop();
     served
-}
-
-/// `-s`: the UNIX socket, and the guard that removes its file at exit.
-fn listen_unix(cfg: &Config) -> Result<Option<(OwnedFd, RemoveOnDrop)>, StartError> {
-    let Some(path) = &cfg.unix_socket else {
-        return Ok(None);
-    };
-    let failed = |e: std::io::Error| {
-        let msg = format!(
-            "failed to listen on UNIX socket: {}: {}",
-            path.display(),
-            strerror(&e)
-        );
-        StartError::new(EX_OSERR, msg)
-    };
-    // Absolute: a daemon removes it after changing directory.
-    let file = std::path::absolute(path).map_err(failed)?;
-    let fd = listener::listen_unix(path, cfg.unix_mask, cfg.backlog).map_err(failed)?;
-    Ok(Some((fd, RemoveOnDrop::new(&file))))
-}
-
-/// `-P`: writes the pid, memcached's message if it cannot.
-fn pidfile_for_this_process(path: &std::path::Path) -> Result<RemoveOnDrop, StartError> {
-    write_pidfile(path).map_err(|e| {
-        let msg = format!(
-            "Could not open the pid file {} for writing: {}",
-            path.display(),
-            strerror(&e)
-        );
-        StartError::new(EX_OSERR, msg)
-    })
-}
-
-/// Every `-l` address on the TCP port, each bound once per worker.
-fn listen_tcp(cfg: &Config) -> Result<Vec<Vec<OwnedFd>>, StartError> {
-    if cfg.tcp_port == 0 {
-        return Ok(Vec::new());
-    }
-    let mut addrs: Vec<SocketAddr> = Vec::new();
-    for h in &cfg.interfaces {
-        let found = listener::resolve(h, cfg.tcp_port)
-            .map_err(|e| StartError::new(EX_OSERR, format!("cannot resolve -l {h}: {e}")))?;
-        for a in found {
-            if !addrs.contains(&a) {
-                addrs.push(a);
-            }
-        }
-    }
-    listener::listen_tcp(&addrs, cfg.threads, cfg.backlog).map_err(|(_, e)| {
-        let what = if cfg.interfaces_given {
-            format!("one of interface(s) {}", cfg.interfaces.join(","))
-        } else {
-            format!("TCP port {}", cfg.tcp_port)
-        };
-        StartError::new(
-            EX_OSERR,
-            format!("failed to listen on {what}: {}", strerror(&e)),
-        )
-    })
-}
-
-/// `-o worker_ports`: `result[w]` is worker `w`'s own sockets, one per
-/// `-l` address, on port `base + w` (no SO_REUSEPORT group: one listener
-/// each, so only that worker accepts there).
-fn listen_worker_ports(cfg: &Config) -> Result<Vec<Vec<OwnedFd>>, StartError> {
-    let Some(base) = cfg.worker_ports else {
-        return Ok(Vec::new());
-    };
-    let mut own = Vec::new();
-    for w in 0..cfg.threads {
-        let port = base + w as u16;
-        let mut addrs: Vec<SocketAddr> = Vec::new();
-        for h in &cfg.interfaces {
-            let found = listener::resolve(h, port)
-                .map_err(|e| StartError::new(EX_OSERR, format!("cannot resolve -l {h}: {e}")))?;
-            for a in found {
-                if !addrs.contains(&a) {
-                    addrs.push(a);
-                }
-            }
-        }
-        let groups = listener::listen_tcp(&addrs, 1, cfg.backlog).map_err(|(a, e)| {
-            StartError::new(
-                EX_OSERR,
-                format!(
-                    "failed to listen on worker {w}'s port {a}: {}",
-                    strerror(&e)
-                ),
-            )
-        })?;
-        own.push(groups.into_iter().flatten().collect());
-    }
-    Ok(own)
 }
 
 /// What the workers read, from the checked configuration.
@@ -277,13 +189,25 @@ fn settings(cfg: &Config) -> Settings {
     }
 }
 
-/// SIGHUP: the password and ACL files again, if authentication is on. A
-/// file that does not parse leaves the users in force as they were.
+/// SIGHUP: the password and ACL files again, if authentication is on,
+/// and the TLS certificates, key and CAs, if TLS is. A file that does not
+/// parse leaves what it would replace in force.
 fn reload(shared: &Shared) {
-    let Some(reg) = &shared.auth else { return };
-    match reg.reload() {
-        Ok(n) => corecache::admin::audit::audit("auth_reload", "SIGHUP", &format!("{n} users")),
-        Err(e) => tracing::error!("password file not reloaded, the old one stays: {e}"),
+    if let Some(reg) = &shared.auth {
+        match reg.reload() {
+            Ok(n) => corecache::admin::audit::audit("auth_reload", "SIGHUP", &format!("{n} users")),
+            Err(e) => tracing::error!("password file not reloaded, the old one stays: {e}"),
+        }
+    }
+    if let Some(tls) = &shared.tls {
+        match tls.reload() {
+            Ok(()) => corecache::admin::audit::audit(
+                "tls_reload",
+                "SIGHUP",
+                &tls.config.chain_cert.display().to_string(),
+            ),
+            Err(e) => tracing::error!("TLS certificates not reloaded, the old ones stay: {e}"),
+        }
     }
 }
 
@@ -291,26 +215,34 @@ fn reload(shared: &Shared) {
 /// `shutdown`, or every worker has ended.
 fn serve(
     cfg: &Config,
-    tcp: Vec<Vec<OwnedFd>>,
-    own: Vec<Vec<OwnedFd>>,
+    tcp: Vec<TcpGroup>,
+    own: Vec<Vec<(OwnedFd, bool)>>,
     unix: Option<OwnedFd>,
     admin: Option<(std::net::TcpListener, Option<String>)>,
-    auth: Option<corecache::auth::Registry>,
+    (auth, tls): (
+        Option<corecache::auth::Registry>,
+        Option<corecache::tls::Tls>,
+    ),
     mut ready: Ready,
 ) -> Result<u8, StartError> {
     let threads = cfg.threads;
     let failed = |msg: String| StartError::new(1, format!("corecache: {msg}"));
     // Worker w accepts on its own socket of each TCP address, and on its
     // own descriptor of the one UNIX socket.
-    let mut listeners: Vec<Vec<OwnedFd>> = (0..threads).map(|_| Vec::new()).collect();
-    for group in tcp {
+    // Each with whether it speaks TLS.
+    let mut listeners: Vec<Vec<(OwnedFd, bool)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (group, tls) in tcp {
         for (w, fd) in group.into_iter().enumerate() {
-            listeners[w].push(fd);
+            listeners[w].push((fd, tls));
         }
     }
     if let Some(u) = &unix {
+        // As memcached: TLS is for TCP; the UNIX socket stays plain.
         for l in &mut listeners {
-            l.push(u.try_clone().map_err(|e| failed(format!("dup: {e}")))?);
+            l.push((
+                u.try_clone().map_err(|e| failed(format!("dup: {e}")))?,
+                false,
+            ));
         }
     }
     drop(unix);
@@ -330,6 +262,7 @@ fn serve(
         page_kind: Mutex::new(String::new()),
         telemetry: corecache::admin::Telemetry::new(threads, admin.as_ref().map(|a| &a.0)),
         auth,
+        tls,
         admin_jobs: corecache::engine::admin_jobs::AdminInboxes::new(threads),
         classes: corecache::engine::stats_classes::ClassBoards::new(threads),
     });
@@ -377,7 +310,8 @@ fn serve(
         let prefault = cfg.prefault;
         handles.push(std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || {
             // The worker owns and closes its listeners.
-            let fds = fds.into_iter().map(IntoRawFd::into_raw_fd).collect();
+            let (fds, tls): (Vec<_>, Vec<bool>) =
+                fds.into_iter().map(|(fd, tls)| (fd.into_raw_fd(), tls)).unzip();
             if let Some(c) = core {
                 core_affinity::set_for_current(c);
             }
@@ -400,7 +334,7 @@ fn serve(
             }
             let mut shard = Shard::new(store);
             shard.shards = threads;
-            let w = match Worker::new(id, shared.clone(), shard, fds, pinned_from) {
+            let w = match Worker::new(id, shared.clone(), shard, fds, tls, pinned_from) {
                 Ok(w) => w,
                 Err(e) => {
                     let _ = ready.send(Err(format!(

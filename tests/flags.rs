@@ -66,13 +66,36 @@ fn options_without_effect_warn_once_and_missing_safety_features_refuse() {
     let f = temp("file");
     std::fs::write(&f, "u:p\n").unwrap();
     let f = f.to_str().unwrap();
-    for args in [&["-Z"][..], &["-e", f], &["-o", "ssl_chain_cert=/x.pem"]] {
+    {
+        let args = ["-e", f];
         let out = run(Command::new(BIN).args(args).args(["-u", "root"]));
         assert_eq!(out.status.code(), Some(64), "{args:?}");
         let e = stderr(&out);
         assert!(e.contains("not available yet"), "{args:?}: {e}");
         assert_eq!(e.lines().count(), 1, "{e}");
     }
+    // -Z needs a certificate, and TCP (memcached's 64 for both).
+    for args in [&["-Z"][..], &["-Z", "-s", f, "-o", "ssl_chain_cert=/x.pem"]] {
+        let out = run(Command::new(BIN).args(args).args(["-u", "root"]));
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    }
+    // A certificate file that cannot be read stops the start.
+    let out = run(Command::new(BIN).args([
+        "-Z",
+        "-o",
+        "ssl_chain_cert=/nonexistent.pem",
+        "-u",
+        "root",
+        "-p",
+        "1",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent.pem"),
+        "{}",
+        stderr(&out)
+    );
     std::fs::remove_file(f).unwrap();
     // -S needs a password file (-Y, or memcached's MEMCACHED_SASL_PWDB).
     for args in [&["-S"][..], &["--enable-sasl"]] {
@@ -264,6 +287,8 @@ fn stats_settings_agree_with_memcached_for_the_same_flags() {
         "flush_enabled",
         "idle_timeout",
         "ssl_enabled",
+        "ssl_verify_mode",
+        "ssl_min_version",
     ];
     for f in same {
         assert_eq!(a.get(f), b.get(f), "{f}");

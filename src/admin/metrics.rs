@@ -340,6 +340,16 @@ fn registry(f: &Figures) -> Registry {
         c.auth_denied,
     );
     b.counter(
+        "corecache_ssl_handshake_errors",
+        "TLS handshakes that failed (ssl_handshake_errors)",
+        c.ssl_handshake_errors,
+    );
+    b.counter(
+        "corecache_ssl_new_sessions",
+        "TLS handshakes that finished (ssl_new_sessions)",
+        c.ssl_new_sessions,
+    );
+    b.counter(
         "corecache_cross_shard_sent",
         "Requests a worker forwarded to the shard owning the key (hops)",
         c.cross_shard_sent,

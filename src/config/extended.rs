@@ -74,19 +74,37 @@ const NO_EFFECT: &[&str] = &[
     "ext_drop_unread",
 ];
 
-/// memcached's TLS options (`-o ssl_*`): refused until TLS arrives.
-const TLS: &[&str] = &[
-    "ssl_chain_cert",
-    "ssl_key",
-    "ssl_verify_mode",
-    "ssl_keyformat",
+/// memcached's TLS options that have no effect with rustls: OpenSSL
+/// cipher strings (rustls offers only modern AEAD suites), its write
+/// buffer size (replies are sealed straight into the send buffer), its
+/// session cache switch (rustls keeps a small cache always) and kTLS
+/// (this kernel has none; see docs/ARCHITECTURE.md).
+const TLS_NO_EFFECT: &[&str] = &[
     "ssl_ciphers",
-    "ssl_ca_cert",
     "ssl_wbuf_size",
     "ssl_session_cache",
     "ssl_kernel_tls",
-    "ssl_min_version",
 ];
+
+/// The `-o ssl_*` values (used with `-Z`; see `crate::tls`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SslOptions {
+    /// `ssl_chain_cert`: PEM certificate chain, the server's first.
+    pub chain_cert: Option<String>,
+    /// `ssl_key`: PEM private key (default: in the chain file).
+    pub key: Option<String>,
+    /// `ssl_ca_cert`: PEM CAs that client certificates must chain to.
+    pub ca_cert: Option<String>,
+    /// `ssl_verify_mode`: 0 to 3 (default 0).
+    pub verify_mode: Option<String>,
+    /// `ssl_min_version=tlsv1.3`: TLS 1.3 only.
+    pub tls13_only: bool,
+    /// `ssl_user_from_cert` (corecache's own): a client certificate's
+    /// subject CN names the connection's user.
+    pub user_from_cert: bool,
+    /// Whether any of them was given (without `-Z` they do nothing).
+    pub given: bool,
+}
 
 /// The `-o` options, with memcached's and corecache's defaults filled in.
 #[derive(Debug, Clone)]
@@ -114,6 +132,8 @@ pub struct Extended {
     /// given without a base, which is then the port after `-p`.
     /// corecache's own option (memcached has no equivalent).
     pub worker_ports: Option<Option<u16>>,
+    /// The TLS options.
+    pub ssl: SslOptions,
     /// Options given that have no effect here, as given (`-o name=value`).
     pub no_effect: Vec<String>,
 }
@@ -130,6 +150,7 @@ impl Default for Extended {
             idle_timeout: 0,
             acl_file: None,
             worker_ports: None,
+            ssl: SslOptions::default(),
             no_effect: Vec::new(),
         }
     }
@@ -144,7 +165,8 @@ fn switch(v: &str) -> bool {
 ///
 /// # Errors
 /// `ConfigError::Invalid` for an unknown option or a bad value of one
-/// corecache uses; `ConfigError::NotYet` for the TLS options.
+/// corecache uses (an `ssl_verify_mode` outside 0..3, an
+/// `ssl_keyformat` other than PEM, an unknown `ssl_min_version`).
 pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
     let mut x = Extended::default();
     let invalid = |k: &str, v: &str| ConfigError::Invalid(format!("invalid -o {k}={v}"));
@@ -179,22 +201,45 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
                     )),
                 }
             }
+            "ssl_chain_cert" | "ssl_key" | "ssl_ca_cert" | "ssl_verify_mode"
+            | "ssl_min_version" | "ssl_keyformat" | "ssl_user_from_cert" => {
+                ssl_option(&mut x.ssl, k, v).ok_or_else(|| invalid(k, v))?;
+            }
             _ if SAME_HERE.contains(&k) => {}
-            _ if NO_EFFECT.contains(&k) => {
+            _ if NO_EFFECT.contains(&k) || TLS_NO_EFFECT.contains(&k) => {
                 let given = format!("-o {o}");
                 x.no_effect.retain(|g| g != &given);
                 x.no_effect.push(given);
-            }
-            _ if TLS.contains(&k) => {
-                return Err(ConfigError::NotYet {
-                    option: format!("-o {k}"),
-                    feature: "TLS",
-                })
             }
             _ => return Err(ConfigError::Invalid(format!("unknown -o option '{k}'"))),
         }
     }
     Ok(x)
+}
+
+/// Records one `ssl_*` option; None for a value memcached would refuse.
+fn ssl_option(s: &mut SslOptions, k: &str, v: &str) -> Option<()> {
+    let path = || (!v.is_empty()).then(|| v.to_string());
+    s.given = true;
+    match k {
+        "ssl_chain_cert" => s.chain_cert = Some(path()?),
+        "ssl_key" => s.key = Some(path()?),
+        "ssl_ca_cert" => s.ca_cert = Some(path()?),
+        "ssl_verify_mode" => {
+            crate::tls::VerifyMode::from_number(v).ok()?;
+            s.verify_mode = Some(v.to_string());
+        }
+        // memcached's names; rustls has nothing before 1.2.
+        "ssl_min_version" => match v {
+            "tlsv1" | "tlsv1.0" | "tlsv1.1" | "tlsv1.2" => s.tls13_only = false,
+            "tlsv1.3" => s.tls13_only = true,
+            _ => return None,
+        },
+        // OpenSSL's SSL_FILETYPE_PEM; DER (2) is not read.
+        "ssl_keyformat" => (v == "1").then_some(())?,
+        _ => s.user_from_cert = switch(v),
+    }
+    Some(())
 }
 
 #[cfg(test)]
@@ -211,11 +256,8 @@ mod tests {
         for k in NO_EFFECT.iter().chain(SAME_HERE) {
             assert!(parse_extended(&opts(&[&format!("{k}=1")])).is_ok(), "{k}");
         }
-        for k in TLS {
-            assert!(matches!(
-                parse_extended(&opts(&[k])),
-                Err(ConfigError::NotYet { .. })
-            ));
+        for k in TLS_NO_EFFECT {
+            assert!(parse_extended(&opts(&[&format!("{k}=1")])).is_ok(), "{k}");
         }
         assert!(parse_extended(&opts(&["bogus"])).is_err());
     }
@@ -244,5 +286,40 @@ mod tests {
         assert!(w("worker_ports=0").is_err());
         assert!(w("worker_ports=70000").is_err());
         assert!(w("worker_ports=x").is_err());
+    }
+
+    #[test]
+    fn ssl_options_are_read_and_checked() {
+        let x = parse_extended(&opts(&[
+            "ssl_chain_cert=/c.pem,ssl_key=/k.pem",
+            "ssl_ca_cert=/ca.pem,ssl_verify_mode=2,ssl_min_version=tlsv1.3,ssl_keyformat=1",
+        ]))
+        .unwrap();
+        assert_eq!(x.ssl.chain_cert.as_deref(), Some("/c.pem"));
+        assert_eq!(x.ssl.key.as_deref(), Some("/k.pem"));
+        assert_eq!(x.ssl.ca_cert.as_deref(), Some("/ca.pem"));
+        assert_eq!(x.ssl.verify_mode.as_deref(), Some("2"));
+        assert!(x.ssl.tls13_only && x.ssl.given && !x.ssl.user_from_cert);
+        assert!(
+            parse_extended(&opts(&["ssl_user_from_cert"]))
+                .unwrap()
+                .ssl
+                .user_from_cert
+        );
+        for bad in [
+            "ssl_verify_mode=4",
+            "ssl_verify_mode=x",
+            "ssl_min_version=sslv3",
+            "ssl_keyformat=2",
+            "ssl_chain_cert=",
+        ] {
+            assert!(parse_extended(&opts(&[bad])).is_err(), "{bad}");
+        }
+        assert!(
+            !parse_extended(&opts(&["idle_timeout=1"]))
+                .unwrap()
+                .ssl
+                .given
+        );
     }
 }

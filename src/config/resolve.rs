@@ -1,7 +1,11 @@
 //! From flags to checked, typed settings.
 
-use super::{parse_extended, parse_size, Args, ConfigError};
+use super::tls::tls_config;
+use super::{parse_extended, parse_listen, parse_size, Args, ConfigError, ListenSpec};
 use crate::store::Eviction;
+use crate::tls::TlsConfig;
+#[cfg(test)]
+use crate::tls::VerifyMode;
 use std::path::PathBuf;
 
 /// A configuration that passed every check: the values start-up uses.
@@ -12,6 +16,8 @@ pub struct Config {
     /// Interfaces to listen on, each as given (`-l`, split on commas);
     /// `127.0.0.1` when none was given.
     pub interfaces: Vec<String>,
+    /// The same entries read (`[notls:]HOST[:PORT]`).
+    pub listens: Vec<ListenSpec>,
     /// Whether `-l` was given (memcached words its listen error by it).
     pub interfaces_given: bool,
     /// `-s`: the UNIX socket to listen on.
@@ -69,15 +75,17 @@ pub struct Config {
     /// `-Y`/`-S`: where users and their rights come from; None = no
     /// authentication.
     pub auth: Option<crate::auth::AuthConfig>,
+    /// `-Z`: TLS on the TCP listeners not marked `notls:`.
+    pub tls: Option<TlsConfig>,
 }
 
-fn invalid(msg: impl Into<String>) -> ConfigError {
+pub(super) fn invalid(msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(msg.into())
 }
 
 /// A path made absolute, so a reload after `-d` (which moves to `/`)
 /// reads the same file.
-fn absolute(p: &str) -> PathBuf {
+pub(super) fn absolute(p: &str) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p))
 }
 
@@ -130,13 +138,11 @@ impl Config {
     /// own (every shard holds at least three segments).
     ///
     /// # Errors
-    /// `ConfigError::NotYet` for `-e`, `-Z` and `-o ssl_*`;
+    /// `ConfigError::NotYet` for `-e`;
     /// `ConfigError::Invalid` for values out of range or in conflict
-    /// (`-S` without a password file, `-o acl_file` without `-Y`/`-S`).
+    /// (`-S` without a password file, `-o acl_file` without `-Y`/`-S`,
+    /// `-Z` without a certificate or without TCP).
     pub fn from_args(args: &Args) -> Result<Config, ConfigError> {
-        if args.ssl {
-            return Err(not_yet("-Z", "TLS"));
-        }
         if args.memory_file.is_some() {
             return Err(not_yet("-e", "restartable cache in a memory file"));
         }
@@ -164,6 +170,9 @@ impl Config {
         // -C is a setting the execution layer has yet to honour.
         flag(args.disable_cas, "-C".into());
         no_effect.extend(x.no_effect.iter().cloned());
+        if x.ssl.given && !args.ssl {
+            no_effect.push("-o ssl_* without -Z".into());
+        }
 
         if !matches!(args.protocol.as_str(), "auto" | "ascii" | "binary") {
             return Err(invalid(format!(
@@ -234,11 +243,24 @@ impl Config {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
+        let listens = interfaces
+            .iter()
+            .map(|i| parse_listen(i))
+            .collect::<Result<Vec<_>, _>>()?;
         let unix_socket = args.unix_socket.as_ref().map(PathBuf::from);
         let tcp_port = if unix_socket.is_some() { 0 } else { args.port };
         if tcp_port == 0 && unix_socket.is_none() {
             return Err(invalid("nothing to listen on: -p 0 and no -s"));
         }
+        let tls = if args.ssl {
+            if tcp_port == 0 {
+                // memcached's words and status.
+                return Err(invalid("ERROR: You cannot enable SSL without a TCP port."));
+            }
+            Some(tls_config(&x.ssl)?)
+        } else {
+            None
+        };
         let worker_ports = match x.worker_ports {
             None => None,
             Some(_) if tcp_port == 0 => {
@@ -262,6 +284,11 @@ impl Config {
         };
         Ok(Config {
             tcp_port,
+            listens: if listens.is_empty() {
+                vec![parse_listen("127.0.0.1")?]
+            } else {
+                listens
+            },
             interfaces_given: !interfaces.is_empty(),
             interfaces: if interfaces.is_empty() {
                 vec!["127.0.0.1".to_string()]
@@ -298,6 +325,7 @@ impl Config {
             no_effect,
             notes,
             auth,
+            tls,
         })
     }
 
@@ -349,11 +377,49 @@ mod tests {
 
     #[test]
     fn safety_features_are_refused_not_ignored() {
-        for f in [&["-Z"][..], &["-e", "/x"], &["-o", "ssl_key=/k"]] {
-            let e = config(f).unwrap_err();
+        {
+            let f = ["-e", "/x"];
+            let e = config(&f).unwrap_err();
             assert!(matches!(e, ConfigError::NotYet { .. }), "{f:?}");
             assert!(e.to_string().starts_with(f[0]), "{e}");
         }
+    }
+
+    #[test]
+    fn tls_flags() {
+        let c = config(&[
+            "-Z",
+            "-o",
+            "ssl_chain_cert=c.pem",
+            "-l",
+            "notls:127.0.0.1:7000,::1",
+        ])
+        .unwrap();
+        let t = c.tls.unwrap();
+        assert!(t.chain_cert.is_absolute() && t.key == t.chain_cert);
+        assert_eq!((t.verify_mode, t.ca_cert), (VerifyMode::None, None));
+        assert_eq!(c.listens.len(), 2);
+        assert!(c.listens[0].notls && c.listens[0].port == Some(7000) && !c.listens[1].notls);
+        let c = config(&[
+            "-Z",
+            "-o",
+            "ssl_chain_cert=/c,ssl_key=/k,ssl_ca_cert=/ca,ssl_verify_mode=3",
+        ]);
+        let t = c.unwrap().tls.unwrap();
+        assert_eq!(
+            (t.key.to_str(), t.verify_mode),
+            (Some("/k"), VerifyMode::Once)
+        );
+        assert!(config(&["-Z"])
+            .unwrap_err()
+            .to_string()
+            .contains("ssl_chain_cert"));
+        assert!(config(&["-Z", "-o", "ssl_chain_cert=/c,ssl_verify_mode=2"]).is_err());
+        assert!(config(&["-Z", "-o", "ssl_chain_cert=/c", "-s", "/tmp/s"]).is_err());
+        assert!(config(&["-l", "127.0.0.1:x"]).is_err());
+        // Without -Z the options do nothing, and say so.
+        let c = config(&["-o", "ssl_chain_cert=/c"]).unwrap();
+        assert!(c.tls.is_none() && c.no_effect_warning().unwrap().contains("ssl_"));
     }
 
     #[test]

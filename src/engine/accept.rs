@@ -95,6 +95,22 @@ impl Worker {
         };
         self.gens[idx as usize] = self.gens[idx as usize].wrapping_add(1) & GEN_MASK;
         let mut conn = Conn::new(fd, self.gens[idx as usize]);
+        let on_tls = self.tls_listeners.get(li as usize) == Some(&true);
+        if let Some(tls) = self.shared.tls.as_ref().filter(|_| on_tls) {
+            match super::tls::TlsConn::new(tls.current()) {
+                Ok(t) => conn.tls = Some(t),
+                Err(e) => {
+                    tracing::error!("TLS connection refused: {e}");
+                    // SAFETY: closing a socket we were just handed.
+                    unsafe { libc::close(fd) };
+                    descriptor_freed();
+                    self.shared.conns.fetch_sub(1, SeqCst);
+                    self.shard.c.curr_connections -= 1;
+                    self.free.push(idx);
+                    return;
+                }
+            }
+        }
         conn.last_active = self.last_sec;
         conn.pinned = li as usize >= self.pinned_from;
         if conn.pinned {

@@ -31,7 +31,7 @@ pub const UNAUTHENTICATED: &str = "CLIENT_ERROR unauthenticated";
 /// `stats reset`, `stats detail`, `stats cachedump`).
 pub fn is_admin(op: Op, req: &Request) -> bool {
     match op {
-        Op::Flush | Op::MemLimit | Op::Shutdown | Op::Verbosity => true,
+        Op::Flush | Op::MemLimit | Op::Shutdown | Op::Verbosity | Op::RefreshCerts => true,
         Op::Stats => {
             let group = match req {
                 Request::Text(text::Request::Stats { arg }) => text::tokens(arg).next(),
@@ -163,7 +163,8 @@ fn text_noreply(t: &text::Request) -> bool {
         | T::Touch { noreply, .. }
         | T::Flush { noreply, .. }
         | T::Verbosity { noreply, .. }
-        | T::CacheMemlimit { noreply, .. } => *noreply,
+        | T::CacheMemlimit { noreply, .. }
+        | T::RefreshCerts { noreply } => *noreply,
         _ => false,
     }
 }

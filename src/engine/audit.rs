@@ -24,6 +24,7 @@ fn describe(req: &Request) -> (&'static str, String) {
         }
         Request::Text(T::CacheMemlimit { mb, .. }) => ("cache_memlimit", mb.to_string()),
         Request::Text(T::Shutdown) => ("shutdown", String::new()),
+        Request::Text(T::RefreshCerts { .. }) => ("refresh_certs", String::new()),
         Request::Text(T::Verbosity { level, .. }) => (
             "verbosity",
             level.map_or_else(|| "?".into(), |l| l.to_string()),

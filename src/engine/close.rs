@@ -36,6 +36,10 @@ impl Worker {
             return;
         };
         c.closing = true;
+        if let Some(t) = c.tls.as_mut() {
+            // Nobody to say goodbye to.
+            t.closed = true;
+        }
         let mut refs = c.drop_replies();
         if !c.send_inflight {
             // A send in flight still reads them; its completion lets go.
@@ -67,6 +71,12 @@ impl Worker {
         if !c.drained() {
             return;
         }
+        if c.tls.is_some() && self.tls_close_notify(idx) {
+            return;
+        }
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return;
+        };
         if c.recv_inflight {
             // SAFETY: shutting down our socket makes the pending recv complete.
             unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };

@@ -125,6 +125,8 @@ pub struct Conn {
     pub auth_gen: u64,
     /// A SASL PLAIN exchange waits for its SASL_STEP.
     pub sasl_step: bool,
+    /// Accepted on a TLS listener (`-Z`): the record layer (tls.rs).
+    pub tls: Option<Box<super::tls::TlsConn>>,
 }
 
 impl Conn {
@@ -165,6 +167,7 @@ impl Conn {
             user: None,
             auth_gen: 0,
             sasl_step: false,
+            tls: None,
         }
     }
 
@@ -244,10 +247,17 @@ impl Conn {
 
     /// Whether `out` should go now: yes unless replies for the same batch
     /// are still due from another shard (then one send carries them all),
-    /// within a bound.
+    /// within a bound; and yes when TLS records (handshake, alert,
+    /// close_notify) are waiting.
     pub fn send_ready(&self) -> bool {
         let ready = self.out.len() + self.out_refs.bytes;
         ready > 0 && (self.waiting == 0 || ready >= HOLD_MAX || self.closing)
+            || self.tls_wants_write()
+    }
+
+    /// Whether TLS records wait to be sealed and sent (never without TLS).
+    pub fn tls_wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// Whether newly received bytes can be parsed where the kernel put
@@ -315,6 +325,7 @@ impl Conn {
             && !self.send_inflight
             && self.pending.is_empty()
             && self.tail.is_empty()
+            && !self.tls_wants_write()
     }
 
     /// Drops every reply not yet handed to the kernel (the peer is gone),

@@ -60,6 +60,8 @@ pub enum Op {
     Shutdown,
     /// verbosity, binary VERBOSITY.
     Verbosity,
+    /// refresh_certs (TLS certificates read again).
+    RefreshCerts,
     /// An authentication attempt: ASCII auth's `set`, binary SASL_*.
     Auth,
     /// version, mn, me, binary NOOP/VERSION.
@@ -142,6 +144,7 @@ pub fn classify<'k>(req: &Request<'k>, kbuf: &'k mut [u8; KEY_MAX + 6]) -> (Op, 
             T::Stats { .. } | T::Admin { .. } => (Op::Stats, Route::Server),
             T::Quit => (Op::Quit, Route::Server),
             T::Shutdown => (Op::Shutdown, Route::Server),
+            T::RefreshCerts { .. } => (Op::RefreshCerts, Route::Server),
             T::Version => (Op::Other, Route::Local),
             T::Verbosity { .. } => (Op::Verbosity, Route::Local),
             T::Error(_) | T::Quiet(_) => (Op::Invalid, Route::Local),

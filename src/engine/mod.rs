@@ -26,6 +26,7 @@ pub mod send;
 pub mod server_cmd;
 pub mod stats;
 pub mod stats_classes;
+pub mod tls;
 pub mod user_data;
 pub mod worker;
 pub mod zerocopy;
@@ -108,6 +109,9 @@ pub struct Shared {
     /// Users and their rights when `-Y` or `-S` asks for authentication;
     /// None: every connection may do everything, as memcached without them.
     pub auth: Option<crate::auth::Registry>,
+    /// `-Z`: the TLS configuration new connections on TLS listeners get
+    /// (reloaded on SIGHUP); None without `-Z`.
+    pub tls: Option<crate::tls::Tls>,
     /// What the admin side asks of each worker (admin_jobs.rs).
     pub admin_jobs: admin_jobs::AdminInboxes,
     /// Each worker's figures by memcached size class (stats_classes.rs).

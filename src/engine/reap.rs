@@ -72,7 +72,12 @@ impl Worker {
                 continue;
             };
             // Only the common case: whole requests at the buffer's start.
-            if res <= 0 || c.gen & GEN_MASK != gen || !c.parses_in_place() || c.skip > 0 {
+            if res <= 0
+                || c.gen & GEN_MASK != gen
+                || !c.parses_in_place()
+                || c.skip > 0
+                || c.tls.is_some()
+            {
                 continue;
             }
             let data = bufs.data(bid, res as usize);

@@ -76,7 +76,10 @@ impl Worker {
         if c.closing {
             return;
         }
-        if !c.parses_in_place() {
+        if c.tls.is_some() {
+            // Ciphertext: decrypted into the connection's buffer (tls.rs).
+            self.recv_tls(idx, data);
+        } else if !c.parses_in_place() {
             // Behind earlier bytes: queue, then parse from the connection's buffer.
             c.inbuf.extend_from_slice(data);
             if !c.paused {

@@ -126,9 +126,14 @@ impl Worker {
                     c.lat.sent(h, *now.get_or_insert_with(Instant::now));
                 }
             }
-            std::mem::swap(&mut c.out, &mut c.sending);
-            std::mem::swap(&mut c.out_refs, &mut c.sending_refs);
             c.send_off = 0;
+            if c.tls.is_none() {
+                std::mem::swap(&mut c.out, &mut c.sending);
+                std::mem::swap(&mut c.out_refs, &mut c.sending_refs);
+            } else {
+                // Records, sealed from the plaintext (tls.rs).
+                self.seal(idx);
+            }
             self.submit_send(idx);
         }
         self.to_send = list;

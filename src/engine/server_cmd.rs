@@ -1,5 +1,6 @@
 //! Commands that concern the connection or the whole server rather than a
-//! shard: `stats` (every group, text and binary), `quit`, `shutdown`.
+//! shard: `stats` (every group, text and binary), `quit`, `shutdown`,
+//! `refresh_certs`.
 
 use super::dispatch::{Op, Request};
 use super::hop::Job;
@@ -94,6 +95,20 @@ impl Worker {
                 self.conn(idx).closing = true;
             }
             (Op::Quit, _) => self.conn(idx).closing = true,
+            (Op::RefreshCerts, Request::Text(text::Request::RefreshCerts { noreply })) => {
+                // memcached's replies; noreply silences only `OK`, as an
+                // error goes out regardless (memcached's out_errstring).
+                // The files are read here, on the worker, as memcached
+                // does: a few small files, rarely.
+                let reply = match self.shared.tls.as_ref().map(|t| t.reload()) {
+                    None => Some("Error TLS not enabled".to_string()),
+                    Some(Ok(())) => (!noreply).then(|| "OK".to_string()),
+                    Some(Err(e)) => Some(format!("Error loading the certificates: {e}")),
+                };
+                if let Some(r) = reply {
+                    push_line(self.conn(idx).reply_buf(), &r);
+                }
+            }
             (Op::Shutdown, _) => {
                 // As memcached with -A: no reply; every worker winds down.
                 self.shared.stop.store(true, SeqCst);

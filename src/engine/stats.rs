@@ -176,7 +176,23 @@ pub fn settings(shared: &Shared, maxbytes: u64) -> Vec<(&'static str, String)> {
         ("maxconns_fast", yes_no(true)),
         ("flush_enabled", yes_no(s.flush_enabled)),
         ("idle_timeout", s.idle_timeout.to_string()),
-        ("ssl_enabled", yes_no(false)),
+        ("ssl_enabled", yes_no(shared.tls.is_some())),
+        (
+            "ssl_verify_mode",
+            shared
+                .tls
+                .as_ref()
+                .map_or(0, |t| t.config.verify_mode.number())
+                .to_string(),
+        ),
+        (
+            "ssl_min_version",
+            match &shared.tls {
+                Some(t) if t.config.tls13_only => "tlsv1.3",
+                _ => "tlsv1.2",
+            }
+            .to_string(),
+        ),
         ("eviction_policy", s.eviction_name().to_string()),
         ("segment_size", s.segment_size.to_string()),
         (

@@ -50,6 +50,8 @@ pub struct Worker {
     /// Connections whose multishot recv ran out of buffers; re-armed next turn.
     pub(super) rearm: Vec<u32>,
     pub(super) listeners: Vec<RawFd>,
+    /// Per listener: its connections speak TLS (`-Z`, not `notls:`).
+    pub(super) tls_listeners: Vec<bool>,
     /// Listeners from this index on are this worker's own port's
     /// (`-o worker_ports`); the ones before it are shared.
     pub(super) pinned_from: usize,
@@ -96,7 +98,8 @@ pub struct Worker {
 impl Worker {
     /// Sets up worker `id`: its ring, receive buffers, and shard, with
     /// `listeners` to accept on; those from index `pinned_from` on are its
-    /// own port's (`-o worker_ports`).
+    /// own port's (`-o worker_ports`); `tls_listeners[i]` says whether
+    /// listener `i` speaks TLS.
     ///
     /// # Errors
     /// The ring or the buffer ring could not be created (old kernel,
@@ -106,6 +109,7 @@ impl Worker {
         shared: Arc<Shared>,
         shard: Shard,
         listeners: Vec<RawFd>,
+        tls_listeners: Vec<bool>,
         pinned_from: usize,
     ) -> std::io::Result<Worker> {
         let ring = IoUring::builder()
@@ -126,6 +130,7 @@ impl Worker {
             bufs: Some(bufs),
             rearm: Vec::new(),
             listeners,
+            tls_listeners,
             pinned_from,
             conns: Vec::new(),
             free: Vec::new(),

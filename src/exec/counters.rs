@@ -83,6 +83,10 @@ counters!(
     auth_cmds,
     auth_errors,
     auth_denied,
+    // memcached's, with -Z: handshakes that failed, and that finished
+    // (engine/tls.rs).
+    ssl_handshake_errors,
+    ssl_new_sessions,
     bytes_read,
     bytes_written,
     cross_shard_sent,

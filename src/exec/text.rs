@@ -159,7 +159,11 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
         }
         Request::Quiet(_) => false,
         // The dispatcher's (see the function's comment).
-        Request::Quit | Request::Stats { .. } | Request::Admin { .. } | Request::Shutdown => false,
+        Request::Quit
+        | Request::Stats { .. }
+        | Request::Admin { .. }
+        | Request::Shutdown
+        | Request::RefreshCerts { .. } => false,
     };
     if noreply {
         out.truncate(start);

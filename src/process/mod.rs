@@ -7,6 +7,7 @@ pub mod cleanup;
 pub mod daemon;
 pub mod identity;
 pub mod limits;
+pub mod sockets;
 
 use std::fmt;
 

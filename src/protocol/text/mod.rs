@@ -100,6 +100,12 @@ pub enum Request<'a> {
     Quit,
     /// `shutdown [graceful]`; only honoured when enabled with `-A`.
     Shutdown,
+    /// `refresh_certs [noreply]`: read the TLS certificates again
+    /// (memcached 1.6, with `-Z`).
+    RefreshCerts {
+        /// Send no reply (memcached: the last token is `noreply`).
+        noreply: bool,
+    },
     /// `cache_memlimit <MB> [noreply]`.
     CacheMemlimit {
         /// The new limit in megabytes.
@@ -356,6 +362,9 @@ pub fn parse_stream<'a>(
             _ => Request::Error(ERROR),
         },
         b"quit" => Request::Quit,
+        b"refresh_certs" => Request::RefreshCerts {
+            noreply: it.last() == Some(b"noreply".as_slice()),
+        },
         // As memcached: one or two arguments, and a trailing noreply (even
         // alone) silences the reply, the error for a bad level included.
         b"verbosity" => match (it.next(), it.next(), it.next()) {

@@ -279,6 +279,14 @@ fn other_commands_and_their_errors() {
     );
     assert_eq!(err(b"cache_memlimit x\r\n"), ERROR);
     assert_eq!(done(b"shutdown graceful\r\n").0, Request::Shutdown);
+    assert_eq!(
+        done(b"refresh_certs\r\n").0,
+        Request::RefreshCerts { noreply: false }
+    );
+    assert_eq!(
+        done(b"refresh_certs x noreply\r\n").0,
+        Request::RefreshCerts { noreply: true }
+    );
     assert_eq!(err(b"shutdown now please\r\n"), ERROR);
 }
 
