@@ -189,6 +189,47 @@ fn edits_take_effect_as_memcached_clients_see_them() {
     assert_eq!(a.http("GET", "/api/key/a%20b", None, false).0, 400);
 }
 
+/// DNS rebinding: a page on another domain whose name now points at
+/// 127.0.0.1 sends its own name as Host; without a token, such requests
+/// are refused even carrying the CSRF token (which `/api/csrf` would
+/// otherwise hand that page).
+#[test]
+fn a_request_naming_another_host_is_refused_without_a_token() {
+    let a = start(&["-t", "2"]);
+    set_many(&a.srv, "r:", 4, 0);
+    let raw = |req: String| {
+        let mut s = std::net::TcpStream::connect(&a.addr).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.lines().next().unwrap_or("").to_string()
+    };
+    for (host, want) in [
+        ("attacker.example", "403"),
+        ("attacker.example:80", "403"),
+        ("localhost", "200"),
+    ] {
+        let get = raw(format!(
+            "GET /api/csrf HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(get.contains(want), "{host}: {get}");
+        let del = raw(format!(
+            "DELETE /api/key/r:1 HTTP/1.1\r\nHost: {host}\r\nX-CSRF-Token: {}\r\nConnection: close\r\n\r\n",
+            a.csrf
+        ));
+        if want == "403" {
+            assert!(del.contains("403"), "{host}: {del}");
+        }
+    }
+    // The rebinding attempts changed nothing; the localhost one deleted r:1.
+    assert_eq!(a.get("r:1"), b"END\r\n".to_vec());
+    assert_eq!(a.get("r:2"), b"VALUE r:2 0 2\r\nvv\r\nEND\r\n".to_vec());
+    // Health probes answer whatever the Host.
+    let probe =
+        raw("GET /healthz HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n".into());
+    assert!(probe.contains("200"), "{probe}");
+}
+
 #[test]
 fn changes_without_the_csrf_token_are_refused() {
     let a = start(&["-t", "2"]);

@@ -5,6 +5,10 @@
 //!   <token>`, or HTTP Basic with the token as password (any user name),
 //!   which is what a browser prompts for. A failed attempt goes to the
 //!   audit trail. A non-loopback bind needs a token (`admin::bind`).
+//! - Without a token the port is open to this host only, and a request
+//!   must name it by address or as `localhost` in its `Host` header: a web
+//!   page on another domain that rebinds its name to 127.0.0.1 (DNS
+//!   rebinding) sends its own name there, and is refused with 403.
 //! - Every request that changes state (any method but GET and HEAD) must
 //!   carry `X-CSRF-Token` equal to the per-process token the dashboard
 //!   page embeds and `GET /api/csrf` returns. Another origin's page can
@@ -84,6 +88,25 @@ impl Guard {
     }
 }
 
+/// Whether a `Host` header names this host by address (`127.0.0.1:11212`,
+/// `[::1]:11212`) or as `localhost`, not by a domain name another site
+/// could point at it. No header (HTTP/1.0) passes.
+fn host_is_local(h: &HeaderMap) -> bool {
+    let Some(v) = h.get(header::HOST) else {
+        return true;
+    };
+    let Ok(v) = v.to_str() else { return false };
+    let host = if let Some(rest) = v.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, _)) => return ip.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => return false,
+        }
+    } else {
+        v.rsplit_once(':').map_or(v, |(h, _)| h)
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
 /// Compares in time independent of where the bytes differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
@@ -99,6 +122,13 @@ pub async fn check(
 ) -> Response {
     let path = req.uri().path();
     let probe = path == "/healthz" || path == "/readyz";
+    if !probe && !g.has_token() && !host_is_local(req.headers()) {
+        return (
+            StatusCode::FORBIDDEN,
+            "Host must name this host by address or as localhost\n",
+        )
+            .into_response();
+    }
     if !probe && !g.authorized(req.headers()) {
         if req.headers().contains_key(header::AUTHORIZATION) {
             audit("login_failed", &peer.to_string(), path);
@@ -143,6 +173,30 @@ mod tests {
         // admin:nope
         assert!(!g.authorized(&with("authorization", "Basic YWRtaW46bm9wZQ==")));
         assert!(Guard::new(None).authorized(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn only_addresses_and_localhost_name_this_host() {
+        for ok in [
+            "127.0.0.1:11212",
+            "127.0.0.1",
+            "localhost:11212",
+            "LOCALHOST",
+            "[::1]:11212",
+            "10.0.0.5:80",
+        ] {
+            assert!(host_is_local(&with("host", ok)), "{ok}");
+        }
+        for bad in [
+            "attacker.example",
+            "attacker.example:11212",
+            "127.0.0.1.nip.io:11212",
+            "[::1",
+            "[evil]:1",
+        ] {
+            assert!(!host_is_local(&with("host", bad)), "{bad}");
+        }
+        assert!(host_is_local(&HeaderMap::new()));
     }
 
     #[test]

@@ -26,7 +26,8 @@ use tracing_subscriber::fmt::MakeWriter;
 /// a second of a `-vvv` flood at 16 k requests/s).
 const QUEUE_LINES: usize = 16 * 1024;
 
-/// Where a line goes: stderr, or an appended file (`--audit-log`).
+/// Where a line goes: stderr (queued once the writer runs), or an
+/// appended file (`--audit-log`, written at once: see `OffloadWriter`).
 #[derive(Clone)]
 pub enum Sink {
     /// The process's stderr (which `--logfile` points at its file).
@@ -160,16 +161,35 @@ fn drain(rx: Receiver<Msg>) {
     }
 }
 
-/// Writes out every queued line, then writes directly from here on (for
-/// the last lines of a stopping process).
+/// How long a stopping process waits for queued lines to be written: a
+/// stderr nobody reads must not keep it from exiting (memcached exits at
+/// once; SIGTERM hung for minutes here before this bound).
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Writes out the queued lines (waiting at most `STOP_WAIT`), then writes
+/// directly from here on (for the last lines of a stopping process).
 pub fn stop() {
     let Some(q) = QUEUE.get() else { return };
     if !q.running.swap(false, Relaxed) {
         return;
     }
     let (done_tx, done_rx) = sync_channel(1);
-    if q.tx.send(Msg::Flush(done_tx)).is_ok() {
-        let _ = done_rx.recv();
+    let deadline = std::time::Instant::now() + STOP_WAIT;
+    let mut msg = Msg::Flush(done_tx);
+    // The queue may be full behind a blocked writer: try until the deadline.
+    loop {
+        match q.tx.try_send(msg) {
+            Ok(()) => {
+                let _ = done_rx
+                    .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+                return;
+            }
+            Err(TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
+                msg = m;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(_) => return,
+        }
     }
 }
 
@@ -185,7 +205,10 @@ pub struct OffloadWriter(Sink);
 impl Write for OffloadWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let q = queue();
-        if !q.running.load(Relaxed) {
+        // A file sink is the `--audit-log` trail: a record of who did what
+        // must not be dropped because stderr is slow, and a local file
+        // append does not block as an unread pipe does. Written at once.
+        if !q.running.load(Relaxed) || matches!(self.0, Sink::File(_)) {
             write_now(&self.0, buf);
             return Ok(buf.len());
         }
@@ -218,7 +241,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn queued_lines_reach_the_file_in_order_and_stop_flushes_them() {
+    fn audit_file_lines_are_written_in_order_and_never_dropped() {
         let path = std::env::temp_dir().join(format!("cc-logq-{}", std::process::id()));
         let f = std::fs::OpenOptions::new()
             .create(true)
