@@ -31,9 +31,6 @@ pub fn descriptor_freed() {
 pub struct AcceptPause {
     /// `FDS_FREED` when it paused.
     freed: u64,
-    /// The shortage is the system's or the kernel's, not this process's
-    /// descriptor limit: retried once a second.
-    beyond_us: bool,
 }
 
 impl Worker {
@@ -49,7 +46,6 @@ impl Worker {
             }
             self.accept_paused[li as usize] = Some(AcceptPause {
                 freed: FDS_FREED.load(Relaxed),
-                beyond_us: res != -libc::EMFILE,
             });
             // The error ended the multishot accept (a kernel that kept it
             // would fail again at once); `retry_accepts` re-arms it.
@@ -122,8 +118,8 @@ impl Worker {
         self.arm_recv(idx);
     }
 
-    /// Re-arms paused accepts once a descriptor was freed (or, for a
-    /// shortage beyond this process, once a second), and publishes whether
+    /// Re-arms paused accepts once a descriptor was freed, and at most a
+    /// second later in any case, and publishes whether
     /// the server accepts: worker 0 speaks for all in `accepting_conns`,
     /// memcached's 0/1.
     pub(super) fn retry_accepts(&mut self, new_second: bool) {
@@ -132,7 +128,13 @@ impl Worker {
             let Some(p) = self.accept_paused[li] else {
                 continue;
             };
-            if !self.stopping && (p.freed != freed || p.beyond_us && new_second) {
+            // Also once a second whatever the shortage: descriptors this
+            // process frees elsewhere (the admin port's connections, a log
+            // file) are not counted in FDS_FREED, and a breaker review
+            // left the data port paused for good after 1,100 admin
+            // connections came and went. One failed accept a second costs
+            // nothing measurable.
+            if !self.stopping && (p.freed != freed || new_second) {
                 // Accepting again; if still short, the accept says so and
                 // it pauses (and is counted) once more, as in memcached.
                 self.accept_paused[li] = None;
