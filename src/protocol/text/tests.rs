@@ -475,3 +475,56 @@ fn verbosity_checks_its_level_unless_noreply() {
         }
     );
 }
+
+#[test]
+fn a_line_in_pieces_is_searched_once_and_memcached_s_length_rule_holds() {
+    // A get line arriving 1,000 bytes at a time: each call starts where
+    // the last stopped, and the whole line parses the same as at once.
+    let mut line = b"get".to_vec();
+    for i in 0..5000 {
+        line.extend_from_slice(format!(" k{i}").as_bytes());
+    }
+    line.extend_from_slice(b"\r\n");
+    let mut scanned = 0;
+    for end in (1000..line.len()).step_by(1000) {
+        assert!(matches!(
+            parse_stream(&line[..end], MAX, &mut scanned, false),
+            Parse::NeedMore(_)
+        ));
+        assert_eq!(scanned, end, "searched up to what arrived");
+    }
+    let Parse::Done(Request::Get { keys, .. }, used) =
+        parse_stream(&line, MAX, &mut scanned, false)
+    else {
+        panic!()
+    };
+    assert_eq!((used, scanned), (line.len(), 0));
+    assert_eq!(tokens(keys).count(), 5000);
+    // Without a line end: over 2,048 bytes closes unless get/gets (after
+    // at most 100 spaces); a full read waits up to 16 KiB; a whole line
+    // under 16 KiB is served whatever its command.
+    let gat = |n: usize| format!("gat 0 {}", "k ".repeat(n)).into_bytes();
+    assert!(matches!(
+        parse_stream(&gat(1100), MAX, &mut 0, false),
+        Parse::Close
+    ));
+    assert!(matches!(
+        parse_stream(&gat(1100), MAX, &mut 0, true),
+        Parse::NeedMore(_)
+    ));
+    assert!(matches!(
+        parse_stream(&gat(8200), MAX, &mut 0, true),
+        Parse::Close
+    ));
+    let mut whole = gat(3000);
+    whole.extend_from_slice(b"\r\n");
+    assert!(matches!(
+        parse(&whole, MAX),
+        Parse::Done(Request::Get { .. }, _)
+    ));
+    let mut spaced = vec![b' '; 100];
+    spaced.extend_from_slice(&line[..3000]);
+    assert!(matches!(parse(&spaced, MAX), Parse::NeedMore(_)));
+    spaced.insert(0, b' ');
+    assert!(matches!(parse(&spaced, MAX), Parse::Close));
+}
