@@ -129,7 +129,8 @@ try:
     uid = os.stat(f"/proc/{pid}").st_uid
     assert pwd.getpwuid(uid).pw_name == "corecache", uid
     h = socket.create_connection(("127.0.0.1", admin), timeout=5)
-    h.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    # The admin port answers only a Host naming it (DNS-rebinding guard).
+    h.sendall(f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nConnection: close\r\n\r\n".encode())
     assert h.recv(64).startswith(b"HTTP/1.1 200"), "metrics"
     while b"WATCHDOG=1" not in msgs:
         msgs += n.recv(4096)
