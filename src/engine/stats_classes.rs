@@ -189,7 +189,12 @@ pub fn slabs(boards: &ClassBoards) -> Vec<(String, String)> {
     let sizes = chunk_sizes();
     let mut v = Vec::new();
     let mut active = 0;
-    for i in with_items(&t) {
+    // memcached lists a class in `stats slabs` once it has pages, and a
+    // flush keeps them: a class stays listed once an item was stored in
+    // it (its cmd_set), not only while it holds items.
+    let used =
+        (1..t.len()).filter(|&i| (t[i].number != 0 || t[i].cmd_set != 0) && i <= sizes.len());
+    for i in used {
         active += 1;
         let c = &t[i];
         let chunk = sizes[i - 1];
