@@ -481,25 +481,35 @@ fn the_admin_port_turns_off() {
     }
 }
 
-/// Starts the binary with stderr piped, waits for it to serve, stops it,
-/// and returns everything it wrote to stderr.
-fn stderr_of(args: &[&str], env: &[(&str, &str)]) -> String {
+/// Starts the binary with stderr a pipe, waits for it to serve, stops it,
+/// and returns everything it wrote to stderr. `journal`: `JOURNAL_STREAM`
+/// names that pipe by its device and inode, as systemd names the
+/// journal's stream.
+fn run_capturing(args: &[&str], env: &[(&str, &str)], journal: bool) -> String {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let st = nix::sys::stat::fstat(&w).unwrap();
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corecache"))
-        .args([
-            "-p",
-            &port.to_string(),
-            "-u",
-            "root",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .args(args)
-        .envs(env.iter().copied())
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecache"));
+    cmd.args([
+        "-p",
+        &port.to_string(),
+        "-u",
+        "root",
+        "--admin",
+        "127.0.0.1:0",
+    ])
+    .args(args)
+    .envs(env.iter().copied());
+    if journal {
+        cmd.env("JOURNAL_STREAM", format!("{}:{}", st.st_dev, st.st_ino));
+    }
+    let mut child = cmd
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::from(w))
         .spawn()
         .unwrap();
+    // Only the child holds the pipe's write end now.
+    drop(cmd);
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "no start");
@@ -510,45 +520,18 @@ fn stderr_of(args: &[&str], env: &[(&str, &str)]) -> String {
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    String::from_utf8_lossy(&out.stderr).into()
-}
-
-/// As `stderr_of`, with stderr a pipe that `JOURNAL_STREAM` names by its
-/// device and inode, as systemd names the journal's stream.
-fn journal_of(args: &[&str]) -> String {
-    let (r, w) = nix::unistd::pipe().unwrap();
-    let st = nix::sys::stat::fstat(&w).unwrap();
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corecache"))
-        .args([
-            "-p",
-            &port.to_string(),
-            "-u",
-            "root",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .args(args)
-        .env("JOURNAL_STREAM", format!("{}:{}", st.st_dev, st.st_ino))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(w))
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "no start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    drop(child);
     let mut text = String::new();
     std::fs::File::from(r).read_to_string(&mut text).unwrap();
     text
+}
+
+fn stderr_of(args: &[&str], env: &[(&str, &str)]) -> String {
+    run_capturing(args, env, false)
+}
+
+fn journal_of(args: &[&str]) -> String {
+    run_capturing(args, &[], true)
 }
 
 #[test]
