@@ -130,11 +130,13 @@ fn two_hundred_clients_not_reading_20_values_of_1_mb_stay_bounded() {
     let after = rss_kib(pid);
     eprintln!("after they close: {after} KiB (baseline {base} KiB)");
     // glibc keeps some freed heap (its mmap threshold grows as big chunks
-    // are freed): measured 2.2-3.2 MiB of the ~50 MiB grown stays resident.
-    // One client's cap left behind would be 25 MiB over the hundred.
+    // are freed): measured 2.2-3.2 MiB of the ~50 MiB grown stays resident
+    // here, and 2.7 MiB of 7.4 MiB on CI's machine, where the peak was
+    // sampled lower; so the allowance is absolute (6 MiB), plus a tenth
+    // of what grew. One client's cap left behind would be 25 MiB.
     let kept = after.saturating_sub(base);
     assert!(
-        kept < grown / 10 + base / 20,
+        kept < 6 * 1024 + grown / 10,
         "RSS {after} KiB after close, baseline {base} KiB, grown {grown} KiB"
     );
     let stats = exchange(&srv, b"stats\r\n", b"END\r\n");
@@ -194,11 +196,13 @@ fn one_request_cannot_amplify_past_the_cap() {
     let after = rss_kib(pid);
     eprintln!("after they close: {after} KiB");
     // glibc keeps some freed heap (its mmap threshold grows as big chunks
-    // are freed): measured 2.2-3.2 MiB of the ~50 MiB grown stays resident.
-    // One client's cap left behind would be 25 MiB over the hundred.
+    // are freed): measured 2.2-3.2 MiB of the ~50 MiB grown stays resident
+    // here, and 2.7 MiB of 7.4 MiB on CI's machine, where the peak was
+    // sampled lower; so the allowance is absolute (6 MiB), plus a tenth
+    // of what grew. One client's cap left behind would be 25 MiB.
     let kept = after.saturating_sub(base);
     assert!(
-        kept < grown / 10 + base / 20,
+        kept < 6 * 1024 + grown / 10,
         "RSS {after} KiB after close, baseline {base} KiB, grown {grown} KiB"
     );
     assert_eq!(srv.stop(), 0);
@@ -237,11 +241,13 @@ fn small_values_are_copied_within_the_cap_and_returned_at_close() {
     let after = rss_kib(pid);
     eprintln!("after they close: {after} KiB");
     // glibc keeps some freed heap (its mmap threshold grows as big chunks
-    // are freed): measured 2.2-3.2 MiB of the ~50 MiB grown stays resident.
-    // One client's cap left behind would be 25 MiB over the hundred.
+    // are freed): measured 2.2-3.2 MiB of the ~50 MiB grown stays resident
+    // here, and 2.7 MiB of 7.4 MiB on CI's machine, where the peak was
+    // sampled lower; so the allowance is absolute (6 MiB), plus a tenth
+    // of what grew. One client's cap left behind would be 25 MiB.
     let kept = after.saturating_sub(base);
     assert!(
-        kept < grown / 10 + base / 20,
+        kept < 6 * 1024 + grown / 10,
         "RSS {after} KiB after close, baseline {base} KiB, grown {grown} KiB"
     );
     assert_eq!(srv.stop(), 0);
