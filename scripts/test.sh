@@ -93,7 +93,7 @@ fi
   promtool test rules corecache-alerts.test.yml)
 
 cargo build --release
-cargo test --release
+cargo test --release --no-fail-fast
 # The dashboard end to end: real binary, headless Chromium, pymemcache.
 (cd tests/e2e && PYTHON="$PWD/../../.venv/bin/python" npm test)
 # The Debian package: built with cargo-deb (installed once into ~/.cargo/bin;
