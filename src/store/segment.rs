@@ -133,6 +133,13 @@ impl Segments {
         self.next_seq
     }
 
+    /// Makes the next incarnation number at least `next`: a warm restart
+    /// restores segments with their old numbers (an item's CAS is made of
+    /// it), and no new segment may reuse one.
+    pub fn resume_seq(&mut self, next: u64) {
+        self.next_seq = self.next_seq.max(next);
+    }
+
     /// Touches all segment memory now (see `Arena::prefault`).
     pub fn prefault(&mut self) {
         self.arena.prefault(self.count() * self.seg_size);

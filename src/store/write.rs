@@ -104,7 +104,14 @@ impl Store {
     }
 
     /// Points the key's slot at a new record, retiring the old one.
-    fn link(&mut self, old: Option<SlotRef>, hash: u64, seg: u32, off: u32, it: RawItem) -> Found {
+    pub(super) fn link(
+        &mut self,
+        old: Option<SlotRef>,
+        hash: u64,
+        seg: u32,
+        off: u32,
+        it: RawItem,
+    ) -> Found {
         let slot = match old {
             Some(r) => {
                 let s = self.index.get(r);
