@@ -13,7 +13,7 @@ use corecache::process::daemon::{self, Forked, Ready};
 use corecache::process::sockets::{
     listen_tcp, listen_unix, listen_worker_ports, pidfile_for_this_process, TcpGroup,
 };
-use corecache::process::{identity, limits, StartError, EX_OSERR};
+use corecache::process::{identity, limits, warm, StartError, EX_OSERR};
 use corecache::store::{physical_memory, Clock, Store, StoreConfig};
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::process::ExitCode;
@@ -252,6 +252,35 @@ fn serve(
     for (w, fds) in own.into_iter().enumerate() {
         listeners[w].extend(fds);
     }
+    // -e: what the last run left (process/warm.rs), decided before any
+    // worker exists; the marker is gone from here on.
+    let fingerprint = warm::Fingerprint {
+        threads,
+        memory: cfg.memory,
+        segment_size: cfg.segment_size,
+        item_max: cfg.item_max,
+    };
+    let warm_path = cfg.memory_file.clone();
+    let found = warm_path.as_deref().map(|p| warm::take(p, &fingerprint));
+    if let Some(warm::Found::Cold(Some(why))) = &found {
+        say(&format!(
+            "corecache: not restoring the cache from {}: {why}; starting empty",
+            warm_path.as_ref().unwrap().display()
+        ));
+    }
+    let restoring = found == Some(warm::Found::Warm);
+    let saves = Arc::new(warm::Saves::new(threads));
+    let at_stop = warm_path.clone().map(|path| {
+        let saves = saves.clone();
+        Box::new(move |id: usize, store: &Store| {
+            if let Err(e) = saves.save(&path, id, store) {
+                say(&format!(
+                    "corecache: worker {id}: saving the cache to {}: {e}",
+                    path.display()
+                ));
+            }
+        }) as corecache::engine::restart::AtStop
+    });
     let shared = Arc::new(Shared {
         mesh: Mesh::new(threads, 4096),
         published: (0..threads).map(|_| Published::default()).collect(),
@@ -265,7 +294,14 @@ fn serve(
         tls,
         admin_jobs: corecache::engine::admin_jobs::AdminInboxes::new(threads),
         classes: corecache::engine::stats_classes::ClassBoards::new(threads),
+        at_stop,
+        restored: Default::default(),
     });
+    shared
+        .restored
+        .enabled
+        .store(warm_path.is_some(), Ordering::Relaxed);
+    shared.restored.warm.store(restoring, Ordering::Relaxed);
 
     // SAFETY: installing an async-signal-safe handler that only stores an atomic.
     unsafe {
@@ -308,6 +344,7 @@ fn serve(
         let verbose = cfg.verbosity;
         let pinned_from = shared_listeners[id];
         let prefault = cfg.prefault;
+        let warm_path = warm_path.clone();
         handles.push(std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || {
             // The worker owns and closes its listeners.
             let (fds, tls): (Vec<_>, Vec<bool>) =
@@ -325,6 +362,18 @@ fn serve(
             if prefault {
                 // On the worker's own (pinned) thread, so pages come from its node.
                 store.prefault();
+            }
+            if let (true, Some(path)) = (restoring, warm_path.as_deref()) {
+                let t = std::time::Instant::now();
+                let route = corecache::engine::route::route_hasher();
+                let mine = |k: &[u8]| corecache::engine::route::owner(&route, threads, k) == id;
+                match warm::restore_shard(path, id, &mut store, mine) {
+                    Ok(c) => shared.restored.add(&c, t.elapsed().as_micros() as u64),
+                    Err(e) => {
+                        shared.restored.warm.store(false, Ordering::Relaxed);
+                        say(&format!("corecache: worker {id}: not restoring its share of the cache: {e}; it starts empty"));
+                    }
+                }
             }
             if id == 0 {
                 *shared.page_kind.lock().unwrap() = store.page_kind().name().to_string();
@@ -406,6 +455,20 @@ fn serve(
     shared.stop.store(true, Ordering::SeqCst);
     for h in handles {
         let _ = h.join();
+    }
+    if let Some(path) = &warm_path {
+        // The clean-stop marker, once every shard's file is written.
+        match saves.finish(path, &fingerprint) {
+            Ok(Some(items)) if cfg.verbosity > 0 => say(&format!(
+                "corecache: saved {items} items to {} for a warm restart",
+                path.display()
+            )),
+            Ok(_) => {}
+            Err(e) => say(&format!(
+                "corecache: saving the cache to {}: {e}",
+                path.display()
+            )),
+        }
     }
     Ok(0)
 }

@@ -21,6 +21,7 @@ pub mod multiget;
 pub mod prefetch;
 pub mod reap;
 pub mod recv;
+pub mod restart;
 pub mod route;
 pub mod send;
 pub mod server_cmd;
@@ -116,4 +117,8 @@ pub struct Shared {
     pub admin_jobs: admin_jobs::AdminInboxes,
     /// Each worker's figures by memcached size class (stats_classes.rs).
     pub classes: stats_classes::ClassBoards,
+    /// `-e`: what each worker does with its store once stopped.
+    pub at_stop: Option<restart::AtStop>,
+    /// `-e`: what the restore at start-up brought back.
+    pub restored: restart::Restored,
 }

@@ -58,6 +58,7 @@ pub fn general(shared: &Shared, totals: &Counters) -> Vec<(&'static str, String)
     v.push(("evicted_unfetched", totals.evicted_unfetched.to_string()));
     v.push(("evictions", totals.evictions.to_string()));
     v.push(("reclaimed", totals.reclaimed.to_string()));
+    v.extend(shared.restored.stats());
     // memcached's logger figures: lines written, and dropped rather than
     // block a worker (admin/log_writer.rs).
     v.push((
