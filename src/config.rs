@@ -138,7 +138,9 @@ pub struct Args {
     /// Keep the cache across a graceful restart (SIGTERM, SIGUSR1,
     /// `shutdown`): items are written to files at PATH (PATH.0, PATH.1,
     /// ..., and PATH.meta last) on the way out and read back at the next
-    /// start with the same -t, -m and -I. Put PATH on tmpfs (/dev/shm).
+    /// start with the same -t, -m and -I. Put PATH on tmpfs: /dev/shm, or
+    /// /run/corecache under the packaged service (its RemoveIPC= empties
+    /// the service user's files in /dev/shm at each stop).
     #[arg(short = 'e', long = "memory-file")]
     pub memory_file: Option<String>,
     /// TLS on every TCP listener but `-l notls:ADDR[:PORT]` ones; needs

@@ -269,6 +269,14 @@ fn serve(
         ));
     }
     let restoring = found == Some(warm::Found::Warm);
+    if let Some(path) = &warm_path {
+        warm::begin(path).map_err(|e| {
+            StartError::new(EX_OSERR, format!("corecache: -e {}: {e}", path.display()))
+        })?;
+    }
+    // With worker ports a key may live in any shard (each port is a cache
+    // of its own): keep what each shard had. Otherwise only its own keys.
+    let any_shard = cfg.worker_ports.is_some();
     let saves = Arc::new(warm::Saves::new(threads));
     let at_stop = warm_path.clone().map(|path| {
         let saves = saves.clone();
@@ -366,7 +374,7 @@ fn serve(
             if let (true, Some(path)) = (restoring, warm_path.as_deref()) {
                 let t = std::time::Instant::now();
                 let route = corecache::engine::route::route_hasher();
-                let mine = |k: &[u8]| corecache::engine::route::owner(&route, threads, k) == id;
+                let mine = |k: &[u8]| any_shard || corecache::engine::route::owner(&route, threads, k) == id;
                 match warm::restore_shard(path, id, &mut store, mine) {
                     Ok(c) => shared.restored.add(&c, t.elapsed().as_micros() as u64),
                     Err(e) => {
@@ -409,6 +417,17 @@ fn serve(
             Ok(Err(e)) => return Err(failed(e)),
             Err(_) => return Err(failed("a worker failed to start".into())),
         }
+    }
+    if restoring {
+        let r = &shared.restored;
+        say(&format!(
+            "corecache: restored {} items from {} in {} ms ({} expired while stopped, {} dropped)",
+            r.items.load(Ordering::Relaxed),
+            warm_path.as_ref().unwrap().display(),
+            r.micros.load(Ordering::Relaxed) / 1000,
+            r.expired.load(Ordering::Relaxed),
+            r.dropped.load(Ordering::Relaxed),
+        ));
     }
     ready.notify()?;
     // After `notify`, which points stderr at the `logfile` (the admin
@@ -459,11 +478,14 @@ fn serve(
     if let Some(path) = &warm_path {
         // The clean-stop marker, once every shard's file is written.
         match saves.finish(path, &fingerprint) {
-            Ok(Some(items)) if cfg.verbosity > 0 => say(&format!(
+            Ok(Some(items)) => say(&format!(
                 "corecache: saved {items} items to {} for a warm restart",
                 path.display()
             )),
-            Ok(_) => {}
+            Ok(None) => say(&format!(
+                "corecache: the cache was not saved to {}; the next start is empty",
+                path.display()
+            )),
             Err(e) => say(&format!(
                 "corecache: saving the cache to {}: {e}",
                 path.display()

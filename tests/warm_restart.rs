@@ -242,9 +242,54 @@ fn a_crash_or_other_settings_start_cold_and_say_why() {
     );
     let err = stderr_of(srv);
     assert!(
-        !err.contains("not restoring"),
-        "no files left after a crash: {err}"
+        err.contains("did not stop gracefully"),
+        "the crash is named: {err}"
     );
+    // A directory that does not exist is refused at start, as memcached
+    // refuses an -e file it cannot open, not found out at the stop.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corecache"))
+        .args(["-u", "root", "--no-admin", "-e", "/nonexistent/dir/mem"])
+        .args(["-p", &free_port().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(71));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/mem"));
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[test]
+fn worker_port_keys_come_back_whichever_shard_held_them() {
+    // With -o worker_ports each port is a cache of its own: a key set on
+    // worker 1's port lives in shard 1 whoever owns it by hash.
+    let path = mem_file("ports");
+    let p = path.to_str().unwrap();
+    let base = free_port();
+    let wp = format!("worker_ports={base}");
+    let args = ["-t", "2", "-o", &wp, "-e", p];
+    let srv = Server::start(&args);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", base + 1)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for i in 0..200 {
+        s.write_all(format!("set a{i} 0 0 1\r\nx\r\n").as_bytes())
+            .unwrap();
+        assert_eq!(read_until(&mut s, b"\r\n"), b"STORED\r\n");
+    }
+    drop(s);
+    assert_eq!(srv.stop(), 0);
+    let srv = Server::start(&args);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", base + 1)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for i in 0..200 {
+        s.write_all(format!("get a{i}\r\n").as_bytes()).unwrap();
+        let got = read_until(&mut s, b"END\r\n");
+        assert_eq!(
+            got,
+            format!("VALUE a{i} 0 1\r\nx\r\nEND\r\n").as_bytes(),
+            "a{i}"
+        );
+    }
+    assert_eq!(stat(&stats_of(&srv), "warm_dropped_items"), Some(0));
+    assert_eq!(srv.stop(), 0);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 

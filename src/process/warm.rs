@@ -7,9 +7,12 @@
 //!
 //! The rules that keep a restart from serving anything wrong:
 //! - no marker, no restore: a crash (or SIGKILL) leaves none, and the data
-//!   files of that run are removed unread;
+//!   files of that run are removed unread; `PATH.running`, made at start
+//!   and removed after a clean save, lets the next start say so;
 //! - the marker is removed before any data is read, so a crash during or
-//!   after a restore starts the next run cold;
+//!   after a restore starts the next run cold; a marker this process
+//!   cannot remove, or not a regular file of this user's, is not trusted
+//!   (another user could plant one in a shared /dev/shm);
 //! - the marker must name this format and the settings that decide where
 //!   items live (`-t`, `-m`, `-I`, segment size), as memcached refuses
 //!   a memory file from other settings;
@@ -19,9 +22,10 @@
 //! Data files are read back with their pages punched out behind the
 //! reader, so a restore from tmpfs needs little more memory than `-m`.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::store::snapshot::{SnapshotCounts, FORMAT};
@@ -69,6 +73,51 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The marker is a few lines; a larger one is not ours.
+const META_MAX: u64 = 4096;
+
+/// The sentinel of a running process: there without a marker at start
+/// means the last run did not stop cleanly.
+pub fn running_path(path: &Path) -> PathBuf {
+    suffixed(path, "running")
+}
+
+/// Creates a file only this user may read: the files hold every value.
+fn create_private(p: &Path) -> io::Result<File> {
+    let _ = fs::remove_file(p);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(p)
+}
+
+/// Marks this process as running at `PATH` (see `running_path`), which
+/// also proves at start that the files can be written there, as memcached
+/// refuses to start when its `-e` file cannot be opened.
+///
+/// # Errors
+/// The directory is missing or not writable.
+pub fn begin(path: &Path) -> io::Result<()> {
+    create_private(&running_path(path)).map(drop)
+}
+
+/// Reads the marker if it is a regular file of this user's, at most
+/// `META_MAX` bytes.
+fn read_meta(meta: &Path) -> io::Result<String> {
+    let md = fs::symlink_metadata(meta)?;
+    // SAFETY: geteuid has no failure mode.
+    let me = unsafe { libc::geteuid() };
+    if !md.is_file() || md.uid() != me || md.len() > META_MAX {
+        return Err(io::Error::other(
+            "not a regular file of this user's of at most 4 KiB",
+        ));
+    }
+    let mut text = String::new();
+    File::open(meta)?.take(META_MAX).read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// What start-up found at `PATH`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found {
@@ -84,10 +133,12 @@ pub enum Found {
 /// read.
 pub fn take(path: &Path, want: &Fingerprint) -> Found {
     let meta = meta_path(path);
-    let found = match fs::read_to_string(&meta) {
+    let mut found = match read_meta(&meta) {
         Ok(text) => check(path, &text, want),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if (0..want.threads.max(64)).any(|i| shard_path(path, i).exists()) {
+            let left = running_path(path).exists()
+                || (0..want.threads.max(64)).any(|i| shard_path(path, i).exists());
+            if left {
                 Found::Cold(Some(
                     "no clean-stop marker (the last run did not stop gracefully)".into(),
                 ))
@@ -97,7 +148,15 @@ pub fn take(path: &Path, want: &Fingerprint) -> Found {
         }
         Err(e) => Found::Cold(Some(format!("{}: {e}", meta.display()))),
     };
-    let _ = fs::remove_file(&meta);
+    match fs::remove_file(&meta) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound && found == Found::Warm => {
+            found = Found::Cold(Some(format!(
+                "{} cannot be removed ({e}), so it could be read again after a crash",
+                meta.display()
+            )));
+        }
+        _ => {}
+    }
     if found != Found::Warm {
         remove_data(path, want.threads.max(64));
     }
@@ -169,7 +228,7 @@ pub fn restore_shard(
 /// Creating, writing or syncing the file failed.
 pub fn save_shard(path: &Path, id: usize, store: &Store) -> io::Result<(SnapshotCounts, u64)> {
     let p = shard_path(path, id);
-    let file = File::create(&p)?;
+    let file = create_private(&p)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let counts = store.save(&mut w)?;
     let file = w.into_inner().map_err(|e| e.into_error())?;
@@ -228,9 +287,12 @@ pub fn commit(path: &Path, want: &Fingerprint, lengths: &[u64]) -> io::Result<()
     }
     let meta = meta_path(path);
     let tmp = suffixed(path, "meta.tmp");
-    fs::write(&tmp, text)?;
-    File::open(&tmp)?.sync_all()?;
-    fs::rename(&tmp, &meta)
+    let mut f = create_private(&tmp)?;
+    io::Write::write_all(&mut f, text.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, &meta)?;
+    let _ = fs::remove_file(running_path(path));
+    Ok(())
 }
 
 /// Reads a file and gives its pages back to the file system behind
@@ -333,6 +395,19 @@ mod tests {
         commit(&p, &fp(), &[3, 2]).unwrap();
         assert!(matches!(take(&p, &fp()), Found::Cold(Some(_))));
         // Data without a marker: a crash.
+        fs::write(shard_path(&p, 1), b"d").unwrap();
+        assert!(matches!(take(&p, &fp()), Found::Cold(Some(_))));
+        // A crash after the data files were read: only the sentinel says so.
+        begin(&p).unwrap();
+        let Found::Cold(Some(why)) = take(&p, &fp()) else {
+            panic!()
+        };
+        assert!(why.contains("clean-stop"), "{why}");
+        // A marker that is not a regular file (a FIFO would block the
+        // start, /dev/zero would fill memory) is not read.
+        std::os::unix::fs::symlink("/dev/zero", meta_path(&p)).unwrap();
+        assert!(matches!(take(&p, &fp()), Found::Cold(Some(_))));
+        assert!(fs::symlink_metadata(meta_path(&p)).is_err(), "removed");
         fs::write(shard_path(&p, 1), b"d").unwrap();
         let Found::Cold(Some(why)) = take(&p, &fp()) else {
             panic!()

@@ -55,7 +55,9 @@ impl Clock {
     /// `unix_now`. Never before `at_least` (the store time the old process
     /// stopped at), so a wall clock set back cannot revive what had expired.
     pub fn resume(&mut self, epoch_unix: i64, unix_now: i64, at_least: u32) {
-        let now = (unix_now - epoch_unix).clamp(at_least as i64, u32::MAX as i64 / 2) as u32;
+        let now = (unix_now - epoch_unix)
+            .max(at_least as i64)
+            .min(u32::MAX as i64 / 2) as u32;
         self.epoch_unix = epoch_unix;
         self.now = now;
         self.base = now;

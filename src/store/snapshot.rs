@@ -14,17 +14,18 @@
 //!
 //! ```text
 //!  file   = header, then `segments` entries, oldest `order` first
-//!  header (80 bytes, little endian)
+//!  header (88 bytes, little endian)
 //!    0  magic "CCWARM01"     8  segment size      16 segments allowed
 //!   24  index buckets       32  clock epoch (Unix s)
 //!   40  store time at stop  48  next incarnation  56  pending flush_all
 //!                                                     (store time, 0 none)
-//!   64  segments            72  live items
-//!  entry (40 bytes + data)
+//!   64  segments            72  live items       80  checksum of 0..80
+//!  entry (48 bytes + data)
 //!    0  seq                  8  order            16  write_off (u32)
 //!   20  create_at (u32)     24  expire_at (u32)  28  expire_min (u32)
 //!   32  ttl_bucket (u16)    34  unused (6 bytes)
-//!   40  checksum (u64) of the data, then write_off bytes of data
+//!   40  checksum (u64) of bytes 0..40 and the data, then write_off
+//!       bytes of data
 //! ```
 //!
 //! The format is the store's own record layout, so a file is only read
@@ -40,8 +41,8 @@ use super::ttl::{self, CHAINS};
 use super::Store;
 
 /// The file's first eight bytes; the digit is the format's version.
-pub const FORMAT: &[u8; 8] = b"CCWARM01";
-const HEADER_LEN: usize = 80;
+pub const FORMAT: &[u8; 8] = b"CCWARM02";
+const HEADER_LEN: usize = 88;
 const ENTRY_LEN: usize = 48;
 
 /// What a save wrote or a restore linked.
@@ -95,6 +96,13 @@ fn checksum(data: &[u8]) -> u64 {
         b = b.wrapping_add(a);
     }
     a ^ b.rotate_left(29)
+}
+
+/// An entry's checksum: its fields (bytes 0..40) and its segment's data,
+/// so a damaged number (an incarnation, an expiry) is caught as surely as
+/// a damaged value.
+fn entry_checksum(fields: &[u8], data: &[u8]) -> u64 {
+    checksum(data) ^ checksum(fields).rotate_left(17)
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -153,6 +161,8 @@ impl Store {
         for (i, v) in fields.iter().enumerate() {
             head[8 + 8 * i..16 + 8 * i].copy_from_slice(&v.to_le_bytes());
         }
+        let sum = checksum(&head[..80]);
+        head[80..88].copy_from_slice(&sum.to_le_bytes());
         w.write_all(&head)?;
         let mut counts = SnapshotCounts::default();
         let mut buf = Vec::with_capacity(self.segs.seg_size);
@@ -192,7 +202,8 @@ impl Store {
                 entry[16 + 4 * i..20 + 4 * i].copy_from_slice(&v.to_le_bytes());
             }
             entry[32..34].copy_from_slice(&h.ttl_bucket.to_le_bytes());
-            entry[40..48].copy_from_slice(&checksum(&buf).to_le_bytes());
+            let sum = entry_checksum(&entry[..40], &buf);
+            entry[40..48].copy_from_slice(&sum.to_le_bytes());
             w.write_all(&entry)?;
             w.write_all(&buf)?;
             counts.segments += 1;
@@ -234,6 +245,9 @@ impl Store {
                 "not a corecache warm-restart file of this format".into(),
             ));
         }
+        if checksum(&head[..80]) != u64_at(&head, 80) {
+            return Err(RestoreError::Damaged("header checksum".into()));
+        }
         let f = |i: usize| u64_at(&head, 8 + 8 * i);
         let seg_size = self.segs.seg_size;
         if f(0) != seg_size as u64 {
@@ -244,6 +258,9 @@ impl Store {
         }
         let (seg_limit, buckets, epoch, stopped_at) = (f(1), f(2), f(3) as i64, f(4) as u32);
         let (next_seq, flush_at, nsegs) = (f(5), f(6) as u32, f(7));
+        if f(4) > u32::MAX as u64 / 2 || f(6) > u32::MAX as u64 {
+            return Err(RestoreError::Damaged("store time out of range".into()));
+        }
         self.clock.resume(epoch, unix_now, stopped_at);
         let now = self.clock.now();
         self.segs.resume_seq(next_seq);
@@ -291,7 +308,7 @@ impl Store {
                 // Read past it (all expired, or no room left), checking it all the same.
                 sink.resize(len, 0);
                 r.read_exact(&mut sink).map_err(RestoreError::Io)?;
-                if checksum(&sink) != sum {
+                if entry_checksum(&entry[..40], &sink) != sum {
                     return Err(RestoreError::Damaged(format!("segment {} checksum", h.seq)));
                 }
                 let items = self.count_framed(&sink)?;
@@ -321,7 +338,7 @@ impl Store {
             };
             self.ttl.push_back(&mut self.segs, bucket, id);
             read.map_err(RestoreError::Io)?;
-            if checksum(data) != sum {
+            if entry_checksum(&entry[..40], data) != sum {
                 return Err(RestoreError::Damaged(format!("segment {} checksum", h.seq)));
             }
             self.link_segment(id, now, &keep, &mut counts)?;
@@ -330,6 +347,11 @@ impl Store {
         if flush_at != 0 {
             self.flush_at = flush_at.max(now);
         }
+        // Items a restore linked and then evicted to make room count as
+        // dropped, not restored.
+        let present = self.index.items as u64;
+        counts.dropped += counts.items.saturating_sub(present);
+        counts.items = counts.items.min(present);
         Ok(counts)
     }
 

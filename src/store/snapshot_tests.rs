@@ -156,6 +156,8 @@ fn a_damaged_or_foreign_file_starts_cold() {
     let mut other = store_at(16 << 20, T0);
     let mut wrong = file.clone();
     wrong[8..16].copy_from_slice(&(2u64 << 20).to_le_bytes());
+    let sum = checksum(&wrong[..80]);
+    wrong[80..88].copy_from_slice(&sum.to_le_bytes());
     assert!(matches!(
         other.restore(&mut wrong.as_slice(), T0, |_| true),
         Err(RestoreError::Incompatible(_))
@@ -198,5 +200,25 @@ fn a_smaller_store_evicts_to_make_room_and_serves_what_it_kept() {
                 Some((y.0, y.1, y.2))
             );
         }
+    }
+}
+
+#[test]
+fn damaged_numbers_outside_the_data_are_caught_too() {
+    let a = filled();
+    let mut file = Vec::new();
+    a.save(&mut file).unwrap();
+    // The store time at stop (header byte 43: >= 2^31, which once
+    // panicked in Clock::resume), a header field, the first entry's
+    // incarnation number and its expiry.
+    for at in [43, 20, HEADER_LEN + 2, HEADER_LEN + 25] {
+        let mut bad = file.clone();
+        bad[at] ^= 0x80;
+        let mut b = store_at(16 << 20, T0);
+        match b.restore(&mut bad.as_slice(), T0, |_| true) {
+            Err(RestoreError::Damaged(_)) => {}
+            other => panic!("byte {at}: {other:?}"),
+        }
+        assert_eq!(b.curr_items(), 0);
     }
 }
