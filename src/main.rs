@@ -123,7 +123,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     let admin = corecache::admin::bind(&args.admin)?;
     // Read while still the starting user: the token file may be its alone.
     let admin = admin
-        .map(|l| args.admin.token().map(|t| (l, t)))
+        .map(|l| args.admin.token().map(|t| (l, t, args.admin.limits())))
         .transpose()
         .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
     if let Some(id) = &user {
@@ -218,7 +218,11 @@ fn serve(
     tcp: Vec<TcpGroup>,
     own: Vec<Vec<(OwnedFd, bool)>>,
     unix: Option<OwnedFd>,
-    admin: Option<(std::net::TcpListener, Option<String>)>,
+    admin: Option<(
+        std::net::TcpListener,
+        Option<String>,
+        corecache::admin::listener::Limits,
+    )>,
     (auth, tls): (
         Option<corecache::auth::Registry>,
         Option<corecache::tls::Tls>,
@@ -364,8 +368,8 @@ fn serve(
     ready.notify()?;
     // After `notify`, which points stderr at the `logfile` (the admin
     // port's lines belong there).
-    if let Some((l, token)) = admin {
-        corecache::admin::server::spawn(l, shared.clone(), token).map_err(failed)?;
+    if let Some((l, token, limits)) = admin {
+        corecache::admin::server::spawn(l, shared.clone(), token, limits).map_err(failed)?;
     }
     if cfg.verbosity > 0 {
         say(&format!(

@@ -7,6 +7,7 @@ use super::auth::{self, Guard};
 use super::figures::gather;
 use super::health::Heartbeats;
 use super::history::{History, INTERVAL};
+use super::listener::Limits;
 use super::{api, dashboard, json, metrics};
 use crate::engine::Shared;
 use axum::extract::State;
@@ -14,7 +15,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -121,11 +121,13 @@ async fn sample(shared: Arc<Shared>, history: Arc<Mutex<History>>) {
 
 /// Serves the admin port on `listener` (bound by `admin::bind`) from a
 /// thread named `admin`, until the process exits, asking for `token` when
-/// one is given. Errors: the thread or its runtime cannot be created.
+/// one is given, within `limits` (connections, timeouts). Errors: the
+/// thread or its runtime cannot be created.
 pub fn spawn(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
     token: Option<String>,
+    limits: Limits,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let guard = Arc::new(Guard::new(token));
     listener
@@ -148,11 +150,7 @@ pub fn spawn(
                 tracing::info!("admin port listening on http://{addr}");
                 let history = Arc::new(Mutex::new(History::default()));
                 tokio::spawn(sample(shared.clone(), history.clone()));
-                let app = router(shared, guard, history)
-                    .into_make_service_with_connect_info::<SocketAddr>();
-                if let Err(e) = axum::serve(l, app).await {
-                    tracing::error!("admin port {addr}: {e}");
-                }
+                super::listener::serve(l, router(shared, guard, history), limits).await;
             })
         })
         .map_err(|e| format!("admin thread: {e}"))
