@@ -9,6 +9,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod browse;
 pub mod cpu;
 pub mod dashboard;
 pub mod exposition;

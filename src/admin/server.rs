@@ -8,7 +8,7 @@ use super::figures::gather;
 use super::health::Heartbeats;
 use super::history::{History, INTERVAL};
 use super::listener::Limits;
-use super::{api, dashboard, json, metrics};
+use super::{api, browse, dashboard, json, metrics};
 use crate::engine::Shared;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -30,6 +30,8 @@ pub struct App {
     pub history: Arc<Mutex<History>>,
     /// Which worker owns a key (`engine::route`).
     pub route: ahash::RandomState,
+    /// The key browser's gate (`browse.rs`).
+    pub scans: Arc<tokio::sync::Semaphore>,
 }
 
 fn text(status: StatusCode, ctype: &'static str, body: String) -> Response {
@@ -85,6 +87,7 @@ pub fn router(shared: Arc<Shared>, guard: Arc<Guard>, history: Arc<Mutex<History
         guard: guard.clone(),
         history,
         route: crate::engine::route::route_hasher(),
+        scans: Arc::new(browse::gate()),
     };
     Router::new()
         .route("/metrics", get(metrics_page))
@@ -96,7 +99,7 @@ pub fn router(shared: Arc<Shared>, guard: Arc<Guard>, history: Arc<Mutex<History
         .route("/api/csrf", get(api::csrf))
         .route("/api/history", get(api::history))
         .route("/api/flush_prefix", post(api::flush_prefix))
-        .route("/api/keys", get(api::keys))
+        .route("/api/keys", get(browse::keys))
         .route("/api/keys/bulk", post(api::bulk))
         .route(
             "/api/key/{*key}",

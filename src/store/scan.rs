@@ -73,7 +73,7 @@ pub struct ScanStep {
     pub items: Vec<ScanItem>,
     /// Where to continue, [`SCAN_DONE`] when the shard has been read.
     pub next: ScanCursor,
-    /// Records read (live or not).
+    /// Records read (live or not), and segments passed over.
     pub read: usize,
 }
 
@@ -116,7 +116,8 @@ impl ScanFilter {
 
 impl Store {
     /// One scan step from `cursor`: reads at most `max_records` records
-    /// and stops early once `max_items` items matched. Read only: counts
+    /// (a segment passed over counts as one) and stops early once
+    /// `max_items` items matched. Read only: counts
     /// no access and reclaims nothing.
     pub fn scan(
         &self,
@@ -134,15 +135,18 @@ impl Store {
         let n = self.segs.count() as u32;
         let (mut seg, mut off) = ((cursor >> 32) as u32, cursor as u32);
         while seg < n {
-            let h = self.segs.header(seg);
-            let end = h.write_off;
-            if h.seq == 0 || h.live_items == 0 || off >= end {
-                (seg, off) = (seg + 1, 0);
-                continue;
-            }
             if step.read >= max_records || step.items.len() >= max_items {
                 step.next = ((seg as u64) << 32) | off as u64;
                 return step;
+            }
+            let h = self.segs.header(seg);
+            let end = h.write_off;
+            if h.seq == 0 || h.live_items == 0 || off >= end {
+                // A segment passed over counts as a record: a step over
+                // thousands of empty segments stays as short as any.
+                step.read += 1;
+                (seg, off) = (seg + 1, 0);
+                continue;
             }
             let it = self.item_at(seg, off);
             let size = it.size() as u32;
