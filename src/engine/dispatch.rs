@@ -187,10 +187,20 @@ impl Worker {
     /// Dispatches one whole request of connection `idx`; `raw` is its
     /// bytes as received (what a forward or broadcast carries). Returns
     /// false if the request is not finished (a multi-key get suspended,
-    /// see multiget.rs): its bytes must stay where they are.
+    /// see multiget.rs) or not started (a `stats` waiting for this
+    /// connection's replies from other shards, `Conn::stats_wait`): its
+    /// bytes must stay where they are.
     pub(super) fn dispatch(&mut self, idx: u32, req: Request, raw: &[u8]) -> bool {
         let mut kbuf = [0u8; KEY_MAX + 6];
         let (op, route) = classify(&req, &mut kbuf);
+        if op == Op::Stats && route == Route::Server {
+            // Before anything is logged or counted: it runs again later.
+            let c = self.conn(idx);
+            c.stats_wait = c.waiting > 0;
+            if c.stats_wait {
+                return false;
+            }
+        }
         self.note_parsed(idx, op);
         let refusal = self
             .access(idx, op, route, &req)
