@@ -259,6 +259,7 @@ fn serve(
     let shared = Arc::new(Shared {
         mesh: Mesh::new(threads, 4096),
         published: (0..threads).map(|_| Published::default()).collect(),
+        stats_base: (0..threads).map(|_| Published::default()).collect(),
         stop: AtomicBool::new(false),
         conns: AtomicUsize::new(0),
         settings: settings(cfg),

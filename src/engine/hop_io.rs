@@ -211,7 +211,7 @@ impl Worker {
                     next,
                 });
             }
-            Job::ResetStats => self.shard.reset_counters(),
+            Job::ResetStats => self.reset_stats(),
             // The receiving worker counted the command once; the other
             // shards only apply it.
             Job::Flush { delay } => self.shard.store.flush(delay),
