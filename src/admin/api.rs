@@ -124,32 +124,50 @@ pub async fn history(State(app): State<App>) -> Response {
 }
 
 /// `POST /api/flush_prefix?prefix=P` (or JSON `{"prefix": P}`): hides
-/// every item stored so far under P on every worker. Answers with the
-/// server time the action took (all workers done), in microseconds.
+/// every item stored so far under P on every worker. An empty P hides
+/// everything, so it needs `all=1` (or `"all": true`) too. Answers with
+/// the server time the action took (all workers done), in microseconds.
+/// A refusal is audited as `flush_prefix refused (why)`, as memcached
+/// clients' refused `flush_prefix` (`-F`) is.
 pub async fn flush_prefix(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let prefix = match query(&uri, "prefix") {
-        Some(p) => p,
-        None => match serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v["prefix"].as_str().map(|s| s.as_bytes().to_vec()))
-        {
-            Some(p) => p,
-            None => return bad("prefix missing"),
-        },
+    let json = serde_json::from_slice::<Value>(&body).ok();
+    let field = |k: &str| json.as_ref().map_or(&Value::Null, |v| &v[k]).clone();
+    let prefix = query(&uri, "prefix").or_else(|| field("prefix").as_str().map(|s| s.into()));
+    let all = query(&uri, "all").is_some_and(|v| v == b"1" || v == b"true")
+        || field("all") == Value::Bool(true);
+    let shown = String::from_utf8_lossy(prefix.as_deref().unwrap_or_default()).into_owned();
+    let refuse = |status: StatusCode, why: &str, msg: &str| {
+        audit(
+            &format!("flush_prefix refused ({why})"),
+            &peer.to_string(),
+            &shown,
+        );
+        reply(status, json!({ "error": msg }))
+    };
+    let Some(prefix) = prefix else {
+        return refuse(StatusCode::BAD_REQUEST, "no prefix", "prefix missing");
     };
     if prefix.len() > crate::protocol::KEY_MAX {
-        return bad("prefix over 250 bytes");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "prefix over 250 bytes",
+            "prefix over 250 bytes",
+        );
+    }
+    if prefix.is_empty() && !all {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "empty prefix",
+            "an empty prefix flushes every item: add all=1 to mean it",
+        );
     }
     if !app.shared.settings.flush_enabled {
-        return reply(
-            StatusCode::FORBIDDEN,
-            json!({"error": "flush_prefix not allowed (-F)"}),
-        );
+        return refuse(StatusCode::FORBIDDEN, "-F", "flush_prefix not allowed (-F)");
     }
     audit(
         "flush_prefix",
