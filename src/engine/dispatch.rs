@@ -337,17 +337,24 @@ impl Worker {
     /// When they go straight to the output (nothing waits on another
     /// shard before them), large values may be sent by reference.
     pub(super) fn exec_local(&mut self, idx: u32, req: &Request) {
-        self.exec_with(idx, |sh, out| match req {
-            Request::Text(t) => exec::text::exec(sh, t, out),
-            // Answered by the dispatcher (access.rs, auth_cmd.rs).
-            Request::AsciiAuth(_) => {}
-            Request::Binary(Ok(r)) => exec::binary::exec(sh, r, out),
-            Request::Binary(Err(binary::Invalid::Args(h))) => {
-                exec::binary::error(out, h.opcode, status::EINVAL, h.opaque)
+        let fd = self.conns[idx as usize].as_ref().map(|c| c.fd);
+        let id = self.id;
+        self.exec_with(idx, |sh, out| {
+            let start = out.len();
+            match req {
+                Request::Text(t) => exec::text::exec(sh, t, out),
+                // Answered by the dispatcher (access.rs, auth_cmd.rs).
+                Request::AsciiAuth(_) => {}
+                Request::Binary(Ok(r)) => exec::binary::exec(sh, r, out),
+                // Logged as parsed (conn_log::request).
+                Request::Binary(Err(binary::Invalid::Args(h))) => {
+                    return exec::binary::error(out, h.opcode, status::EINVAL, h.opaque);
+                }
+                Request::Binary(Err(binary::Invalid::Unknown(h))) => {
+                    return exec::binary::error(out, h.opcode, status::UNKNOWN_COMMAND, h.opaque);
+                }
             }
-            Request::Binary(Err(binary::Invalid::Unknown(h))) => {
-                exec::binary::error(out, h.opcode, status::UNKNOWN_COMMAND, h.opaque)
-            }
+            super::conn_log::reply_error(fd, id, out.get(start..).unwrap_or_default());
         });
         if let Request::Binary(Err(binary::Invalid::Args(_))) = req {
             // memcached closes after invalid arguments: the rest of the

@@ -238,6 +238,7 @@ impl Worker {
             } => {
                 if let Parse::Done(req, _) | Parse::Skip(req, _, _) = text::parse(&raw, item_max) {
                     exec::text::exec(&mut self.shard, &req, &mut bytes);
+                    super::conn_log::reply_error(None, self.id, &bytes);
                 }
             }
             Job::Raw {
@@ -248,6 +249,7 @@ impl Worker {
                     binary::parse(&raw, item_max)
                 {
                     exec::binary::exec(&mut self.shard, &r, &mut bytes);
+                    super::conn_log::reply_error(None, self.id, &bytes);
                 }
             }
         }
