@@ -280,7 +280,8 @@ mod tests {
             SetOutcome::Stored { cas } => cas,
             o => panic!("{o:?}"),
         };
-        let st = s.scan(0, &ScanFilter::default(), 10, 10);
+        // Every segment passed over counts: 1000 covers this store.
+        let st = s.scan(0, &ScanFilter::default(), 1000, 10);
         assert_eq!(st.next, SCAN_DONE);
         assert_eq!(
             st.items,
@@ -294,5 +295,19 @@ mod tests {
                 fetched: false,
             }]
         );
+    }
+
+    #[test]
+    fn empty_segments_count_towards_a_step() {
+        let s = store();
+        let (mut cur, mut steps) = (0, 0);
+        while cur != SCAN_DONE {
+            let st = s.scan(cur, &ScanFilter::default(), 4, 10);
+            assert!(st.items.is_empty() && st.read <= 4);
+            cur = st.next;
+            steps += 1;
+        }
+        // 16 MiB of 1 MiB segments: several bounded steps, not one long one.
+        assert!(steps >= 3, "{steps}");
     }
 }
