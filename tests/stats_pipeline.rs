@@ -1,7 +1,8 @@
 //! A `stats` pipelined behind requests that ran on other shards counts
 //! them, as memcached's (one thread per connection) does: after `stats
-//! reset`, after forwarded sets and gets. The same bytes go to Debian's
-//! memcached, the oracle, and the counters must agree.
+//! reset`, after forwarded sets and gets, after a broadcast
+//! (`cache_memlimit`). The same bytes go to Debian's memcached, the
+//! oracle, and the counters must agree.
 
 mod common;
 
@@ -29,7 +30,7 @@ fn last_stats(out: &[u8]) -> Vec<u8> {
     text[at..].as_bytes().to_vec()
 }
 
-const ROWS: [&str; 7] = [
+const ROWS: [&str; 8] = [
     "cmd_get",
     "cmd_set",
     "get_hits",
@@ -37,6 +38,7 @@ const ROWS: [&str; 7] = [
     "total_items",
     "curr_items",
     "delete_hits",
+    "limit_maxbytes",
 ];
 
 fn figures(out: &[u8]) -> Vec<(&'static str, Option<u64>)> {
@@ -63,7 +65,8 @@ fn workload(keys: usize, reset: bool) -> (Vec<u8>, usize) {
         req.extend_from_slice(format!("get k{i} nokey{i}\r\ndelete k{i}\r\n").as_bytes());
         ends += 1;
     }
-    req.extend_from_slice(b"stats\r\n");
+    // A broadcast: every shard's share of the limit changes.
+    req.extend_from_slice(b"cache_memlimit 96\r\nstats\r\n");
     (req, ends + 1)
 }
 

@@ -234,7 +234,7 @@ impl Worker {
             Route::Split(keys) => return self.split_get(idx, &req, keys, raw),
             Route::Broadcast => {
                 if let Some(job) = broadcast_job(&req) {
-                    self.broadcast(job);
+                    self.broadcast(idx, job);
                 }
                 self.exec_local(idx, &req);
             }

@@ -299,18 +299,17 @@ impl Worker {
         }
     }
 
-    /// Sends a job to every other worker to run there too (flush_all,
-    /// cache_memlimit); nothing comes back.
-    pub(super) fn broadcast(&mut self, job: Job) {
+    /// Sends a job for connection `idx` to every other worker to run there
+    /// too (flush_all, flush_prefix, cache_memlimit). Each answers with an
+    /// empty reply in the connection's order, so the request's own reply
+    /// goes out once every shard has applied it, as memcached answers once
+    /// the change is global, and a `stats` after it sees it on every shard
+    /// (`Conn::stats_wait`; a `stats` right after an `OK` showed the other
+    /// shards' old `limit_maxbytes`).
+    pub(super) fn broadcast(&mut self, idx: u32, job: Job) {
         for to in 0..self.shared.mesh.n {
             if to != self.id {
-                let m = Msg::Job {
-                    from: self.id,
-                    conn: 0,
-                    seq: NO_REPLY,
-                    job: job.clone(),
-                };
-                self.send_msg(to, m);
+                self.forward(idx, to, job.clone());
             }
         }
     }
