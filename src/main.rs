@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 static STOP: AtomicBool = AtomicBool::new(false);
-/// SIGHUP: read the password and ACL files again.
+/// SIGHUP: reopen the log files, read the password and ACL files again.
 static RELOAD: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -67,6 +67,13 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
         args.admin.audit_log.as_deref(),
     )
     .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
+    // The daemon leaves its directory: SIGHUP reopens the path as given here.
+    if let Some(p) = &cfg.logfile {
+        cfg.logfile = Some(
+            std::path::absolute(p)
+                .map_err(|e| StartError::new(EX_OSERR, format!("logfile: {e}")))?,
+        );
+    }
     let log = cfg.logfile.as_deref().map(daemon::open_log).transpose()?;
     if let Some(l) = &log {
         let copy = l
@@ -123,7 +130,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     let admin = corecache::admin::bind(&args.admin)?;
     // Read while still the starting user: the token file may be its alone.
     let admin = admin
-        .map(|l| args.admin.token().map(|t| (l, t)))
+        .map(|l| args.admin.token().map(|t| (l, t, args.admin.limits())))
         .transpose()
         .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
     if let Some(id) = &user {
@@ -189,10 +196,26 @@ fn settings(cfg: &Config) -> Settings {
     }
 }
 
-/// SIGHUP: the password and ACL files again, if authentication is on,
-/// and the TLS certificates, key and CAs, if TLS is. A file that does not
-/// parse leaves what it would replace in force.
-fn reload(shared: &Shared) {
+/// SIGHUP: the log files (`--logfile`, absolute, and `--audit-log`)
+/// opened again, for logrotate; the password and ACL files again, if
+/// authentication is on, and the TLS certificates, key and CAs, if TLS
+/// is. A file that does not parse leaves what it would replace in force.
+fn reload(shared: &Shared, logfile: Option<&std::path::Path>) {
+    let mut reopened = Vec::new();
+    if let Some(p) = logfile {
+        match daemon::reopen_log(p) {
+            Ok(()) => reopened.push(p.display().to_string()),
+            Err(e) => tracing::error!("log file not reopened, the old one stays: {}", e.msg),
+        }
+    }
+    match corecache::admin::logging::reopen_audit_log() {
+        Ok(Some(p)) => reopened.push(p),
+        Ok(None) => {}
+        Err(e) => tracing::error!("audit log not reopened, the old one stays: {e}"),
+    }
+    if !reopened.is_empty() {
+        corecache::admin::audit::audit("log_reopen", "SIGHUP", &reopened.join(" "));
+    }
     if let Some(reg) = &shared.auth {
         match reg.reload() {
             Ok(n) => corecache::admin::audit::audit("auth_reload", "SIGHUP", &format!("{n} users")),
@@ -218,7 +241,11 @@ fn serve(
     tcp: Vec<TcpGroup>,
     own: Vec<Vec<(OwnedFd, bool)>>,
     unix: Option<OwnedFd>,
-    admin: Option<(std::net::TcpListener, Option<String>)>,
+    admin: Option<(
+        std::net::TcpListener,
+        Option<String>,
+        corecache::admin::listener::Limits,
+    )>,
     (auth, tls): (
         Option<corecache::auth::Registry>,
         Option<corecache::tls::Tls>,
@@ -226,6 +253,7 @@ fn serve(
     mut ready: Ready,
 ) -> Result<u8, StartError> {
     let threads = cfg.threads;
+    let logfile = cfg.logfile.clone();
     let failed = |msg: String| StartError::new(1, format!("corecache: {msg}"));
     // Worker w accepts on its own socket of each TCP address, and on its
     // own descriptor of the one UNIX socket.
@@ -292,6 +320,7 @@ fn serve(
     let shared = Arc::new(Shared {
         mesh: Mesh::new(threads, 4096),
         published: (0..threads).map(|_| Published::default()).collect(),
+        stats_base: (0..threads).map(|_| Published::default()).collect(),
         stop: AtomicBool::new(false),
         conns: AtomicUsize::new(0),
         settings: settings(cfg),
@@ -316,8 +345,8 @@ fn serve(
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         // memcached: SIGUSR1 stops gracefully. SIGHUP (a closed terminal,
-        // a logrotate hook) must not lose the cache: it reloads the
-        // password and ACL files, and is otherwise ignored.
+        // a logrotate hook) must not lose the cache: it reopens the log
+        // files and reloads the password, ACL and TLS files.
         libc::signal(libc::SIGUSR1, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
@@ -432,8 +461,8 @@ fn serve(
     ready.notify()?;
     // After `notify`, which points stderr at the `logfile` (the admin
     // port's lines belong there).
-    if let Some((l, token)) = admin {
-        corecache::admin::server::spawn(l, shared.clone(), token).map_err(failed)?;
+    if let Some((l, token, limits)) = admin {
+        corecache::admin::server::spawn(l, shared.clone(), token, limits).map_err(failed)?;
     }
     if cfg.verbosity > 0 {
         say(&format!(
@@ -467,7 +496,7 @@ fn serve(
     while !STOP.load(Ordering::SeqCst) && !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(std::time::Duration::from_millis(50));
         if RELOAD.swap(false, Ordering::SeqCst) {
-            reload(&shared);
+            reload(&shared, logfile.as_deref());
         }
     }
     systemd::stopping("stopping: finishing the requests in flight");

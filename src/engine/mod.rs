@@ -100,6 +100,10 @@ impl Settings {
 pub struct Shared {
     pub mesh: hop::Mesh,
     pub published: Vec<Published>,
+    /// Each worker's counters at its last `stats reset`, published when it
+    /// resets: `stats` shows `published` since these (`Counters::since`),
+    /// the admin port `published` itself, which never goes back.
+    pub stats_base: Vec<Published>,
     pub stop: AtomicBool,
     pub conns: AtomicUsize,
     pub settings: Settings,
