@@ -283,6 +283,7 @@ impl Store {
                 live_bytes: 0,
                 prev: NONE,
                 next: NONE,
+                largest: 0,
             };
             let len = h.write_off as usize;
             if len > seg_size || h.seq == 0 || h.seq >= next_seq {
@@ -384,6 +385,8 @@ impl Store {
             let size = framed_size(rest, len - off)
                 .ok_or_else(|| RestoreError::Damaged(format!("record framing in segment {id}")))?;
             let it = self.item_at(id, off as u32);
+            let h = self.segs.header_mut(id);
+            h.largest = h.largest.max(size as u32);
             if it.iflags() & DELETED == 0 {
                 let e = it.expire();
                 if e != 0 && e <= now {

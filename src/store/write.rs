@@ -87,10 +87,7 @@ impl Store {
         // segment; the inputs are client buffers or `scratch`, never arena
         // memory, so they cannot overlap.
         let it = unsafe { item::RawItem::write(ptr, key, v1, v2, &meta, now) };
-        let h = self.segs.header_mut(seg);
-        h.live_items += 1;
-        h.live_bytes += size as u32;
-        h.note_expire(meta.expire);
+        self.segs.header_mut(seg).note_record(size, meta.expire);
         self.live_bytes += size;
         self.count_linked(it, size);
         // Moves keep a slot where it is; only an unlink may have changed
