@@ -14,6 +14,10 @@ impl Store {
     /// Space for a record in the TTL bucket `bucket`: the bucket's tail
     /// segment if it has room, else a fresh segment, evicting if needed.
     fn alloc(&mut self, bucket: u16, size: usize) -> Option<(u32, u32)> {
+        // Each eviction step frees a segment or lowers frequencies (the
+        // hand), so this ends; the bound makes sure a policy that only
+        // claims progress answers out-of-memory rather than spin a worker.
+        let mut evictions = 0usize;
         loop {
             if let Some(tail) = self.ttl.tail(bucket) {
                 if self.segs.room(tail) >= size {
@@ -33,7 +37,8 @@ impl Store {
             if self.may_take() && self.segs.free_count() > 0 {
                 continue;
             }
-            if !self.evict() {
+            evictions += 1;
+            if evictions > 256 * self.segs.count() || !self.evict() {
                 return None;
             }
             if self.segs.usable() > self.seg_limit {
