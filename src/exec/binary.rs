@@ -149,7 +149,6 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
             let create = (exp != u32::MAX).then(|| AutoCreate {
                 initial,
                 exptime: exptime(exp),
-                new_cas: None,
             });
             match sh.arith(r.key, incr, delta, h.cas, create) {
                 DeltaOutcome::Value { value, cas } => {

@@ -49,8 +49,6 @@ pub struct AutoCreate {
     /// Its exptime: relative seconds up to 30 days, absolute Unix time
     /// beyond, 0 = never.
     pub exptime: i64,
-    /// Meta `E`: the CAS unique to give it; None = the next one.
-    pub new_cas: Option<u64>,
 }
 
 impl Shard {
@@ -212,14 +210,13 @@ impl Shard {
         match (r, create) {
             (DeltaOutcome::NotFound, Some(cr)) => {
                 let mut b = itoa::Buffer::new();
-                let mut a = SetArgs::new(
+                let a = SetArgs::new(
                     SetMode::Add,
                     key,
                     b.format(cr.initial).as_bytes(),
                     0,
                     cr.exptime,
                 );
-                a.new_cas = cr.new_cas;
                 match self.store.set(&a) {
                     SetOutcome::Stored { cas } => DeltaOutcome::Value {
                         value: cr.initial,
