@@ -10,7 +10,6 @@
 
 use super::shard::Shard;
 use crate::protocol::{SetMode as Mode, StoreCmd};
-use crate::store::clock::EXPIRED;
 use crate::store::{DeleteOutcome, DeltaOutcome, Found, SetArgs, SetMode, SetOutcome};
 
 /// The store's mode for a protocol's.
@@ -72,19 +71,11 @@ impl Shard {
 
     /// A new exptime for a found item (touch, gat, `mg T`). An exptime
     /// already past (negative, or an absolute time before now) still
-    /// answers as a hit, as memcached's `item_touch` does: the item is
-    /// unlinked and its bytes stay readable until the store's next write,
-    /// long enough for this reply (gat returns the value once). None only
-    /// if moving the item ran out of memory.
+    /// answers as a hit, as memcached's `item_touch` does: the item stays
+    /// linked with that exptime, this reply reads it (gat returns the value
+    /// once) and the next lookup finds it expired. None only if moving the
+    /// item ran out of memory.
     pub fn retouch(&mut self, f: &Found, exptime: i64) -> Option<Found> {
-        if self.store.clock().expire_at(exptime) == EXPIRED {
-            let cas = self.store.cas_of(f);
-            self.store.remove(f);
-            return Some(Found {
-                detached_cas: Some(cas),
-                ..*f
-            });
-        }
         self.store.touch_found(f, exptime)
     }
 

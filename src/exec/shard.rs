@@ -52,6 +52,8 @@ impl Shard {
         c.evicted_unfetched = s.stats.evicted_unfetched;
         c.expired_unfetched = s.stats.expired_unfetched;
         c.reclaimed = s.stats.reclaimed;
+        c.get_expired = s.stats.get_expired;
+        c.get_flushed = s.stats.get_flushed;
         c.limit_maxbytes = s.memory_limit() as u64;
         c.pinned_segments = s.pinned_segments() as u64;
         c.hash_bytes = s.index_bytes() as u64;

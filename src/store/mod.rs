@@ -51,9 +51,6 @@ pub struct Found {
     pub item: RawItem,
     /// The key's hash.
     pub hash: u64,
-    /// The CAS of an item unlinked since it was found (a touch to a past
-    /// time answers with it), whose slot no longer says; None while linked.
-    pub detached_cas: Option<u64>,
 }
 
 /// One shard's cache: segments, TTL chains, hash index and clock.
@@ -271,7 +268,7 @@ impl Store {
     /// The CAS of the item a slot points at.
     #[inline]
     pub fn cas_of(&self, f: &Found) -> u64 {
-        if let Some(c) = f.item.stored_cas().or(f.detached_cas) {
+        if let Some(c) = f.item.stored_cas() {
             return c;
         }
         let s = self.index.get(f.slot);
@@ -313,6 +310,7 @@ impl Store {
         let item = self.slot_item(self.index.get(slot));
         let exp = item.expire();
         if exp != 0 && exp <= self.clock.now() {
+            self.stats.get_expired += 1;
             self.count_reclaimed(item);
             self.unlink(slot, hash);
             return None;
@@ -321,16 +319,12 @@ impl Store {
             let s = self.index.get(slot);
             if self.prefix_hides(index::slot_seg(s), index::slot_off(s), item) {
                 self.stats.prefix_reclaimed += 1;
+                self.stats.get_flushed += 1;
                 self.unlink(slot, hash);
                 return None;
             }
         }
-        Some(Found {
-            slot,
-            item,
-            hash,
-            detached_cas: None,
-        })
+        Some(Found { slot, item, hash })
     }
 
     /// Counts an access: frequency for merge eviction, last-access time,

@@ -128,7 +128,6 @@ impl Store {
             slot,
             item: it,
             hash,
-            detached_cas: None,
         }
     }
 

@@ -40,9 +40,6 @@ TRAFFIC = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 15: counters after the same traffic differ: "
-    "get_expired memcached 1, corecache 0 (the get of the item set with exptime -1)"))
 def test_counters_after_traffic(make_pair):
     p = make_pair("-t", "2", "-m", "64")
 
@@ -152,6 +149,68 @@ def test_counters_per_command(make_pair, cmd):
     def script(c):
         c.text(b"set a 0 0 1\r\n1\r\n")
         return per_command_counters(cmd)(c)
+    p.same(script)
+
+
+# --- An item found expired by any command's lookup counts in get_expired
+# --- (memcached's do_item_get), whichever way it came to be expired: set
+# --- with a past exptime (text, meta, binary), or touched to a past time.
+
+EXPIRED_BY = {
+    "set": b"set e 0 -1 1\r\n1\r\n",
+    "set_absolute_past": b"set e 0 1000000000 1\r\n1\r\n",
+    "ms": b"ms e 1 T-1\r\n1\r\n",
+    "touch": b"set e 0 0 1\r\n1\r\ntouch e -1\r\n",
+    "gat": b"set e 0 0 1\r\n1\r\ngat -1 e\r\n",
+    "mg_T": b"set e 0 100 1\r\n1\r\nmg e T-1 v\r\n",
+    "bin_set": bin_set(b"e", b"1", exptime=2592001),
+    "bin_touch": bin_set(b"e", b"1") + bin_touch(b"e", 1000000000),
+}
+LOOKUPS = [b"get e\r\n", b"gets e x\r\n", b"gat 10 e\r\n", b"touch e 10\r\n", b"delete e\r\n", b"incr e 1\r\n",
+           b"set e 0 0 1\r\n2\r\n", b"add e 0 0 1\r\n2\r\n", b"replace e 0 0 1\r\n2\r\n", b"append e 0 0 1\r\n2\r\n",
+           b"mg e v\r\n", b"md e\r\n", b"ma e\r\n", b"me e\r\n"]
+
+
+def expired_case(how, lookup):
+    names = [n for n in COUNTERS if n != "curr_items"]
+
+    def script(c):
+        # Made and looked up at once: both servers' crawlers reclaim an
+        # expired item at a time of their own (uncounted in get_expired).
+        made = EXPIRED_BY[how]
+        before = counters(c, names)
+        if made[:1] == b"\x80":
+            out = [c.binary(made), c.text(lookup)]
+        else:
+            out = [c.text(made + lookup)]
+        after = counters(c, names)
+        out.append({k: (before[k], after[k]) for k in names if before[k] != after[k]})
+        return out
+    return script
+
+
+@pytest.mark.parametrize("how", list(EXPIRED_BY))
+def test_get_expired_by_how(make_pair, how):
+    p = make_pair("-t", "2", "-m", "64")
+    p.same(expired_case(how, b"get e\r\n"))
+
+
+@pytest.mark.parametrize("lookup", LOOKUPS, ids=[x.split(b"\r\n")[0].decode() for x in LOOKUPS])
+def test_get_expired_by_lookup(make_pair, lookup):
+    p = make_pair("-t", "2", "-m", "64")
+    p.same(expired_case("set", lookup))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 15: get_flushed after flush_all: memcached keeps flushed items linked and counts the lookup that "
+    "finds one; corecache's flush_all unlinks every item at once (only flush_prefix's hidden items count)"))
+def test_get_flushed_after_flush_all(make_pair):
+    p = make_pair("-t", "2", "-m", "64")
+
+    def script(c):
+        out = [c.text(b"set f 0 0 1\r\n1\r\nflush_all\r\nget f\r\n")]
+        out.append(counters(c, ["get_flushed", "get_misses", "get_expired"]))
+        return out
     p.same(script)
 
 
