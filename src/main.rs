@@ -186,6 +186,7 @@ fn settings(cfg: &Config) -> Settings {
         shutdown_enabled: cfg.shutdown_enabled,
         cas_enabled: cfg.cas_enabled,
         verbosity: cfg.verbosity,
+        introspection: cfg.introspection,
     }
 }
 
@@ -265,6 +266,11 @@ fn serve(
         tls,
         admin_jobs: corecache::engine::admin_jobs::AdminInboxes::new(threads),
         classes: corecache::engine::stats_classes::ClassBoards::new(threads),
+        oldest_live: Default::default(),
+        detail: Arc::new(corecache::exec::detail::Detail::new(
+            cfg.introspection.prefix_delimiter,
+            cfg.introspection.detail_at_start,
+        )),
     });
 
     // SAFETY: installing an async-signal-safe handler that only stores an atomic.
@@ -334,6 +340,7 @@ fn serve(
             }
             let mut shard = Shard::new(store);
             shard.shards = threads;
+            shard.detail = shared.detail.clone();
             let w = match Worker::new(id, shared.clone(), shard, fds, tls, pinned_from) {
                 Ok(w) => w,
                 Err(e) => {

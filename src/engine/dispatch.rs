@@ -227,6 +227,13 @@ impl Worker {
                     self.broadcast(job);
                 }
                 self.exec_local(idx, &req);
+                if op == Op::Flush {
+                    // For `stats settings` (every shard flushes alike).
+                    let oldest = self.shard.store.oldest_live();
+                    self.shared
+                        .oldest_live
+                        .store(oldest, std::sync::atomic::Ordering::Relaxed);
+                }
             }
             Route::Server if op == Op::Auth => self.auth_cmd(idx, &req),
             Route::Server => self.server_cmd(idx, op, &req),

@@ -129,6 +129,8 @@ pub enum Job {
     MemLimit { mb: u32 },
     /// `stats reset`: zero this worker's counters.
     ResetStats,
+    /// `stats conns`: this worker's lines (stats_conns.rs).
+    Conns,
     /// One step of a metadump or cachedump on this shard (dump.rs).
     Dump {
         spec: super::dump::DumpSpec,

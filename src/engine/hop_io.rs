@@ -212,6 +212,7 @@ impl Worker {
                 });
             }
             Job::ResetStats => self.shard.reset_counters(),
+            Job::Conns => bytes = self.conns_lines(None),
             // The receiving worker counted the command once; the other
             // shards only apply it.
             Job::Flush { delay } => self.shard.store.flush(delay),

@@ -26,8 +26,11 @@ pub mod send;
 pub mod server_cmd;
 pub mod stats;
 pub mod stats_classes;
+pub mod stats_conns;
+pub mod stats_settings;
 pub mod tls;
 pub mod user_data;
+pub mod watch;
 pub mod worker;
 pub mod zerocopy;
 
@@ -77,6 +80,8 @@ pub struct Settings {
     pub cas_enabled: bool,
     /// `-v` count.
     pub verbosity: u8,
+    /// `-X`, `-W`, `-D`: what dumps, `watch` and `stats detail` may do.
+    pub introspection: crate::config::Introspection,
 }
 
 impl Settings {
@@ -116,4 +121,9 @@ pub struct Shared {
     pub admin_jobs: admin_jobs::AdminInboxes,
     /// Each worker's figures by memcached size class (stats_classes.rs).
     pub classes: stats_classes::ClassBoards,
+    /// The last `flush_all`'s store time less one (memcached's
+    /// `oldest_live`), as the worker that received it set it.
+    pub oldest_live: std::sync::atomic::AtomicU32,
+    /// `stats detail`'s per-prefix counts; every shard holds it too.
+    pub detail: std::sync::Arc<crate::exec::detail::Detail>,
 }

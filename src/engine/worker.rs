@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Receive buffers per worker, and their size in bytes.
-const RECV_BUFS: u16 = 1024;
-const RECV_BUF_SIZE: usize = 8 * 1024;
+pub(super) const RECV_BUFS: u16 = 1024;
+pub(super) const RECV_BUF_SIZE: usize = 8 * 1024;
 
 /// How long a stopping worker waits for its connections' replies to go.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -292,7 +292,8 @@ impl Worker {
     }
 
     pub(super) fn publish(&mut self) {
-        let c = self.shard.counters();
+        let mut c = self.shard.counters();
+        c.connection_structures = self.conns.len() as u64;
         self.shared.published[self.id].publish(&c);
         self.shared.classes.publish(self.id, &mut self.shard.store);
     }

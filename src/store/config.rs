@@ -78,6 +78,12 @@ pub struct StoreStats {
     /// items are never found again to be counted (memcached unlinks them
     /// lazily and counts them here).
     pub get_flushed: u64,
+    /// Crawler calls that read records (`lru_crawler_starts`).
+    pub crawler_starts: u64,
+    /// Records the crawler read (`crawler_items_checked`).
+    pub crawler_items_checked: u64,
+    /// Expired items the crawler reclaimed (`crawler_reclaimed`).
+    pub crawler_reclaimed: u64,
 }
 
 /// Why a store could not be made.

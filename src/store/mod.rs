@@ -69,6 +69,9 @@ pub struct Store {
     reserve: u32,
     /// Pending `flush_all <delay>`: store time at which everything goes.
     flush_at: u32,
+    /// memcached's `oldest_live`: the store time of the last `flush_all`
+    /// (or the one pending) less one second; 0 before any.
+    oldest_live: u32,
     live_bytes: usize,
     /// Segments that may be in use at once, the merge reserve included
     /// (`cache_memlimit` lowers it; it never exceeds the mapping).
@@ -143,6 +146,7 @@ impl Store {
             scratch: Vec::new(),
             reserve,
             flush_at: 0,
+            oldest_live: 0,
             live_bytes: 0,
             seg_limit: nseg,
             limit,
@@ -214,6 +218,16 @@ impl Store {
     /// store's memory budget.
     pub fn index_bytes(&self) -> usize {
         self.index.bytes()
+    }
+
+    /// The index's primary buckets (each holds several items' slots).
+    pub fn index_buckets(&self) -> usize {
+        self.index.primary_buckets()
+    }
+
+    /// Whether the index is splitting buckets to grow.
+    pub fn index_growing(&self) -> bool {
+        self.index.wants_growth()
     }
 
     /// Segments mapped.
