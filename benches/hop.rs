@@ -19,6 +19,7 @@ fn bench(c: &mut Criterion) {
                     Job::GetKeys { keys, .. } => keys,
                     Job::Raw { bytes, .. } => bytes,
                     Job::ResetStats
+                    | Job::Conns
                     | Job::Flush { .. }
                     | Job::FlushPrefix { .. }
                     | Job::MemLimit { .. }
