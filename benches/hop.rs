@@ -52,6 +52,7 @@ fn bench(c: &mut Criterion) {
                 from: 0,
                 conn: 7,
                 seq,
+                cfd: -1,
                 job,
             };
             while let Err(back) = mesh.queue(0, 1).push(m) {

@@ -359,6 +359,7 @@ impl Worker {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };
+        let fd = c.fd;
         let (out, refs) = c.reply_target();
         self.shard.zc_min = ZC_MIN;
         f(&mut self.shard, out);
@@ -366,6 +367,7 @@ impl Worker {
         if !self.shard.zc_refs.is_empty() {
             refs.append(&mut self.shard.zc_refs);
         }
+        self.emit_notes(fd);
     }
 
     /// A text get/gets/gat/gats: one key here, or forwarded whole to its

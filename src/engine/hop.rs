@@ -84,6 +84,9 @@ pub enum Msg {
         from: usize,
         conn: u64,
         seq: u64,
+        /// The requesting connection's descriptor, for `watch` lines
+        /// (-1: none, a broadcast).
+        cfd: i32,
         job: Job,
     },
     /// The reply for slot `seq` of connection `conn` on the receiving

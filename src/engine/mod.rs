@@ -31,6 +31,7 @@ pub mod stats_settings;
 pub mod tls;
 pub mod user_data;
 pub mod watch;
+pub mod watch_conn;
 pub mod worker;
 pub mod zerocopy;
 

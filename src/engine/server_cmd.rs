@@ -34,6 +34,9 @@ impl Worker {
     /// Runs a server command for connection `idx`.
     pub(super) fn server_cmd(&mut self, idx: u32, op: Op, req: &Request) {
         match (op, req) {
+            (Op::Stats, Request::Text(text::Request::Admin { cmd: b"watch", arg })) => {
+                self.watch_cmd(idx, arg);
+            }
             (Op::Stats, Request::Text(text::Request::Admin { cmd, arg })) => {
                 let dump_enabled = self.shared.settings.introspection.dump_enabled;
                 let mut t = text::tokens(arg);

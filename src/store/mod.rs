@@ -17,6 +17,7 @@ mod expiry;
 pub mod index;
 pub mod item;
 mod merge;
+pub mod notes;
 pub mod ops;
 pub mod prefetch;
 pub mod prefix;
@@ -38,6 +39,7 @@ pub use write::WriteError;
 use budget::segments_within;
 use index::{Index, SlotRef};
 use item::{ItemMeta, DELETED, FETCHED};
+use notes::GetStatus;
 use segment::Segments;
 use ttl::TtlBuckets;
 
@@ -69,6 +71,8 @@ pub struct Store {
     reserve: u32,
     /// Pending `flush_all <delay>`: store time at which everything goes.
     flush_at: u32,
+    /// What `watch` asked to be told of, and the notes (notes.rs).
+    pub notes: notes::WatchNotes,
     /// memcached's `oldest_live`: the store time of the last `flush_all`
     /// (or the one pending) less one second; 0 before any.
     oldest_live: u32,
@@ -146,6 +150,7 @@ impl Store {
             scratch: Vec::new(),
             reserve,
             flush_at: 0,
+            notes: Default::default(),
             oldest_live: 0,
             live_bytes: 0,
             seg_limit: nseg,
@@ -320,11 +325,19 @@ impl Store {
     pub fn find(&mut self, key: &[u8]) -> Option<Found> {
         self.check_flush();
         let hash = self.hash(key);
-        let slot = self.slot_for_key(hash, key)?;
+        let Some(slot) = self.slot_for_key(hash, key) else {
+            if self.notes.wants(notes::FETCHERS) {
+                self.notes.get(key, GetStatus::NotFound, None);
+            }
+            return None;
+        };
         let item = self.slot_item(self.index.get(slot));
         let exp = item.expire();
         if exp != 0 && exp <= self.clock.now() {
             self.stats.get_expired += 1;
+            if self.notes.wants(notes::FETCHERS) {
+                self.notes.get(key, GetStatus::Expired, None);
+            }
             self.count_reclaimed(item);
             self.unlink(slot, hash);
             return None;
@@ -334,11 +347,26 @@ impl Store {
             if self.prefix_hides(index::slot_seg(s), index::slot_off(s), item) {
                 self.stats.prefix_reclaimed += 1;
                 self.stats.get_flushed += 1;
+                if self.notes.wants(notes::FETCHERS) {
+                    self.notes.get(key, GetStatus::Flushed, None);
+                }
                 self.unlink(slot, hash);
                 return None;
             }
         }
+        if self.notes.wants(notes::FETCHERS) {
+            self.notes.get(key, GetStatus::Found, Some(&item));
+        }
         Some(Found { slot, item, hash })
+    }
+
+    /// A linked item's value length, expiry (store time, 0 = none) and
+    /// memcached size class, without a lookup's side effects or notes
+    /// (`watch`'s mutation lines describe the item just stored).
+    pub fn peek(&self, key: &[u8]) -> Option<(usize, u32, u8)> {
+        let slot = self.slot_for_key(self.hash(key), key)?;
+        let it = self.slot_item(self.index.get(slot));
+        Some((it.vlen(), it.expire(), classes::of_item(&it).0))
     }
 
     /// Counts an access: frequency for merge eviction, last-access time,
@@ -404,6 +432,9 @@ impl Store {
     /// `evicted_unfetched`; per class also `evicted_nonzero` and
     /// `evicted_time`).
     fn count_evicted(&mut self, it: RawItem) {
+        if self.notes.wants(notes::EVICTIONS) {
+            self.notes.evict(&it, self.clock.now());
+        }
         let unfetched = (it.iflags() & FETCHED == 0) as u64;
         self.stats.evictions += 1;
         self.stats.evicted_unfetched += unfetched;
