@@ -114,9 +114,13 @@ pub fn settings(shared: &Shared, maxbytes: u64) -> Vec<(&'static str, String)> {
         ("temp_lru", yes_no(false)),
         ("temporary_ttl", fixed("61")),
         ("idle_timeout", s.idle_timeout.to_string()),
-        // memcached's defaults until watch is served here.
-        ("watcher_logbuf_size", fixed("262144")),
-        ("worker_logbuf_size", fixed("65536")),
+        // A watcher's queue bound (watch.rs); -o watcher_logbuf_size has
+        // no effect.
+        ("watcher_logbuf_size", super::watch::WATCHER_BUF.to_string()),
+        (
+            "worker_logbuf_size",
+            super::watch::WORKER_LOGBUF.to_string(),
+        ),
         // No limit on read buffers' memory (memcached's 0).
         ("read_buf_mem_limit", fixed("0")),
         // `stats sizes` answers as memcached's does without it.

@@ -21,10 +21,12 @@ impl Worker {
         if text::tokens(arg).last() == Some(b"noreply".as_slice()) {
             return;
         }
+        // memcached also refuses a watch behind replies not yet sent
+        // ("ERROR cannot pipeline other commands before watch"), but
+        // 1.6.18 was not seen to (`get k\r\nwatch\r\n` in one packet
+        // answers OK): replies before it go first here.
         let line = if !self.shared.settings.introspection.watch_enabled {
             "CLIENT_ERROR watch commands not allowed"
-        } else if !self.conn(idx).out.is_empty() || !self.conn(idx).pending.is_empty() {
-            "ERROR cannot pipeline other commands before watch"
         } else {
             match watch::parse_kinds(text::tokens(arg)).map(watch::add) {
                 None => "ERROR",
@@ -57,7 +59,8 @@ impl Worker {
             let c = self.conn(idx);
             let unsent = c.unsent();
             if unsent < OUT_HIGH && w.has_lines() {
-                w.take(&mut c.out, OUT_HIGH - unsent);
+                // Behind any reply still waiting for another worker.
+                w.take(c.reply_buf(), OUT_HIGH - unsent);
                 self.after_process(idx);
             }
         }

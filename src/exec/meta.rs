@@ -106,8 +106,10 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     if found.is_none() {
         if let Some(ttl) = f.vivify {
             let a = SetArgs::new(SetMode::Add, key, b"", 0, ttl);
-            if let SetOutcome::Stored { .. } = sh.store.set(&a) {
-                found = sh.store.find(key);
+            // memcached links the new item without another lookup: no
+            // `watch` line for these.
+            if let SetOutcome::Stored { .. } = sh.store.unnoted(|s| s.set(&a)) {
+                found = sh.store.unnoted(|s| s.find(key));
                 created = found.is_some();
                 won = created;
             }
@@ -309,7 +311,8 @@ fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool
         initial: f.initial.unwrap_or(0),
         exptime,
     });
-    let found_before = sh.store.find(key).is_some();
+    // A look before the one arith makes (memcached makes one).
+    let found_before = sh.store.unnoted(|s| s.find(key)).is_some();
     // Unlike ms and md, memcached 1.6's ma takes C0 as "no check".
     let r = sh.arith(key, incr, delta, f.cas.unwrap_or(0), create);
     if let (DeltaOutcome::Value { .. }, Some(t), true) = (r, f.touch, found_before) {

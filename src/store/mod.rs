@@ -360,6 +360,15 @@ impl Store {
         Some(Found { slot, item, hash })
     }
 
+    /// Runs `f` with no `watch` notes taken (a lookup or store the
+    /// command does on top of the one memcached would log).
+    pub fn unnoted<R>(&mut self, f: impl FnOnce(&mut Store) -> R) -> R {
+        let kinds = std::mem::take(&mut self.notes.kinds);
+        let r = f(self);
+        self.notes.kinds = kinds;
+        r
+    }
+
     /// A linked item's value length, expiry (store time, 0 = none) and
     /// memcached size class, without a lookup's side effects or notes
     /// (`watch`'s mutation lines describe the item just stored).
