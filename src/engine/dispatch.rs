@@ -223,8 +223,18 @@ impl Worker {
             }
             Route::Split(keys) => return self.split_get(idx, &req, keys, raw),
             Route::Broadcast => {
-                if let Some(job) = broadcast_job(&req) {
-                    self.broadcast(job);
+                match broadcast_job(&req) {
+                    // The reply waits for every worker's (empty) one, and
+                    // each publishes its new limit first: a `stats` after
+                    // the reply sees it everywhere.
+                    Some(job @ Job::MemLimit { .. }) => {
+                        let me = self.id;
+                        for to in (0..self.shared.mesh.n).filter(|&w| w != me) {
+                            self.forward(idx, to, job.clone());
+                        }
+                    }
+                    Some(job) => self.broadcast(job),
+                    None => {}
                 }
                 self.exec_local(idx, &req);
                 if op == Op::Flush {

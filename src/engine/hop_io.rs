@@ -221,6 +221,7 @@ impl Worker {
             Job::FlushPrefix { prefix } => self.shard.store.flush_prefix(&prefix),
             Job::MemLimit { mb } => {
                 self.shard.set_memlimit(mb);
+                self.publish();
             }
             Job::GetKeys {
                 keys,

@@ -360,24 +360,6 @@ impl Store {
         Some(Found { slot, item, hash })
     }
 
-    /// Runs `f` with no `watch` notes taken (a lookup or store the
-    /// command does on top of the one memcached would log).
-    pub fn unnoted<R>(&mut self, f: impl FnOnce(&mut Store) -> R) -> R {
-        let kinds = std::mem::take(&mut self.notes.kinds);
-        let r = f(self);
-        self.notes.kinds = kinds;
-        r
-    }
-
-    /// A linked item's value length, expiry (store time, 0 = none) and
-    /// memcached size class, without a lookup's side effects or notes
-    /// (`watch`'s mutation lines describe the item just stored).
-    pub fn peek(&self, key: &[u8]) -> Option<(usize, u32, u8)> {
-        let slot = self.slot_for_key(self.hash(key), key)?;
-        let it = self.slot_item(self.index.get(slot));
-        Some((it.vlen(), it.expire(), classes::of_item(&it).0))
-    }
-
     /// Counts an access: frequency for merge eviction, last-access time,
     /// fetched bit.
     #[inline]

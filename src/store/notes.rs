@@ -7,6 +7,7 @@
 
 use super::classes;
 use super::item::{RawItem, FETCHED};
+use super::Store;
 
 /// `kinds` bit: lookups (memcached's `fetchers`).
 pub const FETCHERS: u32 = 1;
@@ -116,5 +117,72 @@ impl WatchNotes {
             clsid: classes::of_item(it).0,
             size: it.vlen(),
         });
+    }
+}
+
+impl Store {
+    /// Runs `f` with no `watch` notes taken (a lookup or store the
+    /// command does on top of the one memcached would log).
+    pub fn unnoted<R>(&mut self, f: impl FnOnce(&mut Store) -> R) -> R {
+        let kinds = std::mem::take(&mut self.notes.kinds);
+        let r = f(self);
+        self.notes.kinds = kinds;
+        r
+    }
+
+    /// A linked item's value length, expiry (store time, 0 = none) and
+    /// memcached size class, without a lookup's side effects or notes
+    /// (`watch`'s mutation lines describe the item just stored).
+    pub fn peek(&self, key: &[u8]) -> Option<(usize, u32, u8)> {
+        let slot = self.slot_for_key(self.hash(key), key)?;
+        let it = self.slot_item(self.index.get(slot));
+        Some((it.vlen(), it.expire(), classes::of_item(&it).0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Clock, SetArgs, SetMode, StoreConfig};
+
+    fn store() -> Store {
+        let cfg = StoreConfig {
+            memory: 8 << 20,
+            huge_pages: false,
+            ..StoreConfig::default()
+        };
+        Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
+    }
+
+    fn statuses(s: &mut Store) -> Vec<GetStatus> {
+        s.notes
+            .notes
+            .drain(..)
+            .filter_map(|n| match n {
+                Note::Get { status, .. } => Some(status),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lookups_noted_only_while_wanted() {
+        let mut s = store();
+        s.find(b"k");
+        assert!(s.notes.notes.is_empty());
+        s.notes.kinds = FETCHERS;
+        s.find(b"k");
+        s.set(&SetArgs::new(SetMode::Set, b"k", b"v", 0, 0));
+        s.set(&SetArgs::new(SetMode::Set, b"e", b"v", 0, -1));
+        s.find(b"k");
+        s.find(b"e");
+        s.unnoted(|s| s.find(b"k"));
+        use GetStatus::*;
+        // set looks the key up first, as memcached's do_store_item.
+        assert_eq!(
+            statuses(&mut s),
+            [NotFound, NotFound, NotFound, Found, Expired]
+        );
+        assert_eq!(s.peek(b"k").map(|p| p.0), Some(1));
     }
 }
