@@ -19,6 +19,7 @@ fn bench(c: &mut Criterion) {
                     Job::GetKeys { keys, .. } => keys,
                     Job::Raw { bytes, .. } => bytes,
                     Job::ResetStats
+                    | Job::Conns
                     | Job::Flush { .. }
                     | Job::FlushPrefix { .. }
                     | Job::MemLimit { .. }
@@ -51,6 +52,7 @@ fn bench(c: &mut Criterion) {
                 from: 0,
                 conn: 7,
                 seq,
+                cfd: -1,
                 job,
             };
             while let Err(back) = mesh.queue(0, 1).push(m) {

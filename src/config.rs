@@ -8,6 +8,7 @@
 mod error;
 mod extended;
 mod files;
+mod introspection;
 mod listen;
 mod resolve;
 mod tls;
@@ -15,6 +16,7 @@ mod tls;
 pub use error::ConfigError;
 pub use extended::{parse_extended, Extended};
 pub use files::{conf_args, toml_args};
+pub use introspection::Introspection;
 pub use listen::{parse_listen, ListenSpec};
 pub use resolve::Config;
 
@@ -100,7 +102,8 @@ pub struct Args {
     /// Back item memory with huge pages (the default; see -o hugepages).
     #[arg(short = 'L', long = "enable-largepages")]
     pub large_pages: bool,
-    /// Key prefix delimiter for `stats detail` (not available yet: no effect).
+    /// Key prefix delimiter for `stats detail` (its first byte); also
+    /// turns `stats detail` on.
     #[arg(short = 'D')]
     pub prefix_delimiter: Option<String>,
     /// Requests per event (no effect: the engine batches per io_uring turn).
@@ -125,10 +128,10 @@ pub struct Args {
     /// Disable flush_all.
     #[arg(short = 'F', long = "disable-flush-all")]
     pub no_flush: bool,
-    /// Disable `stats cachedump` and `lru_crawler metadump` (no effect yet).
+    /// Disable `stats cachedump` and `lru_crawler metadump`.
     #[arg(short = 'X', long = "disable-dumping")]
     pub disable_dumping: bool,
-    /// Disable `watch` (no effect yet).
+    /// Disable `watch`.
     #[arg(short = 'W', long = "disable-watch")]
     pub disable_watch: bool,
     /// Password file (`user:password` lines): every connection must

@@ -193,6 +193,7 @@ fn settings(cfg: &Config) -> Settings {
         shutdown_enabled: cfg.shutdown_enabled,
         cas_enabled: cfg.cas_enabled,
         verbosity: cfg.verbosity,
+        introspection: cfg.introspection,
     }
 }
 
@@ -333,6 +334,11 @@ fn serve(
         classes: corecache::engine::stats_classes::ClassBoards::new(threads),
         at_stop,
         restored: Default::default(),
+        oldest_live: Default::default(),
+        detail: Arc::new(corecache::exec::detail::Detail::new(
+            cfg.introspection.prefix_delimiter,
+            cfg.introspection.detail_at_start,
+        )),
     });
     shared
         .restored
@@ -420,6 +426,7 @@ fn serve(
             }
             let mut shard = Shard::new(store);
             shard.shards = threads;
+            shard.detail = shared.detail.clone();
             let w = match Worker::new(id, shared.clone(), shard, fds, tls, pinned_from) {
                 Ok(w) => w,
                 Err(e) => {

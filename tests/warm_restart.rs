@@ -276,6 +276,9 @@ fn worker_port_keys_come_back_whichever_shard_held_them() {
     }
     drop(s);
     assert_eq!(srv.stop(), 0);
+    // The worker ports are fixed: give the exited process's io_uring a
+    // moment to let go of them (about 5 ms measured).
+    std::thread::sleep(Duration::from_millis(300));
     let srv = Server::start(&args);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", base + 1)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

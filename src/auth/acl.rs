@@ -15,8 +15,8 @@
 //! - `write=P1,P2` — stores, deletes, incr/decr, touch and gat (they
 //!   change the item); `write` does not imply `read`.
 //! - `admin` — `flush_all`, `cache_memlimit`, `shutdown`, `verbosity`,
-//!   `stats reset`/`detail`/`cachedump` (binary FLUSH, VERBOSITY, STAT
-//!   reset alike).
+//!   `stats reset`/`detail`/`cachedump`, `watch` (binary FLUSH,
+//!   VERBOSITY, STAT reset and detail alike).
 //! - The user `*` holds the rules of every user the file does not name.
 //!
 //! Without an ACL file every authenticated user may do everything, as in

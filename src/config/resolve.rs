@@ -80,6 +80,8 @@ pub struct Config {
     pub auth: Option<crate::auth::AuthConfig>,
     /// `-Z`: TLS on the TCP listeners not marked `notls:`.
     pub tls: Option<TlsConfig>,
+    /// `-X`, `-W`, `-D`.
+    pub introspection: super::Introspection,
 }
 
 pub(super) fn invalid(msg: impl Into<String>) -> ConfigError {
@@ -151,14 +153,11 @@ impl Config {
         for (f, v) in [
             ("-f", &args.growth_factor),
             ("-n", &args.slab_min_size),
-            ("-D", &args.prefix_delimiter),
             ("-R", &args.reqs_per_event),
             ("-N", &args.napi_ids),
         ] {
             flag(v.is_some(), format!("{f} {}", v.as_deref().unwrap_or("")));
         }
-        flag(args.disable_dumping, "-X".into());
-        flag(args.disable_watch, "-W".into());
         // -C is a setting the execution layer has yet to honour.
         flag(args.disable_cas, "-C".into());
         no_effect.extend(x.no_effect.iter().cloned());
@@ -323,6 +322,7 @@ impl Config {
             notes,
             auth,
             tls,
+            introspection: super::Introspection::from_args(args),
         })
     }
 
@@ -463,9 +463,6 @@ mod tests {
             "-f 1.5",
             "-n 64",
             "-R 40",
-            "-D :",
-            "-X",
-            "-W",
             "-N 1",
             "-U 11211",
             "-B ascii",
@@ -476,6 +473,9 @@ mod tests {
             assert!(w.contains(part), "{part} in {w}");
         }
         assert!(!w.contains("modern"));
+        for acts in ["-D", "-X", "-W"] {
+            assert!(!w.contains(acts), "{acts} acts: {w}");
+        }
         assert!(config(&[]).unwrap().no_effect_warning().is_none());
     }
 

@@ -31,6 +31,8 @@ pub fn descriptor_freed() {
 pub struct AcceptPause {
     /// `FDS_FREED` when it paused.
     freed: u64,
+    /// When it paused (`time_in_listen_disabled_us`).
+    since: std::time::Instant,
 }
 
 impl Worker {
@@ -44,8 +46,13 @@ impl Worker {
                 self.shard.c.listen_disabled_num += 1;
                 PAUSED.fetch_add(1, Relaxed);
             }
+            let since = match self.accept_paused[li as usize] {
+                Some(p) => p.since,
+                None => std::time::Instant::now(),
+            };
             self.accept_paused[li as usize] = Some(AcceptPause {
                 freed: FDS_FREED.load(Relaxed),
+                since,
             });
             // The error ended the multishot accept (a kernel that kept it
             // would fail again at once); `retry_accepts` re-arms it.
@@ -139,6 +146,10 @@ impl Worker {
                 // it pauses (and is counted) once more, as in memcached.
                 self.accept_paused[li] = None;
                 PAUSED.fetch_sub(1, Relaxed);
+                if self.id == 0 && li == 0 {
+                    let us = p.since.elapsed().as_micros() as u64;
+                    self.shard.c.time_in_listen_disabled_us += us;
+                }
                 let fd = self.listeners[li];
                 self.arm_accept(li as u32, fd);
             }

@@ -83,6 +83,9 @@ impl Worker {
             return;
         }
         super::conn_log::closed(c.fd, c.eof);
+        if let Some(w) = c.watch.take() {
+            super::watch::remove(&w);
+        }
         // SAFETY: no operation references the fd or buffers any more.
         unsafe { libc::close(c.fd) };
         descriptor_freed();

@@ -132,6 +132,8 @@ pub struct Conn {
     pub sasl_step: bool,
     /// Accepted on a TLS listener (`-Z`): the record layer (tls.rs).
     pub tls: Option<Box<super::tls::TlsConn>>,
+    /// Streaming `watch` lines (watch_conn.rs): input is dropped.
+    pub watch: Option<std::sync::Arc<super::watch::Watcher>>,
 }
 
 impl Conn {
@@ -174,6 +176,7 @@ impl Conn {
             auth_gen: 0,
             sasl_step: false,
             tls: None,
+            watch: None,
         }
     }
 

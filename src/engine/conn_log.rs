@@ -25,11 +25,13 @@ const LINE_SHOWN: usize = 200;
 /// A new connection on descriptor `fd` (`pinned`: on a worker port).
 pub fn opened(fd: RawFd, pinned: bool) {
     tracing::info!(conn = fd, peer = %peer_of(fd), pinned, "connection opened");
+    super::watch::conn_event(fd, None);
 }
 
 /// Connection `fd` closed; `eof`: the client ended its input first.
 pub fn closed(fd: RawFd, eof: bool) {
     tracing::info!(conn = fd, eof, "connection closed");
+    super::watch::conn_event(fd, Some("normal"));
 }
 
 /// One request as dispatched: DEBUG with its command line; then INFO

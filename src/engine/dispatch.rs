@@ -237,6 +237,13 @@ impl Worker {
                     self.broadcast(idx, job);
                 }
                 self.exec_local(idx, &req);
+                if op == Op::Flush {
+                    // For `stats settings` (every shard flushes alike).
+                    let oldest = self.shard.store.oldest_live();
+                    self.shared
+                        .oldest_live
+                        .store(oldest, std::sync::atomic::Ordering::Relaxed);
+                }
             }
             Route::Server if op == Op::Auth => self.auth_cmd(idx, &req),
             Route::Server => self.server_cmd(idx, op, &req),
@@ -369,6 +376,7 @@ impl Worker {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };
+        let fd = c.fd;
         let (out, refs) = c.reply_target();
         self.shard.zc_min = ZC_MIN;
         f(&mut self.shard, out);
@@ -376,6 +384,7 @@ impl Worker {
         if !self.shard.zc_refs.is_empty() {
             refs.append(&mut self.shard.zc_refs);
         }
+        self.emit_notes(fd);
     }
 
     /// A text get/gets/gat/gats: one key here, or forwarded whole to its

@@ -96,7 +96,7 @@ pub fn step(
 
 /// memcached's `uriencode`: letters, digits and `-._~` as they are, every
 /// other byte as `%XX`.
-fn urlencode(key: &[u8], out: &mut Vec<u8>) {
+pub(super) fn urlencode(key: &[u8], out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in key {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -17,6 +17,11 @@ impl Worker {
         let mut pos = 0;
         let item_max = self.shared.settings.item_max;
         while let Some(c) = self.conns[idx as usize].as_mut() {
+            if c.watch.is_some() {
+                // A watcher sends nothing more that is read (memcached
+                // stops reading it).
+                return inbuf.len();
+            }
             if c.closing || c.over_cap() || c.dump.is_some() {
                 break;
             }

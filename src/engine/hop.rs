@@ -84,6 +84,9 @@ pub enum Msg {
         from: usize,
         conn: u64,
         seq: u64,
+        /// The requesting connection's descriptor, for `watch` lines
+        /// (-1: none, a broadcast).
+        cfd: i32,
         job: Job,
     },
     /// The reply for slot `seq` of connection `conn` on the receiving
@@ -129,6 +132,8 @@ pub enum Job {
     MemLimit { mb: u32 },
     /// `stats reset`: zero this worker's counters.
     ResetStats,
+    /// `stats conns`: this worker's lines (stats_conns.rs).
+    Conns,
     /// One step of a metadump or cachedump on this shard (dump.rs).
     Dump {
         spec: super::dump::DumpSpec,

@@ -18,7 +18,7 @@ impl Worker {
     pub(super) fn forward(&mut self, idx: u32, to: usize, job: Job) {
         let c = self.conn(idx);
         let seq = c.wait_slot();
-        let conn = ConnId { idx, gen: c.gen }.token();
+        let (conn, cfd) = (ConnId { idx, gen: c.gen }.token(), c.fd);
         self.shard.c.cross_shard_sent += 1;
         self.send_msg(
             to,
@@ -26,6 +26,7 @@ impl Worker {
                 from: self.id,
                 conn,
                 seq,
+                cfd,
                 job,
             },
         );
@@ -94,10 +95,11 @@ impl Worker {
                         from,
                         conn,
                         seq,
+                        cfd,
                         job,
                     } => {
                         self.shard.c.cross_shard_served += 1;
-                        if let Some(r) = self.run_job(conn, seq, job) {
+                        if let Some(r) = self.run_job(conn, seq, cfd, job) {
                             replies.push((from, r));
                         }
                     }
@@ -188,10 +190,10 @@ impl Worker {
         self.after_process(idx);
     }
 
-    /// Runs a job for connection `conn` of another worker; returns the
-    /// reply to send back, if any. Values of `HOP_ZC_MIN` bytes or more go
+    /// Runs a job for connection `conn` (descriptor `cfd`) of another
+    /// worker; returns the reply to send back, if any. Values of `HOP_ZC_MIN` bytes or more go
     /// by reference, pinned here until that worker says they are sent.
-    pub(super) fn run_job(&mut self, conn: u64, seq: u64, job: Job) -> Option<Msg> {
+    pub(super) fn run_job(&mut self, conn: u64, seq: u64, cfd: i32, job: Job) -> Option<Msg> {
         let item_max = self.shared.settings.item_max;
         let mut bytes = Vec::new();
         let mut batch = None;
@@ -212,12 +214,14 @@ impl Worker {
                 });
             }
             Job::ResetStats => self.reset_stats(),
+            Job::Conns => bytes = self.conns_lines(None),
             // The receiving worker counted the command once; the other
             // shards only apply it.
             Job::Flush { delay } => self.shard.store.flush(delay),
             Job::FlushPrefix { prefix } => self.shard.store.flush_prefix(&prefix),
             Job::MemLimit { mb } => {
                 self.shard.set_memlimit(mb);
+                self.publish();
             }
             Job::GetKeys {
                 keys,
@@ -254,6 +258,7 @@ impl Worker {
             }
         }
         self.shard.zc_min = usize::MAX;
+        self.emit_notes(cfd);
         let mut refs = std::mem::take(&mut self.shard.zc_refs);
         match batch {
             Some((seqs, ends)) => Some(Msg::Replies {

@@ -27,8 +27,12 @@ pub mod send;
 pub mod server_cmd;
 pub mod stats;
 pub mod stats_classes;
+pub mod stats_conns;
+pub mod stats_settings;
 pub mod tls;
 pub mod user_data;
+pub mod watch;
+pub mod watch_conn;
 pub mod worker;
 pub mod zerocopy;
 
@@ -78,6 +82,8 @@ pub struct Settings {
     pub cas_enabled: bool,
     /// `-v` count.
     pub verbosity: u8,
+    /// `-X`, `-W`, `-D`: what dumps, `watch` and `stats detail` may do.
+    pub introspection: crate::config::Introspection,
 }
 
 impl Settings {
@@ -125,4 +131,9 @@ pub struct Shared {
     pub at_stop: Option<restart::AtStop>,
     /// `-e`: what the restore at start-up brought back.
     pub restored: restart::Restored,
+    /// The last `flush_all`'s store time less one (memcached's
+    /// `oldest_live`), as the worker that received it set it.
+    pub oldest_live: std::sync::atomic::AtomicU32,
+    /// `stats detail`'s per-prefix counts; every shard holds it too.
+    pub detail: std::sync::Arc<crate::exec::detail::Detail>,
 }

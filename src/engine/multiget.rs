@@ -120,6 +120,7 @@ impl Worker {
             from: self.id,
             conn,
             seq: 0,
+            cfd: self.conn(idx).fd,
             job,
         };
         self.send_msg(to, m);

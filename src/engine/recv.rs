@@ -43,6 +43,9 @@ impl Worker {
         more: bool,
         bufs: &BufRing,
     ) {
+        if res == -libc::ENOBUFS {
+            self.shard.c.read_buf_oom += 1;
+        }
         let Some(c) = self.conn_mut(idx, gen) else {
             return;
         };

@@ -6,6 +6,7 @@ use super::dispatch::{Op, Request};
 use super::hop::Job;
 use super::stats;
 use super::stats_classes;
+use super::stats_settings;
 use super::worker::Worker;
 use crate::exec::counters::Counters;
 use crate::exec::reply::push_line;
@@ -19,19 +20,32 @@ use std::sync::atomic::Ordering::SeqCst;
 enum StatsReply {
     /// Name/value rows, then the end marker.
     Rows(Vec<(Cow<'static, str>, String)>),
-    /// `stats reset` done (text `RESET`; binary: the end marker alone).
+    /// `stats reset` done (text `RESET`; binary: the end marker alone,
+    /// as for binary `detail on|off`).
     Reset,
     /// No such group (text `ERROR`; binary "Not found").
     Unknown,
+    /// Text `STAT` lines already written out (`stats conns`), then the
+    /// end marker.
+    Lines(Vec<u8>),
 }
 
 impl Worker {
     /// Runs a server command for connection `idx`.
     pub(super) fn server_cmd(&mut self, idx: u32, op: Op, req: &Request) {
         match (op, req) {
+            (Op::Stats, Request::Text(text::Request::Admin { cmd: b"watch", arg })) => {
+                self.watch_cmd(idx, arg);
+            }
             (Op::Stats, Request::Text(text::Request::Admin { cmd, arg })) => {
+                let dump_enabled = self.shared.settings.introspection.dump_enabled;
+                let mut t = text::tokens(arg);
+                let metadump = t.next() == Some(b"metadump") && t.next().is_some();
                 let c = if *cmd == b"slabs" {
                     admin::slabs(arg)
+                } else if metadump && t.next().is_none() && !dump_enabled {
+                    // -X: memcached's words, before the classes are read.
+                    admin::AdminCmd::Line("ERROR metadump not allowed")
                 } else {
                     admin::lru_crawler(arg)
                 };
@@ -45,11 +59,31 @@ impl Worker {
                     v.extend_from_slice(t);
                     v
                 });
-                self.admin_cmd(idx, admin::cachedump(&rest));
+                let c = if self.shared.settings.introspection.dump_enabled {
+                    admin::cachedump(&rest)
+                } else {
+                    admin::AdminCmd::Line("CLIENT_ERROR stats cachedump not allowed")
+                };
+                self.admin_cmd(idx, c);
+            }
+            (Op::Stats, Request::Text(text::Request::Stats { arg }))
+                if text::tokens(arg).next() == Some(b"detail") =>
+            {
+                let sub = text::tokens(arg).nth(1).unwrap_or(b"");
+                let detail = &self.shared.detail;
+                let out = match sub {
+                    b"on" | b"off" => {
+                        detail.set_enabled(sub == b"on");
+                        b"OK\r\n".to_vec()
+                    }
+                    b"dump" => detail.dump(),
+                    _ => b"CLIENT_ERROR usage: stats detail on|off|dump\r\n".to_vec(),
+                };
+                self.conn(idx).reply_buf().extend_from_slice(&out);
             }
             (Op::Stats, Request::Text(text::Request::Stats { arg })) => {
                 let group = text::tokens(arg).next().unwrap_or(b"");
-                let reply = self.stats_group(idx, group);
+                let reply = self.stats_group(idx, group, false);
                 let out = self.conn(idx).reply_buf();
                 match reply {
                     StatsReply::Rows(rows) => {
@@ -62,12 +96,28 @@ impl Worker {
                         }
                         out.extend_from_slice(b"END\r\n");
                     }
+                    StatsReply::Lines(lines) => {
+                        out.extend_from_slice(&lines);
+                        out.extend_from_slice(b"END\r\n");
+                    }
                     StatsReply::Reset => push_line(out, "RESET"),
                     StatsReply::Unknown => push_line(out, "ERROR"),
                 }
             }
             (Op::Stats, Request::Binary(Ok(r))) => {
-                let reply = self.stats_group(idx, r.key);
+                let reply = match r.key.strip_prefix(b"detail") {
+                    // memcached's process_bin_stat compares prefixes so.
+                    Some(sub) if sub.starts_with(b" dump") => {
+                        let dump = String::from_utf8_lossy(&self.shared.detail.dump()).into_owned();
+                        StatsReply::Rows(vec![("detailed".into(), dump)])
+                    }
+                    Some(sub) if sub.starts_with(b" on") || sub.starts_with(b" off") => {
+                        self.shared.detail.set_enabled(sub.starts_with(b" on"));
+                        StatsReply::Reset
+                    }
+                    Some(_) => StatsReply::Unknown,
+                    None => self.stats_group(idx, r.key, true),
+                };
                 let (op, opaque) = (r.h.opcode, r.h.opaque);
                 let out = self.conn(idx).reply_buf();
                 let end = |out: &mut Vec<u8>| {
@@ -81,7 +131,7 @@ impl Worker {
                         }
                         end(out);
                     }
-                    StatsReply::Reset => end(out),
+                    StatsReply::Reset | StatsReply::Lines(_) => end(out),
                     StatsReply::Unknown => {
                         crate::exec::binary::error(out, op, status::KEY_ENOENT, opaque)
                     }
@@ -119,7 +169,7 @@ impl Worker {
     }
 
     /// One `stats` group, the same for both protocols.
-    fn stats_group(&mut self, idx: u32, group: &[u8]) -> StatsReply {
+    fn stats_group(&mut self, idx: u32, group: &[u8], binary: bool) -> StatsReply {
         if matches!(group, b"items" | b"slabs") {
             // This shard's changes of this turn, for a pipelined stats.
             self.shared.classes.publish(self.id, &mut self.shard.store);
@@ -128,7 +178,8 @@ impl Worker {
             b"" => StatsReply::Rows(named(stats::general(&self.shared, &self.totals()))),
             b"settings" => {
                 let maxbytes = self.totals().limit_maxbytes;
-                StatsReply::Rows(named(stats::settings(&self.shared, maxbytes)))
+                let rows = stats_settings::settings(&self.shared, maxbytes);
+                StatsReply::Rows(named(rows))
             }
             b"ports" => {
                 let rows = stats::ports(&self.shared, &self.per_worker());
@@ -137,7 +188,14 @@ impl Worker {
             b"items" => owned(stats_classes::items(&self.shared.classes)),
             b"slabs" => owned(stats_classes::slabs(&self.shared.classes)),
             b"sizes" => owned(stats_classes::sizes()),
-            b"conns" => StatsReply::Rows(Vec::new()),
+            b"conns" if !binary => {
+                for to in 0..self.shared.mesh.n {
+                    if to != self.id {
+                        self.forward(idx, to, Job::Conns);
+                    }
+                }
+                StatsReply::Lines(self.conns_lines(Some(idx)))
+            }
             b"reset" => {
                 // Every worker's counters, as memcached's one set. The
                 // reply waits for the others' (empty) replies, so a `stats`

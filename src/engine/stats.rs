@@ -1,9 +1,10 @@
 //! `stats`: memcached's general statistics, summed over shards.
 
+pub use super::stats_settings::settings;
+
 use super::counters::Counters;
 use super::shard::VERSION;
 use super::Shared;
-use crate::store::Eviction;
 
 /// Name/value pairs of `stats` with no argument, in memcached's order.
 pub fn general(shared: &Shared, totals: &Counters) -> Vec<(&'static str, String)> {
@@ -32,43 +33,132 @@ pub fn general(shared: &Shared, totals: &Counters) -> Vec<(&'static str, String)
         ("rusage_system", tv(ru.ru_stime)),
         ("max_connections", shared.settings.max_conns.to_string()),
     ];
-    let skip_items = [
-        "curr_items",
-        "total_items",
-        "bytes",
-        "evictions",
-        "evicted_unfetched",
-        "expired_unfetched",
-        "reclaimed",
-        "limit_maxbytes",
-        "hash_bytes",
+    let t = totals;
+    let n = |x: u64| x.to_string();
+    let zero = || "0".to_string();
+    let workers = shared.mesh.n as u64;
+    let read_bufs = workers * u64::from(super::worker::RECV_BUFS);
+    let read_buf_bytes = read_bufs * super::worker::RECV_BUF_SIZE as u64;
+    let hash_power = 63 - t.hash_buckets.max(1).leading_zeros();
+    let mc = [
+        ("curr_connections", n(t.curr_connections)),
+        ("total_connections", n(t.total_connections)),
+        ("rejected_connections", n(t.rejected_connections)),
+        ("connection_structures", n(t.connection_structures)),
+        // No response objects: replies are written into the connection's
+        // output buffer, which has its own cap (engine/conn.rs).
+        ("response_obj_oom", zero()),
+        ("response_obj_count", zero()),
+        ("response_obj_bytes", zero()),
+        // The workers' io_uring receive buffer rings. A buffer goes back
+        // to its ring within the loop turn it filled, so between turns,
+        // when stats are read, every one is free.
+        ("read_buf_count", n(read_bufs)),
+        ("read_buf_bytes", n(read_buf_bytes)),
+        ("read_buf_bytes_free", n(read_buf_bytes)),
+        ("read_buf_oom", n(t.read_buf_oom)),
+        // Descriptors are not set aside: running short pauses accepting
+        // (listen_disabled_num) instead.
+        ("reserved_fds", zero()),
+        ("cmd_get", n(t.cmd_get)),
+        ("cmd_set", n(t.cmd_set)),
+        ("cmd_flush", n(t.cmd_flush)),
+        ("cmd_touch", n(t.cmd_touch)),
+        ("cmd_meta", n(t.cmd_meta)),
+        ("get_hits", n(t.get_hits)),
+        ("get_misses", n(t.get_misses)),
+        ("get_expired", n(t.get_expired)),
+        ("get_flushed", n(t.get_flushed)),
+        ("delete_misses", n(t.delete_misses)),
+        ("delete_hits", n(t.delete_hits)),
+        ("incr_misses", n(t.incr_misses)),
+        ("incr_hits", n(t.incr_hits)),
+        ("decr_misses", n(t.decr_misses)),
+        ("decr_hits", n(t.decr_hits)),
+        ("cas_misses", n(t.cas_misses)),
+        ("cas_hits", n(t.cas_hits)),
+        ("cas_badval", n(t.cas_badval)),
+        ("touch_hits", n(t.touch_hits)),
+        ("touch_misses", n(t.touch_misses)),
+        ("store_too_large", n(t.store_too_large)),
+        ("store_no_memory", n(t.store_no_memory)),
+        ("auth_cmds", n(t.auth_cmds)),
+        ("auth_errors", n(t.auth_errors)),
+        ("bytes_read", n(t.bytes_read)),
+        ("bytes_written", n(t.bytes_written)),
+        ("limit_maxbytes", n(t.limit_maxbytes)),
+        ("accepting_conns", n(t.accepting_conns)),
+        ("listen_disabled_num", n(t.listen_disabled_num)),
+        (
+            "time_in_listen_disabled_us",
+            n(t.time_in_listen_disabled_us),
+        ),
+        ("threads", n(workers)),
+        // No -R: a connection never yields to others mid-batch.
+        ("conn_yields", zero()),
+        // The index's primary buckets over all shards as a power of two
+        // (each bucket holds several items, not one chain).
+        ("hash_power_level", hash_power.to_string()),
+        ("hash_bytes", n(t.hash_bytes)),
+        ("hash_is_expanding", n(u64::from(t.hash_expanding > 0))),
+        // No slabs to reassign: segments hold items of any size.
+        ("slab_reassign_rescues", zero()),
+        ("slab_reassign_chunk_rescues", zero()),
+        ("slab_reassign_evictions_nomem", zero()),
+        ("slab_reassign_inline_reclaim", zero()),
+        ("slab_reassign_busy_items", zero()),
+        ("slab_reassign_busy_deletes", zero()),
+        ("slab_reassign_running", zero()),
+        ("slabs_moved", zero()),
+        // The crawler runs in bounded steps inside a worker's turn, so it
+        // is never running while stats are read.
+        ("lru_crawler_running", zero()),
+        ("lru_crawler_starts", n(t.lru_crawler_starts)),
+        // No LRU maintainer thread.
+        ("lru_maintainer_juggles", zero()),
+        // An allocation that fails aborts the process (Rust's default).
+        ("malloc_fails", zero()),
+        // memcached's logger figures: lines written, and dropped rather
+        // than block a worker (admin/log_writer.rs).
+        ("log_worker_dropped", n(crate::admin::log_writer::dropped())),
+        ("log_worker_written", n(crate::admin::log_writer::written())),
+        ("log_watcher_skipped", n(super::watch::skipped())),
+        ("log_watcher_sent", n(super::watch::sent())),
+        ("log_watchers", n(super::watch::watchers())),
+        // -N has no effect: no NAPI ids to meet.
+        ("unexpected_napi_ids", zero()),
+        ("round_robin_fallback", zero()),
+        ("bytes", n(t.bytes)),
+        ("curr_items", n(t.curr_items)),
+        ("total_items", n(t.total_items)),
+        // No slab pages to pool.
+        ("slab_global_page_pool", zero()),
+        ("expired_unfetched", n(t.expired_unfetched)),
+        ("evicted_unfetched", n(t.evicted_unfetched)),
+        // No LRU to rescue an active item from its tail.
+        ("evicted_active", zero()),
+        ("evictions", n(t.evictions)),
+        ("reclaimed", n(t.reclaimed)),
+        ("crawler_reclaimed", n(t.crawler_reclaimed)),
+        ("crawler_items_checked", n(t.crawler_items_checked)),
+        // The segmented LRU's figures: no such LRU here.
+        ("lrutail_reflocked", zero()),
+        ("moves_to_cold", zero()),
+        ("moves_to_warm", zero()),
+        ("moves_within_lru", zero()),
+        ("direct_reclaims", zero()),
+        ("lru_bumps_dropped", zero()),
     ];
-    for (k, n) in totals.fields() {
-        if !skip_items.contains(&k) {
-            v.push((k, n.to_string()));
+    let named: Vec<&str> = mc.iter().map(|(k, _)| *k).collect();
+    v.extend(mc);
+    // corecache's own counters, after memcached's.
+    let internal = ["hash_buckets", "hash_expanding"];
+    for (k, x) in t.fields() {
+        if !named.contains(&k) && !internal.contains(&k) {
+            v.push((k, n(x)));
         }
     }
-    v.push(("limit_maxbytes", totals.limit_maxbytes.to_string()));
-    v.push(("threads", shared.mesh.n.to_string()));
-    v.push(("hash_bytes", totals.hash_bytes.to_string()));
-    v.push(("bytes", totals.bytes.to_string()));
-    v.push(("curr_items", totals.curr_items.to_string()));
-    v.push(("total_items", totals.total_items.to_string()));
-    v.push(("expired_unfetched", totals.expired_unfetched.to_string()));
-    v.push(("evicted_unfetched", totals.evicted_unfetched.to_string()));
-    v.push(("evictions", totals.evictions.to_string()));
-    v.push(("reclaimed", totals.reclaimed.to_string()));
     v.extend(shared.restored.stats());
-    // memcached's logger figures: lines written, and dropped rather than
-    // block a worker (admin/log_writer.rs).
-    v.push((
-        "log_worker_dropped",
-        crate::admin::log_writer::dropped().to_string(),
-    ));
-    v.push((
-        "log_worker_written",
-        crate::admin::log_writer::written().to_string(),
-    ));
     v.push((
         "page_kind",
         shared
@@ -120,92 +210,6 @@ pub fn ports(shared: &Shared, per_worker: &[Counters]) -> Vec<(String, String)> 
     v
 }
 
-/// Name/value pairs of `stats settings`: memcached 1.6's fields that
-/// have a meaning here, in memcached's order, with corecache's values;
-/// then corecache's own. Fields for machinery corecache does not have
-/// (slabs, LRU, hash table, extstore) are left out rather than invented.
-/// `maxbytes` is the memory limit now (`limit_maxbytes`, which
-/// `cache_memlimit` changes, as memcached's `settings.maxbytes`).
-pub fn settings(shared: &Shared, maxbytes: u64) -> Vec<(&'static str, String)> {
-    let s = &shared.settings;
-    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
-    vec![
-        ("maxbytes", maxbytes.to_string()),
-        ("maxconns", s.max_conns.to_string()),
-        ("tcpport", s.port.to_string()),
-        // UDP is never served, whatever -U says.
-        ("udpport", "0".to_string()),
-        ("inter", s.interfaces.clone()),
-        // What `verbosity` last set, else -v's count.
-        ("verbosity", crate::admin::logging::verbosity().to_string()),
-        (
-            "evictions",
-            if s.eviction == Eviction::None {
-                "off"
-            } else {
-                "on"
-            }
-            .to_string(),
-        ),
-        (
-            "domain_socket",
-            s.unix_socket
-                .as_ref()
-                .map_or("NULL".to_string(), |p| p.display().to_string()),
-        ),
-        ("umask", format!("{:o}", s.unix_mask)),
-        ("shutdown_command", yes_no(s.shutdown_enabled)),
-        ("num_threads", shared.mesh.n.to_string()),
-        ("cas_enabled", yes_no(s.cas_enabled)),
-        ("tcp_backlog", s.backlog.to_string()),
-        ("binding_protocol", "auto-negotiate".to_string()),
-        (
-            "auth_enabled_sasl",
-            yes_no(shared.auth.as_ref().is_some_and(|a| a.config.sasl)),
-        ),
-        // memcached shows the -Y file's name, or "no".
-        (
-            "auth_enabled_ascii",
-            shared
-                .auth
-                .as_ref()
-                .and_then(|a| a.config.ascii.clone())
-                .unwrap_or_else(|| "no".to_string()),
-        ),
-        ("item_size_max", s.item_max.to_string()),
-        // Over -c, a connection is told so and closed at once.
-        ("maxconns_fast", yes_no(true)),
-        ("flush_enabled", yes_no(s.flush_enabled)),
-        ("idle_timeout", s.idle_timeout.to_string()),
-        ("ssl_enabled", yes_no(shared.tls.is_some())),
-        (
-            "ssl_verify_mode",
-            shared
-                .tls
-                .as_ref()
-                .map_or(0, |t| t.config.verify_mode.number())
-                .to_string(),
-        ),
-        (
-            "ssl_min_version",
-            match &shared.tls {
-                Some(t) if t.config.tls13_only => "tlsv1.3",
-                _ => "tlsv1.2",
-            }
-            .to_string(),
-        ),
-        ("eviction_policy", s.eviction_name().to_string()),
-        ("segment_size", s.segment_size.to_string()),
-        (
-            "worker_ports",
-            s.worker_ports.map_or("off".to_string(), |b| {
-                format!("{b}-{}", b as usize + shared.mesh.n - 1)
-            }),
-        ),
-        ("admin", crate::admin::settings_value(&shared.telemetry)),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::Settings;
@@ -231,6 +235,7 @@ mod tests {
                 shutdown_enabled: false,
                 cas_enabled: true,
                 verbosity: 0,
+                introspection: Default::default(),
             };
             assert_eq!(s.eviction_name(), n);
         }

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Receive buffers per worker, and their size in bytes.
-const RECV_BUFS: u16 = 1024;
-const RECV_BUF_SIZE: usize = 8 * 1024;
+pub(super) const RECV_BUFS: u16 = 1024;
+pub(super) const RECV_BUF_SIZE: usize = 8 * 1024;
 
 /// How long a stopping worker waits for its connections' replies to go.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -78,6 +78,8 @@ pub struct Worker {
     pub(super) yielded: Vec<u32>,
     /// Connections with a dump in progress, and their generation (dump.rs).
     pub(super) dumps: Vec<(u32, u32)>,
+    /// Connections streaming `watch` lines (watch_conn.rs).
+    pub(super) watching: Vec<u32>,
     /// Pins on other workers' segments this worker is done with, per owner.
     pub(super) unpins: Vec<Vec<u32>>,
     /// Bytes of large buffers freed since the allocator last gave memory
@@ -144,6 +146,7 @@ impl Worker {
             batches: (0..n).map(|_| GetBatch::default()).collect(),
             yielded: Vec::new(),
             dumps: Vec::new(),
+            watching: Vec::new(),
             unpins: vec![Vec::new(); n],
             freed: 0,
             accept_paused: Vec::new(),
@@ -196,6 +199,7 @@ impl Worker {
             if !self.dumps.is_empty() {
                 self.run_dumps();
             }
+            self.watch_turn();
             self.flush_unpins();
             self.flush_backlog();
             // Before the replies go: a client told STORED may ask `stats
@@ -295,7 +299,8 @@ impl Worker {
     }
 
     pub(super) fn publish(&mut self) {
-        let c = self.shard.counters();
+        let mut c = self.shard.counters();
+        c.connection_structures = self.conns.len() as u64;
         self.shared.published[self.id].publish(&c);
         self.shared.classes.publish(self.id, &mut self.shard.store);
     }

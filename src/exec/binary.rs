@@ -61,11 +61,17 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
     let ok = |out: &mut Vec<u8>, cas: u64, value: &[u8]| {
         write_response(out, h.opcode, status::OK, h.opaque, cas, &[], &[], value)
     };
+    if r.cmd.kind == Kind::Delete {
+        // Found or not (memcached's process_bin_delete counts first).
+        sh.detail.delete(r.key);
+    }
     match r.cmd.kind {
         Kind::Get | Kind::Gat => {
             let touch = (r.cmd.kind == Kind::Gat).then(|| exptime(r.extra_u32(0)));
             let key = if r.cmd.with_key { r.key } else { &[] };
-            match sh.fetch(r.key, touch) {
+            let found = sh.fetch(r.key, touch);
+            sh.detail.get(r.key, found.is_some());
+            match found {
                 Some(f) => {
                     let flags = f.item.flags().to_be_bytes();
                     let (cas, v) = (sh.store.cas_of(&f), f.item.value());
@@ -96,6 +102,7 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
             }
         }
         Kind::Store(mode) => {
+            sh.detail.set(r.key);
             if r.oversized {
                 sh.refuse_oversized(r.key, StoreCmd::Binary, mode);
                 return error(out, h.opcode, status::E2BIG, h.opaque);
@@ -149,7 +156,6 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
             let create = (exp != u32::MAX).then(|| AutoCreate {
                 initial,
                 exptime: exptime(exp),
-                new_cas: None,
             });
             match sh.arith(r.key, incr, delta, h.cas, create) {
                 DeltaOutcome::Value { value, cas } => {
@@ -165,14 +171,18 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
         }
         // As GAT without the value (process_bin_get_or_touch): the item's
         // flags as extras, its CAS.
-        Kind::Touch => match sh.touch(r.key, exptime(r.extra_u32(0))) {
-            Some(f) => {
-                let flags = f.item.flags().to_be_bytes();
-                let cas = sh.store.cas_of(&f);
-                write_response(out, h.opcode, status::OK, h.opaque, cas, &flags, &[], &[]);
+        Kind::Touch => {
+            let found = sh.touch(r.key, exptime(r.extra_u32(0)));
+            sh.detail.get(r.key, found.is_some());
+            match found {
+                Some(f) => {
+                    let flags = f.item.flags().to_be_bytes();
+                    let cas = sh.store.cas_of(&f);
+                    write_response(out, h.opcode, status::OK, h.opaque, cas, &flags, &[], &[]);
+                }
+                None => error(out, h.opcode, status::KEY_ENOENT, h.opaque),
             }
-            None => error(out, h.opcode, status::KEY_ENOENT, h.opaque),
-        },
+        }
         Kind::Noop | Kind::Verbosity => ok(out, 0, &[]),
         Kind::Version => ok(out, 0, VERSION.as_bytes()),
         Kind::Flush => {

@@ -69,7 +69,7 @@ macro_rules! counters {
 /// The figures that are levels, not counts: `stats reset` leaves them as
 /// they are (memcached keeps `curr_connections`, `curr_items`, `bytes`
 /// and the limits).
-pub const GAUGES: [&str; 9] = [
+pub const GAUGES: [&str; 12] = [
     "curr_connections",
     "worker_port_connections",
     "pinned_segments",
@@ -79,6 +79,9 @@ pub const GAUGES: [&str; 9] = [
     "limit_maxbytes",
     "accepting_conns",
     "hash_bytes",
+    "connection_structures",
+    "hash_buckets",
+    "hash_expanding",
 ];
 
 counters!(
@@ -143,6 +146,22 @@ counters!(
     // (EMFILE/ENFILE; engine/accept.rs).
     accepting_conns,
     listen_disabled_num,
+    // memcached's: microseconds accepting stayed paused (worker 0's first
+    // listener speaks for all, as the shortage is the process's).
+    time_in_listen_disabled_us,
+    // Receives that found the worker's buffer ring empty (ENOBUFS), which
+    // wait for the next turn: memcached's read_buf_oom.
+    read_buf_oom,
+    // Gauges set at publishing: connection table slots (memcached's
+    // connection_structures), the index's primary buckets, and whether
+    // it is growing (hash_power_level, hash_is_expanding).
+    connection_structures,
+    hash_buckets,
+    hash_expanding,
+    // The store's crawler (store/expiry.rs): memcached's names.
+    lru_crawler_starts,
+    crawler_items_checked,
+    crawler_reclaimed,
     // memcached's name for the index's bytes (the store's index_bytes).
     hash_bytes,
     // Segments freed whole by TTL expiry, and by the eviction policy;

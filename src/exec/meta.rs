@@ -61,13 +61,19 @@ fn status(out: &mut Vec<u8>, code: &str, m: &MetaRequest) {
 /// Executes one meta command whose key this shard owns (`mn` included)
 /// and writes its reply; quiet mode hides the nominal one.
 pub fn exec(sh: &mut Shard, m: &MetaRequest, out: &mut Vec<u8>) {
-    sh.c.cmd_meta += 1;
     if m.cmd == MetaCmd::Noop {
         return push_line(out, "MN");
     }
     let mut kbuf = [0u8; KEY_MAX + 6];
     let Some(key) = meta_key(m, &mut kbuf) else {
-        return push_line(out, "CLIENT_ERROR error decoding key");
+        return push_line(
+            out,
+            match m.cmd {
+                // memcached's process_meta_command has one error for all.
+                MetaCmd::Debug => text::BAD_FORMAT,
+                _ => "CLIENT_ERROR error decoding key",
+            },
+        );
     };
     let start = out.len();
     let quiet_ok = match m.cmd {
@@ -76,6 +82,10 @@ pub fn exec(sh: &mut Shard, m: &MetaRequest, out: &mut Vec<u8>) {
         MetaCmd::Delete => delete(sh, m, key, out),
         MetaCmd::Arith => arith(sh, m, key, out),
         MetaCmd::Debug => {
+            // memcached 1.6.18 counts in cmd_meta only the `me` commands
+            // that reach the lookup, none of mg/ms/md/ma/mn
+            // (proto_text.c process_meta_command).
+            sh.c.cmd_meta += 1;
             debug(sh, key, m, out);
             false
         }
@@ -95,10 +105,11 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     let mut found = sh.store.find(key);
     if found.is_none() {
         if let Some(ttl) = f.vivify {
-            let mut a = SetArgs::new(SetMode::Add, key, b"", 0, ttl);
-            a.new_cas = f.new_cas;
-            if let SetOutcome::Stored { .. } = sh.store.set(&a) {
-                found = sh.store.find(key);
+            let a = SetArgs::new(SetMode::Add, key, b"", 0, ttl);
+            // memcached links the new item without another lookup: no
+            // `watch` line for these.
+            if let SetOutcome::Stored { .. } = sh.store.unnoted(|s| s.set(&a)) {
+                found = sh.store.unnoted(|s| s.find(key));
                 created = found.is_some();
                 won = created;
             }
@@ -212,7 +223,6 @@ fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     );
     a.cas = f.cas.unwrap_or(0);
     a.invalidate = f.invalidate;
-    a.new_cas = f.new_cas;
     a.vivify = f.vivify;
     // memcached 1.6.18 (measured): in set and replace modes C makes the
     // store a CAS store, whose 0 matches nothing; append, prepend and add
@@ -270,23 +280,6 @@ fn delete(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> boo
         }
     } else if f.invalidate {
         sh.store.invalidate(key, cas, f.touch)
-    } else if f.remove_value {
-        match sh.store.find(key) {
-            None => DeleteOutcome::NotFound,
-            Some(it) if cas != 0 && cas != sh.store.cas_of(&it) => DeleteOutcome::Exists,
-            Some(it) => {
-                let (flags, ttl) = (it.item.flags(), sh.store.ttl_left(&it));
-                let a = SetArgs::new(
-                    SetMode::Set,
-                    key,
-                    b"",
-                    flags,
-                    if ttl < 0 { 0 } else { ttl.max(1) },
-                );
-                sh.store.set(&a);
-                DeleteOutcome::Deleted
-            }
-        }
     } else {
         sh.store.delete(key, cas)
     };
@@ -317,9 +310,9 @@ fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool
     let create = f.vivify.map(|exptime| AutoCreate {
         initial: f.initial.unwrap_or(0),
         exptime,
-        new_cas: f.new_cas,
     });
-    let found_before = sh.store.find(key).is_some();
+    // A look before the one arith makes (memcached makes one).
+    let found_before = sh.store.unnoted(|s| s.find(key)).is_some();
     // Unlike ms and md, memcached 1.6's ma takes C0 as "no check".
     let r = sh.arith(key, incr, delta, f.cas.unwrap_or(0), create);
     if let (DeltaOutcome::Value { .. }, Some(t), true) = (r, f.touch, found_before) {

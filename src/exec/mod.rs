@@ -11,6 +11,7 @@
 
 pub mod binary;
 pub mod counters;
+pub mod detail;
 pub mod meta;
 pub mod ops;
 pub mod reply;

@@ -10,7 +10,8 @@
 
 use super::shard::Shard;
 use crate::protocol::{SetMode as Mode, StoreCmd};
-use crate::store::clock::EXPIRED;
+use crate::store::classes;
+use crate::store::notes::{self, Note};
 use crate::store::{DeleteOutcome, DeltaOutcome, Found, SetArgs, SetMode, SetOutcome};
 
 /// The store's mode for a protocol's.
@@ -49,8 +50,6 @@ pub struct AutoCreate {
     /// Its exptime: relative seconds up to 30 days, absolute Unix time
     /// beyond, 0 = never.
     pub exptime: i64,
-    /// Meta `E`: the CAS unique to give it; None = the next one.
-    pub new_cas: Option<u64>,
 }
 
 impl Shard {
@@ -74,19 +73,11 @@ impl Shard {
 
     /// A new exptime for a found item (touch, gat, `mg T`). An exptime
     /// already past (negative, or an absolute time before now) still
-    /// answers as a hit, as memcached's `item_touch` does: the item is
-    /// unlinked and its bytes stay readable until the store's next write,
-    /// long enough for this reply (gat returns the value once). None only
-    /// if moving the item ran out of memory.
+    /// answers as a hit, as memcached's `item_touch` does: the item stays
+    /// linked with that exptime, this reply reads it (gat returns the value
+    /// once) and the next lookup finds it expired. None only if moving the
+    /// item ran out of memory.
     pub fn retouch(&mut self, f: &Found, exptime: i64) -> Option<Found> {
-        if self.store.clock().expire_at(exptime) == EXPIRED {
-            let cas = self.store.cas_of(f);
-            self.store.remove(f);
-            return Some(Found {
-                detached_cas: Some(cas),
-                ..*f
-            });
-        }
         self.store.touch_found(f, exptime)
     }
 
@@ -140,6 +131,9 @@ impl Shard {
     pub fn store_item(&mut self, a: &SetArgs, cmd: StoreCmd, mode: Mode) -> SetOutcome {
         self.c.cmd_set += 1;
         let r = self.store.set(a);
+        if self.store.notes.wants(notes::MUTATIONS) {
+            self.note_store(a, cmd, mode, &r);
+        }
         let refused = matches!(r, SetOutcome::TooLarge | SetOutcome::NoMemory);
         // memcached's proto_bin counts neither refusal.
         if !(refused && cmd == StoreCmd::Binary) {
@@ -155,12 +149,63 @@ impl Shard {
     /// never read: counts `store_too_large` (not for binary, as memcached's
     /// proto_bin) and applies the refusal rule.
     pub fn refuse_oversized(&mut self, key: &[u8], cmd: StoreCmd, mode: Mode) {
+        if self.store.notes.wants(notes::MUTATIONS) {
+            let a = SetArgs::new(store_mode(mode), key, b"", 0, 0);
+            self.note_store(&a, cmd, mode, &SetOutcome::TooLarge);
+        }
         if cmd != StoreCmd::Binary {
             self.c.store_too_large += 1;
         }
         if refusal_drops_old(cmd, mode) {
             self.drop_key(key);
         }
+    }
+
+    /// memcached's `item_store` log entry (do_store_item's LOGGER_LOG):
+    /// the stored item's ttl, class and size when stored (an append's
+    /// whole value), else those the new item would have had.
+    fn note_store(&mut self, a: &SetArgs, cmd: StoreCmd, mode: Mode, r: &SetOutcome) {
+        let status = match r {
+            SetOutcome::Stored { .. } => "stored",
+            SetOutcome::NotStored => "not_stored",
+            SetOutcome::Exists => "exists",
+            SetOutcome::NotFound => "not_found",
+            SetOutcome::TooLarge => "too_large",
+            SetOutcome::NoMemory => "no_memory",
+        };
+        let cmd = match mode {
+            _ if cmd == StoreCmd::Cas || a.cas != 0 => "cas",
+            Mode::Set => "set",
+            Mode::Add => "add",
+            Mode::Replace => "replace",
+            Mode::Append => "append",
+            Mode::Prepend => "prepend",
+        };
+        let stored = matches!(r, SetOutcome::Stored { .. });
+        let (size, expire, clsid) = match self.store.peek(a.key).filter(|_| stored) {
+            Some(p) => p,
+            None => {
+                let m = classes::memcached_size(a.key.len(), a.value.len(), a.flags);
+                (
+                    a.value.len(),
+                    self.store.clock().expire_at(a.exptime),
+                    classes::class_of(m),
+                )
+            }
+        };
+        let now = self.store.clock().now();
+        self.store.notes.notes.push(Note::Store {
+            key: a.key.into(),
+            status,
+            cmd,
+            ttl: if expire == 0 {
+                0
+            } else {
+                expire.wrapping_sub(now)
+            },
+            clsid,
+            size,
+        });
     }
 
     fn drop_key(&mut self, key: &[u8]) {
@@ -212,14 +257,13 @@ impl Shard {
         match (r, create) {
             (DeltaOutcome::NotFound, Some(cr)) => {
                 let mut b = itoa::Buffer::new();
-                let mut a = SetArgs::new(
+                let a = SetArgs::new(
                     SetMode::Add,
                     key,
                     b.format(cr.initial).as_bytes(),
                     0,
                     cr.exptime,
                 );
-                a.new_cas = cr.new_cas;
                 match self.store.set(&a) {
                     SetOutcome::Stored { cas } => DeltaOutcome::Value {
                         value: cr.initial,

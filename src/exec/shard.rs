@@ -2,6 +2,7 @@
 //! state of the reply being written.
 
 use super::counters::Counters;
+use super::detail::Detail;
 use super::value_ref::Refs;
 use crate::store::Store;
 
@@ -28,6 +29,8 @@ pub struct Shard {
     pub zc_min: usize,
     /// The values referenced by the reply being written.
     pub zc_refs: Refs,
+    /// `stats detail`'s per-prefix counts, one table for all shards.
+    pub detail: std::sync::Arc<Detail>,
 }
 
 impl Shard {
@@ -42,6 +45,7 @@ impl Shard {
             id: 0,
             zc_min: usize::MAX,
             zc_refs: Refs::default(),
+            detail: Default::default(),
         }
     }
 
@@ -56,9 +60,16 @@ impl Shard {
         c.evicted_unfetched = s.stats.evicted_unfetched;
         c.expired_unfetched = s.stats.expired_unfetched;
         c.reclaimed = s.stats.reclaimed;
+        c.get_expired = s.stats.get_expired;
+        c.get_flushed = s.stats.get_flushed;
+        c.lru_crawler_starts = s.stats.crawler_starts;
+        c.crawler_items_checked = s.stats.crawler_items_checked;
+        c.crawler_reclaimed = s.stats.crawler_reclaimed;
         c.limit_maxbytes = s.memory_limit() as u64;
         c.pinned_segments = s.pinned_segments() as u64;
         c.hash_bytes = s.index_bytes() as u64;
+        c.hash_buckets = s.index_buckets() as u64;
+        c.hash_expanding = s.index_growing() as u64;
         c.segment_bytes_used = s.segment_bytes_in_use() as u64;
         c.expired_segments = s.stats.expired_segments;
         c.evicted_segments = s.stats.evicted_segments;
@@ -73,6 +84,8 @@ impl Shard {
     /// counts themselves go on growing for the admin port's counters.
     pub fn reset_counters(&mut self) {
         self.base = self.counters();
+        // memcached's stats_reset also forgets the prefixes.
+        self.detail.clear();
     }
 
     /// The counters as `stats` shows them: counts since the last reset.

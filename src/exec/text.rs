@@ -12,7 +12,9 @@ use crate::store::{DeleteOutcome, DeltaOutcome, SetArgs, SetOutcome};
 /// One key of a get/gets/gat/gats: writes its VALUE block if found.
 /// `touch` is gat's exptime.
 pub fn get_key(sh: &mut Shard, key: &[u8], cas: bool, touch: Option<i64>, out: &mut Vec<u8>) {
-    let Some(f) = sh.fetch(key, touch) else {
+    let f = sh.fetch(key, touch);
+    sh.detail.get(key, f.is_some());
+    let Some(f) = f else {
         return;
     };
     let it = f.item;
@@ -45,6 +47,7 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
             false
         }
         Request::Store(s) => {
+            sh.detail.set(s.key);
             let mut a = SetArgs::new(store_mode(s.mode), s.key, s.value, s.flags, s.exptime);
             a.cas = s.cas.unwrap_or(0);
             let cmd = if s.cas.is_some() {
@@ -76,12 +79,16 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
                 Some(o.key)
             };
             if let Some(key) = key {
+                if o.cmd != StoreCmd::Meta {
+                    sh.detail.set(key);
+                }
                 sh.refuse_oversized(key, o.cmd, o.mode);
             }
             push_line(out, text::TOO_LARGE);
             o.noreply
         }
         Request::Delete { key, noreply } => {
+            sh.detail.delete(key);
             let line = match sh.delete(key, 0) {
                 DeleteOutcome::Deleted => "DELETED",
                 _ => "NOT_FOUND",

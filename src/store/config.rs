@@ -69,6 +69,21 @@ pub struct StoreStats {
     pub moved_bytes: u64,
     /// Items reclaimed because a `flush_prefix` hid them.
     pub prefix_reclaimed: u64,
+    /// Lookups that found the key's item expired (`get_expired`): as
+    /// memcached's `do_item_get`, every command's lookup counts, not only
+    /// gets (a set over an expired item, a delete, an incr...).
+    pub get_expired: u64,
+    /// Lookups that found the key's item hidden by a `flush_prefix`
+    /// (`get_flushed`). A `flush_all` unlinks everything at once, so its
+    /// items are never found again to be counted (memcached unlinks them
+    /// lazily and counts them here).
+    pub get_flushed: u64,
+    /// Crawler calls that read records (`lru_crawler_starts`).
+    pub crawler_starts: u64,
+    /// Records the crawler read (`crawler_items_checked`).
+    pub crawler_items_checked: u64,
+    /// Expired items the crawler reclaimed (`crawler_reclaimed`).
+    pub crawler_reclaimed: u64,
 }
 
 /// Why a store could not be made.

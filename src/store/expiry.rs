@@ -58,6 +58,7 @@ impl Store {
                         if let Some(r) = self.slot_at(hash, id, off as u32) {
                             self.count_reclaimed(it);
                             self.classes.at(classes::of_item(&it).0).crawler_reclaimed += 1;
+                            self.stats.crawler_reclaimed += 1;
                             self.unlink(r, hash);
                         }
                     } else if earliest == 0 || e < earliest {
@@ -67,6 +68,10 @@ impl Store {
                 off += size;
             }
             self.segs.header_mut(id).expire_min = earliest;
+        }
+        if read > 0 {
+            self.stats.crawler_starts += 1;
+            self.stats.crawler_items_checked += read as u64;
         }
     }
 
@@ -123,10 +128,19 @@ impl Store {
     pub fn flush(&mut self, delay: i64) {
         if delay <= 0 {
             self.flush_at = 0;
+            self.oldest_live = self.clock.now() - 1;
             self.flush_now();
         } else {
             self.flush_at = self.clock.expire_at(delay).max(self.clock.now() + 1);
+            self.oldest_live = self.flush_at - 1;
         }
+    }
+
+    /// memcached's `oldest_live` (`stats settings` `oldest`): the store
+    /// time of the last `flush_all`, or the one pending, less one second
+    /// (memcached's with CAS on); 0 before any.
+    pub fn oldest_live(&self) -> u32 {
+        self.oldest_live
     }
 
     pub(super) fn flush_now(&mut self) {

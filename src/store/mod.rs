@@ -17,6 +17,7 @@ mod expiry;
 pub mod index;
 pub mod item;
 mod merge;
+pub mod notes;
 pub mod ops;
 pub mod prefetch;
 pub mod prefix;
@@ -39,6 +40,7 @@ pub use write::WriteError;
 use budget::segments_within;
 use index::{Index, SlotRef};
 use item::{ItemMeta, DELETED, FETCHED};
+use notes::GetStatus;
 use segment::Segments;
 use ttl::TtlBuckets;
 
@@ -52,9 +54,6 @@ pub struct Found {
     pub item: RawItem,
     /// The key's hash.
     pub hash: u64,
-    /// The CAS of an item unlinked since it was found (a touch to a past
-    /// time answers with it), whose slot no longer says; None while linked.
-    pub detached_cas: Option<u64>,
 }
 
 /// One shard's cache: segments, TTL chains, hash index and clock.
@@ -73,6 +72,11 @@ pub struct Store {
     reserve: u32,
     /// Pending `flush_all <delay>`: store time at which everything goes.
     flush_at: u32,
+    /// What `watch` asked to be told of, and the notes (notes.rs).
+    pub notes: notes::WatchNotes,
+    /// memcached's `oldest_live`: the store time of the last `flush_all`
+    /// (or the one pending) less one second; 0 before any.
+    oldest_live: u32,
     live_bytes: usize,
     /// Segments that may be in use at once, the merge reserve included
     /// (`cache_memlimit` lowers it; it never exceeds the mapping).
@@ -147,6 +151,8 @@ impl Store {
             scratch: Vec::new(),
             reserve,
             flush_at: 0,
+            notes: Default::default(),
+            oldest_live: 0,
             live_bytes: 0,
             seg_limit: nseg,
             limit,
@@ -220,6 +226,16 @@ impl Store {
         self.index.bytes()
     }
 
+    /// The index's primary buckets (each holds several items' slots).
+    pub fn index_buckets(&self) -> usize {
+        self.index.primary_buckets()
+    }
+
+    /// Whether the index is splitting buckets to grow.
+    pub fn index_growing(&self) -> bool {
+        self.index.wants_growth()
+    }
+
     /// Segments mapped.
     pub fn segments_total(&self) -> usize {
         self.segs.count()
@@ -272,7 +288,7 @@ impl Store {
     /// The CAS of the item a slot points at.
     #[inline]
     pub fn cas_of(&self, f: &Found) -> u64 {
-        if let Some(c) = f.item.stored_cas().or(f.detached_cas) {
+        if let Some(c) = f.item.stored_cas() {
             return c;
         }
         let s = self.index.get(f.slot);
@@ -310,10 +326,19 @@ impl Store {
     pub fn find(&mut self, key: &[u8]) -> Option<Found> {
         self.check_flush();
         let hash = self.hash(key);
-        let slot = self.slot_for_key(hash, key)?;
+        let Some(slot) = self.slot_for_key(hash, key) else {
+            if self.notes.wants(notes::FETCHERS) {
+                self.notes.get(key, GetStatus::NotFound, None);
+            }
+            return None;
+        };
         let item = self.slot_item(self.index.get(slot));
         let exp = item.expire();
         if exp != 0 && exp <= self.clock.now() {
+            self.stats.get_expired += 1;
+            if self.notes.wants(notes::FETCHERS) {
+                self.notes.get(key, GetStatus::Expired, None);
+            }
             self.count_reclaimed(item);
             self.unlink(slot, hash);
             return None;
@@ -322,16 +347,18 @@ impl Store {
             let s = self.index.get(slot);
             if self.prefix_hides(index::slot_seg(s), index::slot_off(s), item) {
                 self.stats.prefix_reclaimed += 1;
+                self.stats.get_flushed += 1;
+                if self.notes.wants(notes::FETCHERS) {
+                    self.notes.get(key, GetStatus::Flushed, None);
+                }
                 self.unlink(slot, hash);
                 return None;
             }
         }
-        Some(Found {
-            slot,
-            item,
-            hash,
-            detached_cas: None,
-        })
+        if self.notes.wants(notes::FETCHERS) {
+            self.notes.get(key, GetStatus::Found, Some(&item));
+        }
+        Some(Found { slot, item, hash })
     }
 
     /// Counts an access: frequency for merge eviction, last-access time,
@@ -397,6 +424,9 @@ impl Store {
     /// `evicted_unfetched`; per class also `evicted_nonzero` and
     /// `evicted_time`).
     fn count_evicted(&mut self, it: RawItem) {
+        if self.notes.wants(notes::EVICTIONS) {
+            self.notes.evict(&it, self.clock.now());
+        }
         let unfetched = (it.iflags() & FETCHED == 0) as u64;
         self.stats.evictions += 1;
         self.stats.evicted_unfetched += unfetched;

@@ -64,7 +64,7 @@ impl<'a> SetArgs<'a> {
 /// What a storage command did (memcached's `STORED`, `NOT_STORED`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SetOutcome {
-    /// Stored; the new item's CAS (0 if it was stored already expired).
+    /// Stored; the new item's CAS.
     Stored {
         /// The stored item's CAS.
         cas: u64,
@@ -262,15 +262,10 @@ impl Store {
     }
 
     fn store_new(&mut self, key: &[u8], v1: &[u8], v2: &[u8], meta: ItemMeta) -> SetOutcome {
-        if meta.expire == super::clock::EXPIRED {
-            // Stored already expired: invisible at once, so only the old
-            // goes; memcached links it all the same (counted).
-            if let Some(old) = self.find(key) {
-                self.remove(&old);
-            }
-            self.stats.total_items += 1;
-            return SetOutcome::Stored { cas: 0 };
-        }
+        // An item stored already expired is written all the same, as
+        // memcached links it: it has a CAS, counts in total_items and
+        // curr_items, and the next lookup finds it expired (get_expired)
+        // unless the crawler reclaimed it first.
         match self.write(key, v1, v2, meta) {
             Ok(f) => {
                 self.stats.total_items += 1;
@@ -325,15 +320,15 @@ impl Store {
         self.touch_found(&f, exptime)
     }
 
-    /// Sets a found item's exptime; returns the item as it now stands, or
-    /// None if the new exptime made it expire (or memory ran out moving it).
+    /// Sets a found item's exptime; returns the item as it now stands (a
+    /// past exptime included: the caller's reply may still read it), or
+    /// None if memory ran out moving it.
     pub fn touch_found(&mut self, f: &Found, exptime: i64) -> Option<Found> {
         let expire = self.clock.expire_at(exptime);
         self.classes.at(classes::of_item(&f.item).0).touch_hits += 1;
-        if expire == super::clock::EXPIRED {
-            self.remove(f);
-            return None;
-        }
+        // A past exptime (EXPIRED) is kept like any other, as memcached's
+        // item_touch: the item stays linked and the next lookup finds it
+        // expired (get_expired).
         let it = f.item;
         let seg = super::index::slot_seg(self.index.get(f.slot));
         let seg_expire = self.segs.header(seg).expire_at;
@@ -341,6 +336,8 @@ impl Store {
         // not be freed before the new time.
         if it.expire() != 0 && expire != 0 && expire <= seg_expire {
             it.set_expire_in_place(expire);
+            // An earlier expiry than the segment knew: the crawler looks.
+            self.segs.header_mut(seg).note_expire(expire);
             return Some(*f);
         }
         let meta = ItemMeta {

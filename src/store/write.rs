@@ -137,7 +137,6 @@ impl Store {
             slot,
             item: it,
             hash,
-            detached_cas: None,
         }
     }
 

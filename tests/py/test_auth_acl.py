@@ -65,6 +65,8 @@ ADMIN_TEXT = [
     b"stats reset\r\n",
     b"stats detail dump\r\n",
     b"stats cachedump 1 1\r\n",
+    b"watch\r\n",
+    b"watch mutations\r\n",
     b"shutdown\r\n",
     b"shutdown graceful\r\n",
 ]
@@ -93,6 +95,8 @@ def test_admin_commands_refused_binary(seeded):
         bin_req(0x1B, extras=b"\0\0\0\x01"),      # VERBOSITY
         bin_req(0x10, b"reset"),                  # STAT reset
         bin_req(0x10, b"detail"),                 # STAT detail
+        bin_req(0x10, b"detail dump"),            # STAT detail dump
+        bin_req(0x10, b"detail on"),              # STAT detail on
     ]
     with seeded.connect() as s:
         s.sendall(bin_req(0x21, b"PLAIN", b"\0web\0webpw"))

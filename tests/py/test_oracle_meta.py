@@ -129,7 +129,7 @@ ECHO = [
     case("bad_flag", b"mg k !\r\n", b"md k zz\r\n", b"ma n Q\r\n"),
     case("me", b"ms k 1\r\na\r\n", b"me z\r\n"),
     case("too_many_tokens", b"mg k " + b" ".join(b"O%d" % i for i in range(30)) + b"\r\n"),
-    case("no_key", b"mg\r\n", b"ms\r\n", b"md\r\n", b"ma\r\n"),
+    case("no_key", b"mg\r\n", b"ms\r\n", b"md\r\n", b"ma\r\n", b"me\r\n"),
     case("key_too_long", b"mg " + b"k" * 251 + b" v\r\n"),
 ]
 
@@ -137,3 +137,47 @@ ECHO = [
 @pytest.mark.parametrize("cmds", ECHO)
 def test_meta_replies(pair, cmds):
     run(pair, cmds)
+
+
+# --- Flags later than memcached 1.6.18 (`x`, `E`): refused in every meta
+# --- command, as any unknown flag; ms's data block is dropped with it.
+
+LATER_FLAGS = [
+    case("mg_x", b"ms k 1\r\na\r\n", b"mg k x\r\n", b"mg k v x\r\n", b"mg z O1 x\r\n", b"mg k v\r\n"),
+    case("md_x", b"ms k 1\r\na\r\n", b"md k x\r\n", b"md k x q\r\n", b"md k O1 x\r\n", b"mg k v f\r\n"),
+    case("ms_x", b"ms k 1 x\r\nb\r\n", b"ms k 1 q x\r\nb\r\n", b"mg k v\r\n"),
+    case("ma_x", b"ms n 1\r\n5\r\n", b"ma n x\r\n", b"ma n x q\r\n", b"mg n v\r\n"),
+    case("ms_E", b"ms k 1 E5\r\na\r\n", b"mg k c v\r\n"),
+    case("mg_E_vivify", b"mg k N30 E7 c\r\n", b"mg k c\r\n"),
+    case("ma_E", b"ma n N0 J1 E9 c\r\n", b"mg n c v\r\n"),
+    case("md_E", b"ms k 1\r\na\r\n", b"md k E3\r\n", b"mg k v\r\n"),
+]
+
+
+@pytest.mark.parametrize("cmds", LATER_FLAGS)
+def test_meta_later_flags_refused(pair, cmds):
+    run(pair, cmds)
+
+
+# --- cmd_meta: memcached 1.6.18 counts only the `me` commands that reach
+# --- the lookup, none of mg/ms/md/ma/mn.
+
+CMD_META = [
+    case("me_hit_miss", b"set k 0 0 1\r\n1\r\n", b"me k\r\n", b"me z\r\n"),
+    # A key stored with `b`: memcached echoes it base64 (ITEM_KEY_BINARY).
+    case("me_b64", b"ms aw== 1 b\r\n1\r\n", b"me aw== b\r\n", b"me !!!! b\r\n"),
+    case("me_errors", b"me\r\n", b"me " + b"k" * 251 + b"\r\n"),
+    case("others", b"ms k 1\r\na\r\n", b"mg k v\r\n", b"mg z\r\n", b"ma k\r\n", b"md k\r\n", b"mn\r\n",
+         b"mg\r\n", b"mg k Q\r\n"),
+]
+
+
+@pytest.mark.parametrize("cmds", CMD_META)
+def test_cmd_meta_counts(pair, cmds):
+    def script(c):
+        before = int(c.stats()["cmd_meta"])
+        out = [c.text(x) for x in cmds]
+        # Normalise me's line: values such as size and cls differ by nature.
+        out = [o.split(b" exp=")[0] if o.startswith(b"ME ") else o for o in out]
+        return out, int(c.stats()["cmd_meta"]) - before
+    pair.same(script)

@@ -123,8 +123,9 @@ pub enum Request<'a> {
         /// general stats.
         arg: &'a [u8],
     },
-    /// `lru_crawler ...` or `slabs ...`: `cmd` is the command word, `arg`
-    /// the rest of the line (see `protocol::admin`).
+    /// `lru_crawler ...`, `slabs ...` or `watch ...`: `cmd` is the
+    /// command word, `arg` the rest of the line (see `protocol::admin`,
+    /// `engine::watch`).
     Admin {
         /// `lru_crawler` or `slabs`.
         cmd: &'a [u8],
@@ -387,7 +388,7 @@ pub fn parse_stream<'a>(
         b"stats" => Request::Stats {
             arg: rest_after(line, cmd),
         },
-        b"lru_crawler" | b"slabs" => Request::Admin {
+        b"lru_crawler" | b"slabs" | b"watch" => Request::Admin {
             cmd,
             arg: rest_after(line, cmd),
         },
