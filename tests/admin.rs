@@ -414,6 +414,35 @@ fn health_and_readiness() {
     assert_eq!(srv.stop(), 0);
 }
 
+/// The nice value (field 19 of /proc/PID/task/TID/stat) of each thread,
+/// by name.
+fn thread_nice(pid: u32) -> HashMap<String, i64> {
+    let mut out = HashMap::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = t.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // After the ')' that ends the name: state is field 3, nice field 19.
+        let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+        if let Some(nice) = rest.split_whitespace().nth(16) {
+            out.insert(name.trim().to_string(), nice.parse().unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_admin_thread_yields_the_cpu_to_the_workers() {
+    let mut srv = Server::start(&["-t", "2"]);
+    let (status, _, _) = http_get(&srv.admin, "/metrics", None);
+    assert_eq!(status, 200);
+    let nice = thread_nice(srv.child.id());
+    assert_eq!(nice.get("admin"), Some(&10), "{nice:?}");
+    assert_eq!(nice.get("worker-0"), Some(&0), "{nice:?}");
+    assert!(srv.ask(b"stats\r\n").contains("STAT pid "));
+    assert_eq!(srv.stop(), 0);
+}
+
 /// Runs the binary to completion (it must fail to start) and returns its
 /// exit code and stderr.
 fn start_fails(args: &[&str]) -> (Option<i32>, String) {
