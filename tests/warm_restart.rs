@@ -331,3 +331,44 @@ fn sigusr1_and_shutdown_save_and_expired_items_stay_gone() {
     assert_eq!(srv.stop(), 0);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+fn metrics(admin: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn the_admin_port_says_whether_the_start_was_warm() {
+    let path = mem_file("metrics");
+    let p = path.to_str().unwrap();
+    let admin = free_port();
+    let a = format!("127.0.0.1:{admin}");
+    let args = ["-e", p, "--admin", &a];
+    let srv = Server::start(&args);
+    let cold = metrics(admin);
+    assert!(cold.contains("\ncorecache_warm_restart 0"), "{cold}");
+    for k in ["a", "b", "c"] {
+        exchange(&srv, format!("set {k} 0 0 1\r\nx\r\n").as_bytes(), b"\r\n");
+    }
+    assert_eq!(srv.stop(), 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let srv = Server::start(&args);
+    let warm = metrics(admin);
+    assert!(warm.contains("\ncorecache_warm_restart 1"), "{warm}");
+    assert!(warm.contains("\ncorecache_warm_restored_items 3"), "{warm}");
+    assert!(warm.contains("\ncorecache_warm_restore_seconds "), "{warm}");
+    assert_eq!(srv.stop(), 0);
+    // Without -e there are no such series.
+    let srv = Server::start(&["--admin", &a]);
+    assert!(!metrics(admin).contains("corecache_warm_"));
+    assert_eq!(srv.stop(), 0);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}

@@ -43,6 +43,8 @@ pub struct Figures {
     pub accepting: bool,
     /// The admin port's own connections.
     pub admin_conns: AdminConns,
+    /// `-e`: (warm, restored, expired, dropped, restore µs); None without.
+    pub warm: Option<(bool, u64, u64, u64, u64)>,
 }
 
 /// The admin port's connection figures (`admin/listener.rs`).
@@ -115,6 +117,7 @@ pub fn gather(shared: &Shared) -> Figures {
                 timed_out: c.timed_out.load(Relaxed),
             }
         },
+        warm: shared.restored.figures(),
     }
 }
 

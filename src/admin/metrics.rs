@@ -402,6 +402,33 @@ fn registry(f: &Figures) -> Registry {
         "Worker threads (-t)",
         U(f.workers.len() as u64),
     );
+    if let Some((warm, items, expired, dropped, micros)) = f.warm {
+        b.gauge(
+            "corecache_warm_restart",
+            "-e: 1 if this start restored the cache a graceful stop saved, 0 if it started empty",
+            U(warm as u64),
+        );
+        b.gauge(
+            "corecache_warm_restored_items",
+            "-e: items this start restored",
+            U(items),
+        );
+        b.gauge(
+            "corecache_warm_expired_items",
+            "-e: saved items that expired while no process ran",
+            U(expired),
+        );
+        b.gauge(
+            "corecache_warm_dropped_items",
+            "-e: saved items not restored for want of room",
+            U(dropped),
+        );
+        b.gauge(
+            "corecache_warm_restore_seconds",
+            "-e: how long the restore took (the slowest shard)",
+            Value::F(micros as f64 / 1e6),
+        );
+    }
 
     // Per worker.
     let per = |g: &dyn Fn(&super::figures::WorkerFigures) -> Value| -> Vec<(Labels, Value)> {

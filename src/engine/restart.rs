@@ -38,6 +38,20 @@ impl Restored {
         self.micros.fetch_max(micros, Relaxed);
     }
 
+    /// With `-e`: whether the start was warm, items restored, expired,
+    /// dropped, and the restore's microseconds; None without `-e`.
+    pub fn figures(&self) -> Option<(bool, u64, u64, u64, u64)> {
+        self.enabled.load(Relaxed).then(|| {
+            (
+                self.warm.load(Relaxed),
+                self.items.load(Relaxed),
+                self.expired.load(Relaxed),
+                self.dropped.load(Relaxed),
+                self.micros.load(Relaxed),
+            )
+        })
+    }
+
     /// `stats` lines (with `-e` only: memcached has no such fields).
     pub fn stats(&self) -> Vec<(&'static str, String)> {
         if !self.enabled.load(Relaxed) {
