@@ -1,5 +1,5 @@
 //! What one key browser step costs the worker that runs it: a scan step of
-//! `STEP_RECORDS` (512) records over a 100,000-key shard, matching
+//! `STEP_RECORDS` (16) records over a 100,000-key shard, matching
 //! everything or a prefix nothing has. Run: cargo bench --bench scan
 
 use corecache::admin::api::STEP_RECORDS;

@@ -37,6 +37,7 @@ for f in ./usr/bin/corecache ./etc/corecache.conf \
   ./usr/share/corecache/prometheus/corecache-alerts.yml \
   ./usr/share/corecache/grafana/corecache.json \
   ./usr/share/corecache/tuning/sysctl-corecache.conf \
+  ./usr/share/corecache/systemd/warm-restart.conf \
   ./usr/sbin/corecache-tune ./usr/share/man/man8/corecache-tune.8.gz \
   ./usr/share/doc/corecache/copyright; do
   check "contains $f" grep -qx -- "$f" <<<"$contents"
@@ -89,7 +90,7 @@ systemd-analyze security --offline=yes /usr/lib/systemd/system/corecache.service
 # in this project's sandbox, cannot grant; mlockall is in @system-service.)
 trace=$(mktemp -d)
 chmod 777 "$trace"
-check "the packaged conf serves as the corecache user" env TRACE="$trace/calls" python3 - <<'PY'
+check "the packaged conf serves as the corecache user, and restarts warm" env TRACE="$trace/calls" python3 - <<'PY'
 import os, pwd, signal, socket, subprocess, tempfile, time
 d = tempfile.mkdtemp()
 os.chmod(d, 0o777)
@@ -106,42 +107,53 @@ def free_port():
     return port
 port, admin = free_port(), free_port()
 env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="2000000")
-p = subprocess.Popen(["strace", "-f", "-qq", "-o", os.environ["TRACE"],
-                      "/usr/bin/corecache", "--conf", "/etc/corecache.conf",
-                      "-p", str(port), "--admin", f"127.0.0.1:{admin}"],
-                     env=env, user="corecache", group="corecache", extra_groups=[])
-pid = None
-try:
-    msgs = b""
-    while b"READY=1" not in msgs:
-        msgs += n.recv(4096)
-    c = socket.create_connection(("127.0.0.1", port), timeout=5)
-    c.sendall(b"set k 0 0 1\r\nx\r\nget k\r\n")
-    got = b""
-    while not got.endswith(b"END\r\n"):
-        got += c.recv(4096)
-    assert got == b"STORED\r\nVALUE k 0 1\r\nx\r\nEND\r\n", got
-    c.sendall(b"stats\r\n")
-    stats = b""
-    while not stats.endswith(b"END\r\n"):
-        stats += c.recv(65536)
-    pid = int([l for l in stats.split(b"\r\n") if l.startswith(b"STAT pid ")][0].split()[2])
-    uid = os.stat(f"/proc/{pid}").st_uid
-    assert pwd.getpwuid(uid).pw_name == "corecache", uid
-    h = socket.create_connection(("127.0.0.1", admin), timeout=5)
-    # The admin port answers only a Host naming it (DNS-rebinding guard).
-    h.sendall(f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nConnection: close\r\n\r\n".encode())
-    assert h.recv(64).startswith(b"HTTP/1.1 200"), "metrics"
-    while b"WATCHDOG=1" not in msgs:
-        msgs += n.recv(4096)
-    os.kill(pid, signal.SIGTERM)
-    while b"STOPPING=1" not in msgs:
-        msgs += n.recv(4096)
-    assert p.wait(10) == 0
-finally:
-    if p.poll() is None:
-        p.kill()
-        p.wait(10)
+# -e: the first run saves the cache at SIGTERM, the second reads it back,
+# so the warm restart's calls are traced too.
+mem = os.path.join(d, "mem")
+
+def run(trace, first):
+    p = subprocess.Popen(["strace", "-f", "-qq", "-o", trace,
+                          "/usr/bin/corecache", "--conf", "/etc/corecache.conf",
+                          "-p", str(port), "--admin", f"127.0.0.1:{admin}", "-e", mem],
+                         env=env, user="corecache", group="corecache", extra_groups=[])
+    try:
+        msgs = b""
+        while b"READY=1" not in msgs:
+            msgs += n.recv(4096)
+        c = socket.create_connection(("127.0.0.1", port), timeout=5)
+        c.sendall(b"set k 0 0 1\r\nx\r\n" if first else b"")
+        c.sendall(b"get k\r\n")
+        got = b""
+        while not got.endswith(b"END\r\n"):
+            got += c.recv(4096)
+        want = b"VALUE k 0 1\r\nx\r\nEND\r\n"
+        assert got == (b"STORED\r\n" + want if first else want), got
+        c.sendall(b"stats\r\n")
+        stats = b""
+        while not stats.endswith(b"END\r\n"):
+            stats += c.recv(65536)
+        pid = int([l for l in stats.split(b"\r\n") if l.startswith(b"STAT pid ")][0].split()[2])
+        uid = os.stat(f"/proc/{pid}").st_uid
+        assert pwd.getpwuid(uid).pw_name == "corecache", uid
+        if first:
+            h = socket.create_connection(("127.0.0.1", admin), timeout=5)
+            # The admin port answers only a Host naming it (DNS-rebinding guard).
+            h.sendall(f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nConnection: close\r\n\r\n".encode())
+            assert h.recv(64).startswith(b"HTTP/1.1 200"), "metrics"
+            while b"WATCHDOG=1" not in msgs:
+                msgs += n.recv(4096)
+        os.kill(pid, signal.SIGTERM)
+        while b"STOPPING=1" not in msgs:
+            msgs += n.recv(4096)
+        assert p.wait(10) == 0
+        assert os.path.exists(mem + ".meta"), "the stop saved the cache"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+run(os.environ["TRACE"], True)
+run(os.environ["TRACE"] + ".2", False)
 PY
 # The unit's filter: the first SystemCallFilter= allows, the `~` one denies.
 unit=/usr/lib/systemd/system/corecache.service
@@ -151,11 +163,12 @@ expand() { for w in "$@"; do
   *) echo "$w" ;; esac; done; }
 allow=$(expand $(sed -n 's/^SystemCallFilter=\([^~].*\)/\1/p' $unit) | sort -u)
 deny=$(expand $(sed -n 's/^SystemCallFilter=~\(.*\)/\1/p' $unit) | sort -u)
-used=$(awk '{print $2}' "$trace/calls" | sed -n 's/^\([a-z_0-9]*\)(.*/\1/p' | grep -vx execve | sort -u)
+used=$(cat "$trace/calls" "$trace/calls.2" | awk '{print $2}' | sed -n 's/^\([a-z_0-9]*\)(.*/\1/p' | grep -vx execve | sort -u)
 outside=$(comm -23 <(echo "$used") <(comm -23 <(echo "$allow") <(echo "$deny")))
 echo "system calls made: $(echo "$used" | wc -l); outside the unit's filter: ${outside:-none}"
 check "every system call is allowed by the unit's SystemCallFilter" test -z "$outside"
 check "the trace saw io_uring" grep -qx io_uring_enter <<<"$used"
+check "the trace saw the warm restart's save (fsync)" grep -qx fsync <<<"$used"
 rm -rf "$trace"
 
 # The packaged tuning command finds the packaged sysctl file and changes

@@ -3,8 +3,6 @@
 //! wins, then checked into typed values (`Config`).
 //!
 //! Every memcached 1.6 flag is accepted. Those with a meaning here act;
-//! those asking for a feature corecache lacks but a user relies on for
-//! safety (`-e`) are refused with `ConfigError::NotYet`;
 //! the rest start the server with one warning line naming them.
 
 mod error;
@@ -140,7 +138,12 @@ pub struct Args {
     /// authenticate (text: ASCII auth; binary: SASL PLAIN).
     #[arg(short = 'Y', long = "auth-file")]
     pub auth_file: Option<String>,
-    /// Item memory in a file, for restarts (not available yet: refused).
+    /// Keep the cache across a graceful restart (SIGTERM, SIGUSR1,
+    /// `shutdown`): items are written to files at PATH (PATH.0, PATH.1,
+    /// ..., and PATH.meta last) on the way out and read back at the next
+    /// start with the same -t, -m and -I. Put PATH on tmpfs: /dev/shm, or
+    /// /run/corecache under the packaged service (its RemoveIPC= empties
+    /// the service user's files in /dev/shm at each stop).
     #[arg(short = 'e', long = "memory-file")]
     pub memory_file: Option<String>,
     /// TLS on every TCP listener but `-l notls:ADDR[:PORT]` ones; needs

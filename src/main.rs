@@ -13,7 +13,7 @@ use corecache::process::daemon::{self, Forked, Ready};
 use corecache::process::sockets::{
     listen_tcp, listen_unix, listen_worker_ports, pidfile_for_this_process, TcpGroup,
 };
-use corecache::process::{identity, limits, StartError, EX_OSERR};
+use corecache::process::{identity, limits, warm, StartError, EX_OSERR};
 use corecache::store::{physical_memory, Clock, Store, StoreConfig};
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::process::ExitCode;
@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 static STOP: AtomicBool = AtomicBool::new(false);
-/// SIGHUP: read the password and ACL files again.
+/// SIGHUP: reopen the log files, read the password and ACL files again.
 static RELOAD: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -67,6 +67,13 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
         args.admin.audit_log.as_deref(),
     )
     .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
+    // The daemon leaves its directory: SIGHUP reopens the path as given here.
+    if let Some(p) = &cfg.logfile {
+        cfg.logfile = Some(
+            std::path::absolute(p)
+                .map_err(|e| StartError::new(EX_OSERR, format!("logfile: {e}")))?,
+        );
+    }
     let log = cfg.logfile.as_deref().map(daemon::open_log).transpose()?;
     if let Some(l) = &log {
         let copy = l
@@ -123,7 +130,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     let admin = corecache::admin::bind(&args.admin)?;
     // Read while still the starting user: the token file may be its alone.
     let admin = admin
-        .map(|l| args.admin.token().map(|t| (l, t)))
+        .map(|l| args.admin.token().map(|t| (l, t, args.admin.limits())))
         .transpose()
         .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
     if let Some(id) = &user {
@@ -190,10 +197,26 @@ fn settings(cfg: &Config) -> Settings {
     }
 }
 
-/// SIGHUP: the password and ACL files again, if authentication is on,
-/// and the TLS certificates, key and CAs, if TLS is. A file that does not
-/// parse leaves what it would replace in force.
-fn reload(shared: &Shared) {
+/// SIGHUP: the log files (`--logfile`, absolute, and `--audit-log`)
+/// opened again, for logrotate; the password and ACL files again, if
+/// authentication is on, and the TLS certificates, key and CAs, if TLS
+/// is. A file that does not parse leaves what it would replace in force.
+fn reload(shared: &Shared, logfile: Option<&std::path::Path>) {
+    let mut reopened = Vec::new();
+    if let Some(p) = logfile {
+        match daemon::reopen_log(p) {
+            Ok(()) => reopened.push(p.display().to_string()),
+            Err(e) => tracing::error!("log file not reopened, the old one stays: {}", e.msg),
+        }
+    }
+    match corecache::admin::logging::reopen_audit_log() {
+        Ok(Some(p)) => reopened.push(p),
+        Ok(None) => {}
+        Err(e) => tracing::error!("audit log not reopened, the old one stays: {e}"),
+    }
+    if !reopened.is_empty() {
+        corecache::admin::audit::audit("log_reopen", "SIGHUP", &reopened.join(" "));
+    }
     if let Some(reg) = &shared.auth {
         match reg.reload() {
             Ok(n) => corecache::admin::audit::audit("auth_reload", "SIGHUP", &format!("{n} users")),
@@ -219,7 +242,11 @@ fn serve(
     tcp: Vec<TcpGroup>,
     own: Vec<Vec<(OwnedFd, bool)>>,
     unix: Option<OwnedFd>,
-    admin: Option<(std::net::TcpListener, Option<String>)>,
+    admin: Option<(
+        std::net::TcpListener,
+        Option<String>,
+        corecache::admin::listener::Limits,
+    )>,
     (auth, tls): (
         Option<corecache::auth::Registry>,
         Option<corecache::tls::Tls>,
@@ -227,6 +254,7 @@ fn serve(
     mut ready: Ready,
 ) -> Result<u8, StartError> {
     let threads = cfg.threads;
+    let logfile = cfg.logfile.clone();
     let failed = |msg: String| StartError::new(1, format!("corecache: {msg}"));
     // Worker w accepts on its own socket of each TCP address, and on its
     // own descriptor of the one UNIX socket.
@@ -253,9 +281,47 @@ fn serve(
     for (w, fds) in own.into_iter().enumerate() {
         listeners[w].extend(fds);
     }
+    // -e: what the last run left (process/warm.rs), decided before any
+    // worker exists; the marker is gone from here on.
+    let fingerprint = warm::Fingerprint {
+        threads,
+        memory: cfg.memory,
+        segment_size: cfg.segment_size,
+        item_max: cfg.item_max,
+    };
+    let warm_path = cfg.memory_file.clone();
+    let found = warm_path.as_deref().map(|p| warm::take(p, &fingerprint));
+    if let Some(warm::Found::Cold(Some(why))) = &found {
+        say(&format!(
+            "corecache: not restoring the cache from {}: {why}; starting empty",
+            warm_path.as_ref().unwrap().display()
+        ));
+    }
+    let restoring = found == Some(warm::Found::Warm);
+    if let Some(path) = &warm_path {
+        warm::begin(path).map_err(|e| {
+            StartError::new(EX_OSERR, format!("corecache: -e {}: {e}", path.display()))
+        })?;
+    }
+    // With worker ports a key may live in any shard (each port is a cache
+    // of its own): keep what each shard had. Otherwise only its own keys.
+    let any_shard = cfg.worker_ports.is_some();
+    let saves = Arc::new(warm::Saves::new(threads));
+    let at_stop = warm_path.clone().map(|path| {
+        let saves = saves.clone();
+        Box::new(move |id: usize, store: &Store| {
+            if let Err(e) = saves.save(&path, id, store) {
+                say(&format!(
+                    "corecache: worker {id}: saving the cache to {}: {e}",
+                    path.display()
+                ));
+            }
+        }) as corecache::engine::restart::AtStop
+    });
     let shared = Arc::new(Shared {
         mesh: Mesh::new(threads, 4096),
         published: (0..threads).map(|_| Published::default()).collect(),
+        stats_base: (0..threads).map(|_| Published::default()).collect(),
         stop: AtomicBool::new(false),
         conns: AtomicUsize::new(0),
         settings: settings(cfg),
@@ -271,15 +337,22 @@ fn serve(
             cfg.introspection.prefix_delimiter,
             cfg.introspection.detail_at_start,
         )),
+        at_stop,
+        restored: Default::default(),
     });
+    shared
+        .restored
+        .enabled
+        .store(warm_path.is_some(), Ordering::Relaxed);
+    shared.restored.warm.store(restoring, Ordering::Relaxed);
 
     // SAFETY: installing an async-signal-safe handler that only stores an atomic.
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         // memcached: SIGUSR1 stops gracefully. SIGHUP (a closed terminal,
-        // a logrotate hook) must not lose the cache: it reloads the
-        // password and ACL files, and is otherwise ignored.
+        // a logrotate hook) must not lose the cache: it reopens the log
+        // files and reloads the password, ACL and TLS files.
         libc::signal(libc::SIGUSR1, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
@@ -314,6 +387,7 @@ fn serve(
         let verbose = cfg.verbosity;
         let pinned_from = shared_listeners[id];
         let prefault = cfg.prefault;
+        let warm_path = warm_path.clone();
         handles.push(std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || {
             // The worker owns and closes its listeners.
             let (fds, tls): (Vec<_>, Vec<bool>) =
@@ -331,6 +405,18 @@ fn serve(
             if prefault {
                 // On the worker's own (pinned) thread, so pages come from its node.
                 store.prefault();
+            }
+            if let (true, Some(path)) = (restoring, warm_path.as_deref()) {
+                let t = std::time::Instant::now();
+                let route = corecache::engine::route::route_hasher();
+                let mine = |k: &[u8]| any_shard || corecache::engine::route::owner(&route, threads, k) == id;
+                match warm::restore_shard(path, id, &mut store, mine) {
+                    Ok(c) => shared.restored.add(&c, t.elapsed().as_micros() as u64),
+                    Err(e) => {
+                        shared.restored.warm.store(false, Ordering::Relaxed);
+                        say(&format!("corecache: worker {id}: not restoring its share of the cache: {e}; it starts empty"));
+                    }
+                }
             }
             if id == 0 {
                 *shared.page_kind.lock().unwrap() = store.page_kind().name().to_string();
@@ -368,11 +454,22 @@ fn serve(
             Err(_) => return Err(failed("a worker failed to start".into())),
         }
     }
+    if restoring {
+        let r = &shared.restored;
+        say(&format!(
+            "corecache: restored {} items from {} in {} ms ({} expired while stopped, {} dropped)",
+            r.items.load(Ordering::Relaxed),
+            warm_path.as_ref().unwrap().display(),
+            r.micros.load(Ordering::Relaxed) / 1000,
+            r.expired.load(Ordering::Relaxed),
+            r.dropped.load(Ordering::Relaxed),
+        ));
+    }
     ready.notify()?;
     // After `notify`, which points stderr at the `logfile` (the admin
     // port's lines belong there).
-    if let Some((l, token)) = admin {
-        corecache::admin::server::spawn(l, shared.clone(), token).map_err(failed)?;
+    if let Some((l, token, limits)) = admin {
+        corecache::admin::server::spawn(l, shared.clone(), token, limits).map_err(failed)?;
     }
     if cfg.verbosity > 0 {
         say(&format!(
@@ -406,13 +503,30 @@ fn serve(
     while !STOP.load(Ordering::SeqCst) && !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(std::time::Duration::from_millis(50));
         if RELOAD.swap(false, Ordering::SeqCst) {
-            reload(&shared);
+            reload(&shared, logfile.as_deref());
         }
     }
     systemd::stopping("stopping: finishing the requests in flight");
     shared.stop.store(true, Ordering::SeqCst);
     for h in handles {
         let _ = h.join();
+    }
+    if let Some(path) = &warm_path {
+        // The clean-stop marker, once every shard's file is written.
+        match saves.finish(path, &fingerprint) {
+            Ok(Some(items)) => say(&format!(
+                "corecache: saved {items} items to {} for a warm restart",
+                path.display()
+            )),
+            Ok(None) => say(&format!(
+                "corecache: the cache was not saved to {}; the next start is empty",
+                path.display()
+            )),
+            Err(e) => say(&format!(
+                "corecache: saving the cache to {}: {e}",
+                path.display()
+            )),
+        }
     }
     Ok(0)
 }

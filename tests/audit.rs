@@ -119,3 +119,25 @@ fn refused_admin_commands_are_audited_as_refused() {
     assert_eq!(all.matches("flush_all refused (-F)").count(), 2, "{all}");
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn shutdown_graceful_is_audited_with_its_argument() {
+    let path = audit_file("graceful");
+    let _ = std::fs::remove_file(&path);
+    let srv = Server::start(&["-A", "--audit-log", path.to_str().unwrap()]);
+    let mut s = srv.connect();
+    let peer = s.local_addr().unwrap().to_string();
+    s.write_all(b"shutdown graceful\r\n").unwrap();
+    // No reply; the server stops.
+    let mut srv = srv;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while srv.child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "still running");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        lines(&path, &peer),
+        [("shutdown".to_string(), "graceful".to_string())]
+    );
+    let _ = std::fs::remove_file(&path);
+}

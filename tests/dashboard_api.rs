@@ -282,9 +282,66 @@ fn flush_prefix_over_http_hides_100k_keys_and_reports_server_time() {
 
 #[test]
 fn flush_prefix_over_http_is_refused_under_dash_f() {
-    let f = start(&["-F"]);
+    let audit = std::env::temp_dir().join(format!("cc-api-audit-f-{}", std::process::id()));
+    let _ = std::fs::remove_file(&audit);
+    let f = start(&["-F", "--audit-log", audit.to_str().unwrap()]);
     set_many(&f.srv, "x:", 1, 0);
     let (st, _) = f.http("POST", "/api/flush_prefix?prefix=x:", None, true);
     assert_eq!(st, 403);
     assert_eq!(f.get("x:0"), b"VALUE x:0 0 2\r\nvv\r\nEND\r\n");
+    let trail = std::fs::read_to_string(&audit).unwrap();
+    assert!(
+        trail.contains(r#"action="flush_prefix refused (-F)""#) && trail.contains(r#"arg="x:""#),
+        "{trail}"
+    );
+    let _ = std::fs::remove_file(&audit);
+}
+
+#[test]
+fn an_empty_prefix_over_http_needs_all_and_refusals_are_audited() {
+    let audit = std::env::temp_dir().join(format!("cc-api-audit-e-{}", std::process::id()));
+    let _ = std::fs::remove_file(&audit);
+    let f = start(&["--audit-log", audit.to_str().unwrap()]);
+    set_many(&f.srv, "x:", 3, 0);
+    for (path, body) in [
+        ("/api/flush_prefix?prefix=", None),
+        ("/api/flush_prefix", Some(r#"{"prefix": ""}"#)),
+        ("/api/flush_prefix?prefix=&all=0", None),
+        ("/api/flush_prefix", Some("{}")),
+        (
+            "/api/flush_prefix",
+            Some(&*format!(r#"{{"prefix": "{}"}}"#, "p".repeat(251))),
+        ),
+    ] {
+        let (st, b) = f.http("POST", path, body, true);
+        assert_eq!(st, 400, "{path} {body:?}: {b}");
+        assert_eq!(f.get("x:2"), b"VALUE x:2 0 2\r\nvv\r\nEND\r\n");
+    }
+    let trail = std::fs::read_to_string(&audit).unwrap();
+    assert_eq!(
+        trail.matches("flush_prefix refused (empty prefix)").count(),
+        3,
+        "{trail}"
+    );
+    assert_eq!(
+        trail.matches("flush_prefix refused (no prefix)").count(),
+        1,
+        "{trail}"
+    );
+    assert_eq!(
+        trail
+            .matches("flush_prefix refused (prefix over 250 bytes)")
+            .count(),
+        1,
+        "{trail}"
+    );
+    // Meant: every item goes.
+    let (st, b) = f.http("POST", "/api/flush_prefix?prefix=&all=1", None, true);
+    assert_eq!(st, 200, "{b}");
+    for i in 0..3 {
+        assert_eq!(f.get(&format!("x:{i}")), b"END\r\n");
+    }
+    let trail = std::fs::read_to_string(&audit).unwrap();
+    assert!(trail.contains(r#"action="flush_prefix" peer="#), "{trail}");
+    let _ = std::fs::remove_file(&audit);
 }

@@ -38,6 +38,7 @@ fn exposed() -> BTreeSet<String> {
         version: "0",
         policy: "merge".into(),
         accepting: true,
+        admin_conns: Default::default(),
     };
     to_classic(&openmetrics(&f))
         .lines()

@@ -67,14 +67,6 @@ fn options_without_effect_warn_once_and_missing_safety_features_refuse() {
     let f = temp("file");
     std::fs::write(&f, "u:p\n").unwrap();
     let f = f.to_str().unwrap();
-    {
-        let args = ["-e", f];
-        let out = run(Command::new(BIN).args(args).args(["-u", "root"]));
-        assert_eq!(out.status.code(), Some(64), "{args:?}");
-        let e = stderr(&out);
-        assert!(e.contains("not available yet"), "{args:?}: {e}");
-        assert_eq!(e.lines().count(), 1, "{e}");
-    }
     // -Z needs a certificate, and TCP (memcached's 64 for both).
     for args in [&["-Z"][..], &["-Z", "-s", f, "-o", "ssl_chain_cert=/x.pem"]] {
         let out = run(Command::new(BIN).args(args).args(["-u", "root"]));

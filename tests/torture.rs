@@ -94,6 +94,10 @@ struct Tally {
     hits: u64,
     cas_ok: u64,
     cas_refused: u64,
+    /// What the connection last knew of each of its keys and counters, for
+    /// the check after the restart.
+    model: HashMap<String, State>,
+    counters: HashMap<String, u64>,
 }
 
 fn run_conn(port: u16, conn: usize, seed: u64, ops_target: u64, deadline: Instant) -> Tally {
@@ -111,6 +115,8 @@ fn run_conn(port: u16, conn: usize, seed: u64, ops_target: u64, deadline: Instan
         hits: 0,
         cas_ok: 0,
         cas_refused: 0,
+        model: HashMap::new(),
+        counters: HashMap::new(),
     };
     let nconns = 8;
     while t.ops < ops_target && Instant::now() < deadline {
@@ -293,7 +299,56 @@ fn run_conn(port: u16, conn: usize, seed: u64, ops_target: u64, deadline: Instan
             counters.insert(k, 0);
         }
     }
+    t.model = model;
+    t.counters = counters;
     t
+}
+
+/// After a warm restart (`-e`): every key the connections used is either
+/// gone (evicted) or holds exactly what they last wrote; a deleted key
+/// never comes back. Returns (hits, misses).
+fn check_after_restart(port: u16, tallies: &[Tally]) -> (u64, u64) {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let (mut hits, mut misses) = (0, 0);
+    let mut get = |k: &str| -> Option<Vec<u8>> {
+        w.write_all(format!("get {k}\r\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line == "END\r\n" {
+            return None;
+        }
+        Some(read_value(&mut r, &line, k, false).0)
+    };
+    for t in tallies {
+        for (k, st) in &t.model {
+            match (st, get(k)) {
+                (_, None) => misses += 1,
+                (State::Absent, Some(_)) => panic!("deleted {k} came back after the restart"),
+                (State::Known(want, ver), Some(v)) => {
+                    check_records(k, &v).unwrap();
+                    assert!(v == *want, "{k} after the restart is not version {ver}");
+                    hits += 1;
+                }
+            }
+        }
+        for (k, n) in &t.counters {
+            match get(k) {
+                None => misses += 1,
+                Some(v) => {
+                    assert_eq!(
+                        String::from_utf8_lossy(&v).trim(),
+                        n.to_string(),
+                        "counter {k}"
+                    );
+                    hits += 1;
+                }
+            }
+        }
+    }
+    (hits, misses)
 }
 
 /// Reads one VALUE block and its END; checks it answers `key`.
@@ -364,16 +419,37 @@ fn torture_integrity_under_eviction_across_shards() {
         .local_addr()
         .unwrap()
         .port();
-    let child: Child = Command::new(env!("CARGO_BIN_EXE_corecache"))
-        .args(["-p", &port.to_string(), "-t", "2", "-m", "8", "-u", "root"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _guard = KillOnDrop(child);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // -e: after the run the server restarts warm, and the checker reads
+    // every key back (check_after_restart).
+    let dir = std::env::temp_dir().join(format!("cc-torture-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mem = dir.join("mem");
+    let port_s = port.to_string();
+    let args = [
+        "-p",
+        &port_s,
+        "-t",
+        "2",
+        "-m",
+        "8",
+        "-u",
+        "root",
+        "-e",
+        mem.to_str().unwrap(),
+    ];
+    let spawn = || {
+        let child = Command::new(env!("CARGO_BIN_EXE_corecache"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        KillOnDrop(child)
+    };
+    let mut guard = spawn();
     let deadline = Instant::now() + Duration::from_secs(120);
     let per = ops / conns as u64;
     let handles: Vec<_> = (0..conns)
@@ -384,7 +460,10 @@ fn torture_integrity_under_eviction_across_shards() {
         hits: 0,
         cas_ok: 0,
         cas_refused: 0,
+        model: HashMap::new(),
+        counters: HashMap::new(),
     };
+    let mut tallies = Vec::new();
     let mut failure = None;
     for h in handles {
         match h.join() {
@@ -393,6 +472,7 @@ fn torture_integrity_under_eviction_across_shards() {
                 total.hits += t.hits;
                 total.cas_ok += t.cas_ok;
                 total.cas_refused += t.cas_refused;
+                tallies.push(t);
             }
             Err(e) => failure = Some(e),
         }
@@ -417,4 +497,19 @@ fn torture_integrity_under_eviction_across_shards() {
     );
     assert!(crossed > 1000, "requests must cross shards: {crossed}");
     assert!(total.cas_ok > 0 && total.hits > 0);
+
+    // A graceful stop, a warm start, and every key read back.
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(guard.0.id() as i32, libc::SIGTERM) };
+    assert_eq!(guard.0.wait().unwrap().code(), Some(0));
+    drop(guard);
+    let _guard = spawn();
+    let restored = stat(port, "warm_restored_items");
+    let (hits, misses) = check_after_restart(port, &tallies);
+    println!("after the restart: {restored} items restored, {hits} keys read back as last written, {misses} evicted");
+    assert!(
+        restored > 1000 && hits > 1000,
+        "{restored} restored, {hits} hits"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

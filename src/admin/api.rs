@@ -7,7 +7,6 @@ use super::audit::audit;
 use super::server::App;
 use crate::engine::admin_jobs::{AdminJob, AdminReply};
 use crate::engine::route::owner;
-use crate::store::scan::{ScanCursor, ScanFilter, TtlFilter, SCAN_DONE};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode, Uri};
@@ -17,16 +16,11 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-/// Records a scan step reads at most on one worker. Measured
-/// (`benches/scan.rs`): about 100 µs when every record matches (each is
-/// checked against the index and copied out), about 8 µs when none does.
-pub const STEP_RECORDS: usize = 512;
-/// Keys one `/api/keys` page returns at most.
-pub const PAGE_MAX: usize = 1000;
+pub use super::browse::{PAGE_MAX, STEP_RECORDS};
 /// Keys one bulk request names at most.
 pub const BULK_MAX: usize = 10_000;
 
-fn reply(status: StatusCode, v: Value) -> Response {
+pub(super) fn reply(status: StatusCode, v: Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -35,11 +29,11 @@ fn reply(status: StatusCode, v: Value) -> Response {
         .into_response()
 }
 
-fn bad(msg: &str) -> Response {
+pub(super) fn bad(msg: &str) -> Response {
     reply(StatusCode::BAD_REQUEST, json!({ "error": msg }))
 }
 
-fn unavailable() -> Response {
+pub(super) fn unavailable() -> Response {
     reply(
         StatusCode::SERVICE_UNAVAILABLE,
         json!({"error": "a worker did not answer (stopping?)"}),
@@ -72,7 +66,7 @@ pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// The query string's value for `name`, decoded.
-fn query(uri: &Uri, name: &str) -> Option<Vec<u8>> {
+pub(super) fn query(uri: &Uri, name: &str) -> Option<Vec<u8>> {
     uri.query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then(|| percent_decode(v)).flatten()
@@ -102,7 +96,7 @@ pub fn content_type(v: &[u8]) -> &'static str {
     }
 }
 
-async fn ask(app: &App, to: usize, job: AdminJob) -> Option<AdminReply> {
+pub(super) async fn ask(app: &App, to: usize, job: AdminJob) -> Option<AdminReply> {
     app.shared.ask_worker(to, job).await.ok()
 }
 
@@ -130,32 +124,50 @@ pub async fn history(State(app): State<App>) -> Response {
 }
 
 /// `POST /api/flush_prefix?prefix=P` (or JSON `{"prefix": P}`): hides
-/// every item stored so far under P on every worker. Answers with the
-/// server time the action took (all workers done), in microseconds.
+/// every item stored so far under P on every worker. An empty P hides
+/// everything, so it needs `all=1` (or `"all": true`) too. Answers with
+/// the server time the action took (all workers done), in microseconds.
+/// A refusal is audited as `flush_prefix refused (why)`, as memcached
+/// clients' refused `flush_prefix` (`-F`) is.
 pub async fn flush_prefix(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let prefix = match query(&uri, "prefix") {
-        Some(p) => p,
-        None => match serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v["prefix"].as_str().map(|s| s.as_bytes().to_vec()))
-        {
-            Some(p) => p,
-            None => return bad("prefix missing"),
-        },
+    let json = serde_json::from_slice::<Value>(&body).ok();
+    let field = |k: &str| json.as_ref().map_or(&Value::Null, |v| &v[k]).clone();
+    let prefix = query(&uri, "prefix").or_else(|| field("prefix").as_str().map(|s| s.into()));
+    let all = query(&uri, "all").is_some_and(|v| v == b"1" || v == b"true")
+        || field("all") == Value::Bool(true);
+    let shown = String::from_utf8_lossy(prefix.as_deref().unwrap_or_default()).into_owned();
+    let refuse = |status: StatusCode, why: &str, msg: &str| {
+        audit(
+            &format!("flush_prefix refused ({why})"),
+            &peer.to_string(),
+            &shown,
+        );
+        reply(status, json!({ "error": msg }))
+    };
+    let Some(prefix) = prefix else {
+        return refuse(StatusCode::BAD_REQUEST, "no prefix", "prefix missing");
     };
     if prefix.len() > crate::protocol::KEY_MAX {
-        return bad("prefix over 250 bytes");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "prefix over 250 bytes",
+            "prefix over 250 bytes",
+        );
+    }
+    if prefix.is_empty() && !all {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "empty prefix",
+            "an empty prefix flushes every item: add all=1 to mean it",
+        );
     }
     if !app.shared.settings.flush_enabled {
-        return reply(
-            StatusCode::FORBIDDEN,
-            json!({"error": "flush_prefix not allowed (-F)"}),
-        );
+        return refuse(StatusCode::FORBIDDEN, "-F", "flush_prefix not allowed (-F)");
     }
     audit(
         "flush_prefix",
@@ -176,89 +188,6 @@ pub async fn flush_prefix(
     }
     let us = t.elapsed().as_secs_f64() * 1e6;
     reply(StatusCode::OK, json!({"ok": true, "server_us": us}))
-}
-
-fn parse_cursor(s: &str) -> Option<(usize, ScanCursor)> {
-    if s.is_empty() {
-        return Some((0, 0));
-    }
-    let (w, c) = s.split_once('-')?;
-    Some((w.parse().ok()?, u64::from_str_radix(c, 16).ok()?))
-}
-
-fn parse_ttl(s: &str) -> Option<TtlFilter> {
-    Some(match s {
-        "" | "any" => TtlFilter::Any,
-        "none" => TtlFilter::NoTtl,
-        _ => {
-            let (k, v) = s.split_once(':')?;
-            let n = v.parse().ok()?;
-            match k {
-                "lt" => TtlFilter::ExpiresWithin(n),
-                "gt" => TtlFilter::Above(n),
-                _ => return None,
-            }
-        }
-    })
-}
-
-/// `GET /api/keys?prefix=&pattern=&ttl=&cursor=&limit=`: one page of the
-/// key browser. `ttl` is `any`, `none` (no TTL), `lt:S` (expires within S
-/// seconds) or `gt:S` (more than S seconds left). Walks the workers in
-/// turn, each in steps of [`STEP_RECORDS`] records; `cursor` in the answer
-/// continues the walk (`null` once every worker has been read).
-pub async fn keys(State(app): State<App>, uri: Uri) -> Response {
-    let text = |n| query(&uri, n).map(|v| String::from_utf8_lossy(&v).into_owned());
-    let filter = ScanFilter {
-        prefix: query(&uri, "prefix").unwrap_or_default(),
-        pattern: query(&uri, "pattern").filter(|p| !p.is_empty()),
-        ttl: match parse_ttl(&text("ttl").unwrap_or_default()) {
-            Some(t) => t,
-            None => return bad("ttl must be any, none, lt:SECONDS or gt:SECONDS"),
-        },
-    };
-    let Some((mut w, mut cur)) = parse_cursor(&text("cursor").unwrap_or_default()) else {
-        return bad("bad cursor");
-    };
-    let limit = text("limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(100)
-        .clamp(1, PAGE_MAX);
-    let n = app.shared.mesh.n;
-    let mut out = Vec::new();
-    // Bounded per request too: a sparse match ends the page early, with a
-    // cursor to go on from.
-    let mut steps = 0;
-    while w < n && out.len() < limit && steps < 2048 {
-        steps += 1;
-        let job = AdminJob::Scan {
-            cursor: cur,
-            filter: filter.clone(),
-            max_records: STEP_RECORDS,
-            max_items: limit - out.len(),
-        };
-        let Some(AdminReply::Scan(st)) = ask(&app, w, job).await else {
-            return unavailable();
-        };
-        for i in st.items {
-            out.push(json!({
-                "key": String::from_utf8_lossy(&i.key),
-                "size": i.value_len,
-                "flags": i.flags,
-                "ttl": i.ttl,
-                "last_access": i.atime_unix,
-                "cas": i.cas,
-                "worker": w,
-            }));
-        }
-        if st.next == SCAN_DONE {
-            (w, cur) = (w + 1, 0);
-        } else {
-            cur = st.next;
-        }
-    }
-    let cursor = (w < n).then(|| format!("{w}-{cur:x}"));
-    reply(StatusCode::OK, json!({"keys": out, "cursor": cursor}))
 }
 
 const BAD_KEY: &str = "a key is 1 to 250 bytes without spaces or control characters";
@@ -469,12 +398,6 @@ mod tests {
         assert!(!valid_key(b""));
         assert!(!valid_key(&[b'k'; 251]));
         assert!(!valid_key(b"a\x7f"));
-        assert_eq!(parse_cursor(""), Some((0, 0)));
-        assert_eq!(parse_cursor("1-ff"), Some((1, 255)));
-        assert_eq!(parse_cursor("x"), None);
-        assert_eq!(parse_ttl("lt:60"), Some(TtlFilter::ExpiresWithin(60)));
-        assert_eq!(parse_ttl("none"), Some(TtlFilter::NoTtl));
-        assert_eq!(parse_ttl("zz"), None);
     }
 
     #[test]

@@ -41,6 +41,21 @@ pub struct Figures {
     pub policy: String,
     /// False once the server is stopping (listeners closed).
     pub accepting: bool,
+    /// The admin port's own connections.
+    pub admin_conns: AdminConns,
+}
+
+/// The admin port's connection figures (`admin/listener.rs`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AdminConns {
+    /// Open now.
+    pub open: u64,
+    /// Served since start.
+    pub total: u64,
+    /// Refused past `--admin-max-conns` since start.
+    pub rejected: u64,
+    /// Closed by a timeout since start.
+    pub timed_out: u64,
 }
 
 /// Reads what the workers have published. Never blocks a worker: every
@@ -91,6 +106,15 @@ pub fn gather(shared: &Shared) -> Figures {
         version: VERSION,
         policy: shared.settings.eviction_name().to_string(),
         accepting: !shared.stop.load(Relaxed),
+        admin_conns: {
+            let c = &super::listener::CONNS;
+            AdminConns {
+                open: c.open.load(Relaxed),
+                total: c.total.load(Relaxed),
+                rejected: c.rejected.load(Relaxed),
+                timed_out: c.timed_out.load(Relaxed),
+            }
+        },
     }
 }
 

@@ -82,6 +82,7 @@ mod tests {
             version: "x",
             policy: "merge".into(),
             accepting,
+            admin_conns: Default::default(),
         }
     }
 

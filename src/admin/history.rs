@@ -221,6 +221,7 @@ mod tests {
             version: "x",
             policy: "merge".into(),
             accepting: true,
+            admin_conns: Default::default(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! `/stats`: the figures `stats` and `/metrics` give, as one JSON object
-//! for scripts:
+//! for scripts. Counts are since start, as on `/metrics`: `stats reset`
+//! restarts only the text and binary `stats` (`exec/counters.rs`).
 //!
 //! ```text
 //! { "stats":    { <every row of `stats`, numbers as numbers> },

@@ -18,15 +18,17 @@
 //! the journal: `JOURNAL_STREAM` is set) each line starts with its
 //! sd-daemon priority (`<3>` error ... `<7>` debug) and has no timestamp,
 //! which the journal adds; elsewhere lines carry an RFC 3339 UTC time.
-//! `--audit-log` also writes the audit trail to a file of its own.
+//! `--audit-log` also writes the audit trail to a file of its own. SIGHUP
+//! reopens both files (`--logfile` in `process/daemon.rs`), for logrotate.
 //!
 //! Workers never write a line themselves: `log_writer.rs` queues it for a
 //! writer thread, so a stderr nobody reads cannot stall a shard.
 
 use super::log_writer::{Offload, Sink};
 use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tracing::level_filters::LevelFilter;
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
@@ -179,7 +181,11 @@ pub fn init(verbose: u8, to_logfile: bool, audit_log: Option<&str>) -> Result<()
     .with_filter(Verbosity);
     let audit = match audit_log {
         Some(p) => {
-            let f = Offload(Sink::File(Arc::new(Mutex::new(append(p)?))));
+            let file = Arc::new(Mutex::new(append(p)?));
+            // The daemon leaves its directory: keep the path as given here.
+            let path = std::path::absolute(p).map_err(|e| format!("{p}: {e}"))?;
+            let _ = AUDIT_FILE.set((path, file.clone()));
+            let f = Offload(Sink::File(file));
             Some(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(false)
@@ -191,6 +197,22 @@ pub fn init(verbose: u8, to_logfile: bool, audit_log: Option<&str>) -> Result<()
     };
     let subscriber = tracing_subscriber::registry().with(main).with(audit);
     tracing::subscriber::set_global_default(subscriber).map_err(|e| e.to_string())
+}
+
+/// `--audit-log`'s path and the file the audit layer writes to.
+static AUDIT_FILE: OnceLock<(PathBuf, Arc<Mutex<File>>)> = OnceLock::new();
+
+/// Opens `--audit-log`'s path again and writes there from now on (SIGHUP,
+/// after logrotate moved the file). Returns the path, or None without
+/// `--audit-log`. Errors: the file cannot be opened (the old one stays).
+pub fn reopen_audit_log() -> Result<Option<String>, String> {
+    let Some((path, file)) = AUDIT_FILE.get() else {
+        return Ok(None);
+    };
+    let shown = path.display().to_string();
+    let f = append(&shown)?;
+    *file.lock().unwrap_or_else(|p| p.into_inner()) = f;
+    Ok(Some(shown))
 }
 
 /// The current `-v` count.

@@ -14,6 +14,8 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+pub use super::exposition::{to_classic, wants_openmetrics};
+
 /// Content type of the OpenMetrics answer.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Content type of the classic text answer.
@@ -180,6 +182,27 @@ fn registry(f: &Figures) -> Registry {
         "memcached_connections_listener_disabled",
         "Number of times accepting failed for want of file descriptors (listen_disabled_num)",
         c.listen_disabled_num,
+    );
+    let a = &f.admin_conns;
+    b.gauge(
+        "corecache_admin_current_connections",
+        "Open connections to the admin HTTP port",
+        U(a.open),
+    );
+    b.counter(
+        "corecache_admin_connections",
+        "Connections the admin HTTP port served since start",
+        a.total,
+    );
+    b.counter(
+        "corecache_admin_connections_rejected",
+        "Admin HTTP connections refused past --admin-max-conns",
+        a.rejected,
+    );
+    b.counter(
+        "corecache_admin_connections_timed_out",
+        "Admin HTTP connections closed by the header read, idle or request timeout",
+        a.timed_out,
     );
     b.gauge(
         "memcached_accepting_connections",
@@ -454,47 +477,6 @@ pub fn openmetrics(f: &Figures) -> String {
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry(f))
         .expect("writing to a String cannot fail");
-    out
-}
-
-/// Whether an `Accept` header asks for OpenMetrics.
-pub fn wants_openmetrics(accept: Option<&str>) -> bool {
-    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
-}
-
-/// Rewrites OpenMetrics text as the classic text format 0.0.4: counter
-/// families are named with their `_total` suffix in `# HELP`/`# TYPE`,
-/// `unknown` becomes `untyped`, and `# UNIT` and `# EOF` go.
-pub fn to_classic(om: &str) -> String {
-    let counters: std::collections::HashSet<&str> = om
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|r| r.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(om.len() + 64 * counters.len());
-    for line in om.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let meta = ["# HELP ", "# TYPE "]
-            .into_iter()
-            .find_map(|p| line.strip_prefix(p).map(|r| (p, r)));
-        match meta {
-            Some((p, rest)) => {
-                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-                let tail = if tail == "unknown" { "untyped" } else { tail };
-                out.push_str(p);
-                out.push_str(name);
-                if counters.contains(name) {
-                    out.push_str("_total");
-                }
-                out.push(' ');
-                out.push_str(tail);
-            }
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
     out
 }
 

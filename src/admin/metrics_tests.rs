@@ -55,6 +55,7 @@ fn figures(c: Counters, latency: Option<Snapshot>) -> Figures {
         version: "0.1.0",
         policy: "merge".into(),
         accepting: true,
+        admin_conns: Default::default(),
     }
 }
 

@@ -9,14 +9,17 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod browse;
 pub mod cpu;
 pub mod dashboard;
+pub mod exposition;
 pub mod family;
 pub mod figures;
 pub mod health;
 pub mod histogram;
 pub mod history;
 pub mod json;
+pub mod listener;
 pub mod log_writer;
 pub mod logging;
 pub mod metrics;
@@ -59,6 +62,15 @@ pub struct AdminArgs {
     /// Also write the audit trail (administrative actions) to this file.
     #[arg(long = "audit-log", value_name = "PATH")]
     pub audit_log: Option<String>,
+    /// Most admin HTTP connections served at once; one more is answered
+    /// 503 and closed. Default 64.
+    #[arg(id = "admin_max_conns", long = "admin-max-conns", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns: Option<u32>,
+    /// Seconds the admin port waits for a request's headers, on a new
+    /// connection and between keep-alive requests, before it closes the
+    /// connection. Default 10.
+    #[arg(id = "admin_timeout", long = "admin-timeout", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: Option<u64>,
 }
 
 impl AdminArgs {
@@ -79,6 +91,18 @@ impl AdminArgs {
             return Err("the admin token is empty".into());
         }
         Ok(Some(t))
+    }
+
+    /// The connection cap and timeouts the admin port serves within.
+    pub fn limits(&self) -> listener::Limits {
+        listener::Limits {
+            max_conns: self
+                .max_conns
+                .map_or(listener::DEFAULT_MAX_CONNS, |n| n as usize),
+            timeout: std::time::Duration::from_secs(
+                self.timeout.unwrap_or(listener::DEFAULT_TIMEOUT),
+            ),
+        }
     }
 
     /// Whether the admin port is wanted at all.
@@ -275,6 +299,30 @@ mod tests {
         assert!(e.msg.contains("cannot listen"), "{}", e.msg);
         assert!(bind(&args(Some("[::1]:0"))).is_ok());
         assert!(bind(&args(Some("nonsense"))).is_err());
+    }
+
+    #[test]
+    fn admin_limits_are_their_own_flags() {
+        let argv = |a: &[&str]| -> crate::config::Args {
+            let v: Vec<String> = std::iter::once("corecache")
+                .chain(a.iter().copied())
+                .map(str::to_string)
+                .collect();
+            match crate::config::load(&v).unwrap() {
+                crate::config::Loaded::Run(a) => *a,
+                crate::config::Loaded::Print(p) => panic!("{p}"),
+            }
+        };
+        // `-c` is memcached's max_conns: it must not leak into the admin cap.
+        let a = argv(&["-c", "7", "--admin-max-conns", "3", "--admin-timeout", "4"]);
+        assert_eq!(a.max_conns, 7);
+        let l = a.admin.limits();
+        assert_eq!((l.max_conns, l.timeout.as_secs()), (3, 4));
+        let l = argv(&["-c", "7"]).admin.limits();
+        assert_eq!(
+            (l.max_conns, l.timeout.as_secs()),
+            (listener::DEFAULT_MAX_CONNS, listener::DEFAULT_TIMEOUT)
+        );
     }
 
     #[test]

@@ -7,14 +7,14 @@ use super::auth::{self, Guard};
 use super::figures::gather;
 use super::health::Heartbeats;
 use super::history::{History, INTERVAL};
-use super::{api, dashboard, json, metrics};
+use super::listener::Limits;
+use super::{api, browse, dashboard, json, metrics};
 use crate::engine::Shared;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -30,6 +30,8 @@ pub struct App {
     pub history: Arc<Mutex<History>>,
     /// Which worker owns a key (`engine::route`).
     pub route: ahash::RandomState,
+    /// The key browser's gate (`browse.rs`).
+    pub scans: Arc<tokio::sync::Semaphore>,
 }
 
 fn text(status: StatusCode, ctype: &'static str, body: String) -> Response {
@@ -85,6 +87,7 @@ pub fn router(shared: Arc<Shared>, guard: Arc<Guard>, history: Arc<Mutex<History
         guard: guard.clone(),
         history,
         route: crate::engine::route::route_hasher(),
+        scans: Arc::new(browse::gate()),
     };
     Router::new()
         .route("/metrics", get(metrics_page))
@@ -96,7 +99,7 @@ pub fn router(shared: Arc<Shared>, guard: Arc<Guard>, history: Arc<Mutex<History
         .route("/api/csrf", get(api::csrf))
         .route("/api/history", get(api::history))
         .route("/api/flush_prefix", post(api::flush_prefix))
-        .route("/api/keys", get(api::keys))
+        .route("/api/keys", get(browse::keys))
         .route("/api/keys/bulk", post(api::bulk))
         .route(
             "/api/key/{*key}",
@@ -121,11 +124,13 @@ async fn sample(shared: Arc<Shared>, history: Arc<Mutex<History>>) {
 
 /// Serves the admin port on `listener` (bound by `admin::bind`) from a
 /// thread named `admin`, until the process exits, asking for `token` when
-/// one is given. Errors: the thread or its runtime cannot be created.
+/// one is given, within `limits` (connections, timeouts). Errors: the
+/// thread or its runtime cannot be created.
 pub fn spawn(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
     token: Option<String>,
+    limits: Limits,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let guard = Arc::new(Guard::new(token));
     listener
@@ -148,11 +153,7 @@ pub fn spawn(
                 tracing::info!("admin port listening on http://{addr}");
                 let history = Arc::new(Mutex::new(History::default()));
                 tokio::spawn(sample(shared.clone(), history.clone()));
-                let app = router(shared, guard, history)
-                    .into_make_service_with_connect_info::<SocketAddr>();
-                if let Err(e) = axum::serve(l, app).await {
-                    tracing::error!("admin port {addr}: {e}");
-                }
+                super::listener::serve(l, router(shared, guard, history), limits).await;
             })
         })
         .map_err(|e| format!("admin thread: {e}"))

@@ -162,6 +162,7 @@ mod tests {
             version: "x",
             policy: "merge".into(),
             accepting,
+            admin_conns: Default::default(),
         }
     }
 

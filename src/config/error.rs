@@ -17,15 +17,6 @@ pub enum ConfigError {
     },
     /// A value out of range, or two settings that contradict each other.
     Invalid(String),
-    /// A memcached option whose feature corecache does not have yet. It is
-    /// refused rather than ignored: running without it would serve
-    /// without authentication, without TLS or without persistence.
-    NotYet {
-        /// The option as given, e.g. `-S` or `-o ssl_key`.
-        option: String,
-        /// The feature it asks for.
-        feature: &'static str,
-    },
 }
 
 impl ConfigError {
@@ -40,11 +31,6 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Usage(m) | ConfigError::Invalid(m) => f.write_str(m.trim_end()),
             ConfigError::File { path, reason } => write!(f, "{path}: {reason}"),
-            ConfigError::NotYet { option, feature } => write!(
-                f,
-                "{option} ({feature}) is not available yet; it arrives in a later corecache \
-                 release. Refusing to start rather than run without it."
-            ),
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct Config {
     pub huge_pages: bool,
     /// `-o prefault`: fault item memory in at start.
     pub prefault: bool,
+    /// `-e PATH`: keep the cache across a graceful restart in files at
+    /// PATH (`process::warm`), made absolute (`-d` changes directory).
+    pub memory_file: Option<PathBuf>,
     /// `-k`: mlockall, item memory included.
     pub lock_memory: bool,
     /// `-r`: raise the core file limit.
@@ -127,27 +130,16 @@ fn auth_config(
     }))
 }
 
-fn not_yet(option: &str, feature: &'static str) -> ConfigError {
-    ConfigError::NotYet {
-        option: option.to_string(),
-        feature,
-    }
-}
-
 impl Config {
     /// Checks `args` and derives the typed settings, with the same limits
     /// memcached applies (`-I` at least 1k, `-c` above 0) and corecache's
     /// own (every shard holds at least three segments).
     ///
     /// # Errors
-    /// `ConfigError::NotYet` for `-e`;
     /// `ConfigError::Invalid` for values out of range or in conflict
     /// (`-S` without a password file, `-o acl_file` without `-Y`/`-S`,
     /// `-Z` without a certificate or without TCP).
     pub fn from_args(args: &Args) -> Result<Config, ConfigError> {
-        if args.memory_file.is_some() {
-            return Err(not_yet("-e", "restartable cache in a memory file"));
-        }
         let x = parse_extended(&args.extended)?;
         let auth = auth_config(args, x.acl_file.as_deref())?;
         let mut no_effect = Vec::new();
@@ -308,6 +300,11 @@ impl Config {
             },
             huge_pages: x.hugepages || args.large_pages,
             prefault: x.prefault,
+            memory_file: args
+                .memory_file
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .map(absolute),
             lock_memory: args.lock_memory,
             core_dumps: args.core_dumps,
             max_conns: args.max_conns,
@@ -376,13 +373,11 @@ mod tests {
     }
 
     #[test]
-    fn safety_features_are_refused_not_ignored() {
-        {
-            let f = ["-e", "/x"];
-            let e = config(&f).unwrap_err();
-            assert!(matches!(e, ConfigError::NotYet { .. }), "{f:?}");
-            assert!(e.to_string().starts_with(f[0]), "{e}");
-        }
+    fn memory_file_is_made_absolute() {
+        let c = config(&["-e", "mem"]).unwrap();
+        let p = c.memory_file.unwrap();
+        assert!(p.is_absolute() && p.ends_with("mem"), "{p:?}");
+        assert_eq!(config(&[]).unwrap().memory_file, None);
     }
 
     #[test]

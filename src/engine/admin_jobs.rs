@@ -6,7 +6,8 @@
 //! mutex is only taken when the flag is set, and only the admin thread
 //! contends for it). A sleeping worker is woken with MSG_RING from a small
 //! ring of the admin side's own. Every job is bounded (a scan step reads a
-//! bounded number of records), so a worker is never held for long.
+//! bounded number of records), and a turn runs at most [`JOBS_PER_TURN`]
+//! of them, so a worker is never held for long.
 
 use super::user_data::{Kind, UserData};
 use super::worker::Worker;
@@ -73,6 +74,13 @@ pub enum AdminReply {
 
 type Queued = (AdminJob, oneshot::Sender<AdminReply>);
 
+/// Admin jobs a worker runs per loop turn at most. Each is bounded (a scan
+/// step reads `admin::browse::STEP_RECORDS` records, a text job is one
+/// command, about a µs), so the admin side costs a turn a few µs however
+/// much it asks at once: a bulk delete of 10,000 keys, run in one turn,
+/// stalled every connection of the shard for milliseconds.
+pub const JOBS_PER_TURN: usize = 4;
+
 /// The admin side's inboxes, one per worker, and its waking ring.
 pub struct AdminInboxes {
     pending: Vec<AtomicBool>,
@@ -96,9 +104,15 @@ impl AdminInboxes {
         self.pending[id].load(Relaxed)
     }
 
-    fn take(&self, id: usize) -> Vec<Queued> {
-        self.pending[id].store(false, SeqCst);
-        std::mem::take(&mut *self.jobs[id].lock().unwrap_or_else(|e| e.into_inner()))
+    /// The first `max` jobs waiting for worker `id`; the flag stays set
+    /// while more wait.
+    fn take(&self, id: usize, max: usize) -> Vec<Queued> {
+        let mut q = self.jobs[id].lock().unwrap_or_else(|e| e.into_inner());
+        let n = max.min(q.len());
+        let first: Vec<Queued> = q.drain(..n).collect();
+        // Under the lock: a job pushed after this sets the flag again.
+        self.pending[id].store(!q.is_empty(), SeqCst);
+        first
     }
 }
 
@@ -154,11 +168,13 @@ impl super::Shared {
 }
 
 impl Worker {
-    /// Runs what the admin side asked of this shard, if anything.
+    /// Runs what the admin side asked of this shard, if anything: at most
+    /// [`JOBS_PER_TURN`] jobs, the rest on the next turns (the loop does
+    /// not sleep while the flag is set).
     #[inline]
     pub(super) fn run_admin_jobs(&mut self) {
         if self.shared.admin_jobs.pending(self.id) {
-            for (job, tx) in self.shared.admin_jobs.take(self.id) {
+            for (job, tx) in self.shared.admin_jobs.take(self.id, JOBS_PER_TURN) {
                 let _ = tx.send(self.admin_job(job));
             }
         }

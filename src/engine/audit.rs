@@ -23,7 +23,10 @@ fn describe(req: &Request) -> (&'static str, String) {
             ("flush_prefix", String::from_utf8_lossy(prefix).into_owned())
         }
         Request::Text(T::CacheMemlimit { mb, .. }) => ("cache_memlimit", mb.to_string()),
-        Request::Text(T::Shutdown) => ("shutdown", String::new()),
+        Request::Text(T::Shutdown { graceful }) => (
+            "shutdown",
+            if *graceful { "graceful" } else { "" }.to_string(),
+        ),
         Request::Text(T::RefreshCerts { .. }) => ("refresh_certs", String::new()),
         Request::Text(T::Verbosity { level, .. }) => (
             "verbosity",
@@ -91,5 +94,7 @@ mod tests {
             "flush_all refused (-F)"
         );
         assert_eq!(action("shutdown", None), "shutdown");
+        let r = Request::Text(text::Request::Shutdown { graceful: true });
+        assert_eq!(describe(&r), ("shutdown", "graceful".to_string()));
     }
 }

@@ -90,6 +90,11 @@ pub struct Conn {
     pub base_seq: u64,
     /// Slots still waiting for another shard.
     pub waiting: usize,
+    /// A `stats` is parsed and waits, unrun, until `waiting` is 0: it must
+    /// count what this connection's requests before it did on other shards
+    /// (a pipelined `stats` after `stats reset`, or after a forwarded
+    /// `set`), as memcached's one thread per connection does.
+    pub stats_wait: bool,
     /// Bytes (copied and referenced) of the `Ready` slots in `pending`.
     pub held: usize,
     /// Local replies behind the last pending slot, and their references.
@@ -152,6 +157,7 @@ impl Conn {
             pending: VecDeque::new(),
             base_seq: 0,
             waiting: 0,
+            stats_wait: false,
             held: 0,
             tail: Vec::new(),
             tail_refs: Refs::default(),
@@ -299,7 +305,12 @@ impl Conn {
     /// Whether to stop executing this connection's requests: its replies
     /// reached the cap, or it has too many outstanding on other shards.
     pub fn over_cap(&self) -> bool {
-        self.output_held() >= CONN_CAP || self.waiting >= MAX_WAITING
+        self.output_held() >= CONN_CAP || self.waiting >= MAX_WAITING || self.stats_waits()
+    }
+
+    /// Whether a parsed `stats` still waits for replies from other shards.
+    pub fn stats_waits(&self) -> bool {
+        self.stats_wait && self.waiting > 0
     }
 
     /// Whether to stop reading: executing stopped, or input and output
@@ -314,9 +325,10 @@ impl Conn {
 
     /// Whether a paused connection may go on: well under the cap again
     /// (half of it for replies outstanding elsewhere, so they are asked
-    /// for in batches).
+    /// for in batches), and no `stats` waiting.
     pub fn may_resume(&self) -> bool {
-        self.output_held() < CONN_CAP
+        !self.stats_waits()
+            && self.output_held() < CONN_CAP
             && self.waiting <= MAX_WAITING / 2
             && !(self.held_total() >= CONN_CAP && self.output_held() > 0)
     }

@@ -70,6 +70,34 @@ pub fn request(fd: impl Fn() -> RawFd, req: &Request, raw: &[u8], refused: Optio
     }
 }
 
+/// A client error found when the request ran (`incr` on a value that is
+/// not a number, a meta flag that does not apply, ...): `reply` is the
+/// request's reply, logged at INFO (`-vv`) when it is a text
+/// `CLIENT_ERROR` line or a binary "invalid arguments" or "non-numeric
+/// value" status, as memcached's `-vv` shows it. `conn` is the
+/// connection's descriptor, or None when the request was forwarded to
+/// `shard`, the worker that ran it. Costs one relaxed load below `-vv`.
+pub fn reply_error(conn: Option<RawFd>, shard: usize, reply: &[u8]) {
+    if verbosity() < 2 {
+        return;
+    }
+    let what = if reply.starts_with(b"CLIENT_ERROR ") {
+        shown(reply)
+    } else if reply.len() >= 24 && reply[0] == 0x81 {
+        match u16::from_be_bytes([reply[6], reply[7]]) {
+            0x04 => "binary: invalid arguments".to_string(),
+            0x06 => "binary: incr/decr on a non-numeric value".to_string(),
+            _ => return,
+        }
+    } else {
+        return;
+    };
+    match conn {
+        Some(fd) => tracing::info!(conn = fd, error = %what, "client error"),
+        None => tracing::info!(shard, error = %what, "client error"),
+    }
+}
+
 /// The error a request is, if it is one the client caused.
 fn client_error(req: &Request) -> Option<&'static str> {
     match req {

@@ -143,7 +143,7 @@ pub fn classify<'k>(req: &Request<'k>, kbuf: &'k mut [u8; KEY_MAX + 6]) -> (Op, 
             T::CacheMemlimit { .. } => (Op::MemLimit, Route::Broadcast),
             T::Stats { .. } | T::Admin { .. } => (Op::Stats, Route::Server),
             T::Quit => (Op::Quit, Route::Server),
-            T::Shutdown => (Op::Shutdown, Route::Server),
+            T::Shutdown { .. } => (Op::Shutdown, Route::Server),
             T::RefreshCerts { .. } => (Op::RefreshCerts, Route::Server),
             T::Version => (Op::Other, Route::Local),
             T::Verbosity { .. } => (Op::Verbosity, Route::Local),
@@ -187,10 +187,20 @@ impl Worker {
     /// Dispatches one whole request of connection `idx`; `raw` is its
     /// bytes as received (what a forward or broadcast carries). Returns
     /// false if the request is not finished (a multi-key get suspended,
-    /// see multiget.rs): its bytes must stay where they are.
+    /// see multiget.rs) or not started (a `stats` waiting for this
+    /// connection's replies from other shards, `Conn::stats_wait`): its
+    /// bytes must stay where they are.
     pub(super) fn dispatch(&mut self, idx: u32, req: Request, raw: &[u8]) -> bool {
         let mut kbuf = [0u8; KEY_MAX + 6];
         let (op, route) = classify(&req, &mut kbuf);
+        if op == Op::Stats && route == Route::Server {
+            // Before anything is logged or counted: it runs again later.
+            let c = self.conn(idx);
+            c.stats_wait = c.waiting > 0;
+            if c.stats_wait {
+                return false;
+            }
+        }
         self.note_parsed(idx, op);
         let refusal = self
             .access(idx, op, route, &req)
@@ -223,18 +233,8 @@ impl Worker {
             }
             Route::Split(keys) => return self.split_get(idx, &req, keys, raw),
             Route::Broadcast => {
-                match broadcast_job(&req) {
-                    // The reply waits for every worker's (empty) one, and
-                    // each publishes its new limit first: a `stats` after
-                    // the reply sees it everywhere.
-                    Some(job @ Job::MemLimit { .. }) => {
-                        let me = self.id;
-                        for to in (0..self.shared.mesh.n).filter(|&w| w != me) {
-                            self.forward(idx, to, job.clone());
-                        }
-                    }
-                    Some(job) => self.broadcast(job),
-                    None => {}
+                if let Some(job) = broadcast_job(&req) {
+                    self.broadcast(idx, job);
                 }
                 self.exec_local(idx, &req);
                 if op == Op::Flush {
@@ -344,17 +344,24 @@ impl Worker {
     /// When they go straight to the output (nothing waits on another
     /// shard before them), large values may be sent by reference.
     pub(super) fn exec_local(&mut self, idx: u32, req: &Request) {
-        self.exec_with(idx, |sh, out| match req {
-            Request::Text(t) => exec::text::exec(sh, t, out),
-            // Answered by the dispatcher (access.rs, auth_cmd.rs).
-            Request::AsciiAuth(_) => {}
-            Request::Binary(Ok(r)) => exec::binary::exec(sh, r, out),
-            Request::Binary(Err(binary::Invalid::Args(h))) => {
-                exec::binary::error(out, h.opcode, status::EINVAL, h.opaque)
+        let fd = self.conns[idx as usize].as_ref().map(|c| c.fd);
+        let id = self.id;
+        self.exec_with(idx, |sh, out| {
+            let start = out.len();
+            match req {
+                Request::Text(t) => exec::text::exec(sh, t, out),
+                // Answered by the dispatcher (access.rs, auth_cmd.rs).
+                Request::AsciiAuth(_) => {}
+                Request::Binary(Ok(r)) => exec::binary::exec(sh, r, out),
+                // Logged as parsed (conn_log::request).
+                Request::Binary(Err(binary::Invalid::Args(h))) => {
+                    return exec::binary::error(out, h.opcode, status::EINVAL, h.opaque);
+                }
+                Request::Binary(Err(binary::Invalid::Unknown(h))) => {
+                    return exec::binary::error(out, h.opcode, status::UNKNOWN_COMMAND, h.opaque);
+                }
             }
-            Request::Binary(Err(binary::Invalid::Unknown(h))) => {
-                exec::binary::error(out, h.opcode, status::UNKNOWN_COMMAND, h.opaque)
-            }
+            super::conn_log::reply_error(fd, id, out.get(start..).unwrap_or_default());
         });
         if let Request::Binary(Err(binary::Invalid::Args(_))) = req {
             // memcached closes after invalid arguments: the rest of the

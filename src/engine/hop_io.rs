@@ -213,7 +213,7 @@ impl Worker {
                     next,
                 });
             }
-            Job::ResetStats => self.shard.reset_counters(),
+            Job::ResetStats => self.reset_stats(),
             Job::Conns => bytes = self.conns_lines(None),
             // The receiving worker counted the command once; the other
             // shards only apply it.
@@ -242,6 +242,7 @@ impl Worker {
             } => {
                 if let Parse::Done(req, _) | Parse::Skip(req, _, _) = text::parse(&raw, item_max) {
                     exec::text::exec(&mut self.shard, &req, &mut bytes);
+                    super::conn_log::reply_error(None, self.id, &bytes);
                 }
             }
             Job::Raw {
@@ -252,6 +253,7 @@ impl Worker {
                     binary::parse(&raw, item_max)
                 {
                     exec::binary::exec(&mut self.shard, &r, &mut bytes);
+                    super::conn_log::reply_error(None, self.id, &bytes);
                 }
             }
         }
@@ -302,19 +304,17 @@ impl Worker {
         }
     }
 
-    /// Sends a job to every other worker to run there too (flush_all,
-    /// cache_memlimit); nothing comes back.
-    pub(super) fn broadcast(&mut self, job: Job) {
+    /// Sends a job for connection `idx` to every other worker to run there
+    /// too (flush_all, flush_prefix, cache_memlimit). Each answers with an
+    /// empty reply in the connection's order, so the request's own reply
+    /// goes out once every shard has applied it, as memcached answers once
+    /// the change is global, and a `stats` after it sees it on every shard
+    /// (`Conn::stats_wait`; a `stats` right after an `OK` showed the other
+    /// shards' old `limit_maxbytes`).
+    pub(super) fn broadcast(&mut self, idx: u32, job: Job) {
         for to in 0..self.shared.mesh.n {
             if to != self.id {
-                let m = Msg::Job {
-                    from: self.id,
-                    conn: 0,
-                    seq: NO_REPLY,
-                    cfd: -1,
-                    job: job.clone(),
-                };
-                self.send_msg(to, m);
+                self.forward(idx, to, job.clone());
             }
         }
     }

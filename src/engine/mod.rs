@@ -21,6 +21,7 @@ pub mod multiget;
 pub mod prefetch;
 pub mod reap;
 pub mod recv;
+pub mod restart;
 pub mod route;
 pub mod send;
 pub mod server_cmd;
@@ -105,6 +106,10 @@ impl Settings {
 pub struct Shared {
     pub mesh: hop::Mesh,
     pub published: Vec<Published>,
+    /// Each worker's counters at its last `stats reset`, published when it
+    /// resets: `stats` shows `published` since these (`Counters::since`),
+    /// the admin port `published` itself, which never goes back.
+    pub stats_base: Vec<Published>,
     pub stop: AtomicBool,
     pub conns: AtomicUsize,
     pub settings: Settings,
@@ -127,4 +132,8 @@ pub struct Shared {
     pub oldest_live: std::sync::atomic::AtomicU32,
     /// `stats detail`'s per-prefix counts; every shard holds it too.
     pub detail: std::sync::Arc<crate::exec::detail::Detail>,
+    /// `-e`: what each worker does with its store once stopped.
+    pub at_stop: Option<restart::AtStop>,
+    /// `-e`: what the restore at start-up brought back.
+    pub restored: restart::Restored,
 }

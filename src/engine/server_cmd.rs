@@ -211,7 +211,7 @@ impl Worker {
                     }
                 }
                 // After the forwards, which count themselves.
-                self.shard.reset_counters();
+                self.reset_stats();
                 StatsReply::Reset
             }
             _ => StatsReply::Unknown,
@@ -227,12 +227,29 @@ impl Worker {
         t
     }
 
-    /// Each worker's counters as last published, this one's current.
+    /// Each worker's counters since its last `stats reset`, as last
+    /// published, this one's current.
     fn per_worker(&self) -> Vec<Counters> {
-        let me = self.shard.counters();
-        (self.shared.published.iter().enumerate())
-            .map(|(i, p)| if i == self.id { me } else { p.snapshot() })
+        let mut me = self.shard.counters_since_reset();
+        // Set at publishing for the others (worker.rs `publish`).
+        me.connection_structures = self.conns.len() as u64;
+        let bases = &self.shared.stats_base;
+        (self.shared.published.iter().zip(bases).enumerate())
+            .map(|(i, (p, b))| {
+                if i == self.id {
+                    me
+                } else {
+                    p.snapshot().since(&b.snapshot())
+                }
+            })
             .collect()
+    }
+
+    /// `stats reset` on this shard: `stats` counts from here on (the
+    /// counts themselves go on, see `exec/counters.rs`).
+    pub(super) fn reset_stats(&mut self) {
+        self.shard.reset_counters();
+        self.shared.stats_base[self.id].publish(&self.shard.base);
     }
 }
 

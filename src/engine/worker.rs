@@ -231,6 +231,9 @@ impl Worker {
                 let all = self.shared.mesh.stopped.load(SeqCst) == self.shared.mesh.n;
                 if all || now > g + STOP_CUTOFF {
                     self.publish();
+                    if let Some(at_stop) = &self.shared.at_stop {
+                        at_stop(self.id, &self.shard.store);
+                    }
                     return Ok(());
                 }
             }

@@ -1,5 +1,11 @@
 //! Per-shard command counters, kept as plain integers by the owning worker
 //! and published to atomics once per loop turn for `stats` to sum.
+//!
+//! The counts only ever grow, from start to exit: the admin port exports
+//! them as Prometheus counters, and a counter that goes back breaks
+//! `rate()`. `stats reset` does not zero them; it records what they were
+//! (`Shard::reset_counters`), and the text and binary `stats` show counts
+//! since then ([`Counters::since`]), as memcached's reset ones.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -29,6 +35,16 @@ macro_rules! counters {
         }
 
         impl Counters {
+            /// These figures counted from `base` (what they were at the
+            /// last `stats reset`): counts less `base`, levels
+            /// ([`GAUGES`]) as they are.
+            pub fn since(&self, base: &Counters) -> Counters {
+                let mut out = *self;
+                $(if !GAUGES.contains(&stringify!($name)) {
+                    out.$name = self.$name.saturating_sub(base.$name);
+                })*
+                out
+            }
             /// Adds another worker's figures to these.
             pub fn add(&mut self, o: &Counters) {
                 $(self.$name += o.$name;)*
@@ -49,6 +65,24 @@ macro_rules! counters {
         }
     };
 }
+
+/// The figures that are levels, not counts: `stats reset` leaves them as
+/// they are (memcached keeps `curr_connections`, `curr_items`, `bytes`
+/// and the limits).
+pub const GAUGES: [&str; 12] = [
+    "curr_connections",
+    "connection_structures",
+    "hash_buckets",
+    "hash_expanding",
+    "worker_port_connections",
+    "pinned_segments",
+    "segment_bytes_used",
+    "curr_items",
+    "bytes",
+    "limit_maxbytes",
+    "accepting_conns",
+    "hash_bytes",
+];
 
 counters!(
     curr_connections,

@@ -13,8 +13,11 @@ pub use crate::version::VERSION;
 pub struct Shard {
     /// The items this worker owns.
     pub store: Store,
-    /// Command counters, written only by the owning worker.
+    /// Command counters, written only by the owning worker; counts grow
+    /// from start to exit (see `counters.rs`).
     pub c: Counters,
+    /// The counters at the last `stats reset` (zero before one).
+    pub base: Counters,
     /// How many shards share `-m` (for `cache_memlimit`).
     pub shards: usize,
     /// This shard's number (its worker's), stamped on value references.
@@ -37,6 +40,7 @@ impl Shard {
         Shard {
             store,
             c: Counters::default(),
+            base: Counters::default(),
             shards: 1,
             id: 0,
             zc_min: usize::MAX,
@@ -73,19 +77,19 @@ impl Shard {
         c
     }
 
-    /// `stats reset`: zeroes the command counters, the connection totals
-    /// and the store's item counters (total_items, evictions, reclaimed,
-    /// ...), keeping only the gauges (`curr_connections`, per worker port
-    /// too), as memcached's `stats_reset` zeroes its global, per-thread
-    /// and per-class item stats (measured on 1.6.18: `total_connections`
-    /// and `total_items` go to 0, `curr_items` and `bytes` stay).
+    /// `stats reset`: from now on `stats` counts from here. memcached's
+    /// `stats_reset` zeroes its global, per-thread and per-class item
+    /// counts and keeps the levels (measured on 1.6.18: `total_connections`
+    /// and `total_items` go to 0, `curr_items` and `bytes` stay); the
+    /// counts themselves go on growing for the admin port's counters.
     pub fn reset_counters(&mut self) {
-        let c = self.c;
-        self.c = Counters::default();
-        self.c.curr_connections = c.curr_connections;
-        self.c.worker_port_connections = c.worker_port_connections;
-        self.store.stats = Default::default();
         // memcached's stats_reset also forgets the prefixes.
         self.detail.clear();
+        self.base = self.counters();
+    }
+
+    /// The counters as `stats` shows them: counts since the last reset.
+    pub fn counters_since_reset(&self) -> Counters {
+        self.counters().since(&self.base)
     }
 }

@@ -169,7 +169,7 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
         Request::Quit
         | Request::Stats { .. }
         | Request::Admin { .. }
-        | Request::Shutdown
+        | Request::Shutdown { .. }
         | Request::RefreshCerts { .. } => false,
     };
     if noreply {

@@ -83,6 +83,18 @@ pub fn open_log(path: &Path) -> Result<OwnedFd, StartError> {
         })
 }
 
+/// Opens the log file at `path` again and points stdout and stderr at it
+/// (SIGHUP, after logrotate moved the file away): lines written from now
+/// on go to the new file.
+///
+/// # Errors
+/// `EX_OSERR` if it cannot be opened (after `-u` the directory may not be
+/// writable by the server's user) or the descriptors cannot be replaced;
+/// the old file stays in use.
+pub fn reopen_log(path: &Path) -> Result<(), StartError> {
+    redirect_output(&open_log(path)?)
+}
+
 /// Sends stdout and stderr to `log`.
 ///
 /// # Errors

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod identity;
 pub mod limits;
 pub mod sockets;
+pub mod warm;
 
 use std::fmt;
 

@@ -112,6 +112,30 @@ impl Store {
         }
     }
 
+    /// Grows the index to `buckets` primary buckets (or as far as it may)
+    /// before items come, paying for it as `grow_index` does, once: a warm
+    /// restart sizes it as the old process had it, so the segment budget
+    /// and chain layout come out the same.
+    pub(super) fn grow_index_to(&mut self, buckets: usize) {
+        let (segs, hasher) = (&self.segs, &self.hasher);
+        let mut grew = false;
+        while self.index.primary_buckets() < buckets && self.index.may_grow() {
+            self.index.split_one(|v| {
+                // SAFETY: see `item_at`.
+                let it = unsafe {
+                    RawItem::at(segs.ptr(index::slot_seg(v), index::slot_off(v) as usize))
+                };
+                hasher.hash_one(it.key())
+            });
+            grew = true;
+        }
+        if grew {
+            self.unlinks += 1;
+            self.rebudget();
+            self.settle();
+        }
+    }
+
     /// Memory this shard may use now, index included: `StoreConfig::memory`
     /// or what `set_memory_limit` last set.
     pub fn memory_limit(&self) -> usize {

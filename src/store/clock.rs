@@ -17,6 +17,9 @@ pub struct Clock {
     /// Unix time that store time 0 stands for.
     epoch_unix: i64,
     now: u32,
+    /// Store time at `source`'s instant: 2 from a fresh start, more when a
+    /// warm restart continues an earlier process's clock (`resume`).
+    base: u32,
     source: Option<Instant>,
 }
 
@@ -31,6 +34,7 @@ impl Clock {
         Clock {
             epoch_unix: unix - 2,
             now: 2,
+            base: 2,
             source: Some(Instant::now()),
         }
     }
@@ -40,15 +44,38 @@ impl Clock {
         Clock {
             epoch_unix: epoch_unix - 2,
             now: 2,
+            base: 2,
             source: None,
         }
+    }
+
+    /// Continues the store time of a clock whose store time 0 stood for
+    /// `epoch_unix` (a warm restart: the restored records' expiries and
+    /// access times stay as written), now that the wall clock reads
+    /// `unix_now`. Never before `at_least` (the store time the old process
+    /// stopped at), so a wall clock set back cannot revive what had expired.
+    pub fn resume(&mut self, epoch_unix: i64, unix_now: i64, at_least: u32) {
+        let now = (unix_now - epoch_unix)
+            .max(at_least as i64)
+            .min(u32::MAX as i64 / 2) as u32;
+        self.epoch_unix = epoch_unix;
+        self.now = now;
+        self.base = now;
+        if self.source.is_some() {
+            self.source = Some(Instant::now());
+        }
+    }
+
+    /// The Unix time (seconds) that store time 0 stands for.
+    pub fn epoch_unix(&self) -> i64 {
+        self.epoch_unix
     }
 
     /// Re-reads the time source (a no-op for a manual clock).
     #[inline]
     pub fn tick(&mut self) -> u32 {
         if let Some(start) = self.source {
-            self.now = 2 + start.elapsed().as_secs() as u32;
+            self.now = self.base + start.elapsed().as_secs() as u32;
         }
         self.now
     }
@@ -114,6 +141,20 @@ mod tests {
         );
         assert_eq!(c.expire_at(c.unix_now() + 50), c.now() + 50);
         assert_eq!(c.expire_at(REALTIME_MAXDELTA + 1), EXPIRED);
+    }
+
+    #[test]
+    fn resume_continues_an_old_epoch_and_never_goes_back() {
+        let mut c = Clock::manual(1_700_000_000);
+        c.resume(1_699_000_000, 1_700_000_000, 5);
+        assert_eq!(c.now(), 1_000_000);
+        assert_eq!(c.to_unix(c.now()), 1_700_000_000);
+        // The wall clock was set back below where the old process stopped.
+        c.resume(1_699_000_000, 1_699_000_100, 500);
+        assert_eq!(c.now(), 500);
+        let mut s = Clock::system();
+        s.resume(s.unix_now() - 1000, s.unix_now(), 0);
+        assert!(s.tick() >= 1000);
     }
 
     #[test]

@@ -380,6 +380,13 @@ impl Index {
         }
     }
 
+    /// Whether another bucket may be added (address space was reserved
+    /// for it).
+    #[inline]
+    pub fn may_grow(&self) -> bool {
+        self.primary.len() < self.overflow_base as usize
+    }
+
     /// Whether the index holds more items than its buckets are sized for
     /// and may still grow.
     #[inline]

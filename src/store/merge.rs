@@ -68,13 +68,21 @@ impl Store {
                 oldest = Some((h.order, id));
             }
             // Runs starting here: k segments whose live bytes fit in fewer.
-            let (mut live, mut s, mut k) = (0u64, id, 0usize);
+            // A destination may end with up to a record's worth of room it
+            // cannot use (the next record does not fit), so each counts for
+            // its planned fill less the run's largest record.
+            let (mut live, mut s, mut k, mut largest) = (0u64, id, 0usize, 0u64);
             while s != NONE && k < COMPACT_RUN && self.sealed(s) {
                 let hs = self.segs.header(s);
                 live += hs.unexpired_bytes(now) as u64;
+                largest = largest.max(hs.largest as u64 + 8);
                 k += 1;
                 s = hs.next;
-                let dests = (live * 100).div_ceil(seg * COMPACT_FILL as u64);
+                let usable = (seg * COMPACT_FILL as u64 / 100).saturating_sub(largest);
+                if usable == 0 {
+                    break;
+                }
+                let dests = live.div_ceil(usable);
                 if k >= 2 && (dests as usize) < k {
                     let per_freed = live * COMPACT_COPY.1 as u64 / (k as u64 - dests);
                     if per_freed <= COMPACT_COPY.0 as u64 * seg
@@ -86,7 +94,15 @@ impl Store {
             }
         }
         match (best, oldest) {
-            (Some((_, a, k)), _) => self.compact(a, k),
+            (Some((_, a, k)), oldest) => {
+                // Should sizes defeat the plan after all (expiry is an
+                // estimate), the hand still frees: eviction never spins.
+                if !self.compact(a, k) {
+                    if let Some((_, id)) = oldest.filter(|&(_, id)| self.sealed(id)) {
+                        self.hand(id);
+                    }
+                }
+            }
             (None, Some((_, id))) => self.hand(id),
             _ => return false,
         }
@@ -96,8 +112,9 @@ impl Store {
 
     /// Copies every live item of the `k` segments from `a` on into as few
     /// fresh ones (the reserve first, then segments the run freed), which
-    /// take the run's place in its chain and in the hand's order.
-    fn compact(&mut self, a: u32, k: usize) {
+    /// take the run's place in its chain and in the hand's order. Returns
+    /// whether it freed a segment (used fewer destinations than `k`).
+    fn compact(&mut self, a: u32, k: usize) -> bool {
         let (bucket, order) = {
             let h = self.segs.header(a);
             (h.ttl_bucket, h.order)
@@ -109,6 +126,7 @@ impl Store {
             s = self.segs.header(s).next;
         }
         let mut dest = NONE;
+        let mut used = 0usize;
         for victim in run {
             // Expiry is estimated when choosing; whatever does not fit after
             // all is evicted.
@@ -123,11 +141,13 @@ impl Store {
                     st.segs.header_mut(d).order = order;
                     st.ttl.insert_before(&mut st.segs, bucket, d, victim);
                     dest = d;
+                    used += 1;
                 }
                 Some((dest, freq))
             });
         }
         self.renew_reserve();
+        used < k
     }
 
     /// The clock hand passes `victim`: see the module comment.
@@ -253,9 +273,7 @@ impl Store {
         let h = self.segs.header_mut(dest);
         let doff = h.write_off;
         h.write_off += size as u32;
-        h.live_items += 1;
-        h.live_bytes += size as u32;
-        h.note_expire(meta.expire);
+        h.note_record(size, meta.expire);
         // SAFETY: `dest` is not `seg` (a segment is never copied into
         // itself), and `doff..doff + size` was just reserved in it.
         unsafe {
@@ -333,6 +351,37 @@ mod tests {
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
             self.0
+        }
+    }
+
+    /// Values over half a segment cannot share one: compaction planned by
+    /// summed bytes moved three 600 KB values into three fresh segments,
+    /// freed none, and was chosen again, for ever (found by the warm-restart
+    /// breaker: the server stopped answering at the 30th such set).
+    #[test]
+    fn values_over_half_a_segment_never_stall_eviction() {
+        for (size, read_back) in [
+            (600_000usize, false),
+            (600_000, true),
+            (520_000, false),
+            (340_000, true),
+        ] {
+            let mut s = store(32 << 20);
+            let value = vec![b'v'; size];
+            for i in 0..300u32 {
+                let key = format!("big{i}");
+                let got = s.set(&SetArgs::new(SetMode::Set, key.as_bytes(), &value, 0, 0));
+                assert!(matches!(got, SetOutcome::Stored { .. }), "{size}: set {i}");
+                if read_back {
+                    // Read items get frequency, so the hand keeps them a while.
+                    for j in i.saturating_sub(5)..=i {
+                        s.get(format!("big{j}").as_bytes());
+                    }
+                }
+            }
+            let kept = s.curr_items();
+            assert!(kept >= 10, "{size}: {kept} kept");
+            assert!(s.get(b"big299").is_some());
         }
     }
 

@@ -24,6 +24,7 @@ pub mod prefix;
 pub mod scan;
 pub mod segment;
 pub mod slot;
+pub mod snapshot;
 pub mod ttl;
 mod write;
 

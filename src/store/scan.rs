@@ -73,7 +73,7 @@ pub struct ScanStep {
     pub items: Vec<ScanItem>,
     /// Where to continue, [`SCAN_DONE`] when the shard has been read.
     pub next: ScanCursor,
-    /// Records read (live or not).
+    /// Records read (live or not), and segments passed over.
     pub read: usize,
 }
 
@@ -116,7 +116,8 @@ impl ScanFilter {
 
 impl Store {
     /// One scan step from `cursor`: reads at most `max_records` records
-    /// and stops early once `max_items` items matched. Read only: counts
+    /// (a segment passed over counts as one) and stops early once
+    /// `max_items` items matched. Read only: counts
     /// no access and reclaims nothing.
     pub fn scan(
         &self,
@@ -134,15 +135,18 @@ impl Store {
         let n = self.segs.count() as u32;
         let (mut seg, mut off) = ((cursor >> 32) as u32, cursor as u32);
         while seg < n {
-            let h = self.segs.header(seg);
-            let end = h.write_off;
-            if h.seq == 0 || h.live_items == 0 || off >= end {
-                (seg, off) = (seg + 1, 0);
-                continue;
-            }
             if step.read >= max_records || step.items.len() >= max_items {
                 step.next = ((seg as u64) << 32) | off as u64;
                 return step;
+            }
+            let h = self.segs.header(seg);
+            let end = h.write_off;
+            if h.seq == 0 || h.live_items == 0 || off >= end {
+                // A segment passed over counts as a record: a step over
+                // thousands of empty segments stays as short as any.
+                step.read += 1;
+                (seg, off) = (seg + 1, 0);
+                continue;
             }
             let it = self.item_at(seg, off);
             let size = it.size() as u32;
@@ -276,7 +280,8 @@ mod tests {
             SetOutcome::Stored { cas } => cas,
             o => panic!("{o:?}"),
         };
-        let st = s.scan(0, &ScanFilter::default(), 10, 10);
+        // Every segment passed over counts: 1000 covers this store.
+        let st = s.scan(0, &ScanFilter::default(), 1000, 10);
         assert_eq!(st.next, SCAN_DONE);
         assert_eq!(
             st.items,
@@ -290,5 +295,19 @@ mod tests {
                 fetched: false,
             }]
         );
+    }
+
+    #[test]
+    fn empty_segments_count_towards_a_step() {
+        let s = store();
+        let (mut cur, mut steps) = (0, 0);
+        while cur != SCAN_DONE {
+            let st = s.scan(cur, &ScanFilter::default(), 4, 10);
+            assert!(st.items.is_empty() && st.read <= 4);
+            cur = st.next;
+            steps += 1;
+        }
+        // 16 MiB of 1 MiB segments: several bounded steps, not one long one.
+        assert!(steps >= 3, "{steps}");
     }
 }

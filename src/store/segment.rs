@@ -39,6 +39,11 @@ pub struct SegHeader {
     pub prev: u32,
     /// Next segment in the chain, [`NONE`] at its tail.
     pub next: u32,
+    /// Bytes of the largest record written here. Compaction plans by it:
+    /// records over half a segment cannot share one, so summed live bytes
+    /// alone promised frees that packing could not deliver (and merge
+    /// eviction spun copying 600 KB values between 1 MiB segments).
+    pub largest: u32,
 }
 
 impl SegHeader {
@@ -55,6 +60,16 @@ impl SegHeader {
                 self.expire_min.min(e)
             };
         }
+    }
+
+    /// Accounts for a live record of `size` bytes with absolute expiry `e`
+    /// (0 = never) written here.
+    #[inline]
+    pub fn note_record(&mut self, size: usize, e: u32) {
+        self.live_items += 1;
+        self.live_bytes += size as u32;
+        self.largest = self.largest.max(size as u32);
+        self.note_expire(e);
     }
 
     /// Live bytes not yet expired at `now`, estimated from the earliest and
@@ -82,6 +97,7 @@ impl SegHeader {
         ttl_bucket: 0,
         prev: NONE,
         next: NONE,
+        largest: 0,
     };
 }
 
@@ -131,6 +147,13 @@ impl Segments {
     /// The incarnation number the next segment taken will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// Makes the next incarnation number at least `next`: a warm restart
+    /// restores segments with their old numbers (an item's CAS is made of
+    /// it), and no new segment may reuse one.
+    pub fn resume_seq(&mut self, next: u64) {
+        self.next_seq = self.next_seq.max(next);
     }
 
     /// Touches all segment memory now (see `Arena::prefault`).

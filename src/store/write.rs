@@ -14,6 +14,10 @@ impl Store {
     /// Space for a record in the TTL bucket `bucket`: the bucket's tail
     /// segment if it has room, else a fresh segment, evicting if needed.
     fn alloc(&mut self, bucket: u16, size: usize) -> Option<(u32, u32)> {
+        // Each eviction step frees a segment or lowers frequencies (the
+        // hand), so this ends; the bound makes sure a policy that only
+        // claims progress answers out-of-memory rather than spin a worker.
+        let mut evictions = 0usize;
         loop {
             if let Some(tail) = self.ttl.tail(bucket) {
                 if self.segs.room(tail) >= size {
@@ -33,7 +37,8 @@ impl Store {
             if self.may_take() && self.segs.free_count() > 0 {
                 continue;
             }
-            if !self.evict() {
+            evictions += 1;
+            if evictions > 256 * self.segs.count() || !self.evict() {
                 return None;
             }
             if self.segs.usable() > self.seg_limit {
@@ -87,10 +92,7 @@ impl Store {
         // segment; the inputs are client buffers or `scratch`, never arena
         // memory, so they cannot overlap.
         let it = unsafe { item::RawItem::write(ptr, key, v1, v2, &meta, now) };
-        let h = self.segs.header_mut(seg);
-        h.live_items += 1;
-        h.live_bytes += size as u32;
-        h.note_expire(meta.expire);
+        self.segs.header_mut(seg).note_record(size, meta.expire);
         self.live_bytes += size;
         self.count_linked(it, size);
         // Moves keep a slot where it is; only an unlink may have changed
@@ -104,7 +106,14 @@ impl Store {
     }
 
     /// Points the key's slot at a new record, retiring the old one.
-    fn link(&mut self, old: Option<SlotRef>, hash: u64, seg: u32, off: u32, it: RawItem) -> Found {
+    pub(super) fn link(
+        &mut self,
+        old: Option<SlotRef>,
+        hash: u64,
+        seg: u32,
+        off: u32,
+        it: RawItem,
+    ) -> Found {
         let slot = match old {
             Some(r) => {
                 let s = self.index.get(r);

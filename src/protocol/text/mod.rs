@@ -99,7 +99,11 @@ pub enum Request<'a> {
     /// `quit`: close the connection.
     Quit,
     /// `shutdown [graceful]`; only honoured when enabled with `-A`.
-    Shutdown,
+    Shutdown {
+        /// `graceful` was given (corecache always stops gracefully; the
+        /// audit trail records what was asked).
+        graceful: bool,
+    },
     /// `refresh_certs [noreply]`: read the TLS certificates again
     /// (memcached 1.6, with `-Z`).
     RefreshCerts {
@@ -359,7 +363,8 @@ pub fn parse_stream<'a>(
             }
         }
         b"shutdown" => match (it.next(), it.next()) {
-            (None, _) | (Some(b"graceful"), None) => Request::Shutdown,
+            (None, _) => Request::Shutdown { graceful: false },
+            (Some(b"graceful"), None) => Request::Shutdown { graceful: true },
             _ => Request::Error(ERROR),
         },
         b"quit" => Request::Quit,

@@ -278,7 +278,14 @@ fn other_commands_and_their_errors() {
         "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes"
     );
     assert_eq!(err(b"cache_memlimit x\r\n"), ERROR);
-    assert_eq!(done(b"shutdown graceful\r\n").0, Request::Shutdown);
+    assert_eq!(
+        done(b"shutdown graceful\r\n").0,
+        Request::Shutdown { graceful: true }
+    );
+    assert_eq!(
+        done(b"shutdown\r\n").0,
+        Request::Shutdown { graceful: false }
+    );
     assert_eq!(
         done(b"refresh_certs\r\n").0,
         Request::RefreshCerts { noreply: false }

@@ -1,0 +1,259 @@
+//! An open-loop latency generator for memcached-protocol servers, for the
+//! tail (issue 23): requests leave on a fixed schedule whatever the
+//! replies do, and each latency is measured from the time the request was
+//! *due*, not from when it was sent, so a stall counts against every
+//! request it delays (no coordinated omission, which closed-loop tools
+//! such as memtier's --rate-limiting have: a connection waiting for a
+//! slow reply sends nothing meanwhile).
+//!
+//! ```text
+//! cargo bench --bench openloop -- --port 11211 --rate 20000 --conns 20 \
+//!     --op get --secs 10 [--warmup 2] [--value 100] [--keys 10000] [--fill]
+//! cargo bench --bench openloop -- --port 11211 --peak --op get   # closed loop
+//! ```
+//!
+//! Keys are fixed-width (`key:%08d`), values fixed-size, and every key is
+//! stored before the run (`--fill`), so every GET reply has the same
+//! length and the readers only count bytes. Output: one JSON line with
+//! the offered and achieved rate and p50/p99/p99.9/p99.99/max in µs, from
+//! an HDR histogram (hdrhistogram crate, 3 significant digits).
+
+use hdrhistogram::Histogram;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+struct Opts {
+    host: String,
+    port: u16,
+    rate: f64,
+    conns: usize,
+    secs: f64,
+    warmup: f64,
+    value: usize,
+    keys: usize,
+    get: bool,
+    fill: bool,
+    peak: bool,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        host: "127.0.0.1".into(),
+        port: 11211,
+        rate: 10_000.0,
+        conns: 20,
+        secs: 10.0,
+        warmup: 2.0,
+        value: 100,
+        keys: 10_000,
+        get: true,
+        fill: false,
+        peak: false,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let v = args.get(i + 1).cloned().unwrap_or_default();
+        let mut took = true;
+        match args[i].as_str() {
+            "--host" => o.host = v,
+            "--port" => o.port = v.parse().unwrap(),
+            "--rate" => o.rate = v.parse().unwrap(),
+            "--conns" => o.conns = v.parse().unwrap(),
+            "--secs" => o.secs = v.parse().unwrap(),
+            "--warmup" => o.warmup = v.parse().unwrap(),
+            "--value" => o.value = v.parse().unwrap(),
+            "--keys" => o.keys = v.parse().unwrap(),
+            "--op" => o.get = v == "get",
+            _ => {
+                took = false;
+                match args[i].as_str() {
+                    "--fill" => o.fill = true,
+                    "--peak" => o.peak = true,
+                    _ => {} // cargo bench's own `--bench`
+                }
+            }
+        }
+        i += if took { 2 } else { 1 };
+    }
+    o
+}
+
+fn key(i: usize) -> String {
+    format!("key:{i:08}")
+}
+
+fn request(o: &Opts, i: usize, value: &[u8]) -> Vec<u8> {
+    if o.get {
+        format!("get {}\r\n", key(i)).into_bytes()
+    } else {
+        let mut r = format!("set {} 0 0 {}\r\n", key(i), o.value).into_bytes();
+        r.extend_from_slice(value);
+        r.extend_from_slice(b"\r\n");
+        r
+    }
+}
+
+/// Bytes of one reply: every key is stored with the same value size.
+fn reply_len(o: &Opts) -> usize {
+    if o.get {
+        format!("VALUE {} 0 {}\r\n", key(0), o.value).len() + o.value + 2 + 5
+    } else {
+        b"STORED\r\n".len()
+    }
+}
+
+fn connect(o: &Opts) -> TcpStream {
+    let s = TcpStream::connect((o.host.as_str(), o.port)).expect("connect");
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+fn fill(o: &Opts, value: &[u8]) {
+    let mut s = connect(o);
+    for chunk in (0..o.keys).collect::<Vec<_>>().chunks(1000) {
+        let mut b = Vec::new();
+        for &i in chunk {
+            b.extend_from_slice(format!("set {} 0 0 {} noreply\r\n", key(i), o.value).as_bytes());
+            b.extend_from_slice(value);
+            b.extend_from_slice(b"\r\n");
+        }
+        s.write_all(&b).unwrap();
+    }
+    s.write_all(b"version\r\n").unwrap();
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"VERSION"), "fill");
+}
+
+/// Reads `count` replies of `len` bytes, pairing each with its due time
+/// from `due`; records latency from due time to the reply's last byte.
+fn reader(
+    mut s: TcpStream,
+    len: usize,
+    due: mpsc::Receiver<Instant>,
+    from: Instant,
+) -> Histogram<u64> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut partial = 0usize;
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) | Err(_) => return h,
+            Ok(n) => n,
+        };
+        partial += n;
+        let now = Instant::now();
+        while partial >= len {
+            partial -= len;
+            let Ok(t) = due.recv() else { return h };
+            if t >= from {
+                let us = now.saturating_duration_since(t).as_micros() as u64;
+                h.record(us.max(1)).unwrap();
+            }
+        }
+    }
+}
+
+fn main() {
+    let o = opts();
+    let value: Vec<u8> = (0..o.value).map(|i| b'a' + (i % 26) as u8).collect();
+    if o.fill {
+        fill(&o, &value);
+    }
+    let len = reply_len(&o);
+    let start = Instant::now() + Duration::from_millis(100);
+    let measure_from = start + Duration::from_secs_f64(o.warmup);
+    let end = measure_from + Duration::from_secs_f64(o.secs);
+    let mut writers = Vec::new();
+    let mut readers = Vec::new();
+    for _ in 0..o.conns {
+        let s = connect(&o);
+        let (tx, rx) = mpsc::channel::<Instant>();
+        if !o.peak {
+            let r = s.try_clone().unwrap();
+            readers.push(std::thread::spawn(move || reader(r, len, rx, measure_from)));
+        }
+        writers.push((s, tx));
+    }
+    let mut sent = 0u64;
+    let mut i = 0usize;
+    if o.peak {
+        // Closed loop, one request in flight per connection: the peak.
+        let (counts_tx, counts_rx) = mpsc::channel();
+        let o = std::sync::Arc::new(o);
+        for (mut s, _) in writers {
+            let (o, value, counts_tx) = (o.clone(), value.clone(), counts_tx.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 1 << 16];
+                let (mut n, mut i) = (0u64, 0usize);
+                while Instant::now() < end {
+                    s.write_all(&request(&o, i % o.keys, &value)).unwrap();
+                    i = i.wrapping_add(7919);
+                    let mut got = 0;
+                    while got < len {
+                        got += s.read(&mut buf).unwrap();
+                    }
+                    if Instant::now() >= measure_from {
+                        n += 1;
+                    }
+                }
+                counts_tx.send(n).unwrap();
+            });
+        }
+        drop(counts_tx);
+        let total: u64 = counts_rx.iter().sum();
+        println!("{{\"peak_ops\": {:.0}}}", total as f64 / o.secs);
+        std::process::exit(0);
+    }
+    // Open loop: request k is due at start + k / rate, on connection k % conns.
+    let gap = 1.0 / o.rate;
+    let mut late_max = Duration::ZERO;
+    loop {
+        let due = start + Duration::from_secs_f64(sent as f64 * gap);
+        if due >= end {
+            break;
+        }
+        let now = Instant::now();
+        if due > now {
+            let wait = due - now;
+            if wait > Duration::from_micros(200) {
+                std::thread::sleep(wait - Duration::from_micros(100));
+            }
+            while Instant::now() < due {
+                std::hint::spin_loop();
+            }
+        } else {
+            late_max = late_max.max(now - due);
+        }
+        let (s, tx) = &mut writers[sent as usize % o.conns];
+        tx.send(due).unwrap();
+        s.write_all(&request(&o, i % o.keys, &value)).unwrap();
+        i = i.wrapping_add(7919);
+        sent += 1;
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for (s, tx) in writers {
+        drop(tx);
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    for r in readers {
+        h.add(r.join().unwrap()).unwrap();
+    }
+    let expected = (o.rate * o.secs) as u64;
+    println!(
+        "{{\"op\": \"{}\", \"offered\": {:.0}, \"measured\": {}, \"expected\": {expected}, \"p50_us\": {}, \"p99_us\": {}, \"p999_us\": {}, \"p9999_us\": {}, \"max_us\": {}, \"generator_late_max_us\": {}}}",
+        if o.get { "get" } else { "set" },
+        o.rate,
+        h.len(),
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.value_at_quantile(0.9999),
+        h.max(),
+        late_max.as_micros()
+    );
+}

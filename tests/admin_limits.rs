@@ -1,0 +1,192 @@
+//! The admin port's connection cap and timeouts on the real binary over
+//! real sockets: connections past `--admin-max-conns` are refused and
+//! counted, idle ones are closed after `--admin-timeout`, a request head
+//! trickled in byte by byte is cut off, and the data port serves
+//! throughout.
+
+mod common;
+
+use common::{exchange, Server};
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+const CAP: usize = 16;
+
+fn start() -> (Server, String) {
+    let cap = CAP.to_string();
+    let srv = Server::start(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--admin-max-conns",
+        &cap,
+        "--admin-timeout",
+        "2",
+    ]);
+    let st = String::from_utf8(exchange(&srv, b"stats settings\r\n", b"END\r\n")).unwrap();
+    let addr = st
+        .lines()
+        .find_map(|l| l.strip_prefix("STAT admin "))
+        .unwrap()
+        .trim()
+        .to_string();
+    (srv, addr)
+}
+
+/// One `GET` on its own connection: the whole response, or what came
+/// before the server closed or reset it (a refused connection may be
+/// closed before the request is written).
+fn get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of an unlabelled sample in a classic-format scrape.
+fn sample(scrape: &str, name: &str) -> u64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing:\n{scrape}"))
+        .parse()
+        .unwrap()
+}
+
+/// The data port answers a set and a get of a fresh key.
+fn data_port_serves(srv: &Server, n: usize) {
+    let mut s = srv.connect();
+    write!(s, "set live{n} 0 0 1\r\nx\r\nget live{n}\r\n").unwrap();
+    let got = common::read_until(&mut s, b"END\r\n");
+    assert_eq!(
+        got,
+        format!("STORED\r\nVALUE live{n} 0 1\r\nx\r\nEND\r\n").as_bytes()
+    );
+}
+
+/// Reads what is there without waiting: Some(bytes) once the peer has
+/// closed (what it sent first), None while the connection is open.
+fn closed_with(s: &mut TcpStream) -> Option<Vec<u8>> {
+    s.set_nonblocking(true).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+            Err(_) => return Some(got),
+        }
+    }
+}
+
+#[test]
+fn idle_connections_past_the_cap_are_refused_and_the_rest_time_out() {
+    let (srv, addr) = start();
+    let many = 200;
+    let mut conns: Vec<TcpStream> = (0..many)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    data_port_serves(&srv, 0);
+    // The refusals are immediate; give the admin thread time to accept all.
+    std::thread::sleep(Duration::from_millis(500));
+    let (mut refused, mut open) = (0, Vec::new());
+    for (i, s) in conns.iter_mut().enumerate() {
+        match closed_with(s) {
+            Some(b) => {
+                let text = String::from_utf8_lossy(&b);
+                assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+                refused += 1;
+            }
+            None => open.push(i),
+        }
+    }
+    assert_eq!(open.len(), CAP, "connections served at once");
+    assert_eq!(refused, many - CAP);
+    // At the cap a scrape is refused too (503, or closed before it was
+    // read), and the data port still serves.
+    let refused_scrape = get(&addr, "/metrics");
+    assert!(
+        refused_scrape.is_empty() || refused_scrape.starts_with("HTTP/1.1 503 "),
+        "{refused_scrape}"
+    );
+    data_port_serves(&srv, 1);
+    // The idle ones are closed by the server after --admin-timeout.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 2;
+    while open.iter().any(|&i| closed_with(&mut conns[i]).is_none()) {
+        assert!(Instant::now() < deadline, "idle connections left open");
+        data_port_serves(&srv, n);
+        n += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for &i in &open {
+        assert_eq!(closed_with(&mut conns[i]), Some(Vec::new()), "no reply");
+    }
+    let scrape = get(&addr, "/metrics");
+    assert!(scrape.starts_with("HTTP/1.1 200 "), "{scrape}");
+    assert_eq!(
+        sample(&scrape, "corecache_admin_connections_rejected_total"),
+        (many - CAP + 1) as u64
+    );
+    assert_eq!(
+        sample(&scrape, "corecache_admin_connections_timed_out_total"),
+        CAP as u64
+    );
+    assert_eq!(sample(&scrape, "corecache_admin_current_connections"), 1);
+    data_port_serves(&srv, n);
+}
+
+#[test]
+fn a_request_head_trickled_in_is_cut_off() {
+    let (srv, addr) = start();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ").unwrap();
+    let t = Instant::now();
+    let mut cut = false;
+    // One byte every 200 ms for up to 15 s: each moves the head along,
+    // none may move the deadline.
+    while t.elapsed() < Duration::from_secs(15) {
+        if s.write_all(b"a").is_err() {
+            cut = true;
+            break;
+        }
+        if let Some(got) = closed_with(&mut s) {
+            assert!(!String::from_utf8_lossy(&got).contains(" 200 "));
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(cut, "a head trickled in for 15 s was still being read");
+    data_port_serves(&srv, 0);
+    let scrape = get(&addr, "/metrics");
+    assert_eq!(
+        sample(&scrape, "corecache_admin_connections_timed_out_total"),
+        1
+    );
+}
+
+#[test]
+fn keep_alive_requests_within_the_timeout_are_served() {
+    let (_srv, addr) = start();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for _ in 0..3 {
+        write!(s, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut buf = [0u8; 4096];
+        let mut got = Vec::new();
+        while !got.ends_with(b"ok\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 200 "));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
