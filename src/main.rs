@@ -332,13 +332,13 @@ fn serve(
         tls,
         admin_jobs: corecache::engine::admin_jobs::AdminInboxes::new(threads),
         classes: corecache::engine::stats_classes::ClassBoards::new(threads),
+        at_stop,
+        restored: Default::default(),
         oldest_live: Default::default(),
         detail: Arc::new(corecache::exec::detail::Detail::new(
             cfg.introspection.prefix_delimiter,
             cfg.introspection.detail_at_start,
         )),
-        at_stop,
-        restored: Default::default(),
     });
     shared
         .restored

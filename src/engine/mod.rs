@@ -127,13 +127,13 @@ pub struct Shared {
     pub admin_jobs: admin_jobs::AdminInboxes,
     /// Each worker's figures by memcached size class (stats_classes.rs).
     pub classes: stats_classes::ClassBoards,
+    /// `-e`: what each worker does with its store once stopped.
+    pub at_stop: Option<restart::AtStop>,
+    /// `-e`: what the restore at start-up brought back.
+    pub restored: restart::Restored,
     /// The last `flush_all`'s store time less one (memcached's
     /// `oldest_live`), as the worker that received it set it.
     pub oldest_live: std::sync::atomic::AtomicU32,
     /// `stats detail`'s per-prefix counts; every shard holds it too.
     pub detail: std::sync::Arc<crate::exec::detail::Detail>,
-    /// `-e`: what each worker does with its store once stopped.
-    pub at_stop: Option<restart::AtStop>,
-    /// `-e`: what the restore at start-up brought back.
-    pub restored: restart::Restored,
 }

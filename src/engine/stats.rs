@@ -158,7 +158,6 @@ pub fn general(shared: &Shared, totals: &Counters) -> Vec<(&'static str, String)
             v.push((k, n(x)));
         }
     }
-    // -e: the warm restart's figures (corecache's own).
     v.extend(shared.restored.stats());
     v.push((
         "page_kind",

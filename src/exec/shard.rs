@@ -83,9 +83,9 @@ impl Shard {
     /// and `total_items` go to 0, `curr_items` and `bytes` stay); the
     /// counts themselves go on growing for the admin port's counters.
     pub fn reset_counters(&mut self) {
+        self.base = self.counters();
         // memcached's stats_reset also forgets the prefixes.
         self.detail.clear();
-        self.base = self.counters();
     }
 
     /// The counters as `stats` shows them: counts since the last reset.
