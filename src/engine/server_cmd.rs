@@ -25,8 +25,9 @@ enum StatsReply {
     Reset,
     /// No such group (text `ERROR`; binary "Not found").
     Unknown,
-    /// Text `STAT` lines already written out (`stats conns`), then the
-    /// end marker.
+    /// Lines already written out, as bytes: text `stats conns`' STAT
+    /// lines (then `END`); binary `detail dump`'s dump, sent as one
+    /// `detailed` row (then the end marker).
     Lines(Vec<u8>),
 }
 
@@ -108,8 +109,7 @@ impl Worker {
                 let reply = match r.key.strip_prefix(b"detail") {
                     // memcached's process_bin_stat compares prefixes so.
                     Some(sub) if sub.starts_with(b" dump") => {
-                        let dump = String::from_utf8_lossy(&self.shared.detail.dump()).into_owned();
-                        StatsReply::Rows(vec![("detailed".into(), dump)])
+                        StatsReply::Lines(self.shared.detail.dump())
                     }
                     Some(sub) if sub.starts_with(b" on") || sub.starts_with(b" off") => {
                         self.shared.detail.set_enabled(sub.starts_with(b" on"));
@@ -131,7 +131,12 @@ impl Worker {
                         }
                         end(out);
                     }
-                    StatsReply::Reset | StatsReply::Lines(_) => end(out),
+                    // memcached's append_stats("detailed", dump).
+                    StatsReply::Lines(dump) => {
+                        binary::write_response(out, op, 0, opaque, 0, &[], b"detailed", &dump);
+                        end(out);
+                    }
+                    StatsReply::Reset => end(out),
                     StatsReply::Unknown => {
                         crate::exec::binary::error(out, op, status::KEY_ENOENT, opaque)
                     }
@@ -225,7 +230,9 @@ impl Worker {
     /// Each worker's counters since its last `stats reset`, as last
     /// published, this one's current.
     fn per_worker(&self) -> Vec<Counters> {
-        let me = self.shard.counters_since_reset();
+        let mut me = self.shard.counters_since_reset();
+        // Set at publishing for the others (worker.rs `publish`).
+        me.connection_structures = self.conns.len() as u64;
         let bases = &self.shared.stats_base;
         (self.shared.published.iter().zip(bases).enumerate())
             .map(|(i, (p, b))| {

@@ -71,6 +71,9 @@ macro_rules! counters {
 /// and the limits).
 pub const GAUGES: [&str; 12] = [
     "curr_connections",
+    "connection_structures",
+    "hash_buckets",
+    "hash_expanding",
     "worker_port_connections",
     "pinned_segments",
     "segment_bytes_used",

@@ -115,6 +115,9 @@ def test_stats_detail_binary(make_pair):
     def script(c):
         out = [c.binary(bin_request(OP_STAT, b"detail on"))]
         out.append(c.binary(bin_set(b"x:1", b"1"), bin_request(OP_GET, b"x:1"), bin_request(OP_GET, b"y:1")))
+        # A prefix that is not UTF-8 (its CAS is not compared: corecache's
+        # are unique per key, not across shards).
+        assert c.binary(bin_set(b"\xff\xfe:1", b"1"))[0].status == 0
         out.append(sorted_dump(c.binary(bin_request(OP_STAT, b"detail dump"))))
         out.append(c.binary(bin_request(OP_STAT, b"detail off"), bin_request(OP_GET, b"x:1")))
         out.append(sorted_dump(c.binary(bin_request(OP_STAT, b"detail dump"))))
