@@ -39,6 +39,7 @@ fn exposed() -> BTreeSet<String> {
         policy: "merge".into(),
         accepting: true,
         admin_conns: Default::default(),
+        warm: Some((true, 0, 0, 0, 0)),
     };
     to_classic(&openmetrics(&f))
         .lines()

@@ -83,6 +83,7 @@ mod tests {
             policy: "merge".into(),
             accepting,
             admin_conns: Default::default(),
+            warm: None,
         }
     }
 

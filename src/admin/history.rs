@@ -222,6 +222,7 @@ mod tests {
             policy: "merge".into(),
             accepting: true,
             admin_conns: Default::default(),
+            warm: None,
         }
     }
 

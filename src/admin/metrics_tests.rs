@@ -56,6 +56,7 @@ fn figures(c: Counters, latency: Option<Snapshot>) -> Figures {
         policy: "merge".into(),
         accepting: true,
         admin_conns: Default::default(),
+        warm: None,
     }
 }
 

@@ -163,6 +163,7 @@ mod tests {
             policy: "merge".into(),
             accepting,
             admin_conns: Default::default(),
+            warm: None,
         }
     }
 

@@ -82,9 +82,6 @@ pub const GAUGES: [&str; 12] = [
     "limit_maxbytes",
     "accepting_conns",
     "hash_bytes",
-    "connection_structures",
-    "hash_buckets",
-    "hash_expanding",
 ];
 
 counters!(
