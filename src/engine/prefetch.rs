@@ -83,15 +83,9 @@ fn text_keys(req: &text::Request, mut f: impl FnMut(&[u8])) {
 mod tests {
     use super::*;
     use crate::protocol::binary::{op, REQ_MAGIC};
-    use crate::store::{Clock, StoreConfig};
 
     fn store() -> Store {
-        let cfg = StoreConfig {
-            memory: 8 << 20,
-            huge_pages: false,
-            ..StoreConfig::default()
-        };
-        Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
+        crate::store::test_store(8 << 20, 1_700_000_000)
     }
 
     /// Worker `me` of `shards`, over the store `s`.

@@ -6,15 +6,9 @@ use super::shard::Shard;
 use super::text as exec_text;
 use crate::protocol::text::{self, Request};
 use crate::protocol::Parse;
-use crate::store::{Clock, Store, StoreConfig};
 
 fn shard() -> Shard {
-    let cfg = StoreConfig {
-        memory: 8 << 20,
-        huge_pages: false,
-        ..StoreConfig::default()
-    };
-    Shard::new(Store::new(cfg, Clock::manual(1_700_000_000)).unwrap())
+    Shard::new(crate::store::test_store(8 << 20, 1_700_000_000))
 }
 
 /// Runs every request in `input`, returns all replies.

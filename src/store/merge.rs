@@ -333,15 +333,8 @@ mod tests {
     use crate::store::*;
 
     fn store(memory: usize) -> Store {
-        let cfg = StoreConfig {
-            memory,
-            segment_size: 1 << 20,
-            item_size_max: 1 << 20,
-            eviction: Eviction::Merge,
-            huge_pages: false,
-            ..StoreConfig::default()
-        };
-        Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
+        // The defaults: 1 MiB segments and items, merge eviction.
+        crate::store::test_store(memory, 1_700_000_000)
     }
 
     struct Rng(u64);

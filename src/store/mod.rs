@@ -478,6 +478,19 @@ impl Store {
     }
 }
 
+/// A store of `memory` bytes on ordinary pages, every other setting the
+/// default, whose clock stands at Unix time `unix` until a test moves it:
+/// what the unit tests build.
+#[cfg(test)]
+pub(crate) fn test_store(memory: usize, unix: i64) -> Store {
+    let cfg = StoreConfig {
+        memory,
+        huge_pages: false,
+        ..StoreConfig::default()
+    };
+    Store::new(cfg, Clock::manual(unix)).unwrap()
+}
+
 /// The host's memory in bytes (`MemTotal` of /proc/meminfo), 0 if unknown:
 /// what `cache_memlimit` may grow a store to by default.
 pub fn physical_memory() -> usize {

@@ -143,15 +143,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Clock, SetArgs, SetMode, StoreConfig};
+    use crate::store::{SetArgs, SetMode};
 
     fn store() -> Store {
-        let cfg = StoreConfig {
-            memory: 8 << 20,
-            huge_pages: false,
-            ..StoreConfig::default()
-        };
-        Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
+        crate::store::test_store(8 << 20, 1_700_000_000)
     }
 
     fn statuses(s: &mut Store) -> Vec<GetStatus> {

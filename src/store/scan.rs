@@ -183,12 +183,7 @@ mod tests {
     use crate::store::*;
 
     fn store() -> Store {
-        let cfg = StoreConfig {
-            memory: 16 << 20,
-            huge_pages: false,
-            ..StoreConfig::default()
-        };
-        Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
+        crate::store::test_store(16 << 20, 1_700_000_000)
     }
 
     fn set(s: &mut Store, k: &str, exp: i64) {

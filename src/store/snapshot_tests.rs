@@ -4,12 +4,7 @@ use crate::store::*;
 const T0: i64 = 1_700_000_000;
 
 fn store_at(memory: usize, unix: i64) -> Store {
-    let cfg = StoreConfig {
-        memory,
-        huge_pages: false,
-        ..StoreConfig::default()
-    };
-    Store::new(cfg, Clock::manual(unix)).unwrap()
+    crate::store::test_store(memory, unix)
 }
 
 fn set(s: &mut Store, k: &str, v: &[u8], flags: u32, exp: i64) {
