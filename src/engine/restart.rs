@@ -54,15 +54,15 @@ impl Restored {
 
     /// `stats` lines (with `-e` only: memcached has no such fields).
     pub fn stats(&self) -> Vec<(&'static str, String)> {
-        if !self.enabled.load(Relaxed) {
+        let Some((warm, items, expired, dropped, micros)) = self.figures() else {
             return Vec::new();
-        }
+        };
         vec![
-            ("warm_restart", (self.warm.load(Relaxed) as u8).to_string()),
-            ("warm_restored_items", self.items.load(Relaxed).to_string()),
-            ("warm_expired_items", self.expired.load(Relaxed).to_string()),
-            ("warm_dropped_items", self.dropped.load(Relaxed).to_string()),
-            ("warm_restore_usec", self.micros.load(Relaxed).to_string()),
+            ("warm_restart", (warm as u8).to_string()),
+            ("warm_restored_items", items.to_string()),
+            ("warm_expired_items", expired.to_string()),
+            ("warm_dropped_items", dropped.to_string()),
+            ("warm_restore_usec", micros.to_string()),
         ]
     }
 }

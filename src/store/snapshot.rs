@@ -396,9 +396,8 @@ impl Store {
                     it.set_iflags(DELETED, 0);
                     counts.dropped += 1;
                 } else {
-                    let h = self.segs.header_mut(id);
-                    h.live_items += 1;
-                    h.live_bytes += size as u32;
+                    // Its expiry is already in the restored header.
+                    self.segs.header_mut(id).note_record(size, e);
                     self.live_bytes += size;
                     self.count_linked(it, size);
                     let hash = self.hash(it.key());
