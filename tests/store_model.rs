@@ -614,9 +614,13 @@ fn pinned_values_keep_their_bytes_through_churn_under_every_policy() {
         }
         assert!(s.bytes() <= s.memory_bytes(), "{policy:?}");
         if policy != Eviction::None {
+            let o = s.set(&SetArgs::new(SetMode::Set, b"last", b"v", 0, 0));
             assert_eq!(
                 s.get(b"after499").map(|f| f.item.value().to_vec()),
-                Some(b"v".to_vec())
+                Some(b"v".to_vec()),
+                "{policy:?} {o:?} {} in use, {} free",
+                s.segments_in_use(),
+                s.segments_free()
             );
         }
     }

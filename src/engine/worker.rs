@@ -93,6 +93,8 @@ pub struct Worker {
     pub(super) last_sec: u32,
     /// When the size-class census last took a step (`maintain`).
     pub(super) last_census: std::time::Instant,
+    /// When the flush sweep last took a step (`maintain`).
+    pub(super) last_sweep: std::time::Instant,
     /// This loop turn's clock reading, taken once when first needed.
     pub(super) turn_now: Option<Instant>,
 }
@@ -153,6 +155,7 @@ impl Worker {
             stopping: false,
             last_sec: 0,
             last_census: std::time::Instant::now(),
+            last_sweep: std::time::Instant::now(),
             turn_now: None,
         };
         // Before the server reports ready: a `stats` served by another
@@ -249,7 +252,8 @@ impl Worker {
     fn wait(&mut self) {
         let mesh = &self.shared.mesh;
         let have_cqe = !self.ring.completion().is_empty();
-        let backlog = self.backlog.iter().any(|b| !b.is_empty());
+        // A backlog is retried, and a flush swept, within a millisecond.
+        let soon = self.backlog.iter().any(|b| !b.is_empty()) || self.shard.store.sweep_pending();
         if have_cqe || !self.to_send.is_empty() || self.dump_ready() {
             self.shard.c.uring_submits += 1;
             let _ = self.ring.submit();
@@ -262,9 +266,9 @@ impl Worker {
             let _ = self.ring.submit();
             return;
         }
-        // A backlog is retried soon; otherwise wake at least ten times a
-        // second for expiry, idle timeouts and the stop flag.
-        let ts = types::Timespec::new().nsec(if backlog { 1_000_000 } else { 100_000_000 });
+        // Otherwise wake at least ten times a second for expiry, idle
+        // timeouts and the stop flag.
+        let ts = types::Timespec::new().nsec(if soon { 1_000_000 } else { 100_000_000 });
         let args = types::SubmitArgs::new().timespec(&ts);
         self.shard.c.uring_submits += 1;
         let _ = self.ring.submitter().submit_with_args(1, &args);
@@ -294,6 +298,11 @@ impl Worker {
         if self.last_census.elapsed() >= CENSUS_EVERY {
             self.last_census = std::time::Instant::now();
             self.shard.store.census_step(CENSUS_STEP);
+        }
+        // What flush_all or flush_prefix hid is reclaimed in paced slices.
+        if self.shard.store.sweep_pending() && self.last_sweep.elapsed() >= SWEEP_EVERY {
+            self.last_sweep = std::time::Instant::now();
+            self.shard.store.sweep_step(SWEEP_STEP);
         }
         self.publish();
     }
@@ -333,6 +342,15 @@ impl Worker {
 const CENSUS_STEP: usize = 1024;
 /// How often the census takes a step.
 const CENSUS_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Records one flush sweep step reads at most (`Store::sweep_step`): each
+/// hidden one is hashed and unlinked from the index, about 0.1-0.2 ms of a
+/// worker's time per step.
+const SWEEP_STEP: usize = 2048;
+/// How often the flush sweep takes a step while one is pending: with a
+/// step of 2,048 records, a flushed million items are reclaimed in about
+/// half a second.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Freed buffer bytes after which the heap is trimmed (once a second at
 /// most): large buffers come from the allocator's arenas once its dynamic

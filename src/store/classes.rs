@@ -159,19 +159,6 @@ impl ClassTable {
     pub fn take_dirty(&mut self) -> u64 {
         std::mem::take(&mut self.dirty)
     }
-
-    /// `flush_all`: nothing is linked any more; event counters stay.
-    pub fn clear_items(&mut self) {
-        for (i, c) in self.c.iter_mut().enumerate() {
-            if c.number != 0 || c.bytes != 0 {
-                c.number = 0;
-                c.mem_requested = 0;
-                c.bytes = 0;
-                c.oldest_atime = 0;
-                self.dirty |= 1 << i;
-            }
-        }
-    }
 }
 
 impl super::Store {

@@ -73,10 +73,9 @@ pub struct StoreStats {
     /// memcached's `do_item_get`, every command's lookup counts, not only
     /// gets (a set over an expired item, a delete, an incr...).
     pub get_expired: u64,
-    /// Lookups that found the key's item hidden by a `flush_prefix`
-    /// (`get_flushed`). A `flush_all` unlinks everything at once, so its
-    /// items are never found again to be counted (memcached unlinks them
-    /// lazily and counts them here).
+    /// Lookups that found the key's item hidden by a `flush_all` or a
+    /// `flush_prefix` before the sweep reclaimed it (`get_flushed`, as
+    /// memcached counts its lazily unlinked flushed items).
     pub get_flushed: u64,
     /// Crawler calls that read records (`lru_crawler_starts`).
     pub crawler_starts: u64,

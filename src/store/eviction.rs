@@ -49,8 +49,11 @@ impl std::str::FromStr for Eviction {
 impl Store {
     /// Frees at least one segment; false if the policy allows none.
     pub(super) fn evict(&mut self) -> bool {
+        if self.sweep_flush_for_room() {
+            return true;
+        }
         let victim = match self.cfg.eviction {
-            Eviction::None => return false,
+            Eviction::None => self.pick(|_| None),
             Eviction::Merge => {
                 if self.merge() {
                     return true;
@@ -78,12 +81,18 @@ impl Store {
         }
     }
 
-    /// The in-use segment with the lowest score.
+    /// The in-use segment with the lowest score; before any, one whose
+    /// records are all dead (replaced, deleted, flushed), which holds
+    /// nothing and which a policy that scores only some segments (volatile)
+    /// would otherwise never free.
     fn pick(&self, score: impl Fn(&super::segment::SegHeader) -> Option<u64>) -> Option<u32> {
         let mut best: Option<(u64, u32)> = None;
         for (id, h) in self.segs.headers.iter().enumerate() {
             if h.seq == 0 || id as u32 == self.reserve || self.segs.is_pinned(id as u32) {
                 continue;
+            }
+            if h.live_items == 0 {
+                return Some(id as u32);
             }
             if let Some(s) = score(h) {
                 if best.is_none_or(|(b, _)| s < b) {

@@ -1,11 +1,10 @@
 //! Expiry: segments whose items have all expired are freed whole, and a
 //! crawler reclaims expired items from the others a few segments at a
-//! time; `flush_all` empties everything, now or later.
+//! time.
 
 use super::classes;
 use super::item::DELETED;
 use super::segment::NONE;
-use super::ttl;
 use super::Store;
 
 /// Records the crawler reads per call of `expire`, at most: about a
@@ -20,7 +19,6 @@ impl Store {
     pub fn expire(&mut self, max: usize) -> usize {
         let freed = self.expire_segments(max);
         self.crawl(CRAWL_RECORDS);
-        self.sweep_tick();
         freed
     }
 
@@ -109,7 +107,9 @@ impl Store {
                 let key = it.key();
                 let hash = self.hash(key);
                 if let Some(r) = self.slot_at(hash, id, off as u32) {
-                    if expired {
+                    // A flushed item met by eviction is reclaimed, as at
+                    // memcached's LRU tail.
+                    if expired || self.flush_hides(id, off as u32, it) {
                         self.count_reclaimed(it);
                     } else {
                         self.count_evicted(it);
@@ -121,40 +121,5 @@ impl Store {
         }
         self.ttl.unlink(&mut self.segs, id);
         self.segs.release(id);
-    }
-
-    /// `flush_all`: with `delay` 0 everything goes now, otherwise at
-    /// now + delay (a later call replaces the pending time).
-    pub fn flush(&mut self, delay: i64) {
-        if delay <= 0 {
-            self.flush_at = 0;
-            self.oldest_live = self.clock.now() - 1;
-            self.flush_now();
-        } else {
-            self.flush_at = self.clock.expire_at(delay).max(self.clock.now() + 1);
-            self.oldest_live = self.flush_at - 1;
-        }
-    }
-
-    /// memcached's `oldest_live` (`stats settings` `oldest`): the store
-    /// time of the last `flush_all`, or the one pending, less one second
-    /// (memcached's with CAS on); 0 before any.
-    pub fn oldest_live(&self) -> u32 {
-        self.oldest_live
-    }
-
-    pub(super) fn flush_now(&mut self) {
-        self.flush_at = 0;
-        self.clear_prefixes();
-        self.index.reset();
-        self.unlinks += 1;
-        self.ttl.reset();
-        self.segs.release_all();
-        self.live_bytes = 0;
-        self.classes.clear_items();
-        self.reserve = self
-            .segs
-            .take(ttl::NEVER, self.clock.now())
-            .expect("nseg >= 3");
     }
 }

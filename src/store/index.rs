@@ -451,14 +451,6 @@ impl Index {
         }
         self.scratch = cands;
     }
-
-    /// Empties the whole index (flush_all).
-    pub fn reset(&mut self) {
-        self.overflow.clear();
-        self.primary.iter_mut().for_each(|b| *b = Bucket::default());
-        self.free_overflow.clear();
-        self.items = 0;
-    }
 }
 
 #[cfg(test)]

@@ -236,6 +236,12 @@ impl Store {
                 self.unlink(r, hash);
                 continue;
             }
+            // Hidden by a flush: dropped, never moved behind its sweep.
+            if self.flush_hides(victim, roff, it) {
+                self.count_reclaimed(it);
+                self.unlink(r, hash);
+                continue;
+            }
             // Hidden by flush_prefix: dropped, never moved behind its sweep.
             if self.prefix_hides(victim, roff, it) {
                 self.stats.prefix_reclaimed += 1;

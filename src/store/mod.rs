@@ -14,8 +14,10 @@ pub mod clock;
 mod config;
 pub mod eviction;
 mod expiry;
+mod flush;
 pub mod index;
 pub mod item;
+mod mark;
 mod merge;
 pub mod notes;
 pub mod ops;
@@ -92,6 +94,8 @@ pub struct Store {
     crawl_at: u32,
     /// Pending prefix invalidations (`flush_prefix`).
     prefixes: prefix::PrefixTable,
+    /// The last `flush_all`, while its sweep has not read every segment.
+    flushed: Option<flush::PendingFlush>,
     /// Counters since the store was made.
     pub stats: StoreStats,
     /// The same accounting by memcached's size classes (`classes`).
@@ -160,6 +164,7 @@ impl Store {
             unlinks: 0,
             crawl_at: 0,
             prefixes: prefix::PrefixTable::default(),
+            flushed: None,
             stats: StoreStats::default(),
             classes: classes::ClassTable::default(),
         })
@@ -295,14 +300,6 @@ impl Store {
         (self.segs.header(index::slot_seg(s)).seq << index::SEG_SHIFT) | index::slot_off(s) as u64
     }
 
-    /// Runs the pending delayed flush if its time has come.
-    #[inline]
-    fn check_flush(&mut self) {
-        if self.flush_at != 0 && self.clock.now() >= self.flush_at {
-            self.flush_now();
-        }
-    }
-
     /// The slot of the item linked under `key`.
     fn slot_for_key(&self, hash: u64, key: &[u8]) -> Option<SlotRef> {
         let segs = &self.segs;
@@ -343,9 +340,18 @@ impl Store {
             self.unlink(slot, hash);
             return None;
         }
-        if !self.prefixes.is_empty() {
+        if self.sweep_pending() {
             let s = self.index.get(slot);
-            if self.prefix_hides(index::slot_seg(s), index::slot_off(s), item) {
+            let (seg, off) = (index::slot_seg(s), index::slot_off(s));
+            if self.flush_hides(seg, off, item) {
+                self.stats.get_flushed += 1;
+                if self.notes.wants(notes::FETCHERS) {
+                    self.notes.get(key, GetStatus::Flushed, None);
+                }
+                self.unlink(slot, hash);
+                return None;
+            }
+            if self.prefix_hides(seg, off, item) {
                 self.stats.prefix_reclaimed += 1;
                 self.stats.get_flushed += 1;
                 if self.notes.wants(notes::FETCHERS) {

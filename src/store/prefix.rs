@@ -2,67 +2,40 @@
 //! up to now becomes a miss at once, without a scan.
 //!
 //! An invalidation is a row of a small per-shard table: the prefix and a
-//! *write mark* saying which records were written before it. A record's
-//! CAS is (segment incarnation, offset) unless it carries one (a moved
-//! item keeps its old CAS), and new records only ever go to segments that
-//! did not exist yet or to the open segments (chain tails) past their
-//! write offset. So the mark is the next incarnation number plus the
-//! write offset of every open segment at that moment, and "stored before"
-//! is a comparison on the CAS, exact to the write, not to the second as
-//! `flush_all`'s time is.
+//! [`WriteMark`] saying which records were written before it, exact to the
+//! write, not to the second as memcached's `flush_all` time is.
 //!
 //! Reads (`Store::find`) test a found item against the table, which costs
 //! one branch while the table is empty, and otherwise one hash lookup per
 //! distinct prefix length among the rows (plus a CAS comparison when a
 //! prefix matches). A sweep in the background
-//! (`Store::sweep_prefixes`, from the expiry tick) walks every segment once
-//! per row, reclaiming what the row hides, and then drops the row; merge
-//! eviction drops hidden items instead of copying them, so none can move
-//! behind the sweep. Items whose CAS a client chose (meta `E`) are judged
-//! by that CAS.
+//! (`Store::sweep_prefixes`, from the worker's paced sweep step) walks every
+//! segment once per row, reclaiming what the row hides, and then drops the
+//! row; merge eviction drops hidden items instead of copying them, so none
+//! can move behind the sweep.
 
 #[cfg(test)]
 pub use self::MAX_PREFIXES as _MAX;
 use super::index::SEG_SHIFT;
 use super::item::{RawItem, DELETED};
+use super::mark::WriteMark;
 use super::Store;
 
 /// Rows a shard keeps at most; a row beyond that first finishes the
 /// oldest row's sweep at once (a full walk of the shard's segments).
 pub const MAX_PREFIXES: usize = 64;
 
-/// Records the sweep reads per expiry tick, at most.
-const SWEEP_RECORDS: usize = 16 * 1024;
-
 /// One pending invalidation.
 #[derive(Clone, Debug)]
 pub struct PrefixRow {
     /// The prefix (raw key bytes; empty hides everything).
     pub prefix: Box<[u8]>,
-    /// Segment incarnations at or above this were taken afterwards.
-    next_seq: u64,
-    /// The open segments then: (incarnation, write offset), sorted.
-    open: Vec<(u64, u32)>,
+    /// What the row hides: records written before it.
+    mark: WriteMark,
     /// Store time of the invalidation, seconds.
     pub at: u32,
     /// The next segment id the sweep reads.
     sweep_at: u32,
-}
-
-impl PrefixRow {
-    /// Whether a record with this CAS was written before the row.
-    #[inline]
-    fn hides_cas(&self, cas: u64) -> bool {
-        let seq = cas >> SEG_SHIFT;
-        if seq >= self.next_seq {
-            return false;
-        }
-        let off = (cas & ((1 << SEG_SHIFT) - 1)) as u32;
-        match self.open.binary_search_by_key(&seq, |&(s, _)| s) {
-            Ok(i) => off < self.open[i].1,
-            Err(_) => true,
-        }
-    }
 }
 
 /// Prefixes of one length, each with its row.
@@ -97,7 +70,7 @@ impl PrefixTable {
         self.by_len.iter().any(|(len, m)| {
             *len <= key.len()
                 && m.get(&key[..*len])
-                    .is_some_and(|&i| self.rows[i].hides_cas(cas))
+                    .is_some_and(|&i| self.rows[i].mark.hides_cas(cas))
         })
     }
 
@@ -133,21 +106,10 @@ impl Store {
             self.prefixes.rows.remove(0);
             self.prefixes.reindex();
         }
-        let mut open: Vec<(u64, u32)> = self
-            .ttl
-            .chains
-            .iter()
-            .filter(|c| c.tail != super::segment::NONE)
-            .map(|c| {
-                let h = self.segs.header(c.tail);
-                (h.seq, h.write_off)
-            })
-            .collect();
-        open.sort_unstable();
+        let mark = self.write_mark();
         self.prefixes.rows.push(PrefixRow {
             prefix: prefix.into(),
-            next_seq: self.segs.next_seq(),
-            open,
+            mark,
             at: self.clock.now(),
             sweep_at: 0,
         });
@@ -225,13 +187,6 @@ impl Store {
             }
         }
         read
-    }
-
-    /// Default per-tick sweep budget (see `expire`).
-    pub(super) fn sweep_tick(&mut self) {
-        if !self.prefixes.is_empty() {
-            self.sweep_prefixes(SWEEP_RECORDS);
-        }
     }
 
     /// flush_all: nothing is left for a row to hide.

@@ -156,7 +156,7 @@ impl Store {
                 let ttl = if e == 0 { -1 } else { (e - now) as i64 };
                 let key = it.key();
                 if filter.keeps(key, ttl)
-                    && !self.prefix_hides(seg, off, it)
+                    && !self.hidden(seg, off, it)
                     && self.slot_at(self.hash(key), seg, off).is_some()
                 {
                     step.items.push(ScanItem {

@@ -245,20 +245,6 @@ impl Segments {
         }
     }
 
-    /// Returns every segment to the free list (flush_all), parking pinned ones.
-    pub fn release_all(&mut self) {
-        let n = self.headers.len();
-        self.headers.iter_mut().for_each(|h| *h = SegHeader::FREE);
-        let mut retired = vec![false; n];
-        self.retired
-            .iter()
-            .for_each(|&i| retired[i as usize] = true);
-        self.free = (0..n as u32)
-            .rev()
-            .filter(|&i| self.pins[i as usize] == 0 && !retired[i as usize])
-            .collect();
-    }
-
     /// Keeps a segment's bytes as they are until the matching `unpin`.
     pub fn pin(&mut self, id: u32) {
         let p = &mut self.pins[id as usize];

@@ -181,7 +181,7 @@ impl Store {
                 let e = it.expire();
                 let live = it.iflags() & DELETED == 0
                     && (e == 0 || e > now)
-                    && !self.prefix_hides(id, off as u32, it)
+                    && !self.hidden(id, off as u32, it)
                     && self.slot_at(self.hash(it.key()), id, off as u32).is_some();
                 if live {
                     counts.items += 1;
@@ -227,7 +227,7 @@ impl Store {
         debug_assert_eq!(self.index.items, 0, "restore into a new store");
         let res = self.restore_inner(r, unix_now, keep);
         if res.is_err() {
-            self.flush(0);
+            self.empty_now();
         }
         res
     }

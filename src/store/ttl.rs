@@ -169,11 +169,6 @@ impl TtlBuckets {
         }
     }
 
-    /// Empties every chain (flush_all; the segments are freed separately).
-    pub fn reset(&mut self) {
-        *self = TtlBuckets::new();
-    }
-
     /// The segment new items of this bucket are appended to.
     #[inline]
     pub fn tail(&self, b: u16) -> Option<u32> {

@@ -4,6 +4,7 @@
 protocol), and which `stats` fields exist. Each test starts its own pair
 so counters start from the same zero."""
 import re
+import time
 
 import pytest
 
@@ -203,9 +204,6 @@ def test_get_expired_by_lookup(make_pair, lookup):
     p.same(expired_case("set", lookup))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 15: get_flushed after flush_all: memcached keeps flushed items linked and counts the lookup that "
-    "finds one; corecache's flush_all unlinks every item at once (only flush_prefix's hidden items count)"))
 def test_get_flushed_after_flush_all(make_pair):
     p = make_pair("-t", "2", "-m", "64")
 
@@ -214,6 +212,44 @@ def test_get_flushed_after_flush_all(make_pair):
         out.append(counters(c, ["get_flushed", "get_misses", "get_expired"]))
         return out
     p.same(script)
+
+
+@pytest.mark.parametrize("lookup", LOOKUPS, ids=[x.split(b"\r\n")[0].decode() for x in LOOKUPS])
+def test_get_flushed_by_lookup(make_pair, lookup):
+    """Every command's lookup that meets a flushed item counts get_flushed
+    (memcached's do_item_get) and answers as a miss."""
+    p = make_pair("-t", "2", "-m", "64")
+    names = [n for n in COUNTERS if n != "curr_items"]
+
+    def script(c):
+        before = counters(c, names)
+        out = [c.text(b"set e 0 0 1\r\n1\r\nflush_all\r\n" + lookup)]
+        after = counters(c, names)
+        out.append({k: (before[k], after[k]) for k in names if before[k] != after[k]})
+        return out
+    p.same(script)
+
+
+def test_flushed_items_are_reclaimed_soon(make_pair):
+    """flush_all answers at once and the items go afterwards (memcached's LRU
+    maintainer, corecache's sweep): curr_items and bytes reach 0, every
+    item counted reclaimed, without any lookup."""
+    p = make_pair("-t", "2", "-m", "64")
+
+    def script(c):
+        n = 3000
+        assert c.text(b"".join(b"set k%d 0 0 10 noreply\r\n0123456789\r\n" % i for i in range(n))) == b""
+        assert counters(c, ["curr_items"]) == {"curr_items": b"%d" % n}
+        assert c.text(b"flush_all\r\n") == b"OK\r\n"
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            got = counters(c, ["curr_items", "bytes", "reclaimed"])
+            if got["curr_items"] == b"0":
+                break
+            time.sleep(0.05)
+        return [got, c.text(b"get k1 k2999\r\n")]
+    out = p.same(script)
+    assert out[0] == {"curr_items": b"0", "bytes": b"0", "reclaimed": b"3000"}, out
 
 
 # Not curr_connections: a just-closed connection's close is seen by each server
