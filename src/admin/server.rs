@@ -8,7 +8,7 @@ use super::figures::gather;
 use super::health::Heartbeats;
 use super::history::{History, INTERVAL};
 use super::listener::Limits;
-use super::{api, browse, dashboard, json, metrics};
+use super::{api, browse, dashboard, json, metrics, users};
 use crate::engine::Shared;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -98,6 +98,7 @@ pub fn router(shared: Arc<Shared>, guard: Arc<Guard>, history: Arc<Mutex<History
         .route("/assets/{file}", get(dashboard::asset))
         .route("/api/csrf", get(api::csrf))
         .route("/api/history", get(api::history))
+        .route("/api/whoami", get(users::whoami))
         .route("/api/flush_prefix", post(api::flush_prefix))
         .route("/api/keys", get(browse::keys))
         .route("/api/keys/bulk", post(api::bulk))

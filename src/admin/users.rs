@@ -25,6 +25,7 @@ use super::api::reply;
 use super::audit::audit_as;
 use crate::auth::acl::Rules;
 use crate::auth::User;
+use axum::extract::Extension;
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
@@ -90,6 +91,31 @@ impl Who {
             json!({ "error": format!("user {} may not: {what}", self.name().unwrap_or("-")) }),
         )
     }
+}
+
+/// `GET /api/whoami`: the logged-in user and its rules (`user` null
+/// without a password file, or with the admin token), as the dashboard
+/// shows them; a prefix `*` is every key.
+pub async fn whoami(Extension(who): Extension<Who>) -> Response {
+    let shown = |ps: &[Vec<u8>]| -> Vec<String> {
+        ps.iter()
+            .map(|p| match p.is_empty() {
+                true => "*".to_string(),
+                false => String::from_utf8_lossy(p).into_owned(),
+            })
+            .collect()
+    };
+    let all = Rules::all();
+    let r = who.rules().unwrap_or(&all);
+    reply(
+        StatusCode::OK,
+        json!({
+            "user": who.name(),
+            "admin": r.admin,
+            "read": shown(&r.read),
+            "write": shown(&r.write),
+        }),
+    )
 }
 
 /// The admin port's login figures since start (`/metrics`).
