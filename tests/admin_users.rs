@@ -77,12 +77,18 @@ impl Srv {
         for _ in 0..5 {
             let (port, aport) = (free_port(), free_port());
             let admin = format!("127.0.0.1:{aport}");
+            // Asked to, the port listens on every address (reached here
+            // over loopback all the same).
+            let bind = match extra.contains(&"--admin-allow-remote") {
+                true => format!("0.0.0.0:{aport}"),
+                false => admin.clone(),
+            };
             let child = Command::new(env!("CARGO_BIN_EXE_corecache"))
                 .args(["-p", &port.to_string(), "-t", "2"])
                 .args(AS_ROOT)
                 .args(["-Y", dir.join("passwd").to_str().unwrap()])
                 .args(["-o", &format!("acl_file={}", dir.join("acl").display())])
-                .args(["--admin", &admin])
+                .args(["--admin", &bind])
                 .args(["--audit-log", dir.join("audit").to_str().unwrap()])
                 .args(extra)
                 .stdout(Stdio::null())
@@ -140,9 +146,12 @@ impl Srv {
     fn raw(&self, method: &str, path: &str, headers: &str, body: &str) -> Reply {
         let mut s = TcpStream::connect(&self.admin).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let host = match headers.starts_with("Host:") {
+            true => String::new(),
+            false => format!("Host: {}\r\n", self.admin),
+        };
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.admin,
+            "{method} {path} HTTP/1.1\r\n{host}Connection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         s.write_all(req.as_bytes()).unwrap();
@@ -506,4 +515,22 @@ fn an_admin_token_still_works_beside_the_users() {
         401
     );
     assert_eq!(srv.http("GET", "/stats", Some(WEB)).status, 200);
+}
+
+#[test]
+fn a_password_file_is_login_enough_for_a_remote_admin_port() {
+    // No token: the users' logins guard the port.
+    let srv = Srv::start("remote", &["--admin-allow-remote"]);
+    assert_eq!(srv.http("GET", "/stats", None).status, 401);
+    // A remote client names the host by its name: with logins, no Host
+    // check (it guards only the open loopback port against rebinding).
+    let b = base64::engine::general_purpose::STANDARD.encode("web:webpw");
+    let r = srv.raw(
+        "GET",
+        "/stats",
+        &format!("Host: cache1.example:11212\r\nAuthorization: Basic {b}\r\n"),
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(srv.http("GET", "/api/key/secret:1", Some(WEB)).status, 403);
 }
