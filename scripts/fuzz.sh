@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs each fuzz target (text, binary, exec, auth) for SECONDS (default 600) with
+# Runs each fuzz target (text, binary, exec, ascii_auth, sasl, passwd) for SECONDS (default 600) with
 # AddressSanitizer. cargo fuzz wants nightly flags; RUSTC_BOOTSTRAP lets the
 # stable toolchain accept them, since no nightly can be installed here.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-600}"; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(text binary exec auth)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(text binary exec ascii_auth sasl passwd)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 for t in "${targets[@]}"; do

@@ -127,10 +127,16 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     // in use is reported on the terminal with memcached's message.
     let tcp = listen_tcp(&cfg)?;
     let own = listen_worker_ports(&cfg)?;
-    let admin = corecache::admin::bind(&args.admin)?;
+    let admin = corecache::admin::bind(&args.admin, auth.is_some())?;
     // Read while still the starting user: the token file may be its alone.
     let admin = admin
-        .map(|l| args.admin.token().map(|t| (l, t, args.admin.limits())))
+        .map(|l| {
+            args.admin.token().map(|t| {
+                let guard = corecache::admin::auth::Guard::new(t)
+                    .with_open_metrics(args.admin.open_metrics);
+                (l, guard, args.admin.limits())
+            })
+        })
         .transpose()
         .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
     if let Some(id) = &user {
@@ -244,7 +250,7 @@ fn serve(
     unix: Option<OwnedFd>,
     admin: Option<(
         std::net::TcpListener,
-        Option<String>,
+        corecache::admin::auth::Guard,
         corecache::admin::listener::Limits,
     )>,
     (auth, tls): (
@@ -468,8 +474,8 @@ fn serve(
     ready.notify()?;
     // After `notify`, which points stderr at the `logfile` (the admin
     // port's lines belong there).
-    if let Some((l, token, limits)) = admin {
-        corecache::admin::server::spawn(l, shared.clone(), token, limits).map_err(failed)?;
+    if let Some((l, guard, limits)) = admin {
+        corecache::admin::server::spawn(l, shared.clone(), guard, limits).map_err(failed)?;
     }
     if cfg.verbosity > 0 {
         say(&format!(

@@ -3,12 +3,13 @@
 //! runs on the owning worker as an admin job (`engine::admin_jobs`), with
 //! memcached's semantics; every change goes to the audit trail.
 
-use super::audit::audit;
+use super::audit::audit_as;
 use super::server::App;
+use super::users::Who;
 use crate::engine::admin_jobs::{AdminJob, AdminReply};
 use crate::engine::route::owner;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -128,9 +129,11 @@ pub async fn history(State(app): State<App>) -> Response {
 /// everything, so it needs `all=1` (or `"all": true`) too. Answers with
 /// the server time the action took (all workers done), in microseconds.
 /// A refusal is audited as `flush_prefix refused (why)`, as memcached
-/// clients' refused `flush_prefix` (`-F`) is.
+/// clients' refused `flush_prefix` (`-F`) is. With a password file it
+/// needs the `admin` right, as text `flush_prefix` does.
 pub async fn flush_prefix(
     State(app): State<App>,
+    Extension(who): Extension<Who>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     body: Bytes,
@@ -141,10 +144,14 @@ pub async fn flush_prefix(
     let all = query(&uri, "all").is_some_and(|v| v == b"1" || v == b"true")
         || field("all") == Value::Bool(true);
     let shown = String::from_utf8_lossy(prefix.as_deref().unwrap_or_default()).into_owned();
+    if !who.admin() {
+        return who.deny(peer, &format!("flush_prefix {shown}"));
+    }
     let refuse = |status: StatusCode, why: &str, msg: &str| {
-        audit(
+        audit_as(
             &format!("flush_prefix refused ({why})"),
             &peer.to_string(),
+            who.name(),
             &shown,
         );
         reply(status, json!({ "error": msg }))
@@ -169,9 +176,10 @@ pub async fn flush_prefix(
     if !app.shared.settings.flush_enabled {
         return refuse(StatusCode::FORBIDDEN, "-F", "flush_prefix not allowed (-F)");
     }
-    audit(
+    audit_as(
         "flush_prefix",
         &peer.to_string(),
+        who.name(),
         &String::from_utf8_lossy(&prefix),
     );
     let t = Instant::now();
@@ -200,11 +208,19 @@ fn key_of(uri: &Uri) -> Option<Vec<u8>> {
 
 /// `GET /api/key/<key>`: the item (value as base64 and, when it is UTF-8,
 /// as text; detected type; flags; TTL, -1 = none; CAS), without counting
-/// an access. 404 when missing.
-pub async fn get_key(State(app): State<App>, uri: Uri) -> Response {
+/// an access. 404 when missing; 403 when the user may not read it.
+pub async fn get_key(
+    State(app): State<App>,
+    Extension(who): Extension<Who>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+) -> Response {
     let Some(key) = key_of(&uri) else {
         return bad(BAD_KEY);
     };
+    if !who.may_read(&key) {
+        return who.deny(peer, &format!("key_get {}", String::from_utf8_lossy(&key)));
+    }
     let to = owner(&app.route, app.shared.mesh.n, &key);
     match ask(&app, to, AdminJob::Get(key.clone())).await {
         Some(AdminReply::Item(Some(it))) => reply(
@@ -230,9 +246,10 @@ pub async fn get_key(State(app): State<App>, uri: Uri) -> Response {
 /// `PUT /api/key/<key>` with JSON `{"value": "..."}` (or `"value_b64"`),
 /// optional `"flags"` (default 0), `"ttl"` (memcached exptime, default 0
 /// = none) and `"mode"` (`set`, the default, or `add`, which answers 409
-/// when the key exists).
+/// when the key exists). 403 when the user may not write the key.
 pub async fn put_key(
     State(app): State<App>,
+    Extension(who): Extension<Who>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     body: Bytes,
@@ -240,6 +257,9 @@ pub async fn put_key(
     let Some(key) = key_of(&uri) else {
         return bad(BAD_KEY);
     };
+    if !who.may_write(&key) {
+        return who.deny(peer, &format!("key_set {}", String::from_utf8_lossy(&key)));
+    }
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return bad("body must be JSON");
     };
@@ -278,9 +298,10 @@ pub async fn put_key(
     .concat();
     cmd.extend_from_slice(&value);
     cmd.extend_from_slice(b"\r\n");
-    audit(
+    audit_as(
         if mode == "add" { "key_add" } else { "key_set" },
         &peer.to_string(),
+        who.name(),
         &String::from_utf8_lossy(&key),
     );
     match run_text(&app, &key, cmd).await.as_deref() {
@@ -294,18 +315,27 @@ pub async fn put_key(
     }
 }
 
-/// `DELETE /api/key/<key>`: 200 when deleted, 404 when missing.
+/// `DELETE /api/key/<key>`: 200 when deleted, 404 when missing, 403 when
+/// the user may not write the key.
 pub async fn delete_key(
     State(app): State<App>,
+    Extension(who): Extension<Who>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
 ) -> Response {
     let Some(key) = key_of(&uri) else {
         return bad(BAD_KEY);
     };
-    audit(
+    if !who.may_write(&key) {
+        return who.deny(
+            peer,
+            &format!("key_delete {}", String::from_utf8_lossy(&key)),
+        );
+    }
+    audit_as(
         "key_delete",
         &peer.to_string(),
+        who.name(),
         &String::from_utf8_lossy(&key),
     );
     match run_text(&app, &key, [b"delete ", &key[..], b"\r\n"].concat())
@@ -321,9 +351,12 @@ pub async fn delete_key(
 /// `POST /api/keys/bulk` with JSON `{"action": "delete", "keys": [...]}`
 /// or `{"action": "ttl", "ttl": SECONDS, "keys": [...]}` (a memcached
 /// exptime, as `touch` takes it): at most [`BULK_MAX`] keys; answers how
-/// many were changed and how many were not found.
+/// many were changed and how many were not found. With a password file
+/// the user must be allowed every key (delete: write; ttl, a touch: read
+/// and write), or nothing is done and the answer is 403.
 pub async fn bulk(
     State(app): State<App>,
+    Extension(who): Extension<Who>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
@@ -357,9 +390,17 @@ pub async fn bulk(
     } else {
         b"touch "
     };
-    audit(
+    let may = |k: &[u8]| who.may_write(k) && (action == "delete" || who.may_read(k));
+    if let Some(k) = ks.iter().find(|k| !may(k)) {
+        return who.deny(
+            peer,
+            &format!("bulk_{action} {}", String::from_utf8_lossy(k)),
+        );
+    }
+    audit_as(
         &format!("bulk_{action}"),
         &peer.to_string(),
+        who.name(),
         &format!("{} keys{}", ks.len(), tail.trim_end()),
     );
     let rx: Vec<_> = ks

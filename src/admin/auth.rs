@@ -1,11 +1,18 @@
 //! Who may use the admin port, and CSRF protection for what changes state.
 //!
-//! - A token (`--admin-token` or `--admin-token-file`), when set, is asked
-//!   of every request but the health probes: `Authorization: Bearer
-//!   <token>`, or HTTP Basic with the token as password (any user name),
-//!   which is what a browser prompts for. A failed attempt goes to the
-//!   audit trail. A non-loopback bind needs a token (`admin::bind`).
-//! - Without a token the port is open to this host only, and a request
+//! - With a password file (`-Y`, `-S`), every request but the health
+//!   probes logs in as one of its users over HTTP Basic and acts with that
+//!   user's rights (`users.rs`); a wrong user or password is `401`,
+//!   counted and audited, and braked per peer (`throttle.rs`).
+//!   `--admin-open-metrics` exempts `GET /metrics`. An admin token, if
+//!   also set, still works as `Authorization: Bearer`, with every right.
+//! - Without one, a token (`--admin-token` or `--admin-token-file`), when
+//!   set, is asked of every request but the health probes: `Authorization:
+//!   Bearer <token>`, or HTTP Basic with the token as password (any user
+//!   name), which is what a browser prompts for. A failed attempt goes to
+//!   the audit trail. A non-loopback bind needs a token or a password file
+//!   (`admin::bind`).
+//! - With neither, the port is open to this host only, and a request
 //!   must name it by address or as `localhost` in its `Host` header: a web
 //!   page on another domain that rebinds its name to 127.0.0.1 (DNS
 //!   rebinding) sends its own name there, and is refused with 403.
@@ -15,23 +22,30 @@
 //!   neither read it (no CORS headers are ever sent) nor set a custom
 //!   header on a cross-origin form post, so it cannot forge a change.
 
-use super::audit::audit;
+use super::audit::{audit, audit_as};
+use super::server::App;
+use super::throttle::Throttle;
+use super::users::{self, Who, ACCESS};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
 /// The header a state-changing request carries its CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// The admin port's credentials: the optional access token and the
-/// per-process CSRF token (32 hex digits from the kernel's RNG).
+/// The admin port's credentials: the optional access token, the
+/// per-process CSRF token (32 hex digits from the kernel's RNG), the
+/// brake on password guessing, and whether `/metrics` needs no login.
 #[derive(Debug)]
 pub struct Guard {
     token: Option<String>,
     csrf: String,
+    throttle: Throttle,
+    open_metrics: bool,
 }
 
 impl Guard {
@@ -45,7 +59,15 @@ impl Guard {
         Guard {
             token,
             csrf: b.iter().map(|x| format!("{x:02x}")).collect(),
+            throttle: Throttle::default(),
+            open_metrics: false,
         }
+    }
+
+    /// `--admin-open-metrics`: `GET /metrics` without a login.
+    pub fn with_open_metrics(mut self, open: bool) -> Guard {
+        self.open_metrics = open;
+        self
     }
 
     /// The CSRF token state-changing requests must carry.
@@ -58,8 +80,20 @@ impl Guard {
         self.token.is_some()
     }
 
+    /// Whether the request's `Authorization` header carries the token as
+    /// `Bearer`.
+    fn bearer(&self, h: &HeaderMap) -> bool {
+        let (Some(want), Some(v)) = (&self.token, h.get(header::AUTHORIZATION)) else {
+            return false;
+        };
+        v.to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| same(t.trim().as_bytes(), want.as_bytes()))
+    }
+
     /// Whether the request's `Authorization` header carries the token (or
-    /// none is required).
+    /// none is required), when there is no password file.
     pub fn authorized(&self, h: &HeaderMap) -> bool {
         let Some(want) = &self.token else {
             return true;
@@ -112,34 +146,109 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-/// The middleware: token first (health probes exempt), then CSRF on
-/// anything but GET and HEAD.
+/// Why a request is not let in.
+enum Refused {
+    /// No, or wrong, credentials: `401`, asking for a Basic login.
+    Unauthorized,
+    /// Too many failed logins from the peer: `429`, retry in so many seconds.
+    Throttled(u64),
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"corecache\"")],
+                "authentication required\n",
+            )
+                .into_response(),
+            Refused::Throttled(secs) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, secs.to_string())],
+                "too many failed logins from this address; retry later\n",
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// Who the request acts as, or the refusal: with a password file, the
+/// Bearer token or a user's HTTP Basic login; without one, the token (if
+/// any). A failed login is counted, audited (the user name as sent, never
+/// the password) and counted against the peer's brake.
+fn login(app: &App, h: &HeaderMap, peer: SocketAddr, path: &str) -> Result<Who, Refused> {
+    let g = &app.guard;
+    let Some(reg) = app.shared.auth.as_ref() else {
+        if g.authorized(h) {
+            return Ok(Who::anyone());
+        }
+        if h.contains_key(header::AUTHORIZATION) {
+            audit("login_failed", &peer.to_string(), path);
+        }
+        return Err(Refused::Unauthorized);
+    };
+    if g.bearer(h) {
+        return Ok(Who::anyone());
+    }
+    let Some(v) = h.get(header::AUTHORIZATION) else {
+        return Err(Refused::Unauthorized);
+    };
+    let now = Instant::now();
+    if let Some(wait) = g.throttle.wait(peer.ip(), now) {
+        ACCESS.throttled.fetch_add(1, Relaxed);
+        return Err(Refused::Throttled(wait.as_secs() + 1));
+    }
+    let (user, verified) = match users::basic(v.as_bytes()) {
+        Some((user, password)) => {
+            let u = reg.current().verify(&user, &password);
+            (user, u)
+        }
+        None => (b"-".to_vec(), None),
+    };
+    match verified {
+        Some(u) => Ok(Who::user(u)),
+        None => {
+            g.throttle.failed(peer.ip(), now);
+            ACCESS.failures.fetch_add(1, Relaxed);
+            let name = String::from_utf8_lossy(&user[..user.len().min(64)]).into_owned();
+            audit_as("login_failed", &peer.to_string(), Some(&name), path);
+            Err(Refused::Unauthorized)
+        }
+    }
+}
+
+/// The middleware: health probes pass; then the `Host` check (no
+/// credentials configured), the login, and CSRF on anything but GET and
+/// HEAD. The request then carries its [`Who`].
 pub async fn check(
-    State(g): State<Arc<Guard>>,
+    State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
+    let g = &app.guard;
     let path = req.uri().path();
-    let probe = path == "/healthz" || path == "/readyz";
-    if !probe && !g.has_token() && !host_is_local(req.headers()) {
+    if path == "/healthz" || path == "/readyz" {
+        return next.run(req).await;
+    }
+    let users = app.shared.auth.is_some();
+    if !g.has_token() && !users && !host_is_local(req.headers()) {
         return (
             StatusCode::FORBIDDEN,
             "Host must name this host by address or as localhost\n",
         )
             .into_response();
     }
-    if !probe && !g.authorized(req.headers()) {
-        if req.headers().contains_key(header::AUTHORIZATION) {
-            audit("login_failed", &peer.to_string(), path);
+    let open = g.open_metrics && path == "/metrics" && *req.method() == Method::GET;
+    let who = if open {
+        Who::anyone()
+    } else {
+        match login(&app, req.headers(), peer, path) {
+            Ok(who) => who,
+            Err(r) => return r.into_response(),
         }
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"corecache\"")],
-            "authentication required\n",
-        )
-            .into_response();
-    }
+    };
     if !matches!(*req.method(), Method::GET | Method::HEAD) && !g.csrf_ok(req.headers()) {
         return (
             StatusCode::FORBIDDEN,
@@ -148,6 +257,7 @@ pub async fn check(
         )
             .into_response();
     }
+    req.extensions_mut().insert(who);
     next.run(req).await
 }
 

@@ -21,9 +21,10 @@
 
 use super::api::{ask, bad, query, reply, unavailable};
 use super::server::App;
+use super::users::Who;
 use crate::engine::admin_jobs::{AdminJob, AdminReply};
 use crate::store::scan::{ScanCursor, ScanFilter, TtlFilter, SCAN_DONE};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -93,7 +94,18 @@ fn busy() -> Response {
 /// turn, each in steps of [`STEP_RECORDS`] records, for at most
 /// [`PAGE_TIME`]; `cursor` in the answer continues the walk (`null` once
 /// every worker has been read). `429` when other pages hold the gate.
-pub async fn keys(State(app): State<App>, uri: Uri) -> Response {
+/// With a password file, only keys the user may read are listed (a page
+/// may then hold fewer than `limit` keys before its cursor), and a user
+/// who may read no key is refused (403).
+pub async fn keys(
+    State(app): State<App>,
+    Extension(who): Extension<Who>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    uri: Uri,
+) -> Response {
+    if who.reads_nothing() {
+        return who.deny(peer, "key_browse");
+    }
     let text = |n| query(&uri, n).map(|v| String::from_utf8_lossy(&v).into_owned());
     let filter = ScanFilter {
         prefix: query(&uri, "prefix").unwrap_or_default(),
@@ -126,7 +138,7 @@ pub async fn keys(State(app): State<App>, uri: Uri) -> Response {
         let Some(AdminReply::Scan(st)) = ask(&app, w, job).await else {
             return unavailable();
         };
-        for i in st.items {
+        for i in st.items.into_iter().filter(|i| who.may_read(&i.key)) {
             out.push(json!({
                 "key": String::from_utf8_lossy(&i.key),
                 "size": i.value_len,

@@ -47,7 +47,8 @@ pub struct Figures {
     pub warm: Option<(bool, u64, u64, u64, u64)>,
 }
 
-/// The admin port's connection figures (`admin/listener.rs`).
+/// The admin port's connection figures (`admin/listener.rs`) and login
+/// figures (`admin/users.rs`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AdminConns {
     /// Open now.
@@ -58,6 +59,12 @@ pub struct AdminConns {
     pub rejected: u64,
     /// Closed by a timeout since start.
     pub timed_out: u64,
+    /// Wrong user or password since start.
+    pub login_failures: u64,
+    /// Credentials refused unchecked (too many failures) since start.
+    pub login_throttled: u64,
+    /// Refused by a user's rules since start.
+    pub denied: u64,
 }
 
 /// Reads what the workers have published. Never blocks a worker: every
@@ -115,6 +122,9 @@ pub fn gather(shared: &Shared) -> Figures {
                 total: c.total.load(Relaxed),
                 rejected: c.rejected.load(Relaxed),
                 timed_out: c.timed_out.load(Relaxed),
+                login_failures: super::users::ACCESS.failures.load(Relaxed),
+                login_throttled: super::users::ACCESS.throttled.load(Relaxed),
+                denied: super::users::ACCESS.denied.load(Relaxed),
             }
         },
         warm: shared.restored.figures(),

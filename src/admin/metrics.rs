@@ -204,6 +204,21 @@ fn registry(f: &Figures) -> Registry {
         "Admin HTTP connections closed by the header read, idle or request timeout",
         a.timed_out,
     );
+    b.counter(
+        "corecache_admin_login_failures",
+        "Admin HTTP requests refused for a wrong user or password (password file)",
+        a.login_failures,
+    );
+    b.counter(
+        "corecache_admin_login_throttled",
+        "Admin HTTP requests refused unchecked after too many failed logins from their address",
+        a.login_throttled,
+    );
+    b.counter(
+        "corecache_admin_denied",
+        "Admin HTTP requests a logged-in user had no right to make (ACL file)",
+        a.denied,
+    );
     b.gauge(
         "memcached_accepting_connections",
         "Whether the server is accepting connections (memcached's accepting_conns: 0 while \

@@ -25,6 +25,8 @@ pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod systemd;
+pub mod throttle;
+pub mod users;
 
 use crate::process::{StartError, EX_OSERR, EX_USAGE};
 use clap::Args;
@@ -46,8 +48,8 @@ pub struct AdminArgs {
     /// Turn the admin port (and the latency histograms) off.
     #[arg(long = "no-admin")]
     pub no_admin: bool,
-    /// Allow the admin port on a non-loopback address (a token is then
-    /// required: --admin-token or --admin-token-file).
+    /// Allow the admin port on a non-loopback address (a login is then
+    /// required: a password file, -Y or -S, or --admin-token(-file)).
     #[arg(long = "admin-allow-remote")]
     pub allow_remote: bool,
     /// Token the admin port asks of every request but the health probes
@@ -59,6 +61,11 @@ pub struct AdminArgs {
     /// trimmed).
     #[arg(long = "admin-token-file", value_name = "PATH")]
     pub token_file: Option<String>,
+    /// With a password file (-Y, -S), serve GET /metrics without a login,
+    /// for a scraper without credentials (everything else still asks
+    /// for one). Without a password file it changes nothing.
+    #[arg(long = "admin-open-metrics")]
+    pub open_metrics: bool,
     /// Also write the audit trail (administrative actions) to this file.
     #[arg(long = "audit-log", value_name = "PATH")]
     pub audit_log: Option<String>,
@@ -117,13 +124,16 @@ impl AdminArgs {
 /// logged and the cache serves without it: a second instance on one host
 /// must not fail for want of the default admin port).
 ///
+/// `users` says whether a password file (`-Y`, `-S`) asks every admin
+/// request for a login.
+///
 /// Errors: `EX_USAGE` (64) for an address that does not resolve or a
-/// non-loopback address without both `--admin-allow-remote` and a token
-/// (the port can change and read every item); 1 for an unreadable token
+/// non-loopback address without both `--admin-allow-remote` and a login
+/// (a token or a password file: the port can change and read every item); 1 for an unreadable token
 /// file (as memcached's unreadable `-Y` file); `EX_OSERR` (71) for an
 /// explicit address that cannot be bound, memcached's status for a port
 /// in use.
-pub fn bind(a: &AdminArgs) -> Result<Option<TcpListener>, StartError> {
+pub fn bind(a: &AdminArgs, users: bool) -> Result<Option<TcpListener>, StartError> {
     let usage = |m: String| StartError::new(EX_USAGE, format!("corecache: {m}"));
     if !a.enabled() {
         return Ok(None);
@@ -141,10 +151,11 @@ pub fn bind(a: &AdminArgs) -> Result<Option<TcpListener>, StartError> {
         .token()
         .map_err(|e| StartError::new(1, format!("corecache: {e}")))?;
     if let Some(r) = addrs.iter().find(|s| !s.ip().is_loopback()) {
-        if !a.allow_remote || token.is_none() {
+        if !a.allow_remote || (token.is_none() && !users) {
             return Err(usage(format!(
                 "refusing the admin port on non-loopback {r}: it needs \
-                 --admin-allow-remote and a token (--admin-token-file or --admin-token)"
+                 --admin-allow-remote and a login (a password file, -Y or -S, \
+                 or a token: --admin-token-file or --admin-token)"
             )));
         }
     }
@@ -264,20 +275,24 @@ mod tests {
         }
     }
 
+    fn bind_(a: &AdminArgs) -> Result<Option<TcpListener>, StartError> {
+        bind(a, false)
+    }
+
     #[test]
     fn off_by_flag_or_value() {
-        assert!(bind(&args(Some("off"))).unwrap().is_none());
+        assert!(bind_(&args(Some("off"))).unwrap().is_none());
         let a = AdminArgs {
             no_admin: true,
             ..Default::default()
         };
-        assert!(bind(&a).unwrap().is_none());
+        assert!(bind_(&a).unwrap().is_none());
     }
 
     #[test]
     fn non_loopback_needs_permission() {
         for spec in ["0.0.0.0:0", "[::]:0", "192.0.2.1:0"] {
-            let e = bind(&args(Some(spec))).unwrap_err();
+            let e = bind_(&args(Some(spec))).unwrap_err();
             assert!(e.msg.contains("--admin-allow-remote"), "{spec}: {}", e.msg);
         }
         let mut a = AdminArgs {
@@ -285,20 +300,22 @@ mod tests {
             allow_remote: true,
             ..Default::default()
         };
-        let e = bind(&a).unwrap_err();
+        let e = bind_(&a).unwrap_err();
         assert!(e.msg.contains("token"), "{}", e.msg);
+        // A password file is a login too.
+        assert!(bind(&a, true).unwrap().is_some());
         a.token = Some("t".into());
-        assert!(bind(&a).unwrap().is_some());
+        assert!(bind_(&a).unwrap().is_some());
     }
 
     #[test]
     fn loopback_binds_and_explicit_conflict_fails() {
-        let l = bind(&args(Some("127.0.0.1:0"))).unwrap().unwrap();
+        let l = bind_(&args(Some("127.0.0.1:0"))).unwrap().unwrap();
         let at = l.local_addr().unwrap().to_string();
-        let e = bind(&args(Some(&at))).unwrap_err();
+        let e = bind_(&args(Some(&at))).unwrap_err();
         assert!(e.msg.contains("cannot listen"), "{}", e.msg);
-        assert!(bind(&args(Some("[::1]:0"))).is_ok());
-        assert!(bind(&args(Some("nonsense"))).is_err());
+        assert!(bind_(&args(Some("[::1]:0"))).is_ok());
+        assert!(bind_(&args(Some("nonsense"))).is_err());
     }
 
     #[test]

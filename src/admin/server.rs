@@ -8,7 +8,7 @@ use super::figures::gather;
 use super::health::Heartbeats;
 use super::history::{History, INTERVAL};
 use super::listener::Limits;
-use super::{api, browse, dashboard, json, metrics};
+use super::{api, browse, dashboard, json, metrics, users};
 use crate::engine::Shared;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -78,13 +78,13 @@ async fn stats_json(State(app): State<App>) -> Response {
     )
 }
 
-/// The admin routes over `shared`, guarded by `guard`, with the
-/// overview's `history`.
+/// The admin routes over `shared`, guarded by `guard` (and the password
+/// file in `shared.auth`, if any), with the overview's `history`.
 pub fn router(shared: Arc<Shared>, guard: Arc<Guard>, history: Arc<Mutex<History>>) -> Router {
     let app = App {
         shared,
         beats: Arc::new(Heartbeats::default()),
-        guard: guard.clone(),
+        guard,
         history,
         route: crate::engine::route::route_hasher(),
         scans: Arc::new(browse::gate()),
@@ -98,6 +98,7 @@ pub fn router(shared: Arc<Shared>, guard: Arc<Guard>, history: Arc<Mutex<History
         .route("/assets/{file}", get(dashboard::asset))
         .route("/api/csrf", get(api::csrf))
         .route("/api/history", get(api::history))
+        .route("/api/whoami", get(users::whoami))
         .route("/api/flush_prefix", post(api::flush_prefix))
         .route("/api/keys", get(browse::keys))
         .route("/api/keys/bulk", post(api::bulk))
@@ -105,7 +106,10 @@ pub fn router(shared: Arc<Shared>, guard: Arc<Guard>, history: Arc<Mutex<History
             "/api/key/{*key}",
             get(api::get_key).put(api::put_key).delete(api::delete_key),
         )
-        .layer(axum::middleware::from_fn_with_state(guard, auth::check))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::check,
+        ))
         .with_state(app)
 }
 
@@ -123,16 +127,16 @@ async fn sample(shared: Arc<Shared>, history: Arc<Mutex<History>>) {
 }
 
 /// Serves the admin port on `listener` (bound by `admin::bind`) from a
-/// thread named `admin`, until the process exits, asking for `token` when
-/// one is given, within `limits` (connections, timeouts). Errors: the
-/// thread or its runtime cannot be created.
+/// thread named `admin`, until the process exits, asking for what `guard`
+/// asks (a token, a user's login), within `limits` (connections,
+/// timeouts). Errors: the thread or its runtime cannot be created.
 pub fn spawn(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
-    token: Option<String>,
+    guard: Guard,
     limits: Limits,
 ) -> Result<std::thread::JoinHandle<()>, String> {
-    let guard = Arc::new(Guard::new(token));
+    let guard = Arc::new(guard);
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("admin port: {e}"))?;

@@ -19,6 +19,10 @@
 //!   VERBOSITY, STAT reset and detail alike).
 //! - The user `*` holds the rules of every user the file does not name.
 //!
+//! The admin port applies the same rules to its logins (`admin/users.rs`):
+//! `read` to view a key or list it in the key browser, `write` to edit or
+//! delete it, `admin` to invalidate a prefix.
+//!
 //! Without an ACL file every authenticated user may do everything, as in
 //! memcached. With one, a user it does not name (and no `*` line) may
 //! authenticate and run `version`, `stats`, `mn`, `quit`, nothing else.

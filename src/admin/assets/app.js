@@ -220,7 +220,11 @@ async function openKey(key) {
   const r = await api("GET", "/api/key/" + encodeURIComponent(key));
   $("editor").hidden = false;
   $("ed-msg").textContent = "";
-  if (r.status !== 200) { $("ed-msg").textContent = "not found"; current = null; return; }
+  if (r.status !== 200) {
+    $("ed-msg").textContent = r.status === 404 ? "not found" : "error: " + (r.body && r.body.error);
+    current = null;
+    return;
+  }
   const it = r.body;
   const bytes = Uint8Array.from(atob(it.value_b64), (c) => c.charCodeAt(0));
   current = { bytes, type: it.type };
@@ -266,3 +270,13 @@ $("ed-delete").addEventListener("click", async () => {
   $("ed-msg").textContent = r.status === 200 ? "deleted" : "error: " + (r.body && r.body.error);
 });
 $("ed-close").addEventListener("click", () => { $("editor").hidden = true; });
+
+// ---- who is logged in (with a password file; the browser's Basic login) ----
+api("GET", "/api/whoami").then((r) => {
+  if (r.status !== 200 || !r.body.user) return;
+  const b = r.body;
+  const rights = [b.admin ? "admin" : null,
+    b.read.length ? "read " + b.read.join(" ") : null,
+    b.write.length ? "write " + b.write.join(" ") : null].filter(Boolean);
+  $("user").textContent = `${b.user} (${rights.join(", ") || "figures only"})`;
+});

@@ -1,0 +1,159 @@
+//! The admin port's brake on password guessing: each peer may fail to log
+//! in [`FAILURES`] times within [`WINDOW`]; past that, its requests with
+//! credentials get `429 Too Many Requests` (with `Retry-After`) without
+//! their password being checked, until the window ends.
+//!
+//! The password file's salted hashes are one SHA-256 (fast, as memcached's
+//! plain passwords are free to compare), so what makes guessing slow over
+//! the admin port is this limit, not the hash. A right password is refused
+//! too while its peer is braked: otherwise the brake would only change the
+//! wrong answers, and guessing would go on.
+//!
+//! Peers are counted by address (an IPv6 address by its /64, which one
+//! host usually holds whole). The table holds at most [`PEERS_MAX`] peers:
+//! when it is full, windows that have ended are dropped, and if none has,
+//! every new peer shares one entry, so a flood of addresses brakes itself
+//! rather than growing the table.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Failed logins a peer may make within one [`WINDOW`].
+pub const FAILURES: u32 = 10;
+/// The window failures are counted in; it starts at a peer's first failure.
+pub const WINDOW: Duration = Duration::from_secs(60);
+/// Peers the table tracks at most, besides the one entry they share when
+/// it is full.
+pub const PEERS_MAX: usize = 4096;
+
+/// Failures by peer: (count, start of the window).
+#[derive(Debug, Default)]
+pub struct Throttle {
+    peers: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+/// The address failures are counted under.
+fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = a.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// The entry every new peer shares while the table is full of live windows.
+const OVERFLOW: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+
+impl Throttle {
+    /// How long `ip` must wait before its credentials are checked again;
+    /// None when they may be checked now.
+    pub fn wait(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let key = bucket(ip);
+        let (n, start) = peers.get(&key).or_else(|| {
+            // A peer without an entry of its own, while the table is full,
+            // counts under the shared one.
+            (peers.len() >= PEERS_MAX)
+                .then(|| peers.get(&OVERFLOW))
+                .flatten()
+        })?;
+        let left = WINDOW.checked_sub(now.duration_since(*start))?;
+        (*n >= FAILURES && !left.is_zero()).then_some(left)
+    }
+
+    /// Counts one failed login by `ip`.
+    pub fn failed(&self, ip: IpAddr, now: Instant) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut key = bucket(ip);
+        if !peers.contains_key(&key) && peers.len() >= PEERS_MAX {
+            peers.retain(|_, (_, start)| now.duration_since(*start) < WINDOW);
+            if peers.len() >= PEERS_MAX {
+                key = OVERFLOW;
+            }
+        }
+        let e = peers.entry(key).or_insert((0, now));
+        if now.duration_since(e.1) >= WINDOW {
+            *e = (0, now);
+        }
+        e.0 = e.0.saturating_add(1);
+    }
+
+    /// Peers tracked now (for tests).
+    pub fn len(&self) -> usize {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether no peer is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn brakes_after_the_allowed_failures_until_the_window_ends() {
+        let t = Throttle::default();
+        let t0 = Instant::now();
+        let a = ip("192.0.2.1");
+        for _ in 0..FAILURES {
+            assert_eq!(t.wait(a, t0), None);
+            t.failed(a, t0);
+        }
+        let w = t.wait(a, t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!(w, WINDOW - Duration::from_secs(1));
+        // Another peer is not braked.
+        assert_eq!(t.wait(ip("192.0.2.2"), t0), None);
+        // The window ends; the next failure starts a new one.
+        assert_eq!(t.wait(a, t0 + WINDOW), None);
+        t.failed(a, t0 + WINDOW);
+        assert_eq!(t.wait(a, t0 + WINDOW), None);
+    }
+
+    #[test]
+    fn an_ipv6_host_is_counted_by_its_64() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        for i in 0..FAILURES {
+            t.failed(ip(&format!("2001:db8:1:2::{:x}", i + 1)), now);
+        }
+        assert!(t.wait(ip("2001:db8:1:2::ffff"), now).is_some());
+        assert!(t.wait(ip("2001:db8:1:3::1"), now).is_none());
+        // An IPv4-mapped address is its IPv4 address.
+        for _ in 0..FAILURES {
+            t.failed(ip("::ffff:198.51.100.7"), now);
+        }
+        assert!(t.wait(ip("198.51.100.7"), now).is_some());
+    }
+
+    #[test]
+    fn a_flood_of_addresses_shares_one_entry() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        for i in 0..PEERS_MAX as u32 + 50 {
+            t.failed(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)), now);
+        }
+        // The fifty past the cap count together (one more entry), so
+        // they are braked.
+        assert_eq!(t.len(), PEERS_MAX + 1);
+        assert!(t.wait(ip("10.200.0.1"), now).is_some());
+        // Once the windows end, the table makes room again.
+        let later = now + WINDOW;
+        t.failed(ip("10.201.0.1"), later);
+        assert_eq!(t.len(), 1);
+        assert!(t.wait(ip("10.200.0.1"), later).is_none());
+    }
+}
