@@ -231,3 +231,37 @@ fn a_snapshot_taken_during_the_sweep_leaves_flushed_items_out() {
     assert_eq!(value(&mut b, "new").as_deref(), Some(&b"v"[..]));
     assert_eq!(value(&mut b, "old7"), None);
 }
+
+#[test]
+fn a_sweep_stopped_inside_a_segment_that_is_then_reused_resumes_safely() {
+    // A prefix row's sweep stops a few records into a segment; churn then
+    // evicts and retakes every segment (new records at other offsets)
+    // before it resumes. The cursor must not read from its old offset.
+    let mut s = store(4 << 20);
+    for i in 0..3000 {
+        set(
+            &mut s,
+            &format!("p:{i}"),
+            format!("{i:0>300}").as_bytes(),
+            0,
+        );
+    }
+    s.flush_prefix(b"p:");
+    s.sweep_prefixes(7);
+    assert!(s.sweep_pending());
+    for i in 0..20_000 {
+        set(&mut s, &format!("n{i}"), format!("{i:0>217}").as_bytes(), 0);
+    }
+    sweep_all(&mut s);
+    let mut kept = 0;
+    for i in 0..20_000 {
+        if let Some(v) = value(&mut s, &format!("n{i}")) {
+            assert_eq!(v, format!("{i:0>217}").into_bytes());
+            kept += 1;
+        }
+    }
+    assert!(kept > 5000, "{kept}");
+    for i in 0..3000 {
+        assert_eq!(value(&mut s, &format!("p:{i}")), None);
+    }
+}

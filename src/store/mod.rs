@@ -27,6 +27,7 @@ pub mod scan;
 pub mod segment;
 pub mod slot;
 pub mod snapshot;
+mod sweep;
 pub mod ttl;
 mod write;
 

@@ -17,8 +17,9 @@
 #[cfg(test)]
 pub use self::MAX_PREFIXES as _MAX;
 use super::index::SEG_SHIFT;
-use super::item::{RawItem, DELETED};
+use super::item::RawItem;
 use super::mark::WriteMark;
+use super::sweep::Cursor;
 use super::Store;
 
 /// Rows a shard keeps at most; a row beyond that first finishes the
@@ -34,8 +35,8 @@ pub struct PrefixRow {
     mark: WriteMark,
     /// Store time of the invalidation, seconds.
     pub at: u32,
-    /// The next segment id the sweep reads.
-    sweep_at: u32,
+    /// Where the row's sweep stands.
+    cursor: Cursor,
 }
 
 /// Prefixes of one length, each with its row.
@@ -111,7 +112,7 @@ impl Store {
             prefix: prefix.into(),
             mark,
             at: self.clock.now(),
-            sweep_at: 0,
+            cursor: Cursor::default(),
         });
         self.prefixes.reindex();
     }
@@ -136,17 +137,12 @@ impl Store {
 
     /// Reclaims items that pending invalidations hide, reading at most
     /// `budget` records; a row whose sweep has read every segment is
-    /// dropped. Called from `expire`.
+    /// dropped. Called from the worker's paced sweep step.
     pub fn sweep_prefixes(&mut self, budget: usize) {
         let mut left = budget;
         while left > 0 && !self.prefixes.rows.is_empty() {
             left -= self.sweep_prefix_row(0, left).min(left);
-            if self
-                .prefixes
-                .rows
-                .first()
-                .is_some_and(|r| r.sweep_at != u32::MAX)
-            {
+            if !self.prefixes.rows[0].cursor.done(self.segs.count()) {
                 break;
             }
             self.prefixes.rows.remove(0);
@@ -154,38 +150,27 @@ impl Store {
         }
     }
 
-    /// Sweeps row `i` for at most `budget` records; marks it done
-    /// (`sweep_at == u32::MAX`) when it has read every segment. Returns
-    /// the records read.
+    /// Sweeps row `i` for at most `budget` records (its cursor then tells
+    /// whether it has read every segment). Returns the records read.
     fn sweep_prefix_row(&mut self, i: usize, budget: usize) -> usize {
-        let n = self.segs.count() as u32;
-        let mut read = 0;
-        while read < budget {
-            let id = self.prefixes.rows[i].sweep_at;
-            if id >= n {
-                self.prefixes.rows[i].sweep_at = u32::MAX;
-                break;
-            }
-            self.prefixes.rows[i].sweep_at = id + 1;
-            let h = self.segs.header(id);
-            if h.seq == 0 || h.live_items == 0 {
-                continue;
-            }
-            let end = h.write_off as usize;
-            let mut off = 0;
-            while off < end {
-                let it = self.item_at(id, off as u32);
-                read += 1;
-                if it.iflags() & DELETED == 0 && self.prefix_hides(id, off as u32, it) {
-                    let hash = self.hash(it.key());
-                    if let Some(r) = self.slot_at(hash, id, off as u32) {
-                        self.stats.prefix_reclaimed += 1;
-                        self.unlink(r, hash);
+        let mut cur = self.prefixes.rows[i].cursor;
+        let read = self.walk_records(
+            &mut cur,
+            budget,
+            |s, seg, off, it| {
+                if s.prefix_hides(seg, off, it) {
+                    let hash = s.hash(it.key());
+                    if let Some(r) = s.slot_at(hash, seg, off) {
+                        s.stats.prefix_reclaimed += 1;
+                        s.unlink(r, hash);
                     }
                 }
-                off += it.size();
-            }
-        }
+            },
+            |s, seg| {
+                s.free_if_empty(seg);
+            },
+        );
+        self.prefixes.rows[i].cursor = cur;
         read
     }
 
