@@ -28,14 +28,15 @@ pub const UNAUTHENTICATED: &str = "CLIENT_ERROR unauthenticated";
 
 /// Whether a request is administrative: it changes or reveals the whole
 /// cache rather than keys (flush_all, cache_memlimit, shutdown, verbosity,
-/// `stats reset`, `stats detail`, `stats cachedump`, `watch`, which
-/// shows every user's keys).
+/// `stats reset`, `stats detail`, `stats cachedump`; `watch` and
+/// `lru_crawler metadump`, which show every user's keys; `lru_crawler`'s
+/// and `slabs`' other sub-commands, which steer the whole server).
 pub fn is_admin(op: Op, req: &Request) -> bool {
     match op {
         Op::Flush | Op::MemLimit | Op::Shutdown | Op::Verbosity | Op::RefreshCerts => true,
         Op::Stats => {
             let group = match req {
-                Request::Text(text::Request::Admin { cmd: b"watch", .. }) => return true,
+                Request::Text(text::Request::Admin { .. }) => return true,
                 Request::Text(text::Request::Stats { arg }) => text::tokens(arg).next(),
                 // "detail dump": the group is the first word.
                 Request::Binary(Ok(r)) => r.key.split(|&b| b == b' ').next(),

@@ -67,6 +67,10 @@ ADMIN_TEXT = [
     b"stats cachedump 1 1\r\n",
     b"watch\r\n",
     b"watch mutations\r\n",
+    b"lru_crawler metadump all\r\n",
+    b"lru_crawler metadump hash\r\n",
+    b"lru_crawler crawl all\r\n",
+    b"slabs automove 1\r\n",
     b"shutdown\r\n",
     b"shutdown graceful\r\n",
 ]
