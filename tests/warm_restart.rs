@@ -268,7 +268,7 @@ fn worker_port_keys_come_back_whichever_shard_held_them() {
     // worker 1's port lives in shard 1 whoever owns it by hash.
     let path = mem_file("ports");
     let p = path.to_str().unwrap();
-    let base = free_port();
+    let base = fixed_ports(2);
     let wp = format!("worker_ports={base}");
     let args = ["-t", "2", "-o", &wp, "-e", p];
     let srv = Server::start(&args);
@@ -337,6 +337,25 @@ fn sigusr1_and_shutdown_save_and_expired_items_stay_gone() {
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
+/// The first of `n` consecutive ports of 127.0.0.1 that bind now, for a
+/// server that must listen on the same ones again after a restart. They
+/// are taken below the kernel's ephemeral range (32768 and up by
+/// default), where `free_port`'s come from: there any client socket, of
+/// this test or another, may hold one meanwhile (a closed connection for
+/// a minute, in TIME_WAIT), and a fixed port then fails to bind.
+fn fixed_ports(n: u16) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..1000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let base = 20_000 + (h.finish() % (12_000 - n as u64)) as u16;
+        if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {n} free ports under 32000");
+}
+
 /// Waits until each of `ports` on 127.0.0.1 can be bound again: a stopped
 /// server's sockets close when its io_uring is torn down, which happens
 /// just after the process exits, after however long a loaded machine
@@ -368,7 +387,7 @@ fn metrics(admin: u16) -> String {
 fn the_admin_port_says_whether_the_start_was_warm() {
     let path = mem_file("metrics");
     let p = path.to_str().unwrap();
-    let admin = free_port();
+    let admin = fixed_ports(1);
     let a = format!("127.0.0.1:{admin}");
     let args = ["-e", p, "--admin", &a];
     let srv = Server::start(&args);
