@@ -172,10 +172,11 @@ fn samples(text: &str) -> HashMap<String, String> {
 }
 
 /// Scrapes until every `(series, value)` in `want` holds, or fails after
-/// 5 s with what differed. Workers publish once per loop turn, just after
-/// sending, so a reply can arrive a moment before its counts are visible.
+/// 15 s with what differed. Workers publish once per loop turn, just after
+/// sending, so a reply can arrive a moment before its counts are visible;
+/// on a loaded machine that moment has no bound below seconds.
 fn scrape_until(admin: &str, want: &[(String, String)]) -> HashMap<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (status, _, body) = http_get(admin, "/metrics", None);
         assert_eq!(status, 200);
@@ -532,24 +533,27 @@ fn run_capturing(args: &[&str], env: &[(&str, &str)], journal: bool) -> String {
     if journal {
         cmd.env("JOURNAL_STREAM", format!("{}:{}", st.st_dev, st.st_ino));
     }
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::from(w))
         .spawn()
         .unwrap();
     // Only the child holds the pipe's write end now.
     drop(cmd);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "no start");
-        assert!(child.try_wait().unwrap().is_none(), "exited at start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Give the admin thread time to log that it listens, if it will.
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let mut srv = Server {
+        child,
+        port,
+        admin: String::new(),
+        traffic: Traffic::default(),
+    };
+    assert!(srv.answers_as_itself(), "no start");
+    // The admin thread logs that it listens just before it serves, and it
+    // runs at nice 10: on a loaded machine it can be the last thread to
+    // get a CPU, so a fixed pause (300 ms once) is no bound. Once it has
+    // answered a request, its line is out.
+    let admin = stat(&srv.ask(b"stats settings\r\n"), "admin").expect("admin row");
+    assert_eq!(http_get(&admin, "/metrics", None).0, 200);
+    assert_eq!(srv.stop(), 0);
     let mut text = String::new();
     std::fs::File::from(r).read_to_string(&mut text).unwrap();
     text
@@ -704,10 +708,12 @@ fn quiet_requests_are_timed_when_they_run_not_at_the_next_reply() {
     ];
     let got = scrape_until(&srv.admin, &want);
     // Each ran in microseconds; 0.7 s apart, the old timing gave the
-    // sets and the get 0.7-2.1 s each.
+    // sets and the get 0.7-2.1 s each. So the bound is under 0.7 s, not
+    // near the microseconds: a loaded machine can preempt a worker for
+    // tenths of a second in the middle of a request.
     for f in ["set", "get"] {
         let sum: f64 = got[&format!(r#"{n}_sum{{family="{f}"}}"#)].parse().unwrap();
-        assert!(sum < 0.1, "{f}: {sum} s");
+        assert!(sum < 0.5, "{f}: {sum} s");
     }
     assert_eq!(srv.stop(), 0);
 }

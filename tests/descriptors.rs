@@ -127,7 +127,26 @@ impl Crowd {
 /// others leave. Returns (answered while short, CPU seconds over 2 s).
 fn exhaust(pid: u32, port: u16, what: &str) -> (usize, f64) {
     let mut crowd = Crowd::connect(port, 400);
-    let first = crowd.poll(Duration::from_secs(2));
+    // How many are served before the descriptors run out, once the server
+    // has stopped accepting and answered everyone it accepted: it says it
+    // stopped in `accepting_conns`, and the last replies follow. Polled,
+    // not read after a fixed 2 s: a loaded machine can take longer to
+    // get there, and a count taken early grows in "no one more" below.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crowd.poll(Duration::from_millis(100)) == 0
+        || stat(&crowd.stats(), "accepting_conns") != Some(0)
+    {
+        assert!(Instant::now() < deadline, "{what}: still accepting");
+    }
+    let mut first = crowd.poll(Duration::ZERO);
+    loop {
+        let now = crowd.poll(Duration::from_secs(1));
+        if now == first {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{what}: answers still coming");
+        first = now;
+    }
     assert!(
         first > 100 && first < 256,
         "{what}: {first} answered with 256 descriptors"
@@ -221,11 +240,14 @@ fn limited(cmd: &mut Command, as_nobody: bool) {
 }
 
 /// Starts `bin` with `args` under `limit` (see `limited`) as `nobody` or
-/// not; returns its exit status and stderr if it exits within 2 s, else
-/// None (it runs; it is killed).
+/// not; returns its exit status and stderr if it exits at start, else
+/// None once it serves (`stats` on its port names its pid; it is killed).
+/// Which of the two is known only then: a fixed 2 s for "it runs" held
+/// only while a loaded machine started it within 2 s.
 fn start_limited(bin: &str, args: &[&str], as_nobody: bool) -> Option<(Option<i32>, String)> {
+    let port = free_port();
     let mut cmd = Command::new(bin);
-    cmd.args(["-p", &free_port().to_string(), "-U", "0"])
+    cmd.args(["-p", &port.to_string(), "-U", "0"])
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -234,8 +256,10 @@ fn start_limited(bin: &str, args: &[&str], as_nobody: bool) -> Option<(Option<i3
     }
     limited(&mut cmd, as_nobody);
     let mut child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
+    let want = format!("STAT pid {}\r\n", child.id());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "{bin} neither exits nor serves");
         if let Some(st) = child.try_wait().unwrap() {
             let mut err = String::new();
             child
@@ -246,11 +270,34 @@ fn start_limited(bin: &str, args: &[&str], as_nobody: bool) -> Option<(Option<i3
                 .unwrap();
             return Some((st.code(), err));
         }
+        if serves_as(port, &want) {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
     let _ = child.wait();
     None
+}
+
+/// Whether `stats` on `port` answers with the line `want` (its pid).
+fn serves_as(port: u16, want: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    if s.write_all(b"stats\r\n").is_err() {
+        return false;
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(b"END\r\n") {
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => return false,
+        }
+    }
+    String::from_utf8_lossy(&out).contains(want)
 }
 
 #[test]

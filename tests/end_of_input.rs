@@ -150,6 +150,12 @@ fn pipeline_read_by_server(srv: &Server, n: usize) -> TcpStream {
     s
 }
 
+/// The longest a stop may take: the workers' grace for replies to go
+/// (3 s, `STOP_GRACE`) and their cutoff after it (1 s), plus as much again
+/// for a loaded machine to schedule the threads' exit (2 s was once all
+/// it had). A stop that waits on a client that never reads exceeds it.
+const STOP_BOUND: Duration = Duration::from_secs(8);
+
 fn read_to_end_lenient(s: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 65536];
@@ -176,7 +182,7 @@ fn stop_signals_answer_every_request_read_and_exit_zero() {
         let mut srv = srv;
         let st = srv.child.wait().unwrap();
         assert_eq!(st.code(), Some(0), "signal {sig}");
-        assert!(started.elapsed() < Duration::from_secs(6));
+        assert!(started.elapsed() < STOP_BOUND, "{:?}", started.elapsed());
     }
 }
 
@@ -231,7 +237,7 @@ fn stop_is_bounded_when_a_client_never_reads() {
     let t = Instant::now();
     let code = srv.stop();
     assert_eq!(code, 0);
-    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert!(t.elapsed() < STOP_BOUND, "{:?}", t.elapsed());
     drop(s);
 }
 

@@ -8,32 +8,61 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod common;
 use common::*;
 
+/// `bytes_read` of the server on `port`, asked on a connection of its own
+/// (whose `stats\r\n`, 7 bytes, may or may not be counted yet).
+fn bytes_read(port: u16) -> u64 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"stats\r\n").unwrap();
+    stat(&read_until(&mut s, b"END\r\n"), "bytes_read").unwrap()
+}
+
 /// What a server made of some bytes: its reply (CAS numbers and the
 /// version masked) and whether it closed the connection.
+///
+/// Cut, the server must have read the first 2,100 bytes before the rest
+/// arrives: a fixed pause (100 ms) held only while the machine was not
+/// loaded, so its `bytes_read` is awaited. After the bytes comes `mn`: a
+/// server still serving the connection answers `MN` once it has answered
+/// all before, one that closed it never reads it. Timing out a quiet
+/// connection (400 ms per read once) took a slow reply for none.
 fn outcome(port: u16, data: &[u8], cut: bool) -> (String, bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let before = bytes_read(port);
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     if cut && data.len() > 2100 {
         s.write_all(&data[..2100]).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        // Each poll's own 7 bytes are counted by the next one at the
+        // latest.
+        let mut polls = 0;
+        while bytes_read(port) < before + 2100 + 7 * polls {
+            assert!(Instant::now() < deadline, "the first 2,100 bytes unread");
+            polls += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let _ = s.write_all(&data[2100..]);
     } else {
         s.write_all(data).unwrap();
     }
-    s.set_read_timeout(Some(Duration::from_millis(400)))
-        .unwrap();
+    let _ = s.write_all(b"mn\r\n");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 65536];
     let closed = loop {
+        if out.ends_with(b"MN\r\n") {
+            break false;
+        }
+        assert!(Instant::now() < deadline, "neither MN nor a close");
         match s.read(&mut buf) {
             Ok(0) => break true,
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
-            Err(_) => break false,
+            Err(e) => panic!("{e}"),
         }
     };
     let text = String::from_utf8_lossy(&out)

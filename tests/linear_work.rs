@@ -12,12 +12,19 @@ mod common;
 use common::*;
 
 /// A client that asks `version` over and over on its own connection until
-/// told to stop; returns how many answers came and the slowest one.
+/// told to stop; returns how many answers came and the slowest one. It
+/// has been answered once when this returns: started unsynchronised, a
+/// thread a loaded machine schedules late could miss a short request
+/// entirely and count no answers.
 fn bystander(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, Duration)> {
-    std::thread::spawn(move || {
+    let (ready, is_ready) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let (mut n, mut worst) = (0, Duration::ZERO);
+        s.write_all(b"version\r\n").unwrap();
+        assert_eq!(read_until(&mut s, b"\r\n"), version_line().as_bytes());
+        ready.send(()).unwrap();
+        let (mut n, mut worst) = (1, Duration::ZERO);
         while !stop.load(Ordering::Relaxed) {
             let t = Instant::now();
             s.write_all(b"version\r\n").unwrap();
@@ -27,7 +34,9 @@ fn bystander(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize
             std::thread::sleep(Duration::from_millis(5));
         }
         (n, worst)
-    })
+    });
+    is_ready.recv().unwrap();
+    h
 }
 
 /// Reads a multi-get reply to its END; returns the VALUE keys in order.

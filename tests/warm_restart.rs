@@ -148,8 +148,13 @@ fn every_item_is_back_after_a_graceful_restart() {
         stat(&st, "warm_restore_usec").unwrap()
     );
     let after = all_items(&srv, n);
-    // Seconds from the first read before to the last read after.
-    let passed = read_at.elapsed().as_secs() as i64 + 1;
+    // Whole seconds a TTL may lose from the first read before to the last
+    // read after: those that passed, one more for the whole-second reads
+    // (a tick can fall just after the first), and one more because the
+    // restored clock continues from Unix time (whole seconds of time()
+    // since the old epoch) while the old one counted whole seconds from
+    // its start, which can lag that by up to a second.
+    let passed = read_at.elapsed().as_secs() as i64 + 2;
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {
         let (b, a) = (
             b.as_ref().unwrap(),
@@ -263,7 +268,7 @@ fn worker_port_keys_come_back_whichever_shard_held_them() {
     // worker 1's port lives in shard 1 whoever owns it by hash.
     let path = mem_file("ports");
     let p = path.to_str().unwrap();
-    let base = free_port();
+    let base = fixed_ports(2);
     let wp = format!("worker_ports={base}");
     let args = ["-t", "2", "-o", &wp, "-e", p];
     let srv = Server::start(&args);
@@ -276,9 +281,9 @@ fn worker_port_keys_come_back_whichever_shard_held_them() {
     }
     drop(s);
     assert_eq!(srv.stop(), 0);
-    // The worker ports are fixed: give the exited process's io_uring a
-    // moment to let go of them (about 5 ms measured).
-    std::thread::sleep(Duration::from_millis(300));
+    // The worker ports are fixed: the exited process's io_uring lets go
+    // of them a moment later (about 5 ms measured, more when loaded).
+    wait_free(&[base, base + 1]);
     let srv = Server::start(&args);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", base + 1)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -332,6 +337,39 @@ fn sigusr1_and_shutdown_save_and_expired_items_stay_gone() {
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
+/// The first of `n` consecutive ports of 127.0.0.1 that bind now, for a
+/// server that must listen on the same ones again after a restart. They
+/// are taken below the kernel's ephemeral range (32768 and up by
+/// default), where `free_port`'s come from: there any client socket, of
+/// this test or another, may hold one meanwhile (a closed connection for
+/// a minute, in TIME_WAIT), and a fixed port then fails to bind.
+fn fixed_ports(n: u16) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..1000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let base = 20_000 + (h.finish() % (12_000 - n as u64)) as u16;
+        if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {n} free ports under 32000");
+}
+
+/// Waits until each of `ports` on 127.0.0.1 can be bound again: a stopped
+/// server's sockets close when its io_uring is torn down, which happens
+/// just after the process exits, after however long a loaded machine
+/// takes to run that. Never bound by then is a leak, and fails.
+fn wait_free(ports: &[u16]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    for &p in ports {
+        while std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "port {p} still held");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 fn metrics(admin: u16) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -349,7 +387,7 @@ fn metrics(admin: u16) -> String {
 fn the_admin_port_says_whether_the_start_was_warm() {
     let path = mem_file("metrics");
     let p = path.to_str().unwrap();
-    let admin = free_port();
+    let admin = fixed_ports(1);
     let a = format!("127.0.0.1:{admin}");
     let args = ["-e", p, "--admin", &a];
     let srv = Server::start(&args);
@@ -359,7 +397,8 @@ fn the_admin_port_says_whether_the_start_was_warm() {
         exchange(&srv, format!("set {k} 0 0 1\r\nx\r\n").as_bytes(), b"\r\n");
     }
     assert_eq!(srv.stop(), 0);
-    std::thread::sleep(Duration::from_millis(300));
+    // The admin port is fixed: as the worker ports above.
+    wait_free(&[admin]);
     let srv = Server::start(&args);
     let warm = metrics(admin);
     assert!(warm.contains("\ncorecache_warm_restart 1"), "{warm}");

@@ -284,8 +284,11 @@ fn twemproxy(hash: &str, server_lines: &[String]) -> Proxy {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("nutcracker-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
         let conf = dir.join("pool.yml");
+        // timeout: how long twemproxy waits for a server's reply (ms); a
+        // slow but live server on a loaded machine is no placement fault,
+        // so as long as the clients' `PATIENT`.
         let mut yml = format!(
-            "pool:\n  listen: 127.0.0.1:{port}\n  hash: {hash}\n  distribution: ketama\n  timeout: 2000\n  auto_eject_hosts: false\n  servers:\n"
+            "pool:\n  listen: 127.0.0.1:{port}\n  hash: {hash}\n  distribution: ketama\n  timeout: 10000\n  auto_eject_hosts: false\n  servers:\n"
         );
         for l in server_lines {
             yml.push_str(&format!("   - {l}\n"));
@@ -300,7 +303,7 @@ fn twemproxy(hash: &str, server_lines: &[String]) -> Proxy {
             .stderr(Stdio::null())
             .spawn()
             .expect("nutcracker (Debian package nutcracker)");
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if child.try_wait().unwrap().is_some() {
                 break;
@@ -329,6 +332,7 @@ async fn through_twemproxy(hash: &str, key_hash: KeyHash) {
         .node(servers[1].node().weight(2))
         .node(servers[2].node().name("gamma"))
         .key_hash(key_hash)
+        .timeout(common::PATIENT)
         .build();
     let via_proxy = Client::builder()
         .node(Node::new("127.0.0.1", proxy.port))
@@ -396,8 +400,11 @@ async fn node_loss_and_return(policy: FailurePolicy) {
         .failure_policy(policy)
         .failure_limit(2)
         .retry_after(retry)
-        .timeout(Duration::from_millis(500))
-        .connect_timeout(Duration::from_millis(500))
+        // The dead node fails at once (connection refused or reset), never
+        // by timing out; a short timeout would only let a live node that a
+        // loaded machine delays count as failed too.
+        .timeout(common::PATIENT)
+        .connect_timeout(common::PATIENT)
         .build();
     let keys: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
     let pairs: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("v{k}"))).collect();
@@ -481,6 +488,7 @@ async fn worker_port_members_each_hold_their_keys() {
     let servers = common::consecutive(Kind::Corecache, 3);
     let c = Client::builder()
         .node(Node::new("127.0.0.1", servers[0].port).worker_ports(3))
+        .timeout(common::PATIENT)
         .build();
     assert_eq!(
         c.members(),

@@ -5,38 +5,70 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::Server;
 use corecache_client::{AsideConfig, Client, EarlyRefresh, Error, OnLeaseTimeout};
 
 const MIN: Duration = Duration::from_secs(60);
 
+/// How long a crowd's loader works.
+#[derive(Clone, Copy)]
+enum Work {
+    /// A fixed time: the other callers wait for it.
+    Takes(Duration),
+    /// Until every other caller has returned (they are served the value
+    /// already there without waiting), at most `ASSUMED_NEVER`. A fixed
+    /// time here would assume all callers reach the server before it ends,
+    /// which a loaded machine can break; with this a caller that waited
+    /// for the load still shows as a wrong count or a wrong value.
+    OthersReturn,
+}
+
+/// Far longer than any wait in these tests should take: a bound that only
+/// a lost lease or a stuck caller reaches.
+const ASSUMED_NEVER: Duration = Duration::from_secs(30);
+
 /// `n` callers spread over `clients` separate clients (as if in separate
 /// processes: no shared connection or state) all call `get_or_load(key)`
-/// at once; the loader sleeps `work`, counts, and returns `value`.
+/// at once; the loader counts, works (`work`), and returns `value`.
 /// Returns what each caller got.
 async fn crowd(
     clients: &[Client],
     n: usize,
     key: &str,
-    work: Duration,
+    work: Work,
     value: &'static str,
     loads: &Arc<AtomicUsize>,
 ) -> Vec<Result<Vec<u8>, Error>> {
     let gate = Arc::new(tokio::sync::Barrier::new(n));
+    let returned = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..n {
         let c = clients[i % clients.len()].clone();
         let (gate, loads, key) = (gate.clone(), loads.clone(), key.to_string());
+        let returned = returned.clone();
         tasks.push(tokio::spawn(async move {
             gate.wait().await;
-            c.get_or_load(&key, MIN, || async move {
-                loads.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(work).await;
-                Ok::<_, std::io::Error>(value.as_bytes().to_vec())
-            })
-            .await
+            let got = c
+                .get_or_load(&key, MIN, || async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    match work {
+                        Work::Takes(t) => tokio::time::sleep(t).await,
+                        Work::OthersReturn => {
+                            let deadline = Instant::now() + ASSUMED_NEVER;
+                            while returned.load(Ordering::SeqCst) < n - 1
+                                && Instant::now() < deadline
+                            {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                    }
+                    Ok::<_, std::io::Error>(value.as_bytes().to_vec())
+                })
+                .await;
+            returned.fetch_add(1, Ordering::SeqCst);
+            got
         }));
     }
     let mut out = Vec::new();
@@ -46,7 +78,16 @@ async fn crowd(
     out
 }
 
+/// `n` clients with `aside`, whose waiters wait up to `ASSUMED_NEVER` for
+/// another caller's load. The tests count loader calls, and a waiter that
+/// gives up (after `lease_wait`, 5 s by default) loads too: 1000 pollers
+/// on a loaded 2-core machine can come near 5 s without any fault, while
+/// a lost lease still makes a waiter load, only later.
 fn clients(srv: &Server, n: usize, aside: AsideConfig) -> Vec<Client> {
+    let aside = AsideConfig {
+        lease_wait: ASSUMED_NEVER,
+        ..aside
+    };
     (0..n)
         .map(|_| srv.builder().aside(aside.clone()).build())
         .collect()
@@ -58,14 +99,22 @@ async fn expired_hot_key_loads_once(srv: Server) {
         .set("hot", "old", Duration::from_secs(1))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(cs[0].get("hot").await.unwrap(), None, "the key has expired");
+    // Due within 2 s of the server's whole-second clock, which (memcached's
+    // is a timer thread) can run late on a loaded machine: polled, not
+    // read once after a fixed sleep.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    while cs[0].get("hot").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the key never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let loads = Arc::new(AtomicUsize::new(0));
+    let since = Instant::now();
     let got = crowd(
         &cs,
         1000,
         "hot",
-        Duration::from_millis(300),
+        Work::Takes(Duration::from_millis(300)),
         "fresh",
         &loads,
     )
@@ -73,9 +122,12 @@ async fn expired_hot_key_loads_once(srv: Server) {
     assert_eq!(loads.load(Ordering::SeqCst), 1, "exactly one loader call");
     assert!(got.iter().all(|r| r.as_deref().ok() == Some(&b"fresh"[..])));
     assert_eq!(cs[1].get("hot").await.unwrap(), Some(b"fresh".to_vec()));
+    // A whole-second TTL loses at most one second more than has passed
+    // since the crowd began (the store came after that).
     let t = cs[1].ttl("hot").await.unwrap().unwrap();
+    let floor = MIN.as_secs() - 1 - since.elapsed().as_secs();
     assert!(
-        t > Duration::from_secs(55),
+        t >= Duration::from_secs(floor) && t <= MIN,
         "stored with the caller's TTL: {t:?}"
     );
 }
@@ -128,7 +180,7 @@ async fn stale_while_revalidate(srv: Server) {
     cs[0].set("item", "old", MIN).await.unwrap();
     assert!(cs[0].invalidate("item").await.unwrap());
     let loads = Arc::new(AtomicUsize::new(0));
-    let got = crowd(&cs, 200, "item", Duration::from_millis(400), "new", &loads).await;
+    let got = crowd(&cs, 200, "item", Work::OthersReturn, "new", &loads).await;
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     let new = got
         .iter()
@@ -143,7 +195,15 @@ async fn stale_while_revalidate(srv: Server) {
     assert_eq!((new, old), (1, 199));
     assert_eq!(cs[0].get("item").await.unwrap(), Some(b"new".to_vec()));
     // The stale mark is gone: the next reader is a plain hit.
-    let got = crowd(&cs, 10, "item", Duration::ZERO, "newer", &loads).await;
+    let got = crowd(
+        &cs,
+        10,
+        "item",
+        Work::Takes(Duration::ZERO),
+        "newer",
+        &loads,
+    )
+    .await;
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     assert!(got.iter().all(|r| r.as_deref().unwrap() == b"new"));
 }
@@ -161,7 +221,7 @@ async fn recache_window_refreshes_once(srv: Server) {
         .set("w", "current", Duration::from_secs(100))
         .await
         .unwrap();
-    let got = crowd(&cs, 50, "w", Duration::ZERO, "x", &loads).await;
+    let got = crowd(&cs, 50, "w", Work::Takes(Duration::ZERO), "x", &loads).await;
     assert_eq!(loads.load(Ordering::SeqCst), 0);
     assert!(got.iter().all(|r| r.as_deref().unwrap() == b"current"));
     // 10 s left: inside it, one caller reloads, the others keep the value.
@@ -169,15 +229,8 @@ async fn recache_window_refreshes_once(srv: Server) {
         .set("w", "current", Duration::from_secs(10))
         .await
         .unwrap();
-    let got = crowd(
-        &cs,
-        200,
-        "w",
-        Duration::from_millis(300),
-        "refreshed",
-        &loads,
-    )
-    .await;
+    let since = Instant::now();
+    let got = crowd(&cs, 200, "w", Work::OthersReturn, "refreshed", &loads).await;
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     let refreshed = got
         .iter()
@@ -185,7 +238,9 @@ async fn recache_window_refreshes_once(srv: Server) {
         .count();
     assert_eq!(refreshed, 1);
     assert_eq!(cs[0].get("w").await.unwrap(), Some(b"refreshed".to_vec()));
-    assert!(cs[0].ttl("w").await.unwrap().unwrap() > Duration::from_secs(55));
+    // Stored during the crowd: at most one second more gone than since.
+    let floor = MIN.as_secs() - 1 - since.elapsed().as_secs();
+    assert!(cs[0].ttl("w").await.unwrap().unwrap() >= Duration::from_secs(floor));
 }
 both!(
     recache_window_refreshes_once_,
@@ -193,9 +248,11 @@ both!(
 );
 
 async fn early_refresh_is_probabilistic_and_single(srv: Server) {
-    // delta 20 s, beta 1: with 5 s left each reader asks to refresh with
-    // probability exp(-5/20) = 0.78; with 100 readers someone does, and the
-    // server lets exactly one of them.
+    // delta 20 s, beta 1: with 10 s left each reader asks to refresh with
+    // probability exp(-10/20) = 0.61; with 100 readers someone does, and
+    // the server lets exactly one of them. 10 s rather than less: the
+    // crowd must be over before the value expires (a miss then is a second,
+    // legitimate load), which a loaded machine can stretch to seconds.
     let eager = AsideConfig {
         early_refresh: Some(EarlyRefresh {
             beta: 1.0,
@@ -205,8 +262,8 @@ async fn early_refresh_is_probabilistic_and_single(srv: Server) {
     };
     let cs = clients(&srv, 2, eager);
     let loads = Arc::new(AtomicUsize::new(0));
-    cs[0].set("x", "v1", Duration::from_secs(5)).await.unwrap();
-    crowd(&cs, 100, "x", Duration::from_millis(200), "v2", &loads).await;
+    cs[0].set("x", "v1", Duration::from_secs(10)).await.unwrap();
+    crowd(&cs, 100, "x", Work::OthersReturn, "v2", &loads).await;
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     assert_eq!(cs[0].get("x").await.unwrap(), Some(b"v2".to_vec()));
     // With a TTL of hours left, the chance is exp(-3600/20): nobody.
@@ -214,7 +271,7 @@ async fn early_refresh_is_probabilistic_and_single(srv: Server) {
         .set("y", "v1", Duration::from_secs(3600))
         .await
         .unwrap();
-    crowd(&cs, 100, "y", Duration::ZERO, "v2", &loads).await;
+    crowd(&cs, 100, "y", Work::Takes(Duration::ZERO), "v2", &loads).await;
     assert_eq!(loads.load(Ordering::SeqCst), 1);
 }
 both!(
@@ -235,14 +292,20 @@ async fn lease_timeout(srv: Server) {
     let slow = srv.client();
     let impatient = srv.builder().aside(fail).build();
     let fallback = srv.builder().aside(load).build();
+    // The winner's load starts (it holds the placeholder) before the
+    // others ask, and ends only after they are done: signalled, not timed,
+    // since a fixed 2 s load assumed the two 300 ms waits fit in it.
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let (finish, finish_rx) = tokio::sync::oneshot::channel::<()>();
     let winner = tokio::spawn(async move {
         slow.get_or_load("slow", MIN, || async {
-            tokio::time::sleep(Duration::from_millis(2000)).await;
+            started_tx.send(()).unwrap();
+            let _ = finish_rx.await;
             Ok::<_, std::io::Error>(b"slow value".to_vec())
         })
         .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    started.await.unwrap();
     let r = impatient
         .get_or_load("slow", MIN, || async {
             Ok::<_, std::io::Error>(b"mine".to_vec())
@@ -257,6 +320,7 @@ async fn lease_timeout(srv: Server) {
     assert_eq!(r.unwrap(), b"mine");
     // The fallback stored with the placeholder's CAS; the slow winner's
     // later store then misses its CAS and does not overwrite it.
+    finish.send(()).unwrap();
     assert_eq!(winner.await.unwrap().unwrap(), b"slow value");
     assert_eq!(fallback.get("slow").await.unwrap(), Some(b"mine".to_vec()));
 }

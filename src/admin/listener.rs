@@ -88,8 +88,13 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: Limit
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             CONNS.rejected.fetch_add(1, Relaxed);
             // A fresh socket's send buffer takes these bytes at once; if
-            // not, the close alone says it.
-            let _ = stream.try_write(REFUSAL);
+            // not, the close alone says it. Written on the std socket:
+            // tokio's `try_write` answers WouldBlock until its reactor has
+            // seen the socket writable, which one accepted in a burst (a
+            // loaded admin thread) has not, and the 503 went unsent.
+            if let Ok(mut s) = stream.into_std() {
+                let _ = std::io::Write::write(&mut s, REFUSAL);
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);

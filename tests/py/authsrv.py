@@ -4,6 +4,7 @@ oracle.Proc proves a server is its own by an unauthenticated `stats`,
 which -Y refuses; these log in first (ASCII auth) and then ask.
 """
 import os
+import select
 import signal
 import socket
 import struct
@@ -18,7 +19,9 @@ def ascii_login(user, password):
     return b"set auth 0 0 %d\r\n%s\r\n" % (len(data), data)
 
 
-def recv_until(sock, end, timeout=2.0):
+# Waits for a known reply are long (10 s): they end as soon as it comes,
+# and a loaded machine can hold a reply back for seconds.
+def recv_until(sock, end, timeout=10.0):
     sock.settimeout(timeout)
     out = b""
     try:
@@ -38,6 +41,7 @@ class AuthProc:
 
     def __init__(self, kind, args, user, password, env=None):
         self.kind = kind
+        self._err = b""
         for _ in range(5):
             self.port = free_port()
             exe = CORECACHE if kind == "corecache" else MEMCACHED
@@ -88,17 +92,38 @@ class AuthProc:
             code = self.proc.wait(timeout=10)
             assert code == 0, f"{self.kind} exited {code}"
 
+    def wait_stderr(self, text, timeout=15):
+        """Waits until it has logged `text` (read from its stderr as it
+        comes, kept for stderr_text); False if it did not within `timeout`
+        seconds."""
+        deadline = time.time() + timeout
+        fd = self.proc.stderr.fileno()
+        while text.encode() not in self._err:
+            left = deadline - time.time()
+            if left <= 0:
+                return False
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return False
+                self._err += chunk
+        return True
+
     def stderr_text(self):
         """What it logged (audit lines), once stopped."""
-        return self.proc.stderr.read().decode(errors="replace")
+        return (self._err + self.proc.stderr.read()).decode(errors="replace")
 
 
-def exchange(sock, data, wait=0.3, until=None):
+def exchange(sock, data, wait=0.3, until=None, first=3.0):
     """Sends `data`, returns everything that arrives until the server goes
-    quiet for `wait` seconds (or the reply ends with `until`); `<closed>`
-    marks a close."""
+    quiet for `wait` seconds after its first bytes, or for `first` seconds
+    if it sends none (or until the reply ends with `until`); `<closed>`
+    marks a close. A reply's start waits on the scheduler, which a loaded
+    machine can delay past `wait`; once the server writes, a reply's lines
+    come in one write. Prefer `until` where the reply is known."""
     sock.sendall(data)
-    sock.settimeout(wait if until is None else 3)
+    sock.settimeout(first if until is None else 10)
     out = b""
     try:
         while until is None or not out.endswith(until):
@@ -106,6 +131,8 @@ def exchange(sock, data, wait=0.3, until=None):
             if not chunk:
                 return out + b"<closed>"
             out += chunk
+            if until is None:
+                sock.settimeout(wait)
         return out
     except socket.timeout:
         return out
@@ -118,7 +145,7 @@ def bin_req(opcode, key=b"", value=b"", extras=b"", opaque=0, cas=0):
                        len(key) + len(value) + len(extras), opaque, cas) + extras + key + value
 
 
-def bin_read(sock, timeout=2.0):
+def bin_read(sock, timeout=10.0):
     """One binary response as (opcode, status, key, value); None if the
     connection closed or went quiet."""
     sock.settimeout(timeout)

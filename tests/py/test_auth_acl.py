@@ -46,7 +46,7 @@ def seeded(srv):
     """app:1, other:1 and shared:1 hold known values (set by ops)."""
     with text_as(srv, "ops", "opspw") as s:
         for k in (b"app:1", b"other:1", b"shared:1", b"n:1"):
-            assert exchange(s, b"set %s 0 0 1\r\n5\r\n" % k) == b"STORED\r\n"
+            assert exchange(s, b"set %s 0 0 1\r\n5\r\n" % k, until=b"\r\n") == b"STORED\r\n"
     return srv
 
 
@@ -118,10 +118,10 @@ def test_admin_commands_refused_binary(seeded):
 
 def test_admin_user_may(seeded):
     with text_as(seeded, "ops", "opspw") as s:
-        assert exchange(s, b"verbosity 1\r\n") == b"OK\r\n"
-        assert exchange(s, b"stats reset\r\n") == b"RESET\r\n"
-        assert exchange(s, b"flush_all\r\n") == b"OK\r\n"
-        assert exchange(s, b"get app:1\r\n") == b"END\r\n"
+        assert exchange(s, b"verbosity 1\r\n", until=b"\r\n") == b"OK\r\n"
+        assert exchange(s, b"stats reset\r\n", until=b"\r\n") == b"RESET\r\n"
+        assert exchange(s, b"flush_all\r\n", until=b"\r\n") == b"OK\r\n"
+        assert exchange(s, b"get app:1\r\n", until=b"END\r\n") == b"END\r\n"
 
 
 # (request, who may not, what the allowed user gets) for the prefix rules:
@@ -197,13 +197,13 @@ def test_prefix_rules_binary(seeded):
                 assert r[1:] == (0x20, b"", b"Auth failure."), (req[:2], r)
                 assert bin_read(s)[0] == 0x0A  # still open
     with text_as(seeded, "ops", "opspw") as s:
-        assert exchange(s, b"delete app:9\r\n") == b"DELETED\r\n"
+        assert exchange(s, b"delete app:9\r\n", until=b"\r\n") == b"DELETED\r\n"
     survives(seeded)
 
 
 def test_guest_may_still_talk(seeded):
     """A user without rights authenticates and runs what touches no key."""
     with text_as(seeded, "guest", "guestpw") as s:
-        assert exchange(s, b"version\r\n").startswith(b"VERSION ")
-        assert b"STAT auth_denied" in exchange(s, b"stats\r\n")
-        assert exchange(s, b"mn\r\n") == b"MN\r\n"
+        assert exchange(s, b"version\r\n", until=b"\r\n").startswith(b"VERSION ")
+        assert b"STAT auth_denied" in exchange(s, b"stats\r\n", until=b"END\r\n")
+        assert exchange(s, b"mn\r\n", until=b"\r\n") == b"MN\r\n"

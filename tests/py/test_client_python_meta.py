@@ -21,7 +21,9 @@ def attempt(f):
 def meta_client(srv):
     return CacheClient.cache_client_from_servers(
         servers=[ServerAddress(host="127.0.0.1", port=srv.port)],
-        connection_pool_factory_fn=connection_pool_factory_builder(connection_timeout=2, recv_timeout=2),
+        # 10 s: a timeout is recorded as what the client saw, and a loaded
+        # machine can hold one server's reply back for seconds.
+        connection_pool_factory_fn=connection_pool_factory_builder(connection_timeout=10, recv_timeout=10),
     )
 
 

@@ -22,7 +22,7 @@ def watcher(server, cmd, rcvbuf=None):
         # Before connecting: a window shrunk later may stall for minutes.
         w.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     w.connect(("127.0.0.1", server.port))
-    w.settimeout(2)
+    w.settimeout(10)
     w.sendall(cmd)
     got = b""
     while not got.endswith(b"\r\n"):
@@ -30,9 +30,15 @@ def watcher(server, cmd, rcvbuf=None):
     return w, got
 
 
-def drain(w, quiet=1.0):
-    """What the watcher received until it stayed quiet for `quiet` s."""
-    w.settimeout(quiet)
+def drain(w, quiet=1.0, first=10.0):
+    """What the watcher received until it stayed quiet for `quiet` s once
+    lines came, or for `first` s if none did. memcached's logger thread
+    sleeps up to a second between looks at the workers' buffers, and a
+    loaded machine can add more: the first lines may come later than a
+    quiet second (then memcached's list came out empty). A burst, once
+    it comes, comes whole (the logger looks again at once when it found
+    lines)."""
+    w.settimeout(first)
     out = b""
     try:
         while True:
@@ -40,6 +46,7 @@ def drain(w, quiet=1.0):
             if not d:
                 break
             out += d
+            w.settimeout(quiet)
     except socket.timeout:
         pass
     return out
