@@ -51,6 +51,30 @@ fn tcp_socket(addr: &SocketAddr) -> io::Result<Socket> {
     Ok(s)
 }
 
+/// How long a bind retries an address in use before giving up.
+const BIND_PATIENCE: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Binds `s` to `a`, retrying while the address is in use for up to
+/// [`BIND_PATIENCE`]. A process that used io_uring leaves its listening
+/// sockets open for a moment after it has exited (the kernel releases a
+/// ring's files in a worker after exit): a restart right after a crash or
+/// a kill found the port taken by the dead process and exited 71, where
+/// memcached restarts. A port another live server holds stays taken, and
+/// the start fails as memcached's does, that much later.
+fn bind_patiently(s: &Socket, a: &SocketAddr) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + BIND_PATIENCE;
+    loop {
+        match s.bind(&(*a).into()) {
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// `per_addr` listening sockets on each of `addrs`, owned by this process
 /// alone (see the module notes): `result[a][w]` is worker `w`'s socket on
 /// address `a`.
@@ -69,7 +93,7 @@ pub fn listen_tcp(
     for a in addrs {
         let claim = || -> io::Result<Socket> {
             let s = tcp_socket(a)?;
-            s.bind(&(*a).into())?;
+            bind_patiently(&s, a)?;
             s.listen(backlog)?;
             Ok(s)
         };
