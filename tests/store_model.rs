@@ -318,11 +318,12 @@ fn run(ops: Vec<Op>) {
             }
             Op::Flush(d) => {
                 s.flush(d);
-                if d == 0 {
+                // memcached's time: N - 1 seconds on, so 1 at once.
+                if d <= 1 {
                     m.items.clear();
                     m.flush_at = 0;
                 } else {
-                    m.flush_at = m.now + d as u32;
+                    m.flush_at = m.now + d as u32 - 1;
                 }
             }
         }

@@ -15,7 +15,7 @@
 use super::item::RawItem;
 use super::mark::WriteMark;
 use super::sweep::Cursor;
-use super::Store;
+use super::{clock, Store};
 
 /// A `flush_all` whose sweep has not yet read every segment.
 #[derive(Clone, Debug)]
@@ -26,22 +26,36 @@ pub(super) struct PendingFlush {
     cursor: Cursor,
 }
 
-/// Records the flush sweep reads, at most, when eviction needs room now.
-const EVICT_SWEEP_RECORDS: usize = 64 * 1024;
-
 impl Store {
     /// `flush_all`: with `delay` 0 (or negative) every item stored so far is
-    /// a miss from now on; otherwise that happens at now + `delay` (an
-    /// exptime as memcached reads it: relative up to 30 days, else
-    /// absolute). A later call replaces a pending time.
+    /// a miss from now on; otherwise that happens when memcached's would,
+    /// a second before `delay` (an exptime as memcached reads it:
+    /// relative up to 30 days, else absolute). A later call replaces a
+    /// pending time.
     pub fn flush(&mut self, delay: i64) {
+        let now = self.clock.now();
         if delay <= 0 {
             self.flush_at = 0;
-            self.oldest_live = self.clock.now() - 1;
+            self.oldest_live = now - 1;
+            self.flush_now();
+            return;
+        }
+        // memcached (with CAS): oldest_live = realtime(delay) - 1, and items
+        // are flushed once that is at or before now, so `flush_all 1` acts
+        // at once and `flush_all N` N - 1 seconds on. An absolute time
+        // before the process started makes realtime() 1, oldest_live 0,
+        // which memcached reads as "no flush": it never flushes then.
+        let at = self.clock.expire_at(delay);
+        if at <= clock::EXPIRED {
+            return;
+        }
+        let oldest = at - 1;
+        self.oldest_live = oldest;
+        if oldest <= now {
+            self.flush_at = 0;
             self.flush_now();
         } else {
-            self.flush_at = self.clock.expire_at(delay).max(self.clock.now() + 1);
-            self.oldest_live = self.flush_at - 1;
+            self.flush_at = oldest;
         }
     }
 
@@ -112,15 +126,16 @@ impl Store {
         read
     }
 
-    /// For eviction: reclaims flushed records until a segment is freed,
-    /// reading at most [`EVICT_SWEEP_RECORDS`]. Reclaiming what was flushed
-    /// comes before evicting anything stored since.
+    /// For eviction: reclaims flushed records until a segment is freed or
+    /// the sweep is over. Reclaiming what was flushed comes before evicting
+    /// anything stored since. Unbounded in records on purpose: a segment
+    /// holds up to hundreds of thousands of tiny records (a budget of 64 Ki
+    /// records freed none of an 8 MiB segment, and `-M` answered out of
+    /// memory with the store full of flushed items); what it reads, the
+    /// sweep never reads again.
     pub(super) fn sweep_flush_for_room(&mut self) -> bool {
-        let mut read = 0;
-        while self.flushed.is_some() && read < EVICT_SWEEP_RECORDS {
-            let (r, freed) = self.sweep_flush(1024);
-            read += r.max(1);
-            if freed > 0 {
+        while self.flushed.is_some() {
+            if self.sweep_flush(4096).1 > 0 {
                 return true;
             }
         }

@@ -173,11 +173,13 @@ fn compaction_after_a_flush_never_brings_an_item_back() {
 
 #[test]
 fn a_delayed_flush_hides_at_its_time() {
+    // memcached: oldest_live = realtime(N) - 1, applied once it is not in
+    // the future, so `flush_all 10` acts 9 seconds on, 1 at once.
     let mut s = store(16 << 20);
     set(&mut s, "a", b"1", 0);
     s.flush(10);
     assert_eq!(value(&mut s, "a").as_deref(), Some(&b"1"[..]));
-    s.clock_mut().advance(9);
+    s.clock_mut().advance(8);
     s.tick();
     set(&mut s, "b", b"2", 0);
     assert_eq!(value(&mut s, "a").as_deref(), Some(&b"1"[..]));
@@ -186,6 +188,14 @@ fn a_delayed_flush_hides_at_its_time() {
     assert_eq!(value(&mut s, "a"), None);
     assert_eq!(value(&mut s, "b"), None);
     set(&mut s, "c", b"3", 0);
+    assert_eq!(value(&mut s, "c").as_deref(), Some(&b"3"[..]));
+    s.flush(1);
+    assert_eq!(value(&mut s, "c"), None, "flush_all 1 acts at once");
+    set(&mut s, "c", b"3", 0);
+    // An absolute time before the process started: memcached never flushes.
+    s.flush(1_000_000_000);
+    s.clock_mut().advance(100);
+    s.tick();
     assert_eq!(value(&mut s, "c").as_deref(), Some(&b"3"[..]));
 }
 

@@ -94,7 +94,7 @@ fn flush_all_clears_the_table() {
     // A delayed flush_all still empties what the prefix left.
     set(&mut s, "b:1", "1", 0);
     s.flush_prefix(b"a:");
-    s.flush(2);
+    s.flush(4);
     assert_eq!(value(&mut s, "a:1"), None);
     assert_eq!(value(&mut s, "b:1").as_deref(), Some("1"));
     s.clock_mut().advance(3);

@@ -230,6 +230,15 @@ def test_get_flushed_by_lookup(make_pair, lookup):
     p.same(script)
 
 
+@pytest.mark.parametrize("arg", [b"1", b"2", b"-1", b"1000000000", b"2592001"])
+def test_flush_all_delay_takes_effect_as_memcached(make_pair, arg):
+    """memcached applies `flush_all N` once realtime(N) - 1 is not in the
+    future (1 at once, 2 a second on) and never for an absolute time
+    before its start; asked in the same packet."""
+    p = make_pair("-t", "2", "-m", "64")
+    p.same(lambda c: c.text(b"set a 0 0 1\r\n1\r\nflush_all " + arg + b"\r\nget a\r\n"))
+
+
 def test_flushed_items_are_reclaimed_soon(make_pair):
     """flush_all answers at once and the items go afterwards (memcached's LRU
     maintainer, corecache's sweep): curr_items and bytes reach 0, every
