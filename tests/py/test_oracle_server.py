@@ -33,13 +33,18 @@ def counters(c, names=COUNTERS):
     return {n: st.get(n) for n in names}
 
 
+# Not `ma a` on this fetched key: memcached's do_add_delta rewrites in place
+# only while it holds the sole reference (refcount 2), and here a released
+# reply's reference sometimes still counts, so memcached links a new item
+# (total_items + 1) in about one run of five. `ma` on a fresh key is in
+# TOTAL_ITEMS below.
 TRAFFIC = [
     b"set a 0 0 1\r\n1\r\n", b"get a b\r\n", b"gets a\r\n", b"add a 0 0 1\r\n2\r\n", b"add b 0 0 1\r\n2\r\n",
     b"replace c 0 0 1\r\n3\r\n", b"append a 0 0 1\r\n0\r\n", b"prepend z 0 0 1\r\n0\r\n", b"incr a 5\r\n",
     b"incr z 5\r\n", b"decr a 1\r\n", b"decr z 1\r\n", b"touch a 100\r\n", b"touch z 100\r\n",
     b"gat 100 a z\r\n", b"cas a 0 0 1 99999999\r\n9\r\n", b"cas z 0 0 1 99999999\r\n9\r\n", b"delete b\r\n", b"delete b\r\n",
     b"set e 0 -1 1\r\n1\r\n", b"get e\r\n", b"mg a v\r\n", b"mg z v\r\n", b"ms m 1\r\nx\r\n", b"md m\r\n",
-    b"md m\r\n", b"ma a\r\n", b"ma z\r\n", b"mg a T30\r\n", b"me a\r\n", b"me z\r\n",
+    b"md m\r\n", b"ma z\r\n", b"mg a T30\r\n", b"me a\r\n", b"me z\r\n",
 ]
 
 
