@@ -108,6 +108,14 @@ EXPIRY = [
     case("meta_delete_I_T_minus1", b"set k 0 0 1\r\na\r\n", b"md k I T-1\r\n", b"mg k v c\r\n"),
     case("exptime_plus_sign", b"set k 0 +0 1\r\na\r\n", b"touch k +100\r\n", b"gat +0 k\r\n", b"mg k t\r\n"),
     case("exptime_not_a_number", b"set k 0 0 1\r\na\r\n", b"touch k 1x\r\n", b"gat x k\r\n", b"gat 1.5 k\r\n"),
+] + [
+    # safe_strtol: a 64-bit long kept to its low 32 bits, in every exptime
+    # field; beyond 64 bits refused.
+    case("exptime_wraps_%s" % e.decode(), b"set k 0 %s 1\r\na\r\n" % e, b"get k\r\n", b"set j 0 0 1\r\nb\r\n",
+         b"touch j %s\r\n" % e, b"get j\r\n", b"set i 0 0 1\r\nc\r\n", b"gat %s i\r\n" % e, b"get i\r\n",
+         b"ms m 1 T%s\r\nx\r\n" % e, b"mg m v\r\n", b"mg j v T%s\r\n" % e, b"mg j v\r\n",
+         b"set f 0 0 1\r\nd\r\n", b"flush_all %s\r\n" % e, b"get f\r\n")
+    for e in [b"4294967296", b"4294967295", b"2147483648", b"-2147483649", b"-99999999999", b"99999999999999999999"]
 ]
 
 
@@ -132,6 +140,8 @@ NUMBERS = [
     case("flags_minus_zero", b"set k -0 0 1\r\na\r\n", b"get k\r\n"),
     case("flags_max", b"set k 4294967295 0 1\r\na\r\n", b"get k\r\n"),
     case("length_plus", b"set k 0 0 +1\r\na\r\n", b"get k\r\n"),
+    case("length_wraps", b"set k 0 0 4294967297\r\na\r\n", b"get k\r\n", b"ms m 4294967298\r\nxy\r\n", b"mg m v\r\n",
+         b"set k 0 0 2147483648\r\n", b"set k 0 0 18446744073709551617\r\n"),
     case("cas_unique_plus", b"set k 0 0 1\r\na\r\n", b"cas k 0 0 1 +0\r\nb\r\n", b"cas z 0 0 1 +1\r\nb\r\n"),
     case("meta_numbers_plus", b"ms m 1 F+3 T+0\r\nx\r\n", b"mg m f v\r\n", b"ma n N0 J+7 D+2 v\r\n", b"ma n D+2 v\r\n"),
     case("verbosity_forms", b"verbosity 1\r\n", b"verbosity +1\r\n", b"verbosity x\r\n", b"verbosity\r\n"),

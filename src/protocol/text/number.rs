@@ -52,13 +52,17 @@ pub fn parse_u32(t: &[u8]) -> Option<u32> {
 }
 
 /// A signed 32-bit number, as memcached's `safe_strtol` takes exptimes and
-/// lengths; out of the 32-bit range it is refused (memcached 1.6.18
-/// truncates the 64-bit `long`).
+/// lengths (text and meta): read as C's 64-bit `long` (beyond it ERANGE,
+/// refused), then stored into an `int32_t`, which keeps the low 32 bits:
+/// `4294967296` is 0, `2147483648` is -2147483648, `-2147483649` is
+/// 2147483647. Returned widened to i64.
 pub fn parse_i32(t: &[u8]) -> Option<i64> {
     let (neg, d) = c_number(t)?;
-    let n = i64::try_from(d).ok()?;
-    let n = if neg { -n } else { n };
-    (i32::MIN as i64..=i32::MAX as i64)
-        .contains(&n)
-        .then_some(n)
+    let n: i64 = match (neg, i64::try_from(d)) {
+        (false, Ok(n)) => n,
+        (true, Ok(n)) => -n,
+        (true, Err(_)) if d == 1 << 63 => i64::MIN,
+        _ => return None,
+    };
+    Some(n as i32 as i64)
 }

@@ -415,7 +415,14 @@ fn base64_keys_roundtrip() {
 #[test]
 fn parse_numbers_like_memcached() {
     assert_eq!(parse_i32(b"-2147483648"), Some(-2147483648));
-    assert_eq!(parse_i32(b"2147483648"), None);
+    // safe_strtol: a 64-bit long kept to its low 32 bits.
+    assert_eq!(parse_i32(b"2147483648"), Some(-2147483648));
+    assert_eq!(parse_i32(b"4294967296"), Some(0));
+    assert_eq!(parse_i32(b"4294967297"), Some(1));
+    assert_eq!(parse_i32(b"-2147483649"), Some(2147483647));
+    assert_eq!(parse_i32(b"-9223372036854775808"), Some(0));
+    assert_eq!(parse_i32(b"9223372036854775808"), None);
+    assert_eq!(parse_i32(b"99999999999999999999"), None);
     assert_eq!(parse_u32(b"4294967296"), None);
     assert_eq!(parse_u64(b"12a"), None);
     assert_eq!(parse_u64(b""), None);
