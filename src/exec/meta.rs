@@ -115,7 +115,9 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
             }
         }
     }
-    sh.count_fetch(found.is_some(), f.touch.is_some());
+    // memcached counts a hit with T as a touch, and a miss as a get miss
+    // whatever the flags (process_mget_command).
+    sh.count_fetch(found.is_some(), f.touch.is_some() && found.is_some());
     let Some(mut it) = found else {
         status(out, "EN", m);
         return true;

@@ -44,7 +44,7 @@ TRAFFIC = [
     b"incr z 5\r\n", b"decr a 1\r\n", b"decr z 1\r\n", b"touch a 100\r\n", b"touch z 100\r\n",
     b"gat 100 a z\r\n", b"cas a 0 0 1 99999999\r\n9\r\n", b"cas z 0 0 1 99999999\r\n9\r\n", b"delete b\r\n", b"delete b\r\n",
     b"set e 0 -1 1\r\n1\r\n", b"get e\r\n", b"mg a v\r\n", b"mg z v\r\n", b"ms m 1\r\nx\r\n", b"md m\r\n",
-    b"md m\r\n", b"ma z\r\n", b"mg a T30\r\n", b"me a\r\n", b"me z\r\n",
+    b"md m\r\n", b"ma z\r\n", b"mg a T30\r\n", b"mg z v T30\r\n", b"mg z T30\r\n", b"me a\r\n", b"me z\r\n",
 ]
 
 
