@@ -12,6 +12,8 @@
 //! The same test runs twice, over plain TCP and over TLS (`-Z`, rustls on
 //! both ends), with the same checks: see `transport`.
 
+#[path = "torture/records.rs"]
+mod records;
 #[path = "torture/transport.rs"]
 mod transport;
 
@@ -22,63 +24,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use records::{check_records, record, Rng};
 use transport::{Conn, Transport};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn fnv(data: &[u8]) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for &b in data {
-        h ^= b as u32;
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
-}
-
-/// One self-checking record: key#version#padlen#pad#checksum;
-fn record(key: &str, ver: u64, pad: usize) -> Vec<u8> {
-    let fill = b'a' + (fnv(format!("{key}{ver}").as_bytes()) % 26) as u8;
-    let body = format!(
-        "{key}#{ver}#{pad}#{}",
-        (fill as char).to_string().repeat(pad)
-    );
-    format!("{body}#{:08x};", fnv(body.as_bytes())).into_bytes()
-}
-
-/// Checks every record of a value; returns the error if any.
-fn check_records(key: &str, value: &[u8]) -> Result<(), String> {
-    if value.is_empty() || *value.last().unwrap() != b';' {
-        return Err(format!(
-            "torn value for {key}: {:?}",
-            String::from_utf8_lossy(value)
-        ));
-    }
-    for rec in value[..value.len() - 1].split(|&c| c == b';') {
-        let text = std::str::from_utf8(rec).map_err(|_| format!("non-utf8 record under {key}"))?;
-        let (body, sum) = text
-            .rsplit_once('#')
-            .ok_or_else(|| format!("bad record under {key}: {text}"))?;
-        if format!("{:08x}", fnv(body.as_bytes())) != sum {
-            return Err(format!("corrupt record under {key}: {text}"));
-        }
-        let rkey = body.split('#').next().unwrap();
-        if rkey != key {
-            return Err(format!("value of {rkey} returned under {key}"));
-        }
-    }
-    Ok(())
-}
 
 #[derive(Clone, Debug, PartialEq)]
 enum State {
