@@ -340,8 +340,14 @@ fn hostile_clients_leave_the_server_bounded_and_serving() {
         exchange(&srv, b"set k 0 0 99999999999999999999\r\n", b"\r\n"),
         b"CLIENT_ERROR bad command line format\r\n"
     );
+    // memcached's safe_strtol keeps a length's low 32 bits: 4294967296 is
+    // a 0-byte value, and 2147483648 (negative) is refused.
     assert_eq!(
-        exchange(&srv, b"set k 0 0 4294967296\r\n", b"\r\n"),
+        exchange(&srv, b"set k 0 0 4294967296\r\n\r\n", b"\r\n"),
+        b"STORED\r\n"
+    );
+    assert_eq!(
+        exchange(&srv, b"set k 0 0 2147483648\r\n", b"\r\n"),
         b"CLIENT_ERROR bad command line format\r\n"
     );
     // Binary: a body length that lies (far more than sent) just waits; a huge
