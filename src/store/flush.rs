@@ -170,10 +170,9 @@ impl Store {
 
     /// Unlinks a flushed record the sweep met, counting it `reclaimed`.
     fn reclaim_hidden(&mut self, seg: u32, off: u32, it: RawItem) {
-        let hash = self.hash(it.key());
-        if let Some(r) = self.slot_at(hash, seg, off) {
+        // Counted after: unlinking keeps the FETCHED bit the count reads.
+        if self.unlink_record(seg, off, it) {
             self.count_reclaimed(it);
-            self.unlink(r, hash);
         }
     }
 

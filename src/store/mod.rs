@@ -392,6 +392,17 @@ impl Store {
         self.unlinks += 1;
     }
 
+    /// Unlinks the record at (`seg`, `off`) if the index still points at
+    /// it (a sweep's find by location); whether it did.
+    pub(super) fn unlink_record(&mut self, seg: u32, off: u32, it: RawItem) -> bool {
+        let hash = self.hash(it.key());
+        let Some(r) = self.slot_at(hash, seg, off) else {
+            return false;
+        };
+        self.unlink(r, hash);
+        true
+    }
+
     /// Marks a record dead and takes it off its segment's live counts.
     fn retire(&mut self, seg: u32, it: RawItem) {
         it.set_iflags(DELETED, 0);

@@ -158,12 +158,8 @@ impl Store {
             &mut cur,
             budget,
             |s, seg, off, it| {
-                if s.prefix_hides(seg, off, it) {
-                    let hash = s.hash(it.key());
-                    if let Some(r) = s.slot_at(hash, seg, off) {
-                        s.stats.prefix_reclaimed += 1;
-                        s.unlink(r, hash);
-                    }
+                if s.prefix_hides(seg, off, it) && s.unlink_record(seg, off, it) {
+                    s.stats.prefix_reclaimed += 1;
                 }
             },
             |s, seg| {
