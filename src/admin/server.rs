@@ -164,19 +164,25 @@ pub fn spawn(
         .map_err(|e| format!("admin thread: {e}"))
 }
 
-/// Nice value of the admin thread: the workers (nice 0, pinned one per
-/// core) win every contended CPU, and the admin side gets what is left.
-/// 50 scrapers in a loop took 60 % of a core beside the workers.
+/// How much lower than the workers' the admin thread's priority is, in
+/// nice steps: the workers (pinned one per core) win every contended CPU,
+/// and the admin side gets what is left. 50 scrapers in a loop took 60 %
+/// of a core beside the workers. Relative, so a server started under
+/// `nice` (or systemd's `Nice=`) keeps the same gap.
 pub const ADMIN_NICE: i32 = 10;
 
-/// Lowers this thread's priority to [`ADMIN_NICE`] (per-thread on Linux:
-/// `setpriority` on the thread id). Raising a nice value needs no
-/// privilege; a refusal leaves the thread at the process's.
+/// Lowers this thread's priority [`ADMIN_NICE`] steps below the process's
+/// (per-thread on Linux: `setpriority` on the thread id), at most to 19.
+/// Lowering a priority needs no privilege; a refusal leaves the thread at
+/// the process's.
 fn yield_to_workers() {
     // SAFETY: gettid has no failure mode; setpriority on our own thread id
     // only changes its scheduling weight.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, ADMIN_NICE);
+        // -1 is also a valid nice value; errno is not worth telling apart
+        // here, as the fallback (nice 0 + gap) only lowers the priority.
+        let own = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (own + ADMIN_NICE).min(19));
     }
 }
