@@ -64,6 +64,7 @@
 #![warn(missing_docs)]
 
 mod aside;
+mod auth;
 mod blocking;
 mod client;
 mod codec;
@@ -78,10 +79,14 @@ mod ops;
 mod pool;
 mod proto;
 mod ring;
+mod stream;
+#[cfg(feature = "tls")]
+mod tls;
 mod typed;
 mod write;
 
 pub use aside::{AsideConfig, EarlyRefresh, OnLeaseTimeout};
+pub use auth::Credentials;
 pub use blocking::BlockingClient;
 pub use client::Client;
 pub use codec::Codec;
@@ -95,4 +100,10 @@ pub use key::KEY_MAX;
 pub use node::{Node, ParseNodeError, DEFAULT_PORT};
 pub use ops::{Item, StoreMode, StoreOptions};
 pub use ring::{Distribution, KeyHash, Ring};
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsConfigBuilder};
+/// The rustls this crate is built on (feature `tls`), to build a
+/// [`TlsConfig`] from a `rustls::ClientConfig` of one's own.
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;
 pub use typed::Typed;
