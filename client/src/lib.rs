@@ -23,6 +23,10 @@
 //!   libmemcached (pylibmc, php-memcached) and twemproxy do, with
 //!   per-worker ports ([`Node::worker_ports`]), pipelined connection pools,
 //!   timeouts, and a [`FailurePolicy`] for nodes that go away.
+//! - TLS with the `tls` feature (`ClientBuilder::tls`, `TlsConfig`:
+//!   CAs, server name, client certificate) and memcached's ASCII
+//!   authentication ([`Credentials`], per client or per [`Node`]), both on
+//!   every pooled connection before its first request.
 //! - [`BlockingClient`] for code without a runtime.
 //!
 //! ```no_run
@@ -60,7 +64,9 @@
 //! A miss on a read is `Ok(None)`; calls that need the key to exist
 //! return [`Error::NotFound`]. Transport failures ([`Error::is_transport`])
 //! count against the node and, after
-//! [`ClientBuilder::failure_limit`] in a row, mark it down.
+//! [`ClientBuilder::failure_limit`] in a row, mark it down. A refused login
+//! ([`Error::Auth`]) or TLS handshake ([`Error::Tls`]) does not: it is a
+//! matter of configuration, which another node would not cure.
 #![warn(missing_docs)]
 
 mod aside;
