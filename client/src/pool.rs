@@ -92,13 +92,15 @@ impl NodePool {
                 // A TLS alert after the handshake: with TLS 1.3 a server
                 // refusing the client's certificate says so at the first
                 // read.
-                ConnError::Io(io) if tls_failure(io).is_some() => Error::Tls {
-                    node: self.addr.clone(),
-                    message: tls_failure(io).unwrap_or_default(),
-                },
-                ConnError::Io(io) => Error::Connection {
-                    node: self.addr.clone(),
-                    source: std::io::Error::new(io.kind(), io.to_string()),
+                ConnError::Io(io) => match tls_failure(io) {
+                    Some(message) => Error::Tls {
+                        node: self.addr.clone(),
+                        message,
+                    },
+                    None => Error::Connection {
+                        node: self.addr.clone(),
+                        source: std::io::Error::new(io.kind(), io.to_string()),
+                    },
                 },
                 ConnError::Protocol(m) => Error::Protocol {
                     node: self.addr.clone(),
