@@ -101,5 +101,7 @@ cargo test --release --no-fail-fast
 # purged.
 command -v cargo-deb >/dev/null 2>&1 || cargo install --locked cargo-deb
 bash scripts/test-deb.sh
-cargo test --release -p corecache-client --all-features --test typed_blocking
+# The client's tests that need its optional features (msgpack, tls); the
+# rest ran with the workspace above.
+cargo test --release -p corecache-client --all-features --test typed_blocking --test tls
 .venv/bin/pytest -q tests/py

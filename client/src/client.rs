@@ -76,14 +76,7 @@ impl Client {
         });
         let ring = Ring::new(&cfg.nodes, cfg.distribution, hash);
         let pools = (0..ring.len())
-            .map(|i| {
-                NodePool::new(
-                    ring.addr(i).to_string(),
-                    cfg.pool_size,
-                    cfg.connect_timeout,
-                    cfg.timeout,
-                )
-            })
+            .map(|i| NodePool::new(cfg.connector(ring.member(i)), cfg.pool_size, cfg.timeout))
             .collect();
         Client {
             inner: Arc::new(Inner {
@@ -218,6 +211,13 @@ impl Client {
         match &r.status {
             Status::Error => Err(Error::Unsupported { node: node() }),
             Status::ClientError(m) if m.contains("non-numeric") => Err(Error::NonNumeric),
+            // memcached's reply to a connection that has not logged in
+            // (protocol.txt "Authentication"); corecache's to an ACL
+            // refusal too.
+            Status::ClientError(m) if m == "unauthenticated" => Err(Error::Auth {
+                node: node(),
+                message: m.clone(),
+            }),
             Status::ClientError(m) => Err(Error::Client {
                 node: node(),
                 message: m.clone(),
@@ -241,9 +241,12 @@ impl Client {
     pub async fn ping(&self) -> Result<()> {
         for i in 0..self.inner.pools.len() {
             let r = self.call(i, b"mn\r\n".to_vec(), Expect::Replies(1)).await?;
-            match r.first().map(|r| &r.status) {
-                Some(Status::Noop) => {}
-                _ => return Err(self.protocol(i, "mn not answered by MN")),
+            let Some(r) = r.first() else {
+                return Err(self.protocol(i, "mn not answered"));
+            };
+            self.check(i, r)?;
+            if r.status != Status::Noop {
+                return Err(self.protocol(i, "mn not answered by MN"));
             }
         }
         Ok(())

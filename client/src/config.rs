@@ -4,9 +4,13 @@
 use std::time::Duration;
 
 use crate::aside::AsideConfig;
+use crate::auth::Credentials;
 use crate::client::Client;
-use crate::node::Node;
+use crate::node::{Member, Node};
 use crate::ring::{Distribution, KeyHash};
+use crate::stream::Connector;
+#[cfg(feature = "tls")]
+use crate::tls::TlsConfig;
 
 /// What the client does when a node keeps failing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +40,9 @@ pub struct ClientBuilder {
     pub(crate) policy: FailurePolicy,
     pub(crate) aside: AsideConfig,
     pub(crate) prefix_command: String,
+    pub(crate) credentials: Option<Credentials>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<TlsConfig>,
 }
 
 impl Default for ClientBuilder {
@@ -52,6 +59,9 @@ impl Default for ClientBuilder {
             policy: FailurePolicy::Failover,
             aside: AsideConfig::default(),
             prefix_command: "flush_prefix".into(),
+            credentials: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -92,7 +102,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Timeout of a TCP connect (default 1 s).
+    /// Timeout of opening a connection: TCP connect, TLS handshake and
+    /// login together (default 1 s).
     pub fn connect_timeout(mut self, t: Duration) -> Self {
         self.connect_timeout = t;
         self
@@ -139,6 +150,37 @@ impl ClientBuilder {
     pub fn prefix_command(mut self, cmd: impl Into<String>) -> Self {
         self.prefix_command = cmd.into();
         self
+    }
+
+    /// Logs every new connection in with `credentials` (memcached's ASCII
+    /// authentication, for servers started with `-Y`), right after
+    /// connecting (and after the TLS handshake), before any request. A
+    /// node's own [`Node::credentials`] take precedence. A refused login
+    /// fails the call with [`Error::Auth`](crate::Error::Auth).
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Opens every connection of every node over TLS (feature `tls`; for
+    /// servers started with `-Z`). A handshake failure fails the call
+    /// with [`Error::Tls`](crate::Error::Tls).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// How the connections of ring member `m` are opened.
+    pub(crate) fn connector(&self, m: &Member) -> Connector {
+        Connector {
+            addr: m.addr.clone(),
+            host: m.host.clone(),
+            timeout: self.connect_timeout,
+            credentials: m.credentials.clone().or_else(|| self.credentials.clone()),
+            #[cfg(feature = "tls")]
+            tls: self.tls.clone(),
+        }
     }
 
     /// Builds the client. No connection is made until the first call, so

@@ -1,4 +1,5 @@
-//! One pipelined TCP connection to one node, shared by many callers.
+//! One pipelined connection (TCP, or TLS over it) to one node, shared by
+//! many callers.
 //!
 //! Callers hand whole requests (one command, or a quiet batch ending in
 //! `mn`) to a writer task, which coalesces what is queued into one write;
@@ -10,14 +11,12 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::proto::response::{parse_head, Reply, Status};
+use crate::stream::{ConnectError, Connector, ReadHalf, WriteHalf};
 
 /// Longest reply line accepted, in bytes: a meta reply line is a code and
 /// a few flags, at most a 250-byte key echoed; anything longer is garbage.
@@ -35,9 +34,13 @@ const MAX_VALUE: usize = 1 << 30;
 pub(crate) enum Expect {
     /// Exactly this many replies (non-quiet commands).
     Replies(usize),
-    /// Replies up to and including `MN` (a quiet batch ended by `mn`); the
-    /// `MN` itself is not returned.
-    UntilNoop,
+    /// Replies up to and including `MN` (a quiet batch of this many
+    /// commands ended by `mn`); the `MN` itself is not returned. A batch
+    /// whose every command, `mn` included, got a reply other than `MN` is
+    /// over too: so a server refusing everything (`CLIENT_ERROR
+    /// unauthenticated` to a connection that has not logged in, from
+    /// corecache) fails the batch at once rather than at the timeout.
+    UntilNoop(usize),
 }
 
 /// Why a request got no replies.
@@ -71,14 +74,10 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Connects to `addr` (`host:port`) within `timeout` and starts the
-    /// connection's reader and writer tasks on the current runtime.
-    pub(crate) async fn connect(addr: &str, timeout: Duration) -> io::Result<Conn> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-        stream.set_nodelay(true)?;
-        let (r, w) = stream.into_split();
+    /// Opens a connection as `connector` says (TCP, TLS, login) and starts
+    /// its reader and writer tasks on the current runtime.
+    pub(crate) async fn connect(connector: &Connector) -> Result<Conn, ConnectError> {
+        let (r, w) = connector.open().await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (ptx, prx) = mpsc::unbounded_channel();
         let broken = Arc::new(AtomicBool::new(false));
@@ -124,7 +123,7 @@ impl Conn {
 }
 
 async fn writer(
-    mut w: OwnedWriteHalf,
+    mut w: WriteHalf,
     mut rx: mpsc::UnboundedReceiver<Job>,
     pending: mpsc::UnboundedSender<Pending>,
     broken: Arc<AtomicBool>,
@@ -151,7 +150,8 @@ async fn writer(
                 next = rx.try_recv().ok();
             }
         }
-        if w.write_all(&buf).await.is_err() {
+        // TLS holds encrypted bytes until flushed; for TCP flush is free.
+        if w.write_all(&buf).await.is_err() || w.flush().await.is_err() {
             broken.store(true, Ordering::Release);
             // The reader fails what was queued once the socket closes.
             let _ = w.shutdown().await;
@@ -161,7 +161,7 @@ async fn writer(
 }
 
 async fn reader(
-    r: OwnedReadHalf,
+    r: ReadHalf,
     mut pending: mpsc::UnboundedReceiver<Pending>,
     broken: Arc<AtomicBool>,
     shutdown: Arc<Notify>,
@@ -198,7 +198,7 @@ async fn reader(
 }
 
 async fn read_replies(
-    r: &mut BufReader<OwnedReadHalf>,
+    r: &mut BufReader<ReadHalf>,
     expect: Expect,
 ) -> Result<Vec<Reply>, ConnError> {
     let mut out = Vec::new();
@@ -208,18 +208,21 @@ async fn read_replies(
                 out.push(read_reply(r).await?);
             }
         }
-        Expect::UntilNoop => loop {
+        Expect::UntilNoop(commands) => loop {
             let reply = read_reply(r).await?;
             if reply.status == Status::Noop {
                 break;
             }
             out.push(reply);
+            if out.len() > commands {
+                break;
+            }
         },
     }
     Ok(out)
 }
 
-async fn read_reply(r: &mut BufReader<OwnedReadHalf>) -> Result<Reply, ConnError> {
+async fn read_reply(r: &mut BufReader<ReadHalf>) -> Result<Reply, ConnError> {
     let mut line = Vec::with_capacity(64);
     let n = (&mut *r)
         .take(MAX_LINE)

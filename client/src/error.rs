@@ -71,6 +71,36 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The node refused this client's credentials, or asked for a login
+    /// none was configured for: memcached's ASCII authentication (`-Y`),
+    /// `message` being the server's `CLIENT_ERROR` text
+    /// (`authentication failure`, `bad authentication token format`,
+    /// `unauthenticated`). corecache also answers `unauthenticated` to a
+    /// logged-in user whose ACL does not allow the command. Not a
+    /// transport failure: the node is neither marked down nor up by it,
+    /// and a connection whose login failed is not kept.
+    #[error("authentication refused by {node}: {message}")]
+    Auth {
+        /// The node (`host:port`).
+        node: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The TLS handshake with a node failed, or the node ended the session
+    /// with a TLS alert (feature `tls`): an untrusted or mismatched server
+    /// certificate, a client certificate the server refused. Not a
+    /// transport failure, as [`Error::Auth`].
+    #[error("TLS with {node}: {message}")]
+    Tls {
+        /// The node (`host:port`).
+        node: String,
+        /// rustls' reason.
+        message: String,
+    },
+    /// The client's settings cannot be used: unsendable credentials, a CA
+    /// or key file that does not read or parse.
+    #[error("configuration: {0}")]
+    Config(String),
     /// A node did not answer within the configured timeout.
     #[error("{node} did not answer within {after:?}")]
     Timeout {

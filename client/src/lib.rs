@@ -23,6 +23,10 @@
 //!   libmemcached (pylibmc, php-memcached) and twemproxy do, with
 //!   per-worker ports ([`Node::worker_ports`]), pipelined connection pools,
 //!   timeouts, and a [`FailurePolicy`] for nodes that go away.
+//! - TLS with the `tls` feature (`ClientBuilder::tls`, `TlsConfig`:
+//!   CAs, server name, client certificate) and memcached's ASCII
+//!   authentication ([`Credentials`], per client or per [`Node`]), both on
+//!   every pooled connection before its first request.
 //! - [`BlockingClient`] for code without a runtime.
 //!
 //! ```no_run
@@ -60,10 +64,13 @@
 //! A miss on a read is `Ok(None)`; calls that need the key to exist
 //! return [`Error::NotFound`]. Transport failures ([`Error::is_transport`])
 //! count against the node and, after
-//! [`ClientBuilder::failure_limit`] in a row, mark it down.
+//! [`ClientBuilder::failure_limit`] in a row, mark it down. A refused login
+//! ([`Error::Auth`]) or TLS handshake ([`Error::Tls`]) does not: it is a
+//! matter of configuration, which another node would not cure.
 #![warn(missing_docs)]
 
 mod aside;
+mod auth;
 mod blocking;
 mod client;
 mod codec;
@@ -78,10 +85,14 @@ mod ops;
 mod pool;
 mod proto;
 mod ring;
+mod stream;
+#[cfg(feature = "tls")]
+mod tls;
 mod typed;
 mod write;
 
 pub use aside::{AsideConfig, EarlyRefresh, OnLeaseTimeout};
+pub use auth::Credentials;
 pub use blocking::BlockingClient;
 pub use client::Client;
 pub use codec::Codec;
@@ -95,4 +106,10 @@ pub use key::KEY_MAX;
 pub use node::{Node, ParseNodeError, DEFAULT_PORT};
 pub use ops::{Item, StoreMode, StoreOptions};
 pub use ring::{Distribution, KeyHash, Ring};
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsConfigBuilder};
+/// The rustls this crate is built on (feature `tls`), to build a
+/// [`TlsConfig`] from a `rustls::ClientConfig` of one's own.
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;
 pub use typed::Typed;

@@ -128,7 +128,8 @@ impl Client {
     async fn send_all(&self, batches: Vec<Batch>) -> Result<Vec<(Batch, Vec<Reply>)>> {
         let calls = batches.into_iter().map(|mut b| async move {
             let bytes = std::mem::take(&mut b.bytes);
-            let r = self.call(b.member, bytes, Expect::UntilNoop).await;
+            let expect = Expect::UntilNoop(b.idx.len());
+            let r = self.call(b.member, bytes, expect).await;
             r.map(|replies| (b, replies))
         });
         join_all(calls).await.into_iter().collect()

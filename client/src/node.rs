@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::auth::Credentials;
+
 /// The port libmemcached and twemproxy leave out of a server's ketama
 /// point names (`MEMCACHED_DEFAULT_PORT`, `CONF_DEFAULT_KETAMA_PORT`).
 pub const DEFAULT_PORT: u16 = 11211;
@@ -24,6 +26,7 @@ pub struct Node {
     weight: u32,
     worker_ports: u16,
     name: Option<String>,
+    credentials: Option<Credentials>,
 }
 
 impl Node {
@@ -35,6 +38,7 @@ impl Node {
             weight: 1,
             worker_ports: 1,
             name: None,
+            credentials: None,
         }
     }
 
@@ -57,6 +61,14 @@ impl Node {
     /// member `i` is named `name-w<i>` (a convention of this crate).
     pub fn name(mut self, name: impl Into<String>) -> Node {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Logs this node's connections in with `credentials` (memcached's
+    /// ASCII authentication, `-Y`), instead of the client-wide ones of
+    /// [`ClientBuilder::credentials`](crate::ClientBuilder::credentials).
+    pub fn credentials(mut self, credentials: Credentials) -> Node {
+        self.credentials = Some(credentials);
         self
     }
 
@@ -90,8 +102,10 @@ impl Node {
                 };
                 Member {
                     addr: format!("{}:{port}", self.host),
+                    host: self.host.clone(),
                     ring_name,
                     weight: self.weight,
+                    credentials: self.credentials.clone(),
                 }
             })
             .collect()
@@ -103,10 +117,14 @@ impl Node {
 pub(crate) struct Member {
     /// `host:port` to connect to.
     pub addr: String,
+    /// The host alone (the TLS server name by default).
+    pub host: String,
     /// The name its ketama points are hashed from.
     pub ring_name: String,
     /// Its weight.
     pub weight: u32,
+    /// Its node's own credentials, if any.
+    pub credentials: Option<Credentials>,
 }
 
 /// Why a node string did not parse.

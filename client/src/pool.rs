@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::conn::{Conn, ConnError, Expect};
 use crate::error::{Error, Result};
 use crate::proto::response::Reply;
+use crate::stream::{tls_failure, ConnectError, Connector};
 
 /// A member's pipelined connections (made on first use, remade when they
 /// break) and its failure count.
@@ -16,7 +17,7 @@ pub(crate) struct NodePool {
     next: AtomicUsize,
     failures: AtomicU32,
     down_until: Mutex<Option<Instant>>,
-    connect_timeout: Duration,
+    connector: Connector,
     timeout: Duration,
 }
 
@@ -34,14 +35,9 @@ pub(crate) enum Health {
 }
 
 impl NodePool {
-    pub(crate) fn new(
-        addr: String,
-        size: usize,
-        connect_timeout: Duration,
-        timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(connector: Connector, size: usize, timeout: Duration) -> Self {
         NodePool {
-            addr,
+            addr: connector.addr.clone(),
             slots: (0..size)
                 .map(|_| Slot {
                     conn: RwLock::new(None),
@@ -51,7 +47,7 @@ impl NodePool {
             next: AtomicUsize::new(0),
             failures: AtomicU32::new(0),
             down_until: Mutex::new(None),
-            connect_timeout,
+            connector,
             timeout,
         }
     }
@@ -93,9 +89,18 @@ impl NodePool {
         match tokio::time::timeout(self.timeout, conn.call(bytes, expect)).await {
             Ok(Ok(replies)) => Ok(replies),
             Ok(Err(e)) => Err(match &*e {
-                ConnError::Io(io) => Error::Connection {
-                    node: self.addr.clone(),
-                    source: std::io::Error::new(io.kind(), io.to_string()),
+                // A TLS alert after the handshake: with TLS 1.3 a server
+                // refusing the client's certificate says so at the first
+                // read.
+                ConnError::Io(io) => match tls_failure(io) {
+                    Some(message) => Error::Tls {
+                        node: self.addr.clone(),
+                        message,
+                    },
+                    None => Error::Connection {
+                        node: self.addr.clone(),
+                        source: std::io::Error::new(io.kind(), io.to_string()),
+                    },
                 },
                 ConnError::Protocol(m) => Error::Protocol {
                     node: self.addr.clone(),
@@ -134,12 +139,27 @@ impl NodePool {
         {
             return Ok(c.clone());
         }
-        let c = Conn::connect(&self.addr, self.connect_timeout)
-            .await
-            .map_err(|source| Error::Connection {
-                node: self.addr.clone(),
+        // A connection that failed its TLS handshake or login is not kept:
+        // the next call opens a new one.
+        let node = || self.addr.clone();
+        let c = Conn::connect(&self.connector).await.map_err(|e| match e {
+            ConnectError::Io(source) => Error::Connection {
+                node: node(),
                 source,
-            })?;
+            },
+            ConnectError::Tls(message) => Error::Tls {
+                node: node(),
+                message,
+            },
+            ConnectError::Auth(message) => Error::Auth {
+                node: node(),
+                message,
+            },
+            ConnectError::Protocol(message) => Error::Protocol {
+                node: node(),
+                message,
+            },
+        })?;
         *slot.conn.write().unwrap() = Some(c.clone());
         Ok(c)
     }

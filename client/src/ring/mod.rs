@@ -88,6 +88,11 @@ impl Ring {
         &self.members[i].addr
     }
 
+    /// Member `i`.
+    pub(crate) fn member(&self, i: usize) -> &Member {
+        &self.members[i]
+    }
+
     /// The member that owns `key` among the live ones, or None if none is
     /// live. Same answer as libmemcached's `memcached_generate_hash` for
     /// the same server list.

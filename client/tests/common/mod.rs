@@ -30,6 +30,44 @@ pub struct Server {
     pub kind: Kind,
     pub port: u16,
     child: Child,
+    /// The plaintext port `stats` and `raw` use: `port`, or a `notls:`
+    /// listener beside a TLS one.
+    probe: u16,
+    /// Sent before anything on the probe port: an ASCII login for `-Y`.
+    login: Vec<u8>,
+}
+
+/// How a test server is reached beyond its port.
+#[derive(Debug, Clone, Default)]
+pub struct Probe {
+    /// An ASCII login (`set auth 0 0 <n>\r\n<user> <password>\r\n`)
+    /// the harness sends before its own requests, for `-Y` servers.
+    pub login: Vec<u8>,
+    /// The server's `port` speaks TLS (`-Z`): the harness adds a
+    /// plaintext `notls:` listener (memcached's syntax, which corecache
+    /// shares) and probes there.
+    pub tls: bool,
+}
+
+/// The login block for `user` and `password`, as the harness sends it.
+pub fn login(user: &str, password: &str) -> Vec<u8> {
+    let data = format!("{user} {password}");
+    format!("set auth 0 0 {}\r\n{data}\r\n", data.len()).into_bytes()
+}
+
+/// A file of `text` in a fresh temporary directory of this test process.
+pub fn temp_file(name: &str, text: &[u8]) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "corecache-client-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
 }
 
 pub fn free_port() -> u16 {
@@ -69,8 +107,13 @@ impl Server {
     }
 
     pub fn start_with(kind: Kind, args: &[&str]) -> Server {
+        Server::start_probed(kind, args, Probe::default())
+    }
+
+    /// Starts with `args`, probed as `probe` says (a login, TLS).
+    pub fn start_probed(kind: Kind, args: &[&str], probe: Probe) -> Server {
         for _ in 0..5 {
-            if let Some(s) = Server::try_start(kind, free_port(), args) {
+            if let Some(s) = Server::try_start_probed(kind, free_port(), args, &probe) {
                 return s;
             }
         }
@@ -79,7 +122,19 @@ impl Server {
 
     /// Starts on `port`; None if it did not come up as itself there.
     pub fn try_start(kind: Kind, port: u16, args: &[&str]) -> Option<Server> {
+        Server::try_start_probed(kind, port, args, &Probe::default())
+    }
+
+    fn try_start_probed(kind: Kind, port: u16, args: &[&str], probe: &Probe) -> Option<Server> {
         let p = port.to_string();
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let probe_port = if probe.tls {
+            let plain = free_port();
+            args.extend(["-l".into(), format!("notls:127.0.0.1:{plain}")]);
+            plain
+        } else {
+            port
+        };
         let mut cmd = match kind {
             Kind::Corecache => {
                 let mut c = Command::new(corecache_bin());
@@ -104,12 +159,18 @@ impl Server {
             }
         };
         let child = cmd
-            .args(args)
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {kind:?}: {e}"));
-        let mut s = Server { kind, port, child };
+        let mut s = Server {
+            kind,
+            port,
+            child,
+            probe: probe_port,
+            login: probe.login.clone(),
+        };
         s.answers_as_itself().then_some(s)
     }
 
@@ -123,9 +184,10 @@ impl Server {
             if self.child.try_wait().unwrap().is_some() {
                 return false;
             }
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.probe)) {
                 s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                s.write_all(b"stats\r\n").unwrap();
+                s.write_all(&[&self.login[..], b"stats\r\n"].concat())
+                    .unwrap();
                 let mut out = Vec::new();
                 let mut buf = [0u8; 8192];
                 while !out.ends_with(b"END\r\n") {
@@ -187,11 +249,12 @@ impl Server {
         }
     }
 
-    /// Sends raw bytes and reads until `end`.
+    /// Sends raw bytes (after the login, if any, whose reply is kept) on
+    /// the plaintext port and reads until `end`.
     pub fn raw(&self, req: &[u8], end: &[u8]) -> Vec<u8> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", self.probe)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(req).unwrap();
+        s.write_all(&[&self.login[..], req].concat()).unwrap();
         let mut out = Vec::new();
         let mut buf = [0u8; 65536];
         while !out.ends_with(end) {
