@@ -14,7 +14,7 @@ import time
 import pylibmc
 import pytest
 
-from topology import WARM, Cluster, Ring, Server, Twemproxy, fixed_ports, kind, report  # noqa: F401
+from topology import WARM, Cluster, Node, Ring, Server, Twemproxy, fixed_ports, kind, report  # noqa: F401
 
 MODES = {
     "ketama": ({"ketama": True}, [], dict(flavour="libmemcached", hash="one_at_a_time", weighted=False)),
@@ -252,3 +252,23 @@ def test_warm_lists_corecache_keys_by_metadump(tmp_path):
         assert cluster.nodes[3].keys_present(moved) == set(moved)
     finally:
         cluster.close()
+
+
+@pytest.mark.parametrize("kind", ["corecache", "memcached"])
+def test_warm_says_when_a_node_refuses_to_list_keys(kind):
+    """-X disables lru_crawler metadump on both servers ("ERROR metadump not
+    allowed"): the tool exits 3 with a message naming the node and --keys,
+    not a traceback, in a dry run and in a real one."""
+    src = Node(kind)
+    src.stop()
+    src.argv = lambda base=src.argv: base() + ["-X"]
+    src.start()
+    try:
+        for extra in (["--dry-run"], ["--quiet"]):
+            out = warm("--old", src.addr(), "--new", src.addr(), "--new", "127.0.0.1:1", *extra, check=False)
+            assert out.returncode == 3, out.stderr
+            assert "Traceback" not in out.stderr, out.stderr
+            assert f"{src.addr()}: answers 'ERROR metadump not allowed'" in out.stderr, out.stderr
+            assert "--keys FILE" in out.stderr
+    finally:
+        src.stop()

@@ -84,6 +84,9 @@ def main(argv=None):
         except Unsupported as e:
             print(f"corecache-warm: {e}; give the keys with --keys FILE", file=sys.stderr)
             return 3
+        except (ProtocolError, OSError) as e:
+            print(f"corecache-warm: {e}", file=sys.stderr)
+            return 1
         pairs = {}
         for s, d, _ in plan:
             pairs[(s, d)] = pairs.get((s, d), 0) + 1
@@ -98,7 +101,7 @@ def main(argv=None):
     except Unsupported as e:
         print(f"corecache-warm: {e}; give the keys with --keys FILE", file=sys.stderr)
         return 3
-    except ProtocolError as e:
+    except (ProtocolError, OSError) as e:
         print(f"corecache-warm: {e}" + (f"; progress kept in {a.state}" if a.state else ""), file=sys.stderr)
         return 1
     except Stop as e:

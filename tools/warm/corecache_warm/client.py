@@ -53,7 +53,8 @@ class Conn:
 
     def metadump(self, busy_retries=50):
         """Yields every key (bytes) the server lists. Raises Unsupported when
-        the server answers ERROR (it has no lru_crawler). memcached ends each
+        the server answers ERROR (no lru_crawler, or metadump disabled by
+        -X). memcached ends each
         key line with a bare newline, and only END with CR LF."""
         for _ in range(busy_retries):
             self.send(b"lru_crawler metadump all\r\n")
@@ -64,7 +65,9 @@ class Conn:
             break
         else:
             raise ProtocolError(f"{self.where}: lru_crawler stayed busy")
-        if first == b"ERROR" or first.startswith(b"CLIENT_ERROR"):
+        # Plain ERROR: no lru_crawler; "ERROR metadump not allowed": started
+        # with -X (memcached and corecache alike). Either way, no listing.
+        if first.startswith((b"ERROR", b"CLIENT_ERROR")):
             raise Unsupported(f"{self.where}: answers {first.decode(errors='replace')!r} to 'lru_crawler metadump all'")
         line = first
         while line != b"END":
