@@ -11,6 +11,15 @@ as memtier runs. Prints memtier's ops/s for each round and the median of
 (429) during the loaded rounds.
 
     scripts/bench-admin-scan.py --bin target/release/corecache
+
+With --probe, the question is a client's latency instead: memtier runs as
+the full load in both halves of a round, a probe client sends one `get` at
+a time on its own connection and times each reply, and the second half
+adds --scanners browses (use --scanners 1: the dashboard's one walk).
+Prints the probe's p50/p99/p99.9 (microseconds, Python client included)
+without and with the browse, per round and pooled.
+
+    scripts/bench-admin-scan.py --probe --scanners 1
 """
 import argparse
 import json
@@ -64,6 +73,43 @@ def scanner(admin, stop, counts):
             time.sleep(0.05)
 
 
+def probe(port, keys, stop, lat):
+    """One get at a time on its own connection, each reply timed (µs)."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    i = 0
+    while not stop.is_set():
+        i = i * 1103515245 + 12345 & 0x7FFFFFFF
+        req = b"get memtier-%d\r\n" % (1 + i % keys)
+        t = time.perf_counter()
+        s.sendall(req)
+        buf = b""
+        while not buf.endswith(b"END\r\n"):
+            buf += s.recv(65536)
+        lat.append((time.perf_counter() - t) * 1e6)
+        time.sleep(0.0005)
+    s.close()
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def probed(port, admin, a, scanners, counts):
+    """A memtier run with the probe alongside (and `scanners` browses)."""
+    stop, lat = threading.Event(), []
+    ts = [threading.Thread(target=scanner, args=(admin, stop, counts)) for _ in range(scanners)]
+    ts.append(threading.Thread(target=probe, args=(port, a.keys, stop, lat)))
+    for t in ts:
+        t.start()
+    memtier(port, a.seconds, a.keys)
+    stop.set()
+    for t in ts:
+        t.join()
+    return lat
+
+
 def memtier(port, seconds, keys):
     out = subprocess.run(
         ["memtier_benchmark", "-s", "127.0.0.1", "-p", str(port), "-P", "memcache_text",
@@ -82,6 +128,7 @@ def main():
     ap.add_argument("--scanners", type=int, default=20)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--probe", action="store_true", help="a probe client's get latency")
     a = ap.parse_args()
     port, admin_port = free_port(), free_port()
     admin = f"127.0.0.1:{admin_port}"
@@ -95,6 +142,18 @@ def main():
             except OSError:
                 time.sleep(0.05)
         load(port, a.keys)
+        if a.probe:
+            quiet, browsed, counts = [], [], {"ok": 0}
+            show = lambda xs: "p50 %.0f p99 %.0f p99.9 %.0f µs (%d gets)" % (
+                pct(xs, .5), pct(xs, .99), pct(xs, .999), len(xs))
+            for r in range(a.rounds):
+                q = probed(port, admin, a, 0, counts)
+                b = probed(port, admin, a, a.scanners, counts)
+                quiet += q
+                browsed += b
+                print(f"round {r}: without browse {show(q)}; with {a.scanners} {show(b)}", flush=True)
+            print(f"pooled: without browse {show(quiet)}; with {show(browsed)}; scan pages {counts}")
+            return
         alone, loaded, counts = [], [], {"ok": 0}
         for r in range(a.rounds):
             alone.append(memtier(port, a.seconds, a.keys))

@@ -43,6 +43,18 @@ fn json(s: &str) -> serde_json::Value {
 impl Admin {
     /// One HTTP/1.1 request: (status, body).
     fn http(&self, method: &str, path: &str, body: Option<&str>, csrf: bool) -> (u16, String) {
+        let (status, _, body) = self.http_full(method, path, body, csrf);
+        (status, body)
+    }
+
+    /// One HTTP/1.1 request: (status, header lines, body).
+    fn http_full(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        csrf: bool,
+    ) -> (u16, String, String) {
         let mut s = TcpStream::connect(&self.addr).unwrap();
         let body = body.unwrap_or("");
         let mut req = format!(
@@ -59,8 +71,8 @@ impl Admin {
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         let status = out[9..12].parse().unwrap();
-        let body = out.split_once("\r\n\r\n").unwrap().1.to_string();
-        (status, body)
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        (status, head.to_string(), body.to_string())
     }
 
     /// Every key the browser finds for a query, following the cursor.
@@ -349,4 +361,109 @@ fn an_empty_prefix_over_http_needs_all_and_refusals_are_audited() {
     let trail = std::fs::read_to_string(&audit).unwrap();
     assert!(trail.contains(r#"action="flush_prefix" peer="#), "{trail}");
     let _ = std::fs::remove_file(&audit);
+}
+
+/// The `stored` of `key` in the key listing and in the key's own view
+/// (they must agree), Unix seconds.
+fn stored(a: &Admin, key: &str) -> i64 {
+    let (st, body) = a.http("GET", &format!("/api/key/{key}"), None, false);
+    assert_eq!(st, 200, "{body}");
+    let one = json(&body)["stored"].as_i64().unwrap();
+    let (_, body) = a.http("GET", &format!("/api/keys?prefix={key}"), None, false);
+    let listed = json(&body)["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == key)
+        .map(|k| k["stored"].as_i64().unwrap());
+    assert_eq!(listed, Some(one), "{body}");
+    one
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn store_time_is_approximate_but_in_order() {
+    let started = unix_now();
+    let a = start(&["-t", "2"]);
+    set_many(&a.srv, "first", 1, 0);
+    let set_first = unix_now();
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let before_second = unix_now();
+    set_many(&a.srv, "second", 1, 0);
+    let set_second = unix_now();
+    let (t1, t2) = (stored(&a, "first0"), stored(&a, "second0"));
+    // The server's clock is whole seconds since its start, so it may lag
+    // the wall clock by up to 2 s; it is never ahead of it.
+    assert!(
+        t1 >= started - 2 && t1 <= set_first,
+        "{t1} {started}..{set_first}"
+    );
+    // The last key written to a segment is dated exactly; whichever
+    // segment "first0" shares, it is dated before the key written after.
+    assert!(t2 >= before_second - 2 && t2 <= set_second, "{t2}");
+    assert!(t1 < t2, "{t1} {t2}");
+}
+
+#[test]
+fn a_busy_key_browser_answers_429_with_retry_after_and_serves_on_retry() {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let a = Arc::new(start(&["-t", "2", "-m", "256"]));
+    // A sparse match over many keys makes each page walk long (up to its
+    // 200 ms), and pages walk one at a time: 40 clients asking again and
+    // again keep the queue longer than the 2 s a page waits for its turn.
+    set_many(&a.srv, "k:", 300_000, 0);
+    let seen = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..40)
+        .map(|_| {
+            let (a, seen) = (a.clone(), seen.clone());
+            std::thread::spawn(move || {
+                let (deadline, mut retry_after) =
+                    (Instant::now() + Duration::from_secs(120), Vec::new());
+                // Until someone was told to wait, then until served.
+                loop {
+                    let (st, head, body) =
+                        a.http_full("GET", "/api/keys?prefix=none:", None, false);
+                    match st {
+                        200 if seen.load(Relaxed) || Instant::now() > deadline => {
+                            return retry_after
+                        }
+                        200 => {}
+                        429 => {
+                            seen.store(true, Relaxed);
+                            let ra = head.lines().find_map(|l| {
+                                let l = l.to_ascii_lowercase();
+                                l.strip_prefix("retry-after:").map(|v| v.trim().to_string())
+                            });
+                            retry_after.push(ra.clone());
+                            let secs = ra.and_then(|r| r.parse().ok()).unwrap_or(1);
+                            std::thread::sleep(Duration::from_secs(secs));
+                        }
+                        _ => panic!("{st} {body}"),
+                    }
+                    assert!(
+                        Instant::now() < deadline + Duration::from_secs(60),
+                        "never served"
+                    );
+                }
+            })
+        })
+        .collect();
+    let told: Vec<Option<String>> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(
+        !told.is_empty(),
+        "40 clients paging at once never found the browser busy"
+    );
+    // Every 429 says when to come back, and everyone was served after.
+    assert!(told.iter().all(|ra| ra.as_deref() == Some("1")), "{told:?}");
 }

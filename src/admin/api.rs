@@ -235,6 +235,7 @@ pub async fn get_key(
                 "ttl": it.ttl,
                 "cas": it.cas,
                 "idle": it.idle,
+                "stored": it.stored_unix,
                 "worker": to,
             }),
         ),

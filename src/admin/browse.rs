@@ -145,6 +145,7 @@ pub async fn keys(
                 "flags": i.flags,
                 "ttl": i.ttl,
                 "last_access": i.atime_unix,
+                "stored": i.stored_unix,
                 "cas": i.cas,
                 "worker": w,
             }));

@@ -57,6 +57,8 @@ pub struct ItemView {
     pub cas: u64,
     /// Seconds since the last access.
     pub idle: u32,
+    /// Approximate store time, Unix seconds (`Store::stored_unix`).
+    pub stored_unix: i64,
 }
 
 /// A worker's answer to an [`AdminJob`].
@@ -201,6 +203,7 @@ impl Worker {
                     ttl: sh.store.ttl_left(&f),
                     cas: sh.store.cas_of(&f),
                     idle: f.item.idle_secs(now),
+                    stored_unix: sh.store.stored_unix(&f),
                 });
                 AdminReply::Item(view)
             }

@@ -276,10 +276,14 @@ impl Store {
         };
         let key = it.key();
         let size = item::record_size(key.len(), it.vlen(), &meta);
+        let now = self.clock.now();
         let h = self.segs.header_mut(dest);
         let doff = h.write_off;
         h.write_off += size as u32;
         h.note_record(size, meta.expire);
+        // A moved record is dated by its new place: the key browser's
+        // store time is the move's (see `SegHeader::stored_at`).
+        h.write_at = now;
         // SAFETY: `dest` is not `seg` (a segment is never copied into
         // itself), and `doff..doff + size` was just reserved in it.
         unsafe {

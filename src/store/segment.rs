@@ -26,6 +26,10 @@ pub struct SegHeader {
     pub live_bytes: u32,
     /// Store time (seconds since start) the segment was taken.
     pub create_at: u32,
+    /// Store time of the last record written here (0 = none yet). With
+    /// `create_at` it dates records without a time per record (see
+    /// [`SegHeader::stored_at`]).
+    pub write_at: u32,
     /// Latest expiry (store time) of any item written here: the segment may
     /// be freed whole once it has passed. [`NEVER_EXPIRES`] if an item
     /// without a TTL was written here, 0 if nothing was.
@@ -85,6 +89,21 @@ impl SegHeader {
         (self.live_bytes as u64 * (hi - now) as u64 / (hi - lo).max(1) as u64) as u32
     }
 
+    /// Approximate store time at which the record ending at byte `end`
+    /// was written here: segments are append-only, so it lies between the
+    /// segment's creation and its last write; this interpolates by position
+    /// (exact for the last record, and when writes come at an even rate),
+    /// never before `create_at` nor after `write_at`, and never later for
+    /// a record that ends earlier.
+    pub fn stored_at(&self, end: u32) -> u32 {
+        let (c, w) = (self.create_at, self.write_at);
+        if w <= c || self.write_off == 0 {
+            return c;
+        }
+        let end = end.min(self.write_off) as u64;
+        c + ((w - c) as u64 * end / self.write_off as u64) as u32
+    }
+
     const FREE: SegHeader = SegHeader {
         seq: 0,
         order: 0,
@@ -92,6 +111,7 @@ impl SegHeader {
         live_items: 0,
         live_bytes: 0,
         create_at: 0,
+        write_at: 0,
         expire_at: 0,
         expire_min: 0,
         ttl_bucket: 0,

@@ -23,7 +23,8 @@
 //!  entry (48 bytes + data)
 //!    0  seq                  8  order            16  write_off (u32)
 //!   20  create_at (u32)     24  expire_at (u32)  28  expire_min (u32)
-//!   32  ttl_bucket (u16)    34  unused (6 bytes)
+//!   32  ttl_bucket (u16)    34  write_at (u32; 0 in files of
+//!                               earlier builds)  38  unused (2 bytes)
 //!   40  checksum (u64) of bytes 0..40 and the data, then write_off
 //!       bytes of data
 //! ```
@@ -202,6 +203,7 @@ impl Store {
                 entry[16 + 4 * i..20 + 4 * i].copy_from_slice(&v.to_le_bytes());
             }
             entry[32..34].copy_from_slice(&h.ttl_bucket.to_le_bytes());
+            entry[34..38].copy_from_slice(&h.write_at.to_le_bytes());
             let sum = entry_checksum(&entry[..40], &buf);
             entry[40..48].copy_from_slice(&sum.to_le_bytes());
             w.write_all(&entry)?;
@@ -276,6 +278,9 @@ impl Store {
                 order: u64_at(&entry, 8),
                 write_off: u32_at(&entry, 16),
                 create_at: u32_at(&entry, 20),
+                // Bytes earlier builds left unused (0): such segments date
+                // every record at their creation.
+                write_at: u32_at(&entry, 34).max(u32_at(&entry, 20)),
                 expire_at: u32_at(&entry, 24),
                 expire_min: u32_at(&entry, 28),
                 ttl_bucket: u16::from_le_bytes([entry[32], entry[33]]),

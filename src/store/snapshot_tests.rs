@@ -217,3 +217,30 @@ fn damaged_numbers_outside_the_data_are_caught_too() {
         assert_eq!(b.curr_items(), 0);
     }
 }
+
+#[test]
+fn store_times_come_back() {
+    let mut a = store_at(16 << 20, T0);
+    let keys = ["first", "second", "third"];
+    for k in keys {
+        set(&mut a, k, b"v", 0, 0);
+        a.clock_mut().advance(100);
+    }
+    let dated = |s: &mut Store| -> Vec<i64> {
+        keys.iter()
+            .map(|k| {
+                let f = s.find(k.as_bytes()).unwrap();
+                s.stored_unix(&f)
+            })
+            .collect()
+    };
+    let before = dated(&mut a);
+    assert!(before[0] < before[1] && before[1] < before[2], "{before:?}");
+    assert_eq!(before[2], T0 + 200);
+    let mut file = Vec::new();
+    a.save(&mut file).unwrap();
+    let mut b = store_at(16 << 20, T0);
+    b.restore(&mut file.as_slice(), a.clock().unix_now() + 5, |_| true)
+        .unwrap();
+    assert_eq!(dated(&mut b), before);
+}

@@ -92,7 +92,9 @@ impl Store {
         // segment; the inputs are client buffers or `scratch`, never arena
         // memory, so they cannot overlap.
         let it = unsafe { item::RawItem::write(ptr, key, v1, v2, &meta, now) };
-        self.segs.header_mut(seg).note_record(size, meta.expire);
+        let h = self.segs.header_mut(seg);
+        h.note_record(size, meta.expire);
+        h.write_at = now;
         self.live_bytes += size;
         self.count_linked(it, size);
         // Moves keep a slot where it is; only an unlink may have changed

@@ -8,7 +8,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { createServer } from "node:net";
+import { createServer, connect } from "node:net";
 import { mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
@@ -37,13 +37,14 @@ function mc(port, ...args) {
   return JSON.parse(out.toString());
 }
 
-let srv, port, admin, browser, page;
+let srv, port, admin, browser, page, startedAt;
 
 async function startServer() {
   for (let attempt = 0; attempt < 5; attempt++) {
     port = await freePort();
     const adminPort = await freePort();
     admin = `http://127.0.0.1:${adminPort}`;
+    startedAt = Date.now();
     srv = spawn(BIN, ["-p", port, "-t", "2", "-m", "64", "-u", "root", "--admin", `127.0.0.1:${adminPort}`], {
       stdio: ["ignore", "ignore", "inherit"],
     });
@@ -130,6 +131,17 @@ test("prefix search finds exactly the keys set across both shards", async () => 
   assert.deepEqual(found, want);
   const workers = await page.$$eval("#key-table tbody tr td:last-child", (t) => new Set(t.map((x) => x.textContent)).size);
   assert.equal(workers, 2, "keys come from both workers");
+  // The approximate store time: a column, each key dated between the
+  // server's start (its clock is whole seconds, so up to 2 s behind) and
+  // now, shown as an age.
+  const heads = await page.$$eval("#key-table thead th", (t) => t.map((x) => x.textContent));
+  assert.ok(heads.includes("stored"), heads.join());
+  const stored = await page.$$eval("#key-table tbody td.stored", (t) => t.map((x) => [Number(x.dataset.unix), x.textContent]));
+  assert.equal(stored.length, 120);
+  for (const [unix, text] of stored) {
+    assert.ok(unix >= Math.floor(startedAt / 1000) - 3 && unix <= Date.now() / 1000, `${unix}`);
+    assert.match(text, /^≈ \d+ (s|min) ago$/);
+  }
   await page.screenshot({ path: path.join(SHOTS, "keys.png"), fullPage: true });
 });
 
@@ -150,6 +162,10 @@ test("view, edit value and TTL, delete and add take effect for pymemcache", asyn
   await page.click("#ed-save");
   await page.waitForFunction(() => document.getElementById("ed-msg").textContent === "saved");
   assert.equal(mc(port, "get", "doc:1"), "edited value");
+  // Saved just now: the last write of its segment, dated exactly (the
+  // server's whole-second clock adds up to 2 s, rounding 1).
+  const age = Number((await page.textContent("#ed-stored")).match(/^stored ≈ (\d+) s ago$/)[1]);
+  assert.ok(age <= Math.ceil((Date.now() - saving) / 1000) + 3, `age ${age}`);
   const ttl = mc(port, "ttl", "doc:1");
   assert.ok(ttl >= ttlFloor(1000, saving) && ttl <= 1000, `ttl ${ttl}`);
   // Delete, confirmed.
@@ -219,4 +235,64 @@ test("a request without the CSRF token is refused", async () => {
   });
   assert.equal(forged, 403);
   assert.equal(mc(port, "get", "csrf:1"), "kept");
+});
+
+// Sets `n` keys `${prefix}${i}` over one raw connection (pymemcache would
+// take minutes for this many).
+function fillRaw(n, prefix) {
+  return new Promise((resolve, reject) => {
+    const c = connect(port, "127.0.0.1");
+    let got = "";
+    c.on("data", (d) => {
+      got += d.toString();
+      if (got.endsWith("MN\r\n")) { c.end(); resolve(); }
+    });
+    c.on("error", reject);
+    const parts = [];
+    for (let i = 0; i < n; i++) parts.push(`set ${prefix}${i} 0 0 2 noreply\r\nvv\r\n`);
+    parts.push("mn\r\n");
+    c.write(parts.join(""));
+  });
+}
+
+test("a busy key browser is retried after Retry-After and shown as busy, not as an error", async () => {
+  // Pages walk one at a time and wait 2 s for their turn; a sparse match
+  // over many keys walks long, so 30 clients asking again and again keep
+  // every newcomer waiting past that: a real 429.
+  await fillRaw(300000, "crowd:");
+  mc(port, "set_many", "wanted:", 7);
+  await openKeys();
+  await page.evaluate(() => {
+    window.seen = [];
+    const f = document.getElementById("found");
+    new MutationObserver(() => window.seen.push(f.textContent)).observe(f, { childList: true, characterData: true, subtree: true });
+  });
+  let stop = false, told = 0;
+  const crowd = Array.from({ length: 30 }, async () => {
+    while (!stop) {
+      const r = await fetch(`${admin}/api/keys?prefix=none:`);
+      const body = await r.text();
+      if (r.status === 429) {
+        told++;
+        assert.equal(r.headers.get("retry-after"), "1");
+      } else assert.equal(r.status, 200, body);
+    }
+  });
+  try {
+    for (let i = 0; i < 600 && told === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(told > 0, "30 clients paging at once never found the browser busy");
+    await page.fill("#q-prefix", "wanted:");
+    await page.fill("#q-pattern", "");
+    await page.click("#btn-search");
+    await page.waitForFunction(() => /busy, retrying/.test(document.getElementById("found").textContent), null, { timeout: 60000 });
+    await page.screenshot({ path: path.join(SHOTS, "keys-busy.png"), fullPage: true });
+  } finally {
+    stop = true;
+    await Promise.all(crowd);
+  }
+  await page.waitForFunction(() => /keys/.test(document.getElementById("found").textContent), null, { timeout: 90000 });
+  const found = await page.$$eval("#key-table tbody td.key", (tds) => tds.map((t) => t.textContent));
+  assert.deepEqual(found.sort(), Array.from({ length: 7 }, (_, i) => `wanted:${i}`).sort());
+  const seen = await page.evaluate(() => window.seen);
+  assert.ok(!seen.some((t) => /error/.test(t)), seen.join(" | "));
 });

@@ -5,17 +5,31 @@
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const $ = (id) => document.getElementById(id);
 
-async function api(method, path, body) {
+// A 429 (one key scan at a time, or the login brake) means "not now", not
+// "no": the request is retried after the server's Retry-After, or with a
+// doubling backoff when it sends none, for up to RETRY_FOR ms. `onBusy`
+// (if given) is told how long the wait is, to show "busy, retrying".
+// Retrying is safe: a 429 is answered before the handler runs.
+const RETRY_FOR = 60000;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function api(method, path, body, onBusy) {
   const opt = { method, headers: {} };
   if (method !== "GET") opt.headers["X-CSRF-Token"] = CSRF;
   if (body !== undefined) {
     opt.headers["Content-Type"] = "application/json";
     opt.body = JSON.stringify(body);
   }
-  const r = await fetch(path, opt);
-  let j = null;
-  try { j = await r.json(); } catch (_) { /* not JSON */ }
-  return { status: r.status, body: j };
+  const start = Date.now();
+  for (let backoff = 500; ; backoff = Math.min(backoff * 2, 8000)) {
+    const r = await fetch(path, opt);
+    let j = null;
+    try { j = await r.json(); } catch (_) { /* not JSON */ }
+    const after = parseInt(r.headers.get("Retry-After"), 10);
+    const wait = (after >= 0 ? after * 1000 : backoff) + Math.random() * 250;
+    if (r.status !== 429 || Date.now() - start + wait > RETRY_FOR) return { status: r.status, body: j };
+    if (onBusy) onBusy(wait);
+    await sleep(wait);
+  }
 }
 
 // ---- tabs ----
@@ -111,6 +125,15 @@ function query(cur) {
   if (cur) p.set("cursor", cur);
   return "/api/keys?" + p.toString();
 }
+// "≈ 3 min ago" for a Unix time in seconds (the store time is approximate:
+// a record is dated by its segment, README "Key browser").
+function ago(unix) {
+  const s = Math.max(0, Math.round(Date.now() / 1000 - unix));
+  if (s < 60) return `≈ ${s} s ago`;
+  if (s < 3600) return `≈ ${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `≈ ${Math.round(s / 3600)} h ago`;
+  return `≈ ${Math.round(s / 86400)} d ago`;
+}
 function render() {
   const tb = $("key-table").querySelector("tbody");
   tb.innerHTML = "";
@@ -125,11 +148,15 @@ function render() {
     k.textContent = r.key;
     k.addEventListener("click", () => openKey(r.key));
     tr.appendChild(k);
-    for (const v of [r.size, r.flags, ttlText(r.ttl), new Date(r.last_access * 1000).toLocaleString(), r.worker]) {
+    for (const v of [r.size, r.flags, ttlText(r.ttl), ago(r.stored), new Date(r.last_access * 1000).toLocaleString(), r.worker]) {
       const td = document.createElement("td");
       td.textContent = v;
       tr.appendChild(td);
     }
+    const st = tr.children[5];
+    st.className = "stored";
+    st.dataset.unix = r.stored;
+    st.title = new Date(r.stored * 1000).toLocaleString();
     tb.appendChild(tr);
   }
   $("found").textContent = `${rows.length} keys` + (cursor ? " (more)" : "");
@@ -140,7 +167,8 @@ async function search(more) {
   // Pages may end early on a sparse match: go on until something is found
   // or the walk is over.
   do {
-    const r = await api("GET", query(cursor));
+    const busy = (ms) => { $("found").textContent = `busy, retrying in ${(ms / 1000).toFixed(1)} s…`; };
+    const r = await api("GET", query(cursor), undefined, busy);
     if (r.status !== 200) { $("found").textContent = "error: " + (r.body && r.body.error); return; }
     rows = rows.concat(r.body.keys);
     cursor = r.body.cursor;
@@ -232,6 +260,8 @@ async function openKey(key) {
   $("ed-key").value = it.key;
   $("ed-key").readOnly = true;
   $("ed-type").textContent = it.type;
+  $("ed-stored").textContent = "stored " + ago(it.stored);
+  $("ed-stored").title = new Date(it.stored * 1000).toLocaleString() + " (approximate)";
   $("ed-flags").value = it.flags;
   $("ed-ttl").value = it.ttl < 0 ? 0 : it.ttl;
   $("ed-value").value = it.text ?? "";
@@ -242,6 +272,7 @@ $("btn-add").addEventListener("click", () => {
   $("editor").hidden = false;
   $("ed-key-label").textContent = "(new)";
   $("ed-type").textContent = "";
+  $("ed-stored").textContent = "";
   $("ed-key").readOnly = false;
   $("ed-key").value = "";
   $("ed-flags").value = 0;
