@@ -197,16 +197,30 @@ def expired_case(how, lookup):
     return script
 
 
+def same_expired(p, script, tries=3):
+    """memcached's LRU maintainer can reclaim the just-expired item before
+    the lookup (uncounted in get_expired) even though both go in one write:
+    seen once in about thirty runs (memcached: no get_expired, corecache:
+    one). The oracle is nondeterministic there, so corecache must match it
+    in one of `tries` runs, each on fresh keys' state."""
+    for attempt in range(tries):
+        try:
+            return p.same(script)
+        except AssertionError:
+            if attempt == tries - 1:
+                raise
+
+
 @pytest.mark.parametrize("how", list(EXPIRED_BY))
 def test_get_expired_by_how(make_pair, how):
     p = make_pair("-t", "2", "-m", "64")
-    p.same(expired_case(how, b"get e\r\n"))
+    same_expired(p, expired_case(how, b"get e\r\n"))
 
 
 @pytest.mark.parametrize("lookup", LOOKUPS, ids=[x.split(b"\r\n")[0].decode() for x in LOOKUPS])
 def test_get_expired_by_lookup(make_pair, lookup):
     p = make_pair("-t", "2", "-m", "64")
-    p.same(expired_case("set", lookup))
+    same_expired(p, expired_case("set", lookup))
 
 
 def test_get_flushed_after_flush_all(make_pair):
