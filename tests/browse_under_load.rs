@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{exchange, read_until, Server};
+use common::{admin_addr, read_until, Server};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -26,15 +26,6 @@ const LOADERS: usize = 4;
 
 fn value_of(key: &str) -> String {
     format!("value-of-{key}")
-}
-
-fn admin_addr(srv: &Server) -> String {
-    let st = String::from_utf8(exchange(srv, b"stats settings\r\n", b"END\r\n")).unwrap();
-    st.lines()
-        .find_map(|l| l.strip_prefix("STAT admin "))
-        .unwrap()
-        .trim()
-        .to_string()
 }
 
 /// `GET path` on the admin port: (status, body).

@@ -5,19 +5,10 @@
 
 mod common;
 
-use common::{exchange, stat, Server};
+use common::{admin_addr, exchange, stat, Server};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-
-fn admin_addr(srv: &Server) -> String {
-    let st = String::from_utf8(exchange(srv, b"stats settings\r\n", b"END\r\n")).unwrap();
-    st.lines()
-        .find_map(|l| l.strip_prefix("STAT admin "))
-        .unwrap()
-        .trim()
-        .to_string()
-}
 
 fn get(addr: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Kind, Probe, Server};
+use common::{stat, Kind, Probe, Server};
 use corecache_client::{Client, Credentials, Error, FailurePolicy, Node};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -82,16 +82,6 @@ async fn right_credentials(kind: Kind) {
     assert_eq!(stat(&stats, "auth_errors"), 0);
     // The login set stored nothing.
     assert_eq!(c.get("auth").await.unwrap(), None);
-}
-
-fn stat(stats: &str, name: &str) -> u64 {
-    let prefix = format!("STAT {name} ");
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {name} in {stats}"))
-        .parse()
-        .unwrap()
 }
 
 async fn wrong_credentials(kind: Kind) {

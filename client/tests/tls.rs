@@ -103,13 +103,7 @@ fn trusting(ca: &Ca) -> TlsConfig {
 
 fn stat(srv: &Server, name: &str) -> u64 {
     let stats = String::from_utf8(srv.raw(b"stats\r\n", b"END\r\n")).unwrap();
-    let prefix = format!("STAT {name} ");
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {name} in {stats}"))
-        .parse()
-        .unwrap()
+    common::stat(&stats, name)
 }
 
 async fn round_trip_over_tls(kind: Kind) {

@@ -285,3 +285,13 @@ pub fn read_bin(s: &mut TcpStream) -> (u8, u16, u32, Vec<u8>, Vec<u8>) {
     let value = body[elen + klen..].to_vec();
     (h[1], status, opaque, key, value)
 }
+
+/// The admin port's address, as `stats settings` reports it (`STAT admin`).
+pub fn admin_addr(srv: &Server) -> String {
+    let st = String::from_utf8(exchange(srv, b"stats settings\r\n", b"END\r\n")).unwrap();
+    st.lines()
+        .find_map(|l| l.strip_prefix("STAT admin "))
+        .unwrap()
+        .trim()
+        .to_string()
+}

@@ -308,3 +308,14 @@ macro_rules! both {
         }
     };
 }
+
+/// A numeric `STAT <name> <n>` line of a `stats` reply; panics if absent.
+pub fn stat(stats: &str, name: &str) -> u64 {
+    let prefix = format!("STAT {name} ");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in {stats}"))
+        .parse()
+        .unwrap()
+}
