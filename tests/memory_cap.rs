@@ -141,7 +141,7 @@ fn two_hundred_clients_not_reading_20_values_of_1_mb_stay_bounded() {
 
     drop(clients);
     drop(s);
-    let after = rss_back_under(pid, base + 6 * 1024 + grown / 10);
+    let after = rss_back_under(pid, (base + 6 * 1024 + grown / 10).min(base + base / 10));
     eprintln!("after they close: {after} KiB (baseline {base} KiB)");
     // glibc keeps some freed heap (its mmap threshold grows as big chunks
     // are freed): measured 2.2-3.2 MiB of the ~50 MiB grown stays resident
@@ -152,6 +152,12 @@ fn two_hundred_clients_not_reading_20_values_of_1_mb_stay_bounded() {
     assert!(
         kept < 6 * 1024 + grown / 10,
         "RSS {after} KiB after close, baseline {base} KiB, grown {grown} KiB"
+    );
+    // The issue's own bar for this case: back within 10 % of the baseline
+    // (measured 1.5-2.2 % here: 650-950 KiB of a 43 MiB baseline).
+    assert!(
+        after <= base + base / 10,
+        "RSS {after} KiB after close is over 110 % of the baseline {base} KiB"
     );
     // The RSS can be back before the last close is processed: the pins
     // are awaited too (published each loop turn).
