@@ -156,7 +156,8 @@ pub struct Args {
     pub napi_ids: Option<String>,
     /// Extended options, comma separated: memcached's (see `memcached -h`)
     /// and segment_size=1m, eviction=merge|fifo|random|cte|util|volatile|none,
-    /// hugepages=on|off, prefault, idle_timeout=SECONDS.
+    /// hugepages=on|off, prefault, idle_timeout=SECONDS, worker_ports[=BASE]
+    /// (worker i also listens on BASE+i; BASE defaults to the -p port + 1).
     #[arg(short = 'o', long = "extended", action = ArgAction::Append)]
     pub extended: Vec<String>,
     /// Read flags from a Debian-style conf file (one per line, `logfile PATH`).

@@ -44,6 +44,8 @@ fn every_admin_command_is_audited_in_both_protocols() {
         (b"verbosity 1\r\n", b"OK\r\n"),
         (b"stats reset\r\n", b"RESET\r\n"),
         (b"stats\r\n", b"END\r\n"),
+        (b"lru_crawler metadump all\r\n", b"END\r\n"),
+        (b"slabs automove 1\r\n", b"\r\n"),
     ] {
         s.write_all(req).unwrap();
         read_until(&mut s, end);
@@ -60,7 +62,7 @@ fn every_admin_command_is_audited_in_both_protocols() {
     assert_eq!(srv.stop(), 0);
     let text = std::fs::read_to_string(&path).unwrap();
     let (t, bl): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| l.contains(&peer));
-    assert_eq!(t.len() + bl.len(), 7, "{text}");
+    assert_eq!(t.len() + bl.len(), 9, "{text}");
     let tmp = audit_file("t");
     std::fs::write(&tmp, t.join("\n")).unwrap();
     assert_eq!(
@@ -71,6 +73,8 @@ fn every_admin_command_is_audited_in_both_protocols() {
             ("cache_memlimit", "64"),
             ("verbosity", "1"),
             ("stats", "reset"),
+            ("lru_crawler", "metadump all"),
+            ("slabs", "automove 1"),
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );

@@ -1,7 +1,8 @@
 //! The audit trail of administrative commands, whichever protocol carried
-//! them: every flush_all, flush_prefix, cache_memlimit, shutdown, verbosity and
-//! `stats reset`/`detail`/`cachedump`, done or refused (`-F`, `-A`, not
-//! authenticated), with the peer, the user and the argument as given.
+//! them: every flush_all, flush_prefix, cache_memlimit, shutdown,
+//! verbosity, `stats reset`/`detail`/`cachedump`, `lru_crawler`
+//! (metadump lists every key), `slabs` and `watch`, done or refused (`-F`,
+//! `-A`, not authenticated), with the peer, the user and the argument as given.
 //! Refusals by a user's rules are logged by `access.rs` as `denied`.
 //! `admin/audit.rs` writes the lines; they are rare, so the peer lookup
 //! (one system call) costs nothing on the request path.
@@ -31,6 +32,16 @@ fn describe(req: &Request) -> (&'static str, String) {
         Request::Text(T::Verbosity { level, .. }) => (
             "verbosity",
             level.map_or_else(|| "?".into(), |l| l.to_string()),
+        ),
+        // lru_crawler (metadump lists every key), slabs, watch.
+        Request::Text(T::Admin { cmd, arg }) => (
+            match *cmd {
+                b"lru_crawler" => "lru_crawler",
+                b"slabs" => "slabs",
+                b"watch" => "watch",
+                _ => "other",
+            },
+            String::from_utf8_lossy(arg).trim().to_string(),
         ),
         Request::Text(T::Stats { arg }) => {
             ("stats", String::from_utf8_lossy(arg).trim().to_string())
