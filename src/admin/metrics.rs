@@ -493,6 +493,21 @@ fn registry(f: &Figures) -> Registry {
         "Wake-ups each worker sent to a sleeping peer's ring",
         per(&|w| U(w.counters.wakes_sent)),
     );
+    b.counters(
+        "corecache_worker_admin_jobs",
+        "Jobs the admin side ran on each worker (key browser steps, key views and edits, flush_prefix)",
+        per(&|w| U(w.counters.admin_jobs)),
+    );
+    b.counters(
+        "corecache_worker_admin_job_seconds",
+        "Time each worker spent running admin jobs",
+        per(&|w| F(w.counters.admin_job_us as f64 / 1e6)),
+    );
+    b.gauges(
+        "corecache_worker_admin_job_max_seconds",
+        "The longest single admin job on each worker since start: the most a request waited behind one",
+        per(&|w| F(w.counters.admin_job_max_us as f64 / 1e6)),
+    );
     b.gauges(
         "corecache_worker_current_connections",
         "Open connections each worker owns",

@@ -77,7 +77,15 @@ fn every_stats_counter_is_exposed() {
         .filter_map(|l| l.rsplit(' ').next())
         .collect();
     // Per-worker loop figures are exposed per worker, not summed.
-    let per_worker = ["loop_turns", "uring_submits", "wakeups", "wakes_sent"];
+    let per_worker = [
+        "loop_turns",
+        "uring_submits",
+        "wakeups",
+        "wakes_sent",
+        "admin_jobs",
+        "admin_job_us",
+        "admin_job_max_us",
+    ];
     // memcached's `stats` figures added for issue 15, not exported yet
     // (the admin port's families are its own change).
     let stats_only = [

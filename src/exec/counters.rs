@@ -47,7 +47,11 @@ macro_rules! counters {
             }
             /// Adds another worker's figures to these.
             pub fn add(&mut self, o: &Counters) {
-                $(self.$name += o.$name;)*
+                $(if stringify!($name).ends_with("_max_us") {
+                    self.$name = self.$name.max(o.$name);
+                } else {
+                    self.$name += o.$name;
+                })*
             }
             /// Name/value pairs in memcached's order.
             pub fn fields(&self) -> Vec<(&'static str, u64)> {
@@ -69,7 +73,7 @@ macro_rules! counters {
 /// The figures that are levels, not counts: `stats reset` leaves them as
 /// they are (memcached keeps `curr_connections`, `curr_items`, `bytes`
 /// and the limits).
-pub const GAUGES: [&str; 12] = [
+pub const GAUGES: [&str; 13] = [
     "curr_connections",
     "connection_structures",
     "hash_buckets",
@@ -82,6 +86,7 @@ pub const GAUGES: [&str; 12] = [
     "limit_maxbytes",
     "accepting_conns",
     "hash_bytes",
+    "admin_job_max_us",
 ];
 
 counters!(
@@ -176,4 +181,38 @@ counters!(
     uring_submits,
     wakeups,
     wakes_sent,
+    // Jobs the admin side asked of the worker (key browser steps, key
+    // views and edits, flush_prefix), the microseconds they held it, and
+    // the longest one (a level; across workers the largest, not the sum):
+    // what a request arriving behind an admin job waited for it.
+    admin_jobs,
+    admin_job_us,
+    admin_job_max_us,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_add_up_but_a_maximum_is_the_largest_and_survives_reset() {
+        let a = Counters {
+            admin_jobs: 3,
+            admin_job_us: 30,
+            admin_job_max_us: 12,
+            ..Default::default()
+        };
+        let b = Counters {
+            admin_jobs: 2,
+            admin_job_us: 8,
+            admin_job_max_us: 5,
+            ..Default::default()
+        };
+        let mut t = a;
+        t.add(&b);
+        assert_eq!((t.admin_jobs, t.admin_job_us), (5, 38));
+        assert_eq!(t.admin_job_max_us, 12, "the largest, not 17");
+        let since = t.since(&a);
+        assert_eq!((since.admin_jobs, since.admin_job_max_us), (2, 12));
+    }
+}
