@@ -272,3 +272,86 @@ def test_warm_says_when_a_node_refuses_to_list_keys(kind):
             assert "--keys FILE" in out.stderr
     finally:
         src.stop()
+
+
+def raw(node, data):
+    """One request on a fresh connection, read up to and including MN."""
+    return node.request(data + b"mn\r\n", until=b"MN\r\n")
+
+
+def moving(old_ring, new_ring, candidates, n):
+    """The first `n` of `candidates` (bytes) whose owner changes."""
+    out = [k for k in candidates if old_ring.owner(k).addr() != new_ring.owner(k).addr()]
+    assert len(out) >= n, (len(out), n)
+    return out[:n]
+
+
+def test_warm_copies_long_and_odd_keys_and_skips_only_the_bad_ones(kind, tmp_path):
+    """Keys of 187-250 bytes (whose base64 form would be over 250 and
+    refused), a key with a space (only storable as a binary key), a key no
+    form of which fits, and a value the new node refuses (over its -I):
+    the two bad ones are counted as errors and skipped, every other key is
+    copied, and each copy is stored under the same key form as on its old
+    owner (memcached marks keys written with `b` as binary: `mg key k`
+    would show the base64 form)."""
+    cluster = Cluster(kind, 3)
+    try:
+        new_node = Node(kind)
+        new_node.stop()
+        if kind == "memcached":
+            new_node.argv = lambda base=new_node.argv: base() + ["-I", "2048", "-o", "slab_chunk_max=1024"]
+        else:
+            new_node.argv = lambda base=new_node.argv: base() + ["-I", "2048"]
+        new_node.start()
+        old_addrs = cluster.addrs()
+        cluster.nodes.append(new_node)
+        model = MODES["ketama"][2]
+        old_ring = Ring([Server.parse(a) for a in old_addrs], **model)
+        new_ring = Ring([Server.parse(a) for a in cluster.addrs()], **model)
+
+        long_keys = [(b"long:%d:" % i).ljust(187 + i % 64, b"x") for i in range(400)]
+        assert {len(k) for k in long_keys} == set(range(187, 251))
+        plain = [b"plain:%d" % i for i in range(400)]
+        spaced = moving(old_ring, new_ring, [b"sp ace:%d" % i for i in range(100)], 3)
+        unsendable = moving(old_ring, new_ring, [(b"no fit %d " % i).ljust(250, b"z") for i in range(100)], 1)[0]
+        big = moving(old_ring, new_ring, plain, 1)[0]
+        for k in long_keys + plain:
+            value = b"v" * 3000 if k == big else b"value of " + k
+            owner = cluster.nodes[old_ring.index_of(k)]
+            assert raw(owner, b"ms %s %d F7 T0\r\n%s\r\n" % (k, len(value), value)) == b"HD\r\nMN\r\n"
+        for k in spaced:
+            owner = cluster.nodes[old_ring.index_of(k)]
+            req = b"ms %s 5 b F3 T0\r\nspace\r\n" % base64.b64encode(k)
+            assert raw(owner, req) == b"HD\r\nMN\r\n"
+        all_keys = long_keys + plain + spaced + [unsendable]
+        keys_file = tmp_path / "keys.bin"
+        keys_file.write_bytes(b"".join(k + b"\n" for k in all_keys))
+        moved = [k for k in all_keys if old_ring.owner(k).addr() != new_ring.owner(k).addr()]
+        moved_long = [k for k in long_keys if k in moved]
+        assert len(moved_long) > 20
+
+        args = sum((["--old", a] for a in old_addrs), []) + sum((["--new", a] for a in cluster.addrs()), [])
+        out = warm(*args, "--keys", str(keys_file), "--rate", "0", "--batch", "50", "--state",
+                   str(tmp_path / "st"), check=False)
+        assert out.returncode == 1, out.stderr  # errors were counted
+        assert f"copied={len(moved) - 2} present=0 gone=0 expiring=0 errors=2" in out.stderr, out.stderr
+        assert "object too large" in out.stderr and "exceeds 250" in out.stderr, out.stderr
+
+        def head(node, k):
+            """mg with the key returned, as a client would see it."""
+            if b" " in k:
+                return raw(node, b"mg %s b k f v\r\n" % base64.b64encode(k))
+            return raw(node, b"mg %s k f v\r\n" % k)
+
+        for k in moved:
+            if k == unsendable:  # no server can hold it under any form
+                continue
+            if k == big:
+                assert head(new_node, k).startswith(b"EN ")
+                continue
+            old_reply = head(cluster.nodes[old_ring.index_of(k)], k)
+            assert old_reply.startswith(b"VA "), (k, old_reply)
+            assert head(new_node, k) == old_reply, k
+        report(f"warm-long-keys[{kind}]", moved=len(moved), long_moved=len(moved_long))
+    finally:
+        cluster.close()

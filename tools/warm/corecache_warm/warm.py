@@ -187,20 +187,24 @@ def run(old, new, state, rate=2000.0, batch=100, overwrite=False, progress_every
                     if item is None:
                         state.counts["gone"] += 1
                         continue
+                    if isinstance(item, str):  # this key only: count it, go on
+                        state.counts["errors"] += 1
+                        log(f"warm: {s}: {_show(k)}: {item}")
+                        continue
                     flags, ttl, value = item
                     if ttl == 0:
                         state.counts["expiring"] += 1  # T0 would make it immortal
                         continue
                     by_dst.setdefault(d, []).append((k, flags, exptime_for(ttl, now), value))
             for d, items in by_dst.items():
-                for reply in conn(d).set_many(items, mode):
-                    if reply == "stored":
+                for (k, _, _, _), reply in zip(items, conn(d).set_many(items, mode)):
+                    if isinstance(reply, tuple):
                         state.counts["copied"] += 1
                     elif reply == "exists":
                         state.counts["present"] += 1
                     else:
                         state.counts["errors"] += 1
-                        log(f"warm: {d}: {reply}")
+                        log(f"warm: {d}: {_show(k)}: {reply}")
             state.done += len(chunk)
             state.save()
             t = time.monotonic()
@@ -220,6 +224,12 @@ def run(old, new, state, rate=2000.0, batch=100, overwrite=False, progress_every
         for sig, h in old_handlers.items():
             signal.signal(sig, h)
     return state.counts
+
+
+def _show(key, limit=60):
+    """A key for a log line: printable, and cut when long."""
+    text = repr(key[:limit])[2:-1]
+    return text + (f"... ({len(key)} bytes)" if len(key) > limit else "")
 
 
 def _progress(log, state, total, start, start_done, now):
