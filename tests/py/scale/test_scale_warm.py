@@ -355,3 +355,79 @@ def test_warm_copies_long_and_odd_keys_and_skips_only_the_bad_ones(kind, tmp_pat
         report(f"warm-long-keys[{kind}]", moved=len(moved), long_moved=len(moved_long))
     finally:
         cluster.close()
+
+
+def test_sync_pass_carries_deletes_and_keeps_fresh_writes(kind, tmp_path):
+    """Step 6 of the procedure: after the copy, clients on the old ring
+    delete some moved keys and overwrite others; the --overwrite re-run with
+    the same --state makes the new node answer as the old ring does: the
+    overwritten values replaced, the deleted keys deleted (from the earlier
+    pass's plan: memcached no longer lists them), except a key a client of
+    the new ring wrote to the new node after the copy, which is kept."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 3000)
+    state = str(tmp_path / "warm.state")
+    try:
+        behaviors = MODES["ketama"][0]
+        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
+        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        warm(*ring_args, *source, "--rate", "0", "--state", state)
+        assert len(hits(new_client, moved)) == len(moved)
+
+        deleted, rewritten = moved[0::3], moved[1::3]
+        for k in deleted:
+            assert old_client.delete(k)
+        for k in rewritten:
+            assert old_client.set(k, "rewritten " + k)
+        fresh = deleted[0]  # a client already on the new ring writes it anew
+        assert new_client.set(fresh, "fresh")
+
+        out = warm(*ring_args, *source, "--rate", "0", "--overwrite", "--state", state)
+        assert "sync pass 2" in out.stderr, out.stderr
+        assert f"deleted={len(deleted) - 1} kept=1" in out.stderr, out.stderr
+        now_old = hits(old_client, moved)
+        now_new = hits(new_client, moved)
+        stale = [k for k in deleted if k in now_new and k != fresh]
+        report(f"warm-sync-deletes[{kind}]", moved=len(moved), deleted_on_old=len(deleted),
+               stale_on_new=len(stale))
+        assert stale == []
+        assert now_new.pop(fresh) == "fresh"
+        assert now_new == now_old
+    finally:
+        cluster.close()
+
+
+def test_resume_after_the_new_node_restarted_copies_its_keys_again(kind, tmp_path):
+    """kill -9 of the new node mid-copy: the warm fails naming that node;
+    the node comes back empty on the same port; the resumed warm sees it
+    restarted (pid, start time), says so and copies its keys from the
+    start, so every moved key is there; the same after a complete pass."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 3000)
+    state = tmp_path / "warm.state"
+    new_node = cluster.nodes[3]
+    try:
+        argv = [sys.executable, WARM, *ring_args, *source, "--rate", "300", "--batch", "20", "--state", str(state)]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and not re.search(r'"done": [1-9]', state.read_text() if state.exists() else ""):
+            time.sleep(0.05)
+        new_node.kill()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, err
+        assert f"corecache-warm: {new_node.addr()}: " in err, err
+        assert "Traceback" not in err
+        new_node.start()
+
+        out = warm(*ring_args, *source, "--rate", "0", "--state", str(state))
+        assert f"{new_node.addr()} restarted since the last run" in out.stderr, out.stderr
+        present = new_node.keys_present(moved)
+        report(f"warm-dst-restart[{kind}]", moved=len(moved), present_after_resume=len(present))
+        assert present == set(moved)
+
+        new_node.kill()  # once more, after a complete pass
+        new_node.start()
+        out = warm(*ring_args, *source, "--rate", "0", "--state", str(state))
+        assert "restarted since the last run" in out.stderr, out.stderr
+        assert f"copied={len(moved)} " in out.stderr.splitlines()[-1], out.stderr
+        assert new_node.keys_present(moved) == set(moved)
+    finally:
+        cluster.close()
