@@ -7,6 +7,7 @@ import base64
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -430,4 +431,71 @@ def test_resume_after_the_new_node_restarted_copies_its_keys_again(kind, tmp_pat
         assert f"copied={len(moved)} " in out.stderr.splitlines()[-1], out.stderr
         assert new_node.keys_present(moved) == set(moved)
     finally:
+        cluster.close()
+
+
+def present_bytes(node, keys):
+    """The subset of `keys` (bytes) a node holds, asked with get."""
+    found = set()
+    for i in range(0, len(keys), 100):
+        reply = node.request(b"get " + b" ".join(keys[i : i + 100]) + b"\r\n")
+        for line in reply.split(b"\r\n"):
+            if line.startswith(b"VALUE "):
+                found.add(line.split(b" ")[1])
+    return found
+
+
+@pytest.mark.parametrize("hash_name", ["murmur", "jenkins", "hsieh", "crc16", "one_at_a_time", "crc32a"])
+def test_twemproxy_key_hashes_place_keys_where_the_model_says(hash_name, tmp_path):
+    """Keys of 1-45 bytes (every tail length of the 4- and 12-byte block
+    hashes), some with bytes >= 0x80, set through a real nutcracker pool
+    with `hash: <hash_name>`, are on exactly the node the warm tool's model
+    names; then a fourth node joins and a warm from the two configs gives
+    the new pool the old one's hits."""
+    cluster = Cluster("memcached", 3)
+    names = ["cache-1", "cache-2", "cache-3", "cache-4"]
+    proxy = Twemproxy(cluster.nodes, names=names[:3], hash=hash_name)
+    new_proxy = None
+    try:
+        keys = []
+        for i in range(1800):
+            k = (b"%d:" % i + b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ")[: 1 + i % 45]
+            if i % 3 == 0:
+                k = k[:-1] + b"\xc3\xa9\xff"[: 1 + i % 3] + k[-1:]  # high bytes, signed in C
+            elif i % 3 == 1:
+                k += b"\xe9"  # a high last byte (hsieh's 3-byte tail reads it signed)
+            keys.append(k)
+        keys = list(dict.fromkeys(keys))
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(b"".join(b"set %s 0 0 1\r\nx\r\n" % k for k in keys))
+            got = b""
+            while got.count(b"\r\n") < len(keys):
+                got += s.recv(65536)
+        assert got == b"STORED\r\n" * len(keys)
+        ring = Ring([Server.parse(f"{n.addr()}:1 {names[i]}") for i, n in enumerate(cluster.nodes)],
+                    flavour="twemproxy", hash=hash_name)
+        wrong = 0
+        for i, node in enumerate(cluster.nodes):
+            expected = {k for k in keys if ring.index_of(k) == i}
+            held = present_bytes(node, keys)
+            wrong += len(held ^ expected)
+            assert len(held) > len(keys) / 10, (i, len(held))
+        report(f"twemproxy-hash[{hash_name}]", keys=len(keys), misplaced=wrong)
+        assert wrong == 0
+
+        cluster.add()
+        new_proxy = Twemproxy(cluster.nodes, names=names, hash=hash_name)
+        out = warm("--old-twemproxy", proxy.conf, "--new-twemproxy", new_proxy.conf, "--rate", "0")
+        assert " errors=0 " in out.stderr + " ", out.stderr
+        with socket.create_connection(("127.0.0.1", new_proxy.port), timeout=10) as s:
+            for i in range(0, len(keys), 100):
+                s.sendall(b"get " + b" ".join(keys[i : i + 100]) + b"\r\n")
+            got = b""
+            while got.count(b"END\r\n") < (len(keys) + 99) // 100:
+                got += s.recv(65536)
+        assert got.count(b"VALUE ") == len(keys)
+    finally:
+        if new_proxy:
+            new_proxy.stop()
+        proxy.stop()
         cluster.close()
