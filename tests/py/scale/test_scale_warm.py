@@ -499,3 +499,81 @@ def test_twemproxy_key_hashes_place_keys_where_the_model_says(hash_name, tmp_pat
             new_proxy.stop()
         proxy.stop()
         cluster.close()
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--hash-tag", "{}"], "--hash-tag is twemproxy's"),
+    (["--flavour", "twemproxy", "--weighted"], "--weighted is libmemcached's"),
+    (["--rate", "nan"], "--rate a number"),
+    (["--rate", "inf"], "--rate a number"),
+    (["--state", "/nonexistent-dir/warm.state"], "is not a writable directory"),
+])
+def test_warm_refuses_options_it_would_ignore(extra, message):
+    """Refused with exit 2 before any node is asked (the nodes here do not
+    exist: a listing would fail with exit 1 instead)."""
+    out = warm("--old", "127.0.0.1:1", "--new", "127.0.0.1:1", "--new", "127.0.0.1:2", *extra, check=False)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_warm_refuses_ring_options_beside_twemproxy_configs(tmp_path):
+    conf = tmp_path / "a.yml"
+    conf.write_text("p:\n  listen: 127.0.0.1:1\n  hash: md5\n  distribution: ketama\n  servers:\n   - 127.0.0.1:1:1\n")
+    for extra in (["--hash", "murmur"], ["--weighted"], ["--hash-tag", "{}"]):
+        out = warm("--old-twemproxy", str(conf), "--new-twemproxy", str(conf), *extra, check=False)
+        assert out.returncode == 2 and "the pool's settings are used" in out.stderr, (extra, out.stderr)
+
+
+def test_warm_stops_cleanly_during_listing_and_during_a_pacing_sleep(tmp_path):
+    """SIGTERM while a node is slow to list (here a listener that never
+    answers) exits 143 with a message, not a traceback; SIGINT during a
+    500 s pacing wait exits 130 without waiting it out."""
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(1)
+    addr = "127.0.0.1:%d" % stalled.getsockname()[1]
+    try:
+        proc = subprocess.Popen([sys.executable, WARM, "--old", addr, "--new", addr, "--new", "127.0.0.1:1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        conn, _ = stalled.accept()  # the warm connected and sent its metadump
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        conn.close()
+        assert proc.returncode == 143, err
+        assert "stopped while listing keys" in err and "Traceback" not in err, err
+    finally:
+        stalled.close()
+
+    cluster, ring_args, source, moved = grown_ring("memcached", tmp_path, 500)
+    try:
+        state = tmp_path / "slow.state"
+        proc = subprocess.Popen([sys.executable, WARM, *ring_args, *source, "--rate", "0.002", "--batch", "1",
+                                 "--state", str(state)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while time.time() < deadline and '"done": 1' not in (state.read_text() if state.exists() else ""):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)  # the next batch was due in 500 s
+        assert proc.returncode == 130, err
+        assert f"stopped at 1 of {len(moved)}" in err, err
+    finally:
+        cluster.close()
+
+
+def test_a_server_listed_twice_is_listed_once():
+    """`--old A --old A`: A's keys are listed and planned once."""
+    a, b = Node("memcached"), Node("memcached")
+    try:
+        keys = [f"twice:{i}" for i in range(400)]
+        for k in keys:
+            assert a.request(f"set {k} 0 0 1\r\nx\r\n".encode(), until=b"\r\n") == b"STORED\r\n"
+        model = MODES["ketama"][2]
+        new_ring = Ring([Server.parse(x) for x in (a.addr(), a.addr(), b.addr())], **model)
+        moving_ = [k for k in keys if new_ring.owner(k).addr() == b.addr()]
+        out = warm("--old", a.addr(), "--old", a.addr(), "--new", a.addr(), "--new", a.addr(),
+                   "--new", b.addr(), "--dry-run")
+        assert out.stdout.strip().splitlines()[-1] == f"total: {len(moving_)}", out.stdout
+        assert 0 < len(moving_) < len(keys)
+    finally:
+        a.stop()
+        b.stop()
