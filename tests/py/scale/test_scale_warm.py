@@ -4,7 +4,6 @@ new ring hits where it hit on the old one. Keys are listed with
 `lru_crawler metadump all` where the server has it (memcached) or given as a
 file (--keys), which is how corecache is warmed until it lists keys."""
 import base64
-import os
 import re
 import signal
 import socket
