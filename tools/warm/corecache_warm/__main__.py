@@ -44,7 +44,9 @@ def parse_args(argv):
     p.add_argument("--rate", type=float, default=2000.0, help="keys copied per second, 0 = no limit (default 2000)")
     p.add_argument("--batch", type=int, default=100, help="keys per pipelined round trip (default 100)")
     p.add_argument("--state", metavar="FILE", help="plan and progress; run again with it to resume")
-    p.add_argument("--overwrite", action="store_true", help="ms set mode: replace values the new owner already has")
+    p.add_argument("--overwrite", action="store_true", help="ms set mode: replace values the new owner already has; with the --state of a "
+                   "complete pass, a sync pass that also deletes the warm's own copies of keys "
+                   "their old owner no longer has")
     p.add_argument("--dry-run", action="store_true", help="print how many keys move where, copy nothing")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     a = p.parse_args(argv)

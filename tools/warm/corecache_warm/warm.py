@@ -150,8 +150,13 @@ class State:
         self.plan = [e for e in head if e[1] != dst] + mine + self.plan[self.done :]
         self.done -= len(mine)
         self.by_dst.pop(dst, None)
-        self.cas = {k: v for k, v in self.cas.items() if k[0] != dst}
         self._plan_saved = False
+        self.drop_cas(dst)
+
+    def drop_cas(self, dst):
+        """Forgets the CAS of `dst`'s copies (it restarted: they are gone,
+        and its new CAS numbers would collide with them)."""
+        self.cas = {k: v for k, v in self.cas.items() if k[0] != dst}
         if self.path and os.path.exists(self.path + ".cas"):
             _write_atomic(self.path + ".cas", "".join(
                 f"{d} {base64.b64encode(k).decode()} {c}\n" for (d, k), c in self.cas.items()))
@@ -313,7 +318,7 @@ def _run(old, new, state, rate, batch, overwrite, progress_every, log, keys_file
             if d in previous and restarted(previous[d], ident):
                 log(f"warm: {d} restarted since the earlier pass (pid {previous[d]['pid']} -> {ident['pid']}); "
                     "its copies are gone: copying its keys again")
-                state.cas = {k: v for k, v in state.cas.items() if k[0] != d}
+                state.drop_cas(d)
         state.save()
         resumed = False
     else:
