@@ -4,9 +4,9 @@ new ring hits where it hit on the old one. Keys are listed with
 `lru_crawler metadump all` where the server has it (memcached) or given as a
 file (--keys), which is how corecache is warmed until it lists keys."""
 import base64
-import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -272,3 +272,307 @@ def test_warm_says_when_a_node_refuses_to_list_keys(kind):
             assert "--keys FILE" in out.stderr
     finally:
         src.stop()
+
+
+def raw(node, data):
+    """One request on a fresh connection, read up to and including MN."""
+    return node.request(data + b"mn\r\n", until=b"MN\r\n")
+
+
+def moving(old_ring, new_ring, candidates, n):
+    """The first `n` of `candidates` (bytes) whose owner changes."""
+    out = [k for k in candidates if old_ring.owner(k).addr() != new_ring.owner(k).addr()]
+    assert len(out) >= n, (len(out), n)
+    return out[:n]
+
+
+def test_warm_copies_long_and_odd_keys_and_skips_only_the_bad_ones(kind, tmp_path):
+    """Keys of 187-250 bytes (whose base64 form would be over 250 and
+    refused), a key with a space (only storable as a binary key), a key no
+    form of which fits, and a value the new node refuses (over its -I):
+    the two bad ones are counted as errors and skipped, every other key is
+    copied, and each copy is stored under the same key form as on its old
+    owner (memcached marks keys written with `b` as binary: `mg key k`
+    would show the base64 form)."""
+    cluster = Cluster(kind, 3)
+    try:
+        new_node = Node(kind)
+        new_node.stop()
+        if kind == "memcached":
+            new_node.argv = lambda base=new_node.argv: base() + ["-I", "2048", "-o", "slab_chunk_max=1024"]
+        else:
+            new_node.argv = lambda base=new_node.argv: base() + ["-I", "2048"]
+        new_node.start()
+        old_addrs = cluster.addrs()
+        cluster.nodes.append(new_node)
+        model = MODES["ketama"][2]
+        old_ring = Ring([Server.parse(a) for a in old_addrs], **model)
+        new_ring = Ring([Server.parse(a) for a in cluster.addrs()], **model)
+
+        long_keys = [(b"long:%d:" % i).ljust(187 + i % 64, b"x") for i in range(400)]
+        assert {len(k) for k in long_keys} == set(range(187, 251))
+        plain = [b"plain:%d" % i for i in range(400)]
+        spaced = moving(old_ring, new_ring, [b"sp ace:%d" % i for i in range(100)], 3)
+        unsendable = moving(old_ring, new_ring, [(b"no fit %d " % i).ljust(250, b"z") for i in range(100)], 1)[0]
+        big = moving(old_ring, new_ring, plain, 1)[0]
+        for k in long_keys + plain:
+            value = b"v" * 3000 if k == big else b"value of " + k
+            owner = cluster.nodes[old_ring.index_of(k)]
+            assert raw(owner, b"ms %s %d F7 T0\r\n%s\r\n" % (k, len(value), value)) == b"HD\r\nMN\r\n"
+        for k in spaced:
+            owner = cluster.nodes[old_ring.index_of(k)]
+            req = b"ms %s 5 b F3 T0\r\nspace\r\n" % base64.b64encode(k)
+            assert raw(owner, req) == b"HD\r\nMN\r\n"
+        all_keys = long_keys + plain + spaced + [unsendable]
+        keys_file = tmp_path / "keys.bin"
+        keys_file.write_bytes(b"".join(k + b"\n" for k in all_keys))
+        moved = [k for k in all_keys if old_ring.owner(k).addr() != new_ring.owner(k).addr()]
+        moved_long = [k for k in long_keys if k in moved]
+        assert len(moved_long) > 20
+
+        args = sum((["--old", a] for a in old_addrs), []) + sum((["--new", a] for a in cluster.addrs()), [])
+        out = warm(*args, "--keys", str(keys_file), "--rate", "0", "--batch", "50", "--state",
+                   str(tmp_path / "st"), check=False)
+        assert out.returncode == 1, out.stderr  # errors were counted
+        assert f"copied={len(moved) - 2} present=0 gone=0 expiring=0 errors=2" in out.stderr, out.stderr
+        assert "object too large" in out.stderr and "exceeds 250" in out.stderr, out.stderr
+
+        def head(node, k):
+            """mg with the key returned, as a client would see it."""
+            if b" " in k:
+                return raw(node, b"mg %s b k f v\r\n" % base64.b64encode(k))
+            return raw(node, b"mg %s k f v\r\n" % k)
+
+        for k in moved:
+            if k == unsendable:  # no server can hold it under any form
+                continue
+            if k == big:
+                assert head(new_node, k).startswith(b"EN ")
+                continue
+            old_reply = head(cluster.nodes[old_ring.index_of(k)], k)
+            assert old_reply.startswith(b"VA "), (k, old_reply)
+            assert head(new_node, k) == old_reply, k
+        report(f"warm-long-keys[{kind}]", moved=len(moved), long_moved=len(moved_long))
+    finally:
+        cluster.close()
+
+
+def test_sync_pass_carries_deletes_and_keeps_fresh_writes(kind, tmp_path):
+    """Step 6 of the procedure: after the copy, clients on the old ring
+    delete some moved keys and overwrite others; the --overwrite re-run with
+    the same --state makes the new node answer as the old ring does: the
+    overwritten values replaced, the deleted keys deleted (from the earlier
+    pass's plan: memcached no longer lists them), except a key a client of
+    the new ring wrote to the new node after the copy, which is kept."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 3000)
+    state = str(tmp_path / "warm.state")
+    try:
+        behaviors = MODES["ketama"][0]
+        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
+        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        warm(*ring_args, *source, "--rate", "0", "--state", state)
+        assert len(hits(new_client, moved)) == len(moved)
+
+        deleted, rewritten = moved[0::3], moved[1::3]
+        for k in deleted:
+            assert old_client.delete(k)
+        for k in rewritten:
+            assert old_client.set(k, "rewritten " + k)
+        fresh = deleted[0]  # a client already on the new ring writes it anew
+        assert new_client.set(fresh, "fresh")
+
+        out = warm(*ring_args, *source, "--rate", "0", "--overwrite", "--state", state)
+        assert "sync pass 2" in out.stderr, out.stderr
+        assert f"deleted={len(deleted) - 1} kept=1" in out.stderr, out.stderr
+        now_old = hits(old_client, moved)
+        now_new = hits(new_client, moved)
+        stale = [k for k in deleted if k in now_new and k != fresh]
+        report(f"warm-sync-deletes[{kind}]", moved=len(moved), deleted_on_old=len(deleted),
+               stale_on_new=len(stale))
+        assert stale == []
+        assert now_new.pop(fresh) == "fresh"
+        assert now_new == now_old
+    finally:
+        cluster.close()
+
+
+def test_resume_after_the_new_node_restarted_copies_its_keys_again(kind, tmp_path):
+    """kill -9 of the new node mid-copy: the warm fails naming that node;
+    the node comes back empty on the same port; the resumed warm sees it
+    restarted (pid, start time), says so and copies its keys from the
+    start, so every moved key is there; the same after a complete pass."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 3000)
+    state = tmp_path / "warm.state"
+    new_node = cluster.nodes[3]
+    try:
+        argv = [sys.executable, WARM, *ring_args, *source, "--rate", "300", "--batch", "20", "--state", str(state)]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and not re.search(r'"done": [1-9]', state.read_text() if state.exists() else ""):
+            time.sleep(0.05)
+        new_node.kill()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, err
+        assert f"corecache-warm: {new_node.addr()}: " in err, err
+        assert "Traceback" not in err
+        new_node.start()
+
+        out = warm(*ring_args, *source, "--rate", "0", "--state", str(state))
+        assert f"{new_node.addr()} restarted since the last run" in out.stderr, out.stderr
+        present = new_node.keys_present(moved)
+        report(f"warm-dst-restart[{kind}]", moved=len(moved), present_after_resume=len(present))
+        assert present == set(moved)
+
+        new_node.kill()  # once more, after a complete pass
+        new_node.start()
+        out = warm(*ring_args, *source, "--rate", "0", "--state", str(state))
+        assert "restarted since the last run" in out.stderr, out.stderr
+        assert f"copied={len(moved)} " in out.stderr.splitlines()[-1], out.stderr
+        assert new_node.keys_present(moved) == set(moved)
+    finally:
+        cluster.close()
+
+
+def present_bytes(node, keys):
+    """The subset of `keys` (bytes) a node holds, asked with get."""
+    found = set()
+    for i in range(0, len(keys), 100):
+        reply = node.request(b"get " + b" ".join(keys[i : i + 100]) + b"\r\n")
+        for line in reply.split(b"\r\n"):
+            if line.startswith(b"VALUE "):
+                found.add(line.split(b" ")[1])
+    return found
+
+
+@pytest.mark.parametrize("hash_name", ["murmur", "jenkins", "hsieh", "crc16", "one_at_a_time", "crc32a"])
+def test_twemproxy_key_hashes_place_keys_where_the_model_says(hash_name, tmp_path):
+    """Keys of 1-45 bytes (every tail length of the 4- and 12-byte block
+    hashes), some with bytes >= 0x80, set through a real nutcracker pool
+    with `hash: <hash_name>`, are on exactly the node the warm tool's model
+    names; then a fourth node joins and a warm from the two configs gives
+    the new pool the old one's hits."""
+    cluster = Cluster("memcached", 3)
+    names = ["cache-1", "cache-2", "cache-3", "cache-4"]
+    proxy = Twemproxy(cluster.nodes, names=names[:3], hash=hash_name)
+    new_proxy = None
+    try:
+        keys = []
+        for i in range(1800):
+            k = (b"%d:" % i + b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ")[: 1 + i % 45]
+            if i % 3 == 0:
+                k = k[:-1] + b"\xc3\xa9\xff"[: 1 + i % 3] + k[-1:]  # high bytes, signed in C
+            elif i % 3 == 1:
+                k += b"\xe9"  # a high last byte (hsieh's 3-byte tail reads it signed)
+            keys.append(k)
+        keys = list(dict.fromkeys(keys))
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(b"".join(b"set %s 0 0 1\r\nx\r\n" % k for k in keys))
+            got = b""
+            while got.count(b"\r\n") < len(keys):
+                got += s.recv(65536)
+        assert got == b"STORED\r\n" * len(keys)
+        ring = Ring([Server.parse(f"{n.addr()}:1 {names[i]}") for i, n in enumerate(cluster.nodes)],
+                    flavour="twemproxy", hash=hash_name)
+        wrong = 0
+        for i, node in enumerate(cluster.nodes):
+            expected = {k for k in keys if ring.index_of(k) == i}
+            held = present_bytes(node, keys)
+            wrong += len(held ^ expected)
+            assert len(held) > len(keys) / 10, (i, len(held))
+        report(f"twemproxy-hash[{hash_name}]", keys=len(keys), misplaced=wrong)
+        assert wrong == 0
+
+        cluster.add()
+        new_proxy = Twemproxy(cluster.nodes, names=names, hash=hash_name)
+        out = warm("--old-twemproxy", proxy.conf, "--new-twemproxy", new_proxy.conf, "--rate", "0")
+        assert " errors=0 " in out.stderr + " ", out.stderr
+        with socket.create_connection(("127.0.0.1", new_proxy.port), timeout=10) as s:
+            for i in range(0, len(keys), 100):
+                s.sendall(b"get " + b" ".join(keys[i : i + 100]) + b"\r\n")
+            got = b""
+            while got.count(b"END\r\n") < (len(keys) + 99) // 100:
+                got += s.recv(65536)
+        assert got.count(b"VALUE ") == len(keys)
+    finally:
+        if new_proxy:
+            new_proxy.stop()
+        proxy.stop()
+        cluster.close()
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--hash-tag", "{}"], "--hash-tag is twemproxy's"),
+    (["--flavour", "twemproxy", "--weighted"], "--weighted is libmemcached's"),
+    (["--rate", "nan"], "--rate a number"),
+    (["--rate", "inf"], "--rate a number"),
+    (["--state", "/nonexistent-dir/warm.state"], "is not a writable directory"),
+])
+def test_warm_refuses_options_it_would_ignore(extra, message):
+    """Refused with exit 2 before any node is asked (the nodes here do not
+    exist: a listing would fail with exit 1 instead)."""
+    out = warm("--old", "127.0.0.1:1", "--new", "127.0.0.1:1", "--new", "127.0.0.1:2", *extra, check=False)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_warm_refuses_ring_options_beside_twemproxy_configs(tmp_path):
+    conf = tmp_path / "a.yml"
+    conf.write_text("p:\n  listen: 127.0.0.1:1\n  hash: md5\n  distribution: ketama\n  servers:\n   - 127.0.0.1:1:1\n")
+    for extra in (["--hash", "murmur"], ["--weighted"], ["--hash-tag", "{}"]):
+        out = warm("--old-twemproxy", str(conf), "--new-twemproxy", str(conf), *extra, check=False)
+        assert out.returncode == 2 and "the pool's settings are used" in out.stderr, (extra, out.stderr)
+
+
+def test_warm_stops_cleanly_during_listing_and_during_a_pacing_sleep(tmp_path):
+    """SIGTERM while a node is slow to list (here a listener that never
+    answers) exits 143 with a message, not a traceback; SIGINT during a
+    500 s pacing wait exits 130 without waiting it out."""
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(1)
+    addr = "127.0.0.1:%d" % stalled.getsockname()[1]
+    try:
+        proc = subprocess.Popen([sys.executable, WARM, "--old", addr, "--new", addr, "--new", "127.0.0.1:1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        conn, _ = stalled.accept()  # the warm connected and sent its metadump
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        conn.close()
+        assert proc.returncode == 143, err
+        assert "stopped while listing keys" in err and "Traceback" not in err, err
+    finally:
+        stalled.close()
+
+    cluster, ring_args, source, moved = grown_ring("memcached", tmp_path, 500)
+    try:
+        state = tmp_path / "slow.state"
+        proc = subprocess.Popen([sys.executable, WARM, *ring_args, *source, "--rate", "0.002", "--batch", "1",
+                                 "--state", str(state)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while time.time() < deadline and '"done": 1' not in (state.read_text() if state.exists() else ""):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)  # the next batch was due in 500 s
+        assert proc.returncode == 130, err
+        assert f"stopped at 1 of {len(moved)}" in err, err
+    finally:
+        cluster.close()
+
+
+def test_a_server_listed_twice_is_listed_once():
+    """`--old A --old A`: A's keys are listed and planned once."""
+    a, b = Node("memcached"), Node("memcached")
+    try:
+        keys = [f"twice:{i}" for i in range(400)]
+        for k in keys:
+            assert a.request(f"set {k} 0 0 1\r\nx\r\n".encode(), until=b"\r\n") == b"STORED\r\n"
+        model = MODES["ketama"][2]
+        new_ring = Ring([Server.parse(x) for x in (a.addr(), a.addr(), b.addr())], **model)
+        moving_ = [k for k in keys if new_ring.owner(k).addr() == b.addr()]
+        out = warm("--old", a.addr(), "--old", a.addr(), "--new", a.addr(), "--new", a.addr(),
+                   "--new", b.addr(), "--dry-run")
+        assert out.stdout.strip().splitlines()[-1] == f"total: {len(moving_)}", out.stdout
+        assert 0 < len(moving_) < len(keys)
+    finally:
+        a.stop()
+        b.stop()

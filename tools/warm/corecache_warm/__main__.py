@@ -3,12 +3,14 @@ reweighted), copy exactly the keys whose owner changed from their old owner
 to their new one, with flags, remaining TTL and value, through the ordinary
 protocol, so clients on the new ring hit where they hit before."""
 import argparse
+import math
+import os
 import sys
 
 from .client import ProtocolError, Unsupported
 from .conf import ring_from_twemproxy
 from .ketama import Ring, Server
-from .warm import State, Stop, ring_fingerprint, run
+from .warm import Signals, State, Stop, ring_fingerprint, run
 
 EPILOG = """
 rings:
@@ -42,12 +44,27 @@ def parse_args(argv):
     p.add_argument("--rate", type=float, default=2000.0, help="keys copied per second, 0 = no limit (default 2000)")
     p.add_argument("--batch", type=int, default=100, help="keys per pipelined round trip (default 100)")
     p.add_argument("--state", metavar="FILE", help="plan and progress; run again with it to resume")
-    p.add_argument("--overwrite", action="store_true", help="ms set mode: replace values the new owner already has")
+    p.add_argument("--overwrite", action="store_true", help="ms set mode: replace values the new owner already has; with the --state of a "
+                   "complete pass, a sync pass that also deletes the warm's own copies of keys "
+                   "their old owner no longer has")
     p.add_argument("--dry-run", action="store_true", help="print how many keys move where, copy nothing")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     a = p.parse_args(argv)
-    if a.batch < 1 or a.rate < 0:
-        p.error("--batch must be >= 1 and --rate >= 0")
+    if a.batch < 1 or not a.rate >= 0 or math.isinf(a.rate):  # nan fails >= too
+        p.error("--batch must be >= 1 and --rate a number >= 0")
+    if a.old_twemproxy or a.new_twemproxy:
+        for opt, given in (("--hash", a.hash), ("--weighted", a.weighted), ("--hash-tag", a.hash_tag),
+                           ("--flavour", a.flavour != "libmemcached")):
+            if given:
+                p.error(f"{opt} does not apply with --old-twemproxy/--new-twemproxy: the pool's settings are used")
+    elif a.flavour == "libmemcached" and a.hash_tag:
+        p.error("--hash-tag is twemproxy's: give it with --flavour twemproxy")
+    elif a.flavour == "twemproxy" and a.weighted:
+        p.error("--weighted is libmemcached's: a twemproxy ring is always weighted")
+    if a.state and not a.dry_run:
+        d = os.path.dirname(os.path.abspath(a.state))
+        if not os.path.isdir(d) or not os.access(d, os.W_OK):
+            p.error(f"--state {a.state}: {d} is not a writable directory")
     return p, a
 
 
@@ -75,18 +92,31 @@ def rings(p, a):
 def main(argv=None):
     p, a = parse_args(sys.argv[1:] if argv is None else argv)
     old, new = rings(p, a)
+    with Signals() as signals:
+        try:
+            return _main(a, old, new, signals)
+        except Stop as e:
+            return 128 + (e.args[0] if e.args else 2)
+
+
+def _main(a, old, new, signals):
     log = (lambda _m: None) if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     source = {"keys": a.keys} if a.keys else {"metadump": True}
     if a.dry_run:
         from .warm import build_plan
         try:
+            signals.listing = True
             plan = build_plan(old, new, a.keys, log)
+            signals.listing = False
         except Unsupported as e:
             print(f"corecache-warm: {e}; give the keys with --keys FILE", file=sys.stderr)
             return 3
         except (ProtocolError, OSError) as e:
             print(f"corecache-warm: {e}", file=sys.stderr)
             return 1
+        except Stop:
+            print("corecache-warm: stopped while listing keys", file=sys.stderr)
+            raise
         pairs = {}
         for s, d, _ in plan:
             pairs[(s, d)] = pairs.get((s, d), 0) + 1
@@ -97,15 +127,13 @@ def main(argv=None):
     state = State(a.state, ring_fingerprint(old, new, source))
     try:
         counts = run(old, new, state, rate=a.rate, batch=a.batch, overwrite=a.overwrite,
-                     progress_every=None if a.quiet else 1.0, log=log, keys_file=a.keys)
+                     progress_every=None if a.quiet else 1.0, log=log, keys_file=a.keys, signals=signals)
     except Unsupported as e:
         print(f"corecache-warm: {e}; give the keys with --keys FILE", file=sys.stderr)
         return 3
     except (ProtocolError, OSError) as e:
         print(f"corecache-warm: {e}" + (f"; progress kept in {a.state}" if a.state else ""), file=sys.stderr)
         return 1
-    except Stop as e:
-        return 128 + (e.args[0] if e.args else 2)
     print("warm: done " + " ".join(f"{k}={v}" for k, v in counts.items()), file=sys.stderr)
     return 1 if counts["errors"] else 0
 

@@ -1,11 +1,27 @@
 """The few memcached requests the warmer sends, over a plain socket: key
-listing with `lru_crawler metadump all`, and pipelined meta `mg`/`ms` with
-base64 keys so any key bytes survive (memcached doc/protocol.txt, "Meta
-Debug"/"Meta Get"/"Meta Set" and "lru_crawler metadump")."""
+listing with `lru_crawler metadump all`, and pipelined meta `mg`/`ms`/`md`
+(memcached doc/protocol.txt, "Meta Get"/"Meta Set"/"Meta Delete" and
+"lru_crawler metadump").
+
+Keys go on the wire as they are whenever they are legal text-protocol keys
+(1-250 bytes, no space or control byte), so they are stored exactly as a
+client would store them; only a key that cannot be written that way is sent
+base64-encoded with the `b` flag, and only if its encoding fits in 250
+bytes. A key that fits neither way is never sent: memcached (and corecache)
+answer an over-long key with CLIENT_ERROR *without* reading the value that
+follows, so the value would be run as a command.
+
+Every request of a pipeline carries an opaque `O<i>` and the pipeline ends
+with `mn`, so a per-key error line (which carries no opaque) is tied to its
+key and the batch goes on."""
 import base64
+import re
 import socket
 import time
 import urllib.parse
+
+KEY_MAX = 250  # KEY_MAX_LENGTH in memcached
+_NOT_TEXT = re.compile(rb"[\x00-\x20\x7f]")
 
 
 class ProtocolError(Exception):
@@ -14,6 +30,32 @@ class ProtocolError(Exception):
 
 class Unsupported(ProtocolError):
     """The server does not know the request (it answered ERROR)."""
+
+
+def wire_key(key):
+    """(token, binary flag) to name `key` in a meta command, or None when no
+    form of it is accepted (empty, or base64 over 250 bytes)."""
+    if not key:
+        return None
+    if len(key) <= KEY_MAX and not _NOT_TEXT.search(key):
+        return key, b""
+    enc = base64.b64encode(key)
+    if len(enc) <= KEY_MAX:
+        return enc, b" b"
+    return None
+
+
+def key_error(key):
+    """Why `key` cannot be sent at all, or None."""
+    if wire_key(key) is not None:
+        return None
+    if not key:
+        return "empty key"
+    return f"key of {len(key)} bytes with space or control bytes: its base64 form exceeds {KEY_MAX} bytes"
+
+
+def _is_error(line):
+    return line.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR"))
 
 
 class Conn:
@@ -29,7 +71,19 @@ class Conn:
         self.sock.close()
 
     def send(self, data):
-        self.sock.sendall(data)
+        try:
+            self.sock.sendall(data)
+        except OSError as e:
+            raise ProtocolError(f"{self.where}: {e}") from e
+
+    def _recv(self, n):
+        try:
+            chunk = self.sock.recv(n)
+        except OSError as e:
+            raise ProtocolError(f"{self.where}: {e}") from e
+        if not chunk:
+            raise ProtocolError(f"{self.where}: connection closed")
+        return chunk
 
     def line(self, end=b"\r\n"):
         while True:
@@ -37,19 +91,35 @@ class Conn:
             if i >= 0:
                 out, self.buf = self.buf[:i], self.buf[i + len(end) :]
                 return out.rstrip(b"\r")
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                raise ProtocolError(f"{self.where}: connection closed")
-            self.buf += chunk
+            self.buf += self._recv(1 << 16)
 
     def exact(self, n):
         while len(self.buf) < n:
-            chunk = self.sock.recv(max(1 << 16, n - len(self.buf)))
-            if not chunk:
-                raise ProtocolError(f"{self.where}: connection closed")
-            self.buf += chunk
+            self.buf += self._recv(max(1 << 16, n - len(self.buf)))
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
+
+    def stats(self):
+        """`stats` as {name: value (str)}."""
+        self.send(b"stats\r\n")
+        out = {}
+        while True:
+            line = self.line()
+            if line == b"END":
+                return out
+            parts = line.decode(errors="replace").split(" ", 2)
+            if parts[0] != "STAT" or len(parts) < 3:
+                raise ProtocolError(f"{self.where}: stats: {line.decode(errors='replace')}")
+            out[parts[1]] = parts[2]
+
+    def identity(self):
+        """What tells this server process from a restarted one on the same
+        address: its pid and start time (`time` - `uptime`, to the second)."""
+        s = self.stats()
+        try:
+            return {"pid": int(s.get("pid", -1)), "started": int(s["time"]) - int(s["uptime"])}
+        except (KeyError, ValueError) as e:
+            raise ProtocolError(f"{self.where}: stats without time/uptime") from e
 
     def metadump(self, busy_retries=50):
         """Yields every key (bytes) the server lists. Raises Unsupported when
@@ -78,46 +148,123 @@ class Conn:
                 raise ProtocolError(f"{self.where}: metadump: {line.decode(errors='replace')}")
             line = self.line(b"\n")
 
-    def get_many(self, keys):
-        """mg for each key, pipelined. Returns, per key, None for a miss or
-        (flags, remaining_ttl, value); remaining_ttl -1 means no expiry."""
-        req = b"".join(b"mg " + base64.b64encode(k) + b" b f t v\r\n" for k in keys)
-        self.send(req)
-        out = []
-        for k in keys:
+    def _pipeline(self, requests):
+        """Sends the requests (each a list of byte strings: the command line
+        without its opaque and CR LF, then an optional data block) with
+        O0..On-1 and a closing mn; returns per request either
+        (reply tokens, value or None) or an error string."""
+        n = len(requests)
+        out = [None] * n
+        if not n:
+            return out
+        wire = []
+        for i, (head, data) in enumerate(requests):
+            wire.append(head + b" O%d\r\n" % i)
+            if data is not None:
+                wire.append(data + b"\r\n")
+        wire.append(b"mn\r\n")
+        self.send(b"".join(wire))
+        i = 0  # the first request not answered yet: an error line is its reply
+        while True:
             head = self.line()
-            if head == b"EN":
-                out.append(None)
+            if head == b"MN":
+                break
+            if _is_error(head):
+                if i < n:
+                    out[i] = head.decode(errors="replace")
+                    i += 1
                 continue
-            parts = head.split(b" ")
-            if parts[0] != b"VA":
-                raise ProtocolError(f"{self.where}: mg {k!r}: {head.decode(errors='replace')}")
-            flags, ttl = 0, -1
-            for tok in parts[2:]:
-                if tok[:1] == b"f":
-                    flags = int(tok[1:])
-                elif tok[:1] == b"t":
-                    ttl = int(tok[1:])
-            value = self.exact(int(parts[1]) + 2)[:-2]
-            out.append((flags, ttl, value))
+            toks = head.split(b" ")
+            value = self.exact(int(toks[1]) + 2)[:-2] if toks[0] == b"VA" else None
+            op = next((t[1:] for t in toks[1:] if t[:1] == b"O"), b"")
+            if not op.isdigit() or int(op) >= n:
+                raise ProtocolError(f"{self.where}: reply out of step: {head.decode(errors='replace')}")
+            j = int(op)
+            for k in range(i, j):  # no reply at all: count it as failed
+                out[k] = "no reply"
+            out[j] = (toks, value)
+            i = max(i, j + 1)
+        for k in range(n):
+            if out[k] is None:
+                out[k] = "no reply"
+        return out
+
+    def get_many(self, keys):
+        """mg for each key, pipelined. Returns, per key, None for a miss,
+        (flags, remaining_ttl, value) (remaining_ttl -1: no expiry), or an
+        error string (the server's error line, or why it was not asked)."""
+        reqs, index, out = [], [], []
+        for k in keys:
+            w = wire_key(k)
+            if w is None:
+                out.append(key_error(k))
+                continue
+            index.append(len(out))
+            out.append(None)
+            reqs.append((b"mg " + w[0] + w[1] + b" f t v", None))
+        for pos, reply in zip(index, self._pipeline(reqs)):
+            if isinstance(reply, str):
+                out[pos] = f"mg: {reply}"
+                continue
+            toks, value = reply
+            if toks[0] == b"EN":
+                out[pos] = None
+            elif toks[0] == b"VA":
+                flags, ttl = 0, -1
+                for tok in toks[2:]:
+                    if tok[:1] == b"f":
+                        flags = int(tok[1:])
+                    elif tok[:1] == b"t":
+                        ttl = int(tok[1:])
+                out[pos] = (flags, ttl, value)
+            else:
+                out[pos] = f"mg: {b' '.join(toks).decode(errors='replace')}"
         return out
 
     def set_many(self, items, mode=b"E"):
         """ms for each (key, flags, exptime, value), pipelined; mode E is
         add (keep what the node already has), S is set. Returns one reply
-        per item: 'stored', 'exists' or the error line."""
-        req = []
+        per item: ('stored', cas), 'exists' or an error string."""
+        reqs, index, out = [], [], []
         for key, flags, exptime, value in items:
-            req.append(b"ms %s %d b F%d T%d M%s\r\n" % (base64.b64encode(key), len(value), flags, exptime, mode))
-            req.append(value + b"\r\n")
-        self.send(b"".join(req))
-        out = []
-        for _ in items:
-            line = self.line()
-            if line == b"HD":
-                out.append("stored")
-            elif line == b"NS":
-                out.append("exists")
+            w = wire_key(key)
+            if w is None:
+                out.append(key_error(key))
+                continue
+            index.append(len(out))
+            out.append(None)
+            reqs.append((b"ms %s %d%s F%d T%d M%s c" % (w[0], len(value), w[1], flags, exptime, mode), value))
+        for pos, reply in zip(index, self._pipeline(reqs)):
+            if isinstance(reply, str):
+                out[pos] = f"ms: {reply}"
+                continue
+            toks, _ = reply
+            if toks[0] == b"HD":
+                cas = next((int(t[1:]) for t in toks[1:] if t[:1] == b"c" and t[1:].isdigit()), None)
+                out[pos] = ("stored", cas)
+            elif toks[0] == b"NS":
+                out[pos] = "exists"
             else:
-                out.append(line.decode(errors="replace"))
+                out[pos] = f"ms: {b' '.join(toks).decode(errors='replace')}"
+        return out
+
+    def delete_many(self, items):
+        """md for each (key, cas or None), pipelined; with a cas the delete
+        only happens if the item is still that version. Returns per item
+        'deleted', 'changed' (EX: written since), 'absent' (NF) or an error."""
+        reqs, index, out = [], [], []
+        for key, cas in items:
+            w = wire_key(key)
+            if w is None:
+                out.append(key_error(key))
+                continue
+            index.append(len(out))
+            out.append(None)
+            reqs.append((b"md " + w[0] + w[1] + (b" C%d" % cas if cas is not None else b""), None))
+        names = {b"HD": "deleted", b"EX": "changed", b"NF": "absent"}
+        for pos, reply in zip(index, self._pipeline(reqs)):
+            if isinstance(reply, str):
+                out[pos] = f"md: {reply}"
+            else:
+                out[pos] = names.get(reply[0][0]) or f"md: {b' '.join(reply[0]).decode(errors='replace')}"
         return out

@@ -44,40 +44,70 @@ def moves_for(old, new, keys, src_addr=None):
 def build_plan(old, new, keys_file=None, log=print):
     """Every move of the ring change, sorted by source then destination.
     Keys come from `keys_file` (one per line) or from each old node's
-    `lru_crawler metadump all`."""
-    plan = []
+    `lru_crawler metadump all` (a server listed twice is listed once)."""
+    plan = set()
     if keys_file is not None:
         f = sys.stdin.buffer if keys_file == "-" else open(keys_file, "rb")
         with f:
             keys = [line.rstrip(b"\r\n") for line in f if line.strip()]
-        plan.extend(moves_for(old, new, keys))
+        plan.update(moves_for(old, new, keys))
     else:
+        seen = set()
         for s in old.servers:
+            if s.addr() in seen:
+                continue
+            seen.add(s.addr())
             conn = Conn(s.host, s.port)
             try:
                 listed = 0
                 for m in moves_for(old, new, conn.metadump(), s.addr()):
-                    plan.append(m)
-                    listed += 1
+                    if m not in plan:
+                        plan.add(m)
+                        listed += 1
             finally:
                 conn.close()
             log(f"warm: {s.addr()}: {listed} of its keys move")
-    plan.sort()
-    return plan
+    return sorted(plan)
+
+
+COUNTS = ("copied", "present", "gone", "expiring", "errors", "deleted", "kept")
 
 
 class State:
-    """The plan (written once, beside the state file as FILE.plan) and how
-    far the copy got (FILE, small, replaced atomically after every batch:
-    write, fsync, rename), so a stopped warm resumes where it stopped."""
+    """One warm's plan and progress, kept in files beside FILE:
+
+    - FILE: small JSON replaced atomically after every batch (write, fsync,
+      rename): the pass number (1 = the copy, 2+ = --overwrite sync passes),
+      how far the pass got, counts per destination, and each destination's
+      identity (pid and start time) when its copy began;
+    - FILE.plan: the current pass's moves, written when the pass starts;
+    - FILE.cas: one line per copy the warm made (destination, key, the CAS
+      the destination gave it), appended after every batch; a sync pass
+      deletes a key on the new node only while that copy is still there."""
 
     def __init__(self, path, fingerprint):
         self.path = path
         self.fingerprint = fingerprint
         self.plan = None
         self.done = 0
-        self.counts = {"copied": 0, "present": 0, "gone": 0, "expiring": 0, "errors": 0}
+        self.pass_no = 1
+        self.by_dst = {}
+        self.ids = {}
+        self.cas = {}  # (dst, key) -> cas of the warm's own copy
+        self._cas_new = []
         self._plan_saved = False
+
+    @property
+    def counts(self):
+        total = dict.fromkeys(COUNTS, 0)
+        for c in self.by_dst.values():
+            for k in COUNTS:
+                total[k] += c.get(k, 0)
+        return total
+
+    def count(self, dst, what, n=1):
+        c = self.by_dst.setdefault(dst, dict.fromkeys(COUNTS, 0))
+        c[what] = c.get(what, 0) + n
 
     def load(self):
         if not self.path or not os.path.exists(self.path):
@@ -88,12 +118,53 @@ class State:
             raise SystemExit(
                 f"corecache-warm: {self.path} was written for another ring change or key source; "
                 "remove it or pass another --state")
+        if "by_dst" not in data:
+            raise SystemExit(f"corecache-warm: {self.path} was written by an older corecache-warm; "
+                             "remove it (and its .plan) or pass another --state")
         with open(self.path + ".plan") as f:
             self.plan = [(s, d, base64.b64decode(k)) for s, d, k in (line.split() for line in f)]
         self.done = data["done"]
-        self.counts = data["counts"]
+        self.pass_no = data.get("pass", 1)
+        self.by_dst = data["by_dst"]
+        self.ids = data.get("ids", {})
+        if os.path.exists(self.path + ".cas"):
+            with open(self.path + ".cas") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) == 3:  # a torn last line is skipped
+                        d, k, cas = parts
+                        self.cas[(d, base64.b64decode(k))] = int(cas)
         self._plan_saved = True
         return True
+
+    def new_pass(self, plan, pass_no):
+        self.plan, self.done, self.pass_no = plan, 0, pass_no
+        self.by_dst = {}
+        self._plan_saved = False
+
+    def recopy(self, dst):
+        """`dst` restarted empty: its keys of this pass go to the end of what
+        is left, its counts and the CAS of its copies are dropped."""
+        head = self.plan[: self.done]
+        mine = [e for e in head if e[1] == dst]
+        self.plan = [e for e in head if e[1] != dst] + mine + self.plan[self.done :]
+        self.done -= len(mine)
+        self.by_dst.pop(dst, None)
+        self._plan_saved = False
+        self.drop_cas(dst)
+
+    def drop_cas(self, dst):
+        """Forgets the CAS of `dst`'s copies (it restarted: they are gone,
+        and its new CAS numbers would collide with them)."""
+        self.cas = {k: v for k, v in self.cas.items() if k[0] != dst}
+        if self.path and os.path.exists(self.path + ".cas"):
+            _write_atomic(self.path + ".cas", "".join(
+                f"{d} {base64.b64encode(k).decode()} {c}\n" for (d, k), c in self.cas.items()))
+
+    def copied(self, dst, key, cas):
+        if cas is not None:
+            self.cas[(dst, key)] = cas
+            self._cas_new.append(f"{dst} {base64.b64encode(key).decode()} {cas}\n")
 
     def save(self):
         if not self.path:
@@ -102,8 +173,15 @@ class State:
             _write_atomic(self.path + ".plan", "".join(
                 f"{s} {d} {base64.b64encode(k).decode()}\n" for s, d, k in self.plan))
             self._plan_saved = True
+        if self._cas_new:  # before the position: a replayed batch only repeats lines
+            with open(self.path + ".cas", "a") as f:
+                f.write("".join(self._cas_new))
+                f.flush()
+                os.fsync(f.fileno())
+            self._cas_new = []
         _write_atomic(self.path, json.dumps(
-            {"fingerprint": self.fingerprint, "done": self.done, "counts": self.counts}))
+            {"fingerprint": self.fingerprint, "pass": self.pass_no, "done": self.done,
+             "by_dst": self.by_dst, "ids": self.ids}))
 
 
 def _write_atomic(path, text):
@@ -129,30 +207,63 @@ class Stop(Exception):
     pass
 
 
+class Signals:
+    """SIGINT/SIGTERM set a flag (checked between batches and during the
+    pacing sleep) instead of raising in the middle of a reply; installed
+    before the key listing, so a stop there is clean too."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __enter__(self):
+        def on_signal(signum, _frame):
+            self.signum = signum
+            if self.listing:
+                raise Stop(signum)
+
+        self.listing = False
+        self.old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, h in self.old.items():
+            signal.signal(sig, h)
+
+    def check(self):
+        if self.signum is not None:
+            raise Stop(self.signum)
+
+    def sleep(self, seconds):
+        end = time.monotonic() + seconds
+        while True:
+            self.check()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.1))
+
+
+def restarted(before, now):
+    """Whether two identities (Conn.identity) are two processes. The start
+    time is `time - uptime`, two whole-second counters read at once, so one
+    process may show a start a second apart; 2 s of slack. A container
+    restarts with the same pid (1), so the start time matters on its own."""
+    return before["pid"] != now["pid"] or abs(before["started"] - now["started"]) > 2
+
+
+def _identities(dsts, connect):
+    ids = {}
+    for d in sorted(dsts):
+        ids[d] = connect(d).identity()
+    return ids
+
+
 def run(old, new, state, rate=2000.0, batch=100, overwrite=False, progress_every=1.0,
-        log=print, keys_file=None):
+        log=print, keys_file=None, signals=None):
     """Copies every planned key not yet done. Returns the counts."""
-    if not state.load():
-        state.plan = build_plan(old, new, keys_file, log)
-        state.save()
-        resumed = False
-    else:
-        resumed = True
-    plan, total = state.plan, len(state.plan)
-    by_pair = {}
-    for s, d, _ in plan:
-        by_pair[(s, d)] = by_pair.get((s, d), 0) + 1
-    log(f"warm: {total} keys move" + ("" if not by_pair else ": " + ", ".join(
-        f"{s} -> {d}: {n}" for (s, d), n in sorted(by_pair.items()))))
-    if resumed:
-        log(f"warm: resuming at {state.done} of {total} from {state.path}")
-
-    stop = {"signal": None}
-
-    def on_signal(signum, _frame):
-        stop["signal"] = signum
-
-    old_handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if signals is None:
+        with Signals() as sig:
+            return run(old, new, state, rate, batch, overwrite, progress_every, log, keys_file, sig)
     conns = {}
 
     def conn(addr):
@@ -161,65 +272,144 @@ def run(old, new, state, rate=2000.0, batch=100, overwrite=False, progress_every
             conns[addr] = Conn(host, int(port))
         return conns[addr]
 
-    mode = b"S" if overwrite else b"E"
-    start = time.monotonic()
-    start_done = state.done
-    last_report = start
     try:
-        while state.done < total:
-            if stop["signal"] is not None:
-                raise Stop(stop["signal"])
-            chunk = plan[state.done : state.done + batch]
-            if rate > 0:
-                # a steady pace, not bursts: the old owners keep serving
-                due = start + (state.done - start_done) / rate
-                now = time.monotonic()
-                if due > now:
-                    time.sleep(due - now)
-            by_src = {}
-            for s, d, k in chunk:
-                by_src.setdefault(s, []).append((d, k))
-            by_dst = {}
-            now = time.time()
-            for s, entries in by_src.items():
-                got = conn(s).get_many([k for _, k in entries])
-                for (d, k), item in zip(entries, got):
-                    if item is None:
-                        state.counts["gone"] += 1
-                        continue
-                    flags, ttl, value = item
-                    if ttl == 0:
-                        state.counts["expiring"] += 1  # T0 would make it immortal
-                        continue
-                    by_dst.setdefault(d, []).append((k, flags, exptime_for(ttl, now), value))
-            for d, items in by_dst.items():
-                for reply in conn(d).set_many(items, mode):
-                    if reply == "stored":
-                        state.counts["copied"] += 1
-                    elif reply == "exists":
-                        state.counts["present"] += 1
-                    else:
-                        state.counts["errors"] += 1
-                        log(f"warm: {d}: {reply}")
-            state.done += len(chunk)
-            state.save()
-            t = time.monotonic()
-            if progress_every is not None and (t - last_report >= progress_every or state.done == total):
-                last_report = t
-                _progress(log, state, total, start, start_done, t)
+        return _run(old, new, state, rate, batch, overwrite, progress_every, log, keys_file, signals, conn)
     except Stop:
-        state.save()
-        log(f"warm: stopped at {state.done} of {total}; run again with the same --state to resume")
+        if state.plan is not None:
+            state.save()
+            log(f"warm: stopped at {state.done} of {len(state.plan)}; run again with the same --state to resume")
+        else:
+            log("warm: stopped while listing keys; nothing copied")
         raise
     except ProtocolError:
-        state.save()
+        if state.plan is not None:
+            state.save()
         raise
     finally:
         for c in conns.values():
             c.close()
-        for sig, h in old_handlers.items():
-            signal.signal(sig, h)
+
+
+def _listing(old, new, keys_file, log, signals):
+    signals.listing = True
+    try:
+        return build_plan(old, new, keys_file, log)
+    finally:
+        signals.listing = False
+
+
+def _run(old, new, state, rate, batch, overwrite, progress_every, log, keys_file, signals, conn):
+    resumed = state.load()
+    if not resumed:
+        state.new_pass(_listing(old, new, keys_file, log, signals), 1)
+        state.ids = _identities({d for _, d, _ in state.plan}, conn)
+        state.save()
+    elif state.done >= len(state.plan) and overwrite:
+        # a sync pass: the keys listed now and every key of the earlier
+        # passes, so keys deleted on their old owner since are seen too
+        fresh = _listing(old, new, keys_file, log, signals)
+        plan = sorted(set(fresh) | set(state.plan))
+        log(f"warm: pass {state.pass_no} was complete; sync pass {state.pass_no + 1}: "
+            f"{len(fresh)} keys move now, {len(plan) - len(fresh)} more from earlier passes")
+        previous = dict(state.ids)
+        state.new_pass(plan, state.pass_no + 1)
+        state.ids = _identities({d for _, d, _ in plan}, conn)
+        for d, ident in state.ids.items():
+            if d in previous and restarted(previous[d], ident):
+                log(f"warm: {d} restarted since the earlier pass (pid {previous[d]['pid']} -> {ident['pid']}); "
+                    "its copies are gone: copying its keys again")
+                state.drop_cas(d)
+        state.save()
+        resumed = False
+    else:
+        now_ids = _identities({d for _, d, _ in state.plan}, conn)
+        for d, ident in sorted(now_ids.items()):
+            before = state.ids.get(d)
+            if before is not None and restarted(before, ident):
+                log(f"warm: {d} restarted since the last run (pid {before['pid']} started {before['started']} "
+                    f"-> pid {ident['pid']} started {ident['started']}): copying its keys again from the start")
+                state.recopy(d)
+        state.ids = now_ids
+        state.save()
+    plan, total = state.plan, len(state.plan)
+    by_pair = {}
+    for s, d, _ in plan:
+        by_pair[(s, d)] = by_pair.get((s, d), 0) + 1
+    log(f"warm: {total} keys move" + ("" if not by_pair else ": " + ", ".join(
+        f"{s} -> {d}: {n}" for (s, d), n in sorted(by_pair.items()))))
+    if resumed:
+        log(f"warm: resuming at {state.done} of {total} from {state.path}")
+        if state.done >= total and not overwrite:
+            log("warm: this pass is complete; --overwrite with the same --state runs a sync pass")
+
+    mode = b"S" if overwrite else b"E"
+    start = time.monotonic()
+    start_done = state.done
+    last_report = start
+    while state.done < total:
+        signals.check()
+        chunk = plan[state.done : state.done + batch]
+        if rate > 0:
+            # a steady pace, not bursts: the old owners keep serving
+            due = start + (state.done - start_done) / rate
+            now = time.monotonic()
+            if due > now:
+                signals.sleep(due - now)
+        by_src = {}
+        for s, d, k in chunk:
+            by_src.setdefault(s, []).append((d, k))
+        by_dst, deletes = {}, {}
+        now = time.time()
+        for s, entries in by_src.items():
+            got = conn(s).get_many([k for _, k in entries])
+            for (d, k), item in zip(entries, got):
+                if item is None:
+                    state.count(d, "gone")
+                    if (d, k) in state.cas:  # the warm's own copy of a key since deleted
+                        deletes.setdefault(d, []).append((k, state.cas[(d, k)]))
+                    continue
+                if isinstance(item, str):  # this key only: count it, go on
+                    state.count(d, "errors")
+                    log(f"warm: {s}: {_show(k)}: {item}")
+                    continue
+                flags, ttl, value = item
+                if ttl == 0:
+                    state.count(d, "expiring")  # T0 would make it immortal
+                    continue
+                by_dst.setdefault(d, []).append((k, flags, exptime_for(ttl, now), value))
+        for d, items in by_dst.items():
+            for (k, _, _, _), reply in zip(items, conn(d).set_many(items, mode)):
+                if isinstance(reply, tuple):
+                    state.count(d, "copied")
+                    state.copied(d, k, reply[1])
+                elif reply == "exists":
+                    state.count(d, "present")
+                else:
+                    state.count(d, "errors")
+                    log(f"warm: {d}: {_show(k)}: {reply}")
+        for d, items in deletes.items():
+            for (k, _), reply in zip(items, conn(d).delete_many(items)):
+                if reply == "deleted":
+                    state.count(d, "deleted")
+                    state.cas.pop((d, k), None)
+                elif reply == "changed":
+                    state.count(d, "kept")  # a client wrote it there since: its value stays
+                elif reply != "absent":
+                    state.count(d, "errors")
+                    log(f"warm: {d}: {_show(k)}: {reply}")
+        state.done += len(chunk)
+        state.save()
+        t = time.monotonic()
+        if progress_every is not None and (t - last_report >= progress_every or state.done == total):
+            last_report = t
+            _progress(log, state, total, start, start_done, t)
     return state.counts
+
+
+def _show(key, limit=60):
+    """A key for a log line: printable, and cut when long."""
+    text = repr(key[:limit])[2:-1]
+    return text + (f"... ({len(key)} bytes)" if len(key) > limit else "")
 
 
 def _progress(log, state, total, start, start_done, now):
@@ -230,4 +420,5 @@ def _progress(log, state, total, start, start_done, now):
     c = state.counts
     pct = 100.0 * state.done / total if total else 100.0
     log(f"warm: {state.done}/{total} ({pct:.1f} %) copied={c['copied']} present={c['present']} "
-        f"gone={c['gone']} expiring={c['expiring']} errors={c['errors']} {speed:.0f} keys/s eta {eta:.0f} s")
+        f"gone={c['gone']} expiring={c['expiring']} errors={c['errors']} deleted={c['deleted']} "
+        f"kept={c['kept']} {speed:.0f} keys/s eta {eta:.0f} s")
