@@ -113,7 +113,7 @@ def test_libketama_clients_and_twemproxy_agree(kind):
         fill(pylibmc.Client(cluster.addrs(), behaviors={"ketama_weighted": True}), py_keys)
         servers = json.dumps([["127.0.0.1", n.port] for n in cluster.nodes])
         assert php(PHP_SET, servers, json.dumps(php_keys)) == {"stored": len(php_keys)}
-        tw = pymemcache.Client(proxy.addr())
+        tw = pymemcache.Client(proxy.addr(), default_noreply=False)
         for i in range(0, len(tw_keys), 100):
             assert tw.set_many({k: k for k in tw_keys[i : i + 100]}) == []
         keys = py_keys + php_keys + tw_keys

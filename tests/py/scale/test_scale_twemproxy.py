@@ -176,8 +176,8 @@ def test_keys_land_where_ketama_says_and_hit_ratio_equals_single_node(kind, hash
     try:
         stored = [f"user:{i}:profile" for i in range(2400)] + [f"clé-{i}-ü" for i in range(200)]
         absent = [f"never:{i}" for i in range(650)]
-        via_proxy = pymemcache.Client(proxy.addr(), allow_unicode_keys=True, encoding="utf-8")
-        direct = pymemcache.Client(single.nodes[0].addr(), allow_unicode_keys=True, encoding="utf-8")
+        via_proxy = pymemcache.Client(proxy.addr(), allow_unicode_keys=True, encoding="utf-8", default_noreply=False)
+        direct = pymemcache.Client(single.nodes[0].addr(), allow_unicode_keys=True, encoding="utf-8", default_noreply=False)
         for i in range(0, len(stored), 100):
             chunk = {k: k.upper().encode() for k in stored[i : i + 100]}
             assert via_proxy.set_many(chunk) == []

@@ -142,13 +142,13 @@ def test_warm_through_twemproxy_configs(kind, tmp_path):
 
         stored = [f"{{user{i % 700}}}:item:{i}" for i in range(5000)]
         keys = stored + [f"nothing:{i}" for i in range(1000)]
-        old = pymemcache.Client(old_proxy.addr())
+        old = pymemcache.Client(old_proxy.addr(), default_noreply=False)
         for i in range(0, len(stored), 100):
             assert old.set_many({k: k for k in stored[i : i + 100]}, expire=3600) == []
         old_hits = sum(len(old.get_many(keys[i : i + 100])) for i in range(0, len(keys), 100))
         cluster.add()
         new_proxy = Twemproxy(cluster.nodes, names=names, hash_tag="{}")
-        new = pymemcache.Client(new_proxy.addr())
+        new = pymemcache.Client(new_proxy.addr(), default_noreply=False)
         cold = sum(len(new.get_many(keys[i : i + 100])) for i in range(0, len(keys), 100))
         out = warm("--old-twemproxy", old_proxy.conf, "--new-twemproxy", new_proxy.conf,
                    *key_source(kind, tmp_path, keys), "--rate", "0")
