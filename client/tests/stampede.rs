@@ -484,3 +484,75 @@ async fn slow_winner_one_new_win(srv: Server) {
     assert_eq!(cs[1].get("slowkey").await.unwrap(), Some(b"fresh".to_vec()));
 }
 both!(slow_winner_one_new_win_, slow_winner_one_new_win);
+
+/// While a `get_or_load` winner loads, its empty placeholder is a miss to
+/// every read that does not load (the servers answer `VA 0 Z` to a plain
+/// `mg v`), and none of them disturbs the load.
+async fn placeholder_reads_as_miss(srv: Server) {
+    let c = srv.client();
+    let loader_client = srv.client();
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let (finish, finish_rx) = tokio::sync::oneshot::channel::<()>();
+    let winner = tokio::spawn(async move {
+        loader_client
+            .get_or_load("ph", MIN, || async {
+                started_tx.send(()).unwrap();
+                let _ = finish_rx.await;
+                Ok::<_, std::io::Error>(b"loaded".to_vec())
+            })
+            .await
+    });
+    started.await.unwrap();
+    assert_eq!(c.get("ph").await.unwrap(), None, "get");
+    assert_eq!(c.gets("ph").await.unwrap(), None, "gets");
+    assert_eq!(c.mget(&["ph", "ph"]).await.unwrap(), vec![None, None]);
+    assert!(matches!(c.ttl("ph").await, Err(Error::NotFound)), "ttl");
+    finish.send(()).unwrap();
+    assert_eq!(winner.await.unwrap().unwrap(), b"loaded");
+    assert_eq!(c.get("ph").await.unwrap(), Some(b"loaded".to_vec()));
+    assert_eq!(
+        c.mget(&["ph"]).await.unwrap(),
+        vec![Some(b"loaded".to_vec())]
+    );
+    assert!(c.ttl("ph").await.unwrap().is_some());
+}
+both!(placeholder_reads_as_miss_, placeholder_reads_as_miss);
+
+/// After `invalidate`, the first `mg` of the key wins its reload whatever
+/// it asked (`VA … X W`). Each read that does not load (get, gets, mget,
+/// ttl, expire) runs in between on its own key; the next `get_or_load`
+/// must still reload: exactly one load, the new value returned and cached.
+async fn reads_leave_the_reload_to_get_or_load(srv: Server) {
+    let c = srv.client();
+    let readers = ["get", "gets", "mget", "ttl", "expire"];
+    for r in readers {
+        let key = format!("inv-{r}");
+        c.set(&key, "old", MIN).await.unwrap();
+        assert!(c.invalidate(&key).await.unwrap());
+        match r {
+            "get" => assert_eq!(c.get(&key).await.unwrap(), Some(b"old".to_vec())),
+            "gets" => assert_eq!(c.gets(&key).await.unwrap().unwrap().value, b"old"),
+            "mget" => assert_eq!(c.mget(&[&key]).await.unwrap(), vec![Some(b"old".to_vec())]),
+            "ttl" => assert!(c.ttl(&key).await.unwrap().is_some()),
+            _ => c.expire(&key, MIN).await.unwrap(),
+        }
+        let loads = AtomicUsize::new(0);
+        let v = c
+            .get_or_load(&key, MIN, || async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(b"new".to_vec())
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (v, loads.load(Ordering::SeqCst)),
+            (b"new".to_vec(), 1),
+            "{r}"
+        );
+        assert_eq!(c.get(&key).await.unwrap(), Some(b"new".to_vec()), "{r}");
+    }
+}
+both!(
+    reads_leave_the_reload_to_get_or_load_,
+    reads_leave_the_reload_to_get_or_load
+);
