@@ -199,8 +199,10 @@ impl Client {
         opts: &StoreOptions,
     ) -> Result<()> {
         let value = value.as_ref();
+        // Appending twice is not appending once.
+        let retry = !matches!(opts.mode, StoreMode::Append | StoreMode::Prepend);
         let (r, i) = self
-            .one(key.as_ref(), |b, k| {
+            .one_with(key.as_ref(), retry, |b, k| {
                 let cmd = Cmd::set(b, k, value.len()).num(b'T', exptime(opts.ttl));
                 let cmd = if opts.flags != 0 {
                     cmd.num(b'F', u64::from(opts.flags))
@@ -275,8 +277,10 @@ impl Client {
         delta: u64,
         init: Option<(u64, Duration)>,
     ) -> Result<u64> {
+        // Not sent twice: the server may have applied it before the
+        // connection died.
         let (r, i) = self
-            .one(key, |b, k| {
+            .one_with(key, false, |b, k| {
                 let cmd = Cmd::new(b, "ma", k).flag(b'v').num(b'D', delta);
                 let cmd = if mode == b'D' {
                     cmd.mode(b'M', b'D')

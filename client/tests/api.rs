@@ -370,3 +370,33 @@ async fn connect_and_ping(srv: Server) {
     assert!(Client::connect("no:port:x:y").await.is_err());
 }
 both!(connect_and_ping_, connect_and_ping);
+
+/// After the server restarts on the same port, the pooled connections are
+/// dead; the next calls must succeed on fresh ones, and the dead ones must
+/// not count against the node: with a failure limit of 1 and fail-fast, a
+/// counted failure would mark it down and fail the calls after it with
+/// `NodeDown`.
+async fn survives_a_restart(mut srv: Server) {
+    let c = srv
+        .builder()
+        .pool_size(3)
+        .failure_limit(1)
+        .retry_after(Duration::from_secs(600))
+        .failure_policy(corecache_client::FailurePolicy::FailFast)
+        .build();
+    // Every pooled connection used (calls go round the slots).
+    for i in 0..6 {
+        c.set(format!("k{i}"), "v", MIN).await.unwrap();
+    }
+    srv.restart();
+    c.set("a", "1", MIN).await.unwrap();
+    assert_eq!(c.get("a").await.unwrap(), Some(b"1".to_vec()));
+    assert_eq!(c.incr("a", 1).await.unwrap(), 2);
+    assert_eq!(
+        c.mget(&["a", "k0"]).await.unwrap(),
+        vec![Some(b"2".to_vec()), None]
+    );
+    c.ping().await.unwrap();
+    assert_eq!(c.get("k1").await.unwrap(), None, "a fresh server");
+}
+both!(survives_a_restart_, survives_a_restart);
