@@ -337,7 +337,10 @@ impl Client {
         if ttl.is_zero() || j == 0.0 {
             return ttl;
         }
-        ttl.mul_f64(1.0 - j * fastrand::f64())
+        // Saturating: Duration::MAX times a factor near 1 can round up past
+        // what a Duration holds.
+        Duration::try_from_secs_f64(ttl.as_secs_f64() * (1.0 - j * fastrand::f64()))
+            .unwrap_or(ttl)
             .max(Duration::from_secs(1))
     }
 }
