@@ -99,25 +99,24 @@ impl NodePool {
         // Kept only when a retry may need them.
         let again = retry.then(|| bytes.clone());
         match self.attempt(&conn, bytes, expect).await {
-            Err(ConnError::Unanswered(e)) => match again {
+            Err(Failed::Conn(e)) if matches!(*e, ConnError::Unanswered(_)) => match again {
                 Some(bytes) => {
                     let conn = self.conn(slot).await.map_err(CallError::node)?;
                     match self.attempt(&conn, bytes, expect).await {
                         Ok(r) => Ok(r),
                         // A fresh connection that fails is the node's.
-                        Err(ConnError::Unanswered(e)) => Err(CallError::node(self.io_error(&e))),
-                        Err(e) => Err(self.conn_error(e)),
+                        Err(e) => Err(self.failed(e)),
                     }
                 }
                 // Not sent again (incr, append): may or may not have been
                 // applied; not held against the node either.
                 None => Err(CallError {
-                    error: self.io_error(&e),
+                    error: self.failed(Failed::Conn(e)).error,
                     node_failure: false,
                 }),
             },
             Ok(r) => Ok(r),
-            Err(e) => Err(self.conn_error(e)),
+            Err(e) => Err(self.failed(e)),
         }
     }
 
@@ -126,37 +125,32 @@ impl NodePool {
         conn: &Conn,
         bytes: Vec<u8>,
         expect: Expect,
-    ) -> Result<Vec<Reply>, ConnError> {
+    ) -> Result<Vec<Reply>, Failed> {
         match tokio::time::timeout(self.timeout, conn.call(bytes, expect)).await {
             Ok(Ok(replies)) => Ok(replies),
-            Ok(Err(e)) => Err(match &*e {
-                ConnError::Io(io) => ConnError::Io(copy_io(io)),
-                ConnError::Unanswered(io) => ConnError::Unanswered(copy_io(io)),
-                ConnError::Protocol(m) => ConnError::Protocol(m.clone()),
-            }),
+            Ok(Err(e)) => Err(Failed::Conn(e)),
             Err(_) => {
                 // The stream's state is unknown now: start afresh.
                 conn.kill();
-                Err(ConnError::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "timeout",
-                )))
+                Err(Failed::Timeout)
             }
         }
     }
 
-    fn conn_error(&self, e: ConnError) -> CallError {
+    fn failed(&self, e: Failed) -> CallError {
         CallError::node(match e {
-            ConnError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Error::Timeout {
+            Failed::Timeout => Error::Timeout {
                 node: self.addr.clone(),
                 after: self.timeout,
             },
-            ConnError::Io(io) | ConnError::Unanswered(io) => self.io_error(&io),
-            // Garbage from the node counts against it too: something
-            // that is not a memcached server, or one that is broken.
-            ConnError::Protocol(m) => Error::Protocol {
-                node: self.addr.clone(),
-                message: m,
+            Failed::Conn(e) => match &*e {
+                ConnError::Io(io) | ConnError::Unanswered(io) => self.io_error(io),
+                // Garbage from the node counts against it too: something
+                // that is not a memcached server, or one that is broken.
+                ConnError::Protocol(m) => Error::Protocol {
+                    node: self.addr.clone(),
+                    message: m.clone(),
+                },
             },
         })
     }
@@ -226,6 +220,12 @@ impl NodePool {
 
 fn copy_io(io: &std::io::Error) -> std::io::Error {
     std::io::Error::new(io.kind(), io.to_string())
+}
+
+/// Why one attempt failed.
+enum Failed {
+    Conn(std::sync::Arc<ConnError>),
+    Timeout,
 }
 
 /// A failed pool call: the error, and whether it counts against the node
