@@ -54,16 +54,13 @@ impl Client {
 
     /// A client of one server at `addr` (`host:port`, `host:port:weight`,
     /// or several separated by commas), with the default settings. Connects
-    /// once to check the address, so it fails early on a wrong one.
+    /// once to check the address, so it fails early on a wrong one; an
+    /// address that does not parse is [`Error::Config`].
     pub async fn connect(addrs: &str) -> Result<Client> {
         let nodes = addrs
             .split(',')
             .map(|s| s.parse())
-            .collect::<std::result::Result<Vec<crate::Node>, _>>()
-            .map_err(|e| Error::Connection {
-                node: addrs.to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-            })?;
+            .collect::<std::result::Result<Vec<crate::Node>, _>>()?;
         let client = Client::builder().nodes(nodes).build();
         client.ping().await?;
         Ok(client)
