@@ -12,7 +12,13 @@
 //!   `X W` to one caller and `X Z` with the stale value to the others.
 //!
 //! A failed load gives the win back: the placeholder is deleted, a value
-//! is marked stale (which clears the token), so the next caller wins.
+//! is marked stale (which clears the token), so the next caller wins. So
+//! does a lost one: a loader that panics, or a caller whose future is
+//! dropped mid-load (a `timeout` around the call), gives the lease back
+//! from a drop guard. A winner that is still loading after `lease_wait`
+//! has its lease taken away (deleted if its CAS is unchanged) and the
+//! waiters compete for one new win; only a caller that then waits another
+//! `lease_wait` (or twice `lease_wait` in all) follows `on_lease_timeout`.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -39,7 +45,9 @@ pub enum OnLeaseTimeout {
     /// Run its own loader and store the result if the placeholder is still
     /// unchanged (default: availability first).
     Load,
-    /// Fail with [`Error::LeaseTimeout`] (the source is protected first).
+    /// Fail with [`Error::LeaseTimeout`] after the first `lease_wait`,
+    /// deleting the stuck lease so a later caller can win (the source is
+    /// protected first).
     Fail,
 }
 
@@ -64,14 +72,15 @@ pub struct AsideConfig {
     /// TTL of the placeholder a winner creates on a miss (the `N` token):
     /// the longest the others wait if the winner dies. Default 30 s.
     pub lease_ttl: Duration,
-    /// How long a caller waits for another caller's load before
-    /// `on_lease_timeout`. Default 5 s.
+    /// How long a caller waits on one winner's load before it takes the
+    /// lease away and competes for a new win; after a second wait (or
+    /// twice this in all) it follows `on_lease_timeout`. Default 5 s.
     pub lease_wait: Duration,
     /// First pause between polls of a placeholder; doubles up to 100 ms.
     /// Default 5 ms.
     pub poll_interval: Duration,
-    /// What a caller does after waiting `lease_wait`. Default
-    /// [`OnLeaseTimeout::Load`].
+    /// What a caller does when the waits of `lease_wait` are over.
+    /// Default [`OnLeaseTimeout::Load`].
     pub on_lease_timeout: OnLeaseTimeout,
     /// Reload when less than this is left of a value's TTL (the `R`
     /// token; whole seconds), one caller only, the others still served.
@@ -125,6 +134,10 @@ impl Client {
         let cfg = self.aside_cfg().clone();
         let started = Instant::now();
         let mut pause = cfg.poll_interval;
+        // The placeholder this caller waits on (its CAS) and since when;
+        // whether it already took a stuck lease away once.
+        let mut lease: Option<(u64, Instant)> = None;
+        let mut recompeted = false;
         loop {
             let recache = self.recache_token();
             let res = self
@@ -149,10 +162,7 @@ impl Client {
             match reply.status {
                 Status::Value => {
                     let value = reply.value.unwrap_or_default();
-                    // N's placeholder is empty; a stored empty value carries
-                    // no token unless it is being recomputed, which then
-                    // treats it the same way.
-                    let placeholder = value.is_empty() && !m.stale && (m.won || m.win_taken);
+                    let placeholder = is_placeholder(value.len(), &m);
                     let cas = m.cas.ok_or_else(|| self.protocol(i, "mg c without c"))?;
                     if m.won {
                         return self.fill(key, ttl, cas, placeholder, loader).await;
@@ -160,14 +170,41 @@ impl Client {
                     if !placeholder {
                         return Ok(value);
                     }
-                    let waited = started.elapsed();
-                    if waited >= cfg.lease_wait {
-                        return match cfg.on_lease_timeout {
-                            OnLeaseTimeout::Fail => Err(Error::LeaseTimeout(cfg.lease_wait)),
-                            OnLeaseTimeout::Load => self.fill(key, ttl, cas, true, loader).await,
-                        };
+                    // A new placeholder is a new winner at work: its own
+                    // lease wait starts now.
+                    let since = match lease {
+                        Some((c, t)) if c == cas => t,
+                        _ => {
+                            let now = Instant::now();
+                            lease = Some((cas, now));
+                            now
+                        }
+                    };
+                    let stuck = since.elapsed() >= cfg.lease_wait;
+                    if stuck || started.elapsed() >= cfg.lease_wait * 2 {
+                        if cfg.on_lease_timeout == OnLeaseTimeout::Fail {
+                            // Free the key for later callers; this one fails.
+                            if stuck {
+                                self.take_lease(key, cas).await;
+                            }
+                            return Err(Error::LeaseTimeout(cfg.lease_wait));
+                        }
+                        if stuck && !recompeted {
+                            // The winner is lost or slow: delete its lease
+                            // (only if still the same one; one caller's
+                            // delete succeeds) and compete again for one
+                            // new win, instead of every waiter loading.
+                            recompeted = true;
+                            self.take_lease(key, cas).await;
+                            pause = cfg.poll_interval;
+                            continue;
+                        }
+                        // Waited twice over: load and store only if the
+                        // placeholder is still this one.
+                        return self.fill(key, ttl, cas, true, loader).await;
                     }
-                    tokio::time::sleep(pause.min(cfg.lease_wait - waited)).await;
+                    let left = cfg.lease_wait.saturating_sub(since.elapsed());
+                    tokio::time::sleep(pause.min(left).max(Duration::from_millis(1))).await;
                     pause = (pause * 2).min(MAX_POLL);
                 }
                 Status::Miss => {
@@ -199,10 +236,20 @@ impl Client {
         Fut: Future<Output = std::result::Result<Vec<u8>, E>>,
         E: Into<BoxError>,
     {
+        // Gives the lease back if this future is dropped or the loader
+        // panics before the store below is done.
+        let mut guard = LeaseGuard {
+            client: self,
+            key,
+            cas,
+            placeholder,
+            armed: true,
+        };
         let t0 = Instant::now();
         let value = match loader().await {
             Ok(v) => v,
             Err(e) => {
+                guard.armed = false;
                 self.give_back(key, cas, placeholder).await;
                 return Err(Error::Source(e.into()));
             }
@@ -213,7 +260,9 @@ impl Client {
             cas: Some(cas),
             ..StoreOptions::default()
         };
-        match self.store(key, &value, &opts).await {
+        let stored = self.store(key, &value, &opts).await;
+        guard.armed = false;
+        match stored {
             // A CAS miss means a newer write or an invalidation came first:
             // this value is returned but not cached over it.
             Ok(()) | Err(Error::CasMismatch | Error::NotFound | Error::NotStored) => {}
@@ -227,11 +276,30 @@ impl Client {
     /// Frees a won key for the next caller: a placeholder is deleted, a
     /// value is marked stale (`md I`, which also clears the win token).
     /// Both only if the CAS is still the lease's.
-    async fn give_back(&self, key: &[u8], cas: u64, placeholder: bool) {
+    pub(crate) async fn give_back(&self, key: &[u8], cas: u64, placeholder: bool) {
+        if placeholder {
+            self.take_lease(key, cas).await;
+        } else {
+            self.restale(key, cas).await;
+        }
+    }
+
+    /// Deletes the placeholder with CAS `cas` (`md <key> C<cas>`); a
+    /// placeholder filled or replaced since is left alone (`EX`/`NF`).
+    async fn take_lease(&self, key: &[u8], cas: u64) {
+        let _ = self
+            .one(key, |b, k| Cmd::new(b, "md", k).num(b'C', cas).end())
+            .await;
+    }
+
+    /// Marks the item with CAS `cas` stale again (`md <key> I C<cas>`),
+    /// which clears its win token: the next reader of it wins. Both
+    /// servers do so (memcached also gives the item a new CAS, corecache
+    /// keeps it).
+    pub(crate) async fn restale(&self, key: &[u8], cas: u64) {
         let _ = self
             .one(key, |b, k| {
-                let cmd = Cmd::new(b, "md", k).num(b'C', cas);
-                (if placeholder { cmd } else { cmd.flag(b'I') }).end()
+                Cmd::new(b, "md", k).flag(b'I').num(b'C', cas).end()
             })
             .await;
     }
@@ -269,7 +337,46 @@ impl Client {
         if ttl.is_zero() || j == 0.0 {
             return ttl;
         }
-        ttl.mul_f64(1.0 - j * fastrand::f64())
+        // Saturating: Duration::MAX times a factor near 1 can round up past
+        // what a Duration holds.
+        Duration::try_from_secs_f64(ttl.as_secs_f64() * (1.0 - j * fastrand::f64()))
+            .unwrap_or(ttl)
             .max(Duration::from_secs(1))
+    }
+}
+
+/// Whether a hit is an `N` placeholder (or a value being recomputed that
+/// reads the same): no bytes, and a win token given out (`W`, or `Z` for
+/// someone else). A stored empty value under recomputation is taken for
+/// one too: the two cannot be told apart on the wire.
+pub(crate) fn is_placeholder(len: usize, m: &crate::proto::response::Meta) -> bool {
+    len == 0 && (m.won || m.win_taken)
+}
+
+/// Holds a won lease while its loader runs; dropped armed (the caller's
+/// future was dropped, e.g. by a timeout, or the loader panicked), it gives
+/// the lease back from a spawned task, so the waiters elect a new winner at
+/// once instead of waiting out the lease. Without a tokio runtime at hand
+/// nothing can be sent: the waiters then take the lease after
+/// `lease_wait`.
+struct LeaseGuard<'a> {
+    client: &'a Client,
+    key: &'a [u8],
+    cas: u64,
+    placeholder: bool,
+    armed: bool,
+}
+
+impl Drop for LeaseGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (client, key) = (self.client.clone(), self.key.to_vec());
+        let (cas, placeholder) = (self.cas, self.placeholder);
+        rt.spawn(async move { client.give_back(&key, cas, placeholder).await });
     }
 }

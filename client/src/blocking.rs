@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::client::Client;
 use crate::config::ClientBuilder;
-use crate::error::{BoxError, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::ops::{Item, StoreOptions};
 
 /// The [`Client`] for synchronous code: each call blocks the calling thread
@@ -18,14 +18,15 @@ pub struct BlockingClient {
 }
 
 impl BlockingClient {
-    /// Builds the client and its runtime. Errors only if the runtime's
-    /// thread cannot be started.
-    pub fn new(builder: ClientBuilder) -> std::io::Result<BlockingClient> {
+    /// Builds the client and its runtime. Errors ([`Error::Config`]) only
+    /// if the runtime's thread cannot be started.
+    pub fn new(builder: ClientBuilder) -> Result<BlockingClient> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("corecache-client")
             .enable_all()
-            .build()?;
+            .build()
+            .map_err(|e| Error::Config(format!("cannot start the client's runtime: {e}")))?;
         Ok(BlockingClient {
             rt,
             client: builder.build(),

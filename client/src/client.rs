@@ -54,16 +54,13 @@ impl Client {
 
     /// A client of one server at `addr` (`host:port`, `host:port:weight`,
     /// or several separated by commas), with the default settings. Connects
-    /// once to check the address, so it fails early on a wrong one.
+    /// once to check the address, so it fails early on a wrong one; an
+    /// address that does not parse is [`Error::Config`].
     pub async fn connect(addrs: &str) -> Result<Client> {
         let nodes = addrs
             .split(',')
             .map(|s| s.parse())
-            .collect::<std::result::Result<Vec<crate::Node>, _>>()
-            .map_err(|e| Error::Connection {
-                node: addrs.to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-            })?;
+            .collect::<std::result::Result<Vec<crate::Node>, _>>()?;
         let client = Client::builder().nodes(nodes).build();
         client.ping().await?;
         Ok(client)
@@ -147,12 +144,27 @@ impl Client {
     }
 
     /// Sends one request to member `i` and waits for its replies, keeping
-    /// the member's health and the ring up to date.
+    /// the member's health and the ring up to date. The request is taken
+    /// as idempotent: sent again once on a fresh connection if a reused one
+    /// turns out dead before any reply (see [`Client::call_with`]).
     pub(crate) async fn call(
         &self,
         i: usize,
         bytes: Vec<u8>,
         expect: Expect,
+    ) -> Result<Vec<Reply>> {
+        self.call_with(i, bytes, expect, true).await
+    }
+
+    /// [`Client::call`]; a request that must not be sent twice (`ma`,
+    /// append, prepend) has `retry` false: a dead reused connection fails
+    /// it, without counting against the node.
+    pub(crate) async fn call_with(
+        &self,
+        i: usize,
+        bytes: Vec<u8>,
+        expect: Expect,
+        retry: bool,
     ) -> Result<Vec<Reply>> {
         let inner = &self.inner;
         let pool = &inner.pools[i];
@@ -163,18 +175,17 @@ impl Client {
                 });
             }
         }
-        match pool.call(bytes, expect).await {
+        match pool.call(bytes, expect, retry).await {
             Ok(r) => {
                 pool.on_success();
                 Ok(r)
             }
             Err(e) => {
-                if e.is_transport()
-                    && pool.on_failure(inner.cfg.failure_limit, inner.cfg.retry_after)
+                if e.node_failure && pool.on_failure(inner.cfg.failure_limit, inner.cfg.retry_after)
                 {
                     self.mark_down(i);
                 }
-                Err(e)
+                Err(e.error)
             }
         }
     }
@@ -195,11 +206,22 @@ impl Client {
         key: &[u8],
         build: impl FnOnce(&mut Vec<u8>, &WireKey),
     ) -> Result<(Reply, usize)> {
+        self.one_with(key, true, build).await
+    }
+
+    /// [`Client::one`], sent again on a dead reused connection only if
+    /// `retry` (see [`Client::call_with`]).
+    pub(crate) async fn one_with(
+        &self,
+        key: &[u8],
+        retry: bool,
+        build: impl FnOnce(&mut Vec<u8>, &WireKey),
+    ) -> Result<(Reply, usize)> {
         let wk = WireKey::new(key)?;
         let i = self.route(key)?;
         let mut buf = Vec::with_capacity(64 + key.len());
         build(&mut buf, &wk);
-        let mut replies = self.call(i, buf, Expect::Replies(1)).await?;
+        let mut replies = self.call_with(i, buf, Expect::Replies(1), retry).await?;
         let r = replies.pop().ok_or_else(|| self.protocol(i, "no reply"))?;
         self.check(i, &r)?;
         Ok((r, i))

@@ -50,6 +50,11 @@ pub(crate) enum ConnError {
     Io(io::Error),
     /// The peer sent bytes that are not a meta reply.
     Protocol(String),
+    /// The socket failed or the peer closed it before any byte of this
+    /// request's replies arrived, on a connection that had answered
+    /// earlier requests: most likely an idle connection the server dropped
+    /// (a restart, an idle timeout), which a fresh connection cures.
+    Unanswered(io::Error),
 }
 
 type Answer = Result<Vec<Reply>, Arc<ConnError>>;
@@ -106,7 +111,8 @@ impl Conn {
     /// Sends one request (its bytes already complete) and waits for its
     /// replies. No timeout here: the caller puts one around it.
     pub(crate) async fn call(&self, bytes: Vec<u8>, expect: Expect) -> Answer {
-        let closed = || Arc::new(ConnError::Io(io::ErrorKind::BrokenPipe.into()));
+        // Refused before its bytes were written: the request never left.
+        let closed = || Arc::new(ConnError::Unanswered(io::ErrorKind::BrokenPipe.into()));
         if self.is_broken() {
             return Err(closed());
         }
@@ -168,29 +174,67 @@ async fn reader(
 ) {
     let mut r = BufReader::with_capacity(64 * 1024, r);
     let aborted = || Arc::new(ConnError::Io(io::ErrorKind::ConnectionAborted.into()));
-    let err = loop {
+    // Whether a request was answered on this connection: a failure before
+    // the first reply byte is then a dropped idle connection, not a node
+    // that cannot answer.
+    let mut served = false;
+    let closed = |served: bool, e: io::Error| {
+        Arc::new(if served {
+            ConnError::Unanswered(e)
+        } else {
+            ConnError::Io(e)
+        })
+    };
+    let eof = || io::Error::from(io::ErrorKind::UnexpectedEof);
+    let (err, current) = loop {
+        // While idle, the socket is watched too: a server that closes the
+        // connection (restart, idle timeout) marks it broken at once, so
+        // the next call opens a fresh one. Requests are queued to this
+        // task before their bytes leave, so bytes with nothing pending are
+        // not a reply to anything.
         let p = tokio::select! {
+            biased;
             p = pending.recv() => match p {
                 Some(p) => p,
                 None => return,
             },
-            _ = shutdown.notified() => break aborted(),
+            _ = shutdown.notified() => break (aborted(), None),
+            res = r.fill_buf() => match res {
+                Ok([]) => break (closed(served, eof()), None),
+                Ok(_) => break (Arc::new(ConnError::Protocol("bytes before any request".into())), None),
+                Err(e) => break (closed(served, e), None),
+            },
         };
-        let res = tokio::select! {
-            res = read_replies(&mut r, p.expect) => res.map_err(Arc::new),
+        // The first byte of the replies, or the failure before it.
+        let first = tokio::select! {
+            res = r.fill_buf() => match res {
+                Ok([]) => Err(closed(served, eof())),
+                Ok(_) => Ok(()),
+                Err(e) => Err(closed(served, e)),
+            },
             _ = shutdown.notified() => Err(aborted()),
+        };
+        let res = match first {
+            Ok(()) => tokio::select! {
+                res = read_replies(&mut r, p.expect) => res.map_err(Arc::new),
+                _ = shutdown.notified() => Err(aborted()),
+            },
+            Err(e) => Err(e),
         };
         match res {
             Ok(replies) => {
+                served = true;
                 let _ = p.reply.send(Ok(replies));
             }
-            Err(e) => {
-                let _ = p.reply.send(Err(e.clone()));
-                break e;
-            }
+            Err(e) => break (e, Some(p)),
         }
     };
+    // Broken before anyone hears of the failure: a caller retrying at once
+    // must not be handed this connection again.
     broken.store(true, Ordering::Release);
+    if let Some(p) = current {
+        let _ = p.reply.send(Err(err.clone()));
+    }
     pending.close();
     while let Some(p) = pending.recv().await {
         let _ = p.reply.send(Err(err.clone()));

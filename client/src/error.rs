@@ -98,7 +98,9 @@ pub enum Error {
         message: String,
     },
     /// The client's settings cannot be used: unsendable credentials, a CA
-    /// or key file that does not read or parse.
+    /// or key file that does not read or parse, a node string that does
+    /// not parse, a [`BlockingClient`](crate::BlockingClient) whose runtime
+    /// cannot start.
     #[error("configuration: {0}")]
     Config(String),
     /// A node did not answer within the configured timeout.
@@ -152,6 +154,15 @@ impl Error {
                 | Error::NodeDown { .. }
                 | Error::NoNodes
         )
+    }
+}
+
+impl From<crate::node::ParseNodeError> for Error {
+    /// A node string that does not parse is a configuration error, so
+    /// `"host:port:weight".parse()?` works in a function returning this
+    /// crate's [`Result`].
+    fn from(e: crate::node::ParseNodeError) -> Error {
+        Error::Config(e.to_string())
     }
 }
 

@@ -57,7 +57,8 @@
 //! Every TTL is a [`std::time::Duration`] from now: zero means no expiry,
 //! fractions round up to a whole second, and more than 30 days is sent as
 //! the absolute time it ends at (memcached reads larger exptimes as Unix
-//! times).
+//! times), at the latest `i32::MAX` (2038-01-19): the servers read later
+//! ones as the past. Any TTL up to `Duration::MAX` is accepted.
 //!
 //! # Errors
 //!

@@ -27,8 +27,10 @@ struct Batch {
 }
 
 impl Client {
-    /// The values under `keys`, in the same order, None for a miss. One
-    /// pipelined request per member (`mg <key> v q O<i>` ... `mn`).
+    /// The values under `keys`, in the same order, None for a miss (a
+    /// placeholder too, and a win handed out is given back, as for
+    /// [`get`](Client::get)). One pipelined request per member
+    /// (`mg <key> v c q O<i>` ... `mn`).
     pub async fn mget<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
         let batches = self.batches(
             keys.len(),
@@ -36,18 +38,26 @@ impl Client {
             |buf, i, k| {
                 Cmd::new(buf, "mg", k)
                     .flag(b'v')
+                    .flag(b'c')
                     .flag(b'q')
                     .num(b'O', i as u64)
                     .end();
             },
         )?;
         let mut out = vec![None; keys.len()];
+        let mut settle = Vec::new();
         for (b, replies) in self.send_all(batches).await? {
             for r in replies {
                 self.check(b.member, &r)?;
                 let i = self.opaque_of(&b, &r)?;
                 match r.status {
-                    Status::Value => out[i] = r.value,
+                    Status::Value => {
+                        if r.meta.won || r.meta.win_taken {
+                            settle.push((i, r));
+                        } else {
+                            out[i] = r.value;
+                        }
+                    }
                     Status::Miss => {}
                     other => {
                         return Err(
@@ -55,6 +65,13 @@ impl Client {
                         )
                     }
                 }
+            }
+        }
+        // Rare: tokens to give back or placeholders to hide.
+        for (i, r) in settle {
+            let v = r.value.unwrap_or_default();
+            if self.settle(keys[i].as_ref(), v.len(), &r.meta).await {
+                out[i] = Some(v);
             }
         }
         Ok(out)

@@ -16,9 +16,10 @@ pub const DEFAULT_PORT: u16 = 11211;
 /// `port .. port + n - 1`, each with the node's weight: what a
 /// libmemcached, pylibmc or twemproxy ring lists when a server runs one
 /// listener per worker thread, so that every key goes straight to the
-/// worker that owns it. corecache does not have per-worker ports yet (see
-/// its many-cores issue); once it has, listing a node this way is all a
-/// client needs.
+/// worker that owns it. corecache's `-o worker_ports[=BASE]` has worker
+/// *i* listen on `BASE + i`, `BASE` defaulting to the main port + 1: give
+/// the first worker port here, not the main one. A list that would pass
+/// port 65535 ends there.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Node {
     host: String,
@@ -89,9 +90,11 @@ impl Node {
 
     /// The ring members this node stands for.
     pub(crate) fn members(&self) -> Vec<Member> {
+        // Ports past 65535 do not exist: the list ends there (it used to
+        // wrap round to port 0).
         (0..self.worker_ports)
-            .map(|i| {
-                let port = self.port.wrapping_add(i);
+            .map_while(|i| self.port.checked_add(i).map(|port| (i, port)))
+            .map(|(i, port)| {
                 let ring_name = match (&self.name, self.worker_ports) {
                     (Some(n), 1) => n.clone(),
                     (Some(n), _) => format!("{n}-w{i}"),
@@ -205,6 +208,13 @@ mod tests {
             (m[0].ring_name.as_str(), m[0].addr.as_str()),
             ("alpha", "h:11300")
         );
+    }
+
+    #[test]
+    fn worker_ports_stop_at_65535() {
+        let m = Node::new("h", 65535).worker_ports(2).members();
+        let addrs: Vec<_> = m.iter().map(|m| m.addr.as_str()).collect();
+        assert_eq!(addrs, ["h:65535"]);
     }
 
     #[test]

@@ -57,19 +57,48 @@ pub(crate) fn ttl_of(m: &Meta) -> Option<Duration> {
 }
 
 impl Client {
-    /// The value under `key`, or None on a miss (`mg <key> v`).
+    /// The value under `key`, or None on a miss (`mg <key> v c`). A key
+    /// another caller is loading through [`get_or_load`](Client::get_or_load)
+    /// (its empty placeholder) is a miss; an invalidated value is returned
+    /// as it is (see [`invalidate`](Client::invalidate)).
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
-        let (r, _) = self
-            .one(key.as_ref(), |b, k| Cmd::new(b, "mg", k).flag(b'v').end())
+        let key = key.as_ref();
+        let (r, i) = self
+            .one(key, |b, k| Cmd::new(b, "mg", k).flag(b'v').flag(b'c').end())
             .await?;
-        Ok(r.value)
+        match r.status {
+            Status::Value => {
+                let v = r.value.unwrap_or_default();
+                Ok(self.settle(key, v.len(), &r.meta).await.then_some(v))
+            }
+            Status::Miss => Ok(None),
+            other => Err(self.protocol(i, &format!("unexpected reply to mg: {other:?}"))),
+        }
+    }
+
+    /// What a read that does not load makes of a hit's tokens: true if it
+    /// is a hit. The first `mg` of an item marked stale wins its reload
+    /// (`W`) whatever flags it sent, and no `mg` flag declines that; a
+    /// reader that will not reload gives the win back (`md <key> I
+    /// C<cas>`, which keeps the item stale and clears the token on both
+    /// servers), so the next [`get_or_load`](Client::get_or_load) caller
+    /// reloads. An `N` placeholder (empty, a token given out) is a miss.
+    pub(crate) async fn settle(&self, key: &[u8], len: usize, m: &Meta) -> bool {
+        if m.won {
+            if let Some(cas) = m.cas {
+                self.restale(key, cas).await;
+            }
+        }
+        !crate::aside::is_placeholder(len, m)
     }
 
     /// The value under `key` with its flags, CAS unique and remaining TTL
-    /// (`mg <key> v f c t`), or None on a miss.
+    /// (`mg <key> v f c t`), or None on a miss (a placeholder too, as for
+    /// [`get`](Client::get)).
     pub async fn gets(&self, key: impl AsRef<[u8]>) -> Result<Option<Item>> {
+        let key = key.as_ref();
         let (r, i) = self
-            .one(key.as_ref(), |b, k| {
+            .one(key, |b, k| {
                 Cmd::new(b, "mg", k)
                     .flag(b'v')
                     .flag(b'f')
@@ -78,9 +107,14 @@ impl Client {
                     .end()
             })
             .await?;
-        let Some(value) = r.value else {
-            return Ok(None);
+        let value = match r.status {
+            Status::Value => r.value.unwrap_or_default(),
+            Status::Miss => return Ok(None),
+            other => return Err(self.protocol(i, &format!("unexpected reply to mg: {other:?}"))),
         };
+        if !self.settle(key, value.len(), &r.meta).await {
+            return Ok(None);
+        }
         Ok(Some(Item {
             value,
             flags: r.meta.flags.unwrap_or(0),
@@ -165,8 +199,10 @@ impl Client {
         opts: &StoreOptions,
     ) -> Result<()> {
         let value = value.as_ref();
+        // Appending twice is not appending once.
+        let retry = !matches!(opts.mode, StoreMode::Append | StoreMode::Prepend);
         let (r, i) = self
-            .one(key.as_ref(), |b, k| {
+            .one_with(key.as_ref(), retry, |b, k| {
                 let cmd = Cmd::set(b, k, value.len()).num(b'T', exptime(opts.ttl));
                 let cmd = if opts.flags != 0 {
                     cmd.num(b'F', u64::from(opts.flags))
@@ -241,8 +277,10 @@ impl Client {
         delta: u64,
         init: Option<(u64, Duration)>,
     ) -> Result<u64> {
+        // Not sent twice: the server may have applied it before the
+        // connection died.
         let (r, i) = self
-            .one(key, |b, k| {
+            .one_with(key, false, |b, k| {
                 let cmd = Cmd::new(b, "ma", k).flag(b'v').num(b'D', delta);
                 let cmd = if mode == b'D' {
                     cmd.mode(b'M', b'D')
@@ -269,34 +307,64 @@ impl Client {
     }
 
     /// Sets the key's TTL without touching its value (memcached `touch`,
-    /// here `mg <key> T<ttl>`). [`Error::NotFound`] if absent.
+    /// here `mg <key> s c T<ttl>`). [`Error::NotFound`] if absent, or if
+    /// the key is a placeholder of a load in progress (whose lease TTL the
+    /// touch has then set: one command cannot check first).
     pub async fn expire(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<()> {
+        let key = key.as_ref();
         let (r, i) = self
-            .one(key.as_ref(), |b, k| {
-                Cmd::new(b, "mg", k).num(b'T', exptime(ttl)).end()
+            .one(key, |b, k| {
+                Cmd::new(b, "mg", k)
+                    .flag(b's')
+                    .flag(b'c')
+                    .num(b'T', exptime(ttl))
+                    .end()
             })
             .await?;
         match r.status {
-            Status::Stored | Status::Value => Ok(()),
+            Status::Stored => {
+                let size = r
+                    .meta
+                    .size
+                    .ok_or_else(|| self.protocol(i, "mg s without s"))?;
+                if self.settle(key, size as usize, &r.meta).await {
+                    Ok(())
+                } else {
+                    Err(Error::NotFound)
+                }
+            }
             Status::Miss => Err(Error::NotFound),
             other => Err(self.protocol(i, &format!("unexpected reply to mg: {other:?}"))),
         }
     }
 
     /// The key's remaining TTL (`mg <key> t`, whole seconds): None if it
-    /// never expires, [`Error::NotFound`] if absent. Leaves the item's LRU
-    /// position alone (`u`).
+    /// never expires, [`Error::NotFound`] if absent or a placeholder of a
+    /// load in progress. Leaves the item's LRU position alone (`u`; sent as
+    /// `mg <key> t s c u`).
     pub async fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Option<Duration>> {
+        let key = key.as_ref();
         let (r, i) = self
-            .one(key.as_ref(), |b, k| {
-                Cmd::new(b, "mg", k).flag(b't').flag(b'u').end()
+            .one(key, |b, k| {
+                Cmd::new(b, "mg", k)
+                    .flag(b't')
+                    .flag(b's')
+                    .flag(b'c')
+                    .flag(b'u')
+                    .end()
             })
             .await?;
         match r.status {
-            Status::Stored => match r.meta.ttl {
-                Some(_) => Ok(ttl_of(&r.meta)),
-                None => Err(self.protocol(i, "mg t without t")),
-            },
+            Status::Stored => {
+                let (Some(_), Some(size)) = (r.meta.ttl, r.meta.size) else {
+                    return Err(self.protocol(i, "mg t s without t or s"));
+                };
+                if self.settle(key, size as usize, &r.meta).await {
+                    Ok(ttl_of(&r.meta))
+                } else {
+                    Err(Error::NotFound)
+                }
+            }
             Status::Miss => Err(Error::NotFound),
             other => Err(self.protocol(i, &format!("unexpected reply to mg: {other:?}"))),
         }

@@ -83,43 +83,96 @@ impl NodePool {
     }
 
     /// Sends a request on one of the member's connections and waits for
-    /// its replies, within the timeout.
-    pub(crate) async fn call(&self, bytes: Vec<u8>, expect: Expect) -> Result<Vec<Reply>> {
-        let conn = self.conn().await?;
+    /// its replies, within the timeout. A request that failed on a reused
+    /// connection before any reply byte (the server dropped it while idle,
+    /// e.g. across a restart) is sent once more on a fresh connection if
+    /// `retry` (the request is idempotent); that first failure is not the
+    /// node's. The error says whether it counts against the node.
+    pub(crate) async fn call(
+        &self,
+        bytes: Vec<u8>,
+        expect: Expect,
+        retry: bool,
+    ) -> Result<Vec<Reply>, CallError> {
+        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let conn = self.conn(slot).await.map_err(CallError::node)?;
+        // Kept only when a retry may need them.
+        let again = retry.then(|| bytes.clone());
+        match self.attempt(&conn, bytes, expect).await {
+            Err(Failed::Conn(e)) if matches!(*e, ConnError::Unanswered(_)) => match again {
+                Some(bytes) => {
+                    let conn = self.conn(slot).await.map_err(CallError::node)?;
+                    match self.attempt(&conn, bytes, expect).await {
+                        Ok(r) => Ok(r),
+                        // A fresh connection that fails is the node's.
+                        Err(e) => Err(self.failed(e)),
+                    }
+                }
+                // Not sent again (incr, append): may or may not have been
+                // applied; not held against the node either.
+                None => Err(CallError {
+                    error: self.failed(Failed::Conn(e)).error,
+                    node_failure: false,
+                }),
+            },
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        conn: &Conn,
+        bytes: Vec<u8>,
+        expect: Expect,
+    ) -> Result<Vec<Reply>, Failed> {
         match tokio::time::timeout(self.timeout, conn.call(bytes, expect)).await {
             Ok(Ok(replies)) => Ok(replies),
-            Ok(Err(e)) => Err(match &*e {
-                // A TLS alert after the handshake: with TLS 1.3 a server
-                // refusing the client's certificate says so at the first
-                // read.
-                ConnError::Io(io) => match tls_failure(io) {
-                    Some(message) => Error::Tls {
-                        node: self.addr.clone(),
-                        message,
-                    },
-                    None => Error::Connection {
-                        node: self.addr.clone(),
-                        source: std::io::Error::new(io.kind(), io.to_string()),
-                    },
-                },
-                ConnError::Protocol(m) => Error::Protocol {
-                    node: self.addr.clone(),
-                    message: m.clone(),
-                },
-            }),
+            Ok(Err(e)) => Err(Failed::Conn(e)),
             Err(_) => {
                 // The stream's state is unknown now: start afresh.
                 conn.kill();
-                Err(Error::Timeout {
-                    node: self.addr.clone(),
-                    after: self.timeout,
-                })
+                Err(Failed::Timeout)
             }
         }
     }
 
-    async fn conn(&self) -> Result<Conn> {
-        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+    fn failed(&self, e: Failed) -> CallError {
+        CallError::node(match e {
+            Failed::Timeout => Error::Timeout {
+                node: self.addr.clone(),
+                after: self.timeout,
+            },
+            Failed::Conn(e) => match &*e {
+                ConnError::Io(io) | ConnError::Unanswered(io) => self.io_error(io),
+                // Garbage from the node counts against it too: something
+                // that is not a memcached server, or one that is broken.
+                ConnError::Protocol(m) => Error::Protocol {
+                    node: self.addr.clone(),
+                    message: m.clone(),
+                },
+            },
+        })
+    }
+
+    fn io_error(&self, io: &std::io::Error) -> Error {
+        // A TLS alert after the handshake: with TLS 1.3 a server refusing
+        // the client's certificate says so at the first read.
+        match tls_failure(io) {
+            Some(message) => Error::Tls {
+                node: self.addr.clone(),
+                message,
+            },
+            None => Error::Connection {
+                node: self.addr.clone(),
+                source: copy_io(io),
+            },
+        }
+    }
+
+    /// Slot `slot`'s connection, opened anew if it has none or a broken one.
+    async fn conn(&self, slot: usize) -> Result<Conn> {
+        let slot = &self.slots[slot];
         if let Some(c) = slot
             .conn
             .read()
@@ -162,5 +215,34 @@ impl NodePool {
         })?;
         *slot.conn.write().unwrap() = Some(c.clone());
         Ok(c)
+    }
+}
+
+fn copy_io(io: &std::io::Error) -> std::io::Error {
+    std::io::Error::new(io.kind(), io.to_string())
+}
+
+/// Why one attempt failed.
+enum Failed {
+    Conn(std::sync::Arc<ConnError>),
+    Timeout,
+}
+
+/// A failed pool call: the error, and whether it counts against the node
+/// (towards marking it down).
+#[derive(Debug)]
+pub(crate) struct CallError {
+    pub(crate) error: Error,
+    pub(crate) node_failure: bool,
+}
+
+impl CallError {
+    /// Counts against the node if it is a transport failure or garbage.
+    fn node(error: Error) -> CallError {
+        let node_failure = error.is_transport() || matches!(error, Error::Protocol { .. });
+        CallError {
+            error,
+            node_failure,
+        }
     }
 }

@@ -370,3 +370,72 @@ async fn connect_and_ping(srv: Server) {
     assert!(Client::connect("no:port:x:y").await.is_err());
 }
 both!(connect_and_ping_, connect_and_ping);
+
+/// After the server restarts on the same port, the pooled connections are
+/// dead; the next calls must succeed on fresh ones, and the dead ones must
+/// not count against the node: with a failure limit of 1 and fail-fast, a
+/// counted failure would mark it down and fail the calls after it with
+/// `NodeDown`.
+async fn survives_a_restart(mut srv: Server) {
+    let c = srv
+        .builder()
+        .pool_size(3)
+        .failure_limit(1)
+        .retry_after(Duration::from_secs(600))
+        .failure_policy(corecache_client::FailurePolicy::FailFast)
+        .build();
+    // Every pooled connection used (calls go round the slots).
+    for i in 0..6 {
+        c.set(format!("k{i}"), "v", MIN).await.unwrap();
+    }
+    srv.restart();
+    c.set("a", "1", MIN).await.unwrap();
+    assert_eq!(c.get("a").await.unwrap(), Some(b"1".to_vec()));
+    assert_eq!(c.incr("a", 1).await.unwrap(), 2);
+    assert_eq!(
+        c.mget(&["a", "k0"]).await.unwrap(),
+        vec![Some(b"2".to_vec()), None]
+    );
+    c.ping().await.unwrap();
+    assert_eq!(c.get("k1").await.unwrap(), None, "a fresh server");
+}
+both!(survives_a_restart_, survives_a_restart);
+
+/// TTLs at and past the edges: each value must be there right after the
+/// store, with the TTL the server reports within two minutes (the
+/// servers' clocks tick in whole seconds) below what was asked, capped at
+/// 2038-01-19 (`i32::MAX`, the latest exptime both servers read as the
+/// future). Before, `Duration::MAX` panicked and TTLs over ~12 years were
+/// stored already expired.
+async fn huge_and_edge_ttls(srv: Server) {
+    let c = srv.client();
+    let day = 86_400u64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let cap = i32::MAX as u64 - now;
+    let cases = [
+        ("max", Duration::MAX, cap),
+        ("u32max", Duration::from_secs(u32::MAX as u64), cap),
+        ("100y", Duration::from_secs(100 * 365 * day), cap),
+        ("30d", Duration::from_secs(30 * day), 30 * day),
+        ("30d1s", Duration::from_secs(30 * day + 1), 30 * day + 1),
+    ];
+    for (key, ttl, want) in cases {
+        c.set(key, "v", ttl).await.unwrap();
+        assert_eq!(c.get(key).await.unwrap(), Some(b"v".to_vec()), "{key}");
+        let got = c.ttl(key).await.unwrap().expect(key).as_secs();
+        assert!(
+            got <= want && got + 120 >= want,
+            "{key}: ttl {got}, want {want}"
+        );
+        c.expire(key, ttl).await.unwrap();
+        assert_eq!(
+            c.get(key).await.unwrap(),
+            Some(b"v".to_vec()),
+            "{key} after expire"
+        );
+    }
+}
+both!(huge_and_edge_ttls_, huge_and_edge_ttls);

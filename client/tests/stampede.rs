@@ -353,3 +353,206 @@ async fn cache_down_serves_from_the_source() {
         .await;
     assert!(r.unwrap_err().is_transport());
 }
+
+/// How the first loader of a crowd is lost.
+#[derive(Clone, Copy, Debug)]
+enum Lost {
+    /// It panics (the caller's task dies with it).
+    Panics,
+    /// Its caller's future is dropped mid-load (as by a `timeout` or a
+    /// `select!` around the call); the loader never finishes.
+    Dropped,
+}
+
+/// 1,000 callers on a missing key, whose first loader is lost as `how`
+/// says while holding the lease. Asserts exactly two loader calls (the
+/// lost one and one that completes) and the value for every other caller.
+/// Why exactly two: the lost winner's lease is given back at once (a drop
+/// guard deletes the placeholder if its CAS still matches), so the waiters
+/// elect one new winner long before their lease wait (30 s here, see
+/// `clients`) could run out; a third call would mean a waiter loaded on
+/// its own. Without the guard every waiter loads after the lease wait. The
+/// placeholder's TTL is longer than the lease wait, so its expiry cannot
+/// stand in for the guard.
+async fn lost_winner_gives_the_lease_back(srv: Server, how: Lost) {
+    let aside = AsideConfig {
+        lease_ttl: Duration::from_secs(300),
+        ..AsideConfig::default()
+    };
+    let cs = clients(&srv, 4, aside);
+    let n = 1000;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let c = cs[i % cs.len()].clone();
+        let (gate, calls) = (gate.clone(), calls.clone());
+        let cancel = Arc::new(tokio::sync::Notify::new());
+        tasks.push(tokio::spawn(async move {
+            gate.wait().await;
+            let load = c.get_or_load("lost", MIN, || async {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    match how {
+                        Lost::Panics => panic!("the first loader panics (on purpose)"),
+                        Lost::Dropped => {
+                            cancel.notify_one();
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+                Ok::<_, std::io::Error>(b"fresh".to_vec())
+            });
+            tokio::select! {
+                r = load => Some(r),
+                _ = cancel.notified() => None,
+            }
+        }));
+    }
+    let (mut got, mut lost) = (0, 0);
+    for t in tasks {
+        match t.await {
+            Ok(Some(r)) => {
+                assert_eq!(r.unwrap(), b"fresh");
+                got += 1;
+            }
+            Ok(None) | Err(_) => lost += 1,
+        }
+    }
+    assert_eq!((got, lost), (n - 1, 1), "{how:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "{how:?}: loader calls");
+    assert_eq!(cs[0].get("lost").await.unwrap(), Some(b"fresh".to_vec()));
+}
+
+async fn winner_panics(srv: Server) {
+    lost_winner_gives_the_lease_back(srv, Lost::Panics).await
+}
+both!(winner_panics_, winner_panics);
+
+async fn winner_dropped(srv: Server) {
+    lost_winner_gives_the_lease_back(srv, Lost::Dropped).await
+}
+both!(winner_dropped_, winner_dropped);
+
+/// A winner whose load outlasts `lease_wait` (3 s): the 199 waiters take
+/// its lease away and compete for one new win, instead of each loading.
+/// Asserts exactly two loads (the stuck one, one new winner's), the new
+/// value for all waiters, and that the stuck winner's late store (its
+/// lease's CAS is gone) does not overwrite it. A third load would need the
+/// new winner's instant load to take longer than a whole lease wait.
+async fn slow_winner_one_new_win(srv: Server) {
+    let aside = AsideConfig {
+        lease_wait: Duration::from_secs(3),
+        ..AsideConfig::default()
+    };
+    let cs: Vec<Client> = (0..4)
+        .map(|_| srv.builder().aside(aside.clone()).build())
+        .collect();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let (finish, finish_rx) = tokio::sync::oneshot::channel::<()>();
+    let slow = cs[0].clone();
+    let l = loads.clone();
+    let winner = tokio::spawn(async move {
+        slow.get_or_load("slowkey", MIN, || async {
+            l.fetch_add(1, Ordering::SeqCst);
+            started_tx.send(()).unwrap();
+            let _ = finish_rx.await;
+            Ok::<_, std::io::Error>(b"slow".to_vec())
+        })
+        .await
+    });
+    started.await.unwrap();
+    let n = 199;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let c = cs[i % cs.len()].clone();
+        let loads = loads.clone();
+        tasks.push(tokio::spawn(async move {
+            c.get_or_load("slowkey", MIN, || async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(b"fresh".to_vec())
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), b"fresh");
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 2, "loads");
+    finish.send(()).unwrap();
+    assert_eq!(winner.await.unwrap().unwrap(), b"slow");
+    assert_eq!(cs[1].get("slowkey").await.unwrap(), Some(b"fresh".to_vec()));
+}
+both!(slow_winner_one_new_win_, slow_winner_one_new_win);
+
+/// While a `get_or_load` winner loads, its empty placeholder is a miss to
+/// every read that does not load (the servers answer `VA 0 Z` to a plain
+/// `mg v`), and none of them disturbs the load.
+async fn placeholder_reads_as_miss(srv: Server) {
+    let c = srv.client();
+    let loader_client = srv.client();
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let (finish, finish_rx) = tokio::sync::oneshot::channel::<()>();
+    let winner = tokio::spawn(async move {
+        loader_client
+            .get_or_load("ph", MIN, || async {
+                started_tx.send(()).unwrap();
+                let _ = finish_rx.await;
+                Ok::<_, std::io::Error>(b"loaded".to_vec())
+            })
+            .await
+    });
+    started.await.unwrap();
+    assert_eq!(c.get("ph").await.unwrap(), None, "get");
+    assert_eq!(c.gets("ph").await.unwrap(), None, "gets");
+    assert_eq!(c.mget(&["ph", "ph"]).await.unwrap(), vec![None, None]);
+    assert!(matches!(c.ttl("ph").await, Err(Error::NotFound)), "ttl");
+    finish.send(()).unwrap();
+    assert_eq!(winner.await.unwrap().unwrap(), b"loaded");
+    assert_eq!(c.get("ph").await.unwrap(), Some(b"loaded".to_vec()));
+    assert_eq!(
+        c.mget(&["ph"]).await.unwrap(),
+        vec![Some(b"loaded".to_vec())]
+    );
+    assert!(c.ttl("ph").await.unwrap().is_some());
+}
+both!(placeholder_reads_as_miss_, placeholder_reads_as_miss);
+
+/// After `invalidate`, the first `mg` of the key wins its reload whatever
+/// it asked (`VA … X W`). Each read that does not load (get, gets, mget,
+/// ttl, expire) runs in between on its own key; the next `get_or_load`
+/// must still reload: exactly one load, the new value returned and cached.
+async fn reads_leave_the_reload_to_get_or_load(srv: Server) {
+    let c = srv.client();
+    let readers = ["get", "gets", "mget", "ttl", "expire"];
+    for r in readers {
+        let key = format!("inv-{r}");
+        c.set(&key, "old", MIN).await.unwrap();
+        assert!(c.invalidate(&key).await.unwrap());
+        match r {
+            "get" => assert_eq!(c.get(&key).await.unwrap(), Some(b"old".to_vec())),
+            "gets" => assert_eq!(c.gets(&key).await.unwrap().unwrap().value, b"old"),
+            "mget" => assert_eq!(c.mget(&[&key]).await.unwrap(), vec![Some(b"old".to_vec())]),
+            "ttl" => assert!(c.ttl(&key).await.unwrap().is_some()),
+            _ => c.expire(&key, MIN).await.unwrap(),
+        }
+        let loads = AtomicUsize::new(0);
+        let v = c
+            .get_or_load(&key, MIN, || async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(b"new".to_vec())
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (v, loads.load(Ordering::SeqCst)),
+            (b"new".to_vec(), 1),
+            "{r}"
+        );
+        assert_eq!(c.get(&key).await.unwrap(), Some(b"new".to_vec()), "{r}");
+    }
+}
+both!(
+    reads_leave_the_reload_to_get_or_load_,
+    reads_leave_the_reload_to_get_or_load
+);

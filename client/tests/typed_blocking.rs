@@ -155,3 +155,26 @@ async fn typed_msgpack(srv: Server) {
 }
 #[cfg(feature = "msgpack")]
 both!(typed_msgpack_, typed_msgpack);
+
+/// The README's error plumbing: a node string parsed with `?`, and
+/// `BlockingClient::new` with `?`, in a function returning this crate's
+/// `Result` (a compile-time check), and a bad node string as
+/// `Error::Config`.
+fn build_with_question_marks(addr: &str) -> corecache_client::Result<BlockingClient> {
+    let node: corecache_client::Node = addr.parse()?;
+    let c = BlockingClient::new(corecache_client::Client::builder().node(node))?;
+    Ok(c)
+}
+
+#[test]
+fn parse_and_blocking_new_work_with_question_mark() {
+    let srv = Server::start(Kind::Corecache);
+    let c = build_with_question_marks(&srv.addr()).unwrap();
+    c.set("q", "1", Duration::from_secs(60)).unwrap();
+    assert_eq!(c.get("q").unwrap(), Some(b"1".to_vec()));
+    let bad = build_with_question_marks("host:notaport");
+    assert!(
+        matches!(bad, Err(corecache_client::Error::Config(_))),
+        "{bad:?}"
+    );
+}
