@@ -299,7 +299,11 @@ impl Store {
     }
 
     /// Meta `md ... I`: marks an item stale instead of deleting it, drops
-    /// its win token, and optionally gives it a new TTL.
+    /// its win token, gives it a new CAS, and optionally a new TTL, as
+    /// memcached's process_mdelete_command ("mark the stale bit, bump CAS,
+    /// and update exptime"): a writer still holding the old CAS then lands
+    /// as stale (`ms ... I`), and the next `mg` wins the recache. A CAS
+    /// here is where the record sits, so a new CAS is a new record.
     pub fn invalidate(&mut self, key: &[u8], cas: u64, exptime: Option<i64>) -> DeleteOutcome {
         let Some(f) = self.find(key) else {
             return DeleteOutcome::NotFound;
@@ -307,10 +311,14 @@ impl Store {
         if cas != 0 && cas != self.cas_of(&f) {
             return DeleteOutcome::Exists;
         }
-        f.item.set_iflags(STALE, WIN_SENT);
-        if let Some(e) = exptime {
-            self.touch_found(&f, e);
-        }
+        let it = f.item;
+        let meta = ItemMeta {
+            expire: exptime.map_or(it.expire(), |e| self.clock.expire_at(e)),
+            flags: it.flags(),
+            cas: None,
+            iflags: (it.iflags() & FETCHED) | STALE,
+        };
+        self.rewrite(&f, meta);
         DeleteOutcome::Deleted
     }
 
@@ -346,6 +354,13 @@ impl Store {
             cas: Some(self.cas_of(f)),
             iflags: it.iflags() & (FETCHED | STALE | WIN_SENT),
         };
+        self.rewrite(f, meta)
+    }
+
+    /// Writes a found item again, with `meta`, in place of the old record
+    /// (its access time kept); None, and the item gone, if memory ran out.
+    fn rewrite(&mut self, f: &Found, meta: ItemMeta) -> Option<Found> {
+        let it = f.item;
         let atime = it.atime();
         let v = self.take_scratch(&[it.key(), it.value()]);
         let klen = it.klen();

@@ -86,6 +86,30 @@ def test_meta_invalidate_with_stale_cas(pair):
     pair.same(script)
 
 
+def test_meta_invalidate_bumps_the_cas(pair):
+    # memcached's md ... I marks stale, drops the win token *and* gives a new
+    # CAS: a writer, or a second invalidation, holding the old CAS gets EX;
+    # with I, the old CAS still lands, as stale. Also with a new TTL (T), and
+    # for md I C<cas> given back by a client that won the recache.
+    def script(c):
+        out = [c.text(b"ms k 1 T0\r\na\r\n")]
+        u = c.cas_of(b"k")
+        out.append(c.text(b"md k I\r\n"))
+        v = c.cas_of(b"k")
+        out.append(v != u)
+        out.append(c.text(b"md k I C%d\r\n" % u))
+        out.append(c.text(b"ms k 1 C%d\r\nb\r\n" % u))
+        out.append(c.text(b"mg k v\r\n"))
+        out.append(c.text(b"md k I T60 C%d\r\n" % v))
+        w = c.cas_of(b"k")
+        out.append(w != v)
+        out.append(c.text(b"mg k t v\r\n"))
+        out.append(c.text(b"ms k 1 I C%d\r\nb\r\n" % v))
+        out.append(c.text(b"mg k v\r\n"))
+        return out
+    pair.same(script)
+
+
 # --- Quiet: q hides HD (and EN for mg), never NF/NS/EX or errors. ---
 
 QUIET = [
