@@ -189,24 +189,36 @@ class Conn:
                 out[k] = "no reply"
         return out
 
+    def _each(self, verb, items, key_of, request):
+        """Pipelines one request per item whose key can be sent:
+        request(item, wire_key) gives (line, value or None). Returns the
+        output list, with the key errors and transport errors ("<verb>:
+        why") filled in, and the (position, (tokens, value)) replies left
+        for the caller to read."""
+        reqs, index, out = [], [], []
+        for item in items:
+            w = wire_key(key_of(item))
+            if w is None:
+                out.append(key_error(key_of(item)))
+                continue
+            index.append(len(out))
+            out.append(None)
+            reqs.append(request(item, w))
+        replies = []
+        for pos, reply in zip(index, self._pipeline(reqs)):
+            if isinstance(reply, str):
+                out[pos] = f"{verb}: {reply}"
+            else:
+                replies.append((pos, reply))
+        return out, replies
+
     def get_many(self, keys):
         """mg for each key, pipelined. Returns, per key, None for a miss,
         (flags, remaining_ttl, value) (remaining_ttl -1: no expiry), or an
         error string (the server's error line, or why it was not asked)."""
-        reqs, index, out = [], [], []
-        for k in keys:
-            w = wire_key(k)
-            if w is None:
-                out.append(key_error(k))
-                continue
-            index.append(len(out))
-            out.append(None)
-            reqs.append((b"mg " + w[0] + w[1] + b" f t v", None))
-        for pos, reply in zip(index, self._pipeline(reqs)):
-            if isinstance(reply, str):
-                out[pos] = f"mg: {reply}"
-                continue
-            toks, value = reply
+        out, replies = self._each("mg", keys, lambda k: k,
+                                  lambda k, w: (b"mg " + w[0] + w[1] + b" f t v", None))
+        for pos, (toks, value) in replies:
             if toks[0] == b"EN":
                 out[pos] = None
             elif toks[0] == b"VA":
@@ -225,20 +237,12 @@ class Conn:
         """ms for each (key, flags, exptime, value), pipelined; mode E is
         add (keep what the node already has), S is set. Returns one reply
         per item: ('stored', cas), 'exists' or an error string."""
-        reqs, index, out = [], [], []
-        for key, flags, exptime, value in items:
-            w = wire_key(key)
-            if w is None:
-                out.append(key_error(key))
-                continue
-            index.append(len(out))
-            out.append(None)
-            reqs.append((b"ms %s %d%s F%d T%d M%s c" % (w[0], len(value), w[1], flags, exptime, mode), value))
-        for pos, reply in zip(index, self._pipeline(reqs)):
-            if isinstance(reply, str):
-                out[pos] = f"ms: {reply}"
-                continue
-            toks, _ = reply
+        def request(item, w):
+            _, flags, exptime, value = item
+            return (b"ms %s %d%s F%d T%d M%s c" % (w[0], len(value), w[1], flags, exptime, mode), value)
+
+        out, replies = self._each("ms", items, lambda i: i[0], request)
+        for pos, (toks, _) in replies:
             if toks[0] == b"HD":
                 cas = next((int(t[1:]) for t in toks[1:] if t[:1] == b"c" and t[1:].isdigit()), None)
                 out[pos] = ("stored", cas)
@@ -252,19 +256,12 @@ class Conn:
         """md for each (key, cas or None), pipelined; with a cas the delete
         only happens if the item is still that version. Returns per item
         'deleted', 'changed' (EX: written since), 'absent' (NF) or an error."""
-        reqs, index, out = [], [], []
-        for key, cas in items:
-            w = wire_key(key)
-            if w is None:
-                out.append(key_error(key))
-                continue
-            index.append(len(out))
-            out.append(None)
-            reqs.append((b"md " + w[0] + w[1] + (b" C%d" % cas if cas is not None else b""), None))
+        def request(item, w):
+            _, cas = item
+            return (b"md " + w[0] + w[1] + (b" C%d" % cas if cas is not None else b""), None)
+
+        out, replies = self._each("md", items, lambda i: i[0], request)
         names = {b"HD": "deleted", b"EX": "changed", b"NF": "absent"}
-        for pos, reply in zip(index, self._pipeline(reqs)):
-            if isinstance(reply, str):
-                out[pos] = f"md: {reply}"
-            else:
-                out[pos] = names.get(reply[0][0]) or f"md: {b' '.join(reply[0]).decode(errors='replace')}"
+        for pos, (toks, _) in replies:
+            out[pos] = names.get(toks[0]) or f"md: {b' '.join(toks).decode(errors='replace')}"
         return out
