@@ -337,25 +337,6 @@ fn sigusr1_and_shutdown_save_and_expired_items_stay_gone() {
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
-/// The first of `n` consecutive ports of 127.0.0.1 that bind now, for a
-/// server that must listen on the same ones again after a restart. They
-/// are taken below the kernel's ephemeral range (32768 and up by
-/// default), where `free_port`'s come from: there any client socket, of
-/// this test or another, may hold one meanwhile (a closed connection for
-/// a minute, in TIME_WAIT), and a fixed port then fails to bind.
-fn fixed_ports(n: u16) -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    for _ in 0..1000 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        let base = 20_000 + (h.finish() % (12_000 - n as u64)) as u16;
-        if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no {n} free ports under 32000");
-}
-
 /// Waits until each of `ports` on 127.0.0.1 can be bound again: a stopped
 /// server's sockets close when its io_uring is torn down, which happens
 /// just after the process exits, after however long a loaded machine

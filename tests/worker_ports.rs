@@ -61,7 +61,7 @@ fn set(s: &mut TcpStream, key: &str, value: &str) {
 
 #[test]
 fn each_worker_port_is_a_cache_of_its_own_shard() {
-    let srv = Server::start(&["-t", "2", "-o", "worker_ports"]);
+    let srv = Server::start_block(2, &["-t", "2", "-o", "worker_ports"]);
     let (p, w0, w1) = (srv.port, srv.port + 1, srv.port + 2);
     let mut shared = connect(p);
     assert_eq!(
@@ -156,8 +156,8 @@ fn each_worker_port_is_a_cache_of_its_own_shard() {
 fn a_worker_port_that_is_taken_stops_the_start() {
     // Hold worker 1's port (BASE + 1), so the server cannot have it:
     // memcached's "failed to listen", exit 71.
-    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = held.local_addr().unwrap().port() - 1;
+    let base = common::fixed_ports(2);
+    let held = std::net::TcpListener::bind(("127.0.0.1", base + 1)).unwrap();
     let port = loop {
         let p = common::free_port();
         if !(base..=base + 1).contains(&p) {

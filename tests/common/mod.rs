@@ -29,6 +29,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The first of `n` consecutive ports free now, picked at random in
+/// 20000-31999: below the kernel's ephemeral range (32768 up by default),
+/// so no outgoing connection of a busy machine takes one of them between
+/// this check and the server's bind, as happens to the ports next to one
+/// `free_port` gave (seen on a loaded run: worker 0's port in use).
+pub fn fixed_ports(n: u16) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..1000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let base = 20_000 + (h.finish() % (12_000 - n as u64)) as u16;
+        if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {n} free ports under 32000");
+}
+
 impl Server {
     /// Starts the binary on a free port. A port picked free can be taken
     /// again before the server binds it (tests run in parallel): then the
@@ -42,21 +60,36 @@ impl Server {
     /// test may leave unread, for instance).
     pub fn start_with_stderr(args: &[&str], stderr: fn() -> Stdio) -> Server {
         for _ in 0..5 {
-            let port = free_port();
-            let child = Command::new(env!("CARGO_BIN_EXE_corecache"))
-                .args(["-p", &port.to_string()])
-                .args(AS_ROOT)
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(stderr())
-                .spawn()
-                .unwrap();
-            let mut srv = Server { child, port };
-            if srv.answers_as_itself() {
+            if let Some(srv) = Server::try_on(free_port(), args, stderr) {
                 return srv;
             }
         }
         panic!("server did not start on any of 5 ports");
+    }
+
+    /// As `start`, with `-p` at the first of `1 + extra` consecutive ports
+    /// free below the kernel's ephemeral range (see [`fixed_ports`]), for
+    /// servers that also listen on the ports after `-p` (`-o worker_ports`).
+    pub fn start_block(extra: u16, args: &[&str]) -> Server {
+        for _ in 0..5 {
+            if let Some(srv) = Server::try_on(fixed_ports(1 + extra), args, Stdio::null) {
+                return srv;
+            }
+        }
+        panic!("server did not start on any of 5 port blocks");
+    }
+
+    fn try_on(port: u16, args: &[&str], stderr: fn() -> Stdio) -> Option<Server> {
+        let child = Command::new(env!("CARGO_BIN_EXE_corecache"))
+            .args(["-p", &port.to_string()])
+            .args(AS_ROOT)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(stderr())
+            .spawn()
+            .unwrap();
+        let mut srv = Server { child, port };
+        srv.answers_as_itself().then_some(srv)
     }
 
     pub fn answers_as_itself(&mut self) -> bool {
