@@ -170,14 +170,15 @@ def test_warm_through_twemproxy_configs(kind, tmp_path):
         cluster.close()
 
 
-def grown_ring(kind, tmp_path, n_keys=3000):
-    """Three nodes filled through a libmemcached ring, a fourth added;
-    returns (cluster, ring arguments, key source arguments, moved keys)."""
+def grown_ring(kind, tmp_path, n_keys=3000, new_node_args=()):
+    """Three nodes filled through a libmemcached ring, a fourth added (with
+    `new_node_args`); returns (cluster, ring arguments, key source
+    arguments, moved keys)."""
     cluster = Cluster(kind, 3)
     keys = [f"doc:{i}" for i in range(n_keys)]
     fill_varied(pylibmc.Client(cluster.addrs(), behaviors={"ketama": True}), keys)
     old_addrs = cluster.addrs()
-    cluster.add()
+    cluster.add(new_node_args)
     model = MODES["ketama"][2]
     old_ring = Ring([Server.parse(a) for a in old_addrs], **model)
     new_ring = Ring([Server.parse(a) for a in cluster.addrs()], **model)
@@ -392,6 +393,33 @@ def test_sync_pass_carries_deletes_and_keeps_fresh_writes(kind, tmp_path):
         assert stale == []
         assert now_new.pop(fresh) == "fresh"
         assert now_new == now_old
+    finally:
+        cluster.close()
+
+
+def test_sync_pass_never_deletes_on_a_node_without_cas(kind, tmp_path):
+    """A new node started with -C (CAS disabled) answers every ms with c0,
+    and `md <key> C0` matches any item: the sync pass must not delete on
+    it. Clients of the new ring write the moved keys there, their old
+    owners delete them; every client value stays, counted unverified."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 2000, ["-C"])
+    state = str(tmp_path / "warm.state")
+    try:
+        behaviors = MODES["ketama"][0]
+        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
+        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        warm(*ring_args, *source, "--rate", "0", "--state", state)
+        for k in moved:
+            assert new_client.set(k, "client " + k)
+            assert old_client.delete(k)
+        out = warm(*ring_args, *source, "--rate", "0", "--overwrite", "--state", state)
+        if kind == "memcached":  # c0 on every ms
+            assert f"deleted=0 kept=0 unverified={len(moved)}" in out.stderr, out.stderr
+            assert "CAS disabled" in out.stderr, out.stderr
+        else:  # corecache -C still numbers its items: the client's writes are told apart
+            assert f"deleted=0 kept={len(moved)} unverified=0" in out.stderr, out.stderr
+        got = hits(new_client, moved)
+        assert got == {k: "client " + k for k in moved}
     finally:
         cluster.close()
 

@@ -70,7 +70,7 @@ def build_plan(old, new, keys_file=None, log=print):
     return sorted(plan)
 
 
-COUNTS = ("copied", "present", "gone", "expiring", "errors", "deleted", "kept")
+COUNTS = ("copied", "present", "gone", "expiring", "errors", "deleted", "kept", "unverified")
 
 
 class State:
@@ -162,9 +162,12 @@ class State:
                 f"{d} {base64.b64encode(k).decode()} {c}\n" for (d, k), c in self.cas.items()))
 
     def copied(self, dst, key, cas):
-        if cas is not None:
-            self.cas[(dst, key)] = cas
-            self._cas_new.append(f"{dst} {base64.b64encode(key).decode()} {cas}\n")
+        """Records the CAS of the warm's copy. None or 0 (memcached -C
+        answers c0: CAS disabled) is recorded as 0, "unknown": `md C0`
+        matches any item, so such a copy is never deleted."""
+        cas = cas or 0
+        self.cas[(dst, key)] = cas
+        self._cas_new.append(f"{dst} {base64.b64encode(key).decode()} {cas}\n")
 
     def save(self):
         if not self.path:
@@ -343,6 +346,7 @@ def _run(old, new, state, rate, batch, overwrite, progress_every, log, keys_file
             log("warm: this pass is complete; --overwrite with the same --state runs a sync pass")
 
     mode = b"S" if overwrite else b"E"
+    unverified = set()
     start = time.monotonic()
     start_done = state.done
     last_report = start
@@ -365,8 +369,12 @@ def _run(old, new, state, rate, batch, overwrite, progress_every, log, keys_file
             for (d, k), item in zip(entries, got):
                 if item is None:
                     state.count(d, "gone")
-                    if (d, k) in state.cas:  # the warm's own copy of a key since deleted
-                        deletes.setdefault(d, []).append((k, state.cas[(d, k)]))
+                    cas = state.cas.get((d, k))
+                    if cas:  # the warm's own copy of a key since deleted
+                        deletes.setdefault(d, []).append((k, cas))
+                    elif cas == 0:  # copied, but the node gave no CAS: never deleted
+                        state.count(d, "unverified")
+                        unverified.add(d)
                     continue
                 if isinstance(item, str):  # this key only: count it, go on
                     state.count(d, "errors")
@@ -403,6 +411,10 @@ def _run(old, new, state, rate, batch, overwrite, progress_every, log, keys_file
         if progress_every is not None and (t - last_report >= progress_every or state.done == total):
             last_report = t
             _progress(log, state, total, start, start_done, t)
+    for d in sorted(unverified):
+        log(f"warm: {d} gave its copies no CAS (CAS disabled, memcached -C): "
+            f"{state.by_dst.get(d, {}).get('unverified', 0)} keys its old owner no longer has were "
+            "left there (counted unverified): the warm cannot tell its copy from a client's write")
     return state.counts
 
 
@@ -421,4 +433,4 @@ def _progress(log, state, total, start, start_done, now):
     pct = 100.0 * state.done / total if total else 100.0
     log(f"warm: {state.done}/{total} ({pct:.1f} %) copied={c['copied']} present={c['present']} "
         f"gone={c['gone']} expiring={c['expiring']} errors={c['errors']} deleted={c['deleted']} "
-        f"kept={c['kept']} {speed:.0f} keys/s eta {eta:.0f} s")
+        f"kept={c['kept']} unverified={c['unverified']} {speed:.0f} keys/s eta {eta:.0f} s")
