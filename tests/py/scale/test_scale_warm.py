@@ -424,6 +424,37 @@ def test_sync_pass_never_deletes_on_a_node_without_cas(kind, tmp_path):
         cluster.close()
 
 
+def test_items_with_the_largest_exptime_are_carried(kind, tmp_path):
+    """Items stored with the absolute exptime 2147483647 (INT32_MAX, the
+    largest both servers keep): now + the remaining TTL, read in whole
+    seconds, can come out one past it, which both servers store as already
+    expired; the copy must be there on the new node, with its TTL."""
+    cluster = Cluster(kind, 2)
+    try:
+        old_addrs = cluster.addrs()
+        keys = [f"forever:{i}" for i in range(1500)]
+        old_client = pylibmc.Client(old_addrs, behaviors=MODES["ketama"][0])
+        for k in keys:
+            assert old_client.set(k, k, time=2**31 - 1)
+        cluster.add()
+        model = MODES["ketama"][2]
+        old_ring = Ring([Server.parse(a) for a in old_addrs], **model)
+        new_ring = Ring([Server.parse(a) for a in cluster.addrs()], **model)
+        moved = [k for k in keys if old_ring.owner(k).addr() != new_ring.owner(k).addr()]
+        assert moved
+        args = sum((["--old", a] for a in old_addrs), []) + sum((["--new", a] for a in cluster.addrs()), [])
+        # several passes, so several sub-second offsets between the clocks
+        for i in range(3):
+            out = warm(*args, *key_source(kind, tmp_path, keys), "--rate", "0", "--overwrite")
+            assert f"copied={len(moved)} " in out.stderr, out.stderr
+            assert cluster.nodes[2].keys_present(moved) == set(moved), i
+            time.sleep(0.35)
+        _, ttl, _ = mg(cluster.nodes[2], moved[0])
+        assert ttl > 30 * 86400
+    finally:
+        cluster.close()
+
+
 def test_resume_after_the_new_node_restarted_copies_its_keys_again(kind, tmp_path):
     """kill -9 of the new node mid-copy: the warm fails naming that node;
     the node comes back empty on the same port; the resumed warm sees it

@@ -11,6 +11,7 @@ import time
 from .client import Conn, ProtocolError
 
 RELATIVE_TTL_MAX = 60 * 60 * 24 * 30  # memcached: exptimes above are absolute Unix times
+EXPTIME_MAX = 2**31 - 1  # the largest exptime memcached and corecache keep (rel_time_t)
 
 
 def ring_fingerprint(old, new, source):
@@ -202,7 +203,10 @@ def exptime_for(ttl, now):
     if ttl < 0:
         return 0
     if ttl > RELATIVE_TTL_MAX:
-        return int(now) + ttl
+        # whole seconds of two clocks: now + ttl can land one past an item
+        # stored with the largest exptime, and both servers read an exptime
+        # past INT32_MAX as already expired
+        return min(int(now) + ttl, EXPTIME_MAX)
     return ttl
 
 
