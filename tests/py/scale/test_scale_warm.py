@@ -4,6 +4,7 @@ new ring hits where it hit on the old one. Keys are listed with
 `lru_crawler metadump all` where the server has it (memcached) or given as a
 file (--keys), which is how corecache is warmed until it lists keys."""
 import base64
+import os
 import re
 import signal
 import socket
@@ -451,6 +452,137 @@ def test_items_with_the_largest_exptime_are_carried(kind, tmp_path):
             time.sleep(0.35)
         _, ttl, _ = mg(cluster.nodes[2], moved[0])
         assert ttl > 30 * 86400
+    finally:
+        cluster.close()
+
+
+CRASHING_WARM = """
+import os, sys
+sys.path.insert(0, os.path.join(os.path.dirname(sys.argv.pop(1)), "warm"))
+from corecache_warm import warm as W, client as CL
+crash = os.environ["CRASH"]
+if crash == "after-plan-write":  # the new plan is on disk, the state not yet
+    orig = W._write_atomic
+    def write(path, text):
+        orig(path, text)
+        if ".plan" in os.path.basename(path):
+            os._exit(137)
+    W._write_atomic = write
+else:  # after-ms:N: the N-th ms batch got its replies, nothing recorded yet
+    n, seen = int(crash.split(":")[1]), [0]
+    orig = CL.Conn.set_many
+    def set_many(self, items, mode=b"E"):
+        out = orig(self, items, mode)
+        seen[0] += 1
+        if seen[0] == n:
+            os._exit(137)
+        return out
+    CL.Conn.set_many = set_many
+from corecache_warm.__main__ import main
+sys.exit(main())
+"""
+
+
+def crashing_warm(tmp_path, crash, *args):
+    """The warm dying (os._exit, as kill -9 would) at a chosen point."""
+    script = tmp_path / "crashing_warm.py"
+    script.write_text(CRASHING_WARM)
+    out = subprocess.run([sys.executable, str(script), WARM, *args], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "CRASH": crash})
+    assert out.returncode == 137, out.stderr
+    return out
+
+
+def test_a_crash_between_a_batch_and_its_records_still_carries_its_deletes(kind, tmp_path):
+    """The warm dies right after an ms batch was stored, before its CAS
+    records reach <state>.cas; the resumed run replays that batch (NS: the
+    copies are there) and must recognise them as its own (same flags and
+    value as the old owner's) so the sync pass deletes them once their old
+    owner has; a client's different value there is still kept."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 3000)
+    state = str(tmp_path / "warm.state")
+    try:
+        args = [*ring_args, *source, "--rate", "0", "--batch", "20", "--state", state]
+        crashing_warm(tmp_path, "after-ms:3", *args)
+        warm(*args)
+        behaviors = MODES["ketama"][0]
+        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
+        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        fresh = moved[len(moved) // 2]
+        assert new_client.set(fresh, "fresh")
+        for k in moved:
+            assert old_client.delete(k)
+        out = warm(*args, "--overwrite")
+        stale = sorted(set(hits(new_client, moved)) - {fresh})
+        report(f"warm-crash-after-batch[{kind}]", moved=len(moved), stale_on_new=len(stale))
+        assert stale == []
+        assert f"deleted={len(moved) - 1} kept=1 unverified=0" in out.stderr, out.stderr
+        assert hits(new_client, [fresh]) == {fresh: "fresh"}
+    finally:
+        cluster.close()
+
+
+def test_a_torn_cas_record_makes_its_key_unknown(kind, tmp_path):
+    """A crash mid-append leaves a torn last line in <state>.cas: it is
+    dropped with a message, its key is never deleted (its CAS is not
+    known), and records appended after it still read back."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 2000)
+    state = str(tmp_path / "warm.state")
+    try:
+        args = [*ring_args, *source, "--rate", "0", "--state", state]
+        warm(*args)
+        lines = open(state + ".cas", "rb").read().splitlines(keepends=True)
+        torn_key = base64.b64decode(re.match(rb'\["[^"]*", "([^"]*)"', lines[-1]).group(1)).decode()
+        with open(state + ".cas", "wb") as f:  # the last record cut inside its CAS number
+            f.write(b"".join(lines[:-1]) + lines[-1][:-3])
+        behaviors = MODES["ketama"][0]
+        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
+        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        other = next(k for k in moved if k != torn_key)
+        for k in (torn_key, other):
+            assert old_client.delete(k)
+        out = warm(*args, "--overwrite")
+        assert "1 torn records dropped" in out.stderr, out.stderr
+        assert "deleted=1 kept=0 unverified=1" in out.stderr, out.stderr
+        assert set(hits(new_client, [torn_key, other])) == {torn_key}
+        # pass 2 appended after the torn line; pass 3 reads those records
+        assert old_client.delete(moved[-1] if moved[-1] not in (torn_key, other) else moved[0])
+        out = warm(*args, "--overwrite")
+        assert "1 torn records dropped" in out.stderr and "deleted=1 " in out.stderr, out.stderr
+    finally:
+        cluster.close()
+
+
+def test_a_crash_between_the_new_plan_and_the_state_loses_nothing(kind, tmp_path):
+    """The sync pass dies after writing its plan, before the state names
+    it: the next run must still see the earlier pass complete and run the
+    whole sync pass (deletes and rewrites), not resume the new plan at the
+    old position."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 3000)
+    state = str(tmp_path / "warm.state")
+    try:
+        args = [*ring_args, *source, "--rate", "0", "--state", state]
+        warm(*args)
+        behaviors = MODES["ketama"][0]
+        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
+        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        deleted, rewritten = moved[0::2], moved[1::2]
+        for k in deleted:
+            assert old_client.delete(k)
+        for k in rewritten:
+            assert old_client.set(k, "rewritten " + k)
+        # keys written since: the new plan differs from the old one
+        added = [f"since:{i}" for i in range(1000)]
+        for k in added:
+            assert old_client.set(k, "since " + k)
+        if kind == "corecache":  # the key list names them
+            with open(tmp_path / "keys.txt", "a") as f:
+                f.write("".join(k + "\n" for k in added))
+        crashing_warm(tmp_path, "after-plan-write", *args, "--overwrite")
+        out = warm(*args, "--overwrite")
+        assert "sync pass 2" in out.stderr, out.stderr
+        assert f"deleted={len(deleted)} " in out.stderr, out.stderr
+        assert hits(new_client, moved + added) == hits(old_client, moved + added)
     finally:
         cluster.close()
 

@@ -233,6 +233,24 @@ class Conn:
                 out[pos] = f"mg: {b' '.join(toks).decode(errors='replace')}"
         return out
 
+    def versions(self, keys):
+        """mg <key> f c v for each key, pipelined: per key None (a miss),
+        (flags, cas, value), or an error string."""
+        out, replies = self._each("mg", keys, lambda k: k,
+                                  lambda k, w: (b"mg " + w[0] + w[1] + b" f c v", None))
+        for pos, (toks, value) in replies:
+            if toks[0] == b"EN":
+                out[pos] = None
+            elif toks[0] == b"VA":
+                t = {tok[:1]: tok[1:] for tok in toks[2:]}
+                try:
+                    out[pos] = (int(t.get(b"f", b"0")), int(t.get(b"c", b"0")), value)
+                except ValueError:
+                    out[pos] = f"mg: {b' '.join(toks).decode(errors='replace')}"
+            else:
+                out[pos] = f"mg: {b' '.join(toks).decode(errors='replace')}"
+        return out
+
     def set_many(self, items, mode=b"E"):
         """ms for each (key, flags, exptime, value), pipelined; mode E is
         add (keep what the node already has), S is set. Returns one reply

@@ -4,6 +4,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -74,17 +75,41 @@ def build_plan(old, new, keys_file=None, log=print):
 COUNTS = ("copied", "present", "gone", "expiring", "errors", "deleted", "kept", "unverified")
 
 
+STATE_VERSION = 2
+
+
+class StateError(SystemExit):
+    """A state file that cannot be used (the text says which and why)."""
+
+    def __init__(self, msg):
+        super().__init__(f"corecache-warm: {msg}")
+
+
+def _cas_line(dst, key, cas):
+    return json.dumps([dst, base64.b64encode(key).decode(), cas]) + "\n"
+
+
+_TORN = re.compile(r'^\["([^"]*)", "([^"]*)"')
+
+
 class State:
     """One warm's plan and progress, kept in files beside FILE:
 
     - FILE: small JSON replaced atomically after every batch (write, fsync,
       rename): the pass number (1 = the copy, 2+ = --overwrite sync passes),
-      how far the pass got, counts per destination, and each destination's
-      identity (pid and start time) when its copy began;
-    - FILE.plan: the current pass's moves, written when the pass starts;
-    - FILE.cas: one line per copy the warm made (destination, key, the CAS
-      the destination gave it), appended after every batch; a sync pass
-      deletes a key on the new node only while that copy is still there."""
+      how far the pass got, counts per destination, each destination's
+      identity (pid, uptime) and the name, length and SHA-256 of the plan
+      file;
+    - FILE.plan.<hash>: the current pass's moves, written (atomically) when
+      the pass starts, before FILE names it: a stop between the two leaves
+      FILE with the plan it was made for, and the older plan file is
+      removed only once FILE names the new one;
+    - FILE.cas: one JSON record per line per copy the warm made
+      (destination, key, the CAS the destination gave it; 0: no CAS),
+      appended and fsynced after every batch, before FILE; a line that does
+      not parse (torn by a crash) is dropped and makes its key unknown: a
+      sync pass deletes a key on the new node only while the recorded copy
+      is still there."""
 
     def __init__(self, path, fingerprint):
         self.path = path
@@ -94,9 +119,15 @@ class State:
         self.pass_no = 1
         self.by_dst = {}
         self.ids = {}
-        self.cas = {}  # (dst, key) -> cas of the warm's own copy
+        self.batch = 0
+        self.sentinel = None
+        self.cas = {}  # (dst, key) -> cas of the warm's own copy (0: unknown)
+        self.replay = set()  # (dst, key) of the batch in flight when the last run stopped
+        self.torn = 0
         self._cas_new = []
         self._plan_saved = False
+        self._plan_file = None
+        self._plan_sha = None
 
     @property
     def counts(self):
@@ -113,34 +144,64 @@ class State:
     def load(self):
         if not self.path or not os.path.exists(self.path):
             return False
-        with open(self.path) as f:
-            data = json.load(f)
+        files = f"{self.path} (with its .plan.* and .cas files)"
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:
+            raise StateError(f"{self.path} cannot be read as a warm state ({e}); "
+                             f"remove {files} or pass another --state") from None
         if data.get("fingerprint") != self.fingerprint:
-            raise SystemExit(
-                f"corecache-warm: {self.path} was written for another ring change or key source; "
-                "remove it or pass another --state")
-        if "by_dst" not in data:
-            raise SystemExit(f"corecache-warm: {self.path} was written by an older corecache-warm; "
-                             "remove it (and its .plan) or pass another --state")
-        with open(self.path + ".plan") as f:
-            self.plan = [(s, d, base64.b64decode(k)) for s, d, k in (line.split() for line in f)]
-        self.done = data["done"]
-        self.pass_no = data.get("pass", 1)
-        self.by_dst = data["by_dst"]
-        self.ids = data.get("ids", {})
+            raise StateError(f"{self.path} was written for another ring change or key source; "
+                             f"remove {files} or pass another --state")
+        if data.get("version") != STATE_VERSION:
+            raise StateError(f"{self.path} was written by an older corecache-warm; "
+                             f"remove {files} or pass another --state")
+        try:
+            plan_path = os.path.join(os.path.dirname(self.path), data["plan_file"])
+            with open(plan_path, "rb") as f:
+                raw = f.read()
+            if hashlib.sha256(raw).hexdigest() != data["plan_sha"]:
+                raise ValueError(f"{plan_path} is not the plan {self.path} was saved with "
+                                 "(truncated or changed)")
+            self.plan = [(s, d, base64.b64decode(k)) for s, d, k in (line.split() for line in raw.decode().splitlines())]
+            if len(self.plan) != data["plan_len"]:
+                raise ValueError(f"{plan_path} holds {len(self.plan)} moves, the state says {data['plan_len']}")
+            self.done = int(data["done"])
+            self.pass_no = int(data["pass"])
+            self.by_dst = dict(data["by_dst"])
+            self.ids = dict(data["ids"])
+            self.batch = int(data.get("batch", 0))
+            self.sentinel = data.get("sentinel")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise StateError(f"{self.path}: {e}; remove {files} or pass another --state") from None
+        self._plan_file, self._plan_sha = data["plan_file"], data["plan_sha"]
+        # the batch that was in flight: written, maybe, without its .cas records
+        self.replay = {(d, k) for _, d, k in self.plan[self.done : self.done + self.batch]}
         if os.path.exists(self.path + ".cas"):
-            with open(self.path + ".cas") as f:
-                for line in f:
-                    parts = line.split()
-                    if len(parts) == 3:  # a torn last line is skipped
-                        d, k, cas = parts
-                        self.cas[(d, base64.b64decode(k))] = int(cas)
+            with open(self.path + ".cas", "rb") as f:
+                for line in f.read().decode(errors="replace").splitlines():
+                    try:
+                        d, k, cas = json.loads(line)
+                        self.cas[(d, base64.b64decode(k, validate=True))] = int(cas)
+                    except (ValueError, TypeError):
+                        # torn by a crash: its key, if it can be read, is unknown now
+                        self.torn += 1
+                        m = _TORN.match(line)
+                        if m:
+                            try:
+                                self.cas[(m.group(1), base64.b64decode(m.group(2), validate=True))] = 0
+                            except ValueError:
+                                pass
         self._plan_saved = True
         return True
 
     def new_pass(self, plan, pass_no):
         self.plan, self.done, self.pass_no = plan, 0, pass_no
         self.by_dst = {}
+        self.replay = set()
         self._plan_saved = False
 
     def recopy(self, dst):
@@ -158,9 +219,9 @@ class State:
         """Forgets the CAS of `dst`'s copies (it restarted: they are gone,
         and its new CAS numbers would collide with them)."""
         self.cas = {k: v for k, v in self.cas.items() if k[0] != dst}
+        self.replay = {e for e in self.replay if e[0] != dst}
         if self.path and os.path.exists(self.path + ".cas"):
-            _write_atomic(self.path + ".cas", "".join(
-                f"{d} {base64.b64encode(k).decode()} {c}\n" for (d, k), c in self.cas.items()))
+            _write_atomic(self.path + ".cas", "".join(_cas_line(d, k, c) for (d, k), c in self.cas.items()))
 
     def copied(self, dst, key, cas):
         """Records the CAS of the warm's copy. None or 0 (memcached -C
@@ -168,29 +229,46 @@ class State:
         matches any item, so such a copy is never deleted."""
         cas = cas or 0
         self.cas[(dst, key)] = cas
-        self._cas_new.append(f"{dst} {base64.b64encode(key).decode()} {cas}\n")
+        self._cas_new.append(_cas_line(dst, key, cas))
 
     def save(self):
         if not self.path:
             return
+        old_plan = None
         if not self._plan_saved:
-            _write_atomic(self.path + ".plan", "".join(
-                f"{s} {d} {base64.b64encode(k).decode()}\n" for s, d, k in self.plan))
+            text = "".join(f"{s} {d} {base64.b64encode(k).decode()}\n" for s, d, k in self.plan).encode()
+            sha = hashlib.sha256(text).hexdigest()
+            name = f"{os.path.basename(self.path)}.plan.{sha[:16]}"
+            _write_atomic(os.path.join(os.path.dirname(self.path), name), text)
+            old_plan = self._plan_file if self._plan_file != name else None
+            self._plan_file, self._plan_sha = name, sha
             self._plan_saved = True
         if self._cas_new:  # before the position: a replayed batch only repeats lines
-            with open(self.path + ".cas", "a") as f:
-                f.write("".join(self._cas_new))
+            with open(self.path + ".cas", "ab+") as f:
+                f.seek(0, os.SEEK_END)
+                if f.tell():
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":  # a torn last line stays a line of its own
+                        f.write(b"\n")
+                f.write("".join(self._cas_new).encode())
                 f.flush()
                 os.fsync(f.fileno())
             self._cas_new = []
         _write_atomic(self.path, json.dumps(
-            {"fingerprint": self.fingerprint, "pass": self.pass_no, "done": self.done,
-             "by_dst": self.by_dst, "ids": self.ids}))
+            {"version": STATE_VERSION, "fingerprint": self.fingerprint, "pass": self.pass_no,
+             "done": self.done, "batch": self.batch, "plan_file": self._plan_file,
+             "plan_sha": self._plan_sha, "plan_len": len(self.plan), "by_dst": self.by_dst,
+             "ids": self.ids, "sentinel": self.sentinel}))
+        if old_plan:  # FILE names the new plan now
+            try:
+                os.remove(os.path.join(os.path.dirname(self.path), old_plan))
+            except FileNotFoundError:
+                pass
 
 
 def _write_atomic(path, text):
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -307,6 +385,10 @@ def _listing(old, new, keys_file, log, signals):
 
 def _run(old, new, state, rate, batch, overwrite, progress_every, log, keys_file, signals, conn):
     resumed = state.load()
+    if state.torn:
+        log(f"warm: {state.path}.cas: {state.torn} torn records dropped (a crash mid-write); "
+            "their keys are never deleted by a sync pass")
+    state.batch = batch
     if not resumed:
         state.new_pass(_listing(old, new, keys_file, log, signals), 1)
         state.ids = _identities({d for _, d, _ in state.plan}, conn)
@@ -390,15 +472,30 @@ def _run(old, new, state, rate, batch, overwrite, progress_every, log, keys_file
                     continue
                 by_dst.setdefault(d, []).append((k, flags, exptime_for(ttl, now), value))
         for d, items in by_dst.items():
-            for (k, _, _, _), reply in zip(items, conn(d).set_many(items, mode)):
+            replayed = []
+            for item, reply in zip(items, conn(d).set_many(items, mode)):
+                k = item[0]
                 if isinstance(reply, tuple):
                     state.count(d, "copied")
                     state.copied(d, k, reply[1])
                 elif reply == "exists":
-                    state.count(d, "present")
+                    if (d, k) in state.replay:
+                        replayed.append(item)
+                    else:
+                        state.count(d, "present")
                 else:
                     state.count(d, "errors")
                     log(f"warm: {d}: {_show(k)}: {reply}")
+            if replayed:
+                # the batch in flight when the last run stopped: its copies
+                # may be there without their .cas records; one holding
+                # exactly the old owner's flags and value is the warm's copy
+                for (k, flags, _, value), got in zip(replayed, conn(d).versions([i[0] for i in replayed])):
+                    if isinstance(got, tuple) and got[0] == flags and got[2] == value:
+                        state.count(d, "copied")
+                        state.copied(d, k, got[1])
+                    else:
+                        state.count(d, "present")
         for d, items in deletes.items():
             for (k, _), reply in zip(items, conn(d).delete_many(items)):
                 if reply == "deleted":
