@@ -624,6 +624,37 @@ def test_resume_after_the_new_node_restarted_copies_its_keys_again(kind, tmp_pat
         cluster.close()
 
 
+def test_a_flushed_or_same_pid_restarted_node_is_seen_by_its_sentinel(kind, tmp_path):
+    """A node that loses everything without a new pid or a lower uptime
+    (a container's pid 1 back within a second; here flush_all, which the
+    warm cannot tell from it) is seen by the warm's sentinel key: the
+    resumed run copies its keys again, and the sync pass carries no
+    deletes on it from the CAS numbers of copies that are gone."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 3000)
+    state = str(tmp_path / "warm.state")
+    new_node = cluster.nodes[3]
+    try:
+        args = [*ring_args, *source, "--rate", "0", "--state", state]
+        warm(*args)
+        assert new_node.keys_present(moved) == set(moved)
+        assert new_node.request(b"flush_all\r\n", until=b"\r\n") == b"OK\r\n"
+        out = warm(*args)
+        assert f"{new_node.addr()} restarted or was flushed since the last run" in out.stderr, out.stderr
+        assert new_node.keys_present(moved) == set(moved)
+
+        assert new_node.request(b"flush_all\r\n", until=b"\r\n") == b"OK\r\n"
+        behaviors = MODES["ketama"][0]
+        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
+        for k in moved[::2]:
+            assert old_client.delete(k)
+        out = warm(*args, "--overwrite")
+        assert f"{new_node.addr()} restarted or was flushed since the earlier pass" in out.stderr, out.stderr
+        assert "deleted=0 " in out.stderr, out.stderr
+        assert new_node.keys_present(moved) == set(moved[1::2])
+    finally:
+        cluster.close()
+
+
 def present_bytes(node, keys):
     """The subset of `keys` (bytes) a node holds, asked with get."""
     found = set()

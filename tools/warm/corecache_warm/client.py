@@ -113,11 +113,12 @@ class Conn:
             out[parts[1]] = parts[2]
 
     def identity(self):
-        """What tells this server process from a restarted one on the same
-        address: its pid and start time (`time` - `uptime`, to the second)."""
+        """Its pid, uptime and start time (`time` - `uptime`, wall clock:
+        for messages only, an NTP step moves it)."""
         s = self.stats()
         try:
-            return {"pid": int(s.get("pid", -1)), "started": int(s["time"]) - int(s["uptime"])}
+            return {"pid": int(s.get("pid", -1)), "uptime": int(s["uptime"]),
+                    "started": int(s["time"]) - int(s["uptime"])}
         except (KeyError, ValueError) as e:
             raise ProtocolError(f"{self.where}: stats without time/uptime") from e
 

@@ -35,6 +35,8 @@ def moves_for(old, new, keys, src_addr=None):
     old ring (stale copies left by an earlier change) are skipped: only an
     owner's copy is the one clients have been reading."""
     for key in keys:
+        if key.startswith(SENTINEL_PREFIX):  # a warm's own marker on a node, not a client's key
+            continue
         s = old.owner(key).addr()
         if src_addr is not None and s != src_addr:
             continue
@@ -328,12 +330,16 @@ class Signals:
             time.sleep(min(left, 0.1))
 
 
+SENTINEL_PREFIX = b"__corecache_warm:"
+
+
 def restarted(before, now):
-    """Whether two identities (Conn.identity) are two processes. The start
-    time is `time - uptime`, two whole-second counters read at once, so one
-    process may show a start a second apart; 2 s of slack. A container
-    restarts with the same pid (1), so the start time matters on its own."""
-    return before["pid"] != now["pid"] or abs(before["started"] - now["started"]) > 2
+    """Whether two identities (Conn.identity) are surely two processes: a
+    new pid, or an uptime that went back. Only a secondary signal (a
+    container restarts with the same pid, 1): the sentinel key decides.
+    No wall-clock difference is used: an NTP step would look like a
+    restart."""
+    return before["pid"] != now["pid"] or now.get("uptime", 0) < before.get("uptime", 0)
 
 
 def _identities(dsts, connect):
@@ -341,6 +347,38 @@ def _identities(dsts, connect):
     for d in sorted(dsts):
         ids[d] = connect(d).identity()
     return ids
+
+
+def _new_sentinel():
+    return {"key": (SENTINEL_PREFIX + os.urandom(8).hex().encode()).decode(), "value": os.urandom(16).hex()}
+
+
+def _sentinel_there(state, c):
+    got = c.get_many([state.sentinel["key"].encode()])[0]
+    if isinstance(got, str):
+        raise ProtocolError(f"{c.where}: {got}")
+    return got is not None and got[2] == state.sentinel["value"].encode()
+
+
+def _put_sentinels(state, dsts, connect):
+    """Writes this warm's sentinel key (no TTL) on each destination: gone
+    later means the node restarted or was flushed since, so the copies
+    and their CAS numbers are gone too."""
+    key, value = state.sentinel["key"].encode(), state.sentinel["value"].encode()
+    for d in sorted(dsts):
+        c = connect(d)
+        reply = c.set_many([(key, 0, 0, value)], b"S")[0]
+        if not isinstance(reply, tuple):
+            raise ProtocolError(f"{c.where}: cannot write the warm's sentinel key: {reply}")
+
+
+def _lost_copies(state, d, before, ident, c):
+    """Why `d` no longer holds what the warm gave it, or None."""
+    if before is not None and restarted(before, ident):
+        return "restarted", f"pid {before['pid']} uptime {before.get('uptime')} -> pid {ident['pid']} uptime {ident['uptime']}"
+    if not _sentinel_there(state, c):
+        return "restarted or was flushed", f"the warm's sentinel key {state.sentinel['key']} is gone"
+    return None
 
 
 def run(old, new, state, rate=2000.0, batch=100, overwrite=False, progress_every=1.0,
@@ -392,7 +430,9 @@ def _run(old, new, state, rate, batch, overwrite, progress_every, log, keys_file
     if not resumed:
         state.new_pass(_listing(old, new, keys_file, log, signals), 1)
         state.ids = _identities({d for _, d, _ in state.plan}, conn)
+        state.sentinel = _new_sentinel()
         state.save()
+        _put_sentinels(state, state.ids, conn)
     elif state.done >= len(state.plan) and overwrite:
         # a sync pass: the keys listed now and every key of the earlier
         # passes, so keys deleted on their old owner since are seen too
@@ -403,23 +443,25 @@ def _run(old, new, state, rate, batch, overwrite, progress_every, log, keys_file
         previous = dict(state.ids)
         state.new_pass(plan, state.pass_no + 1)
         state.ids = _identities({d for _, d, _ in plan}, conn)
-        for d, ident in state.ids.items():
-            if d in previous and restarted(previous[d], ident):
-                log(f"warm: {d} restarted since the earlier pass (pid {previous[d]['pid']} -> {ident['pid']}); "
-                    "its copies are gone: copying its keys again")
+        for d, ident in sorted(state.ids.items()):
+            why = _lost_copies(state, d, previous.get(d), ident, conn(d)) if d in previous else None
+            if why:
+                log(f"warm: {d} {why[0]} since the earlier pass ({why[1]}); its copies are gone: "
+                    "copying its keys again (no deletes are carried on it)")
                 state.drop_cas(d)
-        state.save()
+        state.save()  # before the sentinels: a stop between finds them missing again
+        _put_sentinels(state, state.ids, conn)
         resumed = False
     else:
         now_ids = _identities({d for _, d, _ in state.plan}, conn)
         for d, ident in sorted(now_ids.items()):
-            before = state.ids.get(d)
-            if before is not None and restarted(before, ident):
-                log(f"warm: {d} restarted since the last run (pid {before['pid']} started {before['started']} "
-                    f"-> pid {ident['pid']} started {ident['started']}): copying its keys again from the start")
+            why = _lost_copies(state, d, state.ids.get(d), ident, conn(d))
+            if why:
+                log(f"warm: {d} {why[0]} since the last run ({why[1]}): copying its keys again from the start")
                 state.recopy(d)
         state.ids = now_ids
-        state.save()
+        state.save()  # before the sentinels: a stop between finds them missing again
+        _put_sentinels(state, now_ids, conn)
     plan, total = state.plan, len(state.plan)
     by_pair = {}
     for s, d, _ in plan:
