@@ -256,6 +256,33 @@ def test_warm_lists_corecache_keys_by_metadump(tmp_path):
         cluster.close()
 
 
+def test_warm_warns_when_a_listing_falls_short_of_curr_items(tmp_path):
+    """memcached's metadump is best effort (it skips items it cannot lock
+    under load, and flushed items not reclaimed yet): the warm compares
+    each node's listing with its curr_items and warns. Flushed items are
+    the deterministic case: curr_items counts them until they are
+    reclaimed, which the LRU maintainer (off here) would do at any time."""
+    cluster = Cluster("memcached", 0)
+    try:
+        for _ in range(2):
+            cluster.nodes.append(Node("memcached", 32, None, ["-o", "no_lru_maintainer"]))
+        old_addrs = cluster.addrs()
+        client = pylibmc.Client(old_addrs, behaviors=MODES["ketama"][0])
+        for i in range(2000):
+            assert client.set(f"item:{i}", "v")
+        cluster.add()
+        args = sum((["--old", a] for a in old_addrs), []) + sum((["--new", a] for a in cluster.addrs()), [])
+        out = warm(*args, "--dry-run")
+        assert "warning" not in out.stderr, out.stderr
+        flushed = cluster.nodes[0]
+        assert flushed.request(b"flush_all\r\n", until=b"\r\n") == b"OK\r\n"
+        out = warm(*args, "--dry-run")
+        assert f"warning: {flushed.addr()} listed 0 keys but holds " in out.stderr, out.stderr
+        assert f"warning: {cluster.nodes[1].addr()}" not in out.stderr, out.stderr
+    finally:
+        cluster.close()
+
+
 @pytest.mark.parametrize("kind", ["corecache", "memcached"])
 def test_warm_says_when_a_node_refuses_to_list_keys(kind):
     """-X disables lru_crawler metadump on both servers ("ERROR metadump not

@@ -63,15 +63,35 @@ def build_plan(old, new, keys_file=None, log=print):
             seen.add(s.addr())
             conn = Conn(s.host, s.port)
             try:
-                listed = 0
-                for m in moves_for(old, new, conn.metadump(), s.addr()):
+                listed, seen_keys = 0, [0]
+
+                def counted(keys):
+                    for k in keys:
+                        seen_keys[0] += 1
+                        yield k
+
+                for m in moves_for(old, new, counted(conn.metadump()), s.addr()):
                     if m not in plan:
                         plan.add(m)
                         listed += 1
+                items = _int(conn.stats().get("curr_items"))
             finally:
                 conn.close()
             log(f"warm: {s.addr()}: {listed} of its keys move")
+            if items is not None and seen_keys[0] < items:
+                # memcached's crawler skips items it cannot lock (busy under
+                # load), as well as expired and flushed items not reclaimed yet
+                log(f"warm: warning: {s.addr()} listed {seen_keys[0]} keys but holds {items} items (curr_items): "
+                    "the listing is best effort; keys it missed are not copied (a sync pass "
+                    "lists again and takes the union)")
     return sorted(plan)
+
+
+def _int(text):
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
 
 
 COUNTS = ("copied", "present", "gone", "expiring", "errors", "deleted", "kept", "unverified")
