@@ -614,6 +614,52 @@ def test_a_crash_between_the_new_plan_and_the_state_loses_nothing(kind, tmp_path
         cluster.close()
 
 
+def test_state_files_are_locked_and_checked(tmp_path):
+    """One run per --state (a second one is refused while the first holds
+    <state>.lock); a corrupt state, a plan file cut at a line boundary and
+    a state of another ring change each give a message naming the files,
+    never a traceback."""
+    import fcntl
+
+    cluster, ring_args, source, moved = grown_ring("memcached", tmp_path, 1000)
+    state = str(tmp_path / "warm.state")
+    try:
+        args = [*ring_args, *source, "--rate", "0", "--state", state]
+        with open(state + ".lock", "a") as held:
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+            out = warm(*args, check=False)
+        assert out.returncode == 1 and "another corecache-warm is running" in out.stderr, out.stderr
+        assert not os.path.exists(state)
+        warm(*args)
+
+        plan = [p for p in os.listdir(tmp_path) if p.startswith("warm.state.plan.")]
+        assert len(plan) == 1, plan
+        plan_path = tmp_path / plan[0]
+        whole = plan_path.read_bytes()
+        plan_path.write_bytes(b"".join(whole.splitlines(keepends=True)[:-1]))  # one line short
+        out = warm(*args, check=False)
+        assert out.returncode == 1 and "truncated or changed" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
+        plan_path.write_bytes(whole)
+
+        saved = open(state).read()
+        for bad in ("", "{", "[1, 2]", saved[: len(saved) // 2]):
+            open(state, "w").write(bad)
+            out = warm(*args, check=False)
+            assert out.returncode == 1 and "cannot be read as a warm state" in out.stderr, (bad, out.stderr)
+            assert "Traceback" not in out.stderr
+        open(state, "w").write(saved)
+
+        other = warm("--old", ring_args[1], "--new", ring_args[1], "--new", ring_args[-1], *source,
+                     "--state", state, check=False)
+        assert other.returncode == 1 and "another ring change" in other.stderr and ".cas" in other.stderr
+        assert "Traceback" not in other.stderr
+        out = warm(*args, "--overwrite")  # the files are still good
+        assert "sync pass 2" in out.stderr, out.stderr
+    finally:
+        cluster.close()
+
+
 def test_resume_after_the_new_node_restarted_copies_its_keys_again(kind, tmp_path):
     """kill -9 of the new node mid-copy: the warm fails naming that node;
     the node comes back empty on the same port; the resumed warm sees it
