@@ -4,6 +4,7 @@ new ring hits where it hit on the old one. Keys are listed with
 `lru_crawler metadump all` where the server has it (memcached) or given as a
 file (--keys), which is how corecache is warmed until it lists keys."""
 import base64
+import os
 import re
 import signal
 import socket
@@ -170,14 +171,15 @@ def test_warm_through_twemproxy_configs(kind, tmp_path):
         cluster.close()
 
 
-def grown_ring(kind, tmp_path, n_keys=3000):
-    """Three nodes filled through a libmemcached ring, a fourth added;
-    returns (cluster, ring arguments, key source arguments, moved keys)."""
+def grown_ring(kind, tmp_path, n_keys=3000, new_node_args=()):
+    """Three nodes filled through a libmemcached ring, a fourth added (with
+    `new_node_args`); returns (cluster, ring arguments, key source
+    arguments, moved keys)."""
     cluster = Cluster(kind, 3)
     keys = [f"doc:{i}" for i in range(n_keys)]
     fill_varied(pylibmc.Client(cluster.addrs(), behaviors={"ketama": True}), keys)
     old_addrs = cluster.addrs()
-    cluster.add()
+    cluster.add(new_node_args)
     model = MODES["ketama"][2]
     old_ring = Ring([Server.parse(a) for a in old_addrs], **model)
     new_ring = Ring([Server.parse(a) for a in cluster.addrs()], **model)
@@ -250,6 +252,33 @@ def test_warm_lists_corecache_keys_by_metadump(tmp_path):
         out = warm(*ring_args, "--rate", "0", check=False)
         assert out.returncode == 0, out.stderr
         assert cluster.nodes[3].keys_present(moved) == set(moved)
+    finally:
+        cluster.close()
+
+
+def test_warm_warns_when_a_listing_falls_short_of_curr_items(tmp_path):
+    """memcached's metadump is best effort (it skips items it cannot lock
+    under load, and flushed items not reclaimed yet): the warm compares
+    each node's listing with its curr_items and warns. Flushed items are
+    the deterministic case: curr_items counts them until they are
+    reclaimed, which the LRU maintainer (off here) would do at any time."""
+    cluster = Cluster("memcached", 0)
+    try:
+        for _ in range(2):
+            cluster.nodes.append(Node("memcached", 32, None, ["-o", "no_lru_maintainer"]))
+        old_addrs = cluster.addrs()
+        client = pylibmc.Client(old_addrs, behaviors=MODES["ketama"][0])
+        for i in range(2000):
+            assert client.set(f"item:{i}", "v")
+        cluster.add()
+        args = sum((["--old", a] for a in old_addrs), []) + sum((["--new", a] for a in cluster.addrs()), [])
+        out = warm(*args, "--dry-run")
+        assert "warning" not in out.stderr, out.stderr
+        flushed = cluster.nodes[0]
+        assert flushed.request(b"flush_all\r\n", until=b"\r\n") == b"OK\r\n"
+        out = warm(*args, "--dry-run")
+        assert f"warning: {flushed.addr()} listed 0 keys but holds " in out.stderr, out.stderr
+        assert f"warning: {cluster.nodes[1].addr()}" not in out.stderr, out.stderr
     finally:
         cluster.close()
 
@@ -396,6 +425,241 @@ def test_sync_pass_carries_deletes_and_keeps_fresh_writes(kind, tmp_path):
         cluster.close()
 
 
+def test_sync_pass_never_deletes_on_a_node_without_cas(kind, tmp_path):
+    """A new node started with -C (CAS disabled) answers every ms with c0,
+    and `md <key> C0` matches any item: the sync pass must not delete on
+    it. Clients of the new ring write the moved keys there, their old
+    owners delete them; every client value stays, counted unverified."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 2000, ["-C"])
+    state = str(tmp_path / "warm.state")
+    try:
+        behaviors = MODES["ketama"][0]
+        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
+        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        warm(*ring_args, *source, "--rate", "0", "--state", state)
+        for k in moved:
+            assert new_client.set(k, "client " + k)
+            assert old_client.delete(k)
+        out = warm(*ring_args, *source, "--rate", "0", "--overwrite", "--state", state)
+        if kind == "memcached":  # c0 on every ms
+            assert f"deleted=0 kept=0 unverified={len(moved)}" in out.stderr, out.stderr
+            assert "CAS disabled" in out.stderr, out.stderr
+        else:  # corecache -C still numbers its items: the client's writes are told apart
+            assert f"deleted=0 kept={len(moved)} unverified=0" in out.stderr, out.stderr
+        got = hits(new_client, moved)
+        assert got == {k: "client " + k for k in moved}
+    finally:
+        cluster.close()
+
+
+def test_items_with_the_largest_exptime_are_carried(kind, tmp_path):
+    """Items stored with the absolute exptime 2147483647 (INT32_MAX, the
+    largest both servers keep): now + the remaining TTL, read in whole
+    seconds, can come out one past it, which both servers store as already
+    expired; the copy must be there on the new node, with its TTL."""
+    cluster = Cluster(kind, 2)
+    try:
+        old_addrs = cluster.addrs()
+        keys = [f"forever:{i}" for i in range(1500)]
+        old_client = pylibmc.Client(old_addrs, behaviors=MODES["ketama"][0])
+        for k in keys:
+            assert old_client.set(k, k, time=2**31 - 1)
+        cluster.add()
+        model = MODES["ketama"][2]
+        old_ring = Ring([Server.parse(a) for a in old_addrs], **model)
+        new_ring = Ring([Server.parse(a) for a in cluster.addrs()], **model)
+        moved = [k for k in keys if old_ring.owner(k).addr() != new_ring.owner(k).addr()]
+        assert moved
+        args = sum((["--old", a] for a in old_addrs), []) + sum((["--new", a] for a in cluster.addrs()), [])
+        # several passes, so several sub-second offsets between the clocks
+        for i in range(3):
+            out = warm(*args, *key_source(kind, tmp_path, keys), "--rate", "0", "--overwrite")
+            assert f"copied={len(moved)} " in out.stderr, out.stderr
+            assert cluster.nodes[2].keys_present(moved) == set(moved), i
+            time.sleep(0.35)
+        _, ttl, _ = mg(cluster.nodes[2], moved[0])
+        assert ttl > 30 * 86400
+    finally:
+        cluster.close()
+
+
+CRASHING_WARM = """
+import os, sys
+sys.path.insert(0, os.path.join(os.path.dirname(sys.argv.pop(1)), "warm"))
+from corecache_warm import warm as W, client as CL
+crash = os.environ["CRASH"]
+if crash == "after-plan-write":  # the new plan is on disk, the state not yet
+    orig = W._write_atomic
+    def write(path, text):
+        orig(path, text)
+        if ".plan" in os.path.basename(path):
+            os._exit(137)
+    W._write_atomic = write
+else:  # after-ms:N: the N-th ms batch got its replies, nothing recorded yet
+    n, seen = int(crash.split(":")[1]), [0]
+    orig = CL.Conn.set_many
+    def set_many(self, items, mode=b"E"):
+        out = orig(self, items, mode)
+        seen[0] += 1
+        if seen[0] == n:
+            os._exit(137)
+        return out
+    CL.Conn.set_many = set_many
+from corecache_warm.__main__ import main
+sys.exit(main())
+"""
+
+
+def crashing_warm(tmp_path, crash, *args):
+    """The warm dying (os._exit, as kill -9 would) at a chosen point."""
+    script = tmp_path / "crashing_warm.py"
+    script.write_text(CRASHING_WARM)
+    out = subprocess.run([sys.executable, str(script), WARM, *args], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "CRASH": crash})
+    assert out.returncode == 137, out.stderr
+    return out
+
+
+def test_a_crash_between_a_batch_and_its_records_still_carries_its_deletes(kind, tmp_path):
+    """The warm dies right after an ms batch was stored, before its CAS
+    records reach <state>.cas; the resumed run replays that batch (NS: the
+    copies are there) and must recognise them as its own (same flags and
+    value as the old owner's) so the sync pass deletes them once their old
+    owner has; a client's different value there is still kept."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 3000)
+    state = str(tmp_path / "warm.state")
+    try:
+        args = [*ring_args, *source, "--rate", "0", "--batch", "20", "--state", state]
+        crashing_warm(tmp_path, "after-ms:3", *args)
+        warm(*args)
+        behaviors = MODES["ketama"][0]
+        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
+        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        fresh = moved[len(moved) // 2]
+        assert new_client.set(fresh, "fresh")
+        for k in moved:
+            assert old_client.delete(k)
+        out = warm(*args, "--overwrite")
+        stale = sorted(set(hits(new_client, moved)) - {fresh})
+        report(f"warm-crash-after-batch[{kind}]", moved=len(moved), stale_on_new=len(stale))
+        assert stale == []
+        assert f"deleted={len(moved) - 1} kept=1 unverified=0" in out.stderr, out.stderr
+        assert hits(new_client, [fresh]) == {fresh: "fresh"}
+    finally:
+        cluster.close()
+
+
+def test_a_torn_cas_record_makes_its_key_unknown(kind, tmp_path):
+    """A crash mid-append leaves a torn last line in <state>.cas: it is
+    dropped with a message, its key is never deleted (its CAS is not
+    known), and records appended after it still read back."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 2000)
+    state = str(tmp_path / "warm.state")
+    try:
+        args = [*ring_args, *source, "--rate", "0", "--state", state]
+        warm(*args)
+        lines = open(state + ".cas", "rb").read().splitlines(keepends=True)
+        torn_key = base64.b64decode(re.match(rb'\["[^"]*", "([^"]*)"', lines[-1]).group(1)).decode()
+        with open(state + ".cas", "wb") as f:  # the last record cut inside its CAS number
+            f.write(b"".join(lines[:-1]) + lines[-1][:-3])
+        behaviors = MODES["ketama"][0]
+        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
+        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        other = next(k for k in moved if k != torn_key)
+        for k in (torn_key, other):
+            assert old_client.delete(k)
+        out = warm(*args, "--overwrite")
+        assert "1 torn records dropped" in out.stderr, out.stderr
+        assert "deleted=1 kept=0 unverified=1" in out.stderr, out.stderr
+        assert set(hits(new_client, [torn_key, other])) == {torn_key}
+        # pass 2 appended after the torn line; pass 3 reads those records
+        assert old_client.delete(moved[-1] if moved[-1] not in (torn_key, other) else moved[0])
+        out = warm(*args, "--overwrite")
+        assert "1 torn records dropped" in out.stderr and "deleted=1 " in out.stderr, out.stderr
+    finally:
+        cluster.close()
+
+
+def test_a_crash_between_the_new_plan_and_the_state_loses_nothing(kind, tmp_path):
+    """The sync pass dies after writing its plan, before the state names
+    it: the next run must still see the earlier pass complete and run the
+    whole sync pass (deletes and rewrites), not resume the new plan at the
+    old position."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 3000)
+    state = str(tmp_path / "warm.state")
+    try:
+        args = [*ring_args, *source, "--rate", "0", "--state", state]
+        warm(*args)
+        behaviors = MODES["ketama"][0]
+        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
+        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        deleted, rewritten = moved[0::2], moved[1::2]
+        for k in deleted:
+            assert old_client.delete(k)
+        for k in rewritten:
+            assert old_client.set(k, "rewritten " + k)
+        # keys written since: the new plan differs from the old one
+        added = [f"since:{i}" for i in range(1000)]
+        for k in added:
+            assert old_client.set(k, "since " + k)
+        if kind == "corecache":  # the key list names them
+            with open(tmp_path / "keys.txt", "a") as f:
+                f.write("".join(k + "\n" for k in added))
+        crashing_warm(tmp_path, "after-plan-write", *args, "--overwrite")
+        out = warm(*args, "--overwrite")
+        assert "sync pass 2" in out.stderr, out.stderr
+        assert f"deleted={len(deleted)} " in out.stderr, out.stderr
+        assert hits(new_client, moved + added) == hits(old_client, moved + added)
+    finally:
+        cluster.close()
+
+
+def test_state_files_are_locked_and_checked(tmp_path):
+    """One run per --state (a second one is refused while the first holds
+    <state>.lock); a corrupt state, a plan file cut at a line boundary and
+    a state of another ring change each give a message naming the files,
+    never a traceback."""
+    import fcntl
+
+    cluster, ring_args, source, moved = grown_ring("memcached", tmp_path, 1000)
+    state = str(tmp_path / "warm.state")
+    try:
+        args = [*ring_args, *source, "--rate", "0", "--state", state]
+        with open(state + ".lock", "a") as held:
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+            out = warm(*args, check=False)
+        assert out.returncode == 1 and "another corecache-warm is running" in out.stderr, out.stderr
+        assert not os.path.exists(state)
+        warm(*args)
+
+        plan = [p for p in os.listdir(tmp_path) if p.startswith("warm.state.plan.")]
+        assert len(plan) == 1, plan
+        plan_path = tmp_path / plan[0]
+        whole = plan_path.read_bytes()
+        plan_path.write_bytes(b"".join(whole.splitlines(keepends=True)[:-1]))  # one line short
+        out = warm(*args, check=False)
+        assert out.returncode == 1 and "truncated or changed" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
+        plan_path.write_bytes(whole)
+
+        saved = open(state).read()
+        for bad in ("", "{", "[1, 2]", saved[: len(saved) // 2]):
+            open(state, "w").write(bad)
+            out = warm(*args, check=False)
+            assert out.returncode == 1 and "cannot be read as a warm state" in out.stderr, (bad, out.stderr)
+            assert "Traceback" not in out.stderr
+        open(state, "w").write(saved)
+
+        other = warm("--old", ring_args[1], "--new", ring_args[1], "--new", ring_args[-1], *source,
+                     "--state", state, check=False)
+        assert other.returncode == 1 and "another ring change" in other.stderr and ".cas" in other.stderr
+        assert "Traceback" not in other.stderr
+        out = warm(*args, "--overwrite")  # the files are still good
+        assert "sync pass 2" in out.stderr, out.stderr
+    finally:
+        cluster.close()
+
+
 def test_resume_after_the_new_node_restarted_copies_its_keys_again(kind, tmp_path):
     """kill -9 of the new node mid-copy: the warm fails naming that node;
     the node comes back empty on the same port; the resumed warm sees it
@@ -429,6 +693,37 @@ def test_resume_after_the_new_node_restarted_copies_its_keys_again(kind, tmp_pat
         assert "restarted since the last run" in out.stderr, out.stderr
         assert f"copied={len(moved)} " in out.stderr.splitlines()[-1], out.stderr
         assert new_node.keys_present(moved) == set(moved)
+    finally:
+        cluster.close()
+
+
+def test_a_flushed_or_same_pid_restarted_node_is_seen_by_its_sentinel(kind, tmp_path):
+    """A node that loses everything without a new pid or a lower uptime
+    (a container's pid 1 back within a second; here flush_all, which the
+    warm cannot tell from it) is seen by the warm's sentinel key: the
+    resumed run copies its keys again, and the sync pass carries no
+    deletes on it from the CAS numbers of copies that are gone."""
+    cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 3000)
+    state = str(tmp_path / "warm.state")
+    new_node = cluster.nodes[3]
+    try:
+        args = [*ring_args, *source, "--rate", "0", "--state", state]
+        warm(*args)
+        assert new_node.keys_present(moved) == set(moved)
+        assert new_node.request(b"flush_all\r\n", until=b"\r\n") == b"OK\r\n"
+        out = warm(*args)
+        assert f"{new_node.addr()} restarted or was flushed since the last run" in out.stderr, out.stderr
+        assert new_node.keys_present(moved) == set(moved)
+
+        assert new_node.request(b"flush_all\r\n", until=b"\r\n") == b"OK\r\n"
+        behaviors = MODES["ketama"][0]
+        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
+        for k in moved[::2]:
+            assert old_client.delete(k)
+        out = warm(*args, "--overwrite")
+        assert f"{new_node.addr()} restarted or was flushed since the earlier pass" in out.stderr, out.stderr
+        assert "deleted=0 " in out.stderr, out.stderr
+        assert new_node.keys_present(moved) == set(moved[1::2])
     finally:
         cluster.close()
 

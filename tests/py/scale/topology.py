@@ -73,9 +73,10 @@ class Node:
     """One cache server, corecache or memcached, that can be killed and
     started again on the same port (empty, as a replaced host would be)."""
 
-    def __init__(self, kind, memory_mb=32, port=None):
+    def __init__(self, kind, memory_mb=32, port=None, extra=()):
         assert kind in KINDS, kind
         self.kind = kind
+        self.extra = list(extra)
         self.memory_mb = memory_mb
         self.port = port or free_port()
         self.proc = None
@@ -83,8 +84,9 @@ class Node:
 
     def argv(self):
         if self.kind == "corecache":
-            return [BINARY, "-u", "root", "-p", str(self.port), "-t", "2", "-m", str(self.memory_mb)]
-        return [MEMCACHED, "-u", "root", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", str(self.memory_mb)]
+            return [BINARY, "-u", "root", "-p", str(self.port), "-t", "2", "-m", str(self.memory_mb), *self.extra]
+        return [MEMCACHED, "-u", "root", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", str(self.memory_mb),
+                *self.extra]
 
     def start(self):
         assert self.proc is None or self.proc.poll() is not None
@@ -151,9 +153,9 @@ class Cluster:
             self.close()
             raise
 
-    def add(self):
+    def add(self, extra=()):
         port = self.spare_ports.pop(0) if self.spare_ports else None
-        node = Node(self.kind, self.nodes[0].memory_mb if self.nodes else 32, port)
+        node = Node(self.kind, self.nodes[0].memory_mb if self.nodes else 32, port, extra)
         self.nodes.append(node)
         return node
 

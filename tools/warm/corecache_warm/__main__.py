@@ -3,6 +3,7 @@ reweighted), copy exactly the keys whose owner changed from their old owner
 to their new one, with flags, remaining TTL and value, through the ordinary
 protocol, so clients on the new ring hit where they hit before."""
 import argparse
+import fcntl
 import math
 import os
 import sys
@@ -124,6 +125,25 @@ def _main(a, old, new, signals):
             print(f"{s} -> {d}: {n}")
         print(f"total: {len(plan)}")
         return 0
+    lock = None
+    if a.state:
+        # one run per state: two would interleave their records and positions
+        lock = open(a.state + ".lock", "a")
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            print(f"corecache-warm: another corecache-warm is running with --state {a.state} "
+                  f"(it holds {a.state}.lock); wait for it or stop it", file=sys.stderr)
+            return 1
+    try:
+        return _run_locked(a, old, new, signals, log, source)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _run_locked(a, old, new, signals, log, source):
     state = State(a.state, ring_fingerprint(old, new, source))
     try:
         counts = run(old, new, state, rate=a.rate, batch=a.batch, overwrite=a.overwrite,

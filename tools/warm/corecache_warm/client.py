@@ -113,11 +113,12 @@ class Conn:
             out[parts[1]] = parts[2]
 
     def identity(self):
-        """What tells this server process from a restarted one on the same
-        address: its pid and start time (`time` - `uptime`, to the second)."""
+        """Its pid, uptime and start time (`time` - `uptime`, wall clock:
+        for messages only, an NTP step moves it)."""
         s = self.stats()
         try:
-            return {"pid": int(s.get("pid", -1)), "started": int(s["time"]) - int(s["uptime"])}
+            return {"pid": int(s.get("pid", -1)), "uptime": int(s["uptime"]),
+                    "started": int(s["time"]) - int(s["uptime"])}
         except (KeyError, ValueError) as e:
             raise ProtocolError(f"{self.where}: stats without time/uptime") from e
 
@@ -229,6 +230,24 @@ class Conn:
                     elif tok[:1] == b"t":
                         ttl = int(tok[1:])
                 out[pos] = (flags, ttl, value)
+            else:
+                out[pos] = f"mg: {b' '.join(toks).decode(errors='replace')}"
+        return out
+
+    def versions(self, keys):
+        """mg <key> f c v for each key, pipelined: per key None (a miss),
+        (flags, cas, value), or an error string."""
+        out, replies = self._each("mg", keys, lambda k: k,
+                                  lambda k, w: (b"mg " + w[0] + w[1] + b" f c v", None))
+        for pos, (toks, value) in replies:
+            if toks[0] == b"EN":
+                out[pos] = None
+            elif toks[0] == b"VA":
+                t = {tok[:1]: tok[1:] for tok in toks[2:]}
+                try:
+                    out[pos] = (int(t.get(b"f", b"0")), int(t.get(b"c", b"0")), value)
+                except ValueError:
+                    out[pos] = f"mg: {b' '.join(toks).decode(errors='replace')}"
             else:
                 out[pos] = f"mg: {b' '.join(toks).decode(errors='replace')}"
         return out
