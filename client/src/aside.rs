@@ -43,7 +43,8 @@ const DEFAULT_DELTA: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnLeaseTimeout {
     /// Run its own loader and store the result if the placeholder is still
-    /// unchanged (default: availability first).
+    /// unchanged (default: availability first). The placeholder is another
+    /// caller's: a failed load leaves it alone.
     Load,
     /// Fail with [`Error::LeaseTimeout`] after the first `lease_wait`,
     /// deleting the stuck lease so a later caller can win (the source is
@@ -165,7 +166,12 @@ impl Client {
                     let placeholder = is_placeholder(value.len(), &m);
                     let cas = m.cas.ok_or_else(|| self.protocol(i, "mg c without c"))?;
                     if m.won {
-                        return self.fill(key, ttl, cas, placeholder, loader).await;
+                        let lease = if placeholder {
+                            Lease::Placeholder
+                        } else {
+                            Lease::Value
+                        };
+                        return self.fill(key, ttl, cas, lease, loader).await;
                     }
                     if !placeholder {
                         return Ok(value);
@@ -200,8 +206,10 @@ impl Client {
                             continue;
                         }
                         // Waited twice over: load and store only if the
-                        // placeholder is still this one.
-                        return self.fill(key, ttl, cas, true, loader).await;
+                        // placeholder is still this one. The lease is
+                        // someone else's (a winner still at work): it is
+                        // never given back from here, whatever happens.
+                        return self.fill(key, ttl, cas, Lease::Foreign, loader).await;
                     }
                     let left = cfg.lease_wait.saturating_sub(since.elapsed());
                     tokio::time::sleep(pause.min(left).max(Duration::from_millis(1))).await;
@@ -221,14 +229,16 @@ impl Client {
         }
     }
 
-    /// Runs the loader as the lease holder and stores its value with the
-    /// lease's CAS, or gives the lease back.
+    /// Runs the loader and stores its value with the lease's CAS. A lease
+    /// this caller won is given back if the load fails or is lost; a
+    /// foreign one (the fallback after waiting twice) never is: its CAS is
+    /// a live winner's, whose placeholder `md C<cas>` would delete.
     async fn fill<F, Fut, E>(
         &self,
         key: &[u8],
         ttl: Duration,
         cas: u64,
-        placeholder: bool,
+        lease: Lease,
         loader: F,
     ) -> Result<Vec<u8>>
     where
@@ -238,19 +248,23 @@ impl Client {
     {
         // Gives the lease back if this future is dropped or the loader
         // panics before the store below is done.
+        let placeholder = lease != Lease::Value;
+        let held = lease != Lease::Foreign;
         let mut guard = LeaseGuard {
             client: self,
             key,
             cas,
             placeholder,
-            armed: true,
+            armed: held,
         };
         let t0 = Instant::now();
         let value = match loader().await {
             Ok(v) => v,
             Err(e) => {
                 guard.armed = false;
-                self.give_back(key, cas, placeholder).await;
+                if held {
+                    self.give_back(key, cas, placeholder).await;
+                }
                 return Err(Error::Source(e.into()));
             }
         };
@@ -268,7 +282,8 @@ impl Client {
             Ok(()) | Err(Error::CasMismatch | Error::NotFound | Error::NotStored) => {}
             Err(e) if e.is_transport() => {}
             // Too large, out of memory: do not leave the others waiting.
-            Err(_) => self.give_back(key, cas, placeholder).await,
+            Err(_) if held => self.give_back(key, cas, placeholder).await,
+            Err(_) => {}
         }
         Ok(value)
     }
@@ -343,6 +358,19 @@ impl Client {
             .unwrap_or(ttl)
             .max(Duration::from_secs(1))
     }
+}
+
+/// Whose lease [`Client::fill`] stores under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lease {
+    /// This caller won an empty placeholder (`W` on a miss).
+    Placeholder,
+    /// This caller won the reload of a value (`W` on a stale or soon to
+    /// expire one).
+    Value,
+    /// Another caller's placeholder, loaded over after waiting twice: only
+    /// a CAS-guarded store, never given back.
+    Foreign,
 }
 
 /// Whether a hit is an `N` placeholder (or a value being recomputed that
