@@ -309,8 +309,8 @@ impl Client {
 
     /// Marks the item with CAS `cas` stale again (`md <key> I C<cas>`),
     /// which clears its win token: the next reader of it wins. Both
-    /// servers do so (memcached also gives the item a new CAS, corecache
-    /// keeps it).
+    /// servers do so, and both give the item a new CAS (memcached's
+    /// "mark the stale bit, bump CAS"; corecache since d3cedfe).
     pub(crate) async fn restale(&self, key: &[u8], cas: u64) {
         let _ = self
             .one(key, |b, k| {
