@@ -9,7 +9,11 @@
 //! - a hit with less than `R` seconds left answers `W` to one caller, who
 //!   reloads, and `Z` with the current value to the others, who use it;
 //! - an item marked stale (`md <key> I`, [`Client::invalidate`]) answers
-//!   `X W` to one caller and `X Z` with the stale value to the others.
+//!   `X W` to one caller and `X Z` with the stale value to the others. A
+//!   client that still sees the same stale item (same CAS) with its win
+//!   taken a whole `lease_wait` after it first saw it takes the win back
+//!   (`md <key> I C<cas>`, which clears the token) and competes again: the
+//!   reload's winner died, or its `W` reply was lost with its connection.
 //!
 //! A failed load gives the win back: the placeholder is deleted, a value
 //! is marked stale (which clears the token), so the next caller wins. So
@@ -20,8 +24,10 @@
 //! waiters compete for one new win; only a caller that then waits another
 //! `lease_wait` (or twice `lease_wait` in all) follows `on_lease_timeout`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::client::Client;
@@ -30,6 +36,44 @@ use crate::expiry::exptime;
 use crate::ops::StoreOptions;
 use crate::proto::request::Cmd;
 use crate::proto::response::Status;
+
+/// Most `X Z` items a client tracks at once (see [`StaleSeen`]).
+const MAX_STALE_SEEN: usize = 4096;
+
+/// Stale items seen with their reload win taken (`X Z`): key to (CAS,
+/// first seen). If the same CAS still reads `X Z` a whole `lease_wait`
+/// later, the reload's winner is lost (it died, or its `W` reply never
+/// arrived): without a hand, every reader would be served the stale value
+/// for as long as the item lives. Bounded: when full, entries older than
+/// two lease waits go; if none, the new one is not tracked.
+#[derive(Debug, Default)]
+pub(crate) struct StaleSeen(Mutex<HashMap<Vec<u8>, (u64, Instant)>>);
+
+impl StaleSeen {
+    /// Notes `X Z` for `key` with `cas`; true if the same CAS was first
+    /// seen at least `wait` ago (the entry is then dropped: the caller
+    /// frees the win).
+    fn stuck(&self, key: &[u8], cas: u64, wait: Duration) -> bool {
+        let mut m = self.0.lock().unwrap();
+        if let Some((c, t)) = m.get(key) {
+            if *c == cas {
+                if t.elapsed() >= wait {
+                    m.remove(key);
+                    return true;
+                }
+                return false;
+            }
+        }
+        if m.len() >= MAX_STALE_SEEN && !m.contains_key(key) {
+            m.retain(|_, (_, t)| t.elapsed() < wait * 2);
+            if m.len() >= MAX_STALE_SEEN {
+                return false;
+            }
+        }
+        m.insert(key.to_vec(), (cas, Instant::now()));
+        false
+    }
+}
 
 /// Longest pause between two polls of a placeholder.
 const MAX_POLL: Duration = Duration::from_millis(100);
@@ -139,6 +183,8 @@ impl Client {
         // whether it already took a stuck lease away once.
         let mut lease: Option<(u64, Instant)> = None;
         let mut recompeted = false;
+        // Whether this caller already freed a lost stale reload once.
+        let mut freed = false;
         loop {
             let recache = self.recache_token();
             let res = self
@@ -174,6 +220,17 @@ impl Client {
                         return self.fill(key, ttl, cas, lease, loader).await;
                     }
                     if !placeholder {
+                        if m.stale && m.win_taken && !freed {
+                            let wait = cfg.lease_wait;
+                            if self.inner.stale_seen.stuck(key, cas, wait) {
+                                // The reload's winner is lost: mark it
+                                // stale anew (only if unchanged; clears the
+                                // token, new CAS) and compete for the win.
+                                freed = true;
+                                self.restale(key, cas).await;
+                                continue;
+                            }
+                        }
                         return Ok(value);
                     }
                     // A new placeholder is a new winner at work: its own

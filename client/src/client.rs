@@ -37,6 +37,9 @@ pub(crate) struct Inner {
     /// Moving average of loader run times, in microseconds (XFetch's
     /// delta when none is configured); 0 until the first load.
     pub(crate) load_ewma_us: AtomicU64,
+    /// Stale items seen with their reload win taken (`X Z`), by key: the
+    /// CAS and when it was first seen (see `Client::get_or_load`).
+    pub(crate) stale_seen: crate::aside::StaleSeen,
 }
 
 impl std::fmt::Debug for Client {
@@ -83,6 +86,7 @@ impl Client {
                 next_revive: AtomicU64::new(u64::MAX),
                 epoch: Instant::now(),
                 load_ewma_us: AtomicU64::new(0),
+                stale_seen: Default::default(),
             }),
         }
     }

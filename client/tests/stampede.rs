@@ -637,3 +637,47 @@ both!(
     failed_fallback_keeps_the_winners_lease_,
     failed_fallback_keeps_the_winners_lease
 );
+
+/// An invalidated item whose reload winner is lost (a process that took
+/// the `W` and died: here a raw `mg` on its own connection, closed at
+/// once) must not be served stale forever: once the same stale item has
+/// read `X Z` for a lease wait, a `get_or_load` takes the win back and
+/// reloads, once.
+async fn lost_stale_winner_is_replaced(srv: Server) {
+    let c = srv
+        .builder()
+        .aside(AsideConfig {
+            lease_wait: Duration::from_millis(500),
+            ..AsideConfig::default()
+        })
+        .build();
+    c.set("lost", "old", Duration::ZERO).await.unwrap();
+    assert!(c.invalidate("lost").await.unwrap());
+    let won = srv.raw(b"mg lost v c\r\n", b"\r\n");
+    let head = String::from_utf8_lossy(&won);
+    assert!(head.contains(" W"), "the crashed winner took W: {head}");
+    let loads = AtomicUsize::new(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while Instant::now() < deadline {
+        got = c
+            .get_or_load("lost", Duration::ZERO, || async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(b"new".to_vec())
+            })
+            .await
+            .unwrap();
+        if got == b"new" {
+            break;
+        }
+        assert_eq!(got, b"old");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got, b"new", "still stale after 10 s");
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!(c.get("lost").await.unwrap(), Some(b"new".to_vec()));
+}
+both!(
+    lost_stale_winner_is_replaced_,
+    lost_stale_winner_is_replaced
+);
