@@ -9,7 +9,11 @@
 //! - a hit with less than `R` seconds left answers `W` to one caller, who
 //!   reloads, and `Z` with the current value to the others, who use it;
 //! - an item marked stale (`md <key> I`, [`Client::invalidate`]) answers
-//!   `X W` to one caller and `X Z` with the stale value to the others.
+//!   `X W` to one caller and `X Z` with the stale value to the others. A
+//!   client that still sees the same stale item (same CAS) with its win
+//!   taken a whole `lease_wait` after it first saw it takes the win back
+//!   (`md <key> I C<cas>`, which clears the token) and competes again: the
+//!   reload's winner died, or its `W` reply was lost with its connection.
 //!
 //! A failed load gives the win back: the placeholder is deleted, a value
 //! is marked stale (which clears the token), so the next caller wins. So
@@ -20,8 +24,10 @@
 //! waiters compete for one new win; only a caller that then waits another
 //! `lease_wait` (or twice `lease_wait` in all) follows `on_lease_timeout`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::client::Client;
@@ -30,6 +36,44 @@ use crate::expiry::exptime;
 use crate::ops::StoreOptions;
 use crate::proto::request::Cmd;
 use crate::proto::response::Status;
+
+/// Most `X Z` items a client tracks at once (see [`StaleSeen`]).
+const MAX_STALE_SEEN: usize = 4096;
+
+/// Stale items seen with their reload win taken (`X Z`): key to (CAS,
+/// first seen). If the same CAS still reads `X Z` a whole `lease_wait`
+/// later, the reload's winner is lost (it died, or its `W` reply never
+/// arrived): without a hand, every reader would be served the stale value
+/// for as long as the item lives. Bounded: when full, entries older than
+/// two lease waits go; if none, the new one is not tracked.
+#[derive(Debug, Default)]
+pub(crate) struct StaleSeen(Mutex<HashMap<Vec<u8>, (u64, Instant)>>);
+
+impl StaleSeen {
+    /// Notes `X Z` for `key` with `cas`; true if the same CAS was first
+    /// seen at least `wait` ago (the entry is then dropped: the caller
+    /// frees the win).
+    fn stuck(&self, key: &[u8], cas: u64, wait: Duration) -> bool {
+        let mut m = self.0.lock().unwrap();
+        if let Some((c, t)) = m.get(key) {
+            if *c == cas {
+                if t.elapsed() >= wait {
+                    m.remove(key);
+                    return true;
+                }
+                return false;
+            }
+        }
+        if m.len() >= MAX_STALE_SEEN && !m.contains_key(key) {
+            m.retain(|_, (_, t)| t.elapsed() < wait * 2);
+            if m.len() >= MAX_STALE_SEEN {
+                return false;
+            }
+        }
+        m.insert(key.to_vec(), (cas, Instant::now()));
+        false
+    }
+}
 
 /// Longest pause between two polls of a placeholder.
 const MAX_POLL: Duration = Duration::from_millis(100);
@@ -43,7 +87,8 @@ const DEFAULT_DELTA: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnLeaseTimeout {
     /// Run its own loader and store the result if the placeholder is still
-    /// unchanged (default: availability first).
+    /// unchanged (default: availability first). The placeholder is another
+    /// caller's: a failed load leaves it alone.
     Load,
     /// Fail with [`Error::LeaseTimeout`] after the first `lease_wait`,
     /// deleting the stuck lease so a later caller can win (the source is
@@ -138,6 +183,8 @@ impl Client {
         // whether it already took a stuck lease away once.
         let mut lease: Option<(u64, Instant)> = None;
         let mut recompeted = false;
+        // Whether this caller already freed a lost stale reload once.
+        let mut freed = false;
         loop {
             let recache = self.recache_token();
             let res = self
@@ -165,9 +212,25 @@ impl Client {
                     let placeholder = is_placeholder(value.len(), &m);
                     let cas = m.cas.ok_or_else(|| self.protocol(i, "mg c without c"))?;
                     if m.won {
-                        return self.fill(key, ttl, cas, placeholder, loader).await;
+                        let lease = if placeholder {
+                            Lease::Placeholder
+                        } else {
+                            Lease::Value
+                        };
+                        return self.fill(key, ttl, cas, lease, loader).await;
                     }
                     if !placeholder {
+                        if m.stale && m.win_taken && !freed {
+                            let wait = cfg.lease_wait;
+                            if self.inner.stale_seen.stuck(key, cas, wait) {
+                                // The reload's winner is lost: mark it
+                                // stale anew (only if unchanged; clears the
+                                // token, new CAS) and compete for the win.
+                                freed = true;
+                                self.restale(key, cas).await;
+                                continue;
+                            }
+                        }
                         return Ok(value);
                     }
                     // A new placeholder is a new winner at work: its own
@@ -200,8 +263,10 @@ impl Client {
                             continue;
                         }
                         // Waited twice over: load and store only if the
-                        // placeholder is still this one.
-                        return self.fill(key, ttl, cas, true, loader).await;
+                        // placeholder is still this one. The lease is
+                        // someone else's (a winner still at work): it is
+                        // never given back from here, whatever happens.
+                        return self.fill(key, ttl, cas, Lease::Foreign, loader).await;
                     }
                     let left = cfg.lease_wait.saturating_sub(since.elapsed());
                     tokio::time::sleep(pause.min(left).max(Duration::from_millis(1))).await;
@@ -221,14 +286,16 @@ impl Client {
         }
     }
 
-    /// Runs the loader as the lease holder and stores its value with the
-    /// lease's CAS, or gives the lease back.
+    /// Runs the loader and stores its value with the lease's CAS. A lease
+    /// this caller won is given back if the load fails or is lost; a
+    /// foreign one (the fallback after waiting twice) never is: its CAS is
+    /// a live winner's, whose placeholder `md C<cas>` would delete.
     async fn fill<F, Fut, E>(
         &self,
         key: &[u8],
         ttl: Duration,
         cas: u64,
-        placeholder: bool,
+        lease: Lease,
         loader: F,
     ) -> Result<Vec<u8>>
     where
@@ -238,19 +305,23 @@ impl Client {
     {
         // Gives the lease back if this future is dropped or the loader
         // panics before the store below is done.
+        let placeholder = lease != Lease::Value;
+        let held = lease != Lease::Foreign;
         let mut guard = LeaseGuard {
             client: self,
             key,
             cas,
             placeholder,
-            armed: true,
+            armed: held,
         };
         let t0 = Instant::now();
         let value = match loader().await {
             Ok(v) => v,
             Err(e) => {
                 guard.armed = false;
-                self.give_back(key, cas, placeholder).await;
+                if held {
+                    self.give_back(key, cas, placeholder).await;
+                }
                 return Err(Error::Source(e.into()));
             }
         };
@@ -268,7 +339,8 @@ impl Client {
             Ok(()) | Err(Error::CasMismatch | Error::NotFound | Error::NotStored) => {}
             Err(e) if e.is_transport() => {}
             // Too large, out of memory: do not leave the others waiting.
-            Err(_) => self.give_back(key, cas, placeholder).await,
+            Err(_) if held => self.give_back(key, cas, placeholder).await,
+            Err(_) => {}
         }
         Ok(value)
     }
@@ -294,8 +366,8 @@ impl Client {
 
     /// Marks the item with CAS `cas` stale again (`md <key> I C<cas>`),
     /// which clears its win token: the next reader of it wins. Both
-    /// servers do so (memcached also gives the item a new CAS, corecache
-    /// keeps it).
+    /// servers do so, and both give the item a new CAS (memcached's
+    /// "mark the stale bit, bump CAS"; corecache since d3cedfe).
     pub(crate) async fn restale(&self, key: &[u8], cas: u64) {
         let _ = self
             .one(key, |b, k| {
@@ -343,6 +415,19 @@ impl Client {
             .unwrap_or(ttl)
             .max(Duration::from_secs(1))
     }
+}
+
+/// Whose lease [`Client::fill`] stores under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lease {
+    /// This caller won an empty placeholder (`W` on a miss).
+    Placeholder,
+    /// This caller won the reload of a value (`W` on a stale or soon to
+    /// expire one).
+    Value,
+    /// Another caller's placeholder, loaded over after waiting twice: only
+    /// a CAS-guarded store, never given back.
+    Foreign,
 }
 
 /// Whether a hit is an `N` placeholder (or a value being recomputed that

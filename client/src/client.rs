@@ -37,6 +37,9 @@ pub(crate) struct Inner {
     /// Moving average of loader run times, in microseconds (XFetch's
     /// delta when none is configured); 0 until the first load.
     pub(crate) load_ewma_us: AtomicU64,
+    /// Stale items seen with their reload win taken (`X Z`), by key: the
+    /// CAS and when it was first seen (see `Client::get_or_load`).
+    pub(crate) stale_seen: crate::aside::StaleSeen,
 }
 
 impl std::fmt::Debug for Client {
@@ -83,6 +86,7 @@ impl Client {
                 next_revive: AtomicU64::new(u64::MAX),
                 epoch: Instant::now(),
                 load_ewma_us: AtomicU64::new(0),
+                stale_seen: Default::default(),
             }),
         }
     }
@@ -145,8 +149,10 @@ impl Client {
 
     /// Sends one request to member `i` and waits for its replies, keeping
     /// the member's health and the ring up to date. The request is taken
-    /// as idempotent: sent again once on a fresh connection if a reused one
-    /// turns out dead before any reply (see [`Client::call_with`]).
+    /// as safe to run twice: sent again once on a fresh connection if a
+    /// reused one turns out dead before any reply (see
+    /// [`Client::call_with`]). Only for plain reads, `ms` without a
+    /// condition, and `mn`.
     pub(crate) async fn call(
         &self,
         i: usize,
@@ -156,9 +162,13 @@ impl Client {
         self.call_with(i, bytes, expect, true).await
     }
 
-    /// [`Client::call`]; a request that must not be sent twice (`ma`,
-    /// append, prepend) has `retry` false: a dead reused connection fails
-    /// it, without counting against the node.
+    /// [`Client::call`]; a request that must not be sent twice has `retry`
+    /// false: a dead reused connection fails it with
+    /// [`Error::Connection`], without counting against the node. The
+    /// server may have run it already, with its reply lost: sent again,
+    /// `add` would say "exists" of its own value, a CAS store "changed",
+    /// `md` "not found", `mg … N` would meet its own placeholder, `ma`
+    /// and append would apply twice.
     pub(crate) async fn call_with(
         &self,
         i: usize,
@@ -200,13 +210,15 @@ impl Client {
     }
 
     /// Sends one command for `key` (built by `build`) to the key's member
-    /// and returns its single reply, errors mapped.
+    /// and returns its single reply, errors mapped. Not sent twice (see
+    /// [`Client::call_with`]); [`Client::one_with`] says otherwise for
+    /// requests safe to repeat.
     pub(crate) async fn one(
         &self,
         key: &[u8],
         build: impl FnOnce(&mut Vec<u8>, &WireKey),
     ) -> Result<(Reply, usize)> {
-        self.one_with(key, true, build).await
+        self.one_with(key, false, build).await
     }
 
     /// [`Client::one`], sent again on a dead reused connection only if

@@ -64,7 +64,9 @@ impl Client {
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
         let key = key.as_ref();
         let (r, i) = self
-            .one(key, |b, k| Cmd::new(b, "mg", k).flag(b'v').flag(b'c').end())
+            .one_with(key, true, |b, k| {
+                Cmd::new(b, "mg", k).flag(b'v').flag(b'c').end()
+            })
             .await?;
         match r.status {
             Status::Value => {
@@ -98,7 +100,7 @@ impl Client {
     pub async fn gets(&self, key: impl AsRef<[u8]>) -> Result<Option<Item>> {
         let key = key.as_ref();
         let (r, i) = self
-            .one(key, |b, k| {
+            .one_with(key, true, |b, k| {
                 Cmd::new(b, "mg", k)
                     .flag(b'v')
                     .flag(b'f')
@@ -199,8 +201,10 @@ impl Client {
         opts: &StoreOptions,
     ) -> Result<()> {
         let value = value.as_ref();
-        // Appending twice is not appending once.
-        let retry = !matches!(opts.mode, StoreMode::Append | StoreMode::Prepend);
+        // Only a plain set may run twice: a second add, replace or CAS
+        // store would answer for the first one's effect (NS, EX), a second
+        // append append again.
+        let retry = opts.mode == StoreMode::Set && opts.cas.is_none();
         let (r, i) = self
             .one_with(key.as_ref(), retry, |b, k| {
                 let cmd = Cmd::set(b, k, value.len()).num(b'T', exptime(opts.ttl));
@@ -313,7 +317,7 @@ impl Client {
     pub async fn expire(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<()> {
         let key = key.as_ref();
         let (r, i) = self
-            .one(key, |b, k| {
+            .one_with(key, true, |b, k| {
                 Cmd::new(b, "mg", k)
                     .flag(b's')
                     .flag(b'c')
@@ -345,7 +349,7 @@ impl Client {
     pub async fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Option<Duration>> {
         let key = key.as_ref();
         let (r, i) = self
-            .one(key, |b, k| {
+            .one_with(key, true, |b, k| {
                 Cmd::new(b, "mg", k)
                     .flag(b't')
                     .flag(b's')

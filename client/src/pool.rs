@@ -86,7 +86,7 @@ impl NodePool {
     /// its replies, within the timeout. A request that failed on a reused
     /// connection before any reply byte (the server dropped it while idle,
     /// e.g. across a restart) is sent once more on a fresh connection if
-    /// `retry` (the request is idempotent); that first failure is not the
+    /// `retry` (the request is safe to run twice); that first failure is not the
     /// node's. The error says whether it counts against the node.
     pub(crate) async fn call(
         &self,
@@ -108,8 +108,9 @@ impl NodePool {
                         Err(e) => Err(self.failed(e)),
                     }
                 }
-                // Not sent again (incr, append): may or may not have been
-                // applied; not held against the node either.
+                // Not sent again (add, CAS store, delete, mg N, incr,
+                // append): may or may not have been applied; not held
+                // against the node either.
                 None => Err(CallError {
                     error: self.failed(Failed::Conn(e)).error,
                     node_failure: false,

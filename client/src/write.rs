@@ -69,7 +69,7 @@ impl Client {
         let line = format!("{} {prefix}\r\n", self.inner.cfg.prefix_command);
         for i in 0..self.inner.pools.len() {
             let r = self
-                .call(i, line.clone().into_bytes(), Expect::Replies(1))
+                .call_with(i, line.clone().into_bytes(), Expect::Replies(1), false)
                 .await?;
             let r = r.first().ok_or_else(|| self.protocol(i, "no reply"))?;
             self.check(i, r)?;

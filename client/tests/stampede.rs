@@ -556,3 +556,128 @@ both!(
     reads_leave_the_reload_to_get_or_load_,
     reads_leave_the_reload_to_get_or_load
 );
+
+/// A caller that falls back to its own load after waiting twice holds no
+/// lease: its failed load must not give the live winner's placeholder back
+/// (that deleted it, `md <k> C<winner's cas>`, and the next caller loaded
+/// too). A crashed winner (a raw `mg … N` that never stores) makes the two
+/// callers compete again after one lease wait: one wins and loads until
+/// released, the other falls back at twice the wait and fails. A caller
+/// arriving after that must wait for the winner, not load, and the
+/// winner's value must be cached.
+async fn failed_fallback_keeps_the_winners_lease(srv: Server) {
+    let key = "fallback";
+    let crashed = srv.raw(format!("mg {key} v c N30\r\n").as_bytes(), b"\r\n");
+    assert!(crashed.starts_with(b"VA 0 "), "{crashed:?}");
+    let aside = AsideConfig {
+        lease_wait: Duration::from_millis(500),
+        ..AsideConfig::default()
+    };
+    let cs: Vec<Client> = (0..2)
+        .map(|_| srv.builder().aside(aside.clone()).build())
+        .collect();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let (release, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let release_rx = Arc::new(tokio::sync::Mutex::new(Some(release_rx)));
+    let gate = Arc::new(tokio::sync::Barrier::new(2));
+    let (done, mut results) = tokio::sync::mpsc::unbounded_channel();
+    for c in cs {
+        let (loads, release_rx, gate) = (loads.clone(), release_rx.clone(), gate.clone());
+        let done = done.clone();
+        tokio::spawn(async move {
+            gate.wait().await;
+            let r = c.get_or_load(key, MIN, || async move {
+                // The first loader is the new winner's: it works until
+                // released. The second is the fallback's: it fails.
+                if loads.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let rx = release_rx.lock().await.take().unwrap();
+                    let _ = rx.await;
+                    Ok(b"winner".to_vec())
+                } else {
+                    Err(std::io::Error::other("source down"))
+                }
+            });
+            let _ = done.send(r.await);
+        });
+    }
+    // The fallback fails first (the winner waits for the release).
+    let first = results.recv().await.unwrap();
+    assert!(matches!(first, Err(Error::Source(_))), "{first:?}");
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        2,
+        "winner and fallback loaded"
+    );
+    // A later caller, patient enough never to take the winner's lease.
+    let late = srv
+        .builder()
+        .aside(AsideConfig {
+            lease_wait: ASSUMED_NEVER,
+            ..AsideConfig::default()
+        })
+        .build();
+    let late_loads = Arc::new(AtomicUsize::new(0));
+    let l = late_loads.clone();
+    let d = tokio::spawn(async move {
+        late.get_or_load(key, MIN, || async move {
+            l.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(b"late".to_vec())
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.send(()).unwrap();
+    assert_eq!(results.recv().await.unwrap().unwrap(), b"winner");
+    assert_eq!(d.await.unwrap().unwrap(), b"winner");
+    assert_eq!(late_loads.load(Ordering::SeqCst), 0, "late caller loaded");
+    let c = srv.client();
+    assert_eq!(c.get(key).await.unwrap(), Some(b"winner".to_vec()));
+}
+both!(
+    failed_fallback_keeps_the_winners_lease_,
+    failed_fallback_keeps_the_winners_lease
+);
+
+/// An invalidated item whose reload winner is lost (a process that took
+/// the `W` and died: here a raw `mg` on its own connection, closed at
+/// once) must not be served stale forever: once the same stale item has
+/// read `X Z` for a lease wait, a `get_or_load` takes the win back and
+/// reloads, once.
+async fn lost_stale_winner_is_replaced(srv: Server) {
+    let c = srv
+        .builder()
+        .aside(AsideConfig {
+            lease_wait: Duration::from_millis(500),
+            ..AsideConfig::default()
+        })
+        .build();
+    c.set("lost", "old", Duration::ZERO).await.unwrap();
+    assert!(c.invalidate("lost").await.unwrap());
+    let won = srv.raw(b"mg lost v c\r\n", b"\r\n");
+    let head = String::from_utf8_lossy(&won);
+    assert!(head.contains(" W"), "the crashed winner took W: {head}");
+    let loads = AtomicUsize::new(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while Instant::now() < deadline {
+        got = c
+            .get_or_load("lost", Duration::ZERO, || async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(b"new".to_vec())
+            })
+            .await
+            .unwrap();
+        if got == b"new" {
+            break;
+        }
+        assert_eq!(got, b"old");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got, b"new", "still stale after 10 s");
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!(c.get("lost").await.unwrap(), Some(b"new".to_vec()));
+}
+both!(
+    lost_stale_winner_is_replaced_,
+    lost_stale_winner_is_replaced
+);
