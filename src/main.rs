@@ -28,6 +28,25 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+/// Stop signals and SIGHUP, installed before the first port is bound: a
+/// client (or a test, or systemd) may send SIGTERM as soon as the port
+/// answers, and the default action would kill the process with the port
+/// already taken and nothing saved (seen: exit -15 right after start).
+/// A stop that arrives before the workers serve is honoured when they do.
+fn install_signal_handlers() {
+    // SAFETY: installing an async-signal-safe handler that only stores an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        // memcached: SIGUSR1 stops gracefully. SIGHUP (a closed terminal,
+        // a logrotate hook) must not lose the cache: it reopens the log
+        // files and reloads the password, ACL and TLS files.
+        libc::signal(libc::SIGUSR1, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
 extern "C" fn on_hup(_: libc::c_int) {
     RELOAD.store(true, Ordering::SeqCst);
 }
@@ -123,6 +142,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
     if cfg.lock_memory {
         limits::allow_locking();
     }
+    install_signal_handlers();
     // Ports first, while root (low ports), and before forking, so a port
     // in use is reported on the terminal with memcached's message.
     let tcp = listen_tcp(&cfg)?;
@@ -351,18 +371,6 @@ fn serve(
         .enabled
         .store(warm_path.is_some(), Ordering::Relaxed);
     shared.restored.warm.store(restoring, Ordering::Relaxed);
-
-    // SAFETY: installing an async-signal-safe handler that only stores an atomic.
-    unsafe {
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        // memcached: SIGUSR1 stops gracefully. SIGHUP (a closed terminal,
-        // a logrotate hook) must not lose the cache: it reopens the log
-        // files and reloads the password, ACL and TLS files.
-        libc::signal(libc::SIGUSR1, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
 
     systemd::status(&format!("starting {threads} workers"));
     let cores = core_affinity::get_core_ids().unwrap_or_default();

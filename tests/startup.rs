@@ -371,3 +371,40 @@ fn a_daemon_that_cannot_start_says_why_and_exits_with_its_status() {
     );
     assert!(!sock.exists(), "the failed daemon removes its socket file");
 }
+
+#[test]
+fn a_stop_signal_as_soon_as_the_port_answers_stops_cleanly() {
+    // The handlers are in place before the first port is bound: SIGTERM
+    // the moment the port takes a connection must not kill the process
+    // (default action: exit by signal, port held, nothing saved). Seen as
+    // "exited -15" in a test that stopped a node right after its start.
+    let bin = env!("CARGO_BIN_EXE_corecache");
+    for round in 0..20 {
+        let port = free_port();
+        let mut child = Command::new(bin)
+            .args([
+                "-u",
+                "root",
+                "--no-admin",
+                "-t",
+                "2",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!("round {round}: exited {st} before serving (port taken?)");
+            }
+            assert!(Instant::now() < deadline, "round {round}: never answered");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        // SAFETY: signalling the child this test started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert_eq!(exit_within(&mut child, 10), Some(0), "round {round}");
+    }
+}
