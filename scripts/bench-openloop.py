@@ -35,6 +35,7 @@ import argparse
 import glob
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -86,6 +87,30 @@ def cpu_ticks(cpus):
                 steal += v[7] if len(v) > 7 else 0
                 total += sum(v[:8])
     return steal, total
+
+
+def busy_secs():
+    """CPU seconds all CPUs spent on anything (not idle, iowait, steal)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")
+
+
+def server_secs(pid):
+    """CPU seconds of all the server's threads (scheduler's accounting)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total / 1e9
+
+
+def children_secs():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 class Cgroup:
@@ -201,9 +226,14 @@ def one_run(args, kind, threads, op, rate=None, secs=None):
         fill(args, sv.port)
         cpus = sorted(set(expand_cpus(scpus)) | set(expand_cpus(ccpus)))
         st0 = cpu_ticks(cpus)
+        b0, s0, g0, w0 = busy_secs(), server_secs(sv.proc.pid), children_secs(), time.time()
         r, gcmd = generate(args, sv.port, op, ccpus, rate, secs)
+        b1, s1, g1, w1 = busy_secs(), server_secs(sv.proc.pid), children_secs(), time.time()
         st1 = cpu_ticks(cpus)
         r["steal"] = (st1[0] - st0[0]) / max(1, st1[1] - st0[1])
+        # CPU the rest of the host used meanwhile (other jobs), in cores
+        r["other_cores"] = max(0.0, (b1 - b0) - (s1 - s0) - (g1 - g0)) / (w1 - w0)
+        r["server_cores"] = (s1 - s0) / (w1 - w0)
         r["server_cmd"] = " ".join(sv.cmd)
         r["generator_cmd"] = " ".join(gcmd)
         if sv.proc.poll() is not None:
@@ -243,7 +273,13 @@ def main():
     ap.add_argument("--cpu-budget", type=float, default=None, help="cap each server at this fraction of one core (off by default)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks"))
     ap.add_argument("--tag", default="openloop")
+    ap.add_argument("--ref-peak", action="append", default=[], metavar="T:OP=OPS",
+                    help="use this memcached peak (e.g. 1:get=50000) for the offered rates instead of the measured median")
     args = ap.parse_args()
+    # a TERM (or INT, ignored in background jobs otherwise) stops the run
+    # and, through the finally blocks, the server it has running
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args.generator = args.generator or find_generator()
     kinds = [OURS, REF] + (["pogocache"] if args.pogocache else [])
     threads_list = [int(t) for t in args.threads.split(",")]
@@ -259,14 +295,22 @@ def main():
 
     # 1. peaks
     peaks = {}  # (threads, op, kind) -> [ops/s]
+    peak_cores = {}  # (threads, op, kind) -> [server CPU in cores]
     for pr in range(args.peak_rounds):
         for t in threads_list:
             for op in ops:
                 for kind in order(pr):
                     r = one_run(args, kind, t, op, None, args.peak_secs)
                     peaks.setdefault((t, op, kind), []).append(r["peak_ops"])
-                    print(f"peak  -t {t} {op} {kind:10} {r['peak_ops']:>9.0f} ops/s  steal {r['steal'] * 100:.0f}%", file=sys.stderr)
-    rates = {(t, op): {f: med(peaks[(t, op, REF)]) * f / 100 for f in fractions} for t in threads_list for op in ops}
+                    peak_cores.setdefault((t, op, kind), []).append(r["server_cores"])
+                    print(f"peak  -t {t} {op} {kind:10} {r['peak_ops']:>9.0f} ops/s  other {r['other_cores']:.2f} cores", file=sys.stderr)
+    ref = {(t, op): med(peaks[(t, op, REF)]) for t in threads_list for op in ops}
+    for spec in args.ref_peak:
+        k, _, v = spec.partition("=")
+        t, _, op = k.partition(":")
+        ref[(int(t), op)] = float(v)
+    args.ref_used = ref
+    rates = {(t, op): {f: ref[(t, op)] * f / 100 for f in fractions} for t in threads_list for op in ops}
 
     # 2. open loop at equal offered load
     runs = {}  # (threads, op, fraction, kind) -> [result]
@@ -279,14 +323,14 @@ def main():
                         runs.setdefault((t, op, f, kind), []).append(r)
                         print(f"round {rnd + 1} -t {t} {op} {f:>2}% {kind:10} offered {r['offered']:>7.0f} "
                               f"got {r['measured'] / args.secs:>7.0f}/s  p99.9 {r['p999_us']:>6} p99.99 {r['p9999_us']:>6} "
-                              f"max {r['max_us']:>6} µs  gen late {r['generator_late_max_us']:>5} µs  steal {r['steal'] * 100:.0f}%",
+                              f"max {r['max_us']:>6} µs  gen late {r['generator_late_max_us']:>5} µs  other {r['other_cores']:.2f} cores",
                               file=sys.stderr)
     elapsed = time.time() - t_start
-    report(args, kinds, threads_list, ops, fractions, peaks, rates, runs, elapsed)
+    report(args, kinds, threads_list, ops, fractions, peaks, peak_cores, rates, runs, elapsed)
 
 
-def report(args, kinds, threads_list, ops, fractions, peaks, rates, runs, elapsed):
-    fields = ("p50_us", "p99_us", "p999_us", "p9999_us", "max_us", "generator_late_max_us", "steal")
+def report(args, kinds, threads_list, ops, fractions, peaks, peak_cores, rates, runs, elapsed):
+    fields = ("p50_us", "p99_us", "p999_us", "p9999_us", "max_us", "generator_late_max_us", "steal", "other_cores")
     L = []
     budget = f"each server capped at {args.cpu_budget:g} core" if args.cpu_budget else "no CPU quota"
     pin = "; ".join(f"-t {t}: server on CPU {args.cpus[t][0]}, generator on CPU {args.cpus[t][1]}" for t in threads_list)
@@ -294,25 +338,29 @@ def report(args, kinds, threads_list, ops, fractions, peaks, rates, runs, elapse
           "",
           f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {args.rounds} rounds x {args.secs:g} s measured (+{args.warmup:g} s warm-up) per cell, "
           f"{args.conns} connections, {args.keys} keys, {args.value_size}-byte values, -m {args.memory}, {budget}; {pin}. "
-          f"Wall time {elapsed / 60:.1f} min.",
+          f"Wall time {elapsed / 60:.1f} min. Largest steal seen in a run: "
+          f"{max(r['steal'] for rs in runs.values() for r in rs) * 100:.1f} %.",
           "",
           "Medians over the rounds, latencies in µs from each request's due time. Offered rate = the % of memcached's "
-          "closed-loop peak, the same for every server. `late` = generator_late_max_us (median). Flags: `gen` the generator "
+          "closed-loop peak, the same for every server. `late` = generator_late_max_us (median). `other` = CPU the rest of the host (other jobs) used during the run, in cores (median; from /proc/stat minus the server's and the generator's own CPU). Flags: `gen` the generator "
           "itself fell behind by at least half the row's p99.99; `short` fewer than 99 % of the expected replies measured "
           "(the server fell behind). Target (issue 23, corecache rows at 50 and 75 %): p99.9 and p99.99 each <= 0.7x "
           "memcached's and <= pogocache's.",
           "",
           "## Peaks (closed loop, one request in flight per connection)",
           "",
-          "| -t | op | " + " | ".join(kinds) + " |",
-          "| --- | --- | " + " | ".join("---:" for _ in kinds) + " |"]
+          "Median, then each run's ops/s @ the server's CPU use in cores during it (a server well under its CPUs "
+          "was not the bottleneck: the generator or the host was).",
+          "",
+          "| -t | op | " + " | ".join(kinds) + " | rates are % of |",
+          "| --- | --- | " + " | ".join("---:" for _ in kinds) + " | ---: |"]
     for t in threads_list:
         for op in ops:
             L.append(f"| {t} | {op} | " + " | ".join(
-                f"{med(peaks[(t, op, k)]):.0f}" + (f" ({', '.join(f'{x:.0f}' for x in peaks[(t, op, k)])})" if len(peaks[(t, op, k)]) > 1 else "")
-                for k in kinds) + " |")
+                f"{med(peaks[(t, op, k)]):.0f} (" + ", ".join(f"{x:.0f} @ {c:.2f}" for x, c in zip(peaks[(t, op, k)], peak_cores[(t, op, k)])) + ")"
+                for k in kinds) + f" | {args.ref_used[(t, op)]:.0f} |")
     L += ["", "## Open loop at equal offered load", "",
-          "| -t | op | load | offered/s | server | achieved/s | p50 | p99 | p99.9 | p99.99 | max | late | steal | p99.9 / mc | p99.99 / mc | target | flags |",
+          "| -t | op | load | offered/s | server | achieved/s | p50 | p99 | p99.9 | p99.99 | max | late | other | p99.9 / mc | p99.99 / mc | target | flags |",
           "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
     summary = {}
     verdicts = []
@@ -347,7 +395,7 @@ def report(args, kinds, threads_list, ops, fractions, peaks, rates, runs, elapse
                     r9999 = f"{x['p9999_us'] / mc['p9999_us']:.2f}" if k != REF else "-"
                     L.append(f"| {t} | {op} | {f} % | {rates[(t, op)][f]:.0f} | {k} | {x['achieved']:.0f} | {x['p50_us']:.0f} | "
                              f"{x['p99_us']:.0f} | {x['p999_us']:.0f} | {x['p9999_us']:.0f} | {x['max_us']:.0f} | "
-                             f"{x['generator_late_max_us']:.0f} | {x['steal'] * 100:.0f} % | {r999} | {r9999} | {target} | {' '.join(flags)} |")
+                             f"{x['generator_late_max_us']:.0f} | {x['other_cores']:.2f} | {r999} | {r9999} | {target} | {' '.join(flags)} |")
     L += ["", "Per-round p99.9 / p99.99 (µs):", ""]
     for key, m in summary.items():
         L.append(f"- {key}: " + "; ".join(
@@ -366,6 +414,7 @@ def report(args, kinds, threads_list, ops, fractions, peaks, rates, runs, elapse
         fh.write(text + "\n")
     with open(os.path.join(args.out, f"{args.tag}.json"), "w") as fh:
         json.dump({"peaks": {f"t{t}-{op}-{k}": v for (t, op, k), v in peaks.items()},
+                   "peak_server_cores": {f"t{t}-{op}-{k}": v for (t, op, k), v in peak_cores.items()},
                    "runs": {f"t{t}-{op}-{f}-{k}": v for (t, op, f, k), v in runs.items()}}, fh, indent=1)
 
 
