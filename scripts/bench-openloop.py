@@ -243,6 +243,31 @@ def one_run(args, kind, threads, op, rate=None, secs=None):
         sv.stop()
 
 
+HICCUP = """
+import sys, time
+end = time.perf_counter_ns() + int(float(sys.argv[1]) * 1e9)
+prev = time.perf_counter_ns(); mx = n100 = n1000 = 0
+while prev < end:
+    now = time.perf_counter_ns(); g = now - prev; prev = now
+    if g > 100000:
+        n100 += 1
+        if g > 1000000:
+            n1000 += 1
+        mx = max(mx, g)
+print(mx // 1000, n100, n1000)
+"""
+
+
+def hiccups(secs, cpus):
+    """The host's own stalls: a spinning loop pinned to each CPU notes every
+    gap between two clock reads (nothing else of ours runs meanwhile). A
+    gap is time the CPU was taken away: another task, an interrupt, the
+    hypervisor. Returns {cpu: (max gap µs, gaps > 100 µs, gaps > 1 ms)}."""
+    procs = {c: subprocess.Popen(["taskset", "-c", str(c), sys.executable, "-c", HICCUP, str(secs)],
+                                 stdout=subprocess.PIPE, text=True) for c in cpus}
+    return {c: tuple(int(x) for x in p.communicate()[0].split()) for c, p in procs.items()}
+
+
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -273,6 +298,9 @@ def main():
     ap.add_argument("--cpu-budget", type=float, default=None, help="cap each server at this fraction of one core (off by default)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks"))
     ap.add_argument("--tag", default="openloop")
+    ap.add_argument("--hiccup-secs", type=float, default=5, help="seconds of host-stall measurement before and after (0: none)")
+    ap.add_argument("--report-from", default=None, metavar="JSONL",
+                    help="only print the report of an earlier (possibly interrupted) run's OUT/TAG.jsonl")
     ap.add_argument("--ref-peak", action="append", default=[], metavar="T:OP=OPS",
                     help="use this memcached peak (e.g. 1:get=50000) for the offered rates instead of the measured median")
     args = ap.parse_args()
@@ -280,6 +308,8 @@ def main():
     # and, through the finally blocks, the server it has running
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    if args.report_from:
+        return report_from(args)
     args.generator = args.generator or find_generator()
     kinds = [OURS, REF] + (["pogocache"] if args.pogocache else [])
     threads_list = [int(t) for t in args.threads.split(",")]
@@ -288,6 +318,20 @@ def main():
     args.cpus = {t: (args.server_cpus, args.client_cpus) if t == 1 else (args.server_cpus_t2, args.client_cpus_t2)
                  for t in threads_list}
     t_start = time.time()
+    os.makedirs(args.out, exist_ok=True)
+    log = open(os.path.join(args.out, f"{args.tag}.jsonl"), "w")
+
+    def note(obj):
+        log.write(json.dumps(obj) + "\n")
+        log.flush()
+
+    note({"args": {k: v for k, v in vars(args).items() if k != "cpus"}, "cpus": {str(t): c for t, c in args.cpus.items()},
+          "start": time.strftime("%Y-%m-%d %H:%M %Z")})
+    all_cpus = sorted(set(c for sc, cc in args.cpus.values() for c in expand_cpus(sc) + expand_cpus(cc)))
+    if args.hiccup_secs:
+        h = hiccups(args.hiccup_secs, all_cpus)
+        note({"hiccups_before": h})
+        print(f"host stalls before: {h}", file=sys.stderr)
 
     def order(i):
         k = i % len(kinds)
@@ -303,6 +347,7 @@ def main():
                     r = one_run(args, kind, t, op, None, args.peak_secs)
                     peaks.setdefault((t, op, kind), []).append(r["peak_ops"])
                     peak_cores.setdefault((t, op, kind), []).append(r["server_cores"])
+                    note({"peak": [t, op, kind], "r": r})
                     print(f"peak  -t {t} {op} {kind:10} {r['peak_ops']:>9.0f} ops/s  other {r['other_cores']:.2f} cores", file=sys.stderr)
     ref = {(t, op): med(peaks[(t, op, REF)]) for t in threads_list for op in ops}
     for spec in args.ref_peak:
@@ -321,28 +366,82 @@ def main():
                     for kind in order(rnd + fi):
                         r = one_run(args, kind, t, op, rates[(t, op)][f], args.secs)
                         runs.setdefault((t, op, f, kind), []).append(r)
+                        note({"run": [t, op, f, kind], "round": rnd + 1, "r": r})
                         print(f"round {rnd + 1} -t {t} {op} {f:>2}% {kind:10} offered {r['offered']:>7.0f} "
                               f"got {r['measured'] / args.secs:>7.0f}/s  p99.9 {r['p999_us']:>6} p99.99 {r['p9999_us']:>6} "
                               f"max {r['max_us']:>6} µs  gen late {r['generator_late_max_us']:>5} µs  other {r['other_cores']:.2f} cores",
                               file=sys.stderr)
+    if args.hiccup_secs:
+        h = hiccups(args.hiccup_secs, all_cpus)
+        note({"hiccups_after": h})
+        print(f"host stalls after: {h}", file=sys.stderr)
     elapsed = time.time() - t_start
-    report(args, kinds, threads_list, ops, fractions, peaks, peak_cores, rates, runs, elapsed)
+    note({"elapsed": elapsed, "rates": {f"{t}:{op}": v for (t, op), v in rates.items()}, "ref": {f"{t}:{op}": v for (t, op), v in ref.items()}})
+    log.close()
+    report_from(args, os.path.join(args.out, f"{args.tag}.jsonl"))
+
+
+def report_from(args, path=None):
+    """Rebuilds the tables from a run's JSONL log (also an interrupted run's:
+    cells then have fewer rounds, and cells never run are left out)."""
+    path = path or args.report_from
+    peaks, peak_cores, runs, hic, elapsed, ref = {}, {}, {}, {}, None, {}
+    with open(path) as f:
+        for line in f:
+            o = json.loads(line)
+            if "args" in o:
+                saved = o["args"]
+                cpus = {int(t): tuple(c) for t, c in o["cpus"].items()}
+                start = o["start"]
+            elif "peak" in o:
+                t, op, k = o["peak"]
+                peaks.setdefault((t, op, k), []).append(o["r"]["peak_ops"])
+                peak_cores.setdefault((t, op, k), []).append(o["r"]["server_cores"])
+            elif "run" in o:
+                t, op, fr, k = o["run"]
+                runs.setdefault((t, op, fr, k), []).append(o["r"])
+            elif "elapsed" in o:
+                elapsed = o["elapsed"]
+            for w in ("hiccups_before", "hiccups_after"):
+                if w in o:
+                    hic[w] = o[w]
+    a = argparse.Namespace(**saved)
+    a.cpus, a.start, a.hiccups, a.out, a.tag = cpus, start, hic, args.out, args.tag
+    kinds = [OURS, REF] + (["pogocache"] if a.pogocache else [])
+    threads_list = [int(t) for t in a.threads.split(",")]
+    ops = a.ops.split(",")
+    fractions = [int(x) for x in a.fractions.split(",")]
+    for t in threads_list:
+        for op in ops:
+            ref[(t, op)] = med(peaks.get((t, op, REF), []))
+    for spec in a.ref_peak:
+        k, _, v = spec.partition("=")
+        t, _, op = k.partition(":")
+        ref[(int(t), op)] = float(v)
+    a.ref_used = ref
+    rates = {(t, op): {fr: ref[(t, op)] * fr / 100 for fr in fractions} for t in threads_list for op in ops}
+    report(a, kinds, threads_list, ops, fractions, peaks, peak_cores, rates, runs, elapsed)
 
 
 def report(args, kinds, threads_list, ops, fractions, peaks, peak_cores, rates, runs, elapsed):
-    fields = ("p50_us", "p99_us", "p999_us", "p9999_us", "max_us", "generator_late_max_us", "steal", "other_cores")
+    fields = ("p50_us", "p99_us", "p999_us", "p9999_us", "max_us", "generator_late_max_us", "steal", "other_cores", "server_cores")
     L = []
     budget = f"each server capped at {args.cpu_budget:g} core" if args.cpu_budget else "no CPU quota"
     pin = "; ".join(f"-t {t}: server on CPU {args.cpus[t][0]}, generator on CPU {args.cpus[t][1]}" for t in threads_list)
     L += [f"# Open-loop tail latency, {', '.join(kinds)}",
           "",
-          f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {args.rounds} rounds x {args.secs:g} s measured (+{args.warmup:g} s warm-up) per cell, "
+          f"Started {args.start}; {args.rounds} rounds x {args.secs:g} s measured (+{args.warmup:g} s warm-up) per cell, "
           f"{args.conns} connections, {args.keys} keys, {args.value_size}-byte values, -m {args.memory}, {budget}; {pin}. "
-          f"Wall time {elapsed / 60:.1f} min. Largest steal seen in a run: "
-          f"{max(r['steal'] for rs in runs.values() for r in rs) * 100:.1f} %.",
+          + (f"Wall time {elapsed / 60:.1f} min. " if elapsed else "Interrupted run: cells have the rounds they got. ")
+          + f"Largest steal seen in a run: {max(r['steal'] for rs in runs.values() for r in rs) * 100:.1f} %.",
+          "",
+          "Host stalls (a spinning loop on each CPU, nothing else of ours running; CPU: longest gap µs, gaps > 100 µs, "
+          "gaps > 1 ms, in " + f"{args.hiccup_secs:g} s): " + "; ".join(
+              f"{w.split('_')[1]}: " + ", ".join(f"CPU {c} {v[0]}/{v[1]}/{v[2]}" for c, v in h.items())
+              for w, h in args.hiccups.items()) + ".",
           "",
           "Medians over the rounds, latencies in µs from each request's due time. Offered rate = the % of memcached's "
-          "closed-loop peak, the same for every server. `late` = generator_late_max_us (median). `other` = CPU the rest of the host (other jobs) used during the run, in cores (median; from /proc/stat minus the server's and the generator's own CPU). Flags: `gen` the generator "
+          "closed-loop peak, the same for every server. `late` = generator_late_max_us (median). `srv` = the server's CPU use, in cores (median). `other` = CPU the rest of the host (other jobs) used during the run, in cores (median; from /proc/stat minus the server's and the generator's own CPU). Flags: `gen` the generator "
           "itself fell behind by at least half the row's p99.99; `short` fewer than 99 % of the expected replies measured "
           "(the server fell behind). Target (issue 23, corecache rows at 50 and 75 %): p99.9 and p99.99 each <= 0.7x "
           "memcached's and <= pogocache's.",
@@ -360,13 +459,15 @@ def report(args, kinds, threads_list, ops, fractions, peaks, peak_cores, rates, 
                 f"{med(peaks[(t, op, k)]):.0f} (" + ", ".join(f"{x:.0f} @ {c:.2f}" for x, c in zip(peaks[(t, op, k)], peak_cores[(t, op, k)])) + ")"
                 for k in kinds) + f" | {args.ref_used[(t, op)]:.0f} |")
     L += ["", "## Open loop at equal offered load", "",
-          "| -t | op | load | offered/s | server | achieved/s | p50 | p99 | p99.9 | p99.99 | max | late | other | p99.9 / mc | p99.99 / mc | target | flags |",
-          "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+          "| -t | op | load | offered/s | server | achieved/s | p50 | p99 | p99.9 | p99.99 | max | late | srv | other | p99.9 / mc | p99.99 / mc | target | flags |",
+          "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
     summary = {}
     verdicts = []
     for t in threads_list:
         for op in ops:
             for f in fractions:
+                if any((t, op, f, k) not in runs for k in kinds):
+                    continue
                 m = {}
                 for k in kinds:
                     rs = runs[(t, op, f, k)]
@@ -375,6 +476,7 @@ def report(args, kinds, threads_list, ops, fractions, peaks, peak_cores, rates, 
                     m[k]["short"] = any(r["measured"] < 0.99 * r["expected"] for r in rs)
                     m[k]["rounds_p999"] = [r["p999_us"] for r in rs]
                     m[k]["rounds_p9999"] = [r["p9999_us"] for r in rs]
+                    m[k]["n"] = len(rs)
                 summary[f"t{t}-{op}-{f}"] = m
                 mc = m[REF]
                 for k in kinds:
@@ -395,16 +497,19 @@ def report(args, kinds, threads_list, ops, fractions, peaks, peak_cores, rates, 
                     r9999 = f"{x['p9999_us'] / mc['p9999_us']:.2f}" if k != REF else "-"
                     L.append(f"| {t} | {op} | {f} % | {rates[(t, op)][f]:.0f} | {k} | {x['achieved']:.0f} | {x['p50_us']:.0f} | "
                              f"{x['p99_us']:.0f} | {x['p999_us']:.0f} | {x['p9999_us']:.0f} | {x['max_us']:.0f} | "
-                             f"{x['generator_late_max_us']:.0f} | {x['other_cores']:.2f} | {r999} | {r9999} | {target} | {' '.join(flags)} |")
-    L += ["", "Per-round p99.9 / p99.99 (µs):", ""]
+                             f"{x['generator_late_max_us']:.0f} | {x['server_cores']:.2f} | {x['other_cores']:.2f} | {r999} | {r9999} | {target} | {' '.join(flags)} |")
+    L += ["", "Per-round p99.9 / p99.99 (µs), in round order:", ""]
     for key, m in summary.items():
         L.append(f"- {key}: " + "; ".join(
             f"{k} {'/'.join(str(v) for v in m[k]['rounds_p999'])} | {'/'.join(str(v) for v in m[k]['rounds_p9999'])}" for k in kinds))
-    L += ["", "Commands (last run of each server, -t and op, at the highest load):", ""]
+    L += ["", "Target at 50 and 75 %: " + "; ".join(f"-t {t} {op} {f} %: {v}" for t, op, f, v in verdicts) + ".",
+          "", "Commands (last run of each server, -t and op, at the highest load):", ""]
     f = fractions[-1]
     for t in threads_list:
         for op in ops:
             for k in kinds:
+                if (t, op, f, k) not in runs:
+                    continue
                 r = runs[(t, op, f, k)][-1]
                 L.append(f"- `{r['server_cmd']}` ; `{r['generator_cmd']}`")
     text = "\n".join(L)
@@ -412,10 +517,6 @@ def report(args, kinds, threads_list, ops, fractions, peaks, peak_cores, rates, 
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{args.tag}.md"), "w") as fh:
         fh.write(text + "\n")
-    with open(os.path.join(args.out, f"{args.tag}.json"), "w") as fh:
-        json.dump({"peaks": {f"t{t}-{op}-{k}": v for (t, op, k), v in peaks.items()},
-                   "peak_server_cores": {f"t{t}-{op}-{k}": v for (t, op, k), v in peak_cores.items()},
-                   "runs": {f"t{t}-{op}-{f}-{k}": v for (t, op, f, k), v in runs.items()}}, fh, indent=1)
 
 
 if __name__ == "__main__":
