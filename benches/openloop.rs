@@ -145,6 +145,7 @@ fn reader(
 ) -> Histogram<u64> {
     use std::os::fd::AsRawFd;
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    // SAFETY: no pointers; the result is checked.
     let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     assert!(ep >= 0, "epoll_create1");
     for (i, s) in socks.iter().enumerate() {
@@ -152,6 +153,7 @@ fn reader(
             events: libc::EPOLLIN as u32,
             u64: i as u64,
         };
+        // SAFETY: `ev` lives across the call; `ep` and the socket are open.
         let r = unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, s.as_raw_fd(), &mut ev) };
         assert_eq!(r, 0, "epoll_ctl");
     }
@@ -160,6 +162,7 @@ fn reader(
     let mut buf = vec![0u8; 1 << 16];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; socks.len()];
     while open > 0 {
+        // SAFETY: `events` has room for `events.len()` entries.
         let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 1000) };
         if n < 0 {
             continue; // EINTR
@@ -168,6 +171,7 @@ fn reader(
             let c = ev.u64 as usize;
             let fd = socks[c].as_raw_fd();
             loop {
+                // SAFETY: `buf` is writable for `buf.len()` bytes; `fd` is open.
                 let got = unsafe {
                     libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
                 };
@@ -178,6 +182,7 @@ fn reader(
                 }
                 if got <= 0 {
                     // closed (or failed): stop watching it
+                    // SAFETY: DEL takes no event pointer since Linux 2.6.9.
                     unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
                     open -= 1;
                     break;
@@ -195,6 +200,7 @@ fn reader(
             }
         }
     }
+    // SAFETY: `ep` is ours and used no more.
     unsafe { libc::close(ep) };
     h
 }
@@ -263,6 +269,7 @@ fn main() {
     let gap = 1.0 / o.rate;
     let mut late_max = Duration::ZERO;
     // nanosleep's default 50 µs timer slack would make every wake-up late
+    // SAFETY: PR_SET_TIMERSLACK takes integers only.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64) };
     loop {
         let due = start + Duration::from_secs_f64(sent as f64 * gap);
