@@ -397,6 +397,7 @@ fn serve(
             } else {
                 physical_memory()
             },
+            fault_ahead: cfg.fault_ahead,
         };
         let verbose = cfg.verbosity;
         let pinned_from = shared_listeners[id];

@@ -120,6 +120,9 @@ pub struct Extended {
     pub hugepages: bool,
     /// `prefault`: fault all item memory in at start.
     pub prefault: bool,
+    /// `fault_ahead=on|off`: fault the next free segments in on a helper
+    /// thread before they are written (on by default; store/fault_ahead.rs).
+    pub fault_ahead: bool,
     /// `backlog`: corecache's older spelling of `-b`; `-b` wins.
     pub backlog: Option<i32>,
     /// `idle_timeout`: close connections idle this many seconds; 0 = never.
@@ -146,6 +149,7 @@ impl Default for Extended {
             eviction: Eviction::Merge,
             hugepages: true,
             prefault: false,
+            fault_ahead: true,
             backlog: None,
             idle_timeout: 0,
             acl_file: None,
@@ -186,6 +190,7 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
             }
             "hugepages" => x.hugepages = switch(v),
             "prefault" => x.prefault = switch(v),
+            "fault_ahead" => x.fault_ahead = switch(v),
             "backlog" => x.backlog = Some(v.parse().map_err(|_| invalid(k, v))?),
             "idle_timeout" => x.idle_timeout = v.parse().map_err(|_| invalid(k, v))?,
             "acl_file" if !v.is_empty() => x.acl_file = Some(v.to_string()),

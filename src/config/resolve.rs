@@ -40,6 +40,8 @@ pub struct Config {
     pub huge_pages: bool,
     /// `-o prefault`: fault item memory in at start.
     pub prefault: bool,
+    /// `-o fault_ahead`: fault the next free segments in ahead of writes.
+    pub fault_ahead: bool,
     /// `-e PATH`: keep the cache across a graceful restart in files at
     /// PATH (`process::warm`), made absolute (`-d` changes directory).
     pub memory_file: Option<PathBuf>,
@@ -300,6 +302,7 @@ impl Config {
             },
             huge_pages: x.hugepages || args.large_pages,
             prefault: x.prefault,
+            fault_ahead: x.fault_ahead,
             memory_file: args
                 .memory_file
                 .as_deref()

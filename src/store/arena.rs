@@ -113,6 +113,11 @@ impl Arena {
         }
     }
 
+    /// The first byte of the mapping, for reading only.
+    pub fn base_ptr(&self) -> *const u8 {
+        self.map.as_ptr()
+    }
+
     /// The first byte of the mapping.
     pub fn base(&mut self) -> *mut u8 {
         self.map.as_mut_ptr()

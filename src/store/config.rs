@@ -20,6 +20,10 @@ pub struct StoreConfig {
     /// `Arena::with_room`). At most `memory` means no growth, as wanted
     /// with `-k` (mlockall would fault a reservation in whole).
     pub max_memory: usize,
+    /// Fault the next free segments' pages in on a helper thread before
+    /// they are written (store/fault_ahead.rs). Off in the default, which
+    /// unit tests build by the thousand; the server turns it on.
+    pub fault_ahead: bool,
 }
 
 impl Default for StoreConfig {
@@ -31,6 +35,7 @@ impl Default for StoreConfig {
             eviction: Eviction::Merge,
             huge_pages: true,
             max_memory: super::physical_memory(),
+            fault_ahead: false,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod clock;
 mod config;
 pub mod eviction;
 mod expiry;
+mod fault_ahead;
 mod flush;
 pub mod index;
 pub mod item;
@@ -133,6 +134,9 @@ impl Store {
         let arena = arena::Arena::with_room(nseg * cfg.segment_size, room, cfg.huge_pages)
             .map_err(ConfigError::Map)?;
         let mut segs = Segments::new(arena, cfg.segment_size, nseg);
+        if cfg.fault_ahead {
+            segs.enable_fault_ahead();
+        }
         let reserve = segs.take(ttl::NEVER, clock.now()).expect("nseg >= 3");
         let index = Index::new(
             cfg.memory / INDEX_START_ITEM_BYTES,

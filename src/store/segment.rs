@@ -2,6 +2,13 @@
 //! kept apart from the data so scanning headers never touches item memory.
 
 use super::arena::Arena;
+use super::fault_ahead::FaultAhead;
+
+/// Free segments, from the next to be taken, that fault-ahead keeps
+/// resident: 4 MiB with the default 1 MiB segments, taken at the highest
+/// set rate measured here (about 15 MB/s) in a quarter of a second, while
+/// one 2 MiB huge page takes the helper under 10 ms to fault in.
+const FAULT_AHEAD_SEGMENTS: usize = 4;
 
 /// No segment (chain ends, empty chains).
 pub const NONE: u32 = u32::MAX;
@@ -142,6 +149,10 @@ pub struct Segments {
     base: *mut u8,
     next_seq: u64,
     arena: Arena,
+    /// Whether each segment's pages are (or have been asked to be)
+    /// resident: taken once, or sent to fault-ahead, and not discarded.
+    resident: Vec<bool>,
+    fault_ahead: Option<FaultAhead>,
 }
 
 impl Segments {
@@ -161,6 +172,32 @@ impl Segments {
             base,
             next_seq: 1,
             arena,
+            resident: vec![false; n],
+            fault_ahead: None,
+        }
+    }
+
+    /// Keeps the next free segments' pages faulted in from now on (see
+    /// `fault_ahead.rs`).
+    pub fn enable_fault_ahead(&mut self) {
+        self.fault_ahead = Some(FaultAhead::new());
+        self.fault_in_next();
+    }
+
+    /// Sends the next free segments not yet resident to fault-ahead.
+    fn fault_in_next(&mut self) {
+        let Some(fa) = &mut self.fault_ahead else {
+            return;
+        };
+        for &id in self.free.iter().rev().take(FAULT_AHEAD_SEGMENTS) {
+            let r = &mut self.resident[id as usize];
+            if !*r {
+                *r = true;
+                // SAFETY: `id` is a segment of this arena, so the offset
+                // lies inside the mapping.
+                let p = unsafe { self.base.add(id as usize * self.seg_size) };
+                fa.request(p, self.seg_size);
+            }
         }
     }
 
@@ -196,6 +233,7 @@ impl Segments {
         }
         self.headers.resize(n, SegHeader::FREE);
         self.pins.resize(n, 0);
+        self.resident.resize(n, false);
         self.retired.extend((old as u32..n as u32).rev());
     }
 
@@ -235,8 +273,12 @@ impl Segments {
             return false;
         };
         let id = self.free.swap_remove(i);
+        if let Some(fa) = &self.fault_ahead {
+            fa.before_discard();
+        }
         self.arena
             .discard(id as usize * self.seg_size, self.seg_size);
+        self.resident[id as usize] = false;
         self.retired.push(id);
         true
     }
@@ -247,13 +289,16 @@ impl Segments {
             return false;
         };
         self.free.push(id);
+        self.fault_in_next();
         true
     }
 
     /// Takes a free segment and gives it a new incarnation.
     pub fn take(&mut self, ttl_bucket: u16, now: u32) -> Option<u32> {
         let id = self.free.pop()?;
+        self.resident[id as usize] = true;
         self.renew(id, ttl_bucket, now);
+        self.fault_in_next();
         Some(id)
     }
 

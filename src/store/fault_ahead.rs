@@ -1,0 +1,229 @@
+//! Fault-ahead: the pages of the next free segments are faulted in by a
+//! helper thread before the worker writes to them, so no request waits
+//! while the kernel zeroes fresh memory.
+//!
+//! Why: the store appends, so until the arena has been written through
+//! once, sets keep landing on memory never touched. With transparent huge
+//! pages the first write to each 2 MiB faults the whole page in and the
+//! kernel zeroes it on the writing thread: on this host (a VM, whose own
+//! host also backs the memory on first touch) that took 6-10 ms of the
+//! worker every ~0.9 s at 20,000 sets/s of 100 bytes (perf: bursts of
+//! `clear_page_erms` under `do_huge_pmd_anonymous_page`), and every request
+//! arriving meanwhile waited: corecache's open-loop SET p99.9 was 5-6 ms
+//! where memcached's, which faults 4 KiB at a time as its slabs fill, was
+//! 1.5-3 ms (docs/PERFORMANCE.md, issue 23).
+//!
+//! How: one thread per store, started with the first request, with the
+//! worker's CPU affinity (so pages come from the worker's NUMA node) and
+//! at `SCHED_IDLE`, so it runs only in the worker's idle time and yields at
+//! the kernel's next preemption point (the huge page zeroing loop checks
+//! every 4 KiB) when the worker wakes. It calls
+//! `madvise(MADV_POPULATE_WRITE)` (Linux 5.14) on each range it is sent.
+//!
+//! Why this is sound while the worker uses the same memory: populating
+//! only maps pages, it never changes what a byte reads (anonymous memory
+//! not yet mapped reads as zero and is mapped zeroed; a mapped page is left
+//! alone), so it cannot race with the worker's writes in any way the worker
+//! could observe. The one thing it can undo is `Arena::discard`: a segment
+//! retired (its pages given back) after its range was sent would be
+//! populated again and cost memory, not contents. Each job carries the
+//! store's discard epoch at sending time and is skipped if a discard has
+//! happened since; the window left between that check and the madvise is
+//! one job's worth of memory until the segment is next used. On a kernel
+//! without MADV_POPULATE_WRITE the call fails and the thread stops: writes
+//! then fault as before.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+
+/// Linux's `MADV_POPULATE_WRITE` (uapi asm-generic/mman-common.h), not in
+/// every libc crate version.
+const MADV_POPULATE_WRITE: libc::c_int = 23;
+
+/// One range to fault in: address and length in bytes, and the discard
+/// epoch when it was sent.
+struct Job {
+    addr: usize,
+    len: usize,
+    epoch: u64,
+}
+
+/// The worker's end: sends ranges to the helper thread, started with the
+/// first one.
+pub struct FaultAhead {
+    tx: Option<Sender<Job>>,
+    /// Bumped before every discard of arena memory (see module docs).
+    epoch: Arc<AtomicU64>,
+    /// Set when the thread could not be started: stop asking.
+    failed: bool,
+}
+
+impl FaultAhead {
+    /// A handle with no thread yet.
+    pub fn new() -> FaultAhead {
+        FaultAhead {
+            tx: None,
+            epoch: Arc::new(AtomicU64::new(0)),
+            failed: false,
+        }
+    }
+
+    /// Asks for `len` bytes at `addr` to be faulted in soon. Never blocks.
+    pub fn request(&mut self, addr: *const u8, len: usize) {
+        if self.failed {
+            return;
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let job = Job {
+            addr: addr as usize,
+            len,
+            epoch,
+        };
+        if self.tx.is_none() {
+            let (tx, rx) = mpsc::channel();
+            let seen = self.epoch.clone();
+            let spawned = std::thread::Builder::new()
+                .name("fault-ahead".into())
+                .spawn(move || run(rx, seen));
+            if spawned.is_err() {
+                self.failed = true;
+                return;
+            }
+            self.tx = Some(tx);
+        }
+        if let Some(tx) = &self.tx {
+            if tx.send(job).is_err() {
+                // The thread stopped (no MADV_POPULATE_WRITE here).
+                self.failed = true;
+                self.tx = None;
+            }
+        }
+    }
+
+    /// Called before arena memory is discarded: ranges sent before now are
+    /// skipped if not yet faulted in.
+    pub fn before_discard(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Default for FaultAhead {
+    fn default() -> Self {
+        FaultAhead::new()
+    }
+}
+
+fn run(rx: Receiver<Job>, epoch: Arc<AtomicU64>) {
+    // SAFETY: plain integers; SCHED_IDLE needs priority 0. A refusal
+    // leaves the thread at normal priority, which is still correct.
+    unsafe {
+        let p = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &p);
+    }
+    while let Ok(job) = rx.recv() {
+        if epoch.load(Ordering::Acquire) != job.epoch {
+            continue;
+        }
+        // SAFETY: MADV_POPULATE_WRITE never changes the contents of the
+        // range (see the module docs); on an address no longer mapped it
+        // fails with ENOMEM and does nothing.
+        let r =
+            unsafe { libc::madvise(job.addr as *mut libc::c_void, job.len, MADV_POPULATE_WRITE) };
+        if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            return; // not supported by this kernel
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages of `len` bytes at `p` that are resident, by mincore(2).
+    fn resident(p: *const u8, len: usize) -> usize {
+        let pages = len / 4096;
+        let mut v = vec![0u8; pages];
+        // SAFETY: `v` has one byte per page of the range, which lies in a
+        // live mapping.
+        let r = unsafe { libc::mincore(p as *mut libc::c_void, len, v.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        v.iter().filter(|b| **b & 1 == 1).count()
+    }
+
+    fn map(len: usize) -> memmap2::MmapMut {
+        memmap2::MmapOptions::new().len(len).map_anon().unwrap()
+    }
+
+    fn wait_resident(p: *const u8, len: usize, want: usize) -> usize {
+        for _ in 0..200 {
+            let n = resident(p, len);
+            if n >= want {
+                return n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        resident(p, len)
+    }
+
+    #[test]
+    fn a_requested_range_becomes_resident_and_keeps_its_contents() {
+        let mut m = map(1 << 20);
+        m[4096] = 7;
+        let p = m.as_ptr();
+        assert!(resident(p, 1 << 20) < 256);
+        let mut fa = FaultAhead::new();
+        fa.request(p, 1 << 20);
+        assert_eq!(wait_resident(p, 1 << 20, 256), 256);
+        assert_eq!(m[4096], 7);
+        assert!(m
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == if i == 4096 { 7 } else { 0 }));
+    }
+
+    #[test]
+    fn a_range_sent_before_a_discard_is_skipped() {
+        let (stale, fresh) = (map(1 << 20), map(1 << 20));
+        let epoch = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = mpsc::channel();
+        let job = |m: &memmap2::MmapMut, epoch| Job {
+            addr: m.as_ptr() as usize,
+            len: 1 << 20,
+            epoch,
+        };
+        tx.send(job(&stale, 0)).unwrap();
+        // A discard happened after the first job was sent.
+        epoch.fetch_add(1, Ordering::AcqRel);
+        tx.send(job(&fresh, 1)).unwrap();
+        drop(tx);
+        let e = epoch.clone();
+        std::thread::spawn(move || run(rx, e)).join().unwrap();
+        assert_eq!(resident(fresh.as_ptr(), 1 << 20), 256);
+        assert_eq!(resident(stale.as_ptr(), 1 << 20), 0);
+    }
+
+    #[test]
+    fn a_store_keeps_the_next_free_segments_resident_and_no_others() {
+        let cfg = crate::store::StoreConfig {
+            memory: 32 << 20,
+            huge_pages: false,
+            fault_ahead: true,
+            ..Default::default()
+        };
+        let mut s =
+            crate::store::Store::new(cfg, crate::store::clock::Clock::manual(1_700_000_000))
+                .unwrap();
+        let seg = s.segs.seg_size;
+        let base = s.segs.arena().base_ptr();
+        // The reserve took segment 0; 1..=4 are next.
+        // SAFETY (three below): offsets inside the 32 MiB arena.
+        let next = unsafe { base.add(seg) };
+        assert_eq!(wait_resident(next, 4 * seg, 4 * seg / 4096), 4 * seg / 4096);
+        let far = unsafe { base.add(12 * seg) };
+        assert_eq!(resident(far, seg), 0, "segment 12 is not next");
+        // Taking one sends the fifth.
+        s.segs.take(0, 2).unwrap();
+        let fifth = unsafe { base.add(5 * seg) };
+        assert_eq!(wait_resident(fifth, seg, seg / 4096), seg / 4096);
+    }
+}
