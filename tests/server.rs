@@ -775,6 +775,58 @@ fn prefault_touches_all_item_memory_at_start() {
     assert_eq!(srv.stop(), 0);
 }
 
+/// Names of the server's threads (/proc/PID/task/*/comm).
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn fault_ahead_runs_by_default_and_every_value_written_over_fresh_segments_reads_back() {
+    let srv = Server::start(&["-t", "1", "-m", "64"]);
+    exchange(&srv, b"version\r\n", b"\r\n");
+    assert!(
+        thread_names(srv.child.id())
+            .iter()
+            .any(|n| n == "fault-ahead"),
+        "threads: {:?}",
+        thread_names(srv.child.id())
+    );
+    // 24 MiB of distinct values: every segment they land in was faulted in
+    // by the helper while the worker wrote the ones before it.
+    let mut c = srv.connect();
+    let n = 6000;
+    let val =
+        |i: usize| -> Vec<u8> { (0..4000).map(|j| b'a' + ((i * 7 + j) % 26) as u8).collect() };
+    for i in 0..n {
+        // One write a request: three would meet Nagle and delayed ACKs.
+        let mut req = format!("set fa:{i} 0 0 4000\r\n").into_bytes();
+        req.extend_from_slice(&val(i));
+        req.extend_from_slice(b"\r\n");
+        c.write_all(&req).unwrap();
+
+        assert_eq!(read_until(&mut c, b"\r\n"), b"STORED\r\n");
+    }
+    for i in 0..n {
+        c.write_all(format!("get fa:{i}\r\n").as_bytes()).unwrap();
+        let r = read_until(&mut c, b"END\r\n");
+        let mut want = format!("VALUE fa:{i} 0 4000\r\n").into_bytes();
+        want.extend_from_slice(&val(i));
+        want.extend_from_slice(b"\r\nEND\r\n");
+        assert!(r == want, "fa:{i} read back wrong");
+    }
+    assert_eq!(srv.stop(), 0);
+    let off = Server::start(&["-t", "1", "-m", "64", "-o", "fault_ahead=off"]);
+    exchange(&off, b"version\r\n", b"\r\n");
+    assert!(!thread_names(off.child.id())
+        .iter()
+        .any(|n| n == "fault-ahead"));
+    assert_eq!(off.stop(), 0);
+}
+
 #[test]
 fn binary_get_of_a_large_value_is_exact() {
     // The binary protocol's get also sends large values by reference.
