@@ -238,6 +238,16 @@ impl Client {
                     let since = match lease {
                         Some((c, t)) if c == cas => t,
                         _ => {
+                            if lease.is_some() {
+                                // The placeholder changed under us: another
+                                // waiter took the lost lease and a new winner
+                                // is at work. That was this caller's one
+                                // recompete; taking the new winner's lease
+                                // too would cut a live load short (CI: the
+                                // second loader failed and gave back, and a
+                                // later caller loaded instead of waiting).
+                                recompeted = true;
+                            }
                             let now = Instant::now();
                             lease = Some((cas, now));
                             now

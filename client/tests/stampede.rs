@@ -638,6 +638,72 @@ both!(
     failed_fallback_keeps_the_winners_lease
 );
 
+/// The same, with the second caller arriving 300 ms after the first, so
+/// the first alone takes the crashed lease back and wins the new one: the
+/// second sees the placeholder change and must count that as its one
+/// recompete. Before, its own lease wait ran out on the new placeholder
+/// before its two waits were over, and it deleted the live winner's lease
+/// (CI saw this one time in the test above, from timing).
+async fn a_waiter_that_saw_the_lease_change_keeps_the_new_winners(srv: Server) {
+    let key = "changed";
+    let crashed = srv.raw(format!("mg {key} v c N30\r\n").as_bytes(), b"\r\n");
+    assert!(crashed.starts_with(b"VA 0 "), "{crashed:?}");
+    let aside = AsideConfig {
+        lease_wait: Duration::from_millis(500),
+        ..AsideConfig::default()
+    };
+    let loads = Arc::new(AtomicUsize::new(0));
+    let (release, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let release_rx = Arc::new(tokio::sync::Mutex::new(Some(release_rx)));
+    let (done, mut results) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..2 {
+        if i == 1 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let c = srv.builder().aside(aside.clone()).build();
+        let (loads, release_rx, done) = (loads.clone(), release_rx.clone(), done.clone());
+        tokio::spawn(async move {
+            let r = c.get_or_load(key, MIN, || async move {
+                if loads.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let rx = release_rx.lock().await.take().unwrap();
+                    let _ = rx.await;
+                    Ok(b"winner".to_vec())
+                } else {
+                    Err(std::io::Error::other("source down"))
+                }
+            });
+            let _ = done.send(r.await);
+        });
+    }
+    let first = results.recv().await.unwrap();
+    assert!(matches!(first, Err(Error::Source(_))), "{first:?}");
+    let late = srv
+        .builder()
+        .aside(AsideConfig {
+            lease_wait: ASSUMED_NEVER,
+            ..AsideConfig::default()
+        })
+        .build();
+    let late_loads = Arc::new(AtomicUsize::new(0));
+    let l = late_loads.clone();
+    let d = tokio::spawn(async move {
+        late.get_or_load(key, MIN, || async move {
+            l.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(b"late".to_vec())
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.send(()).unwrap();
+    assert_eq!(results.recv().await.unwrap().unwrap(), b"winner");
+    assert_eq!(d.await.unwrap().unwrap(), b"winner");
+    assert_eq!(late_loads.load(Ordering::SeqCst), 0, "late caller loaded");
+}
+both!(
+    a_waiter_that_saw_the_lease_change_keeps_the_new_winners_,
+    a_waiter_that_saw_the_lease_change_keeps_the_new_winners
+);
+
 /// An invalidated item whose reload winner is lost (a process that took
 /// the `W` and died: here a raw `mg` on its own connection, closed at
 /// once) must not be served stale forever: once the same stale item has
