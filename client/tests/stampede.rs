@@ -557,6 +557,38 @@ both!(
     reads_leave_the_reload_to_get_or_load
 );
 
+/// A later caller, patient enough never to take the winner's lease, starts;
+/// then the winner (waiting on `release`) stores "winner": the caller must
+/// get the winner's value without loading, and the winner its own.
+async fn late_caller_waits_for_the_winner(
+    srv: &Server,
+    key: &'static str,
+    release: tokio::sync::oneshot::Sender<()>,
+    results: &mut tokio::sync::mpsc::UnboundedReceiver<Result<Vec<u8>, Error>>,
+) {
+    let late = srv
+        .builder()
+        .aside(AsideConfig {
+            lease_wait: ASSUMED_NEVER,
+            ..AsideConfig::default()
+        })
+        .build();
+    let late_loads = Arc::new(AtomicUsize::new(0));
+    let l = late_loads.clone();
+    let d = tokio::spawn(async move {
+        late.get_or_load(key, MIN, || async move {
+            l.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(b"late".to_vec())
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.send(()).unwrap();
+    assert_eq!(results.recv().await.unwrap().unwrap(), b"winner");
+    assert_eq!(d.await.unwrap().unwrap(), b"winner");
+    assert_eq!(late_loads.load(Ordering::SeqCst), 0, "late caller loaded");
+}
+
 /// A caller that falls back to its own load after waiting twice holds no
 /// lease: its failed load must not give the live winner's placeholder back
 /// (that deleted it, `md <k> C<winner's cas>`, and the next caller loaded
@@ -608,28 +640,7 @@ async fn failed_fallback_keeps_the_winners_lease(srv: Server) {
         2,
         "winner and fallback loaded"
     );
-    // A later caller, patient enough never to take the winner's lease.
-    let late = srv
-        .builder()
-        .aside(AsideConfig {
-            lease_wait: ASSUMED_NEVER,
-            ..AsideConfig::default()
-        })
-        .build();
-    let late_loads = Arc::new(AtomicUsize::new(0));
-    let l = late_loads.clone();
-    let d = tokio::spawn(async move {
-        late.get_or_load(key, MIN, || async move {
-            l.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, std::io::Error>(b"late".to_vec())
-        })
-        .await
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    release.send(()).unwrap();
-    assert_eq!(results.recv().await.unwrap().unwrap(), b"winner");
-    assert_eq!(d.await.unwrap().unwrap(), b"winner");
-    assert_eq!(late_loads.load(Ordering::SeqCst), 0, "late caller loaded");
+    late_caller_waits_for_the_winner(&srv, key, release, &mut results).await;
     let c = srv.client();
     assert_eq!(c.get(key).await.unwrap(), Some(b"winner".to_vec()));
 }
@@ -677,27 +688,7 @@ async fn a_waiter_that_saw_the_lease_change_keeps_the_new_winners(srv: Server) {
     }
     let first = results.recv().await.unwrap();
     assert!(matches!(first, Err(Error::Source(_))), "{first:?}");
-    let late = srv
-        .builder()
-        .aside(AsideConfig {
-            lease_wait: ASSUMED_NEVER,
-            ..AsideConfig::default()
-        })
-        .build();
-    let late_loads = Arc::new(AtomicUsize::new(0));
-    let l = late_loads.clone();
-    let d = tokio::spawn(async move {
-        late.get_or_load(key, MIN, || async move {
-            l.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, std::io::Error>(b"late".to_vec())
-        })
-        .await
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    release.send(()).unwrap();
-    assert_eq!(results.recv().await.unwrap().unwrap(), b"winner");
-    assert_eq!(d.await.unwrap().unwrap(), b"winner");
-    assert_eq!(late_loads.load(Ordering::SeqCst), 0, "late caller loaded");
+    late_caller_waits_for_the_winner(&srv, key, release, &mut results).await;
 }
 both!(
     a_waiter_that_saw_the_lease_change_keeps_the_new_winners_,
