@@ -196,7 +196,11 @@ impl Segments {
                 // SAFETY: `id` is a segment of this arena, so the offset
                 // lies inside the mapping.
                 let p = unsafe { self.base.add(id as usize * self.seg_size) };
-                fa.request(p, self.seg_size);
+                let page = match self.arena.kind() {
+                    super::arena::PageKind::HugeTlb => 2 << 20,
+                    _ => 4096,
+                };
+                fa.request(p, self.seg_size, page);
             }
         }
     }
