@@ -113,6 +113,15 @@ impl Arena {
         }
     }
 
+    /// Bytes per page of the mapping: what madvise ranges must be whole
+    /// multiples of.
+    pub fn page_size(&self) -> usize {
+        match self.kind {
+            PageKind::HugeTlb => HUGE_PAGE,
+            PageKind::Transparent | PageKind::Plain => 4096,
+        }
+    }
+
     /// The first byte of the mapping, for reading only.
     pub fn base_ptr(&self) -> *const u8 {
         self.map.as_ptr()

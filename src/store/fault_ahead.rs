@@ -49,12 +49,12 @@ struct Job {
 }
 
 /// The worker's end: sends ranges to the helper thread, started with the
-/// first one.
+/// first one (which `Segments::enable_fault_ahead` sends at once).
 pub struct FaultAhead {
     tx: Option<Sender<Job>>,
     /// Bumped before every discard of arena memory (see module docs).
     epoch: Arc<AtomicU64>,
-    /// Set when the thread could not be started: stop asking.
+    /// Set when the thread could not be started, or is gone: stop asking.
     failed: bool,
 }
 
@@ -101,7 +101,7 @@ impl FaultAhead {
         }
         if let Some(tx) = &self.tx {
             if tx.send(job).is_err() {
-                // The thread stopped (no MADV_POPULATE_WRITE here).
+                // The thread is gone (it only ends by panicking).
                 self.failed = true;
                 self.tx = None;
             }
@@ -132,12 +132,12 @@ fn run(rx: Receiver<Job>, epoch: Arc<AtomicU64>) {
         if epoch.load(Ordering::Acquire) != job.epoch {
             continue;
         }
-        // SAFETY: MADV_POPULATE_WRITE never changes the contents of the
-        // range (see the module docs); on an address no longer mapped it
-        // fails with ENOMEM and does nothing.
         // A kernel without MADV_POPULATE_WRITE (before 5.14) says EINVAL
         // to every job, cheaply; writes then fault as before. The thread
         // stays, so a job refused for another reason does not stop it.
+        // SAFETY: MADV_POPULATE_WRITE never changes the contents of the
+        // range (see the module docs); on an address no longer mapped it
+        // fails with ENOMEM and does nothing.
         unsafe { libc::madvise(job.addr as *mut libc::c_void, job.len, MADV_POPULATE_WRITE) };
     }
 }

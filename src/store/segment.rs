@@ -189,6 +189,7 @@ impl Segments {
         let Some(fa) = &mut self.fault_ahead else {
             return;
         };
+        let page = self.arena.page_size();
         for &id in self.free.iter().rev().take(FAULT_AHEAD_SEGMENTS) {
             let r = &mut self.resident[id as usize];
             if !*r {
@@ -196,10 +197,6 @@ impl Segments {
                 // SAFETY: `id` is a segment of this arena, so the offset
                 // lies inside the mapping.
                 let p = unsafe { self.base.add(id as usize * self.seg_size) };
-                let page = match self.arena.kind() {
-                    super::arena::PageKind::HugeTlb => 2 << 20,
-                    _ => 4096,
-                };
                 fa.request(p, self.seg_size, page);
             }
         }
