@@ -564,7 +564,7 @@ async fn late_caller_waits_for_the_winner(
     srv: &Server,
     key: &'static str,
     release: tokio::sync::oneshot::Sender<()>,
-    results: &mut tokio::sync::mpsc::UnboundedReceiver<Result<Vec<u8>, Error>>,
+    results: &mut Outcomes,
 ) {
     let late = srv
         .builder()
@@ -589,16 +589,19 @@ async fn late_caller_waits_for_the_winner(
     assert_eq!(late_loads.load(Ordering::SeqCst), 0, "late caller loaded");
 }
 
-/// A caller that falls back to its own load after waiting twice holds no
-/// lease: its failed load must not give the live winner's placeholder back
-/// (that deleted it, `md <k> C<winner's cas>`, and the next caller loaded
-/// too). A crashed winner (a raw `mg … N` that never stores) makes the two
-/// callers compete again after one lease wait: one wins and loads until
-/// released, the other falls back at twice the wait and fails. A caller
-/// arriving after that must wait for the winner, not load, and the
-/// winner's value must be cached.
-async fn failed_fallback_keeps_the_winners_lease(srv: Server) {
-    let key = "fallback";
+type Outcomes = tokio::sync::mpsc::UnboundedReceiver<Result<Vec<u8>, Error>>;
+
+/// Leaves a crashed winner's placeholder under `key` (a raw `mg … N` that
+/// never stores), then starts two `get_or_load` callers with a 500 ms
+/// lease wait, the second `stagger` after the first. The first loader to
+/// run works until `release` is sent and loads "winner"; the second fails.
+/// Waits for the first outcome to arrive, which must be the failure.
+/// Returns how many loaders ran, the release, and the other outcome to come.
+async fn a_winner_and_a_failing_loader(
+    srv: &Server,
+    key: &'static str,
+    stagger: Duration,
+) -> (Arc<AtomicUsize>, tokio::sync::oneshot::Sender<()>, Outcomes) {
     let crashed = srv.raw(format!("mg {key} v c N30\r\n").as_bytes(), b"\r\n");
     assert!(crashed.starts_with(b"VA 0 "), "{crashed:?}");
     let aside = AsideConfig {
@@ -613,11 +616,14 @@ async fn failed_fallback_keeps_the_winners_lease(srv: Server) {
     let release_rx = Arc::new(tokio::sync::Mutex::new(Some(release_rx)));
     let gate = Arc::new(tokio::sync::Barrier::new(2));
     let (done, mut results) = tokio::sync::mpsc::unbounded_channel();
-    for c in cs {
+    for (i, c) in cs.into_iter().enumerate() {
         let (loads, release_rx, gate) = (loads.clone(), release_rx.clone(), gate.clone());
         let done = done.clone();
         tokio::spawn(async move {
             gate.wait().await;
+            if i == 1 && !stagger.is_zero() {
+                tokio::time::sleep(stagger).await;
+            }
             let r = c.get_or_load(key, MIN, || async move {
                 // The first loader is the new winner's: it works until
                 // released. The second is the fallback's: it fails.
@@ -632,9 +638,23 @@ async fn failed_fallback_keeps_the_winners_lease(srv: Server) {
             let _ = done.send(r.await);
         });
     }
-    // The fallback fails first (the winner waits for the release).
+    // The failing loader ends first (the winner waits for the release).
     let first = results.recv().await.unwrap();
     assert!(matches!(first, Err(Error::Source(_))), "{first:?}");
+    (loads, release, results)
+}
+
+/// A caller that falls back to its own load after waiting twice holds no
+/// lease: its failed load must not give the live winner's placeholder back
+/// (that deleted it, `md <k> C<winner's cas>`, and the next caller loaded
+/// too). A crashed winner makes the two callers compete again after one
+/// lease wait: one wins and loads until released, the other falls back at
+/// twice the wait and fails. A caller arriving after that must wait for
+/// the winner, not load, and the winner's value must be cached.
+async fn failed_fallback_keeps_the_winners_lease(srv: Server) {
+    let key = "fallback";
+    let (loads, release, mut results) =
+        a_winner_and_a_failing_loader(&srv, key, Duration::ZERO).await;
     assert_eq!(
         loads.load(Ordering::SeqCst),
         2,
@@ -657,37 +677,8 @@ both!(
 /// (CI saw this one time in the test above, from timing).
 async fn a_waiter_that_saw_the_lease_change_keeps_the_new_winners(srv: Server) {
     let key = "changed";
-    let crashed = srv.raw(format!("mg {key} v c N30\r\n").as_bytes(), b"\r\n");
-    assert!(crashed.starts_with(b"VA 0 "), "{crashed:?}");
-    let aside = AsideConfig {
-        lease_wait: Duration::from_millis(500),
-        ..AsideConfig::default()
-    };
-    let loads = Arc::new(AtomicUsize::new(0));
-    let (release, release_rx) = tokio::sync::oneshot::channel::<()>();
-    let release_rx = Arc::new(tokio::sync::Mutex::new(Some(release_rx)));
-    let (done, mut results) = tokio::sync::mpsc::unbounded_channel();
-    for i in 0..2 {
-        if i == 1 {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        let c = srv.builder().aside(aside.clone()).build();
-        let (loads, release_rx, done) = (loads.clone(), release_rx.clone(), done.clone());
-        tokio::spawn(async move {
-            let r = c.get_or_load(key, MIN, || async move {
-                if loads.fetch_add(1, Ordering::SeqCst) == 0 {
-                    let rx = release_rx.lock().await.take().unwrap();
-                    let _ = rx.await;
-                    Ok(b"winner".to_vec())
-                } else {
-                    Err(std::io::Error::other("source down"))
-                }
-            });
-            let _ = done.send(r.await);
-        });
-    }
-    let first = results.recv().await.unwrap();
-    assert!(matches!(first, Err(Error::Source(_))), "{first:?}");
+    let (_, release, mut results) =
+        a_winner_and_a_failing_loader(&srv, key, Duration::from_millis(300)).await;
     late_caller_waits_for_the_winner(&srv, key, release, &mut results).await;
 }
 both!(
