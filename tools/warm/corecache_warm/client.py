@@ -213,44 +213,41 @@ class Conn:
                 replies.append((pos, reply))
         return out, replies
 
-    def get_many(self, keys):
-        """mg for each key, pipelined. Returns, per key, None for a miss,
-        (flags, remaining_ttl, value) (remaining_ttl -1: no expiry), or an
-        error string (the server's error line, or why it was not asked)."""
+    def _meta_get(self, keys, flags, fields, unreadable_is_error):
+        """mg <key> <flags> v for each key, pipelined. Per key: None for a
+        miss, fields(tokens, value) for a hit (tokens: flag letter -> its
+        bytes), or an error string (the server's error line, or why it was
+        not asked). A hit whose tokens `fields` cannot read (ValueError) is
+        an error string too if `unreadable_is_error`, else it raises."""
         out, replies = self._each("mg", keys, lambda k: k,
-                                  lambda k, w: (b"mg " + w[0] + w[1] + b" f t v", None))
+                                  lambda k, w: (b"mg " + w[0] + w[1] + b" " + flags + b" v", None))
         for pos, (toks, value) in replies:
             if toks[0] == b"EN":
                 out[pos] = None
-            elif toks[0] == b"VA":
-                flags, ttl = 0, -1
-                for tok in toks[2:]:
-                    if tok[:1] == b"f":
-                        flags = int(tok[1:])
-                    elif tok[:1] == b"t":
-                        ttl = int(tok[1:])
-                out[pos] = (flags, ttl, value)
-            else:
-                out[pos] = f"mg: {b' '.join(toks).decode(errors='replace')}"
+                continue
+            if toks[0] == b"VA":
+                try:
+                    out[pos] = fields({tok[:1]: tok[1:] for tok in toks[2:]}, value)
+                    continue
+                except ValueError:
+                    if not unreadable_is_error:
+                        raise
+            out[pos] = f"mg: {b' '.join(toks).decode(errors='replace')}"
         return out
+
+    def get_many(self, keys):
+        """mg <key> f t v for each key, pipelined. Returns, per key, None for
+        a miss, (flags, remaining_ttl, value) (remaining_ttl -1: no expiry),
+        or an error string (the server's error line, or why it was not
+        asked)."""
+        return self._meta_get(keys, b"f t", lambda t, value: (
+            int(t.get(b"f", b"0")), int(t.get(b"t", b"-1")), value), False)
 
     def versions(self, keys):
         """mg <key> f c v for each key, pipelined: per key None (a miss),
         (flags, cas, value), or an error string."""
-        out, replies = self._each("mg", keys, lambda k: k,
-                                  lambda k, w: (b"mg " + w[0] + w[1] + b" f c v", None))
-        for pos, (toks, value) in replies:
-            if toks[0] == b"EN":
-                out[pos] = None
-            elif toks[0] == b"VA":
-                t = {tok[:1]: tok[1:] for tok in toks[2:]}
-                try:
-                    out[pos] = (int(t.get(b"f", b"0")), int(t.get(b"c", b"0")), value)
-                except ValueError:
-                    out[pos] = f"mg: {b' '.join(toks).decode(errors='replace')}"
-            else:
-                out[pos] = f"mg: {b' '.join(toks).decode(errors='replace')}"
-        return out
+        return self._meta_get(keys, b"f c", lambda t, value: (
+            int(t.get(b"f", b"0")), int(t.get(b"c", b"0")), value), True)
 
     def set_many(self, items, mode=b"E"):
         """ms for each (key, flags, exptime, value), pipelined; mode E is
