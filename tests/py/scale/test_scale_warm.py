@@ -171,6 +171,14 @@ def test_warm_through_twemproxy_configs(kind, tmp_path):
         cluster.close()
 
 
+def ring_clients(cluster):
+    """pylibmc ketama clients of the old ring (the first three nodes) and of
+    the grown one (all four)."""
+    behaviors = MODES["ketama"][0]
+    return (pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors),
+            pylibmc.Client(cluster.addrs(), behaviors=behaviors))
+
+
 def grown_ring(kind, tmp_path, n_keys=3000, new_node_args=()):
     """Three nodes filled through a libmemcached ring, a fourth added (with
     `new_node_args`); returns (cluster, ring arguments, key source
@@ -396,9 +404,7 @@ def test_sync_pass_carries_deletes_and_keeps_fresh_writes(kind, tmp_path):
     cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 3000)
     state = str(tmp_path / "warm.state")
     try:
-        behaviors = MODES["ketama"][0]
-        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
-        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        old_client, new_client = ring_clients(cluster)
         warm(*ring_args, *source, "--rate", "0", "--state", state)
         assert len(hits(new_client, moved)) == len(moved)
 
@@ -433,9 +439,7 @@ def test_sync_pass_never_deletes_on_a_node_without_cas(kind, tmp_path):
     cluster, ring_args, source, moved = grown_ring(kind, tmp_path, 2000, ["-C"])
     state = str(tmp_path / "warm.state")
     try:
-        behaviors = MODES["ketama"][0]
-        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
-        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        old_client, new_client = ring_clients(cluster)
         warm(*ring_args, *source, "--rate", "0", "--state", state)
         for k in moved:
             assert new_client.set(k, "client " + k)
@@ -532,9 +536,7 @@ def test_a_crash_between_a_batch_and_its_records_still_carries_its_deletes(kind,
         args = [*ring_args, *source, "--rate", "0", "--batch", "20", "--state", state]
         crashing_warm(tmp_path, "after-ms:3", *args)
         warm(*args)
-        behaviors = MODES["ketama"][0]
-        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
-        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        old_client, new_client = ring_clients(cluster)
         fresh = moved[len(moved) // 2]
         assert new_client.set(fresh, "fresh")
         for k in moved:
@@ -562,9 +564,7 @@ def test_a_torn_cas_record_makes_its_key_unknown(kind, tmp_path):
         torn_key = base64.b64decode(re.match(rb'\["[^"]*", "([^"]*)"', lines[-1]).group(1)).decode()
         with open(state + ".cas", "wb") as f:  # the last record cut inside its CAS number
             f.write(b"".join(lines[:-1]) + lines[-1][:-3])
-        behaviors = MODES["ketama"][0]
-        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
-        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        old_client, new_client = ring_clients(cluster)
         other = next(k for k in moved if k != torn_key)
         for k in (torn_key, other):
             assert old_client.delete(k)
@@ -590,9 +590,7 @@ def test_a_crash_between_the_new_plan_and_the_state_loses_nothing(kind, tmp_path
     try:
         args = [*ring_args, *source, "--rate", "0", "--state", state]
         warm(*args)
-        behaviors = MODES["ketama"][0]
-        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
-        new_client = pylibmc.Client(cluster.addrs(), behaviors=behaviors)
+        old_client, new_client = ring_clients(cluster)
         deleted, rewritten = moved[0::2], moved[1::2]
         for k in deleted:
             assert old_client.delete(k)
@@ -716,8 +714,7 @@ def test_a_flushed_or_same_pid_restarted_node_is_seen_by_its_sentinel(kind, tmp_
         assert new_node.keys_present(moved) == set(moved)
 
         assert new_node.request(b"flush_all\r\n", until=b"\r\n") == b"OK\r\n"
-        behaviors = MODES["ketama"][0]
-        old_client = pylibmc.Client(cluster.addrs()[:3], behaviors=behaviors)
+        old_client, _ = ring_clients(cluster)
         for k in moved[::2]:
             assert old_client.delete(k)
         out = warm(*args, "--overwrite")
