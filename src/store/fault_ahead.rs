@@ -48,34 +48,31 @@ struct Job {
     epoch: u64,
 }
 
-/// The worker's end: sends ranges to the helper thread, started with the
-/// first one (which `Segments::enable_fault_ahead` sends at once).
+/// The worker's end: sends ranges to the helper thread.
 pub struct FaultAhead {
-    tx: Option<Sender<Job>>,
+    tx: Sender<Job>,
     /// Bumped before every discard of arena memory (see module docs).
     epoch: Arc<AtomicU64>,
-    /// Set when the thread could not be started, or is gone: stop asking.
-    failed: bool,
 }
 
 impl FaultAhead {
-    /// A handle with no thread yet.
-    pub fn new() -> FaultAhead {
-        FaultAhead {
-            tx: None,
-            epoch: Arc::new(AtomicU64::new(0)),
-            failed: false,
-        }
+    /// Starts the helper thread; None if it cannot be started.
+    pub fn start() -> Option<FaultAhead> {
+        let (tx, rx) = mpsc::channel();
+        let epoch = Arc::new(AtomicU64::new(0));
+        let seen = epoch.clone();
+        std::thread::Builder::new()
+            .name("fault-ahead".into())
+            .spawn(move || run(rx, seen))
+            .ok()?;
+        Some(FaultAhead { tx, epoch })
     }
 
     /// Asks for the pages under `len` bytes at `addr` to be faulted in
     /// soon; `page` is the mapping's page size (madvise wants whole pages:
-    /// 4 KiB, or 2 MiB for hugetlb). Never blocks.
-    pub fn request(&mut self, addr: *const u8, len: usize, page: usize) {
-        if self.failed {
-            return;
-        }
-        let epoch = self.epoch.load(Ordering::Acquire);
+    /// 4 KiB, or 2 MiB for hugetlb). Never blocks. False if the thread is
+    /// gone (it only ends by panicking): stop asking.
+    pub fn request(&self, addr: *const u8, len: usize, page: usize) -> bool {
         // Outward to whole pages: a segment size that is not a multiple of
         // the page, or a 1 MiB segment in a 2 MiB hugetlb page, still
         // lies in pages of its own mapping, and populating a neighbour's
@@ -85,39 +82,15 @@ impl FaultAhead {
         let job = Job {
             addr: start,
             len: end - start,
-            epoch,
+            epoch: self.epoch.load(Ordering::Acquire),
         };
-        if self.tx.is_none() {
-            let (tx, rx) = mpsc::channel();
-            let seen = self.epoch.clone();
-            let spawned = std::thread::Builder::new()
-                .name("fault-ahead".into())
-                .spawn(move || run(rx, seen));
-            if spawned.is_err() {
-                self.failed = true;
-                return;
-            }
-            self.tx = Some(tx);
-        }
-        if let Some(tx) = &self.tx {
-            if tx.send(job).is_err() {
-                // The thread is gone (it only ends by panicking).
-                self.failed = true;
-                self.tx = None;
-            }
-        }
+        self.tx.send(job).is_ok()
     }
 
     /// Called before arena memory is discarded: ranges sent before now are
     /// skipped if not yet faulted in.
     pub fn before_discard(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-impl Default for FaultAhead {
-    fn default() -> Self {
-        FaultAhead::new()
     }
 }
 
@@ -178,8 +151,8 @@ mod tests {
         m[4096] = 7;
         let p = m.as_ptr();
         assert!(resident(p, 1 << 20) < 256);
-        let mut fa = FaultAhead::new();
-        fa.request(p, 1 << 20, 4096);
+        let fa = FaultAhead::start().unwrap();
+        assert!(fa.request(p, 1 << 20, 4096));
         assert_eq!(wait_resident(p, 1 << 20, 256), 256);
         assert_eq!(m[4096], 7);
         assert!(m
@@ -192,11 +165,11 @@ mod tests {
     fn an_unaligned_range_is_widened_to_whole_pages_and_the_thread_goes_on() {
         let m = map(1 << 20);
         let p = m.as_ptr();
-        let mut fa = FaultAhead::new();
+        let fa = FaultAhead::start().unwrap();
         // 4104-byte segments (a size -o segment_size allows): madvise
         // refused such a range with EINVAL, and the thread stopped.
-        fa.request(unsafe { p.add(4104) }, 4104, 4096); // SAFETY: inside `m`
-        fa.request(unsafe { p.add(8 * 4104) }, 4104, 4096); // SAFETY: as above
+        assert!(fa.request(unsafe { p.add(4104) }, 4104, 4096)); // SAFETY: inside `m`
+        assert!(fa.request(unsafe { p.add(8 * 4104) }, 4104, 4096)); // SAFETY: as above
         assert_eq!(wait_resident(p, 1 << 20, 4), 4, "pages 1-2 and 8-9");
         assert_eq!(resident(unsafe { p.add(4 * 4096) }, 4096), 0); // SAFETY: as above
     }

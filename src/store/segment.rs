@@ -180,13 +180,13 @@ impl Segments {
     /// Keeps the next free segments' pages faulted in from now on (see
     /// `fault_ahead.rs`).
     pub fn enable_fault_ahead(&mut self) {
-        self.fault_ahead = Some(FaultAhead::new());
+        self.fault_ahead = FaultAhead::start();
         self.fault_in_next();
     }
 
     /// Sends the next free segments not yet resident to fault-ahead.
     fn fault_in_next(&mut self) {
-        let Some(fa) = &mut self.fault_ahead else {
+        let Some(fa) = &self.fault_ahead else {
             return;
         };
         let page = self.arena.page_size();
@@ -197,7 +197,10 @@ impl Segments {
                 // SAFETY: `id` is a segment of this arena, so the offset
                 // lies inside the mapping.
                 let p = unsafe { self.base.add(id as usize * self.seg_size) };
-                fa.request(p, self.seg_size, page);
+                if !fa.request(p, self.seg_size, page) {
+                    self.fault_ahead = None;
+                    return;
+                }
             }
         }
     }
