@@ -10,7 +10,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -75,6 +75,12 @@ struct Pending {
 pub(crate) struct Conn {
     tx: mpsc::UnboundedSender<Job>,
     broken: Arc<AtomicBool>,
+    /// What the reader saw break the connection, set before `broken`: a
+    /// call that finds the connection already broken reports this rather
+    /// than a bare broken pipe (a TLS 1.3 server refusing the client's
+    /// certificate sends its alert right after the handshake, often before
+    /// the first request is queued).
+    cause: Arc<OnceLock<Arc<ConnError>>>,
     shutdown: Arc<Notify>,
 }
 
@@ -86,12 +92,20 @@ impl Conn {
         let (tx, rx) = mpsc::unbounded_channel();
         let (ptx, prx) = mpsc::unbounded_channel();
         let broken = Arc::new(AtomicBool::new(false));
+        let cause = Arc::new(OnceLock::new());
         let shutdown = Arc::new(Notify::new());
         tokio::spawn(writer(w, rx, ptx, broken.clone()));
-        tokio::spawn(reader(r, prx, broken.clone(), shutdown.clone()));
+        tokio::spawn(reader(
+            r,
+            prx,
+            broken.clone(),
+            cause.clone(),
+            shutdown.clone(),
+        ));
         Ok(Conn {
             tx,
             broken,
+            cause,
             shutdown,
         })
     }
@@ -112,7 +126,13 @@ impl Conn {
     /// replies. No timeout here: the caller puts one around it.
     pub(crate) async fn call(&self, bytes: Vec<u8>, expect: Expect) -> Answer {
         // Refused before its bytes were written: the request never left.
-        let closed = || Arc::new(ConnError::Unanswered(io::ErrorKind::BrokenPipe.into()));
+        // The reader's reason if it has one, else a broken pipe that a
+        // fresh connection may cure.
+        let closed = || {
+            self.cause.get().cloned().unwrap_or_else(|| {
+                Arc::new(ConnError::Unanswered(io::ErrorKind::BrokenPipe.into()))
+            })
+        };
         if self.is_broken() {
             return Err(closed());
         }
@@ -170,6 +190,7 @@ async fn reader(
     r: ReadHalf,
     mut pending: mpsc::UnboundedReceiver<Pending>,
     broken: Arc<AtomicBool>,
+    cause: Arc<OnceLock<Arc<ConnError>>>,
     shutdown: Arc<Notify>,
 ) {
     let mut r = BufReader::with_capacity(64 * 1024, r);
@@ -231,6 +252,12 @@ async fn reader(
     };
     // Broken before anyone hears of the failure: a caller retrying at once
     // must not be handed this connection again.
+    // Only the reader's own finding is a cause: a connection killed after
+    // a timeout, or whose writer failed first, keeps the bare broken pipe,
+    // which a fresh connection may cure.
+    if !broken.load(Ordering::Acquire) {
+        let _ = cause.set(err.clone());
+    }
     broken.store(true, Ordering::Release);
     if let Some(p) = current {
         let _ = p.reply.send(Err(err.clone()));
