@@ -365,6 +365,8 @@ fn serve(
             cfg.introspection.prefix_delimiter,
             cfg.introspection.detail_at_start,
         )),
+        foreign: (cfg.foreign_reads && threads > 1)
+            .then(|| corecache::engine::ForeignViews::new(threads)),
     });
     shared
         .restored
@@ -438,6 +440,11 @@ fn serve(
             }
             if verbose > 0 {
                 say(&format!("worker {id}: {} MiB item memory on {} pages", store.memory_bytes() >> 20, store.page_kind().name()));
+            }
+            if let Some(f) = &shared.foreign {
+                // Before the barrier below: every view is set before any
+                // worker serves.
+                f.share(id, &mut store);
             }
             let mut shard = Shard::new(store);
             shard.shards = threads;

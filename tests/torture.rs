@@ -475,16 +475,20 @@ fn torture(tr: Transport, default_ops: u64, extra: &[String]) {
     }
     let evictions = stat(&tr, port, "evictions");
     let crossed = stat(&tr, port, "cross_shard_sent");
+    // Reads of the other worker's keys served from its memory, racing its
+    // writes, merges and evictions (store/foreign.rs): on by default.
+    let foreign = stat(&tr, port, "foreign_reads");
     if let Some(e) = failure {
         std::panic::resume_unwind(e);
     }
+    assert!(foreign > 100, "{foreign} foreign reads");
     if let Transport::Tls(_) = tr {
         // Every client finished a handshake: the run really was over TLS.
         let sessions = stat(&tr, port, "ssl_new_sessions");
         assert!(sessions >= conns as u64, "{sessions} TLS handshakes");
     }
     println!(
-        "torture ({}): seed {seed}, {} ops over {conns} connections, {} hits, cas {} stored / {} refused, {evictions} evictions, {crossed} cross-shard requests",
+        "torture ({}): seed {seed}, {} ops over {conns} connections, {} hits, cas {} stored / {} refused, {evictions} evictions, {crossed} cross-shard requests, {foreign} foreign reads",
         tr.name(),
         total.ops,
         total.hits,

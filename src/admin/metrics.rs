@@ -394,8 +394,23 @@ fn registry(f: &Figures) -> Registry {
     );
     b.counter(
         "corecache_cross_shard_served",
-        "Requests a worker ran for a connection another worker owns (foreign reads and writes)",
+        "Requests a worker ran for a connection another worker owns (hopped reads and writes)",
         c.cross_shard_served,
+    );
+    b.counter(
+        "corecache_foreign_reads",
+        "Reads of keys another worker owns served from its memory without a hop (-o foreign_reads)",
+        c.foreign_reads,
+    );
+    b.counter(
+        "corecache_foreign_read_fallbacks",
+        "Reads of keys another worker owns that gave way to the hop (flush, large value, overflow bucket, busy)",
+        c.foreign_read_fallbacks,
+    );
+    b.counter(
+        "corecache_foreign_read_waits",
+        "Foreign reads an owner waited out before reusing a segment",
+        c.foreign_read_waits,
     );
     b.gauge(
         "corecache_worker_port_current_connections",

@@ -123,6 +123,10 @@ pub struct Extended {
     /// `fault_ahead=on|off`: fault the next free segments in on a helper
     /// thread before they are written (on by default; store/fault_ahead.rs).
     pub fault_ahead: bool,
+    /// `foreign_reads=on|off`: a worker serves reads of keys other
+    /// workers own itself, from their memory (on by default;
+    /// store/foreign.rs).
+    pub foreign_reads: bool,
     /// `backlog`: corecache's older spelling of `-b`; `-b` wins.
     pub backlog: Option<i32>,
     /// `idle_timeout`: close connections idle this many seconds; 0 = never.
@@ -150,6 +154,7 @@ impl Default for Extended {
             hugepages: true,
             prefault: false,
             fault_ahead: true,
+            foreign_reads: true,
             backlog: None,
             idle_timeout: 0,
             acl_file: None,
@@ -191,6 +196,7 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
             "hugepages" => x.hugepages = switch(v),
             "prefault" => x.prefault = switch(v),
             "fault_ahead" => x.fault_ahead = switch(v),
+            "foreign_reads" => x.foreign_reads = switch(v),
             "backlog" => x.backlog = Some(v.parse().map_err(|_| invalid(k, v))?),
             "idle_timeout" => x.idle_timeout = v.parse().map_err(|_| invalid(k, v))?,
             "acl_file" if !v.is_empty() => x.acl_file = Some(v.to_string()),

@@ -42,6 +42,9 @@ pub struct Config {
     pub prefault: bool,
     /// `-o fault_ahead`: fault the next free segments in ahead of writes.
     pub fault_ahead: bool,
+    /// `-o foreign_reads`: reads of other workers' keys served without a
+    /// hop (store/foreign.rs).
+    pub foreign_reads: bool,
     /// `-e PATH`: keep the cache across a graceful restart in files at
     /// PATH (`process::warm`), made absolute (`-d` changes directory).
     pub memory_file: Option<PathBuf>,
@@ -303,6 +306,7 @@ impl Config {
             huge_pages: x.hugepages || args.large_pages,
             prefault: x.prefault,
             fault_ahead: x.fault_ahead,
+            foreign_reads: x.foreign_reads,
             memory_file: args
                 .memory_file
                 .as_deref()

@@ -95,6 +95,12 @@ pub struct Conn {
     /// (a pipelined `stats` after `stats reset`, or after a forwarded
     /// `set`), as memcached's one thread per connection does.
     pub stats_wait: bool,
+    /// One past the slot of this connection's last request forwarded that
+    /// may change a store (anything but a plain read): until that reply
+    /// is in (`base_seq` has passed it), reads go to their owner too, in
+    /// order behind it, so a read never overtakes the connection's own
+    /// write (store/foreign.rs).
+    pub write_fence: u64,
     /// Bytes (copied and referenced) of the `Ready` slots in `pending`.
     pub held: usize,
     /// Local replies behind the last pending slot, and their references.
@@ -157,6 +163,7 @@ impl Conn {
             pending: VecDeque::new(),
             base_seq: 0,
             waiting: 0,
+            write_fence: 0,
             stats_wait: false,
             held: 0,
             tail: Vec::new(),

@@ -387,8 +387,9 @@ impl Worker {
         self.emit_notes(fd);
     }
 
-    /// A text get/gets/gat/gats: one key here, or forwarded whole to its
-    /// owner; several keys each on its owner, in order (multiget.rs).
+    /// A text get/gets/gat/gats: one key here, read from its owner's
+    /// memory (foreign_read.rs), or forwarded whole to its owner; several
+    /// keys each so, in order (multiget.rs).
     /// Returns false if the keys are not all done yet.
     fn split_get(&mut self, idx: u32, req: &Request, keys: &[u8], raw: &[u8]) -> bool {
         let Request::Text(text::Request::Get { cas, touch, .. }) = *req else {
@@ -401,6 +402,8 @@ impl Worker {
             let to = self.owner_for(pinned, k);
             if to == self.id {
                 self.exec_local(idx, req);
+            } else if touch.is_none() && self.foreign_get(idx, to, k, cas) {
+                self.conn(idx).reply_buf().extend_from_slice(b"END\r\n");
             } else {
                 self.forward_raw(idx, to, false, raw);
             }

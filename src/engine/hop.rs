@@ -117,6 +117,9 @@ pub enum Msg {
     /// Segments of the receiving worker's store that the sender's sends
     /// have finished reading (or will never read): unpin them.
     Unpin { segs: Vec<u32> },
+    /// Records of the receiving worker's store the sender read directly
+    /// (foreign reads), as (key hash, segment, offset): count the accesses.
+    Accessed { hits: Vec<(u64, u32, u32)> },
 }
 
 pub const NO_REPLY: u64 = u64::MAX;

@@ -18,6 +18,9 @@ impl Worker {
     pub(super) fn forward(&mut self, idx: u32, to: usize, job: Job) {
         let c = self.conn(idx);
         let seq = c.wait_slot();
+        if !matches!(job, Job::GetKeys { touch: None, .. }) {
+            c.write_fence = seq + 1;
+        }
         let (conn, cfd) = (ConnId { idx, gen: c.gen }.token(), c.fd);
         self.shard.c.cross_shard_sent += 1;
         self.send_msg(
@@ -125,6 +128,11 @@ impl Worker {
                     Msg::Unpin { segs } => {
                         for s in segs {
                             self.shard.store.unpin(s);
+                        }
+                    }
+                    Msg::Accessed { hits } => {
+                        for (hash, seg, off) in hits {
+                            self.shard.store.accessed(hash, seg, off);
                         }
                     }
                 }
@@ -258,6 +266,9 @@ impl Worker {
             }
         }
         self.shard.zc_min = usize::MAX;
+        // A flush applied here shuts other workers' direct reads of this
+        // store before the reply leaves.
+        self.shard.store.refresh_gate();
         self.emit_notes(cfd);
         let mut refs = std::mem::take(&mut self.shard.zc_refs);
         match batch {

@@ -13,6 +13,7 @@ pub mod conn;
 pub mod conn_log;
 pub mod dispatch;
 pub mod dump;
+pub mod foreign_read;
 pub mod framing;
 pub mod hop;
 pub mod hop_io;
@@ -136,4 +137,31 @@ pub struct Shared {
     pub oldest_live: std::sync::atomic::AtomicU32,
     /// `stats detail`'s per-prefix counts; every shard holds it too.
     pub detail: std::sync::Arc<crate::exec::detail::Detail>,
+    /// Foreign reads (`-o foreign_reads`, more than one worker): each
+    /// shard's view, set by its worker before any worker serves.
+    pub foreign: Option<ForeignViews>,
+}
+
+/// What workers need to read each other's stores (store/foreign.rs).
+pub struct ForeignViews {
+    /// Each worker's read-section counter (store/grace.rs).
+    pub readers: std::sync::Arc<crate::store::grace::Readers>,
+    /// Worker i's store, readable.
+    pub views: Vec<std::sync::OnceLock<crate::store::foreign::ShardView>>,
+}
+
+impl ForeignViews {
+    /// Room for `n` workers' views.
+    pub fn new(n: usize) -> ForeignViews {
+        ForeignViews {
+            readers: std::sync::Arc::new(crate::store::grace::Readers::new(n)),
+            views: (0..n).map(|_| std::sync::OnceLock::new()).collect(),
+        }
+    }
+
+    /// Shares worker `id`'s store with the others.
+    pub fn share(&self, id: usize, store: &mut crate::store::Store) {
+        store.share_with(self.readers.clone(), id);
+        let _ = self.views[id].set(store.view());
+    }
 }

@@ -78,6 +78,8 @@ impl Worker {
             let (cas, touch) = (cur.cas, cur.touch);
             if to == self.id {
                 self.exec_with(idx, |sh, out| exec::text::get_key(sh, key, cas, touch, out));
+            } else if touch.is_none() && self.foreign_get(idx, to, key, cas) {
+                // Answered from the owner's memory, in order.
             } else {
                 let seq = self.conn(idx).wait_slot();
                 let b = &mut self.batches[to];

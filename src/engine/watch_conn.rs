@@ -83,6 +83,7 @@ impl Worker {
         self.emit_notes(-1);
         let k = watch::kinds();
         self.shard.store.notes.kinds = k & (watch::FETCHERS | watch::MUTATIONS | watch::EVICTIONS);
+        self.shard.store.refresh_gate();
         if !self.watching.is_empty() {
             self.feed_watchers();
         }

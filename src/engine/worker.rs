@@ -82,6 +82,9 @@ pub struct Worker {
     pub(super) watching: Vec<u32>,
     /// Pins on other workers' segments this worker is done with, per owner.
     pub(super) unpins: Vec<Vec<u32>>,
+    /// Records of other workers' stores read directly, to tell each owner
+    /// (foreign_read.rs).
+    pub(super) accessed: Vec<Vec<(u64, u32, u32)>>,
     /// Bytes of large buffers freed since the allocator last gave memory
     /// back to the system (`maintain`).
     pub(super) freed: usize,
@@ -150,6 +153,7 @@ impl Worker {
             dumps: Vec::new(),
             watching: Vec::new(),
             unpins: vec![Vec::new(); n],
+            accessed: vec![Vec::new(); n],
             freed: 0,
             accept_paused: Vec::new(),
             stopping: false,
@@ -204,6 +208,7 @@ impl Worker {
             }
             self.watch_turn();
             self.flush_unpins();
+            self.flush_accessed();
             self.flush_backlog();
             // Before the replies go: a client told STORED may ask `stats
             // items` on another connection, served by another worker.

@@ -130,6 +130,13 @@ counters!(
     bytes_written,
     cross_shard_sent,
     cross_shard_served,
+    // -o foreign_reads (store/foreign.rs): reads of other workers' keys
+    // this worker served from their memory, those that gave way to the
+    // hop, and reads other workers were waited out for before this
+    // worker reused a segment.
+    foreign_reads,
+    foreign_read_fallbacks,
+    foreign_read_waits,
     // -o worker_ports: connections open on, and accepted on, this
     // worker's own port, and requests they sent (engine/dispatch.rs).
     worker_port_connections,

@@ -300,6 +300,8 @@ impl Shard {
     pub fn flush(&mut self, delay: i64) {
         self.c.cmd_flush += 1;
         self.store.flush(delay);
+        // Before the reply: other workers stop reading this store directly.
+        self.store.refresh_gate();
     }
 
     /// `flush_prefix <prefix>`: every item stored so far under the prefix
@@ -307,6 +309,7 @@ impl Shard {
     pub fn flush_prefix(&mut self, prefix: &[u8]) {
         self.c.cmd_flush_prefix += 1;
         self.store.flush_prefix(prefix);
+        self.store.refresh_gate();
     }
 
     /// `cache_memlimit <mb>`: this shard's share of the new limit. False

@@ -99,14 +99,14 @@ impl Arena {
     /// Gives the pages of `len` bytes at `off` back to the kernel; they read
     /// as zero when next touched. Best effort: a refusal (hugetlb pages
     /// not covered whole) leaves them resident, which changes nothing else.
-    pub fn discard(&mut self, off: usize, len: usize) {
+    pub fn discard(&self, off: usize, len: usize) {
         debug_assert!(off + len <= self.map.len());
         // SAFETY: the range lies inside the mapping; MADV_DONTNEED on a
         // private anonymous mapping only zeroes it, and the caller owns
         // those bytes (a segment on no list, in no index slot).
         unsafe {
             libc::madvise(
-                self.map.as_mut_ptr().add(off) as *mut libc::c_void,
+                self.base_ptr().add(off) as *mut libc::c_void,
                 len,
                 libc::MADV_DONTNEED,
             );
@@ -127,17 +127,18 @@ impl Arena {
         self.map.as_ptr()
     }
 
-    /// The first byte of the mapping.
-    pub fn base(&mut self) -> *mut u8 {
-        self.map.as_mut_ptr()
+    /// The first byte of the mapping. Writable: the pointer comes from
+    /// the mapping, not from a reference to this value.
+    pub fn base(&self) -> *mut u8 {
+        self.map.as_ptr() as *mut u8
     }
 
     /// Faults the first `len` bytes' pages in now (`-o prefault`), so no
     /// request pays for the kernel zeroing fresh memory: the store
     /// appends, so until the arena has been written through once, every
     /// set lands on new pages.
-    pub fn prefault(&mut self, len: usize) {
-        let base = self.map.as_mut_ptr();
+    pub fn prefault(&self, len: usize) {
+        let base = self.base();
         for off in (0..len.min(self.map.len())).step_by(4096) {
             // SAFETY: `off` is inside the mapping; anonymous memory reads
             // as zero, so writing zero leaves its contents unchanged.
@@ -173,7 +174,7 @@ mod tests {
 
     #[test]
     fn maps_requested_length_and_is_writable() {
-        let mut a = Arena::new(4 << 20, true).unwrap();
+        let a = Arena::new(4 << 20, true).unwrap();
         assert_eq!(a.len(), 4 << 20);
         let p = a.base();
         unsafe {

@@ -31,6 +31,10 @@
 //! after the primary ones in bucket numbering.
 
 pub use super::slot::*;
+use super::view::IndexShared;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::Arc;
 
 /// Slots per bucket (one cache line of u64s).
 pub const SLOTS: usize = 8;
@@ -41,11 +45,36 @@ pub const NEXT_MASK: u64 = 0xffff_ffff;
 
 /// One cache line of slots: an info slot and [`ITEM_SLOTS`] item slots
 /// (0 = empty).
+///
+/// Slots are atomics because other workers read primary buckets while the
+/// owner writes them (foreign reads, `view.rs`). Only the owner stores;
+/// it stores with `Release` so a reader that loads a slot with `Acquire`
+/// sees the record the slot points at. On x86 both are plain `mov`s.
 #[repr(C, align(64))]
-#[derive(Clone, Copy, Default)]
+#[derive(Default)]
 pub struct Bucket {
     /// The info slot, then the item slots.
-    pub slots: [u64; SLOTS],
+    pub slots: [AtomicU64; SLOTS],
+}
+
+impl Bucket {
+    /// Slot `i`'s value (owner or reader: `Acquire`, free on x86).
+    #[inline]
+    pub fn slot(&self, i: usize) -> u64 {
+        self.slots[i].load(Acquire)
+    }
+
+    /// Stores slot `i` (owner only).
+    #[inline]
+    fn put(&self, i: usize, v: u64) {
+        self.slots[i].store(v, Release)
+    }
+
+    fn clear_all(&self) {
+        for s in &self.slots {
+            s.store(0, Release);
+        }
+    }
 }
 
 /// Where an item's slot sits: bucket index and slot number.
@@ -89,9 +118,14 @@ fn fastmod_m(d: u32) -> u64 {
 /// chained to full ones. It grows by linear hashing: one bucket is split
 /// at a time, so growth is spread over the writes that need it.
 pub struct Index {
-    /// Capacity reserved for the most buckets the index may grow to (only
-    /// what is used is touched, so only that is resident).
-    primary: Vec<Bucket>,
+    /// The primary buckets and the geometry other workers read
+    /// (`view.rs`): room for the most buckets the index may grow to,
+    /// zeroed and untouched until used, so only what is used is resident.
+    shared: Arc<IndexShared>,
+    /// Primary buckets in use.
+    len: u32,
+    /// Overflow buckets: only the owner reads them (a foreign read that
+    /// would need them hops instead), so the vector may move.
     overflow: Vec<Bucket>,
     /// Overflow buckets unlinked and ready for reuse (as bucket ids).
     free_overflow: Vec<u32>,
@@ -127,14 +161,14 @@ impl Index {
     pub fn new(items: usize, max_items: usize, huge_pages: bool) -> Index {
         let max = Self::buckets_for(max_items.max(items)).min(u32::MAX as usize / 4);
         let start = Self::buckets_for(items).min(max) as u32;
-        let mut primary = Vec::with_capacity(max);
+        let shared = Arc::new(IndexShared::new(max, start));
         if huge_pages {
             let bytes = max * std::mem::size_of::<Bucket>();
-            super::arena::advise_huge(primary.as_ptr() as *const u8, bytes);
+            super::arena::advise_huge(shared.bucket(0) as *const Bucket as *const u8, bytes);
         }
-        primary.resize(start as usize, Bucket::default());
         Index {
-            primary,
+            shared,
+            len: start,
             overflow: Vec::new(),
             free_overflow: Vec::new(),
             low: start,
@@ -155,12 +189,23 @@ impl Index {
     /// Bytes of buckets in use, primary and overflow (memcached's
     /// `hash_bytes`).
     pub fn bytes(&self) -> usize {
-        (self.primary.len() + self.overflow.len()) * std::mem::size_of::<Bucket>()
+        (self.len as usize + self.overflow.len()) * std::mem::size_of::<Bucket>()
     }
 
     /// Primary buckets.
     pub fn primary_buckets(&self) -> usize {
-        self.primary.len()
+        self.len as usize
+    }
+
+    /// What other workers read of this index (`view.rs`).
+    pub fn shared(&self) -> &Arc<IndexShared> {
+        &self.shared
+    }
+
+    #[inline]
+    fn primary(&self, b: u32) -> &Bucket {
+        debug_assert!(b < self.len);
+        self.shared.bucket(b)
     }
 
     /// Overflow buckets in use.
@@ -184,42 +229,48 @@ impl Index {
     /// The first bucket of `hash`'s chain, where nearly every key sits.
     #[inline]
     pub fn home_bucket(&self, hash: u64) -> &Bucket {
-        &self.primary[self.home(hash) as usize]
+        self.primary(self.home(hash))
     }
 
     #[inline]
     fn bucket(&self, b: u32) -> &Bucket {
         if b < self.overflow_base {
-            &self.primary[b as usize]
+            self.primary(b)
         } else {
             &self.overflow[(b - self.overflow_base) as usize]
-        }
-    }
-
-    #[inline]
-    fn bucket_mut(&mut self, b: u32) -> &mut Bucket {
-        if b < self.overflow_base {
-            &mut self.primary[b as usize]
-        } else {
-            &mut self.overflow[(b - self.overflow_base) as usize]
         }
     }
 
     /// The slot value at `r`.
     #[inline]
     pub fn get(&self, r: SlotRef) -> u64 {
-        self.bucket(r.bucket).slots[r.slot as usize]
+        self.bucket(r.bucket).slot(r.slot as usize)
     }
 
-    /// Overwrites the slot at `r`.
+    /// Overwrites the slot at `r`. `&mut self`: only the owner writes.
     #[inline]
     pub fn set(&mut self, r: SlotRef, v: u64) {
-        self.bucket_mut(r.bucket).slots[r.slot as usize] = v;
+        self.bucket(r.bucket).put(r.slot as usize, v);
+    }
+
+    /// Adds `delta` (wrapping) to bucket `b`'s info slot.
+    #[inline]
+    fn add_info(&mut self, b: u32, delta: u64) {
+        let bk = self.bucket(b);
+        bk.put(0, bk.slot(0).wrapping_add(delta));
+    }
+
+    /// Points bucket `b`'s info slot at the overflow bucket `next` (1 +
+    /// its id, 0 = none), keeping its other bits.
+    #[inline]
+    fn set_next(&mut self, b: u32, next: u64) {
+        let bk = self.bucket(b);
+        bk.put(0, (bk.slot(0) & !NEXT_MASK) | next);
     }
 
     #[inline]
     fn next(&self, b: u32) -> Option<u32> {
-        let n = self.bucket(b).slots[0] & NEXT_MASK;
+        let n = self.bucket(b).slot(0) & NEXT_MASK;
         if n == 0 {
             None
         } else {
@@ -229,7 +280,7 @@ impl Index {
 
     #[inline]
     fn displaced(&self, home: u32) -> u64 {
-        (self.primary[home as usize].slots[0] >> DISPLACED_SHIFT) & DISPLACED_MASK
+        (self.primary(home).slot(0) >> DISPLACED_SHIFT) & DISPLACED_MASK
     }
 
     /// The bucket `d` after `home`, if there is one. Buckets are only ever
@@ -237,7 +288,7 @@ impl Index {
     #[inline]
     fn neighbour(&self, home: u32, d: u32) -> Option<u32> {
         let n = home + d;
-        ((n as usize) < self.primary.len()).then_some(n)
+        (n < self.len).then_some(n)
     }
 
     /// The bucket whose info slot starts `home`'s overflow chain.
@@ -256,7 +307,7 @@ impl Index {
         let home = self.home(hash);
         let mut scan = |b: u32, bucket: &Bucket| {
             for i in 1..SLOTS {
-                let s = bucket.slots[i];
+                let s = bucket.slot(i);
                 if s != 0 && slot_tag(s) == tag && f(s) {
                     return Some(SlotRef {
                         bucket: b,
@@ -266,7 +317,7 @@ impl Index {
             }
             None
         };
-        if let Some(r) = scan(home, &self.primary[home as usize]) {
+        if let Some(r) = scan(home, self.primary(home)) {
             return Some(r);
         }
         if self.displaced(home) > 0 {
@@ -274,7 +325,7 @@ impl Index {
                 let Some(n) = self.neighbour(home, d) else {
                     break;
                 };
-                if let Some(r) = scan(n, &self.primary[n as usize]) {
+                if let Some(r) = scan(n, self.primary(n)) {
                     return Some(r);
                 }
             }
@@ -293,8 +344,8 @@ impl Index {
     /// else in its group's overflow chain, chaining a new bucket if needed.
     pub fn empty_slot(&mut self, hash: u64) -> SlotRef {
         let home = self.home(hash);
-        let free = |bucket: &Bucket| (1..SLOTS).find(|&i| bucket.slots[i] == 0);
-        if let Some(i) = free(&self.primary[home as usize]) {
+        let free = |bucket: &Bucket| (1..SLOTS).find(|&i| bucket.slot(i) == 0);
+        if let Some(i) = free(self.primary(home)) {
             return SlotRef {
                 bucket: home,
                 slot: i as u8,
@@ -305,8 +356,8 @@ impl Index {
                 let Some(n) = self.neighbour(home, d) else {
                     break;
                 };
-                if let Some(i) = free(&self.primary[n as usize]) {
-                    self.primary[home as usize].slots[0] += 1 << DISPLACED_SHIFT;
+                if let Some(i) = free(self.primary(n)) {
+                    self.add_info(home, 1 << DISPLACED_SHIFT);
                     return SlotRef {
                         bucket: n,
                         slot: i as u8,
@@ -329,8 +380,7 @@ impl Index {
                 Some(n) => b = n,
                 None => {
                     let n = self.new_overflow();
-                    let info = &mut self.bucket_mut(b).slots[0];
-                    *info = (*info & !NEXT_MASK) | (n as u64 + 1);
+                    self.set_next(b, n as u64 + 1);
                     return SlotRef { bucket: n, slot: 1 };
                 }
             }
@@ -339,7 +389,7 @@ impl Index {
 
     fn new_overflow(&mut self) -> u32 {
         if let Some(n) = self.free_overflow.pop() {
-            *self.bucket_mut(n) = Bucket::default();
+            self.bucket(n).clear_all();
             return n;
         }
         self.overflow.push(Bucket::default());
@@ -348,7 +398,7 @@ impl Index {
 
     /// Clears the slot of an item whose hash is `hash`.
     pub fn clear(&mut self, r: SlotRef, hash: u64) {
-        self.bucket_mut(r.bucket).slots[r.slot as usize] = 0;
+        self.set(r, 0);
         let home = self.home(hash);
         self.unhook(r, home);
     }
@@ -359,20 +409,20 @@ impl Index {
     fn unhook(&mut self, r: SlotRef, home: u32) {
         if r.bucket < self.overflow_base {
             if r.bucket != home {
-                self.primary[home as usize].slots[0] -= 1 << DISPLACED_SHIFT;
+                self.add_info(home, (1u64 << DISPLACED_SHIFT).wrapping_neg());
             }
             return;
         }
-        if self.bucket(r.bucket).slots[1..].iter().any(|&s| s != 0) {
+        let bk = self.bucket(r.bucket);
+        if (1..SLOTS).any(|i| bk.slot(i) != 0) {
             return;
         }
         // Splice the empty bucket out of its chain and keep it for reuse.
-        let after = self.bucket(r.bucket).slots[0] & NEXT_MASK;
+        let after = bk.slot(0) & NEXT_MASK;
         let mut b = Self::group(home);
         while let Some(n) = self.next(b) {
             if n == r.bucket {
-                let info = &mut self.bucket_mut(b).slots[0];
-                *info = (*info & !NEXT_MASK) | after;
+                self.set_next(b, after);
                 self.free_overflow.push(n);
                 return;
             }
@@ -384,15 +434,15 @@ impl Index {
     /// for it).
     #[inline]
     pub fn may_grow(&self) -> bool {
-        self.primary.len() < self.overflow_base as usize
+        self.len < self.overflow_base
     }
 
     /// Whether the index holds more items than its buckets are sized for
     /// and may still grow.
     #[inline]
     pub fn wants_growth(&self) -> bool {
-        self.items * 100 > self.primary.len() * ITEM_SLOTS * LOAD_PERCENT
-            && self.primary.len() < self.overflow_base as usize
+        self.items * 100 > self.len as usize * ITEM_SLOTS * LOAD_PERCENT
+            && self.len < self.overflow_base
     }
 
     /// Adds a bucket by splitting the next one in line: the items homed
@@ -408,7 +458,7 @@ impl Index {
         cands.clear();
         let collect = |ix: &Index, b: u32, cands: &mut Vec<SlotRef>| {
             for i in 1..SLOTS {
-                if ix.bucket(b).slots[i] != 0 {
+                if ix.bucket(b).slot(i) != 0 {
                     cands.push(SlotRef {
                         bucket: b,
                         slot: i as u8,
@@ -430,7 +480,12 @@ impl Index {
             b = n;
         }
         let t = low + s;
-        self.primary.push(Bucket::default());
+        // Readers of other workers retry or hop while slots move: an item
+        // between its old slot and its new one would read as missing.
+        let shared = self.shared.clone();
+        let _moving = shared.write_begin();
+        // The new bucket is already zeroed (empty).
+        self.len += 1;
         self.split += 1;
         if self.split == low {
             self.low = 2 * low;
@@ -438,6 +493,7 @@ impl Index {
             self.low2_m = fastmod_m(2 * self.low);
             self.split = 0;
         }
+        self.shared.publish(self.low, self.split, self.len);
         for &r in &cands {
             let v = self.get(r);
             let h = hash_of(v);

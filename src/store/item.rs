@@ -29,8 +29,16 @@
 //! never modified in place, so the pair (segment incarnation, offset) already
 //! identifies one version of one item and serves as its CAS.
 
+use std::sync::atomic::AtomicU8;
+use std::sync::atomic::Ordering::Relaxed;
+
 /// Bytes of the header word every record starts with.
 pub const HEADER_SIZE: usize = 8;
+/// The header byte that holds the item flags (changed in place).
+const IFLAGS_BYTE: usize = IFLAGS_SHIFT as usize / 8;
+/// The first of the three header bytes of the access time (changed in
+/// place).
+const ATIME_BYTE: usize = ATIME_SHIFT as usize / 8;
 
 /// Key length bits of the header word (after shifting).
 pub const KLEN_MASK: u64 = 0xff;
@@ -143,10 +151,32 @@ impl RawItem {
         unsafe { (self.ptr as *const u64).read_unaligned() }
     }
 
+    /// Byte `i` of the record as an atomic: the header bytes the owner
+    /// changes in place while other workers may read them (foreign reads,
+    /// `foreign.rs`) are written and read only this way, so a reader sees
+    /// each byte old or new and never races. Bytes are always aligned, and
+    /// on x86 an atomic byte access is a plain one.
     #[inline]
-    fn set_header(&self, h: u64) {
-        // SAFETY: as in `header`; the store is the only writer of its arena.
-        unsafe { (self.ptr as *mut u64).write_unaligned(h) }
+    fn byte(&self, i: usize) -> &AtomicU8 {
+        // SAFETY: `at` requires a record inside the arena, which outlives
+        // every `RawItem`; callers pass offsets inside the record.
+        unsafe { AtomicU8::from_ptr(self.ptr.add(i)) }
+    }
+
+    /// Stores `v`'s low `n` bytes, little endian, at record offset `at`.
+    #[inline]
+    fn store_bytes(&self, at: usize, v: u32, n: usize) {
+        for i in 0..n {
+            self.byte(at + i).store((v >> (8 * i)) as u8, Relaxed);
+        }
+    }
+
+    /// Loads `n` bytes, little endian, from record offset `at`.
+    #[inline]
+    fn load_bytes(&self, at: usize, n: usize) -> u32 {
+        (0..n).fold(0, |v, i| {
+            v | (self.byte(at + i).load(Relaxed) as u32) << (8 * i)
+        })
     }
 
     /// Key length in bytes.
@@ -177,15 +207,13 @@ impl RawItem {
     #[inline]
     pub fn set_iflags(&self, set: u8, clear: u8) {
         let f = (self.iflags() | set) & !clear;
-        let h = self.header() & !(IFLAGS_MASK << IFLAGS_SHIFT);
-        self.set_header(h | ((f as u64) << IFLAGS_SHIFT));
+        self.byte(IFLAGS_BYTE).store(f, Relaxed);
     }
 
     /// Records an access at store time `now`.
     #[inline]
     pub fn set_atime(&self, now: u32) {
-        let h = self.header() & !(ATIME_MASK << ATIME_SHIFT);
-        self.set_header(h | (((now as u64) & ATIME_MASK) << ATIME_SHIFT));
+        self.store_bytes(ATIME_BYTE, now & ATIME_MASK as u32, 3);
     }
 
     /// Seconds since the last access, given the store clock; the 24-bit
@@ -228,8 +256,77 @@ impl RawItem {
     #[inline]
     pub fn set_expire_in_place(&self, expire: u32) {
         debug_assert!(self.iflags() & HAS_EXPIRE != 0 && expire != 0);
-        // SAFETY: HAS_EXPIRE says the writer reserved these 4 bytes.
-        unsafe { (self.opt_ptr(HAS_EXPIRE) as *mut u32).write_unaligned(expire) }
+        // Byte-wise atomics (see `byte`); the store brackets this with the
+        // index's write section, so a reader never keeps a torn expiry.
+        self.store_bytes(HEADER_SIZE, expire, 4);
+    }
+
+    /// The item flags, read as another worker must (see `byte`).
+    #[inline]
+    pub fn shared_iflags(&self) -> u8 {
+        self.byte(IFLAGS_BYTE).load(Relaxed)
+    }
+
+    /// The last access time, read as another worker must; a torn value
+    /// (old and new bytes) is possible and only ever shown by meta `l`.
+    #[inline]
+    pub fn shared_atime(&self) -> u32 {
+        self.load_bytes(ATIME_BYTE, 3)
+    }
+
+    /// The expiry, read as another worker must; the caller validates the
+    /// index's sequence count after, which throws a torn value away.
+    #[inline]
+    pub fn shared_expire(&self, iflags: u8) -> u32 {
+        if iflags & HAS_EXPIRE == 0 {
+            return 0;
+        }
+        self.load_bytes(HEADER_SIZE, 4)
+    }
+
+    /// The key and value lengths, from the header bytes never changed in
+    /// place (the other bytes may be written while another worker reads).
+    #[inline]
+    pub fn shared_lens(&self) -> (usize, usize) {
+        // SAFETY: `at` requires a header inside the arena; bytes 0..4 are
+        // written once, before the record is linked.
+        let w = unsafe { (self.ptr as *const u32).read_unaligned() } as u64;
+        (
+            ((w >> KLEN_SHIFT) & KLEN_MASK) as usize,
+            ((w >> VLEN_SHIFT) & VLEN_MASK) as usize,
+        )
+    }
+
+    /// The client flags and stored CAS, given the item flags: fields
+    /// written once, before the record is linked.
+    #[inline]
+    pub fn shared_fixed(&self, iflags: u8) -> (u32, Option<u64>) {
+        let mut off = HEADER_SIZE + if iflags & HAS_EXPIRE != 0 { 4 } else { 0 };
+        let flags = if iflags & HAS_FLAGS != 0 {
+            // SAFETY: HAS_FLAGS says the writer reserved these bytes.
+            let f = unsafe { (self.ptr.add(off) as *const u32).read_unaligned() };
+            off += 4;
+            f
+        } else {
+            0
+        };
+        let cas = (iflags & HAS_CAS != 0).then(|| {
+            // SAFETY: HAS_CAS says the writer reserved these bytes.
+            unsafe { (self.ptr.add(off) as *const u64).read_unaligned() }
+        });
+        (flags, cas)
+    }
+
+    /// Where the key starts, given the item flags.
+    #[inline]
+    pub fn shared_key_offset(iflags: u8) -> usize {
+        HEADER_SIZE + optional_len(iflags)
+    }
+
+    /// The record's first byte.
+    #[inline]
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr
     }
 
     /// The client's flags.

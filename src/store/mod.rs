@@ -16,6 +16,8 @@ pub mod eviction;
 mod expiry;
 mod fault_ahead;
 mod flush;
+pub mod foreign;
+pub mod grace;
 pub mod index;
 pub mod item;
 mod mark;
@@ -30,6 +32,7 @@ pub mod slot;
 pub mod snapshot;
 mod sweep;
 pub mod ttl;
+pub mod view;
 mod write;
 
 pub use arena::PageKind;
@@ -46,6 +49,7 @@ use index::{Index, SlotRef};
 use item::{ItemMeta, DELETED, FETCHED};
 use notes::GetStatus;
 use segment::Segments;
+use std::sync::Arc;
 use ttl::TtlBuckets;
 
 /// A found item: where its slot is and its record. Valid until the store
@@ -102,6 +106,11 @@ pub struct Store {
     pub stats: StoreStats,
     /// The same accounting by memcached's size classes (`classes`).
     pub classes: classes::ClassTable,
+    /// Open while other workers may read this store directly
+    /// (`foreign.rs`); shut while it is in a state they do not model.
+    gate: foreign::Gate,
+    /// Whether other workers read this store (`share_with`).
+    shared: bool,
 }
 
 impl Store {
@@ -172,6 +181,8 @@ impl Store {
             flushed: None,
             stats: StoreStats::default(),
             classes: classes::ClassTable::default(),
+            gate: foreign::Gate::default(),
+            shared: false,
         })
     }
 
@@ -496,7 +507,57 @@ impl Store {
     pub fn tick(&mut self) -> u32 {
         let t = self.clock.tick();
         self.check_flush();
+        self.refresh_gate();
         t
+    }
+
+    /// Lets other workers read this store directly (foreign reads):
+    /// segments are then reused only after a grace period (`grace.rs`).
+    /// `me` is this store's worker in `readers`.
+    pub fn share_with(&mut self, readers: Arc<grace::Readers>, me: usize) {
+        self.segs.share_with(readers, me);
+        self.shared = true;
+        self.refresh_gate();
+    }
+
+    /// What other workers read of this store.
+    pub fn view(&self) -> foreign::ShardView {
+        foreign::ShardView::new(
+            self.index.shared().clone(),
+            self.segs.arena_shared().clone(),
+            self.segs.incarnations().clone(),
+            self.segs.seg_size,
+            self.gate.shared(),
+        )
+    }
+
+    /// Opens the foreign-read fast path when nothing it does not model is
+    /// going on (a flush pending or being swept, a prefix flush, `watch
+    /// fetchers`), and shuts it otherwise. Called whenever those may have
+    /// changed, before any reply that depends on them leaves.
+    pub fn refresh_gate(&mut self) {
+        let open = self.shared
+            && self.flush_at == 0
+            && !self.sweep_pending()
+            && !self.notes.wants(notes::FETCHERS);
+        self.gate.set(open);
+    }
+
+    /// Foreign reads this store's owner waited out before reusing a
+    /// segment.
+    pub fn grace_waits(&self) -> u64 {
+        self.segs.grace_waits
+    }
+
+    /// Another worker read the record at (`seg`, `off`) of key hash
+    /// `hash`: count the access as a local read would (frequency, access
+    /// time, fetched bit) if that record is still linked.
+    pub fn accessed(&mut self, hash: u64, seg: u32, off: u32) {
+        let Some(slot) = self.slot_at(hash, seg, off) else {
+            return;
+        };
+        let item = self.slot_item(self.index.get(slot));
+        self.bump(&Found { slot, item, hash });
     }
 }
 

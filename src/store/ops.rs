@@ -343,7 +343,11 @@ impl Store {
         // In place if the record has room for an expiry and its segment will
         // not be freed before the new time.
         if it.expire() != 0 && expire != 0 && expire <= seg_expire {
-            it.set_expire_in_place(expire);
+            {
+                // Other workers' foreign reads discard what overlaps this.
+                let _w = self.index.shared().write_begin();
+                it.set_expire_in_place(expire);
+            }
             // An earlier expiry than the segment knew: the crawler looks.
             self.segs.header_mut(seg).note_expire(expire);
             return Some(*f);

@@ -41,7 +41,10 @@ impl Store {
     pub fn prefetch_items(&self, hash: u64) {
         let tag = tag_of(hash);
         let bucket = self.index.home_bucket(hash);
-        for &s in &bucket.slots[1..=ITEM_SLOTS] {
+        for s in bucket.slots[1..=ITEM_SLOTS]
+            .iter()
+            .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        {
             if s != 0 && slot_tag(s) == tag {
                 prefetch(self.segs.ptr(slot_seg(s), slot_off(s) as usize));
             }

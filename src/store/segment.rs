@@ -3,6 +3,10 @@
 
 use super::arena::Arena;
 use super::fault_ahead::FaultAhead;
+use super::grace::Readers;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 /// Free segments, from the next to be taken, that fault-ahead keeps
 /// resident: 4 MiB with the default 1 MiB segments, taken at the highest
@@ -148,19 +152,33 @@ pub struct Segments {
     pub seg_size: usize,
     base: *mut u8,
     next_seq: u64,
-    arena: Arena,
+    /// Shared with other workers' foreign reads (`foreign.rs`), which
+    /// copy records out of it: it stays mapped while any of them may.
+    arena: Arc<Arena>,
+    /// Each segment's incarnation as other workers read it (a foreign
+    /// `gets` computes the CAS from it), for every segment the arena can
+    /// hold. Written at `renew`, before the segment's first record.
+    incarnations: Arc<[AtomicU64]>,
+    /// Set when other workers read this store: wait them out before a
+    /// segment is reused (`grace.rs`).
+    grace: Option<(Arc<Readers>, usize)>,
     /// Whether each segment's pages are (or have been asked to be)
     /// resident: taken once, or sent to fault-ahead, and not discarded.
     resident: Vec<bool>,
     fault_ahead: Option<FaultAhead>,
+    /// Foreign reads an owner waited for before reusing a segment.
+    pub grace_waits: u64,
 }
 
 impl Segments {
     /// Carves the first `n` segments of `seg_size` bytes out of `arena`,
     /// all free; the arena's room beyond them is for `grow_to`.
-    pub fn new(mut arena: Arena, seg_size: usize, n: usize) -> Segments {
+    pub fn new(arena: Arena, seg_size: usize, n: usize) -> Segments {
         let n = n.min(arena.len() / seg_size);
         let base = arena.base();
+        let incarnations = (0..arena.len() / seg_size)
+            .map(|_| AtomicU64::new(0))
+            .collect();
         Segments {
             headers: vec![SegHeader::FREE; n],
             // Pop order hands out low ids first, which keeps touched memory dense.
@@ -171,9 +189,12 @@ impl Segments {
             seg_size,
             base,
             next_seq: 1,
-            arena,
+            arena: Arc::new(arena),
+            incarnations,
+            grace: None,
             resident: vec![false; n],
             fault_ahead: None,
+            grace_waits: 0,
         }
     }
 
@@ -277,6 +298,7 @@ impl Segments {
             return false;
         };
         let id = self.free.swap_remove(i);
+        self.wait_readers();
         if let Some(fa) = &self.fault_ahead {
             fa.before_discard();
         }
@@ -382,11 +404,44 @@ impl Segments {
 }
 
 impl Segments {
+    /// Lets other workers read this store (foreign reads): from now on a
+    /// segment is reused only once `readers` other than worker `me` are
+    /// out of any read that began before.
+    pub fn share_with(&mut self, readers: Arc<Readers>, me: usize) {
+        self.grace = Some((readers, me));
+    }
+
+    fn wait_readers(&mut self) {
+        if let Some((r, me)) = &self.grace {
+            self.grace_waits += r.wait_readers(*me) as u64;
+        }
+    }
+
+    /// Makes segment `id`'s header incarnation the one other workers read
+    /// (a warm restart restores headers whole).
+    pub fn publish_incarnation(&mut self, id: u32) {
+        self.incarnations[id as usize].store(self.headers[id as usize].seq, Relaxed);
+    }
+
+    /// The arena, shared (for `ShardView`).
+    pub fn arena_shared(&self) -> &Arc<Arena> {
+        &self.arena
+    }
+
+    /// Each segment's incarnation, shared (for `ShardView`).
+    pub fn incarnations(&self) -> &Arc<[AtomicU64]> {
+        &self.incarnations
+    }
+
     /// Gives a segment that is already out of the free list a new
     /// incarnation (the merge destination).
     pub fn renew(&mut self, id: u32, ttl_bucket: u16, now: u32) {
+        // Every item of the segment's last incarnation is unlinked by now;
+        // a foreign read that found one before may still be copying it.
+        self.wait_readers();
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.incarnations[id as usize].store(seq, Relaxed);
         self.headers[id as usize] = SegHeader {
             seq,
             order: seq,

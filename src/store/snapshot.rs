@@ -342,6 +342,7 @@ impl Store {
                 ttl_bucket: bucket,
                 ..h
             };
+            self.segs.publish_incarnation(id);
             self.ttl.push_back(&mut self.segs, bucket, id);
             read.map_err(RestoreError::Io)?;
             if entry_checksum(&entry[..40], data) != sum {

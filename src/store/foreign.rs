@@ -1,0 +1,304 @@
+//! Foreign reads: a worker looks a key up in another shard's store and
+//! copies the item out itself, without a hop to the owner and without a
+//! lock (concurrent read, exclusive write: MICA, NSDI 2014; issue 13).
+//!
+//! The owner stays the only writer. What makes a read sound without locks:
+//!
+//! - the index (`view.rs`): atomic slots in buckets that never move, the
+//!   geometry behind a sequence count that splits and in-place expiry
+//!   rewrites make odd; a read that overlapped one is thrown away;
+//! - the records: append-only, so a linked record's key, value, flags and
+//!   lengths never change; the header bytes that do (item flags, access
+//!   time, an expiry `touch` rewrites) are byte-wise atomics on both sides
+//!   (`item.rs`);
+//! - reuse: the owner waits out every read in progress before it renews
+//!   a segment or gives its pages back (`grace.rs`), so a copy never
+//!   races a write;
+//! - lifetime: the view holds the index's buckets, the arena and the
+//!   incarnations by `Arc`.
+//!
+//! A read falls back to the hop, never guesses, when the owner's store
+//! is in a state the fast path does not model (`open` false: a flush or
+//! prefix flush being swept or pending, `watch fetchers` on), when the
+//! key would be in an overflow bucket, when the value is large enough to
+//! be sent by reference (the owner pins it), or when the sequence count
+//! moved twice.
+//!
+//! A foreign hit does not write the owner's memory. Whether the owner
+//! should hear of it (frequency 0, not yet fetched, or last access a
+//! second old or more) is returned, and the caller sends it lossily in a
+//! batch (`Job::Accessed`), as Caffeine's read buffers do.
+
+use super::arena::Arena;
+use super::grace::Section;
+use super::index::{self, NEIGHBOURS, NEXT_MASK, SLOTS};
+use super::item::{RawItem, DELETED, FETCHED};
+use super::view::{Geometry, IndexShared};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+
+/// Mask of the displaced-items count in a primary bucket's info slot.
+const DISPLACED: u64 = 0xff << 32;
+
+/// What another worker may read of one shard's store.
+#[derive(Clone)]
+pub struct ShardView {
+    index: Arc<IndexShared>,
+    arena: Arc<Arena>,
+    incarnations: Arc<[AtomicU64]>,
+    seg_size: usize,
+    /// Set by the owner while the fast path is valid for its store.
+    open: Arc<AtomicBool>,
+}
+
+/// A record found and copied.
+#[derive(Clone, Copy, Debug)]
+pub struct Hit {
+    /// The client flags.
+    pub flags: u32,
+    /// The item's CAS unique.
+    pub cas: u64,
+    /// Value bytes (copied by the caller's closure).
+    pub vlen: usize,
+    /// Key bytes.
+    pub klen: usize,
+    /// Absolute expiry in store time, 0 = never.
+    pub expire: u32,
+    /// The record's segment in the owner's store (to tell it of the
+    /// access).
+    pub seg: u32,
+    /// The record's byte offset in that segment.
+    pub off: u32,
+    /// The key's hash.
+    pub hash: u64,
+    /// Whether the owner should hear of this access.
+    pub tell_owner: bool,
+}
+
+/// The outcome of a foreign read.
+#[derive(Debug)]
+pub enum Read {
+    /// Found; the closure has copied it.
+    Hit(Hit),
+    /// Not stored (or expired).
+    Miss,
+    /// Ask the owner instead (why, for the counters).
+    Fallback(Fallback),
+}
+
+/// Why a foreign read gave way to the hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// The owner's store is flushing, sweeping, or watched.
+    Closed,
+    /// The owner moved slots or rewrote an expiry during both tries.
+    Busy,
+    /// The key may be in an overflow bucket, which only the owner reads.
+    Overflow,
+    /// The value is at least the send-by-reference size.
+    Large,
+}
+
+impl ShardView {
+    /// The view of a store (`Store::view`).
+    pub(super) fn new(
+        index: Arc<IndexShared>,
+        arena: Arc<Arena>,
+        incarnations: Arc<[AtomicU64]>,
+        seg_size: usize,
+        open: Arc<AtomicBool>,
+    ) -> ShardView {
+        ShardView {
+            index,
+            arena,
+            incarnations,
+            seg_size,
+            open,
+        }
+    }
+
+    /// Reads `key` (of hash `hash`, the store's hash) inside the caller's
+    /// open read section (`Readers::enter`, which must stay open until
+    /// this returns: it is what keeps the segments from reuse). `now` is
+    /// the store clock; values of `large` bytes or more fall back. On a
+    /// hit, `copy` gets the record's key and value (valid only during the
+    /// call) and the hit's fields.
+    pub fn read(
+        &self,
+        _section: &Section,
+        hash: u64,
+        key: &[u8],
+        now: u32,
+        large: usize,
+        mut copy: impl FnMut(&[u8], &[u8], &Hit),
+    ) -> Read {
+        if !self.open.load(Acquire) {
+            return Read::Fallback(Fallback::Closed);
+        }
+        for _ in 0..2 {
+            let Some((s, g)) = self.index.read_begin() else {
+                continue;
+            };
+            match self.lookup(hash, key, now, large, g) {
+                Look::Found(it, hit) => {
+                    if !self.index.read_valid(s) {
+                        continue;
+                    }
+                    let ko = RawItem::shared_key_offset(it.shared_iflags());
+                    // SAFETY: the record is linked (its slot was loaded
+                    // inside this read section), so the grace protocol
+                    // keeps its segment from reuse until the section
+                    // ends; these bytes were written before the slot was
+                    // stored (Release) and loaded (Acquire) and never
+                    // change while linked.
+                    let (k, v) = unsafe {
+                        let p = it.as_ptr().add(ko);
+                        (
+                            std::slice::from_raw_parts(p, hit.klen),
+                            std::slice::from_raw_parts(p.add(hit.klen), hit.vlen),
+                        )
+                    };
+                    copy(k, v, &hit);
+                    return Read::Hit(hit);
+                }
+                Look::Missing => {
+                    if self.index.read_valid(s) {
+                        return Read::Miss;
+                    }
+                }
+                Look::Again => {}
+                Look::Give(f) => return Read::Fallback(f),
+            }
+        }
+        Read::Fallback(Fallback::Busy)
+    }
+
+    /// One lookup with geometry `g`, inside a read section.
+    fn lookup(&self, hash: u64, key: &[u8], now: u32, large: usize, g: Geometry) -> Look {
+        let home = home(hash, g);
+        if home >= g.len {
+            return Look::Again;
+        }
+        let tag = index::tag_of(hash);
+        let info = self.index.bucket(home).slot(0);
+        let last = if info & DISPLACED != 0 {
+            (home + NEIGHBOURS).min(g.len - 1)
+        } else {
+            home
+        };
+        for b in home..=last {
+            let bucket = self.index.bucket(b);
+            for i in 1..SLOTS {
+                let s = bucket.slot(i);
+                if s == 0 || index::slot_tag(s) != tag {
+                    continue;
+                }
+                let (seg, off) = (index::slot_seg(s), index::slot_off(s));
+                if seg as usize >= self.incarnations.len() || off as usize >= self.seg_size {
+                    return Look::Again;
+                }
+                // SAFETY: inside the arena (checked above); see `read`.
+                let it = unsafe {
+                    RawItem::at(
+                        self.arena
+                            .base()
+                            .add(seg as usize * self.seg_size + off as usize),
+                    )
+                };
+                let (klen, vlen) = it.shared_lens();
+                let iflags = it.shared_iflags();
+                let ko = RawItem::shared_key_offset(iflags);
+                if klen != key.len() || off as usize + ko + klen + vlen > self.seg_size {
+                    continue;
+                }
+                // SAFETY: as above, and within the segment (checked).
+                let k = unsafe { std::slice::from_raw_parts(it.as_ptr().add(ko), klen) };
+                if k != key {
+                    continue;
+                }
+                if iflags & DELETED != 0 {
+                    // Being replaced or unlinked right now.
+                    return Look::Again;
+                }
+                let expire = it.shared_expire(iflags);
+                if expire != 0 && expire <= now {
+                    return Look::Missing;
+                }
+                if vlen >= large {
+                    return Look::Give(Fallback::Large);
+                }
+                let (flags, stored) = it.shared_fixed(iflags);
+                let cas = stored.unwrap_or_else(|| {
+                    (self.incarnations[seg as usize].load(Relaxed) << index::SEG_SHIFT) | off as u64
+                });
+                let idle = now.wrapping_sub(it.shared_atime()) & 0xff_ffff;
+                let tell_owner = index::slot_freq(s) == 0 || iflags & FETCHED == 0 || idle >= 1;
+                let hit = Hit {
+                    flags,
+                    cas,
+                    vlen,
+                    klen,
+                    expire,
+                    seg,
+                    off,
+                    hash,
+                    tell_owner,
+                };
+                return Look::Found(it, hit);
+            }
+        }
+        // Not in the primary buckets: it may still be in the group's
+        // overflow chain, which only the owner reads.
+        let group = home - home % index::GROUP;
+        if self.index.bucket(group).slot(0) & NEXT_MASK != 0 {
+            return Look::Give(Fallback::Overflow);
+        }
+        Look::Missing
+    }
+}
+
+enum Look {
+    Found(RawItem, Hit),
+    Missing,
+    Again,
+    Give(Fallback),
+}
+
+/// A key's home bucket under geometry `g`: `Index::home` with plain
+/// division (the owner's `fastmod` is exact for 32-bit hashes, so both
+/// agree).
+#[inline]
+fn home(hash: u64, g: Geometry) -> u32 {
+    let h = hash as u32;
+    if g.low == 0 {
+        return 0;
+    }
+    let b = h % g.low;
+    if b < g.split {
+        h % (2 * g.low)
+    } else {
+        b
+    }
+}
+
+/// The owner's switch for the fast path of its store.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<AtomicBool>);
+
+impl Gate {
+    /// Opens or closes the fast path (owner only).
+    pub fn set(&self, open: bool) {
+        if self.0.load(Relaxed) != open {
+            self.0.store(open, Release);
+        }
+    }
+
+    pub(super) fn shared(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+}
+
+#[cfg(test)]
+#[path = "foreign_tests.rs"]
+mod tests;

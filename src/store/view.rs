@@ -1,0 +1,162 @@
+//! What other workers may read of a shard's index: the primary buckets
+//! and the geometry that maps a hash to them, behind a sequence count.
+//!
+//! Foreign reads (`foreign.rs`, issue 13: MICA's concurrent read,
+//! exclusive write) look keys up in another shard's index without locks.
+//! Its owner is the only writer. Three things make that sound:
+//!
+//! - the primary buckets live in one allocation made for the most buckets
+//!   the index may ever have, owned by this `Arc`, so a reader's pointer
+//!   stays valid for as long as it holds the view, and growing the index
+//!   never moves a bucket (the memory is zeroed, so a new bucket is empty
+//!   without being written);
+//! - slots are `AtomicU64` (`index::Bucket`): the owner stores `Release`,
+//!   readers load `Acquire`;
+//! - the geometry (`low`, `split`, `len`) and every slot move of a split
+//!   happen inside a write section of `seq`, a seqlock count: odd while
+//!   the owner is in one. A reader that saw it odd, or changed across its
+//!   lookup, throws the lookup away (an item between its old and new slot
+//!   would have read as missing). The owner also opens a section around
+//!   an expiry rewritten in place (`touch`), so a reader never uses a
+//!   half-written one.
+//!
+//! The reader's side is Boehm's seqlock reader ("Can seqlocks get along
+//! with programming language memory models?", MSPC 2012): `seq` loaded
+//! `Acquire`, the data loaded, an `Acquire` fence, `seq` loaded again.
+
+use super::index::Bucket;
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64};
+
+/// The shared part of one shard's index.
+pub struct IndexShared {
+    buckets: *mut Bucket,
+    /// Buckets the allocation holds (the index's most).
+    cap: usize,
+    /// Sequence count: odd while the owner moves slots or changes the
+    /// geometry.
+    seq: AtomicU64,
+    /// Buckets at the current level (see `Index::home`).
+    low: AtomicU32,
+    /// The next bucket to split.
+    split: AtomicU32,
+    /// Primary buckets in use.
+    len: AtomicU32,
+}
+
+// SAFETY: `buckets` points at an allocation this value owns and frees on
+// drop; every access to its contents goes through atomics (`Bucket`'s
+// slots), and the pointer itself never changes.
+unsafe impl Send for IndexShared {}
+// SAFETY: as above: shared access is only ever atomic loads and stores.
+unsafe impl Sync for IndexShared {}
+
+/// The geometry a reader saw, inside one read section.
+#[derive(Clone, Copy, Debug)]
+pub struct Geometry {
+    /// Buckets at the current level.
+    pub low: u32,
+    /// The next bucket to split.
+    pub split: u32,
+    /// Primary buckets in use.
+    pub len: u32,
+}
+
+/// An open write section; it closes (the count goes even) on drop.
+pub struct WriteSection<'a>(&'a AtomicU64);
+
+impl Drop for WriteSection<'_> {
+    fn drop(&mut self) {
+        // Release: the section's slot stores happen before a reader can
+        // see the count even again.
+        self.0.fetch_add(1, Release);
+    }
+}
+
+impl IndexShared {
+    /// Room for `cap` buckets, zeroed, of which the first `len` are in use
+    /// (`low` = `len`, nothing split).
+    pub fn new(cap: usize, len: u32) -> IndexShared {
+        let cap = cap.max(1);
+        let layout = Self::layout(cap);
+        // SAFETY: the layout has a non-zero size (cap >= 1, 64-byte
+        // buckets). An all-zero `Bucket` is a valid one (zero atomics).
+        let buckets = unsafe { alloc_zeroed(layout) } as *mut Bucket;
+        if buckets.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        IndexShared {
+            buckets,
+            cap,
+            seq: AtomicU64::new(0),
+            low: AtomicU32::new(len),
+            split: AtomicU32::new(0),
+            len: AtomicU32::new(len),
+        }
+    }
+
+    fn layout(cap: usize) -> Layout {
+        Layout::array::<Bucket>(cap).expect("index size fits the address space")
+    }
+
+    /// Bucket `b`, which must be below the capacity.
+    #[inline]
+    pub fn bucket(&self, b: u32) -> &Bucket {
+        assert!((b as usize) < self.cap);
+        // SAFETY: in bounds of the allocation (checked above), which lives
+        // as long as `self`; buckets are only accessed through atomics.
+        unsafe { &*self.buckets.add(b as usize) }
+    }
+
+    /// Opens a write section (owner only): readers that overlap it throw
+    /// their lookup away.
+    pub fn write_begin(&self) -> WriteSection<'_> {
+        let s = self.seq.load(Relaxed);
+        debug_assert!(s & 1 == 0, "nested write section");
+        self.seq.store(s + 1, Relaxed);
+        // The odd count is ordered before the section's stores: a reader
+        // that sees any of them (then fences) sees the count odd or moved.
+        fence(Release);
+        WriteSection(&self.seq)
+    }
+
+    /// Publishes the geometry (owner only, inside a write section).
+    pub fn publish(&self, low: u32, split: u32, len: u32) {
+        debug_assert!(len as usize <= self.cap);
+        self.low.store(low, Relaxed);
+        self.split.store(split, Relaxed);
+        self.len.store(len, Relaxed);
+    }
+
+    /// Starts a read: the count to check at the end and the geometry, or
+    /// None if the owner is in a write section.
+    #[inline]
+    pub fn read_begin(&self) -> Option<(u64, Geometry)> {
+        let s = self.seq.load(Acquire);
+        if s & 1 == 1 {
+            return None;
+        }
+        let g = Geometry {
+            low: self.low.load(Relaxed),
+            split: self.split.load(Relaxed),
+            len: self.len.load(Relaxed),
+        };
+        Some((s, g))
+    }
+
+    /// Whether nothing was written since `read_begin` returned `s`: the
+    /// loads in between saw one consistent state.
+    #[inline]
+    pub fn read_valid(&self, s: u64) -> bool {
+        fence(Acquire);
+        self.seq.load(Relaxed) == s
+    }
+}
+
+impl Drop for IndexShared {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout, freed once.
+        unsafe { dealloc(self.buckets as *mut u8, Self::layout(self.cap)) }
+    }
+}
