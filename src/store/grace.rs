@@ -103,7 +103,7 @@ impl Readers {
             while c.0.load(Ordering::Acquire) == v {
                 spins += 1;
                 if spins < 1 << 10 {
-                    std::hint::spin_loop();
+                    spin_loop();
                 } else {
                     yield_now();
                 }
@@ -111,6 +111,18 @@ impl Readers {
         }
         waited
     }
+}
+
+// Under loom a spinning thread must hand loom's scheduler to the others
+// (loom's spin_loop yields), or loom explores the spin iteration by
+// iteration and gives up ("Model exceeded maximum number of branches").
+#[cfg(loom)]
+fn spin_loop() {
+    loom::hint::spin_loop();
+}
+#[cfg(not(loom))]
+fn spin_loop() {
+    std::hint::spin_loop();
 }
 
 #[cfg(loom)]
