@@ -79,7 +79,10 @@ impl Readers {
         let counter = &self.counters[me].0;
         let value = counter.load(Ordering::Relaxed) + 1;
         debug_assert!(value & 1 == 1, "nested read section");
-        counter.store(value, Ordering::Relaxed);
+        // Release, like the store that closes a section: an owner waiting
+        // on the previous section may see the counter move by this store
+        // alone, and must then see that section's loads done.
+        counter.store(value, Ordering::Release);
         fence(Ordering::SeqCst);
         Section { counter, value }
     }
