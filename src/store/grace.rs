@@ -26,7 +26,7 @@
 //! (sub-microsecond), so the wait is short and rare; a reader preempted
 //! mid-read is waited for with `yield_now`.
 //!
-//! The protocol has a loom model (`tests/loom_grace.rs`, `--cfg loom`).
+//! The protocol has a loom model (`loom/tests/loom_grace.rs`, `--cfg loom`).
 
 #[cfg(loom)]
 use loom::sync::atomic::{fence, AtomicU64, Ordering};
