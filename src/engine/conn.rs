@@ -95,12 +95,19 @@ pub struct Conn {
     /// (a pipelined `stats` after `stats reset`, or after a forwarded
     /// `set`), as memcached's one thread per connection does.
     pub stats_wait: bool,
-    /// One past the slot of this connection's last request forwarded that
-    /// may change a store (anything but a plain read): until that reply
-    /// is in (`base_seq` has passed it), reads go to their owner too, in
-    /// order behind it, so a read never overtakes the connection's own
-    /// write (store/foreign.rs).
+    /// Read-your-writes for foreign reads (engine/foreign_read.rs): one
+    /// past the slot of this connection's last forwarded request that may
+    /// change any key (flush_all, cache_memlimit, a gat batch): until
+    /// that reply is in (`base_seq` has passed it), every read goes to its
+    /// owner, in order behind it.
     pub write_fence: u64,
+    /// The same for single-key requests forwarded: (key hash, one past
+    /// the slot). A read of a key with a write still in flight goes to the
+    /// owner behind it; reads of other keys need not wait (memcached
+    /// orders a connection's requests, but a read of one key cannot tell
+    /// whether a write of another came before it, eviction aside, which a
+    /// cache may do at any time). Pruned as replies come in.
+    pub key_fences: Vec<(u64, u64)>,
     /// Bytes (copied and referenced) of the `Ready` slots in `pending`.
     pub held: usize,
     /// Local replies behind the last pending slot, and their references.
@@ -164,6 +171,7 @@ impl Conn {
             base_seq: 0,
             waiting: 0,
             write_fence: 0,
+            key_fences: Vec::new(),
             stats_wait: false,
             held: 0,
             tail: Vec::new(),

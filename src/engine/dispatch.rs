@@ -228,7 +228,7 @@ impl Worker {
                 if to == self.id {
                     self.exec_local(idx, &req);
                 } else {
-                    self.forward_raw(idx, to, binary, raw);
+                    self.forward_raw(idx, to, binary, raw, k);
                 }
             }
             Route::Split(keys) => return self.split_get(idx, &req, keys, raw),
@@ -405,7 +405,7 @@ impl Worker {
             } else if touch.is_none() && self.foreign_get(idx, to, k, cas) {
                 self.conn(idx).reply_buf().extend_from_slice(b"END\r\n");
             } else {
-                self.forward_raw(idx, to, false, raw);
+                self.forward_raw(idx, to, false, raw, k);
             }
             return true;
         }

@@ -33,11 +33,18 @@ impl Worker {
         let Some(view) = f.views[to].get() else {
             return false;
         };
-        let c = self.conns[idx as usize].as_ref().expect("live connection");
+        let hash = self.shard.store.hash(key);
+        let c = self.conns[idx as usize].as_mut().expect("live connection");
         if c.write_fence > c.base_seq || watch::kinds() & watch::FETCHERS != 0 {
             return false;
         }
-        let hash = self.shard.store.hash(key);
+        if !c.key_fences.is_empty() {
+            let base = c.base_seq;
+            c.key_fences.retain(|&(_, end)| end > base);
+            if c.key_fences.iter().any(|&(h, _)| h == hash) {
+                return false;
+            }
+        }
         let now = self.shard.store.now();
         let out = self.conns[idx as usize]
             .as_mut()

@@ -16,10 +16,26 @@ use std::sync::atomic::Ordering::SeqCst;
 impl Worker {
     /// Sends a job to the owning worker, keeping the reply's place.
     pub(super) fn forward(&mut self, idx: u32, to: usize, job: Job) {
+        self.forward_fenced(idx, to, job, None);
+    }
+
+    /// `forward`, and what later reads of this connection must not
+    /// overtake: the key of hash `key` if Some, else every key (a plain
+    /// multi-get batch fences nothing).
+    fn forward_fenced(&mut self, idx: u32, to: usize, job: Job, key: Option<u64>) {
         let c = self.conn(idx);
         let seq = c.wait_slot();
-        if !matches!(job, Job::GetKeys { touch: None, .. }) {
-            c.write_fence = seq + 1;
+        match key {
+            Some(h) => {
+                if c.key_fences.len() >= 64 {
+                    // Bounded by the replies in flight (`MAX_WAITING`).
+                    let base = c.base_seq;
+                    c.key_fences.retain(|&(_, end)| end > base);
+                }
+                c.key_fences.push((h, seq + 1));
+            }
+            None if matches!(job, Job::GetKeys { touch: None, .. }) => {}
+            None => c.write_fence = seq + 1,
         }
         let (conn, cfd) = (ConnId { idx, gen: c.gen }.token(), c.fd);
         self.shard.c.cross_shard_sent += 1;
@@ -35,10 +51,19 @@ impl Worker {
         );
     }
 
-    /// Forwards one whole single-key request, as received, to its owner.
-    pub(super) fn forward_raw(&mut self, idx: u32, to: usize, binary: bool, raw: &[u8]) {
+    /// Forwards one whole single-key request for `key`, as received, to
+    /// its owner.
+    pub(super) fn forward_raw(
+        &mut self,
+        idx: u32,
+        to: usize,
+        binary: bool,
+        raw: &[u8],
+        key: &[u8],
+    ) {
         let bytes = raw.to_vec();
-        self.forward(idx, to, Job::Raw { binary, bytes });
+        let h = self.shard.store.hash(key);
+        self.forward_fenced(idx, to, Job::Raw { binary, bytes }, Some(h));
     }
 
     pub(super) fn send_msg(&mut self, to: usize, m: Msg) {
