@@ -227,6 +227,10 @@ impl Worker {
                 let to = self.owner_for(pinned, k);
                 if to == self.id {
                     self.exec_local(idx, &req);
+                } else if let Some(reply) = super::foreign_read::Reply::for_request(&req) {
+                    if !self.foreign_get(idx, to, k, reply) {
+                        self.forward_raw(idx, to, binary, raw, k);
+                    }
                 } else {
                     self.forward_raw(idx, to, binary, raw, k);
                 }
@@ -402,7 +406,9 @@ impl Worker {
             let to = self.owner_for(pinned, k);
             if to == self.id {
                 self.exec_local(idx, req);
-            } else if touch.is_none() && self.foreign_get(idx, to, k, cas) {
+            } else if touch.is_none()
+                && self.foreign_get(idx, to, k, super::foreign_read::Reply::Text { cas })
+            {
                 self.conn(idx).reply_buf().extend_from_slice(b"END\r\n");
             } else {
                 self.forward_raw(idx, to, false, raw, k);

@@ -23,6 +23,12 @@ impl Worker {
     /// overtake: the key of hash `key` if Some, else every key (a plain
     /// multi-get batch fences nothing).
     fn forward_fenced(&mut self, idx: u32, to: usize, job: Job, key: Option<u64>) {
+        if !self.accessed[to].is_empty() {
+            // Ahead of the job, on the same queue: a read of the owner's
+            // (`mg h`, `l`) then sees this worker's earlier foreign reads.
+            let hits = std::mem::take(&mut self.accessed[to]);
+            self.send_msg(to, Msg::Accessed { hits });
+        }
         let c = self.conn(idx);
         let seq = c.wait_slot();
         match key {

@@ -78,7 +78,9 @@ impl Worker {
             let (cas, touch) = (cur.cas, cur.touch);
             if to == self.id {
                 self.exec_with(idx, |sh, out| exec::text::get_key(sh, key, cas, touch, out));
-            } else if touch.is_none() && self.foreign_get(idx, to, key, cas) {
+            } else if touch.is_none()
+                && self.foreign_get(idx, to, key, super::foreign_read::Reply::Text { cas })
+            {
                 // Answered from the owner's memory, in order.
             } else {
                 let seq = self.conn(idx).wait_slot();

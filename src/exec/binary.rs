@@ -53,6 +53,46 @@ pub fn flush_delay(r: &Request) -> i64 {
     }
 }
 
+/// The header (and key) of a GET/GETK/GETQ/GETKQ/GAT* hit, for a value of
+/// `vlen` bytes that the caller appends.
+pub fn get_hit_head(r: &Request, out: &mut Vec<u8>, flags: u32, cas: u64, vlen: usize) {
+    let key = if r.cmd.with_key { r.key } else { &[] };
+    let h = r.h;
+    write_head(
+        out,
+        h.opcode,
+        status::OK,
+        h.opaque,
+        cas,
+        &flags.to_be_bytes(),
+        key,
+        vlen,
+    );
+}
+
+/// The reply to a GET* miss: nothing for the quiet ones, the key with
+/// KEY_ENOENT for GETK, KEY_ENOENT alone otherwise.
+pub fn get_miss(r: &Request, out: &mut Vec<u8>) {
+    let h = r.h;
+    if r.cmd.quiet {
+        return;
+    }
+    if r.cmd.with_key {
+        write_response(
+            out,
+            h.opcode,
+            status::KEY_ENOENT,
+            h.opaque,
+            0,
+            &[],
+            r.key,
+            b"",
+        );
+    } else {
+        error(out, h.opcode, status::KEY_ENOENT, h.opaque);
+    }
+}
+
 /// Executes one request whose key (if any) this shard owns. Quit, Stat,
 /// and the policy on Flush are the dispatcher's.
 pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
@@ -68,37 +108,15 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
     match r.cmd.kind {
         Kind::Get | Kind::Gat => {
             let touch = (r.cmd.kind == Kind::Gat).then(|| exptime(r.extra_u32(0)));
-            let key = if r.cmd.with_key { r.key } else { &[] };
             let found = sh.fetch(r.key, touch);
             sh.detail.get(r.key, found.is_some());
             match found {
                 Some(f) => {
-                    let flags = f.item.flags().to_be_bytes();
                     let (cas, v) = (sh.store.cas_of(&f), f.item.value());
-                    write_head(
-                        out,
-                        h.opcode,
-                        status::OK,
-                        h.opaque,
-                        cas,
-                        &flags,
-                        key,
-                        v.len(),
-                    );
+                    get_hit_head(r, out, f.item.flags(), cas, v.len());
                     push_value(sh, out, v);
                 }
-                None if quiet => {}
-                None if r.cmd.with_key => write_response(
-                    out,
-                    h.opcode,
-                    status::KEY_ENOENT,
-                    h.opaque,
-                    0,
-                    &[],
-                    r.key,
-                    b"",
-                ),
-                None => error(out, h.opcode, status::KEY_ENOENT, h.opaque),
+                None => get_miss(r, out),
             }
         }
         Kind::Store(mode) => {

@@ -142,11 +142,83 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
             won = true;
         }
     }
-    let cas = sh.store.cas_of(&it);
-    let send_value = f.value && f.cas != Some(cas);
+    let facts = HitFacts {
+        vlen: it.item.vlen(),
+        flags: it.item.flags(),
+        cas: sh.store.cas_of(&it),
+        ttl: sh.store.ttl_left(&it),
+        idle,
+        was_fetched,
+        iflags,
+    };
+    let value = it.item.value();
+    if render_hit(m, &facts, won, out, |out| push_value(sh, out, value)) {
+        it.item.set_iflags(WIN_SENT, 0);
+    }
+    if !f.no_bump {
+        sh.store.bump(&it);
+    }
+    false
+}
+
+/// What an `mg` hit's reply shows of the item, read by the owner or
+/// (store/foreign.rs) by another worker.
+#[derive(Clone, Copy, Debug)]
+pub struct HitFacts {
+    /// Value bytes.
+    pub vlen: usize,
+    /// Client flags.
+    pub flags: u32,
+    /// CAS unique.
+    pub cas: u64,
+    /// Seconds left to live, -1 for never (`t`).
+    pub ttl: i64,
+    /// Seconds since the last access before this read (`l`).
+    pub idle: u32,
+    /// Read before this read (`h`).
+    pub was_fetched: bool,
+    /// Item flags (STALE and WIN_SENT show as `X`, `Z`, `W`).
+    pub iflags: u8,
+}
+
+/// Whether an `mg` can be answered without changing the item: no
+/// vivify (`N`), touch (`T`) or recache (`R`) flag. An item that would
+/// hand out a win token (stale and no token sent) changes too: see
+/// `would_win`.
+pub fn reads_only(m: &MetaRequest) -> bool {
+    m.cmd == MetaCmd::Get && m.f.vivify.is_none() && m.f.touch.is_none() && m.f.recache.is_none()
+}
+
+/// Whether an `mg` asks what earlier reads did to the item (`h`
+/// fetched, `l` last access): the owner answers those, after the access
+/// notes of foreign reads sent before (engine/foreign_read.rs).
+pub fn asks_access(m: &MetaRequest) -> bool {
+    tokens(m.flag_tokens).any(|t| matches!(t[0], b'h' | b'l'))
+}
+
+/// Whether a hit on an item with these flags hands out a win token (so
+/// marks the item): stale, and no token sent yet.
+pub fn would_win(iflags: u8) -> bool {
+    iflags & STALE != 0 && iflags & WIN_SENT == 0
+}
+
+/// Writes an `mg` hit's reply; `value` appends the value when it is
+/// sent. `won` says a win token is already due (vivified or recache);
+/// returns whether one is handed out, which the caller records on the
+/// item (WIN_SENT).
+pub fn render_hit(
+    m: &MetaRequest,
+    facts: &HitFacts,
+    mut won: bool,
+    out: &mut Vec<u8>,
+    value: impl FnOnce(&mut Vec<u8>),
+) -> bool {
+    let f = m.f;
+    let iflags = facts.iflags;
+    let send_value = f.value && f.cas != Some(facts.cas);
     if send_value {
         out.extend_from_slice(b"VA ");
-        push_num(out, it.item.vlen());
+        push_num(out, facts.vlen);
     } else {
         out.extend_from_slice(b"HD");
     }
@@ -154,25 +226,25 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
         match t[0] {
             b's' => {
                 out.extend_from_slice(b" s");
-                push_num(out, it.item.vlen());
+                push_num(out, facts.vlen);
             }
             b't' => {
                 out.extend_from_slice(b" t");
-                push_num(out, sh.store.ttl_left(&it));
+                push_num(out, facts.ttl);
             }
             b'c' => {
                 out.extend_from_slice(b" c");
-                push_num(out, cas);
+                push_num(out, facts.cas);
             }
             b'f' => {
                 out.extend_from_slice(b" f");
-                push_num(out, it.item.flags());
+                push_num(out, facts.flags);
             }
             b'l' => {
                 out.extend_from_slice(b" l");
-                push_num(out, idle);
+                push_num(out, facts.idle);
             }
-            b'h' => out.extend_from_slice(if was_fetched { b" h1" } else { b" h0" }),
+            b'h' => out.extend_from_slice(if facts.was_fetched { b" h1" } else { b" h0" }),
             _ => {
                 echo_flag(m, t, out);
             }
@@ -189,17 +261,20 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     }
     if won {
         out.extend_from_slice(b" W");
-        it.item.set_iflags(WIN_SENT, 0);
     }
     out.extend_from_slice(b"\r\n");
     if send_value {
-        push_value(sh, out, it.item.value());
+        value(out);
         out.extend_from_slice(b"\r\n");
     }
-    if !f.no_bump {
-        sh.store.bump(&it);
+    won
+}
+
+/// The reply to an `mg` miss (`EN`), unless quiet mode hides it.
+pub fn render_miss(m: &MetaRequest, out: &mut Vec<u8>) {
+    if !m.f.quiet {
+        status(out, "EN", m);
     }
-    false
 }
 
 /// ms. Returns true on success (hidden by quiet mode).

@@ -35,7 +35,7 @@ use super::index::{self, NEIGHBOURS, NEXT_MASK, SLOTS};
 use super::item::{RawItem, DELETED, FETCHED};
 use super::view::{Geometry, IndexShared};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::Arc;
 
 /// Mask of the displaced-items count in a primary bucket's info slot.
@@ -50,6 +50,12 @@ pub struct ShardView {
     seg_size: usize,
     /// Set by the owner while the fast path is valid for its store.
     open: Arc<AtomicBool>,
+    /// The owner's store clock, as it last read it. Expiry is judged by
+    /// the owner's clock, not the reader's: each worker's clock moves
+    /// when that worker ticks, and a reader behind the owner would
+    /// otherwise return an item the owner already found expired (a
+    /// miss, then a hit, of a key nobody set again).
+    now: Arc<AtomicU32>,
 }
 
 /// A record found and copied.
@@ -65,6 +71,13 @@ pub struct Hit {
     pub klen: usize,
     /// Absolute expiry in store time, 0 = never.
     pub expire: u32,
+    /// The owner's store clock the read judged expiry by.
+    pub now: u32,
+    /// Item flags (`FETCHED`, `STALE`, `WIN_SENT`, ...).
+    pub iflags: u8,
+    /// Seconds since the last access (24-bit clock; may be torn, see
+    /// `RawItem::shared_atime`).
+    pub idle: u32,
     /// The record's segment in the owner's store (to tell it of the
     /// access).
     pub seg: u32,
@@ -98,6 +111,8 @@ pub enum Fallback {
     Overflow,
     /// The value is at least the send-by-reference size.
     Large,
+    /// The caller's reply would change the item (a meta win token).
+    Declined,
 }
 
 impl ShardView {
@@ -107,35 +122,37 @@ impl ShardView {
         arena: Arc<Arena>,
         incarnations: Arc<[AtomicU64]>,
         seg_size: usize,
-        open: Arc<AtomicBool>,
+        gate: &Gate,
     ) -> ShardView {
         ShardView {
             index,
             arena,
             incarnations,
             seg_size,
-            open,
+            open: gate.open.clone(),
+            now: gate.now.clone(),
         }
     }
 
     /// Reads `key` (of hash `hash`, the store's hash) inside the caller's
     /// open read section (`Readers::enter`, which must stay open until
-    /// this returns: it is what keeps the segments from reuse). `now` is
-    /// the store clock; values of `large` bytes or more fall back. On a
-    /// hit, `copy` gets the record's key and value (valid only during the
-    /// call) and the hit's fields.
+    /// this returns: it is what keeps the segments from reuse). Values of
+    /// `large` bytes or more fall back. On a hit, `copy` gets the record's
+    /// key and value (valid only during the call) and the hit's fields,
+    /// and writes the reply, or returns false to leave the read to the
+    /// owner (having written nothing).
     pub fn read(
         &self,
         _section: &Section,
         hash: u64,
         key: &[u8],
-        now: u32,
         large: usize,
-        mut copy: impl FnMut(&[u8], &[u8], &Hit),
+        mut copy: impl FnMut(&[u8], &[u8], &Hit) -> bool,
     ) -> Read {
         if !self.open.load(Acquire) {
             return Read::Fallback(Fallback::Closed);
         }
+        let now = self.now.load(Acquire);
         for _ in 0..2 {
             let Some((s, g)) = self.index.read_begin() else {
                 continue;
@@ -159,7 +176,9 @@ impl ShardView {
                             std::slice::from_raw_parts(p.add(hit.klen), hit.vlen),
                         )
                     };
-                    copy(k, v, &hit);
+                    if !copy(k, v, &hit) {
+                        return Read::Fallback(Fallback::Declined);
+                    }
                     return Read::Hit(hit);
                 }
                 Look::Missing => {
@@ -240,6 +259,9 @@ impl ShardView {
                     vlen,
                     klen,
                     expire,
+                    now,
+                    iflags,
+                    idle,
                     seg,
                     off,
                     hash,
@@ -282,20 +304,28 @@ fn home(hash: u64, g: Geometry) -> u32 {
     }
 }
 
-/// The owner's switch for the fast path of its store.
+/// What the owner publishes for the fast path of its store: whether it
+/// is open, and the owner's clock.
 #[derive(Clone, Default)]
-pub struct Gate(Arc<AtomicBool>);
+pub struct Gate {
+    open: Arc<AtomicBool>,
+    now: Arc<AtomicU32>,
+}
 
 impl Gate {
     /// Opens or closes the fast path (owner only).
     pub fn set(&self, open: bool) {
-        if self.0.load(Relaxed) != open {
-            self.0.store(open, Release);
+        if self.open.load(Relaxed) != open {
+            self.open.store(open, Release);
         }
     }
 
-    pub(super) fn shared(&self) -> Arc<AtomicBool> {
-        self.0.clone()
+    /// Publishes the owner's clock (owner only), before the owner judges
+    /// any item by it.
+    pub fn set_now(&self, now: u32) {
+        if self.now.load(Relaxed) != now {
+            self.now.store(now, Release);
+        }
     }
 }
 

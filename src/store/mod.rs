@@ -506,6 +506,7 @@ impl Store {
     /// Advances the store clock from its source.
     pub fn tick(&mut self) -> u32 {
         let t = self.clock.tick();
+        self.gate.set_now(t);
         self.check_flush();
         self.refresh_gate();
         t
@@ -527,7 +528,7 @@ impl Store {
             self.segs.arena_shared().clone(),
             self.segs.incarnations().clone(),
             self.segs.seg_size,
-            self.gate.shared(),
+            &self.gate,
         )
     }
 
@@ -536,6 +537,7 @@ impl Store {
     /// fetchers`), and shuts it otherwise. Called whenever those may have
     /// changed, before any reply that depends on them leaves.
     pub fn refresh_gate(&mut self) {
+        self.gate.set_now(self.clock.now());
         let open = self.shared
             && self.flush_at == 0
             && !self.sweep_pending()
