@@ -154,7 +154,10 @@ impl Worker {
                 }
                 true
             }
-            Read::Miss => {
+            Read::Miss | Read::Expired { .. } => {
+                if let Read::Expired { hash, seg, off } = r {
+                    self.note_access(to, (hash, seg, off));
+                }
                 let out = self.conns[idx as usize]
                     .as_mut()
                     .expect("live connection")

@@ -94,8 +94,19 @@ pub struct Hit {
 pub enum Read {
     /// Found; the closure has copied it.
     Hit(Hit),
-    /// Not stored (or expired).
+    /// Not stored.
     Miss,
+    /// Stored but expired by the owner's clock: a miss. The record, for
+    /// the owner to reclaim (and count in `get_expired`, as its own
+    /// lookup would have).
+    Expired {
+        /// The key's hash.
+        hash: u64,
+        /// The record's segment.
+        seg: u32,
+        /// The record's offset in it.
+        off: u32,
+    },
     /// Ask the owner instead (why, for the counters).
     Fallback(Fallback),
 }
@@ -186,6 +197,11 @@ impl ShardView {
                         return Read::Miss;
                     }
                 }
+                Look::Expired(seg, off) => {
+                    if self.index.read_valid(s) {
+                        return Read::Expired { hash, seg, off };
+                    }
+                }
                 Look::Again => {}
                 Look::Give(f) => return Read::Fallback(f),
             }
@@ -242,7 +258,9 @@ impl ShardView {
                 }
                 let expire = it.shared_expire(iflags);
                 if expire != 0 && expire <= now {
-                    return Look::Missing;
+                    // Left linked: the owner reclaims it (crawler, or its
+                    // next lookup), as only the owner writes.
+                    return Look::Expired(seg, off);
                 }
                 if vlen >= large {
                     return Look::Give(Fallback::Large);
@@ -283,6 +301,7 @@ impl ShardView {
 enum Look {
     Found(RawItem, Hit),
     Missing,
+    Expired(u32, u32),
     Again,
     Give(Fallback),
 }

@@ -553,12 +553,20 @@ impl Store {
 
     /// Another worker read the record at (`seg`, `off`) of key hash
     /// `hash`: count the access as a local read would (frequency, access
-    /// time, fetched bit) if that record is still linked.
+    /// time, fetched bit) if that record is still linked, or, if it found
+    /// it expired, reclaim it as a local lookup would (`get_expired`).
     pub fn accessed(&mut self, hash: u64, seg: u32, off: u32) {
         let Some(slot) = self.slot_at(hash, seg, off) else {
             return;
         };
         let item = self.slot_item(self.index.get(slot));
+        let exp = item.expire();
+        if exp != 0 && exp <= self.clock.now() {
+            self.stats.get_expired += 1;
+            self.count_reclaimed(item);
+            self.unlink(slot, hash);
+            return;
+        }
         self.bump(&Found { slot, item, hash });
     }
 }
