@@ -105,7 +105,8 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     let mut found = sh.store.find(key);
     if found.is_none() {
         if let Some(ttl) = f.vivify {
-            let a = SetArgs::new(SetMode::Add, key, b"", 0, ttl);
+            let mut a = SetArgs::new(SetMode::Add, key, b"", 0, ttl);
+            a.win_sent = true;
             // memcached links the new item without another lookup: no
             // `watch` line for these.
             if let SetOutcome::Stored { .. } = sh.store.unnoted(|s| s.set(&a)) {
@@ -134,7 +135,12 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
             }
         }
     }
-    let iflags = it.item.iflags();
+    let mut iflags = it.item.iflags();
+    if created {
+        // Linked already marked (`SetArgs::win_sent`); this reply is the
+        // one that hands the token out: W, not Z.
+        iflags &= !WIN_SENT;
+    }
     if let Some(r) = f.recache {
         let exp = it.item.expire();
         let token = sh.store.clock().expire_at(r);

@@ -131,3 +131,25 @@ fn an_access_reported_back_bumps_the_owners_item() {
     };
     assert!(!h2.tell_owner, "fetched, frequency 1, accessed this second");
 }
+
+#[test]
+fn a_vivified_placeholder_is_linked_already_marked() {
+    // mg N: the item a foreign reader may find at once must already say
+    // its win token is out (Z), or the reader serves it as a plain hit.
+    let (mut st, r) = shared_store();
+    let mut a = SetArgs::new(SetMode::Add, b"v", b"", 0, 30);
+    a.win_sent = true;
+    set_args(&mut st, &a);
+    let Read::Hit(h) = read(&st, &r, b"v").0 else {
+        panic!("miss")
+    };
+    assert_ne!(h.iflags & crate::store::item::WIN_SENT, 0);
+}
+
+fn set_args(st: &mut Store, a: &SetArgs) {
+    let r = st.set(a);
+    assert!(
+        matches!(r, crate::store::ops::SetOutcome::Stored { .. }),
+        "{r:?}"
+    );
+}

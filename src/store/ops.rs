@@ -42,6 +42,10 @@ pub struct SetArgs<'a> {
     pub new_cas: Option<u64>,
     /// Meta `N` on append/prepend: create the item if missing, with this exptime.
     pub vivify: Option<i64>,
+    /// Meta `mg N`: the new item is the placeholder whose win token this
+    /// request hands out, so it is linked already marked (WIN_SENT): no
+    /// reader, a foreign one included, may see it unmarked in between.
+    pub win_sent: bool,
 }
 
 impl<'a> SetArgs<'a> {
@@ -57,6 +61,7 @@ impl<'a> SetArgs<'a> {
             invalidate: false,
             new_cas: None,
             vivify: None,
+            win_sent: false,
         }
     }
 }
@@ -177,7 +182,7 @@ impl Store {
             expire,
             flags: a.flags,
             cas: a.new_cas,
-            iflags: 0,
+            iflags: if a.win_sent { WIN_SENT } else { 0 },
         };
         if !self.fits(a.key.len(), a.value.len(), &meta) {
             // memcached drops the old value when a set is refused for size.
