@@ -156,8 +156,10 @@ pub struct Args {
     pub napi_ids: Option<String>,
     /// Extended options, comma separated: memcached's (see `memcached -h`)
     /// and segment_size=1m, eviction=merge|fifo|random|cte|util|volatile|none,
-    /// hugepages=on|off, prefault, idle_timeout=SECONDS, worker_ports[=BASE]
-    /// (worker i also listens on BASE+i; BASE defaults to the -p port + 1).
+    /// hugepages=on|off, prefault, fault_ahead=on|off, foreign_reads=on|off
+    /// (reads of other workers' keys served without a hop), idle_timeout=SECONDS,
+    /// worker_ports[=BASE] (worker i also listens on BASE+i; BASE defaults to
+    /// the -p port + 1).
     #[arg(short = 'o', long = "extended", action = ArgAction::Append)]
     pub extended: Vec<String>,
     /// Read flags from a Debian-style conf file (one per line, `logfile PATH`).

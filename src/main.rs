@@ -216,6 +216,7 @@ fn settings(cfg: &Config) -> Settings {
         flush_enabled: cfg.flush_enabled,
         idle_timeout: cfg.idle_timeout,
         worker_ports: cfg.worker_ports,
+        foreign_reads: cfg.foreign_reads && cfg.threads > 1,
         shutdown_enabled: cfg.shutdown_enabled,
         cas_enabled: cfg.cas_enabled,
         verbosity: cfg.verbosity,

@@ -300,7 +300,13 @@ fn stats_settings_agree_with_memcached_for_the_same_flags() {
     }
     assert_eq!(a["tcpport"], ours.port.to_string());
     // Every other field is corecache's own, not a misspelt memcached one.
-    let own = ["eviction_policy", "segment_size", "worker_ports", "admin"];
+    let own = [
+        "eviction_policy",
+        "segment_size",
+        "worker_ports",
+        "foreign_reads",
+        "admin",
+    ];
     for k in a.keys() {
         assert!(
             b.contains_key(k) || own.contains(&k.as_str()),

@@ -92,8 +92,14 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: Limit
             // tokio's `try_write` answers WouldBlock until its reactor has
             // seen the socket writable, which one accepted in a burst (a
             // loaded admin thread) has not, and the 503 went unsent.
+            // Blocking, for at most 50 ms: under memory pressure even a
+            // fresh socket may refuse a non-blocking write (a CI run on a
+            // loaded host once saw a refused connection closed with no
+            // 503), and the accept loop can afford that wait at the cap.
             if let Ok(mut s) = stream.into_std() {
-                let _ = std::io::Write::write(&mut s, REFUSAL);
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_write_timeout(Some(Duration::from_millis(50)));
+                let _ = std::io::Write::write_all(&mut s, REFUSAL);
             }
             continue;
         };

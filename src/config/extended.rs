@@ -169,6 +169,17 @@ fn switch(v: &str) -> bool {
     !matches!(v, "off" | "no" | "0" | "false")
 }
 
+/// corecache's own on/off options: the bare name or on/yes/true/1 is on,
+/// off/no/false/0 is off (any case); anything else is refused, so that
+/// `foreign_reads=OFF` cannot leave a switch on unnoticed.
+fn on_off(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "" | "on" | "yes" | "true" | "1" => Some(true),
+        "off" | "no" | "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
 /// Reads every `-o` argument (each a comma separated list of `name` or
 /// `name=value`) in order: a later value for the same name wins.
 ///
@@ -193,10 +204,10 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
             "eviction" => {
                 x.eviction = v.parse().map_err(ConfigError::Invalid)?;
             }
-            "hugepages" => x.hugepages = switch(v),
-            "prefault" => x.prefault = switch(v),
-            "fault_ahead" => x.fault_ahead = switch(v),
-            "foreign_reads" => x.foreign_reads = switch(v),
+            "hugepages" => x.hugepages = on_off(v).ok_or_else(|| invalid(k, v))?,
+            "prefault" => x.prefault = on_off(v).ok_or_else(|| invalid(k, v))?,
+            "fault_ahead" => x.fault_ahead = on_off(v).ok_or_else(|| invalid(k, v))?,
+            "foreign_reads" => x.foreign_reads = on_off(v).ok_or_else(|| invalid(k, v))?,
             "backlog" => x.backlog = Some(v.parse().map_err(|_| invalid(k, v))?),
             "idle_timeout" => x.idle_timeout = v.parse().map_err(|_| invalid(k, v))?,
             "acl_file" if !v.is_empty() => x.acl_file = Some(v.to_string()),
@@ -284,6 +295,15 @@ mod tests {
         assert_eq!(x.eviction, Eviction::Fifo);
         assert_eq!(x.no_effect, ["-o lru_crawler", "-o hot_lru_pct=20"]);
         assert!(parse_extended(&opts(&["idle_timeout=x"])).is_err());
+        // corecache's switches take on/off in any case, and nothing else.
+        let fr = |s: &str| parse_extended(&opts(&[s])).map(|x| x.foreign_reads);
+        assert_eq!(fr("foreign_reads=OFF").unwrap(), false);
+        assert_eq!(fr("foreign_reads=no").unwrap(), false);
+        assert_eq!(fr("foreign_reads").unwrap(), true);
+        assert_eq!(fr("foreign_reads=On").unwrap(), true);
+        assert!(fr("foreign_reads=maybe").is_err());
+        assert!(parse_extended(&opts(&["hugepages=maybe"])).is_err());
+        assert!(parse_extended(&opts(&["prefault=2"])).is_err());
         assert!(parse_extended(&opts(&["eviction=lru"])).is_err());
     }
 

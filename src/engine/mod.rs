@@ -76,6 +76,9 @@ pub struct Settings {
     /// `-o worker_ports`: the first worker port (worker *i* listens on
     /// this + *i*, and what arrives there runs on its shard alone).
     pub worker_ports: Option<u16>,
+    /// `-o foreign_reads`, and more than one worker: reads of other
+    /// workers' keys are served from their memory.
+    pub foreign_reads: bool,
     /// `-A`: the `shutdown` command stops the server.
     pub shutdown_enabled: bool,
     /// Not `-C`: items carry CAS values. (Not yet honoured by execution:

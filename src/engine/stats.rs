@@ -232,6 +232,7 @@ mod tests {
                 flush_enabled: true,
                 idle_timeout: 0,
                 worker_ports: None,
+                foreign_reads: false,
                 shutdown_enabled: false,
                 cas_enabled: true,
                 verbosity: 0,

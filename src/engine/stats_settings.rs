@@ -181,6 +181,7 @@ pub fn settings(shared: &Shared, maxbytes: u64) -> Vec<(&'static str, String)> {
                 format!("{b}-{}", b as usize + shared.mesh.n - 1)
             }),
         ),
+        ("foreign_reads", yes_no(s.foreign_reads)),
         ("admin", crate::admin::settings_value(&shared.telemetry)),
     ]
 }

@@ -161,7 +161,7 @@ def test_memcached_tool_stats(matrix, kind):
 
 
 # corecache's own settings, listed after memcached's (stats_settings.rs).
-OWN_SETTINGS = {"eviction_policy", "segment_size", "worker_ports", "admin"}
+OWN_SETTINGS = {"eviction_policy", "segment_size", "worker_ports", "foreign_reads", "admin"}
 
 
 def tool_settings(srv):
