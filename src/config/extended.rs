@@ -297,10 +297,10 @@ mod tests {
         assert!(parse_extended(&opts(&["idle_timeout=x"])).is_err());
         // corecache's switches take on/off in any case, and nothing else.
         let fr = |s: &str| parse_extended(&opts(&[s])).map(|x| x.foreign_reads);
-        assert_eq!(fr("foreign_reads=OFF").unwrap(), false);
-        assert_eq!(fr("foreign_reads=no").unwrap(), false);
-        assert_eq!(fr("foreign_reads").unwrap(), true);
-        assert_eq!(fr("foreign_reads=On").unwrap(), true);
+        assert!(!fr("foreign_reads=OFF").unwrap());
+        assert!(!fr("foreign_reads=no").unwrap());
+        assert!(fr("foreign_reads").unwrap());
+        assert!(fr("foreign_reads=On").unwrap());
         assert!(fr("foreign_reads=maybe").is_err());
         assert!(parse_extended(&opts(&["hugepages=maybe"])).is_err());
         assert!(parse_extended(&opts(&["prefault=2"])).is_err());
