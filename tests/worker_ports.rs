@@ -156,8 +156,14 @@ fn each_worker_port_is_a_cache_of_its_own_shard() {
 fn a_worker_port_that_is_taken_stops_the_start() {
     // Hold worker 1's port (BASE + 1), so the server cannot have it:
     // memcached's "failed to listen", exit 71.
-    let base = common::fixed_ports(2);
-    let held = std::net::TcpListener::bind(("127.0.0.1", base + 1)).unwrap();
+    // Ports free a moment ago can be taken by the test running beside
+    // this one (a CI run saw base + 1 in use): pick again until held.
+    let (base, held) = loop {
+        let base = common::fixed_ports(2);
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", base + 1)) {
+            break (base, l);
+        }
+    };
     let port = loop {
         let p = common::free_port();
         if !(base..=base + 1).contains(&p) {

@@ -362,10 +362,15 @@ async fn through_twemproxy(hash: &str, key_hash: KeyHash) {
         let owner = client.node_for_key(k).unwrap();
         per_server[servers.iter().position(|s| s.addr() == owner).unwrap()] += 1;
     }
-    // Every server holds some keys, so placement was checked on each. Not
-    // an even share: ring points come from the servers' names, which hold
-    // random ports, and fnv1a_64 over similar keys once gave [390, 200, 10].
-    assert!(per_server.iter().all(|&n| n > 0), "{per_server:?}");
+    // The keys are spread, so placement was checked between servers. Not
+    // an even share, nor always on all three: ring points come from the
+    // servers' names, which hold random ports, and fnv1a_64 over similar
+    // keys gave [390, 200, 10] once and [0, 590, 10] another time (a CI
+    // run), both placed exactly as twemproxy placed them.
+    assert!(
+        per_server.iter().filter(|&&n| n > 0).count() >= 2,
+        "{per_server:?}"
+    );
     // ...and written by the client, read through twemproxy (meta commands
     // pass through it, so the proxy client's get works too).
     let pairs: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("w-{k}"))).collect();
