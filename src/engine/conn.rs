@@ -210,6 +210,33 @@ impl Conn {
         }
     }
 
+    /// Read-your-writes (`write_fence`, `key_fences`): whether a read of
+    /// the key of hash `hash` may be answered now, ahead of the replies
+    /// still waiting, rather than queued behind them on the owner.
+    pub fn read_may_pass(&mut self, hash: u64) -> bool {
+        if self.write_fence > self.base_seq {
+            return false;
+        }
+        self.prune_key_fences();
+        !self.key_fences.iter().any(|&(h, _)| h == hash)
+    }
+
+    /// Records a request for the key of hash `hash` forwarded in slot
+    /// `seq`: reads of that key wait for its reply.
+    pub fn fence_key(&mut self, hash: u64, seq: u64) {
+        if self.key_fences.len() >= 64 {
+            // Bounded by the replies in flight (`MAX_WAITING`).
+            self.prune_key_fences();
+        }
+        self.key_fences.push((hash, seq + 1));
+    }
+
+    /// Drops the fences whose replies are in.
+    fn prune_key_fences(&mut self) {
+        let base = self.base_seq;
+        self.key_fences.retain(|&(_, end)| end > base);
+    }
+
     /// Reserves a slot for a reply another shard will produce; returns its
     /// sequence number.
     pub fn wait_slot(&mut self) -> u64 {

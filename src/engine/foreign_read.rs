@@ -124,15 +124,8 @@ impl Worker {
         };
         let hash = self.shard.store.hash(key);
         let c = self.conns[idx as usize].as_mut().expect("live connection");
-        if c.write_fence > c.base_seq || watch::kinds() & watch::FETCHERS != 0 {
+        if watch::kinds() & watch::FETCHERS != 0 || !c.read_may_pass(hash) {
             return false;
-        }
-        if !c.key_fences.is_empty() {
-            let base = c.base_seq;
-            c.key_fences.retain(|&(_, end)| end > base);
-            if c.key_fences.iter().any(|&(h, _)| h == hash) {
-                return false;
-            }
         }
         let out = c.reply_buf();
         let section = f.readers.enter(self.id);

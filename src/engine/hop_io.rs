@@ -32,14 +32,7 @@ impl Worker {
         let c = self.conn(idx);
         let seq = c.wait_slot();
         match key {
-            Some(h) => {
-                if c.key_fences.len() >= 64 {
-                    // Bounded by the replies in flight (`MAX_WAITING`).
-                    let base = c.base_seq;
-                    c.key_fences.retain(|&(_, end)| end > base);
-                }
-                c.key_fences.push((h, seq + 1));
-            }
+            Some(h) => c.fence_key(h, seq),
             None if matches!(job, Job::GetKeys { touch: None, .. }) => {}
             None => c.write_fence = seq + 1,
         }
