@@ -41,7 +41,8 @@ fn rss_back_under(pid: u32, limit: u64) -> u64 {
 }
 
 /// Sends 32 MB through the server on 8 connections, so every receive
-/// buffer of every worker (a fixed pool, 8 MiB a worker) has been touched
+/// buffer of every worker a load like the test's uses (offered by need,
+/// at most 8 MiB a worker) has been touched
 /// before a baseline is taken. The values are over the item size, so they
 /// are dropped as they arrive and touch no item memory.
 fn warm_receive_buffers(srv: &Server) {

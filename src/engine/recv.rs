@@ -31,6 +31,9 @@ impl Worker {
         if let Some(b) = bid {
             bufs.recycle(b);
         }
+        if res == -libc::ENOBUFS {
+            bufs.starved();
+        }
         self.bufs = Some(bufs);
     }
 

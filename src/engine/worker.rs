@@ -125,7 +125,13 @@ impl Worker {
             .setup_coop_taskrun()
             .build(4096)?;
         shared.mesh.ring_fds[id].store(ring.as_raw_fd() as usize, SeqCst);
-        let bufs = BufRing::new(&ring, RECV_BUFS, RECV_BUF_SIZE, 0)?;
+        let bufs = BufRing::new(
+            &ring,
+            RECV_BUFS,
+            RECV_BUF_SIZE,
+            0,
+            super::buf_ring::FIRST_OFFER,
+        )?;
         let n = shared.mesh.n;
         let mut shard = shard;
         shard.id = id as u32;
