@@ -387,6 +387,14 @@ impl Store {
     /// fetched bit.
     #[inline]
     pub fn bump(&mut self, f: &Found) {
+        self.bump_access(f);
+        f.item.set_iflags(FETCHED, 0);
+    }
+
+    /// Counts an access for eviction (frequency, access time) without
+    /// marking the item fetched: memcached's do_item_update, as incr and
+    /// decr do.
+    pub(super) fn bump_access(&mut self, f: &Found) {
         let s = self.index.get(f.slot);
         let freq = index::slot_freq(s);
         // Segcache's counter: +1 up to 16, then with probability 1/freq, capped at 127.
@@ -394,7 +402,6 @@ impl Store {
             self.index.set(f.slot, index::with_freq(s, freq + 1));
         }
         f.item.set_atime(self.clock.now());
-        f.item.set_iflags(FETCHED, 0);
     }
 
     /// Drops the item a slot points at from the index.

@@ -428,11 +428,19 @@ impl Store {
         if digits.len() < old_len {
             v.resize(old_len, b' ');
         }
+        // Item flags as memcached leaves them: rewritten in place, the item
+        // keeps them (fetched, stale, win sent); outgrown, it is a new item
+        // with none (`mg h` then answers h0).
+        let in_place = digits.len() <= old_len;
         let meta = ItemMeta {
             expire: f.item.expire(),
             flags: f.item.flags(),
             cas: None,
-            iflags: f.item.iflags() & FETCHED,
+            iflags: if in_place {
+                f.item.iflags() & (FETCHED | STALE | WIN_SENT)
+            } else {
+                0
+            },
         };
         let r = self.write(key, &v, &[], meta);
         self.give_scratch(v);
@@ -443,7 +451,7 @@ impl Store {
                 if digits.len() > old_len {
                     self.stats.total_items += 1;
                 }
-                self.bump(&nf);
+                self.bump_access(&nf);
                 DeltaOutcome::Value {
                     value,
                     cas: self.cas_of(&nf),

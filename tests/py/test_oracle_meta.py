@@ -158,6 +158,27 @@ ECHO = [
 ]
 
 
+# --- Item flags across arithmetic: in place (the number still fits) the
+# item keeps them; outgrown, memcached links a new item without them. ---
+
+ARITH_FLAGS = [
+    case("incr_does_not_fetch", b"set n 0 0 1\r\n5\r\n", b"incr n 1\r\n", b"mg n v h\r\n", b"mg n v h\r\n"),
+    case("ma_does_not_fetch", b"ms n 1\r\n5\r\n", b"ma n v\r\n", b"ma n\r\n", b"mg n v h\r\n"),
+    case("incr_in_place_keeps_hit", b"set n 0 0 1\r\n5\r\n", b"get n\r\n", b"incr n 1\r\n", b"mg n v h\r\n"),
+    case("incr_outgrown_is_new", b"set n 0 0 2\r\n15\r\n", b"get n\r\n", b"incr n 100\r\n", b"mg n v h\r\n"),
+    case("ma_outgrown_is_new", b"ms n 1\r\n9\r\n", b"mg n v\r\n", b"ma n v\r\n", b"mg n v h\r\n"),
+    case("decr_in_place_keeps_hit", b"set n 0 0 2\r\n10\r\n", b"mg n v\r\n", b"decr n 1\r\n", b"mg n v h\r\n"),
+    case("ma_on_stale_in_place", b"ms n 1 T60\r\n5\r\n", b"md n I T30\r\n", b"ma n v\r\n", b"mg n v\r\n",
+         b"mg n v\r\n"),
+    case("ma_on_stale_outgrown", b"ms n 1 T60\r\n9\r\n", b"md n I T30\r\n", b"ma n v\r\n", b"mg n v\r\n"),
+]
+
+
+@pytest.mark.parametrize("cmds", ARITH_FLAGS)
+def test_meta_arith_item_flags(pair, cmds):
+    run(pair, cmds)
+
+
 @pytest.mark.parametrize("cmds", ECHO)
 def test_meta_replies(pair, cmds):
     run(pair, cmds)
