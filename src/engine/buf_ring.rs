@@ -191,26 +191,22 @@ mod tests {
         let mut seen = Vec::new();
         let mut used = std::collections::BTreeSet::new();
 
-        tx.write_all(&sent[..64 * 3]).unwrap();
-        let (got, end) = receive(&mut ring, rx.as_raw_fd(), 3);
-        assert_eq!(end, -libc::ENOBUFS, "{got:?}");
-        assert_eq!(got.len(), 2, "{got:?}");
-        for &(bid, n) in &got {
-            seen.extend_from_slice(br.data(bid, n));
-            used.insert(bid);
-            br.recycle(bid);
-        }
+        // Sends `bytes`, receives until the ring runs dry, which must take
+        // `buffers` buffers, and hands them back.
+        let mut round = |bytes: &[u8], buffers: usize, br: &mut BufRing| {
+            tx.write_all(bytes).unwrap();
+            let (got, end) = receive(&mut ring, rx.as_raw_fd(), 3);
+            assert_eq!(end, -libc::ENOBUFS, "{got:?}");
+            assert_eq!(got.len(), buffers, "{got:?}");
+            for &(bid, n) in &got {
+                seen.extend_from_slice(br.data(bid, n));
+                used.insert(bid);
+                br.recycle(bid);
+            }
+        };
+        round(&sent[..64 * 3], 2, &mut br);
         br.starved();
-
-        tx.write_all(&sent[64 * 3..]).unwrap();
-        let (got, end) = receive(&mut ring, rx.as_raw_fd(), 3);
-        assert_eq!(end, -libc::ENOBUFS, "{got:?}");
-        assert_eq!(got.len(), 4, "{got:?}");
-        for &(bid, n) in &got {
-            seen.extend_from_slice(br.data(bid, n));
-            used.insert(bid);
-            br.recycle(bid);
-        }
+        round(&sent[64 * 3..], 4, &mut br);
         assert_eq!(seen, sent[..64 * 6]);
         assert_eq!(used, (0..4).collect(), "only the offered buffers were used");
     }
