@@ -10,7 +10,11 @@
 //! recent first, so the buffers in use are the few, cache-warm, ones the
 //! load needs. When the kernel runs out (`ENOBUFS`) the offer doubles,
 //! up to every buffer: memory follows the peak number of receives
-//! completing in one loop turn, not the pool's size.
+//! completing in one loop turn, not the pool's size. Once a second, an
+//! offer four times what the busiest turn since used is halved (down to
+//! the first offer), and the pages of buffers too deep in the stack to be
+//! reached are given back to the kernel, so a burst of connections does
+//! not leave its buffers resident for good.
 //!
 //! ```text
 //!  ring: entries × 16 bytes, shared with the kernel
@@ -40,6 +44,14 @@ pub struct BufRing {
     out: u16,
     /// How many buffers the ring keeps out (see the module's comment).
     offer: u16,
+    /// The offer it starts with and never goes below.
+    first_offer: u16,
+    /// Buffers returned this loop turn, and the most in one turn since the
+    /// last `trim`.
+    turn_use: u16,
+    peak: u16,
+    /// The bottom `cold` entries of `free` have had their pages given back.
+    cold: usize,
 }
 
 /// Buffers a worker's ring offers at first. With deferred task running the
@@ -72,6 +84,10 @@ impl BufRing {
             free: (0..entries).rev().collect(),
             out: 0,
             offer: first_offer.clamp(1, entries),
+            first_offer: first_offer.clamp(1, entries),
+            turn_use: 0,
+            peak: 0,
+            cold: 0,
         };
         br.top_up();
         // SAFETY: the ring memory is page aligned, sized for `entries`, and
@@ -121,8 +137,49 @@ impl BufRing {
     pub fn recycle(&mut self, bid: u16) {
         debug_assert!(self.out > 0 && !self.free.contains(&bid));
         self.out -= 1;
+        self.turn_use = self.turn_use.saturating_add(1);
         self.free.push(bid);
         self.top_up();
+    }
+
+    /// Ends a loop turn: its returned buffers count towards the peak.
+    pub fn turn_end(&mut self) {
+        self.peak = self.peak.max(self.turn_use);
+        self.turn_use = 0;
+    }
+
+    /// Once a second: halves an offer four times the busiest turn's use
+    /// since the last call (not below the first offer), and gives back the
+    /// pages of free buffers below the top `offer` of the stack. Returns
+    /// how many buffers it gave back.
+    pub fn trim(&mut self) -> usize {
+        if self.peak.saturating_mul(4) < self.offer && self.offer > self.first_offer {
+            self.offer = (self.offer / 2).max(self.first_offer);
+        }
+        self.peak = 0;
+        // madvise works on whole pages: a buffer smaller than one would
+        // take its neighbours with it.
+        if !self.buf_size.is_multiple_of(page_size()) {
+            return 0;
+        }
+        let reach = self.free.len().saturating_sub(self.offer as usize);
+        let mut given = 0;
+        while self.cold < reach {
+            let bid = self.free[self.cold] as usize;
+            // SAFETY: the buffer lies inside `bufs`; it is on the free
+            // stack, so neither in the kernel's ring nor being read, and
+            // MADV_DONTNEED on a private anonymous mapping only zeroes it.
+            unsafe {
+                libc::madvise(
+                    self.bufs.as_mut_ptr().add(bid * self.buf_size) as *mut libc::c_void,
+                    self.buf_size,
+                    libc::MADV_DONTNEED,
+                );
+            }
+            self.cold += 1;
+            given += 1;
+        }
+        given
     }
 
     /// The kernel found the ring empty (a receive ended with `ENOBUFS`):
@@ -136,6 +193,7 @@ impl BufRing {
         let mut put = false;
         while self.out < self.offer {
             let Some(bid) = self.free.pop() else { break };
+            self.cold = self.cold.min(self.free.len());
             self.put(bid);
             self.out += 1;
             put = true;
@@ -144,6 +202,12 @@ impl BufRing {
             self.publish();
         }
     }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).unwrap_or(4096).max(1)
 }
 
 #[cfg(test)]
@@ -185,9 +249,10 @@ mod tests {
     #[test]
     fn offers_by_need_and_reuses_recent_buffers() {
         let mut ring = IoUring::new(16).unwrap();
-        let mut br = BufRing::new(&ring, 8, 64, 3, 2).unwrap();
+        const B: usize = 4096;
+        let mut br = BufRing::new(&ring, 8, B, 3, 2).unwrap();
         let (mut tx, rx) = UnixStream::pair().unwrap();
-        let sent: Vec<u8> = (0..64 * 7).map(|i| (i % 251) as u8).collect();
+        let sent: Vec<u8> = (0..B * 12).map(|i| (i % 251) as u8).collect();
         let mut seen = Vec::new();
         let mut used = std::collections::BTreeSet::new();
 
@@ -198,16 +263,30 @@ mod tests {
             let (got, end) = receive(&mut ring, rx.as_raw_fd(), 3);
             assert_eq!(end, -libc::ENOBUFS, "{got:?}");
             assert_eq!(got.len(), buffers, "{got:?}");
+            assert!(got.iter().all(|&(_, n)| n == B), "{got:?}");
             for &(bid, n) in &got {
                 seen.extend_from_slice(br.data(bid, n));
                 used.insert(bid);
                 br.recycle(bid);
             }
         };
-        round(&sent[..64 * 3], 2, &mut br);
+        round(&sent[..B * 3], 2, &mut br);
         br.starved();
-        round(&sent[64 * 3..], 4, &mut br);
-        assert_eq!(seen, sent[..64 * 6]);
+        round(&sent[B * 3..B * 7], 4, &mut br);
+        // Idle seconds: the offer halves back to the first one and the
+        // buffers the smaller offer cannot reach are given back; receiving
+        // goes on, in order.
+        br.turn_end();
+        assert_eq!(br.trim(), 0, "a busy turn keeps the offer");
+        assert_eq!(br.trim(), 2, "idle, the two deepest buffers go back");
+        assert_eq!(br.trim(), 0, "given back once");
+        round(&sent[B * 7..], 4, &mut br);
+        assert!(
+            seen == sent[..seen.len()] && seen.len() == B * 10,
+            "{} bytes received, in order: {}",
+            seen.len(),
+            seen == sent[..seen.len().min(sent.len())]
+        );
         assert_eq!(used, (0..4).collect(), "only the offered buffers were used");
     }
 }

@@ -311,10 +311,16 @@ impl Worker {
             self.last_sec = now;
             self.shard.store.expire(16);
             self.close_idle(now);
+            if let Some(b) = self.bufs.as_mut() {
+                b.trim();
+            }
             if self.freed >= TRIM_AFTER {
                 self.freed = 0;
                 trim_heap();
             }
+        }
+        if let Some(b) = self.bufs.as_mut() {
+            b.turn_end();
         }
         self.retry_accepts(second);
         // The size-class census (stats items `age`): a bounded step every
