@@ -166,15 +166,14 @@ impl BufRing {
         let mut given = 0;
         while self.cold < reach {
             let bid = self.free[self.cold] as usize;
-            // SAFETY: the buffer lies inside `bufs`; it is on the free
-            // stack, so neither in the kernel's ring nor being read, and
-            // MADV_DONTNEED on a private anonymous mapping only zeroes it.
+            // SAFETY: the buffer lies inside `bufs`, a private anonymous
+            // mapping; it is on the free stack, so neither in the kernel's
+            // ring nor being read.
             unsafe {
-                libc::madvise(
-                    self.bufs.as_mut_ptr().add(bid * self.buf_size) as *mut libc::c_void,
+                crate::store::arena::discard_pages(
+                    self.bufs.as_mut_ptr().add(bid * self.buf_size),
                     self.buf_size,
-                    libc::MADV_DONTNEED,
-                );
+                )
             }
             self.cold += 1;
             given += 1;

@@ -101,16 +101,9 @@ impl Arena {
     /// not covered whole) leaves them resident, which changes nothing else.
     pub fn discard(&self, off: usize, len: usize) {
         debug_assert!(off + len <= self.map.len());
-        // SAFETY: the range lies inside the mapping; MADV_DONTNEED on a
-        // private anonymous mapping only zeroes it, and the caller owns
+        // SAFETY: the range lies inside the mapping, and the caller owns
         // those bytes (a segment on no list, in no index slot).
-        unsafe {
-            libc::madvise(
-                self.base_ptr().add(off) as *mut libc::c_void,
-                len,
-                libc::MADV_DONTNEED,
-            );
-        }
+        unsafe { discard_pages(self.base().add(off), len) }
     }
 
     /// Bytes per page of the mapping: what madvise ranges must be whole
@@ -145,6 +138,19 @@ impl Arena {
             unsafe { base.add(off).write_volatile(0) };
         }
     }
+}
+
+/// Gives the pages of `len` bytes at `ptr` back to the kernel; they read as
+/// zero when next touched. Best effort: a refusal (a range not of whole
+/// pages) leaves them resident, which changes nothing else.
+///
+/// # Safety
+///
+/// The range must lie inside one private anonymous mapping, and nothing
+/// may be using its bytes (no reference to them, no kernel I/O into them).
+pub unsafe fn discard_pages(ptr: *mut u8, len: usize) {
+    // SAFETY: per the contract, MADV_DONTNEED only zeroes bytes no one uses.
+    unsafe { libc::madvise(ptr as *mut libc::c_void, len, libc::MADV_DONTNEED) };
 }
 
 /// Asks for transparent huge pages under memory that was allocated but

@@ -77,6 +77,10 @@ pub const FETCHED: u8 = 1 << 4;
 pub const STALE: u8 = 1 << 5;
 /// A client already got the win token for this item (meta `W` / `Z`).
 pub const WIN_SENT: u8 = 1 << 6;
+/// The item flags that describe the item rather than its record: a record
+/// written again for the same item (touch, arithmetic in place, a merge)
+/// carries them over.
+pub const ITEM_STATE: u8 = FETCHED | STALE | WIN_SENT;
 
 /// The fields a writer supplies for a new record.
 #[derive(Clone, Copy, Debug, Default)]
@@ -93,7 +97,7 @@ pub struct ItemMeta {
 
 impl ItemMeta {
     fn iflags(&self) -> u8 {
-        let mut f = self.iflags & (FETCHED | STALE | WIN_SENT);
+        let mut f = self.iflags & ITEM_STATE;
         if self.expire != 0 {
             f |= HAS_EXPIRE;
         }

@@ -2,7 +2,7 @@
 //! semantics (see memcached's `do_store_item` and `do_add_delta`).
 
 use super::classes;
-use super::item::{ItemMeta, FETCHED, STALE, WIN_SENT};
+use super::item::{ItemMeta, FETCHED, ITEM_STATE, STALE, WIN_SENT};
 use super::{Found, Store, WriteError};
 
 /// Which storage command.
@@ -361,7 +361,7 @@ impl Store {
             expire,
             flags: it.flags(),
             cas: Some(self.cas_of(f)),
-            iflags: it.iflags() & (FETCHED | STALE | WIN_SENT),
+            iflags: it.iflags() & ITEM_STATE,
         };
         self.rewrite(f, meta)
     }
@@ -437,7 +437,7 @@ impl Store {
             flags: f.item.flags(),
             cas: None,
             iflags: if in_place {
-                f.item.iflags() & (FETCHED | STALE | WIN_SENT)
+                f.item.iflags() & ITEM_STATE
             } else {
                 0
             },
@@ -448,7 +448,7 @@ impl Store {
             Ok(nf) => {
                 // memcached's do_add_delta replaces the item (a link) only
                 // when the number outgrows it; else it rewrites in place.
-                if digits.len() > old_len {
+                if !in_place {
                     self.stats.total_items += 1;
                 }
                 self.bump_access(&nf);
