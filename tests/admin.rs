@@ -9,6 +9,8 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -99,17 +101,7 @@ impl Server {
 
     /// As `ask`, None if the connection fails or is reset.
     fn try_ask(&mut self, req: &[u8]) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(req).ok()?;
-        let mut out = Vec::new();
-        let mut buf = [0u8; 65536];
-        while !out.ends_with(b"END\r\n") {
-            match s.read(&mut buf) {
-                Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
-                _ => return None,
-            }
-        }
+        let out = common::try_ask(self.port, req)?;
         // Counted as `ask` counts, for the tests that check the server's
         // byte counters.
         self.traffic.sent += req.len() as u64;

@@ -291,22 +291,7 @@ fn start_limited(bin: &str, args: &[&str], as_nobody: bool) -> Option<(Option<i3
 
 /// Whether `stats` on `port` answers with the line `want` (its pid).
 fn serves_as(port: u16, want: &str) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    if s.write_all(b"stats\r\n").is_err() {
-        return false;
-    }
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !out.ends_with(b"END\r\n") {
-        match s.read(&mut buf) {
-            Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
-            _ => return false,
-        }
-    }
-    String::from_utf8_lossy(&out).contains(want)
+    try_ask(port, b"stats\r\n").is_some_and(|r| String::from_utf8_lossy(&r).contains(want))
 }
 
 #[test]

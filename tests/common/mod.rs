@@ -184,6 +184,24 @@ pub fn exchange(srv: &Server, req: &[u8], end: &[u8]) -> Vec<u8> {
     read_until(&mut s, end)
 }
 
+/// `req` on a connection of its own to `port`, read up to `END\r\n`;
+/// None if the connection fails, is reset or closes first (a probe that
+/// may meet another test's server, or none, on a port picked for its own).
+pub fn try_ask(port: u16, req: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(req).ok()?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !out.ends_with(b"END\r\n") {
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 /// Resident memory of a process, in KiB (`VmRSS`).
 pub fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
