@@ -27,7 +27,7 @@ fn footprint_at_256_mib() {
     let header_and_slot = item::HEADER_SIZE + 8;
     assert_eq!(record, 115 + item::HEADER_SIZE, "no padding");
     let index_per_item = s.index_bytes() as f64 / items as f64;
-    let used = s.segments_limit() * (1 << 20) + s.index_bytes();
+    let used = s.segment_bytes_in_use() + s.index_bytes();
     println!(
         "items kept at -m 256: {items} ({:.2}x memcached's 1.40 M); metadata per item: {header_and_slot} bytes \
          (header 8 + slot 8); index memory per item incl. empty slots: {index_per_item:.1} bytes; \

@@ -126,13 +126,14 @@ impl Arena {
         self.map.as_ptr() as *mut u8
     }
 
-    /// Faults the first `len` bytes' pages in now (`-o prefault`), so no
+    /// Faults the pages of `len` bytes from `from` in now (`-o prefault`), so no
     /// request pays for the kernel zeroing fresh memory: the store
     /// appends, so until the arena has been written through once, every
     /// set lands on new pages.
-    pub fn prefault(&self, len: usize) {
+    pub fn prefault(&self, from: usize, len: usize) {
         let base = self.base();
-        for off in (0..len.min(self.map.len())).step_by(4096) {
+        let end = (from + len).min(self.map.len());
+        for off in (from..end).step_by(4096) {
             // SAFETY: `off` is inside the mapping; anonymous memory reads
             // as zero, so writing zero leaves its contents unchanged.
             unsafe { base.add(off).write_volatile(0) };

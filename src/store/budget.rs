@@ -68,13 +68,16 @@ impl Store {
     }
 
     /// Segments that fit in `bytes` beside the index and their own
-    /// bookkeeping, carved or not.
+    /// bookkeeping, carved or not, and the merge reserve when its pages
+    /// are given back between merges (it is resident only while a merge
+    /// copies into it, and then a segment the merge freed takes its
+    /// place and gives its pages back).
     fn segments_wanted(&self, bytes: usize) -> usize {
         segments_within(
             bytes.saturating_sub(self.index.bytes()),
             self.segs.seg_size,
             0,
-        )
+        ) + self.reserve_unpaid as usize
     }
 
     /// Recomputes the segments the store may use from its limit and the
@@ -140,5 +143,72 @@ impl Store {
     /// or what `set_memory_limit` last set.
     pub fn memory_limit(&self) -> usize {
         self.limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SetArgs, SetMode, SetOutcome};
+
+    /// Pages of `len` bytes at `p` the kernel has resident (mincore).
+    fn resident_pages(p: *const u8, len: usize) -> usize {
+        let mut v = vec![0u8; len / 4096];
+        // SAFETY: `v` has one byte per page of the range, which lies in the
+        // store's live mapping.
+        let r = unsafe { libc::mincore(p as *mut libc::c_void, len, v.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        v.iter().filter(|b| **b & 1 == 1).count()
+    }
+
+    /// The merge reserve holds nothing between merges, so its pages are
+    /// given back and the budget pays for one more segment of items
+    /// instead: after filling past the budget under merge eviction (and
+    /// its compactions), the reserve is not resident, the segments' pages
+    /// resident are at most what the budget pays for, and every item
+    /// still there reads back exact.
+    #[test]
+    fn the_merge_reserve_takes_no_memory_between_merges() {
+        for (value_len, overwrite_every) in [(200usize, 0u32), (900, 3)] {
+            let mut s = crate::store::test_store(16 << 20, 1_700_000_000);
+            let seg = s.segs.seg_size;
+            let paid = segments_within(s.limit - s.index.bytes(), seg, 0);
+            for i in 0..200_000u32 {
+                // Overwrites leave dead versions: compaction copies into the
+                // reserve.
+                let k = if overwrite_every > 0 && i % overwrite_every == 0 {
+                    i / 10
+                } else {
+                    i
+                };
+                let key = format!("key:{k}");
+                let v = vec![b'a' + (k % 26) as u8; value_len - (k % 7) as usize];
+                let got = s.set(&SetArgs::new(SetMode::Set, key.as_bytes(), &v, k, 0));
+                assert!(matches!(got, SetOutcome::Stored { .. }), "set {i}");
+            }
+            assert!(s.stats.merges > 20, "{} merges", s.stats.merges);
+            let paid_now = segments_within(s.limit - s.index.bytes(), seg, 0);
+            assert!(paid_now <= paid);
+            assert_eq!(s.seg_limit, paid_now + 1, "the reserve is the one unpaid");
+            let base = s.segs.arena().base_ptr();
+            // SAFETY: the reserve is a carved segment of the arena.
+            let reserve = unsafe { base.add(s.reserve as usize * seg) };
+            assert_eq!(resident_pages(reserve, seg), 0, "reserve resident");
+            let all = resident_pages(base, s.segs.count() * seg);
+            assert!(
+                all <= paid_now * seg / 4096,
+                "{all} pages resident, {paid_now} segments paid"
+            );
+            let mut found = 0;
+            for k in 0..200_000u32 {
+                if let Some(got) = s.get(format!("key:{k}").as_bytes()) {
+                    let want = vec![b'a' + (k % 26) as u8; value_len - (k % 7) as usize];
+                    assert_eq!(got.item.value(), &want[..], "key:{k}");
+                    assert_eq!(got.item.flags(), k);
+                    found += 1;
+                }
+            }
+            assert!(found > 10_000, "{found} items kept");
+        }
     }
 }

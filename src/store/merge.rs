@@ -212,6 +212,9 @@ impl Store {
                 .segs
                 .take(ttl::NEVER, self.clock.now())
                 .expect("a merge frees at least the segment it drained");
+            if self.reserve_unpaid {
+                self.segs.give_back_pages(self.reserve);
+            }
         }
     }
 

@@ -240,7 +240,13 @@ impl Segments {
 
     /// Touches all segment memory now (see `Arena::prefault`).
     pub fn prefault(&mut self) {
-        self.arena.prefault(self.count() * self.seg_size);
+        let mut retired = vec![false; self.count()];
+        for &id in &self.retired {
+            retired[id as usize] = true;
+        }
+        for id in (0..self.count()).filter(|&id| !retired[id]) {
+            self.arena.prefault(id * self.seg_size, self.seg_size);
+        }
     }
 
     /// The most segments the arena has room for.
@@ -298,6 +304,16 @@ impl Segments {
             return false;
         };
         let id = self.free.swap_remove(i);
+        self.give_back_pages(id);
+        self.retired.push(id);
+        true
+    }
+
+    /// Lets the kernel have segment `id`'s pages back (they read as zero
+    /// when next written), once no foreign read can still be copying from
+    /// them: a retired segment, or the merge reserve between merges. The
+    /// segment's bytes must be dead (on no list, in no index slot).
+    pub fn give_back_pages(&mut self, id: u32) {
         self.wait_readers();
         if let Some(fa) = &self.fault_ahead {
             fa.before_discard();
@@ -305,8 +321,15 @@ impl Segments {
         self.arena
             .discard(id as usize * self.seg_size, self.seg_size);
         self.resident[id as usize] = false;
-        self.retired.push(id);
-        true
+        if self.fault_ahead.is_some() {
+            // The discard voids fault-ahead's pending jobs, which may have
+            // been for the next free segments: send those again (a range
+            // already resident costs the helper a page-table walk).
+            for &next in self.free.iter().rev().take(FAULT_AHEAD_SEGMENTS) {
+                self.resident[next as usize] = false;
+            }
+            self.fault_in_next();
+        }
     }
 
     /// Puts a retired segment back on the free list; false if none is.
@@ -439,6 +462,7 @@ impl Segments {
         // Every item of the segment's last incarnation is unlinked by now;
         // a foreign read that found one before may still be copying it.
         self.wait_readers();
+        self.resident[id as usize] = true;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.incarnations[id as usize].store(seq, Relaxed);
