@@ -94,7 +94,10 @@ impl Store {
     /// retired ones back while under it.
     pub(super) fn settle(&mut self) {
         while self.segs.usable() > self.seg_limit && self.segs.retire_one() {}
-        while self.segs.usable() < self.seg_limit && self.segs.unretire_one() {}
+        let missing = self.seg_limit.saturating_sub(self.segs.usable());
+        if missing > 0 {
+            self.segs.unretire(missing);
+        }
     }
 
     /// Adds a bucket to the index (see `Index::split_one`) and gives up

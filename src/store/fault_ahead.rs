@@ -219,4 +219,34 @@ mod tests {
         let fifth = unsafe { base.add(5 * seg) };
         assert_eq!(wait_resident(fifth, seg, seg / 4096), seg / 4096);
     }
+
+    /// Raising `cache_memlimit` carves segments that stay untouched until
+    /// used: only the next few to be taken are faulted in. Each one put
+    /// back was faulted in before, so an empty store raised to 256 MiB
+    /// became 256 MiB resident.
+    #[test]
+    fn a_raised_limit_faults_in_only_the_next_segments() {
+        let cfg = crate::store::StoreConfig {
+            memory: 16 << 20,
+            huge_pages: false,
+            fault_ahead: true,
+            max_memory: 512 << 20,
+            ..Default::default()
+        };
+        let mut s =
+            crate::store::Store::new(cfg, crate::store::clock::Clock::manual(1_700_000_000))
+                .unwrap();
+        let seg = s.segs.seg_size;
+        let carved = s.segs.count();
+        assert!(s.set_memory_limit(256 << 20));
+        assert!(s.segs.count() > 200);
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // SAFETY: the segments carved by the raise lie inside the arena.
+        let grown = unsafe { s.segs.arena().base_ptr().add(carved * seg) };
+        let pages = resident(grown, (s.segs.count() - carved) * seg);
+        assert!(
+            pages <= crate::store::segment::FAULT_AHEAD_SEGMENTS * seg / 4096,
+            "{pages} pages of the raised limit resident"
+        );
+    }
 }
