@@ -112,8 +112,10 @@ fn idle_connections_do_not_keep_large_reply_buffers() {
     let srv = Server::start(&["-t", "1", "-m", "64", "-c", "4096"]);
     let cc_held = held_after_replies(srv.child.id(), srv.port, conns, keys, len);
     eprintln!("held after the replies: corecache {cc_held} KiB, memcached {mc_held} KiB");
+    // Room for heap growth in huge pages where THP is always on; the
+    // buffers kept were 13.6 MB.
     assert!(
-        cc_held <= mc_held + 4 * 1024,
+        cc_held <= mc_held + 8 * 1024,
         "corecache holds {cc_held} KiB, memcached {mc_held} KiB"
     );
 }
