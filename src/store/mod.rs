@@ -80,7 +80,7 @@ pub struct Store {
     reserve: u32,
     /// The reserve's pages are given back to the kernel between merges, so
     /// it takes no memory at rest and the budget does not pay for it: one
-    /// more segment of items in every shard (at -m 64 -t 2, 3 % more
+    /// more segment of items in every shard (at -m 64, 1.5-4 % more live
     /// items). Not with hugetlb pages (reserved when mapped, and a
     /// segment is half of one), `-k` or `-o prefault` (memory wanted
     /// resident up front).
