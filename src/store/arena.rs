@@ -154,6 +154,19 @@ pub unsafe fn discard_pages(ptr: *mut u8, len: usize) {
     unsafe { libc::madvise(ptr as *mut libc::c_void, len, libc::MADV_DONTNEED) };
 }
 
+/// Pages (of 4 KiB) of `len` bytes at `p` the kernel has resident, by
+/// mincore(2): what the tests of memory given back and faulted in count.
+/// `p` must be page aligned and the range inside a live mapping.
+#[cfg(test)]
+pub(crate) fn resident_pages(p: *const u8, len: usize) -> usize {
+    let mut v = vec![0u8; len / 4096];
+    // SAFETY: `v` has one byte per page of the range, which the caller
+    // says lies in a live mapping.
+    let r = unsafe { libc::mincore(p as *mut libc::c_void, len, v.as_mut_ptr()) };
+    assert_eq!(r, 0);
+    v.iter().filter(|b| **b & 1 == 1).count()
+}
+
 /// Asks for transparent huge pages under memory that was allocated but
 /// not yet touched (the hash index, whose lookups land on random lines:
 /// with 4 KiB pages nearly every one also misses the TLB). Only whole

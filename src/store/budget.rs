@@ -152,17 +152,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::arena::resident_pages;
     use crate::store::{SetArgs, SetMode, SetOutcome};
-
-    /// Pages of `len` bytes at `p` the kernel has resident (mincore).
-    fn resident_pages(p: *const u8, len: usize) -> usize {
-        let mut v = vec![0u8; len / 4096];
-        // SAFETY: `v` has one byte per page of the range, which lies in the
-        // store's live mapping.
-        let r = unsafe { libc::mincore(p as *mut libc::c_void, len, v.as_mut_ptr()) };
-        assert_eq!(r, 0);
-        v.iter().filter(|b| **b & 1 == 1).count()
-    }
 
     /// The merge reserve holds nothing between merges, so its pages are
     /// given back and the budget pays for one more segment of items

@@ -119,16 +119,7 @@ fn run(rx: Receiver<Job>, epoch: Arc<AtomicU64>) {
 mod tests {
     use super::*;
 
-    /// Pages of `len` bytes at `p` that are resident, by mincore(2).
-    fn resident(p: *const u8, len: usize) -> usize {
-        let pages = len / 4096;
-        let mut v = vec![0u8; pages];
-        // SAFETY: `v` has one byte per page of the range, which lies in a
-        // live mapping.
-        let r = unsafe { libc::mincore(p as *mut libc::c_void, len, v.as_mut_ptr()) };
-        assert_eq!(r, 0);
-        v.iter().filter(|b| **b & 1 == 1).count()
-    }
+    use crate::store::arena::resident_pages as resident;
 
     fn map(len: usize) -> memmap2::MmapMut {
         memmap2::MmapOptions::new().len(len).map_anon().unwrap()

@@ -348,7 +348,6 @@ impl Segments {
     /// Takes a free segment and gives it a new incarnation.
     pub fn take(&mut self, ttl_bucket: u16, now: u32) -> Option<u32> {
         let id = self.free.pop()?;
-        self.resident[id as usize] = true;
         self.renew(id, ttl_bucket, now);
         self.fault_in_next();
         Some(id)
@@ -465,6 +464,8 @@ impl Segments {
         // Every item of the segment's last incarnation is unlinked by now;
         // a foreign read that found one before may still be copying it.
         self.wait_readers();
+        // Written from now on (taken, or the merge reserve put to use):
+        // nothing for fault-ahead to send.
         self.resident[id as usize] = true;
         let seq = self.next_seq;
         self.next_seq += 1;
