@@ -109,7 +109,7 @@ pub struct Args {
     /// Requests per event (no effect: the engine batches per io_uring turn).
     #[arg(short = 'R', long = "max-reqs-per-event")]
     pub reqs_per_event: Option<String>,
-    /// Disable CAS.
+    /// Disable CAS: every CAS clients see is 0, as memcached's -C.
     #[arg(short = 'C', long = "disable-cas")]
     pub disable_cas: bool,
     /// Listen backlog.

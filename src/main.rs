@@ -401,6 +401,7 @@ fn serve(
                 physical_memory()
             },
             fault_ahead: cfg.fault_ahead,
+            cas: cfg.cas_enabled,
         };
         let verbose = cfg.verbosity;
         let pinned_from = shared_listeners[id];

@@ -163,8 +163,6 @@ impl Config {
         ] {
             flag(v.is_some(), format!("{f} {}", v.as_deref().unwrap_or("")));
         }
-        // -C is a setting the execution layer has yet to honour.
-        flag(args.disable_cas, "-C".into());
         no_effect.extend(x.no_effect.iter().cloned());
         if x.ssl.given && !args.ssl {
             no_effect.push("-o ssl_* without -Z".into());
@@ -473,14 +471,13 @@ mod tests {
             "-N 1",
             "-U 11211",
             "-B ascii",
-            "-C",
             "-o lru_crawler",
             "-o hashpower=20",
         ] {
             assert!(w.contains(part), "{part} in {w}");
         }
         assert!(!w.contains("modern"));
-        for acts in ["-D", "-X", "-W"] {
+        for acts in ["-D", "-X", "-W", "-C"] {
             assert!(!w.contains(acts), "{acts} acts: {w}");
         }
         assert!(config(&[]).unwrap().no_effect_warning().is_none());

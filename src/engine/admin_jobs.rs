@@ -210,7 +210,7 @@ impl Worker {
                     value: f.item.value().to_vec(),
                     flags: f.item.flags(),
                     ttl: sh.store.ttl_left(&f),
-                    cas: sh.store.cas_of(&f),
+                    cas: sh.store.client_cas(&f),
                     idle: f.item.idle_secs(now),
                     stored_unix: sh.store.stored_unix(&f),
                 });

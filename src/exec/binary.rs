@@ -112,7 +112,7 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
             sh.detail.get(r.key, found.is_some());
             match found {
                 Some(f) => {
-                    let (cas, v) = (sh.store.cas_of(&f), f.item.value());
+                    let (cas, v) = (sh.store.client_cas(&f), f.item.value());
                     get_hit_head(r, out, f.item.flags(), cas, v.len());
                     push_value(sh, out, v);
                 }
@@ -132,12 +132,13 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
             };
             // memcached's process_bin_update: a SET/ADD/REPLACE carrying
             // a CAS is a CAS store (NREAD_CAS), whatever its opcode.
+            let cas = sh.store_unique(h.cas);
             let mode = match mode {
-                SetMode::Add | SetMode::Replace if h.cas != 0 => SetMode::Set,
+                SetMode::Add | SetMode::Replace if cas != 0 => SetMode::Set,
                 m => m,
             };
             let mut a = SetArgs::new(store_mode(mode), r.key, r.value, flags, exp);
-            a.cas = h.cas;
+            a.cas = cas;
             let st = match sh.store_item(&a, StoreCmd::Binary, mode) {
                 SetOutcome::Stored { cas } => {
                     if !quiet {
@@ -195,7 +196,7 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
             match found {
                 Some(f) => {
                     let flags = f.item.flags().to_be_bytes();
-                    let cas = sh.store.cas_of(&f);
+                    let cas = sh.store.client_cas(&f);
                     write_response(out, h.opcode, status::OK, h.opaque, cas, &flags, &[], &[]);
                 }
                 None => error(out, h.opcode, status::KEY_ENOENT, h.opaque),

@@ -151,7 +151,7 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     let facts = HitFacts {
         vlen: it.item.vlen(),
         flags: it.item.flags(),
-        cas: sh.store.cas_of(&it),
+        cas: sh.store.client_cas(&it),
         ttl: sh.store.ttl_left(&it),
         idle,
         was_fetched,
@@ -304,13 +304,14 @@ fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
         f.client_flags.unwrap_or(0),
         f.touch.unwrap_or(0),
     );
-    a.cas = f.cas.unwrap_or(0);
+    let cas = f.cas.map(|c| sh.store_unique(c));
+    a.cas = cas.unwrap_or(0);
     a.invalidate = f.invalidate;
     a.vivify = f.vivify;
     // memcached 1.6.18 (measured): in set and replace modes C makes the
-    // store a CAS store, whose 0 matches nothing; append, prepend and add
-    // compare a C only when it is not 0.
-    let r = if f.cas == Some(0) && matches!(mode, Mode::Set | Mode::Replace) {
+    // store a CAS store, whose 0 matches nothing; add ignores a C; append
+    // and prepend compare one only when it is not 0 (`SetArgs::is_cas_store`).
+    let r = if cas == Some(0) && matches!(mode, Mode::Set | Mode::Replace) {
         sh.store_cas_zero(key)
     } else {
         sh.store_item(&a, StoreCmd::Meta, mode)
@@ -356,7 +357,9 @@ fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
 fn delete(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     let f = m.f;
     let cas = f.cas.unwrap_or(0);
-    let r = if cas == 0 && f.cas.is_some() {
+    // A C of 0 matches no item's CAS, unless CAS is off (`-C`): then every
+    // item's is 0 and it matches all, as memcached compares it.
+    let r = if cas == 0 && f.cas.is_some() && sh.store.cas_enabled() {
         match sh.cas_zero_present(key) {
             true => DeleteOutcome::Exists,
             false => DeleteOutcome::NotFound,
@@ -430,7 +433,7 @@ fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool
             b'c' => {
                 if let Some(it) = &item {
                     out.extend_from_slice(b" c");
-                    push_num(out, sh.store.cas_of(it));
+                    push_num(out, sh.store.client_cas(it));
                 }
             }
             b't' => {
@@ -470,7 +473,7 @@ fn debug(sh: &mut Shard, key: &[u8], m: &MetaRequest, out: &mut Vec<u8>) {
     out.extend_from_slice(b" la=");
     push_num(out, it.item.idle_secs(sh.store.now()));
     out.extend_from_slice(b" cas=");
-    push_num(out, sh.store.cas_of(&it));
+    push_num(out, sh.store.client_cas(&it));
     out.extend_from_slice(if it.item.iflags() & FETCHED != 0 {
         b" fetch=yes"
     } else {

@@ -81,6 +81,19 @@ impl Shard {
         self.store.touch_found(f, exptime)
     }
 
+    /// The unique a store request carries, as memcached reads it off the
+    /// new item (`ITEM_get_cas`): with CAS off (`-C`) every item's is 0,
+    /// so a store's unique is 0 whatever was sent. Text `cas` and meta
+    /// set/replace with `C` then fail as a unique of 0 does (EXISTS or
+    /// NOT_FOUND); append, prepend and binary stores store plainly.
+    pub fn store_unique(&self, given: u64) -> u64 {
+        if self.store.cas_enabled() {
+            given
+        } else {
+            0
+        }
+    }
+
     /// Whether a key holds a live item, for a CAS unique of 0 in text and
     /// meta: memcached hands out no 0, so such a unique matches nothing
     /// (NOT_FOUND / NF when missing, EXISTS / EX when present). Binary's 0
@@ -137,7 +150,7 @@ impl Shard {
         let refused = matches!(r, SetOutcome::TooLarge | SetOutcome::NoMemory);
         // memcached's proto_bin counts neither refusal.
         if !(refused && cmd == StoreCmd::Binary) {
-            self.count_set(&r, a.cas != 0);
+            self.count_set(&r, a.is_cas_store());
         }
         if refused && refusal_drops_old(cmd, mode) {
             self.drop_key(a.key);
@@ -174,7 +187,7 @@ impl Shard {
             SetOutcome::NoMemory => "no_memory",
         };
         let cmd = match mode {
-            _ if cmd == StoreCmd::Cas || a.cas != 0 => "cas",
+            _ if cmd == StoreCmd::Cas || a.is_cas_store() => "cas",
             Mode::Set => "set",
             Mode::Add => "add",
             Mode::Replace => "replace",
@@ -218,7 +231,7 @@ impl Shard {
     pub fn count_set(&mut self, r: &SetOutcome, with_cas: bool) {
         match r {
             SetOutcome::Stored { .. } if with_cas => self.c.cas_hits += 1,
-            SetOutcome::Exists => self.c.cas_badval += 1,
+            SetOutcome::Exists if with_cas => self.c.cas_badval += 1,
             SetOutcome::NotFound => self.c.cas_misses += 1,
             SetOutcome::TooLarge => self.c.store_too_large += 1,
             SetOutcome::NoMemory => self.c.store_no_memory += 1,

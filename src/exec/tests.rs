@@ -11,6 +11,18 @@ fn shard() -> Shard {
     Shard::new(crate::store::test_store(8 << 20, 1_700_000_000))
 }
 
+/// A shard whose store config `f` changed from the test default.
+fn shard_with(f: impl FnOnce(&mut crate::store::StoreConfig)) -> Shard {
+    let mut cfg = crate::store::StoreConfig {
+        memory: 8 << 20,
+        huge_pages: false,
+        ..Default::default()
+    };
+    f(&mut cfg);
+    let clock = crate::store::Clock::manual(1_700_000_000);
+    Shard::new(crate::store::Store::new(cfg, clock).unwrap())
+}
+
 /// Runs every request in `input`, returns all replies.
 fn run(sh: &mut Shard, input: &str) -> String {
     let mut buf = input.as_bytes();
@@ -212,9 +224,34 @@ fn cas_unique_zero_never_matches_in_text_and_meta() {
     // append takes C0 as no check, but compares any other unique
     assert_eq!(run(&mut sh, "ms k 1 MA C999\r\ny\r\n"), "EX\r\n");
     assert_eq!(run(&mut sh, "ms k 1 MA C0\r\ny\r\n"), "HD\r\n");
-    // counted as memcached counts a CAS that misses or mismatches
+    // counted as memcached counts a CAS store (set/replace mode) that
+    // misses or mismatches: not append's mismatch (do_store_item counts
+    // cas_badval only for NREAD_CAS; tests/py test_meta_cas_by_mode)
     assert_eq!(sh.c.cas_misses, 3);
-    assert_eq!(sh.c.cas_badval, 4);
+    assert_eq!(sh.c.cas_badval, 3);
+}
+
+/// With CAS off (memcached's `-C`) every CAS a client sees is 0 and a
+/// unique is compared with 0: stores with one fail as a unique of 0 does,
+/// `md C0` matches, append and binary-style stores ignore it.
+#[test]
+fn cas_off_reads_and_compares_zero() {
+    let mut sh = shard_with(|c| c.cas = false);
+    assert_eq!(run(&mut sh, "set k 0 0 1\r\nx\r\n"), "STORED\r\n");
+    assert_eq!(run(&mut sh, "gets k\r\n"), "VALUE k 0 1 0\r\nx\r\nEND\r\n");
+    assert_eq!(run(&mut sh, "mg k c\r\n"), "HD c0\r\n");
+    assert_eq!(run(&mut sh, "cas k 0 0 1 0\r\ny\r\n"), "EXISTS\r\n");
+    assert_eq!(run(&mut sh, "cas k 0 0 1 7\r\ny\r\n"), "EXISTS\r\n");
+    assert_eq!(run(&mut sh, "ms k 1 C7\r\ny\r\n"), "EX\r\n");
+    assert_eq!(run(&mut sh, "ms k 1 MA C7 c\r\ny\r\n"), "HD c0\r\n");
+    assert_eq!(
+        run(&mut sh, "ms n 1\r\n5\r\nma n C7\r\nma n C0 v\r\n"),
+        "HD\r\nEX\r\nVA 1\r\n6\r\n"
+    );
+    assert_eq!(
+        run(&mut sh, "md k C7\r\nmd k C0\r\nmg k\r\n"),
+        "EX\r\nHD\r\nEN\r\n"
+    );
 }
 
 /// An exptime already past still finds the item: touch answers TOUCHED,

@@ -26,7 +26,7 @@ pub fn get_key(sh: &mut Shard, key: &[u8], cas: bool, touch: Option<i64>, out: &
     push_num(out, it.vlen());
     if cas {
         out.push(b' ');
-        push_num(out, sh.store.cas_of(&f));
+        push_num(out, sh.store.client_cas(&f));
     }
     out.extend_from_slice(b"\r\n");
     push_value(sh, out, it.value());
@@ -49,13 +49,14 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
         Request::Store(s) => {
             sh.detail.set(s.key);
             let mut a = SetArgs::new(store_mode(s.mode), s.key, s.value, s.flags, s.exptime);
-            a.cas = s.cas.unwrap_or(0);
-            let cmd = if s.cas.is_some() {
+            let cas = s.cas.map(|c| sh.store_unique(c));
+            a.cas = cas.unwrap_or(0);
+            let cmd = if cas.is_some() {
                 StoreCmd::Cas
             } else {
                 StoreCmd::Plain
             };
-            let r = if s.cas == Some(0) {
+            let r = if cas == Some(0) {
                 sh.store_cas_zero(s.key)
             } else {
                 sh.store_item(&a, cmd, s.mode)

@@ -24,6 +24,11 @@ pub struct StoreConfig {
     /// they are written (store/fault_ahead.rs). Off in the default, which
     /// unit tests build by the thousand; the server turns it on.
     pub fault_ahead: bool,
+    /// Whether clients see CAS uniques: false is memcached's `-C`, whose
+    /// `ITEM_get_cas` then reads 0 for every item (memcached.h). Replies
+    /// carry 0 and a client's nonzero unique matches nothing; the store
+    /// keeps its own record CAS all the same (flush marks read it).
+    pub cas: bool,
 }
 
 impl Default for StoreConfig {
@@ -36,6 +41,7 @@ impl Default for StoreConfig {
             huge_pages: true,
             max_memory: super::physical_memory(),
             fault_ahead: false,
+            cas: true,
         }
     }
 }

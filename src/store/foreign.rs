@@ -48,6 +48,8 @@ pub struct ShardView {
     arena: Arc<Arena>,
     incarnations: Arc<[AtomicU64]>,
     seg_size: usize,
+    /// `StoreConfig::cas`: false reports every CAS as 0 (memcached's `-C`).
+    cas: bool,
     /// Set by the owner while the fast path is valid for its store.
     open: Arc<AtomicBool>,
     /// The owner's store clock, as it last read it. Expiry is judged by
@@ -133,6 +135,7 @@ impl ShardView {
         arena: Arc<Arena>,
         incarnations: Arc<[AtomicU64]>,
         seg_size: usize,
+        cas: bool,
         gate: &Gate,
     ) -> ShardView {
         ShardView {
@@ -140,6 +143,7 @@ impl ShardView {
             arena,
             incarnations,
             seg_size,
+            cas,
             open: gate.open.clone(),
             now: gate.now.clone(),
         }
@@ -266,9 +270,14 @@ impl ShardView {
                     return Look::Give(Fallback::Large);
                 }
                 let (flags, stored) = it.shared_fixed(iflags);
-                let cas = stored.unwrap_or_else(|| {
-                    (self.incarnations[seg as usize].load(Relaxed) << index::SEG_SHIFT) | off as u64
-                });
+                let cas = match stored {
+                    _ if !self.cas => 0,
+                    Some(c) => c,
+                    None => {
+                        (self.incarnations[seg as usize].load(Relaxed) << index::SEG_SHIFT)
+                            | off as u64
+                    }
+                };
                 let idle = now.wrapping_sub(it.shared_atime()) & 0xff_ffff;
                 let tell_owner = index::slot_freq(s) == 0 || iflags & FETCHED == 0 || idle >= 1;
                 let hit = Hit {

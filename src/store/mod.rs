@@ -332,7 +332,26 @@ impl Store {
         self.item_at(index::slot_seg(slot), index::slot_off(slot))
     }
 
-    /// The CAS of the item a slot points at.
+    /// The CAS a client sees for an item and compares its unique with:
+    /// the item's own (`cas_of`), or 0 for every item with CAS off
+    /// (memcached's `-C`, `StoreConfig::cas`).
+    #[inline]
+    pub fn client_cas(&self, f: &Found) -> u64 {
+        if self.cfg.cas {
+            self.cas_of(f)
+        } else {
+            0
+        }
+    }
+
+    /// Whether clients see CAS uniques (`StoreConfig::cas`).
+    pub fn cas_enabled(&self) -> bool {
+        self.cfg.cas
+    }
+
+    /// The CAS of the item a slot points at: where its record sits, or
+    /// the unique it was given; what a move keeps and flush marks
+    /// compare. Clients see `client_cas`.
     #[inline]
     pub fn cas_of(&self, f: &Found) -> u64 {
         if let Some(c) = f.item.stored_cas() {
@@ -561,6 +580,7 @@ impl Store {
             self.segs.arena_shared().clone(),
             self.segs.incarnations().clone(),
             self.segs.seg_size,
+            self.cfg.cas,
             &self.gate,
         )
     }

@@ -31,7 +31,8 @@ pub struct SetArgs<'a> {
     pub flags: u32,
     /// The client's exptime (0 never, negative expired, ≤ 30 days relative).
     pub exptime: i64,
-    /// 0 = no CAS check.
+    /// The client's CAS unique, 0 for none: what it means depends on
+    /// the mode (`is_cas_store`).
     pub cas: u64,
     /// Which command.
     pub mode: SetMode,
@@ -63,6 +64,16 @@ impl<'a> SetArgs<'a> {
             vivify: None,
             win_sent: false,
         }
+    }
+
+    /// Whether this is a CAS store, memcached's NREAD_CAS: a unique with
+    /// set or replace (do_store_item; meta's ms upgrades those two modes
+    /// only). Such a store answers NOT_FOUND when the key is missing and
+    /// EXISTS unless the unique matches, and is what `cas_hits`,
+    /// `cas_badval` and `cas_misses` count. Add ignores a unique; append
+    /// and prepend compare it only with an item that exists.
+    pub fn is_cas_store(&self) -> bool {
+        self.cas != 0 && matches!(self.mode, SetMode::Set | SetMode::Replace)
     }
 }
 
@@ -195,9 +206,10 @@ impl Store {
         }
         let size = classes::memcached_size(a.key.len(), a.value.len(), a.flags);
         self.classes.at(classes::class_of(size)).cmd_set += 1;
+        let cas_store = a.is_cas_store();
         let old = self.find(a.key);
         let Some(old) = old else {
-            if a.cas != 0 {
+            if cas_store {
                 return SetOutcome::NotFound;
             }
             return match (a.mode, a.vivify) {
@@ -209,60 +221,58 @@ impl Store {
                 _ => SetOutcome::NotStored,
             };
         };
-        let old_cas = self.cas_of(&old);
+        if a.mode == SetMode::Add {
+            self.bump(&old);
+            return SetOutcome::NotStored;
+        }
+        let old_cas = self.client_cas(&old);
         let mut stale_store = false;
         if a.cas != 0 && a.cas != old_cas {
-            if a.invalidate && a.cas < old_cas && matches!(a.mode, SetMode::Set | SetMode::Replace)
-            {
+            if a.invalidate && a.cas < old_cas && cas_store {
                 stale_store = true;
             } else {
-                self.classes.at(classes::of_item(&old.item).0).cas_badval += 1;
+                if cas_store {
+                    self.classes.at(classes::of_item(&old.item).0).cas_badval += 1;
+                }
                 return SetOutcome::Exists;
             }
         }
-        if a.cas != 0 {
+        if cas_store {
             self.classes.at(classes::of_item(&old.item).0).cas_hits += 1;
         }
-        match a.mode {
-            SetMode::Add => {
-                self.bump(&old);
-                SetOutcome::NotStored
+        if matches!(a.mode, SetMode::Set | SetMode::Replace) {
+            if stale_store {
+                meta.expire = old.item.expire();
+                meta.iflags |= STALE | (old.item.iflags() & WIN_SENT);
             }
-            SetMode::Set | SetMode::Replace => {
-                if stale_store {
-                    meta.expire = old.item.expire();
-                    meta.iflags |= STALE | (old.item.iflags() & WIN_SENT);
-                }
-                self.store_new(a.key, a.value, &[], meta)
-            }
-            SetMode::Append | SetMode::Prepend => {
-                let meta = ItemMeta {
-                    expire: old.item.expire(),
-                    flags: old.item.flags(),
-                    cas: a.new_cas,
-                    iflags: 0,
-                };
-                if !self.fits(a.key.len(), old.item.vlen() + a.value.len(), &meta) {
-                    return SetOutcome::NotStored;
-                }
-                let oldv = self.take_scratch(&[old.item.value()]);
-                let r = if a.mode == SetMode::Append {
-                    self.write(a.key, &oldv, a.value, meta)
-                } else {
-                    self.write(a.key, a.value, &oldv, meta)
-                };
-                self.give_scratch(oldv);
-                match r {
-                    Ok(f) => {
-                        self.stats.total_items += 1;
-                        SetOutcome::Stored {
-                            cas: self.cas_of(&f),
-                        }
-                    }
-                    Err(WriteError::NoMemory) => SetOutcome::NotStored,
-                    Err(WriteError::TooLarge) => SetOutcome::NotStored,
+            return self.store_new(a.key, a.value, &[], meta);
+        }
+        // Append or prepend.
+        let meta = ItemMeta {
+            expire: old.item.expire(),
+            flags: old.item.flags(),
+            cas: a.new_cas,
+            iflags: 0,
+        };
+        if !self.fits(a.key.len(), old.item.vlen() + a.value.len(), &meta) {
+            return SetOutcome::NotStored;
+        }
+        let oldv = self.take_scratch(&[old.item.value()]);
+        let r = if a.mode == SetMode::Append {
+            self.write(a.key, &oldv, a.value, meta)
+        } else {
+            self.write(a.key, a.value, &oldv, meta)
+        };
+        self.give_scratch(oldv);
+        match r {
+            Ok(f) => {
+                self.stats.total_items += 1;
+                SetOutcome::Stored {
+                    cas: self.client_cas(&f),
                 }
             }
+            Err(WriteError::NoMemory) => SetOutcome::NotStored,
+            Err(WriteError::TooLarge) => SetOutcome::NotStored,
         }
     }
 
@@ -275,7 +285,7 @@ impl Store {
             Ok(f) => {
                 self.stats.total_items += 1;
                 SetOutcome::Stored {
-                    cas: self.cas_of(&f),
+                    cas: self.client_cas(&f),
                 }
             }
             Err(WriteError::TooLarge) => SetOutcome::TooLarge,
@@ -293,7 +303,7 @@ impl Store {
         match self.find(key) {
             None => DeleteOutcome::NotFound,
             Some(f) => {
-                if cas != 0 && cas != self.cas_of(&f) {
+                if cas != 0 && cas != self.client_cas(&f) {
                     return DeleteOutcome::Exists;
                 }
                 self.classes.at(classes::of_item(&f.item).0).delete_hits += 1;
@@ -313,7 +323,7 @@ impl Store {
         let Some(f) = self.find(key) else {
             return DeleteOutcome::NotFound;
         };
-        if cas != 0 && cas != self.cas_of(&f) {
+        if cas != 0 && cas != self.client_cas(&f) {
             return DeleteOutcome::Exists;
         }
         let it = f.item;
@@ -401,7 +411,7 @@ impl Store {
         let Some(f) = self.find(key) else {
             return DeltaOutcome::NotFound;
         };
-        if cas != 0 && cas != self.cas_of(&f) {
+        if cas != 0 && cas != self.client_cas(&f) {
             return DeltaOutcome::Exists;
         }
         let Some(cur) = parse_counter(f.item.value()).filter(|_| f.item.vlen() > 0) else {
@@ -454,7 +464,7 @@ impl Store {
                 self.bump_access(&nf);
                 DeltaOutcome::Value {
                     value,
-                    cas: self.cas_of(&nf),
+                    cas: self.client_cas(&nf),
                 }
             }
             Err(_) => DeltaOutcome::NoMemory,

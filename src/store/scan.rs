@@ -169,7 +169,11 @@ impl Store {
                         ttl,
                         atime_unix: self.clock.to_unix(now) - it.idle_secs(now) as i64,
                         stored_unix: self.record_stored_unix(seg, off + size),
-                        cas: self.record_cas(seg, off, it),
+                        cas: if self.cfg.cas {
+                            self.record_cas(seg, off, it)
+                        } else {
+                            0
+                        },
                         fetched: it.iflags() & FETCHED != 0,
                     });
                 }

@@ -299,7 +299,7 @@ class Normaliser:
 
     def text(self, out):
         def value_line(m):
-            return m.group(1) + self.cas(int(m.group(2))).encode()
+            return m.group(1) + str(self.cas(int(m.group(2)))).encode()
 
         out = re.sub(rb"(VALUE \S+ \d+ \d+ )(\d+)(?=\r\n)", value_line, out)
 

@@ -40,6 +40,49 @@ def test_meta_cas_zero(pair, cmds):
     run(pair, cmds)
 
 
+# --- A nonzero C by mode (memcached's do_store_item): set and replace
+# become CAS stores; add ignores the C (stores when missing, NS when
+# present); append and prepend compare it only with an item that exists
+# (NS when missing). Only CAS stores count in cas_*. ---
+
+def cas_stats(c):
+    st = c.stats()
+    return {k: st[k] for k in ("cas_hits", "cas_badval", "cas_misses", "cmd_set")}
+
+
+CAS_BY_MODE = [
+    case("add_missing", b"ms z 1 ME C5\r\nx\r\n", b"mg z v\r\n"),
+    case("add_present", b"ms k 1\r\na\r\n", b"ms k 1 ME C5\r\nx\r\n", b"mg k v\r\n"),
+    case("append_missing", b"ms z 1 MA C5\r\nx\r\n", b"ms z 1 MP C5 q\r\nx\r\n", b"mg z v\r\n"),
+    case("append_mismatch", b"ms k 1\r\na\r\n", b"ms k 1 MA C5\r\nx\r\n", b"ms k 1 MP C5\r\nx\r\n",
+         b"mg k v\r\n"),
+    case("replace_missing", b"ms z 1 MR C5\r\nx\r\n", b"mg z v\r\n"),
+]
+
+
+@pytest.mark.parametrize("cmds", CAS_BY_MODE)
+def test_meta_cas_by_mode(pair, cmds):
+    def script(c):
+        before = cas_stats(c)
+        out = [c.text(x) for x in cmds]
+        after = cas_stats(c)
+        return out, {k: int(after[k]) - int(before[k]) for k in after}
+    out = pair.same(script)
+    assert TIMEOUT not in b"".join(out[0]), out
+
+
+def test_meta_cas_by_mode_matching(pair):
+    """Append and add with the item's own CAS: append stores, add still NS."""
+    def script(c):
+        out = [c.text(b"ms k 1\r\na\r\n")]
+        u = c.cas_of(b"k")
+        out.append(c.text(b"ms k 1 MA C%d\r\nb\r\n" % u))
+        out.append(c.text(b"ms k 1 ME C%d\r\nc\r\n" % c.cas_of(b"k")))
+        out.append(c.text(b"mg k v\r\n"))
+        return out
+    pair.same(script)
+
+
 def cas_compare_script(c):
     out = [c.text(b"ms k 1 c\r\na\r\n")]
     u = c.cas_of(b"k")
