@@ -393,15 +393,17 @@ fn serve(
             item_size_max: cfg.item_max,
             eviction: cfg.eviction,
             huge_pages: cfg.huge_pages,
-            // -k locks every mapping whole (mlockall MCL_FUTURE): no room
-            // to grow then, cache_memlimit stops at -m.
-            max_memory: if cfg.lock_memory {
+            // -k locks pages as they are touched (limits::lock_memory), but
+            // a reservation counts against RLIMIT_MEMLOCK whole: room to
+            // grow only where locking is unlimited (root lifts it).
+            max_memory: if cfg.lock_memory && !limits::may_lock_unlimited() {
                 0
             } else {
                 physical_memory()
             },
             fault_ahead: cfg.fault_ahead,
             cas: cfg.cas_enabled,
+            locked: cfg.lock_memory,
         };
         let verbose = cfg.verbosity;
         let pinned_from = shared_listeners[id];

@@ -17,8 +17,9 @@ pub struct StoreConfig {
     pub huge_pages: bool,
     /// The most bytes `cache_memlimit` may raise `memory` to: address
     /// space reserved up front and never touched until used (see
-    /// `Arena::with_room`). At most `memory` means no growth, as wanted
-    /// with `-k` (mlockall would fault a reservation in whole).
+    /// `Arena::with_room`). At most `memory` means no growth (`-k` for a
+    /// user whose RLIMIT_MEMLOCK is finite: a locked reservation past it
+    /// would not map).
     pub max_memory: usize,
     /// Fault the next free segments' pages in on a helper thread before
     /// they are written (store/fault_ahead.rs). Off in the default, which
@@ -29,6 +30,10 @@ pub struct StoreConfig {
     /// carry 0 and a client's nonzero unique matches nothing; the store
     /// keeps its own record CAS all the same (flush marks read it).
     pub cas: bool,
+    /// `-k`: memory is locked as it is touched (mlockall, MCL_ONFAULT), and
+    /// locked pages cannot be given back (MADV_DONTNEED refuses them), so
+    /// the merge reserve is paid for like any segment.
+    pub locked: bool,
 }
 
 impl Default for StoreConfig {
@@ -42,6 +47,7 @@ impl Default for StoreConfig {
             max_memory: super::physical_memory(),
             fault_ahead: false,
             cas: true,
+            locked: false,
         }
     }
 }

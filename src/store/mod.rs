@@ -144,8 +144,7 @@ impl Store {
         }
         // Room to grow into with cache_memlimit, and for the merge reserve
         // beside the segments the budget pays for (see `reserve_unpaid`),
-        // unless growth is ruled out (-k: locked memory cannot be given
-        // back).
+        // unless growth is ruled out (`max_memory`).
         let growable = cfg.max_memory > cfg.memory;
         let room = if growable {
             cfg.max_memory.max((nseg + 1) * cfg.segment_size)
@@ -156,6 +155,7 @@ impl Store {
         let arena = arena::Arena::with_room(nseg * cfg.segment_size, room, cfg.huge_pages)
             .map_err(ConfigError::Map)?;
         let reserve_unpaid = growable
+            && !cfg.locked
             && arena.kind() != PageKind::HugeTlb
             && arena.len() >= (nseg + 1) * cfg.segment_size;
         let nseg = nseg + reserve_unpaid as usize;
