@@ -129,17 +129,17 @@ fn flags_with_a_meaning_act() {
     // as root there is room to raise cache_memlimit, as memcached allows.
     let mb = if is_root() { 256 } else { 1 };
     let mut s = Server::start(&["-t", "1", "-m", &mb.to_string(), "-k"]);
-    let kb = |field: &str| -> u64 {
+    let kb = |s: &Server, field: &str| -> u64 {
         proc_status(s.pid(), field)
             .trim_end_matches("kB")
             .trim()
             .parse()
             .unwrap()
     };
-    let locked = kb("VmLck");
+    let locked = kb(&s, "VmLck");
     assert!(locked >= mb << 10, "VmLck {locked} kB for -m {mb}");
     if is_root() {
-        let rss = kb("VmRSS");
+        let rss = kb(&s, "VmRSS");
         assert!(rss < (mb << 10) / 2, "VmRSS {rss} kB at start, -m {mb} -k");
         assert_eq!(
             exchange(&mut tcp(s.port), b"cache_memlimit 512\r\n", b"\r\n"),
@@ -151,6 +151,28 @@ fn flags_with_a_meaning_act() {
         );
     }
     assert_eq!(s.stop(), 0);
+
+    // -k as another user: locked if the limit could be lifted before the
+    // switch, else a warning and unlocked; served either way (a finite
+    // limit used to abort the server on its first allocation past it).
+    if is_root() {
+        let mut s = Server::start(&["-t", "2", "-m", "8", "-k", "-u", "nobody"]);
+        assert_eq!(
+            exchange(
+                &mut tcp(s.port),
+                b"set a 0 0 1\r\nx\r\nget a\r\n",
+                b"END\r\n"
+            ),
+            "STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n"
+        );
+        let locked = kb(&s, "VmLck");
+        let log = s.log();
+        assert!(
+            locked > 0 || log.contains("-k invalid"),
+            "neither locked nor warned: {log}"
+        );
+        assert_eq!(s.stop(), 0);
+    }
 
     // -r: the core limit as high as it goes.
     let mut s = Server::start(&["-t", "1", "-r"]);

@@ -369,7 +369,14 @@ fn delete(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> boo
     } else {
         sh.store.delete(key, cas)
     };
-    sh.count_delete(r);
+    // memcached's process_mdelete_command: an EX counts as a miss (binary
+    // and text delete count nothing for it), and marking stale with I
+    // counts nothing.
+    match r {
+        DeleteOutcome::Exists => sh.c.delete_misses += 1,
+        DeleteOutcome::Deleted if f.invalidate => {}
+        r => sh.count_delete(r),
+    }
     let code = match r {
         DeleteOutcome::Deleted => "HD",
         DeleteOutcome::NotFound => "NF",

@@ -62,16 +62,30 @@ pub fn allow_locking() {
     let _ = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY);
 }
 
-/// `-k`: locks current and future memory. Pages are locked as they are
-/// first touched (MCL_ONFAULT, Linux 4.4), as memcached's are as it
-/// mallocs slab pages while it fills: item memory is reserved up front
-/// here, and plain MCL_FUTURE would fault the whole reservation in at
-/// start (an empty `-m 64 -t 2` held 125 MB; memcached 67 MB), and no
-/// room to raise `cache_memlimit` could be reserved. Without MCL_ONFAULT
-/// (an older kernel) it locks as before. Locks do not survive fork, so
-/// this runs in the process that serves. A failure is a warning, as in
-/// memcached.
+/// `-k`: locks current and future memory, pages locked as they are first
+/// touched (MCL_ONFAULT, Linux 4.4; plain MCL_FUTURE if refused), as
+/// memcached's are as it mallocs slab pages while it fills: item memory is
+/// reserved up front here, and plain MCL_FUTURE faulted the whole
+/// reservation in at start (an empty `-m 64 -t 2` held 125 MB; memcached
+/// 67 MB) and left no room to raise `cache_memlimit`.
+///
+/// Only where locking is unlimited (`may_lock_unlimited`): under a finite
+/// RLIMIT_MEMLOCK, mlockall succeeds on the little resident at the call
+/// and every later mapping past the limit fails, which aborts a Rust
+/// process on its next allocation (a `-u nobody -k` server did, with or
+/// without MCL_ONFAULT; memcached's malloc returns NULL and it carries
+/// on). Then memory is not locked and a warning says why, as memcached
+/// warns when its mlockall fails. Locks do not survive fork, so this runs
+/// in the process that serves.
 pub fn lock_memory() -> Option<String> {
+    if !may_lock_unlimited() {
+        let limit = getrlimit(Resource::RLIMIT_MEMLOCK).map_or(0, |(soft, _)| soft);
+        return Some(format!(
+            "warning: -k invalid: the locked-memory limit is {limit} bytes and -k needs it \
+             unlimited (start as root, or `ulimit -l unlimited` / LimitMEMLOCK=infinity); \
+             memory not locked"
+        ));
+    }
     let all = MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE;
     mlockall(all | MlockAllFlags::from_bits_retain(libc::MCL_ONFAULT))
         .or_else(|_| mlockall(all))

@@ -71,6 +71,26 @@ def test_meta_cas_by_mode(pair, cmds):
     assert TIMEOUT not in b"".join(out[0]), out
 
 
+# md's counting (process_mdelete_command): an EX is a delete miss, marking
+# stale (I) counts nothing; binary's EEXISTS counts nothing.
+MD_COUNTS = [
+    case("md_invalidate", b"ms k 1\r\na\r\n", b"md k I\r\n", b"md k I T30 q\r\n", b"mg k v\r\n"),
+    case("md_cas_mismatch", b"ms k 1\r\na\r\n", b"md k C5\r\n", b"md k C0 q\r\n", b"md k I C5\r\n",
+         b"md k\r\n", b"md k\r\n"),
+]
+
+
+@pytest.mark.parametrize("cmds", MD_COUNTS)
+def test_meta_delete_counts(pair, cmds):
+    def script(c):
+        keys = ("delete_hits", "delete_misses")
+        before = c.stats()
+        out = [c.text(x) for x in cmds]
+        after = c.stats()
+        return out, {k: int(after[k]) - int(before[k]) for k in keys}
+    pair.same(script)
+
+
 def test_meta_cas_by_mode_matching(pair):
     """Append and add with the item's own CAS: append stores, add still NS."""
     def script(c):
