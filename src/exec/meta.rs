@@ -7,7 +7,8 @@ use super::shard::Shard;
 use crate::protocol::meta::{base64_decode, base64_encode, MetaCmd, MetaRequest};
 use crate::protocol::text::{self, tokens};
 use crate::protocol::{SetMode as Mode, StoreCmd, KEY_MAX};
-use crate::store::item::{FETCHED, STALE, WIN_SENT};
+use crate::store::classes;
+use crate::store::item::{FETCHED, KEY_BINARY, STALE, WIN_SENT};
 use crate::store::{DeleteOutcome, DeltaOutcome, SetArgs, SetMode, SetOutcome};
 
 /// The key a meta request names, base64-decoded when flagged.
@@ -52,6 +53,27 @@ fn push_key(m: &MetaRequest, out: &mut Vec<u8>) {
     out.extend_from_slice(m.key);
 }
 
+/// ` k<key>` of a found item, as the item was stored: base64 and ` b` if
+/// its key came base64 (`KEY_BINARY`), raw otherwise, whichever way this
+/// request named it (memcached's META_KEY on ITEM_KEY_BINARY).
+fn push_item_key(m: &MetaRequest, binary: bool, out: &mut Vec<u8>) {
+    out.extend_from_slice(b" k");
+    match (binary, m.f.base64) {
+        (true, true) | (false, false) => out.extend_from_slice(m.key),
+        (true, false) => base64_encode(m.key, out),
+        (false, true) => {
+            let mut buf = [0u8; KEY_MAX + 6];
+            match base64_decode(m.key, &mut buf) {
+                Some(raw) => out.extend_from_slice(raw),
+                None => out.extend_from_slice(m.key),
+            }
+        }
+    }
+    if binary {
+        out.extend_from_slice(b" b");
+    }
+}
+
 fn status(out: &mut Vec<u8>, code: &str, m: &MetaRequest) {
     out.extend_from_slice(code.as_bytes());
     echo_common(m, out);
@@ -86,7 +108,7 @@ pub fn exec(sh: &mut Shard, m: &MetaRequest, out: &mut Vec<u8>) {
             // that reach the lookup, none of mg/ms/md/ma/mn
             // (proto_text.c process_meta_command).
             sh.c.cmd_meta += 1;
-            debug(sh, key, m, out);
+            debug(sh, key, out);
             false
         }
         MetaCmd::Noop => unreachable!(),
@@ -107,6 +129,7 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
         if let Some(ttl) = f.vivify {
             let mut a = SetArgs::new(SetMode::Add, key, b"", 0, ttl);
             a.win_sent = true;
+            // Not KEY_BINARY: memcached's vivified item echoes its key raw.
             // memcached links the new item without another lookup: no
             // `watch` line for these.
             if let SetOutcome::Stored { .. } = sh.store.unnoted(|s| s.set(&a)) {
@@ -251,6 +274,7 @@ pub fn render_hit(
                 push_num(out, facts.idle);
             }
             b'h' => out.extend_from_slice(if facts.was_fetched { b" h1" } else { b" h0" }),
+            b'k' => push_item_key(m, iflags & KEY_BINARY != 0, out),
             _ => {
                 echo_flag(m, t, out);
             }
@@ -308,6 +332,7 @@ fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     a.cas = cas.unwrap_or(0);
     a.invalidate = f.invalidate;
     a.vivify = f.vivify;
+    a.key_binary = f.base64;
     // memcached 1.6.18 (measured): in set and replace modes C makes the
     // store a CAS store, whose 0 matches nothing; add ignores a C; append
     // and prepend compare one only when it is not 0 (`SetArgs::is_cas_store`).
@@ -465,12 +490,12 @@ fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool
 }
 
 /// me: item metadata in memcached's debug format.
-fn debug(sh: &mut Shard, key: &[u8], m: &MetaRequest, out: &mut Vec<u8>) {
+fn debug(sh: &mut Shard, key: &[u8], out: &mut Vec<u8>) {
     let Some(it) = sh.store.find(key) else {
         return push_line(out, "EN");
     };
     out.extend_from_slice(b"ME ");
-    if m.f.base64 {
+    if it.item.iflags() & KEY_BINARY != 0 {
         base64_encode(key, out);
     } else {
         out.extend_from_slice(key);
@@ -486,7 +511,11 @@ fn debug(sh: &mut Shard, key: &[u8], m: &MetaRequest, out: &mut Vec<u8>) {
     } else {
         b" fetch=no"
     });
-    out.extend_from_slice(b" cls=1 size=");
-    push_num(out, it.item.size());
+    // memcached's item size and slab class, as metadump gives them.
+    let size = classes::memcached_size(key.len(), it.item.vlen(), it.item.flags());
+    out.extend_from_slice(b" cls=");
+    push_num(out, classes::class_of(size));
+    out.extend_from_slice(b" size=");
+    push_num(out, size);
     out.extend_from_slice(b"\r\n");
 }

@@ -77,10 +77,14 @@ pub const FETCHED: u8 = 1 << 4;
 pub const STALE: u8 = 1 << 5;
 /// A client already got the win token for this item (meta `W` / `Z`).
 pub const WIN_SENT: u8 = 1 << 6;
+/// The key was stored by a meta command with `b` (base64), so meta replies
+/// echo it base64 with a `b`, however a later request names it
+/// (memcached's ITEM_KEY_BINARY).
+pub const KEY_BINARY: u8 = 1 << 7;
 /// The item flags that describe the item rather than its record: a record
-/// written again for the same item (touch, arithmetic in place, a merge)
-/// carries them over.
-pub const ITEM_STATE: u8 = FETCHED | STALE | WIN_SENT;
+/// written again for the same item (touch, arithmetic in place, a merge,
+/// meta `I`) carries them over.
+pub const ITEM_STATE: u8 = FETCHED | STALE | WIN_SENT | KEY_BINARY;
 
 /// The fields a writer supplies for a new record.
 #[derive(Clone, Copy, Debug, Default)]
@@ -91,7 +95,7 @@ pub struct ItemMeta {
     pub flags: u32,
     /// Some = store this CAS explicitly.
     pub cas: Option<u64>,
-    /// Extra iflags to set (STALE, WIN_SENT, FETCHED).
+    /// Extra iflags to set (STALE, WIN_SENT, FETCHED, KEY_BINARY).
     pub iflags: u8,
 }
 

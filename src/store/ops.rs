@@ -2,7 +2,7 @@
 //! semantics (see memcached's `do_store_item` and `do_add_delta`).
 
 use super::classes;
-use super::item::{ItemMeta, FETCHED, ITEM_STATE, STALE, WIN_SENT};
+use super::item::{ItemMeta, FETCHED, ITEM_STATE, KEY_BINARY, STALE, WIN_SENT};
 use super::{Found, Store, WriteError};
 
 /// Which storage command.
@@ -47,6 +47,8 @@ pub struct SetArgs<'a> {
     /// request hands out, so it is linked already marked (WIN_SENT): no
     /// reader, a foreign one included, may see it unmarked in between.
     pub win_sent: bool,
+    /// Meta `b`: the key came base64 (`item::KEY_BINARY`).
+    pub key_binary: bool,
 }
 
 impl<'a> SetArgs<'a> {
@@ -63,6 +65,7 @@ impl<'a> SetArgs<'a> {
             new_cas: None,
             vivify: None,
             win_sent: false,
+            key_binary: false,
         }
     }
 
@@ -193,7 +196,8 @@ impl Store {
             expire,
             flags: a.flags,
             cas: a.new_cas,
-            iflags: if a.win_sent { WIN_SENT } else { 0 },
+            iflags: if a.win_sent { WIN_SENT } else { 0 }
+                | if a.key_binary { KEY_BINARY } else { 0 },
         };
         if !self.fits(a.key.len(), a.value.len(), &meta) {
             // memcached drops the old value when a set is refused for size.
@@ -331,7 +335,7 @@ impl Store {
             expire: exptime.map_or(it.expire(), |e| self.clock.expire_at(e)),
             flags: it.flags(),
             cas: None,
-            iflags: (it.iflags() & FETCHED) | STALE,
+            iflags: (it.iflags() & (FETCHED | KEY_BINARY)) | STALE,
         };
         self.rewrite(&f, meta);
         DeleteOutcome::Deleted
