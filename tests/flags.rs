@@ -51,7 +51,6 @@ fn options_without_effect_warn_once_and_missing_safety_features_refuse() {
         "-N 1",
         "-U 11211",
         "-B ascii",
-        "-C",
         "-o lru_crawler",
         "-o hashpower=16",
         "-o slab_reassign",
@@ -59,8 +58,9 @@ fn options_without_effect_warn_once_and_missing_safety_features_refuse() {
         assert!(warnings[0].contains(part), "{part} in {}", warnings[0]);
     }
     assert!(!warnings[0].contains("modern") && !warnings[0].contains("maxconns_fast"));
-    // -D, -X and -W act (stats detail, dumps, watch): no warning.
-    for acts in ["-D", "-X", "-W"] {
+    // -D, -X, -W and -C act (stats detail, dumps, watch, CAS off): no
+    // warning.
+    for acts in ["-D", "-X", "-W", "-C"] {
         assert!(!warnings[0].contains(acts), "{acts} in {}", warnings[0]);
     }
 
