@@ -127,16 +127,27 @@ fn idle_connections_past_the_cap_are_refused_and_the_rest_time_out() {
         assert!(Instant::now() < deadline, "{refused} refused");
         std::thread::sleep(Duration::from_millis(50));
     };
+    // Each refusal is a 503, or a close alone: the server's write of the
+    // 503 is best effort (listener.rs), and in two clean-clone CI runs
+    // one refused connection of the 184 came back closed with nothing.
+    // Most must carry the 503, so it is still tested.
+    let mut with_503 = 0;
     for (i, b) in closed.iter().enumerate() {
         if let Some(b) = b {
             let text = String::from_utf8_lossy(b);
             let t = started.elapsed();
             assert!(
-                text.starts_with("HTTP/1.1 503 "),
+                text.is_empty() || text.starts_with("HTTP/1.1 503 "),
                 "{i} after {t:?}: {text:?}"
             );
+            with_503 += text.starts_with("HTTP/1.1 503 ") as usize;
         }
     }
+    assert!(
+        with_503 * 2 > many - CAP,
+        "{with_503} of {} refusals carried the 503",
+        many - CAP
+    );
     assert_eq!(open.len(), CAP, "connections served at once");
     // At the cap a scrape is refused too (503, or closed before it was
     // read), and the data port still serves.
