@@ -63,10 +63,7 @@ fn push_item_key(m: &MetaRequest, binary: bool, out: &mut Vec<u8>) {
         (true, false) => base64_encode(m.key, out),
         (false, true) => {
             let mut buf = [0u8; KEY_MAX + 6];
-            match base64_decode(m.key, &mut buf) {
-                Some(raw) => out.extend_from_slice(raw),
-                None => out.extend_from_slice(m.key),
-            }
+            out.extend_from_slice(meta_key(m, &mut buf).unwrap_or(m.key));
         }
     }
     if binary {
