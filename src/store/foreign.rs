@@ -20,7 +20,8 @@
 //! A read falls back to the hop, never guesses, when the owner's store
 //! is in a state the fast path does not model (`open` false: a flush or
 //! prefix flush being swept or pending, `watch fetchers` on), when the
-//! key would be in an overflow bucket, when the value is large enough to
+//! key would be in an overflow bucket past the shared room or down a
+//! chain longer than [`MAX_CHAIN`], when the value is large enough to
 //! be sent by reference (the owner pins it), or when the sequence count
 //! moved twice.
 //!
@@ -31,7 +32,7 @@
 
 use super::arena::Arena;
 use super::grace::Section;
-use super::index::{self, NEIGHBOURS, NEXT_MASK, SLOTS};
+use super::index::{self, Bucket, NEIGHBOURS, NEXT_MASK, SLOTS};
 use super::item::{RawItem, DELETED, FETCHED};
 use super::view::{Geometry, IndexShared};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -113,6 +114,16 @@ pub enum Read {
     Fallback(Fallback),
 }
 
+/// Overflow buckets a reader walks before leaving the key to the owner
+/// (who walks on). Chains are one or two buckets long at the sized load,
+/// but linear hashing leaves the buckets the split pointer has not reached
+/// yet with up to twice the load just before a level completes, and their
+/// chains keep the sparse buckets after the split: 17 were seen in a test
+/// of 8,000 items (foreign_tests.rs). The bound also keeps a reader racing
+/// chain changes (caught afterwards by the sequence count) from walking
+/// long.
+pub const MAX_CHAIN: usize = 64;
+
 /// Why a foreign read gave way to the hop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fallback {
@@ -120,7 +131,8 @@ pub enum Fallback {
     Closed,
     /// The owner moved slots or rewrote an expiry during both tries.
     Busy,
-    /// The key may be in an overflow bucket, which only the owner reads.
+    /// The key may be in an overflow bucket only the owner reads (its
+    /// private spill), or down a chain longer than [`MAX_CHAIN`].
     Overflow,
     /// The value is at least the send-by-reference size.
     Large,
@@ -227,83 +239,112 @@ impl ShardView {
             home
         };
         for b in home..=last {
-            let bucket = self.index.bucket(b);
-            for i in 1..SLOTS {
-                let s = bucket.slot(i);
-                if s == 0 || index::slot_tag(s) != tag {
-                    continue;
-                }
-                let (seg, off) = (index::slot_seg(s), index::slot_off(s));
-                if seg as usize >= self.incarnations.len() || off as usize >= self.seg_size {
-                    return Look::Again;
-                }
-                // SAFETY: inside the arena (checked above); see `read`.
-                let it = unsafe {
-                    RawItem::at(
-                        self.arena
-                            .base()
-                            .add(seg as usize * self.seg_size + off as usize),
-                    )
-                };
-                let (klen, vlen) = it.shared_lens();
-                let iflags = it.shared_iflags();
-                let ko = RawItem::shared_key_offset(iflags);
-                if klen != key.len() || off as usize + ko + klen + vlen > self.seg_size {
-                    continue;
-                }
-                // SAFETY: as above, and within the segment (checked).
-                let k = unsafe { std::slice::from_raw_parts(it.as_ptr().add(ko), klen) };
-                if k != key {
-                    continue;
-                }
-                if iflags & DELETED != 0 {
-                    // Being replaced or unlinked right now.
-                    return Look::Again;
-                }
-                let expire = it.shared_expire(iflags);
-                if expire != 0 && expire <= now {
-                    // Left linked: the owner reclaims it (crawler, or its
-                    // next lookup), as only the owner writes.
-                    return Look::Expired(seg, off);
-                }
-                if vlen >= large {
-                    return Look::Give(Fallback::Large);
-                }
-                let (flags, stored) = it.shared_fixed(iflags);
-                let cas = match stored {
-                    _ if !self.cas => 0,
-                    Some(c) => c,
-                    None => {
-                        (self.incarnations[seg as usize].load(Relaxed) << index::SEG_SHIFT)
-                            | off as u64
-                    }
-                };
-                let idle = now.wrapping_sub(it.shared_atime()) & 0xff_ffff;
-                let tell_owner = index::slot_freq(s) == 0 || iflags & FETCHED == 0 || idle >= 1;
-                let hit = Hit {
-                    flags,
-                    cas,
-                    vlen,
-                    klen,
-                    expire,
-                    now,
-                    iflags,
-                    idle,
-                    seg,
-                    off,
-                    hash,
-                    tell_owner,
-                };
-                return Look::Found(it, hit);
+            if let Some(found) = self.scan(self.index.bucket(b), tag, hash, key, now, large) {
+                return found;
             }
         }
-        // Not in the primary buckets: it may still be in the group's
-        // overflow chain, which only the owner reads.
+        // Not in the primary buckets: it may be in the group's overflow
+        // chain. A chain longer than any the sized load makes, or a bucket
+        // past the shared room (the owner's private spill), is left to
+        // the owner.
         let group = home - home % index::GROUP;
-        if self.index.bucket(group).slot(0) & NEXT_MASK != 0 {
-            return Look::Give(Fallback::Overflow);
+        let mut next = self.index.bucket(group).slot(0) & NEXT_MASK;
+        for _ in 0..MAX_CHAIN {
+            if next == 0 {
+                return Look::Missing;
+            }
+            let b = next - 1;
+            if b as usize >= self.index.cap() {
+                return Look::Give(Fallback::Overflow);
+            }
+            let bucket = self.index.bucket(b as u32);
+            if let Some(found) = self.scan(bucket, tag, hash, key, now, large) {
+                return found;
+            }
+            next = bucket.slot(0) & NEXT_MASK;
         }
-        Look::Missing
+        Look::Give(Fallback::Overflow)
+    }
+
+    /// The record of `key` among `bucket`'s item slots, if one holds it.
+    #[inline]
+    fn scan(
+        &self,
+        bucket: &Bucket,
+        tag: u64,
+        hash: u64,
+        key: &[u8],
+        now: u32,
+        large: usize,
+    ) -> Option<Look> {
+        for i in 1..SLOTS {
+            let s = bucket.slot(i);
+            if s == 0 || index::slot_tag(s) != tag {
+                continue;
+            }
+            let (seg, off) = (index::slot_seg(s), index::slot_off(s));
+            if seg as usize >= self.incarnations.len() || off as usize >= self.seg_size {
+                return Some(Look::Again);
+            }
+            // SAFETY: inside the arena (checked above); see `read`.
+            let it = unsafe {
+                RawItem::at(
+                    self.arena
+                        .base()
+                        .add(seg as usize * self.seg_size + off as usize),
+                )
+            };
+            let (klen, vlen) = it.shared_lens();
+            let iflags = it.shared_iflags();
+            let ko = RawItem::shared_key_offset(iflags);
+            if klen != key.len() || off as usize + ko + klen + vlen > self.seg_size {
+                continue;
+            }
+            // SAFETY: as above, and within the segment (checked).
+            let k = unsafe { std::slice::from_raw_parts(it.as_ptr().add(ko), klen) };
+            if k != key {
+                continue;
+            }
+            if iflags & DELETED != 0 {
+                // Being replaced or unlinked right now.
+                return Some(Look::Again);
+            }
+            let expire = it.shared_expire(iflags);
+            if expire != 0 && expire <= now {
+                // Left linked: the owner reclaims it (crawler, or its
+                // next lookup), as only the owner writes.
+                return Some(Look::Expired(seg, off));
+            }
+            if vlen >= large {
+                return Some(Look::Give(Fallback::Large));
+            }
+            let (flags, stored) = it.shared_fixed(iflags);
+            let cas = match stored {
+                _ if !self.cas => 0,
+                Some(c) => c,
+                None => {
+                    (self.incarnations[seg as usize].load(Relaxed) << index::SEG_SHIFT) | off as u64
+                }
+            };
+            let idle = now.wrapping_sub(it.shared_atime()) & 0xff_ffff;
+            let tell_owner = index::slot_freq(s) == 0 || iflags & FETCHED == 0 || idle >= 1;
+            let hit = Hit {
+                flags,
+                cas,
+                vlen,
+                klen,
+                expire,
+                now,
+                iflags,
+                idle,
+                seg,
+                off,
+                hash,
+                tell_owner,
+            };
+            return Some(Look::Found(it, hit));
+        }
+        None
     }
 }
 

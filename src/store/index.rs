@@ -27,8 +27,10 @@
 //! load, that is one item in ten, and an index byte count per item of
 //! about 11 where one overflow chain per bucket took 16. Items are never
 //! refused and never move, so a slot's place stays valid for as long as
-//! the item is linked. Overflow buckets live in a vector of their own,
-//! after the primary ones in bucket numbering.
+//! the item is linked. Overflow buckets follow the primary ones in bucket
+//! numbering and in the shared mapping (`view.rs`), where other workers
+//! read them too; past that room (a pathological hash spread) they spill
+//! into a vector only the owner reads.
 
 pub use super::slot::*;
 use super::view::IndexShared;
@@ -124,9 +126,13 @@ pub struct Index {
     shared: Arc<IndexShared>,
     /// Primary buckets in use.
     len: u32,
-    /// Overflow buckets: only the owner reads them (a foreign read that
-    /// would need them hops instead), so the vector may move.
-    overflow: Vec<Bucket>,
+    /// Overflow buckets handed out from the shared mapping's room (ids
+    /// `overflow_base..overflow_base + shared_overflow`).
+    shared_overflow: u32,
+    /// Overflow buckets past the shared room (ids from `shared.cap()` on):
+    /// only the owner reads them (a foreign read that would need one hops
+    /// instead), so the vector may move.
+    spill: Vec<Bucket>,
     /// Overflow buckets unlinked and ready for reuse (as bucket ids).
     free_overflow: Vec<u32>,
     /// Buckets at the current level: a key's home is its hash mod `low`,
@@ -141,6 +147,8 @@ pub struct Index {
     overflow_base: u32,
     /// Reused by `split_one`.
     scratch: Vec<SlotRef>,
+    /// Inside `split_one`'s write section (chain changes need one).
+    moving: bool,
     /// Items linked.
     pub items: usize,
 }
@@ -161,7 +169,8 @@ impl Index {
     pub fn new(items: usize, max_items: usize, huge_pages: bool) -> Index {
         let max = Self::buckets_for(max_items.max(items)).min(u32::MAX as usize / 4);
         let start = Self::buckets_for(items).min(max) as u32;
-        let shared = Arc::new(IndexShared::new(max, start));
+        let room = IndexShared::overflow_room(max).min(u32::MAX as usize / 2 - max);
+        let shared = Arc::new(IndexShared::new(max + room, start));
         if huge_pages {
             let bytes = max * std::mem::size_of::<Bucket>();
             super::arena::advise_huge(shared.bucket(0) as *const Bucket as *const u8, bytes);
@@ -169,7 +178,8 @@ impl Index {
         Index {
             shared,
             len: start,
-            overflow: Vec::new(),
+            shared_overflow: 0,
+            spill: Vec::new(),
             free_overflow: Vec::new(),
             low: start,
             low_m: fastmod_m(start),
@@ -177,6 +187,7 @@ impl Index {
             split: 0,
             overflow_base: max as u32,
             scratch: Vec::new(),
+            moving: false,
             items: 0,
         }
     }
@@ -189,7 +200,8 @@ impl Index {
     /// Bytes of buckets in use, primary and overflow (memcached's
     /// `hash_bytes`).
     pub fn bytes(&self) -> usize {
-        (self.len as usize + self.overflow.len()) * std::mem::size_of::<Bucket>()
+        (self.len as usize + self.shared_overflow as usize + self.spill.len())
+            * std::mem::size_of::<Bucket>()
     }
 
     /// Primary buckets.
@@ -210,7 +222,7 @@ impl Index {
 
     /// Overflow buckets in use.
     pub fn overflow_buckets(&self) -> usize {
-        self.overflow.len() - self.free_overflow.len()
+        self.shared_overflow as usize + self.spill.len() - self.free_overflow.len()
     }
 
     /// The primary bucket of `hash`, from its low 32 bits (the tag is taken
@@ -234,10 +246,10 @@ impl Index {
 
     #[inline]
     fn bucket(&self, b: u32) -> &Bucket {
-        if b < self.overflow_base {
-            self.primary(b)
+        if (b as usize) < self.shared.cap() {
+            self.shared.bucket(b)
         } else {
-            &self.overflow[(b - self.overflow_base) as usize]
+            &self.spill[b as usize - self.shared.cap()]
         }
     }
 
@@ -392,8 +404,14 @@ impl Index {
             self.bucket(n).clear_all();
             return n;
         }
-        self.overflow.push(Bucket::default());
-        self.overflow_base + self.overflow.len() as u32 - 1
+        // Fresh buckets of the shared room are zeroed by the kernel.
+        let fresh = self.overflow_base + self.shared_overflow;
+        if (fresh as usize) < self.shared.cap() {
+            self.shared_overflow += 1;
+            return fresh;
+        }
+        self.spill.push(Bucket::default());
+        (self.shared.cap() + self.spill.len() - 1) as u32
     }
 
     /// Clears the slot of an item whose hash is `hash`.
@@ -422,6 +440,10 @@ impl Index {
         let mut b = Self::group(home);
         while let Some(n) = self.next(b) {
             if n == r.bucket {
+                // Readers of other workers walking the chain retry: the
+                // bucket may be reused for another chain while one is in it.
+                let shared = self.shared.clone();
+                let _unlinking = (!self.moving).then(|| shared.write_begin());
                 self.set_next(b, after);
                 self.free_overflow.push(n);
                 return;
@@ -484,6 +506,7 @@ impl Index {
         // between its old slot and its new one would read as missing.
         let shared = self.shared.clone();
         let _moving = shared.write_begin();
+        self.moving = true;
         // The new bucket is already zeroed (empty).
         self.len += 1;
         self.split += 1;
@@ -505,6 +528,7 @@ impl Index {
             let nr = self.empty_slot(h);
             self.set(nr, v);
         }
+        self.moving = false;
         self.scratch = cands;
     }
 }

@@ -10,7 +10,11 @@
 //!   stays valid for as long as it holds the view, and growing the index
 //!   never moves a bucket (the memory is an anonymous mapping the kernel
 //!   zeroes, so a new bucket is empty without being written, and pages no
-//!   bucket has reached yet are not resident);
+//!   bucket has reached yet are not resident). Overflow buckets follow
+//!   them in the same mapping, up to a quarter of the primary count
+//!   (`overflow_room`); a chained bucket is linked only once it is empty
+//!   (zeroed or cleared), by a `Release` store of its predecessor's info
+//!   slot;
 //! - slots are `AtomicU64` (`index::Bucket`): the owner stores `Release`,
 //!   readers load `Acquire`;
 //! - the geometry (`low`, `split`, `len`) and every slot move of a split
@@ -19,7 +23,9 @@
 //!   lookup, throws the lookup away (an item between its old and new slot
 //!   would have read as missing). The owner also opens a section around
 //!   an expiry rewritten in place (`touch`), so a reader never uses a
-//!   half-written one.
+//!   half-written one, and around the unlinking of an emptied overflow
+//!   bucket: a reader still inside it when it is reused for another chain
+//!   would walk that chain and miss the rest of its own.
 //!
 //! The reader's side is Boehm's seqlock reader ("Can seqlocks get along
 //! with programming language memory models?", MSPC 2012): `seq` loaded
@@ -38,7 +44,8 @@ pub struct IndexShared {
     /// zeroes with a memset, which made the whole capacity resident (80 MiB
     /// at -m 256, RSS/-m 1.30 instead of 1.04).
     _map: MmapMut,
-    /// Buckets the allocation holds (the index's most).
+    /// Buckets the allocation holds: the index's most primary buckets,
+    /// then its overflow room.
     cap: usize,
     /// Sequence count: odd while the owner moves slots or changes the
     /// geometry.
@@ -81,6 +88,14 @@ impl Drop for WriteSection<'_> {
 }
 
 impl IndexShared {
+    /// Overflow buckets kept in the shared mapping for an index of at most
+    /// `primary` primary buckets. At the sized load they number about one
+    /// in a hundred primary ones (index_tests.rs); a quarter leaves room
+    /// for unlucky hashing, and only what is used becomes resident.
+    pub fn overflow_room(primary: usize) -> usize {
+        primary / 4 + 64
+    }
+
     /// Room for `cap` buckets, zeroed, of which the first `len` are in use
     /// (`low` = `len`, nothing split).
     pub fn new(cap: usize, len: u32) -> IndexShared {
@@ -105,6 +120,12 @@ impl IndexShared {
             split: AtomicU32::new(0),
             len: AtomicU32::new(len),
         }
+    }
+
+    /// Buckets the mapping holds, primary and overflow.
+    #[inline]
+    pub fn cap(&self) -> usize {
+        self.cap
     }
 
     /// Bucket `b`, which must be below the capacity.
