@@ -434,7 +434,7 @@ fn torture(tr: Transport, default_ops: u64, extra: &[String]) {
             .args(args)
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("server.stderr")).unwrap())
             .spawn()
             .unwrap();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -473,14 +473,21 @@ fn torture(tr: Transport, default_ops: u64, extra: &[String]) {
             Err(e) => failure = Some(e),
         }
     }
+    if let Some(e) = failure {
+        // A client failed: say whether the server is still up, and what
+        // it wrote (a panic message, with panic = "abort" in release).
+        eprintln!(
+            "server status: {:?}; its stderr:\n{}",
+            guard.0.try_wait(),
+            std::fs::read_to_string(dir.join("server.stderr")).unwrap_or_default()
+        );
+        std::panic::resume_unwind(e);
+    }
     let evictions = stat(&tr, port, "evictions");
     let crossed = stat(&tr, port, "cross_shard_sent");
     // Reads of the other worker's keys served from its memory, racing its
     // writes, merges and evictions (store/foreign.rs): on by default.
     let foreign = stat(&tr, port, "foreign_reads");
-    if let Some(e) = failure {
-        std::panic::resume_unwind(e);
-    }
     assert!(foreign > 100, "{foreign} foreign reads");
     if let Transport::Tls(_) = tr {
         // Every client finished a handshake: the run really was over TLS.
