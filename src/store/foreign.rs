@@ -244,9 +244,8 @@ impl ShardView {
             }
         }
         // Not in the primary buckets: it may be in the group's overflow
-        // chain. A chain longer than any the sized load makes, or a bucket
-        // past the shared room (the owner's private spill), is left to
-        // the owner.
+        // chain. A chain past [`MAX_CHAIN`], or a bucket past the shared
+        // room (the owner's private spill), is left to the owner.
         let group = home - home % index::GROUP;
         let mut next = self.index.bucket(group).slot(0) & NEXT_MASK;
         for _ in 0..MAX_CHAIN {

@@ -147,8 +147,6 @@ pub struct Index {
     overflow_base: u32,
     /// Reused by `split_one`.
     scratch: Vec<SlotRef>,
-    /// Inside `split_one`'s write section (chain changes need one).
-    moving: bool,
     /// Items linked.
     pub items: usize,
 }
@@ -187,7 +185,6 @@ impl Index {
             split: 0,
             overflow_base: max as u32,
             scratch: Vec::new(),
-            moving: false,
             items: 0,
         }
     }
@@ -442,8 +439,9 @@ impl Index {
             if n == r.bucket {
                 // Readers of other workers walking the chain retry: the
                 // bucket may be reused for another chain while one is in it.
+                // A split moving slots has a section open already.
                 let shared = self.shared.clone();
-                let _unlinking = (!self.moving).then(|| shared.write_begin());
+                let _unlinking = (!shared.writing()).then(|| shared.write_begin());
                 self.set_next(b, after);
                 self.free_overflow.push(n);
                 return;
@@ -506,7 +504,6 @@ impl Index {
         // between its old slot and its new one would read as missing.
         let shared = self.shared.clone();
         let _moving = shared.write_begin();
-        self.moving = true;
         // The new bucket is already zeroed (empty).
         self.len += 1;
         self.split += 1;
@@ -528,7 +525,6 @@ impl Index {
             let nr = self.empty_slot(h);
             self.set(nr, v);
         }
-        self.moving = false;
         self.scratch = cands;
     }
 }
