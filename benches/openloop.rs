@@ -9,6 +9,7 @@
 //! ```text
 //! cargo bench --bench openloop -- --port 11211 --rate 20000 --conns 20 \
 //!     --op get --secs 10 [--warmup 2] [--value 100] [--keys 10000] [--fill]
+//!     [--ttl 0]   (exptime of each set, seconds: expiry under load)
 //! cargo bench --bench openloop -- --port 11211 --peak --op get   # closed loop
 //! ```
 //!
@@ -37,6 +38,8 @@ struct Opts {
     value: usize,
     keys: usize,
     get: bool,
+    /// Exptime of each set, seconds (0 = none).
+    ttl: u32,
     fill: bool,
     peak: bool,
 }
@@ -52,6 +55,7 @@ fn opts() -> Opts {
         value: 100,
         keys: 10_000,
         get: true,
+        ttl: 0,
         fill: false,
         peak: false,
     };
@@ -70,6 +74,7 @@ fn opts() -> Opts {
             "--value" => o.value = v.parse().unwrap(),
             "--keys" => o.keys = v.parse().unwrap(),
             "--op" => o.get = v == "get",
+            "--ttl" => o.ttl = v.parse().unwrap(),
             _ => {
                 took = false;
                 match args[i].as_str() {
@@ -92,7 +97,7 @@ fn request(o: &Opts, i: usize, value: &[u8]) -> Vec<u8> {
     if o.get {
         format!("get {}\r\n", key(i)).into_bytes()
     } else {
-        let mut r = format!("set {} 0 0 {}\r\n", key(i), o.value).into_bytes();
+        let mut r = format!("set {} 0 {} {}\r\n", key(i), o.ttl, o.value).into_bytes();
         r.extend_from_slice(value);
         r.extend_from_slice(b"\r\n");
         r

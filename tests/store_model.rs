@@ -36,6 +36,9 @@ enum Op {
     Decr(u8, u64),
     Touch(u8, i64),
     Advance(u32),
+    /// One bounded step of the expiry pass (starting one if none is on),
+    /// reading at most this many records plus one.
+    ExpiryStep(u8),
     Flush(i64),
 }
 
@@ -78,6 +81,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..12, prop_oneof![0u64..10, Just(u64::MAX)]).prop_map(|(k, d)| Op::Decr(k, d)),
         1 => (0u8..12, exptime()).prop_map(|(k, e)| Op::Touch(k, e)),
         1 => (0u32..8).prop_map(Op::Advance),
+        2 => (0u8..6).prop_map(Op::ExpiryStep),
         1 => prop_oneof![Just(0i64), 1i64..5].prop_map(Op::Flush),
     ]
 }
@@ -314,7 +318,20 @@ fn run(ops: Vec<Op>) {
                 s.clock_mut().advance(n);
                 m.now += n;
                 m.apply_flush();
-                s.expire(usize::MAX);
+                // Odd: a pass is started and left to the steps (ExpiryStep)
+                // amid the other operations, as the worker runs it.
+                if n % 2 == 0 {
+                    s.expire(usize::MAX);
+                } else {
+                    s.expiry_begin(16);
+                }
+            }
+            Op::ExpiryStep(n) => {
+                if !s.expiry_pending() {
+                    s.expiry_begin(16);
+                }
+                let read = s.expiry_step(n as usize + 1);
+                assert!(read <= n as usize + 1, "a step read {read} records");
             }
             Op::Flush(d) => {
                 s.flush(d);
@@ -469,6 +486,76 @@ fn expired_segments_are_freed_whole() {
     s.expire(usize::MAX);
     assert_eq!(s.segments_in_use(), 1, "only the merge reserve remains");
     assert_eq!(s.curr_items(), 0);
+}
+
+/// The worker runs an expiry pass in steps between requests (issue 23: a
+/// whole pass held it 53 ms): each step reads a bounded number of records,
+/// the pass frees what a whole pass would, and what is written between
+/// steps, into the very chain being freed, is kept.
+#[test]
+fn an_expiry_pass_in_steps_is_bounded_and_keeps_what_is_written_meanwhile() {
+    let mut s = store(32 * 65536, 65536, Eviction::Merge);
+    let put = |s: &mut Store, k: &str, ttl: i64| {
+        let v = format!("{k}|{}", "v".repeat(90));
+        let o = s.set(&SetArgs::new(
+            SetMode::Set,
+            k.as_bytes(),
+            v.as_bytes(),
+            0,
+            ttl,
+        ));
+        assert!(matches!(o, SetOutcome::Stored { .. }), "{k}: {o:?}");
+    };
+    for i in 0..6000 {
+        put(&mut s, &format!("t:{i}"), 5);
+    }
+    for i in 0..300 {
+        put(&mut s, &format!("stay:{i}"), 0);
+    }
+    let used = s.segments_in_use();
+    assert!(used > 8, "{used}");
+    s.clock_mut().advance(20);
+    s.tick();
+    s.expiry_begin(usize::MAX);
+    let (mut steps, mut written) = (0, 0);
+    while s.expiry_pending() {
+        let read = s.expiry_step(EXPIRY_STEP);
+        assert!(read <= EXPIRY_STEP, "a step read {read} records");
+        steps += 1;
+        // Same TTL: the same chain, whose tail may be a segment this pass
+        // is freeing.
+        put(&mut s, &format!("new:{written}"), 5);
+        written += 1;
+        assert!(steps < 100_000, "the pass never ends");
+    }
+    assert!(
+        steps >= 6000 / EXPIRY_STEP,
+        "{steps} steps for 6000 records"
+    );
+    assert!(
+        s.stats.expired_segments >= (used as u64 - 3),
+        "{:?}",
+        s.stats
+    );
+    for i in 0..6000 {
+        assert!(
+            s.get(format!("t:{i}").as_bytes()).is_none(),
+            "t:{i} expired"
+        );
+    }
+    for (k, n) in [("stay", 300), ("new", written)] {
+        for i in 0..n {
+            let key = format!("{k}:{i}");
+            let f = s
+                .get(key.as_bytes())
+                .unwrap_or_else(|| panic!("{key} lost"));
+            assert_eq!(
+                f.item.value(),
+                format!("{key}|{}", "v".repeat(90)).as_bytes()
+            );
+        }
+    }
+    assert_eq!(s.curr_items(), 300 + written);
 }
 
 #[test]
@@ -713,7 +800,17 @@ fn fill_past_budget_under_ttl_mixes_never_returns_wrong_or_expired_data() {
                 }
                 if i % 500 == 0 {
                     s.clock_mut().advance(1);
-                    s.expire(16);
+                    // Odd seconds: a whole pass at once; even ones: the
+                    // pass in steps between the operations, as the worker
+                    // runs it.
+                    if s.now() % 2 == 1 {
+                        s.expire(16);
+                    } else {
+                        s.expiry_begin(16);
+                    }
+                }
+                if s.expiry_pending() {
+                    assert!(s.expiry_step(EXPIRY_STEP) <= EXPIRY_STEP);
                 }
             }
             assert!(s.bytes() <= s.memory_bytes());

@@ -20,6 +20,7 @@ use super::route::route_hasher;
 use super::user_data::{Kind, UserData};
 use super::Shared;
 use crate::exec::Shard;
+use crate::store::EXPIRY_STEP;
 use io_uring::{opcode, squeue, types, IoUring};
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
@@ -269,14 +270,20 @@ impl Worker {
             let _ = self.ring.submit();
             return;
         }
-        if self.shard.store.sweep_pending() {
-            // Idle: the time goes to reclaiming what a flush hid, a step
-            // at a time, polling for completions between steps. With
+        let store = &mut self.shard.store;
+        if store.sweep_pending() || store.expiry_pending() {
+            // Idle: the time goes to reclaiming what a flush hid or what
+            // expired, a step at a time, polling for completions between
+            // steps. With
             // DEFER_TASKRUN completions are posted only by an enter that
             // asks for events, so the poll waits for one with a zero
             // timeout (a plain submit left requests waiting 0.3 s, until a
             // 2 M item sweep was over).
-            self.shard.store.sweep_step(SWEEP_STEP);
+            if store.sweep_pending() {
+                store.sweep_step(SWEEP_STEP);
+            } else {
+                store.expiry_step(EXPIRY_STEP);
+            }
             let ts = types::Timespec::new();
             let args = types::SubmitArgs::new().timespec(&ts);
             self.shard.c.uring_submits += 1;
@@ -300,7 +307,7 @@ impl Worker {
         mesh.sleeping[self.id].store(false, SeqCst);
     }
 
-    /// Once a second: expire a little, close idle connections, retry
+    /// Once a second: start an expiry pass, close idle connections, retry
     /// paused accepts, give large freed buffers back to the system. Every
     /// turn: publish the counters, and resume accepting once a descriptor
     /// was freed.
@@ -309,7 +316,7 @@ impl Worker {
         let second = now != self.last_sec;
         if second {
             self.last_sec = now;
-            self.shard.store.expire(16);
+            self.shard.store.expiry_begin(16);
             self.close_idle(now);
             if let Some(b) = self.bufs.as_mut() {
                 b.trim();
@@ -328,6 +335,11 @@ impl Worker {
         if self.last_census.elapsed() >= CENSUS_EVERY {
             self.last_census = std::time::Instant::now();
             self.shard.store.census_step(CENSUS_STEP);
+        }
+        // What expired is reclaimed a step a turn (a few microseconds), so
+        // no request waits behind a whole pass (store/expiry.rs).
+        if self.shard.store.expiry_pending() {
+            self.shard.store.expiry_step(EXPIRY_STEP);
         }
         // What flush_all or flush_prefix hid is reclaimed in paced slices.
         if self.shard.store.sweep_pending() && self.last_sweep.elapsed() >= SWEEP_EVERY {

@@ -40,6 +40,7 @@ pub use budget::{INDEX_MIN_ITEM_BYTES, INDEX_START_ITEM_BYTES};
 pub use clock::Clock;
 pub use config::{ConfigError, StoreConfig, StoreStats};
 pub use eviction::Eviction;
+pub use expiry::EXPIRY_STEP;
 pub use item::RawItem;
 pub use ops::*;
 pub use write::WriteError;
@@ -103,8 +104,8 @@ pub struct Store {
     /// Items unlinked so far: a write that saw it unchanged across `alloc`
     /// may keep using the slot it looked up before.
     unlinks: u64,
-    /// The segment the expiry crawler reads next.
-    crawl_at: u32,
+    /// The expiry pass going on, and where the crawler is.
+    expiry: expiry::ExpiryPass,
     /// Pending prefix invalidations (`flush_prefix`).
     prefixes: prefix::PrefixTable,
     /// The last `flush_all`, while its sweep has not read every segment.
@@ -195,7 +196,7 @@ impl Store {
             limit,
             layout: ttl::Layout::for_segments(nseg),
             unlinks: 0,
-            crawl_at: 0,
+            expiry: Default::default(),
             prefixes: prefix::PrefixTable::default(),
             flushed: None,
             stats: StoreStats::default(),
