@@ -1,0 +1,60 @@
+//! How long a write that must evict holds a worker (issue 23): a full
+//! store (`-m`, default 64 MiB, 1 MiB segments) under sets of 100-byte
+//! values over a key space four times what fits, some keys read, timed
+//! one set at a time, per eviction policy.
+//!
+//! ```text
+//! cargo run --release --example eviction_stall [MiB]
+//! ```
+
+use corecache::store::*;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let mib: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("MiB"))
+        .unwrap_or(64);
+    for policy in [Eviction::Merge, Eviction::Fifo] {
+        let cfg = StoreConfig {
+            memory: mib << 20,
+            eviction: policy,
+            ..StoreConfig::default()
+        };
+        let mut s = Store::new(cfg, Clock::manual(1_700_000_000)).unwrap();
+        let fits = (mib << 20) / 140;
+        let keys = 4 * fits as u64;
+        let v = [b'v'; 100];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut durations = Vec::new();
+        for i in 0..(12 * fits) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = format!("key:{:011}", x % keys);
+            if x % 4 == 0 {
+                s.get(k.as_bytes());
+            }
+            let t = Instant::now();
+            s.set(&SetArgs::new(SetMode::Set, k.as_bytes(), &v, 0, 0));
+            if i >= 4 * fits {
+                durations.push(t.elapsed());
+            }
+        }
+        durations.sort();
+        let at = |q: f64| durations[((durations.len() - 1) as f64 * q) as usize];
+        let over = |d: Duration| durations.iter().filter(|&&x| x >= d).count();
+        println!(
+            "{policy:?}: {} sets on a full store: median {:?}, p99.9 {:?}, p99.99 {:?}, max {:?}; {} over 100 µs, {} over 1 ms; merges {}, evicted segments {}",
+            durations.len(),
+            at(0.5),
+            at(0.999),
+            at(0.9999),
+            durations[durations.len() - 1],
+            over(Duration::from_micros(100)),
+            over(Duration::from_millis(1)),
+            s.stats.merges,
+            s.stats.evicted_segments
+        );
+    }
+}
