@@ -32,7 +32,7 @@ fn main() {
             x ^= x >> 7;
             x ^= x << 17;
             let k = format!("key:{:011}", x % keys);
-            if x % 4 == 0 {
+            if x.is_multiple_of(4) {
                 s.get(k.as_bytes());
             }
             let t = Instant::now();
