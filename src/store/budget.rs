@@ -39,13 +39,17 @@ pub(super) fn segments_within(memory: usize, seg_size: usize, index: usize) -> u
 
 impl Store {
     /// `cache_memlimit`: the bytes this shard's store may use, index
-    /// included: enough for three segments besides the index, and no
-    /// more segments than the arena has room for (see `Arena::with_room`;
-    /// memcached grows too, its slabs being malloc'ed as needed); false
-    /// otherwise. Raising it carves new segments; lowering it evicts now.
+    /// included, with no more segments than the arena has room for (see
+    /// `Arena::with_room`; memcached grows too, its slabs being malloc'ed
+    /// as needed); false otherwise. Raising it carves new segments;
+    /// lowering it evicts now, down to three segments at least: a limit
+    /// that the index as it has grown (it never shrinks) or the segment
+    /// size leaves less room than that keeps those three, as memcached,
+    /// whose hash table is outside its limit, answers OK to any limit of
+    /// 8 MiB or more and keeps the slab pages it has.
     pub fn set_memory_limit(&mut self, bytes: usize) -> bool {
-        let want = self.segments_wanted(bytes);
-        if want < 3 || want > self.segs.capacity() {
+        let want = self.segments_wanted(bytes).max(3);
+        if want > self.segs.capacity() {
             return false;
         }
         self.segs.grow_to(want);

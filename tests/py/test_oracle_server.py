@@ -327,6 +327,30 @@ def test_cache_memlimit(make_pair):
     p.same(script)
 
 
+def test_cache_memlimit_below_what_the_index_has_grown_to(make_pair):
+    """Lowered far below what the index has grown to (600 k small items on
+    -m 1024), the limit is taken (memcached's hash table is outside its
+    limit; corecache's index never shrinks, so its shards keep three
+    segments) and writes go on; raised again, the cache fills again."""
+    p = make_pair("-t", "2", "-m", "1024")
+
+    def script(c):
+        for b in range(0, 600_000, 5000):
+            c.send(b"".join(b"set k%07d 0 0 10 noreply\r\n0123456789\r\n" % i
+                            for i in range(b, b + 5000)))
+        out = [c.stats().get("curr_items")]
+        out.append(c.text(b"cache_memlimit 8\r\n"))
+        out.append(c.stats().get("limit_maxbytes"))
+        out.append(c.text(b"set after 0 0 1\r\nx\r\n"))
+        out.append(c.text(b"get after\r\n"))
+        out.append(c.text(b"cache_memlimit 1024\r\n"))
+        out.append(c.stats().get("limit_maxbytes"))
+        return out
+    out = p.same(script)
+    assert out[0] == b"600000", out
+    assert out[1] == b"OK\r\n", out
+
+
 def test_cache_memlimit_growth_holds_more(make_pair):
     """Grown past -m, the cache holds what -m could not: 30 MB of values
     on -m 16 raised to 96 all stay, in both (shrinking back evicts)."""
