@@ -13,6 +13,7 @@
 use super::classes;
 use super::item::DELETED;
 use super::segment::NONE;
+use super::sweep::LOOKAHEAD;
 use super::Store;
 
 /// Records the crawler reads per pass, at most: about a millisecond's
@@ -244,7 +245,14 @@ impl Store {
     fn drop_records(&mut self, id: u32, from: u32, budget: usize, expired: bool) -> (u32, usize) {
         let end = self.segs.header(id).write_off as usize;
         let (mut off, mut read) = (from as usize, 0);
+        // The index buckets of the records a few ahead load while these
+        // are unlinked, as the flush sweep does (`sweep.rs`).
+        let mut ahead = from;
+        for _ in 0..LOOKAHEAD.min(budget) {
+            ahead = self.prefetch_record(id, ahead, end as u32);
+        }
         while off < end && read < budget {
+            ahead = self.prefetch_record(id, ahead, end as u32);
             let it = self.item_at(id, off as u32);
             let size = it.size();
             read += 1;

@@ -31,13 +31,13 @@ impl Cursor {
 }
 
 /// Records ahead of the walk whose index buckets are being loaded.
-const LOOKAHEAD: usize = 8;
+pub(super) const LOOKAHEAD: usize = 8;
 
 impl Store {
     /// Starts loading the index bucket of the record at `off` (if below
     /// `end` and live); returns the next record's offset.
     #[inline]
-    fn prefetch_record(&self, seg: u32, off: u32, end: u32) -> u32 {
+    pub(super) fn prefetch_record(&self, seg: u32, off: u32, end: u32) -> u32 {
         if off >= end {
             return off;
         }
