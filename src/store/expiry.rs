@@ -48,6 +48,10 @@ pub(super) struct ExpiryPass {
     crawl_seq: u64,
     /// Earliest expiry still ahead among the records of `crawl_at` read so far.
     crawl_earliest: u32,
+    /// Whether this pass's crawl has been counted (`crawler_starts` counts
+    /// passes that read records, as memcached counts crawler runs, not
+    /// steps).
+    crawl_counted: bool,
 }
 
 impl Store {
@@ -95,6 +99,7 @@ impl Store {
         }
         e.crawl_budget = CRAWL_RECORDS;
         e.crawl_headers = self.segs.count();
+        e.crawl_counted = false;
     }
 
     /// Whether the current expiry pass has work left.
@@ -203,7 +208,10 @@ impl Store {
         }
         self.expiry.crawl_budget -= read.min(self.expiry.crawl_budget);
         if read > 0 {
-            self.stats.crawler_starts += 1;
+            if !self.expiry.crawl_counted {
+                self.expiry.crawl_counted = true;
+                self.stats.crawler_starts += 1;
+            }
             self.stats.crawler_items_checked += read as u64;
         }
         read
