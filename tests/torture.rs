@@ -476,8 +476,15 @@ fn torture(tr: Transport, default_ops: u64, extra: &[String]) {
     if let Some(e) = failure {
         // A client failed: say whether the server is still up, and what
         // it wrote (a panic message, with panic = "abort" in release).
+        // And whether it still takes connections and has written its -e
+        // memory file: a stop refuses them and ends each connection with
+        // its replies (the clients then read end of input, not a reset),
+        // so this tells a stop from connections reset on a server that
+        // still listens (seen twice in CI, 8 of 8 resets, server up).
+        let connect = TcpStream::connect(("127.0.0.1", port)).map(|_| "accepted");
+        let mem_file = std::fs::metadata(&mem).map(|m| m.len());
         eprintln!(
-            "server status: {:?}; its stderr:\n{}",
+            "server status: {:?}; a new connection: {connect:?}; -e memory file: {mem_file:?}; its stderr:\n{}",
             guard.0.try_wait(),
             std::fs::read_to_string(dir.join("server.stderr")).unwrap_or_default()
         );
