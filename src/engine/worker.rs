@@ -20,7 +20,6 @@ use super::route::route_hasher;
 use super::user_data::{Kind, UserData};
 use super::Shared;
 use crate::exec::Shard;
-use crate::store::EXPIRY_STEP;
 use io_uring::{opcode, squeue, types, IoUring};
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
@@ -286,10 +285,7 @@ impl Worker {
                 // one poll a step (a loop turn and an enter each) cost 25-30 %
                 // more CPU than the whole pass under TTL churn (120 k
                 // expiring a second, -t 1), 5x the loop turns.
-                let start = Instant::now();
-                while store.expiry_pending() && start.elapsed() < IDLE_EXPIRY_SLICE {
-                    store.expiry_step(EXPIRY_STEP);
-                }
+                store.expiry_for(IDLE_EXPIRY_SLICE);
             }
             let ts = types::Timespec::new();
             let args = types::SubmitArgs::new().timespec(&ts);
@@ -346,13 +342,7 @@ impl Worker {
         // What expired is reclaimed in steps, for about BUSY_EXPIRY_SLICE a
         // turn, so no request waits behind a whole pass (store/expiry.rs).
         if self.shard.store.expiry_pending() {
-            let start = Instant::now();
-            while self.shard.store.expiry_pending() {
-                self.shard.store.expiry_step(EXPIRY_STEP);
-                if start.elapsed() >= BUSY_EXPIRY_SLICE {
-                    break;
-                }
-            }
+            self.shard.store.expiry_for(BUSY_EXPIRY_SLICE);
         }
         // What flush_all or flush_prefix hid is reclaimed in paced slices.
         if self.shard.store.sweep_pending() && self.last_sweep.elapsed() >= SWEEP_EVERY {
@@ -414,7 +404,7 @@ const BUSY_EXPIRY_SLICE: std::time::Duration = std::time::Duration::from_micros(
 
 /// How long an idle worker runs expiry steps back to back before it polls
 /// for completions: what a request arriving meanwhile may wait, about four
-/// steps (`EXPIRY_STEP`, 6-10 µs each).
+/// steps (`store::EXPIRY_STEP` records, 6-10 µs each).
 const IDLE_EXPIRY_SLICE: std::time::Duration = std::time::Duration::from_micros(30);
 
 /// Freed buffer bytes after which the heap is trimmed (once a second at

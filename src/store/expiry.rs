@@ -12,8 +12,9 @@
 
 use super::classes;
 use super::item::DELETED;
-use super::segment::NONE;
+use super::segment::{Segments, NONE};
 use super::sweep::LOOKAHEAD;
+use super::ttl::TtlBuckets;
 use super::Store;
 
 /// Records the crawler reads per pass, at most: about a millisecond's
@@ -80,23 +81,14 @@ impl Store {
         if e.segments.is_empty() {
             e.off = 0;
         }
-        let mut found = e.segments.len();
-        // Whole chains, not just their heads: a class spans a range of TTLs,
-        // so a later segment may expire before an earlier one.
-        for b in 0..self.ttl.chains.len() {
-            let mut id = self.ttl.chains[b].head;
-            while id != NONE && found < max {
-                let h = self.segs.header(id);
-                if h.expire_at != 0
-                    && h.expire_at <= now
-                    && e.segments.first() != Some(&(id, h.seq))
-                {
-                    e.segments.push((id, h.seq));
-                    found += 1;
-                }
-                id = h.next;
-            }
-        }
+        let going = e.segments.first().copied();
+        let room = max.saturating_sub(e.segments.len());
+        let found: Vec<(u32, u64)> = Self::expired_segments(&self.ttl, &self.segs, now)
+            .filter(|&s| Some(s) != going)
+            .take(room)
+            .collect();
+        let e = &mut self.expiry;
+        e.segments.extend(found);
         e.crawl_budget = CRAWL_RECORDS;
         e.crawl_headers = self.segs.count();
         e.crawl_counted = false;
@@ -217,26 +209,52 @@ impl Store {
         read
     }
 
-    /// Frees whole segments whose items have all expired, at most `max`,
-    /// now (a write that found no free segment).
-    pub(super) fn expire_segments(&mut self, max: usize) -> usize {
+    /// Frees one segment whose items have all expired, now (a write that
+    /// found no free segment); whether there was one.
+    pub(super) fn expire_one_segment(&mut self) -> bool {
         self.check_flush();
         let now = self.clock.now();
-        let mut freed = 0;
-        for b in 0..self.ttl.chains.len() {
-            let mut id = self.ttl.chains[b].head;
-            while id != NONE && freed < max {
-                let h = self.segs.header(id);
-                let (next, e) = (h.next, h.expire_at);
-                if e != 0 && e <= now {
-                    self.drop_segment(id, true);
-                    self.stats.expired_segments += 1;
-                    freed += 1;
-                }
-                id = next;
+        let Some((id, _)) = Self::expired_segments(&self.ttl, &self.segs, now).next() else {
+            return false;
+        };
+        self.drop_segment(id, true);
+        self.stats.expired_segments += 1;
+        true
+    }
+
+    /// The segments in chains whose items have all expired by `now`, with
+    /// their incarnations. Whole chains, not just their heads: a class spans
+    /// a range of TTLs, so a later segment may expire before an earlier one.
+    fn expired_segments<'a>(
+        ttl: &'a TtlBuckets,
+        segs: &'a Segments,
+        now: u32,
+    ) -> impl Iterator<Item = (u32, u64)> + 'a {
+        ttl.chains.iter().flat_map(move |c| {
+            std::iter::successors((c.head != NONE).then_some(c.head), move |&id| {
+                let next = segs.header(id).next;
+                (next != NONE).then_some(next)
+            })
+            .filter_map(move |id| {
+                let h = segs.header(id);
+                (h.expire_at != 0 && h.expire_at <= now).then_some((id, h.seq))
+            })
+        })
+    }
+
+    /// Runs steps of the current pass until it is done or `slice` has
+    /// passed (at least one step): what the worker gives expiry in a loop
+    /// turn. Returns records read.
+    pub fn expiry_for(&mut self, slice: std::time::Duration) -> usize {
+        let start = std::time::Instant::now();
+        let mut read = 0;
+        while self.expiry_pending() {
+            read += self.expiry_step(EXPIRY_STEP);
+            if start.elapsed() >= slice {
+                break;
             }
         }
-        freed
+        read
     }
 
     /// Unlinks every live record of a segment from the index and frees it.

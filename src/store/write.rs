@@ -35,7 +35,7 @@ impl Store {
             }
             // One segment is all this write needs; the rest is the
             // expiry pass's, in steps (a whole pass held the worker 53 ms).
-            self.expire_segments(1);
+            self.expire_one_segment();
             if self.may_take() && self.segs.free_count() > 0 {
                 continue;
             }
