@@ -428,6 +428,9 @@ fn torture(tr: Transport, default_ops: u64, extra: &[String]) {
         "root",
         "-e",
         mem.to_str().unwrap(),
+        // Warnings: a connection dropped for a failed read or write says
+        // why on stderr, which a failing run prints.
+        "-v",
     ];
     let spawn = || {
         let child = Command::new(env!("CARGO_BIN_EXE_corecache"))

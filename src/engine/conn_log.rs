@@ -34,6 +34,16 @@ pub fn closed(fd: RawFd, eof: bool) {
     super::watch::conn_event(fd, Some("normal"));
 }
 
+/// Connection `fd` failed: a receive or a send (`op`) ended with `errno`,
+/// and the connection is abandoned. memcached prints a failed write at
+/// `-v` ("Failed to write, and not due to blocking", with perror's
+/// text) and a failed read not at all; both are WARN here (`-v`),
+/// because a server that drops a client must say why somewhere.
+pub fn failed(fd: RawFd, op: &'static str, errno: i32) {
+    let why = std::io::Error::from_raw_os_error(errno);
+    tracing::warn!(conn = fd, "Failed to {op}, and not due to blocking: {why}");
+}
+
 /// One request as dispatched: DEBUG with its command line; then INFO
 /// when it is a client error (`refused`: the dispatch point refused it).
 /// `fd` is asked for only when a line is written.

@@ -70,6 +70,7 @@ impl Worker {
             return self.after_process(idx);
         }
         if res < 0 {
+            super::conn_log::failed(c.fd, "read", -res);
             return self.abandon(idx);
         }
         let Some(bid) = bid else { return };

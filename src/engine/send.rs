@@ -65,6 +65,7 @@ impl Worker {
         };
         c.send_inflight = false;
         if res < 0 {
+            super::conn_log::failed(c.fd, "write", -res);
             return self.abandon(idx);
         }
         c.last_active = now;

@@ -15,10 +15,11 @@
 //!
 //! How: one thread per store, started when the store is made, with the
 //! worker's CPU affinity (so pages come from the worker's NUMA node) and
-//! at `SCHED_IDLE`, so it runs only in the worker's idle time and yields at
+//! at nice 19, so it runs mostly in the worker's idle time and yields at
 //! the kernel's next preemption point (the huge page zeroing loop checks
 //! every 4 KiB) when the worker wakes. It calls
-//! `madvise(MADV_POPULATE_WRITE)` (Linux 5.14) on each range it is sent.
+//! `madvise(MADV_POPULATE_WRITE)` (Linux 5.14) on each range it is sent,
+//! a huge page at a time (`CHUNK`; why not `SCHED_IDLE`: `NICE`).
 //!
 //! Why this is sound while the worker uses the same memory: populating
 //! only maps pages, it never changes what a byte reads (anonymous memory
@@ -94,24 +95,50 @@ impl FaultAhead {
     }
 }
 
+/// The most one `madvise` populates: one huge page. The call holds the
+/// process's `mmap_lock` (read) for its whole range, and this thread can
+/// be preempted inside it; a chunk bounds what one preemption holds.
+const CHUNK: usize = 2 << 20;
+
+/// The helper's nice value: the lowest priority that is still
+/// `SCHED_OTHER`. It was `SCHED_IDLE` (weight 3 against a normal thread's
+/// 1024), and that inverted priorities: preempted inside `madvise` while
+/// another process kept its CPU busy, it went unscheduled for long
+/// stretches still holding `mmap_lock`, and every thread of the server
+/// that then needed the lock for writing (any `mmap`, `munmap` or
+/// `mprotect`: allocations, a worker's ring being set up) waited behind
+/// it. With a busy loop sharing the CPU, a server's first reply took up
+/// to 0.2 s (17 s with three busy processes) against 15 ms with
+/// fault-ahead off. At nice 19 (weight 15) a worker that wakes still
+/// preempts it, and it is never shut out for long.
+const NICE: libc::c_int = 19;
+
 fn run(rx: Receiver<Job>, epoch: Arc<AtomicU64>) {
-    // SAFETY: plain integers; SCHED_IDLE needs priority 0. A refusal
-    // leaves the thread at normal priority, which is still correct.
+    // SAFETY: plain integers; on Linux PRIO_PROCESS with a thread id sets
+    // that thread's nice value. A refusal leaves it at normal priority,
+    // which is still correct.
     unsafe {
-        let p = libc::sched_param { sched_priority: 0 };
-        libc::sched_setscheduler(0, libc::SCHED_IDLE, &p);
+        let tid = libc::gettid() as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, NICE);
     }
     while let Ok(job) = rx.recv() {
-        if epoch.load(Ordering::Acquire) != job.epoch {
-            continue;
+        let mut at = job.addr;
+        let end = job.addr + job.len;
+        while at < end {
+            if epoch.load(Ordering::Acquire) != job.epoch {
+                break;
+            }
+            let len = (end - at).min(CHUNK);
+            // A kernel without MADV_POPULATE_WRITE (before 5.14) says
+            // EINVAL to every call, cheaply; writes then fault as before.
+            // The thread stays, so a call refused for another reason does
+            // not stop it.
+            // SAFETY: MADV_POPULATE_WRITE never changes the contents of
+            // the range (see the module docs); on an address no longer
+            // mapped it fails with ENOMEM and does nothing.
+            unsafe { libc::madvise(at as *mut libc::c_void, len, MADV_POPULATE_WRITE) };
+            at += len;
         }
-        // A kernel without MADV_POPULATE_WRITE (before 5.14) says EINVAL
-        // to every job, cheaply; writes then fault as before. The thread
-        // stays, so a job refused for another reason does not stop it.
-        // SAFETY: MADV_POPULATE_WRITE never changes the contents of the
-        // range (see the module docs); on an address no longer mapped it
-        // fails with ENOMEM and does nothing.
-        unsafe { libc::madvise(job.addr as *mut libc::c_void, job.len, MADV_POPULATE_WRITE) };
     }
 }
 
@@ -123,6 +150,52 @@ mod tests {
 
     fn map(len: usize) -> memmap2::MmapMut {
         memmap2::MmapOptions::new().len(len).map_anon().unwrap()
+    }
+
+    /// Every fault-ahead thread of this process: (scheduling policy, nice),
+    /// from /proc/self/task/*/stat (fields 41 and 19).
+    fn helpers() -> Vec<(i64, i64)> {
+        let mut found = Vec::new();
+        for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.trim() != "fault-ahead" {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+                continue;
+            };
+            // Fields after the parenthesised name, which may hold spaces.
+            let rest: Vec<&str> = stat
+                .rsplit_once(')')
+                .unwrap()
+                .1
+                .split_whitespace()
+                .collect();
+            // rest[0] is field 3 (state): field n is rest[n - 3].
+            found.push((rest[41 - 3].parse().unwrap(), rest[19 - 3].parse().unwrap()));
+        }
+        found
+    }
+
+    #[test]
+    fn the_helper_runs_at_nice_19_not_sched_idle() {
+        // SCHED_IDLE starved it while it held mmap_lock (see NICE): it must
+        // be an ordinary thread at the lowest ordinary priority.
+        let fa = FaultAhead::start().unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            seen = helpers();
+            if !seen.is_empty() && seen.iter().all(|&(_, nice)| nice == NICE as i64) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!seen.is_empty(), "no fault-ahead thread");
+        for (policy, nice) in seen {
+            assert_eq!(policy, libc::SCHED_OTHER as i64, "policy");
+            assert_eq!(nice, NICE as i64, "nice");
+        }
+        drop(fa);
     }
 
     fn wait_resident(p: *const u8, len: usize, want: usize) -> usize {

@@ -31,19 +31,30 @@ pub fn temp(name: &str) -> PathBuf {
 
 /// A request and its reply up to `end` on any stream.
 pub fn exchange<S: Read + Write>(s: &mut S, req: &[u8], end: &[u8]) -> String {
-    s.write_all(req).unwrap();
+    try_exchange(s, req, end).expect("reply")
+}
+
+/// `exchange`, with the stream's error (or an early end, as
+/// `UnexpectedEof`, with what came before it) returned, not a panic.
+pub fn try_exchange<S: Read + Write>(s: &mut S, req: &[u8], end: &[u8]) -> std::io::Result<String> {
+    s.write_all(req)?;
     let mut out = Vec::new();
     let mut buf = [0u8; 65536];
     while !out.ends_with(end) {
         let n = match s.read(&mut buf) {
             // A signal for another test's child can land on this thread.
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            r => r.expect("reply"),
+            r => r?,
         };
-        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&out));
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("closed early: {:?}", String::from_utf8_lossy(&out)),
+            ));
+        }
         out.extend_from_slice(&buf[..n]);
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 pub fn tcp(port: u16) -> TcpStream {
@@ -158,7 +169,22 @@ impl Server {
                 return Err(st.code().unwrap_or(-1));
             }
             if let Some(mut s) = connect() {
-                let got = exchange(&mut s, b"stats\r\n", b"END\r\n");
+                let got = match try_exchange(&mut s, b"stats\r\n", b"END\r\n") {
+                    Ok(got) => got,
+                    Err(e) => {
+                        // CI once saw this first exchange reset: say what
+                        // the server did (exited? still serving?) and logged.
+                        std::thread::sleep(Duration::from_millis(300));
+                        let status = self.child.try_wait();
+                        let again = connect()
+                            .map(|mut s| try_exchange(&mut s, b"stats\r\n", b"END\r\n").is_ok());
+                        panic!(
+                            "first stats failed: {e}; server status {status:?}; \
+                             a second connection answered: {again:?}; its stderr:\n{}",
+                            self.log()
+                        );
+                    }
+                };
                 assert!(got.contains(&want), "another server answers: {got}");
                 return Ok(());
             }
