@@ -35,10 +35,11 @@ pub fn closed(fd: RawFd, eof: bool) {
 }
 
 /// Connection `fd` failed: a receive or a send (`op`) ended with `errno`,
-/// and the connection is abandoned. memcached prints a failed write at
-/// `-v` ("Failed to write, and not due to blocking", with perror's
-/// text) and a failed read not at all; both are WARN here (`-v`),
-/// because a server that drops a client must say why somewhere.
+/// and the connection is abandoned. memcached prints both at `-v`
+/// ("Failed to read, and not due to blocking" while it reads a value's
+/// data, "Failed to write, ..." with perror's text); here both are WARN
+/// (`-v`) whatever was being read, with the error, so a dropped client
+/// is always explained.
 pub fn failed(fd: RawFd, op: &'static str, errno: i32) {
     let why = std::io::Error::from_raw_os_error(errno);
     tracing::warn!(conn = fd, "Failed to {op}, and not due to blocking: {why}");
