@@ -2,14 +2,16 @@
 //! descriptors, and the connection table whose slots and generations make
 //! a `ConnId`.
 //!
-//! Out of descriptors (EMFILE, ENFILE), a failed accept ends the multishot
-//! accept, and re-arming it at once would fail at once, in a loop. As
+//! The worker accepts when its listen set says a listener is ready
+//! (listen_set.rs). Out of descriptors (EMFILE, ENFILE), accepting again
+//! at once would fail at once, in a loop. As
 //! memcached, accepting pauses instead (counted in `listen_disabled_num`;
 //! `accepting_conns` is 0 meanwhile): the clients wait in the listen
 //! backlog, and accepting resumes when this process frees a descriptor (any
 //! worker: descriptors are the process's), or, for shortages beyond it
 //! (ENFILE, ENOMEM, ENOBUFS), once a second.
 use super::conn::Conn;
+use super::listen_set::{accept_one, Accepted};
 use super::user_data::GEN_MASK;
 use super::worker::Worker;
 use io_uring::cqueue;
@@ -36,43 +38,55 @@ pub struct AcceptPause {
 }
 
 impl Worker {
-    pub(super) fn on_accept(&mut self, li: u32, res: i32, flags: u32) {
-        let shortage = matches!(
-            -res,
-            libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS
-        );
-        if shortage && !self.stopping {
-            if self.accept_paused[li as usize].is_none() {
-                self.shard.c.listen_disabled_num += 1;
-                PAUSED.fetch_add(1, Relaxed);
-            }
-            let since = match self.accept_paused[li as usize] {
-                Some(p) => p.since,
-                None => std::time::Instant::now(),
-            };
-            self.accept_paused[li as usize] = Some(AcceptPause {
-                freed: FDS_FREED.load(Relaxed),
-                since,
-            });
-            // The error ended the multishot accept (a kernel that kept it
-            // would fail again at once); `retry_accepts` re-arms it.
-            return;
-        }
-        if !cqueue::more(flags) && !self.stopping {
-            let fd = self.listeners[li as usize];
-            self.arm_accept(li, fd);
-        }
-        if res < 0 {
-            // A connection that failed before it was accepted: the others
-            // are still there.
-            return;
-        }
-        let fd = res;
+    /// A listener has connections waiting (the multishot poll of the
+    /// listen set completed): accept them on every listener not paused.
+    pub(super) fn on_listen_ready(&mut self, flags: u32) {
         if self.stopping {
-            // SAFETY: closing a socket we were just handed.
-            unsafe { libc::close(fd) };
             return;
         }
+        if !cqueue::more(flags) {
+            // The kernel ended the multishot poll (an overflowing
+            // completion queue does): watch again.
+            self.arm_listen_poll();
+        }
+        for li in 0..self.listeners.len() {
+            if self.accept_paused[li].is_none() {
+                self.accept_all(li as u32);
+            }
+        }
+    }
+
+    /// Accepts every connection waiting on listener `li`, or pauses it on
+    /// a shortage (as memcached: the clients wait in the backlog).
+    pub(super) fn accept_all(&mut self, li: u32) {
+        loop {
+            match accept_one(self.listeners[li as usize]) {
+                Accepted::Socket(fd) => self.accepted(li, fd),
+                Accepted::Again => {}
+                Accepted::Empty | Accepted::Broken(_) => return,
+                Accepted::Shortage(_) => return self.pause_accepting(li),
+            }
+        }
+    }
+
+    fn pause_accepting(&mut self, li: u32) {
+        if self.accept_paused[li as usize].is_none() {
+            self.shard.c.listen_disabled_num += 1;
+            PAUSED.fetch_add(1, Relaxed);
+        }
+        let since = match self.accept_paused[li as usize] {
+            Some(p) => p.since,
+            None => std::time::Instant::now(),
+        };
+        self.accept_paused[li as usize] = Some(AcceptPause {
+            freed: FDS_FREED.load(Relaxed),
+            since,
+        });
+    }
+
+    /// A new connection `fd` from listener `li`: refused past `-c`, else
+    /// given a slot and its first receive.
+    fn accepted(&mut self, li: u32, fd: i32) {
         let total = self.shared.conns.fetch_add(1, SeqCst);
         if total >= self.shared.settings.max_conns {
             self.shared.conns.fetch_sub(1, SeqCst);
@@ -150,8 +164,7 @@ impl Worker {
                     let us = p.since.elapsed().as_micros() as u64;
                     self.shard.c.time_in_listen_disabled_us += us;
                 }
-                let fd = self.listeners[li];
-                self.arm_accept(li as u32, fd);
+                self.accept_all(li as u32);
             }
         }
         self.shard.c.accepting_conns = u64::from(self.id == 0 && PAUSED.load(Relaxed) == 0);

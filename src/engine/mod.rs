@@ -17,6 +17,7 @@ pub mod foreign_read;
 pub mod framing;
 pub mod hop;
 pub mod hop_io;
+pub mod listen_set;
 pub mod listener;
 pub mod multiget;
 pub mod prefetch;

@@ -30,7 +30,7 @@ impl Worker {
                 let ud = UserData(u);
                 let ConnId { idx, gen } = ud.conn();
                 match ud.kind() {
-                    Some(Kind::Accept) => self.on_accept(idx, res, flags),
+                    Some(Kind::Accept) => self.on_listen_ready(flags),
                     Some(Kind::Recv) => self.on_recv(idx, gen, res, flags),
                     Some(Kind::Send) => self.on_send(idx, gen, res),
                     // Wake-ups only end the wait; a cancel's own completion

@@ -50,7 +50,7 @@ impl ConnId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
-    /// Multishot accept on listener `idx`.
+    /// The multishot poll of the worker's listen set (listen_set.rs).
     Accept = 1,
     /// Multishot receive on a connection.
     Recv = 2,

@@ -20,7 +20,7 @@ use super::route::route_hasher;
 use super::user_data::{Kind, UserData};
 use super::Shared;
 use crate::exec::Shard;
-use io_uring::{opcode, squeue, types, IoUring};
+use io_uring::{squeue, types, IoUring};
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -50,6 +50,8 @@ pub struct Worker {
     /// Connections whose multishot recv ran out of buffers; re-armed next turn.
     pub(super) rearm: Vec<u32>,
     pub(super) listeners: Vec<RawFd>,
+    /// `listeners` in an epoll set the ring polls (listen_set.rs).
+    pub(super) listen_set: super::listen_set::ListenSet,
     /// Per listener: its connections speak TLS (`-Z`, not `notls:`).
     pub(super) tls_listeners: Vec<bool>,
     /// Listeners from this index on are this worker's own port's
@@ -142,6 +144,7 @@ impl Worker {
             ring,
             bufs: Some(bufs),
             rearm: Vec::new(),
+            listen_set: super::listen_set::ListenSet::new(&listeners)?,
             listeners,
             tls_listeners,
             pinned_from,
@@ -191,9 +194,7 @@ impl Worker {
     /// None today; the signature leaves room for fatal ring errors.
     pub fn run(mut self) -> std::io::Result<()> {
         self.accept_paused = vec![None; self.listeners.len()];
-        for (i, &fd) in self.listeners.clone().iter().enumerate() {
-            self.arm_accept(i as u32, fd);
-        }
+        self.arm_listen_poll();
         let mut grace: Option<Instant> = None;
         let mut cut_off = false;
         let mut done = false;
@@ -373,10 +374,9 @@ impl Worker {
         }
     }
 
-    pub(super) fn arm_accept(&mut self, li: u32, fd: RawFd) {
-        let e = opcode::AcceptMulti::new(types::Fd(fd))
-            .build()
-            .user_data(UserData::plain(Kind::Accept, li).0);
+    /// Watches the listeners for connections (accept.rs takes them).
+    pub(super) fn arm_listen_poll(&mut self) {
+        let e = self.listen_set.poll(UserData::plain(Kind::Accept, 0).0);
         self.push_sqe(e);
     }
 }

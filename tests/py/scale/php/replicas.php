@@ -21,15 +21,16 @@ if ($phase == "set") {
 } else {
   $rounds = [];
   for ($r = 0; $r < 2; $r++) {
-    $ok = 0; $miss = 0; $err = 0;
+    $ok = 0; $miss = 0; $err = 0; $errors = [];
     foreach ($keys as $k) {
       $v = $m->get($k);
       if ($v === "v-$k") $ok++;
       elseif ($m->getResultCode() == Memcached::RES_NOTFOUND) $miss++;
-      else $err++;
+      else { $err++; $errors[] = "$k: " . $m->getResultCode() . " " . $m->getResultMessage(); }
     }
     $multi = $m->getMulti($keys);
-    $rounds[] = ["ok" => $ok, "miss" => $miss, "err" => $err, "multi" => is_array($multi) ? count($multi) : -1];
+    $rounds[] = ["ok" => $ok, "miss" => $miss, "err" => $err, "multi" => is_array($multi) ? count($multi) : -1,
+                 "errors" => array_slice($errors, 0, 5)];
   }
   echo json_encode($rounds);
 }
