@@ -151,11 +151,19 @@ fn exhaust(pid: u32, port: u16, what: &str) -> (usize, f64) {
         first > 100 && first < 256,
         "{what}: {first} answered with 256 descriptors"
     );
+    let paused = stat(&crowd.stats(), "listen_disabled_num").unwrap();
+    assert!(paused >= 1, "{what}");
     let cpu0 = cpu_secs(pid);
     std::thread::sleep(Duration::from_secs(2));
     let cpu = cpu_secs(pid) - cpu0;
     let st = crowd.stats();
-    assert!(stat(&st, "listen_disabled_num").unwrap() >= 1, "{what}");
+    // One pause, counted once: the retries while still short (corecache's
+    // once a second) are not new pauses.
+    assert_eq!(
+        stat(&st, "listen_disabled_num"),
+        Some(paused),
+        "{what}: a retry counted as a pause"
+    );
     assert_eq!(stat(&st, "accepting_conns"), Some(0), "{what}");
     assert_eq!(
         crowd.poll(Duration::from_millis(100)),
@@ -184,6 +192,10 @@ fn exhaust(pid: u32, port: u16, what: &str) -> (usize, f64) {
         assert!(Instant::now() < deadline, "{what}: accepting again");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The pause lasted the 2 s above at least, whichever worker's listener
+    // it was (corecache once counted worker 0's first listener only).
+    let us = stat(&crowd.stats(), "time_in_listen_disabled_us").unwrap();
+    assert!(us >= 2_000_000, "{what}: time_in_listen_disabled_us {us}");
     (first, cpu)
 }
 

@@ -15,26 +15,49 @@ use super::listen_set::{accept_one, Accepted};
 use super::user_data::GEN_MASK;
 use super::worker::Worker;
 use io_uring::cqueue;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Mutex;
 
 /// Descriptors this process has closed (connections, refused ones).
 static FDS_FREED: AtomicU64 = AtomicU64::new(0);
-/// Listeners, over all workers, whose accepting is paused.
-static PAUSED: AtomicUsize = AtomicUsize::new(0);
 
 /// Records that this process closed a descriptor.
 pub fn descriptor_freed() {
     FDS_FREED.fetch_add(1, Relaxed);
 }
 
+/// Paused accepting over the whole process, as memcached has one switch
+/// for it (`accepting_conns` 0): a pause is counted once however many
+/// listeners of however many workers it spans, and timed from the first
+/// listener's pause to the last one's resume. Pauses are rare: a lock.
+struct PauseClock {
+    /// Listeners paused now.
+    listeners: usize,
+    /// When the current pause began.
+    since: Option<std::time::Instant>,
+    /// `listen_disabled_num`.
+    pauses: u64,
+    /// `time_in_listen_disabled_us`, of pauses that ended.
+    micros: u64,
+}
+
+static PAUSES: Mutex<PauseClock> = Mutex::new(PauseClock {
+    listeners: 0,
+    since: None,
+    pauses: 0,
+    micros: 0,
+});
+
+fn pauses() -> std::sync::MutexGuard<'static, PauseClock> {
+    PAUSES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A listener's paused accepting.
 #[derive(Clone, Copy, Debug)]
 pub struct AcceptPause {
-    /// `FDS_FREED` when it paused.
+    /// `FDS_FREED` when it last tried to accept.
     freed: u64,
-    /// When it paused (`time_in_listen_disabled_us`).
-    since: std::time::Instant,
 }
 
 impl Worker {
@@ -57,30 +80,35 @@ impl Worker {
     }
 
     /// Accepts every connection waiting on listener `li`, or pauses it on
-    /// a shortage (as memcached: the clients wait in the backlog).
-    pub(super) fn accept_all(&mut self, li: u32) {
+    /// a shortage (as memcached: the clients wait in the backlog). Returns
+    /// whether it is (still) short.
+    pub(super) fn accept_all(&mut self, li: u32) -> bool {
         loop {
             match accept_one(self.listeners[li as usize]) {
                 Accepted::Socket(fd) => self.accepted(li, fd),
                 Accepted::Again => {}
-                Accepted::Empty | Accepted::Broken(_) => return,
-                Accepted::Shortage(_) => return self.pause_accepting(li),
+                Accepted::Empty | Accepted::Broken(_) => return false,
+                Accepted::Shortage(_) => {
+                    self.pause_accepting(li);
+                    return true;
+                }
             }
         }
     }
 
+    /// Pauses listener `li`, or, paused already (a retry failed), notes
+    /// the descriptors freed so far: the same pause goes on.
     fn pause_accepting(&mut self, li: u32) {
         if self.accept_paused[li as usize].is_none() {
-            self.shard.c.listen_disabled_num += 1;
-            PAUSED.fetch_add(1, Relaxed);
+            let mut p = pauses();
+            if p.listeners == 0 {
+                p.since = Some(std::time::Instant::now());
+                p.pauses += 1;
+            }
+            p.listeners += 1;
         }
-        let since = match self.accept_paused[li as usize] {
-            Some(p) => p.since,
-            None => std::time::Instant::now(),
-        };
         self.accept_paused[li as usize] = Some(AcceptPause {
             freed: FDS_FREED.load(Relaxed),
-            since,
         });
     }
 
@@ -155,19 +183,26 @@ impl Worker {
             // left the data port paused for good after 1,100 admin
             // connections came and went. One failed accept a second costs
             // nothing measurable.
-            if !self.stopping && (p.freed != freed || new_second) {
-                // Accepting again; if still short, the accept says so and
-                // it pauses (and is counted) once more, as in memcached.
+            if !self.stopping && (p.freed != freed || new_second) && !self.accept_all(li as u32) {
+                // Accepting again (a retry still short stays the same
+                // pause, counted once, as memcached's).
                 self.accept_paused[li] = None;
-                PAUSED.fetch_sub(1, Relaxed);
-                if self.id == 0 && li == 0 {
-                    let us = p.since.elapsed().as_micros() as u64;
-                    self.shard.c.time_in_listen_disabled_us += us;
+                let mut p = pauses();
+                p.listeners -= 1;
+                if p.listeners == 0 {
+                    if let Some(t) = p.since.take() {
+                        p.micros += t.elapsed().as_micros() as u64;
+                    }
                 }
-                self.accept_all(li as u32);
             }
         }
-        self.shard.c.accepting_conns = u64::from(self.id == 0 && PAUSED.load(Relaxed) == 0);
+        // Worker 0 speaks for the process, as memcached's one switch.
+        if self.id == 0 {
+            let p = pauses();
+            self.shard.c.accepting_conns = u64::from(p.listeners == 0);
+            self.shard.c.listen_disabled_num = p.pauses;
+            self.shard.c.time_in_listen_disabled_us = p.micros;
+        }
     }
 
     pub(super) fn conn_mut(&mut self, idx: u32, gen: u32) -> Option<&mut Conn> {
