@@ -15,8 +15,8 @@ use super::listen_set::{accept_one, Accepted};
 use super::user_data::GEN_MASK;
 use super::worker::Worker;
 use io_uring::cqueue;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Mutex;
 
 /// Descriptors this process has closed (connections, refused ones).
@@ -30,27 +30,18 @@ pub fn descriptor_freed() {
 /// Paused accepting over the whole process, as memcached has one switch
 /// for it (`accepting_conns` 0): a pause is counted once however many
 /// listeners of however many workers it spans, and timed from the first
-/// listener's pause to the last one's resume. Pauses are rare: a lock.
-struct PauseClock {
-    /// Listeners paused now.
-    listeners: usize,
-    /// When the current pause began.
-    since: Option<std::time::Instant>,
-    /// `listen_disabled_num`.
-    pauses: u64,
-    /// `time_in_listen_disabled_us`, of pauses that ended.
-    micros: u64,
-}
+/// listener's pause to the last one's resume. Pauses are rare: changes
+/// take the lock; worker 0 reads the figures every loop turn, lock-free.
+static PAUSE_BEGAN: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+/// Listeners paused now (changed under `PAUSE_BEGAN`).
+static PAUSED_LISTENERS: AtomicUsize = AtomicUsize::new(0);
+/// `listen_disabled_num`.
+static PAUSES: AtomicU64 = AtomicU64::new(0);
+/// `time_in_listen_disabled_us`, of pauses that ended.
+static PAUSED_MICROS: AtomicU64 = AtomicU64::new(0);
 
-static PAUSES: Mutex<PauseClock> = Mutex::new(PauseClock {
-    listeners: 0,
-    since: None,
-    pauses: 0,
-    micros: 0,
-});
-
-fn pauses() -> std::sync::MutexGuard<'static, PauseClock> {
-    PAUSES.lock().unwrap_or_else(|e| e.into_inner())
+fn pause_began() -> std::sync::MutexGuard<'static, Option<std::time::Instant>> {
+    PAUSE_BEGAN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A listener's paused accepting.
@@ -87,8 +78,8 @@ impl Worker {
             match accept_one(self.listeners[li as usize]) {
                 Accepted::Socket(fd) => self.accepted(li, fd),
                 Accepted::Again => {}
-                Accepted::Empty | Accepted::Broken(_) => return false,
-                Accepted::Shortage(_) => {
+                Accepted::Empty | Accepted::Broken => return false,
+                Accepted::Shortage => {
                     self.pause_accepting(li);
                     return true;
                 }
@@ -100,12 +91,11 @@ impl Worker {
     /// the descriptors freed so far: the same pause goes on.
     fn pause_accepting(&mut self, li: u32) {
         if self.accept_paused[li as usize].is_none() {
-            let mut p = pauses();
-            if p.listeners == 0 {
-                p.since = Some(std::time::Instant::now());
-                p.pauses += 1;
+            let mut began = pause_began();
+            if PAUSED_LISTENERS.fetch_add(1, Relaxed) == 0 {
+                *began = Some(std::time::Instant::now());
+                PAUSES.fetch_add(1, Relaxed);
             }
-            p.listeners += 1;
         }
         self.accept_paused[li as usize] = Some(AcceptPause {
             freed: FDS_FREED.load(Relaxed),
@@ -187,21 +177,20 @@ impl Worker {
                 // Accepting again (a retry still short stays the same
                 // pause, counted once, as memcached's).
                 self.accept_paused[li] = None;
-                let mut p = pauses();
-                p.listeners -= 1;
-                if p.listeners == 0 {
-                    if let Some(t) = p.since.take() {
-                        p.micros += t.elapsed().as_micros() as u64;
+                let mut began = pause_began();
+                if PAUSED_LISTENERS.fetch_sub(1, Relaxed) == 1 {
+                    if let Some(t) = began.take() {
+                        PAUSED_MICROS.fetch_add(t.elapsed().as_micros() as u64, Relaxed);
                     }
                 }
             }
         }
         // Worker 0 speaks for the process, as memcached's one switch.
         if self.id == 0 {
-            let p = pauses();
-            self.shard.c.accepting_conns = u64::from(p.listeners == 0);
-            self.shard.c.listen_disabled_num = p.pauses;
-            self.shard.c.time_in_listen_disabled_us = p.micros;
+            let c = &mut self.shard.c;
+            c.accepting_conns = u64::from(PAUSED_LISTENERS.load(Relaxed) == 0);
+            c.listen_disabled_num = PAUSES.load(Relaxed);
+            c.time_in_listen_disabled_us = PAUSED_MICROS.load(Relaxed);
         }
     }
 

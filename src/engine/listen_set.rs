@@ -85,9 +85,9 @@ pub enum Accepted {
     /// next may be fine.
     Again,
     /// Out of descriptors or memory (EMFILE, ENFILE, ENOMEM, ENOBUFS).
-    Shortage(i32),
+    Shortage,
     /// The listener is shut down (the server is stopping) or broken.
-    Broken(i32),
+    Broken,
 }
 
 /// Accepts one connection from the non-blocking listener `fd`.
@@ -104,12 +104,11 @@ pub fn accept_one(fd: RawFd) -> Accepted {
     if s >= 0 {
         return Accepted::Socket(s);
     }
-    let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    match e {
+    match std::io::Error::last_os_error().raw_os_error().unwrap_or(0) {
         libc::EAGAIN => Accepted::Empty,
-        libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS => Accepted::Shortage(e),
+        libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS => Accepted::Shortage,
         // accept(2): errors of the pending connection, or a signal.
         libc::ECONNABORTED | libc::EINTR | libc::EPROTO | libc::EPERM => Accepted::Again,
-        _ => Accepted::Broken(e),
+        _ => Accepted::Broken,
     }
 }
