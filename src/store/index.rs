@@ -517,9 +517,17 @@ impl Index {
         for &r in &cands {
             let v = self.get(r);
             let h = hash_of(v);
-            if fastmod(h as u32, low_m, low) != s || fastmod(h as u32, low2_m, 2 * low) != t {
+            if fastmod(h as u32, low_m, low) != s {
+                continue; // another home's item in the group's chain
+            }
+            let moves = fastmod(h as u32, low2_m, 2 * low) == t;
+            if !moves && r.bucket == s {
                 continue;
             }
+            // Items staying homed at `s` but displaced to a neighbour or
+            // the overflow chain come home too, as the split made room:
+            // left where they were, they held the overflow buckets the
+            // fill needed until they were deleted.
             self.set(r, 0);
             self.unhook(r, s);
             let nr = self.empty_slot(h);
