@@ -1,7 +1,10 @@
 //! How long a write that must evict holds a worker (issue 23): a full
 //! store (`-m`, default 64 MiB, 1 MiB segments) under sets of 100-byte
 //! values over a key space four times what fits, some keys read, timed
-//! one set at a time, per eviction policy.
+//! one set at a time, per eviction policy. `merge+ahead` models the
+//! worker: after every 16 requests (a loop turn's batch) it gives merge
+//! steps ahead of need 10 µs, as `engine/worker.rs` does, and those slices
+//! are timed too (a request may wait behind one).
 //!
 //! ```text
 //! cargo run --release --example eviction_stall [MiB]
@@ -15,7 +18,11 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("MiB"))
         .unwrap_or(64);
-    for policy in [Eviction::Merge, Eviction::Fifo] {
+    for (policy, ahead) in [
+        (Eviction::Merge, false),
+        (Eviction::Merge, true),
+        (Eviction::Fifo, false),
+    ] {
         let cfg = StoreConfig {
             memory: mib << 20,
             eviction: policy,
@@ -27,6 +34,7 @@ fn main() {
         let v = [b'v'; 100];
         let mut x = 0x2545_f491_4f6c_dd1du64;
         let mut durations = Vec::new();
+        let mut slices = Vec::new();
         for i in 0..(12 * fits) {
             x ^= x << 13;
             x ^= x >> 7;
@@ -40,12 +48,30 @@ fn main() {
             if i >= 4 * fits {
                 durations.push(t.elapsed());
             }
+            if ahead && i % 16 == 0 && s.evict_ahead_pending() {
+                let t = Instant::now();
+                s.evict_ahead_for(Duration::from_micros(10));
+                if i >= 4 * fits {
+                    slices.push(t.elapsed());
+                }
+            }
         }
+        slices.sort();
         durations.sort();
         let at = |q: f64| durations[((durations.len() - 1) as f64 * q) as usize];
         let over = |d: Duration| durations.iter().filter(|&&x| x >= d).count();
+        let name = format!("{policy:?}{}", if ahead { "+ahead" } else { "" });
+        if !slices.is_empty() {
+            println!(
+                "{name}: {} slices ahead: median {:?}, p99.99 {:?}, max {:?}",
+                slices.len(),
+                slices[slices.len() / 2],
+                slices[((slices.len() - 1) as f64 * 0.9999) as usize],
+                slices[slices.len() - 1]
+            );
+        }
         println!(
-            "{policy:?}: {} sets on a full store: median {:?}, p99.9 {:?}, p99.99 {:?}, max {:?}; {} over 100 µs, {} over 1 ms; merges {}, evicted segments {}",
+            "{name}: {} sets on a full store: median {:?}, p99.9 {:?}, p99.99 {:?}, max {:?}; {} over 100 µs, {} over 1 ms; merges {}, evicted segments {}",
             durations.len(),
             at(0.5),
             at(0.999),

@@ -420,6 +420,12 @@ fn fill_past_budget_never_returns_wrong_data() {
             if i % 1000 == 0 {
                 s.clock_mut().advance(1);
             }
+            // Merges ahead of need, a few records a step between the
+            // operations (store/merge_job.rs): what a step leaves half
+            // done, the operations change under it.
+            if s.evict_ahead_pending() {
+                s.evict_ahead_step(1 + (r >> 50) as usize % 8);
+            }
         }
         assert!(s.bytes() <= s.memory_bytes());
         assert!(hits > 1000, "{policy:?}: {hits} hits");
@@ -685,6 +691,9 @@ fn pinned_values_keep_their_bytes_through_churn_under_every_policy() {
                 let k = format!("churn{i}");
                 let filler = vec![b'0' + (i % 10) as u8; 9_000];
                 s.set(&SetArgs::new(SetMode::Set, k.as_bytes(), &filler, 0, 0));
+                if i % 3 == 0 && s.evict_ahead_pending() {
+                    s.evict_ahead_step(1 + i as usize % 4);
+                }
             }
             s.set(&SetArgs::new(
                 SetMode::Set,
@@ -829,6 +838,11 @@ fn fill_past_budget_under_ttl_mixes_never_returns_wrong_or_expired_data() {
                 if s.expiry_pending() {
                     assert!(s.expiry_step(EXPIRY_STEP) <= EXPIRY_STEP);
                 }
+                // Merges ahead of need in steps, beside the expiry pass's:
+                // either may free what the other holds half done.
+                if s.evict_ahead_pending() {
+                    s.evict_ahead_step(1 + (r >> 50) as usize % 8);
+                }
             }
             assert!(s.bytes() <= s.memory_bytes());
             assert!(hits > 100, "{shape:?} {policy:?}: {hits} hits");
@@ -885,6 +899,126 @@ fn hostile_ttls_keep_at_least_as_many_live_items_as_memcached_could() {
         assert!(
             live >= bound,
             "{shape:?}: {live} live items, memcached could keep {bound}"
+        );
+    }
+}
+
+/// Merge eviction in steps ahead of need (store/merge_job.rs), with the
+/// hand too (a shard of at least `AHEAD_HAND_SEGMENTS` segments), a few
+/// records a step between operations that change what a half-done merge
+/// holds: overwrites and deletes of its records, expiry passes in steps and
+/// whole that free its victims and destinations, flushes, pinned values.
+/// Every hit is exactly the latest value written under its key and not
+/// expired, and pinned bytes never change.
+#[test]
+fn merges_in_steps_ahead_of_need_never_return_wrong_data() {
+    for shape in TTL_SHAPES {
+        let segs = AHEAD_HAND_SEGMENTS + 32;
+        let mut s = store(segs * 65536, 65536, Eviction::Merge);
+        let mut latest: HashMap<u32, (Vec<u8>, u32)> = HashMap::new();
+        let mut pinned: Vec<(u32, *const u8, Vec<u8>)> = Vec::new();
+        let mut rng = 0x5eed_0fa1_15ee_d001u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut hits = 0;
+        for i in 0..300_000u32 {
+            let r = next();
+            let k = ((r >> 8) % 150_000) as u32;
+            let key = format!("ahead:{k}");
+            match r % 16 {
+                0..=5 => {
+                    let v = format!("{key}|v{i}|{}", "y".repeat((r >> 20) as usize % 400));
+                    // Half the writes without a TTL, so the store fills.
+                    let ttl = if r & (1 << 40) == 0 {
+                        0
+                    } else {
+                        shape.ttl(next())
+                    };
+                    let now = s.now();
+                    match s.set(&SetArgs::new(
+                        SetMode::Set,
+                        key.as_bytes(),
+                        v.as_bytes(),
+                        k,
+                        ttl,
+                    )) {
+                        SetOutcome::Stored { .. } => {
+                            let exp = if ttl == 0 { 0 } else { now + ttl as u32 };
+                            latest.insert(k, (v.into_bytes(), exp));
+                        }
+                        o => panic!("{o:?}"),
+                    }
+                }
+                6 => {
+                    s.delete(key.as_bytes(), 0);
+                    latest.remove(&k);
+                }
+                _ => {
+                    if let Some(f) = s.get(key.as_bytes()) {
+                        hits += 1;
+                        let (want, exp) = latest.get(&k).expect("a hit was written");
+                        assert_eq!(f.item.value(), &want[..], "{shape:?} key {k}");
+                        assert!(*exp == 0 || *exp > s.now(), "{shape:?}: expired hit");
+                        if r % 997 == 0 && pinned.len() < 4 && s.may_pin() {
+                            let val = f.item.value();
+                            let seg = s.pin(val);
+                            pinned.push((seg, val.as_ptr(), val.to_vec()));
+                        }
+                    }
+                }
+            }
+            if s.evict_ahead_pending() {
+                s.evict_ahead_step(1 + (r >> 50) as usize % 8);
+            }
+            if i % 2000 == 0 {
+                s.clock_mut().advance(1);
+                if s.now() % 2 == 1 {
+                    s.expire(16);
+                } else {
+                    s.expiry_begin(16);
+                }
+                for (_, ptr, want) in &pinned {
+                    // SAFETY: the segment is pinned, so its memory is
+                    // neither unmapped nor reused while we look.
+                    let now = unsafe { std::slice::from_raw_parts(*ptr, want.len()) };
+                    assert!(now == &want[..], "{shape:?}: pinned bytes changed");
+                }
+                if pinned.len() > 2 {
+                    let (seg, _, _) = pinned.remove(0);
+                    s.unpin(seg);
+                }
+            }
+            if i == 100_000 {
+                s.flush(0);
+                latest.clear();
+            }
+            if s.expiry_pending() {
+                s.expiry_step(1 + (r >> 44) as usize % 40);
+            }
+        }
+        for (seg, _, _) in pinned.drain(..) {
+            s.unpin(seg);
+        }
+        assert!(hits > 10_000, "{shape:?}: {hits} hits");
+        assert!(
+            s.stats.evictions > 1000,
+            "{shape:?}: {} evictions, {} items, {} merges, {} ahead, {} segs, {:?} hits",
+            s.stats.evictions,
+            s.curr_items(),
+            s.stats.merges,
+            s.stats.merges_ahead,
+            s.segments_limit(),
+            hits
+        );
+        assert!(
+            s.stats.merges_ahead * 2 > s.stats.merges,
+            "{shape:?}: {} of {} merges ahead",
+            s.stats.merges_ahead,
+            s.stats.merges
         );
     }
 }

@@ -341,6 +341,11 @@ fn registry(f: &Figures) -> Registry {
         "Merge-eviction passes (segments compacted together)",
         c.segment_merges,
     );
+    b.counter(
+        "corecache_segment_merges_ahead",
+        "Of those, merges finished ahead of need between loop turns, not by a write that found no free segment",
+        c.segment_merges_ahead,
+    );
     b.gauges(
         "corecache_eviction_policy",
         "The eviction policy in force (-o eviction), as a label; the value is 1",

@@ -177,10 +177,11 @@ counters!(
     // memcached's name for the index's bytes (the store's index_bytes).
     hash_bytes,
     // Segments freed whole by TTL expiry, and by the eviction policy;
-    // merge-eviction passes.
+    // merge-eviction passes, and those finished ahead of need.
     expired_segments,
     evicted_segments,
     segment_merges,
+    segment_merges_ahead,
     // The worker loop, for the admin port: turns of the loop, io_uring_enter
     // calls, returns from sleeping in io_uring_enter, and MsgRing wake-ups
     // sent to sleeping peers.

@@ -74,6 +74,7 @@ impl Shard {
         c.expired_segments = s.stats.expired_segments;
         c.evicted_segments = s.stats.evicted_segments;
         c.segment_merges = s.stats.merges;
+        c.segment_merges_ahead = s.stats.merges_ahead;
         c.foreign_read_waits = s.grace_waits();
         c
     }

@@ -75,6 +75,11 @@ impl Store {
             Some(id) => {
                 self.drop_segment(id, false);
                 self.stats.evicted_segments += 1;
+                // Merge needs its reserve back (a merge's victim was pinned
+                // and parked when it was freed): the next eviction merges.
+                if self.cfg.eviction == Eviction::Merge {
+                    self.renew_reserve();
+                }
                 true
             }
             None => false,

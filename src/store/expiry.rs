@@ -94,6 +94,13 @@ impl Store {
         e.crawl_counted = false;
     }
 
+    /// Whether the current expiry pass has whole expired segments left to
+    /// free.
+    #[inline]
+    pub(super) fn expiry_has_segments(&self) -> bool {
+        !self.expiry.segments.is_empty()
+    }
+
     /// Whether the current expiry pass has work left.
     #[inline]
     pub fn expiry_pending(&self) -> bool {

@@ -167,7 +167,10 @@ fn a_fill_leaves_few_overflow_buckets_behind() {
         }
     }
     for (i, &h) in hashes.iter().enumerate() {
-        assert!(ix.find(h, |s| slot_seg(s) == i as u32).is_some(), "item {i}");
+        assert!(
+            ix.find(h, |s| slot_seg(s) == i as u32).is_some(),
+            "item {i}"
+        );
     }
     assert!(worst < 12.0, "{worst:.2} index bytes an item");
 }

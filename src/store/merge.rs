@@ -22,6 +22,7 @@
 
 use super::index::{self, SlotRef};
 use super::item::{self, ItemMeta, RawItem, DELETED};
+use super::merge_job::{CompactTo, HandCut, Plan};
 use super::segment::NONE;
 use super::ttl;
 use super::Store;
@@ -49,7 +50,7 @@ const COMPACT_COPY: (usize, usize) = (5, 1);
 impl Store {
     /// A segment that eviction may take: in use, in a chain but not its open
     /// tail, not the reserve, not pinned by a send.
-    fn sealed(&self, id: u32) -> bool {
+    pub(super) fn sealed(&self, id: u32) -> bool {
         let h = self.segs.header(id);
         h.seq != 0
             && id != self.reserve
@@ -57,10 +58,24 @@ impl Store {
             && !self.segs.is_pinned(id)
     }
 
-    /// One step of merge eviction; false if no segment can be taken.
+    /// Merge eviction run to the end: finishes the merge in progress, or
+    /// plans one and runs it (see `merge_job.rs` for the steps). False if
+    /// no segment can be taken.
     pub(super) fn merge(&mut self) -> bool {
-        if self.reserve == NONE {
+        if !self.merge_running() && !self.merge_begin() {
             return false;
+        }
+        while self.merge_running() {
+            self.merge_step(usize::MAX);
+        }
+        true
+    }
+
+    /// What merge eviction would do now: compact a run of segments (first,
+    /// length) or pass the hand over the oldest sealed one.
+    pub(super) fn merge_plan(&self) -> Option<Plan> {
+        if self.reserve == NONE {
+            return None;
         }
         let now = self.clock.now();
         let seg = self.segs.seg_size as u64;
@@ -102,137 +117,135 @@ impl Store {
             }
         }
         match (best, oldest) {
-            (Some((_, a, k)), oldest) => {
-                // Should sizes defeat the plan after all (expiry is an
-                // estimate), the hand still frees: eviction never spins.
-                if !self.compact(a, k) {
-                    if let Some((_, id)) = oldest.filter(|&(_, id)| self.sealed(id)) {
-                        self.hand(id);
-                    }
-                }
-            }
-            (None, Some((_, id))) => self.hand(id),
-            _ => return false,
+            (Some((_, a, k)), _) => Some(Plan::Compact(a, k)),
+            (None, Some((_, id))) => Some(Plan::Hand(id)),
+            _ => None,
         }
-        self.stats.merges += 1;
-        true
     }
 
-    /// Copies every live item of the `k` segments from `a` on into as few
-    /// fresh ones (the reserve first, then segments the run freed), which
-    /// take the run's place in its chain and in the hand's order. Returns
-    /// whether it freed a segment (used fewer destinations than `k`).
-    fn compact(&mut self, a: u32, k: usize) -> bool {
-        let (bucket, order) = {
-            let h = self.segs.header(a);
-            (h.ttl_bucket, h.order)
-        };
-        let mut run = Vec::with_capacity(k);
-        let mut s = a;
-        for _ in 0..k {
-            run.push(s);
-            s = self.segs.header(s).next;
-        }
-        let mut dest = NONE;
-        let mut used = 0usize;
-        for victim in run {
-            // Expiry is estimated when choosing; whatever does not fit after
-            // all is evicted.
-            self.drain(victim, |st, freq, size| {
-                if dest == NONE || st.segs.room(dest) < size {
-                    let d = if st.reserve != NONE {
-                        std::mem::replace(&mut st.reserve, NONE)
-                    } else {
-                        st.segs.take(bucket, st.clock.now())?
-                    };
-                    st.segs.renew(d, bucket, st.clock.now());
-                    st.segs.header_mut(d).order = order;
-                    st.ttl.insert_before(&mut st.segs, bucket, d, victim);
-                    dest = d;
-                    used += 1;
-                }
-                Some((dest, freq))
-            });
-        }
-        self.renew_reserve();
-        used < k
+    /// The oldest sealed segment in hand order: where the hand passes when
+    /// a compaction freed nothing after all (expiry is an estimate when
+    /// planning), so that eviction never spins.
+    pub(super) fn oldest_sealed(&self) -> Option<u32> {
+        (0..self.segs.count() as u32)
+            .filter(|&id| self.sealed(id))
+            .min_by_key(|&id| self.segs.header(id).order)
     }
 
-    /// The clock hand passes `victim`: see the module comment.
-    fn hand(&mut self, victim: u32) {
-        let now = self.clock.now();
-        // Frequencies strictly above `cut` are kept whole; at `cut` only
-        // while `room` lasts (never at frequency 0).
-        let mut hist = [0usize; 256];
-        self.for_each_live(victim, |st, it, slot| {
-            let e = it.expire();
-            if e == 0 || e > now {
-                hist[index::slot_freq(st.index.get(slot)) as usize] += it.size();
-            }
-        });
+    /// Where compaction puts a record of `size` bytes: `dest` while it has
+    /// room, else a fresh segment (the reserve first) placed before
+    /// `victim` in its chain, in the run's hand order. None (the record is
+    /// evicted) if no segment is free. `dest` is (id, incarnation): a
+    /// destination freed meanwhile (its copies expired, or a flush sweep)
+    /// is not written again.
+    pub(super) fn compact_place(
+        &mut self,
+        c: &mut CompactTo,
+        victim: u32,
+        freq: u8,
+        size: usize,
+    ) -> Option<(u32, u8)> {
+        if c.dest.0 != NONE && self.segs.header(c.dest.0).seq != c.dest.1 {
+            c.dest.0 = NONE;
+        }
+        if c.dest.0 == NONE || self.segs.room(c.dest.0) < size {
+            let now = self.clock.now();
+            let d = if self.reserve != NONE {
+                std::mem::replace(&mut self.reserve, NONE)
+            } else {
+                self.segs.take(c.bucket, now)?
+            };
+            self.segs.renew(d, c.bucket, now);
+            self.segs.header_mut(d).order = c.order;
+            self.ttl.insert_before(&mut self.segs, c.bucket, d, victim);
+            c.dest = (d, self.segs.header(d).seq);
+            c.used += 1;
+        }
+        Some((c.dest.0, freq))
+    }
+
+    /// The share of `victim` the hand keeps, from the histogram of its
+    /// live bytes by frequency: frequencies strictly above the returned
+    /// cut are kept whole, at the cut only while the returned room lasts
+    /// (never at frequency 0).
+    pub(super) fn hand_cut(&self, hist: &[usize; 256]) -> (u8, usize) {
         let budget = self.segs.seg_size * KEEP_MAX.0 / KEEP_MAX.1;
-        let (mut kept, mut cut, mut room) = (0, 0u8, usize::MAX);
+        let mut kept = 0;
         for level in (1..256).rev() {
             if kept + hist[level] > budget {
-                (cut, room) = (level as u8, budget - kept);
-                break;
+                return (level as u8, budget - kept);
             }
             kept += hist[level];
         }
-        let bucket = self.segs.header(victim).ttl_bucket;
-        self.drain(victim, |st, freq, size| {
-            if freq < cut || freq == 0 || (freq == cut && room < size) {
-                return None;
-            }
-            if freq == cut {
-                room -= size;
-            }
-            let dest = match st.ttl.tail(bucket) {
-                Some(t) if st.segs.room(t) >= size => t,
-                _ => {
-                    // At most one: what is kept fits in a segment.
-                    if st.reserve == NONE {
-                        return None;
-                    }
-                    let d = st.reserve;
-                    st.reserve = NONE;
-                    st.segs.renew(d, bucket, st.clock.now());
-                    st.ttl.push_back(&mut st.segs, bucket, d);
-                    d
-                }
-            };
-            Some((dest, freq - 1))
-        });
-        self.renew_reserve();
+        (0, usize::MAX)
     }
 
-    fn renew_reserve(&mut self) {
+    /// Where the hand puts a record of `victim`'s chain `bucket` it keeps:
+    /// the chain's open segment, or the reserve when that is full; None
+    /// (evicted) below the cut.
+    pub(super) fn hand_place(
+        &mut self,
+        h: &mut HandCut,
+        freq: u8,
+        size: usize,
+    ) -> Option<(u32, u8)> {
+        if freq < h.cut || freq == 0 || (freq == h.cut && h.room < size) {
+            return None;
+        }
+        if freq == h.cut {
+            h.room -= size;
+        }
+        let dest = match self.ttl.tail(h.bucket) {
+            Some(t) if self.segs.room(t) >= size => t,
+            _ => {
+                if self.reserve == NONE {
+                    return None;
+                }
+                let d = std::mem::replace(&mut self.reserve, NONE);
+                self.segs.renew(d, h.bucket, self.clock.now());
+                self.ttl.push_back(&mut self.segs, h.bucket, d);
+                d
+            }
+        };
+        Some((dest, freq - 1))
+    }
+
+    /// Takes a free segment as the merge reserve if there is none: right
+    /// after a merge frees a victim, so that no write takes it first.
+    /// None may be free (the victim was pinned by a send and parked); the
+    /// next eviction then frees one the whole-segment way (`evict`).
+    pub(super) fn renew_reserve(&mut self) {
         if self.reserve == NONE {
-            self.reserve = self
-                .segs
-                .take(ttl::NEVER, self.clock.now())
-                .expect("a merge frees at least the segment it drained");
-            if self.reserve_unpaid {
-                self.segs.give_back_pages(self.reserve);
+            if let Some(r) = self.segs.take(ttl::NEVER, self.clock.now()) {
+                self.reserve = r;
+                if self.reserve_unpaid {
+                    self.segs.give_back_pages(r);
+                }
             }
         }
     }
 
-    /// Empties `victim` and frees it: expired items are reclaimed, and each
+    /// Reads the records of `victim` from offset `from` on, at most
+    /// `budget` of them: expired and hidden ones are reclaimed, and each
     /// live one is copied where `place(store, frequency, size)` says, with
-    /// the frequency it says, or evicted if it says None.
-    fn drain(
+    /// the frequency it says, or evicted if it says None. Returns the
+    /// offset reached, records read, and whether the segment is all read
+    /// (the caller then frees it).
+    pub(super) fn drain_some(
         &mut self,
         victim: u32,
+        from: u32,
+        budget: usize,
         mut place: impl FnMut(&mut Store, u8, usize) -> Option<(u32, u8)>,
-    ) {
+    ) -> (u32, usize, bool) {
         let now = self.clock.now();
         let end = self.segs.header(victim).write_off as usize;
-        let mut off = 0;
-        while off < end {
+        let (mut off, mut read) = (from as usize, 0);
+        while off < end && read < budget {
             let it = self.item_at(victim, off as u32);
             let size = it.size();
             off += size;
+            read += 1;
             if it.iflags() & DELETED != 0 {
                 continue;
             }
@@ -268,8 +281,7 @@ impl Store {
                 }
             }
         }
-        self.ttl.unlink(&mut self.segs, victim);
-        self.segs.release(victim);
+        (off as u32, read, off >= end)
     }
 
     /// Copies a live record into `dest`, which has room for it (see
@@ -321,20 +333,35 @@ impl Store {
         );
     }
 
-    /// Calls `f` on each live, linked record of a segment.
-    fn for_each_live(&self, seg: u32, mut f: impl FnMut(&Store, RawItem, SlotRef)) {
+    /// Adds the live, unexpired records of `seg` from offset `from` on,
+    /// at most `budget` of them, to `hist` (bytes by index frequency).
+    /// Returns the offset reached, records read, and whether the segment
+    /// is all read.
+    pub(super) fn count_some(
+        &self,
+        seg: u32,
+        from: u32,
+        budget: usize,
+        hist: &mut [usize; 256],
+    ) -> (u32, usize, bool) {
+        let now = self.clock.now();
         let end = self.segs.header(seg).write_off as usize;
-        let mut off = 0;
-        while off < end {
+        let (mut off, mut read) = (from as usize, 0);
+        while off < end && read < budget {
             let it = self.item_at(seg, off as u32);
+            read += 1;
             if it.iflags() & DELETED == 0 {
                 let hash = self.hash(it.key());
                 if let Some(r) = self.slot_at(hash, seg, off as u32) {
-                    f(self, it, r);
+                    let e = it.expire();
+                    if e == 0 || e > now {
+                        hist[index::slot_freq(self.index.get(r)) as usize] += it.size();
+                    }
                 }
             }
             off += it.size();
         }
+        (off as u32, read, off >= end)
     }
 }
 

@@ -22,6 +22,7 @@ pub mod index;
 pub mod item;
 mod mark;
 mod merge;
+mod merge_job;
 pub mod notes;
 pub mod ops;
 pub mod prefetch;
@@ -42,6 +43,7 @@ pub use config::{ConfigError, StoreConfig, StoreStats};
 pub use eviction::Eviction;
 pub use expiry::EXPIRY_STEP;
 pub use item::RawItem;
+pub use merge_job::AHEAD_HAND_SEGMENTS;
 pub use ops::*;
 pub use write::WriteError;
 
@@ -106,6 +108,11 @@ pub struct Store {
     unlinks: u64,
     /// The expiry pass going on, and where the crawler is.
     expiry: expiry::ExpiryPass,
+    /// The merge in progress, run in steps (`merge_job.rs`).
+    merge_job: Option<merge_job::MergeJob>,
+    /// Eviction ahead of need found nothing it may do at this (store
+    /// second, merges done): it waits for either to change.
+    ahead_blocked: Option<(u32, u64)>,
     /// Pending prefix invalidations (`flush_prefix`).
     prefixes: prefix::PrefixTable,
     /// The last `flush_all`, while its sweep has not read every segment.
@@ -197,6 +204,8 @@ impl Store {
             layout: ttl::Layout::for_segments(nseg),
             unlinks: 0,
             expiry: Default::default(),
+            merge_job: None,
+            ahead_blocked: None,
             prefixes: prefix::PrefixTable::default(),
             flushed: None,
             stats: StoreStats::default(),

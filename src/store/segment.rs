@@ -283,6 +283,12 @@ impl Segments {
         self.free.len()
     }
 
+    /// The free list (tests check it for duplicates).
+    #[cfg(test)]
+    pub fn free_ids(&self) -> &[u32] {
+        &self.free
+    }
+
     /// Segments neither free nor retired: live, the merge reserve, or
     /// parked.
     pub fn in_use(&self) -> usize {
