@@ -271,7 +271,7 @@ impl Worker {
             return;
         }
         let store = &mut self.shard.store;
-        if store.sweep_pending() || store.expiry_pending() || store.evict_ahead_pending() {
+        if store.sweep_pending() || store.expiry_pending() {
             // Idle: the time goes to reclaiming what a flush hid or what
             // expired, a step at a time, polling for completions between
             // steps. With
@@ -281,8 +281,6 @@ impl Worker {
             // 2 M item sweep was over).
             if store.sweep_pending() {
                 store.sweep_step(SWEEP_STEP);
-            } else if !store.expiry_pending() {
-                store.evict_ahead_for(IDLE_EXPIRY_SLICE);
             } else {
                 // Steps until IDLE_EXPIRY_SLICE has passed, then a poll:
                 // one poll a step (a loop turn and an enter each) cost 25-30 %

@@ -94,6 +94,22 @@ impl Store {
         e.crawl_counted = false;
     }
 
+    /// Hands a segment whose items have all expired, if there is one, to
+    /// the expiry pass to free in its steps; whether there was one.
+    pub(super) fn queue_expired_segment(&mut self) -> bool {
+        let now = self.clock.now();
+        let Some(found) = Self::expired_segments(&self.ttl, &self.segs, now).next() else {
+            return false;
+        };
+        if self.expiry.segments.is_empty() {
+            self.expiry.off = 0;
+        }
+        if !self.expiry.segments.contains(&found) {
+            self.expiry.segments.push(found);
+        }
+        true
+    }
+
     /// Whether the current expiry pass has whole expired segments left to
     /// free.
     #[inline]

@@ -287,6 +287,14 @@ impl Store {
     /// One step of eviction ahead of need: at most `records` records of
     /// the merge in progress, or of one begun now. Returns records read.
     pub fn evict_ahead_step(&mut self, records: usize) -> usize {
+        // A segment whose items have all expired frees room at no live
+        // item's cost, as the write path frees one before it evicts: the
+        // expiry pass frees it in its steps. (Merging ahead while expired
+        // segments waited cost 0.001-0.002 of hit ratio under TTLs jittered
+        // over 30 s-1 h at -m 64.)
+        if !self.merge_running() && self.queue_expired_segment() {
+            return 0;
+        }
         if !self.merge_running() {
             let plan = self.merge_plan();
             let ahead = match plan {
