@@ -115,6 +115,12 @@ impl Store {
             hasher.hash_one(it.key())
         });
         self.unlinks += 1;
+        self.pay_for_index();
+    }
+
+    /// Gives up segment memory for what the index has grown by (a split,
+    /// or an overflow bucket chained): `-m` pays for both.
+    pub(super) fn pay_for_index(&mut self) {
         let before = self.seg_limit;
         self.rebudget();
         if self.seg_limit < before {

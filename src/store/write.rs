@@ -130,10 +130,16 @@ impl Store {
                 if self.index.wants_growth() {
                     self.grow_index();
                 }
+                let bytes = self.index.bytes();
                 let r = self.index.empty_slot(hash);
                 self.index
                     .set(r, index::pack(index::tag_of(hash), 0, seg, off));
                 self.index.items += 1;
+                // An overflow bucket chained for this item is paid for
+                // with segment memory too, as growth is.
+                if self.index.bytes() != bytes {
+                    self.pay_for_index();
+                }
                 r
             }
         };
