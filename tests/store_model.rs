@@ -706,17 +706,7 @@ fn pinned_values_keep_their_bytes_through_churn_under_every_policy() {
             if round % 7 == 3 {
                 s.flush(0);
             }
-            for (_, ptr, want) in &pinned {
-                // SAFETY: the segment is pinned, so its memory is neither
-                // unmapped nor reused while we look.
-                let now = unsafe { std::slice::from_raw_parts(*ptr, want.len()) };
-                assert!(now == &want[..], "{policy:?}: pinned bytes changed");
-            }
-            // At most a quarter of the segments stay pinned; release the oldest.
-            if pinned.len() > 2 {
-                let (seg, _, _) = pinned.remove(0);
-                s.unpin(seg);
-            }
+            check_pins_and_release_oldest(&mut s, &mut pinned, &format!("{policy:?}"));
         }
         for (seg, _, _) in pinned.drain(..) {
             s.unpin(seg);
@@ -737,6 +727,26 @@ fn pinned_values_keep_their_bytes_through_churn_under_every_policy() {
                 s.segments_free()
             );
         }
+    }
+}
+
+/// Values pinned for a zero-copy send: (segment, first byte, the bytes
+/// they must keep).
+type Pinned = Vec<(u32, *const u8, Vec<u8>)>;
+
+/// Asserts that no pinned value's bytes changed, then releases the oldest
+/// pin while more than two are held (at most a quarter of the segments
+/// stay pinned).
+fn check_pins_and_release_oldest(s: &mut Store, pinned: &mut Pinned, what: &str) {
+    for (_, ptr, want) in pinned.iter() {
+        // SAFETY: the segment is pinned, so its memory is neither unmapped
+        // nor reused while we look.
+        let now = unsafe { std::slice::from_raw_parts(*ptr, want.len()) };
+        assert!(now == &want[..], "{what}: pinned bytes changed");
+    }
+    if pinned.len() > 2 {
+        let (seg, _, _) = pinned.remove(0);
+        s.unpin(seg);
     }
 }
 
@@ -916,7 +926,7 @@ fn merges_in_steps_ahead_of_need_never_return_wrong_data() {
         let segs = AHEAD_HAND_SEGMENTS + 32;
         let mut s = store(segs * 65536, 65536, Eviction::Merge);
         let mut latest: HashMap<u32, (Vec<u8>, u32)> = HashMap::new();
-        let mut pinned: Vec<(u32, *const u8, Vec<u8>)> = Vec::new();
+        let mut pinned: Pinned = Vec::new();
         let mut rng = 0x5eed_0fa1_15ee_d001u64;
         let mut next = || {
             rng ^= rng << 13;
@@ -981,16 +991,7 @@ fn merges_in_steps_ahead_of_need_never_return_wrong_data() {
                 } else {
                     s.expiry_begin(16);
                 }
-                for (_, ptr, want) in &pinned {
-                    // SAFETY: the segment is pinned, so its memory is
-                    // neither unmapped nor reused while we look.
-                    let now = unsafe { std::slice::from_raw_parts(*ptr, want.len()) };
-                    assert!(now == &want[..], "{shape:?}: pinned bytes changed");
-                }
-                if pinned.len() > 2 {
-                    let (seg, _, _) = pinned.remove(0);
-                    s.unpin(seg);
-                }
+                check_pins_and_release_oldest(&mut s, &mut pinned, &format!("{shape:?}"));
             }
             if i == 100_000 {
                 s.flush(0);
