@@ -730,6 +730,38 @@ fn pinned_values_keep_their_bytes_through_churn_under_every_policy() {
     }
 }
 
+/// Sets `key` (flags `k`) with a TTL of `ttl` seconds and records what a
+/// hit must return in `latest` (value, absolute expiry, 0 = never), or
+/// forgets it if the store refused (policy `none`); whether it stored.
+fn set_and_record(
+    s: &mut Store,
+    latest: &mut HashMap<u32, (Vec<u8>, u32)>,
+    k: u32,
+    key: &str,
+    v: String,
+    ttl: i64,
+) -> bool {
+    let now = s.now();
+    match s.set(&SetArgs::new(
+        SetMode::Set,
+        key.as_bytes(),
+        v.as_bytes(),
+        k,
+        ttl,
+    )) {
+        SetOutcome::Stored { .. } => {
+            let exp = if ttl == 0 { 0 } else { now + ttl as u32 };
+            latest.insert(k, (v.into_bytes(), exp));
+            true
+        }
+        SetOutcome::NoMemory => {
+            latest.remove(&k);
+            false
+        }
+        o => panic!("{o:?}"),
+    }
+}
+
 /// Values pinned for a zero-copy send: (segment, first byte, the bytes
 /// they must keep).
 type Pinned = Vec<(u32, *const u8, Vec<u8>)>;
@@ -806,24 +838,7 @@ fn fill_past_budget_under_ttl_mixes_never_returns_wrong_or_expired_data() {
                 if r % 4 == 0 {
                     let v = format!("{key}|v{i}|{}", "x".repeat((r >> 20) as usize % 300));
                     let ttl = shape.ttl(next());
-                    let now = s.now();
-                    match s.set(&SetArgs::new(
-                        SetMode::Set,
-                        key.as_bytes(),
-                        v.as_bytes(),
-                        k,
-                        ttl,
-                    )) {
-                        SetOutcome::Stored { .. } => {
-                            stored += 1;
-                            let exp = if ttl == 0 { 0 } else { now + ttl as u32 };
-                            latest.insert(k, (v.into_bytes(), exp));
-                        }
-                        SetOutcome::NoMemory => {
-                            latest.remove(&k);
-                        }
-                        o => panic!("{o:?}"),
-                    }
+                    stored += set_and_record(&mut s, &mut latest, k, &key, v, ttl) as usize;
                 } else if let Some(f) = s.get(key.as_bytes()) {
                     hits += 1;
                     let (want, exp) = latest.get(&k).expect("a hit was written");
@@ -948,20 +963,7 @@ fn merges_in_steps_ahead_of_need_never_return_wrong_data() {
                     } else {
                         shape.ttl(next())
                     };
-                    let now = s.now();
-                    match s.set(&SetArgs::new(
-                        SetMode::Set,
-                        key.as_bytes(),
-                        v.as_bytes(),
-                        k,
-                        ttl,
-                    )) {
-                        SetOutcome::Stored { .. } => {
-                            let exp = if ttl == 0 { 0 } else { now + ttl as u32 };
-                            latest.insert(k, (v.into_bytes(), exp));
-                        }
-                        o => panic!("{o:?}"),
-                    }
+                    assert!(set_and_record(&mut s, &mut latest, k, &key, v, ttl));
                 }
                 6 => {
                     s.delete(key.as_bytes(), 0);
