@@ -324,7 +324,7 @@ impl Store {
         let start = Instant::now();
         let mut read = self.evict_ahead_step(MERGE_STEP);
         while self.merge_running() && start.elapsed() < slice {
-            read += self.merge_step(MERGE_STEP);
+            read += self.evict_ahead_step(MERGE_STEP);
         }
         read
     }

@@ -201,3 +201,26 @@ fn a_compaction_destination_freed_between_steps_is_not_written() {
     }
     assert!(kept > 1000, "{kept} kept");
 }
+
+/// A merge that a worker's slice finishes counts as one done ahead, in
+/// whichever of the slice's steps it ends.
+#[test]
+fn a_merge_finished_in_a_slice_counts_as_ahead() {
+    let mut s = store();
+    let v = [b'x'; 200];
+    let mut i = 0;
+    while s.segs.free_count() > 0 || s.segs.in_use() < s.seg_limit {
+        set(&mut s, &format!("k{i}"), &v, 0);
+        if i % 2 == 1 {
+            s.delete(format!("k{i}").as_bytes(), 0);
+        }
+        i += 1;
+    }
+    assert!(s.evict_ahead_pending());
+    let merges = s.stats.merges;
+    let read = s.evict_ahead_for(std::time::Duration::from_secs(5));
+    assert!(read > MERGE_STEP, "more than one step ({read} records)");
+    assert!(!s.merge_running());
+    assert_eq!(s.stats.merges, merges + 1);
+    assert_eq!(s.stats.merges_ahead, 1);
+}
