@@ -62,7 +62,7 @@ impl Store {
     /// plans one and runs it (see `merge_job.rs` for the steps). False if
     /// no segment can be taken.
     pub(super) fn merge(&mut self) -> bool {
-        if !self.merge_running() && !self.merge_begin() {
+        if !self.merge_running() && !self.merge_begin(|_, _| true) {
             return false;
         }
         while self.merge_running() {
@@ -81,14 +81,9 @@ impl Store {
         let seg = self.segs.seg_size as u64;
         // Best run: (copied bytes per segment freed, first segment, length).
         let mut best: Option<(u64, u32, usize)> = None;
-        let mut oldest: Option<(u64, u32)> = None;
         for id in 0..self.segs.count() as u32 {
             if !self.sealed(id) {
                 continue;
-            }
-            let h = self.segs.header(id);
-            if oldest.is_none_or(|(o, _)| h.order < o) {
-                oldest = Some((h.order, id));
             }
             // Runs starting here: k segments whose live bytes fit in fewer.
             // A destination may end with up to a record's worth of room it
@@ -116,10 +111,9 @@ impl Store {
                 }
             }
         }
-        match (best, oldest) {
-            (Some((_, a, k)), _) => Some(Plan::Compact(a, k)),
-            (None, Some((_, id))) => Some(Plan::Hand(id)),
-            _ => None,
+        match best {
+            Some((_, a, k)) => Some(Plan::Compact(a, k)),
+            None => self.oldest_sealed().map(Plan::Hand),
         }
     }
 

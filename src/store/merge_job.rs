@@ -121,14 +121,17 @@ impl Store {
         self.merge_job.is_some()
     }
 
-    /// Plans a merge and makes it the job in progress; false if there is
-    /// nothing to merge (or no reserve to copy into).
-    pub(super) fn merge_begin(&mut self) -> bool {
-        let Some(plan) = self.merge_plan() else {
-            return false;
-        };
-        self.merge_job = Some(self.job_for(plan));
-        true
+    /// Plans a merge and makes it the job in progress if `allowed` takes
+    /// the plan; false if it does not, or there is nothing to merge (or no
+    /// reserve to copy into).
+    pub(super) fn merge_begin(&mut self, allowed: impl Fn(&Store, Plan) -> bool) -> bool {
+        match self.merge_plan() {
+            Some(plan) if allowed(self, plan) => {
+                self.merge_job = Some(self.job_for(plan));
+                true
+            }
+            _ => false,
+        }
     }
 
     fn job_for(&self, plan: Plan) -> MergeJob {
@@ -276,8 +279,7 @@ impl Store {
         if self.merge_running() {
             return true;
         }
-        let room = self.segs.in_use() < self.seg_limit && self.segs.free_count() > 0;
-        !room
+        !self.segment_ready()
             && self.reserve != NONE
             && self.ahead_blocked != Some((self.clock.now(), self.stats.merges))
             && !self.expiry_has_segments()
@@ -295,20 +297,15 @@ impl Store {
         if !self.merge_running() && self.queue_expired_segment() {
             return 0;
         }
-        if !self.merge_running() {
-            let plan = self.merge_plan();
-            let ahead = match plan {
-                Some(Plan::Compact(..)) => true,
-                Some(Plan::Hand(_)) => self.seg_limit >= AHEAD_HAND_SEGMENTS,
-                None => false,
-            };
-            if !ahead {
-                // Asked again next second or after the next merge, not
-                // every loop turn.
-                self.ahead_blocked = Some((self.clock.now(), self.stats.merges));
-                return 0;
-            }
-            self.merge_job = plan.map(|p| self.job_for(p));
+        let ahead = |st: &Store, plan| match plan {
+            Plan::Compact(..) => true,
+            Plan::Hand(_) => st.seg_limit >= AHEAD_HAND_SEGMENTS,
+        };
+        if !self.merge_running() && !self.merge_begin(ahead) {
+            // Asked again next second or after the next merge, not every
+            // loop turn.
+            self.ahead_blocked = Some((self.clock.now(), self.stats.merges));
+            return 0;
         }
         let read = self.merge_step(records);
         if !self.merge_running() {

@@ -36,7 +36,7 @@ impl Store {
             // One segment is all this write needs; the rest is the
             // expiry pass's, in steps (a whole pass held the worker 53 ms).
             self.expire_one_segment();
-            if self.may_take() && self.segs.free_count() > 0 {
+            if self.segment_ready() {
                 continue;
             }
             evictions += 1;
@@ -52,6 +52,13 @@ impl Store {
     #[inline]
     fn may_take(&self) -> bool {
         self.segs.in_use() < self.seg_limit
+    }
+
+    /// Whether a write that needs a fresh segment can take one now,
+    /// without evicting.
+    #[inline]
+    pub(super) fn segment_ready(&self) -> bool {
+        self.may_take() && self.segs.free_count() > 0
     }
 
     /// Writes a new version of `key` and links it in place of the old one.
