@@ -204,19 +204,26 @@ def fill(args, port):
     uses `noreply`, which pogocache answers anyway (STORED), so its check
     of the reply stream fails there."""
     value = bytes(ord("a") + i % 26 for i in range(args.value_size))
-    want = b"STORED\r\n"
+    # A cache smaller than the keys (--memory) evicts while it is filled,
+    # and a server may then refuse a set now and then (memcached answers
+    # this when no item at its LRU tail can be taken); a fill can take
+    # that. (A run of 1 M keys into -m 64 stopped on one such reply; which
+    # server sent it was not recorded.)
+    allowed = (b"STORED", b"SERVER_ERROR out of memory storing object")
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         for lo in range(0, args.keys, 1000):
             n = min(1000, args.keys - lo)
             s.sendall(b"".join(b"set key:%08d 0 0 %d\r\n%s\r\n" % (i, args.value_size, value) for i in range(lo, lo + n)))
-            need, got = n * len(want), b""
-            while len(got) < need:
+            got = b""
+            while got.count(b"\r\n") < n:
                 chunk = s.recv(65536)
                 if not chunk:
                     raise RuntimeError("fill: connection closed")
                 got += chunk
-            if got != want * n:
-                raise RuntimeError(f"fill: unexpected reply {got[:80]!r}")
+            lines = got.split(b"\r\n")[:n]
+            bad = [l for l in lines if l not in allowed]
+            if bad or got.count(b"\r\n") != n:
+                raise RuntimeError(f"fill: unexpected reply {bad[:1]!r} in {got[:80]!r}")
 
 
 def one_run(args, kind, threads, op, rate=None, secs=None):
