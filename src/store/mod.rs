@@ -113,9 +113,8 @@ pub struct Store {
     /// Eviction ahead of need found nothing it may do at this (store
     /// second, merges done, `tail_low`): it waits for one to change.
     ahead_blocked: Option<(u32, u64, bool)>,
-    /// A write left its open segment less than a quarter of its room
-    /// since a segment was last taken: a write will soon need a fresh one
-    /// (`merge_job.rs`).
+    /// The last write left its open segment less than a quarter of its
+    /// room: a write will soon need a fresh one (`merge_job.rs`).
     tail_low: bool,
     /// Pending prefix invalidations (`flush_prefix`).
     prefixes: prefix::PrefixTable,
