@@ -238,31 +238,58 @@ impl Memcached {
         Self::start_with(args, |_| {})
     }
 
-    /// As `start`, with a hook to adjust the command (limits, user).
-    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Memcached {
-        let port = free_port();
-        let mut cmd = Command::new("/usr/bin/memcached");
-        cmd.args([
-            "-u",
-            "root",
-            "-U",
-            "0",
-            "-l",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        adjust(&mut cmd);
-        let child = cmd.spawn().unwrap();
+    /// As `start`, with a hook to adjust the command (limits, user). As
+    /// with [`Server::start`], a port picked free can be taken before
+    /// memcached binds it (another test's server, or an outgoing connection
+    /// of a test opening hundreds): memcached then exits 71 and another port
+    /// is tried, and it is only used once `stats` there reports its own pid.
+    /// (A CI run once measured another test's memcached on the same port,
+    /// and met "connection refused" when that one stopped.)
+    pub fn start_with(args: &[&str], adjust: impl Fn(&mut Command)) -> Memcached {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut cmd = Command::new("/usr/bin/memcached");
+            cmd.args([
+                "-u",
+                "root",
+                "-U",
+                "0",
+                "-l",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+            adjust(&mut cmd);
+            let child = cmd.spawn().unwrap();
+            let mut mc = Memcached { child, port };
+            if mc.answers_as_itself() {
+                return mc;
+            }
+        }
+        panic!("memcached did not start on any of 5 ports");
+    }
+
+    /// Waits until this child answers `stats` with its own pid (true) or
+    /// exits 71, memcached's "failed to listen" (false).
+    fn answers_as_itself(&mut self) -> bool {
+        let want = format!("STAT pid {}\r\n", self.child.id());
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "memcached did not start");
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert_eq!(st.code(), Some(71), "memcached died at start: {st}");
+                return false;
+            }
+            if let Some(stats) = try_exchange(self.port, b"stats\r\n", b"END\r\n") {
+                if String::from_utf8_lossy(&stats).contains(&want) {
+                    return true;
+                }
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Memcached { child, port }
+        panic!("memcached did not start");
     }
 
     pub fn connect(&self) -> TcpStream {
