@@ -81,6 +81,7 @@ fn run_conn(
         counters: HashMap::new(),
     };
     let nconns = 8;
+    let start = Instant::now();
     while t.ops < ops_target && Instant::now() < deadline {
         let mut batch = Vec::new();
         let mut wire = Vec::new();
@@ -173,13 +174,33 @@ fn run_conn(
             }
             batch.push(op);
         }
-        r.get_mut().write_all(&wire).unwrap();
-        r.get_mut().flush().unwrap();
+        // A failed read or write says which client, when and how far in.
+        let failed = |what: &str, ops: u64, e: std::io::Error| -> ! {
+            panic!(
+                "conn {conn}: {what} after {ops} ops, {:?} in: {e}",
+                start.elapsed()
+            )
+        };
+        if let Err(e) = r
+            .get_mut()
+            .write_all(&wire)
+            .and_then(|_| r.get_mut().flush())
+        {
+            failed("writing a batch", t.ops, e);
+        }
         let mut resets = Vec::new();
         for op in batch {
             t.ops += 1;
             let mut line = String::new();
-            r.read_line(&mut line).unwrap();
+            match r.read_line(&mut line) {
+                Ok(0) => failed(
+                    "reading a reply",
+                    t.ops,
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ),
+                Err(e) => failed("reading a reply", t.ops, e),
+                Ok(_) => {}
+            }
             match op {
                 Op::Set(k, _) => assert_eq!(line, "STORED\r\n", "set {k}"),
                 Op::Get(k, own, expect) => {
@@ -355,6 +376,24 @@ fn stat(tr: &Transport, port: u16, name: &str) -> u64 {
     }
 }
 
+/// Every `STAT` line of `stats` over a fresh plain connection, for the
+/// failure report: errors are returned, not panicked on.
+fn stats_text(port: u16) -> std::io::Result<String> {
+    let s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut r = BufReader::new(s);
+    r.get_mut().write_all(b"stats\r\n")?;
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 || line.starts_with("END") {
+            return Ok(all);
+        }
+        all.push_str(line.trim_end());
+        all.push(' ');
+    }
+}
+
 /// Stops the server however the test ends.
 struct KillOnDrop(Child);
 impl Drop for KillOnDrop {
@@ -491,6 +530,13 @@ fn torture(tr: Transport, default_ops: u64, extra: &[String]) {
             guard.0.try_wait(),
             std::fs::read_to_string(dir.join("server.stderr")).unwrap_or_default()
         );
+        // The server's own view, if it still answers in plain text: how
+        // many connections it took and has open, and what it counted
+        // (a reset of every client with the server up was not explained
+        // by the report above alone).
+        if let Transport::Plain = tr {
+            eprintln!("its stats: {:?}", stats_text(port));
+        }
         std::panic::resume_unwind(e);
     }
     let evictions = stat(&tr, port, "evictions");
