@@ -7,7 +7,9 @@
 //!
 //! Usage: cargo run --release --example hitsim -- MEM_MIB SHARDS SHAPE OPS [POLICY] [OPS_PER_SEC]
 //! Environment: KEYS (key space, default 8000 per MiB), LRU=1 (run the LRU
-//! too), LS (LRU capacity as a multiple of MEM).
+//! too), LS (LRU capacity as a multiple of MEM), AHEAD=1 (merge steps
+//! ahead of need between requests, as a busy worker runs them), SEED (the
+//! operation stream's, default 7).
 
 use corecache::store::*;
 use std::collections::HashMap;
@@ -124,6 +126,7 @@ fn main() {
         .unwrap_or(Eviction::Merge);
     let rate: u64 = a.get(6).map(|s| s.parse().unwrap()).unwrap_or(100_000);
     let with_lru = std::env::var("LRU").is_ok();
+    let ahead = std::env::var("AHEAD").is_ok();
     let keyspace: usize = std::env::var("KEYS")
         .map(|s| s.parse().unwrap())
         .unwrap_or(mem * 8000);
@@ -161,7 +164,9 @@ fn main() {
                 .unwrap_or(1.0)) as usize,
     );
     let route = ahash::RandomState::with_seeds(1, 2, 3, 4);
-    let mut r = Rng(7);
+    let mut r = Rng(std::env::var("SEED")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(7));
     let filler = vec![b'x'; 1000];
     let (mut gets, mut hits, mut lhits) = (0u64, 0u64, 0u64);
     let mut now_sec = 0u64;
@@ -183,6 +188,11 @@ fn main() {
             (((route.hash_one(key.as_bytes()) >> 32) * shards as u64) >> 32) as usize
         };
         let s = &mut stores[sh];
+        // A worker's loop turn: eviction steps ahead of need every 16
+        // requests (`AHEAD=1`), as `engine/worker.rs` gives them 10 µs.
+        if ahead && i % 16 == 0 && s.evict_ahead_pending() {
+            s.evict_ahead_step(MERGE_STEP);
+        }
         let measured = i >= ops / 2;
         if r.range(0, 4) == 0 {
             let size = r.range(50, 1000) as usize;

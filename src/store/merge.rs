@@ -24,6 +24,7 @@ use super::index::{self, SlotRef};
 use super::item::{self, ItemMeta, RawItem, DELETED};
 use super::merge_job::{CompactTo, HandCut, Plan};
 use super::segment::NONE;
+use super::sweep::LOOKAHEAD;
 use super::ttl;
 use super::Store;
 
@@ -62,7 +63,7 @@ impl Store {
     /// plans one and runs it (see `merge_job.rs` for the steps). False if
     /// no segment can be taken.
     pub(super) fn merge(&mut self) -> bool {
-        if !self.merge_running() && !self.merge_begin(|_, _| true) {
+        if !self.merge_running() && !self.merge_begin() {
             return false;
         }
         while self.merge_running() {
@@ -235,7 +236,12 @@ impl Store {
         let now = self.clock.now();
         let end = self.segs.header(victim).write_off as usize;
         let (mut off, mut read) = (from as usize, 0);
+        let mut ahead = from;
+        for _ in 0..LOOKAHEAD.min(budget) {
+            ahead = self.prefetch_record(victim, ahead, end as u32);
+        }
         while off < end && read < budget {
+            ahead = self.prefetch_record(victim, ahead, end as u32);
             let it = self.item_at(victim, off as u32);
             let size = it.size();
             off += size;
@@ -341,7 +347,12 @@ impl Store {
         let now = self.clock.now();
         let end = self.segs.header(seg).write_off as usize;
         let (mut off, mut read) = (from as usize, 0);
+        let mut ahead = from;
+        for _ in 0..LOOKAHEAD.min(budget) {
+            ahead = self.prefetch_record(seg, ahead, end as u32);
+        }
         while off < end && read < budget {
+            ahead = self.prefetch_record(seg, ahead, end as u32);
             let it = self.item_at(seg, off as u32);
             read += 1;
             if it.iflags() & DELETED == 0 {

@@ -73,7 +73,7 @@ fn half_done_merge(steps: usize, n: usize, overwrite: bool) -> Store {
         }
         i += 1;
     }
-    assert!(s.merge_begin(|_, _| true), "a plan");
+    assert!(s.merge_begin(), "a plan");
     for _ in 0..steps {
         s.merge_step(n);
     }
@@ -166,7 +166,7 @@ fn a_compaction_destination_freed_between_steps_is_not_written() {
         }
         i += 1;
     }
-    assert!(s.merge_begin(|_, _| true));
+    assert!(s.merge_begin());
     let first = match &s.merge_job.as_ref().unwrap().work {
         Work::Compact { run, .. } => run[0],
         w => panic!("{w:?}"),
@@ -223,4 +223,47 @@ fn a_merge_finished_in_a_slice_counts_as_ahead() {
     assert!(!s.merge_running());
     assert_eq!(s.stats.merges, merges + 1);
     assert_eq!(s.stats.merges_ahead, 1);
+}
+
+/// In a shard too small for the hand to evict ahead of need, a merge
+/// ahead counts its victim once the open segment runs low, and then
+/// waits: no item goes before a write needs the room, and the write that
+/// does finishes the job.
+#[test]
+fn a_small_shard_counts_the_hands_victim_ahead_and_evicts_on_need() {
+    let mut s = store();
+    assert!(s.seg_limit < AHEAD_HAND_SEGMENTS);
+    let v = [b'x'; 200];
+    let mut i = 0;
+    while s.segs.free_count() > 0 || s.segs.in_use() < s.seg_limit || s.tail_low {
+        set(&mut s, &format!("k{i}"), &v, 0);
+        i += 1;
+    }
+    let merges = s.stats.merges;
+    // Not yet: the open segment has room for a while.
+    assert_eq!(s.evict_ahead_for(std::time::Duration::from_secs(5)), 0);
+    assert!(!s.merge_running());
+    while !s.tail_low {
+        set(&mut s, &format!("k{i}"), &v, 0);
+        i += 1;
+    }
+    assert_eq!(s.stats.merges, merges, "no write needed a segment yet");
+    assert!(s.evict_ahead_pending());
+    let items = s.curr_items();
+    let read = s.evict_ahead_for(std::time::Duration::from_secs(5));
+    assert!(read > MERGE_STEP, "the victim counted ({read} records)");
+    assert!(s.merge_waits_for_need(), "the hand waits for a write");
+    assert_eq!(s.evict_ahead_for(std::time::Duration::from_secs(5)), 0);
+    assert!(s.merge_waits_for_need(), "still waiting");
+    assert!(!s.evict_ahead_pending(), "no more work ahead");
+    assert_eq!((s.curr_items(), s.stats.evictions), (items, 0));
+    check(&s);
+    while s.stats.merges == merges {
+        set(&mut s, &format!("k{i}"), &v, 0);
+        i += 1;
+    }
+    assert!(!s.merge_running());
+    assert!(s.stats.evictions > 0);
+    assert_eq!(s.stats.merges_ahead, 0);
+    check(&s);
 }

@@ -43,7 +43,7 @@ pub use config::{ConfigError, StoreConfig, StoreStats};
 pub use eviction::Eviction;
 pub use expiry::EXPIRY_STEP;
 pub use item::RawItem;
-pub use merge_job::AHEAD_HAND_SEGMENTS;
+pub use merge_job::{AHEAD_HAND_SEGMENTS, MERGE_STEP};
 pub use ops::*;
 pub use write::WriteError;
 
@@ -111,8 +111,11 @@ pub struct Store {
     /// The merge in progress, run in steps (`merge_job.rs`).
     merge_job: Option<merge_job::MergeJob>,
     /// Eviction ahead of need found nothing it may do at this (store
-    /// second, merges done): it waits for either to change.
-    ahead_blocked: Option<(u32, u64)>,
+    /// second, merges done, `tail_low`): it waits for one to change.
+    ahead_blocked: Option<(u32, u64, bool)>,
+    /// The last write left its open segment less than a quarter of its
+    /// room: a write will soon need a fresh one (`merge_job.rs`).
+    tail_low: bool,
     /// Pending prefix invalidations (`flush_prefix`).
     prefixes: prefix::PrefixTable,
     /// The last `flush_all`, while its sweep has not read every segment.
@@ -206,6 +209,7 @@ impl Store {
             expiry: Default::default(),
             merge_job: None,
             ahead_blocked: None,
+            tail_low: false,
             prefixes: prefix::PrefixTable::default(),
             flushed: None,
             stats: StoreStats::default(),

@@ -20,7 +20,9 @@ impl Store {
         let mut evictions = 0usize;
         loop {
             if let Some(tail) = self.ttl.tail(bucket) {
-                if self.segs.room(tail) >= size {
+                let room = self.segs.room(tail);
+                if room >= size {
+                    self.tail_low = room - size < self.segs.seg_size / 4;
                     let h = self.segs.header_mut(tail);
                     let off = h.write_off;
                     h.write_off += size as u32;
