@@ -113,8 +113,9 @@ pub struct Store {
     /// Eviction ahead of need found nothing it may do at this (store
     /// second, merges done, `tail_low`): it waits for one to change.
     ahead_blocked: Option<(u32, u64, bool)>,
-    /// The last write left its open segment less than a quarter of its
-    /// room: a write will soon need a fresh one (`merge_job.rs`).
+    /// A write left its open segment less than a quarter of its room
+    /// since a segment was last taken: a write will soon need a fresh one
+    /// (`merge_job.rs`).
     tail_low: bool,
     /// Pending prefix invalidations (`flush_prefix`).
     prefixes: prefix::PrefixTable,

@@ -22,7 +22,12 @@ impl Store {
             if let Some(tail) = self.ttl.tail(bucket) {
                 let room = self.segs.room(tail);
                 if room >= size {
-                    self.tail_low = room - size < self.segs.seg_size / 4;
+                    // Set here, cleared when a segment is taken: it
+                    // changes twice a segment, whatever the mix of chains
+                    // written (eviction ahead waits on its changes).
+                    if room - size < self.segs.seg_size / 4 {
+                        self.tail_low = true;
+                    }
                     let h = self.segs.header_mut(tail);
                     let off = h.write_off;
                     h.write_off += size as u32;
@@ -31,6 +36,7 @@ impl Store {
             }
             if self.may_take() {
                 if let Some(id) = self.segs.take(bucket, self.clock.now()) {
+                    self.tail_low = false;
                     self.ttl.push_back(&mut self.segs, bucket, id);
                     continue;
                 }
