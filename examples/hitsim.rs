@@ -9,7 +9,9 @@
 //! Environment: KEYS (key space, default 8000 per MiB), LRU=1 (run the LRU
 //! too), LS (LRU capacity as a multiple of MEM), AHEAD=1 (merge steps
 //! ahead of need between requests, as a busy worker runs them), SEED (the
-//! operation stream's, default 7).
+//! operation stream's, default 7), VALUES=bimodal (each key its own size:
+//! 1 key in 20 of 16-64 KiB, the rest 50-500 B, as `bench-memory.py
+//! --values bimodal`; the default is 50-1000 B drawn for every set).
 
 use corecache::store::*;
 use std::collections::HashMap;
@@ -167,7 +169,11 @@ fn main() {
     let mut r = Rng(std::env::var("SEED")
         .map(|s| s.parse().unwrap())
         .unwrap_or(7));
-    let filler = vec![b'x'; 1000];
+    let values = std::env::var("VALUES").unwrap_or_default();
+    let bimodal = values == "bimodal";
+    let large = values == "large";
+    let scan = values == "scan";
+    let filler = vec![b'x'; 65536];
     let (mut gets, mut hits, mut lhits) = (0u64, 0u64, 0u64);
     let mut now_sec = 0u64;
     for i in 0..ops {
@@ -194,8 +200,32 @@ fn main() {
             s.evict_ahead_step(MERGE_STEP);
         }
         let measured = i >= ops / 2;
-        if r.range(0, 4) == 0 {
-            let size = r.range(50, 1000) as usize;
+        let set = r.range(0, 4) == 0;
+        if set && scan && r.range(0, 1) == 0 {
+            // Half the sets: a key written once and never read.
+            let once = format!("scan:{i}");
+            s.set(&SetArgs::new(
+                SetMode::Set,
+                once.as_bytes(),
+                &filler[..100],
+                0,
+                0,
+            ));
+        } else if set {
+            let size = if scan {
+                Rng(k.wrapping_mul(0x9e37_79b1)).range(2000, 8000) as usize
+            } else if bimodal {
+                let mut kr = Rng(k.wrapping_mul(0x9e37_79b1) ^ 0x5bd1_e995);
+                if kr.range(0, 19) == 0 {
+                    kr.range(16384, 65536) as usize
+                } else {
+                    kr.range(50, 500) as usize
+                }
+            } else if large {
+                Rng(k.wrapping_mul(0x9e37_79b1)).range(16384, 65536) as usize
+            } else {
+                r.range(50, 1000) as usize
+            };
             let t = ttl(shape, &mut r, k);
             s.set(&SetArgs::new(
                 SetMode::Set,

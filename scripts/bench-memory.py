@@ -22,8 +22,16 @@ TTL shapes:
   wide      every set its own TTL, log-uniform 1 s - 30 days
   mix1s     half no TTL, half 1 s
 
+Value sizes (--values):
+  uniform   50-1000 bytes, drawn for every set (the default)
+  bimodal   each key its own size: 1 key in 20 large (16-64 KiB), the rest
+            50-500 bytes; the large ones are 7/8 of the bytes written, so
+            they turn a log over fast while memcached keeps each size in
+            its own slab class
+
 Usage: scripts/bench-memory.py [fill] [hit] [--mem 64,1024] [--threads 1,2]
                                [--shapes none,long,...] [--scale 1.0]
+                               [--values uniform|bimodal]
 """
 import argparse
 import bisect
@@ -196,6 +204,18 @@ def ttl_fn(shape, rng):
     raise ValueError(shape)
 
 
+def size_fn(values, rng):
+    if values == "uniform":
+        sizes = range(50, 1001)
+        return lambda k: rng.choice(sizes)
+    if values == "bimodal":
+        def per_key(k):
+            r = random.Random(k * 0x9E3779B1 ^ 0x5BD1E995)
+            return r.randint(16384, 65536) if r.random() < 0.05 else r.randint(50, 500)
+        return per_key
+    raise ValueError(values)
+
+
 _CDF = {}
 
 
@@ -205,13 +225,13 @@ def zipf_cdf(n, alpha=0.99):
     return _CDF[n]
 
 
-def hit(shape, mem, threads, ops, keyspace, seed=7):
+def hit(shape, mem, threads, ops, keyspace, values="uniform", seed=7):
     rng = random.Random(seed)
     cdf = zipf_cdf(keyspace)
     ranks = range(keyspace)
-    sizes = range(50, 1001)
+    size_of = size_fn(values, rng)
     ttl = ttl_fn(shape, rng)
-    filler = b"x" * 1000
+    filler = b"x" * 65536
     servers = both(mem, threads)
     gets = [0, 0]
     hits = [0, 0]
@@ -229,7 +249,7 @@ def hit(shape, mem, threads, ops, keyspace, seed=7):
                     parts.append(b"get key:%d\r\n" % k)
                     n_get += 1
                 else:
-                    size = rng.choice(sizes)
+                    size = size_of(k)
                     parts.append(b"set key:%d 0 %d %d noreply\r\n%s\r\n" % (k, ttl(k), size, filler[:size]))
             payload = b"".join(parts)
             measured = done >= ops // 2
@@ -269,6 +289,8 @@ def main():
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--scale", type=float, default=1.0,
                     help="operations per MiB of -m, in units of 40,000 (1.0 writes each -m over about 4 times)")
+    ap.add_argument("--values", default="uniform", choices=["uniform", "bimodal"],
+                    help="value sizes: uniform 50-1000 B per set, or bimodal per key (see above)")
     ap.add_argument("--keys-per-mib", type=int, default=8000,
                     help="key space per MiB of -m (8000: about 4x what fits)")
     args = ap.parse_args()
@@ -285,7 +307,8 @@ def main():
         sys.stdout.flush()
 
     if "hit" in args.what:
-        print("## Hit ratio: zipf 0.99 keys, values 50-1000 B, 1:4 set:get, second half of the gets\n")
+        sizes = {"uniform": "values 50-1000 B", "bimodal": "values per key 50-500 B or (1 in 20) 16-64 KiB"}
+        print(f"## Hit ratio: zipf 0.99 keys, {sizes[args.values]}, 1:4 set:get, second half of the gets\n")
         print("| TTL shape | -m | -t | keys | ops | hit corecache | hit memcached | diff "
               "| live items corecache | live items memcached | memcached curr_items "
               "| RSS/-m corecache | RSS/-m memcached | secs |")
@@ -296,7 +319,7 @@ def main():
                 for shape in args.shapes.split(","):
                     ops = int(mem * 40_000 * args.scale) // 1000 * 1000
                     keyspace = mem * args.keys_per_mib
-                    c, m = hit(shape, mem, threads, ops, keyspace)
+                    c, m = hit(shape, mem, threads, ops, keyspace, args.values)
                     print(f"| {shape} | {mem} | {threads} | {keyspace} | {ops} | {c['hit']:.4f} | {m['hit']:.4f} "
                           f"| {c['hit'] - m['hit']:+.4f} | {c['items']} | {m['items']} | {m['curr_items']} "
                           f"| {c['rss'] / mem:.2f} | {m['rss'] / mem:.2f} | {c['secs']:.0f} |")
