@@ -11,7 +11,10 @@
 //! ahead of need between requests, as a busy worker runs them), SEED (the
 //! operation stream's, default 7), VALUES=bimodal (each key its own size:
 //! 1 key in 20 of 16-64 KiB, the rest 50-500 B, as `bench-memory.py
-//! --values bimodal`; the default is 50-1000 B drawn for every set).
+//! --values bimodal`; the default is 50-1000 B drawn for every set),
+//! VALUES=large (each key 16-64 KiB), VALUES=scan (half the sets a new key
+//! of 100 B that is never read, the rest and every get zipf keys of
+//! 2-8 KiB each: what favouring small items must not lose to).
 
 use corecache::store::*;
 use std::collections::HashMap;

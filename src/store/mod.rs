@@ -325,7 +325,7 @@ impl Store {
         self.hasher.hash_one(key)
     }
 
-    fn rand(&mut self) -> u64 {
+    pub(super) fn rand(&mut self) -> u64 {
         // xorshift64*: cheap, and only steers frequency counting and random eviction.
         let mut x = self.rng;
         x ^= x >> 12;
