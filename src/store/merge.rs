@@ -72,38 +72,40 @@ const COMPACT_COPY: (usize, usize) = (5, 1);
 /// then with probability 1/frequency up to 127 (`bump_access`).
 const RENT_CAP: usize = 127;
 
+/// The hand's rent for a record of `size` bytes when the shard's live
+/// records average `mean`: the reads since the hand last passed that it
+/// must have had to be kept, its size in mean records, at least one. A
+/// record up to twice the mean pays one, as every record did before sizes
+/// were weighed.
+#[inline]
+fn rent(size: usize, mean: usize) -> u8 {
+    (size / mean).clamp(1, RENT_CAP) as u8
+}
+
+/// The level the hand ranks a record at, from its frequency (reads since
+/// the hand last passed, `Store::bump_access`): how many rents those reads
+/// pay. 0: evicted.
+#[inline]
+fn level(freq: u8, size: usize, mean: usize) -> u8 {
+    freq / rent(size, mean)
+}
+
 impl Store {
     /// The mean size of the shard's live records, in bytes: the unit the
-    /// hand's rent is counted in.
+    /// hand's rent is counted in ([`rent`]). Taken once for a cut and the
+    /// pass that follows it, so both weigh records alike.
     #[inline]
-    fn mean_record(&self) -> usize {
+    pub(super) fn mean_record(&self) -> usize {
         (self.live_bytes / self.index.items.max(1)).max(1)
     }
 
-    /// The hand's rent for a record of `size` bytes: the reads since the
-    /// hand last passed that it must have had to be kept, its size in
-    /// mean records, at least one. A record up to twice the mean pays
-    /// one, as every record did before sizes were weighed.
-    #[inline]
-    pub(super) fn rent(&self, size: usize) -> u8 {
-        (size / self.mean_record()).clamp(1, RENT_CAP) as u8
-    }
-
-    /// The level the hand ranks a record at, from its frequency (reads
-    /// since the hand last passed, `bump_access`): how many rents those
-    /// reads pay. 0: evicted.
-    #[inline]
-    pub(super) fn level(&self, freq: u8, size: usize) -> u8 {
-        freq / self.rent(size)
-    }
-
-    /// What keeping a record costs its frequency: its rent, or, for one
-    /// smaller than the mean, one read with probability size / mean, so
-    /// that a read keeps it mean / size turns on average.
-    fn pay_rent(&mut self, rent: u8, size: usize) -> u8 {
-        let mean = self.mean_record();
+    /// What keeping a record of `size` bytes costs its frequency: its
+    /// [`rent`], or, for one smaller than `mean`, one read with
+    /// probability size / mean, so that a read keeps it mean / size turns
+    /// on average.
+    fn pay_rent(&mut self, size: usize, mean: usize) -> u8 {
         if size >= mean {
-            return rent;
+            return rent(size, mean);
         }
         ((self.rand() % mean as u64) < size as u64) as u8
     }
@@ -219,9 +221,9 @@ impl Store {
     }
 
     /// The share of `victim` the hand keeps, from the histogram of its
-    /// live bytes by frequency: frequencies strictly above the returned
+    /// live bytes by level ([`level`]): levels strictly above the returned
     /// cut are kept whole, at the cut only while the returned room lasts
-    /// (never at frequency 0).
+    /// (never at level 0).
     pub(super) fn hand_cut(&self, hist: &[usize; 256]) -> (u8, usize) {
         let budget = self.segs.seg_size * KEEP_MAX.0 / KEEP_MAX.1;
         let mut kept = 0;
@@ -243,8 +245,7 @@ impl Store {
         freq: u8,
         size: usize,
     ) -> Option<(u32, u8)> {
-        let rent = self.rent(size);
-        let lv = freq / rent;
+        let lv = level(freq, size, h.mean);
         if lv < h.cut || lv == 0 || (lv == h.cut && h.room < size) {
             return None;
         }
@@ -263,7 +264,7 @@ impl Store {
                 d
             }
         };
-        Some((dest, freq - self.pay_rent(rent, size)))
+        Some((dest, freq - self.pay_rent(size, h.mean)))
     }
 
     /// Takes a free segment as the merge reserve if there is none: right
@@ -395,7 +396,8 @@ impl Store {
     }
 
     /// Adds the live, unexpired records of `seg` from offset `from` on,
-    /// at most `budget` of them, to `hist` (bytes by index frequency).
+    /// at most `budget` of them, to `hist` (bytes by the hand's level,
+    /// records weighed against a mean of `mean` bytes).
     /// Returns the offset reached, records read, and whether the segment
     /// is all read.
     pub(super) fn count_some(
@@ -404,6 +406,7 @@ impl Store {
         from: u32,
         budget: usize,
         hist: &mut [usize; 256],
+        mean: usize,
     ) -> (u32, usize, bool) {
         let now = self.clock.now();
         let end = self.segs.header(seg).write_off as usize;
@@ -422,7 +425,7 @@ impl Store {
                     let e = it.expire();
                     if e == 0 || e > now {
                         let freq = index::slot_freq(self.index.get(r));
-                        hist[self.level(freq, moved_size(&it)) as usize] += it.size();
+                        hist[level(freq, moved_size(&it), mean) as usize] += it.size();
                     }
                 }
             }

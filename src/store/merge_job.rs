@@ -76,12 +76,15 @@ pub struct CompactTo {
 /// What the hand keeps of its victim (see `Store::hand_cut`).
 #[derive(Debug)]
 pub struct HandCut {
-    /// Frequencies above this are kept whole.
+    /// Levels above this are kept whole (a level: reads since the hand
+    /// last passed over rent, `merge.rs`).
     pub cut: u8,
     /// Bytes still kept at the cut frequency.
     pub room: usize,
     /// The victim's chain, whose open segment takes what is kept.
     pub bucket: u16,
+    /// The mean live record (bytes) the count weighed records against.
+    pub mean: usize,
 }
 
 #[derive(Debug)]
@@ -92,10 +95,12 @@ enum Work {
         next: usize,
         to: CompactTo,
     },
-    /// Counting the victim's live bytes by frequency, for the cut.
+    /// Counting the victim's live bytes by level, for the cut, records
+    /// weighed against a mean live record of `mean` bytes.
     Count {
         victim: (u32, u64),
         hist: Box<[usize; 256]>,
+        mean: usize,
     },
     /// Keeping or evicting the victim's records.
     Hand { victim: (u32, u64), cut: HandCut },
@@ -196,6 +201,7 @@ impl Store {
             Plan::Hand(id) => Work::Count {
                 victim: seq(id),
                 hist: Box::new([0; 256]),
+                mean: self.mean_record(),
             },
         };
         MergeJob { work, off: 0 }
@@ -258,18 +264,24 @@ impl Store {
                         }
                     }
                 },
-                Work::Count { victim, hist } => {
-                    let victim = *victim;
+                Work::Count { victim, hist, mean } => {
+                    let (victim, mean) = (*victim, *mean);
                     if !self.same(victim) {
                         break true;
                     }
-                    let (off, n, end) = self.count_some(victim.0, job.off, records - read, hist);
+                    let (off, n, end) =
+                        self.count_some(victim.0, job.off, records - read, hist, mean);
                     if end {
                         let (cut, room) = self.hand_cut(hist);
                         let bucket = self.segs.header(victim.0).ttl_bucket;
                         let work = Work::Hand {
                             victim,
-                            cut: HandCut { cut, room, bucket },
+                            cut: HandCut {
+                                cut,
+                                room,
+                                bucket,
+                                mean,
+                            },
                         };
                         (0, n, Next::Then(MergeJob { work, off: 0 }))
                     } else {
