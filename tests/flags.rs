@@ -295,8 +295,8 @@ fn stats_settings_agree_with_memcached_for_the_same_flags() {
         "idle_timeout=9",
     ];
     let mut ours = Server::start(&[&flags[..], &["-l", "127.0.0.1"]].concat());
-    let q = free_port();
-    let _theirs = Memcached::start(q, &flags);
+    let theirs = Memcached::start(&flags);
+    let q = theirs.port;
     let a = stats(&ask(ours.port, "stats settings\r\n"));
     let b = stats(&ask(q, "stats settings\r\n"));
     let same = [
@@ -385,8 +385,8 @@ fn the_version_is_one_libmemcached_accepts_with_corecaches_own_beside_it() {
     assert_eq!(body, version::VERSION.as_bytes());
     // As memcached 1.6 (which libmemcached's memcapable then expects):
     // words after `version` are ignored, `quit` with words still quits.
-    let q = free_port();
-    let _m = Memcached::start(q, &[]);
+    let m = Memcached::start(&[]);
+    let q = m.port;
     for port in [s.port, q] {
         let mut c = tcp(port);
         c.write_all(b"version noreply\r\nversion a b\r\nquit x\r\n")

@@ -45,8 +45,8 @@ fn a_second_server_on_a_port_exits_71_and_the_first_keeps_every_client() {
     assert_eq!(first.stop(), 0);
 
     // And the other way round: a port memcached holds is refused too.
-    let q = free_port();
-    let _m = Memcached::start(q, &[]);
+    let m = Memcached::start(&[]);
+    let q = m.port;
     let out = run(Command::new(BIN).args(["-p", &q.to_string(), "-u", "root"]));
     assert_eq!(out.status.code(), Some(71));
     assert_eq!(stderr(&out), in_use(format!("TCP port {q}")));

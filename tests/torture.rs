@@ -479,10 +479,21 @@ fn torture(tr: Transport, default_ops: u64, extra: &[String]) {
             .stderr(std::fs::File::create(dir.join("server.stderr")).unwrap())
             .spawn()
             .unwrap();
+        let mut child = KillOnDrop(child);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(st) = child.0.try_wait().unwrap() {
+                panic!(
+                    "server exited at start ({st}): {}",
+                    std::fs::read_to_string(dir.join("server.stderr")).unwrap_or_default()
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        KillOnDrop(child)
+        // The port came from binding port 0 and letting go: make sure the
+        // server answering is this one, not another process that took it.
+        let pid = stat(&tr, port, "pid");
+        assert_eq!(pid, child.0.id() as u64, "port {port} is another process's");
+        child
     };
     let mut guard = spawn();
     let deadline = Instant::now() + Duration::from_secs(120);

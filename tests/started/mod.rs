@@ -225,40 +225,62 @@ pub fn tcp_box(s: TcpStream) -> Box<dyn ReadWrite> {
     Box::new(s)
 }
 
-/// Debian's memcached on `port`, for comparisons (killed on drop).
-pub struct Memcached(pub Child);
+/// Debian's memcached on a free port, for comparisons (killed on drop).
+pub struct Memcached {
+    pub child: Child,
+    pub port: u16,
+}
 
 impl Memcached {
-    pub fn start(port: u16, args: &[&str]) -> Memcached {
-        let child = Command::new("memcached")
-            .args([
-                "-p",
-                &port.to_string(),
-                "-U",
-                "0",
-                "-l",
-                "127.0.0.1",
-                "-u",
-                "root",
-            ])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("memcached (apt-get install memcached; scripts/test.sh does)");
-        let m = Memcached(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "memcached did not start");
-            std::thread::sleep(Duration::from_millis(20));
+    /// Tries up to five free ports: a port picked by binding port 0 and
+    /// letting go may be taken by another test's server before memcached
+    /// binds it, so this one is used only once `stats` there reports its
+    /// own pid, and another is tried when it exits 71 (failed to listen),
+    /// as `Server::start` does for corecache.
+    pub fn start(args: &[&str]) -> Memcached {
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new("memcached")
+                .args([
+                    "-p",
+                    &port.to_string(),
+                    "-U",
+                    "0",
+                    "-l",
+                    "127.0.0.1",
+                    "-u",
+                    "root",
+                ])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("memcached (apt-get install memcached; scripts/test.sh does)");
+            let mut m = Memcached { child, port };
+            let want = format!("STAT pid {}\r\n", m.child.id());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(st) = m.child.try_wait().unwrap() {
+                    assert_eq!(st.code(), Some(71), "memcached died at start: {st}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "memcached did not start");
+                let mine = TcpStream::connect(("127.0.0.1", port))
+                    .and_then(|mut c| try_exchange(&mut c, b"stats\r\n", b"END\r\n"))
+                    .is_ok_and(|st| st.contains(&want));
+                if mine {
+                    return m;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        m
+        panic!("memcached did not start on any of 5 ports");
     }
 }
 
 impl Drop for Memcached {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
