@@ -14,7 +14,10 @@
 //! --values bimodal`; the default is 50-1000 B drawn for every set),
 //! VALUES=large (each key 16-64 KiB), VALUES=scan (half the sets a new key
 //! of 100 B that is never read, the rest and every get zipf keys of
-//! 2-8 KiB each: what favouring small items must not lose to).
+//! 2-8 KiB each: what favouring small items must not lose to),
+//! VALUES=shift (1500 keys per MiB of 50-100 B set and read about six
+//! times each, then never again, before the measured load: zipf keys of
+//! 1-4 KiB; run with KEYS=1600 per MiB, as the breaker's phase change).
 
 use corecache::store::*;
 use std::collections::HashMap;
@@ -179,6 +182,34 @@ fn main() {
     let filler = vec![b'x'; 65536];
     let (mut gets, mut hits, mut lhits) = (0u64, 0u64, 0u64);
     let mut now_sec = 0u64;
+    let shard_of = |key: &str| {
+        if shards == 1 {
+            0
+        } else {
+            (((route.hash_one(key.as_bytes()) >> 32) * shards as u64) >> 32) as usize
+        }
+    };
+    let shift = values == "shift";
+    if shift {
+        // Before the measured load: small keys set once and read six
+        // times each on average, uniformly, that then go cold.
+        let n = mem as u64 * 1500;
+        for j in 0..n {
+            let key = format!("old:{j}");
+            let size = Rng(j.wrapping_mul(0x9e37_79b1)).range(50, 100) as usize;
+            stores[shard_of(&key)].set(&SetArgs::new(
+                SetMode::Set,
+                key.as_bytes(),
+                &filler[..size],
+                0,
+                0,
+            ));
+        }
+        for _ in 0..n * 6 {
+            let key = format!("old:{}", r.range(0, n - 1));
+            stores[shard_of(&key)].get(key.as_bytes());
+        }
+    }
     for i in 0..ops {
         let sec = i / rate;
         if sec != now_sec {
@@ -191,12 +222,7 @@ fn main() {
         let u = r.f() * tot;
         let k = cdf.partition_point(|&c| c < u) as u64;
         let key = format!("key:{k}");
-        let sh = if shards == 1 {
-            0
-        } else {
-            (((route.hash_one(key.as_bytes()) >> 32) * shards as u64) >> 32) as usize
-        };
-        let s = &mut stores[sh];
+        let s = &mut stores[shard_of(&key)];
         // A worker's loop turn: eviction steps ahead of need every 16
         // requests (`AHEAD=1`), as `engine/worker.rs` gives them 10 µs.
         if ahead && i % 16 == 0 && s.evict_ahead_pending() {
@@ -215,7 +241,9 @@ fn main() {
                 0,
             ));
         } else if set {
-            let size = if scan {
+            let size = if shift {
+                Rng(k.wrapping_mul(0x9e37_79b1)).range(1024, 4096) as usize
+            } else if scan {
                 Rng(k.wrapping_mul(0x9e37_79b1)).range(2000, 8000) as usize
             } else if bimodal {
                 let mut kr = Rng(k.wrapping_mul(0x9e37_79b1) ^ 0x5bd1_e995);
