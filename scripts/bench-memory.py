@@ -64,7 +64,12 @@ class Server:
         self.kind = kind
         self.port = free_port()
         if kind == "corecache":
-            cmd = [CORECACHE, "-u", "root", "-p", str(self.port), "-t", str(threads), "-m", str(mem)] + EXTRA
+            # The admin port stays on (as by default, histograms and all)
+            # but on a port of the kernel's choosing: the default 11212
+            # would make a second run, or one beside a running server,
+            # fail to start.
+            cmd = [CORECACHE, "-u", "root", "-p", str(self.port), "-t", str(threads), "-m", str(mem),
+                   "--admin", "127.0.0.1:0"] + EXTRA
         else:
             cmd = ["memcached", "-u", "root", "-p", str(self.port), "-t", str(threads), "-m", str(mem), "-U", "0"]
         self.cmd = " ".join(os.path.basename(c) if c == CORECACHE else c for c in cmd)
