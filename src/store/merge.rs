@@ -470,6 +470,30 @@ mod tests {
         crate::store::test_store(memory, 1_700_000_000)
     }
 
+    /// Sets `key` to `value`, no flags or TTL.
+    fn put(s: &mut Store, key: &str, value: &[u8]) {
+        s.set(&SetArgs::new(SetMode::Set, key.as_bytes(), value, 0, 0));
+    }
+
+    /// Ten turns of a 16 MiB store's log (160 000 sets of 1000 B of
+    /// filler), reading every eighth of a turn each item `{prefix}{i}`,
+    /// i < n, of each `(prefix, n, k)` with probability 1/k.
+    fn ten_turns(s: &mut Store, r: &mut Rng, read: &[(&str, u32, u64)]) {
+        let fv = vec![b'f'; 1000];
+        for f in 0..160_000u32 {
+            put(s, &format!("f{f}"), &fv);
+            if f % 2000 == 0 {
+                for &(prefix, n, k) in read {
+                    for i in 0..n {
+                        if r.next().is_multiple_of(k) {
+                            s.get(format!("{prefix}{i}").as_bytes());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     struct Rng(u64);
     impl Rng {
         fn next(&mut self) -> u64 {
@@ -524,49 +548,16 @@ mod tests {
         let mut s = store(16 << 20);
         let mut r = Rng(0x5eed_5171_e5ee_d001);
         let (small, large) = (2000u32, 60u32);
-        let (sv, lv, fv) = (vec![b's'; 100], vec![b'l'; 32 << 10], vec![b'f'; 1000]);
+        let (sv, lv) = (vec![b's'; 100], vec![b'l'; 32 << 10]);
         for i in 0..small {
-            s.set(&SetArgs::new(
-                SetMode::Set,
-                format!("s{i}").as_bytes(),
-                &sv,
-                0,
-                0,
-            ));
+            put(&mut s, &format!("s{i}"), &sv);
         }
         for i in 0..large {
-            s.set(&SetArgs::new(
-                SetMode::Set,
-                format!("l{i}").as_bytes(),
-                &lv,
-                0,
-                0,
-            ));
+            put(&mut s, &format!("l{i}"), &lv);
         }
-        // A turn of the log is about 16 MiB of filler: 16 000 sets.
-        for n in 0..160_000u32 {
-            s.set(&SetArgs::new(
-                SetMode::Set,
-                format!("f{n}").as_bytes(),
-                &fv,
-                0,
-                0,
-            ));
-            if n % 2000 == 0 {
-                // Each tracked item read with probability 1/16 every
-                // eighth of a turn: half a read a turn.
-                for i in 0..small {
-                    if r.next().is_multiple_of(16) {
-                        s.get(format!("s{i}").as_bytes());
-                    }
-                }
-                for i in 0..large {
-                    if r.next().is_multiple_of(16) {
-                        s.get(format!("l{i}").as_bytes());
-                    }
-                }
-            }
-        }
+        // Each tracked item read with probability 1/16 every eighth of a
+        // turn: half a read a turn.
+        ten_turns(&mut s, &mut r, &[("s", small, 16), ("l", large, 16)]);
         assert!(
             s.stats.evictions > 100_000,
             "{} evictions",
@@ -596,34 +587,13 @@ mod tests {
     fn values_a_few_times_the_mean_read_each_turn_stay() {
         let mut s = store(16 << 20);
         let mut r = Rng(0x0dd_ba11_5eed_2024);
-        let (n, wv, fv) = (1000u32, vec![b'w'; 3 << 10], vec![b'f'; 1000]);
+        let (n, wv) = (1000u32, vec![b'w'; 3 << 10]);
         for i in 0..n {
-            s.set(&SetArgs::new(
-                SetMode::Set,
-                format!("w{i}").as_bytes(),
-                &wv,
-                0,
-                0,
-            ));
+            put(&mut s, &format!("w{i}"), &wv);
         }
-        for f in 0..160_000u32 {
-            s.set(&SetArgs::new(
-                SetMode::Set,
-                format!("f{f}").as_bytes(),
-                &fv,
-                0,
-                0,
-            ));
-            if f % 2000 == 0 {
-                // Read with probability 1/3 every eighth of a turn: about
-                // 2.7 reads a turn.
-                for i in 0..n {
-                    if r.next().is_multiple_of(3) {
-                        s.get(format!("w{i}").as_bytes());
-                    }
-                }
-            }
-        }
+        // Read with probability 1/3 every eighth of a turn: about 2.7
+        // reads a turn.
+        ten_turns(&mut s, &mut r, &[("w", n, 3)]);
         let left = (0..n)
             .filter(|i| s.get(format!("w{i}").as_bytes()).is_some())
             .count();
