@@ -225,62 +225,10 @@ pub fn tcp_box(s: TcpStream) -> Box<dyn ReadWrite> {
     Box::new(s)
 }
 
-/// Debian's memcached on a free port, for comparisons (killed on drop).
-pub struct Memcached {
-    pub child: Child,
-    pub port: u16,
-}
+#[path = "../common/mod.rs"]
+mod common;
 
-impl Memcached {
-    /// Tries up to five free ports: a port picked by binding port 0 and
-    /// letting go may be taken by another test's server before memcached
-    /// binds it, so this one is used only once `stats` there reports its
-    /// own pid, and another is tried when it exits 71 (failed to listen),
-    /// as `Server::start` does for corecache.
-    pub fn start(args: &[&str]) -> Memcached {
-        for _ in 0..5 {
-            let port = free_port();
-            let child = Command::new("memcached")
-                .args([
-                    "-p",
-                    &port.to_string(),
-                    "-U",
-                    "0",
-                    "-l",
-                    "127.0.0.1",
-                    "-u",
-                    "root",
-                ])
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("memcached (apt-get install memcached; scripts/test.sh does)");
-            let mut m = Memcached { child, port };
-            let want = format!("STAT pid {}\r\n", m.child.id());
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Some(st) = m.child.try_wait().unwrap() {
-                    assert_eq!(st.code(), Some(71), "memcached died at start: {st}");
-                    break;
-                }
-                assert!(Instant::now() < deadline, "memcached did not start");
-                let mine = TcpStream::connect(("127.0.0.1", port))
-                    .and_then(|mut c| try_exchange(&mut c, b"stats\r\n", b"END\r\n"))
-                    .is_ok_and(|st| st.contains(&want));
-                if mine {
-                    return m;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("memcached did not start on any of 5 ports");
-    }
-}
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// Debian's memcached on a free port, for comparisons (killed on drop):
+/// the server tests' own, which is used only once `stats` on its port
+/// reports its pid and tries another port when it exits 71.
+pub use common::Memcached;
