@@ -15,28 +15,30 @@
 //!   read. This is CLOCK over segments: every item gets one full turn of
 //!   the log to be read, as in LRU, at a segment's cost.
 //! - **Sizes weighed.** The rent is the item's size in units of
-//!   [`RENT_MEANS`] mean records (of the shard's live ones): an item up to
-//!   8 times the mean needs one read a turn, one of 80 means twenty (a
-//!   unit of one mean taxed ordinary working sets, see [`RENT_MEANS`]);
-//!   an item smaller than the mean pays
-//!   its one read only with probability size / mean, so a read keeps it
-//!   mean / size turns on average. A cache is judged by the share of
-//!   requests it hits, and a byte of a small item serves more of them
-//!   than a byte of a large one read as often (GDSF's value per byte,
-//!   Cherkasova 1998). memcached gets there by keeping each size class
-//!   in its own memory; one log of every size, weighing nothing, let
-//!   large values written fast push out small items read a little less
-//!   than once a turn: with 1 key in 20 of 16-64 KiB and the rest of
-//!   50-500 B (`scripts/bench-memory.py --values bimodal`, -m 64), hit
-//!   ratio 0.7284 at -t 1 and 0.7204 at -t 2 against memcached's 0.7412;
-//!   0.7579 and 0.7563 weighed (with a unit of one mean). Only reads earn the small items' longer
-//!   stay: a new item gets none (given mean/size turns on arrival, the
-//!   bimodal load gained another 0.022 in `examples/hitsim.rs`, but small
-//!   keys written once and never read, half the writes of a scan load,
-//!   took that from 0.660 to 0.599). With values of 50-1000 B, the other benchmarks' load,
+//!   [`RENT_MEANS`] mean records (of the shard's live ones): an item up
+//!   to 8 times the mean needs one read a turn, one of 80 means twenty
+//!   (a unit of one mean taxed ordinary working sets, see
+//!   [`RENT_MEANS`]); an item smaller than the mean pays its one read
+//!   only with probability size / mean, so a read keeps it mean / size
+//!   turns on average. A cache is judged by the share of requests it
+//!   hits, and a byte of a small item serves more of them than a byte
+//!   of a large one read as often (GDSF's value per byte, Cherkasova
+//!   1998). memcached gets there by keeping each size class in its own
+//!   memory; one log of every size, weighing nothing, let large values
+//!   written fast push out small items read a little less than once a
+//!   turn: with 1 key in 20 of 16-64 KiB and the rest of 50-500 B
+//!   (`scripts/bench-memory.py --values bimodal`, -m 64), hit ratio
+//!   0.7284 at -t 1 and 0.7204 at -t 2 against memcached's 0.7412;
+//!   0.7579 and 0.7563 weighed (with a unit of one mean). Only reads
+//!   earn the small items' longer stay: a new item gets none (given
+//!   mean/size turns on arrival, the bimodal load gained another 0.022
+//!   in `examples/hitsim.rs`, but small keys written once and never
+//!   read, half the writes of a scan load, took that from 0.660 to
+//!   0.599). With values of 50-1000 B, the other benchmarks' load,
 //!   every rent is one read and only the stay of those under the mean
-//!   grows: hit ratio -0.0001 to +0.0015 against before (bench-memory.py
-//!   -m 64, -t 1 and 2, no TTL, fixed and jittered ones).
+//!   grows: hit ratio -0.0001 to +0.0015 against before
+//!   (bench-memory.py -m 64, -t 1 and 2, no TTL, fixed and jittered
+//!   ones).
 //!
 //! Expired items are dropped either way. Segcache merges runs of segments
 //! at a chain's head into one; that leaves dead bytes anywhere else in the
