@@ -17,7 +17,10 @@
 //! 2-8 KiB each: what favouring small items must not lose to),
 //! VALUES=shift (1500 keys per MiB of 50-100 B set and read about six
 //! times each, then never again, before the measured load: zipf keys of
-//! 1-4 KiB; run with KEYS=1600 per MiB, as the breaker's phase change).
+//! 1-4 KiB; run with KEYS=1600 per MiB, as the breaker's phase change),
+//! VALUES=twospace (two key spaces, each zipf: KEYS keys of 50-200 B
+//! that take TWOP of the requests, default 0.9, and KEYS / 16 keys of
+//! 16-64 KiB that take the rest: the second breaker's size mix).
 
 use corecache::store::*;
 use std::collections::HashMap;
@@ -190,6 +193,12 @@ fn main() {
         }
     };
     let shift = values == "shift";
+    let twospace = values == "twospace";
+    let two_p: f64 = std::env::var("TWOP")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(0.9);
+    let large_keys = (keyspace / 16).max(1);
+    let large_tot = cdf[large_keys - 1];
     if shift {
         // Before the measured load: small keys set once and read six
         // times each on average, uniformly, that then go cold.
@@ -219,8 +228,10 @@ fn main() {
                 s.expire(16);
             }
         }
-        let u = r.f() * tot;
-        let k = cdf.partition_point(|&c| c < u) as u64;
+        let in_large = twospace && r.f() >= two_p;
+        let u = r.f() * if in_large { large_tot } else { tot };
+        // Keys of the large space are numbered after the small ones.
+        let k = cdf.partition_point(|&c| c < u) as u64 + if in_large { keyspace as u64 } else { 0 };
         let key = format!("key:{k}");
         let s = &mut stores[shard_of(&key)];
         // A worker's loop turn: eviction steps ahead of need every 16
@@ -241,7 +252,14 @@ fn main() {
                 0,
             ));
         } else if set {
-            let size = if shift {
+            let size = if twospace {
+                let mut kr = Rng(k.wrapping_mul(0x9e37_79b1));
+                if in_large {
+                    kr.range(16384, 65536) as usize
+                } else {
+                    kr.range(50, 200) as usize
+                }
+            } else if shift {
                 Rng(k.wrapping_mul(0x9e37_79b1)).range(1024, 4096) as usize
             } else if scan {
                 Rng(k.wrapping_mul(0x9e37_79b1)).range(2000, 8000) as usize

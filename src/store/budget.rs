@@ -78,7 +78,7 @@ impl Store {
     /// place and gives its pages back).
     fn segments_wanted(&self, bytes: usize) -> usize {
         segments_within(
-            bytes.saturating_sub(self.index.bytes()),
+            bytes.saturating_sub(self.index_bytes()),
             self.segs.seg_size,
             0,
         ) + self.reserve_unpaid as usize
@@ -176,7 +176,7 @@ mod tests {
         for (value_len, overwrite_every) in [(200usize, 0u32), (900, 3)] {
             let mut s = crate::store::test_store(16 << 20, 1_700_000_000);
             let seg = s.segs.seg_size;
-            let paid = segments_within(s.limit - s.index.bytes(), seg, 0);
+            let paid = segments_within(s.limit - s.index_bytes(), seg, 0);
             for i in 0..200_000u32 {
                 // Overwrites leave dead versions: compaction copies into the
                 // reserve.
@@ -191,7 +191,7 @@ mod tests {
                 assert!(matches!(got, SetOutcome::Stored { .. }), "set {i}");
             }
             assert!(s.stats.merges > 20, "{} merges", s.stats.merges);
-            let paid_now = segments_within(s.limit - s.index.bytes(), seg, 0);
+            let paid_now = segments_within(s.limit - s.index_bytes(), seg, 0);
             assert!(paid_now <= paid);
             assert_eq!(s.seg_limit, paid_now + 1, "the reserve is the one unpaid");
             let base = s.segs.arena().base_ptr();

@@ -17,6 +17,7 @@ mod expiry;
 mod fault_ahead;
 mod flush;
 pub mod foreign;
+mod ghost;
 pub mod grace;
 pub mod index;
 pub mod item;
@@ -130,6 +131,8 @@ pub struct Store {
     gate: foreign::Gate,
     /// Whether other workers read this store (`share_with`).
     shared: bool,
+    /// Small items merge eviction let go lately (`ghost.rs`).
+    ghosts: ghost::Ghosts,
 }
 
 impl Store {
@@ -150,7 +153,8 @@ impl Store {
             return Err(ConfigError::SegmentSize);
         }
         let start_index = Index::bytes_for(cfg.memory / INDEX_START_ITEM_BYTES);
-        let nseg = segments_within(cfg.memory, cfg.segment_size, start_index);
+        let ghosts = ghost::Ghosts::for_memory(cfg.memory);
+        let nseg = segments_within(cfg.memory, cfg.segment_size, start_index + ghosts.bytes());
         if !(3..=index::MAX_SEGMENTS).contains(&nseg) {
             return Err(ConfigError::TooLittleMemory);
         }
@@ -217,6 +221,7 @@ impl Store {
             classes: classes::ClassTable::default(),
             gate: foreign::Gate::default(),
             shared: false,
+            ghosts,
         })
     }
 
@@ -282,10 +287,10 @@ impl Store {
         (self.segs.in_use() - unpaid as usize) * self.segs.seg_size
     }
 
-    /// Bytes of the hash index (memcached's `hash_bytes`), part of the
-    /// store's memory budget.
+    /// Bytes of the hash index and its ghost table (memcached's
+    /// `hash_bytes`), part of the store's memory budget.
     pub fn index_bytes(&self) -> usize {
-        self.index.bytes()
+        self.index.bytes() + self.ghosts.bytes()
     }
 
     /// The index's primary buckets (each holds several items' slots).

@@ -147,8 +147,10 @@ impl Store {
                 }
                 let bytes = self.index.bytes();
                 let r = self.index.empty_slot(hash);
+                // A key evicted lately comes back as if read once.
+                let freq = self.ghosts.take(hash) as u8;
                 self.index
-                    .set(r, index::pack(index::tag_of(hash), 0, seg, off));
+                    .set(r, index::pack(index::tag_of(hash), freq, seg, off));
                 self.index.items += 1;
                 // An overflow bucket chained for this item is paid for
                 // with segment memory too, as growth is.
