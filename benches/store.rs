@@ -1,6 +1,8 @@
 //! Store micro-benchmarks: get hit, get miss, set, a batch of 16 gets with
 //! and without prefetching, and a 90/10 get/set mix with 15-byte keys and
-//! 100-byte values. Run: cargo bench --bench store
+//! 100-byte values; sets of new keys into a full store, a quarter of
+//! them read a little later (every set evicts, read items are moved).
+//! Run: cargo bench --bench store
 
 use corecache::store::*;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
@@ -93,6 +95,25 @@ fn bench(c: &mut Criterion) {
                 black_box(s.set(&SetArgs::new(SetMode::Set, &key(i), &[b'x'; 100], 0, 0)));
             } else {
                 black_box(s.get(&key(i)).map(|f| f.item.vlen()));
+            }
+        })
+    });
+    // Sets into a full 16 MiB store from a key space 20 times what fits,
+    // values of 50-800 B, and for every fourth a get of the key set 5000
+    // sets before: each write evicts in turn (merge eviction), read items
+    // are kept (moved), small ones leave ghosts.
+    let mut full = filled(0, 16 << 20);
+    let values = vec![b'e'; 800];
+    let mut k = 0u32;
+    const SPACE: u32 = 4_000_000;
+    let back = SPACE - 7919 * 5000 % SPACE;
+    c.bench_function("set_evicting", |b| {
+        b.iter(|| {
+            k = (k + 7919) % SPACE;
+            let len = 50 + (k % 751) as usize;
+            black_box(full.set(&SetArgs::new(SetMode::Set, &key(k), &values[..len], 0, 0)));
+            if k.is_multiple_of(4) {
+                black_box(full.get(&key((k + back) % SPACE)).is_some());
             }
         })
     });
