@@ -35,6 +35,10 @@ fn nofile_of(pid: u32) -> u64 {
 struct Crowd {
     socks: Vec<TcpStream>,
     answered: Vec<bool>,
+    /// Whether a client the kernel resets is counted in `reset` rather
+    /// than failing the test (see `exhaust`).
+    resets_allowed: bool,
+    reset: Vec<bool>,
 }
 
 impl Crowd {
@@ -64,6 +68,8 @@ impl Crowd {
             .collect();
         Crowd {
             answered: vec![false; socks.len()],
+            reset: vec![false; socks.len()],
+            resets_allowed: false,
             socks,
         }
     }
@@ -74,7 +80,7 @@ impl Crowd {
         let mut buf = [0u8; 256];
         loop {
             for (i, s) in self.socks.iter_mut().enumerate() {
-                if self.answered[i] {
+                if self.answered[i] || self.reset[i] {
                     continue;
                 }
                 match s.read(&mut buf) {
@@ -84,6 +90,9 @@ impl Crowd {
                     }
                     Ok(_) => panic!("client {i} closed"),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == ErrorKind::ConnectionReset && self.resets_allowed => {
+                        self.reset[i] = true;
+                    }
                     Err(e) => panic!("client {i}: {e}"),
                 }
             }
@@ -114,6 +123,7 @@ impl Crowd {
             if self.answered[i] {
                 self.socks.remove(i);
                 self.answered.remove(i);
+                self.reset.remove(i);
                 left -= 1;
             } else {
                 i += 1;
@@ -170,7 +180,14 @@ fn exhaust(pid: u32, port: u16, what: &str) -> (usize, f64) {
         first,
         "{what}: no one more while short"
     );
-    // 200 leave; those who waited in the backlog are served.
+    // 200 leave; those who waited in the backlog are served. memcached
+    // shrinks its backlog to 0 while paused, so a client whose handshake
+    // completed on its side meanwhile may be dropped by the kernel once
+    // the server's SYN-ACK retransmissions run out, and is then reset
+    // (seen on a loaded host): for memcached such a client counts as
+    // turned away, not as waiting. corecache keeps its backlog; a reset
+    // there fails the test.
+    crowd.resets_allowed = what == "memcached";
     crowd.drop_answered(200);
     let left = crowd.socks.len();
     // Polled until all are in or 70 s pass, not for a fixed time: a client
@@ -183,13 +200,20 @@ fn exhaust(pid: u32, port: u16, what: &str) -> (usize, f64) {
     // 59 unserved after 5 s on CI, and one of 43 after 30 s on a loaded
     // host.
     let deadline = Instant::now() + Duration::from_secs(70);
+    let turned_away = |c: &Crowd| c.reset.iter().filter(|&&r| r).count();
     let mut all = crowd.poll(Duration::from_secs(1));
-    while all < left && Instant::now() < deadline {
+    while all + turned_away(&crowd) < left && Instant::now() < deadline {
         all = crowd.poll(Duration::from_secs(1));
     }
     assert_eq!(
-        all, left,
+        all + turned_away(&crowd),
+        left,
         "{what}: every waiting client served once descriptors freed"
+    );
+    assert!(
+        turned_away(&crowd) * 10 <= left,
+        "{what}: {} of {left} waiting clients reset",
+        turned_away(&crowd)
     );
     let deadline = Instant::now() + Duration::from_secs(5);
     while stat(&crowd.stats(), "accepting_conns") != Some(1) {
