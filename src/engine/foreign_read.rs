@@ -27,6 +27,7 @@ use crate::protocol::text;
 use crate::store::classes;
 use crate::store::foreign::{Hit, Read};
 use crate::store::item::FETCHED;
+use crate::store::segment;
 
 /// Access notes per owner before they are sent without waiting for the
 /// turn's end.
@@ -148,8 +149,11 @@ impl Worker {
                 true
             }
             Read::Miss | Read::Expired { .. } => {
-                if let Read::Expired { hash, seg, off } = r {
-                    self.note_access(to, (hash, seg, off));
+                // The owner counts an expired record reclaimed, and a miss
+                // for its ghosts (`Store::missed`).
+                match r {
+                    Read::Expired { hash, seg, off } => self.note_access(to, (hash, seg, off)),
+                    _ => self.note_access(to, (hash, segment::NONE, 0)),
                 }
                 let out = self.conns[idx as usize]
                     .as_mut()

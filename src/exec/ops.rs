@@ -61,8 +61,9 @@ impl Shard {
             None => self.store.get(key),
             Some(e) => {
                 let f = self.store.find(key).and_then(|f| self.retouch(&f, e));
-                if let Some(f) = &f {
-                    self.store.bump(f);
+                match &f {
+                    Some(f) => self.store.bump(f),
+                    None => self.store.missed(self.store.hash(key)),
                 }
                 f
             }

@@ -605,15 +605,18 @@ mod tests {
         assert!(left * 10 >= n as usize * 8, "{left} of {n} left");
     }
 
-    /// Ghosts (`ghost.rs`, issue 14): small keys written again every turn
-    /// and a half, never read, while unread filler turns the log over.
-    /// A new item gets one turn, so each write of them was gone before
-    /// the next: none left a turn and a half after the last write. A key
-    /// written again after the hand let it go arrives as if read once and
-    /// stays about mean/size turns: 1302 of 2000 left. Keys written once
-    /// are not credited: none of them is left.
+    /// Ghosts (`ghost.rs`, issue 14): small keys read (a miss, once the
+    /// hand has let them go) and written again every turn and a half,
+    /// while unread filler turns the log over. A new item gets one turn,
+    /// so each write of them was gone before the next read: none left a
+    /// turn and a half after the last write. A key missed after the hand
+    /// let it go and then written arrives as if read once and stays about
+    /// mean/size turns: 1941 of 2000 left. Keys written again as often
+    /// but never read are not credited (a breaker's load: credited, they
+    /// crowded out read values), nor keys written once: none of either
+    /// is left.
     #[test]
-    fn small_keys_written_again_after_eviction_stay_and_keys_written_once_go() {
+    fn small_keys_missed_and_written_again_stay_and_write_only_keys_go() {
         let mut s = store(16 << 20);
         let (n, sv, fv) = (2000u32, vec![b's'; 100], vec![b'f'; 1000]);
         for i in 0..n {
@@ -623,7 +626,9 @@ mod tests {
         for f in 0..9 * 24_000u32 {
             if f % 24_000 == 0 && f < 8 * 24_000 {
                 for i in 0..n {
+                    s.get(format!("again{i}").as_bytes());
                     put(&mut s, &format!("again{i}"), &sv);
+                    put(&mut s, &format!("wonly{i}"), &sv);
                 }
             }
             put(&mut s, &format!("f{f}"), &fv);
@@ -633,9 +638,17 @@ mod tests {
                 .filter(|i| s.get(format!("{p}{i}").as_bytes()).is_some())
                 .count()
         };
-        let (again, once) = (left(&mut s, "again"), left(&mut s, "once"));
-        assert!(again * 2 >= n as usize, "{again} of {n} written again left");
-        assert_eq!(once, 0, "keys written once are not credited");
+        let again = left(&mut s, "again");
+        assert!(
+            again * 10 >= n as usize * 8,
+            "{again} of {n} read and written again left"
+        );
+        assert_eq!(left(&mut s, "wonly"), 0, "write-only keys are not credited");
+        assert_eq!(
+            left(&mut s, "once"),
+            0,
+            "keys written once are not credited"
+        );
     }
 
     /// Issue 14: with TTLs jittered over a continuous range, each of a few

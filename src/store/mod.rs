@@ -399,6 +399,14 @@ impl Store {
         })
     }
 
+    /// A read (get, gat, mg, a binary get, here or on another worker)
+    /// missed the key with hash `hash`: if merge eviction let it go
+    /// lately, its next write arrives as if read once (`ghost.rs`).
+    #[inline]
+    pub fn missed(&mut self, hash: u64) {
+        self.ghosts.want(hash);
+    }
+
     /// Looks a key up without counting an access; expired items are
     /// reclaimed on the way and reported as missing.
     pub fn find(&mut self, key: &[u8]) -> Option<Found> {
@@ -628,7 +636,12 @@ impl Store {
     /// `hash`: count the access as a local read would (frequency, access
     /// time, fetched bit) if that record is still linked, or, if it found
     /// it expired, reclaim it as a local lookup would (`get_expired`).
+    /// `seg` [`segment::NONE`]: the read missed the key ([`Store::missed`]).
     pub fn accessed(&mut self, hash: u64, seg: u32, off: u32) {
+        if seg == segment::NONE {
+            self.missed(hash);
+            return;
+        }
         let Some(slot) = self.slot_at(hash, seg, off) else {
             return;
         };
