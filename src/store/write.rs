@@ -147,7 +147,8 @@ impl Store {
                 }
                 let bytes = self.index.bytes();
                 let r = self.index.empty_slot(hash);
-                // A key evicted lately comes back as if read once.
+                // A key evicted lately and missed since comes back as if
+                // read once (`ghost.rs`).
                 let freq = self.ghosts.take(hash) as u8;
                 self.index
                     .set(r, index::pack(index::tag_of(hash), freq, seg, off));
