@@ -150,7 +150,7 @@ impl Worker {
             }
             Read::Miss | Read::Expired { .. } => {
                 // The owner counts an expired record reclaimed, and a miss
-                // for its ghosts (`Store::missed`).
+                // for its ghosts (`Store::accessed`).
                 match r {
                     Read::Expired { hash, seg, off } => self.note_access(to, (hash, seg, off)),
                     _ => self.note_access(to, (hash, segment::NONE, 0)),

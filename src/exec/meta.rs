@@ -121,9 +121,8 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     let f = m.f;
     let mut won = false;
     let mut created = false;
-    let mut found = sh.store.find(key);
+    let mut found = sh.store.find_read(key);
     if found.is_none() {
-        sh.store.missed(sh.store.hash(key));
         if let Some(ttl) = f.vivify {
             let mut a = SetArgs::new(SetMode::Add, key, b"", 0, ttl);
             a.win_sent = true;

@@ -60,10 +60,9 @@ impl Shard {
         let found = match touch {
             None => self.store.get(key),
             Some(e) => {
-                let f = self.store.find(key).and_then(|f| self.retouch(&f, e));
-                match &f {
-                    Some(f) => self.store.bump(f),
-                    None => self.store.missed(self.store.hash(key)),
+                let f = self.store.find_read(key).and_then(|f| self.retouch(&f, e));
+                if let Some(f) = &f {
+                    self.store.bump(f);
                 }
                 f
             }

@@ -352,11 +352,12 @@ impl Store {
                 continue;
             }
             let freq = index::slot_freq(self.index.get(r));
-            match place(self, freq, moved_size(&it)) {
+            let moved = moved_size(&it);
+            match place(self, freq, moved) {
                 Some((dest, freq)) => self.copy_record(victim, roff, it, r, dest, freq),
                 None => {
                     self.count_evicted(it);
-                    if moved_size(&it) < self.mean_record() {
+                    if moved < self.mean_record() {
                         self.ghosts.note(hash);
                     }
                     self.unlink(r, hash);

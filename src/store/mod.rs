@@ -399,19 +399,30 @@ impl Store {
         })
     }
 
-    /// A read (get, gat, mg, a binary get, here or on another worker)
-    /// missed the key with hash `hash`: if merge eviction let it go
-    /// lately, its next write arrives as if read once (`ghost.rs`).
-    #[inline]
-    pub fn missed(&mut self, hash: u64) {
-        self.ghosts.want(hash);
+    /// Looks a key up for a client's read (get, gat, mg, a binary get),
+    /// as [`Store::find`], which leaves counting the access to the
+    /// caller; a miss is told to the ghosts: if merge eviction let the key
+    /// go lately, its next write arrives as if read once (`ghost.rs`). A
+    /// read served by another worker tells its misses through
+    /// [`Store::accessed`].
+    pub fn find_read(&mut self, key: &[u8]) -> Option<Found> {
+        let hash = self.hash(key);
+        let found = self.find_hashed(hash, key);
+        if found.is_none() {
+            self.ghosts.want(hash);
+        }
+        found
     }
 
     /// Looks a key up without counting an access; expired items are
     /// reclaimed on the way and reported as missing.
     pub fn find(&mut self, key: &[u8]) -> Option<Found> {
+        self.find_hashed(self.hash(key), key)
+    }
+
+    /// [`Store::find`] for a key whose hash is `hash`.
+    fn find_hashed(&mut self, hash: u64, key: &[u8]) -> Option<Found> {
         self.check_flush();
-        let hash = self.hash(key);
         let Some(slot) = self.slot_for_key(hash, key) else {
             if self.notes.wants(notes::FETCHERS) {
                 self.notes.get(key, GetStatus::NotFound, None);
@@ -636,10 +647,11 @@ impl Store {
     /// `hash`: count the access as a local read would (frequency, access
     /// time, fetched bit) if that record is still linked, or, if it found
     /// it expired, reclaim it as a local lookup would (`get_expired`).
-    /// `seg` [`segment::NONE`]: the read missed the key ([`Store::missed`]).
+    /// `seg` [`segment::NONE`]: the read missed the key (as
+    /// [`Store::find_read`] tells the ghosts).
     pub fn accessed(&mut self, hash: u64, seg: u32, off: u32) {
         if seg == segment::NONE {
-            self.missed(hash);
+            self.ghosts.want(hash);
             return;
         }
         let Some(slot) = self.slot_at(hash, seg, off) else {

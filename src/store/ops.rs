@@ -181,13 +181,9 @@ fn is_c_space(c: u8) -> bool {
 }
 
 impl Store {
-    /// A read that counts as an access (a miss is told to the ghosts,
-    /// see [`Store::missed`]).
+    /// A read that counts as an access ([`Store::find_read`]).
     pub fn get(&mut self, key: &[u8]) -> Option<Found> {
-        let Some(f) = self.find(key) else {
-            self.missed(self.hash(key));
-            return None;
-        };
+        let f = self.find_read(key)?;
         self.bump(&f);
         self.classes.at(classes::of_item(&f.item).0).get_hits += 1;
         Some(f)
