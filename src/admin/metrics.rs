@@ -346,6 +346,16 @@ fn registry(f: &Figures) -> Registry {
         "Of those, merges finished ahead of need between loop turns, not by a write that found no free segment",
         c.segment_merges_ahead,
     );
+    b.counter(
+        "corecache_new_item_credits_ghost",
+        "New keys linked as if read once because a read missed them after eviction (ghosts)",
+        c.ghost_credits,
+    );
+    b.counter(
+        "corecache_new_item_credits_arrival",
+        "New small items linked as if read once because ghosts vouch for many new small keys",
+        c.arrival_credits,
+    );
     b.gauges(
         "corecache_eviction_policy",
         "The eviction policy in force (-o eviction), as a label; the value is 1",

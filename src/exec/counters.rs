@@ -182,6 +182,11 @@ counters!(
     evicted_segments,
     segment_merges,
     segment_merges_ahead,
+    // New keys credited as if read once: by a ghost (a read missed them
+    // after eviction), and on arrival while ghosts vouch for many
+    // (store/ghost.rs).
+    ghost_credits,
+    arrival_credits,
     // The worker loop, for the admin port: turns of the loop, io_uring_enter
     // calls, returns from sleeping in io_uring_enter, and MsgRing wake-ups
     // sent to sleeping peers.

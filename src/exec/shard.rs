@@ -75,6 +75,8 @@ impl Shard {
         c.evicted_segments = s.stats.evicted_segments;
         c.segment_merges = s.stats.merges;
         c.segment_merges_ahead = s.stats.merges_ahead;
+        c.ghost_credits = s.stats.ghost_credits;
+        c.arrival_credits = s.stats.arrival_credits;
         c.foreign_read_waits = s.grace_waits();
         c
     }

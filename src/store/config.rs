@@ -87,6 +87,12 @@ pub struct StoreStats {
     pub moved_items: u64,
     /// Bytes of those records.
     pub moved_bytes: u64,
+    /// New keys linked as if read once because a read missed them after
+    /// the hand evicted them (`ghost.rs`).
+    pub ghost_credits: u64,
+    /// New small items linked as if read once because ghosts vouch for
+    /// many new small keys (`ghost.rs`).
+    pub arrival_credits: u64,
     /// Items reclaimed because a `flush_prefix` hid them.
     pub prefix_reclaimed: u64,
     /// Lookups that found the key's item expired (`get_expired`): as

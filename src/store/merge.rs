@@ -612,12 +612,48 @@ mod tests {
     /// so each write of them was gone before the next read: none left a
     /// turn and a half after the last write. A key missed after the hand
     /// let it go and then written arrives as if read once and stays about
-    /// mean/size turns: 1941 of 2000 left. Keys written again as often
-    /// but never read are not credited (a breaker's load: credited, they
-    /// crowded out read values), nor keys written once: none of either
-    /// is left.
+    /// mean/size turns: 1941 of 2000 left. Keys written once before any
+    /// ghost vouched for a key are not credited: none is left.
     #[test]
-    fn small_keys_missed_and_written_again_stay_and_write_only_keys_go() {
+    fn small_keys_missed_and_written_again_stay() {
+        let (s, left) = rewrites(true, false);
+        assert_eq!(left[0], 0, "keys written once are not credited");
+        assert!(
+            left[1] * 10 >= 2000 * 8,
+            "{} of 2000 read and written again left",
+            left[1]
+        );
+        drop(s);
+    }
+
+    /// Keys written again as often but never read, among unread filler,
+    /// are not credited (a breaker's load: credited on the write alone,
+    /// they crowded out read values): no ghost vouches for them, so the
+    /// share that would credit every new small item stays at zero. In a
+    /// mix where ghosts vouch for half the new small keys they do get the
+    /// longer first stay (`ghost.rs`), as memcached's small classes give
+    /// it, and stay while written faster than it lasts.
+    #[test]
+    fn write_only_small_keys_go_unless_ghosts_vouch_for_many() {
+        let (s, left) = rewrites(false, true);
+        assert_eq!(left[2], 0, "write-only keys are not credited");
+        assert_eq!(s.ghosts.arrival_odds(), 0);
+        let (s, left) = rewrites(true, true);
+        assert!(
+            left[1] * 10 >= 2000 * 8,
+            "{} read and written again",
+            left[1]
+        );
+        // 1236 of 2000 left (0 without the share's credit).
+        assert!(left[2] * 2 >= 2000, "{} write-only in the mix", left[2]);
+        assert!(s.ghosts.arrival_odds() > 0);
+    }
+
+    /// 2000 small keys written once, then every turn and a half among
+    /// unread filler: 2000 read (missed) and written again if `again`,
+    /// 2000 written only if `wonly`. Returns the store and how many of
+    /// each group (once, again, write-only) are left.
+    fn rewrites(again: bool, wonly: bool) -> (Store, [usize; 3]) {
         let mut s = store(16 << 20);
         let (n, sv, fv) = (2000u32, vec![b's'; 100], vec![b'f'; 1000]);
         for i in 0..n {
@@ -627,9 +663,13 @@ mod tests {
         for f in 0..9 * 24_000u32 {
             if f % 24_000 == 0 && f < 8 * 24_000 {
                 for i in 0..n {
-                    s.get(format!("again{i}").as_bytes());
-                    put(&mut s, &format!("again{i}"), &sv);
-                    put(&mut s, &format!("wonly{i}"), &sv);
+                    if again {
+                        s.get(format!("again{i}").as_bytes());
+                        put(&mut s, &format!("again{i}"), &sv);
+                    }
+                    if wonly {
+                        put(&mut s, &format!("wonly{i}"), &sv);
+                    }
                 }
             }
             put(&mut s, &format!("f{f}"), &fv);
@@ -639,17 +679,12 @@ mod tests {
                 .filter(|i| s.get(format!("{p}{i}").as_bytes()).is_some())
                 .count()
         };
-        let again = left(&mut s, "again");
-        assert!(
-            again * 10 >= n as usize * 8,
-            "{again} of {n} read and written again left"
-        );
-        assert_eq!(left(&mut s, "wonly"), 0, "write-only keys are not credited");
-        assert_eq!(
+        let l = [
             left(&mut s, "once"),
-            0,
-            "keys written once are not credited"
-        );
+            left(&mut s, "again"),
+            left(&mut s, "wonly"),
+        ];
+        (s, l)
     }
 
     /// Issue 14: with TTLs jittered over a continuous range, each of a few

@@ -148,8 +148,17 @@ impl Store {
                 let bytes = self.index.bytes();
                 let r = self.index.empty_slot(hash);
                 // A key evicted lately and missed since comes back as if
-                // read once (`ghost.rs`).
-                let freq = self.ghosts.take(hash) as u8;
+                // read once, and while many do so may any small new key
+                // (`ghost.rs`).
+                let small = it.size() < self.mean_record();
+                let rand = self.rand();
+                let credit = self.ghosts.credit(hash, small, rand);
+                match credit {
+                    ghost::Credit::Ghost => self.stats.ghost_credits += 1,
+                    ghost::Credit::Arrival => self.stats.arrival_credits += 1,
+                    ghost::Credit::None => {}
+                }
+                let freq = credit.freq();
                 self.index
                     .set(r, index::pack(index::tag_of(hash), freq, seg, off));
                 self.index.items += 1;
