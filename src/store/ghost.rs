@@ -216,6 +216,7 @@ impl Ghosts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_rng::TestRng;
 
     #[test]
     fn a_noted_and_wanted_hash_is_taken_once() {
@@ -257,13 +258,8 @@ mod tests {
     #[test]
     fn new_small_items_are_credited_only_while_ghosts_vouch_for_many() {
         let mut g = Ghosts::for_memory(1 << 20);
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = TestRng(0x9e37_79b9_7f4a_7c15);
+        let mut next = || rng.next();
         // A scan: new small keys, none vouched for.
         let scan: u32 = (0..20_000)
             .map(|_| g.credit(next(), true, next()).freq() as u32)

@@ -1,5 +1,6 @@
 //! The index: packing, chaining, neighbours and linear-hashing growth.
 use super::*;
+use crate::store::test_rng::TestRng;
 
 #[test]
 fn slot_packing_roundtrips() {
@@ -54,12 +55,10 @@ fn grows_one_bucket_at_a_time_and_finds_everything() {
     let n = 200_000;
     let mut ix = Index::new(1000, 4 * n, false);
     let start = ix.primary_buckets();
-    let mut x = 0x9abc_def1_2345_6789u64;
+    let mut rng = TestRng(0x9abc_def1_2345_6789);
     let mut hashes = vec![];
     for i in 0..n as u32 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next();
         hashes.push(x);
         grow(&mut ix, &hashes);
         let r = ix.empty_slot(x);
@@ -93,21 +92,17 @@ fn grows_one_bucket_at_a_time_and_finds_everything() {
 fn sized_load_needs_few_overflow_buckets_and_finds_everything() {
     let n = 200_000;
     let mut ix = Index::with_capacity(n, false);
-    let mut x = 0x1234_5678_9abc_def1u64;
+    let mut rng = TestRng(0x1234_5678_9abc_def1);
     let mut hashes = vec![];
     for i in 0..n as u32 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next();
         let r = ix.empty_slot(x);
         ix.set(r, pack(tag_of(x), 0, i, 0));
         hashes.push(x);
     }
     // Churn: replace items at random, as eviction and writes do.
     for round in 0..2 * n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next();
         let i = (x >> 20) as usize % n;
         let old = hashes[i];
         let r = ix.find(old, |s| slot_seg(s) == i as u32).expect("linked");
@@ -150,13 +145,11 @@ fn sized_load_needs_few_overflow_buckets_and_finds_everything() {
 fn a_fill_leaves_few_overflow_buckets_behind() {
     let n = 300_000u32;
     let mut ix = Index::new(40_000, 1 << 22, false);
-    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rng = TestRng(0x2545_f491_4f6c_dd1d);
     let mut hashes = vec![];
     let mut worst: f64 = 0.0;
     for i in 0..n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next();
         hashes.push(x);
         let r = ix.empty_slot(x);
         ix.set(r, pack(tag_of(x), 0, i, 0));

@@ -33,6 +33,8 @@ pub mod segment;
 pub mod slot;
 pub mod snapshot;
 mod sweep;
+#[cfg(test)]
+mod test_rng;
 pub mod ttl;
 pub mod view;
 mod write;
