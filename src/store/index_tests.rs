@@ -14,7 +14,7 @@ fn slot_packing_roundtrips() {
         (slot_tag(s2), slot_freq(s2), slot_seg(s2), slot_off(s2)),
         (0xabc, 3, 5, 6)
     );
-    assert_eq!(std::mem::size_of::<Bucket>(), 64);
+    assert_eq!(std::mem::size_of::<Bucket>(), 128);
 }
 
 #[test]
@@ -22,14 +22,15 @@ fn chains_when_a_bucket_is_full_and_unlinks_when_empty() {
     let mut ix = Index::with_capacity(0, false);
     let hash = 0x5000_0000_0000_0001u64; // every insert has one home
     let mut refs = vec![];
-    // 7 at home, 14 in the two neighbours, the rest in overflow buckets.
-    for i in 0..40u32 {
+    // A bucketful at home, two in the neighbours, the rest (more than a
+    // bucketful) in overflow buckets.
+    for i in 0..(4 * ITEM_SLOTS + 5) as u32 {
         let r = ix.empty_slot(hash);
         ix.set(r, pack(tag_of(hash), 0, i, i));
         refs.push(r);
     }
     assert!(ix.overflow_buckets() >= 2);
-    assert_eq!(ix.displaced(ix.home(hash)), 14);
+    assert_eq!(ix.displaced(ix.home(hash)), 2 * ITEM_SLOTS as u64);
     for (i, _) in refs.iter().enumerate() {
         let found = ix.find(hash, |s| slot_seg(s) == i as u32).unwrap();
         assert_eq!(found, refs[i]);
@@ -74,9 +75,9 @@ fn grows_one_bucket_at_a_time_and_finds_everything() {
         }
     }
     assert!(ix.primary_buckets() > 20 * start);
-    let used = (ix.primary_buckets() + ix.overflow_buckets()) * 64;
+    let used = (ix.primary_buckets() + ix.overflow_buckets()) * std::mem::size_of::<Bucket>();
     assert!(
-        used as f64 / (n as f64) < 14.0,
+        used as f64 / (n as f64) < 11.0,
         "{} bytes per item",
         used as f64 / n as f64
     );
@@ -121,7 +122,7 @@ fn sized_load_needs_few_overflow_buckets_and_finds_everything() {
         ix.primary_buckets()
     );
     let per_item = ix.bytes() as f64 / n as f64;
-    assert!(per_item < 11.75, "{per_item} index bytes per item in use");
+    assert!(per_item < 10.4, "{per_item} index bytes per item in use");
     for (i, &h) in hashes.iter().enumerate() {
         let r = ix.find(h, |s| slot_seg(s) == i as u32).expect("linked");
         if i % 2 == 0 {
@@ -140,7 +141,8 @@ fn sized_load_needs_few_overflow_buckets_and_finds_everything() {
 /// home: left where they were, they kept the overflow buckets the fill
 /// had needed (13.1 bytes of index an item after filling to 2 M items
 /// from a 262,144-item start; 11.6 with them coming home, where 64-byte
-/// buckets at the 90 % load growth keeps make 10.2).
+/// buckets at the 90 % load growth kept make 10.2). With 128-byte
+/// buckets at 95 %: 10.45 at worst here.
 #[test]
 fn a_fill_leaves_few_overflow_buckets_behind() {
     let n = 300_000u32;
@@ -165,5 +167,5 @@ fn a_fill_leaves_few_overflow_buckets_behind() {
             "item {i}"
         );
     }
-    assert!(worst < 12.0, "{worst:.2} index bytes an item");
+    assert!(worst < 10.8, "{worst:.2} index bytes an item");
 }

@@ -31,7 +31,10 @@ impl Store {
     #[inline]
     pub fn prefetch_bucket(&self, key: &[u8]) -> u64 {
         let hash = self.hash(key);
-        prefetch(self.index.home_bucket(hash) as *const index::Bucket as *const u8);
+        let bucket = self.index.home_bucket(hash) as *const index::Bucket as *const u8;
+        // A bucket is two cache lines.
+        prefetch(bucket);
+        prefetch(bucket.wrapping_add(64));
         hash
     }
 
