@@ -189,7 +189,7 @@ impl ShardView {
                     if !self.index.read_valid(s) {
                         continue;
                     }
-                    let ko = RawItem::shared_key_offset(it.shared_iflags());
+                    let ko = it.shared_key_offset(it.shared_iflags());
                     // SAFETY: the record is linked (its slot was loaded
                     // inside this read section), so the grace protocol
                     // keeps its segment from reuse until the section
@@ -295,7 +295,7 @@ impl ShardView {
             };
             let (klen, vlen) = it.shared_lens();
             let iflags = it.shared_iflags();
-            let ko = RawItem::shared_key_offset(iflags);
+            let ko = it.shared_key_offset(iflags);
             if klen != key.len() || off as usize + ko + klen + vlen > self.seg_size {
                 continue;
             }

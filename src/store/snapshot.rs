@@ -15,7 +15,7 @@
 //! ```text
 //!  file   = header, then `segments` entries, oldest `order` first
 //!  header (88 bytes, little endian)
-//!    0  magic "CCWARM01"     8  segment size      16 segments allowed
+//!    0  magic "CCWARM03"     8  segment size      16 segments allowed
 //!   24  index buckets       32  clock epoch (Unix s)
 //!   40  store time at stop  48  next incarnation  56  pending flush_all
 //!                                                     (store time, 0 none)
@@ -42,7 +42,7 @@ use super::ttl::{self, CHAINS};
 use super::Store;
 
 /// The file's first eight bytes; the digit is the format's version.
-pub const FORMAT: &[u8; 8] = b"CCWARM02";
+pub const FORMAT: &[u8; 8] = b"CCWARM03";
 const HEADER_LEN: usize = 88;
 const ENTRY_LEN: usize = 48;
 
@@ -121,13 +121,12 @@ fn framed_size(data: &[u8], room: usize) -> Option<usize> {
         return None;
     }
     let w = u64_at(data, 0);
-    let klen = ((w >> item::KLEN_SHIFT) & item::KLEN_MASK) as usize;
-    let vlen = ((w >> item::VLEN_SHIFT) & item::VLEN_MASK) as usize;
+    let (klen, vlen, hlen) = item::header_lens(w);
     let f = ((w >> item::IFLAGS_SHIFT) & item::IFLAGS_MASK) as u8;
     let opt = 4 * (f & HAS_EXPIRE != 0) as usize
         + 4 * (f & HAS_FLAGS != 0) as usize
         + 8 * (f & HAS_CAS != 0) as usize;
-    let size = item::HEADER_SIZE + opt + klen + vlen;
+    let size = hlen + opt + klen + vlen;
     (klen > 0 && klen <= item::MAX_KEY_LEN && size <= room).then_some(size)
 }
 

@@ -5,7 +5,7 @@ use super::*;
 impl Store {
     /// Whether a record of this size fits the item size limit.
     pub fn fits(&self, klen: usize, vlen: usize, meta: &ItemMeta) -> bool {
-        klen <= item::MAX_KEY_LEN
+        (1..=item::MAX_KEY_LEN).contains(&klen)
             && vlen <= item::MAX_VALUE_LEN
             && item::record_size(klen, vlen, meta)
                 <= self.cfg.item_size_max.min(self.cfg.segment_size)
