@@ -41,6 +41,8 @@ use std::sync::Arc;
 
 /// Mask of the displaced-items count in a primary bucket's info slot.
 const DISPLACED: u64 = 0xff << 32;
+/// Mask of the count of items in the overflow chain, in the same slot.
+const OVERFLOWED: u64 = index::OVERFLOWED_MASK << index::OVERFLOWED_SHIFT;
 
 /// What another worker may read of one shard's store.
 #[derive(Clone)]
@@ -244,8 +246,12 @@ impl ShardView {
             }
         }
         // Not in the primary buckets: it may be in the group's overflow
-        // chain. A chain past [`MAX_CHAIN`], or a bucket past the shared
-        // room (the owner's private spill), is left to the owner.
+        // chain, if some item of this home is. A chain past
+        // [`MAX_CHAIN`], or a bucket past the shared room (the owner's
+        // private spill), is left to the owner.
+        if info & OVERFLOWED == 0 {
+            return Look::Missing;
+        }
         let group = home - home % index::GROUP;
         let mut next = self.index.bucket(group).slot(0) & NEXT_MASK;
         for _ in 0..MAX_CHAIN {

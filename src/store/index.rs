@@ -8,7 +8,8 @@
 //! +--------+--------+--------+-----+---------+
 //!
 //!  info slot: low 32 bits = 1 + id of the overflow bucket, 0 = none;
-//!             bits 32-39 = items homed here that went to a neighbour
+//!             bits 32-39 = items homed here that went to a neighbour;
+//!             bits 40-63 = items homed here in the group's overflow chain
 //!
 //!  item slot
 //!  63       52 51     44 43              23 22           0
@@ -46,10 +47,11 @@ use std::sync::Arc;
 /// run fuller with fewer items in neighbours and overflow buckets. A fill
 /// of 2 M items (15-byte keys, 100-byte values) to `-m 256` kept 11.9
 /// bytes of index an item with one-line buckets at a 90 % load, 10.4 with
-/// two-line ones at 95 % (1,979,575 and 2,005,150 items kept). A lookup
-/// reads the second line too, which the adjacent-line prefetcher
-/// mostly brings with the first; `get_hit` and `get_miss` (criterion) are
-/// level and 10-15 ns slower.
+/// two-line ones at 95 %, 10.2 at 100 % (1,979,575, 2,005,150 and, with
+/// 7-byte headers, 2,023,380 items kept). A lookup reads the second line
+/// too, which the adjacent-line prefetcher mostly brings with the first;
+/// `get_hit` (criterion) is level, `get_miss` 10-15 ns slower at 95 % and
+/// 10 ns more at 100 %.
 pub const SLOTS: usize = 16;
 /// Slots per bucket that hold items (slot 0 is the info slot).
 pub const ITEM_SLOTS: usize = SLOTS - 1;
@@ -107,13 +109,25 @@ pub const NEIGHBOURS: u32 = 2;
 /// tags tell them apart), so an overflow bucket fills before another is
 /// added.
 pub const GROUP: u32 = 16;
-/// Share of item slots (percent) the primary buckets hold before the index
-/// grows. Neighbours take most of what a full bucket cannot hold, so
-/// overflow buckets stay rare at this load.
-pub const LOAD_PERCENT: usize = 95;
+/// Share of item slots (percent) the primary buckets hold on average
+/// before the index grows: all of them. Buckets holding more than the
+/// mean put the surplus in their neighbours, and what those cannot take
+/// in overflow buckets (under churn at this load, one overflow bucket to
+/// six or seven primary ones; lookups walk a chain only for homes with
+/// items in it). 105 % and 110 % kept no more items in the fill above:
+/// the store's segments are 1 MiB, and the index saved less than one.
+pub const LOAD_PERCENT: usize = 100;
 
 const DISPLACED_SHIFT: u32 = 32;
 const DISPLACED_MASK: u64 = 0xff;
+/// Bit position, in a primary bucket's info slot, of the count of items
+/// homed there that sit in the group's overflow chain: a lookup walks the
+/// chain only when it is not 0, so a miss, or a hit at home, in a group
+/// whose chain holds other homes' items reads no overflow bucket.
+pub const OVERFLOWED_SHIFT: u32 = 40;
+/// The overflowed count's bits (after shifting). At its largest it sticks
+/// there (never counted down), so the chain is always walked.
+pub const OVERFLOWED_MASK: u64 = 0xff_ffff;
 
 /// `a mod d` for a u32 `a`, with `m = fastmod_m(d)` (Lemire, Kaser and
 /// Kurz, "Faster remainder by direct computation", 2019): two
@@ -303,6 +317,21 @@ impl Index {
         (self.primary(home).slot(0) >> DISPLACED_SHIFT) & DISPLACED_MASK
     }
 
+    #[inline]
+    fn overflowed(&self, home: u32) -> u64 {
+        (self.primary(home).slot(0) >> OVERFLOWED_SHIFT) & OVERFLOWED_MASK
+    }
+
+    /// Counts an item homed at `home` into (`up`) or out of its group's
+    /// overflow chain.
+    fn count_overflowed(&mut self, home: u32, up: bool) {
+        match self.overflowed(home) {
+            OVERFLOWED_MASK => {}
+            _ if up => self.add_info(home, 1 << OVERFLOWED_SHIFT),
+            _ => self.add_info(home, (1u64 << OVERFLOWED_SHIFT).wrapping_neg()),
+        }
+    }
+
     /// The bucket `d` after `home`, if there is one. Buckets are only ever
     /// added at the end, so a neighbour an item went to stays one.
     #[inline]
@@ -350,6 +379,9 @@ impl Index {
                 }
             }
         }
+        if self.overflowed(home) == 0 {
+            return None;
+        }
         let mut b = Self::group(home);
         while let Some(n) = self.next(b) {
             if let Some(r) = scan(n, self.bucket(n)) {
@@ -385,6 +417,9 @@ impl Index {
                 }
             }
         }
+        // Counted before the slot is stored, so a reader that finds the
+        // slot has found the count too.
+        self.count_overflowed(home, true);
         let group = Self::group(home);
         let mut b = group;
         loop {
@@ -439,6 +474,7 @@ impl Index {
             }
             return;
         }
+        self.count_overflowed(home, false);
         let bk = self.bucket(r.bucket);
         if (1..SLOTS).any(|i| bk.slot(i) != 0) {
             return;

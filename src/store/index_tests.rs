@@ -31,6 +31,20 @@ fn chains_when_a_bucket_is_full_and_unlinks_when_empty() {
     }
     assert!(ix.overflow_buckets() >= 2);
     assert_eq!(ix.displaced(ix.home(hash)), 2 * ITEM_SLOTS as u64);
+    assert_eq!(ix.overflowed(ix.home(hash)), ITEM_SLOTS as u64 + 5);
+    // Another home of the group, its key of the same tag, has nothing in
+    // the chain: its lookups do not walk it (and so do not take the
+    // chain's items of that tag for candidates).
+    let other = (1..u64::MAX)
+        .map(|i| hash.wrapping_add(i))
+        .map(|h| h.wrapping_sub(2 * GROUP as u64))
+        .find(|&h| {
+            let (a, b) = (ix.home(hash), ix.home(h));
+            Index::group(a) == Index::group(b) && !(a..=a + NEIGHBOURS).contains(&b)
+        })
+        .unwrap();
+    assert_eq!(ix.overflowed(ix.home(other)), 0);
+    assert!(ix.find(other, |_| true).is_none());
     for (i, _) in refs.iter().enumerate() {
         let found = ix.find(hash, |s| slot_seg(s) == i as u32).unwrap();
         assert_eq!(found, refs[i]);
@@ -40,6 +54,7 @@ fn chains_when_a_bucket_is_full_and_unlinks_when_empty() {
     }
     assert_eq!(ix.overflow_buckets(), 0);
     assert_eq!(ix.displaced(ix.home(hash)), 0);
+    assert_eq!(ix.overflowed(ix.home(hash)), 0);
     assert!(ix.find(hash, |_| true).is_none());
 }
 
@@ -116,7 +131,7 @@ fn sized_load_needs_few_overflow_buckets_and_finds_everything() {
     // Neighbours and shared overflow buckets absorb what full homes
     // cannot hold.
     assert!(
-        ix.overflow_buckets() * 100 < ix.primary_buckets() * 15,
+        ix.overflow_buckets() * 100 < ix.primary_buckets() * 18,
         "{} overflow buckets for {} primary",
         ix.overflow_buckets(),
         ix.primary_buckets()
@@ -142,7 +157,7 @@ fn sized_load_needs_few_overflow_buckets_and_finds_everything() {
 /// had needed (13.1 bytes of index an item after filling to 2 M items
 /// from a 262,144-item start; 11.6 with them coming home, where 64-byte
 /// buckets at the 90 % load growth kept make 10.2). With 128-byte
-/// buckets at 95 %: 10.45 at worst here.
+/// buckets: 10.45 at worst here at a 95 % load, under 10.8 at 100 %.
 #[test]
 fn a_fill_leaves_few_overflow_buckets_behind() {
     let n = 300_000u32;
