@@ -117,8 +117,8 @@ pub enum Read {
 }
 
 /// Overflow buckets a reader walks before leaving the key to the owner
-/// (who walks on). Chains are one or two buckets long at the sized load,
-/// but linear hashing leaves the buckets the split pointer has not reached
+/// (who walks on). Chains are a few buckets long at the sized load,
+/// and linear hashing leaves the buckets the split pointer has not reached
 /// yet with up to twice the load just before a level completes, and their
 /// chains keep the sparse buckets after the split: 17 were seen in a test
 /// of 8,000 items (foreign_tests.rs). The bound also keeps a reader racing

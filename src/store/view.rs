@@ -40,7 +40,7 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64};
 pub struct IndexShared {
     buckets: *mut Bucket,
     /// The mapping `buckets` points into. Not `alloc_zeroed`: buckets are
-    /// 64-byte aligned, and for alignments above 16 Rust's system allocator
+    /// 128-byte aligned, and for alignments above 16 Rust's system allocator
     /// zeroes with a memset, which made the whole capacity resident (80 MiB
     /// at -m 256, RSS/-m 1.30 instead of 1.04).
     _map: MmapMut,
@@ -90,9 +90,9 @@ impl Drop for WriteSection<'_> {
 impl IndexShared {
     /// Overflow buckets kept in the shared mapping for an index of at most
     /// `primary` primary buckets. At the sized load they number about one
-    /// in ten primary ones (index_tests.rs bounds them under 15 %; 1,091
-    /// for 12,064 in foreign_tests.rs); a quarter leaves room for unlucky
-    /// hashing, and only what is used becomes resident.
+    /// in six or seven primary ones (index_tests.rs bounds them under 18 %
+    /// under churn); a quarter leaves room for unlucky hashing, and only
+    /// what is used becomes resident.
     pub fn overflow_room(primary: usize) -> usize {
         primary / 4 + 64
     }
