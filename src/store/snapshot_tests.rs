@@ -31,7 +31,11 @@ fn filled() -> Store {
     let mut s = store_at(16 << 20, T0);
     for (i, k) in keys(20_000).iter().enumerate() {
         // Some values of 32 KiB or more: records with the long header.
-        let len = if i % 500 == 1 { 32_768 + i } else { 20 + i % 300 };
+        let len = if i % 500 == 1 {
+            32_768 + i
+        } else {
+            20 + i % 300
+        };
         let v = vec![b'a' + (i % 26) as u8; len];
         set(
             &mut s,
