@@ -96,8 +96,8 @@ pub fn header_len(vlen: usize) -> usize {
 /// (read whole, little endian, from the record's first byte) gives.
 #[inline]
 pub fn header_lens(w: u64) -> (usize, usize, usize) {
-    let long = (w >> LONG_SHIFT) & 1;
-    let mask = if long != 0 {
+    let long = w >> LONG_SHIFT;
+    let mask = if long & 1 != 0 {
         VLEN_MASK
     } else {
         VLEN_SHORT_MASK
@@ -105,8 +105,14 @@ pub fn header_lens(w: u64) -> (usize, usize, usize) {
     (
         ((w >> KLEN_SHIFT) & KLEN_MASK) as usize,
         ((w >> VLEN_SHIFT) & mask) as usize,
-        HEADER_SIZE - 1 + long as usize,
+        form_len(long),
     )
+}
+
+/// The header length that the long-form bit, the low bit of `long`, says.
+#[inline]
+fn form_len(long: u64) -> usize {
+    HEADER_SIZE - 1 + (long & 1) as usize
 }
 
 /// The item was replaced, deleted, evicted or expired; its bytes are dead.
@@ -162,8 +168,10 @@ impl ItemMeta {
     }
 }
 
+/// Bytes of the optional fields (expiry, client flags, CAS) that `iflags`
+/// say follow the header.
 #[inline]
-fn optional_len(iflags: u8) -> usize {
+pub fn optional_len(iflags: u8) -> usize {
     let mut n = 0;
     if iflags & HAS_EXPIRE != 0 {
         n += 4;
@@ -249,7 +257,7 @@ impl RawItem {
     /// Header length in bytes (7 or 8).
     #[inline]
     fn hlen(&self) -> usize {
-        HEADER_SIZE - 1 + ((self.header() >> LONG_SHIFT) & 1) as usize
+        form_len(self.header() >> LONG_SHIFT)
     }
 
     /// The item flags (`DELETED`, `HAS_EXPIRE`, `FETCHED`, ...).
@@ -359,7 +367,7 @@ impl RawItem {
     /// The header length, read as another worker must (see `fixed_byte`).
     #[inline]
     fn shared_hlen(&self) -> usize {
-        HEADER_SIZE - 1 + (self.fixed_byte(VLEN_BYTE) & 1) as usize
+        form_len(self.fixed_byte(VLEN_BYTE))
     }
 
     /// The key and value lengths, from the header bytes never changed in

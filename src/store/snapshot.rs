@@ -36,7 +36,7 @@
 
 use std::io::{self, Read, Write};
 
-use super::item::{self, RawItem, DELETED, HAS_CAS, HAS_EXPIRE, HAS_FLAGS};
+use super::item::{self, RawItem, DELETED};
 use super::segment::{SegHeader, NEVER_EXPIRES, NONE};
 use super::ttl::{self, CHAINS};
 use super::Store;
@@ -123,10 +123,7 @@ fn framed_size(data: &[u8], room: usize) -> Option<usize> {
     let w = u64_at(data, 0);
     let (klen, vlen, hlen) = item::header_lens(w);
     let f = ((w >> item::IFLAGS_SHIFT) & item::IFLAGS_MASK) as u8;
-    let opt = 4 * (f & HAS_EXPIRE != 0) as usize
-        + 4 * (f & HAS_FLAGS != 0) as usize
-        + 8 * (f & HAS_CAS != 0) as usize;
-    let size = hlen + opt + klen + vlen;
+    let size = hlen + item::optional_len(f) + klen + vlen;
     (klen > 0 && klen <= item::MAX_KEY_LEN && size <= room).then_some(size)
 }
 
