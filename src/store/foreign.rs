@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::Arc;
 
 /// Mask of the displaced-items count in a primary bucket's info slot.
-const DISPLACED: u64 = 0xff << 32;
+const DISPLACED: u64 = index::DISPLACED_MASK << index::DISPLACED_SHIFT;
 /// Mask of the count of items in the overflow chain, in the same slot.
 const OVERFLOWED: u64 = index::OVERFLOWED_MASK << index::OVERFLOWED_SHIFT;
 

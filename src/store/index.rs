@@ -118,8 +118,12 @@ pub const GROUP: u32 = 16;
 /// the store's segments are 1 MiB, and the index saved less than one.
 pub const LOAD_PERCENT: usize = 100;
 
-const DISPLACED_SHIFT: u32 = 32;
-const DISPLACED_MASK: u64 = 0xff;
+/// Bit position, in a primary bucket's info slot, of the count of items
+/// homed there that went to a neighbour: a lookup reads the neighbours
+/// only when it is not 0.
+pub const DISPLACED_SHIFT: u32 = 32;
+/// The displaced count's bits (after shifting).
+pub const DISPLACED_MASK: u64 = 0xff;
 /// Bit position, in a primary bucket's info slot, of the count of items
 /// homed there that sit in the group's overflow chain: a lookup walks the
 /// chain only when it is not 0, so a miss, or a hit at home, in a group
