@@ -21,13 +21,9 @@ pub fn version_line() -> String {
     format!("VERSION {}\r\n", corecache::version::VERSION)
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../support/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// The first of `n` consecutive ports free now, picked at random in
 /// 20000-31999: below the kernel's ephemeral range (32768 up by default),
@@ -40,7 +36,9 @@ pub fn fixed_ports(n: u16) -> u16 {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u32(std::process::id());
         let base = 20_000 + (h.finish() % (12_000 - n as u64)) as u16;
-        if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+        if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+            && (base..base + n).all(ports::claim)
+        {
             return base;
         }
     }

@@ -15,13 +15,7 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use common::free_port;
 
 pub fn temp(name: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -172,8 +166,11 @@ impl Server {
                 let got = match try_exchange(&mut s, b"stats\r\n", b"END\r\n") {
                     Ok(got) => got,
                     Err(e) => {
-                        // CI once saw this first exchange reset: say what
-                        // the server did (exited? still serving?) and logged.
+                        // CI saw this first exchange reset when another
+                        // test had been given the same port (see
+                        // support/ports.rs, which now rules that out): say
+                        // what the server did (exited? still serving?) and
+                        // logged.
                         std::thread::sleep(Duration::from_millis(300));
                         let status = self.child.try_wait();
                         let again = connect()

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,13 +70,9 @@ pub fn temp_file(name: &str, text: &[u8]) -> PathBuf {
     p
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../../../tests/support/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// The corecache binary next to this test's build: `CORECACHE_BIN`, else
 /// `target/<profile>/corecache`, else the release one. `cargo test` at the
