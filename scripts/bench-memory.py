@@ -28,10 +28,14 @@ Value sizes (--values):
             50-500 bytes; the large ones are 7/8 of the bytes written, so
             they turn a log over fast while memcached keeps each size in
             its own slab class
+  twospace  two key spaces, each zipf: the keys of 50-200 B take 90 % of
+            the operations, a space 1/16 as large of 16-64 KiB values the
+            rest (each key its own size; the breakers' size mix, and
+            examples/hitsim.rs's VALUES=twospace)
 
 Usage: scripts/bench-memory.py [fill] [hit] [--mem 64,1024] [--threads 1,2]
                                [--shapes none,long,...] [--scale 1.0]
-                               [--values uniform|bimodal]
+                               [--values uniform|bimodal|twospace]
 """
 import argparse
 import bisect
@@ -221,6 +225,34 @@ def size_fn(values, rng):
     raise ValueError(values)
 
 
+def twospace_size(keyspace):
+    """Sizes of `--values twospace`: keys from `keyspace` on are the large space."""
+    def per_key(k):
+        r = random.Random(k * 0x9E3779B1 ^ 0x5BD1E995)
+        return r.randint(16384, 65536) if k >= keyspace else r.randint(50, 200)
+    return per_key
+
+
+def key_fn(values, rng, keyspace):
+    """A batch of `n` keys: zipf(0.99) ranks of one key space, or for
+    `twospace` of two (the large space numbered after the small one)."""
+    cdf = zipf_cdf(keyspace)
+    ranks = range(keyspace)
+    if values != "twospace":
+        return lambda n: rng.choices(ranks, cum_weights=cdf, k=n)
+    large = max(1, keyspace // 16)
+    lcdf = zipf_cdf(large)
+    lranks = range(keyspace, keyspace + large)
+
+    def batch(n):
+        n_small = sum(rng.random() < 0.9 for _ in range(n))
+        keys = rng.choices(ranks, cum_weights=cdf, k=n_small)
+        keys += rng.choices(lranks, cum_weights=lcdf, k=n - n_small)
+        rng.shuffle(keys)
+        return keys
+    return batch
+
+
 _CDF = {}
 
 
@@ -232,9 +264,8 @@ def zipf_cdf(n, alpha=0.99):
 
 def hit(shape, mem, threads, ops, keyspace, values="uniform", seed=7):
     rng = random.Random(seed)
-    cdf = zipf_cdf(keyspace)
-    ranks = range(keyspace)
-    size_of = size_fn(values, rng)
+    keys_of = key_fn(values, rng, keyspace)
+    size_of = twospace_size(keyspace) if values == "twospace" else size_fn(values, rng)
     ttl = ttl_fn(shape, rng)
     filler = b"x" * 65536
     servers = both(mem, threads)
@@ -245,7 +276,7 @@ def hit(shape, mem, threads, ops, keyspace, values="uniform", seed=7):
         done = 0
         batch_ops = 1000
         while done < ops:
-            keys = rng.choices(ranks, cum_weights=cdf, k=batch_ops)
+            keys = keys_of(batch_ops)
             kinds = rng.choices((0, 1, 1, 1, 1), k=batch_ops)
             parts = []
             n_get = 0
@@ -294,8 +325,8 @@ def main():
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--scale", type=float, default=1.0,
                     help="operations per MiB of -m, in units of 40,000 (1.0 writes each -m over about 4 times)")
-    ap.add_argument("--values", default="uniform", choices=["uniform", "bimodal"],
-                    help="value sizes: uniform 50-1000 B per set, or bimodal per key (see above)")
+    ap.add_argument("--values", default="uniform", choices=["uniform", "bimodal", "twospace"],
+                    help="value sizes: uniform 50-1000 B per set, bimodal per key, or two key spaces (see above)")
     ap.add_argument("--keys-per-mib", type=int, default=8000,
                     help="key space per MiB of -m (8000: about 4x what fits)")
     args = ap.parse_args()
@@ -312,7 +343,8 @@ def main():
         sys.stdout.flush()
 
     if "hit" in args.what:
-        sizes = {"uniform": "values 50-1000 B", "bimodal": "values per key 50-500 B or (1 in 20) 16-64 KiB"}
+        sizes = {"uniform": "values 50-1000 B", "bimodal": "values per key 50-500 B or (1 in 20) 16-64 KiB",
+                 "twospace": "two key spaces: 90 % of operations to keys of 50-200 B, 10 % to 1/16 as many of 16-64 KiB"}
         print(f"## Hit ratio: zipf 0.99 keys, {sizes[args.values]}, 1:4 set:get, second half of the gets\n")
         print("| TTL shape | -m | -t | keys | ops | hit corecache | hit memcached | diff "
               "| live items corecache | live items memcached | memcached curr_items "
