@@ -99,11 +99,22 @@ impl Arena {
     /// Gives the pages of `len` bytes at `off` back to the kernel; they read
     /// as zero when next touched. Best effort: a refusal (hugetlb pages
     /// not covered whole) leaves them resident, which changes nothing else.
+    ///
+    /// Only the pages wholly inside the range go: madvise rounds a length
+    /// up to a whole page, and with a segment size that is not a multiple
+    /// of the page size (`-o segment_size` asks only for a multiple of 8)
+    /// that zeroed the first bytes of the next segment, live records
+    /// included (a review found it, giving back a retired segment).
     pub fn discard(&self, off: usize, len: usize) {
         debug_assert!(off + len <= self.map.len());
-        // SAFETY: the range lies inside the mapping, and the caller owns
-        // those bytes (a segment on no list, in no index slot).
-        unsafe { discard_pages(self.base().add(off), len) }
+        let page = self.page_size();
+        let (start, end) = (off.next_multiple_of(page), (off + len) / page * page);
+        if end <= start {
+            return;
+        }
+        // SAFETY: the range lies inside the mapping and inside the caller's
+        // bytes (a segment on no list, in no index slot), page aligned.
+        unsafe { discard_pages(self.base().add(start), end - start) }
     }
 
     /// Bytes per page of the mapping: what madvise ranges must be whole
@@ -204,5 +215,37 @@ mod tests {
         }
         let plain = Arena::new(1 << 20, false).unwrap();
         assert_eq!(plain.kind(), PageKind::Plain);
+    }
+
+    /// Discarding a segment whose size is not a whole number of pages
+    /// (6 KiB here) zeroes only pages wholly inside it: its neighbours'
+    /// bytes stay as written, whichever side the partial page is on.
+    #[test]
+    fn discard_leaves_the_neighbours_bytes_alone() {
+        const SEG: usize = 6144;
+        let a = Arena::new(4 * SEG, false).unwrap();
+        let fill = |a: &Arena| {
+            // SAFETY: writes inside the mapping.
+            unsafe { std::ptr::write_bytes(a.base(), 0xab, 4 * SEG) }
+        };
+        // SAFETY: reads inside the mapping.
+        let byte = |a: &Arena, i: usize| unsafe { a.base().add(i).read() };
+        for seg in 0..4 {
+            fill(&a);
+            a.discard(seg * SEG, SEG);
+            let (lo, hi) = (seg * SEG, (seg + 1) * SEG);
+            for i in (0..4 * SEG).filter(|i| !(lo..hi).contains(i)) {
+                assert_eq!(
+                    byte(&a, i),
+                    0xab,
+                    "segment {seg}: byte {i} outside it zeroed"
+                );
+            }
+            // The whole pages inside went back (read as zero).
+            let first = lo.next_multiple_of(4096);
+            if first + 4096 <= hi {
+                assert_eq!(byte(&a, first), 0, "segment {seg}: its page kept");
+            }
+        }
     }
 }
