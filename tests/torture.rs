@@ -12,6 +12,8 @@
 //! The same test runs twice, over plain TCP and over TLS (`-Z`, rustls on
 //! both ends), with the same checks: see `transport`.
 
+#[path = "support/ports.rs"]
+mod ports;
 #[path = "torture/records.rs"]
 mod records;
 #[path = "torture/transport.rs"]
@@ -445,11 +447,7 @@ fn torture(tr: Transport, default_ops: u64, extra: &[String]) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ports::free_port();
     // -e: after the run the server restarts warm, and the checker reads
     // every key back (check_after_restart).
     let dir = std::env::temp_dir().join(format!("cc-torture-{}-{}", tr.name(), std::process::id()));

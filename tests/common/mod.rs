@@ -37,7 +37,7 @@ pub fn fixed_ports(n: u16) -> u16 {
         h.write_u32(std::process::id());
         let base = 20_000 + (h.finish() % (12_000 - n as u64)) as u16;
         if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-            && (base..base + n).all(ports::claim)
+            && ports::claim(base..base + n)
         {
             return base;
         }

@@ -12,15 +12,21 @@
 //! connection). That was the "first stats reset, server up" CI failure.
 #![allow(dead_code)]
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
+use std::ops::Range;
 use std::sync::Mutex;
 
-static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
-/// Records `port` as this process's; false if it was handed out before.
-pub fn claim(port: u16) -> bool {
+/// Records every port of `ports` as this process's, or none of them if
+/// one was handed out before (then false).
+pub fn claim(ports: Range<u16>) -> bool {
     let mut seen = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    seen.get_or_insert_with(HashSet::new).insert(port)
+    if ports.clone().any(|p| seen.contains(&p)) {
+        return false;
+    }
+    seen.extend(ports);
+    true
 }
 
 /// A port free now on 127.0.0.1 that no other test of this process was
@@ -32,7 +38,7 @@ pub fn free_port() -> u16 {
             .local_addr()
             .unwrap()
             .port();
-        if claim(p) {
+        if claim(p..p + 1) {
             return p;
         }
     }
