@@ -213,7 +213,7 @@ def ttl_fn(shape, rng):
     raise ValueError(shape)
 
 
-def size_fn(values, rng):
+def size_fn(values, rng, keyspace):
     if values == "uniform":
         sizes = range(50, 1001)
         return lambda k: rng.choice(sizes)
@@ -222,15 +222,13 @@ def size_fn(values, rng):
             r = random.Random(k * 0x9E3779B1 ^ 0x5BD1E995)
             return r.randint(16384, 65536) if r.random() < 0.05 else r.randint(50, 500)
         return per_key
+    if values == "twospace":
+        # Keys from `keyspace` on are the large space (see key_fn).
+        def per_key(k):
+            r = random.Random(k * 0x9E3779B1 ^ 0x5BD1E995)
+            return r.randint(16384, 65536) if k >= keyspace else r.randint(50, 200)
+        return per_key
     raise ValueError(values)
-
-
-def twospace_size(keyspace):
-    """Sizes of `--values twospace`: keys from `keyspace` on are the large space."""
-    def per_key(k):
-        r = random.Random(k * 0x9E3779B1 ^ 0x5BD1E995)
-        return r.randint(16384, 65536) if k >= keyspace else r.randint(50, 200)
-    return per_key
 
 
 def key_fn(values, rng, keyspace):
@@ -265,7 +263,7 @@ def zipf_cdf(n, alpha=0.99):
 def hit(shape, mem, threads, ops, keyspace, values="uniform", seed=7):
     rng = random.Random(seed)
     keys_of = key_fn(values, rng, keyspace)
-    size_of = twospace_size(keyspace) if values == "twospace" else size_fn(values, rng)
+    size_of = size_fn(values, rng, keyspace)
     ttl = ttl_fn(shape, rng)
     filler = b"x" * 65536
     servers = both(mem, threads)
