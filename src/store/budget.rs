@@ -37,6 +37,14 @@ pub(super) fn segments_within(memory: usize, seg_size: usize, index: usize) -> u
     n
 }
 
+/// The hash of the key of the record slot value `v` points at: what the
+/// index asks for when it moves items (a record read).
+fn hash_at(segs: &segment::Segments, hasher: &ahash::RandomState, v: u64) -> u64 {
+    // SAFETY: see `Store::item_at`: a linked slot points at a live record.
+    let it = unsafe { RawItem::at(segs.ptr(index::slot_seg(v), index::slot_off(v) as usize)) };
+    hasher.hash_one(it.key())
+}
+
 impl Store {
     /// `cache_memlimit`: the bytes this shard's store may use, index
     /// included, with no more segments than the arena has room for (see
@@ -108,14 +116,20 @@ impl Store {
     /// segment memory to pay for it.
     pub(super) fn grow_index(&mut self) {
         let (segs, hasher) = (&self.segs, &self.hasher);
-        self.index.split_one(|v| {
-            // SAFETY: see `item_at`.
-            let it =
-                unsafe { RawItem::at(segs.ptr(index::slot_seg(v), index::slot_off(v) as usize)) };
-            hasher.hash_one(it.key())
-        });
+        self.index.split_one(|v| hash_at(segs, hasher, v));
         self.unlinks += 1;
         self.pay_for_index();
+    }
+
+    /// Brings items home from overflow chains and compacts them (see
+    /// `Index::tidy`), taking back segment memory for what that gave back.
+    pub(super) fn tidy_index(&mut self) {
+        let shrank = self.index.tidy();
+        self.unlinks += 1;
+        if shrank {
+            self.rebudget();
+            self.settle();
+        }
     }
 
     /// Gives up segment memory for what the index has grown by (a split,
@@ -136,13 +150,7 @@ impl Store {
         let (segs, hasher) = (&self.segs, &self.hasher);
         let mut grew = false;
         while self.index.primary_buckets() < buckets && self.index.may_grow() {
-            self.index.split_one(|v| {
-                // SAFETY: see `item_at`.
-                let it = unsafe {
-                    RawItem::at(segs.ptr(index::slot_seg(v), index::slot_off(v) as usize))
-                };
-                hasher.hash_one(it.key())
-            });
+            self.index.split_one(|v| hash_at(segs, hasher, v));
             grew = true;
         }
         if grew {

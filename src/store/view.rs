@@ -123,6 +123,27 @@ impl IndexShared {
         }
     }
 
+    /// Gives the kernel back the pages wholly inside buckets
+    /// `from..to` (owner only, for overflow buckets no chain links any
+    /// more: `Index::compact`). The mapping stays; a reader still walking
+    /// into one of them reads zeros, and its section check throws that
+    /// lookup away, as the compaction that freed them is a write section.
+    pub fn discard(&self, from: usize, to: usize) {
+        debug_assert!(from <= to && to <= self.cap);
+        let size = std::mem::size_of::<Bucket>();
+        let (start, end) = (
+            (from * size).next_multiple_of(4096),
+            to * size / 4096 * 4096,
+        );
+        if end <= start {
+            return;
+        }
+        // SAFETY: the range lies inside the mapping (`to` ≤ `cap`), page
+        // aligned, and holds only buckets on no chain: zeroing them loses
+        // nothing, and every access to them is atomic.
+        unsafe { super::arena::discard_pages((self.buckets as *mut u8).add(start), end - start) }
+    }
+
     /// Buckets the mapping holds, primary and overflow.
     #[inline]
     pub fn cap(&self) -> usize {

@@ -145,6 +145,9 @@ impl Store {
                 if self.index.wants_growth() {
                     self.grow_index();
                 }
+                if self.index.wants_tidy() {
+                    self.tidy_index();
+                }
                 let bytes = self.index.bytes();
                 let r = self.index.empty_slot(hash);
                 // A key evicted lately and missed since comes back as if
