@@ -406,3 +406,7 @@ impl Gate {
 #[cfg(test)]
 #[path = "foreign_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "foreign_tidy_tests.rs"]
+mod tidy_tests;

@@ -149,6 +149,10 @@ const PULLS_QUEUED: usize = 8192;
 /// write path, so the queue is worked off a slice per write (inserts come
 /// as fast as eviction unlinks) rather than in one stall.
 const PULLS_PER_TIDY: usize = 16;
+/// Primary buckets one `Index::tidy` looks at when pulls were dropped (a
+/// burst of unlinks larger than the queue): a pass over the whole index
+/// then finds the homes the queue lost, a slice per write.
+const SWEEP_PER_TIDY: u32 = 16;
 /// Bits of an overflow slot's home hint (see `Index::hints`): the home's
 /// place in its group.
 const HINT_BITS: u32 = GROUP.trailing_zeros();
@@ -160,10 +164,9 @@ const COMPACT_AT: usize = 2 * BUCKETS_PER_PAGE;
 /// Buckets in a 4 KiB page.
 const BUCKETS_PER_PAGE: usize = 4096 / std::mem::size_of::<Bucket>();
 /// Pages above the overflow buckets in use that compaction leaves
-/// resident: given back at once, they were faulted in again by the next
-/// chains (`set_evicting` spent 7 % of its time in page faults and
-/// `madvise`).
-const RESIDENT_SLACK_PAGES: usize = 16;
+/// resident (and `bytes` counts): given back at once, they would be
+/// faulted in again by the next chains.
+const RESIDENT_SLACK_PAGES: usize = 2;
 
 /// `a mod d` for a u32 `a`, with `m = fastmod_m(d)` (Lemire, Kaser and
 /// Kurz, "Faster remainder by direct computation", 2019): two
@@ -205,6 +208,11 @@ pub struct Index {
     /// Primary buckets that lost an item while items homed there sat in
     /// the overflow chain (see `tidy`).
     pulls: Vec<u32>,
+    /// The next primary bucket of a pass over all of them, begun when the
+    /// queue of pulls was full and one was dropped.
+    sweep: Option<u32>,
+    /// A pull was dropped during the pass: another pass follows it.
+    sweep_again: bool,
     /// Bucket id where the overflow room's pages that may be resident
     /// end: compaction gives back the pages between the buckets in use
     /// and here.
@@ -255,6 +263,8 @@ impl Index {
             free_overflow: Vec::new(),
             hints: Vec::new(),
             pulls: Vec::new(),
+            sweep: None,
+            sweep_again: false,
             resident_top: max as u32,
             low: start,
             low_m: fastmod_m(start),
@@ -274,8 +284,10 @@ impl Index {
     /// Bytes of buckets in use, primary and overflow (memcached's
     /// `hash_bytes`).
     pub fn bytes(&self) -> usize {
-        (self.len as usize + self.shared_overflow as usize + self.spill.len())
-            * std::mem::size_of::<Bucket>()
+        // Overflow buckets up to where pages may be resident: compaction
+        // gives pages back past a slack.
+        let overflow = (self.resident_top - self.overflow_base).max(self.shared_overflow);
+        (self.len as usize + overflow as usize + self.spill.len()) * std::mem::size_of::<Bucket>()
             + self.hints.len() * 8
     }
 
@@ -543,8 +555,14 @@ impl Index {
         self.set(r, 0);
         let home = self.home(hash);
         self.unhook(r, home);
-        if r.bucket < self.len && self.overflowed(r.bucket) > 0 && self.pulls.len() < PULLS_QUEUED {
-            self.pulls.push(r.bucket);
+        if r.bucket < self.len && self.wants_pull(r.bucket) {
+            if self.pulls.len() < PULLS_QUEUED {
+                self.pulls.push(r.bucket);
+            } else if self.sweep.is_some() {
+                self.sweep_again = true;
+            } else {
+                self.sweep = Some(0);
+            }
         }
     }
 
@@ -585,7 +603,15 @@ impl Index {
     /// overflow buckets to compact.
     #[inline]
     pub fn wants_tidy(&self) -> bool {
-        !self.pulls.is_empty() || self.free_overflow.len() >= COMPACT_AT
+        !self.pulls.is_empty() || self.sweep.is_some() || self.wants_compaction()
+    }
+
+    /// Whether a page's worth of overflow buckets is free and none has
+    /// spilled past the shared room (a pathological spread, left as it
+    /// is: compaction moves buckets within the room).
+    #[inline]
+    fn wants_compaction(&self) -> bool {
+        self.free_overflow.len() >= COMPACT_AT && self.spill.is_empty()
     }
 
     /// Moves items back to where a lookup reads first, and gives back the
@@ -594,21 +620,23 @@ impl Index {
     /// stays valid):
     ///
     /// - **pull**: for each primary bucket that lost an item while items
-    ///   homed there sat in the chain, one of those comes home. Without
-    ///   it an item stays in the chain until deleted, however empty its
-    ///   home has become: in the index of `-m 256`'s fill of 100-byte
-    ///   values under churn that left 21,725 overflow buckets in use,
-    ///   where 13,799 hold the same items with this (`index_at_m256` in
-    ///   index_tests.rs; 134,892 primary buckets);
+    ///   homed there, or at a bucket it is a neighbour of, sat in the
+    ///   chain, those come into its free slots (home items first; a
+    ///   neighbour's as displaced ones). Without it an item stays in the
+    ///   chain until deleted, however empty its home has become: in the
+    ///   index of `-m 256`'s fill of 100-byte values under churn that
+    ///   left 21,725 overflow buckets in use, where 13,780 hold the same
+    ///   items pulling home only, 11,881 pulling into neighbours too
+    ///   (`index_at_m256` in index_tests.rs; 134,892 primary buckets);
     /// - **compact**: the highest overflow buckets move into free ones
     ///   below them, and the pages above the last one in use go back to
     ///   the kernel. The budget pays for the overflow buckets up to the
     ///   highest in use, which without this stays at the high water of
     ///   the fill (linear hashing's unsplit buckets hold up to twice the
     ///   mean halfway through a doubling): 19,619 buckets there against
-    ///   12,698 in use at its end. Together: 20.1 MB of index to 19.0,
-    ///   and the server's fill keeps 2,031,974 items instead of
-    ///   2,023,380 (1.454x memcached's).
+    ///   12,698 in use at its end. Together: 20.3 MB of index to 18.9
+    ///   (hints included), and the server's fill keeps 2,031,974 items
+    ///   instead of 2,023,380 (1.4535x memcached's).
     ///
     /// Returns whether `bytes` changed.
     pub fn tidy(&mut self) -> bool {
@@ -622,27 +650,65 @@ impl Index {
             let Some(b) = self.pulls.pop() else { break };
             self.pull(b);
         }
-        if self.free_overflow.len() >= COMPACT_AT && self.spill.is_empty() {
+        if let Some(from) = self.sweep {
+            let to = from.saturating_add(SWEEP_PER_TIDY).min(self.len);
+            for b in from..to {
+                self.pull(b);
+            }
+            self.sweep = if to < self.len {
+                Some(to)
+            } else if std::mem::take(&mut self.sweep_again) {
+                Some(0)
+            } else {
+                None
+            };
+        }
+        if self.wants_compaction() {
             self.compact();
         }
         self.bytes() != before
     }
 
-    /// Brings one item homed at primary bucket `b` from the chain into a
-    /// free slot of `b`, if both exist.
+    /// Brings items homed at primary bucket `b` from the chain into its
+    /// free slots, while there are both.
     fn pull(&mut self, b: u32) {
-        if b >= self.len || self.overflowed(b) == 0 {
+        if b >= self.len {
             return;
         }
+        for home in self.pull_homes(b) {
+            while self.overflowed(home) > 0 && self.pull_one(b, home) {}
+        }
+    }
+
+    /// The homes whose chained items may move into primary bucket `b`:
+    /// its own, then those it is a neighbour of, in its group (their
+    /// items are in the same chain).
+    fn pull_homes(&self, b: u32) -> impl Iterator<Item = u32> {
+        let group = Self::group(b);
+        (0..=NEIGHBOURS).filter_map(move |d| b.checked_sub(d).filter(|&h| h >= group))
+    }
+
+    /// Whether items of the chain may move into primary bucket `b`.
+    fn wants_pull(&self, b: u32) -> bool {
+        self.pull_homes(b).any(|h| self.overflowed(h) > 0)
+    }
+
+    /// Brings one item homed at `home` (`b` or a bucket `b` is a
+    /// neighbour of) from the chain into a free slot of `b`, if both
+    /// exist; whether it did.
+    fn pull_one(&mut self, b: u32, home: u32) -> bool {
+        if home != b && self.displaced(home) == DISPLACED_MASK {
+            return false;
+        }
         let Some(dst) = (1..SLOTS).find(|&i| self.primary(b).slot(i) == 0) else {
-            return;
+            return false;
         };
-        let place = (b - Self::group(b)) as u64;
+        let place = (home - Self::group(home)) as u64;
         let mut c = Self::group(b);
         while let Some(n) = self.next(c) {
             // Past the shared room (no hints): left where they are.
             let Some(hints) = self.hints_of(n) else {
-                return;
+                return false;
             };
             for i in 1..SLOTS {
                 let v = self.bucket(n).slot(i);
@@ -657,13 +723,17 @@ impl Index {
                     bucket: b,
                     slot: dst as u8,
                 };
+                if home != b {
+                    self.add_info(home, 1 << DISPLACED_SHIFT);
+                }
                 self.set(dst, v);
                 self.set(src, 0);
-                self.unhook(src, b);
-                return;
+                self.unhook(src, home);
+                return true;
             }
             c = n;
         }
+        false
     }
 
     /// Moves the highest overflow buckets in use into the lowest free ones
@@ -704,6 +774,9 @@ impl Index {
             self.shared_overflow -= 1;
         }
         self.free_overflow.drain(..lowest);
+        // `new_overflow` takes from the end: the lowest first, so the
+        // chains grow back into the bottom of the room.
+        self.free_overflow.reverse();
         self.hints.truncate(self.shared_overflow as usize);
         // Pages are given back whole, and only past the slack: the page
         // `keep` falls inside stays.
@@ -807,3 +880,7 @@ impl Index {
 #[cfg(test)]
 #[path = "index_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "index_tidy_tests.rs"]
+pub(super) mod tidy_tests;

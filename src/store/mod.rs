@@ -694,3 +694,7 @@ pub fn physical_memory() -> usize {
         .and_then(|v| v.trim().parse::<usize>().ok())
         .map_or(0, |kb| kb * 1024)
 }
+
+#[cfg(test)]
+#[path = "store_tidy_tests.rs"]
+mod store_tidy_tests;
