@@ -39,7 +39,7 @@ pub(super) fn segments_within(memory: usize, seg_size: usize, index: usize) -> u
 
 /// The hash of the key of the record slot value `v` points at: what the
 /// index asks for when it moves items (a record read).
-fn hash_at(segs: &segment::Segments, hasher: &ahash::RandomState, v: u64) -> u64 {
+pub(super) fn hash_at(segs: &segment::Segments, hasher: &ahash::RandomState, v: u64) -> u64 {
     // SAFETY: see `Store::item_at`: a linked slot points at a live record.
     let it = unsafe { RawItem::at(segs.ptr(index::slot_seg(v), index::slot_off(v) as usize)) };
     hasher.hash_one(it.key())

@@ -6,9 +6,35 @@ use super::*;
 use crate::store::test_rng::TestRng;
 use std::collections::HashSet;
 
-/// Checks every structural invariant of the index; `hashes[id]` is the
+/// Checks every structural invariant of the index: `hashes[id]` is the
 /// hash of item `id`, `live` the ids linked.
 pub(super) fn check(ix: &Index, hashes: &[u64], live: &HashSet<usize>, what: &str) {
+    let items = check_with(
+        ix,
+        |v| hashes[slot_id(v)],
+        |v| live.contains(&slot_id(v)),
+        what,
+    );
+    assert_eq!(items, live.len(), "{what}: items in index");
+    for &id in live {
+        assert!(
+            ix.find(hashes[id], |s| slot_id(s) == id).is_some(),
+            "{what}: item {id} lost"
+        );
+    }
+}
+
+/// Checks every structural invariant of the index (hints, chains and
+/// their group bits, free and leaked buckets, counts of displaced and
+/// overflowed items, every item found where it is); `hash_of` gives the
+/// hash of the item a slot value points at, `is_live` whether it should
+/// be linked. Returns the items found.
+pub(crate) fn check_with(
+    ix: &Index,
+    hash_of: impl Fn(u64) -> u64,
+    is_live: impl Fn(u64) -> bool,
+    what: &str,
+) -> usize {
     let base = ix.overflow_base;
     let cap = ix.shared.cap() as u32;
     assert_eq!(
@@ -34,6 +60,14 @@ pub(super) fn check(ix: &Index, hashes: &[u64], live: &HashSet<usize>, what: &st
             );
         }
     }
+    let found_at = |h: u64, v: u64, b: u32, i: usize| {
+        let r = ix.find(h, |s| s == v).expect("linked item found");
+        assert_eq!(
+            (r.bucket, r.slot as usize),
+            (b, i),
+            "{what}: found elsewhere"
+        );
+    };
     let mut seen = HashSet::new();
     let mut overflowed = vec![0u64; ix.len as usize];
     let mut displaced = vec![0u64; ix.len as usize];
@@ -45,8 +79,9 @@ pub(super) fn check(ix: &Index, hashes: &[u64], live: &HashSet<usize>, what: &st
                 continue;
             }
             let id = slot_id(v);
-            assert!(live.contains(&id), "{what}: dead item {id} in primary {b}");
-            let home = ix.home(hashes[id]);
+            assert!(is_live(v), "{what}: dead item {id} in primary {b}");
+            let home = ix.home(hash_of(v));
+            found_at(hash_of(v), v, b, i);
             assert!(
                 b >= home && b <= home + NEIGHBOURS,
                 "{what}: item {id} homed {home} in {b}"
@@ -89,8 +124,9 @@ pub(super) fn check(ix: &Index, hashes: &[u64], live: &HashSet<usize>, what: &st
                     continue;
                 }
                 let id = slot_id(v);
-                assert!(live.contains(&id), "{what}: dead item {id} in overflow {n}");
-                let home = ix.home(hashes[id]);
+                assert!(is_live(v), "{what}: dead item {id} in overflow {n}");
+                let home = ix.home(hash_of(v));
+                found_at(hash_of(v), v, n, i);
                 assert_eq!(Index::group(home), g, "{what}: item {id} in wrong chain");
                 if let Some(h) = hints {
                     let hint = (h >> ((i as u32 - 1) * HINT_BITS)) & HINT_MASK;
@@ -120,7 +156,7 @@ pub(super) fn check(ix: &Index, hashes: &[u64], live: &HashSet<usize>, what: &st
             "{what}: spill {n} leaked"
         );
     }
-    assert_eq!(found_items, live.len(), "{what}: items in index");
+    assert_eq!(found_items, ix.items, "{what}: items counted");
     for b in 0..ix.len {
         let o = ix.overflowed(b);
         if o != OVERFLOWED_MASK {
@@ -137,12 +173,7 @@ pub(super) fn check(ix: &Index, hashes: &[u64], live: &HashSet<usize>, what: &st
         ix.resident_top,
         base + ix.shared_overflow
     );
-    for &id in live {
-        assert!(
-            ix.find(hashes[id], |s| slot_id(s) == id).is_some(),
-            "{what}: item {id} lost"
-        );
-    }
+    found_items
 }
 
 /// As `Store::link` does it: grow, tidy, then place.
@@ -407,87 +438,6 @@ fn resident_overflow_pages_are_paid_for() {
         resident * 4096 <= paid + 4096,
         "resident overflow pages the budget does not pay for"
     );
-}
-
-/// `check` for a store's index: hashes from the records, every item found
-/// at the slot `find` returns.
-pub(crate) fn check_with(ix: &Index, hash_of: impl Fn(u64) -> u64, what: &str) {
-    let base = ix.overflow_base;
-    let cap = ix.shared.cap() as u32;
-    assert_eq!(
-        ix.hints.len(),
-        ix.shared_overflow as usize,
-        "{what}: hints len"
-    );
-    let mut free = HashSet::new();
-    for &f in &ix.free_overflow {
-        let ok = (f >= base && f < base + ix.shared_overflow)
-            || (f >= cap && ((f - cap) as usize) < ix.spill.len());
-        assert!(ok, "{what}: free bucket {f} out of range");
-        assert!(free.insert(f), "{what}: free {f} twice");
-    }
-    let mut items = 0;
-    let mut overflowed = vec![0u64; ix.len as usize];
-    let mut seen = HashSet::new();
-    let found_at = |h: u64, v: u64, b: u32, i: usize| {
-        let r = ix.find(h, |s| s == v).expect("linked item found");
-        assert_eq!(
-            (r.bucket, r.slot as usize),
-            (b, i),
-            "{what}: found elsewhere"
-        );
-    };
-    for b in 0..ix.len {
-        for i in 1..SLOTS {
-            let v = ix.primary(b).slot(i);
-            if v != 0 {
-                items += 1;
-                found_at(hash_of(v), v, b, i);
-            }
-        }
-    }
-    for g in (0..ix.len).step_by(GROUP as usize) {
-        let mut c = g;
-        while let Some(n) = ix.next(c) {
-            assert!(seen.insert(n) && !free.contains(&n), "{what}: bucket {n}");
-            assert_eq!(
-                (ix.bucket(n).slot(0) >> CHAIN_GROUP_SHIFT) as u32,
-                g,
-                "{what}: group bits"
-            );
-            let hints = ix.hints_of(n);
-            for i in 1..SLOTS {
-                let v = ix.bucket(n).slot(i);
-                if v == 0 {
-                    continue;
-                }
-                items += 1;
-                let h = hash_of(v);
-                let home = ix.home(h);
-                assert_eq!(Index::group(home), g, "{what}: wrong chain");
-                if let Some(hs) = hints {
-                    assert_eq!(
-                        (hs >> ((i as u32 - 1) * HINT_BITS)) & HINT_MASK,
-                        (home - g) as u64,
-                        "{what}: hint"
-                    );
-                }
-                overflowed[home as usize] += 1;
-                found_at(h, v, n, i);
-            }
-            c = n;
-        }
-    }
-    for n in base..base + ix.shared_overflow {
-        assert!(seen.contains(&n) || free.contains(&n), "{what}: {n} leaked");
-    }
-    assert_eq!(items, ix.items, "{what}: items");
-    for b in 0..ix.len {
-        let o = ix.overflowed(b);
-        if o != OVERFLOWED_MASK {
-            assert_eq!(o, overflowed[b as usize], "{what}: overflowed of {b}");
-        }
-    }
 }
 
 /// Discards happen (resident_top comes down), and refilling over the
