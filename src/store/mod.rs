@@ -99,9 +99,15 @@ pub struct Store {
     /// (or the one pending) less one second; 0 before any.
     oldest_live: u32,
     live_bytes: usize,
-    /// Segments that may be in use at once, the merge reserve included
-    /// (`cache_memlimit` lowers it; it never exceeds the mapping).
+    /// Segments that may be in use at once, the merge reserve and the
+    /// short segment included (`cache_memlimit` lowers it; it never
+    /// exceeds the mapping).
     seg_limit: usize,
+    /// Bytes the short segment may fill: what the budget leaves below a
+    /// whole segment, in pages (0: none; see `budget.rs`).
+    partial: usize,
+    /// The short segment in use and its incarnation (`NONE`: none).
+    short: (u32, u64),
     /// Bytes the store may use, index included (`memory_limit`).
     limit: usize,
     /// How items are grouped into chains at `seg_limit` (see `ttl`).
@@ -177,7 +183,9 @@ impl Store {
             && arena.kind() != PageKind::HugeTlb
             && arena.len() >= (nseg + 1) * cfg.segment_size;
         let nseg = nseg + reserve_unpaid as usize;
-        let mut segs = Segments::new(arena, cfg.segment_size, nseg);
+        // One more carved for the short segment, if the arena has room
+        // (`rebudget` below decides whether the budget pays for it).
+        let mut segs = Segments::new(arena, cfg.segment_size, nseg + 1);
         // Taken untouched, before fault-ahead starts on the free ones.
         let reserve = segs.take(ttl::NEVER, clock.now()).expect("nseg >= 3");
         if cfg.fault_ahead {
@@ -189,7 +197,7 @@ impl Store {
             cfg.huge_pages,
         );
         let limit = cfg.memory;
-        Ok(Store {
+        let mut store = Store {
             segs,
             index,
             ttl: TtlBuckets::new(),
@@ -210,6 +218,8 @@ impl Store {
             oldest_live: 0,
             live_bytes: 0,
             seg_limit: nseg,
+            partial: 0,
+            short: (segment::NONE, 0),
             limit,
             layout: ttl::Layout::for_segments(nseg),
             unlinks: 0,
@@ -224,7 +234,10 @@ impl Store {
             gate: foreign::Gate::default(),
             shared: false,
             ghosts,
-        })
+        };
+        store.rebudget();
+        store.settle();
+        Ok(store)
     }
 
     /// The configuration the store was made with.
@@ -286,7 +299,11 @@ impl Store {
     /// when the budget pays for it (see `reserve_unpaid`).
     pub fn segment_bytes_in_use(&self) -> usize {
         let unpaid = self.reserve_unpaid && self.reserve != segment::NONE;
-        (self.segs.in_use() - unpaid as usize) * self.segs.seg_size
+        let short = match self.live_short() {
+            Some(id) => self.segs.seg_size - self.segs.header(id).end as usize,
+            None => 0,
+        };
+        (self.segs.in_use() - unpaid as usize) * self.segs.seg_size - short
     }
 
     /// Bytes of the hash index and its ghost table (memcached's

@@ -31,6 +31,10 @@ pub struct SegHeader {
     pub order: u64,
     /// Bytes written so far: the offset the next record goes to.
     pub write_off: u32,
+    /// Bytes this incarnation may fill: the segment size, or less for the
+    /// one short segment that spends what the memory budget leaves below
+    /// a whole segment (`budget.rs`).
+    pub end: u32,
     /// Records not yet replaced, deleted or evicted.
     pub live_items: u32,
     /// Bytes of those records, padding included.
@@ -119,6 +123,7 @@ impl SegHeader {
         seq: 0,
         order: 0,
         write_off: 0,
+        end: 0,
         live_items: 0,
         live_bytes: 0,
         create_at: 0,
@@ -430,7 +435,23 @@ impl Segments {
     /// Room left at the end of a segment.
     #[inline]
     pub fn room(&self, seg: u32) -> usize {
-        self.seg_size - self.headers[seg as usize].write_off as usize
+        let h = &self.headers[seg as usize];
+        (h.end - h.write_off) as usize
+    }
+
+    /// Makes segment `seg` one that holds only `end` bytes (a multiple of
+    /// the page size, below what it may hold now and not below what is
+    /// written), and lets the kernel have the pages past them back: the
+    /// budget pays for `end` bytes of it.
+    pub fn shorten(&mut self, seg: u32, end: usize) {
+        let h = &mut self.headers[seg as usize];
+        debug_assert!(h.write_off as usize <= end && end < h.end as usize);
+        let old = std::mem::replace(&mut h.end, end as u32) as usize;
+        // Bytes past `write_off` were never written in this incarnation,
+        // and its previous one's readers were waited out when it was
+        // taken (`renew`): nothing refers to them.
+        self.arena
+            .discard(seg as usize * self.seg_size + end, old - end);
     }
 }
 
@@ -479,6 +500,7 @@ impl Segments {
         self.headers[id as usize] = SegHeader {
             seq,
             order: seq,
+            end: self.seg_size as u32,
             create_at: now,
             ttl_bucket,
             ..SegHeader::FREE

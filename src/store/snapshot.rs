@@ -273,6 +273,7 @@ impl Store {
                 seq: u64_at(&entry, 0),
                 order: u64_at(&entry, 8),
                 write_off: u32_at(&entry, 16),
+                end: seg_size as u32,
                 create_at: u32_at(&entry, 20),
                 // Bytes earlier builds left unused (0): such segments date
                 // every record at their creation.
@@ -297,15 +298,18 @@ impl Store {
             let gone = h.expire_at != NEVER_EXPIRES && h.expire_at != 0 && h.expire_at <= now;
             // Short of room (the index grew further than before), the
             // oldest restored segments make way, as eviction would.
-            let taken = if gone {
-                None
-            } else {
-                match self.segs.take(ttl::NEVER, now) {
-                    Some(id) => Some(id),
-                    None if self.evict() => self.segs.take(ttl::NEVER, now),
-                    None => None,
+            // Restored segments are whole: the short segment's slot is not
+            // theirs to fill.
+            let whole_room = |s: &Self| s.segs.in_use() + usize::from(s.partial > 0) < s.seg_limit;
+            let mut taken = None;
+            if !gone {
+                if whole_room(self) {
+                    taken = self.segs.take(ttl::NEVER, now);
                 }
-            };
+                if taken.is_none() && self.evict() && whole_room(self) {
+                    taken = self.segs.take(ttl::NEVER, now);
+                }
+            }
             let Some(id) = taken else {
                 // Read past it (all expired, or no room left), checking it all the same.
                 sink.resize(len, 0);

@@ -37,6 +37,7 @@ impl Store {
             if self.may_take() {
                 if let Some(id) = self.segs.take(bucket, self.clock.now()) {
                     self.tail_low = false;
+                    self.maybe_shorten(id);
                     self.ttl.push_back(&mut self.segs, bucket, id);
                     continue;
                 }
