@@ -326,12 +326,17 @@ impl Segments {
     /// segment's bytes must be dead (on no list, in no index slot).
     pub fn give_back_pages(&mut self, id: u32) {
         self.wait_readers();
+        self.resident[id as usize] = false;
+        self.discard(id as usize * self.seg_size, self.seg_size);
+    }
+
+    /// Lets the kernel have `len` bytes of the arena at `off` back (bytes
+    /// no one refers to), telling fault-ahead first.
+    fn discard(&mut self, off: usize, len: usize) {
         if let Some(fa) = &self.fault_ahead {
             fa.before_discard();
         }
-        self.arena
-            .discard(id as usize * self.seg_size, self.seg_size);
-        self.resident[id as usize] = false;
+        self.arena.discard(off, len);
         if self.fault_ahead.is_some() {
             // The discard voids fault-ahead's pending jobs, which may have
             // been for the next free segments: send those again (a range
@@ -450,8 +455,7 @@ impl Segments {
         // Bytes past `write_off` were never written in this incarnation,
         // and its previous one's readers were waited out when it was
         // taken (`renew`): nothing refers to them.
-        self.arena
-            .discard(seg as usize * self.seg_size + end, old - end);
+        self.discard(seg as usize * self.seg_size + end, old - end);
     }
 }
 
