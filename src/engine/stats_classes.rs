@@ -59,7 +59,7 @@ impl ClassBoards {
                 };
             }
         }
-        b.malloced = (store.segments_in_use() * store.config().segment_size) as u64;
+        b.malloced = store.segment_bytes_in_use() as u64;
     }
 
     /// The sum over workers: per class, and the bytes taken.

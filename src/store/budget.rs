@@ -81,11 +81,15 @@ impl Store {
     /// whose hash table is outside its limit, answers OK to any limit of
     /// 8 MiB or more and keeps the slab pages it has.
     pub fn set_memory_limit(&mut self, bytes: usize) -> bool {
-        let want = self.segments_wanted(bytes).0.max(3);
-        if want > self.segs.capacity() {
+        let (want, short) = self.segments_wanted(bytes);
+        // The short segment is carved when the arena has room for it
+        // (`rebudget` does without it otherwise): only whole segments
+        // must fit.
+        let whole = want - usize::from(short > 0);
+        if whole.max(3) > self.segs.capacity() {
             return false;
         }
-        self.segs.grow_to(want);
+        self.segs.grow_to(want.max(3));
         self.limit = bytes;
         self.rebudget();
         while self.segs.in_use() > self.seg_limit {
@@ -94,6 +98,8 @@ impl Store {
                 break;
             }
         }
+        // A short segment paid for whole may have been evicted just now.
+        self.forget_freed_short();
         self.settle();
         true
     }
@@ -104,7 +110,7 @@ impl Store {
     /// resident only while a merge copies into it, and then a segment the
     /// merge freed takes its place and gives its pages back); and the
     /// short segment's bytes (0: none).
-    fn segments_wanted(&self, bytes: usize) -> (usize, usize) {
+    pub(super) fn segments_wanted(&self, bytes: usize) -> (usize, usize) {
         let memory = bytes.saturating_sub(self.index_bytes());
         let seg = self.segs.seg_size;
         let whole = segments_within(memory, seg, 0);
@@ -127,7 +133,7 @@ impl Store {
             // be in use, so one goes) until it is freed.
             let h = self.segs.header(id);
             if h.end as usize > short {
-                if h.write_off as usize <= short {
+                if short > 0 && h.write_off as usize <= short {
                     self.segs.shorten(id, short);
                 } else if short > 0 {
                     (wanted, short) = (wanted - 1, 0);
@@ -160,21 +166,42 @@ impl Store {
 
     /// The short segment, if one is in use.
     pub(super) fn live_short(&self) -> Option<u32> {
-        let (id, seq) = self.short;
-        (id != segment::NONE && self.segs.header(id).seq == seq).then_some(id)
+        self.short_live().then_some(self.short.0)
     }
 
-    /// Makes segment `id`, just taken for a write, the short one if the
-    /// budget has one and it is the last the budget pays for: every other
-    /// segment in use is then whole, and at most one is short.
-    pub(super) fn maybe_shorten(&mut self, id: u32) {
-        if self.partial == 0 && self.live_short().is_none() {
-            // None was paid for while a short segment held more than the
-            // budget had left; that one is gone now.
-            self.rebudget();
-            self.settle();
+    /// Whether the short segment is in use.
+    #[inline]
+    pub(super) fn short_live(&self) -> bool {
+        let (id, seq) = self.short;
+        id != segment::NONE && self.segs.header(id).seq == seq
+    }
+
+    /// Forgets a short segment that has been freed (by eviction, expiry or
+    /// a flush); if it was paid for as a whole segment (it held more than
+    /// the budget had left when the index grew under it), budgets afresh,
+    /// so that its slot is short again.
+    pub(super) fn forget_freed_short(&mut self) {
+        if self.short.0 != segment::NONE && !self.short_live() {
+            self.short = (segment::NONE, 0);
+            if self.partial == 0 {
+                self.rebudget();
+                self.settle();
+            }
         }
-        if self.partial > 0 && self.segs.in_use() >= self.seg_limit && self.live_short().is_none() {
+    }
+
+    /// Makes segment `id`, just taken for a record of `size` bytes, the
+    /// short one if the budget has one, none is in use, the record fits
+    /// it, and `id` is the last segment the budget pays for: every other
+    /// segment in use is then whole, and at most one is short.
+    /// (`may_take` lets a record larger than the short segment take only
+    /// a slot that is paid for whole.)
+    pub(super) fn maybe_shorten(&mut self, id: u32, size: usize) {
+        if self.partial > 0
+            && size <= self.partial
+            && self.segs.in_use() >= self.seg_limit
+            && !self.short_live()
+        {
             self.segs.shorten(id, self.partial);
             self.short = (id, self.segs.header(id).seq);
         }
@@ -370,8 +397,18 @@ mod tests {
             let reserve = unsafe { base.add(s.reserve as usize * seg) };
             assert_eq!(resident_pages(reserve, seg), 0, "reserve resident");
             let all = resident_pages(base, s.segs.count() * seg);
+            // The index's last growth may have lowered the limit with no
+            // segment needed since: the next write's eviction frees it.
+            let pending = s.segs.in_use().saturating_sub(s.seg_limit);
+            assert!(pending <= 1, "{pending} segments over the limit");
+            // Until the next merge: the short segment's place held by a
+            // whole one, the reserve short (see `renew_reserve`).
+            let in_place = match s.live_short() {
+                Some(id) if id == s.reserve => seg - s.segs.header(id).end as usize,
+                _ => 0,
+            };
             assert!(
-                all <= (paid_now * seg + s.partial) / 4096,
+                all <= ((paid_now + pending) * seg + s.partial + in_place) / 4096,
                 "{all} pages resident, {paid_now} segments and {} bytes paid",
                 s.partial
             );

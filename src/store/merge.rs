@@ -158,6 +158,8 @@ impl Store {
         }
         let now = self.clock.now();
         let seg = self.segs.seg_size as u64;
+        // A short reserve, the first destination, holds that much less.
+        let short_by = seg - self.segs.header(self.reserve).end as u64;
         // Best run: (copied bytes per segment freed, first segment, length).
         let mut best: Option<(u64, u32, usize)> = None;
         for id in 0..self.segs.count() as u32 {
@@ -179,7 +181,7 @@ impl Store {
                 if usable == 0 {
                     break;
                 }
-                let dests = live.div_ceil(usable);
+                let dests = (live + short_by).div_ceil(usable);
                 if k >= 2 && (dests as usize) < k {
                     let per_freed = live * COMPACT_COPY.1 as u64 / (k as u64 - dests);
                     if per_freed <= COMPACT_COPY.0 as u64 * seg
@@ -224,11 +226,18 @@ impl Store {
         if c.dest.0 == NONE || self.segs.room(c.dest.0) < size {
             let now = self.clock.now();
             let d = if self.reserve != NONE {
-                std::mem::replace(&mut self.reserve, NONE)
+                self.put_reserve_to_use(c.bucket)
             } else {
-                self.segs.take(c.bucket, now)?
+                // A destination taken here is whole: not the short
+                // segment's slot.
+                self.forget_freed_short();
+                if !self.may_take(self.segs.seg_size) {
+                    return None;
+                }
+                let d = self.segs.take(c.bucket, now)?;
+                self.segs.renew(d, c.bucket, now);
+                d
             };
-            self.segs.renew(d, c.bucket, now);
             self.segs.header_mut(d).order = c.order;
             self.ttl.insert_before(&mut self.segs, c.bucket, d, victim);
             c.dest = (d, self.segs.header(d).seq);
@@ -275,8 +284,7 @@ impl Store {
                 if self.reserve == NONE {
                     return None;
                 }
-                let d = std::mem::replace(&mut self.reserve, NONE);
-                self.segs.renew(d, h.bucket, self.clock.now());
+                let d = self.put_reserve_to_use(h.bucket);
                 self.ttl.push_back(&mut self.segs, h.bucket, d);
                 d
             }
@@ -288,15 +296,37 @@ impl Store {
     /// after a merge frees a victim, so that no write takes it first.
     /// None may be free (the victim was pinned by a send and parked); the
     /// next eviction then frees one the whole-segment way (`evict`).
+    ///
+    /// Taken where the short segment was (a merge evicted it), the reserve
+    /// becomes the short one: the whole segment the merge copied into has
+    /// taken the short one's place, and the next merge that copies into
+    /// this reserve frees a whole victim in turn, which puts the budget
+    /// right again (`budget.rs`).
     pub(super) fn renew_reserve(&mut self) {
         if self.reserve == NONE {
             if let Some(r) = self.segs.take(ttl::NEVER, self.clock.now()) {
+                self.forget_freed_short();
+                self.maybe_shorten(r, 0);
                 self.reserve = r;
                 if self.reserve_unpaid {
                     self.segs.give_back_pages(r);
                 }
             }
         }
+    }
+
+    /// Hands the merge reserve to chain `bucket` as a new incarnation (a
+    /// merge's destination); a short reserve stays the short segment.
+    fn put_reserve_to_use(&mut self, bucket: u16) -> u32 {
+        let d = std::mem::replace(&mut self.reserve, NONE);
+        let short = self.live_short() == Some(d);
+        let end = self.segs.header(d).end;
+        self.segs.renew(d, bucket, self.clock.now());
+        if short {
+            self.segs.header_mut(d).end = end;
+            self.short.1 = self.segs.header(d).seq;
+        }
+        d
     }
 
     /// Reads the records of `victim` from offset `from` on, at most

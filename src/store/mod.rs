@@ -300,8 +300,10 @@ impl Store {
     pub fn segment_bytes_in_use(&self) -> usize {
         let unpaid = self.reserve_unpaid && self.reserve != segment::NONE;
         let short = match self.live_short() {
-            Some(id) => self.segs.seg_size - self.segs.header(id).end as usize,
-            None => 0,
+            Some(id) if !(unpaid && id == self.reserve) => {
+                self.segs.seg_size - self.segs.header(id).end as usize
+            }
+            _ => 0,
         };
         (self.segs.in_use() - unpaid as usize) * self.segs.seg_size - short
     }
@@ -715,3 +717,7 @@ pub fn physical_memory() -> usize {
 #[cfg(test)]
 #[path = "store_tidy_tests.rs"]
 mod store_tidy_tests;
+
+#[cfg(test)]
+#[path = "short_tests.rs"]
+mod short_tests;

@@ -297,19 +297,18 @@ impl Store {
             let sum = u64_at(&entry, 40);
             let gone = h.expire_at != NEVER_EXPIRES && h.expire_at != 0 && h.expire_at <= now;
             // Short of room (the index grew further than before), the
-            // oldest restored segments make way, as eviction would.
-            // Restored segments are whole: the short segment's slot is not
-            // theirs to fill.
-            let whole_room = |s: &Self| s.segs.in_use() + usize::from(s.partial > 0) < s.seg_limit;
-            let mut taken = None;
-            if !gone {
-                if whole_room(self) {
-                    taken = self.segs.take(ttl::NEVER, now);
+            // oldest restored segments make way, as eviction would. A
+            // segment's bytes that fit the short segment's may take its
+            // slot, and it is then restored short (`take_segment`).
+            let taken = if gone {
+                None
+            } else {
+                match self.take_segment(ttl::NEVER, len) {
+                    Some(id) => Some(id),
+                    None if self.evict() => self.take_segment(ttl::NEVER, len),
+                    None => None,
                 }
-                if taken.is_none() && self.evict() && whole_room(self) {
-                    taken = self.segs.take(ttl::NEVER, now);
-                }
-            }
+            };
             let Some(id) = taken else {
                 // Read past it (all expired, or no room left), checking it all the same.
                 sink.resize(len, 0);
@@ -338,10 +337,15 @@ impl Store {
                 };
                 self.layout.chain(ttl, false)
             };
+            let short = self.live_short() == Some(id);
             *self.segs.header_mut(id) = SegHeader {
                 ttl_bucket: bucket,
+                end: self.segs.header(id).end,
                 ..h
             };
+            if short {
+                self.short.1 = h.seq;
+            }
             self.segs.publish_incarnation(id);
             self.ttl.push_back(&mut self.segs, bucket, id);
             read.map_err(RestoreError::Io)?;

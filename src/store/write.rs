@@ -34,18 +34,15 @@ impl Store {
                     return Some((tail, off));
                 }
             }
-            if self.may_take() {
-                if let Some(id) = self.segs.take(bucket, self.clock.now()) {
-                    self.tail_low = false;
-                    self.maybe_shorten(id);
-                    self.ttl.push_back(&mut self.segs, bucket, id);
-                    continue;
-                }
+            if let Some(id) = self.take_segment(bucket, size) {
+                self.tail_low = false;
+                self.ttl.push_back(&mut self.segs, bucket, id);
+                continue;
             }
             // One segment is all this write needs; the rest is the
             // expiry pass's, in steps (a whole pass held the worker 53 ms).
             self.expire_one_segment();
-            if self.segment_ready() {
+            if self.may_take(size) && self.segs.free_count() > 0 {
                 continue;
             }
             evictions += 1;
@@ -58,16 +55,35 @@ impl Store {
         }
     }
 
+    /// Whether the budget lets one more segment be taken for a record of
+    /// `size` bytes: while the short segment's slot is free, only a
+    /// record that fits its bytes may take that slot (it is then made
+    /// short, see `budget.rs`); a larger one needs a whole segment, which
+    /// the budget does not pay for there.
     #[inline]
-    fn may_take(&self) -> bool {
-        self.segs.in_use() < self.seg_limit
+    pub(super) fn may_take(&self, size: usize) -> bool {
+        let short_slot_only = self.partial > 0 && size > self.partial && !self.short_live();
+        self.segs.in_use() + usize::from(short_slot_only) < self.seg_limit
     }
 
-    /// Whether a write that needs a fresh segment can take one now,
-    /// without evicting.
+    /// Whether a write of a small record that needs a fresh segment can
+    /// take one now, without evicting.
     #[inline]
     pub(super) fn segment_ready(&self) -> bool {
-        self.may_take() && self.segs.free_count() > 0
+        self.may_take(0) && self.segs.free_count() > 0
+    }
+
+    /// A free segment for chain `bucket` if the budget allows one for a
+    /// record of `size` bytes (`may_take`), made the short segment when it
+    /// is the last the budget pays for and the budget has one.
+    pub(super) fn take_segment(&mut self, bucket: u16, size: usize) -> Option<u32> {
+        self.forget_freed_short();
+        if !self.may_take(size) {
+            return None;
+        }
+        let id = self.segs.take(bucket, self.clock.now())?;
+        self.maybe_shorten(id, size);
+        Some(id)
     }
 
     /// Writes a new version of `key` and links it in place of the old one.
