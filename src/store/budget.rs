@@ -190,12 +190,12 @@ impl Store {
         }
     }
 
-    /// Makes segment `id`, just taken for a record of `size` bytes, the
-    /// short one if the budget has one, none is in use, the record fits
-    /// it, and `id` is the last segment the budget pays for: every other
-    /// segment in use is then whole, and at most one is short.
-    /// (`may_take` lets a record larger than the short segment take only
-    /// a slot that is paid for whole.)
+    /// Makes segment `id` (just taken for a record of `size` bytes, or in
+    /// use with `size` bytes written) the short one if the budget has one,
+    /// none is in use, those bytes fit it, and `id` is the last segment the
+    /// budget pays for: every other segment in use is then whole, and at
+    /// most one is short. (`may_take` lets a record larger than the short
+    /// segment take only a slot that is paid for whole.)
     pub(super) fn maybe_shorten(&mut self, id: u32, size: usize) {
         if self.partial > 0
             && size <= self.partial

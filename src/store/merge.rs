@@ -297,15 +297,21 @@ impl Store {
     /// None may be free (the victim was pinned by a send and parked); the
     /// next eviction then frees one the whole-segment way (`evict`).
     ///
-    /// Taken where the short segment was (a merge evicted it), the reserve
-    /// becomes the short one: the whole segment the merge copied into has
-    /// taken the short one's place, and the next merge that copies into
-    /// this reserve frees a whole victim in turn, which puts the budget
-    /// right again (`budget.rs`).
+    /// Taken where the short segment was (a merge evicted it and copied
+    /// what it kept into the reserve, so a whole segment took the short
+    /// one's place), the short one is made again: the segment the reserve
+    /// became, if it holds no more than the short one's bytes (it holds
+    /// what the merge kept of the short victim, and the open segment's
+    /// overflow), else the new reserve, until the next merge copies into
+    /// it and frees a whole victim in turn (`budget.rs`).
     pub(super) fn renew_reserve(&mut self) {
         if self.reserve == NONE {
             if let Some(r) = self.segs.take(ttl::NEVER, self.clock.now()) {
                 self.forget_freed_short();
+                let (d, seq) = self.reserve_used;
+                if d != NONE && self.segs.header(d).seq == seq {
+                    self.maybe_shorten(d, self.segs.header(d).write_off as usize);
+                }
                 self.maybe_shorten(r, 0);
                 self.reserve = r;
                 if self.reserve_unpaid {
@@ -322,10 +328,12 @@ impl Store {
         let short = self.live_short() == Some(d);
         let end = self.segs.header(d).end;
         self.segs.renew(d, bucket, self.clock.now());
+        let seq = self.segs.header(d).seq;
         if short {
             self.segs.header_mut(d).end = end;
-            self.short.1 = self.segs.header(d).seq;
+            self.short.1 = seq;
         }
+        self.reserve_used = (d, seq);
         d
     }
 

@@ -108,6 +108,10 @@ pub struct Store {
     partial: usize,
     /// The short segment in use and its incarnation (`NONE`: none).
     short: (u32, u64),
+    /// The segment the last merge reserve put to use became, and its
+    /// incarnation: where a merge that evicted the short segment copied
+    /// its kept items, so the one to make short in its place.
+    reserve_used: (u32, u64),
     /// Bytes the store may use, index included (`memory_limit`).
     limit: usize,
     /// How items are grouped into chains at `seg_limit` (see `ttl`).
@@ -220,6 +224,7 @@ impl Store {
             seg_limit: nseg,
             partial: 0,
             short: (segment::NONE, 0),
+            reserve_used: (segment::NONE, 0),
             limit,
             layout: ttl::Layout::for_segments(nseg),
             unlinks: 0,
