@@ -114,7 +114,11 @@ impl Store {
         let memory = bytes.saturating_sub(self.index_bytes());
         let seg = self.segs.seg_size;
         let whole = segments_within(memory, seg, 0);
-        let short = short_within(memory, seg, whole, self.segs.arena().page_size());
+        let short = if self.shortens {
+            short_within(memory, seg, whole, self.segs.arena().page_size())
+        } else {
+            0
+        };
         (
             whole + (short > 0) as usize + self.reserve_unpaid as usize,
             short,

@@ -91,6 +91,11 @@ pub struct Store {
     /// segment is half of one), `-k` or `-o prefault` (memory wanted
     /// resident up front).
     reserve_unpaid: bool,
+    /// Whether a short segment may be made (`budget.rs`): its pages past
+    /// its end must go back to the kernel, which locked pages (`-k`:
+    /// `MADV_DONTNEED` refuses them) and hugetlb pages (reserved when
+    /// mapped) do not.
+    shortens: bool,
     /// Pending `flush_all <delay>`: store time at which everything goes.
     flush_at: u32,
     /// What `watch` asked to be told of, and the notes (notes.rs).
@@ -186,6 +191,7 @@ impl Store {
             && !cfg.locked
             && arena.kind() != PageKind::HugeTlb
             && arena.len() >= (nseg + 1) * cfg.segment_size;
+        let shortens = !cfg.locked && arena.kind() != PageKind::HugeTlb;
         let nseg = nseg + reserve_unpaid as usize;
         // One more carved for the short segment, if the arena has room
         // (`rebudget` below decides whether the budget pays for it).
@@ -225,6 +231,7 @@ impl Store {
             partial: 0,
             short: (segment::NONE, 0),
             reserve_used: (segment::NONE, 0),
+            shortens,
             limit,
             layout: ttl::Layout::for_segments(nseg),
             unlinks: 0,
@@ -726,3 +733,7 @@ mod store_tidy_tests;
 #[cfg(test)]
 #[path = "short_tests.rs"]
 mod short_tests;
+
+#[cfg(test)]
+#[path = "short_review_tests.rs"]
+mod short_review_tests;

@@ -188,13 +188,14 @@ fn shortening_leaves_the_next_segment_alone() {
 #[test]
 fn values_survive_short_segments_of_a_non_page_multiple_size() {
     let seg = 64 * 1024 + 2048;
-    for (eviction, locked) in [(Eviction::Fifo, true), (Eviction::Merge, false)] {
+    // max_memory 0: the store cannot grow, so the reserve is paid for.
+    for (eviction, max_memory) in [(Eviction::Fifo, 0), (Eviction::Merge, 1 << 30)] {
         let cfg = StoreConfig {
             memory: 4 << 20,
             segment_size: seg,
             item_size_max: seg,
             huge_pages: false,
-            locked,
+            max_memory,
             eviction,
             ..StoreConfig::default()
         };

@@ -297,16 +297,19 @@ impl Store {
             let sum = u64_at(&entry, 40);
             let gone = h.expire_at != NEVER_EXPIRES && h.expire_at != 0 && h.expire_at <= now;
             // Short of room (the index grew further than before), the
-            // oldest restored segments make way, as eviction would. A
-            // segment's bytes that fit the short segment's may take its
-            // slot, and it is then restored short (`take_segment`).
+            // oldest restored segments make way, as eviction would. The
+            // first segment whose bytes fit the short one's is restored
+            // short, into its slot (`take_short`).
             let taken = if gone {
                 None
             } else {
-                match self.take_segment(ttl::NEVER, len) {
+                match self.take_short(ttl::NEVER, len) {
                     Some(id) => Some(id),
-                    None if self.evict() => self.take_segment(ttl::NEVER, len),
-                    None => None,
+                    None => match self.take_segment(ttl::NEVER, len) {
+                        Some(id) => Some(id),
+                        None if self.evict() => self.take_segment(ttl::NEVER, len),
+                        None => None,
+                    },
                 }
             };
             let Some(id) = taken else {

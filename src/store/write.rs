@@ -60,10 +60,20 @@ impl Store {
     /// record that fits its bytes may take that slot (it is then made
     /// short, see `budget.rs`); a larger one needs a whole segment, which
     /// the budget does not pay for there.
+    ///
+    /// While the short segment is the merge reserve, unused, a whole
+    /// segment holds its place in the chains (`renew_reserve`), so no
+    /// take may use the last slot: the next segment needed then costs an
+    /// eviction, and the budget is right again.
     #[inline]
     pub(super) fn may_take(&self, size: usize) -> bool {
-        let short_slot_only = self.partial > 0 && size > self.partial && !self.short_live();
-        self.segs.in_use() + usize::from(short_slot_only) < self.seg_limit
+        let taken_whole = self.partial > 0
+            && if self.short_live() {
+                self.short.0 == self.reserve
+            } else {
+                size > self.partial
+            };
+        self.segs.in_use() + usize::from(taken_whole) < self.seg_limit
     }
 
     /// Whether a write of a small record that needs a fresh segment can
@@ -83,6 +93,21 @@ impl Store {
         }
         let id = self.segs.take(bucket, self.clock.now())?;
         self.maybe_shorten(id, size);
+        Some(id)
+    }
+
+    /// A free segment made the short one at once for `size` bytes, if the
+    /// budget has a short segment, none is in use and they fit: a warm
+    /// restart puts the segment that was short into the short slot
+    /// wherever it comes in the file (segments are saved oldest first).
+    pub(super) fn take_short(&mut self, bucket: u16, size: usize) -> Option<u32> {
+        self.forget_freed_short();
+        if self.partial == 0 || size > self.partial || self.short_live() {
+            return None;
+        }
+        let id = self.segs.take(bucket, self.clock.now())?;
+        self.segs.shorten(id, self.partial);
+        self.short = (id, self.segs.header(id).seq);
         Some(id)
     }
 
