@@ -3,22 +3,9 @@
 //! whole segment in the short one's place), or held (cache_memlimit
 //! under load, flush, expiry and merges ahead, large values).
 use super::budget::SEGMENT_OVERHEAD;
-use super::clock::Clock;
+use super::short_tests::{check_values, set, store, store_16m, value};
 use super::test_rng::TestRng;
 use super::{Eviction, SetArgs, SetMode, SetOutcome, Store, StoreConfig};
-
-fn store(cfg: StoreConfig) -> Store {
-    Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
-}
-
-fn set(s: &mut Store, key: &str, value: &[u8]) -> bool {
-    let got = s.set(&SetArgs::new(SetMode::Set, key.as_bytes(), value, 0, 0));
-    matches!(got, SetOutcome::Stored { .. })
-}
-
-fn value(i: u32) -> Vec<u8> {
-    vec![b'a' + (i % 26) as u8; 60 + (i % 90) as usize]
-}
 
 /// Bytes the store's accounting says it uses (segments, index, headers)
 /// above its limit; 0 when within it.
@@ -74,17 +61,6 @@ fn review_whole_segment_in_short_slot_outlasts_one_merge() {
         worst <= 2,
         "above the limit (by up to {max_over} bytes) for {worst} merges in a row; the reserve short after {short_reserve} writes"
     );
-}
-
-fn check_values(s: &mut Store, keys: std::ops::Range<u32>) -> usize {
-    let mut found = 0;
-    for i in keys {
-        if let Some(got) = s.get(format!("key:{i}").as_bytes()) {
-            assert_eq!(got.item.value(), &value(i)[..], "key:{i}");
-            found += 1;
-        }
-    }
-    found
 }
 
 /// A warm restart of a full store into the same configuration drops
@@ -189,13 +165,7 @@ fn review_memlimit_up_and_down_under_load() {
         Eviction::Util,
         Eviction::Random,
     ] {
-        let cfg = StoreConfig {
-            memory: 16 << 20,
-            huge_pages: false,
-            eviction,
-            ..StoreConfig::default()
-        };
-        let mut s = store(cfg);
+        let mut s = store_16m(eviction);
         let mut rng = TestRng(99);
         let base = 16usize << 20;
         for round in 0..60u32 {

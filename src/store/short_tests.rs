@@ -10,21 +10,31 @@ use super::clock::Clock;
 use super::test_rng::TestRng;
 use super::{Eviction, SetArgs, SetMode, SetOutcome, Store, StoreConfig};
 
-fn store(cfg: StoreConfig) -> Store {
+pub(super) fn store(cfg: StoreConfig) -> Store {
     Store::new(cfg, Clock::manual(1_700_000_000)).unwrap()
 }
 
-fn set(s: &mut Store, key: &str, value: &[u8]) -> bool {
+/// A 16 MiB store (the test host's huge pages aside) under `eviction`.
+pub(super) fn store_16m(eviction: Eviction) -> Store {
+    store(StoreConfig {
+        memory: 16 << 20,
+        huge_pages: false,
+        eviction,
+        ..StoreConfig::default()
+    })
+}
+
+pub(super) fn set(s: &mut Store, key: &str, value: &[u8]) -> bool {
     let got = s.set(&SetArgs::new(SetMode::Set, key.as_bytes(), value, 0, 0));
     matches!(got, SetOutcome::Stored { .. })
 }
 
-fn value(i: u32) -> Vec<u8> {
+pub(super) fn value(i: u32) -> Vec<u8> {
     vec![b'a' + (i % 26) as u8; 60 + (i % 90) as usize]
 }
 
 /// Every value still there is the one written under its key.
-fn check_values(s: &mut Store, keys: std::ops::Range<u32>) -> usize {
+pub(super) fn check_values(s: &mut Store, keys: std::ops::Range<u32>) -> usize {
     let mut found = 0;
     for i in keys {
         if let Some(got) = s.get(format!("key:{i}").as_bytes()) {
@@ -123,13 +133,7 @@ fn records_larger_than_the_short_segment_are_stored_under_every_policy() {
         Eviction::Util,
         Eviction::Cte,
     ] {
-        let cfg = StoreConfig {
-            memory: 16 << 20,
-            huge_pages: false,
-            eviction,
-            ..StoreConfig::default()
-        };
-        let mut s = store(cfg);
+        let mut s = store_16m(eviction);
         assert!(s.partial > 0, "no short segment in this budget");
         let vlen = (s.partial + 4096).min(900 << 10);
         let mut rng = TestRng(7);
