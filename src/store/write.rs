@@ -105,6 +105,9 @@ impl Store {
         if self.partial == 0 || size > self.partial || self.short_live() {
             return None;
         }
+        // With no short segment in use, the last slot is the short one's:
+        // `may_take` keeps records larger than it out of that slot.
+        debug_assert!(self.segs.in_use() < self.seg_limit);
         let id = self.segs.take(bucket, self.clock.now())?;
         self.segs.shorten(id, self.partial);
         self.short = (id, self.segs.header(id).seq);
