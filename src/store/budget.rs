@@ -136,10 +136,10 @@ impl Store {
             // is left now, is paid for as a whole segment (one fewer may
             // be in use, so one goes) until it is freed.
             let h = self.segs.header(id);
-            if h.end as usize > short {
-                if short > 0 && h.write_off as usize <= short {
+            if short > 0 && h.end as usize > short {
+                if h.write_off as usize <= short {
                     self.segs.shorten(id, short);
-                } else if short > 0 {
+                } else {
                     (wanted, short) = (wanted - 1, 0);
                 }
             }
@@ -206,9 +206,15 @@ impl Store {
             && self.segs.in_use() >= self.seg_limit
             && !self.short_live()
         {
-            self.segs.shorten(id, self.partial);
-            self.short = (id, self.segs.header(id).seq);
+            self.make_short(id);
         }
+    }
+
+    /// Makes segment `id` the short one: it holds `partial` bytes from now
+    /// on, and its pages past them go back to the kernel.
+    pub(super) fn make_short(&mut self, id: u32) {
+        self.segs.shorten(id, self.partial);
+        self.short = (id, self.segs.header(id).seq);
     }
 
     /// Adds a bucket to the index (see `Index::split_one`) and gives up

@@ -228,13 +228,9 @@ impl Store {
             let d = if self.reserve != NONE {
                 self.put_reserve_to_use(c.bucket)
             } else {
-                // A destination taken here is whole: not the short
-                // segment's slot.
-                self.forget_freed_short();
-                if !self.may_take(self.segs.seg_size) {
-                    return None;
-                }
-                let d = self.segs.take(c.bucket, now)?;
+                // A destination taken here is whole: asked for as a
+                // segment's worth, it never takes the short one's slot.
+                let d = self.take_segment(c.bucket, self.segs.seg_size)?;
                 self.segs.renew(d, c.bucket, now);
                 d
             };

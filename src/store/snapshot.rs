@@ -300,18 +300,15 @@ impl Store {
             // oldest restored segments make way, as eviction would. The
             // first segment whose bytes fit the short one's is restored
             // short, into its slot (`take_short`).
-            let taken = if gone {
-                None
-            } else {
-                match self.take_short(ttl::NEVER, len) {
-                    Some(id) => Some(id),
-                    None => match self.take_segment(ttl::NEVER, len) {
-                        Some(id) => Some(id),
-                        None if self.evict() => self.take_segment(ttl::NEVER, len),
-                        None => None,
-                    },
+            let mut taken = None;
+            if !gone {
+                taken = self
+                    .take_short(ttl::NEVER, len)
+                    .or_else(|| self.take_segment(ttl::NEVER, len));
+                if taken.is_none() && self.evict() {
+                    taken = self.take_segment(ttl::NEVER, len);
                 }
-            };
+            }
             let Some(id) = taken else {
                 // Read past it (all expired, or no room left), checking it all the same.
                 sink.resize(len, 0);

@@ -109,8 +109,7 @@ impl Store {
         // `may_take` keeps records larger than it out of that slot.
         debug_assert!(self.segs.in_use() < self.seg_limit);
         let id = self.segs.take(bucket, self.clock.now())?;
-        self.segs.shorten(id, self.partial);
-        self.short = (id, self.segs.header(id).seq);
+        self.make_short(id);
         Some(id)
     }
 
