@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: deploy/'s alert rules (promtool), the Rust unit, model,
-# server and admin-port tests, the loom model of the segment-reuse grace
-# protocol (loom/), the dashboard end to end in headless
+# server and admin-port tests, the loom models of the segment-reuse grace
+# protocol and the shard-lending token (loom/), the dashboard end to end in headless
 # Chromium (tests/e2e), the Debian package (scripts/test-deb.sh),
 # then the client
 # suites (pymemcache, python-binary-memcached, pylibmc, memccapable), the
@@ -95,11 +95,12 @@ fi
 
 cargo build --release
 cargo test --release --no-fail-fast
-# The loom model of src/store/grace.rs: a package of its own (loom/) with its
-# own target dir, since --cfg loom must reach only loom and the model (tokio
-# drops its net module under it) and must not invalidate the cache above.
+# The loom models of src/store/grace.rs and src/engine/lend.rs: a package of
+# its own (loom/) with its own target dir, since --cfg loom must reach only
+# loom and the models (tokio drops its net module under it) and must not
+# invalidate the cache above.
 RUSTFLAGS="--cfg loom" cargo test --manifest-path loom/Cargo.toml --release \
-  --target-dir target/loom --test loom_grace
+  --target-dir target/loom --test loom_grace --test loom_lend
 # The dashboard end to end: real binary, headless Chromium, pymemcache.
 (cd tests/e2e && PYTHON="$PWD/../../.venv/bin/python" npm test)
 # The Debian package: built with cargo-deb (installed once into ~/.cargo/bin;

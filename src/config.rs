@@ -157,7 +157,8 @@ pub struct Args {
     /// Extended options, comma separated: memcached's (see `memcached -h`)
     /// and segment_size=1m, eviction=merge|fifo|random|cte|util|volatile|none,
     /// hugepages=on|off, prefault, fault_ahead=on|off, foreign_reads=on|off
-    /// (reads of other workers' keys served without a hop), idle_timeout=SECONDS,
+    /// (reads of other workers' keys served without a hop), borrow_shards=on|off
+    /// (requests for a sleeping worker's keys run on its shard without a hop), idle_timeout=SECONDS,
     /// worker_ports[=BASE] (worker i also listens on BASE+i; BASE defaults to
     /// the -p port + 1).
     #[arg(short = 'o', long = "extended", action = ArgAction::Append)]

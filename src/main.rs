@@ -217,6 +217,7 @@ fn settings(cfg: &Config) -> Settings {
         idle_timeout: cfg.idle_timeout,
         worker_ports: cfg.worker_ports,
         foreign_reads: cfg.foreign_reads && cfg.threads > 1,
+        borrow_shards: cfg.borrow_shards && cfg.threads > 1,
         shutdown_enabled: cfg.shutdown_enabled,
         cas_enabled: cfg.cas_enabled,
         verbosity: cfg.verbosity,
@@ -368,6 +369,7 @@ fn serve(
         )),
         foreign: (cfg.foreign_reads && threads > 1)
             .then(|| corecache::engine::ForeignViews::new(threads)),
+        lends: (0..threads).map(|_| Default::default()).collect(),
     });
     shared
         .restored

@@ -345,6 +345,7 @@ fn stats_settings_agree_with_memcached_for_the_same_flags() {
         "segment_size",
         "worker_ports",
         "foreign_reads",
+        "borrow_shards",
         "admin",
     ];
     for k in a.keys() {

@@ -413,6 +413,11 @@ fn registry(f: &Figures) -> Registry {
         c.cross_shard_served,
     );
     b.counter(
+        "corecache_cross_shard_borrowed",
+        "Requests a worker ran on the shard owning the key while its worker slept, instead of a hop (-o borrow_shards)",
+        c.cross_shard_borrowed,
+    );
+    b.counter(
         "corecache_foreign_reads",
         "Reads of keys another worker owns served from its memory without a hop (-o foreign_reads)",
         c.foreign_reads,

@@ -127,6 +127,10 @@ pub struct Extended {
     /// workers own itself, from their memory (on by default;
     /// store/foreign.rs).
     pub foreign_reads: bool,
+    /// `borrow_shards=on|off`: a worker runs a request for another
+    /// worker's key on that worker's shard itself while the owner sleeps,
+    /// instead of the hop (on by default; engine/lend.rs).
+    pub borrow_shards: bool,
     /// `backlog`: corecache's older spelling of `-b`; `-b` wins.
     pub backlog: Option<i32>,
     /// `idle_timeout`: close connections idle this many seconds; 0 = never.
@@ -155,6 +159,7 @@ impl Default for Extended {
             prefault: false,
             fault_ahead: true,
             foreign_reads: true,
+            borrow_shards: true,
             backlog: None,
             idle_timeout: 0,
             acl_file: None,
@@ -208,6 +213,7 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
             "prefault" => x.prefault = on_off(v).ok_or_else(|| invalid(k, v))?,
             "fault_ahead" => x.fault_ahead = on_off(v).ok_or_else(|| invalid(k, v))?,
             "foreign_reads" => x.foreign_reads = on_off(v).ok_or_else(|| invalid(k, v))?,
+            "borrow_shards" => x.borrow_shards = on_off(v).ok_or_else(|| invalid(k, v))?,
             "backlog" => x.backlog = Some(v.parse().map_err(|_| invalid(k, v))?),
             "idle_timeout" => x.idle_timeout = v.parse().map_err(|_| invalid(k, v))?,
             "acl_file" if !v.is_empty() => x.acl_file = Some(v.to_string()),

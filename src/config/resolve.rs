@@ -45,6 +45,9 @@ pub struct Config {
     /// `-o foreign_reads`: reads of other workers' keys served without a
     /// hop (store/foreign.rs).
     pub foreign_reads: bool,
+    /// `-o borrow_shards`: requests for other workers' keys run on their
+    /// shards here while they sleep (engine/lend.rs).
+    pub borrow_shards: bool,
     /// `-e PATH`: keep the cache across a graceful restart in files at
     /// PATH (`process::warm`), made absolute (`-d` changes directory).
     pub memory_file: Option<PathBuf>,
@@ -305,6 +308,7 @@ impl Config {
             prefault: x.prefault,
             fault_ahead: x.fault_ahead,
             foreign_reads: x.foreign_reads,
+            borrow_shards: x.borrow_shards,
             memory_file: args
                 .memory_file
                 .as_deref()

@@ -4,7 +4,10 @@
 //! ACLs, see `access.rs`; `-F`, `-A`, key length; item size is the
 //! parsers', which must not buffer what they refuse), and
 //! the request goes to this shard, its key's owner, every shard, or the
-//! server commands (`server_cmd.rs`).
+//! server commands (`server_cmd.rs`). A request for another worker's key
+//! is answered from that worker's memory if it only reads
+//! (`foreign_read.rs`), else run on its shard here if it sleeps
+//! (`borrowed.rs`), else sent to it (the hop, `hop_io.rs`).
 
 use super::conn::GetCursor;
 use super::hop::Job;
@@ -228,10 +231,10 @@ impl Worker {
                 if to == self.id {
                     self.exec_local(idx, &req);
                 } else if let Some(reply) = super::foreign_read::Reply::for_request(&req) {
-                    if !self.foreign_get(idx, to, k, reply) {
+                    if !self.foreign_get(idx, to, k, reply) && !self.exec_borrowed(idx, to, &req) {
                         self.forward_raw(idx, to, binary, raw, k);
                     }
-                } else {
+                } else if !self.exec_borrowed(idx, to, &req) {
                     self.forward_raw(idx, to, binary, raw, k);
                 }
             }
@@ -410,7 +413,7 @@ impl Worker {
                 && self.foreign_get(idx, to, k, super::foreign_read::Reply::Text { cas })
             {
                 self.conn(idx).reply_buf().extend_from_slice(b"END\r\n");
-            } else {
+            } else if !self.exec_borrowed(idx, to, req) {
                 self.forward_raw(idx, to, false, raw, k);
             }
             return true;

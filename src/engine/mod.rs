@@ -7,6 +7,7 @@ pub mod access;
 pub mod admin_jobs;
 pub mod audit;
 pub mod auth_cmd;
+pub mod borrowed;
 pub mod buf_ring;
 pub mod close;
 pub mod conn;
@@ -17,6 +18,7 @@ pub mod foreign_read;
 pub mod framing;
 pub mod hop;
 pub mod hop_io;
+pub mod lend;
 pub mod listen_set;
 pub mod listener;
 pub mod multiget;
@@ -80,6 +82,9 @@ pub struct Settings {
     /// `-o foreign_reads`, and more than one worker: reads of other
     /// workers' keys are served from their memory.
     pub foreign_reads: bool,
+    /// `-o borrow_shards`, and more than one worker: a request for another
+    /// worker's key runs on its shard here while it sleeps (lend.rs).
+    pub borrow_shards: bool,
     /// `-A`: the `shutdown` command stops the server.
     pub shutdown_enabled: bool,
     /// Not `-C`: items carry CAS values. (Not yet honoured by execution:
@@ -144,6 +149,9 @@ pub struct Shared {
     /// Foreign reads (`-o foreign_reads`, more than one worker): each
     /// shard's view, set by its worker before any worker serves.
     pub foreign: Option<ForeignViews>,
+    /// Each worker's shard-lending token and shard (lend.rs); used only
+    /// when `settings.borrow_shards`.
+    pub lends: Vec<lend::Lend<crate::exec::Shard>>,
 }
 
 /// What workers need to read each other's stores (store/foreign.rs).

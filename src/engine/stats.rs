@@ -233,6 +233,7 @@ mod tests {
                 idle_timeout: 0,
                 worker_ports: None,
                 foreign_reads: false,
+                borrow_shards: false,
                 shutdown_enabled: false,
                 cas_enabled: true,
                 verbosity: 0,

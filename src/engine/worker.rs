@@ -14,6 +14,7 @@ use super::accept::AcceptPause;
 use super::buf_ring::BufRing;
 use super::conn::Conn;
 use super::hop::Msg;
+use super::lend::Held;
 use super::multiget::GetBatch;
 use super::prefetch::PREFETCH_MAX;
 use super::route::route_hasher;
@@ -45,8 +46,9 @@ pub struct Worker {
     pub(super) ring: IoUring,
     /// Declared after `ring` so the ring is dropped before the buffers it uses.
     pub(super) bufs: Option<BufRing>,
-    /// After `ring` too: sends in flight may read its segments.
-    pub(super) shard: Shard,
+    /// After `ring` too: sends in flight may read its segments. Lent to
+    /// other workers while this one sleeps (lend.rs).
+    pub(super) shard: Held<Shard>,
     /// Connections whose multishot recv ran out of buffers; re-armed next turn.
     pub(super) rearm: Vec<u32>,
     pub(super) listeners: Vec<RawFd>,
@@ -137,6 +139,8 @@ impl Worker {
         let n = shared.mesh.n;
         let mut shard = shard;
         shard.id = id as u32;
+        let lend = shared.settings.borrow_shards.then(|| &shared.lends[id]);
+        let shard = Held::new(shard, lend);
         let mut w = Worker {
             id,
             shared,
@@ -306,7 +310,18 @@ impl Worker {
         let ts = types::Timespec::new().nsec(if backlog { 1_000_000 } else { 100_000_000 });
         let args = types::SubmitArgs::new().timespec(&ts);
         self.shard.c.uring_submits += 1;
-        let _ = self.ring.submitter().submit_with_args(1, &args);
+        // Asleep, the shard may be borrowed (lend.rs): a request for one
+        // of its keys then runs on another worker instead of waking this
+        // one for a hop.
+        let lend = self
+            .shared
+            .settings
+            .borrow_shards
+            .then(|| &self.shared.lends[self.id]);
+        let ring = &mut self.ring;
+        let _ = self
+            .shard
+            .lend_while(lend, || ring.submitter().submit_with_args(1, &args));
         self.shard.c.wakeups += 1;
         mesh.sleeping[self.id].store(false, SeqCst);
     }

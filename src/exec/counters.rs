@@ -130,6 +130,9 @@ counters!(
     bytes_written,
     cross_shard_sent,
     cross_shard_served,
+    // -o borrow_shards (engine/lend.rs): requests for another worker's
+    // key this worker ran on that worker's shard while it slept.
+    cross_shard_borrowed,
     // -o foreign_reads (store/foreign.rs): reads of other workers' keys
     // this worker served from their memory, those that gave way to the
     // hop, and reads other workers were waited out for before this

@@ -175,6 +175,14 @@ pub struct Segments {
     pub grace_waits: u64,
 }
 
+// SAFETY: `base` points into `arena`'s mapping, which lives as long as the
+// `Arc` held beside it and is process-wide memory, not the creating
+// thread's. The one writer of the segments is whoever holds the `Segments`
+// (its worker, or a worker that borrowed the shard: engine/lend.rs, whose
+// token orders the hand-overs); other threads only read, as `grace.rs`
+// and `foreign.rs` allow.
+unsafe impl Send for Segments {}
+
 impl Segments {
     /// Carves the first `n` segments of `seg_size` bytes out of `arena`,
     /// all free; the arena's room beyond them is for `grow_to`.

@@ -1,0 +1,71 @@
+//! A request for another worker's key run on that worker's shard here,
+//! while the owner sleeps (`-o borrow_shards`; the token and why it is
+//! sound: lend.rs). The dispatch point's fourth answer besides "here",
+//! "foreign read" and "hop", tried before the hop.
+
+use super::dispatch::Request;
+use super::watch;
+use super::worker::Worker;
+use crate::exec;
+use std::sync::atomic::Ordering::Relaxed;
+
+impl Worker {
+    /// Runs `req` (for a key worker `to` owns) on `to`'s shard into
+    /// connection `idx`'s replies, if `to` is asleep and nothing this
+    /// worker sent it is still unapplied. False (having done nothing) if
+    /// the request must hop instead.
+    pub(super) fn exec_borrowed(&mut self, idx: u32, to: usize, req: &Request) -> bool {
+        if !self.shared.settings.borrow_shards
+            || !matches!(req, Request::Text(_) | Request::Binary(Ok(_)))
+            || !self.backlog[to].is_empty()
+        {
+            return false;
+        }
+        let shared = &self.shared;
+        let Some(mut sh) = shared.lends[to].try_borrow() else {
+            return false;
+        };
+        // In order behind this worker's earlier messages: the owner pops
+        // them only holding the token and runs what it pops in that turn,
+        // so an empty queue now means all of them are applied.
+        if !shared.mesh.queue(self.id, to).is_empty() {
+            return false;
+        }
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return false;
+        };
+        let fd = c.fd;
+        // As the owner would on waking: its clock (it may have slept up to
+        // a tenth of a second) and this worker's foreign reads of its
+        // records (`Msg::Accessed`, sent ahead of a hop for `mg h`/`l`).
+        sh.store.tick();
+        for (hash, seg, off) in self.accessed[to].drain(..) {
+            sh.store.accessed(hash, seg, off);
+        }
+        // Values are copied (zc_min stays usize::MAX): a reference would
+        // pin the owner's segment from here.
+        let (out, _) = c.reply_target();
+        let start = out.len();
+        match req {
+            Request::Text(t) => exec::text::exec(&mut sh, t, out),
+            Request::Binary(Ok(r)) => exec::binary::exec(&mut sh, r, out),
+            _ => unreachable!("checked above"),
+        }
+        super::conn_log::reply_error(Some(fd), to, out.get(start..).unwrap_or_default());
+        // The owner's duties after a request (`run_job`): shut direct
+        // reads after a flush-like change, hand `watch` its notes, and
+        // publish the counters before the reply goes, so a `stats` that
+        // follows it sees them.
+        sh.store.refresh_gate();
+        if !sh.store.notes.notes.is_empty() {
+            watch::emit(&mut sh.store.notes.notes, fd);
+        }
+        let mut counts = sh.counters();
+        counts.connection_structures = shared.published[to].connection_structures.load(Relaxed);
+        shared.published[to].publish(&counts);
+        shared.classes.publish(to, &mut sh.store);
+        drop(sh);
+        self.shard.c.cross_shard_borrowed += 1;
+        true
+    }
+}
