@@ -92,7 +92,12 @@ impl<T: Send> Lend<T> {
         self.state
             .compare_exchange(FREE, BORROWED, Ordering::Acquire, Ordering::Relaxed)
             .ok()?;
-        let p = NonNull::new(self.shard.load(Ordering::Relaxed))?;
+        // Never null once FREE (`Held::new` registers before the owner can
+        // let go), but a token must not be left BORROWED by a None.
+        let Some(p) = NonNull::new(self.shard.load(Ordering::Relaxed)) else {
+            self.state.store(FREE, Ordering::Release);
+            return None;
+        };
         Some(Borrow { lend: self, p })
     }
 }
