@@ -25,11 +25,22 @@ impl Worker {
         let Some(mut sh) = shared.lends[to].try_borrow() else {
             return false;
         };
-        // In order behind this worker's earlier messages: the owner pops
-        // them only holding the token and runs what it pops in that turn,
-        // so an empty queue now means all of them are applied.
-        if !shared.mesh.queue(self.id, to).is_empty() {
+        // In order behind this worker's earlier requests: the owner pops
+        // jobs only holding the token and runs what it pops in that turn,
+        // so once it has taken as many as were sent, all are applied. (Not
+        // "the queue is empty": access notes and replies, which never wake
+        // a sleeping owner, sit there too, and a breaker found that one
+        // foreign read before each write sent 19 writes in 20 to the hop.)
+        if shared.mesh.jobs_taken(self.id, to).load(Relaxed) != self.jobs_sent[to] {
             return false;
+        }
+        // `mg` with `h` or `l` answers after this worker's earlier foreign
+        // reads of the owner's records are counted: those still queued are
+        // the owner's to apply.
+        if let Request::Text(crate::protocol::text::Request::Meta(m)) = req {
+            if exec::meta::asks_access(m) && !shared.mesh.queue(self.id, to).is_empty() {
+                return false;
+            }
         }
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return false;
@@ -57,7 +68,8 @@ impl Worker {
         // publish the counters before the reply goes, so a `stats` that
         // follows it sees them.
         sh.store.refresh_gate();
-        if !sh.store.notes.notes.is_empty() {
+        let noted = !sh.store.notes.notes.is_empty();
+        if noted {
             watch::emit(&mut sh.store.notes.notes, fd);
         }
         let mut counts = sh.counters();
@@ -65,6 +77,11 @@ impl Worker {
         shared.published[to].publish(&counts);
         shared.classes.publish(to, &mut sh.store);
         drop(sh);
+        if noted {
+            // Its watchers (`watch mutations`) are fed on the owner's turn,
+            // which the hop would have given them at once.
+            self.wake(to);
+        }
         self.shard.c.cross_shard_borrowed += 1;
         true
     }

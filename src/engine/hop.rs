@@ -8,7 +8,7 @@ use crate::exec::value_ref::Refs;
 use crossbeam_utils::CachePadded;
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// A bounded lock-free SPSC ring.
 pub struct Spsc<T> {
@@ -162,6 +162,9 @@ pub struct Mesh {
     queues: Vec<Spsc<Msg>>,
     /// Set by a worker about to block; a producer that sees it wakes it.
     pub sleeping: Vec<CachePadded<AtomicBool>>,
+    /// Jobs (`Msg::Job`) each owner has popped from each sender's queue,
+    /// `[from * n + to]`, written by the owner alone (borrowed.rs).
+    jobs_taken: Vec<CachePadded<AtomicU64>>,
     /// Each worker's io_uring fd, for MSG_RING.
     pub ring_fds: Vec<AtomicUsize>,
     /// Workers that, stopping, have closed all their connections. A
@@ -175,6 +178,9 @@ impl Mesh {
         Mesh {
             n,
             queues: (0..n * n).map(|_| Spsc::new(cap)).collect(),
+            jobs_taken: (0..n * n)
+                .map(|_| CachePadded::new(AtomicU64::new(0)))
+                .collect(),
             sleeping: (0..n)
                 .map(|_| CachePadded::new(AtomicBool::new(false)))
                 .collect(),
@@ -185,6 +191,13 @@ impl Mesh {
 
     pub fn queue(&self, from: usize, to: usize) -> &Spsc<Msg> {
         &self.queues[from * self.n + to]
+    }
+
+    /// How many jobs worker `to` has popped from `from`'s queue. The owner
+    /// pops and runs them while it holds its shard's token (lend.rs), so
+    /// a borrower holding the token reads here how many are applied.
+    pub fn jobs_taken(&self, from: usize, to: usize) -> &AtomicU64 {
+        &self.jobs_taken[from * self.n + to]
     }
 
     pub fn inbox_empty(&self, to: usize) -> bool {

@@ -11,7 +11,7 @@ use crate::exec::value_ref::{Refs, HOP_ZC_MIN};
 use crate::protocol::{binary, text, Parse};
 use io_uring::{opcode, types};
 use std::os::fd::RawFd;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 impl Worker {
     /// Sends a job to the owning worker, keeping the reply's place.
@@ -66,6 +66,9 @@ impl Worker {
     }
 
     pub(super) fn send_msg(&mut self, to: usize, m: Msg) {
+        if matches!(m, Msg::Job { .. }) {
+            self.jobs_sent[to] += 1;
+        }
         if !self.backlog[to].is_empty() {
             self.backlog[to].push_back(m);
             return;
@@ -125,6 +128,9 @@ impl Worker {
                         cfd,
                         job,
                     } => {
+                        // Owner-written only: a plain load and store.
+                        let taken = self.shared.mesh.jobs_taken(from, self.id);
+                        taken.store(taken.load(Relaxed) + 1, Relaxed);
                         self.shard.c.cross_shard_served += 1;
                         if let Some(r) = self.run_job(conn, seq, cfd, job) {
                             replies.push((from, r));

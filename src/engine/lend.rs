@@ -38,9 +38,9 @@
 //!   holder's, as with a lock. The model (`loom/tests/loom_lend.rs`)
 //!   checks that no two holders ever touch the shard at once.
 //! - Requests of one connection stay in order: a worker borrows only when
-//!   its own queue to the owner is empty, so nothing it sent earlier is
-//!   still unapplied (the owner empties its inbox only while it holds the
-//!   token, and runs what it pops in the same turn).
+//!   the owner has popped every job it sent, so nothing it sent earlier is
+//!   still unapplied (the owner pops only while it holds the token, and
+//!   runs what it pops in the same turn; borrowed.rs).
 //!
 //! The rest of the borrowed request's duties are the owner's path's:
 //! its replies, counters (published at once, so a `stats` after the reply

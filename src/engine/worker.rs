@@ -89,6 +89,10 @@ pub struct Worker {
     /// Records of other workers' stores read directly, to tell each owner
     /// (foreign_read.rs).
     pub(super) accessed: Vec<Vec<(u64, u32, u32)>>,
+    /// Jobs this worker has sent each other worker (`Msg::Job`, backlog
+    /// included): a worker may borrow an owner's shard only once the owner
+    /// has taken them all (`Mesh::jobs_taken`, borrowed.rs).
+    pub(super) jobs_sent: Vec<u64>,
     /// Bytes of large buffers freed since the allocator last gave memory
     /// back to the system (`maintain`).
     pub(super) freed: usize,
@@ -167,6 +171,7 @@ impl Worker {
             watching: Vec::new(),
             unpins: vec![Vec::new(); n],
             accessed: vec![Vec::new(); n],
+            jobs_sent: vec![0; n],
             freed: 0,
             accept_paused: Vec::new(),
             stopping: false,
