@@ -204,10 +204,11 @@ fn increments_from_every_path_are_never_lost() {
     assert_eq!(srv.stop(), 0);
 }
 
-/// A foreign read leaves an access note queued for the sleeping owner
-/// (it is never woken for one); that must not stop the next write from
-/// borrowing. A breaker found 19 of 20 such writes hopping (waking the
-/// owner) when the rule was "the queue to the owner is empty".
+/// A foreign read leaves an access note for the sleeping owner (it is
+/// never woken for one); that must not stop the next write from
+/// borrowing (a breaker found 19 of 20 such writes hopping when the rule
+/// was "the queue to the owner is empty"), and a later `me` must still
+/// count the read.
 #[test]
 fn writes_after_foreign_reads_still_borrow() {
     let srv = Server::start(&["-t", "2"]);
@@ -228,6 +229,11 @@ fn writes_after_foreign_reads_still_borrow() {
         s.write_all(format!("get after{i}\r\n").as_bytes()).unwrap();
         read_until(&mut s, b"END\r\n");
         std::thread::sleep(std::time::Duration::from_millis(5));
+        // `me` counts the read before it, whichever path each took (a
+        // reviewer saw `fetch=no` when `me` borrowed past a queued note).
+        s.write_all(format!("me after{i}\r\n").as_bytes()).unwrap();
+        let me = String::from_utf8(read_until(&mut s, b"\r\n")).unwrap();
+        assert!(me.contains(" fetch=yes "), "{i}: {me}");
     }
     let borrowed = count(&mut s, "cross_shard_borrowed") - b0;
     let foreign = count(&mut s, "foreign_reads") - f0;

@@ -7,6 +7,7 @@ use super::dispatch::Request;
 use super::watch;
 use super::worker::Worker;
 use crate::exec;
+use crate::protocol::meta::MetaCmd;
 use std::sync::atomic::Ordering::Relaxed;
 
 impl Worker {
@@ -34,11 +35,13 @@ impl Worker {
         if shared.mesh.jobs_taken(self.id, to).load(Relaxed) != self.jobs_sent[to] {
             return false;
         }
-        // `mg` with `h` or `l` answers after this worker's earlier foreign
-        // reads of the owner's records are counted: those still queued are
-        // the owner's to apply.
+        // `mg` with `h` or `l`, and `me`, answer after this worker's
+        // earlier foreign reads of the owner's records are counted: those
+        // still queued are the owner's to apply (a reviewer saw `me` say
+        // `fetch=no` after a read).
         if let Request::Text(crate::protocol::text::Request::Meta(m)) = req {
-            if exec::meta::asks_access(m) && !shared.mesh.queue(self.id, to).is_empty() {
+            let reads_notes = exec::meta::asks_access(m) || m.cmd == MetaCmd::Debug;
+            if reads_notes && !shared.mesh.queue(self.id, to).is_empty() {
                 return false;
             }
         }
@@ -68,19 +71,19 @@ impl Worker {
         // publish the counters before the reply goes, so a `stats` that
         // follows it sees them.
         sh.store.refresh_gate();
-        let noted = !sh.store.notes.notes.is_empty();
-        if noted {
-            watch::emit(&mut sh.store.notes.notes, fd);
-        }
+        let fed = watch::emit(&mut sh.store.notes.notes, fd);
         let mut counts = sh.counters();
         counts.connection_structures = shared.published[to].connection_structures.load(Relaxed);
         shared.published[to].publish(&counts);
         shared.classes.publish(to, &mut sh.store);
         drop(sh);
-        if noted {
-            // Its watchers (`watch mutations`) are fed on the owner's turn,
-            // which the hop would have given them at once.
-            self.wake(to);
+        // Watchers are fed by the worker their connection is on; the hop
+        // woke the owner, whose turn fed its own at once. Wake whichever
+        // workers got lines (this one feeds its own at its turn's end).
+        for w in (0..self.shared.mesh.n.min(64)).filter(|&w| fed & (1 << w) != 0) {
+            if w != self.id {
+                self.wake(w);
+            }
         }
         self.shard.c.cross_shard_borrowed += 1;
         true

@@ -28,6 +28,7 @@ use crate::store::classes;
 use crate::store::foreign::{Hit, Read};
 use crate::store::item::FETCHED;
 use crate::store::segment;
+use std::sync::atomic::Ordering;
 
 /// Access notes per owner before they are sent without waiting for the
 /// turn's end.
@@ -182,10 +183,17 @@ impl Worker {
         }
     }
 
-    /// Sends each owner the accesses noted this turn.
+    /// Sends each owner the accesses noted this turn, but keeps them for
+    /// an owner asleep while shards are borrowed (lend.rs): the next
+    /// request borrowed there applies them first, in order, as the hop
+    /// would have (a miss's note, which a ghost needs, before the `set`
+    /// that fills the key: a reviewer saw such fills lose their ghost
+    /// credit). A full batch goes at once anyway (`note_access`).
     pub(super) fn flush_accessed(&mut self) {
+        let keep = self.shared.settings.borrow_shards;
         for to in 0..self.accessed.len() {
-            if !self.accessed[to].is_empty() {
+            let kept = keep && self.shared.mesh.sleeping[to].load(Ordering::Relaxed);
+            if !self.accessed[to].is_empty() && !kept {
                 self.send_accessed(to);
             }
         }

@@ -103,6 +103,8 @@ pub fn parse_kinds<'a>(mut words: impl Iterator<Item = &'a [u8]>) -> Option<u32>
 #[derive(Debug)]
 pub struct Watcher {
     kinds: u32,
+    /// The worker its connection is on, which feeds it each loop turn.
+    worker: usize,
     /// Entries older than the watcher are not its (memcached's min_gid).
     min_gid: u64,
     queue: Mutex<Queue>,
@@ -159,13 +161,14 @@ impl Watcher {
 }
 
 /// Adds a watcher of `kinds`, or memcached's refusal line.
-pub fn add(kinds: u32) -> Result<Arc<Watcher>, &'static str> {
+pub fn add(kinds: u32, worker: usize) -> Result<Arc<Watcher>, &'static str> {
     let mut reg = registry();
     if reg.len() >= LIMIT {
         return Err("WATCHER_TOO_MANY log watcher limit reached");
     }
     let w = Arc::new(Watcher {
         kinds,
+        worker,
         min_gid: next_gid(),
         queue: Mutex::new(Queue::default()),
     });
@@ -183,9 +186,12 @@ pub fn remove(w: &Arc<Watcher>) {
 
 /// Formats `notes` (taken from a store; `cfd` is the descriptor of the
 /// connection whose request made them) into the watchers that want them.
-pub fn emit(notes: &mut Vec<Note>, cfd: i32) {
+/// Returns the workers (bit *i* for worker *i* < 64) whose watchers got
+/// lines: they feed them on their next loop turn.
+pub fn emit(notes: &mut Vec<Note>, cfd: i32) -> u64 {
+    let mut fed = 0u64;
     if notes.is_empty() {
-        return;
+        return fed;
     }
     let reg = registry();
     let mut line = Vec::with_capacity(256);
@@ -206,8 +212,12 @@ pub fn emit(notes: &mut Vec<Note>, cfd: i32) {
             .filter(|w| w.kinds & kind != 0 && gid >= w.min_gid)
         {
             w.push(&line);
+            if w.worker < 64 {
+                fed |= 1 << w.worker;
+            }
         }
     }
+    fed
 }
 
 /// A connection opened or closed (`connevents`): memcached's
@@ -324,6 +334,7 @@ mod tests {
     fn a_full_queue_drops_and_says_how_many() {
         let w = Watcher {
             kinds: FETCHERS,
+            worker: 0,
             min_gid: 0,
             queue: Mutex::new(Queue::default()),
         };

@@ -28,7 +28,7 @@ impl Worker {
         let line = if !self.shared.settings.introspection.watch_enabled {
             "CLIENT_ERROR watch commands not allowed"
         } else {
-            match watch::parse_kinds(text::tokens(arg)).map(watch::add) {
+            match watch::parse_kinds(text::tokens(arg)).map(|k| watch::add(k, self.id)) {
                 None => "ERROR",
                 Some(Err(refused)) => refused,
                 Some(Ok(w)) => {
