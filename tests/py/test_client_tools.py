@@ -1,6 +1,7 @@
 """libmemcached's tools (memcping, memcstat, memcdump, memcslap) and
 Debian's memcached-tool (display, stats, settings, dump), each against
 memcached and corecache; what each tool shows must be the same."""
+import os
 import re
 import subprocess
 import time
@@ -8,6 +9,7 @@ import time
 import pytest
 
 from matrix import kinds, same_as_memcached
+from oracle import ROOT
 
 MEMCACHED_TOOL = "/usr/share/memcached/scripts/memcached-tool"
 
@@ -160,8 +162,19 @@ def test_memcached_tool_stats(matrix, kind):
     assert out["exit"] == 0 and out["fields"]["curr_items"]
 
 
-# corecache's own settings, listed after memcached's (stats_settings.rs).
-OWN_SETTINGS = {"eviction_policy", "segment_size", "worker_ports", "foreign_reads", "admin"}
+def own_settings():
+    """corecache's own `stats settings` fields, read from where they are
+    declared: the names after the "corecache's own." comment in
+    src/engine/stats_settings.rs. Read, not copied, so a new own setting
+    cannot fail this test while a misspelt memcached one still does."""
+    src = open(os.path.join(ROOT, "src", "engine", "stats_settings.rs")).read()
+    tail = src.split("// corecache's own.", 1)[1]
+    names = set(re.findall(r'\(\s*"(\w+)",', tail))
+    assert "eviction_policy" in names, "the own-settings marker moved"
+    return names
+
+
+OWN_SETTINGS = own_settings()
 
 
 def tool_settings(srv):
