@@ -3,7 +3,8 @@
 //! on its shard here while it sleeps answer byte for byte as the hop and
 //! one worker do, a `stats` after the reply counts them, and writes from
 //! many connections to the same keys, some borrowed and some hopped, never
-//! overlap (an `incr` is never lost).
+//! overlap (an `incr` is never lost); a record a lookup finds expired is
+//! counted before its reply, whichever worker owns it.
 
 use std::io::{Read, Write};
 
@@ -244,5 +245,53 @@ fn writes_after_foreign_reads_still_borrow() {
         borrowed * 2 >= foreign,
         "{borrowed} borrowed, {foreign} foreign reads"
     );
+    assert_eq!(srv.stop(), 0);
+}
+
+/// A lookup that finds a record expired counts `get_expired` and drops it
+/// from `curr_items` within the request, as memcached's `do_item_get` does,
+/// whichever worker owns the key: a foreign read gives way to the owner's
+/// lookup rather than leaving a note for later (CI saw a `stats` after
+/// `mg e T-1` and `get e` miss `get_expired` while the owner slept).
+/// Several ways to expire an item, each read by several kinds of lookup,
+/// over 16 keys so that both workers own some.
+#[test]
+fn an_expired_record_is_counted_before_the_reply() {
+    let srv = Server::start(&["-t", "2"]);
+    let mut s = srv.connect();
+    let count = |s: &mut std::net::TcpStream, name: &str| {
+        s.write_all(b"stats\r\n").unwrap();
+        stat(&read_until(s, b"END\r\n"), name).unwrap()
+    };
+    let made: [fn(&str) -> String; 4] = [
+        |k| format!("set {k} 0 -1 1\r\n1\r\n"),
+        |k| format!("set {k} 0 100 1\r\n1\r\nmg {k} T-1\r\n"),
+        |k| format!("ms {k} 1 T-1\r\n1\r\n"),
+        |k| format!("set {k} 0 0 1\r\n1\r\ntouch {k} -1\r\n"),
+    ];
+    let lookups: [fn(&str) -> String; 4] = [
+        |k| format!("get {k}\r\n"),
+        |k| format!("gets {k}\r\n"),
+        |k| format!("mg {k} v\r\n"),
+        |k| format!("get {k} other\r\n"),
+    ];
+    for (m, make) in made.iter().enumerate() {
+        for (l, lookup) in lookups.iter().enumerate() {
+            for i in 0..16 {
+                let k = format!("e{m}.{l}.{i}");
+                // Wait out the last reply so the owner may be asleep.
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                let (e0, n0) = (count(&mut s, "get_expired"), count(&mut s, "curr_items"));
+                s.write_all(make(&k).as_bytes()).unwrap();
+                s.write_all(lookup(&k).as_bytes()).unwrap();
+                s.write_all(b"mn\r\n").unwrap();
+                let got = String::from_utf8(read_until(&mut s, b"MN\r\n")).unwrap();
+                assert!(!got.contains("VA ") && !got.contains("VALUE"), "{k}: {got}");
+                let (e1, n1) = (count(&mut s, "get_expired"), count(&mut s, "curr_items"));
+                assert_eq!(e1 - e0, 1, "{k}: get_expired after {got:?}");
+                assert_eq!(n1, n0, "{k}: curr_items after {got:?}");
+            }
+        }
+    }
     assert_eq!(srv.stop(), 0);
 }

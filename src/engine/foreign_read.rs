@@ -149,13 +149,9 @@ impl Worker {
                 }
                 true
             }
-            Read::Miss | Read::Expired { .. } => {
-                // The owner counts an expired record reclaimed, and a miss
-                // for its ghosts (`Store::accessed`).
-                match r {
-                    Read::Expired { hash, seg, off } => self.note_access(to, (hash, seg, off)),
-                    _ => self.note_access(to, (hash, segment::NONE, 0)),
-                }
+            Read::Miss => {
+                // The owner counts a miss for its ghosts (`Store::accessed`).
+                self.note_access(to, (hash, segment::NONE, 0));
                 let out = self.conns[idx as usize]
                     .as_mut()
                     .expect("live connection")
