@@ -73,15 +73,8 @@ fn run_script(args: &[&str]) -> (String, u64) {
         breq.extend_from_slice(&bin(0x0c, key.as_bytes(), &[], &[], i));
         breq.extend_from_slice(&bin(0x0a, b"", &[], &[], i));
         b.write_all(&breq).unwrap();
-        loop {
-            let mut h = [0u8; 24];
-            b.read_exact(&mut h).unwrap();
-            let mut body = vec![0u8; u32::from_be_bytes(h[8..12].try_into().unwrap()) as usize];
-            b.read_exact(&mut body).unwrap();
-            got.push_str(&format!("bin {:?} {:?}\n", &h[..16], body));
-            if h[1] == 0x0a {
-                break;
-            }
+        for (h, body) in read_bin_until_noop(&mut b) {
+            got.push_str(&format!("bin {:?} {:?}\n", &h[..], body));
         }
     }
     s.write_all(b"stats\r\n").unwrap();

@@ -4,7 +4,7 @@
 //! connection's reads never overtake its own writes, and the fast path
 //! steps aside where it must (flush, large values).
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 mod common;
 use common::*;
@@ -76,19 +76,11 @@ fn run_script(args: &[&str]) -> (Vec<u8>, u64) {
     }
     breq.extend_from_slice(&bin(0x0a, b"", &[], &[], 0));
     b.write_all(&breq).unwrap();
-    loop {
-        // Whole responses but the CAS (it names a segment incarnation,
-        // which differs with the worker count).
-        let mut h = [0u8; 24];
-        b.read_exact(&mut h).unwrap();
-        let mut body = vec![0u8; u32::from_be_bytes(h[8..12].try_into().unwrap()) as usize];
-        b.read_exact(&mut body).unwrap();
+    // Whole responses but the CAS.
+    for (h, body) in read_bin_until_noop(&mut b) {
         got.extend_from_slice(b"bin ");
-        got.extend_from_slice(&h[..16]);
+        got.extend_from_slice(&h);
         got.extend_from_slice(&body);
-        if h[1] == 0x0a {
-            break;
-        }
     }
     assert_eq!(srv.stop(), 0);
     (got, stat(&st, "foreign_reads").unwrap())

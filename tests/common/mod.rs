@@ -362,6 +362,24 @@ pub fn read_bin(s: &mut TcpStream) -> (u8, u16, u32, Vec<u8>, Vec<u8>) {
     (h[1], status, opaque, key, value)
 }
 
+/// Binary responses up to and including the NOOP's, each as its header
+/// without the CAS (bytes 0..16: a CAS names a segment incarnation, which
+/// differs with the worker count) and its whole body.
+pub fn read_bin_until_noop(s: &mut TcpStream) -> Vec<([u8; 16], Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        let mut h = [0u8; 24];
+        s.read_exact(&mut h).expect("response header");
+        let mut body = vec![0u8; u32::from_be_bytes(h[8..12].try_into().unwrap()) as usize];
+        s.read_exact(&mut body).unwrap();
+        let noop = h[1] == 0x0a;
+        out.push((h[..16].try_into().unwrap(), body));
+        if noop {
+            return out;
+        }
+    }
+}
+
 /// The admin port's address, as `stats settings` reports it (`STAT admin`).
 pub fn admin_addr(srv: &Server) -> String {
     let st = String::from_utf8(exchange(srv, b"stats settings\r\n", b"END\r\n")).unwrap();
