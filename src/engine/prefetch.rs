@@ -5,12 +5,22 @@
 
 use super::route::owner;
 use crate::protocol::{binary, text, Parse, Proto};
+use crate::store::foreign::ShardView;
 use crate::store::Store;
+use std::sync::OnceLock;
 
 /// At most this many keys per batch: enough to cover the fill buffers'
 /// worth of parallel misses, small enough that lines prefetched first are
 /// still in L1 when their request runs.
 pub const PREFETCH_MAX: usize = 32;
+
+/// One key of the batch: its hash (the store's, the same in every
+/// shard) and the worker whose shard holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub hash: u64,
+    pub owner: usize,
+}
 
 /// Where the batch's keys live and who owns them.
 pub struct Prefetcher<'a> {
@@ -19,13 +29,18 @@ pub struct Prefetcher<'a> {
     pub shards: usize,
     pub me: usize,
     pub item_max: usize,
+    /// The other shards' views, where reads of their keys are served here
+    /// (foreign reads): their lookups are prefetched too. None: only this
+    /// shard's keys are.
+    pub views: Option<&'a [OnceLock<ShardView>]>,
 }
 
 impl Prefetcher<'_> {
     /// Stage one for the whole requests at the start of `data`: prefetches
-    /// the index bucket of each key this shard owns, recording its hash.
-    /// Stops at the first incomplete request, or when `hashes` is full.
-    pub fn buckets(&self, proto: Proto, data: &[u8], hashes: &mut Vec<u64>) {
+    /// the index bucket of each key this shard owns, or another shard owns
+    /// and lends its view for, recording the key. Stops at the first
+    /// incomplete request, or when `hashes` is full.
+    pub fn buckets(&self, proto: Proto, data: &[u8], hashes: &mut Vec<Key>) {
         let mut pos = 0;
         while pos < data.len() && hashes.len() < PREFETCH_MAX {
             let buf = &data[pos..];
@@ -50,18 +65,38 @@ impl Prefetcher<'_> {
         }
     }
 
-    fn bucket(&self, key: &[u8], hashes: &mut Vec<u64>) {
-        if hashes.len() < PREFETCH_MAX
-            && (self.shards == 1 || owner(self.route, self.shards, key) == self.me)
-        {
-            hashes.push(self.store.prefetch_bucket(key));
+    fn bucket(&self, key: &[u8], hashes: &mut Vec<Key>) {
+        if hashes.len() >= PREFETCH_MAX {
+            return;
+        }
+        let to = match self.shards {
+            1 => self.me,
+            n => owner(self.route, n, key),
+        };
+        if to == self.me {
+            let hash = self.store.prefetch_bucket(key);
+            hashes.push(Key { hash, owner: to });
+        } else if let Some(view) = self.view(to) {
+            // A write to another shard's key hops or borrows, and its
+            // lookup then runs on these same buckets: worth the load too.
+            let hash = self.store.hash(key);
+            view.prefetch_bucket(hash);
+            hashes.push(Key { hash, owner: to });
         }
     }
 
+    fn view(&self, to: usize) -> Option<&ShardView> {
+        self.views.and_then(|v| v.get(to)).and_then(OnceLock::get)
+    }
+
     /// Stage two, after every bucket was asked for: the candidate items.
-    pub fn items(&self, hashes: &[u64]) {
-        for &h in hashes {
-            self.store.prefetch_items(h);
+    pub fn items(&self, hashes: &[Key]) {
+        for k in hashes {
+            if k.owner == self.me {
+                self.store.prefetch_items(k.hash);
+            } else if let Some(view) = self.view(k.owner) {
+                view.prefetch_items(k.hash);
+            }
         }
     }
 }
@@ -101,11 +136,18 @@ mod tests {
             shards,
             me,
             item_max: 1 << 20,
+            views: None,
         }
     }
 
-    fn hashes_of(store: &Store, keys: &[&str]) -> Vec<u64> {
-        keys.iter().map(|k| store.hash(k.as_bytes())).collect()
+    /// The keys `keys`, all owned by `owner`.
+    fn hashes_of(store: &Store, keys: &[&str], owner: usize) -> Vec<Key> {
+        keys.iter()
+            .map(|k| Key {
+                hash: store.hash(k.as_bytes()),
+                owner,
+            })
+            .collect()
     }
 
     #[test]
@@ -116,7 +158,7 @@ mod tests {
         let mut got = Vec::new();
         let input = b"get a\r\nset b 0 0 1\r\nx\r\ngets c d\r\nversion\r\nincr e 1\r\nget f";
         p.buckets(Proto::Text, input, &mut got);
-        assert_eq!(got, hashes_of(&s, &["a", "b", "c", "d", "e"]));
+        assert_eq!(got, hashes_of(&s, &["a", "b", "c", "d", "e"], 0));
     }
 
     #[test]
@@ -135,7 +177,52 @@ mod tests {
             .take(PREFETCH_MAX)
             .collect();
         assert_eq!(mine.len(), PREFETCH_MAX, "enough keys to fill the batch");
-        assert_eq!(got, hashes_of(&s, &mine));
+        assert_eq!(got, hashes_of(&s, &mine, 1));
+    }
+
+    #[test]
+    fn keys_of_shards_whose_views_are_shared_are_kept_with_their_owner() {
+        let mut stores = [store(), store()];
+        let views: Vec<OnceLock<ShardView>> = (0..2).map(|_| OnceLock::new()).collect();
+        let readers = std::sync::Arc::new(crate::store::grace::Readers::new(2));
+        for (id, s) in stores.iter_mut().enumerate() {
+            s.share_with(readers.clone(), id);
+            let _ = views[id].set(s.view());
+        }
+        let route = crate::engine::route::route_hasher();
+        let keys: Vec<String> = (0..16).map(|i| format!("key{i}")).collect();
+        for k in &keys {
+            let o = owner(&route, 2, k.as_bytes());
+            let a = crate::store::ops::SetArgs::new(
+                crate::store::ops::SetMode::Set,
+                k.as_bytes(),
+                b"v",
+                0,
+                0,
+            );
+            stores[o].set(&a);
+        }
+        let mut p = prefetcher(&stores[1], &route, 2, 1);
+        p.views = Some(&views);
+        let input: String = keys.iter().map(|k| format!("get {k}\r\n")).collect();
+        let mut got = Vec::new();
+        p.buckets(Proto::Text, input.as_bytes(), &mut got);
+        let want: Vec<Key> = keys
+            .iter()
+            .map(|k| Key {
+                hash: stores[1].hash(k.as_bytes()),
+                owner: owner(&route, 2, k.as_bytes()),
+            })
+            .collect();
+        assert_eq!(got, want);
+        assert!(want.iter().any(|k| k.owner == 0) && want.iter().any(|k| k.owner == 1));
+        // Stage two reads the other shard's slots; it must find its way
+        // there without touching what a lookup sees.
+        p.items(&got);
+        for k in &keys {
+            let o = owner(&route, 2, k.as_bytes());
+            assert!(stores[o].get(k.as_bytes()).is_some(), "{k} still there");
+        }
     }
 
     #[test]
@@ -154,6 +241,6 @@ mod tests {
         }
         let mut got = Vec::new();
         p.buckets(Proto::Binary, &input, &mut got);
-        assert_eq!(got, hashes_of(&s, &["k1", "k2"]));
+        assert_eq!(got, hashes_of(&s, &["k1", "k2"], 0));
     }
 }

@@ -54,6 +54,7 @@ impl Worker {
             shards: self.shared.mesh.n,
             me: self.id,
             item_max: self.shared.settings.item_max,
+            views: self.shared.foreign.as_ref().map(|f| &f.views[..]),
         };
         let hashes = &mut self.hashes;
         hashes.clear();

@@ -218,6 +218,48 @@ impl ShardView {
         Read::Fallback(Fallback::Busy)
     }
 
+    /// First stage of a batch's prefetch (`store/prefetch.rs`) for a key
+    /// of this shard: starts loading the home bucket of `hash` (the
+    /// store's hash). Reads the geometry outside a read section, as a
+    /// hint: a prefetch of a stale bucket only wastes a load.
+    #[inline]
+    pub fn prefetch_bucket(&self, hash: u64) {
+        let b = home(hash, self.index.geometry_hint());
+        if (b as usize) < self.index.cap() {
+            let p = self.index.bucket(b) as *const Bucket as *const u8;
+            // A bucket is two cache lines.
+            super::prefetch::prefetch(p);
+            super::prefetch::prefetch(p.wrapping_add(64));
+        }
+    }
+
+    /// Second stage: starts loading the header and key of each record of
+    /// the home bucket whose tag matches. Slots are loaded atomically and
+    /// only ever used as addresses to prefetch, after the same bounds
+    /// checks `scan` makes.
+    #[inline]
+    pub fn prefetch_items(&self, hash: u64) {
+        let b = home(hash, self.index.geometry_hint());
+        if b as usize >= self.index.cap() {
+            return;
+        }
+        let (bucket, tag) = (self.index.bucket(b), index::tag_of(hash));
+        for i in 1..SLOTS {
+            let s = bucket.slot(i);
+            if s == 0 || index::slot_tag(s) != tag {
+                continue;
+            }
+            let (seg, off) = (index::slot_seg(s) as usize, index::slot_off(s) as usize);
+            if seg < self.incarnations.len() && off < self.seg_size {
+                super::prefetch::prefetch(
+                    self.arena
+                        .base_ptr()
+                        .wrapping_add(seg * self.seg_size + off),
+                );
+            }
+        }
+    }
+
     /// One lookup with geometry `g`, inside a read section.
     fn lookup(&self, hash: u64, key: &[u8], now: u32, large: usize, g: Geometry) -> Look {
         let home = home(hash, g);

@@ -14,7 +14,7 @@ use super::Store;
 
 /// Asks the CPU to start loading the cache line at `p`.
 #[inline(always)]
-fn prefetch(p: *const u8) {
+pub(super) fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint that never faults, whatever the address;
     // it is measured to cut the pipelined (p16) server CPU per request.

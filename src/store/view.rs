@@ -201,6 +201,17 @@ impl IndexShared {
         Some((s, g))
     }
 
+    /// The geometry as it is now, outside any read section: good only for
+    /// a hint (a prefetch), which never changes what a lookup finds.
+    #[inline]
+    pub fn geometry_hint(&self) -> Geometry {
+        Geometry {
+            low: self.low.load(Relaxed),
+            split: self.split.load(Relaxed),
+            len: self.len.load(Relaxed),
+        }
+    }
+
     /// Whether nothing was written since `read_begin` returned `s`: the
     /// loads in between saw one consistent state.
     #[inline]
