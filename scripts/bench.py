@@ -60,6 +60,23 @@ def cpu_ns(pid):
     return total
 
 
+def sleeps(pid):
+    """Times any of the server's threads went to sleep (voluntary context
+    switches, /proc/PID/task/*/status): each is a wake-up to pay for later.
+    Under the same CPU cap, corecache -t 2 slept 0.34 times a request at
+    50 connections where memcached slept 0.10-0.15 (2026-12-04)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
 class Cgroup:
     """A CPU quota (fraction of one core) and/or a scheduling weight (times
     the default) for some processes (cgroup v2 if mounted as such, else v1)."""
@@ -272,6 +289,7 @@ def measure(args, servers, extra, rate=None):
             mine.append((j, memtier_cmd(args, port, [f"--test-time={args.duration}"] + part + limit, j)))
         runs.append((sv, mine))
     t0 = [cpu_ns(sv.proc.pid) for sv in servers]
+    z0 = [sleeps(sv.proc.pid) for sv in servers]
     st0 = cpu_ticks(args.server_cpus)
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for _, mine in runs for _, cmd in mine]
@@ -282,8 +300,9 @@ def measure(args, servers, extra, rate=None):
             raise RuntimeError("memtier failed")
     st1 = cpu_ticks(args.server_cpus)
     out = []
-    for (sv, mine), c0 in zip(runs, t0):
+    for (sv, mine), c0, s0 in zip(runs, t0, z0):
         ns = cpu_ns(sv.proc.pid) - c0
+        slept = sleeps(sv.proc.pid) - s0
         parts = [parse(j) for j, _ in mine]
         # ops add up; of the latencies, the worst memtier's (no averaging of percentiles)
         r = {"ops": sum(p["ops"] for p in parts)}
@@ -292,6 +311,7 @@ def measure(args, servers, extra, rate=None):
         plain = not args.tls
         r["crossed"] = cross_shard_share(sv.port) if plain and (sv.kind in args.binaries or sv.kind == WP) else float("nan")
         r["cpu_us_per_req"] = ns / 1e3 / max(1.0, r["ops"] * args.duration)
+        r["sleeps_per_req"] = slept / max(1.0, r["ops"] * args.duration)
         r["steal"] = (st1[0] - st0[0]) / max(1, st1[1] - st0[1])
         r["server_cmd"] = " ".join(sv.cmd)
         r["memtier_cmd"] = " & ".join(" ".join(c) for _, c in mine)
@@ -412,9 +432,9 @@ def run(args):
     vs = ", ".join([ref] + extra_kinds)
     lines = [f"# {ours} vs {vs}, {mode}, -t {args.threads}, {args.value_size}-byte values, {args.keys} keys, 1:9 set:get, medians of {args.rounds} rounds, {how}", "",
              "ops ratio and CPU/req ratio are ratios of the medians; *per round* is the median of the rounds' own ops ratios "
-             "(each round's two runs are closest in time). Steal: share of the server CPUs' time the hypervisor took.", "",
-             "| workload | server | ops/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | ops ratio | per round | CPU/req ratio | per round | steal | crossed shards |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "(each round's two runs are closest in time). Sleeps/req: times a server thread went to sleep (voluntary context switches) per request. Steal: share of the server CPUs' time the hypervisor took.", "",
+             "| workload | server | ops/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | sleeps/req | ops ratio | per round | CPU/req ratio | per round | steal | crossed shards |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     if args.baseline_bin:
         lines[1:1] = ["", f"{ours}: `{args.bin}`; {ref}: `{args.baseline_bin}`"]
     summary = {}
@@ -422,7 +442,7 @@ def run(args):
         med = {}
         for kind in all_kinds:
             rs = results[(name, kind)]
-            med[kind] = {k: statistics.median(r[k] for r in rs) for k in ("ops", "p50", "p99", "p999", "cpu_us_per_req", "crossed", "steal")}
+            med[kind] = {k: statistics.median(r[k] for r in rs) for k in ("ops", "p50", "p99", "p999", "cpu_us_per_req", "sleeps_per_req", "crossed", "steal")}
             if kind != ref:
                 pairs = list(zip(rs, results[(name, ref)]))
                 med[kind]["round_ratios"] = [a["ops"] / b["ops"] for a, b in pairs]
@@ -436,7 +456,7 @@ def run(args):
             cpu_round = f"{statistics.median(m['round_cpu_ratios']):.3f}" if other else "-"
             cratio = m["cpu_us_per_req"] / med[ref]["cpu_us_per_req"] if other else 1.0
             crossed = f"{m['crossed'] * 100:.0f}%" if kind in args.binaries or kind == WP else "-"
-            lines.append(f"| {name} | {kind} | {m['ops']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} | {m['p999']:.3f} | {m['cpu_us_per_req']:.2f} | {ratio:.3f} | {per_round} | {cratio:.3f} | {cpu_round} | {m['steal'] * 100:.0f}% | {crossed} |")
+            lines.append(f"| {name} | {kind} | {m['ops']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} | {m['p999']:.3f} | {m['cpu_us_per_req']:.2f} | {m['sleeps_per_req']:.3f} | {ratio:.3f} | {per_round} | {cratio:.3f} | {cpu_round} | {m['steal'] * 100:.0f}% | {crossed} |")
     for kind in [ours] + extra_kinds:
         for what, key in (("ops", "round_ratios"), ("CPU/req", "round_cpu_ratios")):
             lines += ["", f"Per-round {what} ratios, {kind}: " + "; ".join(
