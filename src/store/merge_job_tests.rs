@@ -267,3 +267,49 @@ fn a_small_shard_counts_the_hands_victim_ahead_and_evicts_on_need() {
     assert_eq!(s.stats.merges_ahead, 0);
     check(&s);
 }
+
+/// The counted hand that waits runs ahead once a write leaves the open
+/// segment nearly full (`HAND_LEAD_DIV`): it evicts then, not before, and
+/// the write that needs the next segment finds the room made.
+#[test]
+fn a_small_shard_evicts_ahead_once_the_open_segment_is_nearly_full() {
+    let mut s = store();
+    assert!(s.seg_limit < AHEAD_HAND_SEGMENTS);
+    let v = [b'x'; 200];
+    let mut i = 0;
+    while s.segs.free_count() > 0 || s.segs.in_use() < s.seg_limit || s.tail_low {
+        set(&mut s, &format!("k{i}"), &v, 0);
+        i += 1;
+    }
+    while !s.tail_low {
+        set(&mut s, &format!("k{i}"), &v, 0);
+        i += 1;
+    }
+    let merges = s.stats.merges;
+    s.evict_ahead_for(std::time::Duration::from_secs(5));
+    assert!(s.merge_waits_for_need(), "counted, waiting");
+    // Writes between a quarter and a sixteenth of the room left: the hand
+    // still waits, and nothing is evicted.
+    while !s.tail_nearly_full {
+        assert_eq!(s.evict_ahead_for(std::time::Duration::from_secs(5)), 0);
+        assert!(s.merge_waits_for_need());
+        assert_eq!(s.stats.evictions, 0);
+        set(&mut s, &format!("k{i}"), &v, 0);
+        i += 1;
+    }
+    assert_eq!(s.stats.merges, merges, "no write needed a segment yet");
+    assert!(!s.merge_waits_for_need(), "nearly full: the hand may go on");
+    s.evict_ahead_for(std::time::Duration::from_secs(5));
+    assert!(!s.merge_running(), "the hand's pass is done ahead");
+    assert_eq!((s.stats.merges, s.stats.merges_ahead), (merges + 1, 1));
+    assert!(s.stats.evictions > 0);
+    check(&s);
+    // The write that needs a segment takes the one made, merging nothing.
+    let taken = s.stats.merges;
+    while s.tail_nearly_full {
+        set(&mut s, &format!("k{i}"), &v, 0);
+        i += 1;
+    }
+    assert_eq!(s.stats.merges, taken, "the room was there");
+    check(&s);
+}

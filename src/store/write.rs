@@ -28,6 +28,9 @@ impl Store {
                     if room - size < self.segs.seg_size / 4 {
                         self.tail_low = true;
                     }
+                    if room - size < self.segs.seg_size / merge_job::HAND_LEAD_DIV {
+                        self.tail_nearly_full = true;
+                    }
                     let h = self.segs.header_mut(tail);
                     let off = h.write_off;
                     h.write_off += size as u32;
@@ -36,6 +39,7 @@ impl Store {
             }
             if let Some(id) = self.take_segment(bucket, size) {
                 self.tail_low = false;
+                self.tail_nearly_full = false;
                 self.ttl.push_back(&mut self.segs, bucket, id);
                 continue;
             }
