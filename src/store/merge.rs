@@ -281,7 +281,7 @@ impl Store {
                     return None;
                 }
                 let d = self.put_reserve_to_use(h.bucket);
-                self.ttl.push_back(&mut self.segs, h.bucket, d);
+                self.open_tail(h.bucket, d);
                 d
             }
         };

@@ -313,3 +313,53 @@ fn a_small_shard_evicts_ahead_once_the_open_segment_is_nearly_full() {
     assert_eq!(s.stats.merges, taken, "the room was there");
     check(&s);
 }
+
+/// When the hand keeps read items, its keeps may open a fresh segment
+/// for their chain (the reserve put to use). That segment has its room:
+/// eviction ahead must wait again, not start the next pass at once and
+/// evict segment after segment before any write needs room (a
+/// reviewer's case: 9-10 passes ahead in a row).
+#[test]
+fn a_pass_ahead_that_opens_a_fresh_segment_does_not_start_another() {
+    let mut s = store();
+    let v = [b'x'; 200];
+    let mut i = 0;
+    let mut spilled = 0;
+    for round in 0..12 {
+        // Fill to the next need's edge, reading every key three times so
+        // the hand keeps them.
+        while !s.tail_nearly_full {
+            let k = format!("k{i}");
+            set(&mut s, &k, &v, 0);
+            for _ in 0..3 {
+                assert!(s.get(k.as_bytes()).is_some());
+            }
+            i += 1;
+            assert!(i < 1_000_000, "the open segment never filled");
+        }
+        let ahead = s.stats.merges_ahead;
+        for _ in 0..20 {
+            s.evict_ahead_for(std::time::Duration::from_secs(5));
+        }
+        let passes = s.stats.merges_ahead - ahead;
+        assert!(
+            passes <= 1,
+            "round {round}: {passes} passes ahead, no write"
+        );
+        if passes == 1 && !s.tail_nearly_full {
+            spilled += 1;
+        }
+        check(&s);
+        // Writes until one takes a segment, to end the round.
+        let taken = s.stats.merges;
+        while s.tail_nearly_full && s.stats.merges == taken {
+            set(&mut s, &format!("k{i}"), &v, 0);
+            i += 1;
+        }
+    }
+    assert!(
+        spilled > 0,
+        "no pass ahead opened a fresh segment: not the case"
+    );
+    check(&s);
+}

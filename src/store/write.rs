@@ -38,9 +38,7 @@ impl Store {
                 }
             }
             if let Some(id) = self.take_segment(bucket, size) {
-                self.tail_low = false;
-                self.tail_nearly_full = false;
-                self.ttl.push_back(&mut self.segs, bucket, id);
+                self.open_tail(bucket, id);
                 continue;
             }
             // One segment is all this write needs; the rest is the
@@ -57,6 +55,17 @@ impl Store {
                 self.settle();
             }
         }
+    }
+
+    /// Makes segment `id` the open tail of chain `bucket`, which writes
+    /// (and the hand's keeps) append to from now on. A fresh open segment
+    /// has its room: eviction ahead waits again (`tail_low`,
+    /// `tail_nearly_full`), whichever chain it is for, so that the flags
+    /// change twice a segment.
+    pub(super) fn open_tail(&mut self, bucket: u16, id: u32) {
+        self.tail_low = false;
+        self.tail_nearly_full = false;
+        self.ttl.push_back(&mut self.segs, bucket, id);
     }
 
     /// Whether the budget lets one more segment be taken for a record of
