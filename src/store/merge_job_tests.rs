@@ -225,28 +225,40 @@ fn a_merge_finished_in_a_slice_counts_as_ahead() {
     assert_eq!(s.stats.merges_ahead, 1);
 }
 
+/// Sets keys `k{i}`, `k{i+1}`, ... of value `v` while `cond` holds.
+fn write_while(s: &mut Store, i: &mut usize, v: &[u8], cond: impl Fn(&Store) -> bool) {
+    while cond(s) {
+        set(s, &format!("k{i}"), v, 0);
+        *i += 1;
+    }
+}
+
+/// A shard too small for the hand to evict ahead of need, filled with
+/// 200-byte values `k0`.. up to its budget, its open segment fresh; the
+/// next key's number.
+fn full_small_shard() -> (Store, usize, [u8; 200]) {
+    let mut s = store();
+    assert!(s.seg_limit < AHEAD_HAND_SEGMENTS);
+    let v = [b'x'; 200];
+    let mut i = 0;
+    write_while(&mut s, &mut i, &v, |s| {
+        s.segs.free_count() > 0 || s.segs.in_use() < s.seg_limit || s.tail_low
+    });
+    (s, i, v)
+}
+
 /// In a shard too small for the hand to evict ahead of need, a merge
 /// ahead counts its victim once the open segment runs low, and then
 /// waits: no item goes before a write needs the room, and the write that
 /// does finishes the job.
 #[test]
 fn a_small_shard_counts_the_hands_victim_ahead_and_evicts_on_need() {
-    let mut s = store();
-    assert!(s.seg_limit < AHEAD_HAND_SEGMENTS);
-    let v = [b'x'; 200];
-    let mut i = 0;
-    while s.segs.free_count() > 0 || s.segs.in_use() < s.seg_limit || s.tail_low {
-        set(&mut s, &format!("k{i}"), &v, 0);
-        i += 1;
-    }
+    let (mut s, mut i, v) = full_small_shard();
     let merges = s.stats.merges;
     // Not yet: the open segment has room for a while.
     assert_eq!(s.evict_ahead_for(std::time::Duration::from_secs(5)), 0);
     assert!(!s.merge_running());
-    while !s.tail_low {
-        set(&mut s, &format!("k{i}"), &v, 0);
-        i += 1;
-    }
+    write_while(&mut s, &mut i, &v, |s| !s.tail_low);
     assert_eq!(s.stats.merges, merges, "no write needed a segment yet");
     assert!(s.evict_ahead_pending());
     let items = s.curr_items();
@@ -273,18 +285,8 @@ fn a_small_shard_counts_the_hands_victim_ahead_and_evicts_on_need() {
 /// the write that needs the next segment finds the room made.
 #[test]
 fn a_small_shard_evicts_ahead_once_the_open_segment_is_nearly_full() {
-    let mut s = store();
-    assert!(s.seg_limit < AHEAD_HAND_SEGMENTS);
-    let v = [b'x'; 200];
-    let mut i = 0;
-    while s.segs.free_count() > 0 || s.segs.in_use() < s.seg_limit || s.tail_low {
-        set(&mut s, &format!("k{i}"), &v, 0);
-        i += 1;
-    }
-    while !s.tail_low {
-        set(&mut s, &format!("k{i}"), &v, 0);
-        i += 1;
-    }
+    let (mut s, mut i, v) = full_small_shard();
+    write_while(&mut s, &mut i, &v, |s| !s.tail_low);
     let merges = s.stats.merges;
     s.evict_ahead_for(std::time::Duration::from_secs(5));
     assert!(s.merge_waits_for_need(), "counted, waiting");
