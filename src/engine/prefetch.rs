@@ -183,11 +183,9 @@ mod tests {
     #[test]
     fn keys_of_shards_whose_views_are_shared_are_kept_with_their_owner() {
         let mut stores = [store(), store()];
-        let views: Vec<OnceLock<ShardView>> = (0..2).map(|_| OnceLock::new()).collect();
-        let readers = std::sync::Arc::new(crate::store::grace::Readers::new(2));
+        let foreign = crate::engine::ForeignViews::new(2);
         for (id, s) in stores.iter_mut().enumerate() {
-            s.share_with(readers.clone(), id);
-            let _ = views[id].set(s.view());
+            foreign.share(id, s);
         }
         let route = crate::engine::route::route_hasher();
         let keys: Vec<String> = (0..16).map(|i| format!("key{i}")).collect();
@@ -203,7 +201,7 @@ mod tests {
             stores[o].set(&a);
         }
         let mut p = prefetcher(&stores[1], &route, 2, 1);
-        p.views = Some(&views);
+        p.views = Some(&foreign.views);
         let input: String = keys.iter().map(|k| format!("get {k}\r\n")).collect();
         let mut got = Vec::new();
         p.buckets(Proto::Text, input.as_bytes(), &mut got);

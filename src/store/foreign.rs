@@ -220,36 +220,24 @@ impl ShardView {
 
     /// First stage of a batch's prefetch (`store/prefetch.rs`) for a key
     /// of this shard: starts loading the home bucket of `hash` (the
-    /// store's hash). Reads the geometry outside a read section, as a
-    /// hint: a prefetch of a stale bucket only wastes a load.
+    /// store's hash).
     #[inline]
     pub fn prefetch_bucket(&self, hash: u64) {
-        let b = home(hash, self.index.geometry_hint());
-        if (b as usize) < self.index.cap() {
-            let p = self.index.bucket(b) as *const Bucket as *const u8;
-            // A bucket is two cache lines.
-            super::prefetch::prefetch(p);
-            super::prefetch::prefetch(p.wrapping_add(64));
+        if let Some(b) = self.home_hint(hash) {
+            super::prefetch::bucket_lines(b);
         }
     }
 
     /// Second stage: starts loading the header and key of each record of
-    /// the home bucket whose tag matches. Slots are loaded atomically and
-    /// only ever used as addresses to prefetch, after the same bounds
-    /// checks `scan` makes.
+    /// the home bucket whose tag matches, after the bounds checks `scan`
+    /// makes.
     #[inline]
     pub fn prefetch_items(&self, hash: u64) {
-        let b = home(hash, self.index.geometry_hint());
-        if b as usize >= self.index.cap() {
+        let Some(b) = self.home_hint(hash) else {
             return;
-        }
-        let (bucket, tag) = (self.index.bucket(b), index::tag_of(hash));
-        for i in 1..SLOTS {
-            let s = bucket.slot(i);
-            if s == 0 || index::slot_tag(s) != tag {
-                continue;
-            }
-            let (seg, off) = (index::slot_seg(s) as usize, index::slot_off(s) as usize);
+        };
+        for (seg, off) in super::prefetch::tagged_slots(b, hash) {
+            let (seg, off) = (seg as usize, off as usize);
             if seg < self.incarnations.len() && off < self.seg_size {
                 super::prefetch::prefetch(
                     self.arena
@@ -258,6 +246,16 @@ impl ShardView {
                 );
             }
         }
+    }
+
+    /// `hash`'s home bucket under the geometry as it is now, read outside
+    /// a read section: good only for a prefetch, where a stale bucket
+    /// wastes a load. None past the buckets in use, as `lookup` does.
+    #[inline]
+    fn home_hint(&self, hash: u64) -> Option<&Bucket> {
+        let g = self.index.geometry_hint();
+        let b = home(hash, g);
+        (b < g.len).then(|| self.index.bucket(b))
     }
 
     /// One lookup with geometry `g`, inside a read section.

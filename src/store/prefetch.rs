@@ -25,16 +25,34 @@ pub(super) fn prefetch(p: *const u8) {
     let _ = p;
 }
 
+/// Starts loading both cache lines of index bucket `b`.
+#[inline(always)]
+pub(super) fn bucket_lines(b: &index::Bucket) {
+    let p = b as *const index::Bucket as *const u8;
+    prefetch(p);
+    prefetch(p.wrapping_add(64));
+}
+
+/// The (segment, offset) of each item slot of `b` whose tag is `hash`'s:
+/// the records a lookup of that hash would compare keys with. Loaded
+/// Relaxed: only ever used as addresses to prefetch.
+#[inline(always)]
+pub(super) fn tagged_slots(b: &index::Bucket, hash: u64) -> impl Iterator<Item = (u32, u32)> + '_ {
+    let tag = tag_of(hash);
+    b.slots[1..=ITEM_SLOTS]
+        .iter()
+        .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        .filter(move |&s| s != 0 && slot_tag(s) == tag)
+        .map(|s| (slot_seg(s), slot_off(s)))
+}
+
 impl Store {
     /// First stage: starts loading `key`'s index bucket. Returns the key's
     /// hash for the second stage.
     #[inline]
     pub fn prefetch_bucket(&self, key: &[u8]) -> u64 {
         let hash = self.hash(key);
-        let bucket = self.index.home_bucket(hash) as *const index::Bucket as *const u8;
-        // A bucket is two cache lines.
-        prefetch(bucket);
-        prefetch(bucket.wrapping_add(64));
+        bucket_lines(self.index.home_bucket(hash));
         hash
     }
 
@@ -42,15 +60,8 @@ impl Store {
     /// header and key of each item whose tag matches.
     #[inline]
     pub fn prefetch_items(&self, hash: u64) {
-        let tag = tag_of(hash);
-        let bucket = self.index.home_bucket(hash);
-        for s in bucket.slots[1..=ITEM_SLOTS]
-            .iter()
-            .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
-        {
-            if s != 0 && slot_tag(s) == tag {
-                prefetch(self.segs.ptr(slot_seg(s), slot_off(s) as usize));
-            }
+        for (seg, off) in tagged_slots(self.index.home_bucket(hash), hash) {
+            prefetch(self.segs.ptr(seg, off as usize));
         }
     }
 }

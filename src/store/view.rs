@@ -193,16 +193,12 @@ impl IndexShared {
         if s & 1 == 1 {
             return None;
         }
-        let g = Geometry {
-            low: self.low.load(Relaxed),
-            split: self.split.load(Relaxed),
-            len: self.len.load(Relaxed),
-        };
-        Some((s, g))
+        Some((s, self.geometry_hint()))
     }
 
-    /// The geometry as it is now, outside any read section: good only for
-    /// a hint (a prefetch), which never changes what a lookup finds.
+    /// The geometry as it is now. Outside a read section (`read_begin`)
+    /// it may be torn: good only for a hint (a prefetch), which never
+    /// changes what a lookup finds.
     #[inline]
     pub fn geometry_hint(&self) -> Geometry {
         Geometry {
