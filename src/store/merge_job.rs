@@ -69,10 +69,37 @@ pub const AHEAD_HAND_SEGMENTS: usize = 128;
 /// 1/8 live items fell 1-2 % in three of the four. A reviewer found that
 /// a pass whose keeps opened a fresh segment left the flag set, so the
 /// next pass ran ahead at once (9-10 in a row, a segment and more evicted
-/// early): a fresh open segment now clears it (`Store::open_tail`), and a
+/// early): a fresh open segment now resets it (`Store::open_tail`), and a
 /// pass not yet started gives way to expired segments and flush sweeps.
 /// With that: p99.99 56 µs; hitsim 0.8168, 0.8150, 0.8161, 0.8150.
 pub const HAND_LEAD_DIV: usize = 16;
+
+/// How far writes have filled their open segment since one was last
+/// opened (`Store::open_tail`); it only rises in between, whatever the
+/// mix of chains written, so eviction ahead waits on its changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum TailFill {
+    /// A quarter of its room or more left.
+    #[default]
+    Ample,
+    /// Under a quarter: the hand's victim may be counted ahead.
+    Low,
+    /// Under 1/[`HAND_LEAD_DIV`]: the hand may evict ahead.
+    NearlyFull,
+}
+
+impl TailFill {
+    /// The fill of a segment of `seg_size` bytes with `left` bytes of room.
+    pub(super) fn of(left: usize, seg_size: usize) -> TailFill {
+        if left < seg_size / HAND_LEAD_DIV {
+            TailFill::NearlyFull
+        } else if left < seg_size / 4 {
+            TailFill::Low
+        } else {
+            TailFill::Ample
+        }
+    }
+}
 
 /// What merge eviction chose to do (`Store::merge_plan`).
 #[derive(Clone, Copy, Debug)]
@@ -169,7 +196,7 @@ impl Store {
     /// a flush sweep could make the room at no live item's cost, as the
     /// write path frees those before it evicts. A pass started goes on:
     /// its own keeps may open a fresh segment for their chain, which
-    /// clears `tail_nearly_full` (`Store::open_tail`), and stopping
+    /// resets `tail_fill` (`Store::open_tail`), and stopping
     /// halfway would leave the rest to the write it was meant to spare.
     pub(super) fn merge_waits_for_need(&self) -> bool {
         let Some(MergeJob {
@@ -181,17 +208,25 @@ impl Store {
         };
         self.seg_limit < AHEAD_HAND_SEGMENTS
             && !started
-            && (!self.tail_nearly_full || self.expiry_has_segments() || self.sweep_pending())
+            && (!self.tail_nearly_full() || self.expiry_has_segments() || self.sweep_pending())
+    }
+
+    /// A write left its open segment under a quarter of its room since
+    /// one was last opened.
+    pub(super) fn tail_low(&self) -> bool {
+        self.tail_fill >= TailFill::Low
+    }
+
+    /// A write left its open segment under 1/[`HAND_LEAD_DIV`] of its room
+    /// since one was last opened.
+    pub(super) fn tail_nearly_full(&self) -> bool {
+        self.tail_fill == TailFill::NearlyFull
     }
 
     /// What eviction ahead found nothing to do in, and waits to change:
-    /// (store second, merges done, `tail_low` | `tail_nearly_full` << 1).
-    fn ahead_state(&self) -> (u32, u64, u8) {
-        (
-            self.clock.now(),
-            self.stats.merges,
-            u8::from(self.tail_low) | u8::from(self.tail_nearly_full) << 1,
-        )
+    /// (store second, merges done, `tail_fill`).
+    fn ahead_state(&self) -> (u32, u64, TailFill) {
+        (self.clock.now(), self.stats.merges, self.tail_fill)
     }
 
     /// Begins a merge ahead of need, if one may begin now: a compaction
@@ -202,7 +237,9 @@ impl Store {
     /// ratio in `examples/hitsim.rs` at -m 64, 4 seeds).
     fn merge_begin_ahead(&mut self) -> bool {
         match self.merge_plan() {
-            Some(Plan::Hand(_)) if self.seg_limit < AHEAD_HAND_SEGMENTS && !self.tail_low => false,
+            Some(Plan::Hand(_)) if self.seg_limit < AHEAD_HAND_SEGMENTS && !self.tail_low() => {
+                false
+            }
             Some(plan) => {
                 self.merge_job = Some(self.job_for(plan));
                 true

@@ -242,7 +242,7 @@ fn full_small_shard() -> (Store, usize, [u8; 200]) {
     let v = [b'x'; 200];
     let mut i = 0;
     write_while(&mut s, &mut i, &v, |s| {
-        s.segs.free_count() > 0 || s.segs.in_use() < s.seg_limit || s.tail_low
+        s.segs.free_count() > 0 || s.segs.in_use() < s.seg_limit || s.tail_low()
     });
     (s, i, v)
 }
@@ -258,7 +258,7 @@ fn a_small_shard_counts_the_hands_victim_ahead_and_evicts_on_need() {
     // Not yet: the open segment has room for a while.
     assert_eq!(s.evict_ahead_for(std::time::Duration::from_secs(5)), 0);
     assert!(!s.merge_running());
-    write_while(&mut s, &mut i, &v, |s| !s.tail_low);
+    write_while(&mut s, &mut i, &v, |s| !s.tail_low());
     assert_eq!(s.stats.merges, merges, "no write needed a segment yet");
     assert!(s.evict_ahead_pending());
     let items = s.curr_items();
@@ -286,13 +286,13 @@ fn a_small_shard_counts_the_hands_victim_ahead_and_evicts_on_need() {
 #[test]
 fn a_small_shard_evicts_ahead_once_the_open_segment_is_nearly_full() {
     let (mut s, mut i, v) = full_small_shard();
-    write_while(&mut s, &mut i, &v, |s| !s.tail_low);
+    write_while(&mut s, &mut i, &v, |s| !s.tail_low());
     let merges = s.stats.merges;
     s.evict_ahead_for(std::time::Duration::from_secs(5));
     assert!(s.merge_waits_for_need(), "counted, waiting");
     // Writes between a quarter and a sixteenth of the room left: the hand
     // still waits, and nothing is evicted.
-    while !s.tail_nearly_full {
+    while !s.tail_nearly_full() {
         assert_eq!(s.evict_ahead_for(std::time::Duration::from_secs(5)), 0);
         assert!(s.merge_waits_for_need());
         assert_eq!(s.stats.evictions, 0);
@@ -308,7 +308,7 @@ fn a_small_shard_evicts_ahead_once_the_open_segment_is_nearly_full() {
     check(&s);
     // The write that needs a segment takes the one made, merging nothing.
     let taken = s.stats.merges;
-    while s.tail_nearly_full {
+    while s.tail_nearly_full() {
         set(&mut s, &format!("k{i}"), &v, 0);
         i += 1;
     }
@@ -330,7 +330,7 @@ fn a_pass_ahead_that_opens_a_fresh_segment_does_not_start_another() {
     for round in 0..12 {
         // Fill to the next need's edge, reading every key three times so
         // the hand keeps them.
-        while !s.tail_nearly_full {
+        while !s.tail_nearly_full() {
             let k = format!("k{i}");
             set(&mut s, &k, &v, 0);
             for _ in 0..3 {
@@ -348,13 +348,13 @@ fn a_pass_ahead_that_opens_a_fresh_segment_does_not_start_another() {
             passes <= 1,
             "round {round}: {passes} passes ahead, no write"
         );
-        if passes == 1 && !s.tail_nearly_full {
+        if passes == 1 && !s.tail_nearly_full() {
             spilled += 1;
         }
         check(&s);
         // Writes until one takes a segment, to end the round.
         let taken = s.stats.merges;
-        while s.tail_nearly_full && s.stats.merges == taken {
+        while s.tail_nearly_full() && s.stats.merges == taken {
             set(&mut s, &format!("k{i}"), &v, 0);
             i += 1;
         }

@@ -129,17 +129,11 @@ pub struct Store {
     /// The merge in progress, run in steps (`merge_job.rs`).
     merge_job: Option<merge_job::MergeJob>,
     /// Eviction ahead of need found nothing it may do at this (store
-    /// second, merges done, `tail_low` and `tail_nearly_full` as bits 0
-    /// and 1): it waits for one to change.
-    ahead_blocked: Option<(u32, u64, u8)>,
-    /// A write left its open segment less than a quarter of its room
-    /// since a segment was last taken: a write will soon need a fresh one
-    /// (`merge_job.rs`).
-    tail_low: bool,
-    /// A write left its open segment less than
-    /// 1/[`merge_job::HAND_LEAD_DIV`] of its room since a segment was last
-    /// taken: the hand may evict ahead of need now.
-    tail_nearly_full: bool,
+    /// second, merges done, `tail_fill`): it waits for one to change.
+    ahead_blocked: Option<(u32, u64, merge_job::TailFill)>,
+    /// How full writes have left their open segment since one was last
+    /// opened: a write will soon need a fresh one (`merge_job.rs`).
+    tail_fill: merge_job::TailFill,
     /// Pending prefix invalidations (`flush_prefix`).
     prefixes: prefix::PrefixTable,
     /// The last `flush_all`, while its sweep has not read every segment.
@@ -243,8 +237,7 @@ impl Store {
             expiry: Default::default(),
             merge_job: None,
             ahead_blocked: None,
-            tail_low: false,
-            tail_nearly_full: false,
+            tail_fill: merge_job::TailFill::Ample,
             prefixes: prefix::PrefixTable::default(),
             flushed: None,
             stats: StoreStats::default(),

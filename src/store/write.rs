@@ -22,15 +22,10 @@ impl Store {
             if let Some(tail) = self.ttl.tail(bucket) {
                 let room = self.segs.room(tail);
                 if room >= size {
-                    // Set here, cleared when a segment is taken: it
-                    // changes twice a segment, whatever the mix of chains
-                    // written (eviction ahead waits on its changes).
-                    if room - size < self.segs.seg_size / 4 {
-                        self.tail_low = true;
-                    }
-                    if room - size < self.segs.seg_size / merge_job::HAND_LEAD_DIV {
-                        self.tail_nearly_full = true;
-                    }
+                    // Raised here, reset when a segment is opened
+                    // (`open_tail`), whatever the mix of chains written.
+                    let fill = merge_job::TailFill::of(room - size, self.segs.seg_size);
+                    self.tail_fill = self.tail_fill.max(fill);
                     let h = self.segs.header_mut(tail);
                     let off = h.write_off;
                     h.write_off += size as u32;
@@ -59,12 +54,10 @@ impl Store {
 
     /// Makes segment `id` the open tail of chain `bucket`, which writes
     /// (and the hand's keeps) append to from now on. A fresh open segment
-    /// has its room: eviction ahead waits again (`tail_low`,
-    /// `tail_nearly_full`), whichever chain it is for, so that the flags
-    /// change twice a segment.
+    /// has its room: eviction ahead waits again (`tail_fill`), whichever
+    /// chain it is for, so that the fill changes three times a segment.
     pub(super) fn open_tail(&mut self, bucket: u16, id: u32) {
-        self.tail_low = false;
-        self.tail_nearly_full = false;
+        self.tail_fill = merge_job::TailFill::Ample;
         self.ttl.push_back(&mut self.segs, bucket, id);
     }
 
