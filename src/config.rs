@@ -158,7 +158,9 @@ pub struct Args {
     /// and segment_size=1m, eviction=merge|fifo|random|cte|util|volatile|none,
     /// hugepages=on|off, prefault, fault_ahead=on|off, foreign_reads=on|off
     /// (reads of other workers' keys served without a hop), borrow_shards=on|off
-    /// (requests for a sleeping worker's keys run on its shard without a hop), idle_timeout=SECONDS,
+    /// (requests for a sleeping worker's keys run on its shard without a hop),
+    /// pin_workers=on|off (worker i bound to the i-th allowed CPU; off by
+    /// default), idle_timeout=SECONDS,
     /// worker_ports[=BASE] (worker i also listens on BASE+i; BASE defaults to
     /// the -p port + 1).
     #[arg(short = 'o', long = "extended", action = ArgAction::Append)]

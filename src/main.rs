@@ -218,6 +218,7 @@ fn settings(cfg: &Config) -> Settings {
         worker_ports: cfg.worker_ports,
         foreign_reads: cfg.foreign_reads && cfg.threads > 1,
         borrow_shards: cfg.borrow_shards && cfg.threads > 1,
+        pin_workers: cfg.pin_workers,
         shutdown_enabled: cfg.shutdown_enabled,
         cas_enabled: cfg.cas_enabled,
         verbosity: cfg.verbosity,
@@ -378,7 +379,17 @@ fn serve(
     shared.restored.warm.store(restoring, Ordering::Relaxed);
 
     systemd::status(&format!("starting {threads} workers"));
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    // Placed by the kernel unless -o pin_workers. Pinned, a worker that
+    // wakes on a CPU where a client (or any other task) runs must preempt
+    // it, even with the other CPU idle: on this 2-CPU host, -t 2 beside
+    // memtier, 30,000 preemptions a second of the client and 25 % fewer
+    // requests served at 50 and 500 connections (PERFORMANCE.md "Pinned
+    // or placed workers"). memcached does not pin its threads either.
+    let cores = if cfg.pin_workers {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     // No worker serves before every worker exists: a request may cross to
     // any shard (its ring must be there to wake) and `stats` sums them all.
@@ -426,7 +437,8 @@ fn serve(
                 }
             };
             if prefault {
-                // On the worker's own (pinned) thread, so pages come from its node.
+                // On the worker's own thread, so pages come from the node it
+                // runs on (its own CPU's with -o pin_workers).
                 store.prefault();
             }
             if let (true, Some(path)) = (restoring, warm_path.as_deref()) {

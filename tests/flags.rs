@@ -346,6 +346,7 @@ fn stats_settings_agree_with_memcached_for_the_same_flags() {
         "worker_ports",
         "foreign_reads",
         "borrow_shards",
+        "pin_workers",
         "admin",
     ];
     for k in a.keys() {

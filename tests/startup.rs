@@ -108,23 +108,10 @@ fn dash_u_nobody_runs_every_thread_as_nobody() {
         )
     };
     let mut s = Server::start(&["-t", "2", "-u", "nobody"]);
-    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{}/task", s.pid()))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let tasks = tasks(s.pid());
     assert!(tasks.len() >= 3, "main and two workers: {tasks:?}");
-    for t in &tasks {
-        let tid: u32 = t.parse().unwrap();
-        let status = |f: &str| {
-            std::fs::read_to_string(format!("/proc/{}/task/{tid}/status", s.pid()))
-                .unwrap()
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix(&format!("{f}:"))
-                        .map(|v| v.trim().to_string())
-                })
-                .unwrap()
-        };
+    for &(_, tid) in &tasks {
+        let status = |f: &str| task_status(s.pid(), tid, f);
         assert_eq!(
             status("Uid"),
             format!("{uid}\t{uid}\t{uid}\t{uid}"),
@@ -147,6 +134,43 @@ fn dash_u_nobody_runs_every_thread_as_nobody() {
         "STORED\r\nVALUE k 1 2\r\nhi\r\nEND\r\n"
     );
     assert_eq!(s.stop(), 0);
+}
+
+/// Workers are placed by the kernel, as memcached's threads are, unless
+/// `-o pin_workers` binds worker *i* to the *i*-th CPU the process may use
+/// (main.rs says why the default is off).
+#[test]
+fn workers_run_anywhere_unless_pinned() {
+    for (extra, pinned) in [(&[][..], false), (&["-o", "pin_workers"][..], true)] {
+        let mut s = Server::start(&[&["-t", "2"][..], extra].concat());
+        let all = proc_status(s.pid(), "Cpus_allowed_list");
+        let workers: Vec<String> = tasks(s.pid())
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("worker-"))
+            .map(|(_, tid)| task_status(s.pid(), tid, "Cpus_allowed_list"))
+            .collect();
+        assert_eq!(workers.len(), 2, "{workers:?}");
+        let settings = stats(&ask(s.port, "stats settings\r\n"));
+        if pinned {
+            assert_eq!(settings["pin_workers"], "yes");
+            // One CPU each (a single number, no range or list), and two
+            // different ones wherever the process may use two.
+            for w in &workers {
+                assert!(w.parse::<u32>().is_ok(), "pinned worker may run on {w}");
+            }
+            if all != workers[0] {
+                assert_ne!(workers[0], workers[1]);
+            }
+        } else {
+            assert_eq!(settings["pin_workers"], "no");
+            assert_eq!(
+                workers,
+                [all.clone(), all],
+                "placed workers keep the process's CPUs"
+            );
+        }
+        assert_eq!(s.stop(), 0);
+    }
 }
 
 fn unix(path: &Path) -> UnixStream {

@@ -131,6 +131,11 @@ pub struct Extended {
     /// worker's key on that worker's shard itself while the owner sleeps,
     /// instead of the hop (on by default; engine/lend.rs).
     pub borrow_shards: bool,
+    /// `pin_workers=on|off`: worker *i* runs only on the *i*-th CPU the
+    /// process may use (off by default: the kernel places the workers, as
+    /// it places memcached's threads; docs/PERFORMANCE.md "Pinned or
+    /// placed workers" has the measurements). corecache's own option.
+    pub pin_workers: bool,
     /// `backlog`: corecache's older spelling of `-b`; `-b` wins.
     pub backlog: Option<i32>,
     /// `idle_timeout`: close connections idle this many seconds; 0 = never.
@@ -160,6 +165,7 @@ impl Default for Extended {
             fault_ahead: true,
             foreign_reads: true,
             borrow_shards: true,
+            pin_workers: false,
             backlog: None,
             idle_timeout: 0,
             acl_file: None,
@@ -214,6 +220,7 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
             "fault_ahead" => x.fault_ahead = on_off(v).ok_or_else(|| invalid(k, v))?,
             "foreign_reads" => x.foreign_reads = on_off(v).ok_or_else(|| invalid(k, v))?,
             "borrow_shards" => x.borrow_shards = on_off(v).ok_or_else(|| invalid(k, v))?,
+            "pin_workers" => x.pin_workers = on_off(v).ok_or_else(|| invalid(k, v))?,
             "backlog" => x.backlog = Some(v.parse().map_err(|_| invalid(k, v))?),
             "idle_timeout" => x.idle_timeout = v.parse().map_err(|_| invalid(k, v))?,
             "acl_file" if !v.is_empty() => x.acl_file = Some(v.to_string()),

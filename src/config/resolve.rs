@@ -48,6 +48,8 @@ pub struct Config {
     /// `-o borrow_shards`: requests for other workers' keys run on their
     /// shards here while they sleep (engine/lend.rs).
     pub borrow_shards: bool,
+    /// `-o pin_workers`: each worker bound to one CPU.
+    pub pin_workers: bool,
     /// `-e PATH`: keep the cache across a graceful restart in files at
     /// PATH (`process::warm`), made absolute (`-d` changes directory).
     pub memory_file: Option<PathBuf>,
@@ -309,6 +311,7 @@ impl Config {
             fault_ahead: x.fault_ahead,
             foreign_reads: x.foreign_reads,
             borrow_shards: x.borrow_shards,
+            pin_workers: x.pin_workers,
             memory_file: args
                 .memory_file
                 .as_deref()

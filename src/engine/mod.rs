@@ -85,6 +85,9 @@ pub struct Settings {
     /// `-o borrow_shards`, and more than one worker: a request for another
     /// worker's key runs on its shard here while it sleeps (lend.rs).
     pub borrow_shards: bool,
+    /// `-o pin_workers`: each worker bound to one CPU (main.rs binds them;
+    /// kept here for `stats settings`).
+    pub pin_workers: bool,
     /// `-A`: the `shutdown` command stops the server.
     pub shutdown_enabled: bool,
     /// Not `-C`: items carry CAS values. (Not yet honoured by execution:

@@ -234,6 +234,7 @@ mod tests {
                 worker_ports: None,
                 foreign_reads: false,
                 borrow_shards: false,
+                pin_workers: false,
                 shutdown_enabled: false,
                 cas_enabled: true,
                 verbosity: 0,

@@ -72,7 +72,34 @@ pub fn stats(text: &str) -> HashMap<String, String> {
 
 /// A line of /proc/PID/status, e.g. "Uid", without its name.
 pub fn proc_status(pid: u32, field: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    status_field(&format!("/proc/{pid}/status"), pid, field)
+}
+
+/// The same line of one thread's /proc/PID/task/TID/status.
+pub fn task_status(pid: u32, tid: u32, field: &str) -> String {
+    status_field(&format!("/proc/{pid}/task/{tid}/status"), pid, field)
+}
+
+/// The process's threads: (name, tid).
+pub fn tasks(pid: u32) -> Vec<(String, u32)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| {
+            let tid: u32 = e
+                .unwrap()
+                .file_name()
+                .into_string()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap();
+            (comm.trim().to_string(), tid)
+        })
+        .collect()
+}
+
+fn status_field(path: &str, pid: u32, field: &str) -> String {
+    std::fs::read_to_string(path)
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
