@@ -216,7 +216,8 @@ def parse(json_path):
 
 
 def cross_shard_share(port):
-    """Share of requests that crossed to another shard (corecache stats)."""
+    """Share of requests for another worker's key (corecache stats): hopped
+    to its owner, run on its borrowed shard, or read from its memory."""
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"stats\r\n")
         buf = b""
@@ -228,7 +229,8 @@ def cross_shard_share(port):
         if len(p) == 3:
             st[p[1]] = p[2]
     total = int(st.get("cmd_get", 0)) + int(st.get("cmd_set", 0)) + int(st.get("cmd_touch", 0))
-    return int(st.get("cross_shard_sent", 0)) / max(1, total)
+    crossed = sum(int(st.get(k, 0)) for k in ("cross_shard_sent", "cross_shard_borrowed", "foreign_reads"))
+    return crossed / max(1, total)
 
 
 def port_free(port):
