@@ -160,7 +160,9 @@ pub struct Args {
     /// (reads of other workers' keys served without a hop), borrow_shards=on|off
     /// (requests for a sleeping worker's keys run on its shard without a hop),
     /// pin_workers=on|off (worker i bound to the i-th allowed CPU; off by
-    /// default), idle_timeout=SECONDS,
+    /// default), steer_connections=on|off (a connection goes to the worker
+    /// of the CPU it arrives on, within a surplus of 64; on by default),
+    /// idle_timeout=SECONDS,
     /// worker_ports[=BASE] (worker i also listens on BASE+i; BASE defaults to
     /// the -p port + 1).
     #[arg(short = 'o', long = "extended", action = ArgAction::Append)]

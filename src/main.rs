@@ -201,7 +201,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
 }
 
 /// What the workers read, from the checked configuration.
-fn settings(cfg: &Config) -> Settings {
+fn settings(cfg: &Config, steering: bool) -> Settings {
     Settings {
         port: cfg.tcp_port,
         interfaces: cfg.interfaces.join(","),
@@ -219,6 +219,7 @@ fn settings(cfg: &Config) -> Settings {
         foreign_reads: cfg.foreign_reads && cfg.threads > 1,
         borrow_shards: cfg.borrow_shards && cfg.threads > 1,
         pin_workers: cfg.pin_workers,
+        steer_connections: steering,
         shutdown_enabled: cfg.shutdown_enabled,
         cas_enabled: cfg.cas_enabled,
         verbosity: cfg.verbosity,
@@ -285,6 +286,19 @@ fn serve(
     let threads = cfg.threads;
     let logfile = cfg.logfile.clone();
     let failed = |msg: String| StartError::new(1, format!("corecache: {msg}"));
+    // The CPUs the process may use, in order: worker w's with -o
+    // pin_workers, and the one its listeners name when steering.
+    let allowed = core_affinity::get_core_ids().unwrap_or_default();
+    // -o steer_connections (engine/steer.rs): only while every worker has
+    // a CPU of its own; with more workers than CPUs the CPUs' listeners
+    // would take every connection and the rest none.
+    let tcp_groups = tcp.len();
+    let steer_cpus: Vec<usize> =
+        if cfg.steer_connections && threads > 1 && threads <= allowed.len() && tcp_groups > 0 {
+            allowed.iter().take(threads).map(|c| c.id).collect()
+        } else {
+            Vec::new()
+        };
     // Worker w accepts on its own socket of each TCP address, and on its
     // own descriptor of the one UNIX socket.
     // Each with whether it speaks TLS.
@@ -353,7 +367,7 @@ fn serve(
         stats_base: (0..threads).map(|_| Published::default()).collect(),
         stop: AtomicBool::new(false),
         conns: AtomicUsize::new(0),
-        settings: settings(cfg),
+        settings: settings(cfg, !steer_cpus.is_empty()),
         started: std::time::Instant::now(),
         page_kind: Mutex::new(String::new()),
         telemetry: corecache::admin::Telemetry::new(threads, admin.as_ref().map(|a| &a.0)),
@@ -386,7 +400,7 @@ fn serve(
     // requests served at 50 and 500 connections (PERFORMANCE.md "Pinned
     // or placed workers"). memcached does not pin its threads either.
     let cores = if cfg.pin_workers {
-        core_affinity::get_core_ids().unwrap_or_default()
+        allowed.clone()
     } else {
         Vec::new()
     };
@@ -398,6 +412,7 @@ fn serve(
     for (id, fds) in listeners.into_iter().enumerate() {
         let shared = shared.clone();
         let core = cores.get(id % cores.len().max(1)).copied();
+        let steer_cpu = steer_cpus.get(id).copied();
         let ready = ready_tx.clone();
         let all_ready = all_ready.clone();
         let store_cfg = StoreConfig {
@@ -429,6 +444,12 @@ fn serve(
             if let Some(c) = core {
                 core_affinity::set_for_current(c);
             }
+            // The shared ports' sockets come first in `fds` (above).
+            let steer = steer_cpu.and_then(|cpu| {
+                corecache::engine::steer::Steer::new(cpu, fds[..tcp_groups].to_vec())
+                    .map_err(|e| say(&format!("corecache: worker {id}: connections not steered: {e}")))
+                    .ok()
+            });
             let mut store = match Store::new(store_cfg, Clock::system()) {
                 Ok(s) => s,
                 Err(e) => {
@@ -467,7 +488,7 @@ fn serve(
             let mut shard = Shard::new(store);
             shard.shards = threads;
             shard.detail = shared.detail.clone();
-            let w = match Worker::new(id, shared.clone(), shard, fds, tls, pinned_from) {
+            let w = match Worker::new(id, shared.clone(), shard, fds, tls, pinned_from, steer) {
                 Ok(w) => w,
                 Err(e) => {
                     let _ = ready.send(Err(format!(

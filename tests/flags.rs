@@ -347,6 +347,7 @@ fn stats_settings_agree_with_memcached_for_the_same_flags() {
         "foreign_reads",
         "borrow_shards",
         "pin_workers",
+        "steer_connections",
         "admin",
     ];
     for k in a.keys() {

@@ -5,23 +5,9 @@
 
 mod common;
 
-use common::{admin_addr, exchange, stat, Server};
+use common::{admin_addr, admin_get as get, exchange, stat, Server};
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-
-fn get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
-    out.split_once("\r\n\r\n").unwrap().1.to_string()
-}
+use std::io::Write;
 
 /// Every counter sample of a classic scrape: `name{labels}` to value.
 fn counters(scrape: &str) -> HashMap<String, f64> {

@@ -443,6 +443,11 @@ fn registry(f: &Figures) -> Registry {
         c.worker_port_total_connections,
     );
     b.counter(
+        "corecache_steering_changes",
+        "Times a worker stopped or resumed taking the connections that arrive on its CPU (-o steer_connections)",
+        c.steering_changes,
+    );
+    b.counter(
         "corecache_worker_port_cmds",
         "Requests received on the workers' own ports, run on that worker's shard",
         c.worker_port_cmds,

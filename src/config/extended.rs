@@ -136,6 +136,10 @@ pub struct Extended {
     /// it places memcached's threads; docs/PERFORMANCE.md "Pinned or
     /// placed workers" has the measurements). corecache's own option.
     pub pin_workers: bool,
+    /// `steer_connections=on|off`: a new connection goes to the worker of
+    /// the CPU its packets arrive on, while that worker holds no more than
+    /// its share (engine/steer.rs). On by default. corecache's own option.
+    pub steer_connections: bool,
     /// `backlog`: corecache's older spelling of `-b`; `-b` wins.
     pub backlog: Option<i32>,
     /// `idle_timeout`: close connections idle this many seconds; 0 = never.
@@ -166,6 +170,7 @@ impl Default for Extended {
             foreign_reads: true,
             borrow_shards: true,
             pin_workers: false,
+            steer_connections: true,
             backlog: None,
             idle_timeout: 0,
             acl_file: None,
@@ -221,6 +226,7 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
             "foreign_reads" => x.foreign_reads = on_off(v).ok_or_else(|| invalid(k, v))?,
             "borrow_shards" => x.borrow_shards = on_off(v).ok_or_else(|| invalid(k, v))?,
             "pin_workers" => x.pin_workers = on_off(v).ok_or_else(|| invalid(k, v))?,
+            "steer_connections" => x.steer_connections = on_off(v).ok_or_else(|| invalid(k, v))?,
             "backlog" => x.backlog = Some(v.parse().map_err(|_| invalid(k, v))?),
             "idle_timeout" => x.idle_timeout = v.parse().map_err(|_| invalid(k, v))?,
             "acl_file" if !v.is_empty() => x.acl_file = Some(v.to_string()),

@@ -50,6 +50,9 @@ pub struct Config {
     pub borrow_shards: bool,
     /// `-o pin_workers`: each worker bound to one CPU.
     pub pin_workers: bool,
+    /// `-o steer_connections`: new connections go to the worker of the CPU
+    /// they arrive on (engine/steer.rs).
+    pub steer_connections: bool,
     /// `-e PATH`: keep the cache across a graceful restart in files at
     /// PATH (`process::warm`), made absolute (`-d` changes directory).
     pub memory_file: Option<PathBuf>,
@@ -312,6 +315,7 @@ impl Config {
             foreign_reads: x.foreign_reads,
             borrow_shards: x.borrow_shards,
             pin_workers: x.pin_workers,
+            steer_connections: x.steer_connections,
             memory_file: args
                 .memory_file
                 .as_deref()

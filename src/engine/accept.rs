@@ -120,6 +120,7 @@ impl Worker {
         }
         self.shard.c.curr_connections += 1;
         self.shard.c.total_connections += 1;
+        self.balance_steering();
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -185,12 +186,27 @@ impl Worker {
                 }
             }
         }
+        if new_second {
+            // Other workers' closes move the mean too.
+            self.balance_steering();
+        }
         // Worker 0 speaks for the process, as memcached's one switch.
         if self.id == 0 {
             let c = &mut self.shard.c;
             c.accepting_conns = u64::from(PAUSED_LISTENERS.load(Relaxed) == 0);
             c.listen_disabled_num = PAUSES.load(Relaxed);
             c.time_in_listen_disabled_us = PAUSED_MICROS.load(Relaxed);
+        }
+    }
+
+    /// Steering on while this worker holds no more than its share of the
+    /// connections, off past it (steer.rs).
+    pub(super) fn balance_steering(&mut self) {
+        if let Some(s) = self.steer.as_mut() {
+            let total = self.shared.conns.load(Relaxed) as u64;
+            if s.balance(self.shard.c.curr_connections, total, self.shared.mesh.n) {
+                self.shard.c.steering_changes += 1;
+            }
         }
     }
 

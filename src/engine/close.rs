@@ -104,6 +104,7 @@ impl Worker {
         self.free.push(idx);
         self.shard.c.curr_connections = self.shard.c.curr_connections.saturating_sub(1);
         self.shared.conns.fetch_sub(1, SeqCst);
+        self.balance_steering();
     }
 
     /// `-o idle_timeout`: closes connections that neither sent nor took

@@ -33,6 +33,7 @@ pub mod stats;
 pub mod stats_classes;
 pub mod stats_conns;
 pub mod stats_settings;
+pub mod steer;
 pub mod tls;
 pub mod user_data;
 pub mod watch;
@@ -88,6 +89,9 @@ pub struct Settings {
     /// `-o pin_workers`: each worker bound to one CPU (main.rs binds them;
     /// kept here for `stats settings`).
     pub pin_workers: bool,
+    /// `-o steer_connections`, and the workers' listeners carry a CPU each
+    /// (steer.rs): kept here for `stats settings`.
+    pub steer_connections: bool,
     /// `-A`: the `shutdown` command stops the server.
     pub shutdown_enabled: bool,
     /// Not `-C`: items carry CAS values. (Not yet honoured by execution:

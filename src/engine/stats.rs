@@ -235,6 +235,7 @@ mod tests {
                 foreign_reads: false,
                 borrow_shards: false,
                 pin_workers: false,
+                steer_connections: false,
                 shutdown_enabled: false,
                 cas_enabled: true,
                 verbosity: 0,

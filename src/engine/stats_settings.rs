@@ -184,6 +184,7 @@ pub fn settings(shared: &Shared, maxbytes: u64) -> Vec<(&'static str, String)> {
         ("foreign_reads", yes_no(s.foreign_reads)),
         ("borrow_shards", yes_no(s.borrow_shards)),
         ("pin_workers", yes_no(s.pin_workers)),
+        ("steer_connections", yes_no(s.steer_connections)),
         ("admin", crate::admin::settings_value(&shared.telemetry)),
     ]
 }

@@ -56,6 +56,9 @@ pub struct Worker {
     pub(super) listen_set: super::listen_set::ListenSet,
     /// Per listener: its connections speak TLS (`-Z`, not `notls:`).
     pub(super) tls_listeners: Vec<bool>,
+    /// `-o steer_connections`: this worker's listeners name its CPU while
+    /// it holds no more than its share of connections (steer.rs).
+    pub(super) steer: Option<super::steer::Steer>,
     /// Listeners from this index on are this worker's own port's
     /// (`-o worker_ports`); the ones before it are shared.
     pub(super) pinned_from: usize,
@@ -114,7 +117,8 @@ impl Worker {
     /// Sets up worker `id`: its ring, receive buffers, and shard, with
     /// `listeners` to accept on; those from index `pinned_from` on are its
     /// own port's (`-o worker_ports`); `tls_listeners[i]` says whether
-    /// listener `i` speaks TLS.
+    /// listener `i` speaks TLS; `steer`, when given, steers connections
+    /// arriving on its CPU to it (steer.rs).
     ///
     /// # Errors
     /// The ring or the buffer ring could not be created (old kernel,
@@ -126,6 +130,7 @@ impl Worker {
         listeners: Vec<RawFd>,
         tls_listeners: Vec<bool>,
         pinned_from: usize,
+        steer: Option<super::steer::Steer>,
     ) -> std::io::Result<Worker> {
         let ring = IoUring::builder()
             .setup_single_issuer()
@@ -155,6 +160,7 @@ impl Worker {
             listen_set: super::listen_set::ListenSet::new(&listeners)?,
             listeners,
             tls_listeners,
+            steer,
             pinned_from,
             conns: Vec::new(),
             free: Vec::new(),

@@ -145,6 +145,10 @@ counters!(
     worker_port_connections,
     worker_port_total_connections,
     worker_port_cmds,
+    // -o steer_connections: times a worker's listeners stopped or started
+    // naming its CPU, its connections above or back under its share
+    // (engine/steer.rs).
+    steering_changes,
     pinned_segments,
     // Bytes of segments holding items, live or dead (Store::segment_bytes_in_use).
     segment_bytes_used,

@@ -380,6 +380,22 @@ pub fn read_bin_until_noop(s: &mut TcpStream) -> Vec<([u8; 16], Vec<u8>)> {
     }
 }
 
+/// The body of a GET of `path` on the admin port at `addr`, which must
+/// answer 200.
+pub fn admin_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    out.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
 /// The admin port's address, as `stats settings` reports it (`STAT admin`).
 pub fn admin_addr(srv: &Server) -> String {
     let st = String::from_utf8(exchange(srv, b"stats settings\r\n", b"END\r\n")).unwrap();

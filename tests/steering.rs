@@ -1,0 +1,116 @@
+//! Connection steering on the real binary (engine/steer.rs): connections
+//! made from one CPU go to the worker of that CPU while it holds no more
+//! than 64 connections over the mean; past that the kernel's hash spreads
+//! them, and steering resumes once the surplus is gone.
+
+mod common;
+
+use common::{admin_addr, admin_get, exchange, read_until, stat, Server};
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Each worker's open connections, from the admin port's gauge.
+fn per_worker(admin: &str) -> Vec<u64> {
+    let m = admin_get(admin, "/metrics");
+    let mut v = Vec::new();
+    for w in 0.. {
+        let series = format!("corecache_worker_current_connections{{worker=\"{w}\"}} ");
+        match m.lines().find_map(|l| l.strip_prefix(&series)) {
+            Some(n) => v.push(n.trim().parse().unwrap()),
+            None => break,
+        }
+    }
+    v
+}
+
+/// `per_worker` once the workers have accepted `total` connections in all
+/// (an accept lands a moment after `connect` returns).
+fn settled(admin: &str, total: u64) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = per_worker(admin);
+        if v.iter().sum::<u64>() == total || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `n` connections made from a thread bound to `cpu` (over loopback the
+/// SYN is processed on the connecting CPU), each answered before the next
+/// is made: a worker counts the connections it has accepted, and a burst
+/// the kernel queued before it looked would land whole.
+fn connect_from(cpu: core_affinity::CoreId, port: u16, n: usize) -> Vec<TcpStream> {
+    std::thread::spawn(move || {
+        assert!(core_affinity::set_for_current(cpu));
+        (0..n)
+            .map(|_| {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.write_all(b"version\r\n").unwrap();
+                read_until(&mut s, b"\r\n");
+                s
+            })
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+fn steering_changes(srv: &Server) -> u64 {
+    stat(&exchange(srv, b"stats\r\n", b"END\r\n"), "steering_changes").unwrap()
+}
+
+#[test]
+fn connections_go_to_the_worker_of_their_cpu_within_a_surplus() {
+    let cpus = core_affinity::get_core_ids().unwrap();
+    assert!(cpus.len() >= 2, "this test needs two CPUs: {cpus:?}");
+    let srv = Server::start(&["-t", "2", "--admin", "127.0.0.1:0"]);
+    let settings = exchange(&srv, b"stats settings\r\n", b"END\r\n");
+    assert!(String::from_utf8_lossy(&settings).contains("STAT steer_connections yes\r\n"));
+    let admin = admin_addr(&srv);
+    // Worker i names the i-th CPU the process may use.
+    let mut first = connect_from(cpus[0], srv.port, 40);
+    let second = connect_from(cpus[1], srv.port, 10);
+    assert_eq!(settled(&admin, 50), [40, 10]);
+    assert_eq!(steering_changes(&srv), 0);
+    // 150 more from the first CPU: worker 0 takes them until it holds 64
+    // over the mean (140 of 150), then the hash gives worker 1 its part.
+    first.extend(connect_from(cpus[0], srv.port, 150));
+    let v = settled(&admin, 200);
+    assert!(v[0] >= 140 && v[1] > 10, "{v:?}");
+    assert_eq!(steering_changes(&srv), 1);
+    // Closed, the surplus is gone: steering resumes (at the next accept),
+    // and the first CPU's connections go to worker 0 again.
+    drop(first);
+    let v = settled(&admin, 10);
+    let before = v[0];
+    let again = connect_from(cpus[0], srv.port, 30);
+    let v = settled(&admin, 40);
+    assert_eq!(v[0], before + 30, "{v:?}");
+    assert_eq!(steering_changes(&srv), 2);
+    drop((second, again));
+}
+
+#[test]
+fn steering_off_leaves_connections_to_the_hash() {
+    let cpus = core_affinity::get_core_ids().unwrap();
+    assert!(cpus.len() >= 2, "this test needs two CPUs: {cpus:?}");
+    let srv = Server::start(&[
+        "-t",
+        "2",
+        "--admin",
+        "127.0.0.1:0",
+        "-o",
+        "steer_connections=off",
+    ]);
+    let settings = exchange(&srv, b"stats settings\r\n", b"END\r\n");
+    assert!(String::from_utf8_lossy(&settings).contains("STAT steer_connections no\r\n"));
+    let admin = admin_addr(&srv);
+    // 100 from one CPU: by the hash, each worker gets some (all 100 on one
+    // has a chance of 2^-99).
+    let conns = connect_from(cpus[0], srv.port, 100);
+    let v = settled(&admin, 100);
+    assert!(v[0] > 0 && v[1] > 0, "{v:?}");
+    drop(conns);
+}
