@@ -161,7 +161,7 @@ pub struct Args {
     /// (requests for a sleeping worker's keys run on its shard without a hop),
     /// pin_workers=on|off (worker i bound to the i-th allowed CPU; off by
     /// default), steer_connections=on|off (a connection goes to the worker
-    /// of the CPU it arrives on, within a surplus of 64; on by default),
+    /// of the CPU it arrives on, within a surplus of 64; off by default),
     /// idle_timeout=SECONDS,
     /// worker_ports[=BASE] (worker i also listens on BASE+i; BASE defaults to
     /// the -p port + 1).

@@ -445,11 +445,8 @@ fn serve(
                 core_affinity::set_for_current(c);
             }
             // The shared ports' sockets come first in `fds` (above).
-            let steer = steer_cpu.and_then(|cpu| {
-                corecache::engine::steer::Steer::new(cpu, fds[..tcp_groups].to_vec())
-                    .map_err(|e| say(&format!("corecache: worker {id}: connections not steered: {e}")))
-                    .ok()
-            });
+            let steer = steer_cpu
+                .map(|cpu| corecache::engine::steer::Steer::new(cpu, fds[..tcp_groups].to_vec()));
             let mut store = match Store::new(store_cfg, Clock::system()) {
                 Ok(s) => s,
                 Err(e) => {

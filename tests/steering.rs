@@ -1,7 +1,8 @@
-//! Connection steering on the real binary (engine/steer.rs): connections
-//! made from one CPU go to the worker of that CPU while it holds no more
-//! than 64 connections over the mean; past that the kernel's hash spreads
-//! them, and steering resumes once the surplus is gone.
+//! Connection steering on the real binary (`-o steer_connections`,
+//! engine/steer.rs): connections made from one CPU go to the worker of
+//! that CPU while it holds no more than 64 connections over the mean; past
+//! that the kernel's hash spreads them, and steering resumes once the
+//! surplus is gone. Off by default: the hash alone.
 
 mod common;
 
@@ -57,6 +58,45 @@ fn connect_from(cpu: core_affinity::CoreId, port: u16, n: usize) -> Vec<TcpStrea
     .unwrap()
 }
 
+/// Whether this kernel hands a connection to the SO_REUSEPORT listener
+/// naming the CPU its SYN arrived on (Linux 6.2 and backports): probed on
+/// a group of this process's own, outside the server.
+fn kernel_steers(cpu: core_affinity::CoreId) -> bool {
+    use socket2::{Domain, Socket, Type};
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let first = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    first.set_reuse_port(true).unwrap();
+    first.bind(&addr.into()).unwrap();
+    let port = first.local_addr().unwrap().as_socket().unwrap().port();
+    let second = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    second.set_reuse_port(true).unwrap();
+    second
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    // The named listener second, so a hash that prefers the first cannot pass.
+    second.set_cpu_affinity(cpu.id).unwrap();
+    for s in [&first, &second] {
+        s.listen(64).unwrap();
+        s.set_nonblocking(true).unwrap();
+    }
+    let conns = connect_plain(cpu, port, 16);
+    std::thread::sleep(Duration::from_millis(50));
+    let taken = std::iter::from_fn(|| second.accept().ok()).count();
+    drop(conns);
+    taken == 16
+}
+
+fn connect_plain(cpu: core_affinity::CoreId, port: u16, n: usize) -> Vec<TcpStream> {
+    std::thread::spawn(move || {
+        assert!(core_affinity::set_for_current(cpu));
+        (0..n)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
 fn steering_changes(srv: &Server) -> u64 {
     stat(&exchange(srv, b"stats\r\n", b"END\r\n"), "steering_changes").unwrap()
 }
@@ -65,7 +105,19 @@ fn steering_changes(srv: &Server) -> u64 {
 fn connections_go_to_the_worker_of_their_cpu_within_a_surplus() {
     let cpus = core_affinity::get_core_ids().unwrap();
     assert!(cpus.len() >= 2, "this test needs two CPUs: {cpus:?}");
-    let srv = Server::start(&["-t", "2", "--admin", "127.0.0.1:0"]);
+    if !kernel_steers(cpus[0]) {
+        // Not counted as a pass: says so in the test output.
+        eprintln!("SKIPPED: this kernel ignores SO_INCOMING_CPU in SO_REUSEPORT groups");
+        return;
+    }
+    let srv = Server::start(&[
+        "-t",
+        "2",
+        "--admin",
+        "127.0.0.1:0",
+        "-o",
+        "steer_connections",
+    ]);
     let settings = exchange(&srv, b"stats settings\r\n", b"END\r\n");
     assert!(String::from_utf8_lossy(&settings).contains("STAT steer_connections yes\r\n"));
     let admin = admin_addr(&srv);
@@ -74,14 +126,16 @@ fn connections_go_to_the_worker_of_their_cpu_within_a_surplus() {
     let second = connect_from(cpus[1], srv.port, 10);
     assert_eq!(settled(&admin, 50), [40, 10]);
     assert_eq!(steering_changes(&srv), 0);
-    // 150 more from the first CPU: worker 0 takes them until it holds 64
-    // over the mean (140 of 150), then the hash gives worker 1 its part.
+    // 150 more from the first CPU: worker 0 takes them until it holds more
+    // than 64 over the mean (its 139th connection, the 99th of these),
+    // then the hash gives worker 1 its part of the other 51.
     first.extend(connect_from(cpus[0], srv.port, 150));
     let v = settled(&admin, 200);
     assert!(v[0] >= 140 && v[1] > 10, "{v:?}");
     assert_eq!(steering_changes(&srv), 1);
-    // Closed, the surplus is gone: steering resumes (at the next accept),
-    // and the first CPU's connections go to worker 0 again.
+    // Closed, the surplus is gone: steering resumes (at the close that
+    // brings it to 32), and the first CPU's connections go to worker 0
+    // again.
     drop(first);
     let v = settled(&admin, 10);
     let before = v[0];
@@ -93,17 +147,10 @@ fn connections_go_to_the_worker_of_their_cpu_within_a_surplus() {
 }
 
 #[test]
-fn steering_off_leaves_connections_to_the_hash() {
+fn by_default_the_hash_spreads_connections() {
     let cpus = core_affinity::get_core_ids().unwrap();
     assert!(cpus.len() >= 2, "this test needs two CPUs: {cpus:?}");
-    let srv = Server::start(&[
-        "-t",
-        "2",
-        "--admin",
-        "127.0.0.1:0",
-        "-o",
-        "steer_connections=off",
-    ]);
+    let srv = Server::start(&["-t", "2", "--admin", "127.0.0.1:0"]);
     let settings = exchange(&srv, b"stats settings\r\n", b"END\r\n");
     assert!(String::from_utf8_lossy(&settings).contains("STAT steer_connections no\r\n"));
     let admin = admin_addr(&srv);

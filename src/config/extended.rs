@@ -138,7 +138,8 @@ pub struct Extended {
     pub pin_workers: bool,
     /// `steer_connections=on|off`: a new connection goes to the worker of
     /// the CPU its packets arrive on, while that worker holds no more than
-    /// its share (engine/steer.rs). On by default. corecache's own option.
+    /// its share (engine/steer.rs, which says why it is off by default).
+    /// corecache's own option.
     pub steer_connections: bool,
     /// `backlog`: corecache's older spelling of `-b`; `-b` wins.
     pub backlog: Option<i32>,
@@ -170,7 +171,7 @@ impl Default for Extended {
             foreign_reads: true,
             borrow_shards: true,
             pin_workers: false,
-            steer_connections: true,
+            steer_connections: false,
             backlog: None,
             idle_timeout: 0,
             acl_file: None,

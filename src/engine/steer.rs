@@ -1,5 +1,6 @@
-//! Connection steering: a new connection goes to the worker of the CPU
-//! its packets arrive on, while that worker holds no more than its share.
+//! Connection steering (`-o steer_connections`, off by default): a new
+//! connection goes to the worker of the CPU its packets arrive on, while
+//! that worker holds no more than its share.
 //!
 //! Every worker has its own listener in the port's SO_REUSEPORT group
 //! (listener.rs). Given nothing else, the kernel picks one by a hash of
@@ -8,26 +9,35 @@
 //! a worker on another CPU. With `SO_INCOMING_CPU` set on each listener
 //! (worker *i*: the *i*-th CPU the process may use), the kernel hands a
 //! connection to the listener of the CPU that processed its SYN (Linux
-//! 6.2, "soreuseport: Fix socket selection for SO_INCOMING_CPU"; before
-//! that the option is ignored and the hash decides). That CPU is where
-//! the NIC queue's interrupt runs (RSS), or, over loopback, where the
-//! client thread runs. A client thread's connections then share one
-//! worker, which the scheduler keeps near it.
+//! 6.2 and the stable series it was backported to, "soreuseport: Fix
+//! socket selection for SO_INCOMING_CPU"; before that, and for a SYN on a
+//! CPU no listener names, the hash decides). That CPU is where the NIC
+//! queue's interrupt runs (RSS), or, over loopback, where the client
+//! thread runs: over loopback, a client thread's connections share one
+//! worker.
 //!
 //! Measured on this 2-CPU host, `-t 2` capped at half a core, one memtier
-//! thread, 50 connections: 5.05-5.13 µs of server CPU a request against
-//! 5.83-5.95 spread by hash, and the same as `-t 1` (4.84-5.17);
-//! docs/PERFORMANCE.md "Connections steered to the client's CPU".
+//! thread, 50 connections: 1.20x memcached's requests a second against
+//! 1.03x by the hash, 4.9 µs of server CPU a request against 5.8
+//! (docs/PERFORMANCE.md "Connections steered to the CPU they arrive on").
 //!
-//! The risk is balance: a NIC with a single queue, and no RPS, processes
-//! every SYN on one CPU and would give one worker every connection. So a
-//! worker steers only while it holds at most [`SURPLUS`] connections more
-//! than the mean; past that it clears its listeners' CPU and new
-//! connections go by the hash again, until it is back under half that
-//! surplus. The check runs at each accept and close, and once a second
-//! (the other workers' closes move the mean). It counts connections
-//! accepted: a burst the kernel has queued on a listener before its worker
-//! looks (up to `-b` of them) lands there whole.
+//! Why off by default: the gain is concentration, and the server cannot
+//! see where SYNs are processed. A NIC with fewer queues than workers (a
+//! single-queue virtio NIC, say) processes every SYN on few CPUs, and a
+//! pool opened by one thread and used by many lands on one worker: either
+//! caps that load at one worker's CPU where the hash would spread it.
+//! Dragonfly's `conn_use_incoming_cpu` is off by default for the same
+//! reason. Turn it on where each worker's CPU gets its share of flows
+//! (RSS over as many queues as workers, with interrupts spread), or where
+//! local clients run one thread per CPU.
+//!
+//! The balance guard: a worker steers only while it holds at most
+//! [`SURPLUS`] connections more than the mean; past that it clears its
+//! listeners' CPU and new connections go by the hash again, until it is
+//! back under half that surplus. The check runs at each accept and close,
+//! and once a second (the other workers' closes move the mean). It counts
+//! connections accepted: a burst the kernel has queued on a listener
+//! before its worker looks (up to `-b` of them) lands there whole.
 
 use std::os::fd::RawFd;
 
@@ -48,6 +58,8 @@ pub struct Steer {
     listeners: Vec<RawFd>,
     /// The listeners carry `cpu` now.
     on: bool,
+    /// The kernel refused the option once: steering is over.
+    refused: bool,
 }
 
 /// `SO_INCOMING_CPU` of `fd` set to `cpu` (-1: none).
@@ -70,25 +82,31 @@ fn set_incoming_cpu(fd: RawFd, cpu: i32) -> std::io::Result<()> {
 }
 
 impl Steer {
-    /// Steering for `listeners` to `cpu`, set on at once.
-    ///
-    /// # Errors
-    /// `setsockopt` failed (a kernel without `SO_INCOMING_CPU`, before
-    /// 3.19): the caller goes on without steering.
-    pub fn new(cpu: usize, listeners: Vec<RawFd>) -> std::io::Result<Steer> {
-        let mut s = Steer {
+    /// Steering for `listeners` to `cpu`, off until the first
+    /// [`Steer::balance`]. The listeners must stay open as long as this
+    /// lives (the worker closes them when it is dropped, with this).
+    pub fn new(cpu: usize, listeners: Vec<RawFd>) -> Steer {
+        Steer {
             cpu: cpu as i32,
             listeners,
             on: false,
-        };
-        s.set(true)?;
-        Ok(s)
+            refused: false,
+        }
     }
 
+    /// Every listener naming the CPU (`on`) or none. On a failure (a
+    /// kernel before 4.4 refuses the option; a sandbox may) every listener
+    /// is cleared again, so none steers without the guard watching it.
     fn set(&mut self, on: bool) -> std::io::Result<()> {
         let cpu = if on { self.cpu } else { -1 };
         for &fd in &self.listeners {
-            set_incoming_cpu(fd, cpu)?;
+            if let Err(e) = set_incoming_cpu(fd, cpu) {
+                for &fd in &self.listeners {
+                    let _ = set_incoming_cpu(fd, -1);
+                }
+                self.on = false;
+                return Err(e);
+            }
         }
         self.on = on;
         Ok(())
@@ -103,10 +121,23 @@ impl Steer {
     /// connections over `workers` workers (see the module notes). Returns
     /// whether it changed.
     pub fn balance(&mut self, mine: u64, total: u64, workers: usize) -> bool {
+        if self.refused {
+            return false;
+        }
         let want = want_steering(self.on, mine, total, workers);
-        // A failed setsockopt leaves the state as it was: the next check
-        // tries again.
-        want != self.on && self.set(want).is_ok()
+        if want == self.on {
+            return false;
+        }
+        match self.set(want) {
+            Ok(()) => true,
+            Err(e) => {
+                // Every listener is cleared (`set`): the hash decides from
+                // here on, as with the option off.
+                tracing::warn!("connections no longer steered to CPU {}: {e}", self.cpu);
+                self.refused = true;
+                false
+            }
+        }
     }
 }
 
@@ -134,7 +165,11 @@ mod tests {
         assert!(want_steering(true, 128, 128, 2)); // 64 over a mean of 64
         assert!(!want_steering(true, 130, 130, 2));
         // Off: back on only at half the surplus.
-        assert!(!want_steering(false, 110, 150, 2)); // 35 over 75: stays off
+        // 35 over 75: stays off.
+        assert!(!want_steering(false, 110, 150, 2));
+        // The edges: 32 over resumes, 33 does not.
+        assert!(want_steering(false, 82, 100, 2));
+        assert!(!want_steering(false, 83, 100, 2));
         assert!(want_steering(false, 100, 170, 2)); // 15 over 85
                                                     // A worker under the mean always steers.
         assert!(want_steering(false, 10, 1000, 16));

@@ -209,6 +209,12 @@ impl Worker {
     /// None today; the signature leaves room for fatal ring errors.
     pub fn run(mut self) -> std::io::Result<()> {
         self.accept_paused = vec![None; self.listeners.len()];
+        // Named only now that the worker serves: connections queued while
+        // it restored a cache (-e) or waited for the others went by hash.
+        // Not counted in `steering_changes`: a start, not a change.
+        if let Some(s) = self.steer.as_mut() {
+            s.balance(0, 0, 1);
+        }
         self.arm_listen_poll();
         let mut grace: Option<Instant> = None;
         let mut cut_off = false;
