@@ -52,6 +52,30 @@ fn a_second_server_on_a_port_exits_71_and_the_first_keeps_every_client() {
     assert_eq!(stderr(&out), in_use(format!("TCP port {q}")));
 }
 
+/// Two `-l` entries naming one address: memcached's second bind finds the
+/// first and it exits 71 with "failed to listen"; so does corecache, for a
+/// repeated address, a name that resolves to one given already, and a
+/// wildcard beside a specific address.
+#[test]
+fn an_address_listed_twice_is_refused_as_memcached_refuses_it() {
+    for list in [
+        "127.0.0.1,127.0.0.1",
+        "localhost,127.0.0.1",
+        "127.0.0.1,0.0.0.0",
+    ] {
+        let p = free_port().to_string();
+        let want =
+            format!("failed to listen on one of interface(s) {list}: Address already in use\n");
+        let mc =
+            run(Command::new("memcached").args(["-p", &p, "-U", "0", "-l", list, "-u", "root"]));
+        assert_eq!(mc.status.code(), Some(71), "memcached -l {list}");
+        assert_eq!(stderr(&mc), want, "memcached -l {list}");
+        let cc = run(Command::new(BIN).args(["-p", &p, "-u", "root", "-l", list]));
+        assert_eq!(cc.status.code(), Some(71), "-l {list}: {}", stderr(&cc));
+        assert_eq!(stderr(&cc), want, "-l {list}");
+    }
+}
+
 #[test]
 fn root_needs_dash_u_and_the_user_must_exist_as_in_memcached() {
     let p = free_port().to_string();

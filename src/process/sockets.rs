@@ -47,6 +47,37 @@ pub fn pidfile_for_this_process(path: &std::path::Path) -> Result<RemoveOnDrop, 
     })
 }
 
+/// Every `-l` entry's addresses on the port `port_of` gives it, each with
+/// whether it speaks TLS (`-Z` unless the entry says `notls:`). One name
+/// may resolve to an address twice (kept once); two entries naming one
+/// address are `EADDRINUSE` (inner error), as memcached's second bind of
+/// it fails. The outer error: a name that does not resolve.
+#[allow(clippy::type_complexity)]
+fn listen_addresses(
+    cfg: &Config,
+    port_of: impl Fn(&crate::config::ListenSpec) -> u16,
+) -> Result<std::io::Result<(Vec<SocketAddr>, Vec<bool>)>, StartError> {
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    let mut tls = Vec::new();
+    for l in &cfg.listens {
+        let h = &l.host;
+        let found = listener::resolve(h, port_of(l))
+            .map_err(|e| StartError::new(EX_OSERR, format!("cannot resolve -l {h}: {e}")))?;
+        let first = addrs.len();
+        for a in found {
+            if addrs[first..].contains(&a) {
+                continue;
+            }
+            if addrs[..first].contains(&a) {
+                return Ok(Err(std::io::Error::from_raw_os_error(libc::EADDRINUSE)));
+            }
+            addrs.push(a);
+            tls.push(cfg.tls.is_some() && !l.notls);
+        }
+    }
+    Ok(Ok((addrs, tls)))
+}
+
 /// A TCP listener group's sockets (one per worker) and whether it speaks
 /// TLS.
 pub type TcpGroup = (Vec<OwnedFd>, bool);
@@ -57,20 +88,7 @@ pub fn listen_tcp(cfg: &Config) -> Result<Vec<TcpGroup>, StartError> {
     if cfg.tcp_port == 0 {
         return Ok(Vec::new());
     }
-    let mut addrs: Vec<SocketAddr> = Vec::new();
-    let mut tls = Vec::new();
-    for l in &cfg.listens {
-        let h = &l.host;
-        let found = listener::resolve(h, l.port.unwrap_or(cfg.tcp_port))
-            .map_err(|e| StartError::new(EX_OSERR, format!("cannot resolve -l {h}: {e}")))?;
-        for a in found {
-            if !addrs.contains(&a) {
-                addrs.push(a);
-                tls.push(cfg.tls.is_some() && !l.notls);
-            }
-        }
-    }
-    let groups = listener::listen_tcp(&addrs, cfg.threads, cfg.backlog).map_err(|(_, e)| {
+    let failed = |e: &std::io::Error| {
         let what = if cfg.interfaces_given {
             format!("one of interface(s) {}", cfg.interfaces.join(","))
         } else {
@@ -78,9 +96,13 @@ pub fn listen_tcp(cfg: &Config) -> Result<Vec<TcpGroup>, StartError> {
         };
         StartError::new(
             EX_OSERR,
-            format!("failed to listen on {what}: {}", strerror(&e)),
+            format!("failed to listen on {what}: {}", strerror(e)),
         )
-    })?;
+    };
+    let (addrs, tls) =
+        listen_addresses(cfg, |l| l.port.unwrap_or(cfg.tcp_port))?.map_err(|e| failed(&e))?;
+    let groups =
+        listener::listen_tcp(&addrs, cfg.threads, cfg.backlog).map_err(|(_, e)| failed(&e))?;
     Ok(groups.into_iter().zip(tls).collect())
 }
 
@@ -94,19 +116,13 @@ pub fn listen_worker_ports(cfg: &Config) -> Result<Vec<Vec<(OwnedFd, bool)>>, St
     let mut own = Vec::new();
     for w in 0..cfg.threads {
         let port = base + w as u16;
-        let mut addrs: Vec<SocketAddr> = Vec::new();
-        let mut tls = Vec::new();
-        for l in &cfg.listens {
-            let h = &l.host;
-            let found = listener::resolve(h, port)
-                .map_err(|e| StartError::new(EX_OSERR, format!("cannot resolve -l {h}: {e}")))?;
-            for a in found {
-                if !addrs.contains(&a) {
-                    addrs.push(a);
-                    tls.push(cfg.tls.is_some() && !l.notls);
-                }
-            }
-        }
+        // A repeated address was refused on the main port already.
+        let (addrs, tls) = listen_addresses(cfg, |_| port)?.map_err(|e| {
+            StartError::new(
+                EX_OSERR,
+                format!("failed to listen on worker {w}'s port: {}", strerror(&e)),
+            )
+        })?;
         let groups = listener::listen_tcp(&addrs, 1, cfg.backlog).map_err(|(a, e)| {
             StartError::new(
                 EX_OSERR,
