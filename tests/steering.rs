@@ -39,17 +39,20 @@ fn settled(admin: &str, total: u64) -> Vec<u64> {
 }
 
 /// `n` connections made from a thread bound to `cpu` (over loopback the
-/// SYN is processed on the connecting CPU), each answered before the next
-/// is made: a worker counts the connections it has accepted, and a burst
-/// the kernel queued before it looked would land whole.
-fn connect_from(cpu: core_affinity::CoreId, port: u16, n: usize) -> Vec<TcpStream> {
+/// SYN is processed on the connecting CPU). With `answered`, each has
+/// `version` answered before the next is made: a worker counts the
+/// connections it has accepted, and a burst the kernel queued before it
+/// looked would land whole.
+fn connect_from(cpu: core_affinity::CoreId, port: u16, n: usize, answered: bool) -> Vec<TcpStream> {
     std::thread::spawn(move || {
         assert!(core_affinity::set_for_current(cpu));
         (0..n)
             .map(|_| {
                 let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                s.write_all(b"version\r\n").unwrap();
-                read_until(&mut s, b"\r\n");
+                if answered {
+                    s.write_all(b"version\r\n").unwrap();
+                    read_until(&mut s, b"\r\n");
+                }
                 s
             })
             .collect()
@@ -79,22 +82,11 @@ fn kernel_steers(cpu: core_affinity::CoreId) -> bool {
         s.listen(64).unwrap();
         s.set_nonblocking(true).unwrap();
     }
-    let conns = connect_plain(cpu, port, 16);
+    let conns = connect_from(cpu, port, 16, false);
     std::thread::sleep(Duration::from_millis(50));
     let taken = std::iter::from_fn(|| second.accept().ok()).count();
     drop(conns);
     taken == 16
-}
-
-fn connect_plain(cpu: core_affinity::CoreId, port: u16, n: usize) -> Vec<TcpStream> {
-    std::thread::spawn(move || {
-        assert!(core_affinity::set_for_current(cpu));
-        (0..n)
-            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
-            .collect()
-    })
-    .join()
-    .unwrap()
 }
 
 /// The CPUs this process may use, when there are two or more; with one,
@@ -133,14 +125,14 @@ fn connections_go_to_the_worker_of_their_cpu_within_a_surplus() {
     assert!(String::from_utf8_lossy(&settings).contains("STAT steer_connections yes\r\n"));
     let admin = admin_addr(&srv);
     // Worker i names the i-th CPU the process may use.
-    let mut first = connect_from(cpus[0], srv.port, 40);
-    let second = connect_from(cpus[1], srv.port, 10);
+    let mut first = connect_from(cpus[0], srv.port, 40, true);
+    let second = connect_from(cpus[1], srv.port, 10, true);
     assert_eq!(settled(&admin, 50), [40, 10]);
     assert_eq!(steering_changes(&srv), 0);
     // 150 more from the first CPU: worker 0 takes them until it holds more
     // than 64 over the mean (its 139th connection, the 99th of these),
     // then the hash gives worker 1 its part of the other 51.
-    first.extend(connect_from(cpus[0], srv.port, 150));
+    first.extend(connect_from(cpus[0], srv.port, 150, true));
     let v = settled(&admin, 200);
     assert!(v[0] >= 140 && v[1] > 10, "{v:?}");
     assert_eq!(steering_changes(&srv), 1);
@@ -150,7 +142,7 @@ fn connections_go_to_the_worker_of_their_cpu_within_a_surplus() {
     drop(first);
     let v = settled(&admin, 10);
     let before = v[0];
-    let again = connect_from(cpus[0], srv.port, 30);
+    let again = connect_from(cpus[0], srv.port, 30, true);
     let v = settled(&admin, 40);
     assert_eq!(v[0], before + 30, "{v:?}");
     assert_eq!(steering_changes(&srv), 2);
@@ -166,7 +158,7 @@ fn by_default_the_hash_spreads_connections() {
     let admin = admin_addr(&srv);
     // 100 from one CPU: by the hash, each worker gets some (all 100 on one
     // has a chance of 2^-99).
-    let conns = connect_from(cpus[0], srv.port, 100);
+    let conns = connect_from(cpus[0], srv.port, 100, true);
     let v = settled(&admin, 100);
     assert!(v[0] > 0 && v[1] > 0, "{v:?}");
     drop(conns);

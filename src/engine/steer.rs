@@ -112,11 +112,6 @@ impl Steer {
         Ok(())
     }
 
-    /// Whether the listeners carry the CPU now.
-    pub fn on(&self) -> bool {
-        self.on
-    }
-
     /// Steering on or off for a worker holding `mine` of `total`
     /// connections over `workers` workers (see the module notes). Returns
     /// whether it changed.
@@ -170,8 +165,9 @@ mod tests {
         // The edges: 32 over resumes, 33 does not.
         assert!(want_steering(false, 82, 100, 2));
         assert!(!want_steering(false, 83, 100, 2));
-        assert!(want_steering(false, 100, 170, 2)); // 15 over 85
-                                                    // A worker under the mean always steers.
+        // 15 over 85.
+        assert!(want_steering(false, 100, 170, 2));
+        // A worker under the mean always steers.
         assert!(want_steering(false, 10, 1000, 16));
         assert!(want_steering(true, 0, 0, 4));
     }

@@ -50,13 +50,16 @@ pub fn pidfile_for_this_process(path: &std::path::Path) -> Result<RemoveOnDrop, 
 /// Every `-l` entry's addresses on the port `port_of` gives it, each with
 /// whether it speaks TLS (`-Z` unless the entry says `notls:`). One name
 /// may resolve to an address twice (kept once); two entries naming one
-/// address are `EADDRINUSE` (inner error), as memcached's second bind of
-/// it fails. The outer error: a name that does not resolve.
-#[allow(clippy::type_complexity)]
+/// address are refused with `in_use(EADDRINUSE)`, as memcached's second
+/// bind of it fails.
+///
+/// # Errors
+/// A name that does not resolve; an address named twice.
 fn listen_addresses(
     cfg: &Config,
     port_of: impl Fn(&crate::config::ListenSpec) -> u16,
-) -> Result<std::io::Result<(Vec<SocketAddr>, Vec<bool>)>, StartError> {
+    in_use: impl Fn(&std::io::Error) -> StartError,
+) -> Result<(Vec<SocketAddr>, Vec<bool>), StartError> {
     let mut addrs: Vec<SocketAddr> = Vec::new();
     let mut tls = Vec::new();
     for l in &cfg.listens {
@@ -69,13 +72,13 @@ fn listen_addresses(
                 continue;
             }
             if addrs[..first].contains(&a) {
-                return Ok(Err(std::io::Error::from_raw_os_error(libc::EADDRINUSE)));
+                return Err(in_use(&std::io::Error::from_raw_os_error(libc::EADDRINUSE)));
             }
             addrs.push(a);
             tls.push(cfg.tls.is_some() && !l.notls);
         }
     }
-    Ok(Ok((addrs, tls)))
+    Ok((addrs, tls))
 }
 
 /// A TCP listener group's sockets (one per worker) and whether it speaks
@@ -99,8 +102,7 @@ pub fn listen_tcp(cfg: &Config) -> Result<Vec<TcpGroup>, StartError> {
             format!("failed to listen on {what}: {}", strerror(e)),
         )
     };
-    let (addrs, tls) =
-        listen_addresses(cfg, |l| l.port.unwrap_or(cfg.tcp_port))?.map_err(|e| failed(&e))?;
+    let (addrs, tls) = listen_addresses(cfg, |l| l.port.unwrap_or(cfg.tcp_port), failed)?;
     let groups =
         listener::listen_tcp(&addrs, cfg.threads, cfg.backlog).map_err(|(_, e)| failed(&e))?;
     Ok(groups.into_iter().zip(tls).collect())
@@ -117,12 +119,16 @@ pub fn listen_worker_ports(cfg: &Config) -> Result<Vec<Vec<(OwnedFd, bool)>>, St
     for w in 0..cfg.threads {
         let port = base + w as u16;
         // A repeated address was refused on the main port already.
-        let (addrs, tls) = listen_addresses(cfg, |_| port)?.map_err(|e| {
-            StartError::new(
-                EX_OSERR,
-                format!("failed to listen on worker {w}'s port: {}", strerror(&e)),
-            )
-        })?;
+        let (addrs, tls) = listen_addresses(
+            cfg,
+            |_| port,
+            |e| {
+                StartError::new(
+                    EX_OSERR,
+                    format!("failed to listen on worker {w}'s port: {}", strerror(e)),
+                )
+            },
+        )?;
         let groups = listener::listen_tcp(&addrs, 1, cfg.backlog).map_err(|(a, e)| {
             StartError::new(
                 EX_OSERR,
