@@ -249,8 +249,9 @@ fn full_small_shard() -> (Store, usize, [u8; 200]) {
 
 /// In a shard too small for the hand to evict ahead of need, a merge
 /// ahead counts its victim once the open segment runs low, and then
-/// waits: no item goes before a write needs the room, and the write that
-/// does finishes the job.
+/// waits: no item goes before the open segment is nearly full; from then
+/// the writes that fill it run the pass (`merge_assist`), so the job is
+/// done before a write needs the room.
 #[test]
 fn a_small_shard_counts_the_hands_victim_ahead_and_evicts_on_need() {
     let (mut s, mut i, v) = full_small_shard();
@@ -276,8 +277,53 @@ fn a_small_shard_counts_the_hands_victim_ahead_and_evicts_on_need() {
     }
     assert!(!s.merge_running());
     assert!(s.stats.evictions > 0);
-    assert_eq!(s.stats.merges_ahead, 0);
+    assert_eq!(s.stats.merges_ahead, 1, "done by the writes' assists");
     check(&s);
+}
+
+/// A compaction begun ahead is paced by the writes that use up its room
+/// (`merge_assist`): with no step given ahead, the writes finish it before
+/// one needs a segment, none reading more than [`ASSIST_MAX`] records of
+/// it, and every item is kept.
+#[test]
+fn writes_pace_a_compaction_begun_ahead() {
+    let (mut s, mut i, v) = full_small_shard();
+    // Dead records in the oldest segments, for a compaction to take.
+    for k in (1..i / 2).step_by(2) {
+        s.delete(format!("k{k}").as_bytes(), 0);
+    }
+    let (merges, ahead, items) = (s.stats.merges, s.stats.merges_ahead, s.curr_items());
+    assert!(s.merge_begin());
+    assert!(s.merge_assisted(), "a compaction");
+    let mut writes = 0;
+    while s.merge_running() {
+        let moved = s.stats.moved_items;
+        set(&mut s, &format!("k{i}"), &v, 0);
+        i += 1;
+        writes += 1;
+        assert!(s.stats.moved_items - moved <= ASSIST_MAX as u64);
+        check(&s);
+    }
+    assert_eq!(s.stats.merges, merges + 1);
+    assert_eq!(s.stats.merges_ahead, ahead + 1, "no write needed the room");
+    assert_eq!((s.stats.evictions, s.curr_items()), (0, items + writes));
+    assert!(s.segment_ready(), "the compaction freed a segment");
+    for k in [0, 2, i / 2, i - 1] {
+        assert_eq!(s.get(format!("k{k}").as_bytes()).unwrap().item.value(), v);
+    }
+}
+
+/// Without a merge in progress, or while the hand's pass waits for a
+/// write's need, a write assists nothing.
+#[test]
+fn a_write_assists_only_a_merge_that_may_run() {
+    let (mut s, mut i, v) = full_small_shard();
+    assert_eq!(s.merge_assist(200, 1), 0, "no merge");
+    write_while(&mut s, &mut i, &v, |s| !s.tail_low());
+    s.evict_ahead_for(std::time::Duration::from_secs(5));
+    assert!(s.merge_waits_for_need());
+    assert_eq!(s.merge_assist(200, 1), 0, "the counted hand waits");
+    assert_eq!(s.stats.evictions, 0);
 }
 
 /// The counted hand that waits runs ahead once a write leaves the open

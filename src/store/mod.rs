@@ -131,9 +131,11 @@ pub struct Store {
     /// Eviction ahead of need found nothing it may do at this (store
     /// second, merges done, `tail_fill`): it waits for one to change.
     ahead_blocked: Option<(u32, u64, merge_job::TailFill)>,
-    /// How full writes have left their open segment since one was last
-    /// opened: a write will soon need a fresh one (`merge_job.rs`).
-    tail_fill: merge_job::TailFill,
+    /// The least room (bytes) a write has left in its open segment since
+    /// one was last opened, whichever chain it wrote: how soon a write
+    /// will need a fresh segment, for eviction ahead (`TailFill`) and a
+    /// write's assist (`merge_assist`).
+    tail_room: usize,
     /// Pending prefix invalidations (`flush_prefix`).
     prefixes: prefix::PrefixTable,
     /// The last `flush_all`, while its sweep has not read every segment.
@@ -237,7 +239,7 @@ impl Store {
             expiry: Default::default(),
             merge_job: None,
             ahead_blocked: None,
-            tail_fill: merge_job::TailFill::Ample,
+            tail_room: usize::MAX,
             prefixes: prefix::PrefixTable::default(),
             flushed: None,
             stats: StoreStats::default(),

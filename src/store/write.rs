@@ -22,10 +22,9 @@ impl Store {
             if let Some(tail) = self.ttl.tail(bucket) {
                 let room = self.segs.room(tail);
                 if room >= size {
-                    // Raised here, reset when a segment is opened
+                    // Lowered here, reset when a segment is opened
                     // (`open_tail`), whatever the mix of chains written.
-                    let fill = merge_job::TailFill::of(room - size, self.segs.seg_size);
-                    self.tail_fill = self.tail_fill.max(fill);
+                    self.tail_room = self.tail_room.min(room - size);
                     let h = self.segs.header_mut(tail);
                     let off = h.write_off;
                     h.write_off += size as u32;
@@ -57,7 +56,7 @@ impl Store {
     /// has its room: eviction ahead waits again (`tail_fill`), whichever
     /// chain it is for, so that the fill changes three times a segment.
     pub(super) fn open_tail(&mut self, bucket: u16, id: u32) {
-        self.tail_fill = merge_job::TailFill::Ample;
+        self.tail_room = usize::MAX;
         self.ttl.push_back(&mut self.segs, bucket, id);
     }
 
@@ -149,6 +148,14 @@ impl Store {
         let old = self.slot_for_key(hash, key);
         let bucket = self.layout.chain(ttl, old.is_some());
         let unlinks = self.unlinks;
+        // The merge in progress is paced by the writes that use up its
+        // room; an unlink it makes is seen below, as alloc's are.
+        if let Some(tail) = self.ttl.tail(bucket) {
+            let room = self.segs.room(tail);
+            if room >= size {
+                self.merge_assist(size, room);
+            }
+        }
         let Some((seg, off)) = self.alloc(bucket, size) else {
             let m = classes::memcached_size(key.len(), vlen, meta.flags);
             self.classes.at(classes::class_of(m)).outofmemory += 1;
