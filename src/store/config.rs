@@ -80,8 +80,9 @@ pub struct StoreStats {
     pub evicted_segments: u64,
     /// Merge eviction steps (compactions and hand visits).
     pub merges: u64,
-    /// Those of them finished ahead of need, between loop turns, rather
-    /// than by a write that found no free segment (`merge_job.rs`).
+    /// Those of them finished ahead of need, between loop turns or by a
+    /// write's assist (`merge_assist`), rather than by a write that found
+    /// no free segment (`merge_job.rs`).
     pub merges_ahead: u64,
     /// Records copied by merge eviction (kept by the hand or compacted).
     pub moved_items: u64,

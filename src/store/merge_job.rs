@@ -418,8 +418,13 @@ impl Store {
             if let Next::Then(j) = next {
                 job = j;
                 // A step ends where the job may wait for a write's need
-                // (`merge_waits_for_need`): what follows evicts.
-                if matches!(job.work, Work::Hand { .. }) && self.seg_limit < AHEAD_HAND_SEGMENTS {
+                // (`merge_waits_for_need`): what follows evicts. And where
+                // a compaction that freed nothing hands over to the hand's
+                // counting, which a write's assist does not run
+                // (`merge_assisted`).
+                if matches!(job.work, Work::Count { .. })
+                    || matches!(job.work, Work::Hand { .. }) && self.seg_limit < AHEAD_HAND_SEGMENTS
+                {
                     break false;
                 }
             }
@@ -454,10 +459,10 @@ impl Store {
         let Some(job) = &self.merge_job else {
             return 0;
         };
-        let left = |(id, seq): (u32, u64), from: u32| {
-            let h = self.segs.header(id);
-            if h.seq == seq {
-                (h.write_off as usize).saturating_sub(from as usize)
+        // A segment the job will skip (`same`) is not left to read.
+        let left = |v: (u32, u64), from: u32| {
+            if self.same(v) {
+                (self.segs.header(v.0).write_off as usize).saturating_sub(from as usize)
             } else {
                 0
             }

@@ -121,10 +121,13 @@ impl WatchNotes {
 }
 
 impl Store {
-    /// Runs `f` with no `watch` notes taken (a lookup or store the
-    /// command does on top of the one memcached would log).
+    /// Runs `f` with no `watch` fetch or mutation notes taken (a lookup
+    /// or store the command does on top of the one memcached would log).
+    /// Evictions are still noted: a store may evict, or assist a merge
+    /// that evicts (`merge_assist`), and those items are gone all the same.
     pub fn unnoted<R>(&mut self, f: impl FnOnce(&mut Store) -> R) -> R {
-        let kinds = std::mem::take(&mut self.notes.kinds);
+        let kinds = self.notes.kinds;
+        self.notes.kinds = kinds & EVICTIONS;
         let r = f(self);
         self.notes.kinds = kinds;
         r
@@ -179,5 +182,34 @@ mod tests {
             [NotFound, NotFound, NotFound, Found, Expired]
         );
         assert_eq!(s.peek(b"k").map(|p| p.0), Some(1));
+    }
+
+    /// A store run unnoted (as `mg` with `N` vivifies) still notes what it
+    /// evicts, but not itself.
+    #[test]
+    fn an_unnoted_store_still_notes_its_evictions() {
+        let mut s = store();
+        s.notes.kinds = FETCHERS | MUTATIONS | EVICTIONS;
+        let v = [b'v'; 1000];
+        let mut i = 0;
+        while s.stats.evictions == 0 {
+            s.unnoted(|s| {
+                s.set(&SetArgs::new(
+                    SetMode::Set,
+                    format!("k{i}").as_bytes(),
+                    &v,
+                    0,
+                    0,
+                ))
+            });
+            i += 1;
+        }
+        let notes = std::mem::take(&mut s.notes.notes);
+        assert!(notes.iter().any(|n| matches!(n, Note::Evict { .. })));
+        assert!(
+            notes.iter().all(|n| matches!(n, Note::Evict { .. })),
+            "only evictions"
+        );
+        assert_eq!(s.notes.kinds, FETCHERS | MUTATIONS | EVICTIONS);
     }
 }

@@ -388,25 +388,21 @@ impl Store {
         let v = self.take_scratch(&[it.key(), it.value()]);
         let klen = it.klen();
         let r = self.write(&v[..klen], &v[klen..], &[], meta);
-        self.give_scratch(v);
-        match r {
+        // The key from the copy: the merges the write ran (to make room,
+        // or assisting) may have freed and reused the old record's segment.
+        let r = match r {
             Ok(nf) => {
                 nf.item.set_atime(atime);
                 Some(nf)
             }
             Err(_) => {
-                if let Some(old) = self.find_by_hash_key(f) {
+                if let Some(old) = self.find(&v[..klen]) {
                     self.remove(&old);
                 }
                 None
             }
-        }
-    }
-
-    fn find_by_hash_key(&mut self, f: &Found) -> Option<Found> {
-        let key = self.take_scratch(&[f.item.key()]);
-        let r = self.find(&key);
-        self.give_scratch(key);
+        };
+        self.give_scratch(v);
         r
     }
 
