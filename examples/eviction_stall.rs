@@ -54,16 +54,12 @@ fn main() {
         let mut durations = Vec::new();
         let mut slices = Vec::new();
         for i in 0..(12 * fits) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             let (k, len) = if zipf {
                 // Four gets to a set, each of its own key, as
                 // bench-memory.py's stream.
                 let rank = |x: &mut u64| {
-                    *x ^= *x << 13;
-                    *x ^= *x >> 7;
-                    *x ^= *x << 17;
+                    xorshift(x);
                     let u = (*x >> 11) as f64 / (1u64 << 53) as f64 * cdf[cdf.len() - 1];
                     format!("key:{}", cdf.partition_point(|&c| c < u))
                 };
@@ -119,4 +115,11 @@ fn main() {
             s.stats.evicted_segments
         );
     }
+}
+
+/// The next state of a xorshift64 generator.
+fn xorshift(x: &mut u64) {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
 }

@@ -487,23 +487,25 @@ impl Store {
         }
     }
 
-    /// A write of `size` bytes into an open segment with `room` bytes left
-    /// assists the merge in progress (see [`ASSIST_LEAD`]) if it is one
-    /// writes assist (`merge_assisted`). The room is the least any write has left
-    /// since a segment was opened: another chain's open segment may be the
-    /// one that needs the next. Returns records read.
-    pub(super) fn merge_assist(&mut self, size: usize, room: usize) -> usize {
+    /// A write of `size` bytes to chain `bucket` assists the merge in
+    /// progress (see [`ASSIST_LEAD`]) if it is one writes assist
+    /// (`merge_assisted`) and the record fits the chain's open segment
+    /// (else the write takes a segment, or evicts, anyway). The room it
+    /// paces by is the least any write has left since a segment was
+    /// opened: another chain's open segment may be the one that needs the
+    /// next. Returns records read.
+    pub(super) fn merge_assist(&mut self, bucket: u16, size: usize) -> usize {
         if !self.merge_assisted() {
+            return 0;
+        }
+        let room = self.ttl.tail(bucket).map_or(0, |t| self.segs.room(t));
+        if room < size {
             return 0;
         }
         let room = room.min(self.tail_room);
         let owed = self.merge_left().saturating_mul(ASSIST_LEAD * size) / room.max(1);
         let records = (owed / self.mean_record()).clamp(1, ASSIST_MAX);
-        let read = self.merge_step(records);
-        if !self.merge_running() {
-            self.stats.merges_ahead += 1;
-        }
-        read
+        self.merge_step_ahead(records)
     }
 
     /// Whether eviction should work ahead now: merge eviction, and the
@@ -557,6 +559,13 @@ impl Store {
         if self.merge_waits_for_need() {
             return 0;
         }
+        self.merge_step_ahead(records)
+    }
+
+    /// A merge step taken before any write needed the room (between loop
+    /// turns or in a write's assist): a job it finishes counts as done
+    /// ahead.
+    fn merge_step_ahead(&mut self, records: usize) -> usize {
         let read = self.merge_step(records);
         if !self.merge_running() {
             self.stats.merges_ahead += 1;

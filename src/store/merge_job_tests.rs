@@ -319,7 +319,9 @@ fn writes_pace_a_compaction_begun_ahead() {
 #[test]
 fn a_write_assists_only_a_merge_that_may_run() {
     let (mut s, mut i, v) = full_small_shard();
-    assert_eq!(s.merge_assist(200, 1), 0, "no merge");
+    // The chain new keys without a TTL are written to.
+    let bucket = s.layout.chain(0, false);
+    assert_eq!(s.merge_assist(bucket, 1), 0, "no merge");
     write_while(&mut s, &mut i, &v, |s| !s.tail_low());
     // Counting begun ahead, a step of it taken.
     assert!(s.evict_ahead_step(1) > 0);
@@ -327,14 +329,17 @@ fn a_write_assists_only_a_merge_that_may_run() {
         s.merge_job.as_ref().unwrap().work,
         Work::Count { .. }
     ));
-    assert_eq!(s.merge_assist(200, 1), 0, "counting, room left");
+    assert_eq!(s.merge_assist(bucket, 1), 0, "counting, room left");
     write_while(&mut s, &mut i, &v, |s| !s.tail_nearly_full());
-    assert!(s.merge_assist(200, 1) > 0, "counting, the room nearly gone");
+    assert!(
+        s.merge_assist(bucket, 1) > 0,
+        "counting, the room nearly gone"
+    );
     let (mut s, mut i, v) = full_small_shard();
     write_while(&mut s, &mut i, &v, |s| !s.tail_low());
     s.evict_ahead_for(std::time::Duration::from_secs(5));
     assert!(s.merge_waits_for_need());
-    assert_eq!(s.merge_assist(200, 1), 0, "the counted hand waits");
+    assert_eq!(s.merge_assist(bucket, 1), 0, "the counted hand waits");
     assert_eq!(s.stats.evictions, 0);
 }
 

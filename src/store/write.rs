@@ -150,12 +150,7 @@ impl Store {
         let unlinks = self.unlinks;
         // The merge in progress is paced by the writes that use up its
         // room; an unlink it makes is seen below, as alloc's are.
-        if let Some(tail) = self.ttl.tail(bucket) {
-            let room = self.segs.room(tail);
-            if room >= size {
-                self.merge_assist(size, room);
-            }
-        }
+        self.merge_assist(bucket, size);
         let Some((seg, off)) = self.alloc(bucket, size) else {
             let m = classes::memcached_size(key.len(), vlen, meta.flags);
             self.classes.at(classes::class_of(m)).outofmemory += 1;
