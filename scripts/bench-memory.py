@@ -11,7 +11,11 @@ fill   At -m 256, insert 4 M distinct items (15-byte keys, 100-byte values);
 hit    memtier-like load: zipf(0.99) keys, values uniform 50-1000 bytes,
        1:4 set:get (sets are independent of misses, as memtier's), under
        several TTL shapes, at each -m and -t asked for; report the hit ratio
-       of the second half of the gets, live items kept, RSS.
+       of the second half of the gets beside the ceiling (what a cache of
+       unbounded memory would hit: the key was set before and its TTL
+       has not run out), live items kept (the mean of
+       --samples counts taken evenly through the second half, since one
+       instant moves by a segment per shard), RSS.
 
 TTL shapes:
   none      no TTL
@@ -260,7 +264,7 @@ def zipf_cdf(n, alpha=0.99):
     return _CDF[n]
 
 
-def hit(shape, mem, threads, ops, keyspace, values="uniform", seed=7):
+def hit(shape, mem, threads, ops, keyspace, values="uniform", seed=7, samples=4):
     rng = random.Random(seed)
     keys_of = key_fn(values, rng, keyspace)
     size_of = size_fn(values, rng, keyspace)
@@ -269,6 +273,14 @@ def hit(shape, mem, threads, ops, keyspace, values="uniform", seed=7):
     servers = both(mem, threads)
     gets = [0, 0]
     hits = [0, 0]
+    live = [[], []]
+    # The ceiling: when each key written so far expires (inf: no TTL).
+    expires = {}
+    ceiling = 0
+    # Live items are counted at `samples` points spread evenly over the
+    # measured half, the last at its end.
+    half = ops // 2
+    sample_at = {half + (ops - half) * (j + 1) // samples // 1000 * 1000 for j in range(samples)}
     try:
         t0 = time.time()
         done = 0
@@ -278,21 +290,32 @@ def hit(shape, mem, threads, ops, keyspace, values="uniform", seed=7):
             kinds = rng.choices((0, 1, 1, 1, 1), k=batch_ops)
             parts = []
             n_get = 0
+            n_could = 0
+            now = time.time()
             for k, kind in zip(keys, kinds):
                 if kind:
                     parts.append(b"get key:%d\r\n" % k)
                     n_get += 1
+                    n_could += expires.get(k, 0) > now
                 else:
                     size = size_of(k)
-                    parts.append(b"set key:%d 0 %d %d noreply\r\n%s\r\n" % (k, ttl(k), size, filler[:size]))
+                    t = ttl(k)
+                    expires[k] = now + t if t else math.inf
+                    parts.append(b"set key:%d 0 %d %d noreply\r\n%s\r\n" % (k, t, size, filler[:size]))
             payload = b"".join(parts)
             measured = done >= ops // 2
+            if measured:
+                ceiling += n_could
             for i, s in enumerate(servers):
                 reply = s.exchange(payload, n_get)
                 if measured:
                     gets[i] += n_get
                     hits[i] += reply.count(b"VALUE ")
             done += batch_ops
+            if done in sample_at or done >= ops:
+                sample_at.discard(done)
+                for i, s in enumerate(servers):
+                    live[i].append(s.live_items())
         secs = time.time() - t0
         rows = []
         for i, s in enumerate(servers):
@@ -300,7 +323,9 @@ def hit(shape, mem, threads, ops, keyspace, values="uniform", seed=7):
             rows.append({
                 "kind": s.kind,
                 "hit": hits[i] / max(1, gets[i]),
-                "items": s.live_items(),
+                "ceiling": ceiling / max(1, gets[i]),
+                "items": round(sum(live[i]) / len(live[i])),
+                "items_range": (min(live[i]), max(live[i])),
                 "curr_items": int(st["curr_items"]),
                 "evictions": int(st.get("evictions", 0)),
                 "reclaimed": int(st.get("reclaimed", 0)),
@@ -325,6 +350,8 @@ def main():
                     help="operations per MiB of -m, in units of 40,000 (1.0 writes each -m over about 4 times)")
     ap.add_argument("--values", default="uniform", choices=["uniform", "bimodal", "twospace"],
                     help="value sizes: uniform 50-1000 B per set, bimodal per key, or two key spaces (see above)")
+    ap.add_argument("--samples", type=int, default=4,
+                    help="live-item counts averaged over the measured half (each takes a metadump)")
     ap.add_argument("--keys-per-mib", type=int, default=8000,
                     help="key space per MiB of -m (8000: about 4x what fits)")
     args = ap.parse_args()
@@ -344,19 +371,20 @@ def main():
         sizes = {"uniform": "values 50-1000 B", "bimodal": "values per key 50-500 B or (1 in 20) 16-64 KiB",
                  "twospace": "two key spaces: 90 % of operations to keys of 50-200 B, 10 % to 1/16 as many of 16-64 KiB"}
         print(f"## Hit ratio: zipf 0.99 keys, {sizes[args.values]}, 1:4 set:get, second half of the gets\n")
-        print("| TTL shape | -m | -t | keys | ops | hit corecache | hit memcached | diff "
-              "| live items corecache | live items memcached | memcached curr_items "
+        print("| TTL shape | -m | -t | keys | ops | hit ceiling | hit corecache | hit memcached | diff "
+              "| live items corecache (min-max) | live items memcached (min-max) | memcached curr_items "
               "| RSS/-m corecache | RSS/-m memcached | secs |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         sys.stdout.flush()
         for mem in [int(m) for m in args.mem.split(",")]:
             for threads in [int(t) for t in args.threads.split(",")]:
                 for shape in args.shapes.split(","):
                     ops = int(mem * 40_000 * args.scale) // 1000 * 1000
                     keyspace = mem * args.keys_per_mib
-                    c, m = hit(shape, mem, threads, ops, keyspace, args.values)
-                    print(f"| {shape} | {mem} | {threads} | {keyspace} | {ops} | {c['hit']:.4f} | {m['hit']:.4f} "
-                          f"| {c['hit'] - m['hit']:+.4f} | {c['items']} | {m['items']} | {m['curr_items']} "
+                    c, m = hit(shape, mem, threads, ops, keyspace, args.values, samples=args.samples)
+                    print(f"| {shape} | {mem} | {threads} | {keyspace} | {ops} | {c['ceiling']:.4f} | {c['hit']:.4f} | {m['hit']:.4f} "
+                          f"| {c['hit'] - m['hit']:+.4f} | {c['items']} ({c['items_range'][0]}-{c['items_range'][1]}) "
+                          f"| {m['items']} ({m['items_range'][0]}-{m['items_range'][1]}) | {m['curr_items']} "
                           f"| {c['rss'] / mem:.2f} | {m['rss'] / mem:.2f} | {c['secs']:.0f} |")
                     sys.stdout.flush()
         print(f"\nServers: `{CORECACHE} -p PORT -t T -m M {' '.join(EXTRA)}` and `memcached -u root -p PORT -t T -m M -U 0`"
