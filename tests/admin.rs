@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::free_port;
+use common::{admin_request, free_port};
 
 /// Counts every byte sent to and received from the memcached port, so the
 /// server's bytes_read/bytes_written can be checked exactly.
@@ -154,19 +154,7 @@ fn stat(reply: &str, name: &str) -> Option<String> {
 
 /// An HTTP/1.1 GET on the admin port: (status, headers, body).
 fn http_get(addr: &str, path: &str, accept: Option<&str>) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("http response");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_string(), body.to_string())
+    admin_request(addr, path, accept, Duration::from_secs(10))
 }
 
 /// Sample lines of a classic-format scrape: series (name{labels}) → value.

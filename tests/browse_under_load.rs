@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{admin_addr, read_until, Server};
+use common::{admin_addr, admin_request, read_until, Server};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -30,14 +30,8 @@ fn value_of(key: &str) -> String {
 
 /// `GET path` on the admin port: (status, body).
 fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out[9..12].parse().unwrap();
-    (status, out.split_once("\r\n\r\n").unwrap().1.to_string())
+    let (status, _, body) = admin_request(addr, path, None, Duration::from_secs(60));
+    (status, body)
 }
 
 fn preload(srv: &Server) {

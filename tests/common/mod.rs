@@ -380,20 +380,36 @@ pub fn read_bin_until_noop(s: &mut TcpStream) -> Vec<([u8; 16], Vec<u8>)> {
     }
 }
 
+/// An HTTP/1.1 GET of `path` on the admin port at `addr`, with an
+/// `Accept` header if given, read until the server closes:
+/// (status, head, body). A reply that never comes fails after `timeout`.
+pub fn admin_request(
+    addr: &str,
+    path: &str,
+    accept: Option<&str>,
+    timeout: Duration,
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("http response");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}
+
 /// The body of a GET of `path` on the admin port at `addr`, which must
 /// answer 200.
 pub fn admin_get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
-    out.split_once("\r\n\r\n").unwrap().1.to_string()
+    let (status, head, body) = admin_request(addr, path, None, Duration::from_secs(10));
+    assert_eq!(status, 200, "{head}\r\n\r\n{body}");
+    body
 }
 
 /// The admin port's address, as `stats settings` reports it (`STAT admin`).
