@@ -6,7 +6,7 @@ operation stream is replayed against both, batch by batch (the same batch
 goes to corecache, then to memcached), so both see the same keys, sizes,
 TTLs and wall-clock time.
 
-fill   At -m 256, insert 4 M distinct items (15-byte keys, 100-byte values);
+fill   At -m 256 and each -t, insert 4 M distinct items (15-byte keys, 100-byte values);
        report items kept, RSS and RSS / -m.
 hit    memtier-like load: zipf(0.99) keys, values uniform 50-1000 bytes,
        1:4 set:get (sets are independent of misses, as memtier's), under
@@ -171,9 +171,9 @@ def both(mem, threads):
     return [Server("corecache", mem, threads), Server("memcached", mem, threads)]
 
 
-def fill(items):
+def fill(items, threads):
     """Distinct 100-byte items at -m 256 until well past the limit."""
-    servers = both(256, 1)
+    servers = both(256, threads)
     try:
         value = b"v" * 100
         batch = []
@@ -357,13 +357,16 @@ def main():
     args = ap.parse_args()
 
     if "fill" in args.what:
-        rows = fill(args.items)
-        theirs = rows[1][1]
-        print(f"## Fill: {args.items} distinct items, 15-byte keys, 100-byte values, -m 256 -t 1\n")
-        print("| server | items kept | RSS MiB | RSS / -m | items vs memcached | hash_bytes |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for kind, items, rss, ratio, hb, _ in rows:
-            print(f"| {kind} | {items} | {rss:.0f} | {ratio:.3f} | {items / theirs:.2f} | {hb} |")
+        print(f"## Fill: {args.items} distinct items, 15-byte keys, 100-byte values, -m 256\n")
+        print("| server | -t | items kept | RSS MiB | RSS / -m | items vs memcached | hash_bytes |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        sys.stdout.flush()
+        for threads in [int(t) for t in args.threads.split(",")]:
+            rows = fill(args.items, threads)
+            theirs = rows[1][1]
+            for kind, items, rss, ratio, hb, _ in rows:
+                print(f"| {kind} | {threads} | {items} | {rss:.0f} | {ratio:.3f} | {items / theirs:.2f} | {hb} |")
+            sys.stdout.flush()
         print("\nCommands: " + "; ".join(f"`{r[5]}`" for r in rows) + "\n")
         sys.stdout.flush()
 
