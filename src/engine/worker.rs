@@ -286,7 +286,10 @@ impl Worker {
         let mesh = &self.shared.mesh;
         let have_cqe = !self.ring.completion().is_empty();
         let backlog = self.backlog.iter().any(|b| !b.is_empty());
-        if have_cqe || !self.to_send.is_empty() || self.dump_ready() {
+        // A multi-get that gave way to others (multiget.rs) goes on next
+        // turn: blocking here held one of only misses, which sends
+        // nothing meanwhile, 100 ms per TURN_KEYS keys after its second.
+        if have_cqe || !self.to_send.is_empty() || !self.yielded.is_empty() || self.dump_ready() {
             self.shard.c.uring_submits += 1;
             let _ = self.ring.submit();
             return;
