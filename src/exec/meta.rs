@@ -314,7 +314,7 @@ fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
         b'P' | b'p' => Mode::Prepend,
         b'R' | b'r' => Mode::Replace,
         _ => {
-            push_line(out, "CLIENT_ERROR invalid mode for ms STORE");
+            push_line(out, "CLIENT_ERROR invalid mode for ms M token");
             return false;
         }
     };
@@ -417,7 +417,7 @@ fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool
         b'I' | b'i' | b'+' => true,
         b'D' | b'd' | b'-' => false,
         _ => {
-            push_line(out, "CLIENT_ERROR invalid mode for ma MODE");
+            push_line(out, "CLIENT_ERROR invalid mode for ma M token");
             return false;
         }
     };

@@ -146,7 +146,7 @@ fn meta_cas_and_modes() {
     );
     assert_eq!(
         run(&mut sh, "ms k 1 MX\r\nx\r\n"),
-        "CLIENT_ERROR invalid mode for ms STORE\r\n"
+        "CLIENT_ERROR invalid mode for ms M token\r\n"
     );
     // E and x are later than memcached 1.6.18: refused (ms's block is
     // dropped by the engine; tests/py/test_oracle_meta).

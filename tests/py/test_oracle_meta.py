@@ -316,3 +316,18 @@ def test_cmd_meta_counts(pair, cmds):
         out = [o.split(b" exp=")[0] if o.startswith(b"ME ") else o for o in out]
         return out, int(c.stats()["cmd_meta"]) - before
     pair.same(script)
+
+
+# --- A mode flag memcached does not know, in ms and ma: its error line. ---
+
+BAD_MODES = [
+    case("ms_bad_modes", b"ms k 1 MX\r\nx\r\n", b"ms k 1 Mz q\r\nx\r\n", b"ms k 1 M\r\nx\r\n",
+         b"ms k 1 MSS\r\nx\r\n", b"mg k v\r\n"),
+    case("ma_bad_modes", b"set n 0 0 1\r\n5\r\n", b"ma n Mx\r\n", b"ma n MI v\r\n", b"ma n Mz q\r\n",
+         b"ma n M\r\n", b"mn\r\n", b"mg n v\r\n"),
+]
+
+
+@pytest.mark.parametrize("cmds", BAD_MODES)
+def test_bad_modes(pair, cmds):
+    run(pair, cmds)

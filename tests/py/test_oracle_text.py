@@ -108,6 +108,9 @@ EXPIRY = [
     case("meta_delete_I_T_minus1", b"set k 0 0 1\r\na\r\n", b"md k I T-1\r\n", b"mg k v c\r\n"),
     case("exptime_plus_sign", b"set k 0 +0 1\r\na\r\n", b"touch k +100\r\n", b"gat +0 k\r\n", b"mg k t\r\n"),
     case("exptime_not_a_number", b"set k 0 0 1\r\na\r\n", b"touch k 1x\r\n", b"gat x k\r\n", b"gat 1.5 k\r\n"),
+    # process_get_command reads the exptime, then keys while there are any
+    case("gat_without_keys", b"gat 100\r\n", b"gats 100 \r\n", b"gat x\r\n", b"gats -1\r\n", b"gat\r\n",
+         b"gat 1x \r\n"),
 ] + [
     # safe_strtol: a 64-bit long kept to its low 32 bits, in every exptime
     # field; beyond 64 bits refused.

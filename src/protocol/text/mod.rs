@@ -246,11 +246,13 @@ pub fn parse_stream<'a>(
             let Some(exp) = it.next() else {
                 return Parse::Done(Request::Error(ERROR), used);
             };
+            // memcached's process_get_command reads the exptime first and
+            // then the keys while there are any: `gat 100` with none is
+            // just END.
             let rest = rest_after(line, exp);
-            match (parse_i32(exp), tokens(rest).next()) {
-                (_, None) => Request::Error(ERROR),
-                (None, _) => Request::Error(BAD_EXPTIME),
-                (Some(e), _) => Request::Get {
+            match parse_i32(exp) {
+                None => Request::Error(BAD_EXPTIME),
+                Some(e) => Request::Get {
                     keys: rest,
                     cas: cmd == b"gats",
                     touch: Some(e),
