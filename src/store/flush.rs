@@ -30,8 +30,8 @@ impl Store {
     /// `flush_all`: with `delay` 0 (or negative) every item stored so far is
     /// a miss from now on; otherwise that happens when memcached's would,
     /// a second before `delay` (an exptime as memcached reads it:
-    /// relative up to 30 days, else absolute). A later call replaces a
-    /// pending time.
+    /// relative up to 30 days, else absolute), and what is stored during
+    /// that second is a miss too. A later call replaces a pending time.
     pub fn flush(&mut self, delay: i64) {
         let now = self.clock.now();
         if delay <= 0 {
@@ -52,10 +52,23 @@ impl Store {
         let oldest = at - 1;
         self.oldest_live = oldest;
         if oldest <= now {
-            self.flush_at = 0;
             self.flush_now();
+            self.flush_again(now);
         } else {
             self.flush_at = oldest;
+        }
+    }
+
+    /// After a delayed flush acted at `now`: memcached hides every item
+    /// whose time (its store second) is at or before `oldest_live`, so
+    /// what is written during the rest of that second is hidden too, and
+    /// only what comes from the next second on stays (a breaker found
+    /// `flush_all 2`, then a set a second later, read back here and not in
+    /// memcached 1.6.18). The mark is taken once more when that second
+    /// ends.
+    fn flush_again(&mut self, now: u32) {
+        if self.oldest_live == now {
+            self.flush_at = now + 1;
         }
     }
 
@@ -69,8 +82,13 @@ impl Store {
     /// Runs the pending delayed flush if its time has come.
     #[inline]
     pub(super) fn check_flush(&mut self) {
-        if self.flush_at != 0 && self.clock.now() >= self.flush_at {
+        let now = self.clock.now();
+        if self.flush_at != 0 && now >= self.flush_at {
+            let first = self.flush_at == self.oldest_live;
             self.flush_now();
+            if first {
+                self.flush_again(now);
+            }
         }
     }
 
@@ -97,9 +115,19 @@ impl Store {
     /// Whether the pending `flush_all` hides the record at (`seg`, `off`).
     #[inline]
     pub(super) fn flush_hides(&self, seg: u32, off: u32, it: RawItem) -> bool {
-        self.flushed
-            .as_ref()
-            .is_some_and(|f| f.mark.hides_cas(self.record_cas(seg, off, it)))
+        self.flushed.as_ref().is_some_and(|f| {
+            self.flush_second_runs() || f.mark.hides_cas(self.record_cas(seg, off, it))
+        })
+    }
+
+    /// Whether a delayed flush acted this second and is to be taken again
+    /// when it ends ([`Store::flush_again`]): until then memcached hides
+    /// even what is written now, whose time is this second.
+    #[inline]
+    fn flush_second_runs(&self) -> bool {
+        self.flush_at != 0
+            && self.flush_at == self.oldest_live + 1
+            && self.clock.now() == self.oldest_live
     }
 
     /// Whether a flush, whole or by prefix, hides the record: it is no

@@ -187,11 +187,24 @@ fn a_delayed_flush_hides_at_its_time() {
     s.tick();
     assert_eq!(value(&mut s, "a"), None);
     assert_eq!(value(&mut s, "b"), None);
+    // What is stored in the second the flush acts is hidden too (its
+    // time is not after oldest_live), and from the next second on kept.
+    set(&mut s, "c", b"3", 0);
+    assert_eq!(value(&mut s, "c"), None, "stored in the flush's second");
+    s.clock_mut().advance(1);
+    s.tick();
+    assert_eq!(value(&mut s, "c"), None, "still hidden a second on");
     set(&mut s, "c", b"3", 0);
     assert_eq!(value(&mut s, "c").as_deref(), Some(&b"3"[..]));
     s.flush(1);
     assert_eq!(value(&mut s, "c"), None, "flush_all 1 acts at once");
+    set(&mut s, "d", b"4", 0);
+    assert_eq!(value(&mut s, "d"), None, "and for the rest of its second");
+    s.clock_mut().advance(1);
+    s.tick();
+    assert_eq!(value(&mut s, "d"), None);
     set(&mut s, "c", b"3", 0);
+    assert_eq!(value(&mut s, "c").as_deref(), Some(&b"3"[..]));
     // An absolute time before the process started: memcached never flushes.
     s.flush(1_000_000_000);
     s.clock_mut().advance(100);
