@@ -115,9 +115,19 @@ impl Store {
     /// Whether the pending `flush_all` hides the record at (`seg`, `off`).
     #[inline]
     pub(super) fn flush_hides(&self, seg: u32, off: u32, it: RawItem) -> bool {
-        self.flushed.as_ref().is_some_and(|f| {
-            self.flush_second_runs() || f.mark.hides_cas(self.record_cas(seg, off, it))
-        })
+        self.flush_second_runs()
+            || self
+                .flushed
+                .as_ref()
+                .is_some_and(|f| f.mark.hides_cas(self.record_cas(seg, off, it)))
+    }
+
+    /// Whether a lookup must ask [`Store::flush_hides`]: a flush is being
+    /// swept, or one acted this second (whose sweep, in a small store,
+    /// may be over within it).
+    #[inline]
+    pub(super) fn flush_may_hide(&self) -> bool {
+        self.sweep_pending() || self.flush_second_runs()
     }
 
     /// Whether a delayed flush acted this second and is to be taken again

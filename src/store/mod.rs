@@ -474,7 +474,7 @@ impl Store {
             self.unlink(slot, hash);
             return None;
         }
-        if self.sweep_pending() {
+        if self.flush_may_hide() {
             let s = self.index.get(slot);
             let (seg, off) = (index::slot_seg(s), index::slot_off(s));
             if self.flush_hides(seg, off, item) {
