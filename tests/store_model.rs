@@ -126,6 +126,10 @@ struct Model {
     now: u32,
     next_version: u64,
     flush_at: u32,
+    /// The second a delayed flush acted in, while it runs: memcached hides
+    /// what is written then too (its time is not after oldest_live), and
+    /// it is gone once that second is over. 0: none.
+    hide_second: u32,
     /// Last CAS the store returned for a key, with the model version then.
     seen_cas: HashMap<Vec<u8>, (u64, u64)>,
 }
@@ -141,14 +145,25 @@ impl Model {
         }
     }
     fn apply_flush(&mut self) {
+        if self.hide_second != 0 && self.now > self.hide_second {
+            self.items.clear();
+            self.hide_second = 0;
+        }
         if self.flush_at != 0 && self.now >= self.flush_at {
             self.items.clear();
+            if self.now == self.flush_at {
+                self.hide_second = self.now;
+            }
             self.flush_at = 0;
         }
     }
     fn live(&mut self, k: &[u8]) -> Option<&mut MItem> {
         self.apply_flush();
         let now = self.now;
+        if self.hide_second == now {
+            self.items.remove(k);
+            return None;
+        }
         if let Some(it) = self.items.get(k) {
             if it.expire != 0 && it.expire <= now {
                 self.items.remove(k);
@@ -182,6 +197,7 @@ fn run(ops: Vec<Op>) {
         now: s.now(),
         next_version: 0,
         flush_at: 0,
+        hide_second: 0,
         seen_cas: HashMap::new(),
     };
     for op in ops {
@@ -335,10 +351,17 @@ fn run(ops: Vec<Op>) {
             }
             Op::Flush(d) => {
                 s.flush(d);
-                // memcached's time: N - 1 seconds on, so 1 at once.
-                if d <= 1 {
+                // memcached's time: N - 1 seconds on, so 1 at once; a
+                // delayed flush then hides the rest of its second too.
+                // Any new flush replaces the pending one and that window.
+                m.hide_second = 0;
+                if d <= 0 {
                     m.items.clear();
                     m.flush_at = 0;
+                } else if d == 1 {
+                    m.items.clear();
+                    m.flush_at = 0;
+                    m.hide_second = m.now;
                 } else {
                     m.flush_at = m.now + d as u32 - 1;
                 }
