@@ -277,6 +277,16 @@ impl Worker {
         }
     }
 
+    /// Submits this turn's operations and has completions posted without
+    /// waiting for one: with DEFER_TASKRUN they are posted only by an
+    /// enter that asks for events, which a plain submit does not.
+    fn poll_events(&mut self) {
+        let ts = types::Timespec::new();
+        let args = types::SubmitArgs::new().timespec(&ts);
+        self.shard.c.uring_submits += 1;
+        let _ = self.ring.submitter().submit_with_args(1, &args);
+    }
+
     /// Submits this turn's operations and, with nothing left to do, blocks
     /// until a completion arrives. Before blocking the worker says it
     /// sleeps, so another worker that queues a message for it wakes it
@@ -291,17 +301,14 @@ impl Worker {
         // nothing meanwhile, 100 ms per TURN_KEYS keys after its second.
         let gave_way = !self.yielded.is_empty();
         if have_cqe || !self.to_send.is_empty() || gave_way || self.dump_ready() {
-            self.shard.c.uring_submits += 1;
             if gave_way {
                 // It gave way so that the others' completions are reaped
-                // between its turns; with DEFER_TASKRUN only an enter that
-                // asks for events posts them (a plain submit kept another
-                // client of the worker waiting 94 ms through a get of 2 M
-                // missing keys).
-                let ts = types::Timespec::new();
-                let args = types::SubmitArgs::new().timespec(&ts);
-                let _ = self.ring.submitter().submit_with_args(1, &args);
+                // between its turns (a plain submit kept another client of
+                // the worker waiting 94 ms through a get of 2 M missing
+                // keys).
+                self.poll_events();
             } else {
+                self.shard.c.uring_submits += 1;
                 let _ = self.ring.submit();
             }
             return;
@@ -310,10 +317,7 @@ impl Worker {
         if store.sweep_pending() || store.expiry_pending() {
             // Idle: the time goes to reclaiming what a flush hid or what
             // expired, a step at a time, polling for completions between
-            // steps. With
-            // DEFER_TASKRUN completions are posted only by an enter that
-            // asks for events, so the poll waits for one with a zero
-            // timeout (a plain submit left requests waiting 0.3 s, until a
+            // steps (a plain submit left requests waiting 0.3 s, until a
             // 2 M item sweep was over).
             if store.sweep_pending() {
                 store.sweep_step(SWEEP_STEP);
@@ -324,10 +328,7 @@ impl Worker {
                 // expiring a second, -t 1), 5x the loop turns.
                 store.expiry_for(IDLE_EXPIRY_SLICE);
             }
-            let ts = types::Timespec::new();
-            let args = types::SubmitArgs::new().timespec(&ts);
-            self.shard.c.uring_submits += 1;
-            let _ = self.ring.submitter().submit_with_args(1, &args);
+            self.poll_events();
             return;
         }
         mesh.sleeping[self.id].store(true, SeqCst);
