@@ -65,7 +65,8 @@ impl Store {
     /// only what comes from the next second on stays (a breaker found
     /// `flush_all 2`, then a set a second later, read back here and not in
     /// memcached 1.6.18). The mark is taken once more when that second
-    /// ends.
+    /// ends; that second taking, a second after `oldest_live`, asks for
+    /// none again.
     fn flush_again(&mut self, now: u32) {
         if self.oldest_live == now {
             self.flush_at = now + 1;
@@ -84,11 +85,8 @@ impl Store {
     pub(super) fn check_flush(&mut self) {
         let now = self.clock.now();
         if self.flush_at != 0 && now >= self.flush_at {
-            let first = self.flush_at == self.oldest_live;
             self.flush_now();
-            if first {
-                self.flush_again(now);
-            }
+            self.flush_again(now);
         }
     }
 
