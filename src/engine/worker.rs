@@ -359,7 +359,8 @@ impl Worker {
         mesh.sleeping[self.id].store(false, SeqCst);
     }
 
-    /// Once a second: start an expiry pass, close idle connections, retry
+    /// Once a second: start an expiry pass, give back what huge pages
+    /// brought of empty segments, close idle connections, retry
     /// paused accepts, give large freed buffers back to the system. Every
     /// turn: publish the counters, and resume accepting once a descriptor
     /// was freed.
@@ -369,6 +370,7 @@ impl Worker {
         if second {
             self.last_sec = now;
             self.shard.store.expiry_begin(16);
+            self.shard.store.give_back_spill();
             self.close_idle(now);
             if let Some(b) = self.bufs.as_mut() {
                 b.trim();

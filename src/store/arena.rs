@@ -4,7 +4,8 @@
 
 use memmap2::{MmapMut, MmapOptions};
 
-const HUGE_PAGE: usize = 2 << 20;
+/// Bytes per huge page (hugetlb or transparent) on x86-64.
+pub const HUGE_PAGE: usize = 2 << 20;
 /// log2 of the huge page size, as MAP_HUGETLB wants it.
 const HUGE_PAGE_SHIFT: u8 = 21;
 

@@ -199,6 +199,11 @@ impl Store {
         let mut segs = Segments::new(arena, cfg.segment_size, nseg + 1);
         // Taken untouched, before fault-ahead starts on the free ones.
         let reserve = segs.take(ttl::NEVER, clock.now()).expect("nseg >= 3");
+        if reserve_unpaid {
+            // Not resident until a merge copies into it, so that a huge
+            // page faulted in beside it is given back (`give_back_spill`).
+            segs.give_back_pages(reserve);
+        }
         if cfg.fault_ahead {
             segs.enable_fault_ahead();
         }
@@ -626,6 +631,12 @@ impl Store {
     /// Segments a send in flight still reads from (`stats pinned_segments`).
     pub fn pinned_segments(&self) -> usize {
         self.segs.pinned_count()
+    }
+
+    /// Gives back what huge pages faulted in of segments that hold
+    /// nothing (`Segments::give_back_spill`); called once a second.
+    pub fn give_back_spill(&mut self) {
+        self.segs.give_back_spill();
     }
 
     /// Advances the store clock from its source.
