@@ -184,6 +184,9 @@ def fill(items, threads):
                 for s in servers:
                     s.exchange(payload, 1)
                 batch = []
+        # What a user would see a moment later: corecache gives back, once
+        # a second, what huge pages brought of empty segments.
+        time.sleep(3)
         rows = []
         for s in servers:
             st = s.stats()
