@@ -116,6 +116,7 @@ impl Worker {
                 crate::exec::reply::push_line(self.conn(idx).reply_buf(), l);
                 return;
             }
+            AdminCmd::Silent => return,
             AdminCmd::MetaDump { classes } => (
                 DumpSpec {
                     cachedump: false,

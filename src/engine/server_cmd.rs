@@ -44,6 +44,8 @@ impl Worker {
                 let metadump = t.next() == Some(b"metadump") && t.next().is_some();
                 let c = if *cmd == b"slabs" {
                     admin::slabs(arg)
+                } else if *cmd == b"lru" {
+                    admin::lru(arg)
                 } else if metadump && t.next().is_none() && !dump_enabled {
                     // -X: memcached's words, before the classes are read.
                     admin::AdminCmd::Line("ERROR metadump not allowed")

@@ -1,5 +1,6 @@
-//! memcached's maintenance commands that concern the LRU crawler and the
-//! slab allocator (`lru_crawler ...`, `slabs ...`, `stats cachedump`),
+//! memcached's maintenance commands that concern the LRU crawler, the
+//! LRU's tuning and the slab allocator (`lru_crawler ...`, `lru ...`,
+//! `slabs ...`, `stats cachedump`),
 //! parsed from the arguments the text parser hands over. Pure: what to do,
 //! or the exact line memcached 1.6 answers.
 
@@ -31,6 +32,8 @@ pub enum AdminCmd {
     },
     /// A command answered with one line and nothing else done.
     Line(&'static str),
+    /// A command answered with nothing (`noreply`).
+    Silent,
 }
 
 const ALL: u64 = !1;
@@ -107,6 +110,50 @@ pub fn slabs(args: &[u8]) -> AdminCmd {
     }
 }
 
+/// `lru <args>`: memcached's tuning of its segmented LRU (`tune <hot %>
+/// <warm %> <hot age factor> <warm age factor>`, `mode flat|segmented`,
+/// `temp_ttl <seconds>`). Segments have no hot, warm or cold queues, so a
+/// valid command changes nothing; the answers, the token counts and the
+/// number parsing are memcached 1.6's (proto_text.c `process_lru_command`,
+/// util.c `safe_strtoul`/`safe_strtol`/`safe_strtod`), and `noreply` as
+/// the last token silences every answer, errors included, as there.
+pub fn lru(args: &[u8]) -> AdminCmd {
+    let t: Vec<&[u8]> = tokens(args).collect();
+    if t.last() == Some(&&b"noreply"[..]) {
+        return AdminCmd::Silent;
+    }
+    let text = |i: usize| std::str::from_utf8(t[i]).ok();
+    // safe_strtoul: an unsigned long kept to its low 32 bits.
+    let pct = |i: usize| text(i)?.parse::<u64>().ok().map(|v| v as u32);
+    let factor = |i: usize| text(i)?.parse::<f64>().ok();
+    // memcached's token count has the command word and an empty last one.
+    let ntokens = t.len() + 2;
+    match t.first().copied() {
+        Some(b"tune") if ntokens >= 7 => match (pct(1), pct(2), factor(3), factor(4)) {
+            (Some(hot), Some(warm), Some(hot_factor), Some(warm_factor)) => {
+                if hot.wrapping_add(warm) > 80 {
+                    AdminCmd::Line("ERROR hot and warm pcts must not exceed 80")
+                } else if warm_factor <= 0.0 || hot_factor <= 0.0 {
+                    AdminCmd::Line("ERROR hot/warm age factors must be greater than 0")
+                } else {
+                    AdminCmd::Line("OK")
+                }
+            }
+            _ => AdminCmd::Line("ERROR"),
+        },
+        Some(b"mode") if ntokens >= 4 => match t[1] {
+            b"flat" | b"segmented" => AdminCmd::Line("OK"),
+            _ => AdminCmd::Line("ERROR"),
+        },
+        // safe_strtol: any 64-bit long.
+        Some(b"temp_ttl") if ntokens >= 4 => match text(1).and_then(|v| v.parse::<i64>().ok()) {
+            Some(_) => AdminCmd::Line("OK"),
+            None => AdminCmd::Line("ERROR"),
+        },
+        _ => AdminCmd::Line("ERROR"),
+    }
+}
+
 /// `stats cachedump <id> <limit>` (`args` after `cachedump`).
 pub fn cachedump(args: &[u8]) -> AdminCmd {
     let mut it = tokens(args);
@@ -152,6 +199,25 @@ mod tests {
         assert_eq!(lru_crawler(b""), AdminCmd::Line("ERROR"));
         assert_eq!(lru_crawler(b" crawl all"), AdminCmd::Line("OK"));
         assert_eq!(lru_crawler(b" crawl 1,4"), AdminCmd::Line("OK"));
+        assert_eq!(lru(b" mode flat"), AdminCmd::Line("OK"));
+        assert_eq!(lru(b" mode segmented extra"), AdminCmd::Line("OK"));
+        assert_eq!(lru(b" mode bogus"), AdminCmd::Line("ERROR"));
+        assert_eq!(lru(b" mode"), AdminCmd::Line("ERROR"));
+        assert_eq!(lru(b" mode bogus noreply"), AdminCmd::Silent);
+        assert_eq!(lru(b" tune 20 20 0.1 2"), AdminCmd::Line("OK"));
+        assert_eq!(
+            lru(b" tune 50 40 0.1 2"),
+            AdminCmd::Line("ERROR hot and warm pcts must not exceed 80")
+        );
+        assert_eq!(
+            lru(b" tune 20 20 0 2"),
+            AdminCmd::Line("ERROR hot/warm age factors must be greater than 0")
+        );
+        assert_eq!(lru(b" tune 20 20 0.1"), AdminCmd::Line("ERROR"));
+        assert_eq!(lru(b" tune x 20 0.1 2"), AdminCmd::Line("ERROR"));
+        assert_eq!(lru(b" temp_ttl -1"), AdminCmd::Line("OK"));
+        assert_eq!(lru(b" temp_ttl x"), AdminCmd::Line("ERROR"));
+        assert_eq!(lru(b""), AdminCmd::Line("ERROR"));
         assert_eq!(slabs(b" automove 1"), AdminCmd::Line("OK"));
         assert_eq!(slabs(b" automove 9"), AdminCmd::Line("ERROR"));
         assert_eq!(

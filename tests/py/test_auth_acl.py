@@ -71,6 +71,7 @@ ADMIN_TEXT = [
     b"lru_crawler metadump hash\r\n",
     b"lru_crawler crawl all\r\n",
     b"slabs automove 1\r\n",
+    b"lru mode flat\r\n",
     b"shutdown\r\n",
     b"shutdown graceful\r\n",
 ]

@@ -138,6 +138,25 @@ def test_class_figures_match(seeded):
     (b"slabs reassign 1 2", None),
     (b"slabs reassign -1 4", None),
     (b"slabs reassign 0 4", None),
+    # lru: accepted and changing nothing here, answered as memcached does
+    (b"lru mode flat", b"OK\r\n"),
+    (b"lru mode segmented extra", b"OK\r\n"),
+    (b"lru mode bogus", b"ERROR\r\n"),
+    (b"lru mode", b"ERROR\r\n"),
+    (b"lru tune 20 20 0.1 2", b"OK\r\n"),
+    (b"lru tune 50 40 0.1 2", None),
+    (b"lru tune 20 20 0 2", None),
+    (b"lru tune 20 20 0.1", b"ERROR\r\n"),
+    (b"lru tune -1 20 1 1", None),
+    (b"lru tune 4294967295 82 0.1 2", None),
+    (b"lru temp_ttl -1", b"OK\r\n"),
+    (b"lru temp_ttl x", b"ERROR\r\n"),
+    (b"lru temp_ttl 99999999999999999999", None),
+    (b"lru", b"ERROR\r\n"),
+    (b"lru bogus", b"ERROR\r\n"),
+    (b"lru mode flat noreply", b""),
+    (b"lru mode bogus noreply", b""),
+    (b"lru tune 50 40 0.1 2 noreply", b""),
 ])
 def test_admin_lines(seeded, line, reply):
     mc = seeded.same(lambda c: c.text(line + b"\r\n"))

@@ -123,11 +123,11 @@ pub enum Request<'a> {
         /// general stats.
         arg: &'a [u8],
     },
-    /// `lru_crawler ...`, `slabs ...` or `watch ...`: `cmd` is the
+    /// `lru_crawler ...`, `lru ...`, `slabs ...` or `watch ...`: `cmd` is the
     /// command word, `arg` the rest of the line (see `protocol::admin`,
     /// `engine::watch`).
     Admin {
-        /// `lru_crawler` or `slabs`.
+        /// `lru_crawler`, `lru`, `slabs` or `watch`.
         cmd: &'a [u8],
         /// What follows it.
         arg: &'a [u8],
@@ -390,7 +390,7 @@ pub fn parse_stream<'a>(
         b"stats" => Request::Stats {
             arg: rest_after(line, cmd),
         },
-        b"lru_crawler" | b"slabs" | b"watch" => Request::Admin {
+        b"lru_crawler" | b"lru" | b"slabs" | b"watch" => Request::Admin {
             cmd,
             arg: rest_after(line, cmd),
         },
