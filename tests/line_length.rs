@@ -164,3 +164,29 @@ fn long_lines_are_served_or_closed_as_by_memcached() {
     assert!(r.starts_with(want), "{}", String::from_utf8_lossy(&r));
     assert_eq!(srv.stop(), 0);
 }
+
+/// A line with no end of exactly one receive buffer (8 KiB): the read that
+/// took it filled the buffer, which alone does not mean more was waiting.
+/// memcached, whose reads are 16 KiB, saw all of it and closed; corecache
+/// kept the connection open waiting for more that never came (a breaker
+/// found it). Both must close, whatever the junk's first bytes.
+#[test]
+fn a_line_of_exactly_a_receive_buffer_without_its_end_closes() {
+    let srv = Server::start(&["-t", "1"]);
+    let mc = Memcached::start(&["-t", "1"]);
+    for junk in [b'g', b'x', b' '] {
+        for port in [mc.port, srv.port] {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(&[junk; 8192]).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = [0u8; 64];
+            let closed = match s.read(&mut buf) {
+                Ok(0) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
+                other => panic!("port {port}, junk {junk}: {other:?}"),
+            };
+            assert!(closed);
+        }
+    }
+    assert_eq!(srv.stop(), 0);
+}

@@ -27,7 +27,7 @@ impl Worker {
         let bid = cqueue::buffer_select(flags);
         let more = cqueue::more(flags);
         let mut bufs = self.bufs.take().expect("buffer ring");
-        self.recv_data(idx, gen, res, bid, more, &bufs);
+        self.recv_data(idx, gen, res, bid, more, cqueue::sock_nonempty(flags), &bufs);
         if let Some(b) = bid {
             bufs.recycle(b);
         }
@@ -44,6 +44,7 @@ impl Worker {
         res: i32,
         bid: Option<u16>,
         more: bool,
+        nonempty: bool,
         bufs: &BufRing,
     ) {
         if res == -libc::ENOBUFS {
@@ -79,7 +80,11 @@ impl Worker {
         let now = self.last_sec;
         let c = self.conns[idx as usize].as_mut().expect("live connection");
         c.last_active = now;
-        c.read_full = res as usize >= bufs.buf_size();
+        // More was waiting only if the read filled its buffer and the
+        // kernel says the socket still held bytes after it: a client that
+        // sent exactly a buffer's worth is then judged, as memcached
+        // judges it, on what it sent.
+        c.read_full = res as usize >= bufs.buf_size() && nonempty;
         if c.closing {
             return;
         }
