@@ -25,9 +25,8 @@ impl Worker {
 
     pub(super) fn on_recv(&mut self, idx: u32, gen: u32, res: i32, flags: u32) {
         let bid = cqueue::buffer_select(flags);
-        let more = cqueue::more(flags);
         let mut bufs = self.bufs.take().expect("buffer ring");
-        self.recv_data(idx, gen, res, bid, more, cqueue::sock_nonempty(flags), &bufs);
+        self.recv_data(idx, gen, res, flags, &bufs);
         if let Some(b) = bid {
             bufs.recycle(b);
         }
@@ -37,16 +36,8 @@ impl Worker {
         self.bufs = Some(bufs);
     }
 
-    pub(super) fn recv_data(
-        &mut self,
-        idx: u32,
-        gen: u32,
-        res: i32,
-        bid: Option<u16>,
-        more: bool,
-        nonempty: bool,
-        bufs: &BufRing,
-    ) {
+    pub(super) fn recv_data(&mut self, idx: u32, gen: u32, res: i32, flags: u32, bufs: &BufRing) {
+        let (bid, more) = (cqueue::buffer_select(flags), cqueue::more(flags));
         if res == -libc::ENOBUFS {
             self.shard.c.read_buf_oom += 1;
         }
@@ -84,7 +75,7 @@ impl Worker {
         // kernel says the socket still held bytes after it: a client that
         // sent exactly a buffer's worth is then judged, as memcached
         // judges it, on what it sent.
-        c.read_full = res as usize >= bufs.buf_size() && nonempty;
+        c.read_full = res as usize >= bufs.buf_size() && cqueue::sock_nonempty(flags);
         if c.closing {
             return;
         }
