@@ -126,3 +126,29 @@ fn real_huge_page_faults_leave_written_bytes_alone() {
         assert!(intact(&s, id, SEG), "segment {id}");
     }
 }
+
+/// Free segments are the next to be written: what a huge page brought of
+/// them stays (giving it back would only split the huge page of the
+/// segment in use beside them), however the spill came.
+#[test]
+fn free_segments_beside_a_taken_one_keep_their_pages() {
+    let arena = Arena::new(11 * SEG, true).unwrap();
+    let mut s = Segments::new(arena, SEG, 8);
+    let taken: Vec<u32> = (0..4).map(|_| s.take(0, 1).unwrap()).collect();
+    let free: Vec<u32> = (0..8).filter(|id| !taken.contains(id)).collect();
+    for &id in &taken {
+        fill(&s, id, SEG);
+    }
+    for &id in &free {
+        s.arena.prefault(id as usize * SEG, SEG);
+    }
+    s.give_back_spill();
+    s.give_back_spill();
+    for &id in &free {
+        let at = id as usize * SEG;
+        assert_eq!(resident_in(&s, at, at + SEG), PAGES, "free segment {id}");
+    }
+    for &id in &taken {
+        assert!(intact(&s, id, SEG), "segment {id}");
+    }
+}
