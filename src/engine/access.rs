@@ -19,7 +19,7 @@ use super::worker::Worker;
 use crate::admin::audit::{audit_as, peer_of};
 use crate::auth::acl::Rules;
 use crate::exec::reply::push_line;
-use crate::protocol::binary::{op, status, Invalid};
+use crate::protocol::binary::{op, status};
 use crate::protocol::text;
 
 /// memcached's text reply to a request before authentication; corecache
@@ -76,7 +76,7 @@ pub fn allowed(rules: &Rules, op: Op, route: Route, req: &Request) -> bool {
 fn before_auth(req: &Request) -> bool {
     let opcode = match req {
         Request::Binary(Ok(r)) => r.h.opcode,
-        Request::Binary(Err(Invalid::Args(h) | Invalid::Unknown(h))) => h.opcode,
+        Request::Binary(Err(e)) => e.header().opcode,
         _ => return false,
     };
     matches!(
@@ -140,7 +140,7 @@ impl Worker {
             Request::Binary(r) => {
                 let (opcode, opaque) = match r {
                     Ok(r) => (r.h.opcode, r.h.opaque),
-                    Err(Invalid::Args(h) | Invalid::Unknown(h)) => (h.opcode, h.opaque),
+                    Err(e) => (e.header().opcode, e.header().opaque),
                 };
                 let c = self.conn(idx);
                 crate::exec::binary::error(c.reply_buf(), opcode, status::AUTH_ERROR, opaque);

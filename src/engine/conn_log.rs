@@ -115,6 +115,9 @@ fn client_error(req: &Request) -> Option<&'static str> {
         Request::Text(crate::protocol::text::Request::Error(msg)) => Some(msg.trim_end()),
         Request::Binary(Err(binary::Invalid::Args(_))) => Some("binary: invalid arguments"),
         Request::Binary(Err(binary::Invalid::Unknown(_))) => Some("binary: unknown command"),
+        Request::Binary(Err(binary::Invalid::Frame(_))) => {
+            Some("binary: key and extras past the body")
+        }
         _ => None,
     }
 }

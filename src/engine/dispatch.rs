@@ -364,15 +364,16 @@ impl Worker {
                 Request::Binary(Err(binary::Invalid::Args(h))) => {
                     return exec::binary::error(out, h.opcode, status::EINVAL, h.opaque);
                 }
-                Request::Binary(Err(binary::Invalid::Unknown(h))) => {
+                Request::Binary(Err(binary::Invalid::Unknown(h) | binary::Invalid::Frame(h))) => {
                     return exec::binary::error(out, h.opcode, status::UNKNOWN_COMMAND, h.opaque);
                 }
             }
             super::conn_log::reply_error(fd, id, out.get(start..).unwrap_or_default());
         });
-        if let Request::Binary(Err(binary::Invalid::Args(_))) = req {
-            // memcached closes after invalid arguments: the rest of the
-            // stream cannot be framed with confidence.
+        if let Request::Binary(Err(binary::Invalid::Args(_) | binary::Invalid::Frame(_))) = req {
+            // memcached closes after invalid arguments and unreadable
+            // frames: the rest of the stream cannot be framed with
+            // confidence.
             self.conn(idx).closing = true;
         }
     }

@@ -263,6 +263,20 @@ pub enum Invalid {
     Args(Header),
     /// An opcode this server does not implement: status 0x81.
     Unknown(Header),
+    /// Key and extras longer than the whole body: a frame that cannot be
+    /// read. Status 0x81 "Unknown command", then the connection closes
+    /// (memcached's `dispatch_bin_command` checks this before the
+    /// opcode).
+    Frame(Header),
+}
+
+impl Invalid {
+    /// The header of the refused request.
+    pub fn header(&self) -> &Header {
+        match self {
+            Invalid::Args(h) | Invalid::Unknown(h) | Invalid::Frame(h) => h,
+        }
+    }
 }
 
 /// Parses one binary request. `item_max` bounds what is buffered: a larger
@@ -285,7 +299,10 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Result<Request<'_>, Invalid>>
     };
     let body = h.body_len as usize;
     let kx = h.key_len as usize + h.extras_len as usize;
-    if kx > body || h.key_len as usize > KEY_MAX {
+    if kx > body {
+        return Parse::Done(Err(Invalid::Frame(h)), HEADER_LEN);
+    }
+    if h.key_len as usize > KEY_MAX {
         return Parse::Done(Err(Invalid::Args(h)), HEADER_LEN);
     }
     if matches!(h.opcode, op::SASL_AUTH | op::SASL_STEP)

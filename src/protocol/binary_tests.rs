@@ -49,11 +49,18 @@ fn get_and_set_requests() {
 
 #[test]
 fn malformed_requests() {
-    // key length beyond the body
-    assert!(matches!(
-        parse(&header(op::GET, 10, 0, 3, 0, 0), 1 << 20),
-        Parse::Done(Err(Invalid::Args(_)), 24)
-    ));
+    // key length beyond the body: an unreadable frame (unknown command,
+    // then closed), whatever the opcode, before its own checks
+    for opcode in [op::GET, op::SET, 0x55] {
+        assert!(matches!(
+            parse(&header(opcode, 10, 0, 3, 0, 0), 1 << 20),
+            Parse::Done(Err(Invalid::Frame(_)), 24)
+        ));
+        assert!(matches!(
+            parse(&header(opcode, 1, 8, 4, 0, 0), 1 << 20),
+            Parse::Done(Err(Invalid::Frame(_)), 24)
+        ));
+    }
     // wrong extras for the opcode
     let mut b = header(op::GET, 1, 4, 5, 0, 0);
     b.extend_from_slice(b"xxxxk");

@@ -284,6 +284,11 @@ MALFORMED = {
     "delete_with_value": [bin_request(OP_DELETE, b"k", value=b"x")],
     "version_with_key": [bin_request(OP_VERSION, b"k")],
     "getk_missing_key": [bin_request(OP_GETK)],
+    # Key and extras longer than the body: unknown command, then closed,
+    # whatever the opcode (memcached checks this before the opcode).
+    "key_past_body": [struct.pack(">BBHBBHIIQ", 0x80, OP_GET, 5, 0, 0, 0, 1, 7, 0) + b"k"],
+    "extras_and_key_past_body": [struct.pack(">BBHBBHIIQ", 0x80, 0x01, 1, 8, 0, 0, 4, 7, 0) + b"\0" * 4],
+    "unknown_opcode_past_body": [struct.pack(">BBHBBHIIQ", 0x80, 0x50, 3, 0, 0, 0, 2, 7, 0) + b"kk"],
 }
 
 
