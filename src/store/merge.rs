@@ -225,7 +225,11 @@ impl Store {
         }
         if c.dest.0 == NONE || self.segs.room(c.dest.0) < size {
             let now = self.clock.now();
-            let d = if self.reserve != NONE {
+            // A short reserve may hold less than the record: a whole
+            // segment then, if one is free (put to use regardless, the
+            // record ran past the reserve's end into the segments after
+            // it: a breaker's cache_memlimit moves under large values).
+            let d = if self.reserve != NONE && self.segs.room(self.reserve) >= size {
                 self.put_reserve_to_use(c.bucket)
             } else {
                 // A destination taken here is whole: asked for as a
@@ -277,7 +281,9 @@ impl Store {
         let dest = match self.ttl.tail(h.bucket) {
             Some(t) if self.segs.room(t) >= size => t,
             _ => {
-                if self.reserve == NONE {
+                // A short reserve may hold less than the record (see
+                // `compact_place`): evicted then, as with no reserve.
+                if self.reserve == NONE || self.segs.room(self.reserve) < size {
                     return None;
                 }
                 let d = self.put_reserve_to_use(h.bucket);

@@ -749,3 +749,7 @@ mod short_tests;
 #[cfg(test)]
 #[path = "short_review_tests.rs"]
 mod short_review_tests;
+
+#[cfg(test)]
+#[path = "memlimit_large_tests.rs"]
+mod memlimit_large_tests;

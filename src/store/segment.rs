@@ -514,7 +514,10 @@ impl Segments {
     #[inline]
     pub fn room(&self, seg: u32) -> usize {
         let h = &self.headers[seg as usize];
-        (h.end - h.write_off) as usize
+        debug_assert!(h.write_off <= h.end, "segment {seg} written past its end");
+        // Saturating: a segment written past its end (a bug) must not
+        // read as having 4 GiB of room and take every write after it.
+        h.end.saturating_sub(h.write_off) as usize
     }
 
     /// Makes segment `seg` one that holds only `end` bytes (a multiple of
