@@ -4,7 +4,7 @@
 //! parsed from the arguments the text parser hands over. Pure: what to do,
 //! or the exact line memcached 1.6 answers.
 
-use super::text::tokens;
+use super::text::{parse_f64, parse_i32, parse_u64, tokens};
 
 /// The highest class id memcached has with its default classes.
 pub const MAX_CLASS_ID: u32 = 39;
@@ -122,10 +122,9 @@ pub fn lru(args: &[u8]) -> AdminCmd {
     if t.last() == Some(&&b"noreply"[..]) {
         return AdminCmd::Silent;
     }
-    let text = |i: usize| std::str::from_utf8(t[i]).ok();
     // safe_strtoul: an unsigned long kept to its low 32 bits.
-    let pct = |i: usize| text(i)?.parse::<u64>().ok().map(|v| v as u32);
-    let factor = |i: usize| text(i)?.parse::<f64>().ok();
+    let pct = |i: usize| parse_u64(t[i]).map(|v| v as u32);
+    let factor = |i: usize| parse_f64(t[i]);
     // memcached's token count has the command word and an empty last one.
     let ntokens = t.len() + 2;
     match t.first().copied() {
@@ -146,7 +145,7 @@ pub fn lru(args: &[u8]) -> AdminCmd {
             _ => AdminCmd::Line("ERROR"),
         },
         // safe_strtol: any 64-bit long.
-        Some(b"temp_ttl") if ntokens >= 4 => match text(1).and_then(|v| v.parse::<i64>().ok()) {
+        Some(b"temp_ttl") if ntokens >= 4 => match parse_i32(t[1]) {
             Some(_) => AdminCmd::Line("OK"),
             None => AdminCmd::Line("ERROR"),
         },
@@ -215,6 +214,41 @@ mod tests {
         );
         assert_eq!(lru(b" tune 20 20 0.1"), AdminCmd::Line("ERROR"));
         assert_eq!(lru(b" tune x 20 0.1 2"), AdminCmd::Line("ERROR"));
+        // C's number parsing, as memcached's safe_strto* (the breaker's
+        // forms): a minus on an unsigned, hex and nan(...) floats, ERANGE
+        // both ways, whitespace inside a token.
+        for ok in [
+            &b" tune -0 20 0.1 2"[..],
+            b" tune -18446744073709551615 20 0.1 2",
+            b" tune 20 20 0x10 2",
+            b" tune 20 20 0x1p3 nan(123)",
+            b" tune 20 20 INF 2",
+            b" temp_ttl \t5",
+            b" temp_ttl 5\r",
+        ] {
+            assert_eq!(
+                lru(ok),
+                AdminCmd::Line("OK"),
+                "{}",
+                String::from_utf8_lossy(ok)
+            );
+        }
+        for bad in [
+            &b" tune 20 20 1e400 2"[..],
+            b" tune 20 20 1e-310 2",
+            b" tune 20 20 1e-400 2",
+        ] {
+            assert_eq!(
+                lru(bad),
+                AdminCmd::Line("ERROR"),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(
+            lru(b" tune 20 20 -0 2"),
+            AdminCmd::Line("ERROR hot/warm age factors must be greater than 0")
+        );
         assert_eq!(lru(b" temp_ttl -1"), AdminCmd::Line("OK"));
         assert_eq!(lru(b" temp_ttl x"), AdminCmd::Line("ERROR"));
         assert_eq!(lru(b""), AdminCmd::Line("ERROR"));

@@ -7,7 +7,7 @@ use super::{Oversized, Parse, Storage, KEY_MAX, LINE_MAX, READ_MAX};
 mod number;
 mod storage;
 
-pub use number::{parse_i32, parse_u32, parse_u64};
+pub use number::{parse_f64, parse_i32, parse_u32, parse_u64};
 
 /// The reply to an unknown command or a malformed line memcached cannot
 /// frame (protocol.txt, "Error strings").

@@ -51,6 +51,89 @@ pub fn parse_u32(t: &[u8]) -> Option<u32> {
     parse_u64(t).and_then(|n| u32::try_from(n).ok())
 }
 
+/// memcached's `safe_strtod` (util.c) on glibc's `strtod`: leading
+/// whitespace, an optional sign, then a decimal number with an optional
+/// exponent, a hexadecimal one (`0x1p3`), `inf`/`infinity` or `nan`
+/// (`nan(...)` too), any case; then the end of the token or whitespace.
+/// None where `strtod` reads nothing or sets ERANGE: a magnitude beyond
+/// `f64` (`1e400`) or one so small it is subnormal or lost (`1e-310`,
+/// `1e-400`), but not a written zero.
+pub fn parse_f64(t: &[u8]) -> Option<f64> {
+    let ws = t.iter().take_while(|&&c| c_isspace(c)).count();
+    let body = &t[ws..];
+    let end = body
+        .iter()
+        .position(|&c| c_isspace(c))
+        .unwrap_or(body.len());
+    let (num, s) = (&body[..end], std::str::from_utf8(&body[..end]).ok()?);
+    let (neg, rest) = match num.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = rest.to_ascii_lowercase();
+    let sign = if neg { -1.0 } else { 1.0 };
+    if lower == "inf" || lower == "infinity" {
+        return Some(sign * f64::INFINITY);
+    }
+    if lower == "nan"
+        || (lower.starts_with("nan(")
+            && lower.ends_with(')')
+            && lower[4..lower.len() - 1]
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_'))
+    {
+        return Some(f64::NAN);
+    }
+    let (v, nonzero) = if let Some(hex) = lower.strip_prefix("0x") {
+        hex_float(hex)?
+    } else {
+        let digits = rest.bytes().take_while(|c| *c != b'e' && *c != b'E');
+        let nonzero = digits.clone().any(|c| (b'1'..=b'9').contains(&c));
+        let ok = rest
+            .bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == b'.')
+            && rest
+                .bytes()
+                .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'));
+        (ok.then(|| rest.parse::<f64>().ok()).flatten()?, nonzero)
+    };
+    // ERANGE: overflow to infinity, or a nonzero number read as zero or
+    // as a subnormal.
+    if v.is_infinite() || (nonzero && (v == 0.0 || v.is_subnormal())) {
+        return None;
+    }
+    Some(sign * v)
+}
+
+/// The digits after `0x` of a C hexadecimal float (`1.8p3`): the value and
+/// whether any digit is nonzero.
+fn hex_float(h: &str) -> Option<(f64, bool)> {
+    let (mant, exp) = match h.find('p') {
+        Some(i) => (&h[..i], Some(&h[i + 1..])),
+        None => (h, None),
+    };
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let mut v = 0f64;
+    let mut nonzero = false;
+    for c in int.chars().chain(frac.chars()) {
+        let d = c.to_digit(16)?;
+        nonzero |= d != 0;
+        v = v * 16.0 + d as f64;
+    }
+    let e: i32 = match exp {
+        Some(e) if !e.is_empty() => e.parse().ok()?,
+        Some(_) => return None,
+        None => 0,
+    };
+    let e = e.checked_sub(4 * frac.len() as i32)?;
+    Some((v * 2f64.powi(e), nonzero))
+}
+
 /// A signed 32-bit number, as memcached's `safe_strtol` takes exptimes and
 /// lengths (text and meta): read as C's 64-bit `long` (beyond it ERANGE,
 /// refused), then stored into an `int32_t`, which keeps the low 32 bits:
