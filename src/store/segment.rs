@@ -229,13 +229,9 @@ impl Segments {
             return;
         };
         let page = self.arena.page_size();
+        let thp = self.arena.kind() == PageKind::Transparent;
         for &id in self.free.iter().rev().take(FAULT_AHEAD_SEGMENTS) {
-            let r = &mut self.resident[id as usize];
-            if !*r {
-                *r = true;
-                if self.arena.kind() == PageKind::Transparent {
-                    self.spill_watch[0].push(id);
-                }
+            if mark_resident(&mut self.resident, &mut self.spill_watch[0], thp, id) {
                 // SAFETY: `id` is a segment of this arena, so the offset
                 // lies inside the mapping.
                 let p = unsafe { self.base.add(id as usize * self.seg_size) };
@@ -573,11 +569,8 @@ impl Segments {
         self.wait_readers();
         // Written from now on (taken, or the merge reserve put to use):
         // nothing for fault-ahead to send.
-        if !std::mem::replace(&mut self.resident[id as usize], true)
-            && self.arena.kind() == PageKind::Transparent
-        {
-            self.spill_watch[0].push(id);
-        }
+        let thp = self.arena.kind() == PageKind::Transparent;
+        mark_resident(&mut self.resident, &mut self.spill_watch[0], thp, id);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.incarnations[id as usize].store(seq, Relaxed);
@@ -590,6 +583,19 @@ impl Segments {
             ..SegHeader::FREE
         };
     }
+}
+
+/// Marks segment `id`'s pages resident (asked for); true if they were not,
+/// and then, with transparent huge pages (`thp`), puts it on `watch` for
+/// `Segments::give_back_spill` to look around. Fields rather than
+/// `&mut Segments`, so that `fault_in_next` may call it while it holds
+/// the free list and fault-ahead.
+fn mark_resident(resident: &mut [bool], watch: &mut Vec<u32>, thp: bool, id: u32) -> bool {
+    let was = std::mem::replace(&mut resident[id as usize], true);
+    if !was && thp {
+        watch.push(id);
+    }
+    !was
 }
 
 #[cfg(test)]

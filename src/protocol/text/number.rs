@@ -88,8 +88,10 @@ pub fn parse_f64(t: &[u8]) -> Option<f64> {
     let (v, nonzero) = if let Some(hex) = lower.strip_prefix("0x") {
         hex_float(hex)?
     } else {
-        let digits = rest.bytes().take_while(|c| *c != b'e' && *c != b'E');
-        let nonzero = digits.clone().any(|c| (b'1'..=b'9').contains(&c));
+        let nonzero = rest
+            .bytes()
+            .take_while(|c| *c != b'e' && *c != b'E')
+            .any(|c| (b'1'..=b'9').contains(&c));
         let ok = rest
             .bytes()
             .next()
