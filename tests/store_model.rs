@@ -1055,3 +1055,157 @@ fn merges_in_steps_ahead_of_need_never_return_wrong_data() {
         }
     }
 }
+
+/// The class of the corruption fixed in 51f8357 (a short merge reserve put
+/// to use for a record past its end): `cache_memlimit` moving while values
+/// from a byte to most of a segment are set, appended, deleted, read,
+/// pinned, expired and merged ahead, under every eviction policy. Every
+/// hit is exactly the latest value written under its key, never expired;
+/// pinned bytes never change; the store stays within its limit.
+#[test]
+fn every_policy_stays_exact_while_cache_memlimit_moves() {
+    const SEG: usize = 65536;
+    for (policy, seed) in ALL_POLICIES
+        .iter()
+        .flat_map(|&p| (0..4u64).map(move |n| (p, n)))
+    {
+        let mut s = store(24 * SEG, SEG, policy);
+        let mut latest: HashMap<u32, (Vec<u8>, u32)> = HashMap::new();
+        let mut pinned: Pinned = Vec::new();
+        let mut rng = 0x0ddb_a11c_afe5_eed5u64 ^ (policy as u64) << 8 ^ seed << 16;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let (mut hits, mut moves) = (0u32, 0u32);
+        for i in 0..60_000u32 {
+            let r = next();
+            if i % 1500 == 0 {
+                // Down to the floor of three, back, and past start-up.
+                let segs = [3usize, 5, 8, 24, 12, 40, 6][(r >> 4) as usize % 7];
+                // Not whole segments: the remainder makes a short segment,
+                // and a short merge reserve (51f8357).
+                if s.set_memory_limit(segs * SEG + (r >> 20) as usize % SEG) {
+                    moves += 1;
+                }
+                // (`volatile` evicts only items with a TTL and `none`
+                // nothing: as memcached under -M, they keep what they hold.)
+                let evicts_all = !matches!(policy, Eviction::Volatile | Eviction::None);
+                assert!(
+                    !evicts_all || s.segments_in_use() <= s.segments_limit().max(3) + pinned.len(),
+                    "{policy:?} op {i}: {} segments in use, limit {}",
+                    s.segments_in_use(),
+                    s.segments_limit()
+                );
+            }
+            if i % 500 == 0 {
+                all_exact(&mut s, &latest, &format!("{policy:?} op {i}"));
+            }
+            let k = ((r >> 8) % 2000) as u32;
+            let key = format!("lim:{k}");
+            // Half small, a few near the segment's size.
+            let len = match (r >> 24) % 20 {
+                0..10 => (r >> 32) as usize % 200,
+                10..17 => (r >> 32) as usize % 6000,
+                _ => 20_000 + (r >> 32) as usize % (SEG - 20_100),
+            };
+            match r % 16 {
+                0..=4 => {
+                    let v = format!("{key}|v{i}|{}", "z".repeat(len));
+                    let ttl = if r & (1 << 40) == 0 {
+                        0
+                    } else {
+                        1 + (r >> 41) as i64 % 30
+                    };
+                    if v.len() < SEG - 200 {
+                        set_and_record(&mut s, &mut latest, k, &key, v, ttl);
+                    }
+                }
+                5 => {
+                    let tail = format!("+{i}{}", "a".repeat(len % 3000));
+                    let now = s.now();
+                    match s.set(&SetArgs::new(
+                        SetMode::Append,
+                        key.as_bytes(),
+                        tail.as_bytes(),
+                        0,
+                        0,
+                    )) {
+                        SetOutcome::Stored { .. } => {
+                            let (v, exp) =
+                                latest.get_mut(&k).expect("appended to a key never stored");
+                            assert!(
+                                *exp == 0 || *exp > now,
+                                "{policy:?}: appended to an expired item"
+                            );
+                            v.extend_from_slice(tail.as_bytes());
+                        }
+                        // Not found, or (as memcached's do_store_item) no
+                        // memory for the longer value, when the item is left
+                        // as it was: the limit can be a few segments with
+                        // most of them pinned.
+                        SetOutcome::NotStored => {
+                            if s.find_read(key.as_bytes()).is_none() {
+                                latest.remove(&k);
+                            }
+                        }
+                        o => panic!("{policy:?} op {i}: append {o:?}"),
+                    }
+                }
+                6 => {
+                    s.delete(key.as_bytes(), 0);
+                    latest.remove(&k);
+                }
+                _ => {
+                    if let Some(f) = s.get(key.as_bytes()) {
+                        hits += 1;
+                        let Some((want, exp)) = latest.get(&k) else {
+                            panic!("{policy:?} op {i}: key {k} hit, never written or deleted");
+                        };
+                        assert!(f.item.value() == &want[..], "{policy:?} op {i}: key {k}");
+                        assert!(*exp == 0 || *exp > s.now(), "{policy:?}: expired hit");
+                        if r % 499 == 0 && pinned.len() < 3 && s.may_pin() {
+                            let val = f.item.value();
+                            let seg = s.pin(val);
+                            pinned.push((seg, val.as_ptr(), val.to_vec()));
+                        }
+                    } else {
+                        latest.remove(&k);
+                    }
+                }
+            }
+            if s.evict_ahead_pending() {
+                s.evict_ahead_step(1 + (r >> 50) as usize % 8);
+            }
+            assert_eq!(s.segment_overrun(), None, "{policy:?} op {i}");
+            if i % 700 == 0 {
+                s.clock_mut().advance(1);
+                s.expiry_begin(16);
+                check_pins_and_release_oldest(&mut s, &mut pinned, &format!("{policy:?}"));
+            }
+            if s.expiry_pending() {
+                s.expiry_step(1 + (r >> 44) as usize % 40);
+            }
+        }
+        for (seg, _, _) in pinned.drain(..) {
+            s.unpin(seg);
+        }
+        all_exact(&mut s, &latest, &format!("{policy:?} at the end"));
+        assert!(moves > 30, "{policy:?}: {moves} limit moves");
+        assert!(hits > 400, "{policy:?} seed {seed}: {hits} hits");
+    }
+}
+
+/// Asserts that every key of `latest` the store still holds (`lim:{k}`)
+/// has exactly its latest value, unexpired: a write past a segment's end
+/// shows here as another key's bytes, whether or not that key is read.
+fn all_exact(s: &mut Store, latest: &HashMap<u32, (Vec<u8>, u32)>, what: &str) {
+    for (k, (want, exp)) in latest {
+        if let Some(f) = s.find_read(format!("lim:{k}").as_bytes()) {
+            assert!(f.item.value() == &want[..], "{what}: key {k}");
+            assert!(*exp == 0 || *exp > s.now(), "{what}: key {k} expired");
+        }
+    }
+}

@@ -352,6 +352,18 @@ impl Store {
         self.segs.free_count()
     }
 
+    /// A self-check for tests and fault hunts: the first segment in use
+    /// (`seq` non-zero) whose records run past its end, or whose end is
+    /// past the segment's size. A record written past its end lands on
+    /// the next segment's bytes, which may be free or given back, so a
+    /// read alone can miss it (51f8357).
+    pub fn segment_overrun(&self) -> Option<u32> {
+        (0..self.segs.count() as u32).find(|&id| {
+            let h = self.segs.header(id);
+            h.seq != 0 && (h.write_off > h.end || h.end as usize > self.segs.seg_size)
+        })
+    }
+
     /// Segments holding items (or kept for merge eviction, or parked while
     /// pinned): neither free nor handed back to the kernel.
     pub fn segments_in_use(&self) -> usize {

@@ -80,22 +80,37 @@ pub fn task_status(pid: u32, tid: u32, field: &str) -> String {
     status_field(&format!("/proc/{pid}/task/{tid}/status"), pid, field)
 }
 
-/// The process's threads: (name, tid).
+/// The process's threads: (name, tid). A thread that ends while they are
+/// listed (io_uring's io-wq workers leave after an idle while) is left out.
 pub fn tasks(pid: u32) -> Vec<(String, u32)> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
-        .map(|e| {
-            let tid: u32 = e
-                .unwrap()
-                .file_name()
-                .into_string()
-                .unwrap()
-                .parse()
-                .unwrap();
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap();
-            (comm.trim().to_string(), tid)
+        .filter_map(|e| {
+            let tid: u32 = e.ok()?.file_name().into_string().ok()?.parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
+            Some((comm.trim().to_string(), tid))
         })
         .collect()
+}
+
+/// Whether task `tid` is one of io_uring's kernel threads (io-wq workers,
+/// `PF_IO_WORKER` in `/proc/.../stat`'s flags): until it renames itself
+/// `iou-wrk-N`, such a thread carries the name (and CPUs) of the thread
+/// whose request it serves. False if the task is gone.
+pub fn is_io_worker(pid: u32, tid: u32) -> bool {
+    const PF_IO_WORKER: u64 = 0x10;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
+        return false;
+    };
+    // Fields after the name, which may hold spaces and parentheses: state
+    // is the 3rd field, flags the 9th.
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+    let flags: u64 = rest
+        .split_whitespace()
+        .nth(6)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
+    flags & PF_IO_WORKER != 0
 }
 
 fn status_field(path: &str, pid: u32, field: &str) -> String {
