@@ -785,6 +785,34 @@ fn set_and_record(
     }
 }
 
+/// Reads `key` (flags `k`) as a hit counts; asserts a hit is exactly the
+/// latest value written under it and not expired, and pins it for a
+/// zero-copy send while fewer than `pins` are held; whether it hit.
+fn get_checked(
+    s: &mut Store,
+    latest: &HashMap<u32, (Vec<u8>, u32)>,
+    k: u32,
+    key: &str,
+    what: &str,
+    pinned: &mut Pinned,
+    pins: usize,
+) -> bool {
+    let Some(f) = s.get(key.as_bytes()) else {
+        return false;
+    };
+    let Some((want, exp)) = latest.get(&k) else {
+        panic!("{what}: key {k} hit, never written or deleted");
+    };
+    assert!(f.item.value() == &want[..], "{what}: key {k}");
+    assert!(*exp == 0 || *exp > s.now(), "{what}: key {k} expired");
+    if pinned.len() < pins && s.may_pin() {
+        let val = f.item.value();
+        let seg = s.pin(val);
+        pinned.push((seg, val.as_ptr(), val.to_vec()));
+    }
+    true
+}
+
 /// Values pinned for a zero-copy send: (segment, first byte, the bytes
 /// they must keep).
 type Pinned = Vec<(u32, *const u8, Vec<u8>)>;
@@ -996,16 +1024,10 @@ fn merges_in_steps_ahead_of_need_never_return_wrong_data() {
                     latest.remove(&k);
                 }
                 _ => {
-                    if let Some(f) = s.get(key.as_bytes()) {
+                    let what = format!("{shape:?} op {i}");
+                    let pins = if r % 997 == 0 { 4 } else { 0 };
+                    if get_checked(&mut s, &latest, k, &key, &what, &mut pinned, pins) {
                         hits += 1;
-                        let (want, exp) = latest.get(&k).expect("a hit was written");
-                        assert_eq!(f.item.value(), &want[..], "{shape:?} key {k}");
-                        assert!(*exp == 0 || *exp > s.now(), "{shape:?}: expired hit");
-                        if r % 997 == 0 && pinned.len() < 4 && s.may_pin() {
-                            let val = f.item.value();
-                            let seg = s.pin(val);
-                            pinned.push((seg, val.as_ptr(), val.to_vec()));
-                        }
                     }
                 }
             }
@@ -1159,18 +1181,10 @@ fn every_policy_stays_exact_while_cache_memlimit_moves() {
                     latest.remove(&k);
                 }
                 _ => {
-                    if let Some(f) = s.get(key.as_bytes()) {
+                    let what = format!("{policy:?} op {i}");
+                    let pins = if r % 499 == 0 { 3 } else { 0 };
+                    if get_checked(&mut s, &latest, k, &key, &what, &mut pinned, pins) {
                         hits += 1;
-                        let Some((want, exp)) = latest.get(&k) else {
-                            panic!("{policy:?} op {i}: key {k} hit, never written or deleted");
-                        };
-                        assert!(f.item.value() == &want[..], "{policy:?} op {i}: key {k}");
-                        assert!(*exp == 0 || *exp > s.now(), "{policy:?}: expired hit");
-                        if r % 499 == 0 && pinned.len() < 3 && s.may_pin() {
-                            let val = f.item.value();
-                            let seg = s.pin(val);
-                            pinned.push((seg, val.as_ptr(), val.to_vec()));
-                        }
                     } else {
                         latest.remove(&k);
                     }
