@@ -307,12 +307,14 @@ pub fn render_miss(m: &MetaRequest, out: &mut Vec<u8>) {
 /// ms. Returns true on success (hidden by quiet mode).
 fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     let f = m.f;
+    // Upper case only: memcached 1.6.18 (and HEAD's proto_parser.c)
+    // answers a lower-case mode as any unknown one.
     let mode = match f.mode.unwrap_or(b'S') {
-        b'S' | b's' => Mode::Set,
-        b'E' | b'e' => Mode::Add,
-        b'A' | b'a' => Mode::Append,
-        b'P' | b'p' => Mode::Prepend,
-        b'R' | b'r' => Mode::Replace,
+        b'S' => Mode::Set,
+        b'E' => Mode::Add,
+        b'A' => Mode::Append,
+        b'P' => Mode::Prepend,
+        b'R' => Mode::Replace,
         _ => {
             push_line(out, "CLIENT_ERROR invalid mode for ms M token");
             return false;
@@ -414,8 +416,8 @@ fn delete(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> boo
 fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     let f = m.f;
     let incr = match f.mode.unwrap_or(b'I') {
-        b'I' | b'i' | b'+' => true,
-        b'D' | b'd' | b'-' => false,
+        b'I' | b'+' => true,
+        b'D' | b'-' => false,
         _ => {
             push_line(out, "CLIENT_ERROR invalid mode for ma M token");
             return false;

@@ -205,12 +205,19 @@ pub fn parse<'a>(
     let mut total = used;
     if let Some(n) = vlen {
         if n > item_max {
+            // memcached's process_mset_command switches on the mode
+            // before it allocates: an unknown mode (lower case included)
+            // is the error a too-large value gets.
             let mode = match f.mode {
-                Some(b'E' | b'e') => SetMode::Add,
-                Some(b'A' | b'a') => SetMode::Append,
-                Some(b'P' | b'p') => SetMode::Prepend,
-                Some(b'R' | b'r') => SetMode::Replace,
-                _ => SetMode::Set,
+                None | Some(b'S') => SetMode::Set,
+                Some(b'E') => SetMode::Add,
+                Some(b'A') => SetMode::Append,
+                Some(b'P') => SetMode::Prepend,
+                Some(b'R') => SetMode::Replace,
+                Some(_) => {
+                    let e = Request::Error("CLIENT_ERROR invalid mode for ms M token");
+                    return Parse::Skip(e, used, n + 2);
+                }
             };
             // Errors go out even in quiet mode, so noreply stays false.
             let req = Request::TooLarge(Oversized {

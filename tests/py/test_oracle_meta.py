@@ -325,6 +325,13 @@ BAD_MODES = [
          b"ms k 1 MSS\r\nx\r\n", b"mg k v\r\n"),
     case("ma_bad_modes", b"set n 0 0 1\r\n5\r\n", b"ma n Mx\r\n", b"ma n MI v\r\n", b"ma n Mz q\r\n",
          b"ma n M\r\n", b"mn\r\n", b"mg n v\r\n"),
+    # Lower case is unknown too (a breaker found these stored, appended
+    # and incremented here).
+    case("ms_lower_modes", b"ms k 1 Ms\r\nx\r\n", b"ms k 1 Ma\r\ny\r\n", b"ms k 1 Me\r\nz\r\n",
+         b"ms k 1 Mp\r\nw\r\n", b"ms k 1 Mr\r\nv\r\n", b"mg k v\r\n"),
+    case("ma_lower_modes", b"set n 0 0 1\r\n5\r\n", b"ma n Mi v\r\n", b"ma n Md v\r\n", b"mg n v\r\n"),
+    case("ms_too_large_lower_mode", b"ms k 2000000 Ma\r\n" + b"x" * 2000000 + b"\r\n", b"mg k v\r\n"),
+    case("ms_too_large_bad_mode", b"ms k 2000000 MX q\r\n" + b"x" * 2000000 + b"\r\n", b"mn\r\n"),
 ]
 
 
