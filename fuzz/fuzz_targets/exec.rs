@@ -15,7 +15,14 @@ use std::cell::RefCell;
 thread_local! {
     static SHARD: RefCell<Shard> = RefCell::new(Shard::new(
         Store::new(
-            StoreConfig { memory: 1 << 20, segment_size: 64 << 10, item_size_max: 64 << 10, eviction: Eviction::Merge, huge_pages: false },
+            StoreConfig {
+                memory: 1 << 20,
+                segment_size: 64 << 10,
+                item_size_max: 64 << 10,
+                eviction: Eviction::Merge,
+                huge_pages: false,
+                ..StoreConfig::default()
+            },
             Clock::manual(1_700_000_000),
         )
         .unwrap(),
@@ -27,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         let mut sh = sh.borrow_mut();
         if let Some(&first) = data.first() {
             let route = route_hasher();
-            let p = Prefetcher { store: &sh.store, route: &route, shards: 2, me: 0, item_max: 64 << 10 };
+            let p = Prefetcher { store: &sh.store, route: &route, shards: 2, me: 0, item_max: 64 << 10, views: None };
             let mut hashes = Vec::new();
             p.buckets(Proto::detect(first), data, &mut hashes);
             assert!(hashes.len() <= PREFETCH_MAX);
