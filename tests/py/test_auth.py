@@ -59,6 +59,8 @@ ASCII_SCRIPTS = [
     [b"set x 0 0 13\r\n alice secret\r\n", b"get x\r\n"],
     [b"set x 0 0 7\r\nbob pw2\r\n", b"set x 0 0 12\r\nalice secret\r\n", b"get x\r\n", b"delete x\r\n"],
     [b"set x 0 0 12\nalice secret\r\n", b"version\r\n"],
+    # safe_strtoul keeps the low 32 bits of the length: 2^32 + 12 is 12.
+    [b"set x 0 0 4294967308\r\nalice secret\r\n", b"get x\r\n"],
 ]
 
 

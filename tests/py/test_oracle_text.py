@@ -142,6 +142,15 @@ NUMBERS = [
     case("flags_plus", b"set k +5 0 1\r\na\r\n", b"get k\r\n"),
     case("flags_minus_zero", b"set k -0 0 1\r\na\r\n", b"get k\r\n"),
     case("flags_max", b"set k 4294967295 0 1\r\na\r\n", b"get k\r\n"),
+    # safe_strtoul keeps the low 32 bits of a 64-bit number: every field
+    # it reads (flags in set and ms, verbosity, cache_memlimit).
+    case("flags_wrap", b"set k 4294967297 0 1\r\na\r\n", b"get k\r\n",
+         b"add j 18446744073709551615 0 1\r\nb\r\n", b"gets j\r\n",
+         b"set i 18446744073709551616 0 1\r\nc\r\n", b"get i\r\n",
+         b"ms m 1 F4294967296\r\nx\r\n", b"mg m f v\r\n",
+         b"ms n 1 F18446744073709551615 I\r\ny\r\n", b"mg n f v\r\n"),
+    case("u32_wrap_admin", b"verbosity 4294967297\r\n", b"verbosity 18446744073709551616\r\n",
+         b"cache_memlimit 4294967360\r\n", b"cache_memlimit 4294967297\r\n", b"cache_memlimit 64\r\n"),
     case("length_plus", b"set k 0 0 +1\r\na\r\n", b"get k\r\n"),
     case("length_wraps", b"set k 0 0 4294967297\r\na\r\n", b"get k\r\n", b"ms m 4294967298\r\nxy\r\n", b"mg m v\r\n",
          b"set k 0 0 2147483648\r\n", b"set k 0 0 18446744073709551617\r\n"),

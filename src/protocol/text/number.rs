@@ -44,11 +44,15 @@ pub fn parse_u64(t: &[u8]) -> Option<u64> {
     }
 }
 
-/// memcached's `safe_strtoul` for 32-bit fields (flags, verbosity). Where
-/// memcached 1.6.18 silently truncates a larger number to 32 bits, this
-/// refuses it (as later memcached releases do for flags).
+/// memcached's `safe_strtoul` for 32-bit fields (client flags in text and
+/// meta, `verbosity`, `cache_memlimit`, the ascii auth `set` length): read
+/// as C's 64-bit `unsigned long` (beyond it ERANGE, refused; a minus sign
+/// as `parse_u64`), then stored into a `uint32_t`, which keeps the low 32
+/// bits: `4294967297` is 1 and `18446744073709551615` is 4294967295.
+/// 1.6.18 and HEAD alike (HEAD takes 64-bit flags only when built with
+/// `--enable-large-client-flags`, which Debian's is not).
 pub fn parse_u32(t: &[u8]) -> Option<u32> {
-    parse_u64(t).and_then(|n| u32::try_from(n).ok())
+    parse_u64(t).map(|n| n as u32)
 }
 
 /// memcached's `safe_strtod` (util.c) on glibc's `strtod`: leading

@@ -429,7 +429,12 @@ fn parse_numbers_like_memcached() {
     assert_eq!(parse_i32(b"-9223372036854775808"), Some(0));
     assert_eq!(parse_i32(b"9223372036854775808"), None);
     assert_eq!(parse_i32(b"99999999999999999999"), None);
-    assert_eq!(parse_u32(b"4294967296"), None);
+    // safe_strtoul: a 64-bit unsigned long kept to its low 32 bits.
+    assert_eq!(parse_u32(b"4294967296"), Some(0));
+    assert_eq!(parse_u32(b"4294967297"), Some(1));
+    assert_eq!(parse_u32(b"18446744073709551615"), Some(u32::MAX));
+    assert_eq!(parse_u32(b"18446744073709551616"), None);
+    assert_eq!(parse_u32(b"-1"), None);
     assert_eq!(parse_u64(b"12a"), None);
     assert_eq!(parse_u64(b""), None);
     // safe_strtoull: a sign, whitespace around, "-0", and only the minus
