@@ -318,6 +318,32 @@ def test_cmd_meta_counts(pair, cmds):
     pair.same(script)
 
 
+# --- Too many tokens: memcached's MFLAG_MAX_OPT_LENGTH (20, with the
+# command, key and a final empty token), mg's wording apart. ---
+
+def flags(n, f=b"v"):
+    return b" ".join([f] * n)
+
+
+TOO_MANY = [
+    case("mg_17_18", b"mg k " + flags(17) + b"\r\n", b"mg k " + flags(18) + b"\r\n", b"mg k " + flags(30) + b"\r\n"),
+    case("ms_16_17", b"ms k 1 " + flags(16, b"T1") + b"\r\nx\r\n", b"ms k 1 " + flags(17, b"T1") + b"\r\nx\r\n",
+         b"mg k v\r\n"),
+    case("md_17_18", b"md k " + flags(17, b"q") + b"\r\n", b"md k " + flags(18, b"q") + b"\r\n"),
+    case("ma_17_18", b"ma k " + flags(17) + b"\r\n", b"ma k " + flags(18) + b"\r\n"),
+    case("me_many", b"me k " + flags(18) + b"\r\n", b"mn " + flags(18) + b"\r\n"),
+    # me reads only a `b` right after the key (1.6.18's process_meta_command).
+    case("me_ignores_flags", b"set k 0 0 1\r\n1\r\n", b"ms aw== 1 b\r\n1\r\n", b"me z x\r\n", b"me z v v\r\n",
+         b"me z q b\r\n", b"me !!!! b x\r\n", b"me aw== bb\r\n", b"me z O123456789012345678901234567890123\r\n",
+         b"me !!!! b\r\n", b"me !!!! x b\r\n"),
+]
+
+
+@pytest.mark.parametrize("cmds", TOO_MANY)
+def test_too_many_flags(pair, cmds):
+    run(pair, cmds)
+
+
 # --- A mode flag memcached does not know, in ms and ma: its error line. ---
 
 BAD_MODES = [
