@@ -332,6 +332,9 @@ TOO_MANY = [
     case("md_17_18", b"md k " + flags(17, b"q") + b"\r\n", b"md k " + flags(18, b"q") + b"\r\n"),
     case("ma_17_18", b"ma k " + flags(17) + b"\r\n", b"ma k " + flags(18) + b"\r\n"),
     case("me_many", b"me k " + flags(18) + b"\r\n", b"mn " + flags(18) + b"\r\n"),
+    # A key that is not base64 under `b`: md and ma say it as any flag error.
+    case("b_bad_key", b"md r6_x b\r\n", b"ma r6_x b\r\n", b"mg r6_x b v\r\n", b"ms r6_x 1 b\r\nx\r\n",
+         b"md r6_x b q\r\n", b"ma r6_x q b\r\n", b"mn\r\n"),
     # me reads only a `b` right after the key (1.6.18's process_meta_command).
     case("me_ignores_flags", b"set k 0 0 1\r\n1\r\n", b"ms aw== 1 b\r\n1\r\n", b"me z x\r\n", b"me z v v\r\n",
          b"me z q b\r\n", b"me !!!! b x\r\n", b"me aw== bb\r\n", b"me z O123456789012345678901234567890123\r\n",
