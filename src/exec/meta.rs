@@ -149,7 +149,8 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     // Fetched and last-access are reported as they were before this read.
     let was_fetched = it.item.iflags() & FETCHED != 0;
     let idle = it.item.idle_secs(sh.store.now());
-    if let Some(t) = f.touch {
+    let at = ExpiryByPlace::new(sh, m, (!created).then(|| it.item.expire()));
+    if let Some(t) = f.touch.filter(|_| at.touch_applies()) {
         match sh.retouch(&it, t) {
             Some(n) => it = n,
             None => {
@@ -165,7 +166,7 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
         iflags &= !WIN_SENT;
     }
     if let Some(r) = f.recache {
-        let exp = it.item.expire();
+        let exp = at.expire_at(b'R');
         let token = sh.store.clock().expire_at(r);
         if iflags & WIN_SENT == 0 && !created && exp != 0 && exp < token {
             won = true;
@@ -175,7 +176,7 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
         vlen: it.item.vlen(),
         flags: it.item.flags(),
         cas: sh.store.client_cas(&it),
-        ttl: sh.store.ttl_left(&it),
+        ttl: at.ttl_at(b't', sh.store.now()),
         idle,
         was_fetched,
         iflags,
@@ -188,6 +189,69 @@ fn get(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
         sh.store.bump(&it);
     }
     false
+}
+
+/// An `mg` hit's expiry (absolute store time, 0 = never) as memcached's
+/// flag loop sees it at each place in the line (process_mget_command,
+/// 1.6.18 and HEAD alike): `T` sets it where it stands, and so does `N`
+/// on an item it created (which memcached links with none); `t` and `R`
+/// read it where they stand. So `mg k t T30` shows the TTL from before
+/// the touch, and of `T` and `N` on a created item the later one wins.
+struct ExpiryByPlace {
+    /// The item's expiry before this request: none for a created item.
+    before: u32,
+    /// (place, expiry) of `T`, and of `N` on a created item.
+    touch: Option<(usize, u32)>,
+    vivify: Option<(usize, u32)>,
+    /// Places of `t` and `R`.
+    t: Option<usize>,
+    r: Option<usize>,
+}
+
+impl ExpiryByPlace {
+    /// `before`: the item's expiry before this request, if it was there
+    /// (else `N` created it).
+    fn new(sh: &Shard, m: &MetaRequest, before: Option<u32>) -> ExpiryByPlace {
+        let place = |c: u8| tokens(m.flag_tokens).position(|t| t[0] == c);
+        let clock = sh.store.clock();
+        let vivify = m.f.vivify.filter(|_| before.is_none());
+        ExpiryByPlace {
+            before: before.unwrap_or(0),
+            touch: m
+                .f
+                .touch
+                .and_then(|t| Some((place(b'T')?, clock.expire_at(t)))),
+            vivify: vivify.and_then(|v| Some((place(b'N')?, clock.expire_at(v)))),
+            t: place(b't'),
+            r: place(b'R'),
+        }
+    }
+
+    /// The expiry flag `c` (`t` or `R`) reads at its place.
+    fn expire_at(&self, c: u8) -> u32 {
+        let here = if c == b't' { self.t } else { self.r }.unwrap_or(usize::MAX);
+        [self.touch, self.vivify]
+            .into_iter()
+            .flatten()
+            .filter(|(p, _)| *p < here)
+            .max_by_key(|(p, _)| *p)
+            .map_or(self.before, |(_, e)| e)
+    }
+
+    /// Seconds left to live as flag `c` reads them at its place, -1 for
+    /// never; `now` in store time.
+    fn ttl_at(&self, c: u8, now: u32) -> i64 {
+        match self.expire_at(c) {
+            0 => -1,
+            e => e.saturating_sub(now) as i64,
+        }
+    }
+
+    /// Whether `T` sets the item's final expiry: not when `N`, after it,
+    /// sets a created item's (created with N's already).
+    fn touch_applies(&self) -> bool {
+        !matches!((self.touch, self.vivify), (Some((t, _)), Some((n, _))) if n > t)
+    }
 }
 
 /// What an `mg` hit's reply shows of the item, read by the owner or
@@ -432,11 +496,16 @@ fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool
         exptime,
     });
     // A look before the one arith makes (memcached makes one).
-    let found_before = sh.store.unnoted(|s| s.find(key)).is_some();
+    let before = sh.store.unnoted(|s| s.find(key)).map(|f| f.item.expire());
     // Unlike ms and md, memcached 1.6's ma takes C0 as "no check".
     let r = sh.arith(key, incr, delta, f.cas.unwrap_or(0), create);
-    if let (DeltaOutcome::Value { .. }, Some(t), true) = (r, f.touch, found_before) {
-        sh.store.touch(key, t);
+    // As mg's: memcached's last loop applies T, and N on an item it
+    // created, where they stand; t reads the expiry at its place.
+    let at = ExpiryByPlace::new(sh, m, before);
+    if let (DeltaOutcome::Value { .. }, Some(t)) = (r, f.touch) {
+        if at.touch_applies() {
+            sh.store.touch(key, t);
+        }
     }
     let (code, value) = match r {
         DeltaOutcome::Value { value, .. } => (if f.value { "VA" } else { "HD" }, Some(value)),
@@ -470,11 +539,9 @@ fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool
                     push_num(out, sh.store.client_cas(it));
                 }
             }
-            b't' => {
-                if let Some(it) = &item {
-                    out.extend_from_slice(b" t");
-                    push_num(out, sh.store.ttl_left(it));
-                }
+            b't' if item.is_some() => {
+                out.extend_from_slice(b" t");
+                push_num(out, at.ttl_at(b't', sh.store.now()));
             }
             _ => {}
         }
@@ -488,7 +555,7 @@ fn arith(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool
     // there; one that N created is still answered; NF and EX always go
     // (memcached 1.6.18, measured: `ma x N0 J9 v q` on a miss gives
     // `VA 1`/`9`, `ma y N0 q` gives `HD`).
-    (code == "HD" || code == "VA") && found_before
+    (code == "HD" || code == "VA") && before.is_some()
 }
 
 /// me: item metadata in memcached's debug format.

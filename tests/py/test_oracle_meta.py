@@ -245,6 +245,15 @@ ECHO = [
     case("too_many_tokens", b"mg k " + b" ".join(b"O%d" % i for i in range(30)) + b"\r\n"),
     case("no_key", b"mg\r\n", b"ms\r\n", b"md\r\n", b"ma\r\n", b"me\r\n"),
     case("key_too_long", b"mg " + b"k" * 251 + b" v\r\n"),
+    # memcached's mg applies T (and N on an item it creates) where it
+    # stands in the line: t and R before it see the expiry from before.
+    case("mg_t_before_T", b"ms k 1\r\nx\r\n", b"mg k t T30 v\r\n", b"mg k T40 t\r\n", b"mg k t T0 s\r\n",
+         b"mg k T0 t\r\n"),
+    case("mg_R_before_T", b"ms r 1 T100\r\nx\r\n", b"mg r R30 T10 c\r\n", b"mg r T10 R30 c\r\n", b"mg r s\r\n"),
+    case("ma_t_T_N_order", b"set k 0 0 1\r\n5\r\n", b"ma k t T30\r\n", b"ma k T40 t\r\n", b"ma c1 N30 T60 t\r\n",
+         b"ma c2 T60 N30 t\r\n", b"ma c3 N30 t T60\r\n", b"ma c4 t N30 v\r\n", b"mg c1 s\r\n"),
+    case("mg_N_and_T_created", b"mg n1 N30 t T60\r\n", b"mg n2 t N30\r\n", b"mg n3 T60 N30 t\r\n",
+         b"mg n4 T60 t N30 s\r\n"),
 ]
 
 
