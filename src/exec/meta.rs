@@ -4,7 +4,9 @@
 use super::ops::{store_mode, AutoCreate};
 use super::reply::{push_line, push_num, push_value};
 use super::shard::Shard;
-use crate::protocol::meta::{base64_decode, base64_encode, MetaCmd, MetaRequest};
+use crate::protocol::meta::{
+    base64_decode, base64_encode, ms_mode, MetaCmd, MetaRequest, MS_BAD_MODE,
+};
 use crate::protocol::text::{self, tokens};
 use crate::protocol::{SetMode as Mode, StoreCmd, KEY_MAX};
 use crate::store::classes;
@@ -215,6 +217,17 @@ impl ExpiryByPlace {
         let place = |c: u8| tokens(m.flag_tokens).position(|t| t[0] == c);
         let clock = sh.store.clock();
         let vivify = m.f.vivify.filter(|_| before.is_none());
+        if m.f.touch.is_none() && vivify.is_none() {
+            // Nothing changes the expiry in the line (most mg hits): no
+            // place matters, and the flags are not scanned again.
+            return ExpiryByPlace {
+                before: before.unwrap_or(0),
+                touch: None,
+                vivify: None,
+                t: None,
+                r: None,
+            };
+        }
         ExpiryByPlace {
             before: before.unwrap_or(0),
             touch: m
@@ -374,18 +387,9 @@ pub fn render_miss(m: &MetaRequest, out: &mut Vec<u8>) {
 /// ms. Returns true on success (hidden by quiet mode).
 fn set(sh: &mut Shard, m: &MetaRequest, key: &[u8], out: &mut Vec<u8>) -> bool {
     let f = m.f;
-    // Upper case only: memcached 1.6.18 (and HEAD's proto_parser.c)
-    // answers a lower-case mode as any unknown one.
-    let mode = match f.mode.unwrap_or(b'S') {
-        b'S' => Mode::Set,
-        b'E' => Mode::Add,
-        b'A' => Mode::Append,
-        b'P' => Mode::Prepend,
-        b'R' => Mode::Replace,
-        _ => {
-            push_line(out, "CLIENT_ERROR invalid mode for ms M token");
-            return false;
-        }
+    let Some(mode) = ms_mode(f.mode) else {
+        push_line(out, MS_BAD_MODE);
+        return false;
     };
     let mut a = SetArgs::new(
         store_mode(mode),

@@ -14,6 +14,23 @@ pub const MAX_OPAQUE: usize = 32;
 /// flags for mg, md and ma, 17 for ms (whose length is a token).
 pub const MFLAG_MAX_OPT_LENGTH: usize = 20;
 
+/// ms's answer to a mode it does not know.
+pub const MS_BAD_MODE: &str = "CLIENT_ERROR invalid mode for ms M token";
+
+/// ms's `M` mode (none: set). Upper case only: memcached 1.6.18 (and
+/// HEAD's proto_parser.c) switch on E A P R S and answer any other byte,
+/// lower case included, with [`MS_BAD_MODE`] (None here).
+pub fn ms_mode(mode: Option<u8>) -> Option<SetMode> {
+    Some(match mode {
+        None | Some(b'S') => SetMode::Set,
+        Some(b'E') => SetMode::Add,
+        Some(b'A') => SetMode::Append,
+        Some(b'P') => SetMode::Prepend,
+        Some(b'R') => SetMode::Replace,
+        Some(_) => return None,
+    })
+}
+
 /// Which meta command (protocol.txt, "Meta Commands").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetaCmd {
@@ -231,18 +248,10 @@ pub fn parse<'a>(
     if let Some(n) = vlen {
         if n > item_max {
             // memcached's process_mset_command switches on the mode
-            // before it allocates: an unknown mode (lower case included)
-            // is the error a too-large value gets.
-            let mode = match f.mode {
-                None | Some(b'S') => SetMode::Set,
-                Some(b'E') => SetMode::Add,
-                Some(b'A') => SetMode::Append,
-                Some(b'P') => SetMode::Prepend,
-                Some(b'R') => SetMode::Replace,
-                Some(_) => {
-                    let e = Request::Error("CLIENT_ERROR invalid mode for ms M token");
-                    return Parse::Skip(e, used, n + 2);
-                }
+            // before it allocates: an unknown mode is the error a
+            // too-large value gets.
+            let Some(mode) = ms_mode(f.mode) else {
+                return Parse::Skip(Request::Error(MS_BAD_MODE), used, n + 2);
             };
             // Errors go out even in quiet mode, so noreply stays false.
             let req = Request::TooLarge(Oversized {
