@@ -162,7 +162,8 @@ pub struct Args {
     /// pin_workers=on|off (worker i bound to the i-th allowed CPU; off by
     /// default), steer_connections=on|off (a connection goes to the worker
     /// of the CPU it arrives on, within a surplus of 64; off by default),
-    /// idle_timeout=SECONDS,
+    /// idle_timeout=SECONDS, incoming_mem_limit=MB (what the workers may
+    /// hold for values still arriving; as -m by default, 0 = no limit),
     /// worker_ports[=BASE] (worker i also listens on BASE+i; BASE defaults to
     /// the -p port + 1).
     #[arg(short = 'o', long = "extended", action = ArgAction::Append)]

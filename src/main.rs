@@ -215,6 +215,7 @@ fn settings(cfg: &Config, steering: bool) -> Settings {
         eviction: cfg.eviction,
         flush_enabled: cfg.flush_enabled,
         idle_timeout: cfg.idle_timeout,
+        incoming_limit: cfg.incoming_limit,
         worker_ports: cfg.worker_ports,
         foreign_reads: cfg.foreign_reads && cfg.threads > 1,
         borrow_shards: cfg.borrow_shards && cfg.threads > 1,

@@ -91,6 +91,8 @@ fn every_stats_counter_is_exposed() {
     let stats_only = [
         "time_in_listen_disabled_us",
         "read_buf_oom",
+        "incoming_bytes",
+        "incoming_refused",
         "connection_structures",
         "hash_buckets",
         "hash_expanding",

@@ -145,6 +145,10 @@ pub struct Extended {
     pub backlog: Option<i32>,
     /// `idle_timeout`: close connections idle this many seconds; 0 = never.
     pub idle_timeout: u32,
+    /// `incoming_mem_limit=MB`: megabytes all workers together may hold
+    /// for requests still arriving (engine/incoming.rs); None = as `-m`,
+    /// Some(0) = no limit. corecache's own option.
+    pub incoming_mem_limit: Option<usize>,
     /// `acl_file=PATH`: per-user rules for authenticated users
     /// (auth/acl.rs); needs `-Y` or `-S`.
     pub acl_file: Option<String>,
@@ -174,6 +178,7 @@ impl Default for Extended {
             steer_connections: false,
             backlog: None,
             idle_timeout: 0,
+            incoming_mem_limit: None,
             acl_file: None,
             worker_ports: None,
             ssl: SslOptions::default(),
@@ -230,6 +235,9 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
             "steer_connections" => x.steer_connections = on_off(v).ok_or_else(|| invalid(k, v))?,
             "backlog" => x.backlog = Some(v.parse().map_err(|_| invalid(k, v))?),
             "idle_timeout" => x.idle_timeout = v.parse().map_err(|_| invalid(k, v))?,
+            "incoming_mem_limit" => {
+                x.incoming_mem_limit = Some(v.parse().map_err(|_| invalid(k, v))?)
+            }
             "acl_file" if !v.is_empty() => x.acl_file = Some(v.to_string()),
             "worker_ports" => {
                 x.worker_ports = match v {

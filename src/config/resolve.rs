@@ -64,6 +64,9 @@ pub struct Config {
     pub max_conns: usize,
     /// `-o idle_timeout`: seconds of silence before a connection is closed; 0 = never.
     pub idle_timeout: u32,
+    /// `-o incoming_mem_limit`, in bytes over all workers: what they may
+    /// hold for requests still arriving; as `-m` unless given, 0 = no limit.
+    pub incoming_limit: usize,
     /// `-o worker_ports[=BASE]`: the first worker port; worker *i* also
     /// listens on `BASE + i` (every `-l` address), and requests arriving
     /// there run on its shard alone. `BASE` defaults to `-p` + 1.
@@ -325,6 +328,9 @@ impl Config {
             core_dumps: args.core_dumps,
             max_conns: args.max_conns,
             idle_timeout: x.idle_timeout,
+            incoming_limit: x
+                .incoming_mem_limit
+                .map_or(memory, |mb| mb.saturating_mul(1 << 20)),
             worker_ports,
             flush_enabled: !args.no_flush,
             shutdown_enabled: args.enable_shutdown,

@@ -85,6 +85,11 @@ impl Worker {
             unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
             return;
         }
+        let held = std::mem::take(&mut c.incoming) as u64;
+        self.shard.c.incoming_bytes -= held;
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return;
+        };
         super::conn_log::closed(c.fd, c.eof);
         if let Some(w) = c.watch.take() {
             super::watch::remove(&w);

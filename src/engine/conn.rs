@@ -119,6 +119,9 @@ pub struct Conn {
     pub dump: Option<Box<super::dump::DumpState>>,
     /// Bytes the parser said are still missing from the request at hand.
     pub need: usize,
+    /// Bytes of the worker's budget for requests still arriving that the
+    /// request at hand holds (incoming.rs); 0 when it holds none.
+    pub incoming: usize,
     /// Bytes of a refused data block still to drop.
     pub skip: usize,
     /// No more input will be read: the peer shut down its side, or the
@@ -179,6 +182,7 @@ impl Conn {
             get: None,
             dump: None,
             need: 0,
+            incoming: 0,
             skip: 0,
             pinned: false,
             eof: false,

@@ -219,7 +219,6 @@ impl Worker {
         if op == Op::Verbosity {
             super::server_cmd::apply_verbosity(&req);
         }
-        let binary = matches!(req, Request::Binary(_));
         let pinned = self.conn(idx).pinned;
         if pinned {
             self.shard.c.worker_port_cmds += 1;
@@ -232,10 +231,10 @@ impl Worker {
                     self.exec_local(idx, &req);
                 } else if let Some(reply) = super::foreign_read::Reply::for_request(&req) {
                     if !self.foreign_get(idx, to, k, reply) && !self.exec_borrowed(idx, to, &req) {
-                        self.forward_raw(idx, to, binary, raw, k);
+                        self.forward_raw(idx, to, &req, raw, k);
                     }
                 } else if !self.exec_borrowed(idx, to, &req) {
-                    self.forward_raw(idx, to, binary, raw, k);
+                    self.forward_raw(idx, to, &req, raw, k);
                 }
             }
             Route::Split(keys) => return self.split_get(idx, &req, keys, raw),
@@ -415,7 +414,7 @@ impl Worker {
             {
                 self.conn(idx).reply_buf().extend_from_slice(b"END\r\n");
             } else if !self.exec_borrowed(idx, to, req) {
-                self.forward_raw(idx, to, false, raw, k);
+                self.forward_raw(idx, to, req, raw, k);
             }
             return true;
         }

@@ -4,6 +4,7 @@
 //! dispatcher. Work is linear in the bytes: a text line arriving in pieces
 //! is searched for its end once (`Conn::scanned`), not once per piece.
 use super::dispatch::Request;
+use super::incoming;
 use super::multiget::GetRun;
 use super::worker::Worker;
 use crate::protocol::{ascii_auth, binary, text, Parse, Proto};
@@ -61,14 +62,21 @@ impl Worker {
                 }
                 Proto::Text => {
                     let mut scanned = c.scanned;
-                    let parsed = text::parse_stream(buf, item_max, &mut scanned, c.read_full);
+                    let read_full = c.read_full;
+                    let parsed = text::parse_stream(buf, item_max, &mut scanned, read_full);
                     c.scanned = scanned;
+                    let parsed = self.admit(idx, parsed, buf.len(), || {
+                        incoming::refuse_text(buf, &mut scanned, read_full)
+                    });
                     self.step(idx, parsed, buf, |w, req, raw| {
                         w.dispatch(idx, Request::Text(req), raw)
                     })
                 }
                 Proto::Binary => {
-                    self.step(idx, binary::parse(buf, item_max), buf, |w, req, raw| {
+                    let parsed = binary::parse(buf, item_max);
+                    let parsed =
+                        self.admit(idx, parsed, buf.len(), || incoming::refuse_binary(buf));
+                    self.step(idx, parsed, buf, |w, req, raw| {
                         w.dispatch(idx, Request::Binary(req), raw)
                     })
                 }
@@ -92,12 +100,14 @@ impl Worker {
     ) -> Option<usize> {
         match parsed {
             Parse::Done(req, used) => {
+                self.release_incoming(idx);
                 if !dispatch(self, req, &buf[..used]) {
                     return None;
                 }
                 Some(used)
             }
             Parse::Skip(req, used, skip) => {
+                self.release_incoming(idx);
                 dispatch(self, req, &buf[..used]);
                 if let Some(c) = self.conns[idx as usize].as_mut() {
                     c.skip = skip;

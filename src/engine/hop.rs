@@ -143,8 +143,14 @@ pub enum Job {
         cursor: crate::store::scan::ScanCursor,
         max_lines: u64,
     },
-    /// One whole single-key request, as received (text, meta or binary).
-    Raw { binary: bool, bytes: Vec<u8> },
+    /// One whole single-key request, as received (text, meta or binary);
+    /// or, when `no_memory`, the head of a store the sender had no memory
+    /// to receive the data block of (incoming.rs), to be refused.
+    Raw {
+        binary: bool,
+        no_memory: bool,
+        bytes: Vec<u8>,
+    },
     /// Keys of a text multi-get this worker owns, space separated, each
     /// with the slot its reply fills.
     GetKeys {

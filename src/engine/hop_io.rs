@@ -3,7 +3,9 @@
 //! the backlog of messages a full queue refused, waking a sleeping owner
 //! with MSG_RING, draining the inbox (running others' jobs, taking their
 //! replies), and broadcasting to every worker.
+use super::dispatch::Request;
 use super::hop::{Job, Msg, NO_REPLY};
+use super::incoming::{self, Reparse};
 use super::user_data::{ConnId, Kind, UserData};
 use super::worker::Worker;
 use crate::exec;
@@ -50,19 +52,23 @@ impl Worker {
         );
     }
 
-    /// Forwards one whole single-key request for `key`, as received, to
-    /// its owner.
+    /// Forwards one whole single-key request `req` for `key`, as received
+    /// (`raw`), to its owner.
     pub(super) fn forward_raw(
         &mut self,
         idx: u32,
         to: usize,
-        binary: bool,
+        req: &Request,
         raw: &[u8],
         key: &[u8],
     ) {
-        let bytes = raw.to_vec();
+        let job = Job::Raw {
+            binary: matches!(req, Request::Binary(_)),
+            no_memory: super::incoming::refused_for_memory(req),
+            bytes: raw.to_vec(),
+        };
         let h = self.shard.store.hash(key);
-        self.forward_fenced(idx, to, Job::Raw { binary, bytes }, Some(h));
+        self.forward_fenced(idx, to, job, Some(h));
     }
 
     pub(super) fn send_msg(&mut self, to: usize, m: Msg) {
@@ -276,20 +282,28 @@ impl Worker {
             }
             Job::Raw {
                 binary: false,
+                no_memory,
                 bytes: raw,
             } => {
-                if let Parse::Done(req, _) | Parse::Skip(req, _, _) = text::parse(&raw, item_max) {
+                let parsed = match no_memory {
+                    false => text::parse(&raw, item_max),
+                    true => refused(incoming::refuse_text(&raw, &mut 0, false)),
+                };
+                if let Parse::Done(req, _) | Parse::Skip(req, _, _) = parsed {
                     exec::text::exec(&mut self.shard, &req, &mut bytes);
                     super::conn_log::reply_error(None, self.id, &bytes);
                 }
             }
             Job::Raw {
                 binary: true,
+                no_memory,
                 bytes: raw,
             } => {
-                if let Parse::Done(Ok(r), _) | Parse::Skip(Ok(r), _, _) =
-                    binary::parse(&raw, item_max)
-                {
+                let parsed = match no_memory {
+                    false => binary::parse(&raw, item_max),
+                    true => refused(incoming::refuse_binary(&raw)),
+                };
+                if let Parse::Done(Ok(r), _) | Parse::Skip(Ok(r), _, _) = parsed {
                     exec::binary::exec(&mut self.shard, &r, &mut bytes);
                     super::conn_log::reply_error(None, self.id, &bytes);
                 }
@@ -358,5 +372,14 @@ impl Worker {
                 self.forward(idx, to, job.clone());
             }
         }
+    }
+}
+
+/// The refusal a forwarding worker made of a store's head, made again
+/// here (a head it refused always parses as one).
+fn refused<T>(r: Reparse<T>) -> Parse<T> {
+    match r {
+        Reparse::Refused(p) => p,
+        Reparse::Head(_) | Reparse::Other => Parse::Close,
     }
 }

@@ -18,6 +18,7 @@ pub mod foreign_read;
 pub mod framing;
 pub mod hop;
 pub mod hop_io;
+pub mod incoming;
 pub mod lend;
 pub mod listen_set;
 pub mod listener;
@@ -77,6 +78,9 @@ pub struct Settings {
     pub flush_enabled: bool,
     /// Seconds of silence after which a connection is closed; 0 = never.
     pub idle_timeout: u32,
+    /// `-o incoming_mem_limit` in bytes, over all workers: what they may
+    /// hold for requests still arriving (incoming.rs); 0 = no limit.
+    pub incoming_limit: usize,
     /// `-o worker_ports`: the first worker port (worker *i* listens on
     /// this + *i*, and what arrives there runs on its shard alone).
     pub worker_ports: Option<u16>,

@@ -57,6 +57,8 @@ pub fn general(shared: &Shared, totals: &Counters) -> Vec<(&'static str, String)
         ("read_buf_bytes", n(read_buf_bytes)),
         ("read_buf_bytes_free", n(read_buf_bytes)),
         ("read_buf_oom", n(t.read_buf_oom)),
+        ("incoming_bytes", n(t.incoming_bytes)),
+        ("incoming_refused", n(t.incoming_refused)),
         // Descriptors are not set aside: running short pauses accepting
         // (listen_disabled_num) instead.
         ("reserved_fds", zero()),
@@ -231,6 +233,7 @@ mod tests {
                 eviction: n.parse::<Eviction>().unwrap(),
                 flush_enabled: true,
                 idle_timeout: 0,
+                incoming_limit: 0,
                 worker_ports: None,
                 foreign_reads: false,
                 borrow_shards: false,

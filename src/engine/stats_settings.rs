@@ -114,6 +114,9 @@ pub fn settings(shared: &Shared, maxbytes: u64) -> Vec<(&'static str, String)> {
         ("temp_lru", yes_no(false)),
         ("temporary_ttl", fixed("61")),
         ("idle_timeout", s.idle_timeout.to_string()),
+        // corecache's: megabytes the workers may hold for requests still
+        // arriving (engine/incoming.rs); 0 = no limit.
+        ("incoming_mem_limit", (s.incoming_limit >> 20).to_string()),
         // A watcher's queue bound (watch.rs); -o watcher_logbuf_size has
         // no effect.
         ("watcher_logbuf_size", super::watch::WATCHER_BUF.to_string()),

@@ -72,6 +72,9 @@ pub struct Worker {
     pub(super) to_send: Vec<u32>,
     /// The largest input buffer a finished large request left (keep_tail).
     pub(super) spare_in: Vec<u8>,
+    /// Bytes this worker may hold for requests still arriving
+    /// (incoming.rs); what it holds is `shard.c.incoming_bytes`.
+    pub(super) incoming_limit: usize,
     /// Completions taken from the ring, reused every turn.
     pub(super) batch: Vec<(u64, i32, u32)>,
     /// Hashes of the keys prefetched for the batch being reaped.
@@ -150,6 +153,8 @@ impl Worker {
         shard.id = id as u32;
         let lend = shared.settings.borrow_shards.then(|| &shared.lends[id]);
         let shard = Held::new(shard, lend);
+        let s = &shared.settings;
+        let incoming_limit = super::incoming::worker_limit(s.incoming_limit, n, s.item_max);
         let mut w = Worker {
             id,
             shared,
@@ -169,6 +174,7 @@ impl Worker {
             batch: Vec::with_capacity(256),
             hashes: Vec::with_capacity(PREFETCH_MAX),
             spare_in: Vec::new(),
+            incoming_limit,
             backlog: (0..n).map(|_| VecDeque::new()).collect(),
             route: route_hasher(),
             batches: (0..n).map(|_| GetBatch::default()).collect(),

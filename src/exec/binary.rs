@@ -6,7 +6,7 @@ use super::ops::{store_mode, AutoCreate};
 use super::reply::push_value;
 use super::shard::{Shard, VERSION};
 use crate::protocol::binary::{status, write_head, write_response, Kind, Request};
-use crate::protocol::{SetMode, StoreCmd};
+use crate::protocol::{text, Refusal, SetMode, StoreCmd};
 use crate::store::{DeleteOutcome, DeltaOutcome, SetArgs, SetOutcome};
 
 /// memcached's error bodies, by status.
@@ -121,9 +121,17 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
         }
         Kind::Store(mode) => {
             sh.detail.set(r.key);
-            if r.oversized {
-                sh.refuse_oversized(r.key, StoreCmd::Binary, mode);
-                return error(out, h.opcode, status::E2BIG, h.opaque);
+            if let Some(refusal) = r.refused {
+                sh.refuse_block(r.key, StoreCmd::Binary, mode, refusal);
+                // memcached's process_bin_update and conn_nread strip
+                // "SERVER_ERROR " from their text replies for the body.
+                let (st, body) = match refusal {
+                    Refusal::TooLarge => (status::E2BIG, error_text(status::E2BIG)),
+                    Refusal::NoMemory => (status::ENOMEM, "Out of memory allocating item"),
+                    Refusal::NoMemoryReading => (status::ENOMEM, &text::NO_MEMORY_READING[13..]),
+                };
+                let (op, opaque) = (h.opcode, h.opaque);
+                return write_response(out, op, st, opaque, 0, &[], &[], body.as_bytes());
             }
             let (flags, exp) = if r.extras.len() >= 8 {
                 (r.extra_u32(0), exptime(r.extra_u32(4)))

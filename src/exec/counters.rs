@@ -73,7 +73,7 @@ macro_rules! counters {
 /// The figures that are levels, not counts: `stats reset` leaves them as
 /// they are (memcached keeps `curr_connections`, `curr_items`, `bytes`
 /// and the limits).
-pub const GAUGES: [&str; 13] = [
+pub const GAUGES: [&str; 14] = [
     "curr_connections",
     "connection_structures",
     "hash_buckets",
@@ -87,6 +87,7 @@ pub const GAUGES: [&str; 13] = [
     "accepting_conns",
     "hash_bytes",
     "admin_job_max_us",
+    "incoming_bytes",
 ];
 
 counters!(
@@ -171,6 +172,11 @@ counters!(
     // Receives that found the worker's buffer ring empty (ENOBUFS), which
     // wait for the next turn: memcached's read_buf_oom.
     read_buf_oom,
+    // Bytes the worker holds for requests over 64 KiB still arriving, and
+    // storage commands refused because holding theirs would pass its
+    // share of -o incoming_mem_limit (engine/incoming.rs).
+    incoming_bytes,
+    incoming_refused,
     // Gauges set at publishing: connection table slots (memcached's
     // connection_structures), the index's primary buckets, and whether
     // it is growing (hash_power_level, hash_is_expanding).

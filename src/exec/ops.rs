@@ -9,7 +9,7 @@
 //! hit or a miss, and an auto-created counter neither.
 
 use super::shard::Shard;
-use crate::protocol::{SetMode as Mode, StoreCmd};
+use crate::protocol::{Refusal, SetMode as Mode, StoreCmd};
 use crate::store::classes;
 use crate::store::notes::{self, Note};
 use crate::store::{DeleteOutcome, DeltaOutcome, Found, SetArgs, SetMode, SetOutcome};
@@ -158,16 +158,29 @@ impl Shard {
         r
     }
 
-    /// A storage command whose data was over the item size limit and was
-    /// never read: counts `store_too_large` (not for binary, as memcached's
-    /// proto_bin) and applies the refusal rule.
-    pub fn refuse_oversized(&mut self, key: &[u8], cmd: StoreCmd, mode: Mode) {
+    /// A storage command whose data block was refused and never read
+    /// (over the item size limit, or no memory to hold it while it
+    /// arrived): counts `store_too_large` or `store_no_memory` (not for
+    /// binary, as memcached's proto_bin), logs it and applies the refusal
+    /// rule, as memcached's process_update_command does when its item
+    /// allocation fails. A refusal during the read (memcached's chunked
+    /// items) changes nothing: memcached's conn_nread counts and logs
+    /// nothing and leaves the old value.
+    pub fn refuse_block(&mut self, key: &[u8], cmd: StoreCmd, mode: Mode, refusal: Refusal) {
+        let outcome = match refusal {
+            Refusal::TooLarge => SetOutcome::TooLarge,
+            Refusal::NoMemory => SetOutcome::NoMemory,
+            Refusal::NoMemoryReading => return,
+        };
         if self.store.notes.wants(notes::MUTATIONS) {
             let a = SetArgs::new(store_mode(mode), key, b"", 0, 0);
-            self.note_store(&a, cmd, mode, &SetOutcome::TooLarge);
+            self.note_store(&a, cmd, mode, &outcome);
         }
         if cmd != StoreCmd::Binary {
-            self.c.store_too_large += 1;
+            match outcome {
+                SetOutcome::TooLarge => self.c.store_too_large += 1,
+                _ => self.c.store_no_memory += 1,
+            }
         }
         if refusal_drops_old(cmd, mode) {
             self.drop_key(key);

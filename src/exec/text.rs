@@ -6,7 +6,7 @@ use super::reply::{push_line, push_num, push_value};
 use super::shard::{Shard, VERSION};
 use crate::protocol::meta::base64_decode;
 use crate::protocol::text::{self, Request};
-use crate::protocol::{StoreCmd, KEY_MAX};
+use crate::protocol::{Refusal, StoreCmd, KEY_MAX};
 use crate::store::{DeleteOutcome, DeltaOutcome, SetArgs, SetOutcome};
 
 /// One key of a get/gets/gat/gats: writes its VALUE block if found.
@@ -83,9 +83,16 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
                 if o.cmd != StoreCmd::Meta {
                     sh.detail.set(key);
                 }
-                sh.refuse_oversized(key, o.cmd, o.mode);
+                sh.refuse_block(key, o.cmd, o.mode, o.refusal);
             }
-            push_line(out, text::TOO_LARGE);
+            push_line(
+                out,
+                match o.refusal {
+                    Refusal::TooLarge => text::TOO_LARGE,
+                    Refusal::NoMemory => text::NO_MEMORY,
+                    Refusal::NoMemoryReading => text::NO_MEMORY_READING,
+                },
+            );
             o.noreply
         }
         Request::Delete { key, noreply } => {

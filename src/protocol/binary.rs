@@ -13,7 +13,7 @@
 //!  body: extras, key, value
 //! ```
 
-use super::{Parse, SetMode, KEY_MAX};
+use super::{Parse, Refusal, SetMode, KEY_MAX};
 
 /// First byte of a request (and what selects binary on a connection).
 pub const REQ_MAGIC: u8 = 0x80;
@@ -113,11 +113,12 @@ pub struct Request<'a> {
     pub extras: &'a [u8],
     /// The key; empty for opcodes without one.
     pub key: &'a [u8],
-    /// The value; empty when `oversized`.
+    /// The value; empty when `refused`.
     pub value: &'a [u8],
-    /// A storage body over the item size limit: dropped unread, so
-    /// `extras` and `value` are empty (the key is kept).
-    pub oversized: bool,
+    /// A storage body refused before it is read (over the item size
+    /// limit, or no memory to hold it): dropped unread, so `extras` and
+    /// `value` are empty (the key is kept).
+    pub refused: Option<Refusal>,
 }
 
 /// What an opcode does, whatever its quiet or key-returning variant.
@@ -341,7 +342,7 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Result<Request<'_>, Invalid>>
                 extras: &[],
                 key: &buf[HEADER_LEN + h.extras_len as usize..head],
                 value: &[],
-                oversized: true,
+                refused: Some(Refusal::TooLarge),
             };
             return Parse::Skip(Ok(req), head, body - kx);
         }
@@ -363,7 +364,7 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Result<Request<'_>, Invalid>>
         extras: &b[..h.extras_len as usize],
         key: &b[h.extras_len as usize..kx],
         value: &b[kx..],
-        oversized: false,
+        refused: None,
     };
     let ext_ok = match (h.opcode, ext) {
         (op::FLUSH | op::FLUSHQ, _) => h.extras_len == 0 || h.extras_len == 4,

@@ -1,7 +1,7 @@
 //! Binary parser tests, from memcached's doc/protocol-binary.txt.
 
 use super::binary::*;
-use super::Parse;
+use super::{Parse, Refusal};
 
 fn header(opcode: u8, key_len: u16, extras: u8, body: u32, opaque: u32, cas: u64) -> Vec<u8> {
     let mut h = vec![REQ_MAGIC, opcode];
@@ -134,7 +134,7 @@ fn malformed_requests() {
     big.push(b'k');
     match parse(&big, 1 << 20) {
         Parse::Skip(Ok(r), 33, 9_999_991) => {
-            assert!(r.oversized);
+            assert_eq!(r.refused, Some(Refusal::TooLarge));
             assert_eq!(r.key, b"k");
             assert!(r.value.is_empty());
         }
@@ -147,7 +147,7 @@ fn malformed_requests() {
         parse(&big, 1 << 20),
         Parse::Skip(
             Ok(Request {
-                oversized: true,
+                refused: Some(Refusal::TooLarge),
                 key: b"ab",
                 ..
             }),

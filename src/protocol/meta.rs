@@ -3,7 +3,7 @@
 //! executor walks them again in request order to build the reply.
 
 use super::text::{parse_i32, parse_u32, parse_u64, tokens, Request, BAD_FORMAT, ERROR};
-use super::{Oversized, Parse, SetMode, StoreCmd, KEY_MAX};
+use super::{Oversized, Parse, Refusal, SetMode, StoreCmd, KEY_MAX};
 
 /// memcached's limit on an `O` (opaque) token, in bytes.
 pub const MAX_OPAQUE: usize = 32;
@@ -255,6 +255,7 @@ pub fn parse<'a>(
             };
             // Errors go out even in quiet mode, so noreply stays false.
             let req = Request::TooLarge(Oversized {
+                refusal: Refusal::TooLarge,
                 key,
                 base64: f.base64,
                 mode,

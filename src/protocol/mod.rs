@@ -75,12 +75,55 @@ pub enum SetMode {
     Prepend,
 }
 
-/// A storage command whose data block is over the item size limit (`-I`):
-/// the parser drops the block as it arrives, unbuffered, and the executor
-/// refuses the store (memcached: `SERVER_ERROR object too large for cache`,
-/// binary status 3).
+/// Why a storage command's data block is dropped as it arrives, unread,
+/// and the store refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Over the item size limit (`-I`), decided by the parser: memcached's
+    /// `SERVER_ERROR object too large for cache`, binary E2BIG.
+    TooLarge,
+    /// The worker's budget for requests still arriving is spent
+    /// (`-o incoming_mem_limit`, engine/incoming.rs), decided by the
+    /// engine: memcached's failed item allocation, `SERVER_ERROR out of
+    /// memory storing object`, binary ENOMEM; a set drops the old value
+    /// as on a too-large one.
+    NoMemory,
+    /// As `NoMemory`, for a value memcached reads in chunks (an item over
+    /// its 512 KiB `slab_chunk_max`): there the allocation that fails is
+    /// a chunk's, during the read, `SERVER_ERROR Out of memory during
+    /// read`, and the old value stays.
+    NoMemoryReading,
+}
+
+/// memcached's default `slab_chunk_max` (half its 1 MiB slab page), bytes:
+/// an item larger than this is allocated a chunk at a time as its data
+/// arrives (memcached.c `read_into_chunked_item`).
+pub const MEMCACHED_CHUNK_MAX: usize = 512 * 1024;
+
+/// memcached's item header with its CAS, and the key's terminating NUL,
+/// bytes: what an item costs beside its key and data block.
+const MEMCACHED_ITEM_HEAD: usize = 48 + 8 + 1;
+
+impl Refusal {
+    /// The refusal memcached gives when it has no memory for an item of
+    /// this key and data block (the value and its "\r\n"), in bytes.
+    pub fn no_memory(key_len: usize, data_block: usize) -> Refusal {
+        if MEMCACHED_ITEM_HEAD + key_len + data_block > MEMCACHED_CHUNK_MAX {
+            Refusal::NoMemoryReading
+        } else {
+            Refusal::NoMemory
+        }
+    }
+}
+
+/// A storage command whose data block is refused before it is read (over
+/// the item size limit, or no memory to hold it while it arrives): the
+/// block is dropped as it arrives, unbuffered, and the executor refuses
+/// the store with the reply `refusal` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Oversized<'a> {
+    /// Why the block is refused.
+    pub refusal: Refusal,
     /// The key as sent (base64 when `base64`).
     pub key: &'a [u8],
     /// Meta `b` flag: the key is base64.

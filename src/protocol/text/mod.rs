@@ -27,6 +27,9 @@ pub const NON_NUMERIC: &str = "CLIENT_ERROR cannot increment or decrement non-nu
 pub const TOO_LARGE: &str = "SERVER_ERROR object too large for cache";
 /// A store the cache has no room for, after eviction (or with `-M`).
 pub const NO_MEMORY: &str = "SERVER_ERROR out of memory storing object";
+/// A store whose data block could not be held while it arrived, for an
+/// item memcached reads in chunks (memcached.c conn_nread).
+pub const NO_MEMORY_READING: &str = "SERVER_ERROR Out of memory during read";
 
 /// One parsed text-protocol request; keys and data borrow the input
 /// buffer. Exptimes are as sent (seconds relative, or absolute Unix time

@@ -5,7 +5,7 @@
 use super::{
     parse_i32, parse_u32, parse_u64, refused, split, Request, BAD_CHUNK, BAD_FORMAT, ERROR,
 };
-use crate::protocol::{Oversized, Parse, SetMode, Storage, StoreCmd, KEY_MAX};
+use crate::protocol::{Oversized, Parse, Refusal, SetMode, Storage, StoreCmd, KEY_MAX};
 
 /// Parses the storage command `cmd` whose line is `line` (without its
 /// "\r\n", `used` bytes with it) at the front of `buf`.
@@ -60,6 +60,7 @@ pub(super) fn parse<'a>(
     };
     if vlen > item_max {
         let req = Request::TooLarge(Oversized {
+            refusal: Refusal::TooLarge,
             key,
             base64: false,
             mode,

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::protocol::meta::{base64_decode, base64_encode, MetaCmd};
-use crate::protocol::{Parse, SetMode, StoreCmd};
+use crate::protocol::{Parse, Refusal, SetMode, StoreCmd};
 
 const MAX: usize = 1 << 20;
 
@@ -105,6 +105,7 @@ fn storage_errors() {
         parse(b"set k 0 0 2000000\r\n", MAX),
         Parse::Skip(
             Request::TooLarge(Oversized {
+                refusal: Refusal::TooLarge,
                 mode: SetMode::Set,
                 cmd: StoreCmd::Plain,
                 ..
@@ -117,6 +118,7 @@ fn storage_errors() {
         parse(b"append k 0 0 2000000\r\n", MAX),
         Parse::Skip(
             Request::TooLarge(Oversized {
+                refusal: Refusal::TooLarge,
                 mode: SetMode::Append,
                 ..
             }),
@@ -128,6 +130,7 @@ fn storage_errors() {
         parse(b"cas k 0 0 2000000 5\r\n", MAX),
         Parse::Skip(
             Request::TooLarge(Oversized {
+                refusal: Refusal::TooLarge,
                 cmd: StoreCmd::Cas,
                 ..
             }),
@@ -386,6 +389,7 @@ fn meta_commands() {
         parse(b"ms k 5000000 T1\r\n", MAX),
         Parse::Skip(
             Request::TooLarge(Oversized {
+                refusal: Refusal::TooLarge,
                 cmd: StoreCmd::Meta,
                 mode: SetMode::Set,
                 ..
@@ -398,6 +402,7 @@ fn meta_commands() {
         parse(b"ms k 5000000 MA b\r\n", MAX),
         Parse::Skip(
             Request::TooLarge(Oversized {
+                refusal: Refusal::TooLarge,
                 mode: SetMode::Append,
                 base64: true,
                 ..
