@@ -1,0 +1,294 @@
+//! Values still arriving are held within a budget, as memcached holds
+//! them within `-m`: many clients each half-way through a large store
+//! must not grow the server's memory with their number. memcached
+//! allocates an item when a store's line arrives and refuses the stores
+//! it has no memory for, dropping their data unread; corecache counts
+//! what it holds for requests still arriving against `-o
+//! incoming_mem_limit` (as `-m` by default) and refuses the same way
+//! (engine/incoming.rs). The same bytes go to Debian's memcached and to
+//! corecache (`-t 2`, so refused stores of the other worker's keys are
+//! forwarded): the replies, what a refused `set` leaves of the old value,
+//! and the next request on each connection must match.
+
+mod common;
+use common::*;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Clients uploading at once: at `-m 16` both servers take some of their
+/// values and refuse others.
+const CLIENTS: usize = 120;
+
+/// A store sent in two parts: its head and half its value, then the rest.
+struct Upload {
+    first: Vec<u8>,
+    rest: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Text,
+    TextNoreply,
+    Meta,
+    Binary,
+}
+
+fn key(i: usize) -> String {
+    format!("incoming:{i}")
+}
+
+/// Each key's value: its own byte, so a value read back under the wrong
+/// key, or cut, shows.
+fn value(i: usize, size: usize) -> Vec<u8> {
+    vec![b'a' + (i % 26) as u8; size]
+}
+
+fn upload(kind: Kind, i: usize, size: usize) -> Upload {
+    let k = key(i);
+    let v = value(i, size);
+    let mut req = match kind {
+        Kind::Text => format!("set {k} 0 0 {size}\r\n").into_bytes(),
+        Kind::TextNoreply => format!("set {k} 0 0 {size} noreply\r\n").into_bytes(),
+        Kind::Meta => format!("ms {k} {size}\r\n").into_bytes(),
+        Kind::Binary => bin(0x01, k.as_bytes(), &[0; 8], &v, i as u32),
+    };
+    let head = req.len() - if kind == Kind::Binary { size } else { 0 };
+    if kind != Kind::Binary {
+        req.extend_from_slice(&v);
+        req.extend_from_slice(b"\r\n");
+    }
+    // What follows the store on the same connection: it must be read as
+    // a request of its own, whatever became of the store's data.
+    match kind {
+        Kind::Binary => req.extend_from_slice(&bin(0x0a, b"", &[], &[], 0xfeed)),
+        _ => req.extend_from_slice(b"mn\r\n"),
+    }
+    let cut = head + size / 2;
+    Upload {
+        first: req[..cut].to_vec(),
+        rest: req[cut..].to_vec(),
+    }
+}
+
+/// What one connection got back: the store's reply (None when it sent
+/// none, as `noreply` asks), and whether the request after it was
+/// answered as itself.
+type Outcome = (Option<String>, bool);
+
+fn read_outcome(kind: Kind, s: &mut TcpStream) -> Outcome {
+    match kind {
+        Kind::Binary => {
+            let (op, status, opaque, _, body) = read_bin(s);
+            if op == 0x0a {
+                return (None, opaque == 0xfeed);
+            }
+            let reply = format!("{status:#x} {}", String::from_utf8_lossy(&body));
+            let (op, _, opaque, _, _) = read_bin(s);
+            (Some(reply), op == 0x0a && opaque == 0xfeed)
+        }
+        _ => {
+            // Both replies may come in one read: take them together.
+            let got = String::from_utf8(read_until(s, b"MN\r\n")).unwrap();
+            let reply = got.strip_suffix("MN\r\n").unwrap();
+            let one_line = reply.is_empty() || reply.find("\r\n") == Some(reply.len() - 2);
+            ((!reply.is_empty()).then(|| reply.to_string()), one_line)
+        }
+    }
+}
+
+/// The stored reply, per kind.
+fn stored(kind: Kind) -> Option<String> {
+    match kind {
+        Kind::Text => Some("STORED\r\n".into()),
+        Kind::TextNoreply => None,
+        Kind::Meta => Some("HD\r\n".into()),
+        Kind::Binary => Some("0x0 ".into()),
+    }
+}
+
+/// What a run saw: the refusals' replies, what a refused store left under
+/// its key (the old value or nothing), and how many stores were refused.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    refusals: BTreeSet<String>,
+    old_after_refusal: BTreeSet<bool>,
+    refused: usize,
+}
+
+/// Stores "old" under every key, then runs the uploads at once: every
+/// connection sends its first part before any sends the rest. Checks what
+/// must hold on any server: the request after each store is answered, a
+/// store reported stored (or silent, then found) reads back exact.
+fn run(port: u16, kind: Kind, size: usize) -> Seen {
+    let connect = || {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s
+    };
+    let mut c = connect();
+    for i in 0..CLIENTS {
+        c.write_all(format!("set {} 0 0 3\r\nold\r\n", key(i)).as_bytes())
+            .unwrap();
+        assert_eq!(read_until(&mut c, b"\r\n"), b"STORED\r\n");
+    }
+    let ups: Vec<Upload> = (0..CLIENTS).map(|i| upload(kind, i, size)).collect();
+    let mut conns: Vec<TcpStream> = (0..CLIENTS).map(|_| connect()).collect();
+    for (s, u) in conns.iter_mut().zip(&ups) {
+        s.write_all(&u.first).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for (s, u) in conns.iter_mut().zip(&ups) {
+        s.write_all(&u.rest).unwrap();
+    }
+    let mut seen = Seen {
+        refusals: BTreeSet::new(),
+        old_after_refusal: BTreeSet::new(),
+        refused: 0,
+    };
+    for (i, s) in conns.iter_mut().enumerate() {
+        let (reply, next_ok) = read_outcome(kind, s);
+        assert!(
+            next_ok,
+            "{kind:?} {size}: the request after store {i} was not answered"
+        );
+        c.write_all(format!("get {}\r\n", key(i)).as_bytes())
+            .unwrap();
+        let got = read_until(&mut c, b"END\r\n");
+        let held = &got[got.iter().position(|&b| b == b'\n').map_or(0, |p| p + 1)..];
+        let is_new = got.starts_with(format!("VALUE {} 0 {size}\r\n", key(i)).as_bytes())
+            && held.starts_with(&value(i, size))
+            && got.ends_with(b"\r\nEND\r\n");
+        let is_old = got == format!("VALUE {} 0 3\r\nold\r\nEND\r\n", key(i)).as_bytes();
+        let is_gone = got == b"END\r\n";
+        let acked = reply.is_some() && reply == stored(kind);
+        if acked || (reply.is_none() && is_new) {
+            // A cache may evict what it stored, never return the old value.
+            assert!(
+                is_new || is_gone,
+                "{kind:?} {size}: store {i} acknowledged, then {:?}",
+                String::from_utf8_lossy(&got[..got.len().min(60)])
+            );
+            continue;
+        }
+        assert!(
+            is_old || is_gone,
+            "{kind:?} {size}: key {i} after a refusal holds another value"
+        );
+        seen.refused += 1;
+        if let Some(r) = reply {
+            seen.refusals.insert(r);
+        }
+        seen.old_after_refusal.insert(is_old);
+    }
+    seen
+}
+
+/// `-m 16` for both (the least at which corecache's two shards keep a
+/// 1 MiB `-I`); corecache with two workers, and a budget of 6 MB, so what
+/// it stores fits its memory and nothing evicts the old values (memcached
+/// keeps them in a slab class of their own).
+fn both(kind: Kind, size: usize) -> (Seen, Seen, Server) {
+    let mc = Memcached::start(&["-m", "16"]);
+    let want = run(mc.port, kind, size);
+    let srv = Server::start(&["-m", "16", "-t", "2", "-o", "incoming_mem_limit=6"]);
+    let got = run(srv.port, kind, size);
+    (want, got, srv)
+}
+
+fn check(kind: Kind, size: usize) {
+    let (want, got, srv) = both(kind, size);
+    assert!(
+        want.refused > 0 && want.refused < CLIENTS,
+        "memcached refused {} of {CLIENTS}: the load does not test what it should",
+        want.refused
+    );
+    assert!(
+        got.refused > 0 && got.refused < CLIENTS,
+        "{kind:?} {size}: corecache refused {} of {CLIENTS}",
+        got.refused
+    );
+    assert_eq!(
+        got.refusals, want.refusals,
+        "{kind:?} {size}: the refusal replies"
+    );
+    assert_eq!(
+        got.old_after_refusal, want.old_after_refusal,
+        "{kind:?} {size}: the old value after a refusal (true: kept)"
+    );
+    let stats = exchange(&srv, b"stats\r\n", b"END\r\n");
+    assert_eq!(
+        stat(&stats, "incoming_bytes"),
+        Some(0),
+        "every upload is done"
+    );
+    assert_eq!(stat(&stats, "incoming_refused"), Some(got.refused as u64));
+}
+
+#[test]
+fn a_text_set_refused_for_memory_as_memcached_refuses_it() {
+    // Under memcached's 512 KiB chunk size the item is allocated whole,
+    // and a set's old value is dropped; over it a chunk fails during the
+    // read, and the old value stays.
+    check(Kind::Text, 200_000);
+    check(Kind::Text, 1_000_000);
+}
+
+#[test]
+fn a_noreply_set_refused_for_memory_is_silent() {
+    check(Kind::TextNoreply, 200_000);
+}
+
+#[test]
+fn an_ms_refused_for_memory_as_memcached_refuses_it() {
+    check(Kind::Meta, 200_000);
+    check(Kind::Meta, 1_000_000);
+}
+
+#[test]
+fn a_binary_set_refused_for_memory_as_memcached_refuses_it() {
+    check(Kind::Binary, 200_000);
+    check(Kind::Binary, 1_000_000);
+}
+
+/// Resident memory stays near `-m` however many clients are half-way
+/// through a large value; before the budget it grew by each one's value
+/// (1,045 MiB at `-m 64` with 1,000 clients of 1 MB), and connections
+/// that go away mid-value give their share back.
+#[test]
+fn clients_half_way_through_large_values_do_not_grow_memory_with_their_number() {
+    let srv = Server::start(&["-m", "16", "-t", "2"]);
+    let pid = srv.child.id();
+    let before = rss_kib(pid);
+    let size = 1_000_000;
+    let mut conns = Vec::new();
+    for i in 0..200 {
+        let mut s = srv.connect();
+        let u = upload(Kind::Text, i, size);
+        s.write_all(&u.first).unwrap();
+        conns.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let grew = rss_kib(pid).saturating_sub(before);
+    let stats = exchange(&srv, b"stats\r\n", b"END\r\n");
+    let held = stat(&stats, "incoming_bytes").unwrap();
+    // The budget is -m: 16 MiB, shared by the two workers.
+    assert!(held > 0 && held <= 16 << 20, "incoming_bytes {held}");
+    assert!(stat(&stats, "incoming_refused").unwrap() > 0);
+    // 200 clients of half a megabyte each would be 100 MB.
+    assert!(grew < 48 << 10, "RSS grew {grew} KiB");
+    drop(conns);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = exchange(&srv, b"stats\r\n", b"END\r\n");
+        if stat(&stats, "incoming_bytes") == Some(0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "closed clients still hold budget"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
