@@ -348,6 +348,7 @@ fn stats_settings_agree_with_memcached_for_the_same_flags() {
         "borrow_shards",
         "pin_workers",
         "steer_connections",
+        "incoming_mem_limit",
         "admin",
     ];
     for k in a.keys() {
