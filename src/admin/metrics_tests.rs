@@ -93,6 +93,7 @@ fn every_stats_counter_is_exposed() {
         "read_buf_oom",
         "incoming_bytes",
         "incoming_refused",
+        "stalled_bytes",
         "connection_structures",
         "hash_buckets",
         "hash_expanding",

@@ -87,6 +87,8 @@ impl Worker {
         }
         let held = std::mem::take(&mut c.incoming) as u64;
         self.shard.c.incoming_bytes -= held;
+        let stalled = std::mem::take(&mut c.stalled) as u64;
+        self.shard.c.stalled_bytes -= stalled;
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };

@@ -32,6 +32,12 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// that asks for 5 MB of 1 KB values and reads nothing costs about 0.55
 /// MB at 256 KiB (2.3 MB at 1 MiB); a big multi-get costs the same CPU.
 pub const CONN_CAP: usize = 256 << 10;
+/// The cap while the worker's budget for stalled connections is spent
+/// (engine/incoming.rs): what each further client that reads nothing
+/// may make the worker hold. memcached holds references, not copies, for
+/// such a client; 300 clients asking for 1 KB values and reading nothing
+/// held 96 MiB here at 256 KiB each (memcached: none).
+pub const STALLED_CAP: usize = 16 << 10;
 /// Replies a connection may have outstanding on other shards.
 pub const MAX_WAITING: usize = CONN_CAP / HOP_ZC_MIN;
 /// Ready output held back while cross-shard replies are due, at most.
@@ -122,6 +128,9 @@ pub struct Conn {
     /// Bytes of the worker's budget for requests still arriving that the
     /// request at hand holds (incoming.rs); 0 when it holds none.
     pub incoming: usize,
+    /// While paused: what it held when it paused, counted in the worker's
+    /// stalled bytes (incoming.rs).
+    pub stalled: usize,
     /// Bytes of a refused data block still to drop.
     pub skip: usize,
     /// No more input will be read: the peer shut down its side, or the
@@ -183,6 +192,7 @@ impl Conn {
             dump: None,
             need: 0,
             incoming: 0,
+            stalled: 0,
             skip: 0,
             pinned: false,
             eof: false,
@@ -350,8 +360,8 @@ impl Conn {
 
     /// Whether to stop executing this connection's requests: its replies
     /// reached the cap, or it has too many outstanding on other shards.
-    pub fn over_cap(&self) -> bool {
-        self.output_held() >= CONN_CAP || self.waiting >= MAX_WAITING || self.stats_waits()
+    pub fn over_cap(&self, cap: usize) -> bool {
+        self.output_held() >= cap || self.waiting >= MAX_WAITING || self.stats_waits()
     }
 
     /// Whether a parsed `stats` still waits for replies from other shards.
@@ -364,19 +374,19 @@ impl Conn {
     /// one request still arriving; it needs its bytes, and is bounded by
     /// the item size, or is a multi-key get line, which memcached does not
     /// bound either.)
-    pub fn should_pause(&self) -> bool {
-        self.over_cap()
-            || (self.held_total() >= CONN_CAP && (self.output_held() > 0 || self.waiting > 0))
+    pub fn should_pause(&self, cap: usize) -> bool {
+        self.over_cap(cap)
+            || (self.held_total() >= cap && (self.output_held() > 0 || self.waiting > 0))
     }
 
     /// Whether a paused connection may go on: well under the cap again
     /// (half of it for replies outstanding elsewhere, so they are asked
     /// for in batches), and no `stats` waiting.
-    pub fn may_resume(&self) -> bool {
+    pub fn may_resume(&self, cap: usize) -> bool {
         !self.stats_waits()
-            && self.output_held() < CONN_CAP
+            && self.output_held() < cap
             && self.waiting <= MAX_WAITING / 2
-            && !(self.held_total() >= CONN_CAP && self.output_held() > 0)
+            && !(self.held_total() >= cap && self.output_held() > 0)
     }
 
     /// Whether nothing is left to send or waiting.

@@ -17,13 +17,14 @@ impl Worker {
     pub(super) fn parse_loop(&mut self, idx: u32, inbuf: &[u8]) -> usize {
         let mut pos = 0;
         let item_max = self.shared.settings.item_max;
+        let cap = self.conn_cap();
         while let Some(c) = self.conns[idx as usize].as_mut() {
             if c.watch.is_some() {
                 // A watcher sends nothing more that is read (memcached
                 // stops reading it).
                 return inbuf.len();
             }
-            if c.closing || c.over_cap() || c.dump.is_some() {
+            if c.closing || c.over_cap(cap) || c.dump.is_some() {
                 break;
             }
             if let Some(cur) = c.get.take() {

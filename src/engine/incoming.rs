@@ -24,7 +24,7 @@
 //! commands (a long multi-key `get`, which memcached does not bound
 //! either) are counted but never refused.
 
-use super::conn::READ_CHUNK;
+use super::conn::{CONN_CAP, READ_CHUNK, STALLED_CAP};
 use super::dispatch::Request;
 use super::worker::Worker;
 use crate::protocol::{binary, text, Parse, Refusal};
@@ -142,6 +142,17 @@ impl Worker {
         c.incoming = total;
         self.shard.c.incoming_bytes += more as u64;
         parsed
+    }
+
+    /// The cap a connection is held to now: [`CONN_CAP`], or, once the
+    /// connections paused on this worker held its share of the limit when
+    /// they paused, [`STALLED_CAP`].
+    pub(super) fn conn_cap(&self) -> usize {
+        if self.shard.c.stalled_bytes as usize >= self.incoming_limit {
+            STALLED_CAP
+        } else {
+            CONN_CAP
+        }
     }
 
     /// The request at hand is whole, or its connection is closing: what

@@ -47,6 +47,7 @@ impl Worker {
     /// connection must wait.
     pub(super) fn run_get(&mut self, idx: u32, req: &[u8], mut cur: GetCursor) -> GetRun {
         let pinned = self.conns[idx as usize].as_ref().is_some_and(|c| c.pinned);
+        let cap = self.conn_cap();
         let mut budget = TURN_KEYS;
         let end = cur.end.min(req.len());
         let mut pos = cur.next;
@@ -60,7 +61,7 @@ impl Worker {
             let Some(c) = self.conns[idx as usize].as_ref() else {
                 return GetRun::Done;
             };
-            if budget == 0 || c.over_cap() || c.closing {
+            if budget == 0 || c.over_cap(cap) || c.closing {
                 self.send_batches(idx, cur);
                 cur.next = pos;
                 if budget == 0 {

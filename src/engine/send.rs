@@ -13,6 +13,7 @@ impl Worker {
     /// ended once everything it sent is answered. Called after parsing,
     /// after a reply from another shard, and after a send.
     pub(super) fn after_process(&mut self, idx: u32) {
+        let cap = self.conn_cap();
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };
@@ -34,7 +35,7 @@ impl Worker {
             && !c.closing
             && !c.recv_inflight
             && !c.paused
-            && !c.over_cap()
+            && !c.over_cap(cap)
             && c.get.is_none()
             && c.dump.is_none()
         {
@@ -45,8 +46,10 @@ impl Worker {
         }
         if c.closing {
             self.try_close(idx);
-        } else if c.should_pause() && !c.paused {
+        } else if c.should_pause(cap) && !c.paused {
             c.paused = true;
+            c.stalled = c.held_total();
+            self.shard.c.stalled_bytes += c.stalled as u64;
             if c.recv_inflight {
                 let e = opcode::AsyncCancel::new(
                     UserData::new(Kind::Recv, ConnId { idx, gen: c.gen }).0,
@@ -98,11 +101,13 @@ impl Worker {
 
     /// A paused connection that drained: parse what waited, then read again.
     pub(super) fn maybe_resume(&mut self, idx: u32) {
+        let cap = self.conn_cap();
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };
-        if c.paused && c.may_resume() && !c.closing {
+        if c.paused && c.may_resume(cap) && !c.closing {
             c.paused = false;
+            self.shard.c.stalled_bytes -= std::mem::take(&mut c.stalled) as u64;
             self.process(idx);
             // Parsing may have filled the cap again, pausing once more.
             self.after_process(idx);

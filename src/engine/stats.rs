@@ -59,6 +59,7 @@ pub fn general(shared: &Shared, totals: &Counters) -> Vec<(&'static str, String)
         ("read_buf_oom", n(t.read_buf_oom)),
         ("incoming_bytes", n(t.incoming_bytes)),
         ("incoming_refused", n(t.incoming_refused)),
+        ("stalled_bytes", n(t.stalled_bytes)),
         // Descriptors are not set aside: running short pauses accepting
         // (listen_disabled_num) instead.
         ("reserved_fds", zero()),

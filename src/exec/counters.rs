@@ -73,7 +73,7 @@ macro_rules! counters {
 /// The figures that are levels, not counts: `stats reset` leaves them as
 /// they are (memcached keeps `curr_connections`, `curr_items`, `bytes`
 /// and the limits).
-pub const GAUGES: [&str; 14] = [
+pub const GAUGES: [&str; 15] = [
     "curr_connections",
     "connection_structures",
     "hash_buckets",
@@ -88,6 +88,7 @@ pub const GAUGES: [&str; 14] = [
     "hash_bytes",
     "admin_job_max_us",
     "incoming_bytes",
+    "stalled_bytes",
 ];
 
 counters!(
@@ -177,6 +178,10 @@ counters!(
     // share of -o incoming_mem_limit (engine/incoming.rs).
     incoming_bytes,
     incoming_refused,
+    // Bytes paused connections held when they paused (clients not reading
+    // their replies, or far behind): past the worker's share of the same
+    // limit, the next ones pause at 16 KiB (engine/incoming.rs).
+    stalled_bytes,
     // Gauges set at publishing: connection table slots (memcached's
     // connection_structures), the index's primary buckets, and whether
     // it is growing (hash_power_level, hash_is_expanding).
