@@ -372,3 +372,63 @@ fn clients_that_read_nothing_do_not_grow_memory_with_their_number() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A binary request whose body does not fit its opcode (a GET, DELETE,
+/// INCREMENT or NOOP declaring a megabyte) is refused on its header, as
+/// memcached refuses it: "Invalid arguments", then the connection closes,
+/// nothing of the body held. Buffered first, 300 of them held 300 MB at
+/// `-m 64`, and their count refused other clients' stores.
+#[test]
+fn binary_requests_of_the_wrong_shape_are_refused_on_their_header() {
+    use std::io::Read;
+    let mc = Memcached::start(&[]);
+    let srv = Server::start(&["-t", "2"]);
+    for (op, extras) in [(0x00u8, 0u8), (0x04, 0), (0x05, 20), (0x0a, 0)] {
+        let mut answers = Vec::new();
+        for port in [mc.port, srv.port] {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut h = bin(op, b"k", &vec![0; extras as usize], &[], 7);
+            h[8..12].copy_from_slice(&1_000_000u32.to_be_bytes());
+            s.write_all(&h).unwrap();
+            let (rop, status, opaque, _, body) = read_bin(&mut s);
+            let mut rest = Vec::new();
+            // Closed (a reset is a close too), not left waiting for a body.
+            let closed = match s.read_to_end(&mut rest) {
+                Ok(_) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            };
+            answers.push((rop, status, opaque, body, closed, rest.is_empty()));
+        }
+        assert_eq!(
+            answers[1], answers[0],
+            "opcode {op:#x}: corecache, memcached"
+        );
+        assert_eq!(answers[0].1, 0x04, "opcode {op:#x}: invalid arguments");
+    }
+    let stats = exchange(&srv, b"stats\r\n", b"END\r\n");
+    assert_eq!(stat(&stats, "incoming_bytes"), Some(0));
+}
+
+/// A long multi-key get line still arriving is held, as memcached holds
+/// it, and is not counted against the budget for values: other clients'
+/// large stores go on being stored (a 17 MB line refused every large set
+/// at `-m 16` when it was counted).
+#[test]
+fn a_long_get_line_does_not_refuse_other_clients_stores() {
+    let srv = Server::start(&["-m", "16", "-t", "1"]);
+    let mut line = srv.connect();
+    let keys = "somekey ".repeat(2_200_000);
+    line.write_all(format!("get {keys}").as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut s = srv.connect();
+    for i in 0..4 {
+        let mut req = format!("set x{i} 0 0 200000\r\n").into_bytes();
+        req.extend(std::iter::repeat_n(b'x', 200_000));
+        req.extend_from_slice(b"\r\n");
+        s.write_all(&req).unwrap();
+        assert_eq!(read_until(&mut s, b"\r\n"), b"STORED\r\n", "set {i}");
+    }
+    line.write_all(b"\r\n").unwrap();
+    assert_eq!(read_until(&mut line, b"END\r\n"), b"END\r\n");
+}

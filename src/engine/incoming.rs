@@ -19,10 +19,20 @@
 //! still arriving. A storage command whose data block would take the
 //! worker past it is refused with memcached's reply, before its block is
 //! read, and the block dropped as it arrives, as a too-large one is
-//! (`protocol::Refusal::NoMemory`). A request once counted is never refused
-//! later: the count grows with its buffer. Lines that are not storage
-//! commands (a long multi-key `get`, which memcached does not bound
-//! either) are counted but never refused.
+//! (`protocol::Refusal::NoMemory`). Only storage commands (and binary
+//! stores) are counted, and one once counted is never refused later.
+//! Other long requests (a multi-key `get` line, which memcached does not
+//! bound either) are neither counted nor refused: they must not make
+//! other clients' stores fail. A binary request whose shape is wrong for
+//! its opcode is refused on its header, as memcached refuses it, and an
+//! unknown opcode's body dropped as it arrives (protocol/binary.rs).
+//!
+//! Replies clients do not read are the other half: a connection stops
+//! being read at its cap (`conn::CONN_CAP`, 256 KiB), and once the
+//! connections paused on a worker held its share of the same limit when
+//! they paused (`stalled_bytes`), the next ones stop at `conn::STALLED_CAP`
+//! (16 KiB): 300 clients asking for 1 KB values and reading nothing held
+//! 96 MiB at `-m 64` before.
 
 use super::conn::{CONN_CAP, READ_CHUNK, STALLED_CAP};
 use super::dispatch::Request;
@@ -43,7 +53,7 @@ pub(super) enum Reparse<T> {
     /// The head (a binary request's extras and key) is not all here yet:
     /// at least this many more bytes are needed to decide.
     Head(usize),
-    /// Anything else: counted, never refused.
+    /// Anything else: neither counted nor refused.
     Other,
 }
 
@@ -122,22 +132,30 @@ impl Worker {
         }
         let limit = self.incoming_limit;
         let held = self.shard.c.incoming_bytes as usize;
-        let Some(c) = self.conns[idx as usize].as_mut() else {
+        let Some(c) = self.conns[idx as usize].as_ref() else {
             return parsed;
         };
         if total <= c.incoming {
             return parsed;
         }
-        if c.incoming == 0 && held.saturating_add(total) > limit {
+        if c.incoming == 0 {
+            // Only what may be refused is counted: a long multi-key get
+            // line is held as memcached holds it, and must not make other
+            // clients' stores fail (a breaker's 17 MB line refused every
+            // large set at -m 16).
             match refuse() {
-                Reparse::Refused(r) => {
+                Reparse::Refused(r) if held.saturating_add(total) > limit => {
                     self.shard.c.incoming_refused += 1;
                     return r;
                 }
+                Reparse::Refused(_) => {}
                 Reparse::Head(m) if m < n => return Parse::NeedMore(m),
-                _ => {}
+                Reparse::Head(_) | Reparse::Other => return parsed,
             }
         }
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return parsed;
+        };
         let more = total - c.incoming;
         c.incoming = total;
         self.shard.c.incoming_bytes += more as u64;

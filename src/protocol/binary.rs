@@ -313,25 +313,40 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Result<Request<'_>, Invalid>>
         // and it is not buffered past this.
         return Parse::Done(Err(Invalid::Args(h)), HEADER_LEN);
     }
-    let known = shape(h.opcode);
-    let cmd = Command::decode(h.opcode);
+    let (Some((ext, key_req, val_ok)), Some(cmd)) = (shape(h.opcode), Command::decode(h.opcode))
+    else {
+        // memcached answers an unknown command and swallows its body
+        // (proto_bin.c dispatch_bin_command): dropped as it arrives, never
+        // buffered, whatever its length.
+        return match body {
+            0 => Parse::Done(Err(Invalid::Unknown(h)), HEADER_LEN),
+            _ => Parse::Skip(Err(Invalid::Unknown(h)), HEADER_LEN, body),
+        };
+    };
+    // The opcode's shape is judged on the header, as memcached judges it
+    // before reading the body (a protocol error, then the connection
+    // closes): a GET declaring a megabyte of body is refused at once,
+    // not buffered first.
+    let ext_ok = match (h.opcode, ext) {
+        (op::FLUSH | op::FLUSHQ, _) => h.extras_len == 0 || h.extras_len == 4,
+        (_, Some(n)) => h.extras_len == n,
+        (_, None) => true,
+    };
+    let key_ok = match (h.opcode, key_req) {
+        // STAT's key, when present, names a group ("settings", "items").
+        (op::STAT, _) => true,
+        (_, true) => h.key_len > 0,
+        (_, false) => h.key_len == 0,
+    };
+    let value_ok = val_ok != Some(false) || body == kx;
+    if !ext_ok || !key_ok || !value_ok {
+        return Parse::Done(Err(Invalid::Args(h)), HEADER_LEN);
+    }
     if body > item_max + 1024 {
-        if let (
-            Some(
-                cmd @ Command {
-                    kind: Kind::Store(_),
-                    ..
-                },
-            ),
-            Some((ext, ..)),
-        ) = (cmd, known)
-        {
+        if let Kind::Store(_) = cmd.kind {
             // Read up to the key, then drop the value unbuffered; the
             // executor answers E2BIG (and a SET drops the old value, which
             // is why the key is read).
-            if h.key_len == 0 || ext.is_some_and(|n| n != h.extras_len) {
-                return Parse::Done(Err(Invalid::Args(h)), HEADER_LEN);
-            }
             let head = HEADER_LEN + kx;
             if buf.len() < head {
                 return Parse::NeedMore(head - buf.len());
@@ -346,17 +361,12 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Result<Request<'_>, Invalid>>
             };
             return Parse::Skip(Ok(req), head, body - kx);
         }
-        if known.is_some() || body > 64 * 1024 {
-            return Parse::Done(Err(Invalid::Args(h)), HEADER_LEN);
-        }
+        return Parse::Done(Err(Invalid::Args(h)), HEADER_LEN);
     }
     let total = HEADER_LEN + body;
     if buf.len() < total {
         return Parse::NeedMore(total - buf.len());
     }
-    let (Some((ext, key_req, val_ok)), Some(cmd)) = (known, cmd) else {
-        return Parse::Done(Err(Invalid::Unknown(h)), total);
-    };
     let b = &buf[HEADER_LEN..total];
     let req = Request {
         h,
@@ -366,21 +376,6 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Result<Request<'_>, Invalid>>
         value: &b[kx..],
         refused: None,
     };
-    let ext_ok = match (h.opcode, ext) {
-        (op::FLUSH | op::FLUSHQ, _) => h.extras_len == 0 || h.extras_len == 4,
-        (_, Some(n)) => h.extras_len == n,
-        (_, None) => true,
-    };
-    let key_ok = match (h.opcode, key_req) {
-        // STAT's key, when present, names a group ("settings", "items").
-        (op::STAT, _) => true,
-        (_, true) => h.key_len > 0,
-        (_, false) => h.key_len == 0,
-    };
-    let value_ok = val_ok != Some(false) || req.value.is_empty();
-    if !ext_ok || !key_ok || !value_ok {
-        return Parse::Done(Err(Invalid::Args(h)), total);
-    }
     Parse::Done(Ok(req), total)
 }
 
