@@ -342,8 +342,10 @@ fn clients_that_read_nothing_do_not_grow_memory_with_their_number() {
         stalled <= 2 * ((8 << 20) + (300 << 10)),
         "stalled_bytes {stalled}"
     );
-    // At 256 KiB each, 300 clients held 75 MiB and more.
-    assert!(grew < 48 << 10, "RSS grew {grew} KiB");
+    // At 256 KiB each, 300 clients held 94 MiB (measured); now the share
+    // of each worker, 16 KiB of replies past it and the 32 KB of requests
+    // each waits to parse: about 50 MiB.
+    assert!(grew < 70 << 10, "RSS grew {grew} KiB");
     let one = b"VALUE nr 0 1000\r\n".len() + 1000 + 2;
     let want = [
         b"VALUE nr 0 1000\r\n".as_slice(),
