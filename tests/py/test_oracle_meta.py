@@ -366,6 +366,10 @@ FLAG_ERRORS = TOO_MANY + [
     case("ma_lower_modes", b"set n 0 0 1\r\n5\r\n", b"ma n Mi v\r\n", b"ma n Md v\r\n", b"mg n v\r\n"),
     case("ms_too_large_lower_mode", b"ms k 2000000 Ma\r\n" + b"x" * 2000000 + b"\r\n", b"mg k v\r\n"),
     case("ms_too_large_bad_mode", b"ms k 2000000 MX q\r\n" + b"x" * 2000000 + b"\r\n", b"mn\r\n"),
+    # The key is decoded before the item is sized: its error wins over
+    # "too large" (a breaker found it answered too large here).
+    case("ms_too_large_bad_b64_key", b"ms !!!! 2000000 b\r\n" + b"x" * 2000000 + b"\r\n",
+         b"ms !!!! 2000000 b q\r\n" + b"x" * 2000000 + b"\r\n", b"mn\r\n"),
 ]
 
 
