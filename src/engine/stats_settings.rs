@@ -114,9 +114,6 @@ pub fn settings(shared: &Shared, maxbytes: u64) -> Vec<(&'static str, String)> {
         ("temp_lru", yes_no(false)),
         ("temporary_ttl", fixed("61")),
         ("idle_timeout", s.idle_timeout.to_string()),
-        // corecache's: megabytes the workers may hold for requests still
-        // arriving (engine/incoming.rs); 0 = no limit.
-        ("incoming_mem_limit", (s.incoming_limit >> 20).to_string()),
         // A watcher's queue bound (watch.rs); -o watcher_logbuf_size has
         // no effect.
         ("watcher_logbuf_size", super::watch::WATCHER_BUF.to_string()),
@@ -188,6 +185,10 @@ pub fn settings(shared: &Shared, maxbytes: u64) -> Vec<(&'static str, String)> {
         ("borrow_shards", yes_no(s.borrow_shards)),
         ("pin_workers", yes_no(s.pin_workers)),
         ("steer_connections", yes_no(s.steer_connections)),
+        // Megabytes the workers may hold for requests still arriving, and
+        // for replies clients are slow to read (engine/incoming.rs); 0 =
+        // no limit.
+        ("incoming_mem_limit", (s.incoming_limit >> 20).to_string()),
         ("admin", crate::admin::settings_value(&shared.telemetry)),
     ]
 }
