@@ -185,6 +185,16 @@ fn run(port: u16, kind: Kind, size: usize) -> Seen {
     seen
 }
 
+/// Waits up to 5 s for the gauge `name` to read 0 (the workers see the
+/// closes at their next turn); fails with `why` if it does not.
+fn settles_at_zero(srv: &Server, name: &str, why: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while stat(&exchange(srv, b"stats\r\n", b"END\r\n"), name) != Some(0) {
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `-m 16` for both (the least at which corecache's two shards keep a
 /// 1 MiB `-I`); corecache with two workers, and a budget of 6 MB, so what
 /// it stores fits its memory and nothing evicts the old values (memcached
@@ -279,18 +289,7 @@ fn clients_half_way_through_large_values_do_not_grow_memory_with_their_number() 
     // 200 clients of half a megabyte each would be 100 MB.
     assert!(grew < 48 << 10, "RSS grew {grew} KiB");
     drop(conns);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let stats = exchange(&srv, b"stats\r\n", b"END\r\n");
-        if stat(&stats, "incoming_bytes") == Some(0) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "closed clients still hold budget"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    settles_at_zero(&srv, "incoming_bytes", "closed clients still hold budget");
 }
 
 /// Clients that ask for many replies and read none: once the paused ones
@@ -365,14 +364,11 @@ fn clients_that_read_nothing_do_not_grow_memory_with_their_number() {
         assert_eq!(r, want.as_slice(), "reply {i}");
     }
     drop(conns);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while stat(&exchange(&srv, b"stats\r\n", b"END\r\n"), "stalled_bytes") != Some(0) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "closed clients still count as stalled"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    settles_at_zero(
+        &srv,
+        "stalled_bytes",
+        "closed clients still count as stalled",
+    );
 }
 
 /// A binary request whose body does not fit its opcode (a GET, DELETE,

@@ -85,10 +85,8 @@ impl Worker {
             unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
             return;
         }
-        let held = std::mem::take(&mut c.incoming) as u64;
-        self.shard.c.incoming_bytes -= held;
-        let stalled = std::mem::take(&mut c.stalled) as u64;
-        self.shard.c.stalled_bytes -= stalled;
+        self.release_incoming(idx);
+        self.release_stalled(idx);
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
         };

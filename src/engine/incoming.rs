@@ -132,7 +132,7 @@ impl Worker {
         }
         let limit = self.incoming_limit;
         let held = self.shard.c.incoming_bytes as usize;
-        let Some(c) = self.conns[idx as usize].as_ref() else {
+        let Some(c) = self.conns[idx as usize].as_mut() else {
             return parsed;
         };
         if total <= c.incoming {
@@ -153,9 +153,6 @@ impl Worker {
                 Reparse::Head(_) | Reparse::Other => return parsed,
             }
         }
-        let Some(c) = self.conns[idx as usize].as_mut() else {
-            return parsed;
-        };
         let more = total - c.incoming;
         c.incoming = total;
         self.shard.c.incoming_bytes += more as u64;
@@ -181,6 +178,15 @@ impl Worker {
                 let n = std::mem::take(&mut c.incoming) as u64;
                 self.shard.c.incoming_bytes -= n;
             }
+        }
+    }
+
+    /// A paused connection goes on, or closes: what it held when it paused
+    /// no longer counts as stalled.
+    pub(super) fn release_stalled(&mut self, idx: u32) {
+        if let Some(c) = self.conns[idx as usize].as_mut() {
+            let n = std::mem::take(&mut c.stalled) as u64;
+            self.shard.c.stalled_bytes -= n;
         }
     }
 }

@@ -107,7 +107,7 @@ impl Worker {
         };
         if c.paused && c.may_resume(cap) && !c.closing {
             c.paused = false;
-            self.shard.c.stalled_bytes -= std::mem::take(&mut c.stalled) as u64;
+            self.release_stalled(idx);
             self.process(idx);
             // Parsing may have filled the cap again, pausing once more.
             self.after_process(idx);

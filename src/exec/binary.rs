@@ -128,7 +128,13 @@ pub fn exec(sh: &mut Shard, r: &Request, out: &mut Vec<u8>) {
                 let (st, body) = match refusal {
                     Refusal::TooLarge => (status::E2BIG, error_text(status::E2BIG)),
                     Refusal::NoMemory => (status::ENOMEM, "Out of memory allocating item"),
-                    Refusal::NoMemoryReading => (status::ENOMEM, &text::NO_MEMORY_READING[13..]),
+                    Refusal::NoMemoryReading => {
+                        let text = text::NO_MEMORY_READING;
+                        (
+                            status::ENOMEM,
+                            text.strip_prefix("SERVER_ERROR ").unwrap_or(text),
+                        )
+                    }
                 };
                 let (op, opaque) = (h.opcode, h.opaque);
                 return write_response(out, op, st, opaque, 0, &[], &[], body.as_bytes());

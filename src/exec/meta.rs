@@ -5,7 +5,7 @@ use super::ops::{store_mode, AutoCreate};
 use super::reply::{push_line, push_num, push_value};
 use super::shard::Shard;
 use crate::protocol::meta::{
-    base64_decode, base64_encode, ms_mode, MetaCmd, MetaRequest, MS_BAD_MODE,
+    base64_decode, base64_encode, ms_mode, MetaCmd, MetaRequest, BAD_KEY_ENCODING, MS_BAD_MODE,
 };
 use crate::protocol::text::{self, tokens};
 use crate::protocol::{SetMode as Mode, StoreCmd, KEY_MAX};
@@ -95,7 +95,7 @@ pub fn exec(sh: &mut Shard, m: &MetaRequest, out: &mut Vec<u8>) {
                 // md and ma answer every flag error alike, a key that is
                 // not base64 under `b` included (1.6.18, measured).
                 MetaCmd::Delete | MetaCmd::Arith => "CLIENT_ERROR invalid or duplicate flag",
-                _ => "CLIENT_ERROR error decoding key",
+                _ => BAD_KEY_ENCODING,
             },
         );
     };

@@ -4,7 +4,7 @@
 use super::ops::store_mode;
 use super::reply::{push_line, push_num, push_value};
 use super::shard::{Shard, VERSION};
-use crate::protocol::meta::base64_decode;
+use crate::protocol::meta::{self, base64_decode};
 use crate::protocol::text::{self, Request};
 use crate::protocol::{Refusal, StoreCmd, KEY_MAX};
 use crate::store::{DeleteOutcome, DeltaOutcome, SetArgs, SetOutcome};
@@ -83,7 +83,7 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
                 // memcached's process_mset_command decodes the key before
                 // it sizes the item: the decoding error wins (1.6.18,
                 // measured), and the data block is swallowed all the same.
-                None => "CLIENT_ERROR error decoding key",
+                None => meta::BAD_KEY_ENCODING,
                 Some(key) => {
                     if o.cmd != StoreCmd::Meta {
                         sh.detail.set(key);

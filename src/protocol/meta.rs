@@ -14,6 +14,9 @@ pub const MAX_OPAQUE: usize = 32;
 /// flags for mg, md and ma, 17 for ms (whose length is a token).
 pub const MFLAG_MAX_OPT_LENGTH: usize = 20;
 
+/// A key sent under `b` that is not base64 (memcached's process_*_command).
+pub const BAD_KEY_ENCODING: &str = "CLIENT_ERROR error decoding key";
+
 /// ms's answer to a mode it does not know.
 pub const MS_BAD_MODE: &str = "CLIENT_ERROR invalid mode for ms M token";
 
