@@ -37,7 +37,8 @@
 use super::conn::{CONN_CAP, READ_CHUNK, STALLED_CAP};
 use super::dispatch::Request;
 use super::worker::Worker;
-use crate::protocol::{binary, text, Parse, Refusal};
+use crate::protocol::meta::base64_decode;
+use crate::protocol::{binary, text, Parse, Refusal, KEY_MAX};
 
 /// Requests up to this many bytes are neither counted nor refused: they
 /// fit the buffers a connection keeps anyway. 1,024 connections (`-c`'s
@@ -79,7 +80,13 @@ pub(super) fn refuse_text<'a>(
     // large, with its key, mode and reply suppression; only why changes.
     match text::parse_stream(buf, 0, scanned, more_waiting) {
         Parse::Skip(text::Request::TooLarge(mut o), used, skip) => {
-            o.refusal = Refusal::no_memory(o.key.len(), skip);
+            // memcached decodes a base64 key before it sizes the item.
+            let mut kbuf = [0u8; KEY_MAX + 6];
+            let key_len = match o.base64 {
+                true => base64_decode(o.key, &mut kbuf).map_or(o.key.len(), |k| k.len()),
+                false => o.key.len(),
+            };
+            o.refusal = Refusal::no_memory(key_len, o.flags, skip);
             Reparse::Refused(Parse::Skip(text::Request::TooLarge(o), used, skip))
         }
         _ => Reparse::Other,
@@ -92,7 +99,13 @@ pub(super) fn refuse_binary(buf: &[u8]) -> Reparse<Result<binary::Request<'_>, b
     match binary::parse(buf, 0) {
         Parse::Skip(Ok(mut r), used, skip) if r.refused.is_some() => {
             // `skip` is the value; memcached's item holds it and "\r\n".
-            r.refused = Some(Refusal::no_memory(r.key.len(), skip + 2));
+            // SET, ADD and REPLACE carry the flags first in their extras;
+            // memcached's APPEND and PREPEND allocate with none.
+            let flags = r
+                .extras
+                .get(..4)
+                .map_or(0, |f| u32::from_be_bytes(f.try_into().expect("four bytes")));
+            r.refused = Some(Refusal::no_memory(r.key.len(), flags, skip + 2));
             Reparse::Refused(Parse::Skip(Ok(r), used, skip))
         }
         Parse::NeedMore(m) => Reparse::Head(m),
@@ -208,7 +221,23 @@ mod tests {
 
     #[test]
     fn memcached_refuses_chunked_items_during_the_read() {
-        assert_eq!(Refusal::no_memory(10, 200_002), Refusal::NoMemory);
-        assert_eq!(Refusal::no_memory(10, 1_000_002), Refusal::NoMemoryReading);
+        assert_eq!(Refusal::no_memory(10, 0, 200_002), Refusal::NoMemory);
+        assert_eq!(
+            Refusal::no_memory(10, 0, 1_000_002),
+            Refusal::NoMemoryReading
+        );
+        // At the edge: 48 + 8 header and CAS, the key and its NUL, 4
+        // bytes for flags that are not 0, then the data block.
+        let edge = 512 * 1024 - (48 + 8 + 11);
+        assert_eq!(Refusal::no_memory(10, 0, edge), Refusal::NoMemory);
+        assert_eq!(
+            Refusal::no_memory(10, 0, edge + 1),
+            Refusal::NoMemoryReading
+        );
+        assert_eq!(Refusal::no_memory(10, 7, edge - 4), Refusal::NoMemory);
+        assert_eq!(
+            Refusal::no_memory(10, 7, edge - 3),
+            Refusal::NoMemoryReading
+        );
     }
 }

@@ -79,25 +79,26 @@ pub fn exec(sh: &mut Shard, req: &Request, out: &mut Vec<u8>) {
             } else {
                 Some(o.key)
             };
-            let line = match key {
+            let (line, silenced) = match key {
                 // memcached's process_mset_command decodes the key before
                 // it sizes the item: the decoding error wins (1.6.18,
                 // measured), and the data block is swallowed all the same.
-                None => meta::BAD_KEY_ENCODING,
+                None => (meta::BAD_KEY_ENCODING, o.noreply),
                 Some(key) => {
                     if o.cmd != StoreCmd::Meta {
                         sh.detail.set(key);
                     }
                     sh.refuse_block(key, o.cmd, o.mode, o.refusal);
-                    match o.refusal {
+                    let line = match o.refusal {
                         Refusal::TooLarge => text::TOO_LARGE,
                         Refusal::NoMemory => text::NO_MEMORY,
                         Refusal::NoMemoryReading => text::NO_MEMORY_READING,
-                    }
+                    };
+                    (line, o.silenced())
                 }
             };
             push_line(out, line);
-            o.noreply
+            silenced
         }
         Request::Delete { key, noreply } => {
             sh.detail.delete(key);

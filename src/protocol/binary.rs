@@ -351,11 +351,12 @@ pub fn parse(buf: &[u8], item_max: usize) -> Parse<Result<Request<'_>, Invalid>>
             if buf.len() < head {
                 return Parse::NeedMore(head - buf.len());
             }
+            let ex = HEADER_LEN + h.extras_len as usize;
             let req = Request {
                 h,
                 cmd,
-                extras: &[],
-                key: &buf[HEADER_LEN + h.extras_len as usize..head],
+                extras: &buf[HEADER_LEN..ex],
+                key: &buf[ex..head],
                 value: &[],
                 refused: Some(Refusal::TooLarge),
             };

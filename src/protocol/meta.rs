@@ -256,14 +256,16 @@ pub fn parse<'a>(
             let Some(mode) = ms_mode(f.mode) else {
                 return Parse::Skip(Request::Error(MS_BAD_MODE), used, n + 2);
             };
-            // Errors go out even in quiet mode, so noreply stays false.
+            // Errors go out even in quiet mode (but see `Oversized::quiet`).
             let req = Request::TooLarge(Oversized {
                 refusal: Refusal::TooLarge,
                 key,
                 base64: f.base64,
                 mode,
                 cmd: StoreCmd::Meta,
+                flags: f.client_flags.unwrap_or(0),
                 noreply: false,
+                quiet: f.quiet,
             });
             return Parse::Skip(req, used, n + 2);
         }

@@ -106,9 +106,12 @@ const MEMCACHED_ITEM_HEAD: usize = 48 + 8 + 1;
 
 impl Refusal {
     /// The refusal memcached gives when it has no memory for an item of
-    /// this key and data block (the value and its "\r\n"), in bytes.
-    pub fn no_memory(key_len: usize, data_block: usize) -> Refusal {
-        if MEMCACHED_ITEM_HEAD + key_len + data_block > MEMCACHED_CHUNK_MAX {
+    /// this key (`key_len` bytes as stored: decoded from base64), client
+    /// flags and data block (the value and its "\r\n", bytes): memcached's
+    /// `item_make_header` adds 4 bytes for flags that are not 0.
+    pub fn no_memory(key_len: usize, flags: u32, data_block: usize) -> Refusal {
+        let suffix = if flags == 0 { 0 } else { 4 };
+        if MEMCACHED_ITEM_HEAD + key_len + suffix + data_block > MEMCACHED_CHUNK_MAX {
             Refusal::NoMemoryReading
         } else {
             Refusal::NoMemory
@@ -134,8 +137,23 @@ pub struct Oversized<'a> {
     /// other text set/add/.. (binary's oversized stores are flagged on
     /// their request instead).
     pub cmd: StoreCmd,
-    /// Suppress the reply (text `noreply`, binary quiet opcodes).
+    /// The client flags asked for (they size memcached's item).
+    pub flags: u32,
+    /// Suppress the reply (text `noreply`).
     pub noreply: bool,
+    /// Meta `q`. It silences only the refusal made while the value is
+    /// read (`NoMemoryReading`): memcached's conn_nread answers that
+    /// through `out_string`, which honours quiet mode, while ms's other
+    /// refusals go out through `out_errstring`, which does not
+    /// (proto_text.c `process_mset_command`, 1.6.18).
+    pub quiet: bool,
+}
+
+impl Oversized<'_> {
+    /// Whether the refusal's reply is silenced.
+    pub fn silenced(&self) -> bool {
+        self.noreply || (self.quiet && self.refusal == Refusal::NoMemoryReading)
+    }
 }
 
 /// Which family of storage command a store came from, where memcached's

@@ -69,7 +69,9 @@ pub(super) fn parse<'a>(
             } else {
                 StoreCmd::Plain
             },
+            flags,
             noreply,
+            quiet: false,
         });
         return Parse::Skip(req, used, vlen + 2);
     }
