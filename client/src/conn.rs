@@ -222,7 +222,18 @@ async fn reader(
             _ = shutdown.notified() => break (aborted(), None),
             res = r.fill_buf() => match res {
                 Ok([]) => break (closed(served, eof()), None),
-                Ok(_) => break (Arc::new(ConnError::Protocol("bytes before any request".into())), None),
+                // `pending.recv()` above may have been polled empty just
+                // before the writer queued a request, and its reply read
+                // here before this task polled again (it was preempted
+                // between the two polls): the request is queued by now,
+                // since the writer queues it before its bytes leave. Only
+                // bytes with still nothing queued answer nothing.
+                Ok(_) => match pending.try_recv() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        break (Arc::new(ConnError::Protocol("bytes before any request".into())), None)
+                    }
+                },
                 Err(e) => break (closed(served, e), None),
             },
         };
