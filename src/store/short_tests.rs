@@ -330,8 +330,36 @@ fn the_budget_holds_after_every_write() {
 
 /// With transparent huge pages (the server's default), the pages past the
 /// short segment's end stay given back while writes fill it.
+///
+/// khugepaged may collapse a range of the arena behind the store's back
+/// (with `max_ptes_none` at 511, its default, one resident page is enough),
+/// which is no fault of the store's; a run during which its collapse count
+/// moved is run again, at most three times.
 #[test]
 fn the_short_segments_tail_stays_given_back_under_huge_pages() {
+    let collapsed = || {
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/khugepaged/pages_collapsed")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    for attempt in 1..=3 {
+        let before = collapsed();
+        let (checked, resident) = short_tail_resident_pages();
+        assert!(checked > 100, "{checked} checked");
+        if resident == 0 {
+            return;
+        }
+        let disturbed = before.is_some() && collapsed() != before;
+        assert!(
+            disturbed && attempt < 3,
+            "{resident} pages past a short segment's end resident (attempt {attempt}, khugepaged collapsed pages meanwhile: {disturbed})"
+        );
+    }
+}
+
+/// Fills a 16 MiB store and, every 64 writes, counts the resident pages
+/// past the short segment's end: (checks made, pages found resident).
+fn short_tail_resident_pages() -> (usize, usize) {
     let cfg = StoreConfig {
         memory: 16 << 20,
         ..StoreConfig::default()
@@ -353,6 +381,5 @@ fn the_short_segments_tail_stays_given_back_under_huge_pages() {
             }
         }
     }
-    assert!(checked > 100, "{checked} checked");
-    assert_eq!(resident, 0, "pages past a short segment's end resident");
+    (checked, resident)
 }
