@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::task::AbortHandle;
 
 use crate::proto::response::{parse_head, Reply, Status};
 use crate::stream::{ConnectError, Connector, ReadHalf, WriteHalf};
@@ -94,13 +95,14 @@ impl Conn {
         let broken = Arc::new(AtomicBool::new(false));
         let cause = Arc::new(OnceLock::new());
         let shutdown = Arc::new(Notify::new());
-        tokio::spawn(writer(w, rx, ptx, broken.clone()));
+        let writer = tokio::spawn(writer(w, rx, ptx, broken.clone())).abort_handle();
         tokio::spawn(reader(
             r,
             prx,
             broken.clone(),
             cause.clone(),
             shutdown.clone(),
+            writer,
         ));
         Ok(Conn {
             tx,
@@ -186,13 +188,37 @@ async fn writer(
     }
 }
 
+/// Ends a connection however its reader ends (a failure, a kill, the
+/// last handle dropped, a panic): marks it broken, so the pool hands it
+/// out no more, and stops the writer, which a peer that reads nothing can
+/// hold in `write_all` for ever with the socket, its buffer and every
+/// queued request (a breaker's killed connections leaked a descriptor
+/// and some 14 MB each). The requests it held never left, and their
+/// callers see the connection closed.
+struct Teardown {
+    broken: Arc<AtomicBool>,
+    writer: AbortHandle,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        self.broken.store(true, Ordering::Release);
+        self.writer.abort();
+    }
+}
+
 async fn reader(
     r: ReadHalf,
     mut pending: mpsc::UnboundedReceiver<Pending>,
     broken: Arc<AtomicBool>,
     cause: Arc<OnceLock<Arc<ConnError>>>,
     shutdown: Arc<Notify>,
+    writer: AbortHandle,
 ) {
+    let _teardown = Teardown {
+        broken: broken.clone(),
+        writer,
+    };
     let mut r = BufReader::with_capacity(64 * 1024, r);
     let aborted = || Arc::new(ConnError::Io(io::ErrorKind::ConnectionAborted.into()));
     // Whether a request was answered on this connection: a failure before

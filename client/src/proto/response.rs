@@ -120,9 +120,10 @@ pub(crate) fn parse_head(line: &[u8]) -> Result<Head, String> {
         head.value_len = Some(len.parse().map_err(|_| format!("bad VA size {len:?}"))?);
     }
     for t in toks {
-        let (f, arg) = t.split_at(1);
-        let m = &mut head.meta;
         let bad = || format!("bad flag token {t:?}");
+        // The first byte, which garbage need not end a character with.
+        let (f, arg) = t.split_at_checked(1).ok_or_else(bad)?;
+        let m = &mut head.meta;
         match f {
             "c" => m.cas = Some(arg.parse().map_err(|_| bad())?),
             "f" => m.flags = Some(arg.parse().map_err(|_| bad())?),
