@@ -187,7 +187,9 @@ impl Client {
         }
         match pool.call(bytes, expect, retry).await {
             Ok(r) => {
-                pool.on_success();
+                if pool.on_success() && inner.cfg.policy == FailurePolicy::Failover {
+                    inner.ring.write().unwrap().set_live(i, true);
+                }
                 Ok(r)
             }
             Err(e) => {

@@ -73,12 +73,22 @@ impl NodePool {
         false
     }
 
-    /// Records a success: the member is up.
-    pub(crate) fn on_success(&self) {
+    /// Records a success. Returns true if it ended a down period, and the
+    /// caller puts the member back in the ring. A success that a request
+    /// sent before the member went down brings back before its retry time
+    /// leaves it down: it is revived on trial at that time, as any other
+    /// (a breaker found such a straggler clearing the down mark while the
+    /// member stayed out of the ring for good, so nothing revived it).
+    pub(crate) fn on_success(&self) -> bool {
         self.failures.store(0, Ordering::Release);
         let mut down = self.down_until.lock().unwrap();
-        if down.is_some() {
-            *down = None;
+        match *down {
+            Some(t) if Instant::now() < t => false,
+            Some(_) => {
+                *down = None;
+                true
+            }
+            None => false,
         }
     }
 
