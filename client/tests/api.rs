@@ -281,6 +281,52 @@ both!(
     large_values_and_server_errors
 );
 
+/// `mset` of values the server has no memory for (`-m 8`, no eviction):
+/// memcached refuses a value over its 512 KiB chunk size while reading
+/// it, and under `q` says nothing (`out_string`); a quiet `mset` returned
+/// Ok while the old values stayed (a breaker's find). The call must fail.
+async fn mset_out_of_memory_is_an_error(kind: Kind) {
+    let srv = Server::start_with(kind, &["-m", "8", "-M"]);
+    let c = srv.client();
+    let keys: Vec<String> = (0..30).map(|i| format!("oom:{i}")).collect();
+    let old: Vec<(&str, Vec<u8>)> = keys
+        .iter()
+        .map(|k| (k.as_str(), vec![b'o'; 100 * 1024]))
+        .collect();
+    // Some of these may not fit either; what matters is the next call.
+    let _ = c.mset(&old, MIN).await;
+    let new: Vec<(&str, Vec<u8>)> = keys
+        .iter()
+        .map(|k| (k.as_str(), vec![b'n'; 1000 * 1024]))
+        .collect();
+    let r = c.mset(&new, MIN).await;
+    // 30 MB cannot fit in 8 MB without eviction.
+    assert!(
+        r.is_err(),
+        "{kind:?}: mset of 30 MB into -m 8 -M returned Ok"
+    );
+    // What the call did store reads back new; the rest old or gone.
+    for (k, v) in &new {
+        let got = c.get(k).await.unwrap();
+        assert!(
+            got.as_deref()
+                .is_none_or(|g| g == &v[..] || g == &old[0].1[..]),
+            "{kind:?} {k}: another value"
+        );
+    }
+    c.ping().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mset_out_of_memory_is_an_error_corecache() {
+    mset_out_of_memory_is_an_error(Kind::Corecache).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mset_out_of_memory_is_an_error_memcached() {
+    mset_out_of_memory_is_an_error(Kind::Memcached).await
+}
+
 async fn many_callers_share_connections(srv: Server) {
     // 200 tasks on 2 pipelined connections: every reply reaches its caller.
     let c = srv.builder().pool_size(2).build();
