@@ -199,7 +199,7 @@ impl Store {
             iflags: if a.win_sent { WIN_SENT } else { 0 }
                 | if a.key_binary { KEY_BINARY } else { 0 },
         };
-        if !self.fits(a.key.len(), a.value.len(), &meta) {
+        if !self.admits(a.key.len(), a.value.len(), &meta) {
             // memcached drops the old value when a set is refused for size.
             if a.mode == SetMode::Set {
                 if let Some(old) = self.find(a.key) {
@@ -258,7 +258,7 @@ impl Store {
             cas: a.new_cas,
             iflags: 0,
         };
-        if !self.fits(a.key.len(), old.item.vlen() + a.value.len(), &meta) {
+        if !self.admits(a.key.len(), old.item.vlen() + a.value.len(), &meta) {
             return SetOutcome::NotStored;
         }
         let oldv = self.take_scratch(&[old.item.value()]);

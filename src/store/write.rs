@@ -11,6 +11,19 @@ impl Store {
                 <= self.cfg.item_size_max.min(self.cfg.segment_size)
     }
 
+    /// Whether a client may store an item of this size: it fits, and
+    /// memcached would take it. memcached's limit (`-I`) bounds its whole
+    /// item (`item_size_ok`: header, CAS, key, flags when not 0, value and
+    /// "\r\n"), so its largest value is some 70 bytes under `-I`, where
+    /// this store's smaller record would take more; a client moving
+    /// between the two sees the same refusals. Only what clients store
+    /// asks this: records already stored (a restore, a touch) are not
+    /// refused again.
+    pub fn admits(&self, klen: usize, vlen: usize, meta: &ItemMeta) -> bool {
+        self.fits(klen, vlen, meta)
+            && classes::memcached_size(klen, vlen, meta.flags) <= self.cfg.item_size_max
+    }
+
     /// Space for a record in the TTL bucket `bucket`: the bucket's tail
     /// segment if it has room, else a fresh segment, evicting if needed.
     fn alloc(&mut self, bucket: u16, size: usize) -> Option<(u32, u32)> {

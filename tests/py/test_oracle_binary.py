@@ -295,3 +295,15 @@ MALFORMED = {
 @pytest.mark.parametrize("name", list(MALFORMED))
 def test_bin_malformed(pair, name):
     pair.same(lambda c: c.binary(*MALFORMED[name]))
+
+
+# --- The item size limit counts memcached's whole item (item_size_ok),
+# --- flags included: the text tests' edge, in binary (the value is sent
+# --- without its "\r\n", which memcached adds).
+EDGE = (1 << 20) - 48 - 8 - 11 - 2  # for a 10-byte key
+
+
+@pytest.mark.parametrize("size,flags", [(EDGE, 0), (EDGE + 1, 0), (EDGE - 4, 5), (EDGE - 3, 5)],
+                         ids=["at_edge", "past_edge", "flags_at_edge", "flags_past_edge"])
+def test_bin_item_size_limit(pair, size, flags):
+    pair.same(frames(bin_set(b"abcdefghij", b"x" * size, flags=flags), get(b"abcdefghij")))

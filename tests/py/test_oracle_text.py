@@ -257,3 +257,44 @@ def test_version_parses_as_1_6(pair):
         m = re.fullmatch(rb"VERSION (\d+)\.(\d+)\.(\d+)(\S*)\r\n", reply)
         assert m, reply
         assert (int(m.group(1)), int(m.group(2))) >= (1, 6), reply
+
+
+# --- The item size limit: memcached's -I bounds its whole item
+# --- (items.c item_size_ok: a 48-byte header, 8 of CAS, the key and its
+# --- NUL, 4 bytes of flags when not 0, the value and "\r\n"), so its
+# --- largest value is some 70 bytes under 1 MiB, the same in every
+# --- command that stores (a breaker's probe found corecache storing up to
+# --- 1 MiB less its own smaller record header).
+K = b"abcdefghij"  # 10 bytes
+EDGE = (1 << 20) - 48 - 8 - (len(K) + 1) - 2  # largest value without flags
+
+
+def store(line, n):
+    return line % n + b"x" * n + b"\r\n"
+
+
+SIZE_LIMIT = [
+    case("set_at_edge", store(b"set abcdefghij 0 0 %d\r\n", EDGE), b"get abcdefghij\r\n"),
+    case("set_past_edge", store(b"set abcdefghij 0 0 %d\r\n", EDGE + 1), b"get abcdefghij\r\n"),
+    case("set_flags_at_edge", store(b"set abcdefghij 5 0 %d\r\n", EDGE - 4), b"get abcdefghij\r\n"),
+    case("set_flags_past_edge", store(b"set abcdefghij 5 0 %d\r\n", EDGE - 3), b"get abcdefghij\r\n"),
+    case("ms_past_edge", store(b"ms abcdefghij %d\r\n", EDGE + 1), b"ms abcdefghij %d\r\n" % 1 + b"y\r\n",
+         store(b"ms abcdefghij %d\r\n", EDGE), b"mg abcdefghij s\r\n"),
+    case("ms_flags_past_edge", store(b"ms abcdefghij %d F5\r\n", EDGE - 3),
+         store(b"ms abcdefghij %d F5\r\n", EDGE - 4), b"mg abcdefghij s f\r\n"),
+    # The base64 key counts by its decoded 10 bytes, not its 16 characters.
+    case("ms_base64_key_at_edge", store(b"ms YWJjZGVmZ2hpag== %d b\r\n", EDGE), b"mg abcdefghij s\r\n"),
+    case("ms_base64_key_past_edge", store(b"ms YWJjZGVmZ2hpag== %d b\r\n", EDGE + 1), b"mg abcdefghij s\r\n"),
+    # append/prepend allocate the joined item, with the old item's flags.
+    case("append_to_edge", store(b"set abcdefghij 0 0 %d\r\n", 1000), store(b"append abcdefghij 0 0 %d\r\n", EDGE - 1000),
+         b"mg abcdefghij s\r\n"),
+    case("append_past_edge", store(b"set abcdefghij 0 0 %d\r\n", 1000), store(b"append abcdefghij 0 0 %d\r\n", EDGE - 999),
+         b"mg abcdefghij s\r\n"),
+    case("prepend_past_edge_old_flags", store(b"set abcdefghij 5 0 %d\r\n", 1000),
+         store(b"prepend abcdefghij 0 0 %d\r\n", EDGE - 1003), b"mg abcdefghij s f\r\n"),
+]
+
+
+@pytest.mark.parametrize("cmds", SIZE_LIMIT)
+def test_item_size_limit(pair, cmds):
+    run(pair, cmds)
