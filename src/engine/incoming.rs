@@ -39,6 +39,7 @@ use super::dispatch::Request;
 use super::worker::Worker;
 use crate::protocol::meta::base64_decode;
 use crate::protocol::{binary, text, Parse, Refusal, KEY_MAX};
+use crate::store::classes::memcached_size;
 
 /// Requests up to this many bytes are neither counted nor refused: they
 /// fit the buffers a connection keeps anyway. 1,024 connections (`-c`'s
@@ -86,7 +87,8 @@ pub(super) fn refuse_text<'a>(
                 true => base64_decode(o.key, &mut kbuf).map_or(o.key.len(), |k| k.len()),
                 false => o.key.len(),
             };
-            o.refusal = Refusal::no_memory(key_len, o.flags, skip);
+            // `skip` is the data block: the value and its "\r\n".
+            o.refusal = Refusal::no_memory(memcached_size(key_len, skip - 2, o.flags));
             Reparse::Refused(Parse::Skip(text::Request::TooLarge(o), used, skip))
         }
         _ => Reparse::Other,
@@ -98,14 +100,13 @@ pub(super) fn refuse_text<'a>(
 pub(super) fn refuse_binary(buf: &[u8]) -> Reparse<Result<binary::Request<'_>, binary::Invalid>> {
     match binary::parse(buf, 0) {
         Parse::Skip(Ok(mut r), used, skip) if r.refused.is_some() => {
-            // `skip` is the value; memcached's item holds it and "\r\n".
-            // SET, ADD and REPLACE carry the flags first in their extras;
+            // `skip` is the value. SET, ADD and REPLACE carry the flags first in their extras;
             // memcached's APPEND and PREPEND allocate with none.
             let flags = r
                 .extras
                 .get(..4)
                 .map_or(0, |f| u32::from_be_bytes(f.try_into().expect("four bytes")));
-            r.refused = Some(Refusal::no_memory(r.key.len(), flags, skip + 2));
+            r.refused = Some(Refusal::no_memory(memcached_size(r.key.len(), skip, flags)));
             Reparse::Refused(Parse::Skip(Ok(r), used, skip))
         }
         Parse::NeedMore(m) => Reparse::Head(m),
@@ -221,23 +222,15 @@ mod tests {
 
     #[test]
     fn memcached_refuses_chunked_items_during_the_read() {
-        assert_eq!(Refusal::no_memory(10, 0, 200_002), Refusal::NoMemory);
-        assert_eq!(
-            Refusal::no_memory(10, 0, 1_000_002),
-            Refusal::NoMemoryReading
-        );
+        let refusal = |klen, flags, vlen| Refusal::no_memory(memcached_size(klen, vlen, flags));
+        assert_eq!(refusal(10, 0, 200_000), Refusal::NoMemory);
+        assert_eq!(refusal(10, 0, 1_000_000), Refusal::NoMemoryReading);
         // At the edge: 48 + 8 header and CAS, the key and its NUL, 4
-        // bytes for flags that are not 0, then the data block.
-        let edge = 512 * 1024 - (48 + 8 + 11);
-        assert_eq!(Refusal::no_memory(10, 0, edge), Refusal::NoMemory);
-        assert_eq!(
-            Refusal::no_memory(10, 0, edge + 1),
-            Refusal::NoMemoryReading
-        );
-        assert_eq!(Refusal::no_memory(10, 7, edge - 4), Refusal::NoMemory);
-        assert_eq!(
-            Refusal::no_memory(10, 7, edge - 3),
-            Refusal::NoMemoryReading
-        );
+        // bytes for flags that are not 0, then the value and "\r\n".
+        let edge = 512 * 1024 - (48 + 8 + 11) - 2;
+        assert_eq!(refusal(10, 0, edge), Refusal::NoMemory);
+        assert_eq!(refusal(10, 0, edge + 1), Refusal::NoMemoryReading);
+        assert_eq!(refusal(10, 7, edge - 4), Refusal::NoMemory);
+        assert_eq!(refusal(10, 7, edge - 3), Refusal::NoMemoryReading);
     }
 }

@@ -100,18 +100,13 @@ pub enum Refusal {
 /// arrives (memcached.c `read_into_chunked_item`).
 pub const MEMCACHED_CHUNK_MAX: usize = 512 * 1024;
 
-/// memcached's item header with its CAS, and the key's terminating NUL,
-/// bytes: what an item costs beside its key and data block.
-const MEMCACHED_ITEM_HEAD: usize = 48 + 8 + 1;
-
 impl Refusal {
     /// The refusal memcached gives when it has no memory for an item of
-    /// this key (`key_len` bytes as stored: decoded from base64), client
-    /// flags and data block (the value and its "\r\n", bytes): memcached's
-    /// `item_make_header` adds 4 bytes for flags that are not 0.
-    pub fn no_memory(key_len: usize, flags: u32, data_block: usize) -> Refusal {
-        let suffix = if flags == 0 { 0 } else { 4 };
-        if MEMCACHED_ITEM_HEAD + key_len + suffix + data_block > MEMCACHED_CHUNK_MAX {
+    /// `item_size` bytes, as memcached sizes it (`store::classes::
+    /// memcached_size`: header, CAS, key and NUL, flags when not 0, value
+    /// and "\r\n"): over its chunk size it fails during the read.
+    pub fn no_memory(item_size: usize) -> Refusal {
+        if item_size > MEMCACHED_CHUNK_MAX {
             Refusal::NoMemoryReading
         } else {
             Refusal::NoMemory
