@@ -146,6 +146,25 @@ fn auth_config(
     }))
 }
 
+/// Most worker threads (`-t`).
+const MAX_THREADS: usize = 256;
+
+/// Segments a shard should have at least. With fewer, each eviction frees
+/// an eighth of the shard or more, and live items follow a sawtooth that
+/// high (PERFORMANCE.md, "Resident memory at `-m 256` by worker count");
+/// smaller shards get smaller segments, down to 64 KiB, which lowers `-I`.
+const SHARD_SEGMENTS: usize = 8;
+
+/// `-t` when not given: one worker per CPU, but no more than `memory`
+/// bytes (`-m`) give [`SHARD_SEGMENTS`] segments of `seg` bytes each, so
+/// that the default `-I` stays what memcached stores (1 MiB): one per CPU
+/// at the default `-m 64` lowered `-I` to 256 KiB on a 32-CPU host and to
+/// 64 KiB on a 128-CPU one. At least one worker, at most [`MAX_THREADS`].
+pub fn default_threads(cpus: usize, memory: usize, seg: usize) -> usize {
+    cpus.min(memory / (seg * SHARD_SEGMENTS))
+        .clamp(1, MAX_THREADS)
+}
+
 impl Config {
     /// Checks `args` and derives the typed settings, with the same limits
     /// memcached applies (`-I` at least 1k, `-c` above 0) and corecache's
@@ -196,14 +215,6 @@ impl Config {
         if item_max < 1024 {
             return Err(invalid("-I must be at least 1k"));
         }
-        let threads = args.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        });
-        if threads == 0 || threads > 256 {
-            return Err(invalid("-t must be between 1 and 256"));
-        }
         if args.memory_mb == 0 {
             return Err(invalid("-m must be at least 1"));
         }
@@ -211,7 +222,6 @@ impl Config {
             .ok()
             .and_then(|m| m.checked_mul(1 << 20))
             .ok_or_else(|| invalid(format!("-m {} is too large", args.memory_mb)))?;
-        let per_shard = memory / threads;
         // An item lives in one segment: `-I` above the default segment
         // size (memcached takes `-I 2m`) raises it, unless segment_size
         // was given.
@@ -219,9 +229,31 @@ impl Config {
         if !x.segment_size_given && item_max > seg {
             seg = item_max.next_power_of_two();
         }
-        // Small budgets get smaller segments, so every shard has a few.
-
-        while per_shard / seg < 8 && seg > 64 << 10 {
+        let mut notes = Vec::new();
+        let threads = match args.threads {
+            Some(t) => t,
+            None => {
+                let cpus = std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1);
+                let t = default_threads(cpus, memory, seg);
+                if t < cpus {
+                    notes.push(format!(
+                        "-t defaults to {t} worker threads, not one for each of the {cpus} CPUs: \
+                         a shard needs {SHARD_SEGMENTS} segments of {seg} bytes of -m \
+                         so that -I ({item_max} bytes) fits; give -t, or more -m, for more"
+                    ));
+                }
+                t
+            }
+        };
+        if threads == 0 || threads > MAX_THREADS {
+            return Err(invalid("-t must be between 1 and 256"));
+        }
+        let per_shard = memory / threads;
+        // Small budgets get smaller segments, so every shard has a few
+        // (an `-t` asked for wins over `-I`, which is lowered below).
+        while per_shard / seg < SHARD_SEGMENTS && seg > 64 << 10 {
             seg /= 2;
         }
         if per_shard / seg < 3 {
@@ -230,7 +262,6 @@ impl Config {
                 args.memory_mb
             )));
         }
-        let mut notes = Vec::new();
         if item_max > seg {
             if x.segment_size_given && x.segment_size < item_max {
                 return Err(invalid(
@@ -392,6 +423,39 @@ mod tests {
         let c = config(&["-I", "512k"]).unwrap();
         assert_eq!((c.item_max, c.segment_size), (512 << 10, 1 << 20));
         assert!(config(&["-I", "2m", "-o", "segment_size=1m"]).is_err());
+    }
+
+    #[test]
+    fn default_threads_leave_every_shard_eight_segments() {
+        const MIB: usize = 1 << 20;
+        assert_eq!(default_threads(2, 64 * MIB, MIB), 2);
+        assert_eq!(default_threads(32, 64 * MIB, MIB), 8);
+        assert_eq!(default_threads(32, 1024 * MIB, MIB), 32);
+        assert_eq!(default_threads(32, 64 * MIB, 2 * MIB), 4);
+        assert_eq!(default_threads(4, 8 * MIB, MIB), 1);
+        assert_eq!(default_threads(4, MIB, MIB), 1);
+        assert_eq!(default_threads(512, 1 << 40, MIB), MAX_THREADS);
+    }
+
+    #[test]
+    fn item_size_is_kept_by_the_default_threads_and_lowered_by_an_explicit_one() {
+        // Whatever this host's CPU count, the default never lowers -I.
+        for m in ["8", "16", "64", "100"] {
+            let c = config(&["-m", m]).unwrap();
+            assert_eq!((c.item_max, c.segment_size), (1 << 20, 1 << 20), "-m {m}");
+            assert!(c.threads == 1 || c.memory / c.threads >= 8 << 20, "-m {m}");
+        }
+        let c = config(&["-m", "8", "-t", "2"]).unwrap();
+        assert_eq!(
+            (c.threads, c.item_max, c.segment_size),
+            (2, 512 << 10, 512 << 10)
+        );
+        assert!(
+            c.notes.iter().any(|n| n.starts_with("-I lowered")),
+            "{:?}",
+            c.notes
+        );
+        assert!(config(&["-t", "257"]).is_err());
     }
 
     #[test]

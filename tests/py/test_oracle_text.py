@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from oracle import TIMEOUT
+from oracle import TIMEOUT, Pair
 
 
 def xfail(reason):
@@ -298,3 +298,25 @@ SIZE_LIMIT = [
 @pytest.mark.parametrize("cmds", SIZE_LIMIT)
 def test_item_size_limit(pair, cmds):
     run(pair, cmds)
+
+
+# --- Small -m with the default -t: corecache's default of one worker per
+# --- CPU gave each a shard too small for 1 MiB segments, and -I was
+# --- lowered (to 512 KiB at -m 8 on 2 CPUs, to 256 KiB at the default
+# --- -m 64 on 32): values memcached stores were refused. The default
+# --- now runs fewer workers instead (config/resolve.rs default_threads).
+
+@pytest.mark.parametrize("memory", ["8", "12"])
+def test_default_threads_keep_the_item_size_at_small_memory(memory):
+    p = Pair("-m", memory)
+    try:
+        for cmds in ([store(b"set abcdefghij 0 0 %d\r\n", EDGE), b"get abcdefghij\r\n"],
+                     [store(b"ms abcdefghij %d\r\n", EDGE), b"mg abcdefghij s v\r\n"],
+                     [store(b"set abcdefghij 0 0 %d\r\n", EDGE + 1)]):
+            out = run(p, cmds)
+        assert out[0].startswith(b"SERVER_ERROR object too large"), out
+        settings = p.same(lambda c: [line for line in c.text(b"stats settings\r\n").split(b"\r\n")
+                                     if line.startswith(b"STAT item_size_max ")])
+        assert settings == [b"STAT item_size_max 1048576"], settings
+    finally:
+        p.stop()
