@@ -30,6 +30,9 @@ const MAX_WRITE: usize = 256 * 1024;
 /// 1 GiB.
 const MAX_VALUE: usize = 1 << 30;
 
+/// Bytes of a value block allocated before they arrive (see `read_block`).
+const VALUE_CHUNK: usize = 1 << 20;
+
 /// What a request's replies look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Expect {
@@ -330,6 +333,23 @@ async fn read_replies(
     Ok(out)
 }
 
+/// Reads a value block of `want` bytes. Up to [`VALUE_CHUNK`] bytes are
+/// allocated at once; a larger block grows (doubling) as its bytes arrive,
+/// so a reply line that promises more than comes (a faulty server or
+/// proxy: `VA 1000000000`) costs what came. Allocating the whole promise
+/// up front asked for up to 1 GiB, which aborts the process where memory
+/// is not overcommitted.
+async fn read_block(r: &mut BufReader<ReadHalf>, want: usize) -> Result<Vec<u8>, ConnError> {
+    let mut v = Vec::new();
+    while v.len() < want {
+        let at = v.len();
+        let step = (want - at).min(VALUE_CHUNK.max(at));
+        v.resize(at + step, 0);
+        r.read_exact(&mut v[at..]).await.map_err(ConnError::Io)?;
+    }
+    Ok(v)
+}
+
 async fn read_reply(r: &mut BufReader<ReadHalf>) -> Result<Reply, ConnError> {
     let mut line = Vec::with_capacity(64);
     let n = (&mut *r)
@@ -352,8 +372,7 @@ async fn read_reply(r: &mut BufReader<ReadHalf>) -> Result<Reply, ConnError> {
             return Err(ConnError::Protocol(format!("VA size {len} above 1 GiB")))
         }
         Some(len) => {
-            let mut v = vec![0u8; len + 2];
-            r.read_exact(&mut v).await.map_err(ConnError::Io)?;
+            let mut v = read_block(r, len + 2).await?;
             if !v.ends_with(b"\r\n") {
                 return Err(ConnError::Protocol("value block not ended by CRLF".into()));
             }

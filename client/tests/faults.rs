@@ -221,3 +221,48 @@ async fn a_late_success_does_not_keep_a_node_out_of_the_ring() {
         );
     }
 }
+
+/// This process's peak virtual memory (`VmPeak`), in bytes.
+fn vm_peak() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmPeak:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<usize>()
+        .unwrap()
+        * 1024
+}
+
+/// A reply line promising a value far larger than what follows (a faulty
+/// server or proxy) made the client allocate the whole promise, 1 GiB,
+/// before reading a byte of it: where memory is not overcommitted that
+/// aborts the process. Now the call fails having allocated about what
+/// came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_promised_but_not_sent_costs_what_came() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                if matches!(c.read(&mut buf), Ok(k) if k > 0) {
+                    let _ = c.write_all(b"VA 1000000000\r\n");
+                    let _ = c.write_all(&[b'x'; 100_000]);
+                }
+                // Closing ends the value early.
+            });
+        }
+    });
+    let client = Client::builder()
+        .node(Node::new("127.0.0.1", port))
+        .pool_size(1)
+        .timeout(Duration::from_secs(5))
+        .build();
+    let before = vm_peak();
+    assert!(client.get("k").await.is_err(), "a cut value is an error");
+    let grew = vm_peak() - before;
+    assert!(grew < 256 << 20, "peak virtual memory grew by {grew} bytes");
+}
