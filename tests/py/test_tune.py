@@ -180,3 +180,13 @@ def test_threads_and_memory_come_from_the_conf(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "-m 256 MB, -t 3: worker CPUs 0,1,2, spare CPUs 3" in r.stdout
+
+
+def test_threads_default_as_corecache_does(tmp_path):
+    """Without -t, corecache runs one worker per CPU but no more than -m
+    gives 8 MiB each: -m 16 on four CPUs is two workers."""
+    four_cpus(str(tmp_path))
+    for memory, line in (("16", "-m 16 MB, -t 2: worker CPUs 0,1, spare CPUs 2,3"),
+                         ("1024", "-m 1024 MB, -t 4: worker CPUs 0,1,2,3")):
+        out = tune(tmp_path, "--memory", memory, "show")
+        assert line in out, out
