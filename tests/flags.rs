@@ -210,6 +210,42 @@ fn flags_with_a_meaning_act() {
 }
 
 #[test]
+fn item_and_segment_sizes_the_store_cannot_take_are_met_at_start() {
+    // -I past the largest segment (8 MiB): memcached takes up to 1 GiB.
+    // From -m 128 up this exited 1 naming a segment size nobody gave; it
+    // now starts with -I at 8 MiB, says so, and stores that much.
+    let mut s = Server::start(&["-t", "1", "-m", "128", "-I", "16m"]);
+    let set = stats(&ask(s.port, "stats settings\r\n"));
+    assert_eq!(set["item_size_max"], (8u64 << 20).to_string());
+    let n = (8 << 20) - 100;
+    let mut req = format!("set k 0 0 {n}\r\n").into_bytes();
+    req.extend(std::iter::repeat_n(b'v', n));
+    req.extend(b"\r\nmg k s\r\n");
+    assert_eq!(
+        exchange(&mut tcp(s.port), &req, b"HD s8388508\r\n"),
+        "STORED\r\nHD s8388508\r\n"
+    );
+    assert_eq!(s.stop(), 0);
+    assert!(
+        s.log().contains("-I lowered to 8388608 bytes"),
+        "{}",
+        s.log()
+    );
+    // A segment size out of range is refused, as any bad -o value is
+    // (0 divided by zero at start: a panic).
+    for v in ["segment_size=0", "segment_size=1001", "segment_size=16m"] {
+        let out =
+            run(Command::new(BIN).args(["-u", "root", "-p", "0", "-s", "/nonexistent/x", "-o", v]));
+        assert_eq!(out.status.code(), Some(64), "{v}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("a segment is a multiple of 8 bytes"),
+            "{v}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
 fn repeated_flags_take_the_last_value_and_the_command_line_beats_files() {
     // -p twice: only the last port is served.
     let (unused, port) = (free_port(), free_port());

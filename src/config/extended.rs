@@ -220,7 +220,17 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
         let (k, v) = o.split_once('=').unwrap_or((o, ""));
         match k {
             "segment_size" => {
-                x.segment_size = parse_size(v).map_err(|_| invalid(k, v))?;
+                let size = parse_size(v).map_err(|_| invalid(k, v))?;
+                // What the store takes (`Store::new`); checked here, before
+                // start-up divides by it.
+                let max = crate::store::index::MAX_SEGMENT_SIZE;
+                if !size.is_multiple_of(8) || !(4096..=max).contains(&size) {
+                    return Err(ConfigError::Invalid(format!(
+                        "invalid -o {k}={v}: a segment is a multiple of 8 bytes \
+                         from 4k to {max} bytes"
+                    )));
+                }
+                x.segment_size = size;
                 x.segment_size_given = true;
             }
             "eviction" => {

@@ -2,6 +2,7 @@
 
 use super::tls::tls_config;
 use super::{parse_extended, parse_listen, parse_size, Args, ConfigError, ListenSpec};
+use crate::store::index::MAX_SEGMENT_SIZE;
 use crate::store::Eviction;
 use crate::tls::TlsConfig;
 #[cfg(test)]
@@ -225,9 +226,11 @@ impl Config {
         // An item lives in one segment: `-I` above the default segment
         // size (memcached takes `-I 2m`) raises it, unless segment_size
         // was given.
+        // A slot's offset field bounds a segment (`MAX_SEGMENT_SIZE`, 8
+        // MiB), so a larger `-I` (memcached takes up to 1 GiB) is lowered.
         let mut seg = x.segment_size;
         if !x.segment_size_given && item_max > seg {
-            seg = item_max.next_power_of_two();
+            seg = item_max.next_power_of_two().min(MAX_SEGMENT_SIZE);
         }
         let mut notes = Vec::new();
         let threads = match args.threads {
@@ -262,15 +265,23 @@ impl Config {
                 args.memory_mb
             )));
         }
+        if x.segment_size_given && seg < x.segment_size {
+            notes.push(format!(
+                "-o segment_size lowered to {seg} bytes, so that each of {threads} shards of -m \
+                 has {SHARD_SEGMENTS} segments"
+            ));
+        }
         if item_max > seg {
             if x.segment_size_given && x.segment_size < item_max {
                 return Err(invalid(
                     "-I cannot exceed the segment size (-o segment_size)",
                 ));
             }
-            notes.push(format!(
-                "-I lowered to the segment size, {seg} bytes, to fit -m across {threads} shards"
-            ));
+            notes.push(if item_max > MAX_SEGMENT_SIZE && seg == MAX_SEGMENT_SIZE {
+                format!("-I lowered to {seg} bytes: an item lives in one segment, at most {seg} bytes")
+            } else {
+                format!("-I lowered to the segment size, {seg} bytes, to fit -m across {threads} shards")
+            });
         }
         let interfaces: Vec<String> = args
             .listen
@@ -456,6 +467,40 @@ mod tests {
             c.notes
         );
         assert!(config(&["-t", "257"]).is_err());
+    }
+
+    #[test]
+    fn item_sizes_past_the_largest_segment_start_with_it() {
+        // -I 16m made a 16 MiB segment the store refused (exit 1) from
+        // -m 128 up, and was lowered to 8m below.
+        for m in ["64", "128", "1024"] {
+            let c = config(&["-m", m, "-I", "16m", "-t", "1"]).unwrap();
+            assert_eq!((c.item_max, c.segment_size), (8 << 20, 8 << 20), "-m {m}");
+            assert!(
+                c.notes.iter().any(|n| n.starts_with("-I lowered")),
+                "{:?}",
+                c.notes
+            );
+        }
+    }
+
+    #[test]
+    fn segment_sizes_out_of_range_are_refused_before_use() {
+        // 0 divided by zero in start-up (a panic).
+        for v in ["0", "0k", "1001", "2k", "16m"] {
+            let arg = format!("segment_size={v}");
+            let e = config(&["-o", &arg]).unwrap_err().to_string();
+            assert!(e.contains("a segment is a multiple of 8 bytes"), "{v}: {e}");
+        }
+        let c = config(&["-m", "8", "-t", "1", "-o", "segment_size=2m"]).unwrap();
+        assert_eq!(c.segment_size, 1 << 20);
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.starts_with("-o segment_size lowered")),
+            "{:?}",
+            c.notes
+        );
     }
 
     #[test]
