@@ -18,7 +18,7 @@ pub use extended::{parse_extended, Extended};
 pub use files::{conf_args, toml_args};
 pub use introspection::Introspection;
 pub use listen::{parse_listen, ListenSpec};
-pub use resolve::Config;
+pub use resolve::{Config, MAX_THREADS};
 
 use clap::{ArgAction, Parser};
 

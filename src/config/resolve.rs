@@ -147,8 +147,9 @@ fn auth_config(
     }))
 }
 
-/// Most worker threads (`-t`).
-const MAX_THREADS: usize = 256;
+/// Most worker threads (`-t`), and so of shards and of a warm restart's
+/// shard files.
+pub const MAX_THREADS: usize = 256;
 
 /// Segments a shard should have at least. With fewer, each eviction frees
 /// an eighth of the shard or more, and live items follow a sawtooth that

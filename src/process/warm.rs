@@ -137,7 +137,7 @@ pub fn take(path: &Path, want: &Fingerprint) -> Found {
         Ok(text) => check(path, &text, want),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let left = running_path(path).exists()
-                || (0..want.threads.max(64)).any(|i| shard_path(path, i).exists());
+                || (0..crate::config::MAX_THREADS).any(|i| shard_path(path, i).exists());
             if left {
                 Found::Cold(Some(
                     "no clean-stop marker (the last run did not stop gracefully)".into(),
@@ -158,7 +158,7 @@ pub fn take(path: &Path, want: &Fingerprint) -> Found {
         _ => {}
     }
     if found != Found::Warm {
-        remove_data(path, want.threads.max(64));
+        remove_data(path, crate::config::MAX_THREADS);
     }
     found
 }
@@ -357,6 +357,21 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d.join("mem")
+    }
+
+    #[test]
+    fn every_shard_file_a_cold_start_finds_is_removed() {
+        // A run of more than 64 workers left files a cold start did not
+        // remove (it looked at 64): shards of the cache on tmpfs, in RAM,
+        // until the next reboot.
+        let p = dir("many");
+        for id in [0, 1, 63, 64, 200, 255] {
+            fs::write(shard_path(&p, id), b"x").unwrap();
+        }
+        assert!(matches!(take(&p, &fp()), Found::Cold(Some(_))));
+        for id in [0, 1, 63, 64, 200, 255] {
+            assert!(!shard_path(&p, id).exists(), "{id}");
+        }
     }
 
     #[test]
