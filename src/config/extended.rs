@@ -223,11 +223,11 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
                 let size = parse_size(v).map_err(|_| invalid(k, v))?;
                 // What the store takes (`Store::new`); checked here, before
                 // start-up divides by it.
-                let max = crate::store::index::MAX_SEGMENT_SIZE;
-                if !size.is_multiple_of(8) || !(4096..=max).contains(&size) {
+                if !crate::store::segment_size_ok(size) {
                     return Err(ConfigError::Invalid(format!(
                         "invalid -o {k}={v}: a segment is a multiple of 8 bytes \
-                         from 4k to {max} bytes"
+                         from 4k to {} bytes",
+                        crate::store::index::MAX_SEGMENT_SIZE
                     )));
                 }
                 x.segment_size = size;

@@ -252,7 +252,7 @@ impl Config {
             }
         };
         if threads == 0 || threads > MAX_THREADS {
-            return Err(invalid("-t must be between 1 and 256"));
+            return Err(invalid(format!("-t must be between 1 and {MAX_THREADS}")));
         }
         let per_shard = memory / threads;
         // Small budgets get smaller segments, so every shard has a few

@@ -112,6 +112,13 @@ pub struct StoreStats {
     pub crawler_reclaimed: u64,
 }
 
+/// Whether a store takes segments of `bytes`: a multiple of 8 from 4 KiB
+/// to [`index::MAX_SEGMENT_SIZE`] (a slot's offset field). `-o
+/// segment_size` is checked by the same rule before start-up sizes shards.
+pub fn segment_size_ok(bytes: usize) -> bool {
+    bytes.is_multiple_of(8) && (4096..=index::MAX_SEGMENT_SIZE).contains(&bytes)
+}
+
 /// Why a store could not be made.
 #[derive(Debug)]
 pub enum ConfigError {

@@ -42,7 +42,7 @@ mod write;
 pub use arena::PageKind;
 pub use budget::{INDEX_MIN_ITEM_BYTES, INDEX_START_ITEM_BYTES};
 pub use clock::Clock;
-pub use config::{ConfigError, StoreConfig, StoreStats};
+pub use config::{segment_size_ok, ConfigError, StoreConfig, StoreStats};
 pub use eviction::Eviction;
 pub use expiry::EXPIRY_STEP;
 pub use item::RawItem;
@@ -164,10 +164,7 @@ impl Store {
     /// [`ConfigError::TooLittleMemory`] if fewer than three segments fit,
     /// [`ConfigError::Map`] if the memory cannot be mapped.
     pub fn new(cfg: StoreConfig, clock: Clock) -> Result<Store, ConfigError> {
-        if !cfg.segment_size.is_multiple_of(8)
-            || cfg.segment_size < 4096
-            || cfg.segment_size > index::MAX_SEGMENT_SIZE
-        {
+        if !segment_size_ok(cfg.segment_size) {
             return Err(ConfigError::SegmentSize);
         }
         let start_index = Index::bytes_for(cfg.memory / INDEX_START_ITEM_BYTES);
