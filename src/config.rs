@@ -97,7 +97,8 @@ pub struct Args {
     #[arg(short = 'n', long = "slab-min-size")]
     pub slab_min_size: Option<String>,
     /// Worker threads, one per core (default: one per online CPU, as many as
-    /// -m gives 8 segments each, so -I stays 1m: 8 at the default -m 64)
+    /// -m gives 8 segments each, so -I stays 1m: 8 at the default -m 64;
+    /// at most 256, a larger -t is lowered to it with a note)
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
     /// Back item memory with huge pages (the default; see -o hugepages).

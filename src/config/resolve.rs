@@ -251,9 +251,20 @@ impl Config {
                 t
             }
         };
-        if threads == 0 || threads > MAX_THREADS {
+        if threads == 0 {
             return Err(invalid(format!("-t must be between 1 and {MAX_THREADS}")));
         }
+        // memcached starts with any -t above 0 and only warns past 64; a
+        // config written for it should start here too, with the most
+        // workers this build runs (warm restart files are numbered up to it).
+        let threads = if threads > MAX_THREADS {
+            notes.push(format!(
+                "-t {threads} lowered to {MAX_THREADS}, the most worker threads corecache runs"
+            ));
+            MAX_THREADS
+        } else {
+            threads
+        };
         let per_shard = memory / threads;
         // Small budgets get smaller segments, so every shard has a few
         // (an `-t` asked for wins over `-I`, which is lowered below).
@@ -467,7 +478,20 @@ mod tests {
             "{:?}",
             c.notes
         );
-        assert!(config(&["-t", "257"]).is_err());
+        assert!(config(&["-t", "0"]).is_err());
+        // memcached starts with any -t (a warning past 64): so does
+        // corecache, with its most workers and a note.
+        for t in ["257", "100000"] {
+            let c = config(&["-m", "1024", "-t", t]).unwrap();
+            assert_eq!(c.threads, MAX_THREADS, "-t {t}");
+            assert!(
+                c.notes
+                    .iter()
+                    .any(|n| n.starts_with(&format!("-t {t} lowered"))),
+                "{:?}",
+                c.notes
+            );
+        }
     }
 
     #[test]
