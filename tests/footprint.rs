@@ -24,10 +24,10 @@ fn footprint_at_256_mib() {
     }
     let items = s.curr_items();
     let record = item::record_size(15, 100, &item::ItemMeta::default());
-    let header = item::header_len(100);
+    let header = item::header_len(15, 100);
     let header_and_slot = header + 8;
     assert_eq!(record, 115 + header, "no padding");
-    assert_eq!(header, 7, "a short value's header");
+    assert_eq!(header, 6, "a tiny value's header");
     let index_per_item = s.index_bytes() as f64 / items as f64;
     let used = s.segment_bytes_in_use() + s.index_bytes();
     println!(

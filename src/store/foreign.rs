@@ -33,7 +33,7 @@
 use super::arena::Arena;
 use super::grace::Section;
 use super::index::{self, Bucket, NEIGHBOURS, NEXT_MASK, SLOTS};
-use super::item::{RawItem, DELETED, FETCHED};
+use super::item::{RawItem, ATIME_MASK, DELETED, FETCHED};
 use super::view::{Geometry, IndexShared};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
@@ -361,7 +361,7 @@ impl ShardView {
                     (self.incarnations[seg as usize].load(Relaxed) << index::SEG_SHIFT) | off as u64
                 }
             };
-            let idle = now.wrapping_sub(it.shared_atime()) & 0xff_ffff;
+            let idle = now.wrapping_sub(it.shared_atime()) & ATIME_MASK as u32;
             let tell_owner = index::slot_freq(s) == 0 || iflags & FETCHED == 0 || idle >= 1;
             let hit = Hit {
                 flags,

@@ -1,43 +1,50 @@
 //! The item record as it lies in a segment.
 //!
-//! Every item starts with a header of 7 bytes, or 8 for a value of 32 KiB
-//! or more, followed by optional fields that only items needing them pay
+//! Every item starts with a header of 6, 7 or 8 bytes, by the value's
+//! length, followed by optional fields that only items needing them pay
 //! for, then the key and the value. Records follow each other with no
 //! padding (index slots hold byte offsets), so nothing is read from them
 //! aligned.
 //!
 //! ```text
 //!  header (little endian)
-//!  63 (long) 55 (short) 41  40  39            16 15      8 7        0
-//! +--------------------+---+---+----------------+---------+----------+
-//! | value length       | L |    atime (24 bit)  | iflags  | key len  |
-//! +--------------------+---+---+----------------+---------+----------+
-//!  L = 0: short header, 7 bytes, value length in bits 41-55 (15 bits);
-//!  L = 1: long header, 8 bytes, value length in bits 41-63 (23 bits).
+//!  63 (long) 55 (short) 47 (tiny) 40  39  38           16 15      8 7        0
+//! +------------------------------+---+---+---------------+---------+----------+
+//! | value length                 | L | T | atime (23 bit)| iflags  | key len  |
+//! +------------------------------+---+---+---------------+---------+----------+
+//!  T = 1: tiny header, 6 bytes, value length in bits 40-47 (8 bits:
+//!         under 256 bytes; bit 40 is the length's, not L);
+//!  T = 0, L = 0: short header, 7 bytes, value length in bits 41-55 (15 bits);
+//!  T = 0, L = 1: long header, 8 bytes, value length in bits 41-63 (23 bits).
 //!
 //!  record
 //! +--------+-----------+-----------+-----------+-----+-------+
 //! | header | [expire]  | [flags]   | [cas]     | key | value |
-//! | 7 or 8 | u32 if    | u32 if    | u64 if    |     |       |
-//! |  B     | HAS_EXPIRE| HAS_FLAGS | HAS_CAS   |     |       |
+//! | 6, 7   | u32 if    | u32 if    | u64 if    |     |       |
+//! | or 8 B | HAS_EXPIRE| HAS_FLAGS | HAS_CAS   |     |       |
 //! +--------+-----------+-----------+-----------+-----+-------+
 //! ```
 //!
 //! A 15-byte key with a 100-byte value and no client flags takes
-//! 7 + 15 + 100 = 122 bytes, 126 with a TTL. (Padding each record to 8
+//! 6 + 15 + 100 = 121 bytes, 125 with a TTL. (Padding each record to 8
 //! bytes, as Segcache does, cost 3.5 bytes an item on average and 5 for
 //! this one: 4 % of the items a store of such items keeps. The short
 //! header's byte gave 0.48 % more items at `-m 256`: 2,014,786 against
-//! 2,005,150.)
+//! 2,005,150; the tiny header's, for values under 256 bytes, took the
+//! access time from 24 bits to 23 (meta `l` wraps after 97 days, not 194),
+//! see PERFORMANCE.md "Memory" for what it gave.)
 //!
 //! The bytes changed in place (item flags, access time: bytes 1-4) are
-//! the same in both forms; the key length (byte 0) and the value length
-//! (bytes 5-6 or 5-7) are written once, before the record is linked. The
-//! owner reads a short header as a whole word with the byte after it (the
-//! first of the expiry or of the key: a record is at least 8 bytes, as a
-//! key is never empty), which the masks drop; another worker must not
-//! read that byte, which `touch` may be rewriting (the expiry), so it
-//! reads the lengths byte by byte (`shared_lens`).
+//! the same in all forms; the tiny bit T shares byte 4 with the access
+//! time, and the owner writes it back unchanged whenever it writes that
+//! byte, so a reader of byte 4 always sees it. The key length (byte 0) and
+//! the value length (bytes 5-7, as far as the form has them) are written
+//! once, before the record is linked. The owner reads a header as a whole
+//! word with the bytes after it (a record is at least 8 bytes: the tiny
+//! form is only used when the key and value together have 2 bytes or
+//! more), which the masks drop; another worker must not read those bytes,
+//! which `touch` may be rewriting (the expiry), so it reads the lengths
+//! byte by byte (`shared_lens`).
 //!
 //! The CAS value is not stored unless it has to be (see `HAS_CAS`): items are
 //! never modified in place, so the pair (segment incarnation, offset) already
@@ -47,15 +54,22 @@ use std::sync::atomic::AtomicU8;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// Bytes of the longest header (a value of [`SHORT_VALUE_LIMIT`] bytes or
-/// more); a shorter value's header is one byte less.
+/// more); a shorter value's header is one or two bytes less.
 pub const HEADER_SIZE: usize = 8;
-/// Values shorter than this have the 7-byte header.
+/// Values shorter than this have the 7-byte header (or the tiny one).
 pub const SHORT_VALUE_LIMIT: usize = 1 << 15;
+/// Values shorter than this have the 6-byte header, if the record is at
+/// least 8 bytes with it (see the module comment).
+pub const TINY_VALUE_LIMIT: usize = 1 << 8;
 /// The header byte that holds the item flags (changed in place).
 const IFLAGS_BYTE: usize = IFLAGS_SHIFT as usize / 8;
 /// The first of the three header bytes of the access time (changed in
-/// place).
+/// place; the last also holds the tiny bit).
 const ATIME_BYTE: usize = ATIME_SHIFT as usize / 8;
+/// The header byte that holds the tiny bit (and the access time's top bits).
+const TINY_BYTE: usize = TINY_SHIFT as usize / 8;
+/// The tiny bit within [`TINY_BYTE`].
+const TINY_BIT: u8 = 1 << (TINY_SHIFT % 8);
 /// The first header byte of the value length (and the long-form bit).
 const VLEN_BYTE: usize = LONG_SHIFT as usize / 8;
 
@@ -67,14 +81,19 @@ pub const KLEN_SHIFT: u32 = 0;
 pub const IFLAGS_MASK: u64 = 0xff;
 /// Bit position of the item flags.
 pub const IFLAGS_SHIFT: u32 = 8;
-/// Access time bits (after shifting): store time, modulo 2^24 seconds.
-pub const ATIME_MASK: u64 = 0xff_ffff;
+/// Access time bits (after shifting): store time, modulo 2^23 seconds.
+pub const ATIME_MASK: u64 = 0x7f_ffff;
 /// Bit position of the access time.
 pub const ATIME_SHIFT: u32 = 16;
-/// Bit position of the long-form bit: set, the header is 8 bytes.
+/// Bit position of the tiny-form bit: set, the header is 6 bytes.
+pub const TINY_SHIFT: u32 = 39;
+/// Bit position of the long-form bit (when not tiny): set, 8 bytes.
 pub const LONG_SHIFT: u32 = 40;
-/// Bit position of the value length.
+/// Bit position of the value length in a short or long header.
 pub const VLEN_SHIFT: u32 = 41;
+/// Value length bits of a tiny header (after shifting by `LONG_SHIFT`,
+/// where a tiny header's length starts).
+pub const VLEN_TINY_MASK: u64 = 0xff;
 /// Value length bits of a short header (after shifting).
 pub const VLEN_SHORT_MASK: u64 = 0x7fff;
 /// Value length bits of a long header (after shifting).
@@ -86,16 +105,29 @@ pub const MAX_VALUE_LEN: usize = VLEN_MASK as usize;
 /// memcached's key limit.
 pub const MAX_KEY_LEN: usize = 250;
 
-/// Bytes of the header of a record whose value is `vlen` bytes.
+/// Bytes of the header of a record of a `klen`-byte key and a `vlen`-byte
+/// value.
 #[inline]
-pub fn header_len(vlen: usize) -> usize {
-    HEADER_SIZE - (vlen < SHORT_VALUE_LIMIT) as usize
+pub fn header_len(klen: usize, vlen: usize) -> usize {
+    if vlen < TINY_VALUE_LIMIT && klen + vlen >= 2 {
+        HEADER_SIZE - 2
+    } else {
+        HEADER_SIZE - (vlen < SHORT_VALUE_LIMIT) as usize
+    }
 }
 
 /// The key length, value length and header length a header word
 /// (read whole, little endian, from the record's first byte) gives.
 #[inline]
 pub fn header_lens(w: u64) -> (usize, usize, usize) {
+    let klen = ((w >> KLEN_SHIFT) & KLEN_MASK) as usize;
+    if (w >> TINY_SHIFT) & 1 != 0 {
+        return (
+            klen,
+            ((w >> LONG_SHIFT) & VLEN_TINY_MASK) as usize,
+            HEADER_SIZE - 2,
+        );
+    }
     let long = w >> LONG_SHIFT;
     let mask = if long & 1 != 0 {
         VLEN_MASK
@@ -103,16 +135,10 @@ pub fn header_lens(w: u64) -> (usize, usize, usize) {
         VLEN_SHORT_MASK
     };
     (
-        ((w >> KLEN_SHIFT) & KLEN_MASK) as usize,
+        klen,
         ((w >> VLEN_SHIFT) & mask) as usize,
-        form_len(long),
+        HEADER_SIZE - 1 + (long & 1) as usize,
     )
-}
-
-/// The header length that the long-form bit, the low bit of `long`, says.
-#[inline]
-fn form_len(long: u64) -> usize {
-    HEADER_SIZE - 1 + (long & 1) as usize
 }
 
 /// The item was replaced, deleted, evicted or expired; its bytes are dead.
@@ -187,7 +213,7 @@ pub fn optional_len(iflags: u8) -> usize {
 
 /// Bytes a record with these fields takes in a segment.
 pub fn record_size(klen: usize, vlen: usize, meta: &ItemMeta) -> usize {
-    header_len(vlen) + optional_len(meta.iflags()) + klen + vlen
+    header_len(klen, vlen) + optional_len(meta.iflags()) + klen + vlen
 }
 
 /// A view of one record in segment memory.
@@ -254,10 +280,10 @@ impl RawItem {
         header_lens(self.header()).1
     }
 
-    /// Header length in bytes (7 or 8).
+    /// Header length in bytes (6, 7 or 8).
     #[inline]
     fn hlen(&self) -> usize {
-        form_len(self.header() >> LONG_SHIFT)
+        header_lens(self.header()).2
     }
 
     /// The item flags (`DELETED`, `HAS_EXPIRE`, `FETCHED`, ...).
@@ -279,14 +305,18 @@ impl RawItem {
         self.byte(IFLAGS_BYTE).store(f, Relaxed);
     }
 
-    /// Records an access at store time `now`.
+    /// Records an access at store time `now`. The tiny bit, in the same
+    /// byte as the access time's top bits, is written back as it was.
     #[inline]
     pub fn set_atime(&self, now: u32) {
-        self.store_bytes(ATIME_BYTE, now & ATIME_MASK as u32, 3);
+        let tiny = self.byte(TINY_BYTE).load(Relaxed) & TINY_BIT;
+        self.store_bytes(ATIME_BYTE, now & ATIME_MASK as u32, 2);
+        self.byte(TINY_BYTE)
+            .store((now >> 16) as u8 & !TINY_BIT | tiny, Relaxed);
     }
 
-    /// Seconds since the last access, given the store clock; the 24-bit
-    /// field wraps after 194 days, which only matters for meta `l`.
+    /// Seconds since the last access, given the store clock; the 23-bit
+    /// field wraps after 97 days, which only matters for meta `l`.
     #[inline]
     pub fn idle_secs(&self, now: u32) -> u32 {
         (now.wrapping_sub(self.atime())) & ATIME_MASK as u32
@@ -340,7 +370,7 @@ impl RawItem {
     /// (old and new bytes) is possible and only ever shown by meta `l`.
     #[inline]
     pub fn shared_atime(&self) -> u32 {
-        self.load_bytes(ATIME_BYTE, 3)
+        self.load_bytes(ATIME_BYTE, 3) & ATIME_MASK as u32
     }
 
     /// The expiry, read as another worker must; the caller validates the
@@ -353,38 +383,49 @@ impl RawItem {
         self.load_bytes(self.shared_hlen(), 4)
     }
 
-    /// Header byte `i` of those never changed in place (0, and 5-6 or 5-7
-    /// of a long header), read as another worker may: written once, before
-    /// the record is linked.
+    /// Header byte `i` of those never changed in place (0, and 5-7 as far
+    /// as the header has them), read as another worker may: written once,
+    /// before the record is linked.
     #[inline]
     fn fixed_byte(&self, i: usize) -> u64 {
         debug_assert!(i == 0 || (VLEN_BYTE..HEADER_SIZE).contains(&i));
         // SAFETY: `at` requires a header inside the arena; callers read
-        // byte 7 only of a long header, whose byte it is.
+        // bytes 6 and 7 only of headers that have them.
         unsafe { self.ptr.add(i).read() as u64 }
+    }
+
+    /// Whether the header is tiny, read as another worker must: the bit
+    /// shares a byte with the access time, changed in place (see `byte`).
+    #[inline]
+    fn shared_tiny(&self) -> bool {
+        self.byte(TINY_BYTE).load(Relaxed) & TINY_BIT != 0
     }
 
     /// The header length, read as another worker must (see `fixed_byte`).
     #[inline]
     fn shared_hlen(&self) -> usize {
-        form_len(self.fixed_byte(VLEN_BYTE))
+        if self.shared_tiny() {
+            return HEADER_SIZE - 2;
+        }
+        HEADER_SIZE - 1 + (self.fixed_byte(VLEN_BYTE) & 1) as usize
     }
 
     /// The key and value lengths, from the header bytes never changed in
     /// place (the others may be written while another worker reads).
     #[inline]
     pub fn shared_lens(&self) -> (usize, usize) {
+        let klen = self.fixed_byte(0) as usize;
         let first = self.fixed_byte(VLEN_BYTE);
-        let mut w = self.fixed_byte(0) << KLEN_SHIFT
-            | first << LONG_SHIFT
-            | self.fixed_byte(VLEN_BYTE + 1) << (LONG_SHIFT + 8);
-        // Byte 7 is the header's only if it is long: in a short one it is
-        // the expiry's first byte, which `touch` may be writing now.
+        // Bytes 6 and 7 are the header's only if it has them: otherwise
+        // they may be the expiry's, which `touch` may be writing now.
+        if self.shared_tiny() {
+            return (klen, first as usize);
+        }
+        let mut w = first << LONG_SHIFT | self.fixed_byte(VLEN_BYTE + 1) << (LONG_SHIFT + 8);
         if first & 1 != 0 {
             w |= self.fixed_byte(VLEN_BYTE + 2) << (LONG_SHIFT + 16);
         }
-        let (klen, vlen, _) = header_lens(w);
-        (klen, vlen)
+        (klen, header_lens(w).1)
     }
 
     /// The client flags and stored CAS, given the item flags: fields
@@ -485,12 +526,16 @@ impl RawItem {
         let f = meta.iflags();
         let vlen = v1.len() + v2.len();
         debug_assert!(!key.is_empty() && key.len() <= MAX_KEY_LEN && vlen <= MAX_VALUE_LEN);
-        let mut off = header_len(vlen);
+        let mut off = header_len(key.len(), vlen);
+        let form = match off {
+            6 => 1 << TINY_SHIFT | (vlen as u64) << LONG_SHIFT,
+            7 => (vlen as u64) << VLEN_SHIFT,
+            _ => 1 << LONG_SHIFT | (vlen as u64) << VLEN_SHIFT,
+        };
         let h = ((key.len() as u64) << KLEN_SHIFT)
             | ((f as u64) << IFLAGS_SHIFT)
             | (((now as u64) & ATIME_MASK) << ATIME_SHIFT)
-            | (((off == HEADER_SIZE) as u64) << LONG_SHIFT)
-            | ((vlen as u64) << VLEN_SHIFT);
+            | form;
         std::ptr::copy_nonoverlapping(h.to_le_bytes().as_ptr(), ptr, off);
         if f & HAS_EXPIRE != 0 {
             (ptr.add(off) as *mut u32).write_unaligned(meta.expire);
@@ -518,38 +563,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn canonical_item_is_122_bytes() {
+    fn canonical_item_is_121_bytes() {
         let m = ItemMeta::default();
-        assert_eq!(record_size(15, 100, &m), 122);
+        assert_eq!(record_size(15, 100, &m), 121);
         let m = ItemMeta {
             expire: 100,
             ..Default::default()
         };
-        assert_eq!(record_size(15, 100, &m), 126);
+        assert_eq!(record_size(15, 100, &m), 125);
     }
 
-    /// Both header forms, at the lengths where they meet and at the
-    /// largest value, with every optional field, in place changes and the
+    /// The three header forms, at the lengths where they meet and at the
+    /// largest value, with every optional field and without, in place
+    /// changes (the access time's top bits beside the tiny bit) and the
     /// reads other workers make.
     #[test]
-    fn short_and_long_headers_roundtrip() {
-        let meta = ItemMeta {
+    fn tiny_short_and_long_headers_roundtrip() {
+        let full = ItemMeta {
             expire: 0x0102_0304,
             flags: 0xdead_beef,
             cas: Some(0x0123_4567_89ab_cdef),
             iflags: FETCHED,
         };
-        for (klen, vlen, hl) in [
+        let bare = ItemMeta {
+            expire: 0x0102_0304,
+            ..Default::default()
+        };
+        for ((klen, vlen, hl), meta) in [
+            // One byte of key and none of value: 8 bytes only in the
+            // short form (the owner reads a header as a word).
             (1, 0, 7),
-            (250, 1, 7),
+            (1, 1, 6),
+            (2, 0, 6),
+            (250, 1, 6),
+            (3, TINY_VALUE_LIMIT - 1, 6),
+            (3, TINY_VALUE_LIMIT, 7),
             (3, SHORT_VALUE_LIMIT - 1, 7),
             (3, SHORT_VALUE_LIMIT, 8),
             (250, MAX_VALUE_LEN, 8),
-        ] {
+        ]
+        .into_iter()
+        .flat_map(|c| [(c, full), (c, bare)])
+        {
             let key: Vec<u8> = (0..klen).map(|i| b'a' + (i % 26) as u8).collect();
             let value: Vec<u8> = (0..vlen).map(|i| (i * 7 + 1) as u8).collect();
             let size = record_size(klen, vlen, &meta);
-            assert_eq!(size, hl + 4 + 4 + 8 + klen + vlen);
+            let opt = optional_len(meta.iflags());
+            assert_eq!(size, hl + opt + klen + vlen);
             let mut buf = vec![0xffu8; size + 1];
             let it = unsafe {
                 RawItem::write(
@@ -561,24 +621,27 @@ mod tests {
                     0xab_cdef,
                 )
             };
+            // The store clock's bit 23 (written at 0xab_cdef) is not the
+            // access time's, nor the tiny bit.
+            assert_eq!(it.atime(), 0x2b_cdef);
             it.set_iflags(STALE, FETCHED);
-            it.set_atime(0x12_3456);
             it.set_expire_in_place(0x0a0b_0c0d);
-            assert_eq!((it.klen(), it.vlen(), it.size()), (klen, vlen, size));
-            assert_eq!(it.shared_lens(), (klen, vlen));
-            assert_eq!(it.iflags(), HAS_EXPIRE | HAS_FLAGS | HAS_CAS | STALE);
-            assert_eq!((it.atime(), it.shared_atime()), (0x12_3456, 0x12_3456));
+            for now in [0x12_3456, 0xff_ffff, 0x80_0000, 0] {
+                it.set_atime(now);
+                assert_eq!((it.klen(), it.vlen(), it.size()), (klen, vlen, size));
+                assert_eq!(it.shared_lens(), (klen, vlen));
+                let a = now & ATIME_MASK as u32;
+                assert_eq!((it.atime(), it.shared_atime()), (a, a));
+                assert_eq!(it.idle_secs(now.wrapping_add(5)), 5);
+            }
+            assert_eq!(it.iflags(), meta.iflags() & !FETCHED | STALE);
             assert_eq!(
                 (it.expire(), it.shared_expire(it.iflags())),
                 (0x0a0b_0c0d, 0x0a0b_0c0d)
             );
-            assert_eq!(it.flags(), 0xdead_beef);
-            assert_eq!(it.stored_cas(), Some(0x0123_4567_89ab_cdef));
-            assert_eq!(
-                it.shared_fixed(it.iflags()),
-                (0xdead_beef, Some(0x0123_4567_89ab_cdef))
-            );
-            assert_eq!(it.shared_key_offset(it.iflags()), hl + 16);
+            assert_eq!((it.flags(), it.stored_cas()), (meta.flags, meta.cas));
+            assert_eq!(it.shared_fixed(it.iflags()), (meta.flags, meta.cas));
+            assert_eq!(it.shared_key_offset(it.iflags()), hl + opt);
             assert_eq!(it.key(), &key[..]);
             assert_eq!(it.value(), &value[..]);
             assert_eq!(buf[size], 0xff, "nothing written past the record");

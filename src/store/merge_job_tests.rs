@@ -1,5 +1,9 @@
 //! A merge in steps while the store changes under it: its victims and its
 //! compaction destination freed by the expiry pass between steps.
+//!
+//! The tests below count on where segment boundaries fall: their values
+//! are 201 bytes, whose records (6-byte header) are as long as those of
+//! the 200-byte values (7-byte header) they were laid out with.
 use super::*;
 use crate::store::item::DELETED;
 use crate::store::{Clock, SetArgs, SetMode, SetOutcome, StoreConfig};
@@ -62,7 +66,7 @@ fn set(s: &mut Store, key: &str, v: &[u8], ttl: i64) {
 /// begins a merge and takes `steps` steps of `n` records.
 fn half_done_merge(steps: usize, n: usize, overwrite: bool) -> Store {
     let mut s = store();
-    let v = [b'x'; 200];
+    let v = [b'x'; 201];
     let mut i = 0;
     while s.segs.free_count() > 0 || s.segs.in_use() < s.seg_limit {
         set(&mut s, &format!("k{i}"), &v, 5);
@@ -152,7 +156,7 @@ fn records_replaced_between_steps_are_not_moved() {
 #[test]
 fn a_compaction_destination_freed_between_steps_is_not_written() {
     let mut s = store();
-    let v = [b'x'; 200];
+    let v = [b'x'; 201];
     // The oldest segment's items expire in 5 s, the rest in 6 s (the same
     // chain); every other key deleted, so compaction has runs to take (an
     // overwrite would go to the hot chain, leaving this one all dead).
@@ -207,7 +211,7 @@ fn a_compaction_destination_freed_between_steps_is_not_written() {
 #[test]
 fn a_merge_finished_in_a_slice_counts_as_ahead() {
     let mut s = store();
-    let v = [b'x'; 200];
+    let v = [b'x'; 201];
     let mut i = 0;
     while s.segs.free_count() > 0 || s.segs.in_use() < s.seg_limit {
         set(&mut s, &format!("k{i}"), &v, 0);
@@ -236,10 +240,10 @@ fn write_while(s: &mut Store, i: &mut usize, v: &[u8], cond: impl Fn(&Store) -> 
 /// A shard too small for the hand to evict ahead of need, filled with
 /// 200-byte values `k0`.. up to its budget, its open segment fresh; the
 /// next key's number.
-fn full_small_shard() -> (Store, usize, [u8; 200]) {
+fn full_small_shard() -> (Store, usize, [u8; 201]) {
     let mut s = store();
     assert!(s.seg_limit < AHEAD_HAND_SEGMENTS);
-    let v = [b'x'; 200];
+    let v = [b'x'; 201];
     let mut i = 0;
     write_while(&mut s, &mut i, &v, |s| {
         s.segs.free_count() > 0 || s.segs.in_use() < s.seg_limit || s.tail_low()
@@ -387,7 +391,7 @@ fn a_small_shard_evicts_ahead_once_the_open_segment_is_nearly_full() {
 #[test]
 fn a_pass_ahead_that_opens_a_fresh_segment_does_not_start_another() {
     let mut s = store();
-    let v = [b'x'; 200];
+    let v = [b'x'; 201];
     let mut i = 0;
     let mut spilled = 0;
     for round in 0..12 {

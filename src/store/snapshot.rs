@@ -15,7 +15,7 @@
 //! ```text
 //!  file   = header, then `segments` entries, oldest `order` first
 //!  header (88 bytes, little endian)
-//!    0  magic "CCWARM03"     8  segment size      16 segments allowed
+//!    0  magic "CCWARM04"     8  segment size      16 segments allowed
 //!   24  index buckets       32  clock epoch (Unix s)
 //!   40  store time at stop  48  next incarnation  56  pending flush_all
 //!                                                     (store time, 0 none)
@@ -42,7 +42,7 @@ use super::ttl::{self, CHAINS};
 use super::Store;
 
 /// The file's first eight bytes; the digit is the format's version.
-pub const FORMAT: &[u8; 8] = b"CCWARM03";
+pub const FORMAT: &[u8; 8] = b"CCWARM04";
 const HEADER_LEN: usize = 88;
 const ENTRY_LEN: usize = 48;
 
