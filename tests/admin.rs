@@ -495,6 +495,40 @@ fn a_non_loopback_admin_port_is_refused_unless_asked() {
     assert_eq!(srv.stop(), 0);
 }
 
+/// With the admin token alone (no password file), wrong tokens are braked
+/// per address as wrong passwords are: they were not braked at all, and a
+/// breaker tried 2,000 in 0.2 s.
+#[test]
+fn guessing_the_admin_token_is_braked_per_address() {
+    let srv = Server::start(&["--admin", "127.0.0.1:0", "--admin-token", "tk"]);
+    let get = |from: &str, token: &str| -> u16 {
+        use socket2::{Domain, Socket, Type};
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let src: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+        sock.bind(&src.into()).unwrap();
+        let dst: std::net::SocketAddr = srv.admin.parse().unwrap();
+        sock.connect(&dst.into()).unwrap();
+        let mut s: TcpStream = sock.into();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET /stats HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
+            srv.admin
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out[9..12].parse().unwrap()
+    };
+    for i in 0..10 {
+        assert_eq!(get("127.0.0.3", &format!("guess{i}")), 401);
+    }
+    // Braked: the right token waits too, so a guess learns nothing.
+    assert_eq!(get("127.0.0.3", "tk"), 429);
+    assert_eq!(get("127.0.0.4", "tk"), 200);
+    assert_eq!(srv.stop(), 0);
+}
+
 #[test]
 fn an_explicit_admin_port_that_is_taken_stops_start_up() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

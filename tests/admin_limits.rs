@@ -231,3 +231,49 @@ fn keep_alive_requests_within_the_timeout_are_served() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// Clients that pipeline requests and read none of the replies hold their
+/// slots only for `--admin-timeout` once their replies stop moving: with
+/// every slot taken that way, `/healthz` answered `503` for as long as
+/// they stayed connected (found by a breaker).
+#[test]
+fn clients_that_never_read_their_replies_give_their_slots_back() {
+    let (srv, addr) = start_with_timeout(2);
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let burst = std::sync::Arc::new(request.repeat(3000));
+    let mut stuck: Vec<TcpStream> = Vec::new();
+    for _ in 0..CAP {
+        let s = TcpStream::connect(&addr).unwrap();
+        // A small receive buffer, so the replies back up soon.
+        let sock = socket2::SockRef::from(&s);
+        sock.set_recv_buffer_size(4096).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let burst = burst.clone();
+        // Written from a thread: the server stops reading once its
+        // replies back up, and this write then waits for ever.
+        std::thread::spawn(move || {
+            let _ = w.write_all(burst.as_bytes());
+        });
+        stuck.push(s);
+    }
+    // Every slot is held: a probe is refused while the replies back up.
+    let t0 = Instant::now();
+    let mut refused = false;
+    while t0.elapsed() < Duration::from_secs(1) && !refused {
+        refused = get(&addr, "/healthz").contains(" 503 ");
+    }
+    assert!(refused, "the stuck clients did not fill the cap");
+    // Within the timeout and a margin for a loaded machine, the stuck
+    // connections are closed and the probe is answered.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = get(&addr, "/healthz");
+        if r.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused: {r}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    data_port_serves(&srv, 1);
+    drop(stuck);
+}

@@ -49,7 +49,10 @@ pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
     while i < b.len() {
         match b[i] {
             b'%' => {
-                let h = s.get(i + 1..i + 3)?;
+                // Two hex digits: `from_str_radix` alone took `%+1` as 1.
+                let h = s
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))?;
                 out.push(u8::from_str_radix(h, 16).ok()?);
                 i += 3;
             }
@@ -435,6 +438,8 @@ mod tests {
         assert_eq!(percent_decode("a%3Ab+c").unwrap(), b"a:b c");
         assert!(percent_decode("%4").is_none());
         assert!(percent_decode("%zz").is_none());
+        assert!(percent_decode("%+1").is_none());
+        assert!(percent_decode("%e2%8").is_none());
         assert!(valid_key(b"user:1"));
         assert!(!valid_key(b"a b"));
         assert!(!valid_key(b""));

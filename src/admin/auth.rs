@@ -27,7 +27,7 @@ use super::server::App;
 use super::throttle::Throttle;
 use super::users::{self, Who, ACCESS};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
@@ -86,10 +86,7 @@ impl Guard {
         let (Some(want), Some(v)) = (&self.token, h.get(header::AUTHORIZATION)) else {
             return false;
         };
-        v.to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| same(t.trim().as_bytes(), want.as_bytes()))
+        bearer_token(v.as_bytes()).is_some_and(|t| same(t, want.as_bytes()))
     }
 
     /// Whether the request's `Authorization` header carries the token (or
@@ -98,21 +95,13 @@ impl Guard {
         let Some(want) = &self.token else {
             return true;
         };
-        let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        let Some(v) = h.get(header::AUTHORIZATION) else {
             return false;
         };
-        if let Some(t) = v.strip_prefix("Bearer ") {
-            return same(t.trim().as_bytes(), want.as_bytes());
+        if let Some(t) = bearer_token(v.as_bytes()) {
+            return same(t, want.as_bytes());
         }
-        if let Some(b) = v.strip_prefix("Basic ") {
-            use base64::Engine;
-            if let Ok(d) = base64::engine::general_purpose::STANDARD.decode(b.trim()) {
-                if let Some(i) = d.iter().position(|&c| c == b':') {
-                    return same(&d[i + 1..], want.as_bytes());
-                }
-            }
-        }
-        false
+        users::basic(v.as_bytes()).is_some_and(|(_, password)| same(&password, want.as_bytes()))
     }
 
     /// Whether the request carries the CSRF token.
@@ -122,23 +111,57 @@ impl Guard {
     }
 }
 
-/// Whether a `Host` header names this host by address (`127.0.0.1:11212`,
+/// The token of a `Bearer` credential; the scheme's case is ignored, as
+/// HTTP's authentication schemes are case-insensitive (RFC 9110, 11.1),
+/// and as `users::basic` ignores Basic's.
+fn bearer_token(v: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = v.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| rest.trim_ascii())
+}
+
+/// Whether the request names this host by address (`127.0.0.1:11212`,
 /// `[::1]:11212`) or as `localhost`, not by a domain name another site
-/// could point at it. No header (HTTP/1.0) passes.
-fn host_is_local(h: &HeaderMap) -> bool {
-    let Some(v) = h.get(header::HOST) else {
-        return true;
-    };
-    let Ok(v) = v.to_str() else { return false };
-    let host = if let Some(rest) = v.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((ip, _)) => return ip.parse::<std::net::Ipv6Addr>().is_ok(),
+/// could point at it: its one `Host` header (none, as HTTP/1.0 may send,
+/// passes; two are refused, as RFC 9112 3.2 has a server refuse them) and
+/// the authority of an absolute-form target (`GET http://host/...`), which
+/// a server must prefer to `Host`. A breaker found a second `Host`, text
+/// after `[::1]`, and an absolute target each naming another host let in.
+fn host_is_local(h: &HeaderMap, uri: &Uri) -> bool {
+    let mut hosts = h.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return false;
+    }
+    if uri
+        .authority()
+        .is_some_and(|a| !names_this_host(a.as_str()))
+    {
+        return false;
+    }
+    host.is_none_or(|v| v.to_str().is_ok_and(names_this_host))
+}
+
+/// Whether one `Host` value names this host: an IPv4 address, a bracketed
+/// IPv6 address or `localhost`, then nothing or a `:port`.
+fn names_this_host(v: &str) -> bool {
+    let (ok, port) = match v.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, port)) => (ip.parse::<std::net::Ipv6Addr>().is_ok(), port),
             None => return false,
+        },
+        None => {
+            let (host, port) = v.find(':').map_or((v, ""), |i| v.split_at(i));
+            let ok = host.eq_ignore_ascii_case("localhost")
+                || host.parse::<std::net::Ipv4Addr>().is_ok();
+            (ok, port)
         }
-    } else {
-        v.rsplit_once(':').map_or(v, |(h, _)| h)
     };
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::Ipv4Addr>().is_ok()
+    ok && (port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit())))
 }
 
 /// Compares in time independent of where the bytes differ.
@@ -179,25 +202,30 @@ impl IntoResponse for Refused {
 /// the password) and counted against the peer's brake.
 fn login(app: &App, h: &HeaderMap, peer: SocketAddr, path: &str) -> Result<Who, Refused> {
     let g = &app.guard;
-    let Some(reg) = app.shared.auth.as_ref() else {
-        if g.authorized(h) {
-            return Ok(Who::anyone());
-        }
-        if h.contains_key(header::AUTHORIZATION) {
-            audit("login_failed", &peer.to_string(), path);
-        }
-        return Err(Refused::Unauthorized);
-    };
-    if g.bearer(h) {
-        return Ok(Who::anyone());
-    }
     let Some(v) = h.get(header::AUTHORIZATION) else {
-        return Err(Refused::Unauthorized);
+        return match app.shared.auth.is_none() && g.authorized(h) {
+            true => Ok(Who::anyone()),
+            false => Err(Refused::Unauthorized),
+        };
     };
+    // Credentials sent: the brake comes first, for the token as for a
+    // password (a braked peer must not learn that a guess was right).
     let now = Instant::now();
     if let Some(wait) = g.throttle.wait(peer.ip(), now) {
         ACCESS.throttled.fetch_add(1, Relaxed);
         return Err(Refused::Throttled(wait.as_secs() + 1));
+    }
+    let Some(reg) = app.shared.auth.as_ref() else {
+        if g.authorized(h) {
+            return Ok(Who::anyone());
+        }
+        g.throttle.failed(peer.ip(), now);
+        ACCESS.failures.fetch_add(1, Relaxed);
+        audit("login_failed", &peer.to_string(), path);
+        return Err(Refused::Unauthorized);
+    };
+    if g.bearer(h) {
+        return Ok(Who::anyone());
     }
     let (user, verified) = match users::basic(v.as_bytes()) {
         Some((user, password)) => {
@@ -228,12 +256,29 @@ pub async fn check(
     next: Next,
 ) -> Response {
     let g = &app.guard;
+    if !matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::DELETE
+    ) {
+        // Before CSRF, which answered TRACE or OPTIONS 403 as if a token
+        // could make them work.
+        return (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n").into_response();
+    }
+    // A bad escape anywhere in the query is the client's error: read as
+    // absent, `prefix=%e2%8` listed every key.
+    let query = req.uri().query().unwrap_or("");
+    if query
+        .split('&')
+        .any(|kv| super::api::percent_decode(kv).is_none())
+    {
+        return (StatusCode::BAD_REQUEST, "bad %-escape in the query\n").into_response();
+    }
     let path = req.uri().path();
     if path == "/healthz" || path == "/readyz" {
         return next.run(req).await;
     }
     let users = app.shared.auth.is_some();
-    if !g.has_token() && !users && !host_is_local(req.headers()) {
+    if !g.has_token() && !users && !host_is_local(req.headers(), req.uri()) {
         return (
             StatusCode::FORBIDDEN,
             "Host must name this host by address or as localhost\n",
@@ -287,6 +332,7 @@ mod tests {
 
     #[test]
     fn only_addresses_and_localhost_name_this_host() {
+        let local: Uri = "/stats".parse().unwrap();
         for ok in [
             "127.0.0.1:11212",
             "127.0.0.1",
@@ -295,7 +341,7 @@ mod tests {
             "[::1]:11212",
             "10.0.0.5:80",
         ] {
-            assert!(host_is_local(&with("host", ok)), "{ok}");
+            assert!(host_is_local(&with("host", ok), &local), "{ok}");
         }
         for bad in [
             "attacker.example",
@@ -303,10 +349,25 @@ mod tests {
             "127.0.0.1.nip.io:11212",
             "[::1",
             "[evil]:1",
+            "[::1]evil.example",
+            "[::1]:80evil",
+            "127.0.0.1:",
+            ":80",
+            "",
         ] {
-            assert!(!host_is_local(&with("host", bad)), "{bad}");
+            assert!(!host_is_local(&with("host", bad), &local), "{bad}");
         }
-        assert!(host_is_local(&HeaderMap::new()));
+        assert!(host_is_local(&HeaderMap::new(), &local));
+        // Two Host headers, the second another site's.
+        let mut two = with("host", "127.0.0.1");
+        two.append(header::HOST, HeaderValue::from_static("evil.example"));
+        assert!(!host_is_local(&two, &local));
+        // An absolute-form target names the host the request is for.
+        let h = with("host", "127.0.0.1");
+        let evil: Uri = "http://evil.example/stats".parse().unwrap();
+        assert!(!host_is_local(&h, &evil));
+        let mine: Uri = "http://127.0.0.1:11212/stats".parse().unwrap();
+        assert!(host_is_local(&h, &mine));
     }
 
     #[test]

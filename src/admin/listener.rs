@@ -11,6 +11,8 @@
 //!   hyper starts that clock whenever it waits for a head, after a reply
 //!   too, so the same setting is the keep-alive idle timeout; the clock is
 //!   a deadline, which bytes trickling in one by one do not move.
+//! - A reply that its client has read none of for [`Limits::timeout`]
+//!   closes the connection (`stall.rs`).
 //! - A request whose handler (reading its body included) takes longer than
 //!   [`REQUEST_TIMEOUT`] is answered `503` and the connection closed.
 
@@ -26,6 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+
+use super::stall::StallGuard;
 
 /// The whole-request bound: a handler never needs this long (a key page
 /// stops at `api::PAGE_TIME`), so only a client sending its body slowly
@@ -138,7 +142,7 @@ async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, app: Router
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.timeout)
-        .serve_connection(TokioIo::new(stream), svc);
+        .serve_connection(TokioIo::new(StallGuard::new(stream, limits.timeout)), svc);
     if let Err(e) = conn.await {
         if e.is_timeout() {
             CONNS.timed_out.fetch_add(1, Relaxed);

@@ -24,6 +24,7 @@ pub mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod server;
+pub mod stall;
 pub mod systemd;
 pub mod throttle;
 pub mod users;

@@ -137,6 +137,9 @@ impl Store {
         let now = self.clock.now();
         let n = self.segs.count() as u32;
         let (mut seg, mut off) = ((cursor >> 32) as u32, cursor as u32);
+        if seg < n {
+            off = self.record_at_or_after(seg, off);
+        }
         while seg < n {
             if step.read >= max_records || step.items.len() >= max_items {
                 step.next = ((seg as u64) << 32) | off as u64;
@@ -186,6 +189,22 @@ impl Store {
 }
 
 impl Store {
+    /// The offset of `seg`'s first record at `off` or after it (its
+    /// `write_off` if none), found by walking its records from the start.
+    /// A cursor comes from a client (the admin port's key browser): its
+    /// offset may be forged, or its segment reused since, and a record
+    /// read from anywhere but a record's start would take value bytes for
+    /// a header (found by a breaker: no crash, as the index check dropped
+    /// what it read, but reads past `write_off`).
+    fn record_at_or_after(&self, seg: u32, off: u32) -> u32 {
+        let end = self.segs.header(seg).write_off;
+        let mut at = 0;
+        while at < off && at < end {
+            at += self.item_at(seg, at).size() as u32;
+        }
+        at
+    }
+
     /// Approximately when the item was stored, Unix seconds. Records carry
     /// no time of their own; a segment is written append-only, so the
     /// record's place between its segment's creation and last write dates
@@ -234,6 +253,55 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    /// A cursor naming any offset, a record's start or not, resumes at
+    /// the first record from there: values that look like headers (0xfe
+    /// bytes: a 254-byte key, every flag) are never read as records.
+    #[test]
+    fn a_cursor_inside_a_record_resumes_at_the_next_one() {
+        let mut s = store();
+        let v = [0xfeu8; 300];
+        for i in 0..20 {
+            s.set(&SetArgs::new(
+                SetMode::Set,
+                format!("k{i:02}").as_bytes(),
+                &v,
+                0,
+                0,
+            ));
+        }
+        let first = s.scan(0, &ScanFilter::default(), usize::MAX, 1);
+        let seg = (first.next >> 32) as u32;
+        let starts: Vec<u32> = {
+            let end = s.segs.header(seg).write_off;
+            let mut at = 0;
+            let mut v = Vec::new();
+            while at < end {
+                v.push(at);
+                at += s.item_at(seg, at).size() as u32;
+            }
+            v
+        };
+        assert_eq!(starts.len(), 20);
+        for off in 0..starts[19] + 400 {
+            let st = s.scan(
+                (seg as u64) << 32 | off as u64,
+                &ScanFilter::default(),
+                1,
+                1,
+            );
+            let want = starts.iter().position(|&a| a >= off);
+            match want {
+                Some(i) => {
+                    let key = format!("k{i:02}");
+                    assert_eq!(st.items.len(), 1, "offset {off}");
+                    assert_eq!(st.items[0].key, key.as_bytes(), "offset {off}");
+                    assert_eq!(st.items[0].value_len, 300);
+                }
+                None => assert!(st.items.is_empty(), "offset {off}"),
+            }
+        }
     }
 
     #[test]
