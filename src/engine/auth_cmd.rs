@@ -38,7 +38,9 @@ impl Worker {
                     crate::exec::binary::error(out, op, status::UNKNOWN_COMMAND, opaque);
                     return;
                 }
-                let plain = r.key == sasl::MECHS.as_bytes();
+                // SASL mechanism names are case-insensitive (RFC 4422 3.1):
+                // memcached's cyrus logs `plain` in as `PLAIN`.
+                let plain = r.key.eq_ignore_ascii_case(sasl::MECHS.as_bytes());
                 let reply = match r.cmd.kind {
                     Kind::SaslList => Ok(sasl::MECHS.as_bytes()),
                     Kind::SaslAuth if plain && r.value.is_empty() => {

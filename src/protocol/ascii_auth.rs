@@ -14,8 +14,8 @@
 //!
 //! Extra tokens after the password are ignored, leading spaces too.
 
-use super::text::{parse_u32, tokens};
-use super::{Parse, LINE_MAX};
+use super::text::{may_exceed_line_max, parse_u32, tokens};
+use super::{Parse, LINE_MAX, READ_MAX};
 
 /// The largest `<bytes>` of an authentication `set`. memcached buffers
 /// any size; a credential is a few dozen bytes, so a larger block closes
@@ -41,9 +41,19 @@ pub enum AsciiAuth<'a> {
 }
 
 /// Reads one request of an unauthenticated text connection.
+///
+/// Lines are bounded as memcached bounds them (`text::parse_stream`): a
+/// line end within one read buffer (`READ_MAX`) serves the line, however
+/// long; without one, more than `LINE_MAX` bytes close the connection
+/// unless they begin a `get`/`gets`. memcached reads an unauthenticated
+/// `get` line without end; here it stops at `READ_MAX`, as nothing an
+/// unauthenticated client sends needs more (a breaker found every line
+/// over `LINE_MAX` closed, where memcached answers `CLIENT_ERROR
+/// unauthenticated` and keeps the connection).
 pub fn parse(buf: &[u8]) -> Parse<AsciiAuth<'_>> {
-    let Some(nl) = buf.iter().take(LINE_MAX + 1).position(|&c| c == b'\n') else {
-        return if buf.len() > LINE_MAX {
+    let Some(nl) = buf.iter().take(READ_MAX).position(|&c| c == b'\n') else {
+        let over = buf.len() >= READ_MAX || (buf.len() > LINE_MAX && !may_exceed_line_max(buf));
+        return if over {
             Parse::Close
         } else {
             Parse::NeedMore(1)
@@ -149,6 +159,16 @@ mod tests {
         ));
         assert!(matches!(parse(b"set x 0"), Parse::NeedMore(_)));
         assert!(matches!(parse(&[b'x'; LINE_MAX + 1]), Parse::Close));
+        // A long line that arrives whole is answered, as memcached answers
+        // it; a get line may grow to a read buffer's size first.
+        let mut long = vec![b'x'; LINE_MAX + 100];
+        long.extend_from_slice(b"\r\n");
+        assert_eq!(done(&long), (AsciiAuth::NotAuth, long.len()));
+        let mut get = b"get ".to_vec();
+        get.extend_from_slice(&[b'k'; LINE_MAX]);
+        assert!(matches!(parse(&get), Parse::NeedMore(_)));
+        get.extend_from_slice(&[b'k'; READ_MAX]);
+        assert!(matches!(parse(&get), Parse::Close));
         assert!(matches!(parse(b"set x 0 0 4097\r\n"), Parse::Close));
     }
 }

@@ -61,6 +61,11 @@ ASCII_SCRIPTS = [
     [b"set x 0 0 12\nalice secret\r\n", b"version\r\n"],
     # safe_strtoul keeps the low 32 bits of the length: 2^32 + 12 is 12.
     [b"set x 0 0 4294967308\r\nalice secret\r\n", b"get x\r\n"],
+    # Lines past 2048 bytes that arrive whole: answered, the connection
+    # kept (corecache closed them).
+    [b"get " + b"k" * 3000 + b"\r\n", b"version\r\n"],
+    [b"x" * 2100 + b"\r\n", b"get foo\r\n"],
+    [b"set x 0 0 12 " + b"n" * 5000 + b"\r\nalice secret\r\n", b"get x\r\n"],
 ]
 
 
@@ -219,6 +224,18 @@ def test_binary_before_sasl(both):
         # An unknown mechanism fails and counts.
         s.sendall(bin_req(0x21, b"CRAM-MD5", b"x"))
         assert bin_read(s)[1] == 0x20
+    # Mechanism names are case-insensitive (RFC 4422; memcached's cyrus
+    # takes `plain`): lower and mixed case log in, a wrong password still
+    # fails.
+    for mech in (b"plain", b"Plain"):
+        with cc.connect() as s:
+            s.sendall(bin_req(0x21, mech, b"\0alice\0nope"))
+            assert bin_read(s)[1:] == (0x20, b"", b"Auth failure.")
+        with cc.connect() as s:
+            s.sendall(bin_req(0x21, mech, b"\0alice\0secret"))
+            assert bin_read(s)[1:] == (0, b"", b"Authenticated")
+            s.sendall(bin_req(0x0A))
+            assert bin_read(s)[1] == 0
 
 
 def test_sasl_only_reads_memcached_pwdb(pwfile):

@@ -422,7 +422,7 @@ fn rest_after<'a>(line: &'a [u8], tok: &[u8]) -> &'a [u8] {
 /// Whether a line may run past `LINE_MAX` bytes: memcached allows it for
 /// `get ` and `gets ` after at most 100 leading spaces (not for `gat`, nor
 /// meta commands).
-fn may_exceed_line_max(buf: &[u8]) -> bool {
+pub(crate) fn may_exceed_line_max(buf: &[u8]) -> bool {
     let Some(start) = buf.iter().take(101).position(|&c| c != b' ') else {
         return false;
     };
