@@ -185,10 +185,7 @@ fn start(argv: &[String]) -> Result<u8, StartError> {
             say(&w);
         }
     }
-    let _pidfile = pidfile
-        .as_deref()
-        .map(pidfile_for_this_process)
-        .transpose()?;
+    let _pidfile = pidfile.as_deref().and_then(pidfile_for_this_process);
     let (unix_fd, _socket_file) = unix.unzip();
     // After the fork (a child inherits no thread): from here on workers
     // queue their log lines instead of writing them.

@@ -28,13 +28,29 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// The name a pidfile is first written under, then renamed from.
+pub fn pidfile_tmp(path: &Path) -> std::path::PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    tmp.into()
+}
+
 /// Writes this process's id to `path` (`-P`), removed again when the
-/// returned guard drops.
+/// returned guard drops. As memcached's `save_pid`, it is written to
+/// `path.tmp` and renamed, so a reader never finds it empty, and a stale
+/// pidfile the user cannot write (left by root) is replaced if the
+/// directory allows.
 ///
 /// # Errors
-/// The write's error, e.g. when the directory is not writable by the user
-/// the server runs as (as in memcached, it is written after switching).
+/// The write's or the rename's error, e.g. when the directory is not
+/// writable by the user the server runs as (as in memcached, it is
+/// written after switching).
 pub fn write_pidfile(path: &Path) -> std::io::Result<RemoveOnDrop> {
-    std::fs::write(path, format!("{}\n", std::process::id()))?;
+    let tmp = pidfile_tmp(path);
+    std::fs::write(&tmp, format!("{}\n", std::process::id()))?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     Ok(RemoveOnDrop::new(path))
 }

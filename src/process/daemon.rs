@@ -4,7 +4,6 @@
 //! Debian's start script does for the `logfile` line of memcached.conf.
 
 use super::{StartError, EX_OSERR};
-use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{self, ForkResult};
 use std::fs::{File, OpenOptions};
@@ -24,8 +23,8 @@ pub enum Forked {
 /// What happens once the server serves: output moves to the log (or,
 /// for a daemon, to /dev/null), and a daemon's waiting parent is told.
 /// Until then start-up errors still reach the terminal (or the journal)
-/// that started the server, so `corecache -d` with a bad pidfile path
-/// says why and exits with the status the daemon exited with.
+/// that started the server, so `corecache -d` that cannot start says why
+/// and exits with the status the daemon exited with.
 #[derive(Default)]
 pub struct Ready {
     /// Where stdout and stderr go once serving.
@@ -141,10 +140,12 @@ pub fn daemonize(
         }
         ForkResult::Child => {
             drop(read_end);
+            // SIGHUP keeps the server's handler (reload the password and
+            // ACL files, reopen the logs): a daemon has no terminal to hang
+            // up after setsid, and ignoring it, as this did, left `-d`
+            // servers deaf to reloads (a removed user kept logging in;
+            // found by a breaker).
             unistd::setsid().map_err(|e| os_err("setsid", e))?;
-            // SAFETY: SIG_IGN installs no handler code.
-            unsafe { signal(Signal::SIGHUP, SigHandler::SigIgn) }
-                .map_err(|e| os_err("SIGHUP", e))?;
             if !keep_dir {
                 unistd::chdir("/").map_err(|e| os_err("chdir /", e))?;
             }

@@ -2,7 +2,7 @@
 //! memcached's order and with memcached's messages and exit statuses
 //! (`main.rs` calls these before dropping privileges and forking).
 
-use super::cleanup::{write_pidfile, RemoveOnDrop};
+use super::cleanup::{pidfile_tmp, write_pidfile, RemoveOnDrop};
 use super::{StartError, EX_OSERR};
 use crate::config::Config;
 use crate::engine::listener;
@@ -35,16 +35,21 @@ pub fn listen_unix(cfg: &Config) -> Result<Option<(OwnedFd, RemoveOnDrop)>, Star
     Ok(Some((fd, RemoveOnDrop::new(&file))))
 }
 
-/// `-P`: writes the pid, memcached's message if it cannot.
-pub fn pidfile_for_this_process(path: &std::path::Path) -> Result<RemoveOnDrop, StartError> {
-    write_pidfile(path).map_err(|e| {
-        let msg = format!(
-            "Could not open the pid file {} for writing: {}",
-            path.display(),
-            strerror(&e)
-        );
-        StartError::new(EX_OSERR, msg)
-    })
+/// `-P`: writes the pid; if it cannot, says memcached's line (naming the
+/// temporary file, as memcached's does) and serves on without one, as
+/// memcached does (corecache exited 71: a pidfile directory on /run gone
+/// after a reboot, or a stale root-owned pidfile, kept it from starting
+/// where memcached starts; found by a breaker).
+pub fn pidfile_for_this_process(path: &std::path::Path) -> Option<RemoveOnDrop> {
+    write_pidfile(path)
+        .map_err(|e| {
+            eprintln!(
+                "Could not open the pid file {} for writing: {}",
+                pidfile_tmp(path).display(),
+                strerror(&e)
+            );
+        })
+        .ok()
 }
 
 /// Every `-l` entry's addresses on the port `port_of` gives it, each with
