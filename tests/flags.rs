@@ -245,6 +245,43 @@ fn item_and_segment_sizes_the_store_cannot_take_are_met_at_start() {
     }
 }
 
+/// memcached allocates as it goes and starts with an -m past RAM and swap;
+/// corecache panicked mapping its index (`-m 200000` on a 24 GiB host),
+/// refused 16 TiB as "too little memory", and aborted allocating segment
+/// headers for `-m 99999999999` (found by a breaker). Now the mappings
+/// take no swap reservation and grow as used, a shard past the index's
+/// segment count gets larger segments, and past the address space it is
+/// refused with a reason.
+#[test]
+fn memory_limits_past_ram_start_and_past_the_address_space_say_why() {
+    for m in ["200000", "16777216"] {
+        let mut s = Server::start(&["-t", "2", "-m", m]);
+        assert_eq!(
+            exchange(
+                &mut tcp(s.port),
+                b"set k 0 0 1\r\nv\r\nget k\r\n",
+                b"END\r\n"
+            ),
+            "STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n",
+            "-m {m}"
+        );
+        let set = stats(&ask(s.port, "stats settings\r\n"));
+        let mb: u64 = m.parse().unwrap();
+        assert_eq!(set["maxbytes"], (mb << 20).to_string());
+        assert_eq!(s.stop(), 0, "-m {m}");
+    }
+    for m in ["67108865", "4294967296", "99999999999"] {
+        let out =
+            run(Command::new(BIN).args(["-u", "root", "-p", "0", "-s", "/nonexistent/x", "-m", m]));
+        assert_eq!(out.status.code(), Some(64), "-m {m}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("more than corecache can map"),
+            "-m {m}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 #[test]
 fn repeated_flags_take_the_last_value_and_the_command_line_beats_files() {
     // -p twice: only the last port is served.

@@ -2,7 +2,7 @@
 
 use super::tls::tls_config;
 use super::{parse_extended, parse_listen, parse_size, Args, ConfigError, ListenSpec};
-use crate::store::index::MAX_SEGMENT_SIZE;
+use crate::store::index::{MAX_SEGMENTS, MAX_SEGMENT_SIZE};
 use crate::store::Eviction;
 use crate::tls::TlsConfig;
 #[cfg(test)]
@@ -147,6 +147,13 @@ fn auth_config(
     }))
 }
 
+/// The most item memory (`-m`), bytes: 64 TiB, half of x86-64's 128 TiB
+/// of user address space, which the item memory and the index (mapped at
+/// start, touched as used) must share. memcached allocates as it goes and
+/// starts with any -m; `-m 99999999999` aborted here, allocating segment
+/// headers for 95 PB (found by a breaker).
+pub const MAX_MEMORY: usize = 64 << 40;
+
 /// Most worker threads (`-t`), and so of shards and of a warm restart's
 /// shard files.
 pub const MAX_THREADS: usize = 256;
@@ -223,7 +230,14 @@ impl Config {
         let memory = usize::try_from(args.memory_mb)
             .ok()
             .and_then(|m| m.checked_mul(1 << 20))
-            .ok_or_else(|| invalid(format!("-m {} is too large", args.memory_mb)))?;
+            .filter(|&m| m <= MAX_MEMORY)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "-m {} is more than corecache can map (at most {} MB)",
+                    args.memory_mb,
+                    MAX_MEMORY >> 20
+                ))
+            })?;
         // An item lives in one segment: `-I` above the default segment
         // size (memcached takes `-I 2m`) raises it, unless segment_size
         // was given.
@@ -270,6 +284,18 @@ impl Config {
         // (an `-t` asked for wins over `-I`, which is lowered below).
         while per_shard / seg < SHARD_SEGMENTS && seg > 64 << 10 {
             seg /= 2;
+        }
+        // A slot names one of `MAX_SEGMENTS` segments a shard: a shard of
+        // more (2 TiB of 1 MiB segments) gets larger segments, as
+        // memcached takes any -m its address space allows.
+        while per_shard / seg > MAX_SEGMENTS && seg < MAX_SEGMENT_SIZE {
+            seg *= 2;
+        }
+        if per_shard / seg > MAX_SEGMENTS {
+            return Err(invalid(format!(
+                "-m {} is more than {threads} threads can address; give more -t",
+                args.memory_mb
+            )));
         }
         if per_shard / seg < 3 {
             return Err(invalid(format!(

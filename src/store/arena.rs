@@ -68,7 +68,11 @@ impl Arena {
                 return Ok(Arena::plain_or_thp(map, allow_huge));
             }
         }
-        let map = MmapOptions::new().len(len).map_anon()?;
+        // Without swap reservation too: the kernel's overcommit heuristic
+        // refuses one mapping past RAM and swap, where memcached, which
+        // allocates as it goes, starts with any -m. Pages still come as
+        // written; strict overcommit ignores the flag and counts them.
+        let map = MmapOptions::new().len(len).no_reserve_swap().map_anon()?;
         Ok(Arena::plain_or_thp(map, allow_huge))
     }
 

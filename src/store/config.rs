@@ -126,6 +126,8 @@ pub enum ConfigError {
     SegmentSize,
     /// The memory holds fewer than three segments besides their index.
     TooLittleMemory,
+    /// More segments than an index slot can name (`slot::MAX_SEGMENTS`).
+    TooMuchMemory,
     /// The kernel refused the mapping.
     Map(std::io::Error),
 }
@@ -141,7 +143,12 @@ impl std::fmt::Display for ConfigError {
             ConfigError::TooLittleMemory => {
                 write!(f, "memory per shard must hold at least 3 segments")
             }
-            ConfigError::Map(e) => write!(f, "cannot map item memory: {e}"),
+            ConfigError::TooMuchMemory => write!(
+                f,
+                "memory per shard is more than {} segments (give more -t or a larger -o segment_size)",
+                super::slot::MAX_SEGMENTS
+            ),
+            ConfigError::Map(e) => write!(f, "cannot map item memory or its index: {e}"),
         }
     }
 }

@@ -244,18 +244,27 @@ impl Index {
         Self::buckets_for(items) * std::mem::size_of::<Bucket>()
     }
 
+    /// As [`Index::try_new`], panicking if the index cannot be mapped.
+    pub fn new(items: usize, max_items: usize, huge_pages: bool) -> Index {
+        Self::try_new(items, max_items, huge_pages)
+            .unwrap_or_else(|e| panic!("mapping the hash index: {e}"))
+    }
+
     /// An index sized for `items`, that may grow to hold `max_items`, its
     /// primary buckets on transparent huge pages if `huge_pages`.
-    pub fn new(items: usize, max_items: usize, huge_pages: bool) -> Index {
+    ///
+    /// # Errors
+    /// The mapping's (see [`IndexShared::try_new`]).
+    pub fn try_new(items: usize, max_items: usize, huge_pages: bool) -> std::io::Result<Index> {
         let max = Self::buckets_for(max_items.max(items)).min(u32::MAX as usize / 4);
         let start = Self::buckets_for(items).min(max) as u32;
         let room = IndexShared::overflow_room(max).min(u32::MAX as usize / 2 - max);
-        let shared = Arc::new(IndexShared::new(max + room, start));
+        let shared = Arc::new(IndexShared::try_new(max + room, start)?);
         if huge_pages {
             let bytes = max * std::mem::size_of::<Bucket>();
             super::arena::advise_huge(shared.bucket(0) as *const Bucket as *const u8, bytes);
         }
-        Index {
+        Ok(Index {
             shared,
             len: start,
             shared_overflow: 0,
@@ -273,7 +282,7 @@ impl Index {
             overflow_base: max as u32,
             scratch: Vec::new(),
             items: 0,
-        }
+        })
     }
 
     /// An index of fixed size for about `expected_items`.

@@ -170,8 +170,11 @@ impl Store {
         let start_index = Index::bytes_for(cfg.memory / INDEX_START_ITEM_BYTES);
         let ghosts = ghost::Ghosts::for_memory(cfg.memory);
         let nseg = segments_within(cfg.memory, cfg.segment_size, start_index + ghosts.bytes());
-        if !(3..=index::MAX_SEGMENTS).contains(&nseg) {
+        if nseg < 3 {
             return Err(ConfigError::TooLittleMemory);
+        }
+        if nseg > index::MAX_SEGMENTS {
+            return Err(ConfigError::TooMuchMemory);
         }
         // Room to grow into with cache_memlimit, and for the merge reserve
         // beside the segments the budget pays for (see `reserve_unpaid`),
@@ -204,11 +207,12 @@ impl Store {
         if cfg.fault_ahead {
             segs.enable_fault_ahead();
         }
-        let index = Index::new(
+        let index = Index::try_new(
             cfg.memory / INDEX_START_ITEM_BYTES,
             cfg.memory / INDEX_MIN_ITEM_BYTES,
             cfg.huge_pages,
-        );
+        )
+        .map_err(ConfigError::Map)?;
         let limit = cfg.memory;
         let mut store = Store {
             segs,

@@ -98,21 +98,27 @@ impl IndexShared {
     }
 
     /// Room for `cap` buckets, zeroed, of which the first `len` are in use
-    /// (`low` = `len`, nothing split).
-    pub fn new(cap: usize, len: u32) -> IndexShared {
+    /// (`low` = `len`, nothing split). Mapped without swap reservation
+    /// (MAP_NORESERVE): the room for the most items `-m` could hold is
+    /// about a sixth of `-m`, touched only as the index grows into it, and
+    /// the kernel's overcommit heuristic refused such a mapping past RAM
+    /// and swap (`-m 200000` on a 24 GiB host panicked here, where
+    /// memcached starts).
+    ///
+    /// # Errors
+    /// The mapping's, e.g. under strict overcommit (`vm.overcommit_memory`
+    /// 2), which counts it whole.
+    pub fn try_new(cap: usize, len: u32) -> std::io::Result<IndexShared> {
         let cap = cap.max(1);
         let bytes = cap
             .checked_mul(std::mem::size_of::<Bucket>())
-            .expect("index size fits the address space");
-        let mut map = MmapOptions::new()
-            .len(bytes)
-            .map_anon()
-            .unwrap_or_else(|e| panic!("mapping {bytes} bytes of hash index: {e}"));
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+        let mut map = MmapOptions::new().len(bytes).no_reserve_swap().map_anon()?;
         // Page-aligned, so aligned for `Bucket`; an all-zero `Bucket` is a
         // valid one (zero atomics).
         let buckets = map.as_mut_ptr() as *mut Bucket;
         debug_assert!(buckets.align_offset(std::mem::align_of::<Bucket>()) == 0);
-        IndexShared {
+        Ok(IndexShared {
             buckets,
             _map: map,
             cap,
@@ -120,7 +126,12 @@ impl IndexShared {
             low: AtomicU32::new(len),
             split: AtomicU32::new(0),
             len: AtomicU32::new(len),
-        }
+        })
+    }
+
+    /// As [`IndexShared::try_new`], panicking if it cannot map (tests).
+    pub fn new(cap: usize, len: u32) -> IndexShared {
+        Self::try_new(cap, len).unwrap_or_else(|e| panic!("mapping the hash index: {e}"))
     }
 
     /// Gives the kernel back the pages wholly inside buckets
