@@ -224,6 +224,38 @@ fn damaged_numbers_outside_the_data_are_caught_too() {
     }
 }
 
+/// Damage a linear sum cannot see (the old Fletcher-style sum passed
+/// both, and the restored store served a value never stored): +d, -2d, +d
+/// in three words in a row, and bit 63 of two words an even distance
+/// apart, at a few places in the first segment's data.
+#[test]
+fn damage_that_cancels_in_a_sum_is_caught() {
+    let a = filled();
+    let mut file = Vec::new();
+    a.save(&mut file).unwrap();
+    let data = HEADER_LEN + ENTRY_LEN;
+    for word in [0, 7, 100, 1000] {
+        let at = data + 8 * word;
+        let word_at = |f: &[u8], i: usize| u64::from_le_bytes(f[i..i + 8].try_into().unwrap());
+        let mut sum3 = file.clone();
+        for (i, d) in [(0, 1u64), (8, 2u64.wrapping_neg()), (16, 1)] {
+            let v = word_at(&sum3, at + i).wrapping_add(d);
+            sum3[at + i..at + i + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        let mut bit63 = file.clone();
+        bit63[at + 7] ^= 0x80;
+        bit63[at + 16 + 7] ^= 0x80;
+        for (what, bad) in [("+d -2d +d", sum3), ("bit 63 twice", bit63)] {
+            let mut b = store_at(16 << 20, T0);
+            match b.restore(&mut bad.as_slice(), T0, |_| true) {
+                Err(RestoreError::Damaged(_)) => {}
+                other => panic!("{what} at word {word}: {other:?}"),
+            }
+            assert_eq!(b.curr_items(), 0, "{what} at word {word}");
+        }
+    }
+}
+
 #[test]
 fn store_times_come_back() {
     let mut a = store_at(16 << 20, T0);
