@@ -257,9 +257,10 @@ impl Config {
                 let t = default_threads(cpus, memory, seg);
                 if t < cpus {
                     notes.push(format!(
-                        "-t defaults to {t} worker threads, not one for each of the {cpus} CPUs: \
+                        "-t defaults to {t} worker thread{}, not one for each of the {cpus} CPUs: \
                          a shard needs {SHARD_SEGMENTS} segments of {seg} bytes of -m \
-                         so that -I ({item_max} bytes) fits; give -t, or more -m, for more"
+                         so that -I ({item_max} bytes) fits; give -t, or more -m, for more",
+                        if t == 1 { "" } else { "s" }
                     ));
                 }
                 t

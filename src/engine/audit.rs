@@ -24,7 +24,7 @@ fn describe(req: &Request) -> (&'static str, String) {
             ("flush_prefix", String::from_utf8_lossy(prefix).into_owned())
         }
         Request::Text(T::CacheMemlimit { mb, .. }) => ("cache_memlimit", mb.to_string()),
-        Request::Text(T::Shutdown { graceful }) => (
+        Request::Text(T::Shutdown { graceful, .. }) => (
             "shutdown",
             if *graceful { "graceful" } else { "" }.to_string(),
         ),
@@ -105,7 +105,10 @@ mod tests {
             "flush_all refused (-F)"
         );
         assert_eq!(action("shutdown", None), "shutdown");
-        let r = Request::Text(text::Request::Shutdown { graceful: true });
+        let r = Request::Text(text::Request::Shutdown {
+            graceful: true,
+            bad_mode: false,
+        });
         assert_eq!(describe(&r), ("shutdown", "graceful".to_string()));
     }
 }

@@ -166,6 +166,12 @@ impl Worker {
                     push_line(self.conn(idx).reply_buf(), &r);
                 }
             }
+            (Op::Shutdown, Request::Text(text::Request::Shutdown { bad_mode: true, .. })) => {
+                push_line(
+                    self.conn(idx).reply_buf(),
+                    "CLIENT_ERROR invalid shutdown mode",
+                );
+            }
             (Op::Shutdown, _) => {
                 // As memcached with -A: no reply; every worker winds down.
                 self.shared.stop.store(true, SeqCst);

@@ -482,3 +482,16 @@ def test_stats_field_names(make_pair, group):
 def test_stats_sizes(make_pair):
     p = make_pair("-t", "2", "-m", "64")
     p.same(lambda c: c.lines_until(b"stats sizes\r\n"))
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_shutdown_with_a_bad_mode_as_memcached(make_pair, enabled):
+    """`shutdown foo` and `shutdown graceful x`: with -A memcached answers
+    CLIENT_ERROR invalid shutdown mode and serves on; without -A, ERROR:
+    shutdown not enabled (corecache answered ERROR to both)."""
+    p = make_pair("-t", "2", "-m", "64", *(["-A"] if enabled else []))
+    p.same(lambda c: [c.text(b"shutdown foo\r\n"), c.text(b"shutdown graceful x\r\n"),
+                      c.text(b"shutdown graceful x y\r\n")])
+    # Both still serve.
+    for srv in p.servers():
+        assert srv.alive()

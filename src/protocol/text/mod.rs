@@ -106,6 +106,11 @@ pub enum Request<'a> {
         /// `graceful` was given (corecache always stops gracefully; the
         /// audit trail records what was asked).
         graceful: bool,
+        /// Anything else after `shutdown` (`shutdown foo`, `shutdown
+        /// graceful x`): with `-A`, memcached answers `CLIENT_ERROR
+        /// invalid shutdown mode`; without, `ERROR: shutdown not enabled`
+        /// as for any shutdown.
+        bad_mode: bool,
     },
     /// `refresh_certs [noreply]`: read the TLS certificates again
     /// (memcached 1.6, with `-Z`).
@@ -368,9 +373,18 @@ pub fn parse_stream<'a>(
             }
         }
         b"shutdown" => match (it.next(), it.next()) {
-            (None, _) => Request::Shutdown { graceful: false },
-            (Some(b"graceful"), None) => Request::Shutdown { graceful: true },
-            _ => Request::Error(ERROR),
+            (None, _) => Request::Shutdown {
+                graceful: false,
+                bad_mode: false,
+            },
+            (Some(b"graceful"), None) => Request::Shutdown {
+                graceful: true,
+                bad_mode: false,
+            },
+            _ => Request::Shutdown {
+                graceful: false,
+                bad_mode: true,
+            },
         },
         b"quit" => Request::Quit,
         b"refresh_certs" => Request::RefreshCerts {

@@ -289,11 +289,17 @@ fn other_commands_and_their_errors() {
     assert_eq!(err(b"cache_memlimit x\r\n"), ERROR);
     assert_eq!(
         done(b"shutdown graceful\r\n").0,
-        Request::Shutdown { graceful: true }
+        Request::Shutdown {
+            graceful: true,
+            bad_mode: false
+        }
     );
     assert_eq!(
         done(b"shutdown\r\n").0,
-        Request::Shutdown { graceful: false }
+        Request::Shutdown {
+            graceful: false,
+            bad_mode: false
+        }
     );
     assert_eq!(
         done(b"refresh_certs\r\n").0,
