@@ -502,13 +502,7 @@ fn a_non_loopback_admin_port_is_refused_unless_asked() {
 fn guessing_the_admin_token_is_braked_per_address() {
     let srv = Server::start(&["--admin", "127.0.0.1:0", "--admin-token", "tk"]);
     let get = |from: &str, token: &str| -> u16 {
-        use socket2::{Domain, Socket, Type};
-        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        let src: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
-        sock.bind(&src.into()).unwrap();
-        let dst: std::net::SocketAddr = srv.admin.parse().unwrap();
-        sock.connect(&dst.into()).unwrap();
-        let mut s: TcpStream = sock.into();
+        let mut s = common::connect_from(from, &srv.admin);
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         write!(
             s,

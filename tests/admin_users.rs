@@ -150,13 +150,7 @@ impl Srv {
     /// As `raw`, from the local address `from` (127/8 is all this host's,
     /// and the admin port brakes guessing per address).
     fn raw_from(&self, from: &str, method: &str, path: &str, headers: &str, body: &str) -> Reply {
-        use socket2::{Domain, Socket, Type};
-        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        let src: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
-        sock.bind(&src.into()).unwrap();
-        let dst: std::net::SocketAddr = self.admin.parse().unwrap();
-        sock.connect(&dst.into()).unwrap();
-        let mut s: TcpStream = sock.into();
+        let mut s = common::connect_from(from, &self.admin);
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let host = match headers.starts_with("Host:") {
             true => String::new(),

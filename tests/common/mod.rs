@@ -140,6 +140,18 @@ impl Drop for Server {
     }
 }
 
+/// A TCP connection to `addr` from the local address `from` (all of
+/// 127/8 is this host's): the admin port brakes guessing per address.
+pub fn connect_from(from: &str, addr: &str) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let src: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    sock.bind(&src.into()).unwrap();
+    let dst: std::net::SocketAddr = addr.parse().unwrap();
+    sock.connect(&dst.into()).unwrap();
+    sock.into()
+}
+
 pub fn read_until(s: &mut TcpStream, end: &[u8]) -> Vec<u8> {
     read_reply(s, end).unwrap_or_else(|(got, e)| {
         panic!(
