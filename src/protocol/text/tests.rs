@@ -309,7 +309,23 @@ fn other_commands_and_their_errors() {
         done(b"refresh_certs x noreply\r\n").0,
         Request::RefreshCerts { noreply: true }
     );
-    assert_eq!(err(b"shutdown now please\r\n"), ERROR);
+    // memcached: with -A, `CLIENT_ERROR invalid shutdown mode` (the
+    // engine's reply; without -A, `ERROR: shutdown not enabled`).
+    for bad in [
+        &b"shutdown now please\r\n"[..],
+        b"shutdown foo\r\n",
+        b"shutdown graceful x\r\n",
+    ] {
+        assert_eq!(
+            done(bad).0,
+            Request::Shutdown {
+                graceful: false,
+                bad_mode: true
+            },
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
 }
 
 #[test]
