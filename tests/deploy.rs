@@ -183,3 +183,30 @@ fn dashboard_queries_are_valid_promql() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The unit does not restart a start-up that fails the same way every
+/// time: the status it lists is the one the binary exits with for a bad
+/// value in the conf, and not 71 (a port taken may pass).
+#[test]
+fn the_unit_does_not_restart_configuration_errors() {
+    let unit = deploy("systemd/corecache.service");
+    let listed: BTreeSet<i32> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("RestartPreventExitStatus="))
+        .expect("RestartPreventExitStatus in the unit")
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let dir = std::env::temp_dir().join(format!("cc-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("bad.conf");
+    std::fs::write(&conf, "-m lots\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_corecache"))
+        .args(["--conf", conf.to_str().unwrap(), "-u", "root", "-p", "0"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let code = out.status.code().unwrap();
+    assert!(listed.contains(&code), "exit {code} not in {listed:?}");
+    assert_eq!(listed, [64].into_iter().collect(), "{unit}");
+}
