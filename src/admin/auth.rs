@@ -22,7 +22,7 @@
 //!   neither read it (no CORS headers are ever sent) nor set a custom
 //!   header on a cross-origin form post, so it cannot forge a change.
 
-use super::audit::{audit, audit_as};
+use super::audit::audit_as;
 use super::server::App;
 use super::throttle::Throttle;
 use super::users::{self, Who, ACCESS};
@@ -215,14 +215,18 @@ fn login(app: &App, h: &HeaderMap, peer: SocketAddr, path: &str) -> Result<Who, 
         ACCESS.throttled.fetch_add(1, Relaxed);
         return Err(Refused::Throttled(wait.as_secs() + 1));
     }
+    // One failed login, by `user` as sent if a user was named.
+    let failed = |user: Option<&str>| {
+        g.throttle.failed(peer.ip(), now);
+        ACCESS.failures.fetch_add(1, Relaxed);
+        audit_as("login_failed", &peer.to_string(), user, path);
+        Err(Refused::Unauthorized)
+    };
     let Some(reg) = app.shared.auth.as_ref() else {
         if g.authorized(h) {
             return Ok(Who::anyone());
         }
-        g.throttle.failed(peer.ip(), now);
-        ACCESS.failures.fetch_add(1, Relaxed);
-        audit("login_failed", &peer.to_string(), path);
-        return Err(Refused::Unauthorized);
+        return failed(None);
     };
     if g.bearer(h) {
         return Ok(Who::anyone());
@@ -236,13 +240,7 @@ fn login(app: &App, h: &HeaderMap, peer: SocketAddr, path: &str) -> Result<Who, 
     };
     match verified {
         Some(u) => Ok(Who::user(u)),
-        None => {
-            g.throttle.failed(peer.ip(), now);
-            ACCESS.failures.fetch_add(1, Relaxed);
-            let name = String::from_utf8_lossy(&user[..user.len().min(64)]).into_owned();
-            audit_as("login_failed", &peer.to_string(), Some(&name), path);
-            Err(Refused::Unauthorized)
-        }
+        None => failed(Some(&String::from_utf8_lossy(&user[..user.len().min(64)]))),
     }
 }
 
