@@ -197,7 +197,7 @@ pub fn advise_huge(ptr: *const u8, len: usize) {
     }
 }
 
-fn thp_available() -> bool {
+pub(crate) fn thp_available() -> bool {
     match std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled") {
         Ok(s) => !s.contains("[never]"),
         Err(_) => false,

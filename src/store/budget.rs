@@ -221,7 +221,9 @@ impl Store {
     /// segment memory to pay for it.
     pub(super) fn grow_index(&mut self) {
         let (segs, hasher) = (&self.segs, &self.hasher);
-        self.index.split_one(|v| hash_at(segs, hasher, v));
+        if let Some(at) = self.index.split_one(|v| hash_at(segs, hasher, v)) {
+            self.segs.collapse_huge(at);
+        }
         self.unlinks += 1;
         self.pay_for_index();
     }
@@ -255,7 +257,9 @@ impl Store {
         let (segs, hasher) = (&self.segs, &self.hasher);
         let mut grew = false;
         while self.index.primary_buckets() < buckets && self.index.may_grow() {
-            self.index.split_one(|v| hash_at(segs, hasher, v));
+            if let Some(at) = self.index.split_one(|v| hash_at(segs, hasher, v)) {
+                segs.collapse_huge(at);
+            }
             grew = true;
         }
         if grew {

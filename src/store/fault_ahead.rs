@@ -1,6 +1,7 @@
 //! Fault-ahead: the pages of the next free segments are faulted in by a
 //! helper thread before the worker writes to them, so no request waits
-//! while the kernel zeroes fresh memory.
+//! while the kernel zeroes fresh memory. The same thread collapses each
+//! 2 MiB of hash index buckets filled into a huge page (`collapse`).
 //!
 //! Why: the store appends, so until the arena has been written through
 //! once, sets keep landing on memory never touched. With transparent huge
@@ -41,11 +42,16 @@ use std::sync::Arc;
 /// every libc crate version.
 const MADV_POPULATE_WRITE: libc::c_int = 23;
 
-/// One range to fault in: address and length in bytes, and the discard
-/// epoch when it was sent.
+/// Linux's `MADV_COLLAPSE` (6.1): makes the range's small pages one huge
+/// page now, copying them, where khugepaged would take minutes to.
+const MADV_COLLAPSE: libc::c_int = 25;
+
+/// One range to fault in (or collapse): address and length in bytes, the
+/// advice, and the discard epoch when it was sent.
 struct Job {
     addr: usize,
     len: usize,
+    advice: libc::c_int,
     epoch: u64,
 }
 
@@ -83,9 +89,25 @@ impl FaultAhead {
         let job = Job {
             addr: start,
             len: end - start,
+            advice: MADV_POPULATE_WRITE,
             epoch: self.epoch.load(Ordering::Acquire),
         };
         self.tx.send(job).is_ok()
+    }
+
+    /// Asks for `len` bytes at `addr`, whole 2 MiB pages of memory in use
+    /// and asked to be on transparent huge pages, to be collapsed into
+    /// huge pages soon (the hash index's buckets, faulted in as small
+    /// pages as it grew). Never blocks. The contents stay as they are: the
+    /// kernel copies the small pages while no one can write them.
+    pub fn collapse(&self, addr: usize, len: usize) {
+        let job = Job {
+            addr,
+            len,
+            advice: MADV_COLLAPSE,
+            epoch: self.epoch.load(Ordering::Acquire),
+        };
+        let _ = self.tx.send(job);
     }
 
     /// Called before arena memory is discarded: ranges sent before now are
@@ -125,7 +147,8 @@ fn run(rx: Receiver<Job>, epoch: Arc<AtomicU64>) {
         let mut at = job.addr;
         let end = job.addr + job.len;
         while at < end {
-            if epoch.load(Ordering::Acquire) != job.epoch {
+            // Discards give back arena memory, never index buckets.
+            if job.advice == MADV_POPULATE_WRITE && epoch.load(Ordering::Acquire) != job.epoch {
                 break;
             }
             let len = (end - at).min(CHUNK);
@@ -133,10 +156,11 @@ fn run(rx: Receiver<Job>, epoch: Arc<AtomicU64>) {
             // EINVAL to every call, cheaply; writes then fault as before.
             // The thread stays, so a call refused for another reason does
             // not stop it.
-            // SAFETY: MADV_POPULATE_WRITE never changes the contents of
-            // the range (see the module docs); on an address no longer
-            // mapped it fails with ENOMEM and does nothing.
-            unsafe { libc::madvise(at as *mut libc::c_void, len, MADV_POPULATE_WRITE) };
+            // SAFETY: neither MADV_POPULATE_WRITE nor MADV_COLLAPSE
+            // changes the contents of the range (see the module docs and
+            // `collapse`); on an address no longer mapped either fails
+            // with ENOMEM and does nothing.
+            unsafe { libc::madvise(at as *mut libc::c_void, len, job.advice) };
             at += len;
         }
     }
@@ -246,6 +270,7 @@ mod tests {
         let job = |m: &memmap2::MmapMut, epoch| Job {
             addr: m.as_ptr() as usize,
             len: 1 << 20,
+            advice: MADV_POPULATE_WRITE,
             epoch,
         };
         tx.send(job(&stale, 0)).unwrap();
@@ -257,6 +282,58 @@ mod tests {
         std::thread::spawn(move || run(rx, e)).join().unwrap();
         assert_eq!(resident(fresh.as_ptr(), 1 << 20), 256);
         assert_eq!(resident(stale.as_ptr(), 1 << 20), 0);
+    }
+
+    /// The AnonHugePages (KiB) of this process's mapping that starts at
+    /// `addr`, from /proc/self/smaps.
+    fn anon_huge_kib(addr: usize) -> Option<usize> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let head = format!("{addr:x}-");
+        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&head)).skip(1);
+        let line = lines.find(|l| l.starts_with("AnonHugePages:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Linux 6.1 or later (MADV_COLLAPSE).
+    fn kernel_collapses() -> bool {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut v = release
+            .trim()
+            .split(['.', '-'])
+            .map(|n| n.parse::<u32>().unwrap_or(0));
+        (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (6, 1)
+    }
+
+    #[test]
+    fn a_collapse_keeps_contents_and_makes_a_huge_page() {
+        let huge = crate::store::arena::HUGE_PAGE;
+        let m = map(3 * huge);
+        let at = (m.as_ptr() as usize).next_multiple_of(huge);
+        // Faulted in as small pages (nothing asked for huge ones yet), as
+        // index buckets are before their 2 MiB is full.
+        for off in (0..huge).step_by(4096) {
+            // SAFETY: inside `m`, which this test owns.
+            unsafe { ((at + off) as *mut u64).write(off as u64 ^ 0x5a5a) };
+        }
+        crate::store::arena::advise_huge(at as *const u8, huge);
+        let fa = FaultAhead::start().unwrap();
+        fa.collapse(at, huge);
+        let collapsed = kernel_collapses() && crate::store::arena::thp_available();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while collapsed
+            && anon_huge_kib(at) != Some(huge >> 10)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if collapsed {
+            assert_eq!(anon_huge_kib(at), Some(huge >> 10), "not collapsed");
+        }
+        for off in (0..huge).step_by(4096) {
+            // SAFETY: as above.
+            let v = unsafe { ((at + off) as *const u64).read() };
+            assert_eq!(v, off as u64 ^ 0x5a5a, "offset {off}");
+        }
     }
 
     #[test]

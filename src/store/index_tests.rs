@@ -330,3 +330,38 @@ fn index_at_m256() {
         );
     }
 }
+
+/// Huge pages are asked for only under primary buckets in use: a write to
+/// the last bucket in use must not fault in a huge page of buckets past
+/// it, which `hash_bytes` (what the budget pays for) does not count. Each
+/// split that fills a whole 2 MiB of buckets reports it, for collapsing.
+#[test]
+fn huge_pages_stop_at_the_buckets_in_use() {
+    let huge = crate::store::arena::HUGE_PAGE;
+    let size = std::mem::size_of::<Bucket>();
+    let mut ix = Index::new(1000, 4_000_000, true);
+    let base = ix.shared.bucket(0) as *const Bucket as usize;
+    let mut filled = Vec::new();
+    while (ix.len as usize) * size < 5 * huge / 2 + 4096 * 3 {
+        // No items: the split moves nothing, so no hash is asked for.
+        if let Some(at) = ix.split_one(|_| unreachable!()) {
+            filled.push(at);
+        }
+    }
+    let end = base + ix.len as usize * size;
+    let want: Vec<usize> = (base.next_multiple_of(huge)..)
+        .step_by(huge)
+        .take_while(|a| a + huge <= end)
+        .collect();
+    assert_eq!(filled, want);
+    assert!(!want.is_empty());
+    // The buckets in use are written (as items land in them).
+    for b in 0..ix.len {
+        ix.shared.bucket(b).slots[0].store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+    let past = end.next_multiple_of(4096);
+    let room_end = base + ix.overflow_base as usize * size;
+    let resident =
+        crate::store::arena::resident_pages(past as *const u8, room_end / 4096 * 4096 - past);
+    assert_eq!(resident, 0, "pages resident past the buckets in use");
+}

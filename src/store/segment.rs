@@ -223,6 +223,16 @@ impl Segments {
         self.fault_in_next();
     }
 
+    /// Asks fault-ahead to collapse the 2 MiB at `addr` (index buckets
+    /// faulted in as small pages; see `Index::split_one`) into a huge
+    /// page, off the worker. Without fault-ahead they stay small pages
+    /// until khugepaged gets to them.
+    pub fn collapse_huge(&self, addr: usize) {
+        if let Some(fa) = &self.fault_ahead {
+            fa.collapse(addr, super::arena::HUGE_PAGE);
+        }
+    }
+
     /// Sends the next free segments not yet resident to fault-ahead.
     fn fault_in_next(&mut self) {
         let Some(fa) = &self.fault_ahead else {
