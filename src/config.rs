@@ -10,6 +10,7 @@ mod extended;
 mod files;
 mod introspection;
 mod listen;
+mod memcached_checks;
 mod resolve;
 mod tls;
 

@@ -200,6 +200,9 @@ impl Config {
             ("-R", &args.reqs_per_event),
             ("-N", &args.napi_ids),
         ] {
+            if let Some(v) = v {
+                super::memcached_checks::check_flag(f, v).map_err(invalid)?;
+            }
             flag(v.is_some(), format!("{f} {}", v.as_deref().unwrap_or("")));
         }
         no_effect.extend(x.no_effect.iter().cloned());
