@@ -16,8 +16,10 @@
 //! - the marker must name this format and the settings that decide where
 //!   items live (`-t`, `-m`, `-I`, segment size), as memcached refuses
 //!   a memory file from other settings;
-//! - each shard file must have the length the marker recorded, and its
-//!   segments their checksums (`store::snapshot`).
+//! - each shard file must have the length the marker recorded, name the
+//!   run the marker names (an id drawn at each stop: two processes given
+//!   the same `PATH` cannot have their shard files restored together),
+//!   and its segments must have their checksums (`store::snapshot`).
 //!
 //! Data files are read back with their pages punched out behind the
 //! reader, so a restore from tmpfs needs little more memory than `-m`.
@@ -28,7 +30,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::store::snapshot::{SnapshotCounts, FORMAT};
+use crate::store::snapshot::{self, SnapshotCounts, FORMAT};
 use crate::store::Store;
 
 /// The settings a file must have been written with.
@@ -178,6 +180,7 @@ fn check(path: &Path, text: &str, want: &Fingerprint) -> Found {
             )));
         }
     }
+    let run = get("run").and_then(|v| v.parse::<u64>().ok());
     for id in 0..want.threads {
         let p = shard_path(path, id);
         let len = fs::metadata(&p).map(|m| m.len()).ok();
@@ -185,6 +188,18 @@ fn check(path: &Path, text: &str, want: &Fingerprint) -> Found {
         if len.is_none() || len != said {
             return Found::Cold(Some(format!(
                 "{} is missing or not the length the marker recorded",
+                p.display()
+            )));
+        }
+        let mut head = [0u8; snapshot::HEADER_LEN];
+        let named = File::open(&p)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .ok()
+            .and_then(|()| snapshot::file_run(&head));
+        if run.is_none() || named != run {
+            return Found::Cold(Some(format!(
+                "{} was not written by the stop that wrote the marker \
+                 (two servers given one -e path?)",
                 p.display()
             )));
         }
@@ -226,29 +241,48 @@ pub fn restore_shard(
 ///
 /// # Errors
 /// Creating, writing or syncing the file failed.
-pub fn save_shard(path: &Path, id: usize, store: &Store) -> io::Result<(SnapshotCounts, u64)> {
+pub fn save_shard(
+    path: &Path,
+    id: usize,
+    store: &Store,
+    run: u64,
+) -> io::Result<(SnapshotCounts, u64)> {
     let p = shard_path(path, id);
     let file = create_private(&p)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
-    let counts = store.save(&mut w)?;
+    let counts = store.save_run(&mut w, run)?;
     let file = w.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok((counts, file.metadata()?.len()))
 }
 
 /// What each shard's save wrote at the stop: (items, file length), None
-/// until it has (or if it failed).
-pub struct Saves(std::sync::Mutex<Vec<Option<(u64, u64)>>>);
+/// until it has (or if it failed); and the stop's run id.
+pub struct Saves(std::sync::Mutex<Vec<Option<(u64, u64)>>>, u64);
+
+/// A run id: random (std's per-process hash keys come from the OS), so
+/// two processes' stops never share one.
+fn new_run() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
 
 impl Saves {
     /// For `n` shards, none saved yet.
     pub fn new(n: usize) -> Saves {
-        Saves(std::sync::Mutex::new(vec![None; n]))
+        Saves(std::sync::Mutex::new(vec![None; n]), new_run())
     }
 
     /// Saves shard `id` (on its worker's thread, once it has stopped).
     pub fn save(&self, path: &Path, id: usize, store: &Store) -> io::Result<()> {
-        let (c, len) = save_shard(path, id, store)?;
+        let (c, len) = save_shard(path, id, store, self.1)?;
         self.0.lock().unwrap()[id] = Some((c.items, len));
         Ok(())
     }
@@ -265,23 +299,24 @@ impl Saves {
             return Ok(None);
         };
         let lengths: Vec<u64> = all.iter().map(|s| s.1).collect();
-        commit(path, want, &lengths)?;
+        commit(path, want, &lengths, self.1)?;
         Ok(Some(all.iter().map(|s| s.0).sum()))
     }
 }
 
 /// Writes the clean-stop marker once every shard's file is written:
-/// `lengths[i]` is shard i's file length.
+/// `lengths[i]` is shard i's file length, `run` the id their headers name.
 ///
 /// # Errors
 /// Writing, syncing or renaming the marker failed (the next start is
 /// then cold).
-pub fn commit(path: &Path, want: &Fingerprint, lengths: &[u64]) -> io::Result<()> {
+pub fn commit(path: &Path, want: &Fingerprint, lengths: &[u64], run: u64) -> io::Result<()> {
     let mut text = String::new();
     for (k, v) in want.lines() {
         text.push_str(&format!("{k} {v}\n"));
     }
     text.push_str(&format!("corecache {}\n", crate::version::CORECACHE));
+    text.push_str(&format!("run {run}\n"));
     for (i, len) in lengths.iter().enumerate() {
         text.push_str(&format!("shard.{i} {len}\n"));
     }
@@ -352,6 +387,13 @@ mod tests {
         }
     }
 
+    /// A shard file of `len` bytes whose header names `run`.
+    fn shard_file(p: &Path, id: usize, run: u64, len: usize) {
+        let mut bytes = snapshot::header_for_tests(run);
+        bytes.resize(len, 0);
+        fs::write(shard_path(p, id), bytes).unwrap();
+    }
+
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("corecache-warm-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
@@ -377,9 +419,9 @@ mod tests {
     #[test]
     fn a_clean_stop_is_restored_once() {
         let p = dir("clean");
-        fs::write(shard_path(&p, 0), b"abc").unwrap();
-        fs::write(shard_path(&p, 1), b"de").unwrap();
-        commit(&p, &fp(), &[3, 2]).unwrap();
+        shard_file(&p, 0, 7, 103);
+        shard_file(&p, 1, 7, 102);
+        commit(&p, &fp(), &[103, 102], 7).unwrap();
         assert_eq!(take(&p, &fp()), Found::Warm);
         assert!(!meta_path(&p).exists(), "marker removed before reading");
         // Had the restore crashed, the next start finds no marker.
@@ -392,9 +434,9 @@ mod tests {
         let p = dir("cold");
         assert_eq!(take(&p, &fp()), Found::Cold(None));
         // Other -m.
-        fs::write(shard_path(&p, 0), b"abc").unwrap();
-        fs::write(shard_path(&p, 1), b"de").unwrap();
-        commit(&p, &fp(), &[3, 2]).unwrap();
+        shard_file(&p, 0, 7, 103);
+        shard_file(&p, 1, 7, 102);
+        commit(&p, &fp(), &[103, 102], 7).unwrap();
         let other = Fingerprint {
             memory: 128 << 20,
             ..fp()
@@ -405,9 +447,28 @@ mod tests {
         assert!(why.contains("memory 67108864"), "{why}");
         assert!(!shard_path(&p, 0).exists(), "data removed unread");
         // A shard file of another length than recorded.
-        fs::write(shard_path(&p, 0), b"abc").unwrap();
-        fs::write(shard_path(&p, 1), b"d").unwrap();
-        commit(&p, &fp(), &[3, 2]).unwrap();
+        shard_file(&p, 0, 7, 103);
+        shard_file(&p, 1, 7, 101);
+        commit(&p, &fp(), &[103, 102], 7).unwrap();
+        assert!(matches!(take(&p, &fp()), Found::Cold(Some(_))));
+        // Two servers given one path: a shard file of another stop's, of
+        // the length the marker recorded.
+        shard_file(&p, 0, 7, 103);
+        shard_file(&p, 1, 8, 102);
+        commit(&p, &fp(), &[103, 102], 7).unwrap();
+        let Found::Cold(Some(why)) = take(&p, &fp()) else {
+            panic!()
+        };
+        assert!(why.contains("mem.1 was not written by the stop"), "{why}");
+        assert!(!shard_path(&p, 0).exists(), "data removed unread");
+        // A marker of an earlier build, which named no run.
+        shard_file(&p, 0, 0, 103);
+        shard_file(&p, 1, 0, 102);
+        commit(&p, &fp(), &[103, 102], 0).unwrap();
+        let text = fs::read_to_string(meta_path(&p))
+            .unwrap()
+            .replace("run 0\n", "");
+        fs::write(meta_path(&p), text).unwrap();
         assert!(matches!(take(&p, &fp()), Found::Cold(Some(_))));
         // Data without a marker: a crash.
         fs::write(shard_path(&p, 1), b"d").unwrap();

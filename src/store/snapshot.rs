@@ -14,12 +14,14 @@
 //!
 //! ```text
 //!  file   = header, then `segments` entries, oldest `order` first
-//!  header (88 bytes, little endian)
-//!    0  magic "CCWARM04"     8  segment size      16 segments allowed
+//!  header (96 bytes, little endian)
+//!    0  magic "CCWARM05"     8  segment size      16 segments allowed
 //!   24  index buckets       32  clock epoch (Unix s)
 //!   40  store time at stop  48  next incarnation  56  pending flush_all
 //!                                                     (store time, 0 none)
-//!   64  segments            72  live items       80  checksum of 0..80
+//!   64  segments            72  live items       80  run (the stop's id,
+//!                                                     also in the marker)
+//!   88  checksum of 0..88
 //!  entry (48 bytes + data)
 //!    0  seq                  8  order            16  write_off (u32)
 //!   20  create_at (u32)     24  expire_at (u32)  28  expire_min (u32)
@@ -42,8 +44,11 @@ use super::ttl::{self, CHAINS};
 use super::Store;
 
 /// The file's first eight bytes; the digit is the format's version.
-pub const FORMAT: &[u8; 8] = b"CCWARM04";
-const HEADER_LEN: usize = 88;
+pub const FORMAT: &[u8; 8] = b"CCWARM05";
+/// Bytes of the file header.
+pub const HEADER_LEN: usize = 96;
+/// Where the header's checksum is (of the bytes before it).
+const SUM_AT: usize = 88;
 const ENTRY_LEN: usize = 48;
 
 /// What a save wrote or a restore linked.
@@ -89,6 +94,27 @@ impl std::fmt::Display for RestoreError {
 /// words an even distance apart, left it unchanged, and a file damaged so
 /// was restored and served a value never stored (found by a breaker).
 /// XXH3 mixes every word non-linearly and runs at memory speed.
+/// The run a file's header names, if `head` (its first [`HEADER_LEN`]
+/// bytes) is a header of this format with a good checksum.
+pub fn file_run(head: &[u8]) -> Option<u64> {
+    (head.len() >= HEADER_LEN
+        && &head[..8] == FORMAT
+        && checksum(&head[..SUM_AT]) == u64_at(head, SUM_AT))
+    .then(|| u64_at(head, 80))
+}
+
+/// A header of this format naming `run` and nothing else (the process
+/// layer's tests).
+#[cfg(test)]
+pub(crate) fn header_for_tests(run: u64) -> Vec<u8> {
+    let mut head = vec![0u8; HEADER_LEN];
+    head[..8].copy_from_slice(FORMAT);
+    head[80..88].copy_from_slice(&run.to_le_bytes());
+    let sum = checksum(&head[..SUM_AT]);
+    head[SUM_AT..].copy_from_slice(&sum.to_le_bytes());
+    head
+}
+
 fn checksum(data: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(data)
 }
@@ -122,12 +148,23 @@ fn framed_size(data: &[u8], room: usize) -> Option<usize> {
 }
 
 impl Store {
-    /// Writes every live item out (see the module comment). Read only:
-    /// the store serves on unchanged.
+    /// As [`Store::save_run`], for run 0 (tests).
     ///
     /// # Errors
     /// What `w` returns.
     pub fn save(&self, w: &mut impl Write) -> io::Result<SnapshotCounts> {
+        self.save_run(w, 0)
+    }
+
+    /// Writes every live item out (see the module comment), the header
+    /// naming `run`: one id for all the shard files of one stop, which the
+    /// clean-stop marker names too, so that files of two processes given
+    /// the same `-e` path are never restored together (`file_run`). Read
+    /// only: the store serves on unchanged.
+    ///
+    /// # Errors
+    /// What `w` returns.
+    pub fn save_run(&self, w: &mut impl Write, run: u64) -> io::Result<SnapshotCounts> {
         let now = self.clock.now();
         let mut ids: Vec<u32> = (0..self.segs.count() as u32)
             .filter(|&s| {
@@ -148,12 +185,13 @@ impl Store {
             self.flush_at as u64,
             ids.len() as u64,
             self.index.items as u64,
+            run,
         ];
         for (i, v) in fields.iter().enumerate() {
             head[8 + 8 * i..16 + 8 * i].copy_from_slice(&v.to_le_bytes());
         }
-        let sum = checksum(&head[..80]);
-        head[80..88].copy_from_slice(&sum.to_le_bytes());
+        let sum = checksum(&head[..SUM_AT]);
+        head[SUM_AT..HEADER_LEN].copy_from_slice(&sum.to_le_bytes());
         w.write_all(&head)?;
         let mut counts = SnapshotCounts::default();
         let mut buf = Vec::with_capacity(self.segs.seg_size);
@@ -237,7 +275,7 @@ impl Store {
                 "not a corecache warm-restart file of this format".into(),
             ));
         }
-        if checksum(&head[..80]) != u64_at(&head, 80) {
+        if checksum(&head[..SUM_AT]) != u64_at(&head, SUM_AT) {
             return Err(RestoreError::Damaged("header checksum".into()));
         }
         let f = |i: usize| u64_at(&head, 8 + 8 * i);

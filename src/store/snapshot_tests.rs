@@ -157,8 +157,8 @@ fn a_damaged_or_foreign_file_starts_cold() {
     let mut other = store_at(16 << 20, T0);
     let mut wrong = file.clone();
     wrong[8..16].copy_from_slice(&(2u64 << 20).to_le_bytes());
-    let sum = checksum(&wrong[..80]);
-    wrong[80..88].copy_from_slice(&sum.to_le_bytes());
+    let sum = checksum(&wrong[..SUM_AT]);
+    wrong[SUM_AT..HEADER_LEN].copy_from_slice(&sum.to_le_bytes());
     assert!(matches!(
         other.restore(&mut wrong.as_slice(), T0, |_| true),
         Err(RestoreError::Incompatible(_))
@@ -281,4 +281,23 @@ fn store_times_come_back() {
     b.restore(&mut file.as_slice(), a.clock().unix_now() + 5, |_| true)
         .unwrap();
     assert_eq!(dated(&mut b), before);
+}
+
+/// The run a file names is the one it was saved with, and a damaged or
+/// foreign header names none (`process::warm` keeps files of two stops
+/// from being restored together by it).
+#[test]
+fn a_file_names_the_run_it_was_saved_with() {
+    let mut a = store_at(16 << 20, T0);
+    set(&mut a, "k", b"v", 0, 0);
+    let mut file = Vec::new();
+    a.save_run(&mut file, 0xfeed_beef).unwrap();
+    assert_eq!(file_run(&file[..HEADER_LEN]), Some(0xfeed_beef));
+    let mut bad = file.clone();
+    bad[81] ^= 1;
+    assert_eq!(file_run(&bad[..HEADER_LEN]), None, "checksum");
+    assert_eq!(file_run(&file[..HEADER_LEN - 1]), None, "short");
+    let mut older = file.clone();
+    older[7] = b'4';
+    assert_eq!(file_run(&older[..HEADER_LEN]), None, "format");
 }
