@@ -140,7 +140,13 @@ pub fn take(path: &Path, want: &Fingerprint) -> Found {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let left = running_path(path).exists()
                 || (0..crate::config::MAX_THREADS).any(|i| shard_path(path, i).exists());
-            if left {
+            let said = read_meta(&running_path(path)).unwrap_or_default();
+            if let Some(why) = said.strip_prefix(NOT_SAVED) {
+                Found::Cold(Some(format!(
+                    "the last stop could not save the cache ({})",
+                    why.trim_end()
+                )))
+            } else if left {
                 Found::Cold(Some(
                     "no clean-stop marker (the last run did not stop gracefully)".into(),
                 ))
@@ -257,8 +263,12 @@ pub fn save_shard(
 }
 
 /// What each shard's save wrote at the stop: (items, file length), None
-/// until it has (or if it failed); and the stop's run id.
-pub struct Saves(std::sync::Mutex<Vec<Option<(u64, u64)>>>, u64);
+/// until it has (or if it failed); the stop's run id; the first failure.
+pub struct Saves(
+    std::sync::Mutex<Vec<Option<(u64, u64)>>>,
+    u64,
+    std::sync::Mutex<Option<String>>,
+);
 
 /// A run id: random (std's per-process hash keys come from the OS), so
 /// two processes' stops never share one.
@@ -277,12 +287,21 @@ fn new_run() -> u64 {
 impl Saves {
     /// For `n` shards, none saved yet.
     pub fn new(n: usize) -> Saves {
-        Saves(std::sync::Mutex::new(vec![None; n]), new_run())
+        Saves(
+            std::sync::Mutex::new(vec![None; n]),
+            new_run(),
+            std::sync::Mutex::new(None),
+        )
     }
 
     /// Saves shard `id` (on its worker's thread, once it has stopped).
     pub fn save(&self, path: &Path, id: usize, store: &Store) -> io::Result<()> {
-        let (c, len) = save_shard(path, id, store, self.1)?;
+        let (c, len) = save_shard(path, id, store, self.1).inspect_err(|e| {
+            self.2
+                .lock()
+                .unwrap()
+                .get_or_insert_with(|| format!("shard {id}: {e}"));
+        })?;
         self.0.lock().unwrap()[id] = Some((c.items, len));
         Ok(())
     }
@@ -296,11 +315,28 @@ impl Saves {
         let saved = self.0.lock().unwrap().clone();
         let Some(all) = saved.into_iter().collect::<Option<Vec<_>>>() else {
             remove_data(path, want.threads);
+            let why = self.2.lock().unwrap().clone();
+            say_not_saved(path, why.as_deref().unwrap_or("a worker did not save"));
             return Ok(None);
         };
         let lengths: Vec<u64> = all.iter().map(|s| s.1).collect();
-        commit(path, want, &lengths, self.1)?;
+        commit(path, want, &lengths, self.1).inspect_err(|e| {
+            remove_data(path, want.threads);
+            say_not_saved(path, &format!("the marker: {e}"));
+        })?;
         Ok(Some(all.iter().map(|s| s.0).sum()))
+    }
+}
+
+/// What the running sentinel says after a stop that could not save: the
+/// next start names the reason, not a crash. Best effort (a full disk may
+/// refuse this too; the next start then says the run did not stop
+/// cleanly, which is still true of the cache).
+const NOT_SAVED: &str = "not saved: ";
+
+fn say_not_saved(path: &Path, why: &str) {
+    if let Ok(mut f) = create_private(&running_path(path)) {
+        let _ = io::Write::write_all(&mut f, format!("{NOT_SAVED}{why}\n").as_bytes());
     }
 }
 
@@ -414,6 +450,31 @@ mod tests {
         for id in [0, 1, 63, 64, 200, 255] {
             assert!(!shard_path(&p, id).exists(), "{id}");
         }
+    }
+
+    #[test]
+    fn a_stop_that_could_not_save_says_so_at_the_next_start() {
+        let p = dir("unsaved");
+        begin(&p).unwrap();
+        let saves = Saves::new(2);
+        *saves.2.lock().unwrap() = Some("shard 1: No space left on device".into());
+        shard_file(&p, 0, saves.1, 103);
+        saves.0.lock().unwrap()[0] = Some((1, 103));
+        assert_eq!(saves.finish(&p, &fp()).unwrap(), None);
+        assert!(!shard_path(&p, 0).exists(), "the saved shard removed");
+        let Found::Cold(Some(why)) = take(&p, &fp()) else {
+            panic!()
+        };
+        assert!(
+            why.contains("could not save the cache (shard 1: No space left on device)"),
+            "{why}"
+        );
+        // A run that then crashes says so, not the old reason.
+        begin(&p).unwrap();
+        let Found::Cold(Some(why)) = take(&p, &fp()) else {
+            panic!()
+        };
+        assert!(why.contains("did not stop gracefully"), "{why}");
     }
 
     #[test]
