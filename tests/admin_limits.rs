@@ -277,3 +277,53 @@ fn clients_that_never_read_their_replies_give_their_slots_back() {
     data_port_serves(&srv, 1);
     drop(stuck);
 }
+
+/// `GET path` from source address `from`, on its own connection.
+fn get_from(from: &str, addr: &str, path: &str) -> String {
+    let mut s = common::connect_from(from, addr);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn one_address_holding_idle_connections_cannot_take_every_slot() {
+    // CAP 16: one address may hold 8 (a quarter, at least 8). 127.0.0.2
+    // stands for a remote client; 127.0.0.1 (a local proxy) is exempt.
+    let (_srv, addr) = start_with_timeout(20);
+    let mut idle: Vec<TcpStream> = (0..8)
+        .map(|_| common::connect_from("127.0.0.2", &addr))
+        .collect();
+    // The ninth from the same address is refused with the 503 ...
+    let ninth = get_from("127.0.0.2", &addr, "/healthz");
+    assert!(ninth.contains(" 503 "), "{ninth}");
+    // ... while other addresses are served.
+    let other = get_from("127.0.0.3", &addr, "/healthz");
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+    let local = get(&addr, "/healthz");
+    assert!(local.starts_with("HTTP/1.1 200"), "{local}");
+    // The eight were held open, not refused.
+    for s in &mut idle {
+        assert_eq!(
+            closed_with(s),
+            None,
+            "an idle connection within the cap closed"
+        );
+    }
+    // Closing them gives the address its places back.
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let again = get_from("127.0.0.2", &addr, "/healthz");
+        if again.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{again}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -6,6 +6,11 @@
 //! - At most [`Limits::max_conns`] connections are served at once; one
 //!   more is answered `503` at once and closed, and counted (as memcached
 //!   answers `ERROR Too many open connections` past `-c`).
+//! - One remote address holds at most [`per_peer_cap`] of them (a quarter,
+//!   as nginx's `limit_conn` per address), so a client holding idle
+//!   connections open cannot shut everyone else out for the idle timeout.
+//!   The host's own default addresses (127.0.0.1, ::1) are exempt: a
+//!   reverse proxy on the host brings every user's connections from them.
 //! - hyper's `header_read_timeout` closes a connection whose request head
 //!   is not complete [`Limits::timeout`] after hyper began waiting for it.
 //!   hyper starts that clock whenever it waits for a head, after a reply
@@ -23,7 +28,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,9 +81,66 @@ pub static CONNS: ConnFigures = ConnFigures {
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
 Content-Type: text/plain\r\nContent-Length: 34\r\n\r\ntoo many admin connections, retry\n";
 
+/// The most connections one address (but 127.0.0.1 and ::1) may hold open at once:
+/// a quarter of `max_conns`, at least 8 (a browser opens about 6).
+pub fn per_peer_cap(max_conns: usize) -> usize {
+    (max_conns / 4).max(8)
+}
+
+/// Connections open per remote address (but 127.0.0.1 and ::1).
+#[derive(Default)]
+struct PeerCounts(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection's place in [`PeerCounts`], given back when dropped.
+struct PeerSlot(Arc<PeerCounts>, IpAddr);
+
+impl PeerCounts {
+    /// A place for `ip`, or None if it holds `cap` already.
+    fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<PeerSlot> {
+        let mut m = self.0.lock().unwrap();
+        let n = m.entry(ip).or_insert(0);
+        (*n < cap).then(|| {
+            *n += 1;
+            PeerSlot(self.clone(), ip)
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut m = self.0 .0.lock().unwrap();
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// Answers the refusal on a connection not served, and closes it.
+fn refuse(stream: tokio::net::TcpStream) {
+    CONNS.rejected.fetch_add(1, Relaxed);
+    // A fresh socket's send buffer takes these bytes at once; if not, the
+    // close alone says it. Written on the std socket: tokio's `try_write`
+    // answers WouldBlock until its reactor has seen the socket writable,
+    // which one accepted in a burst (a loaded admin thread) has not, and
+    // the 503 went unsent. Blocking, for at most 50 ms: under memory
+    // pressure even a fresh socket may refuse a non-blocking write (a CI
+    // run on a loaded host once saw a refused connection closed with no
+    // 503), and the accept loop can afford that wait at the cap.
+    if let Ok(mut s) = stream.into_std() {
+        let _ = s.set_nonblocking(false);
+        let _ = s.set_write_timeout(Some(Duration::from_millis(50)));
+        let _ = std::io::Write::write_all(&mut s, REFUSAL);
+    }
+}
+
 /// Serves `app` on `listener` until the process exits.
 pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: Limits) {
     let slots = Arc::new(Semaphore::new(limits.max_conns));
+    let peers = Arc::new(PeerCounts::default());
+    let peer_cap = per_peer_cap(limits.max_conns);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(a) => a,
@@ -89,22 +152,19 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: Limit
                 continue;
             }
         };
+        let ip = peer.ip().to_canonical();
+        let peer_slot = if ip == IpAddr::from([127, 0, 0, 1]) || ip == std::net::Ipv6Addr::LOCALHOST
+        {
+            None
+        } else {
+            let Some(p) = peers.take(ip, peer_cap) else {
+                refuse(stream);
+                continue;
+            };
+            Some(p)
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            CONNS.rejected.fetch_add(1, Relaxed);
-            // A fresh socket's send buffer takes these bytes at once; if
-            // not, the close alone says it. Written on the std socket:
-            // tokio's `try_write` answers WouldBlock until its reactor has
-            // seen the socket writable, which one accepted in a burst (a
-            // loaded admin thread) has not, and the 503 went unsent.
-            // Blocking, for at most 50 ms: under memory pressure even a
-            // fresh socket may refuse a non-blocking write (a CI run on a
-            // loaded host once saw a refused connection closed with no
-            // 503), and the accept loop can afford that wait at the cap.
-            if let Ok(mut s) = stream.into_std() {
-                let _ = s.set_nonblocking(false);
-                let _ = s.set_write_timeout(Some(Duration::from_millis(50)));
-                let _ = std::io::Write::write_all(&mut s, REFUSAL);
-            }
+            refuse(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -114,7 +174,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: Limit
         tokio::spawn(async move {
             connection(stream, peer, app, limits).await;
             CONNS.open.fetch_sub(1, Relaxed);
-            drop(slot);
+            drop((slot, peer_slot));
         });
     }
 }
