@@ -409,3 +409,51 @@ fn store_time_is_approximate_but_in_order() {
     assert!(t2 >= before_second - 2 && t2 <= set_second, "{t2}");
     assert!(t1 < t2, "{t1} {t2}");
 }
+
+/// Keys that are not UTF-8 show alike in `key` (lossy) but each carries
+/// its exact bytes in `key_b64`, and the item and bulk endpoints take
+/// those bytes (%-escaped in the path, `keys_b64` in a bulk body), so an
+/// action on one never lands on the other.
+#[test]
+fn keys_that_are_not_utf8_are_named_by_their_bytes() {
+    let a = start(&[]);
+    let set = exchange(
+        &a.srv,
+        b"set nu\xff 0 0 3\r\none\r\nset nu\xfe 0 0 3\r\ntwo\r\n",
+        b"STORED\r\nSTORED\r\n",
+    );
+    assert_eq!(set, b"STORED\r\nSTORED\r\n");
+    let (st, body) = a.http("GET", "/api/keys?prefix=nu&limit=10", None, false);
+    assert_eq!(st, 200, "{body}");
+    let v = json(&body);
+    let keys = v["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{body}");
+    assert_eq!(keys[0]["key"], keys[1]["key"], "both lossy alike");
+    let mut b64: Vec<&str> = keys
+        .iter()
+        .map(|k| k["key_b64"].as_str().unwrap())
+        .collect();
+    b64.sort_unstable();
+    assert_eq!(b64, ["bnX+", "bnX/"]); // nu\xfe, nu\xff
+    let (st, body) = a.http("GET", "/api/key/nu%FE", None, false);
+    assert_eq!(st, 200);
+    assert_eq!(json(&body)["text"], "two");
+    assert_eq!(json(&body)["key_b64"], "bnX+");
+    let (st, r) = a.http(
+        "POST",
+        "/api/keys/bulk",
+        Some(r#"{"action":"delete","keys_b64":["bnX/"]}"#),
+        true,
+    );
+    assert_eq!((st, json(&r)["changed"].as_u64()), (200, Some(1)), "{r}");
+    let left = exchange(&a.srv, b"get nu\xff nu\xfe\r\n", b"END\r\n");
+    assert_eq!(left, b"VALUE nu\xfe 0 3\r\ntwo\r\nEND\r\n");
+    // Not base64: refused, nothing done.
+    let (st, _) = a.http(
+        "POST",
+        "/api/keys/bulk",
+        Some(r#"{"action":"delete","keys_b64":["@@"]}"#),
+        true,
+    );
+    assert_eq!(st, 400);
+}

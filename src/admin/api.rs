@@ -230,6 +230,7 @@ pub async fn get_key(
             StatusCode::OK,
             json!({
                 "key": String::from_utf8_lossy(&key),
+                "key_b64": base64::engine::general_purpose::STANDARD.encode(&key),
                 "size": it.value.len(),
                 "type": content_type(&it.value),
                 "text": std::str::from_utf8(&it.value).ok(),
@@ -367,16 +368,27 @@ pub async fn bulk(
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return bad("body must be JSON");
     };
-    let Some(keys) = v["keys"].as_array() else {
-        return bad("keys missing");
+    // `keys_b64` names keys by their exact bytes (the key browser's
+    // `key_b64`), `keys` by UTF-8 text.
+    let (keys, b64) = match (v["keys_b64"].as_array(), v["keys"].as_array()) {
+        (Some(k), _) => (k, true),
+        (None, Some(k)) => (k, false),
+        (None, None) => return bad("keys missing"),
     };
     if keys.len() > BULK_MAX {
         return bad("too many keys (10000 at most)");
     }
     let mut ks = Vec::with_capacity(keys.len());
     for k in keys {
-        match k.as_str().map(str::as_bytes) {
-            Some(k) if valid_key(k) => ks.push(k.to_vec()),
+        let k = k.as_str().and_then(|k| {
+            if b64 {
+                base64::engine::general_purpose::STANDARD.decode(k).ok()
+            } else {
+                Some(k.as_bytes().to_vec())
+            }
+        });
+        match k {
+            Some(k) if valid_key(&k) => ks.push(k),
             _ => return bad(BAD_KEY),
         }
     }

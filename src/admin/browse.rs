@@ -27,6 +27,7 @@ use crate::store::scan::{ScanCursor, ScanFilter, TtlFilter, SCAN_DONE};
 use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use serde_json::json;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -141,6 +142,9 @@ pub async fn keys(
         for i in st.items.into_iter().filter(|i| who.may_read(&i.key)) {
             out.push(json!({
                 "key": String::from_utf8_lossy(&i.key),
+                // The exact bytes: `key` is lossy for a key that is not
+                // UTF-8, and two such keys could show the same.
+                "key_b64": base64::engine::general_purpose::STANDARD.encode(&i.key),
                 "size": i.value_len,
                 "flags": i.flags,
                 "ttl": i.ttl,

@@ -183,6 +183,27 @@ test("view, edit value and TTL, delete and add take effect for pymemcache", asyn
   assert.equal(await page.textContent("#ed-type"), "xml");
 });
 
+test("keys that are not UTF-8 and show alike open and delete themselves", async () => {
+  // "nu\xff" and "nu\xfe" both show as "nu\ufffd"; each row must still
+  // name its own key.
+  mc(port, "set_hex", "6e75ff", "one");
+  mc(port, "set_hex", "6e75fe", "two");
+  await openKeys();
+  const keys = await search("nu");
+  assert.deepEqual(keys, ["nu\ufffd", "nu\ufffd"]);
+  const b64 = await page.$$eval("#key-table tbody input.sel", (c) => c.map((x) => x.dataset.b64));
+  const second = b64.indexOf("bnX+"); // base64 of 6e 75 fe
+  assert.ok(second >= 0, String(b64));
+  const cells = await page.$$("#key-table tbody td.key");
+  await cells[second].click();
+  await page.waitForFunction(() => document.getElementById("ed-value").value === "two");
+  await page.click("#ed-delete");
+  await page.click("#confirm-yes");
+  await page.waitForFunction(() => document.getElementById("ed-msg").textContent === "deleted");
+  assert.equal(mc(port, "get_hex", "6e75fe"), null);
+  assert.equal(mc(port, "get_hex", "6e75ff"), "one");
+});
+
 test("bulk TTL change of selected keys, with confirmation", async () => {
   mc(port, "set_many", "bulk:", 6);
   await openKeys();
@@ -190,7 +211,7 @@ test("bulk TTL change of selected keys, with confirmation", async () => {
   assert.equal(keys.length, 6);
   const boxes = await page.$$("#key-table tbody input.sel");
   for (const b of boxes.slice(0, 3)) await b.check();
-  const chosen = await page.$$eval("#key-table tbody input.sel:checked", (c) => c.map((x) => x.dataset.key));
+  const chosen = await page.$$eval("#key-table tbody input.sel:checked", (c) => c.map((x) => atob(x.dataset.b64)));
   await page.fill("#bulk-ttl", "600");
   await page.click("#btn-bulk-ttl");
   assert.match(await page.textContent("#confirm-text"), /3 keys to 600 s/);

@@ -6,6 +6,8 @@ call, the answer as JSON on stdout.
     mc.py PORT get_many KEY...           -> {"key": "value", ...} (found ones)
     mc.py PORT ttl KEY                   -> seconds left, -1 none, null missing (meta mg t)
     mc.py PORT set_many PREFIX N         -> true (PREFIX0..PREFIX{N-1} = "v")
+    mc.py PORT set_hex KEYHEX VALUE      -> true (a key of any bytes, in hex)
+    mc.py PORT get_hex KEYHEX            -> "value" or null
 """
 import json
 import sys
@@ -31,6 +33,11 @@ def main() -> None:
         prefix, n = args[0], int(args[1])
         c.set_many({f"{prefix}{i}": b"v" for i in range(n)}, noreply=False)
         out = True
+    elif op == "set_hex":
+        out = c.set(bytes.fromhex(args[0]), args[1].encode(), noreply=False)
+    elif op == "get_hex":
+        v = c.get(bytes.fromhex(args[0]))
+        out = None if v is None else v.decode()
     else:
         raise SystemExit(f"unknown op {op}")
     print(json.dumps(out))

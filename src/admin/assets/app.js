@@ -134,6 +134,17 @@ function ago(unix) {
   if (s < 86400) return `≈ ${Math.round(s / 3600)} h ago`;
   return `≈ ${Math.round(s / 86400)} d ago`;
 }
+// A key's exact bytes (its key_b64) as a URL path segment: every byte
+// outside the unreserved set %-escaped, so a key that is not UTF-8 names
+// itself and not its lossy display (two such keys can show the same).
+function keyPath(b64) {
+  const b = atob(b64);
+  let s = "";
+  for (let i = 0; i < b.length; i++) {
+    s += /[A-Za-z0-9_.~-]/.test(b[i]) ? b[i] : "%" + b.charCodeAt(i).toString(16).padStart(2, "0").toUpperCase();
+  }
+  return s;
+}
 function render() {
   const tb = $("key-table").querySelector("tbody");
   tb.innerHTML = "";
@@ -141,12 +152,12 @@ function render() {
     const tr = document.createElement("tr");
     const cb = document.createElement("td");
     cb.innerHTML = '<input type="checkbox" class="sel">';
-    cb.firstChild.dataset.key = r.key;
+    cb.firstChild.dataset.b64 = r.key_b64;
     tr.appendChild(cb);
     const k = document.createElement("td");
     k.className = "key";
     k.textContent = r.key;
-    k.addEventListener("click", () => openKey(r.key));
+    k.addEventListener("click", () => openKey(keyPath(r.key_b64)));
     tr.appendChild(k);
     for (const v of [r.size, r.flags, ttlText(r.ttl), ago(r.stored), new Date(r.last_access * 1000).toLocaleString(), r.worker]) {
       const td = document.createElement("td");
@@ -178,7 +189,7 @@ async function search(more) {
 $("search").addEventListener("submit", (e) => { e.preventDefault(); search(false); });
 $("btn-more").addEventListener("click", () => search(true));
 $("sel-all").addEventListener("change", (e) => document.querySelectorAll(".sel").forEach((c) => { c.checked = e.target.checked; }));
-const selected = () => Array.from(document.querySelectorAll(".sel:checked")).map((c) => c.dataset.key);
+const selected = () => Array.from(document.querySelectorAll(".sel:checked")).map((c) => c.dataset.b64);
 
 function confirmBox(text) {
   return new Promise((resolve) => {
@@ -193,7 +204,7 @@ function confirmBox(text) {
 $("btn-bulk-delete").addEventListener("click", async () => {
   const keys = selected();
   if (!keys.length || !(await confirmBox(`Delete ${keys.length} keys?`))) return;
-  const r = await api("POST", "/api/keys/bulk", { action: "delete", keys });
+  const r = await api("POST", "/api/keys/bulk", { action: "delete", keys_b64: keys });
   await search(false);
   $("found").textContent = r.status === 200 ? `deleted ${r.body.changed}` : "error: " + (r.body && r.body.error);
 });
@@ -201,7 +212,7 @@ $("btn-bulk-ttl").addEventListener("click", async () => {
   const keys = selected();
   const ttl = parseInt($("bulk-ttl").value, 10) || 0;
   if (!keys.length || !(await confirmBox(`Set the TTL of ${keys.length} keys to ${ttl} s?`))) return;
-  const r = await api("POST", "/api/keys/bulk", { action: "ttl", ttl, keys });
+  const r = await api("POST", "/api/keys/bulk", { action: "ttl", ttl, keys_b64: keys });
   await search(false);
   $("found").textContent = r.status === 200 ? `changed ${r.body.changed}` : "error: " + (r.body && r.body.error);
 });
@@ -244,8 +255,10 @@ function show(view) {
   $("ed-view").textContent = out;
 }
 document.querySelectorAll("[data-view]").forEach((b) => b.addEventListener("click", () => show(b.dataset.view)));
-async function openKey(key) {
-  const r = await api("GET", "/api/key/" + encodeURIComponent(key));
+// `path`: the key as a URL path segment (keyPath, or encodeURIComponent of
+// a key typed in).
+async function openKey(path) {
+  const r = await api("GET", "/api/key/" + path);
   $("editor").hidden = false;
   $("ed-msg").textContent = "";
   if (r.status !== 200) {
@@ -255,7 +268,7 @@ async function openKey(key) {
   }
   const it = r.body;
   const bytes = Uint8Array.from(atob(it.value_b64), (c) => c.charCodeAt(0));
-  current = { bytes, type: it.type };
+  current = { bytes, type: it.type, path: keyPath(it.key_b64) };
   $("ed-key-label").textContent = it.key;
   $("ed-key").value = it.key;
   $("ed-key").readOnly = true;
@@ -282,22 +295,25 @@ $("btn-add").addEventListener("click", () => {
   $("ed-msg").textContent = "";
   $("ed-key").focus();
 });
+// The key the editor is on: the opened item's exact bytes, or the text typed.
+const editorPath = () => ($("ed-key").readOnly && current ? current.path : encodeURIComponent($("ed-key").value));
 $("ed-save").addEventListener("click", async () => {
-  const key = $("ed-key").value;
+  const path = editorPath();
   const adding = !$("ed-key").readOnly;
-  const r = await api("PUT", "/api/key/" + encodeURIComponent(key), {
+  const r = await api("PUT", "/api/key/" + path, {
     value: $("ed-value").value,
     flags: parseInt($("ed-flags").value, 10) || 0,
     ttl: parseInt($("ed-ttl").value, 10) || 0,
     mode: adding ? "add" : "set",
   });
-  if (r.status === 200) await openKey(key);
+  if (r.status === 200) await openKey(path);
   $("ed-msg").textContent = r.status === 200 ? "saved" : "error: " + (r.body && r.body.error);
 });
 $("ed-delete").addEventListener("click", async () => {
   const key = $("ed-key").value;
+  const path = editorPath();
   if (!(await confirmBox(`Delete ${key}?`))) return;
-  const r = await api("DELETE", "/api/key/" + encodeURIComponent(key));
+  const r = await api("DELETE", "/api/key/" + path);
   $("ed-msg").textContent = r.status === 200 ? "deleted" : "error: " + (r.body && r.body.error);
 });
 $("ed-close").addEventListener("click", () => { $("editor").hidden = true; });
