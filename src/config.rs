@@ -92,10 +92,10 @@ pub struct Args {
     #[arg(short = 'P', long = "pidfile")]
     pub pidfile: Option<String>,
     /// Slab growth factor (no effect: the store has segments, not slabs).
-    #[arg(short = 'f', long = "slab-growth-factor")]
+    #[arg(short = 'f', long = "slab-growth-factor", allow_hyphen_values = true)]
     pub growth_factor: Option<String>,
     /// Smallest slab chunk (no effect: the store has segments, not slabs).
-    #[arg(short = 'n', long = "slab-min-size")]
+    #[arg(short = 'n', long = "slab-min-size", allow_hyphen_values = true)]
     pub slab_min_size: Option<String>,
     /// Worker threads, one per core (default: one per online CPU, as many as
     /// -m gives 8 segments each, so -I stays 1m: 8 at the default -m 64;
@@ -110,7 +110,7 @@ pub struct Args {
     #[arg(short = 'D')]
     pub prefix_delimiter: Option<String>,
     /// Requests per event (no effect: the engine batches per io_uring turn).
-    #[arg(short = 'R', long = "max-reqs-per-event")]
+    #[arg(short = 'R', long = "max-reqs-per-event", allow_hyphen_values = true)]
     pub reqs_per_event: Option<String>,
     /// Disable CAS: every CAS clients see is 0, as memcached's -C.
     #[arg(short = 'C', long = "disable-cas")]
@@ -155,7 +155,7 @@ pub struct Args {
     #[arg(short = 'Z', long = "enable-ssl")]
     pub ssl: bool,
     /// NAPI ids (no effect).
-    #[arg(short = 'N', long = "napi-ids")]
+    #[arg(short = 'N', long = "napi-ids", allow_hyphen_values = true)]
     pub napi_ids: Option<String>,
     /// Extended options, comma separated: memcached's (see `memcached -h`)
     /// and segment_size=1m, eviction=merge|fifo|random|cte|util|volatile|none,

@@ -228,6 +228,9 @@ pub fn parse_extended(opts: &[String]) -> Result<Extended, ConfigError> {
         .filter(|o| !o.is_empty())
     {
         let (k, value) = o.split_once('=').map_or((o, None), |(k, v)| (k, Some(v)));
+        if k.is_empty() {
+            return Err(ConfigError::Invalid(format!("Illegal suboption \"{o}\"")));
+        }
         let v = value.unwrap_or("");
         match k {
             "segment_size" => {

@@ -24,7 +24,13 @@ pub fn conf_args(path: &str) -> Result<Vec<String>, ConfigError> {
             continue;
         }
         if line.starts_with('-') {
-            out.extend(line.split_whitespace().map(str::to_string));
+            // As sh splits it: Debian's wrapper hands the lines to the
+            // shell, so `-o "hashpower=20"` loses its quotes there.
+            let words = shlex::split(line).ok_or_else(|| ConfigError::File {
+                path: path.to_string(),
+                reason: format!("line {}: unbalanced quotes: {line}", n + 1),
+            })?;
+            out.extend(words);
             continue;
         }
         let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
@@ -126,6 +132,17 @@ mod tests {
                 "10"
             ]
         );
+    }
+
+    #[test]
+    fn conf_lines_are_split_as_the_shell_splits_them() {
+        let p = temp("quoted", "-o \"hashpower=20\"\n-l '127.0.0.1'\n");
+        let a = conf_args(&p).unwrap();
+        assert_eq!(a, ["-o", "hashpower=20", "-l", "127.0.0.1"]);
+        std::fs::write(&p, "-m 64\n-o \"x\n").unwrap();
+        let e = conf_args(&p).unwrap_err();
+        std::fs::remove_file(&p).unwrap();
+        assert!(e.to_string().contains("line 2: unbalanced quotes"), "{e}");
     }
 
     #[test]

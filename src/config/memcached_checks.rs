@@ -11,48 +11,146 @@
 //! and `atof` take the longest numeric prefix ("12abc" is 12, "abc" is 0),
 //! `safe_strtoul` and `safe_strtol` take only a whole number.
 
-/// C's `atoi`: leading blanks, a sign, then digits up to the first other
-/// byte; 0 if none. Saturates where C's would be undefined.
-fn atoi(v: &str) -> i64 {
-    let t = v.trim_start();
-    let (neg, digits) = match t.as_bytes().first() {
+/// C's `isspace` in the "C" locale.
+fn c_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
+/// C's `strtol`/`strtoul` core in base 10: leading blanks, a sign, digits.
+/// Returns (negative, magnitude, overflowed, bytes used; 0 = no digits).
+fn c_strto(v: &str) -> (bool, u64, bool, usize) {
+    let t = v.trim_start_matches(c_space);
+    let skipped = v.len() - t.len();
+    let (neg, body) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
         Some(b'+') => (false, &t[1..]),
         _ => (false, t),
     };
-    let n = digits
-        .bytes()
-        .take_while(u8::is_ascii_digit)
-        .fold(0i64, |n, d| {
-            n.saturating_mul(10).saturating_add(i64::from(d - b'0'))
-        });
-    if neg {
-        -n
+    let digits = body.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return (false, 0, false, 0);
+    }
+    let (mut n, mut over) = (0u64, false);
+    for d in body.bytes().take(digits) {
+        match n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(d - b'0')))
+        {
+            Some(m) => n = m,
+            None => over = true,
+        }
+    }
+    (neg, n, over, skipped + (t.len() - body.len()) + digits)
+}
+
+/// C's `strtol` (64-bit long): saturates on overflow, which it reports.
+fn strtol_c(v: &str) -> (i64, bool, usize) {
+    let (neg, n, over, used) = c_strto(v);
+    let max = if neg { 1u64 << 63 } else { i64::MAX as u64 };
+    if over || n > max {
+        (if neg { i64::MIN } else { i64::MAX }, true, used)
+    } else if neg {
+        ((n as i64).wrapping_neg(), false, used)
     } else {
-        n
+        (n as i64, false, used)
     }
 }
 
-/// C's `atof`, for the decimal forms memcached's users write: the longest
-/// prefix that parses as a number; 0 if none.
+/// glibc's `atoi`: `(int) strtol(v, NULL, 10)`, so a value past 32 bits
+/// wraps as memcached sees it ("99999999999" is 1215752191).
+fn atoi(v: &str) -> i64 {
+    i64::from(strtol_c(v).0 as i32)
+}
+
+/// Whether `strtol`'s end leaves what memcached's `safe_strto*` accept:
+/// digits, then the end of the string or a blank.
+fn ends_well(v: &str, used: usize) -> bool {
+    used > 0 && v[used..].chars().next().is_none_or(c_space)
+}
+
+/// memcached's `safe_strtoul` (util.c): `strtoul` then the end check; a
+/// negative number is refused only when it reads as past `LONG_MAX`;
+/// the result is cut to 32 bits.
+fn safe_strtoul(v: &str) -> Option<u32> {
+    let (neg, n, over, used) = c_strto(v);
+    if over || !ends_well(v, used) {
+        return None;
+    }
+    let l = if neg { n.wrapping_neg() } else { n };
+    if (l as i64) < 0 && v.contains('-') {
+        return None;
+    }
+    Some(l as u32)
+}
+
+/// memcached's `safe_strtol` (util.c): `strtol` then the end check, cut
+/// to 32 bits.
+fn safe_strtol(v: &str) -> Option<i32> {
+    let (l, over, used) = strtol_c(v);
+    (!over && ends_well(v, used)).then_some(l as i32)
+}
+
+/// C's `atof` (`strtod`): leading blanks, a sign, then `inf`, `nan`, a
+/// hexadecimal (`0x1p-1`) or a decimal number, the longest prefix that is
+/// one; 0 if none.
 fn atof(v: &str) -> f64 {
-    let t = v.trim_start();
-    (1..=t.len())
-        .rev()
-        .filter(|&n| t.is_char_boundary(n))
-        .find_map(|n| t[..n].parse::<f64>().ok().filter(|f| f.is_finite()))
-        .unwrap_or(0.0)
+    let t = v.trim_start_matches(c_space);
+    let (neg, body) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let lower = body.to_ascii_lowercase();
+    let mag = if lower.starts_with("inf") {
+        f64::INFINITY
+    } else if lower.starts_with("nan") {
+        f64::NAN
+    } else if lower.starts_with("0x")
+        && body[2..].starts_with(|c: char| c.is_ascii_hexdigit() || c == '.')
+    {
+        hex_float(&body[2..])
+    } else {
+        (1..=body.len())
+            .rev()
+            .filter(|&n| body.is_char_boundary(n))
+            .find_map(|n| body[..n].parse::<f64>().ok().filter(|f| f.is_finite()))
+            .unwrap_or(0.0)
+    };
+    if neg {
+        -mag
+    } else {
+        mag
+    }
 }
 
-/// memcached's `safe_strtoul`: a whole unsigned 32-bit decimal (trailing
-/// blanks allowed).
-fn strtoul_ok(v: &str) -> bool {
-    v.trim_end().parse::<u32>().is_ok()
-}
-
-/// memcached's `safe_strtol`: a whole signed 32-bit decimal.
-fn strtol(v: &str) -> Option<i64> {
-    v.trim_end().parse::<i32>().ok().map(i64::from)
+/// The digits after `0x` of a C hexadecimal float: hex digits, an
+/// optional fraction, an optional binary exponent `p[+-]N`.
+fn hex_float(s: &str) -> f64 {
+    let mut m = 0f64;
+    let mut scale = 0i32;
+    let mut chars = s.chars().peekable();
+    let mut fraction = false;
+    while let Some(&c) = chars.peek() {
+        if let Some(d) = c.to_digit(16) {
+            m = m * 16.0 + f64::from(d);
+            if fraction {
+                scale -= 4;
+            }
+        } else if c == '.' && !fraction {
+            fraction = true;
+        } else {
+            break;
+        }
+        chars.next();
+    }
+    let rest: String = chars.collect();
+    if let Some(exp) = rest.strip_prefix(['p', 'P']) {
+        let (e, _, used) = strtol_c(exp);
+        if used > 0 {
+            scale = scale.saturating_add(e.clamp(-10_000, 10_000) as i32);
+        }
+    }
+    m * 2f64.powi(scale)
 }
 
 /// memcached's check of `-o name[=value]` for an option that has no effect
@@ -115,7 +213,7 @@ pub fn check_suboption(name: &str, value: Option<&str>) -> Result<(), String> {
             )
         }
         "lru_crawler_tocrawl" => refuse(
-            !strtoul_ok(need("lru_crawler_tocrawl value")?),
+            safe_strtoul(need("lru_crawler_tocrawl value")?).is_none(),
             "lru_crawler_tocrawl takes a numeric 32bit value",
         ),
         "hot_lru_pct" | "warm_lru_pct" => {
@@ -131,18 +229,18 @@ pub fn check_suboption(name: &str, value: Option<&str>) -> Result<(), String> {
         }
         "temporary_ttl" => need("temporary_ttl argument").map(|_| ()),
         "watcher_logbuf_size" | "worker_logbuf_size" | "read_buf_mem_limit" => refuse(
-            !strtoul_ok(need(&format!("{name} argument"))?),
+            safe_strtoul(need(&format!("{name} argument"))?).is_none(),
             &format!("could not parse argument to {name}"),
         ),
         // 1.6.18 takes bytes and checks them against -I and the slab page
         // size after the options; later releases take kilobytes.
         "slab_chunk_max" => refuse(
-            strtol(need("slab_chunk_max argument")?).is_none(),
+            safe_strtol(need("slab_chunk_max argument")?).is_none(),
             "could not parse argument to slab_chunk_max",
         ),
         "ssl_ciphers" => need("ssl_ciphers argument").map(|_| ()),
         "ssl_wbuf_size" => refuse(
-            !strtoul_ok(need("ssl_wbuf_size argument")?),
+            safe_strtoul(need("ssl_wbuf_size argument")?).is_none(),
             "could not parse argument to ssl_wbuf_size",
         ),
         _ => Ok(()),
@@ -154,9 +252,10 @@ pub fn check_suboption(name: &str, value: Option<&str>) -> Result<(), String> {
 pub fn check_flag(flag: &str, value: &str) -> Result<(), String> {
     let (bad, msg) = match flag {
         "-f" => (atof(value) <= 1.0, "Factor must be greater than 1"),
-        "-n" => (atoi(value) <= 0, "Chunk size must be greater than 0"),
+        // 1.6.18 refuses only 0 for these two.
+        "-n" => (atoi(value) == 0, "Chunk size must be greater than 0"),
         "-R" => (
-            atoi(value) <= 0,
+            atoi(value) == 0,
             "Number of requests per event must be greater than 0",
         ),
         "-N" => (
@@ -172,6 +271,93 @@ pub fn check_flag(flag: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// The last value given for `-o name` in `opts`, if any (None inside:
+/// given without `=`).
+fn last<'a>(opts: &'a [String], name: &str) -> Option<Option<&'a str>> {
+    opts.iter()
+        .rev()
+        .flat_map(|s| s.rsplit(','))
+        .find_map(|o| match o.split_once('=') {
+            Some((k, v)) if k == name => Some(Some(v)),
+            None if o == name => Some(None),
+            _ => None,
+        })
+}
+
+/// memcached's checks after all the options are read (memcached.c 1.6.18
+/// `main`, thread.c `memcached_thread_init`), of the ones that have no
+/// effect here: `opts` are the `-o` arguments, `threads` the `-t` given
+/// (memcached's default is 4), `item_max` `-I` in bytes, `napi` `-N`.
+/// Err holds memcached's message.
+pub fn check_combined(
+    opts: &[String],
+    threads: Option<usize>,
+    item_max: usize,
+    napi: Option<&str>,
+) -> Result<(), String> {
+    let threads = threads.unwrap_or(4);
+    if let Some(n) = napi.map(atoi).filter(|&n| n > threads as i64) {
+        return Err(format!(
+            "Number of napi_ids({n}) cannot be greater than number of threads({threads})"
+        ));
+    }
+    // The slab page is 1 MiB; above a 1 MiB -I an unset slab_chunk_max is
+    // half of it, as it is by default.
+    if let Some(Some(v)) = last(opts, "slab_chunk_max") {
+        let chunk = i64::from(safe_strtol(v).unwrap_or(0));
+        let item = item_max as i64;
+        if chunk <= 0 {
+            // memcached divides by it (SIGFPE) or goes on with nonsense.
+            return Err(format!(
+                "slab_chunk_max (bytes: {chunk}) must be greater than 0"
+            ));
+        }
+        if chunk > item {
+            return Err(format!(
+                "slab_chunk_max (bytes: {chunk}) cannot be larger than -I (item_size_max {item})"
+            ));
+        }
+        if item % chunk != 0 {
+            return Err(format!(
+                "-I (item_size_max: {item}) must be evenly divisible by slab_chunk_max (bytes: {chunk})"
+            ));
+        }
+        if (1 << 20) % chunk != 0 {
+            return Err(format!(
+                "slab_chunk_max (bytes: {chunk}) must divide evenly into 1048576 (slab_page_size)"
+            ));
+        }
+    }
+    if let Some(Some(v)) = last(opts, "worker_logbuf_size") {
+        if safe_strtoul(v) == Some(0) {
+            return Err("slab size 0 is out of valid range".into());
+        }
+    }
+    let pct = |name, default| last(opts, name).flatten().map_or(default, atoi);
+    if pct("hot_lru_pct", 20) + pct("warm_lru_pct", 40) > 80 {
+        return Err("hot_lru_pct + warm_lru_pct cannot be more than 80% combined".into());
+    }
+    if let Some(Some(v)) = last(opts, "hashpower") {
+        let hashpower = atoi(v);
+        let lock_power = match threads {
+            0..=2 => 10,
+            3 => 11,
+            4 => 12,
+            5..=10 => 13,
+            11..=20 => 14,
+            _ => 15,
+        };
+        if lock_power >= hashpower {
+            return Err(format!(
+                "Hash table power size ({hashpower}) cannot be equal to or less than item lock \
+                 table ({lock_power})\nItem lock table grows with `-t N` (worker threadcount)\n\
+                 Hash table grows with `-o hashpower=N`"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,11 +367,27 @@ mod tests {
         assert_eq!(atoi("12abc"), 12);
         assert_eq!(atoi("abc"), 0);
         assert_eq!(atoi("  -7"), -7);
-        assert_eq!(atoi("99999999999999999999999"), i64::MAX);
+        // (int) of strtol's LONG_MAX, and of a 64-bit value: as glibc.
+        assert_eq!(atoi("99999999999999999999999"), -1);
+        assert_eq!(atoi("99999999999"), 1_215_752_191);
+        assert_eq!(atoi("4294967308"), 12);
         assert_eq!(atof("1.5x"), 1.5);
         assert_eq!(atof("x"), 0.0);
         assert_eq!(atof("1e"), 1.0);
-        assert!(strtoul_ok("4096") && !strtoul_ok("4k") && !strtoul_ok("-1"));
+        assert_eq!(atof("0x10"), 16.0);
+        assert_eq!(atof("0x1p-1"), 0.5);
+        assert_eq!(atof("-inf"), f64::NEG_INFINITY);
+        assert!(atof("nan").is_nan());
+        assert_eq!(safe_strtoul("4096"), Some(4096));
+        assert_eq!(safe_strtoul(" 5"), Some(5));
+        assert_eq!(safe_strtoul("5\tx"), Some(5));
+        assert_eq!(safe_strtoul("-0"), Some(0));
+        assert_eq!(safe_strtoul("4294967296"), Some(0));
+        assert_eq!(safe_strtoul("4k"), None);
+        assert_eq!(safe_strtoul("-1"), None);
+        assert_eq!(safe_strtoul(""), None);
+        assert_eq!(safe_strtol("2147483648"), Some(i32::MIN));
+        assert_eq!(safe_strtol("99999999999999999999"), None);
     }
 
     #[test]
@@ -239,5 +441,22 @@ mod tests {
         assert!(check_flag("-R", "0").is_err() && check_flag("-R", "20").is_ok());
         assert!(check_flag("-f", "1").is_err() && check_flag("-f", "1.25").is_ok());
         assert!(check_flag("-n", "0").is_err() && check_flag("-n", "48").is_ok());
+        assert!(check_flag("-n", "-5").is_ok() && check_flag("-R", "4294967296").is_err());
+        assert!(check_flag("-f", "inf").is_ok() && check_flag("-f", "0x10").is_ok());
+        let t = |o: &[&str], threads, item, napi| {
+            let o: Vec<String> = o.iter().map(|s| s.to_string()).collect();
+            check_combined(&o, threads, item, napi)
+        };
+        assert!(t(&["hot_lru_pct=41"], None, 1 << 20, None).is_err());
+        assert!(t(&["hot_lru_pct=50,warm_lru_pct=30"], None, 1 << 20, None).is_ok());
+        assert!(t(&["hashpower=12"], None, 1 << 20, None).is_err());
+        assert!(t(&["hashpower=13"], Some(16), 1 << 20, None).is_err());
+        assert!(t(&["hashpower=13"], Some(4), 1 << 20, None).is_ok());
+        assert!(t(&[], Some(4), 1 << 20, Some("5")).is_err());
+        assert!(t(&["slab_chunk_max=2097152"], None, 1 << 20, None).is_err());
+        assert!(t(&["slab_chunk_max=3000"], None, 1 << 20, None).is_err());
+        assert!(t(&["slab_chunk_max=16384"], None, 1 << 20, None).is_ok());
+        assert!(t(&["slab_chunk_max=0"], None, 1 << 20, None).is_err());
+        assert!(t(&["worker_logbuf_size=0"], None, 1 << 20, None).is_err());
     }
 }

@@ -227,6 +227,13 @@ impl Config {
         if item_max < 1024 {
             return Err(invalid("-I must be at least 1k"));
         }
+        super::memcached_checks::check_combined(
+            &args.extended,
+            args.threads,
+            item_max,
+            args.napi_ids.as_deref(),
+        )
+        .map_err(invalid)?;
         if args.memory_mb == 0 {
             return Err(invalid("-m must be at least 1"));
         }

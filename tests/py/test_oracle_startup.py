@@ -43,6 +43,30 @@ CASES = [
     ["-o", "slab_automove_window=3000"],
     ["-o", "worker_logbuf_size=8k"],
     ["-o", "temporary_ttl"],
+    # Read as C reads numbers: atoi wraps at 32 bits, atof takes inf and
+    # hex, safe_strtoul skips blanks and cuts to 32 bits.
+    ["-o", "hashpower=99999999999"],
+    ["-o", "slab_automove=4294967297"],
+    ["-n", "4294967296"],
+    ["-R", "-1"],
+    ["-n", "-5"],
+    ["-N", "-1"],
+    ["-f", "inf"],
+    ["-f", "0x10"],
+    ["-o", "slab_automove_ratio=0x1p-1"],
+    ["-o", "lru_crawler_tocrawl=4294967296"],
+    ["-o", "lru_crawler_tocrawl=-0"],
+    ["-o", "=5"],
+    # memcached's checks once every option is read.
+    ["-o", "hot_lru_pct=41"],
+    ["-o", "hot_lru_pct=50,warm_lru_pct=30"],
+    ["-o", "hashpower=12"],
+    ["-o", "hashpower=13", "-t", "16"],
+    ["-o", "slab_chunk_max=3000"],
+    ["-o", "slab_chunk_max=16384"],
+    ["-o", "slab_chunk_max=16384", "-I", "1k"],
+    ["-o", "worker_logbuf_size=0"],
+    ["-N", "5", "-t", "4"],
 ]
 
 
