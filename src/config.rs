@@ -10,7 +10,7 @@ mod extended;
 mod files;
 mod introspection;
 mod listen;
-mod memcached_checks;
+pub mod memcached_checks;
 mod resolve;
 mod tls;
 
