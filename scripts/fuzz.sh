@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-600}"; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(text binary exec ascii_auth sasl passwd)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(text binary exec ascii_auth sasl passwd admin config)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 for t in "${targets[@]}"; do
