@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs each fuzz target (text, binary, exec, ascii_auth, sasl, passwd) for SECONDS (default 600) with
+# Runs each fuzz target (text, binary, exec, ascii_auth, sasl, passwd, admin, config) for SECONDS (default 600) with
 # AddressSanitizer. cargo fuzz wants nightly flags; RUSTC_BOOTSTRAP lets the
 # stable toolchain accept them, since no nightly can be installed here.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
