@@ -92,11 +92,11 @@ pub struct Args {
     #[arg(short = 'P', long = "pidfile")]
     pub pidfile: Option<String>,
     /// Slab growth factor (no effect: the store has segments, not slabs).
-    #[arg(short = 'f', long = "slab-growth-factor", allow_hyphen_values = true)]
-    pub growth_factor: Option<String>,
+    #[arg(short = 'f', long = "slab-growth-factor", allow_hyphen_values = true, action = clap::ArgAction::Append)]
+    pub growth_factor: Vec<String>,
     /// Smallest slab chunk (no effect: the store has segments, not slabs).
-    #[arg(short = 'n', long = "slab-min-size", allow_hyphen_values = true)]
-    pub slab_min_size: Option<String>,
+    #[arg(short = 'n', long = "slab-min-size", allow_hyphen_values = true, action = clap::ArgAction::Append)]
+    pub slab_min_size: Vec<String>,
     /// Worker threads, one per core (default: one per online CPU, as many as
     /// -m gives 8 segments each, so -I stays 1m: 8 at the default -m 64;
     /// at most 256, a larger -t is lowered to it with a note)
@@ -110,8 +110,8 @@ pub struct Args {
     #[arg(short = 'D')]
     pub prefix_delimiter: Option<String>,
     /// Requests per event (no effect: the engine batches per io_uring turn).
-    #[arg(short = 'R', long = "max-reqs-per-event", allow_hyphen_values = true)]
-    pub reqs_per_event: Option<String>,
+    #[arg(short = 'R', long = "max-reqs-per-event", allow_hyphen_values = true, action = clap::ArgAction::Append)]
+    pub reqs_per_event: Vec<String>,
     /// Disable CAS: every CAS clients see is 0, as memcached's -C.
     #[arg(short = 'C', long = "disable-cas")]
     pub disable_cas: bool,
@@ -155,8 +155,8 @@ pub struct Args {
     #[arg(short = 'Z', long = "enable-ssl")]
     pub ssl: bool,
     /// NAPI ids (no effect).
-    #[arg(short = 'N', long = "napi-ids", allow_hyphen_values = true)]
-    pub napi_ids: Option<String>,
+    #[arg(short = 'N', long = "napi-ids", allow_hyphen_values = true, action = clap::ArgAction::Append)]
+    pub napi_ids: Vec<String>,
     /// Extended options, comma separated: memcached's (see `memcached -h`)
     /// and segment_size=1m, eviction=merge|fifo|random|cte|util|volatile|none,
     /// hugepages=on|off, prefault, fault_ahead=on|off, foreign_reads=on|off
@@ -393,8 +393,15 @@ mod tests {
     /// to: `-l` on the command line replaces the file's interfaces.
     const REPLACED_BY_LAYER: &[&str] = &["listen", "verbose"];
     /// Repeatable flags that add up across layers: `-o` options, where a
-    /// later value of one option still wins.
-    const ADDED_ACROSS_LAYERS: &[&str] = &["extended"];
+    /// later value of one option still wins, and the no-effect flags whose
+    /// every value memcached checks (`memcached_checks::check_flag`).
+    const ADDED_ACROSS_LAYERS: &[&str] = &[
+        "extended",
+        "growth_factor",
+        "slab_min_size",
+        "reqs_per_event",
+        "napi_ids",
+    ];
 
     /// `load` layers each repeatable flag by one of the two rules above: a
     /// new `Append` or `Count` flag must be added to one of them (and to

@@ -200,10 +200,13 @@ impl Config {
             ("-R", &args.reqs_per_event),
             ("-N", &args.napi_ids),
         ] {
-            if let Some(v) = v {
+            // Each occurrence, as memcached checks each as getopt meets it.
+            for v in v {
                 super::memcached_checks::check_flag(f, v).map_err(invalid)?;
             }
-            flag(v.is_some(), format!("{f} {}", v.as_deref().unwrap_or("")));
+            if let Some(last) = v.last() {
+                flag(true, format!("{f} {last}"));
+            }
         }
         no_effect.extend(x.no_effect.iter().cloned());
         if x.ssl.given && !args.ssl {
@@ -231,7 +234,7 @@ impl Config {
             &args.extended,
             args.threads,
             item_max,
-            args.napi_ids.as_deref(),
+            args.napi_ids.last().map(String::as_str),
         )
         .map_err(invalid)?;
         if args.memory_mb == 0 {

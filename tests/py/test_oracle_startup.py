@@ -67,6 +67,11 @@ CASES = [
     ["-o", "slab_chunk_max=16384", "-I", "1k"],
     ["-o", "worker_logbuf_size=0"],
     ["-N", "5", "-t", "4"],
+    # Each occurrence is checked, not only the last.
+    ["-R", "0", "-R", "5"],
+    ["-f", "1", "-f", "2"],
+    ["-n", "0", "-n", "5"],
+    ["-f", "1.25", "-f", "1"],
 ]
 
 
