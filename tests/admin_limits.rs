@@ -43,7 +43,11 @@ fn start_with_timeout(secs: u64) -> (Server, String) {
 /// before the server closed or reset it (a refused connection may be
 /// closed before the request is written).
 fn get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
+    get_on(TcpStream::connect(addr).unwrap(), addr, path)
+}
+
+/// `GET path` on connection `s` to `addr`, as `get`.
+fn get_on(mut s: TcpStream, addr: &str, path: &str) -> String {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let _ = write!(
         s,
@@ -280,15 +284,7 @@ fn clients_that_never_read_their_replies_give_their_slots_back() {
 
 /// `GET path` from source address `from`, on its own connection.
 fn get_from(from: &str, addr: &str, path: &str) -> String {
-    let mut s = common::connect_from(from, addr);
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    get_on(common::connect_from(from, addr), addr, path)
 }
 
 #[test]
